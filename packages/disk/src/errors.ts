@@ -1,0 +1,73 @@
+/**
+ * Typed errors shared by every layer. Each carries a stable `code`, and where it applies the
+ * file (image path or guest path) and byte offset it concerns, so a CLI can print one clear line.
+ */
+export interface ErrorLocation {
+  /** Image file, device name or guest path the error concerns. */
+  file?: string;
+  /** Byte offset inside `file` (or inside the device) where the problem was found. */
+  offset?: number;
+}
+
+export class ImgpatchError extends Error {
+  readonly code: string;
+  readonly file?: string;
+  readonly offset?: number;
+
+  constructor(code: string, message: string, where: ErrorLocation = {}, options?: { cause?: unknown }) {
+    super(formatMessage(message, where), options);
+    this.name = new.target.name;
+    this.code = code;
+    this.file = where.file;
+    this.offset = where.offset;
+  }
+}
+
+function formatMessage(message: string, where: ErrorLocation): string {
+  const parts: string[] = [];
+  if (where.file !== undefined) parts.push(where.file);
+  if (where.offset !== undefined) parts.push(`offset ${where.offset} (0x${where.offset.toString(16)})`);
+  return parts.length > 0 ? `${parts.join(" @ ")}: ${message}` : message;
+}
+
+/** Input bytes do not follow the format (bad magic, bad checksum, field out of range...). */
+export class FormatError extends ImgpatchError {
+  constructor(message: string, where: ErrorLocation = {}, options?: { cause?: unknown }) {
+    super("EFORMAT", message, where, options);
+  }
+}
+
+/** A checksum stored on disk does not match the bytes it covers. */
+export class ChecksumError extends ImgpatchError {
+  constructor(message: string, where: ErrorLocation = {}) {
+    super("ECHECKSUM", message, where);
+  }
+}
+
+/** A read or write reaches outside the device. */
+export class OutOfRangeError extends ImgpatchError {
+  constructor(message: string, where: ErrorLocation = {}) {
+    super("ERANGE", message, where);
+  }
+}
+
+/** A write was attempted on a device or image opened read-only. */
+export class ReadOnlyError extends ImgpatchError {
+  constructor(message: string, where: ErrorLocation = {}) {
+    super("EROFS", message, where);
+  }
+}
+
+/** The input is valid but uses something this implementation refuses to handle. */
+export class UnsupportedError extends ImgpatchError {
+  constructor(message: string, where: ErrorLocation = {}) {
+    super("EUNSUPPORTED", message, where);
+  }
+}
+
+/** An operating-system I/O error, wrapped with the file it happened on. */
+export class IoError extends ImgpatchError {
+  constructor(message: string, where: ErrorLocation = {}, options?: { cause?: unknown }) {
+    super("EIO", message, where, options);
+  }
+}

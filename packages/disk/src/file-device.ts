@@ -1,0 +1,99 @@
+import { type FileHandle, open, stat } from "node:fs/promises";
+import { BaseDevice } from "./base-device.js";
+import { IoError } from "./errors.js";
+
+export interface OpenFileOptions {
+  /** Open for reading only (the default is read-write). */
+  readOnly?: boolean;
+  /** Create the file (failing if it exists) with this size in bytes; it starts sparse. */
+  create?: { size: number };
+  /** Logical sector size to advertise (default 512). */
+  sectorSize?: number;
+}
+
+/** A raw image file. Sparse-friendly: creating or extending uses truncate, never writes zeros. */
+export class FileDevice extends BaseDevice {
+  override readonly sectorSize: number;
+
+  private constructor(
+    readonly name: string,
+    private readonly fh: FileHandle,
+    readonly size: number,
+    readonly readOnly: boolean,
+    sectorSize: number,
+  ) {
+    super();
+    this.sectorSize = sectorSize;
+  }
+
+  static async open(path: string, options: OpenFileOptions = {}): Promise<FileDevice> {
+    const readOnly = options.readOnly ?? false;
+    try {
+      if (options.create) {
+        const fh = await open(path, "wx+");
+        try {
+          await fh.truncate(options.create.size);
+        } catch (err) {
+          await fh.close();
+          throw err;
+        }
+        return new FileDevice(path, fh, options.create.size, false, options.sectorSize ?? 512);
+      }
+      const fh = await open(path, readOnly ? "r" : "r+");
+      const st = await fh.stat();
+      let size = st.size;
+      if (st.isBlockDevice()) size = (await stat(path)).size;
+      return new FileDevice(path, fh, size, readOnly, options.sectorSize ?? 512);
+    } catch (err) {
+      throw wrapIo(err, path);
+    }
+  }
+
+  protected async doRead(offset: number, target: Uint8Array): Promise<void> {
+    let done = 0;
+    while (done < target.length) {
+      let n: number;
+      try {
+        ({ bytesRead: n } = await this.fh.read(target, done, target.length - done, offset + done));
+      } catch (err) {
+        throw wrapIo(err, this.name, offset + done);
+      }
+      if (n === 0) {
+        // The file shrank underneath us: what is not there reads as zeros would hide corruption.
+        throw new IoError("unexpected end of file", { file: this.name, offset: offset + done });
+      }
+      done += n;
+    }
+  }
+
+  protected async doWrite(offset: number, data: Uint8Array): Promise<void> {
+    let done = 0;
+    while (done < data.length) {
+      try {
+        const { bytesWritten } = await this.fh.write(data, done, data.length - done, offset + done);
+        done += bytesWritten;
+      } catch (err) {
+        throw wrapIo(err, this.name, offset + done);
+      }
+    }
+  }
+
+  protected async doFlush(): Promise<void> {
+    if (this.readOnly) return;
+    try {
+      await this.fh.datasync();
+    } catch (err) {
+      throw wrapIo(err, this.name);
+    }
+  }
+
+  protected async doClose(): Promise<void> {
+    await this.fh.close();
+  }
+}
+
+function wrapIo(err: unknown, file: string, offset?: number): Error {
+  if (err instanceof IoError) return err;
+  const e = err as NodeJS.ErrnoException;
+  return new IoError(e.code ? `${e.code}: ${e.message}` : String(err), { file, offset }, { cause: err });
+}
