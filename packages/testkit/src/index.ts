@@ -1,1 +1,56 @@
-export {};
+// Test-only helpers shared by every package: wrappers around the real tools (oracles) and access
+// to the committed fixtures. Oracle tests skip with a reason when a tool is missing, or fail
+// under IMGPATCH_ORACLES=required.
+
+export type {
+  DebugfsDirEntry,
+  DebugfsOptions,
+  DebugfsRawResult,
+  DebugfsStat,
+  E2fsckResult,
+  FileType,
+  FsTarget,
+  Timestamp,
+} from "./e2fs.js";
+export {
+  debugfs,
+  debugfsCat,
+  debugfsLs,
+  debugfsQuote,
+  debugfsRaw,
+  debugfsStat,
+  debugfsXattrs,
+  dumpe2fs,
+  e2fsck,
+  fileTypeOfMode,
+  parseDebugfsStat,
+} from "./e2fs.js";
+export type { FixtureIndex, FixtureInfo, FixturePartition, Manifest, ManifestEntry } from "./fixtures.js";
+export {
+  FIXTURES_DIR,
+  FIXTURES_OUT,
+  FIXTURES_WORK,
+  fixture,
+  fixtureCopy,
+  fixtureFile,
+  fixtureInfo,
+  fixtureManifest,
+  fixtureNames,
+  fixturesIndex,
+} from "./fixtures.js";
+export type { Json, QemuImgCheckResult, QemuImgCompareOptions, QemuImgCompareResult } from "./qemu.js";
+export { qemuImg, qemuImgCheck, qemuImgCompare, qemuImgInfo, qemuIo } from "./qemu.js";
+export type { RpmFileEntry } from "./rpm.js";
+export { rpm2cpio, rpmDump, rpmQuery } from "./rpm.js";
+export { tempDir } from "./temp.js";
+export type { RunOptions, RunResult, ToolCheck } from "./tools.js";
+export {
+  describeWithTools,
+  findTool,
+  OracleError,
+  oraclesRequired,
+  oracleTools,
+  runTool,
+  runToolOk,
+  ToolMissingError,
+} from "./tools.js";

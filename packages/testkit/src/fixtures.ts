@@ -1,0 +1,230 @@
+import { createHash, randomBytes } from "node:crypto";
+import { createReadStream, existsSync, readFileSync } from "node:fs";
+import { copyFile, mkdir, open, rename, rm, stat } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { createGunzip } from "node:zlib";
+import type { FileType } from "./e2fs.js";
+
+/** `test-fixtures/` at the repository root (this file is packages/testkit/{src,dist}/fixtures.*). */
+export const FIXTURES_DIR = fileURLToPath(new URL("../../../test-fixtures/", import.meta.url));
+/** Committed outputs. */
+export const FIXTURES_OUT = join(FIXTURES_DIR, "out");
+/** Decompressed copies (gitignored). */
+export const FIXTURES_WORK = join(FIXTURES_DIR, ".work");
+
+/** One file of a source tree, as the host saw it (lstat, getfattr) before mke2fs -d copied it. */
+export interface ManifestEntry {
+  /** Absolute path inside the filesystem, "/" for the root. */
+  path: string;
+  type: FileType;
+  /** Full st_mode (type bits included). */
+  mode: number;
+  uid: number;
+  gid: number;
+  /** Regular files: byte size; symlinks: target length; others 0 (directory sizes are fs-specific). */
+  size: number;
+  /** Regular files: hex sha256 of the contents. */
+  sha256?: string;
+  /** Symlinks: the target. */
+  target?: string;
+  /** Extended attributes, values base64. */
+  xattrs: Record<string, string>;
+  /** Modification time. */
+  mtime: { sec: number; nsec: number };
+  nlink: number;
+  /** Entries with the same (non-null) group are hard links to one inode. */
+  hardlinkGroup?: number;
+  /** Device nodes. */
+  rdev?: { major: number; minor: number };
+  /** Regular files: allocated bytes on the host (st_blocks*512), to tell sparse files apart. */
+  allocated?: number;
+}
+
+export interface Manifest {
+  /** Name of the source tree. */
+  tree: string;
+  entries: ManifestEntry[];
+}
+
+export interface FixturePartition {
+  /** 1-based partition number as sfdisk numbers it. */
+  number: number;
+  /** Byte offset and size of the partition in the disk. */
+  offset: number;
+  size: number;
+  /** MBR type id ("83") or GPT type GUID. */
+  type: string;
+  /** What it holds: "ext4", "vfat", "bios-boot", "extended", "empty"... */
+  content: string;
+  /** Manifest of the filesystem's contents, when it was made from a tree. */
+  manifest?: string;
+  /** For ext filesystems: the features `dumpe2fs` reports. */
+  features?: string[];
+}
+
+export interface FixtureInfo {
+  /** Key in the index, also the decompressed file's name. */
+  name: string;
+  /** Committed file under test-fixtures/out (usually `<name>.gz`). */
+  file: string;
+  /** Container format as qemu-img names it: "raw" or "qcow2". */
+  format: "raw" | "qcow2";
+  /** What the guest sees: "ext2" | "ext3" | "ext4" | "vfat" | "mbr" | "gpt" | "pattern". */
+  content: string;
+  description: string;
+  /** Virtual (guest-visible) size in bytes. */
+  virtualSize: number;
+  /** Bytes of the decompressed file. */
+  size: number;
+  /** sha256 of the decompressed file. */
+  sha256: string;
+  /** For bare filesystems: byte offset (0) and features. */
+  fsOffset?: number;
+  features?: string[];
+  blockSize?: number;
+  /** Manifest (name of a file under out/manifests/) of the filesystem contents. */
+  manifest?: string;
+  /** Whole disks. */
+  partitions?: FixturePartition[];
+  /** `sfdisk --json` output file (under out/), for whole disks. */
+  sfdiskJson?: string;
+  /** qcow2 details. */
+  qcow2?: {
+    compat: string;
+    clusterSize: number;
+    extendedL2?: boolean;
+    compressed?: boolean;
+    zeroClusters?: boolean;
+  };
+  /** Backing file as recorded in the overlay (relative) and the fixture providing it. */
+  backing?: { recorded: string; fixture: string };
+  /** Fixture whose guest-visible content this one must equal (e.g. qcow2 converted from a raw one). */
+  sameContentAs?: string;
+  /** Generator options, for the record. */
+  generatedWith?: string;
+}
+
+export interface FixtureIndex {
+  version: number;
+  fixtures: Record<string, FixtureInfo>;
+}
+
+let indexCache: FixtureIndex | undefined;
+let indexHash: string | undefined;
+
+/** The parsed `test-fixtures/out/fixtures.json`. */
+export function fixturesIndex(): FixtureIndex {
+  if (!indexCache) {
+    const text = readFileSync(join(FIXTURES_OUT, "fixtures.json"));
+    indexHash = createHash("sha256").update(text).digest("hex").slice(0, 16);
+    indexCache = JSON.parse(text.toString("utf8")) as FixtureIndex;
+  }
+  return indexCache;
+}
+
+/** Index entry of one fixture (throws on an unknown name, listing the known ones). */
+export function fixtureInfo(name: string): FixtureInfo {
+  const info = fixturesIndex().fixtures[name];
+  if (!info) {
+    throw new Error(`unknown fixture '${name}'; known: ${Object.keys(fixturesIndex().fixtures).join(", ")}`);
+  }
+  return info;
+}
+
+/** Names of every fixture in the index. */
+export function fixtureNames(): string[] {
+  return Object.keys(fixturesIndex().fixtures);
+}
+
+const manifestCache = new Map<string, Manifest>();
+
+/** A source-tree manifest by its file name (e.g. the `manifest` field of a fixture). */
+export function fixtureManifest(manifest: string): Manifest {
+  let m = manifestCache.get(manifest);
+  if (!m) {
+    m = JSON.parse(readFileSync(join(FIXTURES_OUT, "manifests", manifest), "utf8")) as Manifest;
+    manifestCache.set(manifest, m);
+  }
+  return m;
+}
+
+/** Path of a committed, uncompressed file under test-fixtures/out (e.g. an sfdisk --json dump). */
+export function fixtureFile(relPath: string): string {
+  return join(FIXTURES_OUT, relPath);
+}
+
+const SPARSE_BLOCK = 4096;
+
+/** Gunzip `src` to `dst`, leaving all-zero 4 KiB blocks as holes (images are mostly zeros). */
+async function gunzipSparse(src: string, dst: string): Promise<void> {
+  const fh = await open(dst, "w");
+  try {
+    let pos = 0;
+    let pending = Buffer.alloc(0);
+    const flush = async (buf: Buffer) => {
+      for (let off = 0; off < buf.length; off += SPARSE_BLOCK) {
+        const block = buf.subarray(off, Math.min(off + SPARSE_BLOCK, buf.length));
+        if (!isZero(block)) await fh.write(block, 0, block.length, pos + off);
+      }
+      pos += buf.length;
+    };
+    for await (const chunk of createReadStream(src).pipe(createGunzip())) {
+      const data: Buffer = pending.length ? Buffer.concat([pending, chunk as Buffer]) : (chunk as Buffer);
+      const whole = data.length - (data.length % SPARSE_BLOCK);
+      await flush(data.subarray(0, whole));
+      pending = Buffer.from(data.subarray(whole));
+    }
+    await flush(pending);
+    await fh.truncate(pos);
+  } finally {
+    await fh.close();
+  }
+}
+
+function isZero(b: Buffer): boolean {
+  for (let i = 0; i < b.length; i++) if (b[i] !== 0) return false;
+  return true;
+}
+
+async function materialise(name: string, dir: string): Promise<string> {
+  const info = fixtureInfo(name);
+  const dst = join(dir, name);
+  if (existsSync(dst) && (await stat(dst)).size === info.size) return dst;
+  const src = join(FIXTURES_OUT, info.file);
+  // Test files run in parallel processes: decompress to a private name, then rename atomically.
+  const tmp = `${dst}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
+  try {
+    if (info.file.endsWith(".gz")) await gunzipSparse(src, tmp);
+    else {
+      await copyFile(src, tmp);
+    }
+    await rename(tmp, dst);
+  } catch (e) {
+    await rm(tmp, { force: true });
+    throw e;
+  }
+  return dst;
+}
+
+/**
+ * Path of a decompressed, ready-to-open copy of a fixture, cached in test-fixtures/.work/ (shared
+ * by all tests — treat it as read-only; use `fixtureCopy` to modify). A backing file an overlay
+ * names is decompressed next to it, so the relative path resolves.
+ */
+export async function fixture(name: string): Promise<string> {
+  fixturesIndex();
+  const dir = join(FIXTURES_WORK, indexHash!);
+  await mkdir(dir, { recursive: true });
+  const info = fixtureInfo(name);
+  if (info.backing) await fixture(info.backing.fixture);
+  return materialise(name, dir);
+}
+
+/** A private, writable copy of a fixture (and of its backing file) in `dir`. */
+export async function fixtureCopy(name: string, dir: string): Promise<string> {
+  const info = fixtureInfo(name);
+  if (info.backing) await fixtureCopy(info.backing.fixture, dir);
+  await mkdir(dirname(join(dir, name)), { recursive: true });
+  return materialise(name, dir);
+}
