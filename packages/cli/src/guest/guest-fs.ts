@@ -1,0 +1,99 @@
+/**
+ * The guest-filesystem contract the CLI writes through. It is shaped like `node:fs/promises`, but every
+ * path is a guest path (absolute, POSIX) and symlinks are always resolved inside the guest: an absolute
+ * link target means the guest's root, and `..` never climbs above it. Implementations: `HostDirGuestFs`
+ * (a host directory standing in for the guest root, for tests), `MemoryGuestFs`, and the ext4 editor.
+ */
+import { ImgpatchError } from "@imgpatch/disk";
+
+export type GuestFileType = "file" | "directory" | "symlink" | "chardev" | "blockdev" | "fifo" | "socket";
+
+/** What `lstat`/`stat` report. `mode` holds the permission bits only (0o7777); `type` holds the kind. */
+export interface GuestStats {
+  type: GuestFileType;
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  nlink: number;
+  mtime: Date;
+  atime: Date;
+  ctime: Date;
+}
+
+export interface GuestOwnerOptions {
+  uid?: number;
+  gid?: number;
+}
+
+export interface GuestMkdirOptions extends GuestOwnerOptions {
+  /** Create missing parents (they get the same mode/owner); no error when the directory exists. */
+  recursive?: boolean;
+  /** Permission bits, default 0o755. Applied exactly (no umask: the guest has no process umask). */
+  mode?: number;
+}
+
+export interface GuestWriteOptions extends GuestOwnerOptions {
+  /** Permission bits for a new file (default 0o644); an existing file keeps its mode unless given. */
+  mode?: number;
+  mtime?: Date;
+  /** "w" (default) creates or truncates; "wx" fails with EEXIST when the path exists. */
+  flag?: "w" | "wx";
+}
+
+export type GuestData = string | Uint8Array | AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
+
+export interface GuestFs {
+  /** Stat without following a final symlink. */
+  lstat(path: string): Promise<GuestStats>;
+  /** Stat following symlinks (inside the guest). */
+  stat(path: string): Promise<GuestStats>;
+  /** Entry names of a directory (without "." and ".."), sorted bytewise. */
+  readdir(path: string): Promise<string[]>;
+  readFile(path: string): Promise<Uint8Array>;
+  readlink(path: string): Promise<string>;
+  /** Returns the first directory created (like node), or undefined when nothing was created. */
+  mkdir(path: string, options?: GuestMkdirOptions): Promise<string | undefined>;
+  /** Writes a regular file (following a final symlink like node does). Parents must exist. */
+  writeFile(path: string, data: GuestData, options?: GuestWriteOptions): Promise<void>;
+  /** Creates `path` as a symlink whose text is `target` (node argument order). */
+  symlink(target: string, path: string, options?: GuestOwnerOptions): Promise<void>;
+  /** Hard link `newPath` to the inode of `existingPath`. */
+  link(existingPath: string, newPath: string): Promise<void>;
+  unlink(path: string): Promise<void>;
+  rmdir(path: string): Promise<void>;
+  rename(oldPath: string, newPath: string): Promise<void>;
+  chmod(path: string, mode: number): Promise<void>;
+  /** Follows a final symlink. */
+  chown(path: string, uid: number, gid: number): Promise<void>;
+  /** Changes the symlink itself. */
+  lchown(path: string, uid: number, gid: number): Promise<void>;
+  utimes(path: string, atime: Date, mtime: Date): Promise<void>;
+  setxattr(path: string, name: string, value: Uint8Array): Promise<void>;
+  getxattr(path: string, name: string): Promise<Uint8Array | undefined>;
+  listxattr(path: string): Promise<string[]>;
+}
+
+export type GuestErrorCode =
+  | "ENOENT"
+  | "EEXIST"
+  | "ENOTDIR"
+  | "EISDIR"
+  | "ENOTEMPTY"
+  | "ELOOP"
+  | "EINVAL"
+  | "EPERM"
+  | "EXDEV"
+  | "EIO";
+
+/** A guest path operation failed; `file` is the guest path, `code` a POSIX errno name. */
+export class GuestFsError extends ImgpatchError {
+  declare readonly code: GuestErrorCode;
+  constructor(code: GuestErrorCode, path: string, message: string, options?: { cause?: unknown }) {
+    super(code, `${code}: ${message}`, { file: path }, options);
+  }
+}
+
+export function isGuestError(err: unknown, code?: GuestErrorCode): err is GuestFsError {
+  return err instanceof GuestFsError && (code === undefined || err.code === code);
+}
