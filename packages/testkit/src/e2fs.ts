@@ -185,7 +185,11 @@ export async function debugfs(
   return r.stdout.toString("utf8");
 }
 
-/** The contents of a file (`debugfs cat`; the final path component is not followed if a symlink). */
+/**
+ * The contents of a file (`debugfs cat`; a final symlink component is not followed). debugfs
+ * 1.47.0 prints the whole inline-data area of an inline_data file (60+ bytes, zero padded), so the
+ * output is cut to the inode's i_size.
+ */
 export async function debugfsCat(target: FsTarget, path: string): Promise<Buffer> {
   const r = await debugfsRaw(target, [`cat ${debugfsQuote(path)}`]);
   if (r.exitCode !== 0 || r.stderr !== "") {
@@ -197,7 +201,8 @@ export async function debugfsCat(target: FsTarget, path: string): Promise<Buffer
       r.stderr,
     );
   }
-  return r.stdout;
+  const st = parseDebugfsStat(await debugfs(target, [`stat ${debugfsQuote(path)}`]));
+  return r.stdout.length > st.size ? r.stdout.subarray(0, st.size) : r.stdout;
 }
 
 export interface Timestamp {
