@@ -107,10 +107,10 @@ export abstract class BaseDevice implements BlockDevice {
       });
     }
     if (offset + length > this.size) {
-      throw new OutOfRangeError(
-        `${what} of ${length} bytes past the end of the device (size ${this.size})`,
-        { file: this.name, offset },
-      );
+      throw new OutOfRangeError(`${what} of ${length} bytes past the end of the device (size ${this.size})`, {
+        file: this.name,
+        offset,
+      });
     }
   }
 }

@@ -71,3 +71,44 @@ export class IoError extends ImgpatchError {
     super("EIO", message, where, options);
   }
 }
+
+/** A partition entry reaches outside the disk (or outside the area its table allows). */
+export class PartitionRangeError extends FormatError {
+  readonly partition: number;
+  constructor(partition: number, message: string, where: ErrorLocation = {}) {
+    super(`partition ${partition}: ${message}`, where);
+    this.partition = partition;
+  }
+}
+
+/** Two partition entries claim the same sectors. */
+export class PartitionOverlapError extends FormatError {
+  readonly partition: number;
+  readonly other: number;
+  constructor(partition: number, other: number, message: string, where: ErrorLocation = {}) {
+    super(`partition ${partition} overlaps partition ${other}: ${message}`, where);
+    this.partition = partition;
+    this.other = other;
+  }
+}
+
+/** A partition number that the table does not have (or that cannot be opened as a volume). */
+export class PartitionNotFoundError extends ImgpatchError {
+  readonly partition: number;
+  constructor(partition: number, message: string, where: ErrorLocation = {}) {
+    super("ENOPART", message, where);
+    this.partition = partition;
+  }
+}
+
+/**
+ * The input was recognised, but as an image format or filesystem imgpatch does not handle
+ * (vmdk, vhdx, xfs, LUKS...). `format` is the detected name, so callers can branch on it.
+ */
+export class UnsupportedFormatError extends UnsupportedError {
+  readonly format: string;
+  constructor(format: string, message: string, where: ErrorLocation = {}) {
+    super(message, where);
+    this.format = format;
+  }
+}

@@ -1,8 +1,19 @@
-export type { BlockDevice, DeviceExtent, ExtentKind } from "./block-device.js";
 export { BaseDevice } from "./base-device.js";
-export { FileDevice, type OpenFileOptions } from "./file-device.js";
-export { MemoryDevice } from "./memory-device.js";
-export { RangeDevice } from "./range-device.js";
+export type { BlockDevice, DeviceExtent, ExtentKind } from "./block-device.js";
+export { CountingDevice, type IoCounts, type IoRecord } from "./counting-device.js";
+export {
+  assertSupportedFilesystem,
+  assertSupportedImageFormat,
+  type DiskInspection,
+  detectFilesystem,
+  detectImageFormat,
+  type FilesystemInfo,
+  type FilesystemType,
+  type ImageFormat,
+  type ImageFormatInfo,
+  inspectDisk,
+  type VolumeInspection,
+} from "./detect.js";
 export {
   ChecksumError,
   type ErrorLocation,
@@ -10,6 +21,27 @@ export {
   ImgpatchError,
   IoError,
   OutOfRangeError,
+  PartitionNotFoundError,
+  PartitionOverlapError,
+  PartitionRangeError,
   ReadOnlyError,
   UnsupportedError,
+  UnsupportedFormatError,
 } from "./errors.js";
+export { FaultyDevice, type FaultyDeviceOptions, SimulatedFaultError } from "./faulty-device.js";
+export { FileDevice, type OpenFileOptions } from "./file-device.js";
+export { MAX_GPT_ENTRY_ARRAY_BYTES } from "./gpt.js";
+export { formatGuid, formatUuid, parseGuid } from "./guid.js";
+export { MAX_LOGICAL_PARTITIONS } from "./mbr.js";
+export { MemoryDevice } from "./memory-device.js";
+export type {
+  GptInfo,
+  Partition,
+  PartitionKind,
+  PartitionTable,
+  ProtectiveMbrInfo,
+  ReadPartitionTableOptions,
+} from "./partition.js";
+export { type OpenPartitionOptions, openPartition, readPartitionTable } from "./partition-table.js";
+export { GPT_TYPE_NAMES, gptTypeName, MBR_TYPE_NAMES, mbrTypeName } from "./partition-types.js";
+export { RangeDevice } from "./range-device.js";

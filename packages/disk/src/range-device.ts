@@ -1,5 +1,5 @@
-import type { BlockDevice, DeviceExtent } from "./block-device.js";
 import { BaseDevice } from "./base-device.js";
+import type { BlockDevice, DeviceExtent } from "./block-device.js";
 import { OutOfRangeError } from "./errors.js";
 
 /**
