@@ -1,1 +1,14 @@
-export {};
+export * from "./caps.js";
+export * from "./cpio.js";
+export * from "./decompress.js";
+export * from "./errors.js";
+export * from "./files.js";
+export * from "./guest-path.js";
+export * from "./header.js";
+export * from "./lead.js";
+export * from "./metadata.js";
+export * from "./package.js";
+export * from "./payload.js";
+export * from "./source.js";
+export * from "./tags.js";
+export * from "./xz-check.js";
