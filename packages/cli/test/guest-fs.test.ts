@@ -1,11 +1,11 @@
 import { lstat, mkdir, readFile, readlink, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { tempDir } from "@imgpatch/testkit";
 import { describe, expect, it } from "vitest";
 import { type GuestFs, isGuestError } from "../src/guest/guest-fs.js";
 import { HostDirGuestFs } from "../src/guest/host-dir-fs.js";
 import { MemoryGuestFs } from "../src/guest/memory-fs.js";
 import { normalizeGuestPath } from "../src/guest/paths.js";
-import { tempDir } from "./helpers.js";
 
 const impls: Array<[string, () => Promise<GuestFs>]> = [
   ["MemoryGuestFs", async () => new MemoryGuestFs()],

@@ -99,6 +99,14 @@ function templateOf(u: UnitName): string {
   return `${u.prefix}@.${u.type}`;
 }
 
+/** A template name listed by an instance takes the instance (foo@.target listed by bar@x → foo@x.target). */
+function instantiate(listed: UnitName, source: UnitName): UnitName {
+  if (listed.instance === "" && source.instance) {
+    return parseUnitName(`${listed.prefix}@${source.instance}.${listed.type}`);
+  }
+  return listed;
+}
+
 /** Chooses the search path of the systemd the guest carries (see UNIT_SEARCH_PATHS). */
 export async function detectUnitLayout(fs: GuestFs): Promise<UnitLayout> {
   const osRelease =
@@ -205,12 +213,16 @@ async function planInstall(
   const found = await findUnit(fs, u, search);
   if (!found)
     throw new SystemdInstallError(`unit ${unitName} not found on the unit search path (${search.join(":")})`);
-  plan.names.add(unitName);
-  plan.paths.add(found.path);
   if (found.masked) {
-    if (forDisable) return;
+    // systemctl disable leaves a masked unit's links alone (checked against systemctl 252).
+    if (forDisable) {
+      plan.warnings.push(`unit ${unitName} is masked: nothing disabled`);
+      return;
+    }
     throw new SystemdInstallError(`unit ${unitName} is masked`, found.path);
   }
+  plan.names.add(unitName);
+  plan.paths.add(found.path);
   const unit = found.unit!;
   // The instance enabled: an explicit one, else DefaultInstance= for a template.
   let effective = u;
@@ -227,7 +239,7 @@ async function planInstall(
   for (const [key, suffix] of wanted) {
     for (const raw of unitList(unit, "Install", key)) {
       any = true;
-      const dest = parseUnitName(expandSpecifiers(raw, effective, found.path));
+      const dest = instantiate(parseUnitName(expandSpecifiers(raw, effective, found.path)), effective);
       if (effective.instance === "") {
         if (forDisable) continue;
         throw new SystemdInstallError(
@@ -246,7 +258,7 @@ async function planInstall(
   }
   for (const raw of unitList(unit, "Install", "Alias")) {
     any = true;
-    const alias = parseUnitName(expandSpecifiers(raw, effective, found.path));
+    const alias = instantiate(parseUnitName(expandSpecifiers(raw, effective, found.path)), effective);
     if (alias.type !== u.type) {
       throw new SystemdInstallError(
         `Alias=${alias.name} has a different unit type than ${unitName}`,

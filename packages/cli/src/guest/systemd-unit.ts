@@ -32,15 +32,12 @@ export function parseUnitFile(text: string, file = "<unit>"): UnitFile {
     const startLine = i + 1;
     let line = lines[i].trim();
     if (line === "" || line.startsWith("#") || line.startsWith(";")) continue;
-    // Join continuation lines: a trailing backslash is replaced by a space.
+    // Join continuation lines: a trailing backslash becomes a space; comment lines inside are skipped.
     while (line.endsWith("\\") && i + 1 < lines.length) {
       line = `${line.slice(0, -1)} `;
-      i++;
-      const next = lines[i].trim();
-      if (next.startsWith("#") || next.startsWith(";")) {
-        line += "\\";
-        continue;
-      }
+      let next = lines[++i].trim();
+      while ((next.startsWith("#") || next.startsWith(";")) && i + 1 < lines.length) next = lines[++i].trim();
+      if (next.startsWith("#") || next.startsWith(";")) break;
       line += next;
     }
     if (line.endsWith("\\")) line = line.slice(0, -1);
