@@ -1,0 +1,1435 @@
+/**
+ * Ext4Fs: a read-only ext2/3/4 filesystem over any BlockDevice, with an API shaped like
+ * node:fs/promises. Geometry and descriptors are loaded at open; inode table chunks, metadata
+ * blocks and small directory listings are cached; file data is read in coalesced runs.
+ */
+import { Readable } from "node:stream";
+import type { BlockDevice } from "@imgpatch/disk";
+import { ImgpatchError } from "@imgpatch/disk";
+import { parseBlockMapRoot } from "./block-map.js";
+import { decodeName, encodeName, u16, u32 } from "./bytes.js";
+import {
+  DIRENT_TAIL_SIZE,
+  type RawDirent,
+  direntTailChecksum,
+  fileTypeFromMode,
+  hasDirentTail,
+  parseDirentBlock,
+  storedDirentTailChecksum,
+} from "./dirent.js";
+import { DX_HASH, dxHash, effectiveHashVersion } from "./dx-hash.js";
+import {
+  type Ext4Location,
+  Ext4ChecksumError,
+  Ext4FormatError,
+  Ext4FsError,
+  Ext4UnsupportedError,
+} from "./errors.js";
+import {
+  EXTENT_HEADER_SIZE,
+  EXTENT_MAGIC,
+  EXT_MAX_DEPTH,
+  type ExtentHeader,
+  extentBlockChecksum,
+  extentMaxEntries,
+  parseExtent,
+  parseExtentHeader,
+  parseExtentIndex,
+  storedExtentChecksum,
+} from "./extent.js";
+import { COMPAT, INCOMPAT, INODE_FLAGS, KNOWN_RO_COMPAT, READER_INCOMPAT, RO_COMPAT, featureNames } from "./features.js";
+import {
+  BG_FLAGS,
+  type GroupDesc,
+  bitmapChecksum,
+  bitmapChecksumMatches,
+  gdtBlockCount,
+  gdtBlockLocation,
+  groupDescChecksum,
+  groupDescCsumKind,
+  parseGroupDesc,
+} from "./group-desc.js";
+import {
+  DX_ENTRY_SIZE,
+  DX_NODE_ENTRIES_OFFSET,
+  DX_ROOT_INFO_OFFSET,
+  type DxNode,
+  dxChecksum,
+  dxNodeProblem,
+  dxTailOffset,
+  looksLikeDxNode,
+  parseDxEntries,
+  parseDxRootInfo,
+  storedDxChecksum,
+} from "./htree.js";
+import { INLINE_DATA_XATTR_INDEX, INLINE_DIR_PARENT_SIZE, inlineFileContent } from "./inline-data.js";
+import {
+  type Inode,
+  S_IFBLK,
+  S_IFCHR,
+  S_IFDIR,
+  S_IFLNK,
+  S_IFMT,
+  S_IFREG,
+  inodeBlocks512,
+  inodeChecksum,
+  inodeChecksumSeed,
+  inodeXattrOffset,
+  parseInode,
+  storedInodeChecksum,
+} from "./inode.js";
+import { type JournalStatus, parseJournalSuperblock } from "./journal.js";
+import { Lru } from "./lru.js";
+import { Ext4Dirent, Ext4Stats } from "./stats.js";
+import {
+  SUPERBLOCK_OFFSET,
+  SUPERBLOCK_SIZE,
+  type Superblock,
+  checksumSeed,
+  groupFirstBlock,
+  hasCompat,
+  hasIncompat,
+  hasRoCompat,
+  parseSuperblock,
+  superblockChecksum,
+} from "./superblock.js";
+import {
+  XATTR_BLOCK_HEADER_SIZE,
+  XATTR_MAGIC,
+  type XattrEntry,
+  decodePosixAcl,
+  encodePosixAclXattr,
+  isPosixAclName,
+  parseXattrBlockHeader,
+  parseXattrEntries,
+  xattrBlockChecksum,
+} from "./xattr.js";
+
+export const ROOT_INO = 2;
+const MAX_SYMLINKS = 40;
+const MAX_NAME_LEN = 255;
+const PATH_MAX = 4096;
+/** Largest xattr value (Linux XATTR_SIZE_MAX). */
+const XATTR_SIZE_MAX = 65536;
+const DEFAULT_MAX_READ = 2 ** 31 - 1;
+
+export interface Ext4Warning {
+  code: string;
+  message: string;
+}
+
+export interface Ext4OpenOptions {
+  /**
+   * Checksum and structure problems that would otherwise throw are reported as warnings and
+   * reading continues with the data as found (like e2fsck -n reporting without fixing).
+   */
+  lenient?: boolean;
+  /** Use the superblock at this block number (like `e2fsck -b`); needs `blockSize`. */
+  superblock?: number;
+  /** Block size for `superblock` (default: tried from 1 KiB to 64 KiB). */
+  blockSize?: number;
+  /** Called for every warning (journal needs recovery, lenient-mode checksum failures...). */
+  onWarning?: (w: Ext4Warning) => void;
+  /** Verify block/inode bitmap checksums of every group while opening. */
+  verifyBitmaps?: boolean;
+  /** Inode-table cache budget in bytes (default 32 MiB). */
+  cacheBytes?: number;
+}
+
+/** A logical→physical run of a file; `physical` 0 with `hole` set for unmapped ranges. */
+export interface BlockRun {
+  logical: number;
+  physical: number;
+  length: number;
+  /** Uninitialised extent: allocated but reads as zeros. */
+  uninit: boolean;
+}
+
+export interface WalkEntry {
+  /** Absolute guest path. */
+  path: string;
+  ino: number;
+  stats: Ext4Stats;
+  /** Depth below the walk's root (root = 0). */
+  depth: number;
+}
+
+export interface ReadCounters {
+  /** Device read calls. */
+  reads: number;
+  /** Bytes read from the device. */
+  bytes: number;
+  /** Metadata blocks read (excluding file data). */
+  metadataBlocks: number;
+}
+
+interface Resolved {
+  ino: number;
+  inode: Inode;
+  path: string;
+}
+
+export class Ext4Fs {
+  readonly warnings: Ext4Warning[] = [];
+  /** Reasons the filesystem must not be written (unknown ro_compat features...). Empty = writable as far as the reader knows. */
+  readonly readOnlyReasons: string[] = [];
+  readonly counters: ReadCounters = { reads: 0, bytes: 0, metadataBlocks: 0 };
+  readonly journal: JournalStatus;
+  readonly groups: GroupDesc[];
+  readonly seed: number;
+  readonly blockSize: number;
+  /** Block number of the superblock in use (the primary's is s_first_data_block... see superblockOffset). */
+  readonly superblockOffset: number;
+
+  private readonly lenient: boolean;
+  private readonly onWarning?: (w: Ext4Warning) => void;
+  private readonly itableCache: Lru<number, Uint8Array>;
+  private readonly blockCache = new Lru<number, Uint8Array>(2048);
+  private readonly inodeCache = new Lru<number, Inode>(4096);
+  private readonly dirCache = new Lru<number, Map<string, RawDirent>>(64);
+  private readonly itableChunkBlocks: number;
+  private readonly csum: boolean;
+  private readonly hasFileType: boolean;
+
+  private constructor(
+    readonly device: BlockDevice,
+    readonly sb: Superblock,
+    groups: GroupDesc[],
+    sbOffset: number,
+    options: Ext4OpenOptions,
+    warnings: Ext4Warning[],
+  ) {
+    this.groups = groups;
+    this.blockSize = sb.blockSize;
+    this.superblockOffset = sbOffset;
+    this.lenient = options.lenient ?? false;
+    this.onWarning = options.onWarning;
+    this.seed = checksumSeed(sb);
+    this.csum = hasRoCompat(sb, RO_COMPAT.metadata_csum);
+    this.hasFileType = hasIncompat(sb, INCOMPAT.filetype);
+    this.itableChunkBlocks = Math.max(1, Math.floor(65536 / sb.blockSize));
+    const chunkBytes = this.itableChunkBlocks * sb.blockSize;
+    this.itableCache = new Lru(Math.max(8, Math.floor((options.cacheBytes ?? 32 << 20) / chunkBytes)));
+    for (const w of warnings) this.warn(w.code, w.message);
+    const unknownRo = sb.featureRoCompat & ~KNOWN_RO_COMPAT;
+    if (unknownRo) this.readOnlyReasons.push(`unknown ro_compat features ${featureNames(RO_COMPAT, unknownRo).join(",")}`);
+    this.journal = {
+      hasJournal: hasCompat(sb, COMPAT.has_journal),
+      external: hasCompat(sb, COMPAT.has_journal) && sb.journalInum === 0,
+      journalInode: sb.journalInum,
+      needsRecovery: hasIncompat(sb, INCOMPAT.recover),
+    };
+    if (this.journal.needsRecovery) {
+      this.readOnlyReasons.push("the journal needs recovery");
+      this.warn(
+        "EJOURNAL",
+        "the journal needs recovery (filesystem was not cleanly unmounted): data read may be stale until it is replayed",
+      );
+    }
+  }
+
+  /** Open a filesystem. Tries backup superblocks when the primary is damaged (unless `superblock` is given). */
+  static async open(device: BlockDevice, options: Ext4OpenOptions = {}): Promise<Ext4Fs> {
+    const warnings: Ext4Warning[] = [];
+    const candidates: { offset: number; sbBlock?: number; group?: number }[] = [];
+    if (options.superblock !== undefined) {
+      const sizes = options.blockSize ? [options.blockSize] : [1024, 2048, 4096, 8192, 16384, 32768, 65536];
+      for (const bs of sizes) {
+        const offset = options.superblock === 0 ? SUPERBLOCK_OFFSET : options.superblock * bs;
+        candidates.push({ offset, sbBlock: options.superblock });
+      }
+    } else {
+      candidates.push({ offset: SUPERBLOCK_OFFSET });
+      for (const bs of [1024, 2048, 4096, 8192, 16384, 32768, 65536]) {
+        const bpg = bs * 8;
+        for (const g of [1, 3, 5, 7, 9]) {
+          const block = g * bpg + (bs === 1024 ? 1 : 0);
+          candidates.push({ offset: block * bs, sbBlock: block, group: g });
+        }
+      }
+    }
+    let firstError: unknown;
+    for (const c of candidates) {
+      if (c.offset + SUPERBLOCK_SIZE > device.size) continue;
+      try {
+        const fs = await Ext4Fs.tryOpen(device, options, c.offset, c.sbBlock, warnings);
+        if (c.offset !== SUPERBLOCK_OFFSET && options.superblock === undefined) {
+          fs.warn(
+            "EBACKUPSB",
+            `primary superblock unusable (${firstError instanceof Error ? firstError.message : String(firstError)}); using the backup at byte ${c.offset}`,
+          );
+        }
+        return fs;
+      } catch (e) {
+        if (!(e instanceof ImgpatchError)) throw e;
+        // Refusals are about the filesystem, not about a damaged copy: do not look further.
+        if (e instanceof Ext4UnsupportedError) throw e;
+        if (firstError === undefined) firstError = e;
+        if (c.offset === SUPERBLOCK_OFFSET && options.superblock === undefined) {
+          // Only fall back to backups when the primary superblock or descriptors are damaged.
+          continue;
+        }
+      }
+    }
+    throw firstError ?? new Ext4FormatError("no ext2/3/4 superblock found", { file: device.name });
+  }
+
+  private static async tryOpen(
+    device: BlockDevice,
+    options: Ext4OpenOptions,
+    offset: number,
+    sbBlockHint: number | undefined,
+    warnings: Ext4Warning[],
+  ): Promise<Ext4Fs> {
+    const where = { file: device.name, offset };
+    const raw = await device.read(offset, SUPERBLOCK_SIZE);
+    const sb = parseSuperblock(raw, where);
+    const sbBlock = sbBlockHint ?? sb.firstDataBlock;
+    if (offset !== SUPERBLOCK_OFFSET && offset !== sbBlock * sb.blockSize) {
+      throw new Ext4FormatError("backup superblock block size does not match its position", where);
+    }
+    checkFeatures(sb, where);
+    if (hasRoCompat(sb, RO_COMPAT.metadata_csum)) {
+      if (sb.checksumType !== 1) {
+        throw new Ext4FormatError(`unknown checksum type ${sb.checksumType}`, { ...where, structure: "superblock" });
+      }
+      const computed = superblockChecksum(sb.raw);
+      if (computed !== sb.checksum) {
+        const err = new Ext4ChecksumError("superblock checksum mismatch", sb.checksum, computed, {
+          ...where,
+          structure: "superblock",
+        });
+        if (!options.lenient) throw err;
+        warnings.push({ code: "ECHECKSUM", message: err.message });
+      }
+    }
+    if (sb.blocksCount * sb.blockSize > device.size) {
+      throw new Ext4FormatError(
+        `filesystem of ${sb.blocksCount} blocks (${sb.blocksCount * sb.blockSize} bytes) is larger than the device (${device.size} bytes)`,
+        { ...where, structure: "superblock" },
+      );
+    }
+    // Group descriptors.
+    const seed = checksumSeed(sb);
+    const nBlocks = gdtBlockCount(sb);
+    const perBlock = sb.blockSize / sb.descSize;
+    const groups: GroupDesc[] = [];
+    const locs: number[] = [];
+    for (let i = 0; i < nBlocks; i++) locs.push(gdtBlockLocation(sb, i, sbBlock));
+    let i = 0;
+    while (i < nBlocks) {
+      let j = i + 1;
+      while (j < nBlocks && locs[j] === locs[j - 1] + 1 && j - i < 256) j++;
+      const first = locs[i];
+      if (first + (j - i) > sb.blocksCount) {
+        throw new Ext4FormatError("group descriptor table lies outside the filesystem", {
+          ...where,
+          structure: "group descriptor table",
+          block: first,
+        });
+      }
+      const buf = await device.read(first * sb.blockSize, (j - i) * sb.blockSize);
+      for (let k = 0; k < j - i; k++) {
+        for (let d = 0; d < perBlock; d++) {
+          const g = (i + k) * perBlock + d;
+          if (g >= sb.groupCount) break;
+          const off = k * sb.blockSize + d * sb.descSize;
+          const gd = parseGroupDesc(buf, off, sb.descSize);
+          const loc: Ext4Location = {
+            file: device.name,
+            offset: (first + k) * sb.blockSize + d * sb.descSize,
+            structure: `group descriptor ${g}`,
+            block: first + k,
+          };
+          if (groupDescCsumKind(sb) !== "none") {
+            const c = groupDescChecksum(sb, g, gd.raw, seed);
+            if (c !== gd.checksum) {
+              const err = new Ext4ChecksumError("group descriptor checksum mismatch", gd.checksum, c, loc);
+              if (!options.lenient) throw err;
+              warnings.push({ code: "ECHECKSUM", message: err.message });
+            }
+          }
+          const itBlocks = Math.ceil((sb.inodesPerGroup * sb.inodeSize) / sb.blockSize);
+          for (const [what, blk, n] of [
+            ["block bitmap", gd.blockBitmap, 1],
+            ["inode bitmap", gd.inodeBitmap, 1],
+            ["inode table", gd.inodeTable, itBlocks],
+          ] as const) {
+            if (blk < sb.firstDataBlock || blk + n > sb.blocksCount) {
+              const uninit = what !== "inode table" && groupDescCsumKind(sb) !== "none";
+              if (uninit && blk === 0) continue;
+              const err = new Ext4FormatError(`${what} at block ${blk} lies outside the filesystem`, loc);
+              if (!options.lenient) throw err;
+              warnings.push({ code: "EFORMAT", message: err.message });
+            }
+          }
+          groups.push(gd);
+        }
+      }
+      i = j;
+    }
+    const fs = new Ext4Fs(device, sb, groups, offset, options, warnings);
+    if (fs.journal.hasJournal && !fs.journal.external) await fs.loadJournalStatus();
+    if (options.verifyBitmaps) await fs.verifyBitmaps();
+    return fs;
+  }
+
+  // ---------------------------------------------------------------- warnings & errors
+
+  private warn(code: string, message: string): void {
+    const w = { code, message };
+    if (this.warnings.length < 10000) this.warnings.push(w);
+    this.onWarning?.(w);
+  }
+
+  /** Structural problem: throw, or in lenient mode record and carry on. */
+  private problem(err: Ext4FormatError | Ext4ChecksumError): void {
+    if (!this.lenient) throw err;
+    this.warn(err.code, err.message);
+  }
+
+  private loc(structure: string, extra: { block?: number; inode?: number } = {}): Ext4Location {
+    const offset = extra.block !== undefined ? extra.block * this.blockSize : undefined;
+    return { file: this.device.name, offset, structure, ...extra };
+  }
+
+  // ---------------------------------------------------------------- raw I/O
+
+  private async readRaw(offset: number, length: number): Promise<Uint8Array> {
+    this.counters.reads++;
+    this.counters.bytes += length;
+    return this.device.read(offset, length);
+  }
+
+  private checkBlockRange(block: number, count: number, what: string, inode?: number): void {
+    if (!Number.isSafeInteger(block) || block < this.sb.firstDataBlock || block + count > this.sb.blocksCount) {
+      throw new Ext4FormatError(
+        `${what} points at blocks ${block}+${count}, outside the filesystem (${this.sb.blocksCount} blocks)`,
+        { file: this.device.name, structure: what, block, inode },
+      );
+    }
+  }
+
+  /** Read a metadata block through the cache. */
+  async readBlock(block: number, what = "metadata block", inode?: number): Promise<Uint8Array> {
+    const hit = this.blockCache.get(block);
+    if (hit) return hit;
+    this.checkBlockRange(block, 1, what, inode);
+    const b = await this.readRaw(block * this.blockSize, this.blockSize);
+    this.counters.metadataBlocks++;
+    this.blockCache.set(block, b);
+    return b;
+  }
+
+  // ---------------------------------------------------------------- inodes
+
+  private inodeLocation(ino: number): { group: number; index: number; gd: GroupDesc } {
+    if (!Number.isSafeInteger(ino) || ino < 1 || ino > this.sb.inodesCount) {
+      throw new Ext4FormatError(`inode number ${ino} is out of range (1..${this.sb.inodesCount})`, {
+        file: this.device.name,
+        structure: "inode",
+        inode: ino,
+      });
+    }
+    const group = Math.floor((ino - 1) / this.sb.inodesPerGroup);
+    return { group, index: (ino - 1) % this.sb.inodesPerGroup, gd: this.groups[group] };
+  }
+
+  /** Read and verify one inode. */
+  async readInode(ino: number): Promise<Inode> {
+    const cached = this.inodeCache.get(ino);
+    if (cached) return cached;
+    const { group, index, gd } = this.inodeLocation(ino);
+    const isz = this.sb.inodeSize;
+    const perBlock = this.blockSize / isz;
+    const blockInTable = Math.floor(index / perBlock);
+    const itBlocks = Math.ceil((this.sb.inodesPerGroup * isz) / this.blockSize);
+    const chunk = Math.floor(blockInTable / this.itableChunkBlocks);
+    const key = group * 0x10000 + chunk;
+    let buf = this.itableCache.get(key);
+    const chunkStart = chunk * this.itableChunkBlocks;
+    if (!buf) {
+      const n = Math.min(this.itableChunkBlocks, itBlocks - chunkStart);
+      this.checkBlockRange(gd.inodeTable + chunkStart, n, `inode table of group ${group}`, ino);
+      if (gd.flags & BG_FLAGS.inodeUninit && groupDescCsumKind(this.sb) !== "none") {
+        buf = new Uint8Array(n * this.blockSize); // never initialised: all inodes free
+      } else {
+        buf = await this.readRaw((gd.inodeTable + chunkStart) * this.blockSize, n * this.blockSize);
+        this.counters.metadataBlocks += n;
+      }
+      this.itableCache.set(key, buf);
+    }
+    const off = (blockInTable - chunkStart) * this.blockSize + (index % perBlock) * isz;
+    const bytes = buf.subarray(off, off + isz);
+    if (this.csum) {
+      const stored = storedInodeChecksum(bytes);
+      const computed = inodeChecksum(this.seed, ino, bytes);
+      if (stored !== computed && !bytes.every((x) => x === 0)) {
+        this.problem(
+          new Ext4ChecksumError("inode checksum mismatch", stored, computed, {
+            ...this.loc("inode", { inode: ino, block: gd.inodeTable + blockInTable }),
+            offset: (gd.inodeTable + chunkStart) * this.blockSize + off,
+          }),
+        );
+      }
+    }
+    const inode = parseInode(ino, bytes, isz);
+    this.inodeCache.set(ino, inode);
+    return inode;
+  }
+
+  private inodeSeed(inode: Inode): number {
+    return inodeChecksumSeed(this.seed, inode.ino, inode.generation);
+  }
+
+  // ---------------------------------------------------------------- block mapping
+
+  /**
+   * The file's mapped runs in logical order, adjacent runs coalesced. Validates extent trees
+   * (magic, depth, counts, ordering, node reuse) and block maps; holes are simply absent.
+   */
+  async *blockRuns(inode: Inode): AsyncGenerator<BlockRun> {
+    let pending: BlockRun | undefined;
+    const source = inode.flags & INODE_FLAGS.EXTENTS ? this.extentRuns(inode) : this.blockMapRuns(inode);
+    for await (const r of source) {
+      if (
+        pending &&
+        pending.uninit === r.uninit &&
+        pending.logical + pending.length === r.logical &&
+        pending.physical + pending.length === r.physical
+      ) {
+        pending.length += r.length;
+        continue;
+      }
+      if (pending) yield pending;
+      pending = { ...r };
+    }
+    if (pending) yield pending;
+  }
+
+  private extentProblem(inode: Inode, block: number | undefined, msg: string): Ext4FormatError {
+    return new Ext4FormatError(msg, this.loc(block === undefined ? "extent root" : "extent block", { inode: inode.ino, block }));
+  }
+
+  /** Validate an extent node header; returns it. */
+  private checkExtentHeader(
+    inode: Inode,
+    node: Uint8Array,
+    block: number | undefined,
+    expectedDepth: number | undefined,
+  ): ExtentHeader {
+    const h = parseExtentHeader(node);
+    if (h.magic !== EXTENT_MAGIC) throw this.extentProblem(inode, block, `bad extent magic 0x${h.magic.toString(16)}`);
+    const cap = extentMaxEntries(node.length, block === undefined);
+    if (h.max > cap || h.max === 0) throw this.extentProblem(inode, block, `eh_max ${h.max} exceeds the node's room (${cap})`);
+    if (h.entries > h.max) throw this.extentProblem(inode, block, `eh_entries ${h.entries} exceeds eh_max ${h.max}`);
+    if (h.depth > EXT_MAX_DEPTH) throw this.extentProblem(inode, block, `extent depth ${h.depth} is too deep`);
+    if (expectedDepth !== undefined && h.depth !== expectedDepth) {
+      throw this.extentProblem(inode, block, `extent node depth ${h.depth}, expected ${expectedDepth}`);
+    }
+    if (block !== undefined && this.csum) {
+      const stored = storedExtentChecksum(node, h);
+      const computed = extentBlockChecksum(this.inodeSeed(inode), node, h);
+      if (stored !== computed) {
+        this.problem(
+          new Ext4ChecksumError("extent block checksum mismatch", stored, computed, this.loc("extent block", { inode: inode.ino, block })),
+        );
+      }
+    }
+    return h;
+  }
+
+  private async *extentRuns(inode: Inode): AsyncGenerator<BlockRun> {
+    const visited = new Set<number>();
+    let nextLogical = 0;
+    const self = this;
+    async function* visit(node: Uint8Array, block: number | undefined, depth: number | undefined): AsyncGenerator<BlockRun> {
+      const h = self.checkExtentHeader(inode, node, block, depth);
+      if (h.depth === 0) {
+        for (let i = 0; i < h.entries; i++) {
+          const e = parseExtent(node, i);
+          if (e.len === 0) throw self.extentProblem(inode, block, `extent ${i} has length 0`);
+          if (e.block < nextLogical) {
+            throw self.extentProblem(inode, block, `extent ${i} (logical ${e.block}) overlaps or is out of order`);
+          }
+          if (e.block + e.len > 2 ** 32) throw self.extentProblem(inode, block, `extent ${i} runs past 2^32 blocks`);
+          self.checkBlockRange(e.start, e.len, "extent", inode.ino);
+          nextLogical = e.block + e.len;
+          yield { logical: e.block, physical: e.start, length: e.len, uninit: e.uninit };
+        }
+        return;
+      }
+      for (let i = 0; i < h.entries; i++) {
+        const ix = parseExtentIndex(node, i);
+        if (ix.block < nextLogical && i > 0) {
+          throw self.extentProblem(inode, block, `index entry ${i} (logical ${ix.block}) is out of order`);
+        }
+        if (visited.has(ix.leaf)) throw self.extentProblem(inode, block, `extent node ${ix.leaf} is referenced twice (cycle)`);
+        visited.add(ix.leaf);
+        const child = await self.readBlock(ix.leaf, "extent block", inode.ino);
+        yield* visit(child, ix.leaf, h.depth - 1);
+      }
+    }
+    yield* visit(inode.iBlock, undefined, undefined);
+  }
+
+  private async *blockMapRuns(inode: Inode): AsyncGenerator<BlockRun> {
+    const bs = this.blockSize;
+    const ptrsPer = bs / 4;
+    const nBlocks = Math.ceil(inode.size / bs);
+    const root = parseBlockMapRoot(inode.iBlock);
+    const visited = new Set<number>();
+    const self = this;
+    async function* level(ptr: number, depth: number, base: number): AsyncGenerator<BlockRun> {
+      // depth 0: ptr is a data block at logical `base`.
+      if (base >= nBlocks || ptr === 0) return;
+      if (depth === 0) {
+        self.checkBlockRange(ptr, 1, "data block", inode.ino);
+        yield { logical: base, physical: ptr, length: 1, uninit: false };
+        return;
+      }
+      if (visited.has(ptr)) {
+        throw new Ext4FormatError(`indirect block ${ptr} is referenced twice`, self.loc("indirect block", { inode: inode.ino, block: ptr }));
+      }
+      visited.add(ptr);
+      const blk = await self.readBlock(ptr, "indirect block", inode.ino);
+      const span = ptrsPer ** (depth - 1);
+      for (let i = 0; i < ptrsPer; i++) {
+        const lb = base + i * span;
+        if (lb >= nBlocks) break;
+        const p = u32(blk, i * 4);
+        if (p === 0) continue;
+        if (depth === 1) {
+          self.checkBlockRange(p, 1, "data block", inode.ino);
+          yield { logical: lb, physical: p, length: 1, uninit: false };
+        } else yield* level(p, depth - 1, lb);
+      }
+    }
+    for (let i = 0; i < 12; i++) yield* level(root[i], 0, i);
+    yield* level(root[12], 1, 12);
+    yield* level(root[13], 2, 12 + ptrsPer);
+    yield* level(root[14], 3, 12 + ptrsPer + ptrsPer * ptrsPer);
+  }
+
+  /** Physical block for logical block `lblk` (0 for a hole), descending the extent tree or block map directly. */
+  async mapBlock(inode: Inode, lblk: number): Promise<{ physical: number; uninit: boolean }> {
+    if (inode.flags & INODE_FLAGS.EXTENTS) {
+      let node = inode.iBlock;
+      let block: number | undefined;
+      let depth: number | undefined;
+      for (let guard = 0; guard <= EXT_MAX_DEPTH + 1; guard++) {
+        const h = this.checkExtentHeader(inode, node, block, depth);
+        if (h.depth === 0) {
+          // Binary search the last extent starting at or before lblk.
+          let lo = 0;
+          let hi = h.entries - 1;
+          let found = -1;
+          while (lo <= hi) {
+            const mid = (lo + hi) >> 1;
+            if (u32(node, EXTENT_HEADER_SIZE + mid * 12) <= lblk) {
+              found = mid;
+              lo = mid + 1;
+            } else hi = mid - 1;
+          }
+          if (found < 0) return { physical: 0, uninit: false };
+          const e = parseExtent(node, found);
+          if (lblk >= e.block + e.len) return { physical: 0, uninit: false };
+          this.checkBlockRange(e.start, e.len, "extent", inode.ino);
+          return { physical: e.start + (lblk - e.block), uninit: e.uninit };
+        }
+        let found = -1;
+        for (let i = 0; i < h.entries; i++) {
+          if (u32(node, EXTENT_HEADER_SIZE + i * 12) <= lblk) found = i;
+          else break;
+        }
+        if (found < 0) return { physical: 0, uninit: false };
+        const ix = parseExtentIndex(node, found);
+        depth = h.depth - 1;
+        block = ix.leaf;
+        node = await this.readBlock(ix.leaf, "extent block", inode.ino);
+      }
+      throw this.extentProblem(inode, block, "extent tree too deep");
+    }
+    const ptrsPer = this.blockSize / 4;
+    const root = parseBlockMapRoot(inode.iBlock);
+    let rel = lblk;
+    const path: number[] = [];
+    let start: number;
+    if (rel < 12) return { physical: this.checkedData(inode, root[rel]), uninit: false };
+    rel -= 12;
+    if (rel < ptrsPer) {
+      start = root[12];
+      path.push(rel);
+    } else if ((rel -= ptrsPer) < ptrsPer * ptrsPer) {
+      start = root[13];
+      path.push(Math.floor(rel / ptrsPer), rel % ptrsPer);
+    } else {
+      rel -= ptrsPer * ptrsPer;
+      if (rel >= ptrsPer ** 3) return { physical: 0, uninit: false };
+      start = root[14];
+      path.push(Math.floor(rel / (ptrsPer * ptrsPer)), Math.floor(rel / ptrsPer) % ptrsPer, rel % ptrsPer);
+    }
+    let ptr = start;
+    for (const idx of path) {
+      if (ptr === 0) return { physical: 0, uninit: false };
+      const blk = await this.readBlock(ptr, "indirect block", inode.ino);
+      ptr = u32(blk, idx * 4);
+    }
+    return { physical: this.checkedData(inode, ptr), uninit: false };
+  }
+
+  private checkedData(inode: Inode, p: number): number {
+    if (p !== 0) this.checkBlockRange(p, 1, "data block", inode.ino);
+    return p;
+  }
+
+  // ---------------------------------------------------------------- file data
+
+  private checkReadable(inode: Inode, path?: string): void {
+    if (inode.flags & INODE_FLAGS.ENCRYPT) {
+      throw new Ext4UnsupportedError("encrypt", "file contents are encrypted (fscrypt); reading them is not supported", {
+        file: path ?? this.device.name,
+        inode: inode.ino,
+      });
+    }
+    if (inode.flags & INODE_FLAGS.COMPR) {
+      throw new Ext4UnsupportedError("compression", "file is compressed (ext2 compression is not supported)", {
+        file: path ?? this.device.name,
+        inode: inode.ino,
+      });
+    }
+  }
+
+  /** Contents of an inline-data inode. */
+  private async inlineContent(inode: Inode): Promise<Uint8Array> {
+    const entries = await this.ibodyXattrs(inode);
+    const data = entries.find((e) => e.entry.nameIndex === INLINE_DATA_XATTR_INDEX && e.entry.name === "system.data");
+    return inlineFileContent(inode.iBlock, data?.value, inode.size);
+  }
+
+  /** Read bytes [start, end) of an inode's data into a new buffer (holes and uninit extents read as zeros). */
+  async readInodeRange(inode: Inode, start: number, end: number): Promise<Uint8Array> {
+    this.checkReadable(inode);
+    end = Math.min(end, inode.size);
+    if (end <= start) return new Uint8Array(0);
+    if (end - start > DEFAULT_MAX_READ) {
+      throw new Ext4FsError("EFBIG", `range of ${end - start} bytes is too large to read into memory`, `<inode ${inode.ino}>`);
+    }
+    if (inode.flags & INODE_FLAGS.INLINE_DATA) return (await this.inlineContent(inode)).slice(start, end);
+    const out = new Uint8Array(end - start);
+    const bs = this.blockSize;
+    for await (const r of this.blockRuns(inode)) {
+      const rStart = r.logical * bs;
+      const rEnd = (r.logical + r.length) * bs;
+      if (rEnd <= start) continue;
+      if (rStart >= end) break;
+      if (r.uninit) continue;
+      const from = Math.max(rStart, start);
+      const to = Math.min(rEnd, end);
+      const phys = r.physical * bs + (from - rStart);
+      await this.readIntoCounted(phys, out.subarray(from - start, to - start));
+    }
+    return out;
+  }
+
+  private async readIntoCounted(offset: number, target: Uint8Array): Promise<void> {
+    // Large runs are read in bounded pieces so one call never asks the device for gigabytes.
+    const MAX = 64 << 20;
+    for (let done = 0; done < target.length; done += MAX) {
+      const piece = target.subarray(done, Math.min(target.length, done + MAX));
+      this.counters.reads++;
+      this.counters.bytes += piece.length;
+      await this.device.readInto(offset + done, piece);
+    }
+  }
+
+  /** Stream an inode's data in chunks without holding the file. */
+  async *iterateInode(inode: Inode, start = 0, end = inode.size, chunkSize = 1 << 20): AsyncGenerator<Uint8Array> {
+    this.checkReadable(inode);
+    end = Math.min(end, inode.size);
+    if (end <= start) return;
+    if (inode.flags & INODE_FLAGS.INLINE_DATA) {
+      yield (await this.inlineContent(inode)).slice(start, end);
+      return;
+    }
+    const bs = this.blockSize;
+    let pos = start;
+    const zeros = (n: number) => new Uint8Array(n);
+    for await (const r of this.blockRuns(inode)) {
+      const rStart = r.logical * bs;
+      const rEnd = Math.min((r.logical + r.length) * bs, end);
+      if (rEnd <= pos) continue;
+      if (rStart >= end) break;
+      // Hole before this run.
+      while (pos < rStart) {
+        const n = Math.min(chunkSize, rStart - pos);
+        yield zeros(n);
+        pos += n;
+      }
+      while (pos < rEnd) {
+        const n = Math.min(chunkSize, rEnd - pos);
+        if (r.uninit) yield zeros(n);
+        else {
+          const buf = new Uint8Array(n);
+          await this.readIntoCounted(r.physical * bs + (pos - rStart), buf);
+          yield buf;
+        }
+        pos += n;
+      }
+    }
+    while (pos < end) {
+      const n = Math.min(chunkSize, end - pos);
+      yield zeros(n);
+      pos += n;
+    }
+  }
+
+  // ---------------------------------------------------------------- directories
+
+  private dirProblem(inode: Inode, block: number | undefined, msg: string): Ext4FormatError {
+    return new Ext4FormatError(msg, this.loc("directory block", { inode: inode.ino, block }));
+  }
+
+  /** Verify the checksum of a directory block (leaf tail or dx node tail). */
+  private verifyDirBlock(inode: Inode, block: Uint8Array, blockNr: number, logical: number): "leaf" | "index" {
+    const isIndexed = (inode.flags & INODE_FLAGS.INDEX) !== 0;
+    const indexBlock = isIndexed && (logical === 0 || looksLikeDxNode(block, this.blockSize));
+    if (!this.csum) return indexBlock ? "index" : "leaf";
+    if (indexBlock) {
+      const off = logical === 0 ? DX_ROOT_INFO_OFFSET + block[DX_ROOT_INFO_OFFSET + 5] : DX_NODE_ENTRIES_OFFSET;
+      if (off + 4 <= block.length) {
+        const node = parseDxEntries(block, off);
+        if (dxTailOffset(node) + 8 <= block.length && node.count <= node.limit) {
+          const stored = storedDxChecksum(block, node);
+          const computed = dxChecksum(this.inodeSeed(inode), block, node);
+          if (stored !== computed) {
+            this.problem(
+              new Ext4ChecksumError("htree node checksum mismatch", stored, computed, this.loc("htree node", { inode: inode.ino, block: blockNr })),
+            );
+          }
+          return "index";
+        }
+      }
+      this.problem(this.dirProblem(inode, blockNr, "htree node has no room for its checksum tail"));
+      return "index";
+    }
+    if (!hasDirentTail(block)) {
+      this.problem(this.dirProblem(inode, blockNr, "directory block has no checksum tail"));
+      return "leaf";
+    }
+    const stored = storedDirentTailChecksum(block);
+    const computed = direntTailChecksum(this.inodeSeed(inode), block);
+    if (stored !== computed) {
+      this.problem(
+        new Ext4ChecksumError("directory block checksum mismatch", stored, computed, this.loc("directory block", { inode: inode.ino, block: blockNr })),
+      );
+    }
+    return "leaf";
+  }
+
+  /** Parse the entries of one directory leaf block (excluding the checksum tail). */
+  private parseDirLeaf(inode: Inode, block: Uint8Array, blockNr: number, logical: number): RawDirent[] {
+    const kind = this.verifyDirBlock(inode, block, blockNr, logical);
+    if (kind === "index" && logical !== 0) return [];
+    const end = this.csum && hasDirentTail(block) ? block.length - DIRENT_TAIL_SIZE : block.length;
+    // dx_root: the ".." entry's rec_len spans the index, so a linear parse sees just "." and "..".
+    const { entries, problem } = parseDirentBlock(block, 0, end, this.blockSize, this.hasFileType);
+    if (problem) {
+      this.problem(this.dirProblem(inode, blockNr, `${problem.message} at byte ${problem.offset}`));
+    }
+    return entries;
+  }
+
+  /** All entries of a directory inode ("." and ".." included where stored). */
+  async *dirEntries(inode: Inode): AsyncGenerator<RawDirent> {
+    if ((inode.mode & S_IFMT) !== S_IFDIR) {
+      throw new Ext4FormatError("not a directory", this.loc("inode", { inode: inode.ino }));
+    }
+    if (inode.flags & INODE_FLAGS.ENCRYPT) {
+      throw new Ext4UnsupportedError("encrypt", "directory names are encrypted (fscrypt); listing is not supported", {
+        file: this.device.name,
+        inode: inode.ino,
+      });
+    }
+    if (inode.flags & INODE_FLAGS.INLINE_DATA) {
+      yield* this.inlineDirEntries(inode);
+      return;
+    }
+    const bs = this.blockSize;
+    const nBlocks = Math.ceil(inode.size / bs);
+    for await (const r of this.blockRuns(inode)) {
+      if (r.logical >= nBlocks) break;
+      const n = Math.min(r.length, nBlocks - r.logical);
+      if (r.uninit) continue;
+      // Read whole runs at once (directories of many blocks are usually contiguous).
+      const CH = 64;
+      for (let k = 0; k < n; k += CH) {
+        const cnt = Math.min(CH, n - k);
+        const first = r.physical + k;
+        let buf: Uint8Array;
+        if (cnt === 1) buf = await this.readBlock(first, "directory block", inode.ino);
+        else {
+          this.checkBlockRange(first, cnt, "directory block", inode.ino);
+          buf = await this.readRaw(first * bs, cnt * bs);
+          this.counters.metadataBlocks += cnt;
+        }
+        for (let j = 0; j < cnt; j++) {
+          const blk = buf.subarray(j * bs, (j + 1) * bs);
+          yield* this.parseDirLeaf(inode, blk, first + j, r.logical + k + j);
+        }
+      }
+    }
+  }
+
+  private async *inlineDirEntries(inode: Inode): AsyncGenerator<RawDirent> {
+    const parent = u32(inode.iBlock, 0);
+    yield { inode: inode.ino, recLen: 0, nameLen: 1, fileType: 2, offset: -1, name: encodeName(".") };
+    yield { inode: parent, recLen: 0, nameLen: 2, fileType: 2, offset: -1, name: encodeName("..") };
+    const a = parseDirentBlock(inode.iBlock, INLINE_DIR_PARENT_SIZE, inode.iBlock.length, this.blockSize, this.hasFileType);
+    if (a.problem) this.problem(this.dirProblem(inode, undefined, `inline directory: ${a.problem.message}`));
+    yield* a.entries;
+    const x = (await this.ibodyXattrs(inode)).find((e) => e.entry.name === "system.data");
+    if (x && x.value.length > 0) {
+      const b = parseDirentBlock(x.value, 0, x.value.length, this.blockSize, this.hasFileType);
+      if (b.problem) this.problem(this.dirProblem(inode, undefined, `inline directory (xattr part): ${b.problem.message}`));
+      yield* b.entries;
+    }
+  }
+
+  /** Find `name` in directory `dir`: through the htree index when there is one. */
+  async lookup(dir: Inode, name: Uint8Array): Promise<RawDirent | undefined> {
+    if ((dir.mode & S_IFMT) !== S_IFDIR) return undefined;
+    if (dir.flags & INODE_FLAGS.ENCRYPT) {
+      throw new Ext4UnsupportedError("encrypt", "cannot look up names in an encrypted directory", {
+        file: this.device.name,
+        inode: dir.ino,
+      });
+    }
+    const key = decodeName(name);
+    if (
+      dir.flags & INODE_FLAGS.INDEX &&
+      !(dir.flags & INODE_FLAGS.INLINE_DATA) &&
+      !(dir.flags & INODE_FLAGS.CASEFOLD) &&
+      hasCompat(this.sb, COMPAT.dir_index)
+    ) {
+      try {
+        return await this.htreeLookup(dir, name);
+      } catch (e) {
+        if (!this.lenient || !(e instanceof Ext4FormatError || e instanceof Ext4ChecksumError)) throw e;
+        this.warn(e.code, `${e.message}; falling back to a linear scan`);
+      }
+    }
+    let map = this.dirCache.get(dir.ino);
+    if (!map) {
+      map = new Map();
+      for await (const e of this.dirEntries(dir)) {
+        const k = decodeName(e.name);
+        if (!map.has(k)) map.set(k, e);
+      }
+      this.dirCache.set(dir.ino, map);
+    }
+    const hit = map.get(key);
+    if (hit && sameBytes(hit.name, name)) return hit;
+    if (!hit && dir.flags & INODE_FLAGS.CASEFOLD) {
+      // Exact-case names are found above; other spellings would need Unicode casefolding.
+      for (const e of map.values()) {
+        if (decodeName(e.name).toLowerCase() === key.toLowerCase()) {
+          throw new Ext4UnsupportedError(
+            "casefold",
+            `'${key}' differs from an entry only by case in a casefolded directory; case-insensitive lookup is not supported`,
+            { file: this.device.name, inode: dir.ino },
+          );
+        }
+      }
+    }
+    return undefined;
+  }
+
+  private async readDirBlock(dir: Inode, logical: number): Promise<{ block: Uint8Array; blockNr: number }> {
+    const nBlocks = Math.ceil(dir.size / this.blockSize);
+    if (logical >= nBlocks) {
+      throw new Ext4FormatError(`htree points at block ${logical}, past the directory end (${nBlocks} blocks)`, this.loc("htree node", { inode: dir.ino }));
+    }
+    const m = await this.mapBlock(dir, logical);
+    if (m.physical === 0 || m.uninit) {
+      throw new Ext4FormatError(`htree points at unmapped directory block ${logical}`, this.loc("htree node", { inode: dir.ino }));
+    }
+    return { block: await this.readBlock(m.physical, "directory block", dir.ino), blockNr: m.physical };
+  }
+
+  private async htreeLookup(dir: Inode, name: Uint8Array): Promise<RawDirent | undefined> {
+    const root = await this.readDirBlock(dir, 0);
+    const rb = root.block;
+    const info = parseDxRootInfo(rb);
+    const loc = this.loc("htree root", { inode: dir.ino, block: root.blockNr });
+    if (u32(rb, DX_ROOT_INFO_OFFSET) !== 0 || info.infoLength !== 8) {
+      throw new Ext4FormatError(`bad dx_root_info (length ${info.infoLength})`, loc);
+    }
+    const maxLevels = hasIncompat(this.sb, INCOMPAT.large_dir) ? 3 : 2;
+    if (info.indirectLevels >= maxLevels) {
+      throw new Ext4FormatError(`htree depth ${info.indirectLevels + 1} exceeds the limit ${maxLevels}`, loc);
+    }
+    if (info.hashVersion === DX_HASH.siphash || info.hashVersion > DX_HASH.teaUnsigned) {
+      throw new Ext4UnsupportedError("dir_hash", `htree hash version ${info.hashVersion} is not supported`, loc);
+    }
+    const version = effectiveHashVersion(info.hashVersion, this.sb.flags);
+    const { hash } = dxHash(name, version, this.sb.hashSeed);
+    this.verifyDirBlock(dir, rb, root.blockNr, 0);
+    // path[k] = (node, index chosen) at level k.
+    const path: { node: DxNode; at: number; blockNr: number }[] = [];
+    let node = parseDxEntries(rb, DX_ROOT_INFO_OFFSET + 8);
+    let blockNr = root.blockNr;
+    const seen = new Set<number>([0]);
+    let nodeBlock = rb;
+    for (let level = 0; ; level++) {
+      const problem = dxNodeProblem(nodeBlock, node, this.csum);
+      if (problem) {
+        throw new Ext4FormatError(problem, this.loc(level === 0 ? "htree root" : "htree node", { inode: dir.ino, block: blockNr }));
+      }
+      const at = dxFind(node, hash);
+      path.push({ node, at, blockNr });
+      if (level === info.indirectLevels) break;
+      const child = node.entries[at].block;
+      if (seen.has(child)) {
+        throw new Ext4FormatError(`htree node ${child} is referenced twice (cycle)`, this.loc("htree node", { inode: dir.ino, block: blockNr }));
+      }
+      seen.add(child);
+      const c = await this.readDirBlock(dir, child);
+      if (!looksLikeDxNode(c.block, this.blockSize)) {
+        throw new Ext4FormatError(`htree interior block ${child} is not a dx node`, this.loc("htree node", { inode: dir.ino, block: c.blockNr }));
+      }
+      this.verifyDirBlock(dir, c.block, c.blockNr, child);
+      node = parseDxEntries(c.block, DX_NODE_ENTRIES_OFFSET);
+      blockNr = c.blockNr;
+      nodeBlock = c.block;
+    }
+    // Scan leaves; continue into following leaves while the hash chain continues (collisions).
+    for (let guard = 0; guard < 1 << 20; guard++) {
+      const leaf = path[path.length - 1];
+      const leafLogical = leaf.node.entries[leaf.at].block;
+      const lb = await this.readDirBlock(dir, leafLogical);
+      if (looksLikeDxNode(lb.block, this.blockSize) && this.blockSize > 12) {
+        throw new Ext4FormatError(`htree leaf ${leafLogical} is an index block`, this.loc("htree leaf", { inode: dir.ino, block: lb.blockNr }));
+      }
+      for (const e of this.parseDirLeaf(dir, lb.block, lb.blockNr, leafLogical)) {
+        if (sameBytes(e.name, name)) return e;
+      }
+      // Advance to the next leaf in hash order.
+      let k = path.length - 1;
+      while (k >= 0 && path[k].at + 1 >= path[k].node.entries.length) k--;
+      if (k < 0) return undefined;
+      const nextHash = path[k].node.entries[path[k].at + 1].hash;
+      if ((nextHash & ~1) >>> 0 !== hash) return undefined;
+      path[k].at++;
+      for (let j = k + 1; j < path.length; j++) {
+        const child = path[j - 1].node.entries[path[j - 1].at].block;
+        const c = await this.readDirBlock(dir, child);
+        this.verifyDirBlock(dir, c.block, c.blockNr, child);
+        const n = parseDxEntries(c.block, DX_NODE_ENTRIES_OFFSET);
+        const pr = dxNodeProblem(c.block, n, this.csum);
+        if (pr) throw new Ext4FormatError(pr, this.loc("htree node", { inode: dir.ino, block: c.blockNr }));
+        path[j] = { node: n, at: 0, blockNr: c.blockNr };
+      }
+    }
+    throw new Ext4FormatError("htree hash chain does not end", this.loc("htree", { inode: dir.ino }));
+  }
+
+  // ---------------------------------------------------------------- xattrs
+
+  /** Entries and values from the inode body. */
+  private async ibodyXattrs(inode: Inode): Promise<{ entry: XattrEntry; value: Uint8Array }[]> {
+    const start = inodeXattrOffset(inode);
+    const raw = inode.raw;
+    if (raw.length <= 128 || start + 4 > raw.length || u32(raw, start) !== XATTR_MAGIC) return [];
+    const first = start + 4;
+    const { entries, problem } = parseXattrEntries(raw, first, raw.length, first);
+    if (problem) this.problem(new Ext4FormatError(`in-inode xattrs: ${problem}`, this.loc("inode xattrs", { inode: inode.ino })));
+    const out: { entry: XattrEntry; value: Uint8Array }[] = [];
+    for (const e of entries) out.push({ entry: e, value: await this.xattrValue(inode, e, raw, first) });
+    return out;
+  }
+
+  private async xattrValue(inode: Inode, e: XattrEntry, region: Uint8Array, base: number): Promise<Uint8Array> {
+    if (e.valueInum === 0) return region.slice(base + e.valueOffset, base + e.valueOffset + e.valueSize);
+    // ea_inode: the value is the content of another inode.
+    if (!hasIncompat(this.sb, INCOMPAT.ea_inode)) {
+      this.problem(new Ext4FormatError(`xattr ${e.name} refers to value inode ${e.valueInum} without ea_inode`, this.loc("xattr", { inode: inode.ino })));
+      return new Uint8Array(0);
+    }
+    if (e.valueSize > XATTR_SIZE_MAX) {
+      throw new Ext4FormatError(`xattr ${e.name} value of ${e.valueSize} bytes is too large`, this.loc("xattr", { inode: inode.ino }));
+    }
+    const vi = await this.readInode(e.valueInum);
+    if (!(vi.flags & INODE_FLAGS.EA_INODE) || vi.size !== e.valueSize) {
+      throw new Ext4FormatError(`xattr value inode ${e.valueInum} is invalid`, this.loc("xattr", { inode: inode.ino }));
+    }
+    return this.readInodeRange(vi, 0, vi.size);
+  }
+
+  /** All xattrs of an inode, in-inode first, then the external block. Values as stored on disk. */
+  async inodeXattrs(inode: Inode): Promise<Map<string, Uint8Array>> {
+    const out = new Map<string, Uint8Array>();
+    for (const { entry, value } of await this.ibodyXattrs(inode)) {
+      if (entry.name === "system.data") continue; // inline data payload, not a user-visible attribute
+      out.set(entry.name, value);
+    }
+    if (inode.fileAcl !== 0) {
+      const blockNr = inode.fileAcl;
+      const block = await this.readBlock(blockNr, "xattr block", inode.ino);
+      const h = parseXattrBlockHeader(block);
+      const loc = this.loc("xattr block", { inode: inode.ino, block: blockNr });
+      if (h.magic !== XATTR_MAGIC) throw new Ext4FormatError(`bad xattr block magic 0x${h.magic.toString(16)}`, loc);
+      if (h.blocks !== 1) throw new Ext4FormatError(`xattr block spans ${h.blocks} blocks`, loc);
+      if (this.csum) {
+        const computed = xattrBlockChecksum(this.seed, blockNr, block);
+        if (computed !== h.checksum) this.problem(new Ext4ChecksumError("xattr block checksum mismatch", h.checksum, computed, loc));
+      }
+      const { entries, problem } = parseXattrEntries(block, XATTR_BLOCK_HEADER_SIZE, block.length, 0);
+      if (problem) this.problem(new Ext4FormatError(problem, loc));
+      for (const e of entries) if (!out.has(e.name)) out.set(e.name, await this.xattrValue(inode, e, block, 0));
+    }
+    return out;
+  }
+
+  // ---------------------------------------------------------------- symlinks
+
+  /** Target of a symlink inode (fast, slow or inline). */
+  async readSymlinkInode(inode: Inode): Promise<Uint8Array> {
+    if ((inode.mode & S_IFMT) !== S_IFLNK) throw new Ext4FormatError("not a symlink", this.loc("inode", { inode: inode.ino }));
+    if (inode.size > PATH_MAX) {
+      throw new Ext4FormatError(`symlink target of ${inode.size} bytes is too long`, this.loc("symlink", { inode: inode.ino }));
+    }
+    this.checkReadable(inode);
+    if (inode.flags & INODE_FLAGS.INLINE_DATA) return this.inlineContent(inode);
+    if (this.isFastSymlink(inode)) {
+      if (inode.size >= 60) {
+        throw new Ext4FormatError(`fast symlink claims ${inode.size} bytes`, this.loc("symlink", { inode: inode.ino }));
+      }
+      return inode.iBlock.slice(0, inode.size);
+    }
+    return this.readInodeRange(inode, 0, inode.size);
+  }
+
+  /** Fast symlinks keep the target in i_block and own no data blocks (an xattr block does not count). */
+  isFastSymlink(inode: Inode): boolean {
+    const blocks = inodeBlocks512(inode, hasRoCompat(this.sb, RO_COMPAT.huge_file), this.blockSize);
+    const ea = inode.fileAcl !== 0 ? this.sb.clusterSize / 512 : 0;
+    return blocks - ea === 0;
+  }
+
+  // ---------------------------------------------------------------- paths
+
+  private async resolve(path: string, followLast: boolean): Promise<Resolved> {
+    if (typeof path !== "string") throw new Ext4FsError("EINVAL", "path must be a string", String(path));
+    if (path.length > PATH_MAX * 4) throw new Ext4FsError("ENAMETOOLONG", "path too long", path.slice(0, 64));
+    let links = 0;
+    const stack: { ino: number; name: string }[] = [];
+    let todo = path.split("/").filter((c) => c !== "" && c !== ".");
+    let cur = await this.readInode(ROOT_INO);
+    if ((cur.mode & S_IFMT) !== S_IFDIR) throw new Ext4FormatError("root inode is not a directory", this.loc("inode", { inode: ROOT_INO }));
+    const dirAt = async () => (stack.length ? this.readInode(stack[stack.length - 1].ino) : this.readInode(ROOT_INO));
+    while (todo.length > 0) {
+      const comp = todo.shift()!;
+      if (comp === "..") {
+        stack.pop();
+        cur = await dirAt();
+        continue;
+      }
+      if ((cur.mode & S_IFMT) !== S_IFDIR) throw new Ext4FsError("ENOTDIR", "not a directory", path);
+      const nameBytes = encodeName(comp);
+      if (nameBytes.length > MAX_NAME_LEN) throw new Ext4FsError("ENAMETOOLONG", "name too long", path);
+      const e = await this.lookup(cur, nameBytes);
+      if (!e) throw new Ext4FsError("ENOENT", "no such file or directory", path);
+      const child = await this.readInode(e.inode);
+      const isLast = todo.length === 0;
+      if ((child.mode & S_IFMT) === S_IFLNK && (!isLast || followLast)) {
+        if (++links > MAX_SYMLINKS) throw new Ext4FsError("ELOOP", "too many levels of symbolic links", path);
+        const target = decodeName(await this.readSymlinkInode(child));
+        if (target.startsWith("/")) stack.length = 0;
+        todo = [...target.split("/").filter((c) => c !== "" && c !== "."), ...todo];
+        cur = await dirAt();
+        continue;
+      }
+      stack.push({ ino: e.inode, name: comp });
+      cur = child;
+    }
+    const ino = stack.length ? stack[stack.length - 1].ino : ROOT_INO;
+    return { ino, inode: cur, path: "/" + stack.map((s) => s.name).join("/") };
+  }
+
+  private statsOf(inode: Inode): Ext4Stats {
+    const blocks = inodeBlocks512(inode, hasRoCompat(this.sb, RO_COMPAT.huge_file), this.blockSize);
+    let rdev = 0;
+    const t = inode.mode & S_IFMT;
+    if (t === S_IFCHR || t === S_IFBLK) {
+      const old = u32(inode.iBlock, 0);
+      if (old !== 0) rdev = (((old >>> 8) & 0xff) << 8) | (old & 0xff);
+      else {
+        const n = u32(inode.iBlock, 4);
+        const major = (n & 0xfff00) >>> 8;
+        const minor = (n & 0xff) | ((n >>> 12) & 0xfff00);
+        rdev = ((major & 0xfff) << 8) | (minor & 0xff) | ((minor & ~0xff) << 12);
+      }
+    }
+    return new Ext4Stats(inode, blocks, this.blockSize, rdev >>> 0);
+  }
+
+  // ---------------------------------------------------------------- public fs-like API
+
+  async stat(path: string): Promise<Ext4Stats> {
+    return this.statsOf((await this.resolve(path, true)).inode);
+  }
+
+  async lstat(path: string): Promise<Ext4Stats> {
+    return this.statsOf((await this.resolve(path, false)).inode);
+  }
+
+  /** Stat by inode number. */
+  async statInode(ino: number): Promise<Ext4Stats> {
+    return this.statsOf(await this.readInode(ino));
+  }
+
+  /** Whether `path` exists (without following a final symlink). */
+  async exists(path: string): Promise<boolean> {
+    try {
+      await this.resolve(path, false);
+      return true;
+    } catch (e) {
+      if (e instanceof Ext4FsError && (e.code === "ENOENT" || e.code === "ENOTDIR")) return false;
+      throw e;
+    }
+  }
+
+  /** Canonical absolute path inside the guest: symlinks resolved in the guest, `..` never above `/`. */
+  async realpath(path: string): Promise<string> {
+    return (await this.resolve(path, true)).path;
+  }
+
+  async readdir(path: string): Promise<string[]>;
+  async readdir(path: string, options: { withFileTypes: true }): Promise<Ext4Dirent[]>;
+  async readdir(path: string, options?: { withFileTypes?: boolean }): Promise<string[] | Ext4Dirent[]> {
+    const r = await this.resolve(path, true);
+    if ((r.inode.mode & S_IFMT) !== S_IFDIR) throw new Ext4FsError("ENOTDIR", "not a directory", path);
+    const list = await this.readdirInode(r.inode, r.path);
+    return options?.withFileTypes ? list : list.map((d) => d.name);
+  }
+
+  /** Entries of a directory inode, without "." and "..". */
+  async readdirInode(dir: Inode, parentPath = `<inode ${dir.ino}>`): Promise<Ext4Dirent[]> {
+    const out: Ext4Dirent[] = [];
+    for await (const e of this.dirEntries(dir)) {
+      if (isDotOrDotDot(e.name)) continue;
+      let ft = e.fileType;
+      if (!this.hasFileType || ft === 0 || ft > 7) ft = fileTypeFromMode((await this.readInode(e.inode)).mode);
+      out.push(Ext4Dirent.fromFileType(decodeName(e.name), e.name, e.inode, ft, parentPath));
+    }
+    return out;
+  }
+
+  async readFile(path: string, options: { maxSize?: number } = {}): Promise<Buffer> {
+    const r = await this.resolve(path, true);
+    return this.readFileInode(r.inode, path, options);
+  }
+
+  /** Whole content of a regular file (or symlink/other) inode. */
+  async readFileInode(inode: Inode, path = `<inode ${inode.ino}>`, options: { maxSize?: number } = {}): Promise<Buffer> {
+    if ((inode.mode & S_IFMT) === S_IFDIR) throw new Ext4FsError("EISDIR", "illegal operation on a directory", path);
+    const max = Math.min(options.maxSize ?? DEFAULT_MAX_READ, DEFAULT_MAX_READ);
+    if (inode.size > max) throw new Ext4FsError("EFBIG", `file of ${inode.size} bytes exceeds the ${max}-byte limit`, path);
+    const data = await this.readInodeRange(inode, 0, inode.size);
+    return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  }
+
+  /** A Readable over the file, read in chunks (holes are produced as zeros, never allocated whole). */
+  createReadStream(path: string, options: { start?: number; end?: number; highWaterMark?: number } = {}): Readable {
+    const self = this;
+    async function* gen() {
+      const r = await self.resolve(path, true);
+      if ((r.inode.mode & S_IFMT) === S_IFDIR) throw new Ext4FsError("EISDIR", "illegal operation on a directory", path);
+      const end = options.end !== undefined ? options.end + 1 : r.inode.size; // `end` is inclusive, as in node:fs
+      for await (const chunk of self.iterateInode(r.inode, options.start ?? 0, end, options.highWaterMark ?? 1 << 20)) {
+        yield Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+      }
+    }
+    return Readable.from(gen(), { objectMode: false });
+  }
+
+  async readlink(path: string): Promise<string> {
+    const r = await this.resolve(path, false);
+    if ((r.inode.mode & S_IFMT) !== S_IFLNK) throw new Ext4FsError("EINVAL", "not a symbolic link", path);
+    return decodeName(await this.readSymlinkInode(r.inode));
+  }
+
+  /** Attribute names (follows a final symlink, like listxattr(2)). */
+  async listxattr(path: string): Promise<string[]> {
+    return [...(await this.inodeXattrs((await this.resolve(path, true)).inode)).keys()];
+  }
+  /** Attribute names of the link itself (llistxattr(2)). */
+  async llistxattr(path: string): Promise<string[]> {
+    return [...(await this.inodeXattrs((await this.resolve(path, false)).inode)).keys()];
+  }
+
+  /**
+   * One attribute value, as getxattr(2) returns it: POSIX ACLs are converted from the ext4 disk
+   * form to the xattr API form (pass `raw: true` for the stored bytes).
+   */
+  async getxattr(path: string, name: string, options: { raw?: boolean; noFollow?: boolean } = {}): Promise<Buffer> {
+    const r = await this.resolve(path, !options.noFollow);
+    const all = await this.inodeXattrs(r.inode);
+    const v = all.get(name);
+    if (v === undefined) throw new Ext4FsError("ENODATA", `no attribute ${name}`, path);
+    let out = v;
+    if (!options.raw && isPosixAclName(name)) {
+      try {
+        out = encodePosixAclXattr(decodePosixAcl(v));
+      } catch (e) {
+        throw new Ext4FormatError(`invalid ACL in ${name}: ${(e as Error).message}`, this.loc("xattr", { inode: r.ino }));
+      }
+    }
+    return Buffer.from(out.buffer, out.byteOffset, out.byteLength);
+  }
+
+  async lgetxattr(path: string, name: string, options: { raw?: boolean } = {}): Promise<Buffer> {
+    return this.getxattr(path, name, { ...options, noFollow: true });
+  }
+
+  /**
+   * Depth-first pre-order walk below `root` (included). Directories are entered once (a
+   * directory reachable twice is corrupt: error, or skipped in lenient mode); symlinks are not
+   * followed.
+   */
+  async *walk(root = "/"): AsyncGenerator<WalkEntry> {
+    const r = await this.resolve(root, true);
+    const seen = new Set<number>();
+    const self = this;
+    async function* rec(ino: number, inode: Inode, path: string, depth: number): AsyncGenerator<WalkEntry> {
+      yield { path, ino, stats: self.statsOf(inode), depth };
+      if ((inode.mode & S_IFMT) !== S_IFDIR) return;
+      if (seen.has(ino)) {
+        self.problem(new Ext4FormatError(`directory reached twice (at ${path})`, self.loc("directory", { inode: ino })));
+        return;
+      }
+      seen.add(ino);
+      const entries = await self.readdirInode(inode, path);
+      for (const d of entries) {
+        const child = await self.readInode(d.ino);
+        const childPath = path === "/" ? `/${d.name}` : `${path}/${d.name}`;
+        yield* rec(d.ino, child, childPath, depth + 1);
+      }
+    }
+    yield* rec(r.ino, r.inode, r.path, 0);
+  }
+
+  // ---------------------------------------------------------------- checks
+
+  /** Verify every initialised group's block and inode bitmap checksums (metadata_csum). */
+  async verifyBitmaps(): Promise<void> {
+    if (!this.csum) return;
+    const bs = this.blockSize;
+    const bbBytes = this.sb.clustersPerGroup / 8;
+    const ibBytes = this.sb.inodesPerGroup / 8;
+    for (let g = 0; g < this.groups.length; g++) {
+      const gd = this.groups[g];
+      if (!(gd.flags & BG_FLAGS.blockUninit)) {
+        const b = await this.readBlock(gd.blockBitmap, `block bitmap of group ${g}`);
+        const c = bitmapChecksum(this.seed, b, Math.min(bbBytes, bs));
+        if (!bitmapChecksumMatches(gd.blockBitmapCsum, c, this.sb.descSize)) {
+          this.problem(new Ext4ChecksumError(`block bitmap checksum mismatch (group ${g})`, gd.blockBitmapCsum, c, this.loc("block bitmap", { block: gd.blockBitmap })));
+        }
+      }
+      if (!(gd.flags & BG_FLAGS.inodeUninit)) {
+        const b = await this.readBlock(gd.inodeBitmap, `inode bitmap of group ${g}`);
+        const c = bitmapChecksum(this.seed, b, Math.min(ibBytes, bs));
+        if (!bitmapChecksumMatches(gd.inodeBitmapCsum, c, this.sb.descSize)) {
+          this.problem(new Ext4ChecksumError(`inode bitmap checksum mismatch (group ${g})`, gd.inodeBitmapCsum, c, this.loc("inode bitmap", { block: gd.inodeBitmap })));
+        }
+      }
+    }
+  }
+
+  private async loadJournalStatus(): Promise<void> {
+    try {
+      const ji = await this.readInode(this.sb.journalInum);
+      const m = await this.mapBlock(ji, 0);
+      if (m.physical === 0) throw new Ext4FormatError("journal inode has no first block", this.loc("journal", { inode: ji.ino }));
+      const b = await this.readBlock(m.physical, "journal superblock", ji.ino);
+      const jsb = parseJournalSuperblock(b);
+      if (!jsb) {
+        this.warn("EJOURNAL", "journal superblock is missing or invalid");
+        return;
+      }
+      this.journal.superblock = jsb;
+      if (jsb.start !== 0 && !this.journal.needsRecovery) {
+        this.warn("EJOURNAL", "the journal holds transactions to replay (s_start != 0) although the superblock does not say so");
+      }
+    } catch (e) {
+      if (!(e instanceof ImgpatchError)) throw e;
+      this.warn("EJOURNAL", `cannot read the journal: ${e.message}`);
+    }
+  }
+
+  /** Feature names, for display. */
+  features(): { compat: string[]; incompat: string[]; roCompat: string[] } {
+    return {
+      compat: featureNames(COMPAT, this.sb.featureCompat),
+      incompat: featureNames(INCOMPAT, this.sb.featureIncompat),
+      roCompat: featureNames(RO_COMPAT, this.sb.featureRoCompat),
+    };
+  }
+
+  /** First block of group g. */
+  groupFirstBlock(g: number): number {
+    return groupFirstBlock(this.sb, g);
+  }
+
+  /** Drop every cache (after an external change to the device). */
+  clearCaches(): void {
+    this.itableCache.clear();
+    this.blockCache.clear();
+    this.inodeCache.clear();
+    this.dirCache.clear();
+  }
+
+  /** Close the underlying device. */
+  async close(): Promise<void> {
+    await this.device.close();
+  }
+}
+
+function checkFeatures(sb: Superblock, where: { file?: string; offset?: number }): void {
+  const unknown = sb.featureIncompat & ~READER_INCOMPAT;
+  if (unknown) {
+    const names = featureNames(INCOMPAT, unknown);
+    throw new Ext4UnsupportedError(names[0], `filesystem uses incompatible features this reader does not support: ${names.join(", ")}`, {
+      ...where,
+      structure: "superblock",
+    });
+  }
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function isDotOrDotDot(n: Uint8Array): boolean {
+  return (n.length === 1 && n[0] === 0x2e) || (n.length === 2 && n[0] === 0x2e && n[1] === 0x2e);
+}
+
+/** Index of the last entry whose hash is <= target (entry 0 covers everything below entry 1). */
+function dxFind(node: DxNode, hash: number): number {
+  let lo = 1;
+  let hi = node.entries.length - 1;
+  let at = 0;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    if (node.entries[mid].hash > hash) hi = mid - 1;
+    else {
+      at = mid;
+      lo = mid + 1;
+    }
+  }
+  return at;
+}
+

@@ -1,0 +1,267 @@
+/**
+ * On-disk inodes: the 128-byte base, the extra fields up to 128 + i_extra_isize, and the in-inode
+ * xattr area after that. Timestamps carry nanoseconds and two epoch bits that extend seconds past
+ * 2038 (seconds = signed 32-bit base + epoch × 2^32).
+ */
+import { type FieldTable, readFields, u16, u32, writeFields } from "./bytes.js";
+import { crc32c, crc32cU32 } from "./crc32c.js";
+import { INODE_FLAGS } from "./features.js";
+
+export const GOOD_OLD_INODE_SIZE = 128;
+
+const BASE = [
+  ["mode", 0x0, "u16"],
+  ["uidLo", 0x2, "u16"],
+  ["sizeLo", 0x4, "u32"],
+  ["atimeRaw", 0x8, "u32"],
+  ["ctimeRaw", 0xc, "u32"],
+  ["mtimeRaw", 0x10, "u32"],
+  ["dtime", 0x14, "u32"],
+  ["gidLo", 0x18, "u16"],
+  ["linksCount", 0x1a, "u16"],
+  ["blocksLo", 0x1c, "u32"],
+  ["flags", 0x20, "u32"],
+  ["version", 0x24, "u32"],
+  ["generation", 0x64, "u32"],
+  ["fileAclLo", 0x68, "u32"],
+  ["sizeHi", 0x6c, "u32"],
+  ["blocksHi", 0x74, "u16"],
+  ["fileAclHi", 0x76, "u16"],
+  ["uidHi", 0x78, "u16"],
+  ["gidHi", 0x7a, "u16"],
+  ["checksumLo", 0x7c, "u16"],
+] as const satisfies FieldTable<string>;
+
+/** Extra fields: [name, offset, type]; present only when 128 + i_extra_isize covers them. */
+const EXTRA = [
+  ["extraIsize", 0x80, "u16"],
+  ["checksumHi", 0x82, "u16"],
+  ["ctimeExtra", 0x84, "u32"],
+  ["mtimeExtra", 0x88, "u32"],
+  ["atimeExtra", 0x8c, "u32"],
+  ["crtimeRaw", 0x90, "u32"],
+  ["crtimeExtra", 0x94, "u32"],
+  ["versionHi", 0x98, "u32"],
+  ["projid", 0x9c, "u32"],
+] as const satisfies FieldTable<string>;
+
+export const I_BLOCK_OFFSET = 0x28;
+export const I_BLOCK_SIZE = 60;
+const CSUM_LO = 0x7c;
+const CSUM_HI = 0x82;
+
+export const S_IFMT = 0o170000;
+export const S_IFSOCK = 0o140000;
+export const S_IFLNK = 0o120000;
+export const S_IFREG = 0o100000;
+export const S_IFBLK = 0o060000;
+export const S_IFDIR = 0o040000;
+export const S_IFCHR = 0o020000;
+export const S_IFIFO = 0o010000;
+
+export interface Timestamp {
+  /** Seconds since the Unix epoch (may be negative, may exceed 2^31 with the epoch bits). */
+  sec: number;
+  nsec: number;
+}
+
+export interface Inode {
+  ino: number;
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  linksCount: number;
+  /** i_blocks as stored (units depend on huge_file / HUGE_FILE_FL; see inodeBlocks512). */
+  blocksRaw: number;
+  flags: number;
+  generation: number;
+  fileAcl: number;
+  dtime: number;
+  version: number;
+  atime: Timestamp;
+  mtime: Timestamp;
+  ctime: Timestamp;
+  /** Creation time, when the inode has room for it. */
+  crtime?: Timestamp;
+  extraIsize: number;
+  projid?: number;
+  /** The 60-byte i_block area (extent root, block map, inline data or fast symlink). */
+  iBlock: Uint8Array;
+  /** The whole on-disk inode (inode_size bytes; a private copy). */
+  raw: Uint8Array;
+}
+
+/** Decode an (seconds, extra) pair: extra = nsec << 2 | epoch bits. */
+export function decodeTime(secRaw: number, extra: number | undefined): Timestamp {
+  const base = secRaw | 0; // signed 32-bit
+  if (extra === undefined) return { sec: base, nsec: 0 };
+  const epoch = extra & 3;
+  return { sec: base + epoch * 0x1_0000_0000, nsec: extra >>> 2 };
+}
+
+/** Encode a timestamp into (seconds field, extra field). */
+export function encodeTime(t: Timestamp): { raw: number; extra: number } {
+  const epoch = Math.floor((t.sec + 0x8000_0000) / 0x1_0000_0000);
+  const raw = (t.sec - epoch * 0x1_0000_0000) | 0;
+  return { raw: raw >>> 0, extra: (((t.nsec & 0x3fffffff) << 2) | (epoch & 3)) >>> 0 };
+}
+
+function extraHas(extraIsize: number, off: number, size: number): boolean {
+  return GOOD_OLD_INODE_SIZE + extraIsize >= off + size;
+}
+
+/**
+ * Parse an inode from `bytes` (inode_size long). Does not verify the checksum (see
+ * verifyInodeChecksum). Throws nothing: structural checks happen where fields are used.
+ */
+export function parseInode(ino: number, bytes: Uint8Array, inodeSize: number): Inode {
+  const raw = bytes.slice(0, inodeSize);
+  const b = readFields(raw, 0, BASE);
+  let extraIsize = 0;
+  let e: Partial<Record<(typeof EXTRA)[number][0], number>> = {};
+  if (inodeSize > GOOD_OLD_INODE_SIZE) {
+    extraIsize = u16(raw, 0x80);
+    // An extra size that overflows the inode (or is misaligned) is treated as absent.
+    if (GOOD_OLD_INODE_SIZE + extraIsize > inodeSize || extraIsize & 3) extraIsize = 0;
+    else {
+      const all = readFields(raw, 0, EXTRA);
+      e = {};
+      for (const [name, off, t] of EXTRA) {
+        if (extraHas(extraIsize, off, t === "u16" ? 2 : 4)) e[name] = all[name];
+      }
+    }
+  }
+  return {
+    ino,
+    mode: b.mode,
+    uid: b.uidLo | (b.uidHi << 16),
+    gid: b.gidLo | (b.gidHi << 16),
+    size: b.sizeLo + b.sizeHi * 0x1_0000_0000,
+    linksCount: b.linksCount,
+    blocksRaw: b.blocksLo + b.blocksHi * 0x1_0000_0000,
+    flags: b.flags,
+    generation: b.generation,
+    fileAcl: b.fileAclLo + b.fileAclHi * 0x1_0000_0000,
+    dtime: b.dtime,
+    version: b.version,
+    atime: decodeTime(b.atimeRaw, e.atimeExtra),
+    mtime: decodeTime(b.mtimeRaw, e.mtimeExtra),
+    ctime: decodeTime(b.ctimeRaw, e.ctimeExtra),
+    crtime: e.crtimeRaw !== undefined ? decodeTime(e.crtimeRaw, e.crtimeExtra) : undefined,
+    extraIsize,
+    projid: e.projid,
+    iBlock: raw.slice(I_BLOCK_OFFSET, I_BLOCK_OFFSET + I_BLOCK_SIZE),
+    raw,
+  };
+}
+
+/**
+ * Serialise an inode over its raw bytes: every decoded field, timestamps (extra fields only
+ * when the inode has room), i_block. Checksum is left as is (call setInodeChecksum).
+ */
+export function encodeInode(inode: Inode, inodeSize = inode.raw.length): Uint8Array {
+  const out = new Uint8Array(inodeSize);
+  out.set(inode.raw.subarray(0, inodeSize));
+  const a = encodeTime(inode.atime);
+  const m = encodeTime(inode.mtime);
+  const c = encodeTime(inode.ctime);
+  writeFields(out, 0, BASE, {
+    mode: inode.mode,
+    uidLo: inode.uid & 0xffff,
+    uidHi: inode.uid >>> 16,
+    gidLo: inode.gid & 0xffff,
+    gidHi: inode.gid >>> 16,
+    sizeLo: inode.size >>> 0,
+    sizeHi: Math.floor(inode.size / 0x1_0000_0000) >>> 0,
+    atimeRaw: a.raw,
+    ctimeRaw: c.raw,
+    mtimeRaw: m.raw,
+    dtime: inode.dtime,
+    linksCount: inode.linksCount,
+    blocksLo: inode.blocksRaw >>> 0,
+    blocksHi: Math.floor(inode.blocksRaw / 0x1_0000_0000) & 0xffff,
+    flags: inode.flags,
+    version: inode.version,
+    generation: inode.generation,
+    fileAclLo: inode.fileAcl >>> 0,
+    fileAclHi: Math.floor(inode.fileAcl / 0x1_0000_0000) & 0xffff,
+  });
+  out.set(inode.iBlock.subarray(0, I_BLOCK_SIZE), I_BLOCK_OFFSET);
+  if (inodeSize > GOOD_OLD_INODE_SIZE) {
+    const ex = inode.extraIsize;
+    const vals: Record<string, number> = { extraIsize: ex };
+    if (extraHas(ex, 0x84, 4)) vals.ctimeExtra = c.extra;
+    if (extraHas(ex, 0x88, 4)) vals.mtimeExtra = m.extra;
+    if (extraHas(ex, 0x8c, 4)) vals.atimeExtra = a.extra;
+    if (inode.crtime && extraHas(ex, 0x94, 4)) {
+      const cr = encodeTime(inode.crtime);
+      vals.crtimeRaw = cr.raw;
+      vals.crtimeExtra = cr.extra;
+    }
+    if (inode.projid !== undefined && extraHas(ex, 0x9c, 4)) vals.projid = inode.projid;
+    writeFields(out, 0, EXTRA, vals);
+  }
+  return out;
+}
+
+function hasCsumHi(raw: Uint8Array): boolean {
+  if (raw.length <= GOOD_OLD_INODE_SIZE) return false;
+  const ex = u16(raw, 0x80);
+  return GOOD_OLD_INODE_SIZE + ex <= raw.length && extraHas(ex, CSUM_HI, 2);
+}
+
+/** Per-inode checksum seed: crc32c(fs seed, inode number, generation). Also seeds extent/dir/xattr-in-inode checksums. */
+export function inodeChecksumSeed(fsSeed: number, ino: number, generation: number): number {
+  return crc32cU32(crc32cU32(fsSeed, ino), generation);
+}
+
+/** crc32c over the whole inode with both checksum fields zeroed. */
+export function inodeChecksum(fsSeed: number, ino: number, raw: Uint8Array): number {
+  const gen = u32(raw, 0x64);
+  const hi = hasCsumHi(raw);
+  const tmp = raw.slice();
+  tmp[CSUM_LO] = 0;
+  tmp[CSUM_LO + 1] = 0;
+  if (hi) {
+    tmp[CSUM_HI] = 0;
+    tmp[CSUM_HI + 1] = 0;
+  }
+  const c = crc32c(inodeChecksumSeed(fsSeed, ino, gen), tmp);
+  return hi ? c >>> 0 : c & 0xffff;
+}
+
+export function storedInodeChecksum(raw: Uint8Array): number {
+  const lo = u16(raw, CSUM_LO);
+  return hasCsumHi(raw) ? (lo | (u16(raw, CSUM_HI) << 16)) >>> 0 : lo;
+}
+
+export function verifyInodeChecksum(fsSeed: number, ino: number, raw: Uint8Array): boolean {
+  return storedInodeChecksum(raw) === inodeChecksum(fsSeed, ino, raw);
+}
+
+export function setInodeChecksum(fsSeed: number, ino: number, raw: Uint8Array): void {
+  const c = inodeChecksum(fsSeed, ino, raw);
+  raw[CSUM_LO] = c & 0xff;
+  raw[CSUM_LO + 1] = (c >>> 8) & 0xff;
+  if (hasCsumHi(raw)) {
+    raw[CSUM_HI] = (c >>> 16) & 0xff;
+    raw[CSUM_HI + 1] = (c >>> 24) & 0xff;
+  }
+}
+
+/** i_blocks in 512-byte units (the stat st_blocks unit). */
+export function inodeBlocks512(inode: Inode, hugeFileFeature: boolean, blockSize: number): number {
+  if (!hugeFileFeature) return inode.blocksRaw % 0x1_0000_0000;
+  if (inode.flags & INODE_FLAGS.HUGE_FILE) return inode.blocksRaw * (blockSize / 512);
+  return inode.blocksRaw;
+}
+
+/** Offset inside the inode where the in-inode xattr area starts (after the extra fields). */
+export function inodeXattrOffset(inode: Inode): number {
+  return GOOD_OLD_INODE_SIZE + inode.extraIsize;
+}
+
+export function fileType(mode: number): number {
+  return mode & S_IFMT;
+}
