@@ -71,7 +71,7 @@ export function decompress(
       });
     case "zstd":
       return pushDecoder("zstd", input, where, (ondata) => {
-        const z = new ZstdDecompress((data, final) => ondata(data, final));
+        const z = new ZstdDecompress((data, final) => ondata(data, final === true));
         return (chunk, final) => z.push(chunk, final);
       });
     case "xz":
