@@ -1,1 +1,21 @@
-export {};
+export {
+  type BackingRef,
+  type BackingResolver,
+  canonicalBackingPath,
+  probeFormat,
+  resolveBackingPath,
+} from "./backing.js";
+export { alignUp, getU64, setU64 } from "./bytes.js";
+export { type CachedTable, TableCache } from "./cache.js";
+export { ClusterMap, type L1Contents, loadL1 } from "./cluster-map.js";
+export { DecompressError, decompressCluster, zstdFrameLength } from "./compressed.js";
+export { buildEmptyImage, type CreateQcow2Options, createOverlay, createQcow2 } from "./create.js";
+export { type BackingInfo, Qcow2Device, type Qcow2DeviceParts } from "./device.js";
+export { Qcow2BackingLoopError, Qcow2FormatError, Qcow2UnsupportedError } from "./errors.js";
+export * from "./extensions.js";
+export * from "./header.js";
+export { DeviceHostFile, type HostFile, isHostFile, MemoryHostFile, NodeHostFile } from "./host-file.js";
+export * from "./l2-entry.js";
+export { type OpenQcow2Options, openQcow2 } from "./open.js";
+export { Refcounts } from "./refcount.js";
+export { type Qcow2Snapshot, readSnapshotTable } from "./snapshots.js";

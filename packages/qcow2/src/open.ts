@@ -1,0 +1,347 @@
+import { realpath } from "node:fs/promises";
+import { type BlockDevice, FileDevice, ReadOnlyError } from "@imgpatch/disk";
+import {
+  type BackingRef,
+  type BackingResolver,
+  canonicalBackingPath,
+  probeFormat,
+  resolveBackingPath,
+} from "./backing.js";
+import { ClusterMap, loadL1 } from "./cluster-map.js";
+import { type BackingInfo, Qcow2Device } from "./device.js";
+import { Qcow2FormatError, Qcow2UnsupportedError } from "./errors.js";
+import { featureName, parseExtensions } from "./extensions.js";
+import {
+  COMPRESSION_ZLIB,
+  COMPRESSION_ZSTD,
+  CRYPT_AES,
+  CRYPT_NONE,
+  INCOMPAT_COMPRESSION,
+  INCOMPAT_CORRUPT,
+  INCOMPAT_DATA_FILE,
+  INCOMPAT_DIRTY,
+  INCOMPAT_EXTL2,
+  INCOMPAT_KNOWN,
+  MAX_BACKING_NAME,
+  parseHeader,
+  type Qcow2Header,
+} from "./header.js";
+import { DeviceHostFile, type HostFile, isHostFile, NodeHostFile } from "./host-file.js";
+import { Refcounts } from "./refcount.js";
+import { readSnapshotTable } from "./snapshots.js";
+
+export interface OpenQcow2Options {
+  /** Open read-only (default false). */
+  readOnly?: boolean;
+  /**
+   * How to open the backing image: "auto" (default: resolve relative names against the image's
+   * directory, honour the backing-format extension, probe otherwise), "none" (unallocated
+   * clusters read as zeros — for inspecting one layer), or a resolver function.
+   */
+  backing?: "auto" | "none" | BackingResolver;
+  /** Open an internal snapshot (by id or name) as a read-only view. */
+  snapshot?: string;
+  /** Budget for cached L2 tables in bytes (default 32 MiB; at least two tables). */
+  l2CacheBytes?: number;
+  /** Budget for cached refcount blocks in bytes (default 4 MiB; at least two blocks). */
+  refcountCacheBytes?: number;
+  /** Receives warnings (dirty or corrupt images opened read-only). Default: process.emitWarning. */
+  onWarning?: (message: string) => void;
+  /** Name for errors when opening a BlockDevice or HostFile. */
+  name?: string;
+  /** @internal canonical paths of the images above (loop detection). */
+  chain?: readonly string[];
+}
+
+const DEFAULT_L2_CACHE = 32 * 1024 * 1024;
+const DEFAULT_REFCOUNT_CACHE = 4 * 1024 * 1024;
+
+/**
+ * Open a qcow2 image from a path, a BlockDevice (fixed size: the image cannot grow past it) or
+ * a HostFile. Everything is validated before anything can be written.
+ */
+export async function openQcow2(
+  source: string | BlockDevice | HostFile,
+  options: OpenQcow2Options = {},
+): Promise<Qcow2Device> {
+  const readOnlyRequested = options.readOnly ?? false;
+  const snapshotView = options.snapshot !== undefined;
+  const readOnly = readOnlyRequested || snapshotView;
+  let host: HostFile;
+  let path: string | null = null;
+  let ownsHost = true;
+  if (typeof source === "string") {
+    path = source;
+    host = await NodeHostFile.open(source, { readOnly });
+  } else if (isHostFile(source)) {
+    host = source;
+    ownsHost = false;
+  } else {
+    if (!readOnly && source.readOnly) throw new ReadOnlyError("device is read-only", { file: source.name });
+    host = new DeviceHostFile(source);
+    ownsHost = false;
+  }
+  try {
+    return await openOn(host, path, ownsHost, readOnly, options);
+  } catch (err) {
+    if (ownsHost) await host.close().catch(() => {});
+    throw err;
+  }
+}
+
+async function openOn(
+  host: HostFile,
+  path: string | null,
+  ownsHost: boolean,
+  readOnly: boolean,
+  options: OpenQcow2Options,
+): Promise<Qcow2Device> {
+  const file = host.name;
+  const warn = options.onWarning ?? ((m: string) => process.emitWarning(m, "Qcow2Warning"));
+  const first = new Uint8Array(Math.min(512, host.length));
+  await host.read(0, first);
+  const header = parseHeader(first, file);
+  const cs = 2 ** header.clusterBits;
+  const cluster0 = new Uint8Array(cs);
+  await host.read(0, cluster0);
+  checkFeatures(header, file);
+
+  // Extensions and backing name live in cluster 0.
+  const hasBacking = header.backingFileOffset !== 0;
+  if (hasBacking) {
+    if (header.backingFileSize > MAX_BACKING_NAME || header.backingFileSize === 0) {
+      throw new Qcow2FormatError("backing_file_size", `${header.backingFileSize} is out of range (1..1023)`, {
+        file,
+        offset: 16,
+      });
+    }
+    if (
+      header.backingFileOffset + header.backingFileSize > cs ||
+      header.backingFileOffset < header.headerLength
+    ) {
+      throw new Qcow2FormatError("backing_file_offset", "backing file name lies outside the first cluster", {
+        file,
+        offset: 8,
+      });
+    }
+  }
+  const extLimit = hasBacking ? header.backingFileOffset : cs;
+  const extensions = parseExtensions(cluster0, header.headerLength, extLimit, file);
+  const names = extensions.featureNames;
+  const unknown = header.incompatibleFeatures & ~INCOMPAT_KNOWN;
+  if (unknown !== 0n) {
+    const bits: string[] = [];
+    for (let b = 0; b < 64; b++) {
+      if (unknown & (1n << BigInt(b))) bits.push(featureName(names, 0, b) ?? `bit ${b}`);
+    }
+    throw new Qcow2UnsupportedError(
+      "incompatible_features",
+      `unknown incompatible features: ${bits.join(", ")}`,
+      {
+        file,
+        offset: 72,
+      },
+    );
+  }
+  if (header.incompatibleFeatures & INCOMPAT_DATA_FILE) {
+    throw new Qcow2UnsupportedError(
+      "external data file",
+      `images whose data lives in an external file${extensions.dataFile ? ` ("${extensions.dataFile}")` : ""} are not supported`,
+      { file, offset: 72 },
+    );
+  }
+  if (header.incompatibleFeatures & INCOMPAT_DIRTY) {
+    if (!readOnly) {
+      throw new Qcow2UnsupportedError(
+        "dirty",
+        "image is marked dirty (refcounts may be stale): repair it with `qemu-img check -r all` before writing, or open it read-only",
+        { file, offset: 72 },
+      );
+    }
+    warn(`${file}: image is marked dirty; reading it anyway (refcounts may be stale)`);
+  }
+  if (header.incompatibleFeatures & INCOMPAT_CORRUPT) {
+    if (!readOnly) {
+      throw new Qcow2UnsupportedError(
+        "corrupt",
+        "image is marked corrupt: it may only be opened read-only (repair with `qemu-img check -r all`)",
+        { file, offset: 72 },
+      );
+    }
+    warn(`${file}: image is marked corrupt; reading it anyway`);
+  }
+
+  const extL2 = (header.incompatibleFeatures & INCOMPAT_EXTL2) !== 0n;
+  const entryBytes = extL2 ? 16 : 8;
+  const l2Entries = cs / entryBytes;
+  const neededL1 = Math.ceil(header.size / cs / l2Entries);
+  if (header.l1Size < neededL1) {
+    throw new Qcow2FormatError(
+      "l1_size",
+      `${header.l1Size} entries cannot map a ${header.size}-byte disk (need ${neededL1})`,
+      {
+        file,
+        offset: 36,
+      },
+    );
+  }
+  if (header.nbSnapshots > 0 && header.snapshotsOffset + 40 > host.length) {
+    throw new Qcow2FormatError("snapshots_offset", "snapshot table lies past the end of the file", {
+      file,
+      offset: 64,
+    });
+  }
+  const snapshots = await readSnapshotTable(
+    host,
+    header.snapshotsOffset,
+    header.nbSnapshots,
+    cs,
+    header.version,
+  );
+
+  let l1Offset = header.l1TableOffset;
+  let l1Size = header.l1Size;
+  let size = header.size;
+  let l1Field = "L1";
+  if (options.snapshot !== undefined) {
+    const sn =
+      snapshots.find((s) => s.id === options.snapshot) ?? snapshots.find((s) => s.name === options.snapshot);
+    if (!sn)
+      throw new Qcow2UnsupportedError("snapshot", `no snapshot with id or name "${options.snapshot}"`, {
+        file,
+      });
+    l1Offset = sn.l1TableOffset;
+    l1Size = sn.l1Size;
+    size = sn.diskSize ?? header.size;
+    l1Field = `snapshot "${sn.name}" L1`;
+    if (l1Size < Math.ceil(size / cs / l2Entries)) {
+      throw new Qcow2FormatError(l1Field, `${l1Size} entries cannot map ${size} bytes`, {
+        file,
+        offset: sn.entryOffset,
+      });
+    }
+  }
+  const l1 = await loadL1(host, l1Offset, l1Size, cs, l1Field);
+
+  const l2Tables = Math.max(2, Math.floor((options.l2CacheBytes ?? DEFAULT_L2_CACHE) / cs));
+  const rcTables = Math.max(2, Math.floor((options.refcountCacheBytes ?? DEFAULT_REFCOUNT_CACHE) / cs));
+  let device: Qcow2Device | null = null;
+  const map = new ClusterMap(host, header.clusterBits, extL2, l1Offset, l1, l2Tables, async () => {
+    await device!.beforeL2WriteBack();
+  });
+  let refcounts: Refcounts | null = null;
+  if (!readOnly) {
+    refcounts = await Refcounts.load(host, {
+      clusterBits: header.clusterBits,
+      refcountOrder: header.refcountOrder,
+      tableOffset: header.refcountTableOffset,
+      tableClusters: header.refcountTableClusters,
+      cacheTables: rcTables,
+      onTableMoved: async (offset, clusters) => {
+        header.refcountTableOffset = offset;
+        header.refcountTableClusters = clusters;
+        await device!.writeHeaderFields(["refcount_table_offset", "refcount_table_clusters"]);
+      },
+    });
+  }
+
+  // Backing chain.
+  let backing: BlockDevice | null = null;
+  let backingInfo: BackingInfo | null = null;
+  if (hasBacking) {
+    const name = new TextDecoder().decode(
+      cluster0.subarray(header.backingFileOffset, header.backingFileOffset + header.backingFileSize),
+    );
+    const ref: BackingRef = {
+      name,
+      path: resolveBackingPath(name, path),
+      format: extensions.backingFormat,
+      chain: options.chain ?? (path !== null ? [await realpath(path)] : []),
+      referrer: file,
+    };
+    backingInfo = { name, path: ref.path ?? undefined, format: ref.format };
+    const mode = options.backing ?? "auto";
+    if (mode !== "none") {
+      backing = typeof mode === "function" ? await mode(ref) : await openBackingAuto(ref, options);
+    }
+  }
+
+  device = new Qcow2Device({
+    name: options.name ?? file,
+    host,
+    header,
+    extensions,
+    map,
+    refcounts,
+    backing,
+    backingInfo,
+    snapshots,
+    readOnly,
+    size,
+    ownsHost,
+  });
+  return device;
+}
+
+function checkFeatures(header: Qcow2Header, file: string): void {
+  if (header.cryptMethod !== CRYPT_NONE) {
+    const kind =
+      header.cryptMethod === CRYPT_AES
+        ? "AES"
+        : header.cryptMethod === 2
+          ? "LUKS"
+          : `method ${header.cryptMethod}`;
+    throw new Qcow2UnsupportedError("encryption", `encrypted images (${kind}) are not supported`, {
+      file,
+      offset: 32,
+    });
+  }
+  const extL2 = (header.incompatibleFeatures & INCOMPAT_EXTL2) !== 0n;
+  if (extL2 && header.clusterBits < 14) {
+    throw new Qcow2FormatError("cluster_bits", "extended L2 entries need clusters of at least 16 KiB", {
+      file,
+      offset: 20,
+    });
+  }
+  const flagged = (header.incompatibleFeatures & INCOMPAT_COMPRESSION) !== 0n;
+  if (flagged && header.compressionType === COMPRESSION_ZLIB) {
+    throw new Qcow2FormatError("compression_type", "compression type bit set but the type is zlib", {
+      file,
+      offset: 104,
+    });
+  }
+  if (!flagged && header.compressionType !== COMPRESSION_ZLIB) {
+    throw new Qcow2FormatError("compression_type", "non-zlib compression without the compression type bit", {
+      file,
+      offset: 104,
+    });
+  }
+  if (header.compressionType > COMPRESSION_ZSTD) {
+    throw new Qcow2UnsupportedError(
+      "compression_type",
+      `unknown compression type ${header.compressionType}`,
+      {
+        file,
+        offset: 104,
+      },
+    );
+  }
+}
+
+async function openBackingAuto(ref: BackingRef, options: OpenQcow2Options): Promise<BlockDevice> {
+  const real = await canonicalBackingPath(ref);
+  const format = ref.format ?? (await probeFormat(real));
+  if (format === "qcow2") {
+    return openQcow2(ref.path!, {
+      readOnly: true,
+      backing: options.backing,
+      l2CacheBytes: options.l2CacheBytes,
+      onWarning: options.onWarning,
+      chain: [...ref.chain, real],
+    });
+  }
+  if (format === "raw") return FileDevice.open(ref.path!, { readOnly: true });
+  throw new Qcow2UnsupportedError("backing format", `backing format "${format}" is not supported`, {
+    file: ref.referrer,
+  });
+}
