@@ -143,7 +143,8 @@ export async function blkidProbe(path: string, offset?: number): Promise<Record<
   const out: Record<string, string> = {};
   for (const line of r.stdout.toString("utf8").split("\n")) {
     const i = line.indexOf("=");
-    if (i > 0) out[line.slice(0, i)] = line.slice(i + 1);
+    // export format escapes spaces and specials with a backslash
+    if (i > 0) out[line.slice(0, i)] = line.slice(i + 1).replace(/\\(.)/g, "$1");
   }
   return out;
 }
