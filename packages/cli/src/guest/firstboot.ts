@@ -194,13 +194,30 @@ function slug(name: string): string {
  * Queues a script (installing the runner and unit if needed). Returns its guest path. Content without
  * a "#!" line is run with /bin/sh.
  */
+export interface AddFirstbootOptions extends FirstbootUnitOptions {
+  /**
+   * If a script of the same name is still pending (queued by an earlier run, not yet booted),
+   * replace its content instead of queueing a second copy (keeps re-runs idempotent).
+   */
+  replacePending?: boolean;
+}
+
 export async function addFirstbootScript(
   fs: GuestFs,
   name: string,
   content: string | Uint8Array,
-  options: FirstbootUnitOptions = {},
+  options: AddFirstbootOptions = {},
 ): Promise<string> {
   await installFirstboot(fs, options);
+  if (options.replacePending) {
+    for (const n of await fs.readdir(FIRSTBOOT.pending)) {
+      if (n.replace(/^\d+-/, "") === slug(name)) {
+        const path = `${FIRSTBOOT.pending}/${n}`;
+        await fs.writeFile(path, content, { mode: 0o755, uid: 0, gid: 0 });
+        return path;
+      }
+    }
+  }
   const seq = await nextSequence(fs);
   if (seq >= 10 ** SEQ_DIGITS) throw new Error("first-boot queue sequence exhausted");
   const path = `${FIRSTBOOT.pending}/${String(seq).padStart(SEQ_DIGITS, "0")}-${slug(name)}`;

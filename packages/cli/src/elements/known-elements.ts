@@ -1,0 +1,72 @@
+/**
+ * Elements whose build-time effect imgpatch produces statically, so the image is right before its
+ * first boot (facts from the elements' behaviour: see the project notes on the Heat agents).
+ */
+
+export const ORC_BASE = "/usr/libexec/os-refresh-config";
+export const ORC_PHASES = ["pre-configure.d", "configure.d", "migration.d", "post-configure.d"] as const;
+export const OAC_TEMPLATES = "/usr/libexec/os-apply-config/templates";
+export const HEAT_HOOKS_DIR = "/var/lib/heat-config/hooks";
+export const OCC_CONF = "/etc/os-collect-config.conf";
+export const OCC_UNIT = "os-collect-config.service";
+
+/** Bootstrap config os-collect-config starts with (the element writes the same two settings). */
+export function occBootstrapConf(): string {
+  return "[DEFAULT]\ncommand=os-refresh-config\n";
+}
+
+/**
+ * Our os-collect-config unit: starts the agent installed at /usr/local/bin by the source install,
+ * after cloud-init has written Heat's initial metadata, restarting it if it fails.
+ */
+export function occUnitText(execStart = "/usr/local/bin/os-collect-config"): string {
+  return `[Unit]
+Description=os-collect-config: collect Heat metadata and run os-refresh-config
+After=cloud-final.service
+Before=crond.service
+
+[Service]
+ExecStart=${execStart}
+Restart=on-failure
+
+[Install]
+WantedBy=multi-user.target
+`;
+}
+
+/** Drop-in making os-collect-config start only after the deferred first-boot install has finished. */
+export function occFirstbootDropIn(firstbootUnit: string): string {
+  return `# Added by imgpatch: the agents are installed by ${firstbootUnit} at first boot; without this,
+# os-collect-config would start before its binary exists and hit its restart limit.
+[Unit]
+Requires=${firstbootUnit}
+After=${firstbootUnit}
+`;
+}
+
+export function selinuxPermissiveConfig(): string {
+  return "SELINUX=permissive\nSELINUXTYPE=targeted\n";
+}
+
+/** Elements whose own phase scripts imgpatch replaces, and why. */
+export const REPLACED_SCRIPTS: Record<string, { phases: string[]; match: RegExp; why: string }> = {
+  "package-installs": {
+    phases: ["pre-install.d", "install.d", "post-install.d"],
+    match: /.*/,
+    why: "imgpatch installs package-installs.yaml entries itself (the element's squashed JSON is made by extra-data.d, a build-host phase)",
+  },
+  "selinux-permissive": {
+    phases: ["pre-install.d", "install.d", "post-install.d"],
+    match: /.*/,
+    why: "/etc/selinux/config is written statically (it must be in place before the first boot)",
+  },
+};
+
+/** A heat-config hook element ships its hook as install.d/hook-<name>.py. */
+export function hookNameFromFile(file: string): string | null {
+  const m = /^hook-([A-Za-z0-9_-]+)\.py$/.exec(file);
+  return m ? m[1] : null;
+}
+
+/** Its install script (the one copying the hook into place) is replaced by the static copy. */
+export const HOOK_INSTALL_SCRIPT = /heat-config-hook/;
