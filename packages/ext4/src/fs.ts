@@ -48,6 +48,7 @@ import {
   groupDescChecksum,
   groupDescCsumKind,
   parseGroupDesc,
+  primarySuperblockBlock,
 } from "./group-desc.js";
 import {
   DX_ENTRY_SIZE,
@@ -284,7 +285,7 @@ export class Ext4Fs {
     const where = { file: device.name, offset };
     const raw = await device.read(offset, SUPERBLOCK_SIZE);
     const sb = parseSuperblock(raw, where);
-    const sbBlock = sbBlockHint ?? sb.firstDataBlock;
+    const sbBlock = sbBlockHint ?? primarySuperblockBlock(sb);
     if (offset !== SUPERBLOCK_OFFSET && offset !== sbBlock * sb.blockSize) {
       throw new Ext4FormatError("backup superblock block size does not match its position", where);
     }

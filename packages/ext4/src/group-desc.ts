@@ -190,18 +190,24 @@ export function gdtBlockCount(sb: Superblock): number {
   return Math.ceil(sb.groupCount / descsPerBlock(sb));
 }
 
+/** Block holding the primary superblock (byte 1024): 1 with 1 KiB blocks, else 0 — even when
+ * s_first_data_block is 0 (bigalloc with 1 KiB blocks). */
+export function primarySuperblockBlock(sb: Superblock): number {
+  return Math.floor(1024 / sb.blockSize);
+}
+
 /**
  * Block number of GDT block `i`, for the copy next to the superblock at block `sbBlock`
- * (the primary: s_first_data_block; a backup: the first block of its group).
+ * (the primary: the block holding byte 1024; a backup: the first block of its group).
  */
-export function gdtBlockLocation(sb: Superblock, i: number, sbBlock = sb.firstDataBlock): number {
+export function gdtBlockLocation(sb: Superblock, i: number, sbBlock = primarySuperblockBlock(sb)): number {
   const metaBg = hasIncompat(sb, INCOMPAT.meta_bg);
   if (!metaBg || i < sb.firstMetaBg) return sbBlock + i + 1;
   const g = i * descsPerBlock(sb);
   const hasSuper = groupHasSuperblock(sb, g) ? 1 : 0;
   let blk = groupFirstBlock(sb, g);
   // Backup copies of meta_bg descriptors live in the meta group's second group.
-  if (sbBlock !== sb.firstDataBlock && blk + hasSuper + sb.blocksPerGroup < sb.blocksCount) {
+  if (sbBlock !== primarySuperblockBlock(sb) && blk + hasSuper + sb.blocksPerGroup < sb.blocksCount) {
     blk += sb.blocksPerGroup;
   }
   // With 1 KiB blocks and first_data_block 0 (bigalloc), block 0 holds the boot sector + superblock.

@@ -103,13 +103,14 @@ export function dxNodeProblem(block: Uint8Array, node: DxNode, withTail: boolean
   return undefined;
 }
 
-/** crc32c(inode seed, block[0 : entries + count*8]) then over dt_reserved. */
+/** crc32c(inode seed, block[0 : entries + count*8]), then the dx_tail with its checksum as zero. */
 export function dxChecksum(inodeSeed: number, block: Uint8Array, node: DxNode): number {
   const size = node.entriesOffset + node.count * DX_ENTRY_SIZE;
   const tail = node.entriesOffset + node.limit * DX_ENTRY_SIZE;
   const c = crc32c(inodeSeed, block, 0, size);
-  return crc32c(c, block, tail, tail + 4);
+  return crc32c(crc32c(c, block, tail, tail + 4), ZERO4);
 }
+const ZERO4 = new Uint8Array(4);
 
 export function dxTailOffset(node: DxNode): number {
   return node.entriesOffset + node.limit * DX_ENTRY_SIZE;

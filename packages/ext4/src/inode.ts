@@ -135,8 +135,8 @@ export function parseInode(ino: number, bytes: Uint8Array, inodeSize: number): I
   return {
     ino,
     mode: b.mode,
-    uid: b.uidLo | (b.uidHi << 16),
-    gid: b.gidLo | (b.gidHi << 16),
+    uid: (b.uidLo | (b.uidHi << 16)) >>> 0,
+    gid: (b.gidLo | (b.gidHi << 16)) >>> 0,
     size: b.sizeLo + b.sizeHi * 0x1_0000_0000,
     linksCount: b.linksCount,
     blocksRaw: b.blocksLo + b.blocksHi * 0x1_0000_0000,
