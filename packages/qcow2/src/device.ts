@@ -1,9 +1,10 @@
 import { BaseDevice, type BlockDevice, type DeviceExtent, ReadOnlyError } from "@imgpatch/disk";
+import { bitmapClusters } from "./bitmaps.js";
 import type { CachedTable } from "./cache.js";
 import type { ClusterMap } from "./cluster-map.js";
 import { DecompressError, decompressCluster } from "./compressed.js";
 import { Qcow2FormatError } from "./errors.js";
-import type { Qcow2Extensions } from "./extensions.js";
+import { EXT_BITMAPS, type Qcow2Extensions, serializeExtensions } from "./extensions.js";
 import { type HeaderFieldName, headerFieldSpan, type Qcow2Header } from "./header.js";
 import type { HostFile } from "./host-file.js";
 import {
@@ -342,9 +343,22 @@ export class Qcow2Device extends BaseDevice {
       throw new ReadOnlyError("image was opened without refcounts", { file: this.name });
     if (!this.writeStarted) {
       // Unknown (and bitmaps) autoclear bits must be cleared before the first modification.
+      const bitmaps = this.extensions.bitmaps;
+      const bitmapClusterList = bitmaps ? await bitmapClusters(this.host, bitmaps, this.clusterSize) : [];
       if (this.header.autoclearFeatures !== 0n) {
         this.header.autoclearFeatures = 0n;
         await this.writeHeaderFields(["autoclear_features"]);
+      }
+      if (bitmaps) {
+        // Stale bitmaps are useless to everyone: drop the extension, then release its clusters.
+        const keep = this.extensions.all.filter((e) => e.type !== EXT_BITMAPS);
+        const area = new Uint8Array(this.extensions.end - this.header.headerLength);
+        area.set(serializeExtensions(keep));
+        await this.host.write(this.header.headerLength, area);
+        await this.host.sync();
+        this.extensions.all = keep;
+        this.extensions.bitmaps = undefined;
+        for (const c of bitmapClusterList) this.queueFree(c, 1);
       }
       this.writeStarted = true;
     }

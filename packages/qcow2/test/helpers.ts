@@ -1,0 +1,67 @@
+import { readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { qemuImg, qemuImgCheck, qemuImgCompare, qemuImgInfo } from "@imgpatch/testkit";
+import { expect } from "vitest";
+import type { Qcow2Device } from "../src/index.js";
+
+/** Deterministic bytes (xorshift) — incompressible. */
+export function randomBytes(n: number, seed: number): Uint8Array {
+  const out = new Uint8Array(n);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x & 0xff;
+  }
+  return out;
+}
+
+/** Deterministic compressible bytes: words from a small alphabet, with runs. */
+export function compressibleBytes(n: number, seed: number): Uint8Array {
+  const r = randomBytes(n, seed);
+  const out = new Uint8Array(n);
+  for (let i = 0; i < n; i++) out[i] = 97 + (r[i]! % 6);
+  return out;
+}
+
+/** Read a whole device. */
+export async function readAll(dev: Qcow2Device): Promise<Uint8Array> {
+  return dev.read(0, dev.size);
+}
+
+/** qemu-img's view of an image's guest bytes. */
+export async function qemuRaw(dir: string, image: string): Promise<Uint8Array> {
+  const out = join(dir, `raw-${Math.random().toString(36).slice(2)}.raw`);
+  await qemuImg(["convert", "-O", "raw", image, out]);
+  return new Uint8Array(await readFile(out));
+}
+
+/** Assert qemu-img check finds neither errors nor leaks, and the guest bytes equal `expected`. */
+export async function expectCleanAndEqual(dir: string, image: string, expected: Uint8Array): Promise<void> {
+  const check = await qemuImgCheck(image);
+  expect(check.json, `qemu-img check ${image}`).toMatchObject({ "check-errors": 0 });
+  expect({ leaks: check.leaks, corruptions: check.corruptions, exit: check.exitCode }).toEqual({
+    leaks: 0,
+    corruptions: 0,
+    exit: 0,
+  });
+  const raw = join(dir, `expected-${Math.random().toString(36).slice(2)}.raw`);
+  await writeFile(raw, expected);
+  const info = await qemuImgInfo(image);
+  expect(info["virtual-size"], "virtual size").toBe(expected.length);
+  const cmp = await qemuImgCompare(image, raw, { formatA: "qcow2", formatB: "raw" });
+  expect(cmp.output).toContain("Images are identical");
+}
+
+/** First differing offset of two buffers, or -1. */
+export function firstDiff(a: Uint8Array, b: Uint8Array): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return i;
+  return a.length === b.length ? -1 : n;
+}
+
+export function expectSameBytes(actual: Uint8Array, expected: Uint8Array, what = "bytes"): void {
+  const d = firstDiff(actual, expected);
+  expect(d, `${what}: first difference at ${d} (lengths ${actual.length}/${expected.length})`).toBe(-1);
+}
