@@ -14,13 +14,19 @@ export {
   OAC_TEMPLATES,
   OCC_CONF,
   OCC_UNIT,
+  ORC_BASE,
+  ORC_PHASES,
   occBootstrapConf,
   occFirstbootDropIn,
   occUnitText,
-  ORC_BASE,
-  ORC_PHASES,
 } from "./known-elements.js";
-export { type HookCollision, type MergedEntry, type MergedHooks, type MergeOptions, mergeElements } from "./merge.js";
+export {
+  type HookCollision,
+  type MergedEntry,
+  type MergedHooks,
+  type MergeOptions,
+  mergeElements,
+} from "./merge.js";
 export { type GuestOp, isVolatilePath, type OpSource, renderOp } from "./ops.js";
 export {
   collectPackageInstalls,
@@ -30,7 +36,13 @@ export {
   type PackagePhase,
   type PackageRequest,
 } from "./package-installs.js";
-export { ELEMENTS_HOOKS, ELEMENTS_RUNNER, ELEMENTS_STAMP, elementsPayloadScript, elementsQueueScript } from "./payload.js";
+export {
+  ELEMENTS_HOOKS,
+  ELEMENTS_RUNNER,
+  ELEMENTS_STAMP,
+  elementsPayloadScript,
+  elementsQueueScript,
+} from "./payload.js";
 export {
   BUILD_HOST_PHASES,
   buildElementsPlan,

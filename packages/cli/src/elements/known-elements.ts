@@ -55,6 +55,16 @@ export const REPLACED_SCRIPTS: Record<string, { phases: string[]; match: RegExp;
     match: /.*/,
     why: "imgpatch installs package-installs.yaml entries itself (the element's squashed JSON is made by extra-data.d, a build-host phase)",
   },
+  "os-refresh-config": {
+    phases: ["install.d"],
+    match: /^99-os-refresh-config-install-scripts$/,
+    why: "the merged os-refresh-config/ tree is installed statically",
+  },
+  "os-apply-config": {
+    phases: ["install.d"],
+    match: /^(11-create-template-root|99-install-config-templates)$/,
+    why: "the template root and merged os-apply-config/ templates are installed statically",
+  },
   "selinux-permissive": {
     phases: ["pre-install.d", "install.d", "post-install.d"],
     match: /.*/,

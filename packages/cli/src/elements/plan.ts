@@ -15,11 +15,11 @@ import {
   OAC_TEMPLATES,
   OCC_CONF,
   OCC_UNIT,
+  ORC_BASE,
+  ORC_PHASES,
   occBootstrapConf,
   occFirstbootDropIn,
   occUnitText,
-  ORC_BASE,
-  ORC_PHASES,
   REPLACED_SCRIPTS,
   selinuxPermissiveConfig,
 } from "./known-elements.js";
