@@ -396,6 +396,13 @@ export async function buildElementsPlan(fs: GuestFs, options: ElementsPlanOption
     await Promise.all(mergedChildren(hooks, "environment.d").map((e) => candidateOf(hooks, e))),
   );
   const pk = await collectPackageInstalls(closure.elements, typeOf, distro);
+  if (!has("package-installs") && pk.requests.length > 0) {
+    // Without the package-installs element DIB ignores package-installs.yaml files.
+    report.warnings.push(
+      `package-installs.yaml of ${[...new Set(pk.requests.map((r) => r.element))].join(", ")} ignored: the package-installs element is not included`,
+    );
+    pk.requests = [];
+  }
   report.packages = pk.requests;
   report.warnings.push(...pk.warnings);
   const phases: PayloadPhase[] = [];

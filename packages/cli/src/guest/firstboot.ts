@@ -106,14 +106,13 @@ export interface FirstbootUnitOptions {
 
 /** The oneshot unit text. */
 export function firstbootUnitText(options: FirstbootUnitOptions = {}): string {
-  const before = ["systemd-user-sessions.service", ...(options.before ?? [])];
+  const before = [...new Set(options.before ?? [])];
   return `[Unit]
 Description=imgpatch first-boot scripts
 Documentation=file://${FIRSTBOOT.runner}
 Wants=network-online.target
-After=network-online.target
-Before=${[...new Set(before)].join(" ")}
-
+After=network-online.target cloud-init.service
+${before.length > 0 ? `Before=${before.join(" ")}\n` : ""}
 [Service]
 Type=oneshot
 RemainAfterExit=yes
