@@ -186,9 +186,11 @@ export async function debugfs(
 }
 
 /**
- * The contents of a file (`debugfs cat`; a final symlink component is not followed). debugfs
- * 1.47.0 prints the whole inline-data area of an inline_data file (60+ bytes, zero padded), so the
- * output is cut to the inode's i_size.
+ * The contents of a file (`debugfs cat`; a final symlink component is not followed), exactly
+ * i_size bytes long. debugfs 1.47.0 mishandles inline_data inodes: it prints the whole inline area
+ * (60+ bytes, zero padded) and stops there even when i_size is larger (mke2fs -d makes such
+ * files from sparse sources; the kernel reads the rest as zeros). So the output is cut or
+ * zero-extended to i_size for inline inodes.
  */
 export async function debugfsCat(target: FsTarget, path: string): Promise<Buffer> {
   const r = await debugfsRaw(target, [`cat ${debugfsQuote(path)}`]);
@@ -202,8 +204,14 @@ export async function debugfsCat(target: FsTarget, path: string): Promise<Buffer
     );
   }
   const st = parseDebugfsStat(await debugfs(target, [`stat ${debugfsQuote(path)}`]));
-  return r.stdout.length > st.size ? r.stdout.subarray(0, st.size) : r.stdout;
+  if (r.stdout.length > st.size) return r.stdout.subarray(0, st.size);
+  if (r.stdout.length < st.size && st.flags & INLINE_DATA_FL) {
+    return Buffer.concat([r.stdout, Buffer.alloc(st.size - r.stdout.length)]);
+  }
+  return r.stdout;
 }
+
+const INLINE_DATA_FL = 0x10000000;
 
 export interface Timestamp {
   /** Seconds since the epoch (the 32-bit field sign-extended plus the extra epoch bits). */
@@ -290,8 +298,9 @@ export function parseDebugfsStat(raw: string): DebugfsStat {
     type,
     mode: TYPE_BITS[type] | perm,
     perm,
-    uid: num(raw, /^User:\s+(\d+)/m, "User"),
-    gid: num(raw, /\bGroup:\s+(\d+)/m, "Group"),
+    // debugfs prints ids with %d: 4294967294 shows as -2.
+    uid: num(raw, /^User:\s+(-?\d+)/m, "User") >>> 0,
+    gid: num(raw, /\bGroup:\s+(-?\d+)/m, "Group") >>> 0,
     project: optNum(raw, /\bProject:\s+(\d+)/m),
     size: num(raw, /^User:.*\bSize: (\d+)/m, "Size"),
     links: num(raw, /^Links: (\d+)/m, "Links"),
@@ -308,7 +317,7 @@ export function parseDebugfsStat(raw: string): DebugfsStat {
     inlineDataSize: optNum(raw, /^Size of inline data: (\d+)/m),
     raw,
   };
-  const dev = /^Device major\/minor number: (\d+):(\d+)/m.exec(raw);
+  const dev = /^(?:\(New-style\) )?Device major\/minor number: (\d+):(\d+)/m.exec(raw);
   if (dev) st.rdev = { major: Number(dev[1]), minor: Number(dev[2]) };
   const fast = /^Fast link dest: "(.*)"$/m.exec(raw);
   if (fast) st.linkTarget = fast[1];
@@ -347,6 +356,8 @@ export async function debugfsLs(target: FsTarget, dir: string): Promise<DebugfsD
     // "/ino/mode/uid/gid/name/size/": names cannot contain '/', so the fields split cleanly.
     const f = line.split("/");
     if (f.length !== 8 || f[0] !== "" || f[7] !== "") throw new Error(`debugfs ls -p: bad line '${line}'`);
+    // An unused record (inode 0) is no entry; debugfs 1.47.0 shows one for empty inline dirs.
+    if (f[1] === "0") continue;
     const mode = Number.parseInt(f[2], 8);
     entries.push({
       name: f[5],

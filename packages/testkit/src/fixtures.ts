@@ -3,7 +3,7 @@ import { createReadStream, existsSync, readFileSync } from "node:fs";
 import { copyFile, mkdir, open, rename, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { createGunzip } from "node:zlib";
+import { createGunzip, gunzipSync } from "node:zlib";
 import type { FileType } from "./e2fs.js";
 
 /** `test-fixtures/` at the repository root (this file is packages/testkit/{src,dist}/fixtures.*). */
@@ -48,60 +48,77 @@ export interface Manifest {
 }
 
 export interface FixturePartition {
-  /** 1-based partition number as sfdisk numbers it. */
+  /** Partition number as sfdisk numbers it (logical MBR partitions start at 5). */
   number: number;
   /** Byte offset and size of the partition in the disk. */
   offset: number;
   size: number;
-  /** MBR type id ("83") or GPT type GUID. */
+  /** MBR type id as sfdisk prints it ("83", "5", "c") or GPT type GUID (upper case). */
   type: string;
-  /** What it holds: "ext4", "vfat", "bios-boot", "extended", "empty"... */
+  /** GPT partition name and unique GUID. */
+  name?: string;
+  uuid?: string;
+  /** What it holds: "ext4" | "ext2" | "vfat" | "swap" | "bios-boot" | "extended". */
   content: string;
-  /** Manifest of the filesystem's contents, when it was made from a tree. */
+  /** Manifest of the filesystem's contents (file under out/manifests/), when made from a tree. */
   manifest?: string;
-  /** For ext filesystems: the features `dumpe2fs` reports. */
+  /** ext filesystems, from dumpe2fs. */
   features?: string[];
+  blockSize?: number;
+  inodeSize?: number;
+  fsUuid?: string;
+}
+
+export interface FixtureQcow2 {
+  /** "0.10" (version 2) or "1.1" (version 3). */
+  compat: string;
+  clusterSize: number;
+  refcountBits: number;
+  extendedL2: boolean;
+  /** Data clusters written compressed (qemu-img convert -c). */
+  compressed: boolean;
+  /** Zero clusters/subclusters written with qemu-io write -z. */
+  zeroClusters: boolean;
 }
 
 export interface FixtureInfo {
   /** Key in the index, also the decompressed file's name. */
   name: string;
-  /** Committed file under test-fixtures/out (usually `<name>.gz`). */
+  /** Committed file under test-fixtures/out (`<name>.gz`). */
   file: string;
-  /** Container format as qemu-img names it: "raw" or "qcow2". */
+  /** Container format as qemu-img names it. */
   format: "raw" | "qcow2";
-  /** What the guest sees: "ext2" | "ext3" | "ext4" | "vfat" | "mbr" | "gpt" | "pattern". */
+  /** What the guest sees: "ext2" | "ext3" | "ext4" | "gpt" | "mbr" | "pattern". */
   content: string;
   description: string;
-  /** Virtual (guest-visible) size in bytes. */
+  /** Guest-visible size in bytes. */
   virtualSize: number;
   /** Bytes of the decompressed file. */
   size: number;
   /** sha256 of the decompressed file. */
   sha256: string;
-  /** For bare filesystems: byte offset (0) and features. */
+  /** sha256 of the guest-visible content (qemu-img convert -O raw), what a reader must return. */
+  contentSha256: string;
+  /** Bare filesystems: offset 0, features, geometry and the manifest of its contents. */
   fsOffset?: number;
   features?: string[];
   blockSize?: number;
-  /** Manifest (name of a file under out/manifests/) of the filesystem contents. */
+  inodeSize?: number;
+  fsUuid?: string;
+  /** Manifest file name under out/manifests/ (load with `fixtureManifest`). */
   manifest?: string;
   /** Whole disks. */
   partitions?: FixturePartition[];
-  /** `sfdisk --json` output file (under out/), for whole disks. */
+  /** `sfdisk --json` output (file under out/), for whole disks. */
   sfdiskJson?: string;
-  /** qcow2 details. */
-  qcow2?: {
-    compat: string;
-    clusterSize: number;
-    extendedL2?: boolean;
-    compressed?: boolean;
-    zeroClusters?: boolean;
-  };
+  qcow2?: FixtureQcow2;
   /** Backing file as recorded in the overlay (relative) and the fixture providing it. */
   backing?: { recorded: string; fixture: string };
-  /** Fixture whose guest-visible content this one must equal (e.g. qcow2 converted from a raw one). */
+  /** Fixture whose guest-visible content equals this one's. */
   sameContentAs?: string;
-  /** Generator options, for the record. */
+  /** [offset, length] ranges zeroed by qemu-io write -z (pattern-zero). */
+  zeroRanges?: [number, number][];
+  /** Tool options used, for the record. */
   generatedWith?: string;
 }
 
@@ -139,11 +156,13 @@ export function fixtureNames(): string[] {
 
 const manifestCache = new Map<string, Manifest>();
 
-/** A source-tree manifest by its file name (e.g. the `manifest` field of a fixture). */
+/** A source-tree manifest by its file name (the `manifest` field of a fixture; gzipped JSON). */
 export function fixtureManifest(manifest: string): Manifest {
   let m = manifestCache.get(manifest);
   if (!m) {
-    m = JSON.parse(readFileSync(join(FIXTURES_OUT, "manifests", manifest), "utf8")) as Manifest;
+    let data = readFileSync(join(FIXTURES_OUT, "manifests", manifest));
+    if (manifest.endsWith(".gz")) data = gunzipSync(data);
+    m = JSON.parse(data.toString("utf8")) as Manifest;
     manifestCache.set(manifest, m);
   }
   return m;

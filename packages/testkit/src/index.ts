@@ -25,7 +25,14 @@ export {
   fileTypeOfMode,
   parseDebugfsStat,
 } from "./e2fs.js";
-export type { FixtureIndex, FixtureInfo, FixturePartition, Manifest, ManifestEntry } from "./fixtures.js";
+export type {
+  FixtureIndex,
+  FixtureInfo,
+  FixturePartition,
+  FixtureQcow2,
+  Manifest,
+  ManifestEntry,
+} from "./fixtures.js";
 export {
   FIXTURES_DIR,
   FIXTURES_OUT,
