@@ -1,6 +1,7 @@
 import { chmod, mkdir, symlink, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { tempDir } from "@imgpatch/testkit";
+import { describeWithTools, runTool, tempDir } from "@imgpatch/testkit";
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { expandElements } from "../src/elements/closure.js";
 import { findAllElements, parseElementsPath } from "../src/elements/elements-path.js";
@@ -198,5 +199,22 @@ describe("package-installs", () => {
     expect(cvsExcluded("etc/x.conf~")).toBe(true);
     expect(cvsExcluded(".git/config")).toBe(true);
     expect(cvsExcluded("etc/os-collect-config.conf")).toBe(false);
+  });
+});
+
+describeWithTools(["sort"], "oracle: LC_ALL=C sort -n", () => {
+  it("compareSortN orders hook names exactly like coreutils sort -n (random names)", async () => {
+    const name = fc.stringMatching(/^[0-9A-Za-z_-]{1,12}$/);
+    await fc.assert(
+      fc.asyncProperty(fc.uniqueArray(name, { minLength: 2, maxLength: 30 }), async (names) => {
+        const r = await runTool("sort", ["-n"], {
+          input: `${names.join("\n")}\n`,
+          env: { ...process.env, LC_ALL: "C" },
+        });
+        const theirs = r.stdout.toString().trim().split("\n");
+        expect([...names].sort(compareSortN)).toEqual(theirs);
+      }),
+      { numRuns: 150 },
+    );
   });
 });

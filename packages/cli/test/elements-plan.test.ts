@@ -6,7 +6,7 @@ import { describe, expect, it } from "vitest";
 import { applyElementsPlan } from "../src/elements/apply.js";
 import { MissingElementError } from "../src/elements/errors.js";
 import { ELEMENTS_RUNNER } from "../src/elements/payload.js";
-import { buildElementsPlan } from "../src/elements/plan.js";
+import { buildElementsPlan, WHEELHOUSE } from "../src/elements/plan.js";
 import { MemoryGuestFs } from "../src/guest/memory-fs.js";
 
 const STANDIN = fileURLToPath(new URL("../../../test-fixtures/elements", import.meta.url));
@@ -108,5 +108,22 @@ describe("elements plan details", () => {
     expect(await fs.readlink("/etc/systemd/system/multi-user.target.wants/os-collect-config.service")).toBe(
       "/usr/lib/systemd/system/os-collect-config.service",
     );
+  });
+
+  it("--wheels: the wheelhouse is injected and first-boot pip looks there (only there when offline)", async () => {
+    const wheels = await tree({ "a-1.0-py3-none-any.whl": "W", "b-2.0.tar.gz": "S", "notes.txt": "x" });
+    const fs = new MemoryGuestFs();
+    const plan = await buildElementsPlan(fs, {
+      elementsPath: STANDIN,
+      elements: ["os-collect-config"],
+      wheelsDir: wheels,
+      offline: true,
+    });
+    await applyElementsPlan(fs, plan);
+    expect(await fs.readdir(WHEELHOUSE)).toEqual(["a-1.0-py3-none-any.whl", "b-2.0.tar.gz"]);
+    expect(await fs.lstat(`${WHEELHOUSE}/b-2.0.tar.gz`)).toMatchObject({ mode: 0o644, uid: 0 });
+    const runner = text(await fs.readFile(ELEMENTS_RUNNER));
+    expect(runner).toContain(`export PIP_FIND_LINKS='${WHEELHOUSE}'`);
+    expect(runner).toContain("export PIP_NO_INDEX='1'");
   });
 });

@@ -50,6 +50,7 @@ export {
   type ElementsPlan,
   type ElementsPlanOptions,
   type ElementsReport,
+  WHEELHOUSE,
 } from "./plan.js";
 export { compareSortN, selectEnvironmentFiles, selectScripts } from "./run-parts.js";
 export { parseYamlLite, type YamlValue } from "./yaml-lite.js";

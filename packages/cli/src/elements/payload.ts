@@ -27,6 +27,8 @@ export interface PayloadInput {
   defaultInstallType: string;
   installTypes: Record<string, string>;
   distro: { distro: string; release: string; family: string };
+  /** Extra environment for the phases (e.g. PIP_FIND_LINKS for an injected wheelhouse). */
+  extraEnv?: Record<string, string>;
 }
 
 /** Single-quotes a word for sh/bash. */
@@ -63,6 +65,7 @@ export DIB_DEFAULT_INSTALLTYPE=${shq(input.defaultInstallType)}`);
   for (const [prefix, type] of Object.entries(input.installTypes).sort()) {
     out.push(`export DIB_INSTALLTYPE_${envName(prefix)}=${shq(type)}`);
   }
+  for (const [k, v] of Object.entries(input.extraEnv ?? {}).sort()) out.push(`export ${k}=${shq(v)}`);
   out.push(`export DIB_INIT_SYSTEM=systemd
 export DISTRO_NAME=${shq(input.distro.distro)}
 export DIB_RELEASE=${shq(input.distro.release)}

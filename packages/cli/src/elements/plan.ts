@@ -2,7 +2,8 @@
  * `imgpatch elements`: turns a set of diskimage-builder elements into a plan of guest operations
  * (static injections now, install phases deferred to the first boot) plus a report.
  */
-import { stat } from "node:fs/promises";
+import { readdir, stat } from "node:fs/promises";
+import { join } from "node:path";
 import { FIRSTBOOT } from "../guest/firstboot.js";
 import { readTextOrNull, statOrNull } from "../guest/fs-util.js";
 import type { GuestFs } from "../guest/guest-fs.js";
@@ -79,7 +80,15 @@ export interface ElementsPlanOptions {
   installTypes?: Record<string, string>;
   /** Last copied wins instead of DIB's abort on duplicated phase hooks. */
   allowDuplicateHooks?: boolean;
+  /**
+   * Host directory of wheels/sdists (`--wheels DIR`) injected at WHEELHOUSE; first-boot pip installs
+   * look there first (PIP_FIND_LINKS), and only there with `offline` (PIP_NO_INDEX).
+   */
+  wheelsDir?: string;
+  offline?: boolean;
 }
+
+export const WHEELHOUSE = "/var/cache/imgpatch/wheels";
 
 export interface DeferredScript {
   name: string;
@@ -442,6 +451,24 @@ export async function buildElementsPlan(fs: GuestFs, options: ElementsPlanOption
         else ops.push({ op: "symlink", path, target: e.target!, reason: `${top} of ${e.element}` });
       }
     }
+    const extraEnv: Record<string, string> = {};
+    if (options.wheelsDir !== undefined) {
+      mkdir("/var/cache/imgpatch", "imgpatch cache");
+      mkdir(WHEELHOUSE, "wheelhouse for first-boot pip installs");
+      for (const name of (await readdir(options.wheelsDir)).sort()) {
+        const src = join(options.wheelsDir, name);
+        if (!(await stat(src)).isFile() || !/\.(whl|tar\.gz|zip|tar\.bz2)$/.test(name)) continue;
+        ops.push({
+          op: "write",
+          path: `${WHEELHOUSE}/${name}`,
+          mode: 0o644,
+          source: { host: src },
+          reason: "wheelhouse",
+        });
+      }
+      extraEnv.PIP_FIND_LINKS = WHEELHOUSE;
+      if (options.offline) extraEnv.PIP_NO_INDEX = "1";
+    }
     const installTypes: Record<string, string> = {};
     for (const [k, v] of Object.entries(options.installTypes ?? {})) installTypes[k.replace(/-/g, "_")] = v;
     ops.push({
@@ -456,6 +483,7 @@ export async function buildElementsPlan(fs: GuestFs, options: ElementsPlanOption
           defaultInstallType: options.defaultInstallType ?? "source",
           installTypes,
           distro,
+          extraEnv,
         }),
       },
       reason: "deferred install phases",
