@@ -1,0 +1,175 @@
+/**
+ * Fuzzing: random byte mutations of real metadata blocks (superblock, descriptors, inode table,
+ * directory and htree blocks, extent nodes, indirect blocks, xattr blocks, symlink blocks) must
+ * give typed errors or valid results, in bounded time, in strict and lenient mode.
+ */
+import { readFile, mkdir, symlink, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { ImgpatchError, MemoryDevice } from "@imgpatch/disk";
+import { EXTENT_MAGIC, Ext4Fs, INODE_FLAGS, parseExtentHeader, parseExtentIndex, u16, u32 } from "@imgpatch/ext4";
+import { debugfs, describeWithTools, runTool, runToolOk, tempDir } from "@imgpatch/testkit";
+import fc from "fast-check";
+import { beforeAll, expect, it } from "vitest";
+import { mkfs, pseudoBytes } from "./helpers.js";
+
+interface Target {
+  what: string;
+  offset: number;
+  length: number;
+}
+
+/** Byte ranges of every metadata structure the reader touches. */
+async function metadataTargets(image: Uint8Array): Promise<Target[]> {
+  const fs = await Ext4Fs.open(new MemoryDevice(image.slice(), { readOnly: true }));
+  const bs = fs.blockSize;
+  const t: Target[] = [{ what: "superblock", offset: 1024, length: 1024 }];
+  t.push({ what: "gdt", offset: (bs === 1024 ? 2 : 1) * bs, length: bs });
+  const itBlocks = Math.min(8, Math.ceil((fs.sb.inodesPerGroup * fs.sb.inodeSize) / bs));
+  for (let i = 0; i < itBlocks; i++) t.push({ what: "inode table", offset: (fs.groups[0].inodeTable + i) * bs, length: bs });
+  for await (const e of fs.walk("/")) {
+    const inode = await fs.readInode(e.ino);
+    if (inode.fileAcl) t.push({ what: "xattr block", offset: inode.fileAcl * bs, length: bs });
+    if (inode.flags & INODE_FLAGS.EXTENTS) {
+      const visit = async (node: Uint8Array) => {
+        const h = parseExtentHeader(node);
+        if (h.magic !== EXTENT_MAGIC || h.depth === 0) return;
+        for (let i = 0; i < h.entries; i++) {
+          const c = parseExtentIndex(node, i).leaf;
+          t.push({ what: "extent node", offset: c * bs, length: bs });
+          await visit(await fs.readBlock(c));
+        }
+      };
+      await visit(inode.iBlock);
+    } else if (!(inode.flags & INODE_FLAGS.INLINE_DATA) && !e.stats.isSymbolicLink()) {
+      for (const k of [12, 13]) {
+        const p = u32(inode.iBlock, k * 4);
+        if (p) t.push({ what: "indirect block", offset: p * bs, length: bs });
+      }
+    }
+    if (e.stats.isDirectory() || (e.stats.isSymbolicLink() && !fs.isFastSymlink(inode))) {
+      if (!(inode.flags & INODE_FLAGS.INLINE_DATA)) {
+        for await (const r of fs.blockRuns(inode)) {
+          for (let k = 0; k < Math.min(r.length, 4); k++) t.push({ what: e.stats.isDirectory() ? "dir block" : "symlink block", offset: (r.physical + k) * bs, length: bs });
+        }
+      }
+    }
+  }
+  void u16;
+  return t;
+}
+
+const tally = { typedErrors: 0, calls: 0 };
+
+/** Read everything reachable; every failure must be a typed ImgpatchError. */
+async function exercise(image: Uint8Array, lenient: boolean): Promise<void> {
+  const dev = new MemoryDevice(image, { readOnly: true, name: "fuzz.img" });
+  const fs = await Ext4Fs.open(dev, { lenient });
+  let n = 0;
+  const guard = async (p: Promise<unknown>) => {
+    tally.calls++;
+    try {
+      await p;
+    } catch (e) {
+      if (!(e instanceof ImgpatchError)) throw e;
+      tally.typedErrors++;
+    }
+  };
+  await guard(
+    (async () => {
+      for await (const e of fs.walk("/")) {
+        if (++n > 5000) break;
+        const p = e.path;
+        await guard(fs.lstat(p));
+        await guard(fs.stat(p));
+        await guard(fs.realpath(p));
+        await guard(fs.llistxattr(p).then(async (names) => {
+          for (const x of names) await guard(fs.lgetxattr(p, x));
+        }));
+        if (e.stats.isFile()) await guard(fs.readFile(p, { maxSize: 8 << 20 }));
+        if (e.stats.isSymbolicLink()) await guard(fs.readlink(p));
+        if (e.stats.isDirectory()) await guard(fs.readdir(p, { withFileTypes: true }));
+      }
+    })(),
+  );
+  await guard(fs.lstat("/big/entry-77"));
+  await guard(fs.verifyBitmaps());
+}
+
+describeWithTools(["mke2fs", "debugfs", "e2fsck", "setfattr"], "fuzzed metadata", () => {
+  const images: { name: string; bytes: Uint8Array; targets: Target[] }[] = [];
+  beforeAll(async () => {
+    const dir = await tempDir("ext4-fuzz-");
+    const src = join(dir, "src");
+    await mkdir(join(src, "big"), { recursive: true });
+    await mkdir(join(src, "d/e"), { recursive: true });
+    for (let i = 0; i < 150; i++) await writeFile(join(src, "big", `entry-${i}`), i % 3 ? "" : `${i}`);
+    await writeFile(join(src, "frag.bin"), pseudoBytes(300 * 1024, 1));
+    await writeFile(join(src, "d/e/small"), "small");
+    await writeFile(join(src, "tiny"), "x");
+    await symlink("d/e/small", join(src, "fast"));
+    await symlink(`/d/${"s".repeat(200)}`, join(src, "slow"));
+    await writeFile(join(src, "xa"), "x");
+    await runToolOk("setfattr", ["-n", "user.v", "-v", `0x${pseudoBytes(600, 2).toString("hex")}`, join(src, "xa")]);
+    for (const [name, args] of [
+      ["ext4-csum-1k", ["-t", "ext4", "-b", "1024"]],
+      ["ext4-nocsum-1k", ["-t", "ext4", "-b", "1024", "-O", "^metadata_csum"]],
+      ["ext3-1k", ["-t", "ext3", "-b", "1024"]],
+      ["ext4-inline", ["-t", "ext4", "-b", "1024", "-O", "inline_data,^metadata_csum"]],
+    ] as const) {
+      const img = join(dir, `${name}.img`);
+      await mkfs(img, src, 4, [...args]);
+      if (name.startsWith("ext4") && !name.includes("inline")) {
+        const cmds: string[] = [];
+        for (let b = 1; b < 300; b += 2) cmds.push(`punch /frag.bin ${b} ${b}`);
+        await debugfs(img, cmds, { write: true });
+      }
+      await runTool("e2fsck", ["-fyD", img]);
+      const bytes = new Uint8Array(await readFile(img));
+      images.push({ name, bytes, targets: await metadataTargets(bytes) });
+    }
+  });
+
+  it("mutated metadata blocks give typed errors or valid results, in bounded time", async () => {
+    for (const img of images) {
+      const kinds = new Set(img.targets.map((t) => t.what));
+      expect(kinds.size).toBeGreaterThanOrEqual(5);
+      // Baseline: the pristine image is fully readable.
+      await exercise(img.bytes.slice(), false);
+    }
+    let slowest = 0;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.nat(),
+        fc.nat(),
+        fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 }), fc.boolean()), { minLength: 1, maxLength: 12 }),
+        fc.boolean(),
+        async (which, tsel, muts, lenient) => {
+          const img = images[which % images.length];
+          const target = img.targets[tsel % img.targets.length];
+          const bytes = img.bytes.slice();
+          for (const [pos, val, xor] of muts) {
+            const o = target.offset + (pos % target.length);
+            bytes[o] = xor ? bytes[o] ^ (1 << (val & 7)) : val;
+          }
+          const t0 = performance.now();
+          try {
+            await exercise(bytes, lenient);
+          } catch (e) {
+            tally.typedErrors++;
+            if (!(e instanceof ImgpatchError)) {
+              throw new Error(`${img.name} ${target.what}@${target.offset}: untyped ${(e as Error)?.stack ?? e}`);
+            }
+          }
+          const dt = performance.now() - t0;
+          slowest = Math.max(slowest, dt);
+          expect(dt).toBeLessThan(10_000);
+        },
+      ),
+      { numRuns: Number(process.env.EXT4_FUZZ_RUNS ?? 400), seed: Number(process.env.EXT4_FUZZ_SEED ?? 20261127) },
+    );
+    expect(slowest).toBeLessThan(10_000);
+    if (process.env.EXT4_FUZZ_RUNS) console.log({ slowest, ...tally });
+    // The mutations must actually hit the parsers (this test can fail).
+    expect(tally.typedErrors).toBeGreaterThan(50);
+  });
+});
