@@ -1,0 +1,12 @@
+export { globComponentToRegExp, guestGlob, hasGlobChars } from "./glob.js";
+export {
+  applyOperation,
+  type CustomizeContext,
+  type CustomizeOp,
+  type CustomizeOpName,
+  CustomizeUsageError,
+  describeOperation,
+  parseCommandsFile,
+  parseOperation,
+} from "./operations.js";
+export { type CopyInOptions, copyIn, copyTree, removeTree } from "./tree-ops.js";

@@ -1,0 +1,420 @@
+/**
+ * virt-customize-style operations on a guest filesystem: parsing (`--write FILE:CONTENT` etc., the
+ * same syntax in --commands-from-file) and applying them through a GuestFs, in command-line order.
+ */
+import { readFile, stat } from "node:fs/promises";
+import { ImgpatchError } from "@imgpatch/disk";
+import { addFirstbootScript, firstbootCommandScript } from "../guest/firstboot.js";
+import { ensureDir, lstatOrNull, readTextOrNull, statOrNull } from "../guest/fs-util.js";
+import type { GuestFs } from "../guest/guest-fs.js";
+import { GuestIdentity } from "../guest/identity.js";
+import { guestBasename, guestDirname, normalizeGuestPath } from "../guest/paths.js";
+import { disableUnit, enableUnit, maskUnit, type SystemdInstallOptions } from "../guest/systemd-install.js";
+import { guestGlob } from "./glob.js";
+import { copyIn, copyTree, removeTree } from "./tree-ops.js";
+
+export type CustomizeOp =
+  | { op: "mkdir"; path: string }
+  | { op: "write"; path: string; content: string }
+  | { op: "append-line"; path: string; line: string }
+  | { op: "upload"; host: string; path: string }
+  | { op: "copy-in"; host: string; dir: string }
+  | { op: "link"; target: string; links: string[] }
+  | { op: "chmod"; mode: number; path: string }
+  | { op: "chown"; owner: string; path: string }
+  | { op: "delete"; pattern: string }
+  | { op: "touch"; path: string }
+  | { op: "move"; from: string; to: string }
+  | { op: "copy"; from: string; to: string }
+  | { op: "enable" | "disable" | "mask"; unit: string }
+  | { op: "firstboot"; host: string }
+  | { op: "firstboot-command"; command: string }
+  | { op: "hostname"; name: string }
+  | { op: "timezone"; zone: string }
+  | { op: "ssh-inject"; user: string; key: { file: string } | { string: string } }
+  | { op: "selinux-relabel" }
+  | { op: "selinux-permissive" };
+
+export type CustomizeOpName = CustomizeOp["op"];
+
+/** A malformed operation argument (exit code: usage error). */
+export class CustomizeUsageError extends ImgpatchError {
+  constructor(message: string, file?: string) {
+    super("EUSAGE", message, { file });
+  }
+}
+
+function guestPath(p: string, what: string): string {
+  if (!p.startsWith("/")) throw new CustomizeUsageError(`${what}: guest path must be absolute: "${p}"`);
+  return normalizeGuestPath(p);
+}
+
+function split2(arg: string, op: string, shape: string): [string, string] {
+  const i = arg.indexOf(":");
+  if (i < 0) throw new CustomizeUsageError(`--${op} expects ${shape}, got "${arg}"`);
+  return [arg.slice(0, i), arg.slice(i + 1)];
+}
+
+const NO_ARG = new Set(["selinux-relabel", "selinux-permissive"]);
+
+/** Parses one operation given as on the command line (`name` without dashes). */
+export function parseOperation(name: string, arg: string | undefined): CustomizeOp {
+  if (NO_ARG.has(name)) {
+    if (arg !== undefined && arg !== "") throw new CustomizeUsageError(`--${name} takes no argument`);
+    return { op: name as "selinux-relabel" | "selinux-permissive" };
+  }
+  if (arg === undefined) throw new CustomizeUsageError(`--${name} needs an argument`);
+  switch (name) {
+    case "mkdir":
+      return { op: "mkdir", path: guestPath(arg, name) };
+    case "write": {
+      const [p, content] = split2(arg, name, "FILE:CONTENT");
+      return { op: "write", path: guestPath(p, name), content };
+    }
+    case "append-line": {
+      const [p, line] = split2(arg, name, "FILE:LINE");
+      return { op: "append-line", path: guestPath(p, name), line };
+    }
+    case "upload": {
+      const [host, p] = split2(arg, name, "HOSTFILE:GUESTPATH");
+      return { op: "upload", host, path: guestPath(p, name) };
+    }
+    case "copy-in": {
+      const i = arg.lastIndexOf(":");
+      if (i <= 0) throw new CustomizeUsageError(`--copy-in expects HOSTPATH:GUESTDIR, got "${arg}"`);
+      return { op: "copy-in", host: arg.slice(0, i), dir: guestPath(arg.slice(i + 1), name) };
+    }
+    case "link": {
+      const parts = arg.split(":");
+      if (parts.length < 2 || parts.some((p) => p === "")) {
+        throw new CustomizeUsageError(`--link expects TARGET:LINK[:LINK...], got "${arg}"`);
+      }
+      return { op: "link", target: parts[0], links: parts.slice(1).map((l) => guestPath(l, name)) };
+    }
+    case "chmod": {
+      const [m, p] = split2(arg, name, "MODE:FILE");
+      if (!/^[0-7]{1,4}$/.test(m)) throw new CustomizeUsageError(`--chmod mode must be octal, got "${m}"`);
+      return { op: "chmod", mode: Number.parseInt(m, 8), path: guestPath(p, name) };
+    }
+    case "chown": {
+      const parts = arg.split(":");
+      if (parts.length < 3) throw new CustomizeUsageError(`--chown expects USER:GROUP:PATH, got "${arg}"`);
+      return {
+        op: "chown",
+        owner: `${parts[0]}:${parts[1]}`,
+        path: guestPath(parts.slice(2).join(":"), name),
+      };
+    }
+    case "delete":
+      return { op: "delete", pattern: guestPath(arg, name) };
+    case "touch":
+      return { op: "touch", path: guestPath(arg, name) };
+    case "move":
+    case "copy": {
+      const [a, b] = split2(arg, name, "SOURCE:DEST");
+      return { op: name, from: guestPath(a, name), to: guestPath(b, name) };
+    }
+    case "enable":
+    case "disable":
+    case "mask":
+      return { op: name, unit: arg };
+    case "firstboot":
+      return { op: "firstboot", host: arg };
+    case "firstboot-command":
+      return { op: "firstboot-command", command: arg };
+    case "hostname":
+      if (!/^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$/.test(arg))
+        throw new CustomizeUsageError(`invalid hostname "${arg}"`);
+      return { op: "hostname", name: arg };
+    case "timezone":
+      if (!/^[A-Za-z0-9_+-]+(\/[A-Za-z0-9_+-]+)*$/.test(arg))
+        throw new CustomizeUsageError(`invalid timezone "${arg}"`);
+      return { op: "timezone", zone: arg };
+    case "ssh-inject": {
+      const m = /^([^:]+)(?::(file|string):(.*))?$/s.exec(arg);
+      if (!m)
+        throw new CustomizeUsageError(`--ssh-inject expects USER[:file:KEYFILE|:string:KEY], got "${arg}"`);
+      if (!m[2])
+        throw new CustomizeUsageError(
+          "--ssh-inject needs an explicit key (USER:file:KEY.pub or USER:string:KEY)",
+        );
+      return { op: "ssh-inject", user: m[1], key: m[2] === "file" ? { file: m[3] } : { string: m[3] } };
+    }
+    default:
+      throw new CustomizeUsageError(`unknown operation --${name}`);
+  }
+}
+
+/**
+ * virt-customize's --commands-from-file syntax: one operation per line, `name argument` (the
+ * option name without dashes, one space, the argument verbatim); `#` comment lines and blank lines
+ * are skipped; a line ending in a backslash continues on the next (the backslash becomes a newline).
+ */
+export function parseCommandsFile(text: string, file = "<commands>"): CustomizeOp[] {
+  const ops: CustomizeOp[] = [];
+  const lines = text.split("\n");
+  for (let i = 0; i < lines.length; i++) {
+    const lineNo = i + 1;
+    let line = lines[i];
+    while (line.endsWith("\\") && i + 1 < lines.length) line = `${line.slice(0, -1)}\n${lines[++i]}`;
+    if (line.trim() === "" || line.trimStart().startsWith("#")) continue;
+    const sp = line.indexOf(" ");
+    const name = (sp < 0 ? line : line.slice(0, sp)).trim().replace(/^--/, "");
+    const arg = sp < 0 ? undefined : line.slice(sp + 1);
+    try {
+      ops.push(parseOperation(name, arg));
+    } catch (err) {
+      if (err instanceof CustomizeUsageError)
+        throw new CustomizeUsageError(`line ${lineNo}: ${err.message}`, file);
+      throw err;
+    }
+  }
+  return ops;
+}
+
+export interface CustomizeContext {
+  /** Guest users/groups (loaded from the guest on first need). */
+  identity?: GuestIdentity;
+  systemd?: SystemdInstallOptions;
+  /** Timestamp for files written (SOURCE_DATE_EPOCH). */
+  now?: Date;
+}
+
+async function identity(fs: GuestFs, ctx: CustomizeContext): Promise<GuestIdentity> {
+  ctx.identity ??= await GuestIdentity.load(fs);
+  return ctx.identity;
+}
+
+async function parentMustExist(fs: GuestFs, path: string): Promise<void> {
+  const st = await statOrNull(fs, guestDirname(path));
+  if (st?.type !== "directory") {
+    throw new CustomizeUsageError(`parent directory ${guestDirname(path)} does not exist in the guest`, path);
+  }
+}
+
+/** Applies one operation; returns short lines describing what changed. */
+export async function applyOperation(
+  fs: GuestFs,
+  op: CustomizeOp,
+  ctx: CustomizeContext = {},
+): Promise<string[]> {
+  const mtime = ctx.now;
+  switch (op.op) {
+    case "mkdir":
+      await ensureDir(fs, op.path);
+      return [`mkdir ${op.path}`];
+    case "write": {
+      await parentMustExist(fs, op.path);
+      await fs.writeFile(op.path, op.content, { mtime });
+      return [`write ${op.path}`];
+    }
+    case "append-line": {
+      const old = await readTextOrNull(fs, op.path);
+      if (old === null) await parentMustExist(fs, op.path);
+      const eol = old?.includes("\r\n") ? "\r\n" : "\n";
+      const sep = old && old.length > 0 && !old.endsWith("\n") ? eol : "";
+      await fs.writeFile(op.path, `${old ?? ""}${sep}${op.line}${eol}`, { mtime });
+      return [`append-line ${op.path}`];
+    }
+    case "upload": {
+      await parentMustExist(fs, op.path);
+      let dest = op.path;
+      if ((await statOrNull(fs, dest))?.type === "directory")
+        dest = `${dest === "/" ? "" : dest}/${guestBasename(`/${op.host.split("/").pop()}`)}`;
+      const st = await stat(op.host);
+      await fs.writeFile(dest, await readFile(op.host), {
+        mode: st.mode & 0o7777,
+        uid: 0,
+        gid: 0,
+        mtime: mtime ?? st.mtime,
+      });
+      return [`upload ${op.host} -> ${dest}`];
+    }
+    case "copy-in": {
+      if ((await statOrNull(fs, op.dir))?.type !== "directory") {
+        throw new CustomizeUsageError(
+          `--copy-in destination ${op.dir} is not a directory in the guest`,
+          op.dir,
+        );
+      }
+      const n = await copyIn(fs, op.host, op.dir);
+      return [`copy-in ${op.host} -> ${op.dir} (${n} entries)`];
+    }
+    case "link": {
+      const out: string[] = [];
+      for (const l of op.links) {
+        await parentMustExist(fs, l);
+        const st = await lstatOrNull(fs, l);
+        if (st?.type === "directory") throw new CustomizeUsageError(`--link: ${l} is a directory`, l);
+        if (st) await fs.unlink(l);
+        await fs.symlink(op.target, l);
+        out.push(`link ${l} -> ${op.target}`);
+      }
+      return out;
+    }
+    case "chmod":
+      await fs.chmod(op.path, op.mode);
+      return [`chmod ${op.mode.toString(8).padStart(4, "0")} ${op.path}`];
+    case "chown": {
+      const { uid, gid } = (await identity(fs, ctx)).resolveOwner(op.owner);
+      await fs.chown(op.path, uid, gid);
+      return [`chown ${uid}:${gid} ${op.path}`];
+    }
+    case "delete": {
+      const matches = await guestGlob(fs, op.pattern);
+      const out: string[] = [];
+      for (const m of matches) {
+        if (!(await lstatOrNull(fs, m))) continue; // removed with an earlier match's tree
+        const n = await removeTree(fs, m);
+        out.push(`delete ${m}${n > 1 ? ` (${n} entries)` : ""}`);
+      }
+      return out.length > 0 ? out : [`delete ${op.pattern}: nothing matched`];
+    }
+    case "touch": {
+      const st = await statOrNull(fs, op.path);
+      const t = mtime ?? new Date();
+      if (st) await fs.utimes(op.path, t, t);
+      else {
+        await parentMustExist(fs, op.path);
+        await fs.writeFile(op.path, "", { mtime: t });
+      }
+      return [`touch ${op.path}`];
+    }
+    case "move": {
+      let to = op.to;
+      if ((await statOrNull(fs, to))?.type === "directory")
+        to = `${to === "/" ? "" : to}/${guestBasename(op.from)}`;
+      await fs.rename(op.from, to);
+      return [`move ${op.from} -> ${to}`];
+    }
+    case "copy": {
+      let to = op.to;
+      if ((await statOrNull(fs, to))?.type === "directory")
+        to = `${to === "/" ? "" : to}/${guestBasename(op.from)}`;
+      const n = await copyTree(fs, op.from, to);
+      return [`copy ${op.from} -> ${to}${n > 1 ? ` (${n} entries)` : ""}`];
+    }
+    case "enable": {
+      const r = await enableUnit(fs, op.unit, ctx.systemd);
+      return [
+        ...r.created.map((l) => `symlink ${l.path} -> ${l.target}`),
+        ...r.warnings.map((w) => `warning: ${w}`),
+      ];
+    }
+    case "disable": {
+      const r = await disableUnit(fs, op.unit, ctx.systemd);
+      return [...r.removed.map((p) => `removed ${p}`), ...r.warnings.map((w) => `warning: ${w}`)];
+    }
+    case "mask": {
+      const r = await maskUnit(fs, op.unit, ctx.systemd);
+      return r.created.map((l) => `symlink ${l.path} -> ${l.target}`);
+    }
+    case "firstboot": {
+      const p = await addFirstbootScript(fs, op.host.split("/").pop() ?? "script", await readFile(op.host));
+      return [`firstboot ${p}`];
+    }
+    case "firstboot-command": {
+      const p = await addFirstbootScript(
+        fs,
+        op.command.split(/\s+/)[0] ?? "command",
+        firstbootCommandScript(op.command),
+      );
+      return [`firstboot ${p}`];
+    }
+    case "hostname":
+      return setHostname(fs, op.name, mtime);
+    case "timezone":
+      return setTimezone(fs, op.zone);
+    case "ssh-inject":
+      return sshInject(fs, op, ctx);
+    case "selinux-relabel":
+      await fs.writeFile("/.autorelabel", "", { mode: 0o644, uid: 0, gid: 0, mtime });
+      return ["write /.autorelabel"];
+    case "selinux-permissive": {
+      const old = (await readTextOrNull(fs, "/etc/selinux/config")) ?? "SELINUXTYPE=targeted\n";
+      const next = /^SELINUX=.*$/m.test(old)
+        ? old.replace(/^SELINUX=.*$/m, "SELINUX=permissive")
+        : `SELINUX=permissive\n${old}`;
+      await ensureDir(fs, "/etc/selinux");
+      await fs.writeFile("/etc/selinux/config", next, { mtime });
+      return ["write /etc/selinux/config (SELINUX=permissive)"];
+    }
+  }
+}
+
+async function setHostname(fs: GuestFs, name: string, mtime?: Date): Promise<string[]> {
+  const out: string[] = [];
+  await ensureDir(fs, "/etc");
+  await fs.writeFile("/etc/hostname", `${name}\n`, { mtime });
+  out.push("write /etc/hostname");
+  // Old-style Red Hat network config carries the name too.
+  const net = await readTextOrNull(fs, "/etc/sysconfig/network");
+  if (net !== null && /^HOSTNAME=/m.test(net)) {
+    await fs.writeFile("/etc/sysconfig/network", net.replace(/^HOSTNAME=.*$/m, `HOSTNAME=${name}`), {
+      mtime,
+    });
+    out.push("write /etc/sysconfig/network");
+  }
+  return out;
+}
+
+async function setTimezone(fs: GuestFs, zone: string): Promise<string[]> {
+  const zoneFile = `/usr/share/zoneinfo/${zone}`;
+  if ((await statOrNull(fs, zoneFile))?.type !== "file") {
+    throw new CustomizeUsageError(`timezone ${zone}: ${zoneFile} does not exist in the guest`, zoneFile);
+  }
+  const out: string[] = [];
+  if (await lstatOrNull(fs, "/etc/localtime")) await fs.unlink("/etc/localtime");
+  await ensureDir(fs, "/etc");
+  await fs.symlink(`../usr/share/zoneinfo/${zone}`, "/etc/localtime");
+  out.push(`symlink /etc/localtime -> ../usr/share/zoneinfo/${zone}`);
+  if ((await lstatOrNull(fs, "/etc/timezone"))?.type === "file") {
+    await fs.writeFile("/etc/timezone", `${zone}\n`);
+    out.push("write /etc/timezone");
+  }
+  return out;
+}
+
+async function sshInject(
+  fs: GuestFs,
+  op: Extract<CustomizeOp, { op: "ssh-inject" }>,
+  ctx: CustomizeContext,
+): Promise<string[]> {
+  const id = await identity(fs, ctx);
+  const user = id.user(op.user) ?? (/^\d+$/.test(op.user) ? id.user(Number(op.user)) : undefined);
+  if (!user)
+    throw new CustomizeUsageError(`--ssh-inject: no user "${op.user}" in the guest's passwd`, "/etc/passwd");
+  const key = ("file" in op.key ? await readFile(op.key.file, "utf8") : op.key.string).trim();
+  if (key === "" || key.includes("\n"))
+    throw new CustomizeUsageError("--ssh-inject: the key must be a single line");
+  const home = user.home;
+  if ((await statOrNull(fs, home))?.type !== "directory") {
+    throw new CustomizeUsageError(
+      `--ssh-inject: home directory ${home} of ${user.name} does not exist`,
+      home,
+    );
+  }
+  const sshDir = `${home === "/" ? "" : home}/.ssh`;
+  const out: string[] = [];
+  if (!(await lstatOrNull(fs, sshDir))) {
+    await fs.mkdir(sshDir, { mode: 0o700, uid: user.uid, gid: user.gid });
+    out.push(`mkdir ${sshDir}`);
+  }
+  const ak = `${sshDir}/authorized_keys`;
+  const old = (await readTextOrNull(fs, ak)) ?? "";
+  if (old.split("\n").some((l) => l.trim() === key)) return [...out, `${ak}: key already present`];
+  const sep = old.length > 0 && !old.endsWith("\n") ? "\n" : "";
+  await fs.writeFile(ak, `${old}${sep}${key}\n`, {
+    mode: 0o600,
+    uid: user.uid,
+    gid: user.gid,
+    mtime: ctx.now,
+  });
+  return [...out, `append ${ak}`];
+}
+
+/** One line describing an operation (for --dry-run). */
+export function describeOperation(op: CustomizeOp): string {
+  const { op: name, ...rest } = op;
+  return `${name} ${JSON.stringify(rest)}`;
+}

@@ -1,0 +1,98 @@
+/** Recursive guest tree operations (rm -rf, cp -a inside the guest, copy-in from the host). */
+import { lstat, readdir, readFile, readlink } from "node:fs/promises";
+import { basename, join, resolve } from "node:path";
+import type { GuestFs } from "../guest/guest-fs.js";
+
+/** rm -rf of one guest path (symlinks removed, never followed). */
+export async function removeTree(fs: GuestFs, path: string): Promise<number> {
+  const st = await fs.lstat(path);
+  let n = 1;
+  if (st.type === "directory") {
+    for (const name of await fs.readdir(path))
+      n += await removeTree(fs, `${path === "/" ? "" : path}/${name}`);
+    await fs.rmdir(path);
+  } else {
+    await fs.unlink(path);
+  }
+  return n;
+}
+
+/** cp -a within the guest (modes, owners, times, symlinks, xattrs kept; hard links become copies). */
+export async function copyTree(fs: GuestFs, from: string, to: string): Promise<number> {
+  const st = await fs.lstat(from);
+  if (st.type === "directory") {
+    if (`${to}/`.startsWith(`${from}/`)) throw new Error(`cannot copy ${from} into itself (${to})`);
+    await fs.mkdir(to, { mode: st.mode, uid: st.uid, gid: st.gid });
+    let n = 1;
+    for (const name of await fs.readdir(from)) n += await copyTree(fs, `${from}/${name}`, `${to}/${name}`);
+    await fs.utimes(to, st.atime, st.mtime);
+    await copyXattrs(fs, from, to);
+    return n;
+  }
+  if (st.type === "symlink") {
+    await fs.symlink(await fs.readlink(from), to, { uid: st.uid, gid: st.gid });
+  } else if (st.type === "file") {
+    await fs.writeFile(to, await fs.readFile(from), {
+      mode: st.mode,
+      uid: st.uid,
+      gid: st.gid,
+      mtime: st.mtime,
+      flag: "wx",
+    });
+  } else {
+    throw new Error(`cannot copy ${st.type} ${from}`);
+  }
+  await copyXattrs(fs, from, to);
+  return 1;
+}
+
+async function copyXattrs(fs: GuestFs, from: string, to: string): Promise<void> {
+  for (const name of await fs.listxattr(from)) {
+    const v = await fs.getxattr(from, name);
+    if (v) await fs.setxattr(to, name, v);
+  }
+}
+
+export interface CopyInOptions {
+  uid?: number;
+  gid?: number;
+}
+
+/**
+ * --copy-in HOSTPATH:GUESTDIR: copies a host file or directory tree into an existing guest directory,
+ * keeping modes, times and symlinks (symlinks are copied as links, never followed on the host).
+ * Owners are root unless overridden (host uids mean nothing in the guest).
+ */
+export async function copyIn(
+  fs: GuestFs,
+  hostPath: string,
+  guestDir: string,
+  options: CopyInOptions = {},
+): Promise<number> {
+  const dest = `${guestDir === "/" ? "" : guestDir}/${basename(resolve(hostPath))}`;
+  return copyInEntry(fs, hostPath, dest, options);
+}
+
+async function copyInEntry(fs: GuestFs, hostPath: string, dest: string, o: CopyInOptions): Promise<number> {
+  const st = await lstat(hostPath);
+  const uid = o.uid ?? 0;
+  const gid = o.gid ?? 0;
+  if (st.isDirectory()) {
+    const exists = await fs.lstat(dest).catch(() => null);
+    if (!exists) await fs.mkdir(dest, { mode: st.mode & 0o7777, uid, gid });
+    let n = 1;
+    for (const name of (await readdir(hostPath)).sort())
+      n += await copyInEntry(fs, join(hostPath, name), `${dest}/${name}`, o);
+    await fs.utimes(dest, st.atime, st.mtime);
+    return n;
+  }
+  if (st.isSymbolicLink()) {
+    await fs.symlink(await readlink(hostPath), dest, { uid, gid });
+    return 1;
+  }
+  if (st.isFile()) {
+    await fs.writeFile(dest, await readFile(hostPath), { mode: st.mode & 0o7777, uid, gid, mtime: st.mtime });
+    return 1;
+  }
+  return 0; // devices/fifos/sockets on the host are not copied
+}
