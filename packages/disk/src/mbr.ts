@@ -224,7 +224,19 @@ async function readLogicalPartitions(
       }
       const p = mbrPartition(e, next, "logical", ebrLba, sectorSize, diskSignature, ebrLba * sectorSize);
       const endLba = ebrLba + e.lbaStart + e.sectors;
-      if (endLba > ext.lbaStart + ext.sectors) {
+      if (e.lbaStart === 0) {
+        problem(
+          ctx,
+          new PartitionRangeError(
+            next,
+            `logical partition starts on its own extended boot record (LBA ${ebrLba})`,
+            {
+              file: ctx.file,
+              offset: p.entryOffset,
+            },
+          ),
+        );
+      } else if (endLba > ext.lbaStart + ext.sectors) {
         problem(
           ctx,
           new PartitionRangeError(

@@ -233,6 +233,46 @@ describe("FaultyDevice", () => {
   contractTests(
     async (size) => new FaultyDevice(new MemoryDevice(size), { failAfterWrites: Number.POSITIVE_INFINITY }),
   );
+  describe("dropUnflushed", () => {
+    contractTests(
+      async (size) =>
+        new FaultyDevice(new MemoryDevice(size), {
+          failAfterWrites: Number.POSITIVE_INFINITY,
+          dropUnflushed: true,
+        }),
+    );
+  });
+
+  it("dropUnflushed: writes are visible but only reach the inner device on flush; a fault loses them", async () => {
+    const inner = new MemoryDevice(64);
+    const f = new FaultyDevice(inner, { failAfterWrites: 3, dropUnflushed: true });
+    await f.write(0, bytes(1, 2, 3));
+    await f.flush();
+    expect(inner.bytes.subarray(0, 3)).toEqual(bytes(1, 2, 3));
+    await f.write(10, bytes(4, 5));
+    await f.writeZeroes(1, 1);
+    expect(f.unflushedWrites).toBe(2);
+    expect(await f.read(0, 12)).toEqual(bytes(1, 0, 3, 0, 0, 0, 0, 0, 0, 0, 4, 5)); // reads see them
+    expect(inner.bytes.subarray(0, 12)).toEqual(bytes(1, 2, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0)); // disk does not
+    await expect(f.write(20, bytes(9))).rejects.toBeInstanceOf(SimulatedFaultError);
+    expect(f.unflushedWrites).toBe(0);
+    await f.close();
+    expect(inner.bytes.subarray(0, 21)).toEqual(Uint8Array.from([1, 2, 3, ...new Array(18).fill(0)]));
+  });
+
+  it("dropUnflushed: invalid and read-only writes still fail as the inner device fails them", async () => {
+    const f = new FaultyDevice(new MemoryDevice(16), { failAfterWrites: 10, dropUnflushed: true });
+    await expect(f.write(15, bytes(1, 2))).rejects.toBeInstanceOf(OutOfRangeError);
+    const ro = new FaultyDevice(new MemoryDevice(16, { readOnly: true }), {
+      failAfterWrites: 10,
+      dropUnflushed: true,
+    });
+    await expect(ro.write(0, bytes(1))).rejects.toBeInstanceOf(ReadOnlyError);
+    const ok = new FaultyDevice(new MemoryDevice(16), { failAfterWrites: 10, dropUnflushed: true });
+    await ok.write(0, bytes(7));
+    await ok.close(); // an orderly close keeps held-back writes
+    expect((ok.inner as MemoryDevice).bytes[0]).toBe(7);
+  });
 
   it("lets N writes through, then fails this and every later modification", async () => {
     const inner = new MemoryDevice(4096);

@@ -282,6 +282,14 @@ describe("MBR: extended chains and bad entries", () => {
     expect(err.offset).toBe(2048 * 512 + 446);
   });
 
+  it("a logical partition on top of its own EBR → PartitionRangeError", async () => {
+    const { img, ebr } = mbrWithExtended();
+    ebr(2048, [[0x83, 0, 100]]);
+    await expect(readPartitionTable(dev(img))).rejects.toThrow(
+      /partition 5: logical partition starts on its own extended boot record/,
+    );
+  });
+
   it("garbage EBR without signature → error; zeroed first EBR = no logicals", async () => {
     const { img } = mbrWithExtended();
     const t = (await readPartitionTable(dev(img)))!;
