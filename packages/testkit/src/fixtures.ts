@@ -174,6 +174,7 @@ export function fixtureFile(relPath: string): string {
 }
 
 const SPARSE_BLOCK = 4096;
+const ZERO_BLOCK = Buffer.alloc(SPARSE_BLOCK);
 
 /** Gunzip `src` to `dst`, leaving all-zero 4 KiB blocks as holes (images are mostly zeros). */
 async function gunzipSparse(src: string, dst: string): Promise<void> {
@@ -181,14 +182,21 @@ async function gunzipSparse(src: string, dst: string): Promise<void> {
   try {
     let pos = 0;
     let pending = Buffer.alloc(0);
+    // Write each run of non-zero blocks with one call; skip zero blocks.
     const flush = async (buf: Buffer) => {
-      for (let off = 0; off < buf.length; off += SPARSE_BLOCK) {
-        const block = buf.subarray(off, Math.min(off + SPARSE_BLOCK, buf.length));
-        if (!isZero(block)) await fh.write(block, 0, block.length, pos + off);
+      let runStart = -1;
+      for (let off = 0; off <= buf.length; off += SPARSE_BLOCK) {
+        const end = Math.min(off + SPARSE_BLOCK, buf.length);
+        const zero = off >= buf.length || buf.subarray(off, end).equals(ZERO_BLOCK.subarray(0, end - off));
+        if (!zero && runStart < 0) runStart = off;
+        if (zero && runStart >= 0) {
+          await fh.write(buf, runStart, off - runStart, pos + runStart);
+          runStart = -1;
+        }
       }
       pos += buf.length;
     };
-    for await (const chunk of createReadStream(src).pipe(createGunzip())) {
+    for await (const chunk of createReadStream(src).pipe(createGunzip({ chunkSize: 1 << 20 }))) {
       const data: Buffer = pending.length ? Buffer.concat([pending, chunk as Buffer]) : (chunk as Buffer);
       const whole = data.length - (data.length % SPARSE_BLOCK);
       await flush(data.subarray(0, whole));
@@ -199,11 +207,6 @@ async function gunzipSparse(src: string, dst: string): Promise<void> {
   } finally {
     await fh.close();
   }
-}
-
-function isZero(b: Buffer): boolean {
-  for (let i = 0; i < b.length; i++) if (b[i] !== 0) return false;
-  return true;
 }
 
 async function materialise(name: string, dir: string): Promise<string> {
@@ -238,6 +241,23 @@ export async function fixture(name: string): Promise<string> {
   const info = fixtureInfo(name);
   if (info.backing) await fixture(info.backing.fixture);
   return materialise(name, dir);
+}
+
+/**
+ * The filesystem of a fixture as an e2fsprogs target: a bare filesystem image, or partition
+ * `partition` (sfdisk numbering) of a raw whole-disk fixture, reached at its byte offset.
+ */
+export async function fixtureFs(name: string, partition?: number): Promise<{ path: string; offset: number }> {
+  const info = fixtureInfo(name);
+  const path = await fixture(name);
+  if (partition === undefined) {
+    if (info.fsOffset === undefined)
+      throw new Error(`fixture ${name} is not a bare filesystem; name a partition`);
+    return { path, offset: info.fsOffset };
+  }
+  const p = info.partitions?.find((x) => x.number === partition);
+  if (!p) throw new Error(`fixture ${name} has no partition ${partition}`);
+  return { path, offset: p.offset };
 }
 
 /** A private, writable copy of a fixture (and of its backing file) in `dir`. */

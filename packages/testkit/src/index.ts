@@ -40,6 +40,7 @@ export {
   fixture,
   fixtureCopy,
   fixtureFile,
+  fixtureFs,
   fixtureInfo,
   fixtureManifest,
   fixtureNames,
