@@ -14,6 +14,7 @@ import { describe, expect, it } from "vitest";
 import { applyElementsPlan } from "../src/elements/apply.js";
 import { expandElements } from "../src/elements/closure.js";
 import { findAllElements } from "../src/elements/elements-path.js";
+import { mergeElements } from "../src/elements/merge.js";
 import { ELEMENTS_HOOKS } from "../src/elements/payload.js";
 import { buildElementsPlan } from "../src/elements/plan.js";
 import { compareSortN } from "../src/elements/run-parts.js";
@@ -75,5 +76,34 @@ print(json.dumps(sorted(e.name for e in els if e.name != "fake-os")))`;
       ].sort(compareSortN);
       expect(ours, d.phase).toEqual(listed);
     }
+  });
+
+  it("merges the same hooks tree (paths, types, modes) as DIB's generate_hooks", async () => {
+    const os = await tempDir();
+    await mkdir(join(os, "fake-os"));
+    await writeFile(join(os, "fake-os", "element-provides"), "operating-system\n");
+    const hooks = join(await tempDir(), "hooks");
+    const script = `set -e
+eval "$(python3 -c 'import sys; sys.path.insert(0, sys.argv[1])
+from diskimage_builder import element_dependencies as ed
+ed._output_env_vars(ed._expand_element_dependencies(["fake-os"] + sys.argv[3:], ed._find_all_elements(sys.argv[2])))' "$@")"
+export TMP_HOOKS_PATH=${JSON.stringify(hooks)}
+source ${JSON.stringify(join(DIB, "diskimage_builder/lib/common-functions"))}
+generate_hooks >/dev/null
+cd "$TMP_HOOKS_PATH" && find . -mindepth 1 -printf '%P %y %m\\n' | LC_ALL=C sort`;
+    const r = await run("bash", ["-c", script, "dib", DIB, `${os}:${STANDIN}`, ...REQUEST]);
+    const theirs = r.stdout
+      .trim()
+      .split("\n")
+      .filter((l) => !l.startsWith("element-provides "));
+    const closure = expandElements(REQUEST, await findAllElements([STANDIN]), [STANDIN]);
+    const merged = await mergeElements(closure.elements);
+    const ours = [
+      ...[...merged.entries.values()].map(
+        (e) => `${e.rel} ${e.kind === "dir" ? "d" : e.kind === "file" ? "f" : "l"} ${e.mode.toString(8)}`,
+      ),
+      ...merged.topFiles.map((t) => `${t.name} f 644`),
+    ];
+    expect([...new Set(ours)].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)))).toEqual(theirs);
   });
 });
