@@ -4,7 +4,7 @@ import { describeWithTools, runToolOk, tempDir } from "@imgpatch/testkit";
 import fc from "fast-check";
 import { beforeAll, expect, it } from "vitest";
 import { ImgpatchError, MemoryDevice, openPartition, readPartitionTable } from "../src/index.js";
-import { fixGptCrcs } from "./helpers/tables.js";
+import { buildGpt, fixGptCrcs, LINUX_FS } from "./helpers/tables.js";
 
 // Random damage to real partition tables made by sfdisk: whatever the bytes, reading must end
 // in a valid table, null, or a typed ImgpatchError — never a hang, a RangeError or a crash.
@@ -16,7 +16,8 @@ interface Seed {
   image: Uint8Array;
   /** Sectors worth damaging: MBR, EBRs, GPT headers and entry arrays. */
   hot: number[];
-  gpt: boolean;
+  /** GPT sector size (for recomputing CRCs), 0 for MBR. */
+  gptSectorSize: number;
 }
 
 const seeds: Seed[] = [];
@@ -41,7 +42,7 @@ describeWithTools(["sfdisk"], "fuzz: mutated sfdisk tables → typed errors or v
     const ebrs = table.partitions
       .filter((p) => p.kind === "logical")
       .map((p) => Math.floor(p.entryOffset / 512));
-    seeds.push({ name: "mbr+logicals", image: mbr, hot: [0, ...ebrs], gpt: false });
+    seeds.push({ name: "mbr+logicals", image: mbr, hot: [0, ...ebrs], gptSectorSize: 0 });
     const gpt = await sfdiskImage(
       dir,
       "gpt.img",
@@ -86,10 +87,11 @@ describeWithTools(["sfdisk"], "fuzz: mutated sfdisk tables → typed errors or v
           else if (e.kind === "u64") dv.setBigUint64(base + Math.min(e.offset, 504), e.value, true);
           else img.fill(0, base + e.offset, base + 512);
         }
-        if (seed.gpt && m.fixCrcs) {
+        const ss = seed.gptSectorSize;
+        if (ss > 0 && m.fixCrcs) {
           // Recompute CRCs so the damage reaches the semantic checks instead of stopping at the CRC.
-          fixGptCrcs(img, 512, 1);
-          fixGptCrcs(img, 512, SECTORS - 1);
+          fixGptCrcs(img, ss, 1);
+          fixGptCrcs(img, ss, img.length / ss - 1);
         }
         if (m.truncateTo !== null) img = img.slice(0, m.truncateTo);
         const device = new MemoryDevice(img, { name: "fuzz.img" });
