@@ -1,5 +1,5 @@
 import type { BlockDevice } from "./block-device.js";
-import { UnsupportedFormatError } from "./errors.js";
+import { PartitionNotFoundError, UnsupportedFormatError } from "./errors.js";
 import { detectFilesystem, type FilesystemInfo } from "./filesystem.js";
 import type { Partition, PartitionTable, ReadPartitionTableOptions } from "./partition.js";
 import { readPartitionTable } from "./partition-table.js";
@@ -75,5 +75,92 @@ export function assertSupportedFilesystem(
     fs.type,
     `${subject} is ${fs.type}${label} (${fs.description}) — not supported (imgpatch edits ext2, ext3 and ext4)`,
     loc,
+  );
+}
+
+export interface SelectVolumeOptions {
+  /** Partition number to use; without it the one ext2/3/4 volume is chosen (see selectVolume). */
+  partition?: number;
+  /** Image path for error messages (default: the device name). */
+  file?: string;
+  /** Open the volume view read-only. */
+  readOnly?: boolean;
+}
+
+export interface SelectedVolume {
+  volume: VolumeInspection;
+  /** The volume as a device: a RangeDevice over the partition, or the disk itself without a table. */
+  device: BlockDevice;
+}
+
+const ROOT_TYPE = /^Linux root/;
+
+function describeFound(volumes: VolumeInspection[]): string {
+  if (volumes.length === 0) return "no volumes";
+  return volumes
+    .map(
+      (v) =>
+        `${v.partition ? `partition ${v.partition.number}` : "the disk"} is ${v.filesystem?.type ?? "unrecognised"}`,
+    )
+    .join(", ");
+}
+
+/**
+ * Pick the volume to edit. With `partition`, that one (PartitionNotFoundError if absent,
+ * UnsupportedFormatError if it is not ext2/3/4 — "partition 3 is xfs — not supported"). Without,
+ * the only ext2/3/4 volume; when there are several, the only one whose GPT type is a "Linux root"
+ * type; otherwise an error listing them so the caller can ask for a partition number.
+ */
+export function selectVolume(
+  device: BlockDevice,
+  inspection: DiskInspection,
+  options: SelectVolumeOptions = {},
+): SelectedVolume {
+  const file = options.file ?? device.name;
+  const open = (volume: VolumeInspection): SelectedVolume => {
+    const p = volume.partition;
+    if (!p) return { volume, device };
+    return {
+      volume,
+      device: new RangeDevice(device, p.start, p.size, {
+        name: `${device.name}:p${p.number}`,
+        readOnly: options.readOnly ?? false,
+      }),
+    };
+  };
+  if (options.partition !== undefined) {
+    const n = options.partition;
+    const volume = inspection.volumes.find((v) => v.partition?.number === n);
+    if (!volume) {
+      const have = inspection.volumes.map((v) => v.partition?.number).filter((x) => x !== undefined);
+      throw new PartitionNotFoundError(
+        n,
+        inspection.table
+          ? `no partition ${n} (partitions: ${have.join(", ") || "none"})`
+          : `no partition ${n}: the disk has no partition table (${describeFound(inspection.volumes)})`,
+        { file },
+      );
+    }
+    assertSupportedFilesystem(volume.filesystem, { file, partition: n, offset: volume.partition?.start });
+    return open(volume);
+  }
+  const supported = inspection.volumes.filter((v) => v.filesystem?.supported);
+  if (supported.length === 1) return open(supported[0]);
+  if (supported.length === 0) {
+    throw new UnsupportedFormatError(
+      "none",
+      `no ext2/ext3/ext4 filesystem found (${describeFound(inspection.volumes)})`,
+      { file },
+    );
+  }
+  const roots = supported.filter((v) => ROOT_TYPE.test(v.partition?.typeName ?? ""));
+  if (roots.length === 1) return open(roots[0]);
+  const list = supported.map((v) => `${v.partition!.number} (${v.filesystem!.type})`).join(", ");
+  throw new UnsupportedFormatError(
+    "ambiguous",
+    `several ext2/3/4 partitions: ${list}; choose one by number`,
+    {
+      file,
+    },
   );
 }

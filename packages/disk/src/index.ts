@@ -12,6 +12,9 @@ export {
   type ImageFormat,
   type ImageFormatInfo,
   inspectDisk,
+  type SelectedVolume,
+  type SelectVolumeOptions,
+  selectVolume,
   type VolumeInspection,
 } from "./detect.js";
 export {

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import {
   ChecksumError,
   FormatError,
+  inspectDisk,
   MAX_GPT_ENTRY_ARRAY_BYTES,
   MAX_LOGICAL_PARTITIONS,
   MemoryDevice,
@@ -10,6 +11,7 @@ import {
   PartitionOverlapError,
   PartitionRangeError,
   readPartitionTable,
+  selectVolume,
 } from "../src/index.js";
 import { buildGpt, ESP, fixGptCrcs, LINUX_FS, patchGptHeader, writeMbrSector } from "./helpers/tables.js";
 
@@ -351,5 +353,75 @@ describe("MBR: extended chains and bad entries", () => {
   it("openPartition errors", async () => {
     const d = dev(new Uint8Array(MiB));
     await expect(openPartition(d, 1)).rejects.toBeInstanceOf(PartitionNotFoundError);
+  });
+});
+
+describe("selectVolume", () => {
+  const ext4At = (img: Uint8Array, byteOffset: number) => {
+    new DataView(img.buffer).setUint16(byteOffset + 1024 + 0x38, 0xef53, true);
+    new DataView(img.buffer).setUint32(byteOffset + 1024 + 0x60, 0x2c2, true);
+  };
+  const ROOT_X64 = "4f68bce3-e8cd-4db1-96e7-fbcaf984b709";
+
+  it("picks the only ext volume, or the one by number, and refuses others clearly", async () => {
+    const img = buildGpt({
+      diskSectors: 8192,
+      entries: [
+        { type: ESP, uuid: u1, first: 2048, last: 4095 },
+        { type: LINUX_FS, uuid: u2, first: 4096, last: 6143 },
+        { type: LINUX_FS, uuid: u2, first: 6144, last: 8000 },
+      ],
+    });
+    ext4At(img, 4096 * 512);
+    img.set(new TextEncoder().encode("XFSB"), 6144 * 512);
+    const d = dev(img);
+    const inspection = await inspectDisk(d);
+    const chosen = selectVolume(d, inspection);
+    expect(chosen.volume.partition?.number).toBe(2);
+    expect(chosen.device.size).toBe(2048 * 512);
+    expect(chosen.device.name).toBe("test.img:p2");
+    expect(() => selectVolume(d, inspection, { partition: 3 })).toThrow(
+      /test\.img @ offset 3145728 .*: partition 3 is xfs \(XFS filesystem\) — not supported/,
+    );
+    expect(() => selectVolume(d, inspection, { partition: 1 })).toThrow(/partition 1 holds no recognisable/);
+    expect(() => selectVolume(d, inspection, { partition: 7 })).toThrow(PartitionNotFoundError);
+  });
+
+  it("several ext volumes: the Linux root type wins, else an error listing them", async () => {
+    const spec = (rootType: string) =>
+      buildGpt({
+        diskSectors: 8192,
+        entries: [
+          { type: LINUX_FS, uuid: u1, first: 2048, last: 4095 },
+          { type: rootType, uuid: u2, first: 4096, last: 8000 },
+        ],
+      });
+    for (const [type, expected] of [
+      [ROOT_X64, 2],
+      [LINUX_FS, null],
+    ] as const) {
+      const img = spec(type);
+      ext4At(img, 2048 * 512);
+      ext4At(img, 4096 * 512);
+      const d = dev(img);
+      const inspection = await inspectDisk(d);
+      if (expected) expect(selectVolume(d, inspection).volume.partition?.number).toBe(expected);
+      else
+        expect(() => selectVolume(d, inspection)).toThrow(
+          /several ext2\/3\/4 partitions: 1 \(ext4\), 2 \(ext4\)/,
+        );
+    }
+  });
+
+  it("a bare filesystem is its own volume; nothing usable is an error naming what was found", async () => {
+    const img = new Uint8Array(MiB);
+    ext4At(img, 0);
+    const d = dev(img);
+    const chosen = selectVolume(d, await inspectDisk(d));
+    expect(chosen.device).toBe(d);
+    const z = dev(new Uint8Array(MiB));
+    expect(() => selectVolume(z, { table: null, volumes: [{ filesystem: null }] })).toThrow(
+      /no ext2\/ext3\/ext4 filesystem found \(the disk is unrecognised\)/,
+    );
   });
 });
