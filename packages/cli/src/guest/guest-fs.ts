@@ -16,10 +16,17 @@ export interface GuestStats {
   gid: number;
   size: number;
   nlink: number;
+  /** Inode number: hard links share it. */
+  ino: number;
+  /** Device numbers of a chardev/blockdev (0 otherwise). */
+  rdevMajor: number;
+  rdevMinor: number;
   mtime: Date;
   atime: Date;
   ctime: Date;
 }
+
+export type GuestNodeType = "chardev" | "blockdev" | "fifo" | "socket";
 
 export interface GuestOwnerOptions {
   uid?: number;
@@ -69,6 +76,17 @@ export interface GuestFs {
   /** Changes the symlink itself. */
   lchown(path: string, uid: number, gid: number): Promise<void>;
   utimes(path: string, atime: Date, mtime: Date): Promise<void>;
+  /** Like utimes, but changes a final symlink itself. */
+  lutimes(path: string, atime: Date, mtime: Date): Promise<void>;
+  /** Creates a device node, FIFO or socket inode. */
+  mknod(
+    path: string,
+    type: GuestNodeType,
+    mode: number,
+    major?: number,
+    minor?: number,
+    owner?: GuestOwnerOptions,
+  ): Promise<void>;
   setxattr(path: string, name: string, value: Uint8Array): Promise<void>;
   getxattr(path: string, name: string): Promise<Uint8Array | undefined>;
   listxattr(path: string): Promise<string[]>;

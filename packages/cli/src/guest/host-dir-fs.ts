@@ -18,6 +18,7 @@ import {
   type GuestFs,
   GuestFsError,
   type GuestMkdirOptions,
+  type GuestNodeType,
   type GuestOwnerOptions,
   type GuestStats,
   type GuestWriteOptions,
@@ -123,6 +124,10 @@ export class HostDirGuestFs implements GuestFs {
       gid: m?.gid ?? (this.ownership === "virtual" ? 0 : st.gid),
       size: st.size,
       nlink: st.nlink,
+      ino: st.ino,
+      rdevMajor: st.isCharacterDevice() || st.isBlockDevice() ? Math.floor(st.rdev / 256) & 0xfff : 0,
+      rdevMinor:
+        st.isCharacterDevice() || st.isBlockDevice() ? (st.rdev & 0xff) | ((st.rdev >> 12) & 0xfff00) : 0,
       mtime: st.mtime,
       atime: st.atime,
       ctime: st.ctime,
@@ -344,6 +349,19 @@ export class HostDirGuestFs implements GuestFs {
     } catch (err) {
       throw wrap(err, path);
     }
+  }
+
+  async lutimes(path: string, atime: Date, mtime: Date): Promise<void> {
+    try {
+      await fsp.lutimes(await this.host(path, false), atime, mtime);
+    } catch (err) {
+      throw wrap(err, path);
+    }
+  }
+
+  /** Node cannot create device nodes or FIFOs: a host directory cannot stand in for them. */
+  async mknod(path: string, type: GuestNodeType): Promise<void> {
+    throw new GuestFsError("EPERM", path, `cannot create a ${type} in a host directory`);
   }
 
   async setxattr(path: string, name: string, value: Uint8Array): Promise<void> {

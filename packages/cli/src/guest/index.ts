@@ -17,6 +17,7 @@ export {
   type GuestFs,
   GuestFsError,
   type GuestMkdirOptions,
+  type GuestNodeType,
   type GuestOwnerOptions,
   type GuestStats,
   type GuestWriteOptions,
@@ -33,6 +34,12 @@ export {
 } from "./identity.js";
 export { MemoryGuestFs, type MemoryGuestFsOptions } from "./memory-fs.js";
 export { guestBasename, guestDirname, guestJoin, normalizeGuestPath, resolveGuestPath } from "./paths.js";
+export {
+  FIRSTBOOT_STEPS_DIR,
+  firstbootStepScript,
+  injectTargetFromGuestFs,
+  queueFirstbootPlan,
+} from "./rpm-bridge.js";
 export {
   detectUnitLayout,
   disableUnit,

@@ -9,6 +9,7 @@ import {
   type GuestFs,
   GuestFsError,
   type GuestMkdirOptions,
+  type GuestNodeType,
   type GuestOwnerOptions,
   type GuestStats,
   type GuestWriteOptions,
@@ -16,6 +17,9 @@ import {
 import { guestBasename, guestDirname, resolveGuestPath, splitGuestPath } from "./paths.js";
 
 interface Inode {
+  ino: number;
+  rdevMajor: number;
+  rdevMinor: number;
   type: GuestFileType;
   mode: number;
   uid: number;
@@ -38,6 +42,7 @@ export interface MemoryGuestFsOptions {
 export class MemoryGuestFs implements GuestFs {
   private readonly root: Inode;
   private readonly now: () => Date;
+  private nextIno = 2;
 
   constructor(options: MemoryGuestFsOptions = {}) {
     this.now = options.now ?? (() => new Date());
@@ -48,6 +53,9 @@ export class MemoryGuestFs implements GuestFs {
   private newInode(type: GuestFileType, mode: number, uid: number, gid: number): Inode {
     const t = this.now();
     return {
+      ino: this.nextIno++,
+      rdevMajor: 0,
+      rdevMinor: 0,
       type,
       mode: mode & 0o7777,
       uid,
@@ -116,6 +124,9 @@ export class MemoryGuestFs implements GuestFs {
       gid: n.gid,
       size,
       nlink: n.nlink,
+      ino: n.ino,
+      rdevMajor: n.rdevMajor,
+      rdevMinor: n.rdevMinor,
       mtime: n.mtime,
       atime: n.atime,
       ctime: n.ctime,
@@ -311,6 +322,31 @@ export class MemoryGuestFs implements GuestFs {
     const { node } = await this.get(path, true);
     node.atime = atime;
     node.mtime = mtime;
+  }
+
+  async lutimes(path: string, atime: Date, mtime: Date): Promise<void> {
+    const { node } = await this.get(path, false);
+    node.atime = atime;
+    node.mtime = mtime;
+  }
+
+  async mknod(
+    path: string,
+    type: GuestNodeType,
+    mode: number,
+    major = 0,
+    minor = 0,
+    owner: GuestOwnerOptions = {},
+  ): Promise<void> {
+    const { dir, name } = await this.parentOf(path);
+    if (dir.entries.has(name)) throw new GuestFsError("EEXIST", path, "file exists");
+    const node = this.newInode(type, mode, owner.uid ?? 0, owner.gid ?? 0);
+    if (type === "chardev" || type === "blockdev") {
+      node.rdevMajor = major;
+      node.rdevMinor = minor;
+    }
+    dir.entries.set(name, node);
+    this.touchDir(dir);
   }
 
   async setxattr(path: string, name: string, value: Uint8Array): Promise<void> {
