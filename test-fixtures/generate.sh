@@ -21,7 +21,7 @@ done
 
 export LC_ALL=C TZ=UTC
 export SOURCE_DATE_EPOCH=1700000000    # 2023-11-14T22:13:20Z
-export E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH
+export E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH E2FSCK_TIME=$SOURCE_DATE_EPOCH
 export MKE2FS_CONFIG=/etc/mke2fs.conf  # the distribution defaults (Debian 12: e2fsprogs 1.47.0)
 
 OUT=$here/out
@@ -46,6 +46,14 @@ quiet() {
 
 # mke2fs -d takes ctime/atime from the host (not reproducible) and drops mtime nanoseconds and
 # post-2038 epoch bits: fix every inode's times with debugfs (see scripts/pin-times.mjs).
+# mke2fs -d writes every directory as a linear list; e2fsck -D rebuilds the multi-block ones as
+# htree indexes (dir_index), as a long-lived filesystem would have them. Exit 1 = "fixed", expected.
+index_dirs() { # <image>
+  local rc=0
+  e2fsck -fyD "$1" > "$WORK/fsck.log" 2>&1 || rc=$?
+  if [ "$rc" -gt 1 ]; then cat "$WORK/fsck.log" >&2; echo "generate.sh: e2fsck -fyD $1 failed ($rc)" >&2; exit 1; fi
+}
+
 pin_times() { # <image> <tree> <inode-size>
   local img=$1 tree=$2 isize=$3 cmds=$WORK/times.cmds
   node scripts/pin-times.mjs "$OUT/manifests/tree-$tree.json.gz" "$isize" "$SOURCE_DATE_EPOCH" > "$cmds"
@@ -59,6 +67,7 @@ mkext() {
   shift 4
   rm -f "$IMG/$name"
   quiet mke2fs -q -F -I "$isize" "$@" -d "$WORK/tree-$tree" "$IMG/$name" "$size"
+  index_dirs "$IMG/$name"
   pin_times "$IMG/$name" "$tree" "$isize"
   quiet e2fsck -fn "$IMG/$name"
 }
@@ -130,6 +139,7 @@ put_fs() {
       shift 2
       truncate -s $((size * 512)) "$part"
       quiet mke2fs -q -F -I "$isize" "$@" -d "$WORK/tree-$tree" "$part"
+      index_dirs "$part"
       pin_times "$part" "$tree" "$isize"
       quiet e2fsck -fn "$part"
       ;;

@@ -14,7 +14,7 @@ export TZ=UTC LC_ALL=C
 
 build() { # build SPEC SUFFIX [extra rpmbuild args...]
   local spec="$1" suffix="$2"; shift 2
-  local top="$work/top-$suffix"
+  local top="$work/top-$spec-$suffix"
   mkdir -p "$top"
   rpmbuild -bb --quiet \
     --define "_topdir $top" \
@@ -24,7 +24,7 @@ build() { # build SPEC SUFFIX [extra rpmbuild args...]
     --define "_build_id_links none" \
     --define "__os_install_post %{nil}" \
     --define "debug_package %{nil}" \
-    "$@" "$here/specs/$spec.spec" >"$work/$suffix.log" 2>&1 || { cat "$work/$suffix.log" >&2; exit 1; }
+    "$@" "$here/specs/$spec.spec" >"$work/$spec-$suffix.log" 2>&1 || { cat "$work/$spec-$suffix.log" >&2; exit 1; }
   local rpm
   rpm="$(find "$top/RPMS" -name '*.rpm' | head -n1)"
   cp "$rpm" "$out/$spec-$suffix.noarch.rpm"
@@ -33,6 +33,7 @@ build() { # build SPEC SUFFIX [extra rpmbuild args...]
 build imgpatch-demo gzip  --define "_binary_payload w9.gzdio"
 build imgpatch-demo xz    --define "_binary_payload w6.xzdio"
 build imgpatch-demo zstd  --define "_binary_payload w19.zstdio"
+build imgpatch-nodes gzip --define "_binary_payload w9.gzdio"
 build imgpatch-mini gzip  --define "_binary_payload w9.gzdio"
 build imgpatch-mini xz    --define "_binary_payload w6.xzdio"
 build imgpatch-mini zstd  --define "_binary_payload w19.zstdio"

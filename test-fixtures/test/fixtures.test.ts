@@ -182,6 +182,10 @@ describeWithTools(["e2fsck", "debugfs", "dumpe2fs"], "fixture filesystems (e2fsp
       const sample = manifest.filter((e, i) => !e.path.startsWith("/bigdir/") || i % 997 === 0);
       const inodeOfGroup = new Map<number, number>();
       for (const e of sample) await checkEntry(target, e, bigInodes, inodeOfGroup);
+      if (manifest.some((e) => e.path === "/bigdir")) {
+        const big = await debugfsStat(target, "/bigdir");
+        expect(big.flags & 0x1000, "/bigdir is htree-indexed (EXT4_INDEX_FL)").toBe(0x1000);
+      }
       // Directory listings: exactly the manifest's children (plus lost+found at the root).
       for (const dir of manifest.filter((e) => e.type === "dir")) {
         const prefix = dir.path === "/" ? "/" : `${dir.path}/`;

@@ -173,6 +173,8 @@ export function fixtureFile(relPath: string): string {
   return join(FIXTURES_OUT, relPath);
 }
 
+/** Bump when the way cached copies are written changes, so stale copies are never reused. */
+const CACHE_VERSION = "v2";
 const SPARSE_BLOCK = 4096;
 const ZERO_BLOCK = Buffer.alloc(SPARSE_BLOCK);
 
@@ -185,15 +187,16 @@ async function gunzipSparse(src: string, dst: string): Promise<void> {
     // Write each run of non-zero blocks with one call; skip zero blocks.
     const flush = async (buf: Buffer) => {
       let runStart = -1;
-      for (let off = 0; off <= buf.length; off += SPARSE_BLOCK) {
+      for (let off = 0; off < buf.length; off += SPARSE_BLOCK) {
         const end = Math.min(off + SPARSE_BLOCK, buf.length);
-        const zero = off >= buf.length || buf.subarray(off, end).equals(ZERO_BLOCK.subarray(0, end - off));
+        const zero = buf.subarray(off, end).equals(ZERO_BLOCK.subarray(0, end - off));
         if (!zero && runStart < 0) runStart = off;
         if (zero && runStart >= 0) {
           await fh.write(buf, runStart, off - runStart, pos + runStart);
           runStart = -1;
         }
       }
+      if (runStart >= 0) await fh.write(buf, runStart, buf.length - runStart, pos + runStart);
       pos += buf.length;
     };
     for await (const chunk of createReadStream(src).pipe(createGunzip({ chunkSize: 1 << 20 }))) {
@@ -236,7 +239,8 @@ async function materialise(name: string, dir: string): Promise<string> {
  */
 export async function fixture(name: string): Promise<string> {
   fixturesIndex();
-  const dir = join(FIXTURES_WORK, indexHash!);
+  // Keyed by the index (new fixtures → new directory) and by the cache layout version.
+  const dir = join(FIXTURES_WORK, `${CACHE_VERSION}-${indexHash!}`);
   await mkdir(dir, { recursive: true });
   const info = fixtureInfo(name);
   if (info.backing) await fixture(info.backing.fixture);
