@@ -9,4 +9,5 @@ export {
   parseCommandsFile,
   parseOperation,
 } from "./operations.js";
+export { type TarInResult, tarIn } from "./tar-in.js";
 export { type CopyInOptions, copyIn, copyTree, removeTree } from "./tree-ops.js";

@@ -11,6 +11,7 @@ import { GuestIdentity } from "../guest/identity.js";
 import { guestBasename, guestDirname, normalizeGuestPath } from "../guest/paths.js";
 import { disableUnit, enableUnit, maskUnit, type SystemdInstallOptions } from "../guest/systemd-install.js";
 import { guestGlob } from "./glob.js";
+import { tarIn } from "./tar-in.js";
 import { copyIn, copyTree, removeTree } from "./tree-ops.js";
 
 export type CustomizeOp =
@@ -19,6 +20,7 @@ export type CustomizeOp =
   | { op: "append-line"; path: string; line: string }
   | { op: "upload"; host: string; path: string }
   | { op: "copy-in"; host: string; dir: string }
+  | { op: "tar-in"; host: string; dir: string }
   | { op: "link"; target: string; links: string[] }
   | { op: "chmod"; mode: number; path: string }
   | { op: "chown"; owner: string; path: string }
@@ -83,6 +85,11 @@ export function parseOperation(name: string, arg: string | undefined): Customize
       const i = arg.lastIndexOf(":");
       if (i <= 0) throw new CustomizeUsageError(`--copy-in expects HOSTPATH:GUESTDIR, got "${arg}"`);
       return { op: "copy-in", host: arg.slice(0, i), dir: guestPath(arg.slice(i + 1), name) };
+    }
+    case "tar-in": {
+      const i = arg.lastIndexOf(":");
+      if (i <= 0) throw new CustomizeUsageError(`--tar-in expects TARBALL:GUESTDIR, got "${arg}"`);
+      return { op: "tar-in", host: arg.slice(0, i), dir: guestPath(arg.slice(i + 1), name) };
     }
     case "link": {
       const parts = arg.split(":");
@@ -239,6 +246,19 @@ export async function applyOperation(
       }
       const n = await copyIn(fs, op.host, op.dir);
       return [`copy-in ${op.host} -> ${op.dir} (${n} entries)`];
+    }
+    case "tar-in": {
+      if ((await statOrNull(fs, op.dir))?.type !== "directory") {
+        throw new CustomizeUsageError(
+          `--tar-in destination ${op.dir} is not a directory in the guest`,
+          op.dir,
+        );
+      }
+      const r = await tarIn(fs, op.host, op.dir, await identity(fs, ctx));
+      return [
+        `tar-in ${op.host} -> ${op.dir} (${r.entries} entries)`,
+        ...r.skipped.map((x) => `skipped ${x.name}: ${x.why}`),
+      ];
     }
     case "link": {
       const out: string[] = [];
