@@ -294,4 +294,28 @@ describe("heat agents from the stand-in elements", () => {
     expect(await fs.readdir(FIRSTBOOT.failed)).toEqual(["000001-dib-elements"]);
     await expect(fs.lstat(ELEMENTS_STAMP)).rejects.toThrow(/ENOENT/);
   });
+
+  it("element scripts find DIB's helper commands (install-packages, dib-init-system) at first boot", async () => {
+    const elements = await tempDir();
+    const { mkdir } = await import("node:fs/promises");
+    await mkdir(join(elements, "e/install.d"), { recursive: true });
+    await writeFile(
+      join(elements, "e/install.d/50-e"),
+      `#!/bin/bash\nset -eu\ninstall-packages -m e puppet\ninstall-packages -e oldpkg\necho "init=$(dib-init-system)" >> "$IMGPATCH_FIRSTBOOT_ROOT/init"\n`,
+    );
+    await chmod(join(elements, "e/install.d/50-e"), 0o755);
+    const root = await tempDir();
+    const fs = new HostDirGuestFs(root);
+    const plan = await buildElementsPlan(fs, { elementsPath: elements, elements: ["e"] });
+    await applyElementsPlan(fs, plan);
+    await expectEntry(fs, "/usr/local/bin/install-packages", { type: "file", mode: 0o755 });
+    const pkg = join(root, "pkg-recorder.sh");
+    await writeFile(pkg, `#!/bin/sh\necho "$*" >> "${root}/packages.log"\n`);
+    await chmod(pkg, 0o755);
+    await run("sh", [join(root, FIRSTBOOT.runner)], {
+      env: { ...process.env, IMGPATCH_FIRSTBOOT_ROOT: root, IMGPATCH_PKG_CMD: pkg },
+    });
+    expect(await readFile(join(root, "packages.log"), "utf8")).toBe("install puppet\nerase oldpkg\n");
+    expect(await readFile(join(root, "init"), "utf8")).toBe("init=systemd\n");
+  });
 });

@@ -80,3 +80,49 @@ export function hookNameFromFile(file: string): string | null {
 
 /** Its install script (the one copying the hook into place) is replaced by the static copy. */
 export const HOOK_INSTALL_SCRIPT = /heat-config-hook/;
+
+/**
+ * Helpers DIB's distro and base elements put in /usr/local/bin during a build, which element scripts
+ * call (`install-packages pkg...`, `dib-init-system`). An existing image has no such elements, so
+ * imgpatch installs small equivalents of its own when no element in the build ships them.
+ */
+export const HELPER_SHIMS: Record<string, string> = {
+  "install-packages": `#!/bin/bash
+# imgpatch: stands in for diskimage-builder's install-packages (distro elements are not part of an
+# imgpatch run). Usage: install-packages [-u] [-e] [-m ELEMENT] PACKAGE...
+set -eu
+action=install
+while getopts "uedm:" opt; do
+  case "$opt" in
+    u) action=update ;;
+    e) action=erase ;;
+    d) ;;
+    m) ;; # package-name mapping is done by imgpatch for package-installs.yaml; names pass through here
+    *) echo "install-packages: unknown option" >&2; exit 2 ;;
+  esac
+done
+shift $((OPTIND - 1))
+if [ -n "\${IMGPATCH_PKG_CMD:-}" ]; then exec $IMGPATCH_PKG_CMD "$action" "$@"; fi
+if command -v dnf >/dev/null 2>&1; then pm=dnf
+elif command -v yum >/dev/null 2>&1; then pm=yum
+elif command -v apt-get >/dev/null 2>&1; then pm=apt-get; export DEBIAN_FRONTEND=noninteractive
+elif command -v zypper >/dev/null 2>&1; then pm=zypper
+else echo "install-packages: no package manager found" >&2; exit 1
+fi
+case "$pm:$action" in
+  apt-get:update) apt-get -y update && exec apt-get -y upgrade ;;
+  apt-get:erase) exec apt-get -y remove "$@" ;;
+  apt-get:install) [ $# -gt 0 ] || exit 0; exec apt-get -y install "$@" ;;
+  zypper:update) exec zypper -n update ;;
+  zypper:erase) exec zypper -n remove "$@" ;;
+  zypper:install) [ $# -gt 0 ] || exit 0; exec zypper -n install "$@" ;;
+  *:update) exec "$pm" -y update ;;
+  *:erase) exec "$pm" -y remove "$@" ;;
+  *:install) [ $# -gt 0 ] || exit 0; exec "$pm" -y install "$@" ;;
+esac
+`,
+  "dib-init-system": `#!/bin/sh
+# imgpatch: stands in for diskimage-builder's dib-init-system (imgpatch targets systemd guests).
+echo systemd
+`,
+};

@@ -69,7 +69,7 @@ export DIB_DEFAULT_INSTALLTYPE=${shq(input.defaultInstallType)}`);
   out.push(`export DIB_INIT_SYSTEM=systemd
 export DISTRO_NAME=${shq(input.distro.distro)}
 export DIB_RELEASE=${shq(input.distro.release)}
-export PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:\${PATH:-}"
+export PATH="$root/usr/local/sbin:$root/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:\${PATH:-}"
 
 say() { echo "imgpatch-elements: $*"; }
 

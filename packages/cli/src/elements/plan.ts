@@ -11,6 +11,7 @@ import { type ElementClosure, expandElements } from "./closure.js";
 import { type ElementInfo, findAllElements, parseElementsPath } from "./elements-path.js";
 import {
   HEAT_HOOKS_DIR,
+  HELPER_SHIMS,
   HOOK_INSTALL_SCRIPT,
   hookNameFromFile,
   OAC_TEMPLATES,
@@ -468,6 +469,19 @@ export async function buildElementsPlan(fs: GuestFs, options: ElementsPlanOption
       }
       extraEnv.PIP_FIND_LINKS = WHEELHOUSE;
       if (options.offline) extraEnv.PIP_NO_INDEX = "1";
+    }
+    const shipped = new Set(bins.map((b) => b.rel.slice(4)));
+    for (const [name, script] of Object.entries(HELPER_SHIMS)) {
+      if (shipped.has(name)) continue;
+      mkdir("/usr/local/bin", "helper commands");
+      ops.push({
+        op: "write",
+        path: `/usr/local/bin/${name}`,
+        mode: 0o755,
+        source: { text: script },
+        onlyIfAbsent: true,
+        reason: `stand-in for DIB's ${name} (used by element scripts)`,
+      });
     }
     const installTypes: Record<string, string> = {};
     for (const [k, v] of Object.entries(options.installTypes ?? {})) installTypes[k.replace(/-/g, "_")] = v;
