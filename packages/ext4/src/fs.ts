@@ -113,6 +113,8 @@ const PATH_MAX = 4096;
 /** Largest xattr value (Linux XATTR_SIZE_MAX). */
 const XATTR_SIZE_MAX = 65536;
 const DEFAULT_MAX_READ = 2 ** 31 - 1;
+/** Read-ahead window for small file data reads. */
+const DATA_WINDOW = 256 * 1024;
 
 export interface Ext4Warning {
   code: string;
@@ -188,6 +190,7 @@ export class Ext4Fs {
   private readonly blockCache = new Lru<number, Uint8Array>(2048);
   private readonly inodeCache = new Lru<number, Inode>(4096);
   private readonly dirCache = new Lru<number, Map<string, RawDirent>>(64);
+  private readonly dataCache = new Lru<number, Uint8Array>(64);
   private readonly itableChunkBlocks: number;
   private readonly csum: boolean;
   private readonly hasFileType: boolean;
@@ -716,8 +719,13 @@ export class Ext4Fs {
     if (end - start > DEFAULT_MAX_READ) {
       throw new Ext4FsError("EFBIG", `range of ${end - start} bytes is too large to read into memory`, `<inode ${inode.ino}>`);
     }
-    if (inode.flags & INODE_FLAGS.INLINE_DATA) return (await this.inlineContent(inode)).slice(start, end);
     const out = new Uint8Array(end - start);
+    if (inode.flags & INODE_FLAGS.INLINE_DATA) {
+      // Bytes past the inline area (i_size larger than what the inode holds) read as zeros, as in the kernel.
+      const inline = await this.inlineContent(inode);
+      if (start < inline.length) out.set(inline.subarray(start, Math.min(end, inline.length)));
+      return out;
+    }
     const bs = this.blockSize;
     for await (const r of this.blockRuns(inode)) {
       const rStart = r.logical * bs;
@@ -728,9 +736,29 @@ export class Ext4Fs {
       const from = Math.max(rStart, start);
       const to = Math.min(rEnd, end);
       const phys = r.physical * bs + (from - rStart);
-      await this.readIntoCounted(phys, out.subarray(from - start, to - start));
+      await this.readData(phys, out.subarray(from - start, to - start));
     }
     return out;
+  }
+
+  /**
+   * Small data reads go through a read-ahead window cache: files written together sit together
+   * on disk, so one 256 KiB read serves many small files (tree walks are latency-bound
+   * otherwise). Large reads bypass it.
+   */
+  private async readData(offset: number, target: Uint8Array): Promise<void> {
+    const W = DATA_WINDOW;
+    const win = Math.floor(offset / W) * W;
+    if (target.length > W / 8 || offset + target.length > win + W) return this.readIntoCounted(offset, target);
+    let buf = this.dataCache.get(win);
+    if (!buf) {
+      const fsEnd = this.sb.blocksCount * this.blockSize;
+      const len = Math.min(W, fsEnd - win, this.device.size - win);
+      buf = new Uint8Array(len);
+      await this.readIntoCounted(win, buf);
+      this.dataCache.set(win, buf);
+    }
+    target.set(buf.subarray(offset - win, offset - win + target.length));
   }
 
   private async readIntoCounted(offset: number, target: Uint8Array): Promise<void> {
@@ -749,13 +777,18 @@ export class Ext4Fs {
     this.checkReadable(inode);
     end = Math.min(end, inode.size);
     if (end <= start) return;
+    const zeros = (n: number) => new Uint8Array(n);
+    let pos = start;
     if (inode.flags & INODE_FLAGS.INLINE_DATA) {
-      yield (await this.inlineContent(inode)).slice(start, end);
+      const inline = await this.inlineContent(inode);
+      if (pos < inline.length) {
+        yield inline.slice(pos, Math.min(end, inline.length));
+        pos = Math.min(end, inline.length);
+      }
+      for (; pos < end; pos += chunkSize) yield zeros(Math.min(chunkSize, end - pos));
       return;
     }
     const bs = this.blockSize;
-    let pos = start;
-    const zeros = (n: number) => new Uint8Array(n);
     for await (const r of this.blockRuns(inode)) {
       const rStart = r.logical * bs;
       const rEnd = Math.min((r.logical + r.length) * bs, end);
@@ -772,7 +805,7 @@ export class Ext4Fs {
         if (r.uninit) yield zeros(n);
         else {
           const buf = new Uint8Array(n);
-          await this.readIntoCounted(r.physical * bs + (pos - rStart), buf);
+          await this.readData(r.physical * bs + (pos - rStart), buf);
           yield buf;
         }
         pos += n;
@@ -1160,19 +1193,7 @@ export class Ext4Fs {
 
   private statsOf(inode: Inode): Ext4Stats {
     const blocks = inodeBlocks512(inode, hasRoCompat(this.sb, RO_COMPAT.huge_file), this.blockSize);
-    let rdev = 0;
-    const t = inode.mode & S_IFMT;
-    if (t === S_IFCHR || t === S_IFBLK) {
-      const old = u32(inode.iBlock, 0);
-      if (old !== 0) rdev = (((old >>> 8) & 0xff) << 8) | (old & 0xff);
-      else {
-        const n = u32(inode.iBlock, 4);
-        const major = (n & 0xfff00) >>> 8;
-        const minor = (n & 0xff) | ((n >>> 12) & 0xfff00);
-        rdev = ((major & 0xfff) << 8) | (minor & 0xff) | ((minor & ~0xff) << 12);
-      }
-    }
-    return new Ext4Stats(inode, blocks, this.blockSize, rdev >>> 0);
+    return new Ext4Stats(inode, blocks, this.blockSize, decodeDeviceNumber(inode));
   }
 
   // ---------------------------------------------------------------- public fs-like API
@@ -1389,12 +1410,26 @@ export class Ext4Fs {
     this.blockCache.clear();
     this.inodeCache.clear();
     this.dirCache.clear();
+    this.dataCache.clear();
   }
 
   /** Close the underlying device. */
   async close(): Promise<void> {
     await this.device.close();
   }
+}
+
+/**
+ * Device numbers of character/block inodes: the old 16-bit encoding in i_block[0], or the new
+ * 32-bit one in i_block[1] (minor split around the major, as Linux new_encode_dev does).
+ */
+export function decodeDeviceNumber(inode: Inode): { major: number; minor: number } {
+  const t = inode.mode & S_IFMT;
+  if (t !== S_IFCHR && t !== S_IFBLK) return { major: 0, minor: 0 };
+  const old = u32(inode.iBlock, 0);
+  if (old !== 0) return { major: (old >>> 8) & 0xff, minor: old & 0xff };
+  const n = u32(inode.iBlock, 4);
+  return { major: (n & 0xfff00) >>> 8, minor: ((n & 0xff) | ((n >>> 12) & 0xfff00)) >>> 0 };
 }
 
 function checkFeatures(sb: Superblock, where: { file?: string; offset?: number }): void {

@@ -151,7 +151,7 @@ export function parseInode(ino: number, bytes: Uint8Array, inodeSize: number): I
     crtime: e.crtimeRaw !== undefined ? decodeTime(e.crtimeRaw, e.crtimeExtra) : undefined,
     extraIsize,
     projid: e.projid,
-    iBlock: raw.slice(I_BLOCK_OFFSET, I_BLOCK_OFFSET + I_BLOCK_SIZE),
+    iBlock: raw.subarray(I_BLOCK_OFFSET, I_BLOCK_OFFSET + I_BLOCK_SIZE),
     raw,
   };
 }
@@ -216,20 +216,20 @@ export function inodeChecksumSeed(fsSeed: number, ino: number, generation: numbe
   return crc32cU32(crc32cU32(fsSeed, ino), generation);
 }
 
-/** crc32c over the whole inode with both checksum fields zeroed. */
+/** crc32c over the whole inode with both checksum fields taken as zero. */
 export function inodeChecksum(fsSeed: number, ino: number, raw: Uint8Array): number {
   const gen = u32(raw, 0x64);
   const hi = hasCsumHi(raw);
-  const tmp = raw.slice();
-  tmp[CSUM_LO] = 0;
-  tmp[CSUM_LO + 1] = 0;
+  let c = crc32c(inodeChecksumSeed(fsSeed, ino, gen), raw, 0, CSUM_LO);
+  c = crc32c(c, ZERO2);
   if (hi) {
-    tmp[CSUM_HI] = 0;
-    tmp[CSUM_HI + 1] = 0;
-  }
-  const c = crc32c(inodeChecksumSeed(fsSeed, ino, gen), tmp);
+    c = crc32c(c, raw, CSUM_LO + 2, CSUM_HI);
+    c = crc32c(c, ZERO2);
+    c = crc32c(c, raw, CSUM_HI + 2, raw.length);
+  } else c = crc32c(c, raw, CSUM_LO + 2, raw.length);
   return hi ? c >>> 0 : c & 0xffff;
 }
+const ZERO2 = new Uint8Array(2);
 
 export function storedInodeChecksum(raw: Uint8Array): number {
   const lo = u16(raw, CSUM_LO);

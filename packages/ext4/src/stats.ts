@@ -33,15 +33,17 @@ export class Ext4Stats {
   /** Inode flags (i_flags, as lsattr shows them). */
   readonly flags: number;
   readonly generation: number;
-  /** Device number for character/block devices (0 otherwise). */
+  /** Device number for character/block devices, encoded like glibc's makedev (0 otherwise). */
   readonly rdev: number;
+  readonly rdevMajor: number;
+  readonly rdevMinor: number;
   readonly atimeSpec: Timestamp;
   readonly mtimeSpec: Timestamp;
   readonly ctimeSpec: Timestamp;
   /** Creation time; undefined when the inode has no room for it (128-byte inodes). */
   readonly crtimeSpec?: Timestamp;
 
-  constructor(inode: Inode, blocks512: number, blockSize: number, rdev: number) {
+  constructor(inode: Inode, blocks512: number, blockSize: number, dev: { major: number; minor: number }) {
     this.ino = inode.ino;
     this.mode = inode.mode;
     this.uid = inode.uid;
@@ -52,7 +54,13 @@ export class Ext4Stats {
     this.blksize = blockSize;
     this.flags = inode.flags;
     this.generation = inode.generation;
-    this.rdev = rdev;
+    this.rdevMajor = dev.major;
+    this.rdevMinor = dev.minor;
+    this.rdev =
+      Math.floor(dev.major / 4096) * 2 ** 44 +
+      (dev.major % 4096) * 256 +
+      Math.floor(dev.minor / 256) * 1048576 +
+      (dev.minor % 256);
     this.atimeSpec = inode.atime;
     this.mtimeSpec = inode.mtime;
     this.ctimeSpec = inode.ctime;
