@@ -195,6 +195,22 @@ describe("package-installs", () => {
       ["src", ["src"], "install.d", false],
     ]);
   });
+  it("evaluates dib_python_version and when: conditions; maps Debian-style names on Red Hat", async () => {
+    const p = await tree({
+      "e/package-installs.yaml":
+        "py2:\n  dib_python_version: 2\npy3:\n  dib_python_version: 3\nonly-centos:\n  when: DISTRO_NAME = centos\nnot-centos:\n  when:\n    - DIB_X = y\n    - DISTRO_NAME != centos\nbuild-essential:\n",
+    });
+    const all = await findAllElements([p]);
+    const centos = distroFromOsRelease('ID="centos"\nVERSION_ID="7"\n');
+    const env = { DIB_PYTHON_VERSION: "2", DISTRO_NAME: "centos" };
+    const r = await collectPackageInstalls([all.get("e")!], () => "source", centos, env);
+    expect(r.requests.map((q) => `${q.name}=${q.packages.join("+")}`)).toEqual([
+      "py2=py2",
+      "only-centos=only-centos",
+      "build-essential=make+automake+gcc+gcc-c+++kernel-devel",
+    ]);
+    expect(r.warnings.join("\n")).toMatch(/DIB_X, which is not set/);
+  });
   it("rsync -C excludes", () => {
     expect(cvsExcluded("etc/x.conf~")).toBe(true);
     expect(cvsExcluded(".git/config")).toBe(true);

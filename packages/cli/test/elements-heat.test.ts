@@ -212,6 +212,15 @@ describe("heat agents from the stand-in elements", () => {
     expect(text(await fs.readFile(FIRSTBOOT.unitPath))).toMatch(/^Before=.*os-collect-config\.service/m);
     expect(applied.firstbootScripts).toEqual([`${FIRSTBOOT.pending}/000001-dib-elements`]);
     await expectEntry(fs, ELEMENTS_RUNNER, { mode: 0o755 });
+    // The whole merged tree travels (scripts use $(dirname $0)/../bin and friends), build-host phases do not.
+    await expectEntry(fs, "/usr/lib/imgpatch/elements/hooks/bin/os-svc-enable", {
+      type: "file",
+      mode: 0o755,
+    });
+    await expectEntry(fs, "/usr/lib/imgpatch/elements/hooks/os-refresh-config/configure.d/55-heat-config", {
+      mode: 0o755,
+    });
+    await expect(fs.lstat("/usr/lib/imgpatch/elements/hooks/extra-data.d")).rejects.toThrow(/ENOENT/);
     await expectEntry(fs, "/usr/lib/imgpatch/elements/hooks/install.d/10-os-collect-config", {
       type: "symlink",
       target: "os-collect-config-source-install/10-os-collect-config",

@@ -31,6 +31,7 @@ export { type GuestOp, isVolatilePath, type OpSource, renderOp } from "./ops.js"
 export {
   collectPackageInstalls,
   distroFromOsRelease,
+  evaluateWhen,
   type GuestDistro,
   PACKAGE_PHASES,
   type PackagePhase,
@@ -47,6 +48,7 @@ export {
   BUILD_HOST_PHASES,
   buildElementsPlan,
   type DeferredScript,
+  defaultPythonVersion,
   type ElementsPlan,
   type ElementsPlanOptions,
   type ElementsReport,

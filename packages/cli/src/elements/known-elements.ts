@@ -65,6 +65,11 @@ export const REPLACED_SCRIPTS: Record<string, { phases: string[]; match: RegExp;
     match: /^(11-create-template-root|99-install-config-templates)$/,
     why: "the template root and merged os-apply-config/ templates are installed statically",
   },
+  "install-bin": {
+    phases: ["pre-install.d"],
+    match: /.*/,
+    why: "bin/ of every element is installed statically to /usr/local/bin",
+  },
   "selinux-permissive": {
     phases: ["pre-install.d", "install.d", "post-install.d"],
     match: /.*/,

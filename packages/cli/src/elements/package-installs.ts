@@ -61,8 +61,22 @@ async function readOptional(path: string): Promise<string | null> {
 
 type PkgMap = Record<string, YamlValue>;
 
+/**
+ * The Debian-style names elements use, as DIB's Red Hat distro elements map them (their
+ * map-packages), for when no element pkg-map says otherwise: imgpatch runs without distro elements.
+ */
+const REDHAT_FALLBACK: Record<string, string> = {
+  "build-essential": "make automake gcc gcc-c++ kernel-devel",
+  "libxml2-dev": "libxml2-devel",
+  "libz-dev": "zlib-devel",
+  "libxslt-dev": "libxslt-devel",
+  "python-dev": "python-devel",
+  "python3-dev": "python3-devel",
+};
+
 function mapName(name: string, map: PkgMap | null, d: GuestDistro, file: string): string[] {
-  if (!map) return [name];
+  const fallback = d.family === "redhat" ? REDHAT_FALLBACK[name] : undefined;
+  if (!map) return (fallback ?? name).split(/\s+/).filter((s) => s !== "");
   const pick = (section: YamlValue | undefined): string | undefined => {
     if (section && typeof section === "object" && !Array.isArray(section) && name in section) {
       const v = section[name];
@@ -84,7 +98,7 @@ function mapName(name: string, map: PkgMap | null, d: GuestDistro, file: string)
     pick(sub("distro")?.[d.distro]) ??
     pick(sub("family")?.[d.family]) ??
     pick(map.default);
-  return (mapped ?? name).split(/\s+/).filter((s) => s !== "");
+  return (mapped ?? fallback ?? name).split(/\s+/).filter((s) => s !== "");
 }
 
 export interface PackageInstallsResult {
@@ -92,10 +106,35 @@ export interface PackageInstallsResult {
   warnings: string[];
 }
 
+/**
+ * package-installs `when:` conditions: "VAR = value" / "VAR != value" (a list: all must hold),
+ * evaluated against the build environment. Unknown variables count as empty (with a warning).
+ */
+export function evaluateWhen(
+  when: YamlValue,
+  env: Record<string, string>,
+  warn: (m: string) => void,
+): boolean {
+  const list = Array.isArray(when) ? when : [when];
+  for (const stmt of list) {
+    const m =
+      typeof stmt === "string" ? /^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(!=|=)\s*(.*?)\s*$/.exec(stmt) : null;
+    if (!m) {
+      warn(`unsupported when: condition ${JSON.stringify(stmt)}; treated as true`);
+      continue;
+    }
+    if (!(m[1] in env)) warn(`when: condition uses ${m[1]}, which is not set; taken as empty`);
+    const v = env[m[1]] ?? "";
+    if ((m[2] === "=") !== (v === m[3])) return false;
+  }
+  return true;
+}
+
 export async function collectPackageInstalls(
   elements: readonly ElementInfo[],
   installTypeOf: (element: string) => string,
   distro: GuestDistro,
+  env: Record<string, string> = {},
 ): Promise<PackageInstallsResult> {
   const requests: PackageRequest[] = [];
   const warnings: string[] = [];
@@ -133,10 +172,17 @@ export async function collectPackageInstalls(
           throw new ElementFormatError(`${name}: unknown phase ${phase}`, file);
         }
         if (opts.installtype !== undefined && opts.installtype !== installTypeOf(el.name)) continue;
-        if (opts.when !== undefined || opts.dib_python_version !== undefined) {
-          warnings.push(
-            `${el.name}: ${name} has a when/dib_python_version condition; installed unconditionally`,
-          );
+        if (
+          opts.dib_python_version !== undefined &&
+          String(opts.dib_python_version) !== (env.DIB_PYTHON_VERSION ?? "3")
+        ) {
+          continue;
+        }
+        if (
+          opts.when !== undefined &&
+          !evaluateWhen(opts.when, env, (m) => warnings.push(`${el.name}: ${name}: ${m}`))
+        ) {
+          continue;
         }
         requests.push({
           element: el.name,

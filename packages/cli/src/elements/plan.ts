@@ -87,6 +87,20 @@ export interface ElementsPlanOptions {
    */
   wheelsDir?: string;
   offline?: boolean;
+  /** DIB_PYTHON_VERSION ("2" or "3"); default from the guest's distribution as dib-python decides. */
+  pythonVersion?: string;
+  /** Extra DIB_* variables: exported to the deferred phases and used for package-installs `when:`. */
+  environment?: Record<string, string>;
+}
+
+/** dib-python's choice: Python 2 on CentOS/RHEL 7 and older, Fedora ≤ 22, Ubuntu trusty; else 3. */
+export function defaultPythonVersion(d: GuestDistro): string {
+  const major = Number.parseInt(d.release, 10);
+  if (["centos", "rhel", "centos7", "rhel7"].includes(d.distro) && Number.isFinite(major) && major <= 7)
+    return "2";
+  if (d.distro === "fedora" && Number.isFinite(major) && major <= 22) return "2";
+  if (d.distro === "ubuntu" && (d.release === "14.04" || d.release === "trusty")) return "2";
+  return "3";
 }
 
 export const WHEELHOUSE = "/var/cache/imgpatch/wheels";
@@ -405,7 +419,15 @@ export async function buildElementsPlan(fs: GuestFs, options: ElementsPlanOption
   const envFiles = selectEnvironmentFiles(
     await Promise.all(mergedChildren(hooks, "environment.d").map((e) => candidateOf(hooks, e))),
   );
-  const pk = await collectPackageInstalls(closure.elements, typeOf, distro);
+  const pythonVersion = options.pythonVersion ?? defaultPythonVersion(distro);
+  const conditionEnv: Record<string, string> = {
+    DIB_PYTHON_VERSION: pythonVersion,
+    DISTRO_NAME: distro.distro,
+    DIB_RELEASE: distro.release,
+    DIB_INIT_SYSTEM: "systemd",
+    ...(options.environment ?? {}),
+  };
+  const pk = await collectPackageInstalls(closure.elements, typeOf, distro, conditionEnv);
   if (!has("package-installs") && pk.requests.length > 0) {
     // Without the package-installs element DIB ignores package-installs.yaml files.
     report.warnings.push(
@@ -435,8 +457,18 @@ export async function buildElementsPlan(fs: GuestFs, options: ElementsPlanOption
     mkdir("/usr/lib/imgpatch", "imgpatch");
     mkdir("/usr/lib/imgpatch/elements", "deferred element phases");
     mkdir(ELEMENTS_HOOKS, "merged element hooks (like DIB's /tmp/in_target.d)");
-    for (const top of ["environment.d", ...PACKAGE_PHASES]) {
-      if (!hooks.entries.has(top)) continue;
+    // The whole merged tree, as DIB's /tmp/in_target.d: scripts reach their element's other files
+    // through $(dirname $0)/../bin, ../os-refresh-config, ../upstart and the like.
+    const tops = [...hooks.entries.values()]
+      .filter(
+        (e) =>
+          !e.rel.includes("/") &&
+          e.kind === "dir" &&
+          !(BUILD_HOST_PHASES as readonly string[]).includes(e.rel),
+      )
+      .map((e) => e.rel)
+      .sort();
+    for (const top of tops) {
       mkdir(`${ELEMENTS_HOOKS}/${top}`, "merged element hooks");
       for (const e of mergedSubtree(hooks, top)) {
         const path = `${ELEMENTS_HOOKS}/${e.rel}`;
@@ -452,7 +484,10 @@ export async function buildElementsPlan(fs: GuestFs, options: ElementsPlanOption
         else ops.push({ op: "symlink", path, target: e.target!, reason: `${top} of ${e.element}` });
       }
     }
-    const extraEnv: Record<string, string> = {};
+    const extraEnv: Record<string, string> = {
+      DIB_PYTHON_VERSION: pythonVersion,
+      ...(options.environment ?? {}),
+    };
     if (options.wheelsDir !== undefined) {
       mkdir("/var/cache/imgpatch", "imgpatch cache");
       mkdir(WHEELHOUSE, "wheelhouse for first-boot pip installs");
