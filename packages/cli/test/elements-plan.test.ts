@@ -86,6 +86,16 @@ describe("elements plan details", () => {
     expect(plan.report.warnings.join("\n")).toMatch(/package-installs element is not included/);
   });
 
+  it("warns about deferred scripts that delete files of installed RPMs", async () => {
+    const p = await tree({
+      "e/install.d/50-x": ["#!/bin/bash\nrpm -ql python-yaml | xargs rm -rf\n", 0o755],
+    });
+    const plan = await buildElementsPlan(new MemoryGuestFs(), { elementsPath: p, elements: ["e"] });
+    expect(plan.report.warnings.join("\n")).toMatch(
+      /install.d\/50-x \(e\) deletes the files of installed RPM packages/,
+    );
+  });
+
   it("missing elements are named; the guest is untouched", async () => {
     const fs = new MemoryGuestFs();
     await expect(

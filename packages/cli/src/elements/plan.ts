@@ -2,7 +2,7 @@
  * `imgpatch elements`: turns a set of diskimage-builder elements into a plan of guest operations
  * (static injections now, install phases deferred to the first boot) plus a report.
  */
-import { readdir, stat } from "node:fs/promises";
+import { readdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { FIRSTBOOT } from "../guest/firstboot.js";
 import { readTextOrNull, statOrNull } from "../guest/fs-util.js";
@@ -448,6 +448,17 @@ export async function buildElementsPlan(fs: GuestFs, options: ElementsPlanOption
       const why = replacedBy.get(entry.rel);
       if (why) report.replaced.push({ phase, script: s, element: entry.element, why });
       else scripts.push({ name: s, element: entry.element });
+    }
+    for (const sc of scripts) {
+      const entry = hooks.entries.get(`${phase}/${sc.name}`)!;
+      const src = entry.source;
+      if (!src) continue;
+      const body = await readFile(src, "utf8").catch(() => "");
+      if (/rpm\s+-ql\b[^\n]*\|\s*xargs\s+rm\b/.test(body)) {
+        report.warnings.push(
+          `${phase}/${sc.name} (${sc.element}) deletes the files of installed RPM packages (rpm -ql | xargs rm); the rpmdb will disagree with the disk`,
+        );
+      }
     }
     report.deferred.push({ phase, environment: envFiles, scripts });
     phases.push({ phase, env: envFiles, scripts: scripts.map((s) => s.name) });
