@@ -49,3 +49,46 @@ describe("HostDirGuestFs confinement", () => {
     expect(normalizeGuestPath("/../..")).toBe("/");
   });
 });
+
+describe("HostDirGuestFs confinement (property)", () => {
+  it("random symlink webs never let writes, mkdirs or unlinks reach outside the root", async () => {
+    const { readdir: hostReaddir } = await import("node:fs/promises");
+    const fc = (await import("fast-check")).default;
+    const outside = await tempDir();
+    await writeFile(join(outside, "canary"), "c");
+    const comp = fc.constantFrom("a", "b", "..", ".", "etc", outside.slice(1).split("/")[0]);
+    // Link targets: random guest-ish paths, and the real host directory and file a naive
+    // implementation (letting the host kernel follow links) would reach.
+    const target = fc.oneof(
+      fc
+        .tuple(fc.boolean(), fc.array(comp, { minLength: 1, maxLength: 4 }))
+        .map(([abs, parts]) => `${abs ? "/" : ""}${parts.join("/")}`),
+      fc.constantFrom(outside, `${outside}/canary`, `../../../../../../../..${outside}`),
+    );
+    const guestPath = fc.array(comp, { minLength: 1, maxLength: 5 }).map((p) => `/${p.join("/")}`);
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.tuple(guestPath, target), { maxLength: 6 }),
+        fc.array(fc.tuple(fc.constantFrom("write", "mkdir", "unlink", "symlink"), guestPath, target), {
+          maxLength: 8,
+        }),
+        async (links, ops) => {
+          const root = await tempDir();
+          const fs = new HostDirGuestFs(root);
+          await fs.mkdir("/a/b", { recursive: true });
+          await fs.mkdir("/etc", { recursive: true });
+          for (const [p, t] of links) await fs.symlink(t, p).catch(() => undefined);
+          for (const [op, p, t] of ops) {
+            if (op === "write") await fs.writeFile(p, "x").catch(() => undefined);
+            else if (op === "mkdir") await fs.mkdir(p, { recursive: true }).catch(() => undefined);
+            else if (op === "unlink") await fs.unlink(p).catch(() => undefined);
+            else await fs.symlink(t, p).catch(() => undefined);
+          }
+          expect(await hostReaddir(outside)).toEqual(["canary"]);
+          expect(await readFile(join(outside, "canary"), "utf8")).toBe("c");
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+});
