@@ -1323,23 +1323,27 @@ export class Ext4Fs {
   async *walk(root = "/"): AsyncGenerator<WalkEntry> {
     const r = await this.resolve(root, true);
     const seen = new Set<number>();
-    const self = this;
-    async function* rec(ino: number, inode: Inode, path: string, depth: number): AsyncGenerator<WalkEntry> {
-      yield { path, ino, stats: self.statsOf(inode), depth };
-      if ((inode.mode & S_IFMT) !== S_IFDIR) return;
-      if (seen.has(ino)) {
-        self.problem(new Ext4FormatError(`directory reached twice (at ${path})`, self.loc("directory", { inode: ino })));
-        return;
+    // Iterative pre-order DFS (recursive async generators cost O(depth) per yielded entry).
+    const stack: { ino: number; inode: Inode; path: string; depth: number }[] = [
+      { ino: r.ino, inode: r.inode, path: r.path, depth: 0 },
+    ];
+    while (stack.length > 0) {
+      const cur = stack.pop()!;
+      yield { path: cur.path, ino: cur.ino, stats: this.statsOf(cur.inode), depth: cur.depth };
+      if ((cur.inode.mode & S_IFMT) !== S_IFDIR) continue;
+      if (seen.has(cur.ino)) {
+        this.problem(new Ext4FormatError(`directory reached twice (at ${cur.path})`, this.loc("directory", { inode: cur.ino })));
+        continue;
       }
-      seen.add(ino);
-      const entries = await self.readdirInode(inode, path);
+      seen.add(cur.ino);
+      const entries = await this.readdirInode(cur.inode, cur.path);
+      const children: typeof stack = [];
       for (const d of entries) {
-        const child = await self.readInode(d.ino);
-        const childPath = path === "/" ? `/${d.name}` : `${path}/${d.name}`;
-        yield* rec(d.ino, child, childPath, depth + 1);
+        const child = await this.readInode(d.ino);
+        children.push({ ino: d.ino, inode: child, path: cur.path === "/" ? `/${d.name}` : `${cur.path}/${d.name}`, depth: cur.depth + 1 });
       }
+      for (let i = children.length - 1; i >= 0; i--) stack.push(children[i]);
     }
-    yield* rec(r.ino, r.inode, r.path, 0);
   }
 
   // ---------------------------------------------------------------- checks
