@@ -69,6 +69,14 @@ export class ChunkReader {
     return true;
   }
 
+  /** Stops the underlying stream early (lets decoders release what they hold). */
+  async close(): Promise<void> {
+    if (!this.done) {
+      this.done = true;
+      await this.it.return?.();
+    }
+  }
+
   /** True when the stream has no more bytes. */
   async atEnd(): Promise<boolean> {
     return !(await this.more());

@@ -142,18 +142,26 @@ async function* xzDecode(
     },
   });
   const reader = new XzReadableStream(compressed).getReader();
+  let finished = false;
   try {
     for (;;) {
       let r: { done: boolean; value?: Uint8Array };
       try {
         r = await reader.read();
       } catch (e) {
+        finished = true; // the library released its context on error
         throw wrapError("xz", e, where);
       }
-      if (r.done || !r.value) break;
+      if (r.done || !r.value) {
+        finished = true;
+        break;
+      }
       yield r.value;
     }
   } finally {
+    // xz-decompress serializes all streams on one global lock that only a finished or cancelled
+    // stream releases: a consumer stopping early must cancel, or the next xz payload would wait forever.
+    if (!finished) await reader.cancel().catch(() => undefined);
     reader.releaseLock();
   }
 }

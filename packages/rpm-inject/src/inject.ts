@@ -365,12 +365,15 @@ export async function injectRpm(
     const dirs = plan.files
       .filter((p) => p.file.type === "dir")
       .sort((a, b) => splitGuestPath(a.path).length - splitGuestPath(b.path).length);
+    // Like rpm, a directory gets its metadata when created (or found); entries created in it later
+    // move its mtime to the time of injection, as they do under rpm.
     for (const p of dirs) {
       if (p.action === "dir-create") {
         await target.mkdir(p.path, p.file.perms);
         journal.push({ kind: "created", path: p.path, dir: true });
         report.dirsCreated.push(p.path);
       }
+      if (p.action === "dir-create" || p.action === "dir-exists") await applyMeta(p);
     }
 
     const linkWaiting = new Map<number, PlannedFile[]>();
@@ -437,10 +440,6 @@ export async function injectRpm(
       for (const m of waiting) throw new InjectConflictError(`hard link ${m.path} has no member with content`, { file: pkg.name });
     }
 
-    // Directory metadata last, deepest first, so creating their entries does not move the mtimes.
-    for (const p of [...dirs].reverse()) {
-      if (p.action === "dir-create" || p.action === "dir-exists") await applyMeta(p);
-    }
     for (const p of plan.files) if (p.action === "ghost") report.ghostsSkipped.push(p.path);
 
     for (const s of plan.firstboot.storedPackages) {

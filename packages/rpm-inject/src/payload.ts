@@ -108,7 +108,22 @@ export async function* iteratePayload(
   const reader = new ChunkReader(await decompressedPayload(pkg, verify), payloadSizeBound(pkg), file);
   const seen = new Set<number>();
   const algo = pkg.fileDigestAlgo.node;
+  try {
+    yield* entriesOf(pkg, reader, byPath, seen, algo, verify);
+  } finally {
+    await reader.close();
+  }
+}
 
+async function* entriesOf(
+  pkg: RpmPackage,
+  reader: ChunkReader,
+  byPath: Map<string, RpmFileEntry>,
+  seen: Set<number>,
+  algo: string,
+  verify: boolean,
+): AsyncIterable<PayloadEntry> {
+  const file = pkg.source.name;
   for (;;) {
     const hdr = await readCpioHeader(reader, file);
     if (!hdr) break;
@@ -185,6 +200,11 @@ export async function* iteratePayload(
       }
     }
     await reader.pad(4, "cpio data padding");
+  }
+  // Drain what follows the trailer (block padding): this also ends the compressed stream, which is
+  // when the payload digest is checked.
+  for await (const _ of reader.rest()) {
+    // bounded by the reader's size limit
   }
   // Every file that should be in the archive must have been seen.
   for (const f of pkg.files) {
