@@ -1,0 +1,326 @@
+import { open, rm } from "node:fs/promises";
+import { deflateRaw, constants as zc } from "node:zlib";
+import { type BlockDevice, FileDevice, UnsupportedError } from "@imgpatch/disk";
+import { probeFormat, resolveBackingPath } from "./backing.js";
+import { Qcow2Device } from "./device.js";
+import { openQcow2 } from "./open.js";
+import { Qcow2StreamWriter } from "./stream-writer.js";
+
+export interface ConvertOptions {
+  /** Output format (default "qcow2"). */
+  format?: "qcow2" | "raw";
+  /** qcow2 output: 2 or 3 (default 3). */
+  version?: 2 | 3;
+  /** qcow2 output cluster size (default 64 KiB). */
+  clusterSize?: number;
+  extendedL2?: boolean;
+  /**
+   * qcow2 output: store data clusters compressed. Only "deflate" (qemu's zlib type: raw deflate,
+   * 4 KiB window) — Node has no zstd encoder we could use without a native build.
+   */
+  compress?: boolean | "deflate";
+  /**
+   * Make the output an overlay of this image (qemu-img convert -B): only clusters whose content
+   * differs from the backing image are stored; `path` is recorded as given (relative names are
+   * relative to the output). Without it the source is flattened (its whole chain is read).
+   */
+  backing?: { path: string; format?: "qcow2" | "raw" };
+  /** Replace an existing output file (default: fail if it exists). */
+  overwrite?: boolean;
+  /** Compressions in flight at once (default 16; they run on libuv's thread pool, every core). */
+  parallel?: number;
+  /** Bytes read from the source per step (default 4 MiB, rounded to clusters). */
+  chunkBytes?: number;
+}
+
+export interface ConvertStats {
+  /** Guest clusters stored as data (plain or compressed). */
+  dataClusters: number;
+  compressedClusters: number;
+  /** Guest clusters left unallocated or stored as zero clusters. */
+  zeroClusters: number;
+  /** Clusters skipped because they equal the new backing image. */
+  sameAsBacking: number;
+  /** Bytes read from the source (zero/unallocated extents are never read). */
+  bytesRead: number;
+}
+
+/**
+ * Convert an image (qcow2 with its backing chain, or raw — probed from the file) into a new
+ * qcow2 or raw file. Zero and unallocated ranges of the source are found from its mapping
+ * (`mapExtents`, following backing files) without reading them, and data clusters that turn
+ * out to be all zeros are dropped too, so sparse areas stay sparse.
+ */
+export async function convertImage(
+  source: string | BlockDevice,
+  target: string,
+  options: ConvertOptions = {},
+): Promise<ConvertStats> {
+  const src = typeof source === "string" ? await openSource(source) : source;
+  try {
+    if ((options.format ?? "qcow2") === "raw") {
+      if (options.compress || options.backing) {
+        throw new UnsupportedError("raw output supports neither compression nor a backing file");
+      }
+      return await toRaw(src, target, options);
+    }
+    return await toQcow2(src, target, options);
+  } finally {
+    if (typeof source === "string") await src.close();
+  }
+}
+
+async function openSource(path: string): Promise<BlockDevice> {
+  const format = await probeFormat(path);
+  if (format === "qcow2") return openQcow2(path, { readOnly: true });
+  return FileDevice.open(path, { readOnly: true });
+}
+
+/**
+ * Per cluster of [first, first+count): 1 if it may hold data, 0 if it surely reads as zeros.
+ * Unallocated ranges of a qcow2 layer are looked up in its backing image.
+ */
+export async function dataMap(
+  dev: BlockDevice,
+  first: number,
+  count: number,
+  cs: number,
+): Promise<Uint8Array> {
+  const out = new Uint8Array(count);
+  const start = first * cs;
+  const end = Math.min(dev.size, (first + count) * cs);
+  await markData(dev, start, end - start, out, start, cs);
+  return out;
+}
+
+async function markData(
+  dev: BlockDevice,
+  offset: number,
+  length: number,
+  out: Uint8Array,
+  base: number,
+  cs: number,
+): Promise<void> {
+  if (length <= 0) return;
+  for (const e of await dev.mapExtents(offset, length)) {
+    if (e.kind === "data") {
+      const a = Math.floor((e.offset - base) / cs);
+      const b = Math.floor((e.offset + e.length - 1 - base) / cs);
+      out.fill(1, a, b + 1);
+    } else if (e.kind === "unallocated" && dev instanceof Qcow2Device && dev.backing) {
+      const bEnd = Math.min(e.offset + e.length, dev.backing.size);
+      await markData(dev.backing, e.offset, bEnd - e.offset, out, base, cs);
+    }
+  }
+}
+
+const ZERO_CHUNK = Buffer.alloc(2 * 1024 * 1024);
+
+/** Whether `d` is all zeros (native memcmp against a zero buffer). */
+export function isZero(d: Uint8Array): boolean {
+  let pos = 0;
+  while (pos < d.length) {
+    const n = Math.min(ZERO_CHUNK.length, d.length - pos);
+    const view = Buffer.from(d.buffer, d.byteOffset + pos, n);
+    if (!view.equals(n === ZERO_CHUNK.length ? ZERO_CHUNK : ZERO_CHUNK.subarray(0, n))) return false;
+    pos += n;
+  }
+  return true;
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return Buffer.from(a.buffer, a.byteOffset, a.length).equals(Buffer.from(b.buffer, b.byteOffset, b.length));
+}
+
+/** Raw deflate as qemu writes it (zlib level 6, window 2^12, memLevel 9). */
+function deflateCluster(data: Uint8Array): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    deflateRaw(
+      data,
+      { level: zc.Z_DEFAULT_COMPRESSION, windowBits: 12, memLevel: 9, strategy: zc.Z_DEFAULT_STRATEGY },
+      (err, out) => (err ? reject(err) : resolve(out)),
+    );
+  });
+}
+
+/** Iterate the source chunk by chunk: data clusters come with their bytes, zero ones without. */
+async function* clusters(
+  src: BlockDevice,
+  cs: number,
+  chunkBytes: number,
+  stats: ConvertStats,
+): AsyncGenerator<{ index: number; data: Uint8Array | null }> {
+  const total = Math.ceil(src.size / cs);
+  const perChunk = Math.max(1, Math.floor(chunkBytes / cs));
+  for (let first = 0; first < total; first += perChunk) {
+    const count = Math.min(perChunk, total - first);
+    const map = await dataMap(src, first, count, cs);
+    let i = 0;
+    while (i < count) {
+      if (!map[i]) {
+        yield { index: first + i, data: null };
+        i++;
+        continue;
+      }
+      let j = i;
+      while (j < count && map[j]) j++;
+      // one read for the run of possibly-data clusters
+      const start = (first + i) * cs;
+      const len = Math.min(src.size, (first + j) * cs) - start;
+      const buf = new Uint8Array((j - i) * cs);
+      await src.readInto(start, buf.subarray(0, len));
+      stats.bytesRead += len;
+      for (let k = i; k < j; k++) {
+        const d = buf.subarray((k - i) * cs, (k - i + 1) * cs);
+        yield { index: first + k, data: isZero(d) ? null : d };
+      }
+      i = j;
+    }
+  }
+}
+
+async function toQcow2(src: BlockDevice, target: string, options: ConvertOptions): Promise<ConvertStats> {
+  const cs = options.clusterSize ?? 65536;
+  const version = options.version ?? 3;
+  const stats: ConvertStats = {
+    dataClusters: 0,
+    compressedClusters: 0,
+    zeroClusters: 0,
+    sameAsBacking: 0,
+    bytesRead: 0,
+  };
+  if (options.compress && options.compress !== true && options.compress !== "deflate") {
+    throw new UnsupportedError(`compression "${String(options.compress)}" is not supported (deflate only)`);
+  }
+  let backing: BlockDevice | null = null;
+  if (options.backing) {
+    const p = resolveBackingPath(options.backing.path, target);
+    if (p === null) throw new UnsupportedError("cannot resolve the backing file");
+    const fmt = options.backing.format ?? (await probeFormat(p));
+    backing =
+      fmt === "qcow2" ? await openQcow2(p, { readOnly: true }) : await FileDevice.open(p, { readOnly: true });
+  }
+  const writer = await Qcow2StreamWriter.create(target, {
+    size: src.size,
+    clusterSize: cs,
+    version,
+    extendedL2: options.extendedL2,
+    backing: options.backing
+      ? {
+          path: options.backing.path,
+          format: options.backing.format ?? (backing instanceof Qcow2Device ? "qcow2" : "raw"),
+        }
+      : undefined,
+    overwrite: options.overwrite,
+  });
+  const compress = options.compress === true || options.compress === "deflate";
+  const parallel = Math.max(1, options.parallel ?? 16);
+  const pending: { index: number; raw: Uint8Array; out: Promise<Buffer> }[] = [];
+  const drain = async (limit: number) => {
+    while (pending.length > limit) {
+      const p = pending.shift()!;
+      const c = await p.out;
+      if (c.length < cs) {
+        await writer.putCompressed(p.index, c);
+        stats.compressedClusters++;
+      } else await writer.putData(p.index, p.raw);
+      stats.dataClusters++;
+    }
+  };
+  const backingBuf = new Uint8Array(cs);
+  let ok = false;
+  try {
+    for await (const { index, data } of clusters(src, cs, options.chunkBytes ?? 4 * 1024 * 1024, stats)) {
+      if (backing) {
+        // overlay: store only what differs from the backing image
+        const at = index * cs;
+        const n = Math.max(0, Math.min(cs, backing.size - at));
+        backingBuf.fill(0);
+        if (n > 0) await backing.readInto(at, backingBuf.subarray(0, n));
+        const want = data ?? null;
+        if (want === null ? isZero(backingBuf) : sameBytes(want, backingBuf)) {
+          stats.sameAsBacking++;
+          continue;
+        }
+        if (want === null) {
+          await drain(0);
+          if (version >= 3) await writer.putZero(index);
+          else await writer.putData(index, new Uint8Array(cs));
+          stats.zeroClusters++;
+          continue;
+        }
+      }
+      if (data === null) {
+        stats.zeroClusters++;
+        continue;
+      }
+      if (compress) {
+        pending.push({ index, raw: data, out: deflateCluster(data) });
+        await drain(parallel);
+      } else {
+        await writer.putData(index, data);
+        stats.dataClusters++;
+      }
+    }
+    await drain(0);
+    await writer.finish();
+    ok = true;
+  } finally {
+    if (!ok) {
+      await writer.abort();
+      await rm(target, { force: true });
+    }
+    if (backing) await backing.close();
+  }
+  return stats;
+}
+
+async function toRaw(src: BlockDevice, target: string, options: ConvertOptions): Promise<ConvertStats> {
+  const cs = 65536;
+  const stats: ConvertStats = {
+    dataClusters: 0,
+    compressedClusters: 0,
+    zeroClusters: 0,
+    sameAsBacking: 0,
+    bytesRead: 0,
+  };
+  if (options.overwrite) await rm(target, { force: true });
+  const fh = await open(target, "wx");
+  try {
+    await fh.truncate(src.size);
+    let runStart = -1;
+    let parts: Uint8Array[] = [];
+    let runBytes = 0;
+    const flush = async () => {
+      if (parts.length > 0) {
+        const { bytesWritten } = await fh.writev(parts, runStart);
+        if (bytesWritten < runBytes) {
+          const rest = Buffer.concat(parts).subarray(bytesWritten);
+          await fh.write(rest, 0, rest.length, runStart + bytesWritten);
+        }
+      }
+      parts = [];
+      runBytes = 0;
+      runStart = -1;
+    };
+    for await (const { index, data } of clusters(src, cs, options.chunkBytes ?? 4 * 1024 * 1024, stats)) {
+      if (data === null) {
+        stats.zeroClusters++;
+        await flush();
+        continue;
+      }
+      const at = index * cs;
+      const piece = data.subarray(0, Math.min(cs, src.size - at));
+      if (runStart >= 0 && (runStart + runBytes !== at || parts.length >= 1024)) await flush();
+      if (runStart < 0) runStart = at;
+      parts.push(piece);
+      runBytes += piece.length;
+      stats.dataClusters++;
+    }
+    await flush();
+    await fh.datasync();
+  } finally {
+    await fh.close();
+  }
+  return stats;
+}

@@ -1,0 +1,121 @@
+import { copyFile, stat } from "node:fs/promises";
+import { basename, join } from "node:path";
+import {
+  describeWithTools,
+  fixture,
+  qemuImg,
+  qemuImgCheck,
+  qemuImgCompare,
+  qemuImgInfo,
+  qemuIo,
+  tempDir,
+} from "@imgpatch/testkit";
+import { beforeAll, expect, it } from "vitest";
+import { checkQcow2 } from "../src/check.js";
+import { type ConvertOptions, convertImage } from "../src/convert.js";
+
+describeWithTools(["qemu-img", "qemu-io"], "convert, checked by qemu-img", () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await tempDir("qcow2-convert-");
+  });
+
+  let n = 0;
+  async function convertAndVerify(src: string, options: ConvertOptions = {}) {
+    const out = join(dir, `out-${n++}.${options.format === "raw" ? "raw" : "qcow2"}`);
+    const stats = await convertImage(src, out, options);
+    if (options.format !== "raw") {
+      const check = await qemuImgCheck(out);
+      expect({ exit: check.exitCode, leaks: check.leaks, corruptions: check.corruptions }).toEqual({
+        exit: 0,
+        leaks: 0,
+        corruptions: 0,
+      });
+      const ours = await checkQcow2(out);
+      expect(ours.leaks + ours.corruptions).toBe(0);
+    }
+    const cmp = await qemuImgCompare(src, out);
+    expect(cmp.output).toContain("Images are identical");
+    expect((await qemuImgInfo(out))["virtual-size"]).toBe((await qemuImgInfo(src))["virtual-size"]);
+    return { out, stats };
+  }
+
+  const sources = [
+    "pattern-v2.qcow2",
+    "pattern-v3.qcow2",
+    "pattern-extl2.qcow2",
+    "pattern-compressed.qcow2",
+    "pattern-zero.qcow2",
+    "pattern-512.qcow2",
+    "pattern-refcount1.qcow2",
+    "overlay.qcow2",
+    "ext4-inline-v2-compressed.qcow2",
+  ];
+  it.each(sources)("%s → qcow2 v3 (flattened, zeros unallocated)", async (name) => {
+    const src = await fixture(name);
+    const { out, stats } = await convertAndVerify(src);
+    expect((await qemuImgInfo(out))["backing-filename"]).toBeUndefined();
+    expect(stats.zeroClusters).toBeGreaterThan(0);
+    // zero clusters were neither read nor stored
+    const check = await qemuImgCheck(out);
+    expect(check.json["allocated-clusters"]).toBe(stats.dataClusters);
+  });
+
+  it.each(["pattern-v3.qcow2", "overlay.qcow2", "pattern-extl2.qcow2"])(
+    "%s → compressed qcow2",
+    async (name) => {
+      const { out, stats } = await convertAndVerify(await fixture(name), { compress: "deflate" });
+      expect(stats.compressedClusters).toBeGreaterThan(0);
+      const check = await qemuImgCheck(out);
+      expect(check.json["compressed-clusters"]).toBe(stats.compressedClusters);
+    },
+  );
+
+  it("raw → qcow2 (v2, 4 KiB clusters; v3 extended L2) and back to raw", async () => {
+    const raw = await fixture("pattern.raw");
+    await convertAndVerify(raw, { version: 2, clusterSize: 4096 });
+    const { out } = await convertAndVerify(raw, { extendedL2: true, clusterSize: 32768 });
+    const back = await convertAndVerify(out, { format: "raw" });
+    const st = await stat(back.out);
+    expect(st.blocks * 512).toBeLessThan(st.size); // sparse
+  });
+
+  it("a sparse raw image stays sparse; all-zero data clusters are dropped", async () => {
+    const raw = join(dir, "sparse.raw");
+    await qemuImg(["create", "-q", "-f", "raw", raw, "64M"]);
+    await qemuIo(raw, ["write -P 0x5a 1M 100k", "write -P 0 8M 1M", "write -P 0x5b 63M 4k"], {
+      format: "raw",
+    });
+    const { stats } = await convertAndVerify(raw);
+    expect(stats.dataClusters).toBe(3); // 1M..1M+100k spans 2 clusters, plus the last one
+  });
+
+  it("-B: output is an overlay holding only the differences (v3 zero clusters hide backing data)", async () => {
+    const base = join(dir, "b-base.qcow2");
+    await copyFile(await fixture("pattern-v3.qcow2"), base);
+    const top = join(dir, "b-top.qcow2");
+    await qemuImg(["create", "-q", "-f", "qcow2", "-b", basename(base), "-F", "qcow2", top]);
+    await qemuIo(top, ["write -P 0x77 100k 10k", "write -z 1M 192k", "write -P 0x78 3M 64k"]);
+    for (const version of [3, 2] as const) {
+      const { out, stats } = await convertAndVerify(top, {
+        backing: { path: basename(base), format: "qcow2" },
+        version,
+      });
+      const info = await qemuImgInfo(out);
+      expect(info["backing-filename"]).toBe(basename(base));
+      expect(stats.sameAsBacking).toBeGreaterThan(0);
+      expect(stats.dataClusters + stats.zeroClusters).toBeLessThanOrEqual(6);
+    }
+  });
+
+  it("refuses to overwrite unless asked, and refuses zstd", async () => {
+    const raw = await fixture("pattern.raw");
+    const out = join(dir, "exists.qcow2");
+    await convertImage(raw, out);
+    await expect(convertImage(raw, out)).rejects.toThrow();
+    await convertImage(raw, out, { overwrite: true });
+    await expect(
+      convertImage(raw, join(dir, "z.qcow2"), { compress: "zstd" as unknown as "deflate" }),
+    ).rejects.toThrow(/deflate only/);
+  });
+});
