@@ -3,7 +3,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { tempDir } from "@imgpatch/testkit";
 import { describe, expect, it } from "vitest";
-import { applyElementsPlan } from "../src/elements/apply.js";
+import { applyElementsPlan, bakeElements } from "../src/elements/apply.js";
 import { MissingElementError } from "../src/elements/errors.js";
 import { ELEMENTS_RUNNER } from "../src/elements/payload.js";
 import { buildElementsPlan, WHEELHOUSE } from "../src/elements/plan.js";
@@ -94,6 +94,32 @@ describe("elements plan details", () => {
     expect(plan.report.warnings.join("\n")).toMatch(
       /install.d\/50-x \(e\) deletes the files of installed RPM packages/,
     );
+  });
+
+  it("bakeElements: dry run touches nothing; a fixed mtime makes written files reproducible", async () => {
+    const fs = new MemoryGuestFs();
+    const dry = await bakeElements(
+      fs,
+      { elementsPath: STANDIN, elements: ["heat-config-script"] },
+      { dryRun: true },
+    );
+    expect(dry.applied).toBeUndefined();
+    expect(dry.text).toContain("/var/lib/heat-config/hooks/script");
+    expect(await fs.readdir("/")).toEqual([]);
+    const t = new Date(1_700_000_000_000);
+    const done = await bakeElements(
+      fs,
+      { elementsPath: STANDIN, elements: ["heat-config-script"] },
+      { mtime: t },
+    );
+    expect(done.applied?.firstbootScripts).toHaveLength(1);
+    for (const p of [
+      "/var/lib/heat-config/hooks/script",
+      "/usr/lib/imgpatch/firstboot/runner.sh",
+      done.applied!.firstbootScripts[0],
+    ]) {
+      expect((await fs.lstat(p)).mtime.getTime(), p).toBe(t.getTime());
+    }
   });
 
   it("missing elements are named; the guest is untouched", async () => {

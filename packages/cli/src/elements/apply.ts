@@ -6,7 +6,7 @@ import type { GuestFs } from "../guest/guest-fs.js";
 import { guestDirname } from "../guest/paths.js";
 import { enableUnit, type SystemdInstallOptions } from "../guest/systemd-install.js";
 import { type GuestOp, renderOp } from "./ops.js";
-import type { ElementsPlan } from "./plan.js";
+import { buildElementsPlan, type ElementsPlan, type ElementsPlanOptions } from "./plan.js";
 
 export interface ApplyResult {
   /** One line per operation actually performed (or skipped, with why). */
@@ -67,6 +67,7 @@ async function applyOp(fs: GuestFs, op: GuestOp, result: ApplyResult, options: A
       const path = await addFirstbootScript(fs, op.name, op.script, {
         before: op.before,
         replacePending: true,
+        mtime: options.mtime,
       });
       result.firstbootScripts.push(path);
       result.log.push(`firstboot ${path}`);
@@ -137,4 +138,25 @@ export function renderElementsPlan(plan: ElementsPlan): string {
   );
   for (const w of r.warnings) out.push(`warning: ${w}`);
   return `${out.join("\n")}\n`;
+}
+
+export interface BakeElementsOptions extends ApplyOptions {
+  /** Plan and render only; the guest is not touched. */
+  dryRun?: boolean;
+}
+
+/**
+ * The whole `imgpatch elements` job on an open guest: plan, apply (unless dry run), and the
+ * human-readable report. The plan is plain data (ops + report) for --json.
+ */
+export async function bakeElements(
+  fs: GuestFs,
+  planOptions: ElementsPlanOptions,
+  options: BakeElementsOptions = {},
+): Promise<{ plan: ElementsPlan; applied?: ApplyResult; text: string }> {
+  const plan = await buildElementsPlan(fs, planOptions);
+  const text = renderElementsPlan(plan);
+  if (options.dryRun) return { plan, text };
+  const applied = await applyElementsPlan(fs, plan, options);
+  return { plan, applied, text };
 }

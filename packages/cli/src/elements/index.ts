@@ -1,4 +1,11 @@
-export { type ApplyOptions, type ApplyResult, applyElementsPlan, renderElementsPlan } from "./apply.js";
+export {
+  type ApplyOptions,
+  type ApplyResult,
+  applyElementsPlan,
+  type BakeElementsOptions,
+  bakeElements,
+  renderElementsPlan,
+} from "./apply.js";
 export { type ElementClosure, expandElements } from "./closure.js";
 export { type ElementInfo, findAllElements, parseElementsPath } from "./elements-path.js";
 export {

@@ -102,6 +102,8 @@ exit 0
 export interface FirstbootUnitOptions {
   /** Units this one must finish before (e.g. services the scripts install). */
   before?: string[];
+  /** Timestamp of the files written (SOURCE_DATE_EPOCH for reproducible images). */
+  mtime?: Date;
 }
 
 /** The oneshot unit text. */
@@ -141,7 +143,12 @@ export async function installFirstboot(
 ): Promise<FirstbootInstallResult> {
   const written: string[] = [];
   await ensureDir(fs, "/usr/lib/imgpatch/firstboot");
-  await fs.writeFile(FIRSTBOOT.runner, firstbootRunnerScript(), { mode: 0o755, uid: 0, gid: 0 });
+  await fs.writeFile(FIRSTBOOT.runner, firstbootRunnerScript(), {
+    mode: 0o755,
+    uid: 0,
+    gid: 0,
+    mtime: options.mtime,
+  });
   written.push(FIRSTBOOT.runner);
   for (const d of [FIRSTBOOT.state, FIRSTBOOT.pending, FIRSTBOOT.done, FIRSTBOOT.failed])
     await ensureDir(fs, d, 0o700);
@@ -212,7 +219,7 @@ export async function addFirstbootScript(
     for (const n of await fs.readdir(FIRSTBOOT.pending)) {
       if (n.replace(/^\d+-/, "") === slug(name)) {
         const path = `${FIRSTBOOT.pending}/${n}`;
-        await fs.writeFile(path, content, { mode: 0o755, uid: 0, gid: 0 });
+        await fs.writeFile(path, content, { mode: 0o755, uid: 0, gid: 0, mtime: options.mtime });
         return path;
       }
     }
@@ -220,7 +227,7 @@ export async function addFirstbootScript(
   const seq = await nextSequence(fs);
   if (seq >= 10 ** SEQ_DIGITS) throw new Error("first-boot queue sequence exhausted");
   const path = `${FIRSTBOOT.pending}/${String(seq).padStart(SEQ_DIGITS, "0")}-${slug(name)}`;
-  await fs.writeFile(path, content, { mode: 0o755, uid: 0, gid: 0, flag: "wx" });
+  await fs.writeFile(path, content, { mode: 0o755, uid: 0, gid: 0, flag: "wx", mtime: options.mtime });
   return path;
 }
 
