@@ -61,5 +61,6 @@ export {
   type ElementsReport,
   WHEELHOUSE,
 } from "./plan.js";
+export { finishRpmAgents, type RpmAgentsResult } from "./rpm-route.js";
 export { compareSortN, selectEnvironmentFiles, selectScripts } from "./run-parts.js";
 export { parseYamlLite, type YamlValue } from "./yaml-lite.js";
