@@ -58,7 +58,9 @@ function time<T>(fn: () => T): [T, number] {
   return [v, performance.now() - t];
 }
 
-async function readTree(path: string): Promise<{ files: number; bytes: number; counters: Ext4Fs["counters"] }> {
+async function readTree(
+  path: string,
+): Promise<{ files: number; bytes: number; counters: Ext4Fs["counters"] }> {
   const dev = await FileDevice.open(path, { readOnly: true });
   const fs = await Ext4Fs.open(dev);
   let files = 0;
@@ -91,7 +93,9 @@ async function main() {
     const [bytes, tTree] = time(() => makeTree(src));
     const img = join(work, "tree.img");
     execFileSync("mke2fs", ["-q", "-F", "-t", "ext4", "-d", src, img, "1G"]);
-    console.log(`tree: ${FILES} files, ${DIRS} dirs, ${LINKS} symlinks, ${(bytes / 2 ** 20).toFixed(1)} MiB (generated in ${tTree.toFixed(0)} ms)`);
+    console.log(
+      `tree: ${FILES} files, ${DIRS} dirs, ${LINKS} symlinks, ${(bytes / 2 ** 20).toFixed(1)} MiB (generated in ${tTree.toFixed(0)} ms)`,
+    );
     // Warm the page cache for both readers.
     execFileSync("cat", [img], { stdio: ["ignore", "ignore", "ignore"], maxBuffer: 1 << 30 });
 
@@ -123,7 +127,8 @@ async function main() {
     // htree lookup.
     const hsrc = join(work, "hsrc");
     mkdirSync(join(hsrc, "big"), { recursive: true });
-    for (let i = 0; i < HTREE; i++) writeFileSync(join(hsrc, "big", `entry-${i.toString().padStart(6, "0")}`), "");
+    for (let i = 0; i < HTREE; i++)
+      writeFileSync(join(hsrc, "big", `entry-${i.toString().padStart(6, "0")}`), "");
     const himg = join(work, "htree.img");
     execFileSync("mke2fs", ["-q", "-F", "-t", "ext4", "-d", hsrc, himg, "256M"]);
     spawnSync("e2fsck", ["-fyD", himg], { stdio: "ignore" });

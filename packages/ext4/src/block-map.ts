@@ -31,7 +31,12 @@ export function parseIndirectBlock(block: Uint8Array): Uint32Array {
 }
 
 /** Logical blocks addressable through each level for a given block size. */
-export function blockMapCapacity(blockSize: number): { direct: number; ind: number; dind: number; tind: number } {
+export function blockMapCapacity(blockSize: number): {
+  direct: number;
+  ind: number;
+  dind: number;
+  tind: number;
+} {
   const p = blockSize / 4;
   return { direct: DIRECT_BLOCKS, ind: p, dind: p * p, tind: p * p * p };
 }

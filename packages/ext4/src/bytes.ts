@@ -90,7 +90,11 @@ export function setCString(b: Uint8Array, off: number, len: number, s: string): 
 export type FieldType = "u8" | "u16" | "u32" | "u64";
 export type FieldTable<K extends string> = ReadonlyArray<readonly [K, number, FieldType]>;
 
-export function readFields<K extends string>(b: Uint8Array, base: number, table: FieldTable<K>): Record<K, number> {
+export function readFields<K extends string>(
+  b: Uint8Array,
+  base: number,
+  table: FieldTable<K>,
+): Record<K, number> {
   const out = {} as Record<K, number>;
   for (const [name, off, t] of table) {
     const o = base + off;

@@ -95,7 +95,8 @@ export function parseDirentBlock(
   const entries: RawDirent[] = [];
   let off = start;
   while (off < end) {
-    if (end - off < DIRENT_HEADER) return { entries, problem: { offset: off, message: "truncated record header" } };
+    if (end - off < DIRENT_HEADER)
+      return { entries, problem: { offset: off, message: "truncated record header" } };
     const inode = u32(buf, off);
     const recLen = decodeRecLen(u16(buf, off + 4), blockSize);
     const nameLen = hasFileType ? buf[off + 6] : u16(buf, off + 6);
@@ -104,14 +105,24 @@ export function parseDirentBlock(
       return { entries, problem: { offset: off, message: `rec_len ${recLen} is invalid` } };
     }
     if (off + recLen > end) {
-      return { entries, problem: { offset: off, message: `rec_len ${recLen} runs past the end of the block` } };
+      return {
+        entries,
+        problem: { offset: off, message: `rec_len ${recLen} runs past the end of the block` },
+      };
     }
     if (DIRENT_HEADER + nameLen > recLen) {
       return { entries, problem: { offset: off, message: `name_len ${nameLen} exceeds rec_len ${recLen}` } };
     }
     if (inode !== 0) {
       if (nameLen === 0) return { entries, problem: { offset: off, message: "entry with empty name" } };
-      entries.push({ inode, recLen, nameLen, fileType, offset: off, name: buf.slice(off + 8, off + 8 + nameLen) });
+      entries.push({
+        inode,
+        recLen,
+        nameLen,
+        fileType,
+        offset: off,
+        name: buf.slice(off + 8, off + 8 + nameLen),
+      });
     }
     off += recLen;
   }
@@ -139,7 +150,12 @@ export function encodeDirent(
 /** True when the block ends with a well-formed dirent tail. */
 export function hasDirentTail(block: Uint8Array): boolean {
   const o = block.length - DIRENT_TAIL_SIZE;
-  return u32(block, o) === 0 && u16(block, o + 4) === DIRENT_TAIL_SIZE && block[o + 6] === 0 && block[o + 7] === TAIL_FT;
+  return (
+    u32(block, o) === 0 &&
+    u16(block, o + 4) === DIRENT_TAIL_SIZE &&
+    block[o + 6] === 0 &&
+    block[o + 7] === TAIL_FT
+  );
 }
 
 export function direntTailChecksum(inodeSeed: number, block: Uint8Array): number {

@@ -116,7 +116,7 @@ export interface DxHash {
  * unsigned flag); `seed` is s_hash_seed (all zero → the default seed).
  */
 export function dxHash(name: Uint8Array, version: number, seed: readonly number[] | undefined): DxHash {
-  const buf = seed && seed.some((w) => w !== 0) ? [...seed] : [...DEFAULT_SEED];
+  const buf = seed?.some((w) => w !== 0) ? [...seed] : [...DEFAULT_SEED];
   let hash: number;
   let minor = 0;
   switch (version) {

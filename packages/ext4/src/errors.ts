@@ -2,7 +2,13 @@
  * ext4-layer errors. Structural problems name the structure and the block or inode number;
  * path errors carry a POSIX-style code (ENOENT, ENOTDIR, ELOOP...) and the guest path.
  */
-import { ChecksumError, type ErrorLocation, FormatError, ImgpatchError, UnsupportedError } from "@imgpatch/disk";
+import {
+  ChecksumError,
+  type ErrorLocation,
+  FormatError,
+  ImgpatchError,
+  UnsupportedError,
+} from "@imgpatch/disk";
 
 /** Where inside the filesystem a problem was found. */
 export interface Ext4Location extends ErrorLocation {
@@ -64,7 +70,15 @@ export class Ext4UnsupportedError extends UnsupportedError {
   }
 }
 
-export type FsErrorCode = "ENOENT" | "ENOTDIR" | "EISDIR" | "ELOOP" | "EINVAL" | "ENODATA" | "EFBIG" | "ENAMETOOLONG";
+export type FsErrorCode =
+  | "ENOENT"
+  | "ENOTDIR"
+  | "EISDIR"
+  | "ELOOP"
+  | "EINVAL"
+  | "ENODATA"
+  | "EFBIG"
+  | "ENAMETOOLONG";
 
 /** A path-level error, shaped like Node's system errors (code, path). */
 export class Ext4FsError extends ImgpatchError {

@@ -7,28 +7,28 @@ import { Readable } from "node:stream";
 import type { BlockDevice } from "@imgpatch/disk";
 import { ImgpatchError } from "@imgpatch/disk";
 import { parseBlockMapRoot } from "./block-map.js";
-import { decodeName, encodeName, u16, u32 } from "./bytes.js";
+import { decodeName, encodeName, u32 } from "./bytes.js";
 import {
   DIRENT_TAIL_SIZE,
-  type RawDirent,
   direntTailChecksum,
   fileTypeFromMode,
   hasDirentTail,
   parseDirentBlock,
+  type RawDirent,
   storedDirentTailChecksum,
 } from "./dirent.js";
 import { DX_HASH, dxHash, effectiveHashVersion } from "./dx-hash.js";
 import {
-  type Ext4Location,
   Ext4ChecksumError,
   Ext4FormatError,
   Ext4FsError,
+  type Ext4Location,
   Ext4UnsupportedError,
 } from "./errors.js";
 import {
+  EXT_MAX_DEPTH,
   EXTENT_HEADER_SIZE,
   EXTENT_MAGIC,
-  EXT_MAX_DEPTH,
   type ExtentHeader,
   extentBlockChecksum,
   extentMaxEntries,
@@ -37,12 +37,20 @@ import {
   parseExtentIndex,
   storedExtentChecksum,
 } from "./extent.js";
-import { COMPAT, INCOMPAT, INODE_FLAGS, KNOWN_RO_COMPAT, READER_INCOMPAT, RO_COMPAT, featureNames } from "./features.js";
+import {
+  COMPAT,
+  featureNames,
+  INCOMPAT,
+  INODE_FLAGS,
+  KNOWN_RO_COMPAT,
+  READER_INCOMPAT,
+  RO_COMPAT,
+} from "./features.js";
 import {
   BG_FLAGS,
-  type GroupDesc,
   bitmapChecksum,
   bitmapChecksumMatches,
+  type GroupDesc,
   gdtBlockCount,
   gdtBlockLocation,
   groupDescChecksum,
@@ -51,7 +59,6 @@ import {
   primarySuperblockBlock,
 } from "./group-desc.js";
 import {
-  DX_ENTRY_SIZE,
   DX_NODE_ENTRIES_OFFSET,
   DX_ROOT_INFO_OFFSET,
   type DxNode,
@@ -66,43 +73,42 @@ import {
 import { INLINE_DATA_XATTR_INDEX, INLINE_DIR_PARENT_SIZE, inlineFileContent } from "./inline-data.js";
 import {
   type Inode,
-  S_IFBLK,
-  S_IFCHR,
-  S_IFDIR,
-  S_IFLNK,
-  S_IFMT,
-  S_IFREG,
   inodeBlocks512,
   inodeChecksum,
   inodeChecksumSeed,
   inodeXattrOffset,
   parseInode,
+  S_IFBLK,
+  S_IFCHR,
+  S_IFDIR,
+  S_IFLNK,
+  S_IFMT,
   storedInodeChecksum,
 } from "./inode.js";
 import { type JournalStatus, parseJournalSuperblock } from "./journal.js";
 import { Lru } from "./lru.js";
 import { Ext4Dirent, Ext4Stats } from "./stats.js";
 import {
-  SUPERBLOCK_OFFSET,
-  SUPERBLOCK_SIZE,
-  type Superblock,
   checksumSeed,
   groupFirstBlock,
   hasCompat,
   hasIncompat,
   hasRoCompat,
   parseSuperblock,
+  SUPERBLOCK_OFFSET,
+  SUPERBLOCK_SIZE,
+  type Superblock,
   superblockChecksum,
 } from "./superblock.js";
 import {
-  XATTR_BLOCK_HEADER_SIZE,
-  XATTR_MAGIC,
-  type XattrEntry,
   decodePosixAcl,
   encodePosixAclXattr,
   isPosixAclName,
   parseXattrBlockHeader,
   parseXattrEntries,
+  XATTR_BLOCK_HEADER_SIZE,
+  XATTR_MAGIC,
+  type XattrEntry,
   xattrBlockChecksum,
 } from "./xattr.js";
 
@@ -216,7 +222,8 @@ export class Ext4Fs {
     this.itableCache = new Lru(Math.max(8, Math.floor((options.cacheBytes ?? 32 << 20) / chunkBytes)));
     for (const w of warnings) this.warn(w.code, w.message);
     const unknownRo = sb.featureRoCompat & ~KNOWN_RO_COMPAT;
-    if (unknownRo) this.readOnlyReasons.push(`unknown ro_compat features ${featureNames(RO_COMPAT, unknownRo).join(",")}`);
+    if (unknownRo)
+      this.readOnlyReasons.push(`unknown ro_compat features ${featureNames(RO_COMPAT, unknownRo).join(",")}`);
     this.journal = {
       hasJournal: hasCompat(sb, COMPAT.has_journal),
       external: hasCompat(sb, COMPAT.has_journal) && sb.journalInum === 0,
@@ -270,8 +277,6 @@ export class Ext4Fs {
         if (e instanceof Ext4UnsupportedError) throw e;
         if (firstError === undefined) firstError = e;
         if (c.offset === SUPERBLOCK_OFFSET && options.superblock === undefined) {
-          // Only fall back to backups when the primary superblock or descriptors are damaged.
-          continue;
         }
       }
     }
@@ -295,7 +300,10 @@ export class Ext4Fs {
     checkFeatures(sb, where);
     if (hasRoCompat(sb, RO_COMPAT.metadata_csum)) {
       if (sb.checksumType !== 1) {
-        throw new Ext4FormatError(`unknown checksum type ${sb.checksumType}`, { ...where, structure: "superblock" });
+        throw new Ext4FormatError(`unknown checksum type ${sb.checksumType}`, {
+          ...where,
+          structure: "superblock",
+        });
       }
       const computed = superblockChecksum(sb.raw);
       if (computed !== sb.checksum) {
@@ -406,7 +414,11 @@ export class Ext4Fs {
   }
 
   private checkBlockRange(block: number, count: number, what: string, inode?: number): void {
-    if (!Number.isSafeInteger(block) || block < this.sb.firstDataBlock || block + count > this.sb.blocksCount) {
+    if (
+      !Number.isSafeInteger(block) ||
+      block < this.sb.firstDataBlock ||
+      block + count > this.sb.blocksCount
+    ) {
       throw new Ext4FormatError(
         `${what} points at blocks ${block}+${count}, outside the filesystem (${this.sb.blocksCount} blocks)`,
         { file: this.device.name, structure: what, block, inode },
@@ -512,7 +524,10 @@ export class Ext4Fs {
   }
 
   private extentProblem(inode: Inode, block: number | undefined, msg: string): Ext4FormatError {
-    return new Ext4FormatError(msg, this.loc(block === undefined ? "extent root" : "extent block", { inode: inode.ino, block }));
+    return new Ext4FormatError(
+      msg,
+      this.loc(block === undefined ? "extent root" : "extent block", { inode: inode.ino, block }),
+    );
   }
 
   /** Validate an extent node header; returns it. */
@@ -523,11 +538,15 @@ export class Ext4Fs {
     expectedDepth: number | undefined,
   ): ExtentHeader {
     const h = parseExtentHeader(node);
-    if (h.magic !== EXTENT_MAGIC) throw this.extentProblem(inode, block, `bad extent magic 0x${h.magic.toString(16)}`);
+    if (h.magic !== EXTENT_MAGIC)
+      throw this.extentProblem(inode, block, `bad extent magic 0x${h.magic.toString(16)}`);
     const cap = extentMaxEntries(node.length, block === undefined);
-    if (h.max > cap || h.max === 0) throw this.extentProblem(inode, block, `eh_max ${h.max} exceeds the node's room (${cap})`);
-    if (h.entries > h.max) throw this.extentProblem(inode, block, `eh_entries ${h.entries} exceeds eh_max ${h.max}`);
-    if (h.depth > EXT_MAX_DEPTH) throw this.extentProblem(inode, block, `extent depth ${h.depth} is too deep`);
+    if (h.max > cap || h.max === 0)
+      throw this.extentProblem(inode, block, `eh_max ${h.max} exceeds the node's room (${cap})`);
+    if (h.entries > h.max)
+      throw this.extentProblem(inode, block, `eh_entries ${h.entries} exceeds eh_max ${h.max}`);
+    if (h.depth > EXT_MAX_DEPTH)
+      throw this.extentProblem(inode, block, `extent depth ${h.depth} is too deep`);
     if (expectedDepth !== undefined && h.depth !== expectedDepth) {
       throw this.extentProblem(inode, block, `extent node depth ${h.depth}, expected ${expectedDepth}`);
     }
@@ -536,7 +555,12 @@ export class Ext4Fs {
       const computed = extentBlockChecksum(this.inodeSeed(inode), node, h);
       if (stored !== computed) {
         this.problem(
-          new Ext4ChecksumError("extent block checksum mismatch", stored, computed, this.loc("extent block", { inode: inode.ino, block })),
+          new Ext4ChecksumError(
+            "extent block checksum mismatch",
+            stored,
+            computed,
+            this.loc("extent block", { inode: inode.ino, block }),
+          ),
         );
       }
     }
@@ -547,16 +571,25 @@ export class Ext4Fs {
     const visited = new Set<number>();
     let nextLogical = 0;
     const self = this;
-    async function* visit(node: Uint8Array, block: number | undefined, depth: number | undefined): AsyncGenerator<BlockRun> {
+    async function* visit(
+      node: Uint8Array,
+      block: number | undefined,
+      depth: number | undefined,
+    ): AsyncGenerator<BlockRun> {
       const h = self.checkExtentHeader(inode, node, block, depth);
       if (h.depth === 0) {
         for (let i = 0; i < h.entries; i++) {
           const e = parseExtent(node, i);
           if (e.len === 0) throw self.extentProblem(inode, block, `extent ${i} has length 0`);
           if (e.block < nextLogical) {
-            throw self.extentProblem(inode, block, `extent ${i} (logical ${e.block}) overlaps or is out of order`);
+            throw self.extentProblem(
+              inode,
+              block,
+              `extent ${i} (logical ${e.block}) overlaps or is out of order`,
+            );
           }
-          if (e.block + e.len > 2 ** 32) throw self.extentProblem(inode, block, `extent ${i} runs past 2^32 blocks`);
+          if (e.block + e.len > 2 ** 32)
+            throw self.extentProblem(inode, block, `extent ${i} runs past 2^32 blocks`);
           self.checkBlockRange(e.start, e.len, "extent", inode.ino);
           nextLogical = e.block + e.len;
           yield { logical: e.block, physical: e.start, length: e.len, uninit: e.uninit };
@@ -568,7 +601,8 @@ export class Ext4Fs {
         if (ix.block < nextLogical && i > 0) {
           throw self.extentProblem(inode, block, `index entry ${i} (logical ${ix.block}) is out of order`);
         }
-        if (visited.has(ix.leaf)) throw self.extentProblem(inode, block, `extent node ${ix.leaf} is referenced twice (cycle)`);
+        if (visited.has(ix.leaf))
+          throw self.extentProblem(inode, block, `extent node ${ix.leaf} is referenced twice (cycle)`);
         visited.add(ix.leaf);
         const child = await self.readBlock(ix.leaf, "extent block", inode.ino);
         yield* visit(child, ix.leaf, h.depth - 1);
@@ -593,7 +627,10 @@ export class Ext4Fs {
         return;
       }
       if (visited.has(ptr)) {
-        throw new Ext4FormatError(`indirect block ${ptr} is referenced twice`, self.loc("indirect block", { inode: inode.ino, block: ptr }));
+        throw new Ext4FormatError(
+          `indirect block ${ptr} is referenced twice`,
+          self.loc("indirect block", { inode: inode.ino, block: ptr }),
+        );
       }
       visited.add(ptr);
       const blk = await self.readBlock(ptr, "indirect block", inode.ino);
@@ -661,14 +698,15 @@ export class Ext4Fs {
     let start: number;
     if (rel < 12) return { physical: this.checkedData(inode, root[rel]), uninit: false };
     rel -= 12;
+    const dind = rel - ptrsPer;
     if (rel < ptrsPer) {
       start = root[12];
       path.push(rel);
-    } else if ((rel -= ptrsPer) < ptrsPer * ptrsPer) {
+    } else if (dind < ptrsPer * ptrsPer) {
       start = root[13];
-      path.push(Math.floor(rel / ptrsPer), rel % ptrsPer);
+      path.push(Math.floor(dind / ptrsPer), dind % ptrsPer);
     } else {
-      rel -= ptrsPer * ptrsPer;
+      rel = dind - ptrsPer * ptrsPer;
       if (rel >= ptrsPer ** 3) return { physical: 0, uninit: false };
       start = root[14];
       path.push(Math.floor(rel / (ptrsPer * ptrsPer)), Math.floor(rel / ptrsPer) % ptrsPer, rel % ptrsPer);
@@ -691,23 +729,33 @@ export class Ext4Fs {
 
   private checkReadable(inode: Inode, path?: string): void {
     if (inode.flags & INODE_FLAGS.ENCRYPT) {
-      throw new Ext4UnsupportedError("encrypt", "file contents are encrypted (fscrypt); reading them is not supported", {
-        file: path ?? this.device.name,
-        inode: inode.ino,
-      });
+      throw new Ext4UnsupportedError(
+        "encrypt",
+        "file contents are encrypted (fscrypt); reading them is not supported",
+        {
+          file: path ?? this.device.name,
+          inode: inode.ino,
+        },
+      );
     }
     if (inode.flags & INODE_FLAGS.COMPR) {
-      throw new Ext4UnsupportedError("compression", "file is compressed (ext2 compression is not supported)", {
-        file: path ?? this.device.name,
-        inode: inode.ino,
-      });
+      throw new Ext4UnsupportedError(
+        "compression",
+        "file is compressed (ext2 compression is not supported)",
+        {
+          file: path ?? this.device.name,
+          inode: inode.ino,
+        },
+      );
     }
   }
 
   /** Contents of an inline-data inode. */
   private async inlineContent(inode: Inode): Promise<Uint8Array> {
     const entries = await this.ibodyXattrs(inode);
-    const data = entries.find((e) => e.entry.nameIndex === INLINE_DATA_XATTR_INDEX && e.entry.name === "system.data");
+    const data = entries.find(
+      (e) => e.entry.nameIndex === INLINE_DATA_XATTR_INDEX && e.entry.name === "system.data",
+    );
     return inlineFileContent(inode.iBlock, data?.value, inode.size);
   }
 
@@ -717,7 +765,11 @@ export class Ext4Fs {
     end = Math.min(end, inode.size);
     if (end <= start) return new Uint8Array(0);
     if (end - start > DEFAULT_MAX_READ) {
-      throw new Ext4FsError("EFBIG", `range of ${end - start} bytes is too large to read into memory`, `<inode ${inode.ino}>`);
+      throw new Ext4FsError(
+        "EFBIG",
+        `range of ${end - start} bytes is too large to read into memory`,
+        `<inode ${inode.ino}>`,
+      );
     }
     const out = new Uint8Array(end - start);
     if (inode.flags & INODE_FLAGS.INLINE_DATA) {
@@ -749,7 +801,8 @@ export class Ext4Fs {
   private async readData(offset: number, target: Uint8Array): Promise<void> {
     const W = DATA_WINDOW;
     const win = Math.floor(offset / W) * W;
-    if (target.length > W / 8 || offset + target.length > win + W) return this.readIntoCounted(offset, target);
+    if (target.length > W / 8 || offset + target.length > win + W)
+      return this.readIntoCounted(offset, target);
     let buf = this.dataCache.get(win);
     if (!buf) {
       const fsEnd = this.sb.blocksCount * this.blockSize;
@@ -773,7 +826,12 @@ export class Ext4Fs {
   }
 
   /** Stream an inode's data in chunks without holding the file. */
-  async *iterateInode(inode: Inode, start = 0, end = inode.size, chunkSize = 1 << 20): AsyncGenerator<Uint8Array> {
+  async *iterateInode(
+    inode: Inode,
+    start = 0,
+    end = inode.size,
+    chunkSize = 1 << 20,
+  ): AsyncGenerator<Uint8Array> {
     this.checkReadable(inode);
     end = Math.min(end, inode.size);
     if (end <= start) return;
@@ -825,12 +883,18 @@ export class Ext4Fs {
   }
 
   /** Verify the checksum of a directory block (leaf tail or dx node tail). */
-  private verifyDirBlock(inode: Inode, block: Uint8Array, blockNr: number, logical: number): "leaf" | "index" {
+  private verifyDirBlock(
+    inode: Inode,
+    block: Uint8Array,
+    blockNr: number,
+    logical: number,
+  ): "leaf" | "index" {
     const isIndexed = (inode.flags & INODE_FLAGS.INDEX) !== 0;
     const indexBlock = isIndexed && (logical === 0 || looksLikeDxNode(block, this.blockSize));
     if (!this.csum) return indexBlock ? "index" : "leaf";
     if (indexBlock) {
-      const off = logical === 0 ? DX_ROOT_INFO_OFFSET + block[DX_ROOT_INFO_OFFSET + 5] : DX_NODE_ENTRIES_OFFSET;
+      const off =
+        logical === 0 ? DX_ROOT_INFO_OFFSET + block[DX_ROOT_INFO_OFFSET + 5] : DX_NODE_ENTRIES_OFFSET;
       if (off + 4 <= block.length) {
         const node = parseDxEntries(block, off);
         if (dxTailOffset(node) + 8 <= block.length && node.count <= node.limit) {
@@ -838,7 +902,12 @@ export class Ext4Fs {
           const computed = dxChecksum(this.inodeSeed(inode), block, node);
           if (stored !== computed) {
             this.problem(
-              new Ext4ChecksumError("htree node checksum mismatch", stored, computed, this.loc("htree node", { inode: inode.ino, block: blockNr })),
+              new Ext4ChecksumError(
+                "htree node checksum mismatch",
+                stored,
+                computed,
+                this.loc("htree node", { inode: inode.ino, block: blockNr }),
+              ),
             );
           }
           return "index";
@@ -855,7 +924,12 @@ export class Ext4Fs {
     const computed = direntTailChecksum(this.inodeSeed(inode), block);
     if (stored !== computed) {
       this.problem(
-        new Ext4ChecksumError("directory block checksum mismatch", stored, computed, this.loc("directory block", { inode: inode.ino, block: blockNr })),
+        new Ext4ChecksumError(
+          "directory block checksum mismatch",
+          stored,
+          computed,
+          this.loc("directory block", { inode: inode.ino, block: blockNr }),
+        ),
       );
     }
     return "leaf";
@@ -880,10 +954,14 @@ export class Ext4Fs {
       throw new Ext4FormatError("not a directory", this.loc("inode", { inode: inode.ino }));
     }
     if (inode.flags & INODE_FLAGS.ENCRYPT) {
-      throw new Ext4UnsupportedError("encrypt", "directory names are encrypted (fscrypt); listing is not supported", {
-        file: this.device.name,
-        inode: inode.ino,
-      });
+      throw new Ext4UnsupportedError(
+        "encrypt",
+        "directory names are encrypted (fscrypt); listing is not supported",
+        {
+          file: this.device.name,
+          inode: inode.ino,
+        },
+      );
     }
     if (inode.flags & INODE_FLAGS.INLINE_DATA) {
       yield* this.inlineDirEntries(inode);
@@ -919,13 +997,22 @@ export class Ext4Fs {
     const parent = u32(inode.iBlock, 0);
     yield { inode: inode.ino, recLen: 0, nameLen: 1, fileType: 2, offset: -1, name: encodeName(".") };
     yield { inode: parent, recLen: 0, nameLen: 2, fileType: 2, offset: -1, name: encodeName("..") };
-    const a = parseDirentBlock(inode.iBlock, INLINE_DIR_PARENT_SIZE, inode.iBlock.length, this.blockSize, this.hasFileType);
+    const a = parseDirentBlock(
+      inode.iBlock,
+      INLINE_DIR_PARENT_SIZE,
+      inode.iBlock.length,
+      this.blockSize,
+      this.hasFileType,
+    );
     if (a.problem) this.problem(this.dirProblem(inode, undefined, `inline directory: ${a.problem.message}`));
     yield* a.entries;
     const x = (await this.ibodyXattrs(inode)).find((e) => e.entry.name === "system.data");
     if (x && x.value.length > 0) {
       const b = parseDirentBlock(x.value, 0, x.value.length, this.blockSize, this.hasFileType);
-      if (b.problem) this.problem(this.dirProblem(inode, undefined, `inline directory (xattr part): ${b.problem.message}`));
+      if (b.problem)
+        this.problem(
+          this.dirProblem(inode, undefined, `inline directory (xattr part): ${b.problem.message}`),
+        );
       yield* b.entries;
     }
   }
@@ -982,11 +1069,17 @@ export class Ext4Fs {
   private async readDirBlock(dir: Inode, logical: number): Promise<{ block: Uint8Array; blockNr: number }> {
     const nBlocks = Math.ceil(dir.size / this.blockSize);
     if (logical >= nBlocks) {
-      throw new Ext4FormatError(`htree points at block ${logical}, past the directory end (${nBlocks} blocks)`, this.loc("htree node", { inode: dir.ino }));
+      throw new Ext4FormatError(
+        `htree points at block ${logical}, past the directory end (${nBlocks} blocks)`,
+        this.loc("htree node", { inode: dir.ino }),
+      );
     }
     const m = await this.mapBlock(dir, logical);
     if (m.physical === 0 || m.uninit) {
-      throw new Ext4FormatError(`htree points at unmapped directory block ${logical}`, this.loc("htree node", { inode: dir.ino }));
+      throw new Ext4FormatError(
+        `htree points at unmapped directory block ${logical}`,
+        this.loc("htree node", { inode: dir.ino }),
+      );
     }
     return { block: await this.readBlock(m.physical, "directory block", dir.ino), blockNr: m.physical };
   }
@@ -1004,7 +1097,11 @@ export class Ext4Fs {
       throw new Ext4FormatError(`htree depth ${info.indirectLevels + 1} exceeds the limit ${maxLevels}`, loc);
     }
     if (info.hashVersion === DX_HASH.siphash || info.hashVersion > DX_HASH.teaUnsigned) {
-      throw new Ext4UnsupportedError("dir_hash", `htree hash version ${info.hashVersion} is not supported`, loc);
+      throw new Ext4UnsupportedError(
+        "dir_hash",
+        `htree hash version ${info.hashVersion} is not supported`,
+        loc,
+      );
     }
     const version = effectiveHashVersion(info.hashVersion, this.sb.flags);
     const { hash } = dxHash(name, version, this.sb.hashSeed);
@@ -1018,19 +1115,28 @@ export class Ext4Fs {
     for (let level = 0; ; level++) {
       const problem = dxNodeProblem(nodeBlock, node, this.csum);
       if (problem) {
-        throw new Ext4FormatError(problem, this.loc(level === 0 ? "htree root" : "htree node", { inode: dir.ino, block: blockNr }));
+        throw new Ext4FormatError(
+          problem,
+          this.loc(level === 0 ? "htree root" : "htree node", { inode: dir.ino, block: blockNr }),
+        );
       }
       const at = dxFind(node, hash);
       path.push({ node, at, blockNr });
       if (level === info.indirectLevels) break;
       const child = node.entries[at].block;
       if (seen.has(child)) {
-        throw new Ext4FormatError(`htree node ${child} is referenced twice (cycle)`, this.loc("htree node", { inode: dir.ino, block: blockNr }));
+        throw new Ext4FormatError(
+          `htree node ${child} is referenced twice (cycle)`,
+          this.loc("htree node", { inode: dir.ino, block: blockNr }),
+        );
       }
       seen.add(child);
       const c = await this.readDirBlock(dir, child);
       if (!looksLikeDxNode(c.block, this.blockSize)) {
-        throw new Ext4FormatError(`htree interior block ${child} is not a dx node`, this.loc("htree node", { inode: dir.ino, block: c.blockNr }));
+        throw new Ext4FormatError(
+          `htree interior block ${child} is not a dx node`,
+          this.loc("htree node", { inode: dir.ino, block: c.blockNr }),
+        );
       }
       this.verifyDirBlock(dir, c.block, c.blockNr, child);
       node = parseDxEntries(c.block, DX_NODE_ENTRIES_OFFSET);
@@ -1043,7 +1149,10 @@ export class Ext4Fs {
       const leafLogical = leaf.node.entries[leaf.at].block;
       const lb = await this.readDirBlock(dir, leafLogical);
       if (looksLikeDxNode(lb.block, this.blockSize) && this.blockSize > 12) {
-        throw new Ext4FormatError(`htree leaf ${leafLogical} is an index block`, this.loc("htree leaf", { inode: dir.ino, block: lb.blockNr }));
+        throw new Ext4FormatError(
+          `htree leaf ${leafLogical} is an index block`,
+          this.loc("htree leaf", { inode: dir.ino, block: lb.blockNr }),
+        );
       }
       for (const e of this.parseDirLeaf(dir, lb.block, lb.blockNr, leafLogical)) {
         if (sameBytes(e.name, name)) return e;
@@ -1077,25 +1186,44 @@ export class Ext4Fs {
     if (raw.length <= 128 || start + 4 > raw.length || u32(raw, start) !== XATTR_MAGIC) return [];
     const first = start + 4;
     const { entries, problem } = parseXattrEntries(raw, first, raw.length, first);
-    if (problem) this.problem(new Ext4FormatError(`in-inode xattrs: ${problem}`, this.loc("inode xattrs", { inode: inode.ino })));
+    if (problem)
+      this.problem(
+        new Ext4FormatError(`in-inode xattrs: ${problem}`, this.loc("inode xattrs", { inode: inode.ino })),
+      );
     const out: { entry: XattrEntry; value: Uint8Array }[] = [];
     for (const e of entries) out.push({ entry: e, value: await this.xattrValue(inode, e, raw, first) });
     return out;
   }
 
-  private async xattrValue(inode: Inode, e: XattrEntry, region: Uint8Array, base: number): Promise<Uint8Array> {
+  private async xattrValue(
+    inode: Inode,
+    e: XattrEntry,
+    region: Uint8Array,
+    base: number,
+  ): Promise<Uint8Array> {
     if (e.valueInum === 0) return region.slice(base + e.valueOffset, base + e.valueOffset + e.valueSize);
     // ea_inode: the value is the content of another inode.
     if (!hasIncompat(this.sb, INCOMPAT.ea_inode)) {
-      this.problem(new Ext4FormatError(`xattr ${e.name} refers to value inode ${e.valueInum} without ea_inode`, this.loc("xattr", { inode: inode.ino })));
+      this.problem(
+        new Ext4FormatError(
+          `xattr ${e.name} refers to value inode ${e.valueInum} without ea_inode`,
+          this.loc("xattr", { inode: inode.ino }),
+        ),
+      );
       return new Uint8Array(0);
     }
     if (e.valueSize > XATTR_SIZE_MAX) {
-      throw new Ext4FormatError(`xattr ${e.name} value of ${e.valueSize} bytes is too large`, this.loc("xattr", { inode: inode.ino }));
+      throw new Ext4FormatError(
+        `xattr ${e.name} value of ${e.valueSize} bytes is too large`,
+        this.loc("xattr", { inode: inode.ino }),
+      );
     }
     const vi = await this.readInode(e.valueInum);
     if (!(vi.flags & INODE_FLAGS.EA_INODE) || vi.size !== e.valueSize) {
-      throw new Ext4FormatError(`xattr value inode ${e.valueInum} is invalid`, this.loc("xattr", { inode: inode.ino }));
+      throw new Ext4FormatError(
+        `xattr value inode ${e.valueInum} is invalid`,
+        this.loc("xattr", { inode: inode.ino }),
+      );
     }
     return this.readInodeRange(vi, 0, vi.size);
   }
@@ -1112,15 +1240,18 @@ export class Ext4Fs {
       const block = await this.readBlock(blockNr, "xattr block", inode.ino);
       const h = parseXattrBlockHeader(block);
       const loc = this.loc("xattr block", { inode: inode.ino, block: blockNr });
-      if (h.magic !== XATTR_MAGIC) throw new Ext4FormatError(`bad xattr block magic 0x${h.magic.toString(16)}`, loc);
+      if (h.magic !== XATTR_MAGIC)
+        throw new Ext4FormatError(`bad xattr block magic 0x${h.magic.toString(16)}`, loc);
       if (h.blocks !== 1) throw new Ext4FormatError(`xattr block spans ${h.blocks} blocks`, loc);
       if (this.csum) {
         const computed = xattrBlockChecksum(this.seed, blockNr, block);
-        if (computed !== h.checksum) this.problem(new Ext4ChecksumError("xattr block checksum mismatch", h.checksum, computed, loc));
+        if (computed !== h.checksum)
+          this.problem(new Ext4ChecksumError("xattr block checksum mismatch", h.checksum, computed, loc));
       }
       const { entries, problem } = parseXattrEntries(block, XATTR_BLOCK_HEADER_SIZE, block.length, 0);
       if (problem) this.problem(new Ext4FormatError(problem, loc));
-      for (const e of entries) if (!out.has(e.name)) out.set(e.name, await this.xattrValue(inode, e, block, 0));
+      for (const e of entries)
+        if (!out.has(e.name)) out.set(e.name, await this.xattrValue(inode, e, block, 0));
     }
     return out;
   }
@@ -1129,15 +1260,22 @@ export class Ext4Fs {
 
   /** Target of a symlink inode (fast, slow or inline). */
   async readSymlinkInode(inode: Inode): Promise<Uint8Array> {
-    if ((inode.mode & S_IFMT) !== S_IFLNK) throw new Ext4FormatError("not a symlink", this.loc("inode", { inode: inode.ino }));
+    if ((inode.mode & S_IFMT) !== S_IFLNK)
+      throw new Ext4FormatError("not a symlink", this.loc("inode", { inode: inode.ino }));
     if (inode.size > PATH_MAX) {
-      throw new Ext4FormatError(`symlink target of ${inode.size} bytes is too long`, this.loc("symlink", { inode: inode.ino }));
+      throw new Ext4FormatError(
+        `symlink target of ${inode.size} bytes is too long`,
+        this.loc("symlink", { inode: inode.ino }),
+      );
     }
     this.checkReadable(inode);
     if (inode.flags & INODE_FLAGS.INLINE_DATA) return this.inlineContent(inode);
     if (this.isFastSymlink(inode)) {
       if (inode.size >= 60) {
-        throw new Ext4FormatError(`fast symlink claims ${inode.size} bytes`, this.loc("symlink", { inode: inode.ino }));
+        throw new Ext4FormatError(
+          `fast symlink claims ${inode.size} bytes`,
+          this.loc("symlink", { inode: inode.ino }),
+        );
       }
       return inode.iBlock.slice(0, inode.size);
     }
@@ -1160,8 +1298,10 @@ export class Ext4Fs {
     const stack: { ino: number; name: string }[] = [];
     let todo = path.split("/").filter((c) => c !== "" && c !== ".");
     let cur = await this.readInode(ROOT_INO);
-    if ((cur.mode & S_IFMT) !== S_IFDIR) throw new Ext4FormatError("root inode is not a directory", this.loc("inode", { inode: ROOT_INO }));
-    const dirAt = async () => (stack.length ? this.readInode(stack[stack.length - 1].ino) : this.readInode(ROOT_INO));
+    if ((cur.mode & S_IFMT) !== S_IFDIR)
+      throw new Ext4FormatError("root inode is not a directory", this.loc("inode", { inode: ROOT_INO }));
+    const dirAt = async () =>
+      stack.length ? this.readInode(stack[stack.length - 1].ino) : this.readInode(ROOT_INO);
     while (todo.length > 0) {
       const comp = todo.shift()!;
       if (comp === "..") {
@@ -1242,7 +1382,8 @@ export class Ext4Fs {
     for await (const e of this.dirEntries(dir)) {
       if (isDotOrDotDot(e.name)) continue;
       let ft = e.fileType;
-      if (!this.hasFileType || ft === 0 || ft > 7) ft = fileTypeFromMode((await this.readInode(e.inode)).mode);
+      if (!this.hasFileType || ft === 0 || ft > 7)
+        ft = fileTypeFromMode((await this.readInode(e.inode)).mode);
       out.push(Ext4Dirent.fromFileType(decodeName(e.name), e.name, e.inode, ft, parentPath));
     }
     return out;
@@ -1254,22 +1395,37 @@ export class Ext4Fs {
   }
 
   /** Whole content of a regular file (or symlink/other) inode. */
-  async readFileInode(inode: Inode, path = `<inode ${inode.ino}>`, options: { maxSize?: number } = {}): Promise<Buffer> {
-    if ((inode.mode & S_IFMT) === S_IFDIR) throw new Ext4FsError("EISDIR", "illegal operation on a directory", path);
+  async readFileInode(
+    inode: Inode,
+    path = `<inode ${inode.ino}>`,
+    options: { maxSize?: number } = {},
+  ): Promise<Buffer> {
+    if ((inode.mode & S_IFMT) === S_IFDIR)
+      throw new Ext4FsError("EISDIR", "illegal operation on a directory", path);
     const max = Math.min(options.maxSize ?? DEFAULT_MAX_READ, DEFAULT_MAX_READ);
-    if (inode.size > max) throw new Ext4FsError("EFBIG", `file of ${inode.size} bytes exceeds the ${max}-byte limit`, path);
+    if (inode.size > max)
+      throw new Ext4FsError("EFBIG", `file of ${inode.size} bytes exceeds the ${max}-byte limit`, path);
     const data = await this.readInodeRange(inode, 0, inode.size);
     return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
   }
 
   /** A Readable over the file, read in chunks (holes are produced as zeros, never allocated whole). */
-  createReadStream(path: string, options: { start?: number; end?: number; highWaterMark?: number } = {}): Readable {
+  createReadStream(
+    path: string,
+    options: { start?: number; end?: number; highWaterMark?: number } = {},
+  ): Readable {
     const self = this;
     async function* gen() {
       const r = await self.resolve(path, true);
-      if ((r.inode.mode & S_IFMT) === S_IFDIR) throw new Ext4FsError("EISDIR", "illegal operation on a directory", path);
+      if ((r.inode.mode & S_IFMT) === S_IFDIR)
+        throw new Ext4FsError("EISDIR", "illegal operation on a directory", path);
       const end = options.end !== undefined ? options.end + 1 : r.inode.size; // `end` is inclusive, as in node:fs
-      for await (const chunk of self.iterateInode(r.inode, options.start ?? 0, end, options.highWaterMark ?? 1 << 20)) {
+      for await (const chunk of self.iterateInode(
+        r.inode,
+        options.start ?? 0,
+        end,
+        options.highWaterMark ?? 1 << 20,
+      )) {
         yield Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
       }
     }
@@ -1295,7 +1451,11 @@ export class Ext4Fs {
    * One attribute value, as getxattr(2) returns it: POSIX ACLs are converted from the ext4 disk
    * form to the xattr API form (pass `raw: true` for the stored bytes).
    */
-  async getxattr(path: string, name: string, options: { raw?: boolean; noFollow?: boolean } = {}): Promise<Buffer> {
+  async getxattr(
+    path: string,
+    name: string,
+    options: { raw?: boolean; noFollow?: boolean } = {},
+  ): Promise<Buffer> {
     const r = await this.resolve(path, !options.noFollow);
     const all = await this.inodeXattrs(r.inode);
     const v = all.get(name);
@@ -1305,7 +1465,10 @@ export class Ext4Fs {
       try {
         out = encodePosixAclXattr(decodePosixAcl(v));
       } catch (e) {
-        throw new Ext4FormatError(`invalid ACL in ${name}: ${(e as Error).message}`, this.loc("xattr", { inode: r.ino }));
+        throw new Ext4FormatError(
+          `invalid ACL in ${name}: ${(e as Error).message}`,
+          this.loc("xattr", { inode: r.ino }),
+        );
       }
     }
     return Buffer.from(out.buffer, out.byteOffset, out.byteLength);
@@ -1332,7 +1495,12 @@ export class Ext4Fs {
       yield { path: cur.path, ino: cur.ino, stats: this.statsOf(cur.inode), depth: cur.depth };
       if ((cur.inode.mode & S_IFMT) !== S_IFDIR) continue;
       if (seen.has(cur.ino)) {
-        this.problem(new Ext4FormatError(`directory reached twice (at ${cur.path})`, this.loc("directory", { inode: cur.ino })));
+        this.problem(
+          new Ext4FormatError(
+            `directory reached twice (at ${cur.path})`,
+            this.loc("directory", { inode: cur.ino }),
+          ),
+        );
         continue;
       }
       seen.add(cur.ino);
@@ -1340,7 +1508,12 @@ export class Ext4Fs {
       const children: typeof stack = [];
       for (const d of entries) {
         const child = await this.readInode(d.ino);
-        children.push({ ino: d.ino, inode: child, path: cur.path === "/" ? `/${d.name}` : `${cur.path}/${d.name}`, depth: cur.depth + 1 });
+        children.push({
+          ino: d.ino,
+          inode: child,
+          path: cur.path === "/" ? `/${d.name}` : `${cur.path}/${d.name}`,
+          depth: cur.depth + 1,
+        });
       }
       for (let i = children.length - 1; i >= 0; i--) stack.push(children[i]);
     }
@@ -1360,14 +1533,28 @@ export class Ext4Fs {
         const b = await this.readBlock(gd.blockBitmap, `block bitmap of group ${g}`);
         const c = bitmapChecksum(this.seed, b, Math.min(bbBytes, bs));
         if (!bitmapChecksumMatches(gd.blockBitmapCsum, c, this.sb.descSize)) {
-          this.problem(new Ext4ChecksumError(`block bitmap checksum mismatch (group ${g})`, gd.blockBitmapCsum, c, this.loc("block bitmap", { block: gd.blockBitmap })));
+          this.problem(
+            new Ext4ChecksumError(
+              `block bitmap checksum mismatch (group ${g})`,
+              gd.blockBitmapCsum,
+              c,
+              this.loc("block bitmap", { block: gd.blockBitmap }),
+            ),
+          );
         }
       }
       if (!(gd.flags & BG_FLAGS.inodeUninit)) {
         const b = await this.readBlock(gd.inodeBitmap, `inode bitmap of group ${g}`);
         const c = bitmapChecksum(this.seed, b, Math.min(ibBytes, bs));
         if (!bitmapChecksumMatches(gd.inodeBitmapCsum, c, this.sb.descSize)) {
-          this.problem(new Ext4ChecksumError(`inode bitmap checksum mismatch (group ${g})`, gd.inodeBitmapCsum, c, this.loc("inode bitmap", { block: gd.inodeBitmap })));
+          this.problem(
+            new Ext4ChecksumError(
+              `inode bitmap checksum mismatch (group ${g})`,
+              gd.inodeBitmapCsum,
+              c,
+              this.loc("inode bitmap", { block: gd.inodeBitmap }),
+            ),
+          );
         }
       }
     }
@@ -1377,7 +1564,8 @@ export class Ext4Fs {
     try {
       const ji = await this.readInode(this.sb.journalInum);
       const m = await this.mapBlock(ji, 0);
-      if (m.physical === 0) throw new Ext4FormatError("journal inode has no first block", this.loc("journal", { inode: ji.ino }));
+      if (m.physical === 0)
+        throw new Ext4FormatError("journal inode has no first block", this.loc("journal", { inode: ji.ino }));
       const b = await this.readBlock(m.physical, "journal superblock", ji.ino);
       const jsb = parseJournalSuperblock(b);
       if (!jsb) {
@@ -1386,7 +1574,10 @@ export class Ext4Fs {
       }
       this.journal.superblock = jsb;
       if (jsb.start !== 0 && !this.journal.needsRecovery) {
-        this.warn("EJOURNAL", "the journal holds transactions to replay (s_start != 0) although the superblock does not say so");
+        this.warn(
+          "EJOURNAL",
+          "the journal holds transactions to replay (s_start != 0) although the superblock does not say so",
+        );
       }
     } catch (e) {
       if (!(e instanceof ImgpatchError)) throw e;
@@ -1440,10 +1631,14 @@ function checkFeatures(sb: Superblock, where: { file?: string; offset?: number }
   const unknown = sb.featureIncompat & ~READER_INCOMPAT;
   if (unknown) {
     const names = featureNames(INCOMPAT, unknown);
-    throw new Ext4UnsupportedError(names[0], `filesystem uses incompatible features this reader does not support: ${names.join(", ")}`, {
-      ...where,
-      structure: "superblock",
-    });
+    throw new Ext4UnsupportedError(
+      names[0],
+      `filesystem uses incompatible features this reader does not support: ${names.join(", ")}`,
+      {
+        ...where,
+        structure: "superblock",
+      },
+    );
   }
 }
 
@@ -1472,4 +1667,3 @@ function dxFind(node: DxNode, hash: number): number {
   }
   return at;
 }
-

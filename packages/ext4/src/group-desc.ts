@@ -8,12 +8,12 @@ import { crc16 } from "./crc16.js";
 import { crc32c, crc32cU32 } from "./crc32c.js";
 import { INCOMPAT, RO_COMPAT } from "./features.js";
 import {
-  type Superblock,
   checksumSeed,
   groupFirstBlock,
   groupHasSuperblock,
   hasIncompat,
   hasRoCompat,
+  type Superblock,
 } from "./superblock.js";
 
 const FIELDS_LO = [
@@ -150,7 +150,12 @@ export function groupDescCsumKind(sb: Superblock): "crc32c" | "crc16" | "none" {
  * 16 bits of crc32c(seed, group, desc with checksum zeroed); with gdt_csum crc16 over uuid,
  * group and the descriptor minus its checksum field.
  */
-export function groupDescChecksum(sb: Superblock, g: number, desc: Uint8Array, seed = checksumSeed(sb)): number {
+export function groupDescChecksum(
+  sb: Superblock,
+  g: number,
+  desc: Uint8Array,
+  seed = checksumSeed(sb),
+): number {
   const kind = groupDescCsumKind(sb);
   if (kind === "crc32c") {
     let c = crc32cU32(seed, g);

@@ -76,7 +76,11 @@ export function parseDxEntries(block: Uint8Array, off: number): DxNode {
 }
 
 /** Write count/limit and entries at `off` (entry 0's hash slot holds count/limit). */
-export function encodeDxEntries(block: Uint8Array, off: number, node: { limit: number; entries: DxEntry[] }): void {
+export function encodeDxEntries(
+  block: Uint8Array,
+  off: number,
+  node: { limit: number; entries: DxEntry[] },
+): void {
   setU16(block, off, node.limit);
   setU16(block, off + 2, node.entries.length);
   node.entries.forEach((e, i) => {
@@ -129,5 +133,8 @@ export function setDxChecksum(inodeSeed: number, block: Uint8Array, node: DxNode
 /** Is this directory block a dx_node (an empty fake entry spanning the whole block)? */
 export function looksLikeDxNode(block: Uint8Array, blockSize: number): boolean {
   const recLen = u16(block, 4);
-  return u32(block, 0) === 0 && (recLen === blockSize || (blockSize === 65536 && (recLen === 0 || recLen === 65535)));
+  return (
+    u32(block, 0) === 0 &&
+    (recLen === blockSize || (blockSize === 65536 && (recLen === 0 || recLen === 65535)))
+  );
 }

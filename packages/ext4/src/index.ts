@@ -3,22 +3,23 @@
  * The structure modules export pure parse/encode/checksum functions over bytes; Ext4Fs ties them
  * into a node:fs/promises-shaped reader.
  */
-export * from "./bytes.js";
-export * from "./crc32c.js";
-export * from "./crc16.js";
-export * from "./errors.js";
-export * from "./features.js";
-export * from "./superblock.js";
-export * from "./group-desc.js";
-export * from "./inode.js";
-export * from "./extent.js";
+
 export * from "./block-map.js";
+export * from "./bytes.js";
+export * from "./crc16.js";
+export * from "./crc32c.js";
 export * from "./dirent.js";
 export * from "./dx-hash.js";
+export * from "./errors.js";
+export * from "./extent.js";
+export * from "./features.js";
+export * from "./fs.js";
+export * from "./group-desc.js";
 export * from "./htree.js";
 export * from "./inline-data.js";
-export * from "./xattr.js";
+export * from "./inode.js";
 export * from "./journal.js";
-export * from "./stats.js";
 export * from "./lru.js";
-export * from "./fs.js";
+export * from "./stats.js";
+export * from "./superblock.js";
+export * from "./xattr.js";

@@ -10,7 +10,11 @@ export const INLINE_DATA_XATTR_SUFFIX = "data";
 export const INLINE_DIR_PARENT_SIZE = 4;
 
 /** Concatenate i_block and the system.data value, cut to the file size. */
-export function inlineFileContent(iBlock: Uint8Array, xattrValue: Uint8Array | undefined, size: number): Uint8Array {
+export function inlineFileContent(
+  iBlock: Uint8Array,
+  xattrValue: Uint8Array | undefined,
+  size: number,
+): Uint8Array {
   const total = iBlock.length + (xattrValue?.length ?? 0);
   const n = Math.min(size, total);
   const out = new Uint8Array(n);

@@ -34,7 +34,8 @@ export interface JournalSuperblock {
 export function parseJournalSuperblock(b: Uint8Array): JournalSuperblock | undefined {
   if (b.length < 1024 || be32(b, 0) !== JBD2_MAGIC) return undefined;
   const blockType = be32(b, 4);
-  if (blockType !== JBD2_BLOCKTYPE.superblockV1 && blockType !== JBD2_BLOCKTYPE.superblockV2) return undefined;
+  if (blockType !== JBD2_BLOCKTYPE.superblockV1 && blockType !== JBD2_BLOCKTYPE.superblockV2)
+    return undefined;
   const v2 = blockType === JBD2_BLOCKTYPE.superblockV2;
   return {
     blockType,

@@ -140,7 +140,13 @@ export class Ext4Dirent {
     /** Directory path the entry was read from. */
     readonly parentPath: string,
   ) {}
-  static fromFileType(name: string, nameBytes: Uint8Array, ino: number, ft: number, parentPath: string): Ext4Dirent {
+  static fromFileType(
+    name: string,
+    nameBytes: Uint8Array,
+    ino: number,
+    ft: number,
+    parentPath: string,
+  ): Ext4Dirent {
     return new Ext4Dirent(name, nameBytes, ino, fileTypeName(ft), parentPath);
   }
   isFile(): boolean {

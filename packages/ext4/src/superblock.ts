@@ -3,7 +3,7 @@
  * some block groups). Parsing keeps the raw bytes so encoding rewrites only known fields and
  * preserves everything else bit for bit.
  */
-import { type FieldTable, cString, readFields, setCString, u32, writeFields } from "./bytes.js";
+import { cString, type FieldTable, readFields, setCString, u32, writeFields } from "./bytes.js";
 import { crc32c } from "./crc32c.js";
 import { Ext4FormatError } from "./errors.js";
 import { COMPAT, INCOMPAT, RO_COMPAT } from "./features.js";
@@ -146,7 +146,10 @@ export function hasMetadataCsum(sb: Pick<Superblock, "featureRoCompat">): boolea
  * Parse and sanity-check a superblock. Throws Ext4FormatError on bad magic or impossible
  * geometry (so a garbage superblock cannot drive huge allocations later).
  */
-export function parseSuperblock(bytes: Uint8Array, where: { file?: string; offset?: number } = {}): Superblock {
+export function parseSuperblock(
+  bytes: Uint8Array,
+  where: { file?: string; offset?: number } = {},
+): Superblock {
   if (bytes.length < SUPERBLOCK_SIZE) {
     throw new Ext4FormatError("superblock is truncated", { ...where, structure: "superblock" });
   }
@@ -197,7 +200,8 @@ export function parseSuperblock(bytes: Uint8Array, where: { file?: string; offse
       loc,
     );
   }
-  if (f.revLevel > 0 && f.firstIno < 11) throw new Ext4FormatError(`first inode ${f.firstIno} is invalid`, loc);
+  if (f.revLevel > 0 && f.firstIno < 11)
+    throw new Ext4FormatError(`first inode ${f.firstIno} is invalid`, loc);
   const jnlBlocks: number[] = [];
   for (let i = 0; i < 17; i++) jnlBlocks.push(u32(raw, 0x10c + 4 * i));
   return {
@@ -249,7 +253,8 @@ export function encodeSuperblock(sb: Superblock): Uint8Array {
   out.set(sb.journalUuid.subarray(0, 16), 0xd0);
   setCString(out, 0x78, 16, sb.volumeName);
   setCString(out, 0x88, 64, sb.lastMounted);
-  for (let i = 0; i < 17; i++) writeFields(out, 0x10c + 4 * i, [["v", 0, "u32"]], { v: sb.jnlBlocks[i] ?? 0 });
+  for (let i = 0; i < 17; i++)
+    writeFields(out, 0x10c + 4 * i, [["v", 0, "u32"]], { v: sb.jnlBlocks[i] ?? 0 });
   return out;
 }
 

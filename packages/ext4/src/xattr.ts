@@ -106,14 +106,19 @@ export function parseXattrEntries(
     const valueSize = u32(region, off + 8);
     const hash = u32(region, off + 12);
     const size = xattrEntrySize(nameLen);
-    if (off + size > end) return { entries, problem: `entry at ${off} (name length ${nameLen}) runs past the end` };
+    if (off + size > end)
+      return { entries, problem: `entry at ${off} (name length ${nameLen}) runs past the end` };
     const nameSuffix = region.slice(off + 16, off + 16 + nameLen);
     const name = xattrFullName(nameIndex, nameSuffix);
-    if (name === undefined) return { entries, problem: `entry at ${off} has unknown name index ${nameIndex}` };
+    if (name === undefined)
+      return { entries, problem: `entry at ${off} has unknown name index ${nameIndex}` };
     if (valueInum === 0) {
       const vs = valueBase + valueOffset;
       if (valueSize > 0 && (vs < start || vs + valueSize > end)) {
-        return { entries, problem: `value of ${name} (offset ${valueOffset}, size ${valueSize}) is outside the area` };
+        return {
+          entries,
+          problem: `value of ${name} (offset ${valueOffset}, size ${valueSize}) is outside the area`,
+        };
       }
     }
     entries.push({ nameIndex, nameSuffix, name, valueOffset, valueInum, valueSize, hash, offset: off });
@@ -167,7 +172,14 @@ export function setXattrBlockChecksum(fsSeed: number, blockNr: number, block: Ui
 export function encodeXattrEntry(
   region: Uint8Array,
   off: number,
-  e: { nameIndex: number; nameSuffix: Uint8Array; valueOffset: number; valueInum: number; valueSize: number; hash: number },
+  e: {
+    nameIndex: number;
+    nameSuffix: Uint8Array;
+    valueOffset: number;
+    valueInum: number;
+    valueSize: number;
+    hash: number;
+  },
 ): number {
   region[off] = e.nameSuffix.length;
   region[off + 1] = e.nameIndex;
@@ -181,7 +193,14 @@ export function encodeXattrEntry(
 
 // ---- POSIX ACLs ----
 
-export const ACL_TAG = { userObj: 0x1, user: 0x2, groupObj: 0x4, group: 0x8, mask: 0x10, other: 0x20 } as const;
+export const ACL_TAG = {
+  userObj: 0x1,
+  user: 0x2,
+  groupObj: 0x4,
+  group: 0x8,
+  mask: 0x10,
+  other: 0x20,
+} as const;
 
 export interface AclEntry {
   tag: number;
@@ -228,7 +247,8 @@ export function decodePosixAcl(b: Uint8Array): AclEntry[] {
 
 /** Encode in the ext4 on-disk form (version 1). */
 export function encodePosixAclDisk(entries: readonly AclEntry[]): Uint8Array {
-  const size = 4 + entries.reduce((n, e) => n + (e.tag === ACL_TAG.user || e.tag === ACL_TAG.group ? 8 : 4), 0);
+  const size =
+    4 + entries.reduce((n, e) => n + (e.tag === ACL_TAG.user || e.tag === ACL_TAG.group ? 8 : 4), 0);
   const b = new Uint8Array(size);
   setU32(b, 0, 1);
   let o = 4;

@@ -42,7 +42,13 @@ describeWithTools(["mke2fs", "debugfs", "e2fsck", "setfattr"], "corrupted metada
     await writeFile(join(src, "file"), "plain file\n");
     await writeFile(join(src, "frag.bin"), big);
     await writeFile(join(src, "xa"), "xattr holder\n");
-    await runToolOk("setfattr", ["-n", "user.big", "-v", `0x${pseudoBytes(1500, 9).toString("hex")}`, join(src, "xa")]);
+    await runToolOk("setfattr", [
+      "-n",
+      "user.big",
+      "-v",
+      `0x${pseudoBytes(1500, 9).toString("hex")}`,
+      join(src, "xa"),
+    ]);
     base = join(dir, "base.img");
     await mkfs(base, src, 160, ["-t", "ext4", "-b", "4096"]); // two groups: a backup superblock in group 1
     const punch: string[] = [];
@@ -64,7 +70,10 @@ describeWithTools(["mke2fs", "debugfs", "e2fsck", "setfattr"], "corrupted metada
     const img = await copy();
     await flip(img, 1024 + 0x30, 3); // s_wtime
     const dev = await FileDevice.open(img, { readOnly: true });
-    await expect(Ext4Fs.open(dev, { superblock: 0 })).rejects.toMatchObject({ code: "ECHECKSUM", structure: "superblock" });
+    await expect(Ext4Fs.open(dev, { superblock: 0 })).rejects.toMatchObject({
+      code: "ECHECKSUM",
+      structure: "superblock",
+    });
     const fs = await Ext4Fs.open(dev);
     expect(fs.warnings.map((w) => w.code)).toContain("EBACKUPSB");
     expect(fs.superblockOffset).toBe(32768 * BS);
@@ -78,7 +87,11 @@ describeWithTools(["mke2fs", "debugfs", "e2fsck", "setfattr"], "corrupted metada
     const img = await copy();
     await flip(img, BS + 0xc); // group 0 free blocks count
     const dev = await FileDevice.open(img, { readOnly: true });
-    await expect(Ext4Fs.open(dev, { superblock: 0 })).rejects.toMatchObject({ code: "ECHECKSUM", structure: "group descriptor 0", block: 1 });
+    await expect(Ext4Fs.open(dev, { superblock: 0 })).rejects.toMatchObject({
+      code: "ECHECKSUM",
+      structure: "group descriptor 0",
+      block: 1,
+    });
     const fs = await Ext4Fs.open(dev);
     expect(fs.warnings.map((w) => w.code)).toContain("EBACKUPSB");
     expect(sha256(await fs.readFile("/file"))).toBe(sha256(Buffer.from("plain file\n")));
@@ -111,7 +124,11 @@ describeWithTools(["mke2fs", "debugfs", "e2fsck", "setfattr"], "corrupted metada
     expect(leaf).toBeGreaterThan(0);
     await flip(img, leaf * BS + 12 + 4); // length of the first extent
     const fs = await openImage(img);
-    await expect(fs.readFile("/frag.bin")).rejects.toMatchObject({ code: "ECHECKSUM", structure: "extent block", block: leaf });
+    await expect(fs.readFile("/frag.bin")).rejects.toMatchObject({
+      code: "ECHECKSUM",
+      structure: "extent block",
+      block: leaf,
+    });
     await fs.close();
   });
 
@@ -120,7 +137,11 @@ describeWithTools(["mke2fs", "debugfs", "e2fsck", "setfattr"], "corrupted metada
     const blk = Number((await debugfs(img, ["blocks /small"])).trim().split(/\s+/)[0]);
     await flip(img, blk * BS + 12 + 12 + 8 + 1); // inside the first real name after "." and ".."
     const fs = await openImage(img);
-    await expect(fs.readdir("/small")).rejects.toMatchObject({ code: "ECHECKSUM", structure: "directory block", block: blk });
+    await expect(fs.readdir("/small")).rejects.toMatchObject({
+      code: "ECHECKSUM",
+      structure: "directory block",
+      block: blk,
+    });
     await fs.close();
     const len = await openImage(img, { lenient: true });
     expect((await len.readdir("/small")).length).toBe(5);
@@ -133,7 +154,11 @@ describeWithTools(["mke2fs", "debugfs", "e2fsck", "setfattr"], "corrupted metada
     const blk = Number((await debugfs(img, ["blocks /big"])).trim().split(/\s+/)[0]);
     await flip(img, blk * BS + 0x2c, 2); // hash of dx entry 1
     const fs = await openImage(img);
-    await expect(fs.lstat("/big/name-17")).rejects.toMatchObject({ code: "ECHECKSUM", structure: "htree node", block: blk });
+    await expect(fs.lstat("/big/name-17")).rejects.toMatchObject({
+      code: "ECHECKSUM",
+      structure: "htree node",
+      block: blk,
+    });
     await fs.close();
     const len = await openImage(img, { lenient: true });
     expect((await len.readFile("/big/name-17")).toString()).toBe("17");
@@ -146,7 +171,11 @@ describeWithTools(["mke2fs", "debugfs", "e2fsck", "setfattr"], "corrupted metada
     expect(acl).toBeGreaterThan(0);
     await flip(img, acl * BS + BS - 10);
     const fs = await openImage(img);
-    await expect(fs.getxattr("/xa", "user.big")).rejects.toMatchObject({ code: "ECHECKSUM", structure: "xattr block", block: acl });
+    await expect(fs.getxattr("/xa", "user.big")).rejects.toMatchObject({
+      code: "ECHECKSUM",
+      structure: "xattr block",
+      block: acl,
+    });
     await fs.close();
   });
 
@@ -158,7 +187,10 @@ describeWithTools(["mke2fs", "debugfs", "e2fsck", "setfattr"], "corrupted metada
       await probe.close();
       await flip(img, at * BS + 3);
       const fs = await openImage(img);
-      await expect(fs.verifyBitmaps()).rejects.toMatchObject({ code: "ECHECKSUM", structure: which === "blockBitmap" ? "block bitmap" : "inode bitmap" });
+      await expect(fs.verifyBitmaps()).rejects.toMatchObject({
+        code: "ECHECKSUM",
+        structure: which === "blockBitmap" ? "block bitmap" : "inode bitmap",
+      });
       await fs.close();
     }
   });

@@ -64,7 +64,9 @@ describeWithTools(["mke2fs", "debugfs"], "extent trees and block maps", () => {
         expect(m.physical === 0).toBe(lb % 2 === 1 || lb >= blocks);
       }
       // Ranged stream, odd chunk size, node-style inclusive end.
-      const part = await streamAll(fs.createReadStream("/frag.bin", { start: 12345, end: 1_000_000, highWaterMark: 7777 }));
+      const part = await streamAll(
+        fs.createReadStream("/frag.bin", { start: 12345, end: 1_000_000, highWaterMark: 7777 }),
+      );
       expect(sha256(part)).toBe(sha256(expected.subarray(12345, 1_000_001)));
       const m = await fs.readFile("/mixed.bin");
       expect(sha256(m)).toBe(sha256(expMixed));
@@ -108,7 +110,9 @@ describeWithTools(["mke2fs", "debugfs"], "extent trees and block maps", () => {
         for (const [off, b] of pieces) b.copy(expected, off);
         expect(sha256(data)).toBe(sha256(expected));
         expect(sha256(data)).toBe(sha256(await debugfsCat(img, "/sparse-tind.bin")));
-        const tail = await streamAll(fs.createReadStream("/sparse-tind.bin", { start: 70 * 1024 * 1024, highWaterMark: 4096 }));
+        const tail = await streamAll(
+          fs.createReadStream("/sparse-tind.bin", { start: 70 * 1024 * 1024, highWaterMark: 4096 }),
+        );
         expect(sha256(tail)).toBe(sha256(expected.subarray(70 * 1024 * 1024)));
         expect(sha256(await fs.readFile("/dense.bin"))).toBe(sha256(dense));
       } finally {

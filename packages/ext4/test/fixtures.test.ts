@@ -9,14 +9,14 @@ import { type BlockDevice, FileDevice, RangeDevice } from "@imgpatch/disk";
 import { Ext4Fs } from "@imgpatch/ext4";
 import { openQcow2 } from "@imgpatch/qcow2";
 import {
-  FIXTURES_OUT,
-  type Manifest,
   debugfsCat,
   debugfsStat,
+  FIXTURES_OUT,
   fixture,
   fixtureInfo,
   fixtureManifest,
   fixtureNames,
+  type Manifest,
   oracleTools,
 } from "@imgpatch/testkit";
 import { describe, expect, it } from "vitest";
@@ -52,8 +52,11 @@ async function openFixture(c: Case): Promise<{ fs: Ext4Fs; path: string; raw: bo
   const path = await fixture(c.fixture);
   const info = fixtureInfo(c.fixture);
   let dev: BlockDevice =
-    info.format === "qcow2" ? await openQcow2(path, { readOnly: true }) : await FileDevice.open(path, { readOnly: true });
-  if (c.offset !== 0 || c.size !== undefined) dev = new RangeDevice(dev, c.offset, c.size ?? dev.size - c.offset);
+    info.format === "qcow2"
+      ? await openQcow2(path, { readOnly: true })
+      : await FileDevice.open(path, { readOnly: true });
+  if (c.offset !== 0 || c.size !== undefined)
+    dev = new RangeDevice(dev, c.offset, c.size ?? dev.size - c.offset);
   return { fs: await Ext4Fs.open(dev), path, raw: info.format === "raw" };
 }
 
@@ -68,12 +71,19 @@ async function compareManifest(fs: Ext4Fs, m: Manifest): Promise<number> {
   for (const e of m.entries) {
     const ctx = e.path;
     const st = await fs.lstat(e.path);
-    expect({ ctx, mode: st.mode, uid: st.uid, gid: st.gid }).toEqual({ ctx, mode: e.mode, uid: e.uid, gid: e.gid });
+    expect({ ctx, mode: st.mode, uid: st.uid, gid: st.gid }).toEqual({
+      ctx,
+      mode: e.mode,
+      uid: e.uid,
+      gid: e.gid,
+    });
     if (e.path !== "/") expect({ ctx, mtime: st.mtimeSpec.sec }).toEqual({ ctx, mtime: e.mtime.sec });
     if (e.type !== "dir") expect({ ctx, nlink: st.nlink }).toEqual({ ctx, nlink: e.nlink });
-    if (e.type === "file" || e.type === "symlink") expect({ ctx, size: st.size }).toEqual({ ctx, size: e.size });
+    if (e.type === "file" || e.type === "symlink")
+      expect({ ctx, size: st.size }).toEqual({ ctx, size: e.size });
     if (e.sha256) expect({ ctx, sha: sha256(await fs.readFile(e.path)) }).toEqual({ ctx, sha: e.sha256 });
-    if (e.target !== undefined) expect({ ctx, target: await fs.readlink(e.path) }).toEqual({ ctx, target: e.target });
+    if (e.target !== undefined)
+      expect({ ctx, target: await fs.readlink(e.path) }).toEqual({ ctx, target: e.target });
     if (e.rdev) expect({ ctx, major: st.rdevMajor, minor: st.rdevMinor }).toEqual({ ctx, ...e.rdev });
     if (e.hardlinkGroup !== undefined) {
       const prev = groups.get(e.hardlinkGroup);
@@ -108,14 +118,21 @@ describe.skipIf(!present)("committed fixtures", () => {
           for await (const e of fs.walk("/")) {
             if (k++ % step !== 0) continue;
             const d = await debugfsStat(target, e.path);
-            expect({ p: e.path, ino: e.ino, size: e.stats.size, mtime: e.stats.mtimeSpec, crtime: e.stats.crtimeSpec }).toEqual({
+            expect({
+              p: e.path,
+              ino: e.ino,
+              size: e.stats.size,
+              mtime: e.stats.mtimeSpec,
+              crtime: e.stats.crtimeSpec,
+            }).toEqual({
               p: e.path,
               ino: d.inode,
               size: d.size,
               mtime: d.mtime,
               crtime: d.crtime,
             });
-            if (e.stats.isFile()) expect(sha256(await fs.readFile(e.path))).toBe(sha256(await debugfsCat(target, e.path)));
+            if (e.stats.isFile())
+              expect(sha256(await fs.readFile(e.path))).toBe(sha256(await debugfsCat(target, e.path)));
           }
         }
       } finally {

@@ -3,10 +3,18 @@
  * directory and htree blocks, extent nodes, indirect blocks, xattr blocks, symlink blocks) must
  * give typed errors or valid results, in bounded time, in strict and lenient mode.
  */
-import { readFile, mkdir, symlink, writeFile } from "node:fs/promises";
+import { mkdir, readFile, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { ImgpatchError, MemoryDevice } from "@imgpatch/disk";
-import { EXTENT_MAGIC, Ext4Fs, INODE_FLAGS, parseExtentHeader, parseExtentIndex, u16, u32 } from "@imgpatch/ext4";
+import {
+  EXTENT_MAGIC,
+  Ext4Fs,
+  INODE_FLAGS,
+  parseExtentHeader,
+  parseExtentIndex,
+  u16,
+  u32,
+} from "@imgpatch/ext4";
 import { debugfs, describeWithTools, runTool, runToolOk, tempDir } from "@imgpatch/testkit";
 import fc from "fast-check";
 import { beforeAll, expect, it } from "vitest";
@@ -25,7 +33,8 @@ async function metadataTargets(image: Uint8Array): Promise<Target[]> {
   const t: Target[] = [{ what: "superblock", offset: 1024, length: 1024 }];
   t.push({ what: "gdt", offset: (bs === 1024 ? 2 : 1) * bs, length: bs });
   const itBlocks = Math.min(8, Math.ceil((fs.sb.inodesPerGroup * fs.sb.inodeSize) / bs));
-  for (let i = 0; i < itBlocks; i++) t.push({ what: "inode table", offset: (fs.groups[0].inodeTable + i) * bs, length: bs });
+  for (let i = 0; i < itBlocks; i++)
+    t.push({ what: "inode table", offset: (fs.groups[0].inodeTable + i) * bs, length: bs });
   for await (const e of fs.walk("/")) {
     const inode = await fs.readInode(e.ino);
     if (inode.fileAcl) t.push({ what: "xattr block", offset: inode.fileAcl * bs, length: bs });
@@ -49,7 +58,12 @@ async function metadataTargets(image: Uint8Array): Promise<Target[]> {
     if (e.stats.isDirectory() || (e.stats.isSymbolicLink() && !fs.isFastSymlink(inode))) {
       if (!(inode.flags & INODE_FLAGS.INLINE_DATA)) {
         for await (const r of fs.blockRuns(inode)) {
-          for (let k = 0; k < Math.min(r.length, 4); k++) t.push({ what: e.stats.isDirectory() ? "dir block" : "symlink block", offset: (r.physical + k) * bs, length: bs });
+          for (let k = 0; k < Math.min(r.length, 4); k++)
+            t.push({
+              what: e.stats.isDirectory() ? "dir block" : "symlink block",
+              offset: (r.physical + k) * bs,
+              length: bs,
+            });
         }
       }
     }
@@ -82,9 +96,11 @@ async function exercise(image: Uint8Array, lenient: boolean): Promise<void> {
         await guard(fs.lstat(p));
         await guard(fs.stat(p));
         await guard(fs.realpath(p));
-        await guard(fs.llistxattr(p).then(async (names) => {
-          for (const x of names) await guard(fs.lgetxattr(p, x));
-        }));
+        await guard(
+          fs.llistxattr(p).then(async (names) => {
+            for (const x of names) await guard(fs.lgetxattr(p, x));
+          }),
+        );
         if (e.stats.isFile()) await guard(fs.readFile(p, { maxSize: 8 << 20 }));
         if (e.stats.isSymbolicLink()) await guard(fs.readlink(p));
         if (e.stats.isDirectory()) await guard(fs.readdir(p, { withFileTypes: true }));
@@ -109,7 +125,13 @@ describeWithTools(["mke2fs", "debugfs", "e2fsck", "setfattr"], "fuzzed metadata"
     await symlink("d/e/small", join(src, "fast"));
     await symlink(`/d/${"s".repeat(200)}`, join(src, "slow"));
     await writeFile(join(src, "xa"), "x");
-    await runToolOk("setfattr", ["-n", "user.v", "-v", `0x${pseudoBytes(600, 2).toString("hex")}`, join(src, "xa")]);
+    await runToolOk("setfattr", [
+      "-n",
+      "user.v",
+      "-v",
+      `0x${pseudoBytes(600, 2).toString("hex")}`,
+      join(src, "xa"),
+    ]);
     for (const [name, args] of [
       ["ext4-csum-1k", ["-t", "ext4", "-b", "1024"]],
       ["ext4-nocsum-1k", ["-t", "ext4", "-b", "1024", "-O", "^metadata_csum"]],
@@ -141,7 +163,10 @@ describeWithTools(["mke2fs", "debugfs", "e2fsck", "setfattr"], "fuzzed metadata"
       fc.asyncProperty(
         fc.nat(),
         fc.nat(),
-        fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 }), fc.boolean()), { minLength: 1, maxLength: 12 }),
+        fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 }), fc.boolean()), {
+          minLength: 1,
+          maxLength: 12,
+        }),
         fc.boolean(),
         async (which, tsel, muts, lenient) => {
           const img = images[which % images.length];
@@ -157,7 +182,9 @@ describeWithTools(["mke2fs", "debugfs", "e2fsck", "setfattr"], "fuzzed metadata"
           } catch (e) {
             tally.typedErrors++;
             if (!(e instanceof ImgpatchError)) {
-              throw new Error(`${img.name} ${target.what}@${target.offset}: untyped ${(e as Error)?.stack ?? e}`);
+              throw new Error(
+                `${img.name} ${target.what}@${target.offset}: untyped ${(e as Error)?.stack ?? e}`,
+              );
             }
           }
           const dt = performance.now() - t0;
@@ -165,7 +192,10 @@ describeWithTools(["mke2fs", "debugfs", "e2fsck", "setfattr"], "fuzzed metadata"
           expect(dt).toBeLessThan(10_000);
         },
       ),
-      { numRuns: Number(process.env.EXT4_FUZZ_RUNS ?? 400), seed: Number(process.env.EXT4_FUZZ_SEED ?? 20261127) },
+      {
+        numRuns: Number(process.env.EXT4_FUZZ_RUNS ?? 400),
+        seed: Number(process.env.EXT4_FUZZ_SEED ?? 20261127),
+      },
     );
     expect(slowest).toBeLessThan(10_000);
     if (process.env.EXT4_FUZZ_RUNS) console.log({ slowest, ...tally });

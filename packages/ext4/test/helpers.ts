@@ -4,7 +4,20 @@
  * Ext4Fs reads with what the host says.
  */
 import { createHash } from "node:crypto";
-import { chmod, chown, link, lstat, mkdir, open, readFile, readdir, readlink, symlink, utimes, writeFile } from "node:fs/promises";
+import {
+  chmod,
+  chown,
+  link,
+  lstat,
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  readlink,
+  symlink,
+  utimes,
+  writeFile,
+} from "node:fs/promises";
 import { join } from "node:path";
 import { FileDevice } from "@imgpatch/disk";
 import { Ext4Fs, type Ext4OpenOptions } from "@imgpatch/ext4";
@@ -123,18 +136,28 @@ export async function makeTree(root: string, opts: TreeOptions = {}): Promise<vo
   await setfattr(join(root, "xattrs"), "trusted.t", Buffer.from("trusted value"));
   await setfattr(join(root, "xattrs"), "security.selinux", Buffer.from("system_u:object_r:etc_t:s0\0"));
   await w("cap", "capability holder\n");
-  await setfattr(join(root, "cap"), "security.capability", Buffer.from("0100000200300000000000000000000000000000", "hex"));
+  await setfattr(
+    join(root, "cap"),
+    "security.capability",
+    Buffer.from("0100000200300000000000000000000000000000", "hex"),
+  );
   await setfattr(join(root, "small/s1"), "user.one", Buffer.from("1"));
   await setfattr(join(root, "links/rel"), "trusted.onlink", Buffer.from("L"));
   if (!opts.minimal) {
-    const acl = Buffer.from("0200000001000600ffffffff02000400d204000004000400ffffffff10000400ffffffff20000000ffffffff", "hex");
+    const acl = Buffer.from(
+      "0200000001000600ffffffff02000400d204000004000400ffffffff10000400ffffffff20000000ffffffff",
+      "hex",
+    );
     await setfattr(join(root, "xattrs"), "system.posix_acl_access", acl);
     await setfattr(join(root, "modes/sticky"), "system.posix_acl_default", acl);
   }
   if (opts.bigDirEntries) {
     await mkdir(join(root, "big"));
     for (let i = 0; i < opts.bigDirEntries; i++) {
-      await writeFile(join(root, "big", `entry-${String(i).padStart(6, "0")}-${(i * 7919) % 10007}`), i % 7 === 0 ? String(i) : "");
+      await writeFile(
+        join(root, "big", `entry-${String(i).padStart(6, "0")}-${(i * 7919) % 10007}`),
+        i % 7 === 0 ? String(i) : "",
+      );
     }
   }
   // Times: varied, including before 1970.
@@ -164,9 +187,9 @@ export interface HostEntry {
 
 /** getfattr for a whole tree in one run: path → (name → hex value). */
 async function hostXattrs(root: string): Promise<Map<string, Record<string, string>>> {
-  const out = (await runToolOk("getfattr", ["-R", "-P", "-h", "-d", "-m", "-", "-e", "hex", "--absolute-names", root])).toString(
-    "utf8",
-  );
+  const out = (
+    await runToolOk("getfattr", ["-R", "-P", "-h", "-d", "-m", "-", "-e", "hex", "--absolute-names", root])
+  ).toString("utf8");
   const map = new Map<string, Record<string, string>>();
   let cur: Record<string, string> | undefined;
   for (const line of out.split("\n")) {
@@ -198,13 +221,17 @@ export async function scanHost(root: string): Promise<HostEntry[]> {
       gid: Number(st.gid),
       size: Number(st.size),
       nlink: Number(st.nlink),
-      mtimeSec: Number(st.mtimeNs / 1_000_000_000n) - (st.mtimeNs < 0n && st.mtimeNs % 1_000_000_000n !== 0n ? 1 : 0),
+      mtimeSec:
+        Number(st.mtimeNs / 1_000_000_000n) - (st.mtimeNs < 0n && st.mtimeNs % 1_000_000_000n !== 0n ? 1 : 0),
       ino: Number(st.ino),
       rdev: Number(st.rdev),
       xattrs: xa.get(p) ?? {},
     };
     if (st.isSymbolicLink()) e.target = await readlink(abs);
-    if (st.isFile()) e.sha256 = createHash("sha256").update(await readFile(abs)).digest("hex");
+    if (st.isFile())
+      e.sha256 = createHash("sha256")
+        .update(await readFile(abs))
+        .digest("hex");
     out.push(e);
     if (st.isDirectory()) {
       for (const name of (await readdir(abs)).sort()) await rec(rel === "" ? `/${name}` : `${rel}/${name}`);
@@ -214,7 +241,12 @@ export async function scanHost(root: string): Promise<HostEntry[]> {
   return out;
 }
 
-export async function mkfs(image: string, src: string | undefined, sizeMiB: number, args: string[]): Promise<void> {
+export async function mkfs(
+  image: string,
+  src: string | undefined,
+  sizeMiB: number,
+  args: string[],
+): Promise<void> {
   const a = ["-q", "-F", ...args];
   if (src) a.push("-d", src);
   await runToolOk("mke2fs", [...a, "-E", "root_owner=0:0", image, `${sizeMiB}M`], {
@@ -270,8 +302,10 @@ export async function compareWithHost(
       const data = await fs.readFile(h.path);
       expect({ ctx, sha: sha256(data) }).toEqual({ ctx, sha: h.sha256 });
     }
-    if (h.target !== undefined) expect({ ctx, target: await fs.readlink(h.path) }).toEqual({ ctx, target: h.target });
-    if (st.isCharacterDevice() || st.isBlockDevice()) expect({ ctx, rdev: st.rdev }).toEqual({ ctx, rdev: h.rdev });
+    if (h.target !== undefined)
+      expect({ ctx, target: await fs.readlink(h.path) }).toEqual({ ctx, target: h.target });
+    if (st.isCharacterDevice() || st.isBlockDevice())
+      expect({ ctx, rdev: st.rdev }).toEqual({ ctx, rdev: h.rdev });
     const names = (await fs.llistxattr(h.path)).sort();
     expect({ ctx, names }).toEqual({ ctx, names: Object.keys(h.xattrs).sort() });
     for (const [name, hex] of Object.entries(h.xattrs)) {

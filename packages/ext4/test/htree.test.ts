@@ -45,7 +45,13 @@ describeWithTools(["mke2fs", "debugfs", "e2fsck"], "htree", () => {
     for (const name of names) {
       for (let alg = 0; alg <= 5; alg++) {
         for (const seeded of [false, true]) {
-          cmds.push(Buffer.concat([Buffer.from(`dx_hash -h ${alg}${seeded ? ` -s ${seedUuid}` : ""} `), name, Buffer.from("\n")]));
+          cmds.push(
+            Buffer.concat([
+              Buffer.from(`dx_hash -h ${alg}${seeded ? ` -s ${seedUuid}` : ""} `),
+              name,
+              Buffer.from("\n"),
+            ]),
+          );
           expected.push({ name, alg, seeded });
         }
       }
@@ -59,15 +65,29 @@ describeWithTools(["mke2fs", "debugfs", "e2fsck"], "htree", () => {
     expected.forEach((e, i) => {
       const ours = dxHash(e.name, e.alg, e.seeded ? seed : undefined);
       const want = { hash: Number.parseInt(hashes[i][1], 16), minor: Number.parseInt(hashes[i][2], 16) };
-      expect({ alg: e.alg, name: e.name.toString("hex"), ...ours }).toEqual({ alg: e.alg, name: e.name.toString("hex"), ...want });
+      expect({ alg: e.alg, name: e.name.toString("hex"), ...ours }).toEqual({
+        alg: e.alg,
+        name: e.name.toString("hex"),
+        ...want,
+      });
     });
     expect(dxHash(Buffer.from("hello"), DX_HASH.legacy, undefined).hash).toBe(0x32252546);
   });
 
   const cases = [
     { name: "4 KiB, half_md4", args: ["-t", "ext4"], entries: 6000, unsigned: false },
-    { name: "1 KiB, 2-level, tea, unsigned", args: ["-t", "ext4", "-b", "1024", "-E", "hash_alg=tea"], entries: 6000, unsigned: true },
-    { name: "1 KiB ext3, legacy, no csum", args: ["-t", "ext3", "-b", "1024", "-E", "hash_alg=legacy"], entries: 5200, unsigned: false },
+    {
+      name: "1 KiB, 2-level, tea, unsigned",
+      args: ["-t", "ext4", "-b", "1024", "-E", "hash_alg=tea"],
+      entries: 6000,
+      unsigned: true,
+    },
+    {
+      name: "1 KiB ext3, legacy, no csum",
+      args: ["-t", "ext3", "-b", "1024", "-E", "hash_alg=legacy"],
+      entries: 5200,
+      unsigned: false,
+    },
   ];
   for (const c of cases) {
     it(`${c.name}: every name of a ${c.entries}-entry directory is found through the index`, async () => {
@@ -75,7 +95,8 @@ describeWithTools(["mke2fs", "debugfs", "e2fsck"], "htree", () => {
       await mkdir(join(src, "big"), { recursive: true });
       const names: string[] = [];
       for (let i = 0; i < c.entries; i++) {
-        const n = i % 11 === 0 ? `ünïcødé-${i}-日本` : `file-${String(i).padStart(6, "0")}-${(i * 7919) % 10007}`;
+        const n =
+          i % 11 === 0 ? `ünïcødé-${i}-日本` : `file-${String(i).padStart(6, "0")}-${(i * 7919) % 10007}`;
         names.push(n);
         await writeFile(join(src, "big", n), "");
       }
@@ -87,7 +108,9 @@ describeWithTools(["mke2fs", "debugfs", "e2fsck"], "htree", () => {
       expect(fsck.exitCode).toBeLessThanOrEqual(1);
       const st = await debugfsStat(img, "/big");
       expect(st.flags & 0x1000).toBe(0x1000);
-      const levels = (await debugfs(img, ["htree /big"], { allowErrors: true })).match(/Indirect levels: (\d+)/)?.[1];
+      const levels = (await debugfs(img, ["htree /big"], { allowErrors: true })).match(
+        /Indirect levels: (\d+)/,
+      )?.[1];
       if (c.args.includes("1024") && c.entries >= 6000) expect(levels).toBe("1");
 
       const fs = await openImage(img);

@@ -8,17 +8,16 @@ import { join } from "node:path";
 import { FileDevice, MemoryDevice, RangeDevice } from "@imgpatch/disk";
 import {
   ACL_TAG,
-  DIRENT_TAIL_SIZE,
-  EXTENT_MAGIC,
-  Ext4Fs,
-  Ext4UnsupportedError,
-  INODE_FLAGS,
   crc16,
   crc32c,
+  DIRENT_TAIL_SIZE,
   decodeCapability,
   decodePosixAcl,
   decodeTime,
   dxChecksum,
+  EXTENT_MAGIC,
+  Ext4Fs,
+  Ext4UnsupportedError,
   encodeCapability,
   encodeExtent,
   encodeExtentHeader,
@@ -29,12 +28,12 @@ import {
   encodeTime,
   extentBlockChecksum,
   gdtBlockLocation,
+  INODE_FLAGS,
   inodeChecksumSeed,
   parseDxEntries,
   parseExtent,
   parseExtentHeader,
   parseGroupDesc,
-  parseInode,
   parseSuperblock,
   setDirentTail,
   setDxChecksum,
@@ -67,7 +66,17 @@ describe("pure codecs", () => {
   });
 
   it("timestamps: nanoseconds and epoch bits round-trip from 1901 to 2446", () => {
-    for (const sec of [-(2 ** 31), -1, 0, 1, 2 ** 31 - 1, 2 ** 31, 2 ** 32, 4102444800, 2 ** 34 - 2 ** 31 - 1]) {
+    for (const sec of [
+      -(2 ** 31),
+      -1,
+      0,
+      1,
+      2 ** 31 - 1,
+      2 ** 31,
+      2 ** 32,
+      4102444800,
+      2 ** 34 - 2 ** 31 - 1,
+    ]) {
       for (const nsec of [0, 1, 999_999_999]) {
         const e = encodeTime({ sec, nsec });
         expect(decodeTime(e.raw, e.extra)).toEqual({ sec, nsec });
@@ -87,12 +96,17 @@ describe("pure codecs", () => {
     const disk = encodePosixAclDisk(entries);
     expect(disk.length).toBe(4 + 8 + 4 * 4);
     expect(decodePosixAcl(disk)).toEqual(entries);
-    const x = Buffer.from("0200000001000600ffffffff02000400d204000004000400ffffffff10000400ffffffff20000000ffffffff", "hex");
+    const x = Buffer.from(
+      "0200000001000600ffffffff02000400d204000004000400ffffffff10000400ffffffff20000000ffffffff",
+      "hex",
+    );
     expect(decodePosixAcl(x)).toEqual(entries);
     expect(() => decodePosixAcl(new Uint8Array([9, 0, 0, 0]))).toThrow(RangeError);
     const cap = decodeCapability(Buffer.from("0100000200300000000000000000000000000000", "hex"));
     expect(cap).toEqual({ version: 2, effective: true, permitted: 0x3000n, inheritable: 0n });
-    expect(Buffer.from(encodeCapability(cap)).toString("hex")).toBe("0100000200300000000000000000000000000000");
+    expect(Buffer.from(encodeCapability(cap)).toString("hex")).toBe(
+      "0100000200300000000000000000000000000000",
+    );
     expect(() => decodeCapability(new Uint8Array(7))).toThrow(RangeError);
   });
 });
@@ -108,8 +122,20 @@ describeWithTools(["mke2fs", "debugfs", "e2fsck", "setfattr"], "against real ima
     await writeFile(join(src, "frag.bin"), pseudoBytes(400 * 1024, 3));
     await writeFile(join(src, "file"), "content\n");
     await writeFile(join(src, "acl"), "acl\n");
-    await runToolOk("setfattr", ["-n", "system.posix_acl_access", "-v", "0x0200000001000600ffffffff02000400d204000004000400ffffffff10000400ffffffff20000000ffffffff", join(src, "acl")]);
-    await runToolOk("setfattr", ["-n", "user.big", "-v", `0x${pseudoBytes(900, 4).toString("hex")}`, join(src, "acl")]);
+    await runToolOk("setfattr", [
+      "-n",
+      "system.posix_acl_access",
+      "-v",
+      "0x0200000001000600ffffffff02000400d204000004000400ffffffff10000400ffffffff20000000ffffffff",
+      join(src, "acl"),
+    ]);
+    await runToolOk("setfattr", [
+      "-n",
+      "user.big",
+      "-v",
+      `0x${pseudoBytes(900, 4).toString("hex")}`,
+      join(src, "acl"),
+    ]);
     // A chain of 40 symlinks resolves; 41 is one too many.
     await mkdir(join(src, "chain"));
     await writeFile(join(src, "chain/target"), "end of chain\n");
@@ -126,13 +152,17 @@ describeWithTools(["mke2fs", "debugfs", "e2fsck", "setfattr"], "against real ima
     await debugfs(img, cmds, { write: true });
     await runToolOk("e2fsck", ["-fyD", img]).catch(() => undefined);
     // After e2fsck (which would pull timestamps beyond 2242 back into range).
-    await debugfs(img, [
-      "sif /file mtime @4102444800",
-      "sif /file mtime_extra 0x0000ffff",
-      "sif /file atime @-2000000000",
-      "sif /file crtime 20400101120000",
-      "sif /file ctime_extra 0x00000ff1",
-    ], { write: true });
+    await debugfs(
+      img,
+      [
+        "sif /file mtime @4102444800",
+        "sif /file mtime_extra 0x0000ffff",
+        "sif /file atime @-2000000000",
+        "sif /file crtime 20400101120000",
+        "sif /file ctime_extra 0x00000ff1",
+      ],
+      { write: true },
+    );
   });
 
   it("timestamps with epoch bits and nanoseconds equal debugfs", async () => {
@@ -143,7 +173,12 @@ describeWithTools(["mke2fs", "debugfs", "e2fsck", "setfattr"], "against real ima
     expect(s.crtimeSpec).toEqual({ sec: Date.UTC(2040, 0, 1, 12) / 1000, nsec: 0 });
     expect(s.mtimeSpec).toEqual({ sec: (0xf4865700 | 0) + 3 * 2 ** 32, nsec: 0xffff >>> 2 });
     expect(s.ctimeSpec.nsec).toBe(0xff1 >>> 2);
-    expect({ a: s.atimeSpec, m: s.mtimeSpec, c: s.ctimeSpec, cr: s.crtimeSpec }).toEqual({ a: d.atime, m: d.mtime, c: d.ctime, cr: d.crtime });
+    expect({ a: s.atimeSpec, m: s.mtimeSpec, c: s.ctimeSpec, cr: s.crtimeSpec }).toEqual({
+      a: d.atime,
+      m: d.mtime,
+      c: d.ctime,
+      cr: d.crtime,
+    });
     expect(s.mtimeNs).toBe(BigInt(s.mtimeSpec.sec) * 1_000_000_000n + BigInt(s.mtimeSpec.nsec));
     await fs.close();
   });
@@ -195,7 +230,8 @@ describeWithTools(["mke2fs", "debugfs", "e2fsck", "setfattr"], "against real ima
           expect(nh.magic).toBe(EXTENT_MAGIC);
           const copy = node.slice();
           encodeExtentHeader(copy, nh);
-          if (nh.depth === 0) for (let k = 0; k < nh.entries; k++) encodeExtent(copy, k, parseExtent(node, k));
+          if (nh.depth === 0)
+            for (let k = 0; k < nh.entries; k++) encodeExtent(copy, k, parseExtent(node, k));
           copy.fill(0, copy.length - 4);
           setExtentBlockChecksum(seed, copy);
           expect(copy).toEqual(node);
@@ -271,7 +307,9 @@ describeWithTools(["mke2fs", "debugfs", "e2fsck", "setfattr"], "against real ima
     expect(await fs.exists("/d/n7/x")).toBe(false);
     // ACL: getxattr gives the xattr API form, raw gives the ext4 disk form.
     const acl = await fs.getxattr("/acl", "system.posix_acl_access");
-    expect(acl.toString("hex")).toBe("0200000001000600ffffffff02000400d204000004000400ffffffff10000400ffffffff20000000ffffffff");
+    expect(acl.toString("hex")).toBe(
+      "0200000001000600ffffffff02000400d204000004000400ffffffff10000400ffffffff20000000ffffffff",
+    );
     const raw = await fs.getxattr("/acl", "system.posix_acl_access", { raw: true });
     expect(u32(raw, 0)).toBe(1);
     expect(decodePosixAcl(raw)).toEqual(decodePosixAcl(acl));
@@ -297,7 +335,8 @@ describeWithTools(["mke2fs", "debugfs", "e2fsck", "setfattr"], "against real ima
     for await (const e of direct.walk("/")) {
       const s = await fs.lstat(e.path);
       expect(s.ino).toBe(e.ino);
-      if (e.stats.isFile()) expect((await fs.readFile(e.path)).equals(await direct.readFile(e.path))).toBe(true);
+      if (e.stats.isFile())
+        expect((await fs.readFile(e.path)).equals(await direct.readFile(e.path))).toBe(true);
     }
     await direct.close();
     await dev.close();
@@ -356,7 +395,8 @@ describeWithTools(["mke2fs"], "inline_data", () => {
     const img = join(dir, "inline.img");
     await mkfs(img, src, 8, ["-t", "ext4", "-O", "inline_data"]);
     const fs = await openImage(img);
-    for (const p of ["/small-dir", "/tiny", "/x100"]) expect((await fs.lstat(p)).flags & INODE_FLAGS.INLINE_DATA).toBeTruthy();
+    for (const p of ["/small-dir", "/tiny", "/x100"])
+      expect((await fs.lstat(p)).flags & INODE_FLAGS.INLINE_DATA).toBeTruthy();
     expect(await fs.readdir("/small-dir")).toEqual(["a"]);
     expect((await fs.readFile("/small-dir/a")).toString()).toBe("A");
     expect((await fs.readFile("/tiny")).toString()).toBe("tiny file");
