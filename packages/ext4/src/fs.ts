@@ -451,7 +451,7 @@ export class Ext4Fs {
     return { group, index: (ino - 1) % this.sb.inodesPerGroup, gd: this.groups[group] };
   }
 
-  /** Read and verify one inode. */
+  /** Read and verify one inode. The returned object is shared with the cache: treat it as read-only. */
   async readInode(ino: number): Promise<Inode> {
     const cached = this.inodeCache.get(ino);
     if (cached) return cached;
@@ -1597,6 +1597,25 @@ export class Ext4Fs {
   /** First block of group g. */
   groupFirstBlock(g: number): number {
     return groupFirstBlock(this.sb, g);
+  }
+
+  /**
+   * Forget cached copies of an inode, a block (metadata or data window) or a directory listing
+   * after they were rewritten (the editor calls this for what it writes).
+   */
+  invalidate(what: { inode?: number; block?: number; dir?: number }): void {
+    if (what.inode !== undefined) {
+      this.inodeCache.delete(what.inode);
+      const { group, index } = this.inodeLocation(what.inode);
+      const blockInTable = Math.floor(index / (this.blockSize / this.sb.inodeSize));
+      this.itableCache.delete(group * 0x10000 + Math.floor(blockInTable / this.itableChunkBlocks));
+      this.dirCache.delete(what.inode);
+    }
+    if (what.block !== undefined) {
+      this.blockCache.delete(what.block);
+      this.dataCache.delete(Math.floor((what.block * this.blockSize) / DATA_WINDOW) * DATA_WINDOW);
+    }
+    if (what.dir !== undefined) this.dirCache.delete(what.dir);
   }
 
   /** Drop every cache (after an external change to the device). */

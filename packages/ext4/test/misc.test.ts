@@ -406,3 +406,21 @@ describeWithTools(["mke2fs"], "inline_data", () => {
     await fs.close();
   });
 });
+
+describeWithTools(["mke2fs", "debugfs"], "casefold", () => {
+  it("exact names are found in a casefolded directory; other spellings are refused clearly", async () => {
+    const dir = await tempDir("ext4-casefold-");
+    const src = join(dir, "src");
+    await mkdir(join(src, "cf"), { recursive: true });
+    await writeFile(join(src, "cf/Readme.TXT"), "hello");
+    const img = join(dir, "cf.img");
+    await mkfs(img, src, 8, ["-t", "ext4", "-O", "casefold"]);
+    await debugfs(img, ["sif /cf flags 0x40080000"], { write: true });
+    const fs = await openImage(img);
+    expect(fs.features().incompat).toContain("casefold");
+    expect((await fs.readFile("/cf/Readme.TXT")).toString()).toBe("hello");
+    await expect(fs.readFile("/cf/readme.txt")).rejects.toMatchObject({ feature: "casefold" });
+    await expect(fs.readFile("/cf/other")).rejects.toMatchObject({ code: "ENOENT" });
+    await fs.close();
+  });
+});
