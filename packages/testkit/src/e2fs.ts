@@ -395,3 +395,33 @@ export async function debugfsXattrs(target: FsTarget, path: string): Promise<Rec
   for (const [i, n] of names.entries()) result[n] = await readFile(join(dir, String(i)));
   return result;
 }
+
+/**
+ * `debugfs blocks`: the physical blocks of an inode in logical order, as debugfs lists them (for
+ * block-mapped files this includes the indirect blocks; holes are skipped). Fast symlinks and
+ * inline-data inodes have none.
+ */
+export async function debugfsBlocks(target: FsTarget, path: string): Promise<number[]> {
+  // debugfs 1.47.0 reads a fast symlink's target bytes as block numbers; such inodes (and inline
+  // data ones) own no blocks.
+  const st = parseDebugfsStat(await debugfs(target, [`stat ${debugfsQuote(path)}`]));
+  if (st.flags & INLINE_DATA_FL || /^Fast link dest: /m.test(st.raw)) return [];
+  const out = await debugfs(target, [`blocks ${debugfsQuote(path)}`]);
+  return out
+    .split(/\s+/)
+    .filter(Boolean)
+    .map((w) => {
+      if (!/^\d+$/.test(w)) throw new Error(`debugfs blocks ${path}: unexpected '${w}'`);
+      return Number(w);
+    });
+}
+
+/**
+ * `debugfs rdump`: copy a file or directory tree out of the filesystem into `destDir` (which
+ * must exist); returns the path of the copy. debugfs restores modes, owners and times.
+ */
+export async function debugfsRdump(target: FsTarget, path: string, destDir: string): Promise<string> {
+  await debugfs(target, [`rdump ${debugfsQuote(path)} ${debugfsQuote(destDir)}`]);
+  const base = path === "/" ? "" : path.replace(/\/+$/, "").split("/").pop()!;
+  return join(destDir, base);
+}

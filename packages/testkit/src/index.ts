@@ -14,10 +14,12 @@ export type {
 } from "./e2fs.js";
 export {
   debugfs,
+  debugfsBlocks,
   debugfsCat,
   debugfsLs,
   debugfsQuote,
   debugfsRaw,
+  debugfsRdump,
   debugfsStat,
   debugfsXattrs,
   dumpe2fs,

@@ -3,8 +3,10 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
   debugfs,
+  debugfsBlocks,
   debugfsCat,
   debugfsLs,
+  debugfsRdump,
   debugfsStat,
   debugfsXattrs,
   describeWithTools,
@@ -195,6 +197,22 @@ describeWithTools(["mke2fs", "e2fsck", "debugfs", "dumpe2fs"], "e2fsprogs oracle
     await expect(debugfsStat(img, "/nope")).rejects.toThrow(OracleError);
     await expect(debugfsCat(img, "/nope")).rejects.toThrow(/not found/);
     await expect(debugfsLs(img, "/nope")).rejects.toThrow(OracleError);
+  });
+
+  it("blocks and rdump", async () => {
+    const dir = await tempDir();
+    const img = await makeExt4(dir);
+    const blocks = await debugfsBlocks(img, "/hello.txt");
+    expect(blocks).toHaveLength(1);
+    // The block debugfs names holds the file's bytes.
+    const raw = await readFile(img);
+    expect(raw.subarray(blocks[0] * 1024, blocks[0] * 1024 + 13).toString()).toBe("hello, world\n");
+    expect(await debugfsBlocks(img, "/fast")).toEqual([]);
+    const out = await tempDir();
+    const copy = await debugfsRdump(img, "/sub", out);
+    expect(copy).toBe(join(out, "sub"));
+    expect(await readFile(join(copy, "bin"))).toEqual(Buffer.from([0, 1, 2, 255]));
+    await expect(debugfsRdump(img, "/missing", out)).rejects.toThrow(OracleError);
   });
 
   it("dumpe2fs -h fields", async () => {
