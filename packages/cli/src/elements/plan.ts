@@ -3,7 +3,7 @@
  * (static injections now, install phases deferred to the first boot) plus a report.
  */
 import { readdir, readFile, stat } from "node:fs/promises";
-import { join } from "node:path";
+import { join, posix } from "node:path";
 import { FIRSTBOOT } from "../guest/firstboot.js";
 import { readTextOrNull, statOrNull } from "../guest/fs-util.js";
 import type { GuestFs } from "../guest/guest-fs.js";
@@ -147,12 +147,7 @@ async function candidateOf(hooks: MergedHooks, e: MergedEntry): Promise<RunParts
   const target = e.target!;
   if (!target.startsWith("/")) {
     const dir = e.rel.slice(0, e.rel.lastIndexOf("/"));
-    const t = hooks.entries.get(
-      `${dir}/${target}`
-        .split("/")
-        .filter((c) => c !== ".")
-        .join("/"),
-    );
+    const t = hooks.entries.get(posix.normalize(`${dir}/${target}`));
     if (t) return { name, regular: t.kind === "file", executable: (t.mode & 0o111) !== 0 };
   }
   try {
