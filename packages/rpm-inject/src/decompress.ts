@@ -2,7 +2,7 @@
  * Streaming payload decompression. Every decoder consumes an async iterable of compressed chunks and
  * yields decompressed chunks, so memory stays bounded by a few blocks whatever the payload size.
  *
- *   gzip   fflate's streaming Gunzip (input pushed in 16 KiB pieces to bound each burst of output)
+ *   gzip   fflate's streaming Gunzip (input pushed in 4 KiB pieces to bound each burst of output)
  *   zstd   fzstd's streaming Decompress (same)
  *   xz     xz-decompress (WASM xz-embedded) through a web ReadableStream; rpm's SHA-256 block checks,
  *          which xz-embedded cannot verify, are dropped on the way (xz-check.ts)
@@ -18,7 +18,7 @@ import { RpmFormatError, RpmUnsupportedError } from "./errors.js";
 import { xzDropUnsupportedCheck } from "./xz-check.js";
 
 const require = createRequire(import.meta.url);
-const PUSH_PIECE = 16 * 1024;
+const PUSH_PIECE = 4 * 1024;
 
 export type Compressor = "gzip" | "zstd" | "xz" | "bzip2" | "none";
 export const SUPPORTED_COMPRESSORS: readonly Compressor[] = ["gzip", "zstd", "xz", "bzip2", "none"];
