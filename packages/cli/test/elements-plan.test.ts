@@ -77,6 +77,10 @@ describe("elements plan details", () => {
     expect(script).toContain("export DIB_INSTALLTYPE_os_collect_config='package'");
     expect(script).toContain("export DISTRO_NAME='debian'");
     expect(plan.report.selinux).toBe("not-selinux");
+    const unit = plan.ops.find((o) => o.op === "write" && o.path.endsWith("/os-collect-config.service"));
+    expect((unit as { source: { text: string } }).source.text).toContain(
+      "ExecStart=/usr/bin/os-collect-config",
+    );
   });
 
   it("package-installs.yaml is ignored (with a warning) without the package-installs element", async () => {

@@ -403,7 +403,12 @@ export async function buildElementsPlan(fs: GuestFs, options: ElementsPlanOption
       op: "write",
       path: `${unitDir}/${OCC_UNIT}`,
       mode: 0o644,
-      source: { text: occUnitText() },
+      source: {
+        // Source installs link the venv's binary into /usr/local/bin; packages put it in /usr/bin.
+        text: occUnitText(
+          typeOf("os-collect-config") === "package" ? "/usr/bin/os-collect-config" : undefined,
+        ),
+      },
       reason: "os-collect-config unit",
     });
     ops.push({ op: "enable", unit: OCC_UNIT, reason: "os-svc-enable -n os-collect-config" });
