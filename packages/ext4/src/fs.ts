@@ -297,7 +297,6 @@ export class Ext4Fs {
     if (offset !== SUPERBLOCK_OFFSET && offset !== sbBlock * sb.blockSize) {
       throw new Ext4FormatError("backup superblock block size does not match its position", where);
     }
-    checkFeatures(sb, where);
     if (hasRoCompat(sb, RO_COMPAT.metadata_csum)) {
       if (sb.checksumType !== 1) {
         throw new Ext4FormatError(`unknown checksum type ${sb.checksumType}`, {
@@ -315,6 +314,9 @@ export class Ext4Fs {
         warnings.push({ code: "ECHECKSUM", message: err.message });
       }
     }
+    // Features are judged only on a superblock whose checksum holds (a flipped bit must not
+    // look like an unknown feature and stop the search for a good backup).
+    checkFeatures(sb, where);
     if (sb.blocksCount * sb.blockSize > device.size) {
       throw new Ext4FormatError(
         `filesystem of ${sb.blocksCount} blocks (${sb.blocksCount * sb.blockSize} bytes) is larger than the device (${device.size} bytes)`,

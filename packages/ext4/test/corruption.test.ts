@@ -83,6 +83,23 @@ describeWithTools(["mke2fs", "debugfs", "e2fsck", "setfattr"], "corrupted metada
     await dev.close();
   });
 
+  it("superblock wiped out entirely: the backup is found", async () => {
+    const img = await copy();
+    const fh = await open(img, "r+");
+    await fh.write(Buffer.alloc(1024), 0, 1024, 1024);
+    await fh.close();
+    const dev = await FileDevice.open(img, { readOnly: true });
+    await expect(Ext4Fs.open(dev, { superblock: 0 })).rejects.toMatchObject({ code: "EFORMAT" });
+    const fs = await Ext4Fs.open(dev);
+    expect(fs.warnings.map((w) => w.code)).toContain("EBACKUPSB");
+    expect((await fs.readdir("/big")).length).toBe(600);
+    // Explicit backup superblock, like e2fsck -b 32768 -B 4096.
+    const b = await Ext4Fs.open(dev, { superblock: 32768, blockSize: 4096 });
+    expect(b.superblockOffset).toBe(32768 * 4096);
+    expect(sha256(await b.readFile("/frag.bin"))).toBe(sha256(await fs.readFile("/frag.bin")));
+    await dev.close();
+  });
+
   it("group descriptor: checksum error naming the group; backup descriptors used by default", async () => {
     const img = await copy();
     await flip(img, BS + 0xc); // group 0 free blocks count
