@@ -29,8 +29,13 @@ export interface ConvertOptions {
   overwrite?: boolean;
   /** Compressions in flight at once (default 16; they run on libuv's thread pool, every core). */
   parallel?: number;
-  /** Bytes read from the source per step (default 4 MiB, rounded to clusters). */
+  /** Bytes read from the source per step (default 8 MiB, rounded to clusters). */
   chunkBytes?: number;
+  /**
+   * fdatasync the output before returning (default false: like `qemu-img convert`, whose
+   * default cache mode is "unsafe", leave write-back to the OS).
+   */
+  sync?: boolean;
 }
 
 export interface ConvertStats {
@@ -143,40 +148,57 @@ function deflateCluster(data: Uint8Array): Promise<Buffer> {
   });
 }
 
-/** Iterate the source chunk by chunk: data clusters come with their bytes, zero ones without. */
-async function* clusters(
+/**
+ * Iterate the source chunk by chunk as runs of clusters that are all data (with their bytes,
+ * one buffer per run) or all zero (never read when the mapping says so).
+ */
+async function* runs(
   src: BlockDevice,
   cs: number,
   chunkBytes: number,
   stats: ConvertStats,
-): AsyncGenerator<{ index: number; data: Uint8Array | null }> {
+): AsyncGenerator<{ index: number; count: number; data: Uint8Array | null }> {
   const total = Math.ceil(src.size / cs);
   const perChunk = Math.max(1, Math.floor(chunkBytes / cs));
+  let zeroFrom = -1; // pending zero run start (merged across chunks)
   for (let first = 0; first < total; first += perChunk) {
     const count = Math.min(perChunk, total - first);
     const map = await dataMap(src, first, count, cs);
     let i = 0;
     while (i < count) {
       if (!map[i]) {
-        yield { index: first + i, data: null };
+        if (zeroFrom < 0) zeroFrom = first + i;
         i++;
         continue;
       }
       let j = i;
       while (j < count && map[j]) j++;
-      // one read for the run of possibly-data clusters
       const start = (first + i) * cs;
       const len = Math.min(src.size, (first + j) * cs) - start;
       const buf = new Uint8Array((j - i) * cs);
       await src.readInto(start, buf.subarray(0, len));
       stats.bytesRead += len;
-      for (let k = i; k < j; k++) {
-        const d = buf.subarray((k - i) * cs, (k - i + 1) * cs);
-        yield { index: first + k, data: isZero(d) ? null : d };
+      // split into data and all-zero runs
+      let k = i;
+      while (k < j) {
+        const z = isZero(buf.subarray((k - i) * cs, (k - i + 1) * cs));
+        let m = k + 1;
+        while (m < j && isZero(buf.subarray((m - i) * cs, (m - i + 1) * cs)) === z) m++;
+        if (z) {
+          if (zeroFrom < 0) zeroFrom = first + k;
+        } else {
+          if (zeroFrom >= 0) {
+            yield { index: zeroFrom, count: first + k - zeroFrom, data: null };
+            zeroFrom = -1;
+          }
+          yield { index: first + k, count: m - k, data: buf.subarray((k - i) * cs, (m - i) * cs) };
+        }
+        k = m;
       }
       i = j;
     }
   }
+  if (zeroFrom >= 0) yield { index: zeroFrom, count: total - zeroFrom, data: null };
 }
 
 async function toQcow2(src: BlockDevice, target: string, options: ConvertOptions): Promise<ConvertStats> {
@@ -212,6 +234,7 @@ async function toQcow2(src: BlockDevice, target: string, options: ConvertOptions
         }
       : undefined,
     overwrite: options.overwrite,
+    sync: options.sync ?? false,
   });
   const compress = options.compress === true || options.compress === "deflate";
   const parallel = Math.max(1, options.parallel ?? 16);
@@ -230,36 +253,44 @@ async function toQcow2(src: BlockDevice, target: string, options: ConvertOptions
   const backingBuf = new Uint8Array(cs);
   let ok = false;
   try {
-    for await (const { index, data } of clusters(src, cs, options.chunkBytes ?? 4 * 1024 * 1024, stats)) {
-      if (backing) {
-        // overlay: store only what differs from the backing image
-        const at = index * cs;
-        const n = Math.max(0, Math.min(cs, backing.size - at));
-        backingBuf.fill(0);
-        if (n > 0) await backing.readInto(at, backingBuf.subarray(0, n));
-        const want = data ?? null;
-        if (want === null ? isZero(backingBuf) : sameBytes(want, backingBuf)) {
-          stats.sameAsBacking++;
-          continue;
+    for await (const run of runs(src, cs, options.chunkBytes ?? 8 * 1024 * 1024, stats)) {
+      if (run.data === null && !backing) {
+        stats.zeroClusters += run.count;
+        continue;
+      }
+      for (let k = 0; k < run.count; k++) {
+        const index = run.index + k;
+        const data = run.data ? run.data.subarray(k * cs, (k + 1) * cs) : null;
+        if (backing) {
+          // overlay: store only what differs from the backing image
+          const at = index * cs;
+          const n = Math.max(0, Math.min(cs, backing.size - at));
+          backingBuf.fill(0);
+          if (n > 0) await backing.readInto(at, backingBuf.subarray(0, n));
+          const want = data ?? null;
+          if (want === null ? isZero(backingBuf) : sameBytes(want, backingBuf)) {
+            stats.sameAsBacking++;
+            continue;
+          }
+          if (want === null) {
+            await drain(0);
+            if (version >= 3) await writer.putZero(index);
+            else await writer.putData(index, new Uint8Array(cs));
+            stats.zeroClusters++;
+            continue;
+          }
         }
-        if (want === null) {
-          await drain(0);
-          if (version >= 3) await writer.putZero(index);
-          else await writer.putData(index, new Uint8Array(cs));
+        if (data === null) {
           stats.zeroClusters++;
           continue;
         }
-      }
-      if (data === null) {
-        stats.zeroClusters++;
-        continue;
-      }
-      if (compress) {
-        pending.push({ index, raw: data, out: deflateCluster(data) });
-        await drain(parallel);
-      } else {
-        await writer.putData(index, data);
-        stats.dataClusters++;
+        if (compress) {
+          pending.push({ index, raw: data, out: deflateCluster(data) });
+          await drain(parallel);
+        } else {
+          await writer.putData(index, data);
+          stats.dataClusters++;
+        }
       }
     }
     await drain(0);
@@ -288,37 +319,21 @@ async function toRaw(src: BlockDevice, target: string, options: ConvertOptions):
   const fh = await open(target, "wx");
   try {
     await fh.truncate(src.size);
-    let runStart = -1;
-    let parts: Uint8Array[] = [];
-    let runBytes = 0;
-    const flush = async () => {
-      if (parts.length > 0) {
-        const { bytesWritten } = await fh.writev(parts, runStart);
-        if (bytesWritten < runBytes) {
-          const rest = Buffer.concat(parts).subarray(bytesWritten);
-          await fh.write(rest, 0, rest.length, runStart + bytesWritten);
-        }
-      }
-      parts = [];
-      runBytes = 0;
-      runStart = -1;
-    };
-    for await (const { index, data } of clusters(src, cs, options.chunkBytes ?? 4 * 1024 * 1024, stats)) {
-      if (data === null) {
-        stats.zeroClusters++;
-        await flush();
+    for await (const r of runs(src, cs, options.chunkBytes ?? 8 * 1024 * 1024, stats)) {
+      if (r.data === null) {
+        stats.zeroClusters += r.count;
         continue;
       }
-      const at = index * cs;
-      const piece = data.subarray(0, Math.min(cs, src.size - at));
-      if (runStart >= 0 && (runStart + runBytes !== at || parts.length >= 1024)) await flush();
-      if (runStart < 0) runStart = at;
-      parts.push(piece);
-      runBytes += piece.length;
-      stats.dataClusters++;
+      const at = r.index * cs;
+      const bytes = r.data.subarray(0, Math.min(r.data.length, src.size - at));
+      let done = 0;
+      while (done < bytes.length) {
+        const { bytesWritten } = await fh.write(bytes, done, bytes.length - done, at + done);
+        done += bytesWritten;
+      }
+      stats.dataClusters += r.count;
     }
-    await flush();
-    await fh.datasync();
+    if (options.sync) await fh.datasync();
   } finally {
     await fh.close();
   }

@@ -19,3 +19,17 @@ export * from "./l2-entry.js";
 export { type OpenQcow2Options, openQcow2 } from "./open.js";
 export { Refcounts } from "./refcount.js";
 export { type Qcow2Snapshot, readSnapshotTable } from "./snapshots.js";
+export { type CheckQcow2Options, checkQcow2, type Qcow2CheckResult } from "./check.js";
+export { type ConvertOptions, type ConvertStats, convertImage } from "./convert.js";
+export {
+  combineBackingPath,
+  type ImageInfo,
+  type InfoOptions,
+  imageInfo,
+  type Qcow2FormatInfo,
+  qcow2Info,
+  type QemuJson,
+  type SnapshotInfo,
+  toQemuJson,
+} from "./info.js";
+export { Qcow2StreamWriter, type StreamWriterOptions } from "./stream-writer.js";

@@ -29,6 +29,8 @@ export interface StreamWriterOptions {
   version?: 2 | 3;
   extendedL2?: boolean;
   backing?: { path: string; format?: "qcow2" | "raw" };
+  /** fdatasync before and after writing the header (default true). */
+  sync?: boolean;
 }
 
 /** Bytes of data gathered before one vectored write. */
@@ -252,9 +254,10 @@ export class Qcow2StreamWriter {
       for (let b = 0; b < B; b++) setU64(tv, b * 8, blocksAt + b * cs);
       await this.append(tableAt, table);
       await this.flushBatch();
-      await this.host.sync();
+      const sync = this.opts.sync ?? true;
+      if (sync) await this.host.sync(); // everything the header points to, before the header
       await this.host.write(0, this.headerCluster(l1At, tableAt, T));
-      await this.host.sync();
+      if (sync) await this.host.sync();
     } finally {
       await this.host.close();
     }
