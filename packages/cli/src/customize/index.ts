@@ -1,3 +1,4 @@
+export { type CopyOutResult, copyOut, HostPathExistsError } from "./copy-out.js";
 export { globComponentToRegExp, guestGlob, hasGlobChars } from "./glob.js";
 export {
   applyOperation,

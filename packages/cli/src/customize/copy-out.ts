@@ -1,0 +1,80 @@
+/**
+ * `imgpatch get GUEST HOST`: copies a guest file or tree out to the host. Guest symlinks are
+ * recreated as symlinks (never followed onto host paths), nothing existing on the host is
+ * overwritten or written through (files are created exclusively; an existing host symlink in the
+ * way is an error), and setuid/setgid bits are dropped.
+ */
+import { chmod, lstat, mkdir, symlink, utimes, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { ImgpatchError } from "@imgpatch/disk";
+import type { GuestFs } from "../guest/guest-fs.js";
+import { guestBasename } from "../guest/paths.js";
+
+export interface CopyOutResult {
+  files: number;
+  dirs: number;
+  symlinks: number;
+  skipped: Array<{ path: string; why: string }>;
+}
+
+/** The host destination already exists (we never overwrite on the host). */
+export class HostPathExistsError extends ImgpatchError {
+  constructor(path: string) {
+    super("EEXIST", "already exists on the host; not overwritten", { file: path });
+  }
+}
+
+async function hostExists(p: string): Promise<boolean> {
+  try {
+    await lstat(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Copies `guestPath` to `hostPath`; when `hostPath` is an existing host directory (a real one, not a
+ * symlink), the copy goes inside it under the guest name.
+ */
+export async function copyOut(fs: GuestFs, guestPath: string, hostPath: string): Promise<CopyOutResult> {
+  const result: CopyOutResult = { files: 0, dirs: 0, symlinks: 0, skipped: [] };
+  let dest = hostPath;
+  try {
+    const st = await lstat(hostPath);
+    if (st.isDirectory()) dest = join(hostPath, guestBasename(guestPath) || "root");
+    else throw new HostPathExistsError(hostPath);
+  } catch (err) {
+    if (err instanceof HostPathExistsError) throw err;
+  }
+  await copyEntry(fs, guestPath, dest, result);
+  return result;
+}
+
+async function copyEntry(fs: GuestFs, src: string, dest: string, r: CopyOutResult): Promise<void> {
+  if (await hostExists(dest)) throw new HostPathExistsError(dest);
+  const st = await fs.lstat(src);
+  switch (st.type) {
+    case "directory": {
+      await mkdir(dest, { mode: 0o700 });
+      r.dirs++;
+      for (const name of await fs.readdir(src))
+        await copyEntry(fs, `${src === "/" ? "" : src}/${name}`, join(dest, name), r);
+      await chmod(dest, st.mode & 0o1777);
+      await utimes(dest, st.atime, st.mtime);
+      return;
+    }
+    case "file":
+      await writeFile(dest, await fs.readFile(src), { flag: "wx", mode: 0o600 });
+      await chmod(dest, st.mode & 0o1777);
+      await utimes(dest, st.atime, st.mtime);
+      r.files++;
+      return;
+    case "symlink":
+      await symlink(await fs.readlink(src), dest);
+      r.symlinks++;
+      return;
+    default:
+      r.skipped.push({ path: src, why: `${st.type} not copied to the host` });
+  }
+}
