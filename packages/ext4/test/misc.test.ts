@@ -424,3 +424,33 @@ describeWithTools(["mke2fs", "debugfs"], "casefold", () => {
     await fs.close();
   });
 });
+
+describeWithTools(["mke2fs"], "cache invalidation", () => {
+  it("invalidate() makes rewritten inodes and blocks visible", async () => {
+    const dir = await tempDir("ext4-inval-");
+    const src = join(dir, "src");
+    await mkdir(src);
+    await writeFile(join(src, "f"), "before");
+    const img = join(dir, "i.img");
+    await mkfs(img, src, 8, ["-t", "ext4", "-O", "^metadata_csum"]);
+    const bytes = new Uint8Array(await readFile(img));
+    const dev = new MemoryDevice(bytes);
+    const fs = await Ext4Fs.open(dev);
+    const st = await fs.lstat("/f");
+    expect((await fs.readFile("/f")).toString()).toBe("before");
+    const inode = await fs.readInode(st.ino);
+    const m = await fs.mapBlock(inode, 0);
+    bytes.set(new TextEncoder().encode("AFTER!"), m.physical * fs.blockSize);
+    expect((await fs.readFile("/f")).toString()).toBe("before"); // cached window
+    fs.invalidate({ block: m.physical });
+    expect((await fs.readFile("/f")).toString()).toBe("AFTER!");
+    // Rewrite the inode's uid through the encoder, then invalidate it.
+    const enc = encodeInode({ ...inode, uid: 4242 });
+    const { inodeTable } = fs.groups[Math.floor((st.ino - 1) / fs.sb.inodesPerGroup)];
+    const off = inodeTable * fs.blockSize + ((st.ino - 1) % fs.sb.inodesPerGroup) * fs.sb.inodeSize;
+    bytes.set(enc, off);
+    expect((await fs.lstat("/f")).uid).toBe(0);
+    fs.invalidate({ inode: st.ino });
+    expect((await fs.lstat("/f")).uid).toBe(4242);
+  });
+});
