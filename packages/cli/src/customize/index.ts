@@ -1,4 +1,5 @@
 export { type CopyOutResult, copyOut, HostPathExistsError } from "./copy-out.js";
+export { type DiffEntry, type DiffKind, diffGuests } from "./diff.js";
 export { globComponentToRegExp, guestGlob, hasGlobChars } from "./glob.js";
 export {
   applyOperation,
@@ -12,3 +13,4 @@ export {
 } from "./operations.js";
 export { type TarInResult, tarIn } from "./tar-in.js";
 export { type CopyInOptions, copyIn, copyTree, removeTree } from "./tree-ops.js";
+export { modeString, type WalkEntry, walkGuest } from "./walk.js";
