@@ -109,7 +109,9 @@ export function encodeCapabilityXattr(text: string): Uint8Array | undefined {
   const sets = parseCapabilityText(text);
   if (sets.permitted === 0n && sets.inheritable === 0n) return undefined;
   if ((sets.effective & ~(sets.permitted | sets.inheritable)) !== 0n) {
-    throw new RpmFormatError(`capability "${text}": effective bits must be a subset of permitted|inheritable`);
+    throw new RpmFormatError(
+      `capability "${text}": effective bits must be a subset of permitted|inheritable`,
+    );
   }
   const out = new Uint8Array(20);
   const dv = new DataView(out.buffer);

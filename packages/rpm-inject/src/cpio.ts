@@ -201,7 +201,21 @@ export async function readCpioHeader(r: ChunkReader, file: string): Promise<Cpio
     all.set(rest, 6);
     const index = hexField(all, 6, "index", file, offset);
     await r.pad(4, "stripped cpio header padding");
-    return { magic, offset, index, ino: 0, mode: 0, uid: 0, gid: 0, nlink: 0, mtime: 0, size: 0, rdevMajor: 0, rdevMinor: 0, check: 0 };
+    return {
+      magic,
+      offset,
+      index,
+      ino: 0,
+      mode: 0,
+      uid: 0,
+      gid: 0,
+      nlink: 0,
+      mtime: 0,
+      size: 0,
+      rdevMajor: 0,
+      rdevMinor: 0,
+      check: 0,
+    };
   }
   if (magic !== CPIO_NEWC && magic !== CPIO_CRC) {
     throw new RpmFormatError(`bad cpio magic "${magic.replace(/[^\x20-\x7e]/g, "?")}"`, { file, offset });
@@ -212,11 +226,17 @@ export async function readCpioHeader(r: ChunkReader, file: string): Promise<Cpio
   const f = (k: keyof typeof Newc) => hexField(hdr, Newc[k], k, file, offset);
   const namesize = f("namesize");
   if (namesize < 2 || namesize > MAX_NAME_SIZE) {
-    throw new RpmFormatError(`cpio name size ${namesize} out of range`, { file, offset: offset + Newc.namesize });
+    throw new RpmFormatError(`cpio name size ${namesize} out of range`, {
+      file,
+      offset: offset + Newc.namesize,
+    });
   }
   const nameBytes = await r.readExact(namesize, "cpio name");
   if (nameBytes[namesize - 1] !== 0 || nameBytes.indexOf(0) !== namesize - 1) {
-    throw new RpmFormatError("cpio name is not a single NUL-terminated string", { file, offset: offset + NEWC_HEADER_SIZE });
+    throw new RpmFormatError("cpio name is not a single NUL-terminated string", {
+      file,
+      offset: offset + NEWC_HEADER_SIZE,
+    });
   }
   const name = new TextDecoder().decode(nameBytes.subarray(0, namesize - 1));
   await r.pad(4, "cpio name padding");

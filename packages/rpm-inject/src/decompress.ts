@@ -254,7 +254,8 @@ async function* bzip2Decode(
       if (more) bz._read_bunzip();
       else {
         const crc = bz.reader.read(32) >>> 0;
-        if (crc !== bz.streamCRC) throw new Error(`bad stream CRC ${bz.streamCRC.toString(16)} != ${crc.toString(16)}`);
+        if (crc !== bz.streamCRC)
+          throw new Error(`bad stream CRC ${bz.streamCRC.toString(16)} != ${crc.toString(16)}`);
       }
     } catch (e) {
       throw wrapError("bzip2", e, where);

@@ -47,13 +47,13 @@ export interface RpmFileEntry {
 
 const S_IFMT = 0o170000;
 const TYPES: Record<number, RpmFileType> = {
-  0o140000: "socket",
-  0o120000: "symlink",
-  0o100000: "file",
-  0o060000: "blockdev",
-  0o040000: "dir",
-  0o020000: "chardev",
-  0o010000: "fifo",
+  [0o140000]: "socket",
+  [0o120000]: "symlink",
+  [0o100000]: "file",
+  [0o060000]: "blockdev",
+  [0o040000]: "dir",
+  [0o020000]: "chardev",
+  [0o010000]: "fifo",
 };
 
 export function fileTypeOfMode(mode: number): RpmFileType | undefined {
@@ -132,8 +132,18 @@ export function readFileEntries(h: RpmHeader): RpmFileEntry[] {
   const caps = arr(Tag.FILECAPS, h.strings(Tag.FILECAPS), false, "");
   const uidFallback = h.numbers(Tag.FILEUIDS);
   const gidFallback = h.numbers(Tag.FILEGIDS);
-  const users = arr(Tag.FILEUSERNAME, h.strings(Tag.FILEUSERNAME) ?? uidFallback?.map(numericOwner), false, "root");
-  const groups = arr(Tag.FILEGROUPNAME, h.strings(Tag.FILEGROUPNAME) ?? gidFallback?.map(numericOwner), false, "root");
+  const users = arr(
+    Tag.FILEUSERNAME,
+    h.strings(Tag.FILEUSERNAME) ?? uidFallback?.map(numericOwner),
+    false,
+    "root",
+  );
+  const groups = arr(
+    Tag.FILEGROUPNAME,
+    h.strings(Tag.FILEGROUPNAME) ?? gidFallback?.map(numericOwner),
+    false,
+    "root",
+  );
   const algo = fileDigestAlgo(h);
 
   const entries: RpmFileEntry[] = [];
@@ -143,10 +153,17 @@ export function readFileEntries(h: RpmHeader): RpmFileEntry[] {
     if (seen.has(path)) throw new RpmFormatError(`file ${path} is listed twice`, { file: h.file });
     seen.add(path);
     const type = fileTypeOfMode(modes[i]);
-    if (!type) throw new RpmFormatError(`file ${path} has unknown mode 0${modes[i].toString(8)}`, where(Tag.FILEMODES));
+    if (!type)
+      throw new RpmFormatError(
+        `file ${path} has unknown mode 0${modes[i].toString(8)}`,
+        where(Tag.FILEMODES),
+      );
     const digest = digests[i].toLowerCase();
     if (digest !== "" && (digest.length !== algo.hexLength || !/^[0-9a-f]+$/.test(digest))) {
-      throw new RpmFormatError(`file ${path} has a malformed ${algo.name} digest "${digests[i]}"`, where(Tag.FILEDIGESTS));
+      throw new RpmFormatError(
+        `file ${path} has a malformed ${algo.name} digest "${digests[i]}"`,
+        where(Tag.FILEDIGESTS),
+      );
     }
     if (type === "symlink" && links[i] === "") {
       throw new RpmFormatError(`symlink ${path} has no target`, where(Tag.FILELINKTOS));

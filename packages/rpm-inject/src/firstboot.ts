@@ -41,7 +41,15 @@ export function emptyFirstbootPlan(): FirstbootPlan {
   return { steps: [], storedPackages: [] };
 }
 
-const PHASE_ORDER: FirstbootPhase[] = ["register", "pretrans", "pre", "owner-fixup", "post", "posttrans", "custom"];
+const PHASE_ORDER: FirstbootPhase[] = [
+  "register",
+  "pretrans",
+  "pre",
+  "owner-fixup",
+  "post",
+  "posttrans",
+  "custom",
+];
 
 /**
  * Merges per-package plans in rpm's transaction order: every package's registration, then every
@@ -63,7 +71,10 @@ export function mergeFirstbootPlans(plans: FirstbootPlan[]): FirstbootPlan {
       a.i - b.i,
   );
   return {
-    steps: all.map(({ s }, n) => ({ ...s, name: `${String(n + 1).padStart(2, "0")}-${s.name.replace(/^\d+-/, "")}` })),
+    steps: all.map(({ s }, n) => ({
+      ...s,
+      name: `${String(n + 1).padStart(2, "0")}-${s.name.replace(/^\d+-/, "")}`,
+    })),
     storedPackages: plans.flatMap((p) => p.storedPackages),
   };
 }

@@ -25,7 +25,8 @@ export function safeGuestPath(raw: string, where: { file?: string; offset?: numb
     if (part === "." || part === "..") {
       throw new RpmPathError(`path "${raw}" contains a "${part}" component`, where);
     }
-    if (Buffer.byteLength(part) > MAX_NAME) throw new RpmPathError(`path component longer than ${MAX_NAME}`, where);
+    if (Buffer.byteLength(part) > MAX_NAME)
+      throw new RpmPathError(`path component longer than ${MAX_NAME}`, where);
     parts.push(part);
   }
   if (parts.length === 0) throw new RpmPathError(`path "${raw}" names the root directory`, where);

@@ -33,7 +33,18 @@ const TYPE_SIZES: Record<number, number> = {
   [RpmType.BIN]: 1,
 };
 
-const TYPE_NAMES = ["NULL", "CHAR", "INT8", "INT16", "INT32", "INT64", "STRING", "BIN", "STRING_ARRAY", "I18NSTRING"];
+const TYPE_NAMES = [
+  "NULL",
+  "CHAR",
+  "INT8",
+  "INT16",
+  "INT32",
+  "INT64",
+  "STRING",
+  "BIN",
+  "STRING_ARRAY",
+  "I18NSTRING",
+];
 
 export interface IndexEntry {
   tag: number;
@@ -59,7 +70,12 @@ const decoder = new TextDecoder("utf-8", { fatal: false });
  * `limit` is how many bytes remain in the file from the intro, so a header claiming more is refused
  * before anything is allocated.
  */
-export function parseHeaderIntro(intro: Uint8Array, file: string, fileOffset: number, limit: number): HeaderSizes {
+export function parseHeaderIntro(
+  intro: Uint8Array,
+  file: string,
+  fileOffset: number,
+  limit: number,
+): HeaderSizes {
   if (intro.length < HEADER_INTRO_SIZE) {
     throw new RpmFormatError("truncated header intro", { file, offset: fileOffset });
   }
@@ -152,7 +168,10 @@ export class RpmHeader {
     const fixed = TYPE_SIZES[type];
     if (fixed !== undefined) {
       if (fixed > 1 && offset % fixed !== 0) {
-        throw new RpmFormatError(`tag ${tag}: ${TYPE_NAMES[type]} data at store offset ${offset} is misaligned`, where);
+        throw new RpmFormatError(
+          `tag ${tag}: ${TYPE_NAMES[type]} data at store offset ${offset} is misaligned`,
+          where,
+        );
       }
       if (count > room / fixed) {
         throw new RpmFormatError(
@@ -183,7 +202,8 @@ export class RpmHeader {
   /** An immutable region (tag 62/63 first) ends with a trailer entry that must point back at the index. */
   private checkRegion(): void {
     const first = this.entries.values().next().value as IndexEntry | undefined;
-    if (!first || (first.tag !== RegionTag.HEADERIMMUTABLE && first.tag !== RegionTag.HEADERSIGNATURES)) return;
+    if (!first || (first.tag !== RegionTag.HEADERIMMUTABLE && first.tag !== RegionTag.HEADERSIGNATURES))
+      return;
     const where = { file: this.file, offset: this.fileOffset + HEADER_INTRO_SIZE };
     if (first.type !== RpmType.BIN || first.count !== 16) {
       throw new RpmFormatError(`region tag ${first.tag} must be BIN with count 16`, where);

@@ -14,7 +14,13 @@ import { promisify } from "node:util";
 import { IoError, UnsupportedError } from "@imgpatch/disk";
 import { InjectConflictError } from "./errors.js";
 import { guestBasename, splitGuestPath } from "./guest-path.js";
-import { type InjectTarget, type NodeType, resolveGuestPath, type TargetFileType, type TargetStat } from "./target.js";
+import {
+  type InjectTarget,
+  type NodeType,
+  resolveGuestPath,
+  type TargetFileType,
+  type TargetStat,
+} from "./target.js";
 
 const run = promisify(execFile);
 
@@ -46,7 +52,11 @@ export class HostDirTarget implements InjectTarget {
     if (code === "EEXIST" || code === "EISDIR" || code === "ENOTDIR" || code === "ENOTEMPTY") {
       throw new InjectConflictError(`${op}: ${(e as Error).message}`, { file: `${this.root}:${path}` });
     }
-    throw new IoError(`${op} failed: ${(e as Error).message}`, { file: `${this.root}:${path}` }, { cause: e });
+    throw new IoError(
+      `${op} failed: ${(e as Error).message}`,
+      { file: `${this.root}:${path}` },
+      { cause: e },
+    );
   }
 
   /** Host path of a guest path, intermediate symlinks resolved inside the root. */
@@ -200,7 +210,14 @@ export class HostDirTarget implements InjectTarget {
 
   async setxattr(path: string, name: string, value: Uint8Array): Promise<void> {
     try {
-      await run("setfattr", ["-h", "-n", name, "-v", `0x${Buffer.from(value).toString("hex")}`, await this.at(path)]);
+      await run("setfattr", [
+        "-h",
+        "-n",
+        name,
+        "-v",
+        `0x${Buffer.from(value).toString("hex")}`,
+        await this.at(path),
+      ]);
     } catch (e) {
       this.wrap("setxattr", path, e);
     }

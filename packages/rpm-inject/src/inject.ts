@@ -13,17 +13,18 @@
  * the guest tree and the payload digest (or, without one, the whole payload). A package that fails
  * any of those leaves the target untouched.
  */
+
+import { createHash } from "node:crypto";
 import { CAPABILITY_XATTR, encodeCapabilityXattr } from "./caps.js";
 import { InjectConflictError, RpmOwnerError } from "./errors.js";
-import { type FirstbootPlan, type FirstbootStep, shellQuote } from "./firstboot.js";
 import type { RpmFileEntry } from "./files.js";
+import { type FirstbootPlan, type FirstbootStep, shellQuote } from "./firstboot.js";
 import { guestDirname, joinGuestPath, safeGuestPath, splitGuestPath } from "./guest-path.js";
 import type { Scriptlet, Trigger } from "./metadata.js";
 import type { RpmPackage } from "./package.js";
 import { readOwnerDb } from "./passwd.js";
 import { iteratePayload, verifyCompressedPayload, verifyPayload } from "./payload.js";
 import type { InjectTarget } from "./target.js";
-import { createHash } from "node:crypto";
 
 export interface InjectOptions {
   /** User/group names missing from the guest: "error" (default) or "root" with a warning and a first-boot chown. */
@@ -143,7 +144,15 @@ export async function planInjection(
 
   for (const f of pkg.files) {
     if (f.ghost) {
-      files.push({ file: f, action: "ghost", path: f.path, uid: 0, gid: 0, ownerFallback: false, xattrs: [] });
+      files.push({
+        file: f,
+        action: "ghost",
+        path: f.path,
+        uid: 0,
+        gid: 0,
+        ownerFallback: false,
+        xattrs: [],
+      });
       continue;
     }
     const uid = owners.users.get(f.user);
@@ -164,11 +173,17 @@ export async function planInjection(
     if (f.type === "dir") {
       if (!st) action = "dir-create";
       else if (st.type === "dir") action = "dir-exists";
-      else if (st.type === "symlink" && (await target.lstat(`${f.path}/.`))?.type === "dir") action = "dir-symlink";
-      else throw new InjectConflictError(`package directory ${f.path} exists in the guest as a ${st.type}`, { file: target.name });
+      else if (st.type === "symlink" && (await target.lstat(`${f.path}/.`))?.type === "dir")
+        action = "dir-symlink";
+      else
+        throw new InjectConflictError(`package directory ${f.path} exists in the guest as a ${st.type}`, {
+          file: target.name,
+        });
     } else {
       if (st?.type === "dir") {
-        throw new InjectConflictError(`package ${f.type} ${f.path} exists in the guest as a directory`, { file: target.name });
+        throw new InjectConflictError(`package ${f.type} ${f.path} exists in the guest as a directory`, {
+          file: target.name,
+        });
       }
       if (!st) action = "create";
       else if (f.config && !f.hardlinks && (f.type === "file" || f.type === "symlink")) {
@@ -217,18 +232,27 @@ export async function planInjection(
   }
 
   for (const s of pkg.scriptlets) {
-    if (s.lua && (s.phase === "pre" || s.phase === "post" || s.phase === "pretrans" || s.phase === "posttrans")) {
-      warn(`${pkg.info.nevra}: %${s.phase} is a Lua scriptlet (runs inside rpm); it cannot run from a shell at first boot`);
+    if (
+      s.lua &&
+      (s.phase === "pre" || s.phase === "post" || s.phase === "pretrans" || s.phase === "posttrans")
+    ) {
+      warn(
+        `${pkg.info.nevra}: %${s.phase} is a Lua scriptlet (runs inside rpm); it cannot run from a shell at first boot`,
+      );
     }
   }
   if (pkg.triggers.length > 0 || pkg.fileTriggerCount > 0) {
-    warn(`${pkg.info.nevra}: ${pkg.triggers.length} trigger(s) and ${pkg.fileTriggerCount} file trigger(s) are not run`);
+    warn(
+      `${pkg.info.nevra}: ${pkg.triggers.length} trigger(s) and ${pkg.fileTriggerCount} file trigger(s) are not run`,
+    );
   }
 
   const plan: InjectPlan = {
     nevra: pkg.info.nevra,
     files,
-    implicitDirs: [...implicit].sort((a, b) => splitGuestPath(a).length - splitGuestPath(b).length || a.localeCompare(b)),
+    implicitDirs: [...implicit].sort(
+      (a, b) => splitGuestPath(a).length - splitGuestPath(b).length || a.localeCompare(b),
+    ),
     unmetOwners,
     warnings,
     scriptlets: pkg.scriptlets,
@@ -281,8 +305,13 @@ function buildFirstboot(pkg: RpmPackage, files: PlannedFile[], options: InjectOp
       package: nevra,
       interpreter: ["/bin/sh"],
       body: fix
-        .map((f) => `chown -h ${shellQuote(`${f.file.user}:${f.file.group}`)} ${shellQuote(f.path)}\n` +
-          (f.file.type === "file" || f.file.type === "dir" ? `chmod ${(f.file.perms).toString(8).padStart(4, "0")} ${shellQuote(f.path)}\n` : ""))
+        .map(
+          (f) =>
+            `chown -h ${shellQuote(`${f.file.user}:${f.file.group}`)} ${shellQuote(f.path)}\n` +
+            (f.file.type === "file" || f.file.type === "dir"
+              ? `chmod ${f.file.perms.toString(8).padStart(4, "0")} ${shellQuote(f.path)}\n`
+              : ""),
+        )
         .join(""),
       args: [],
     });
@@ -299,7 +328,9 @@ export function formatPlan(plan: InjectPlan): string {
     const f = p.file;
     const owner = `${f.user}:${f.group}${p.ownerFallback ? " (→ root until first boot)" : ""}`;
     const extra = f.type === "symlink" ? ` -> ${f.linkTarget}` : f.hardlinks ? " (hard link)" : "";
-    lines.push(`  ${p.action.padEnd(11)} ${f.type.padEnd(8)} ${p.path} 0${f.perms.toString(8)} ${owner}${extra}`);
+    lines.push(
+      `  ${p.action.padEnd(11)} ${f.type.padEnd(8)} ${p.path} 0${f.perms.toString(8)} ${owner}${extra}`,
+    );
   }
   for (const s of plan.firstboot.steps) {
     lines.push(`  firstboot ${s.name}: ${s.interpreter.join(" ")}${s.lua ? " (lua: not runnable)" : ""}`);
@@ -309,7 +340,9 @@ export function formatPlan(plan: InjectPlan): string {
   return `${lines.join("\n")}\n`;
 }
 
-type JournalEntry = { kind: "created"; path: string; dir: boolean } | { kind: "renamed"; from: string; to: string };
+type JournalEntry =
+  | { kind: "created"; path: string; dir: boolean }
+  | { kind: "renamed"; from: string; to: string };
 
 /**
  * Installs the package's files into the target. Returns the plan, the per-package report and the
@@ -324,7 +357,8 @@ export async function injectRpm(
   const plan = await planInjection(pkg, target, options);
 
   // Verify before the first write.
-  if ((options.verify ?? "auto") === "full" || !(await verifyCompressedPayload(pkg))) await verifyPayload(pkg);
+  if ((options.verify ?? "auto") === "full" || !(await verifyCompressedPayload(pkg)))
+    await verifyPayload(pkg);
 
   const report: InjectReport = {
     nevra: plan.nevra,
@@ -335,7 +369,9 @@ export async function injectRpm(
     rpmorig: [],
     ghostsSkipped: [],
     deferredScriptlets: pkg.scriptlets
-      .filter((s) => s.phase === "pre" || s.phase === "post" || s.phase === "pretrans" || s.phase === "posttrans")
+      .filter(
+        (s) => s.phase === "pre" || s.phase === "post" || s.phase === "pretrans" || s.phase === "posttrans",
+      )
       .map((s) => ({ phase: s.phase, interpreter: s.interpreter, lua: s.lua })),
     triggers: pkg.triggers.map((t) => `%${t.kind} -- ${t.condition}`),
     unmetOwners: plan.unmetOwners,
@@ -437,7 +473,8 @@ export async function injectRpm(
       }
     }
     for (const waiting of linkWaiting.values()) {
-      for (const m of waiting) throw new InjectConflictError(`hard link ${m.path} has no member with content`, { file: pkg.name });
+      for (const m of waiting)
+        throw new InjectConflictError(`hard link ${m.path} has no member with content`, { file: pkg.name });
     }
 
     for (const p of plan.files) if (p.action === "ghost") report.ghostsSkipped.push(p.path);

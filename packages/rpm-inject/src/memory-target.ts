@@ -4,7 +4,13 @@
  */
 import { InjectConflictError } from "./errors.js";
 import { guestBasename, guestDirname, joinGuestPath, splitGuestPath } from "./guest-path.js";
-import { type InjectTarget, type NodeType, resolveGuestPath, type TargetFileType, type TargetStat } from "./target.js";
+import {
+  type InjectTarget,
+  type NodeType,
+  resolveGuestPath,
+  type TargetFileType,
+  type TargetStat,
+} from "./target.js";
 
 export interface MemoryNode {
   ino: number;
@@ -143,7 +149,12 @@ export class MemoryTarget implements InjectTarget {
       perms: n.perms,
       uid: n.uid,
       gid: n.gid,
-      size: n.type === "file" ? (n.data?.length ?? 0) : n.type === "symlink" ? Buffer.byteLength(n.target ?? "") : 0,
+      size:
+        n.type === "file"
+          ? (n.data?.length ?? 0)
+          : n.type === "symlink"
+            ? Buffer.byteLength(n.target ?? "")
+            : 0,
       mtime: n.mtime,
       nlink: n.nlink,
       ino: n.ino,
@@ -282,7 +293,7 @@ export class MemoryTarget implements InjectTarget {
     const { dir, name } = await this.parentOf(path);
     const ino = dir.entries?.get(name);
     const n = ino === undefined ? undefined : this.nodes.get(ino);
-    if (!n || n.type !== "dir") this.fail("not a directory", path);
+    if (n?.type !== "dir") this.fail("not a directory", path);
     if ((n.entries?.size ?? 0) > 0) this.fail("directory not empty", path);
     this.detach(dir, name);
   }
@@ -321,7 +332,13 @@ export class MemoryTarget implements InjectTarget {
   async put(path: string, content: string | Uint8Array, perms = 0o644, uid = 0, gid = 0): Promise<void> {
     await this.ensureDir(guestDirname(path));
     const data = typeof content === "string" ? new TextEncoder().encode(content) : content;
-    await this.writeFile(path, (async function* () { yield data; })(), perms);
+    await this.writeFile(
+      path,
+      (async function* () {
+        yield data;
+      })(),
+      perms,
+    );
     await this.chown(path, uid, gid);
     await this.chmod(path, perms);
   }

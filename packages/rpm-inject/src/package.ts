@@ -4,7 +4,7 @@
  */
 import { createHash } from "node:crypto";
 import { RpmDigestError, RpmFormatError } from "./errors.js";
-import { type FileDigestAlgo, fileDigestAlgo, readFileEntries, type RpmFileEntry } from "./files.js";
+import { type FileDigestAlgo, fileDigestAlgo, type RpmFileEntry, readFileEntries } from "./files.js";
 import { HEADER_INTRO_SIZE, parseHeaderIntro, RpmHeader } from "./header.js";
 import { LEAD_SIZE, parseLead, type RpmLead } from "./lead.js";
 import {
@@ -77,7 +77,10 @@ export class RpmPackage {
     const version = h.string(Tag.VERSION);
     const release = h.string(Tag.RELEASE);
     if (name === undefined || version === undefined || release === undefined) {
-      throw new RpmFormatError("header lacks NAME, VERSION or RELEASE", { file: source.name, offset: h.fileOffset });
+      throw new RpmFormatError("header lacks NAME, VERSION or RELEASE", {
+        file: source.name,
+        offset: h.fileOffset,
+      });
     }
     const epoch = h.number(Tag.EPOCH);
     const arch = h.string(Tag.ARCH) ?? "noarch";
@@ -111,14 +114,19 @@ export class RpmPackage {
       });
     }
     const archiveSize =
-      signature.number(SigTag.LONGARCHIVESIZE) ?? signature.number(SigTag.PAYLOADSIZE) ?? h.number(Tag.ARCHIVESIZE);
+      signature.number(SigTag.LONGARCHIVESIZE) ??
+      signature.number(SigTag.PAYLOADSIZE) ??
+      h.number(Tag.ARCHIVESIZE);
     this.payload = {
       offset: payloadOffset,
       size: source.size - payloadOffset,
       format: h.string(Tag.PAYLOADFORMAT) ?? "cpio",
       compressor: h.string(Tag.PAYLOADCOMPRESSOR) ?? "gzip",
       flags: h.string(Tag.PAYLOADFLAGS) ?? "",
-      digest: digestHex !== undefined && digestAlgo ? { algo: digestAlgo.node, hex: digestHex.toLowerCase() } : undefined,
+      digest:
+        digestHex !== undefined && digestAlgo
+          ? { algo: digestAlgo.node, hex: digestHex.toLowerCase() }
+          : undefined,
       archiveSize,
     };
   }
@@ -178,7 +186,10 @@ export async function readRpmFrom(src: ByteSource, options: ReadRpmOptions = {})
         if (expected === undefined) continue;
         const actual = hexDigest(algo, header.bytes);
         if (actual !== expected) {
-          throw new RpmDigestError(`header ${algo}`, expected, actual, { file: src.name, offset: headerOffset });
+          throw new RpmDigestError(`header ${algo}`, expected, actual, {
+            file: src.name,
+            offset: headerOffset,
+          });
         }
         verified.push(algo);
       }

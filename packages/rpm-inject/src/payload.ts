@@ -41,7 +41,11 @@ async function* compressedPayload(pkg: RpmPackage, verify: boolean): AsyncIterab
   const { payload, source } = pkg;
   const hashers: { name: string; expected: string; hash: Hash }[] = [];
   if (verify && payload.digest) {
-    hashers.push({ name: "payload digest", expected: payload.digest.hex, hash: createHash(payload.digest.algo) });
+    hashers.push({
+      name: "payload digest",
+      expected: payload.digest.hex,
+      hash: createHash(payload.digest.algo),
+    });
   }
   const md5 = pkg.signature.binary(SigTag.MD5);
   if (verify && md5 && md5.length === 16 && !payload.digest) {
@@ -131,7 +135,11 @@ async function* entriesOf(
     let entry: RpmFileEntry | undefined;
     if (hdr.index !== undefined) {
       entry = pkg.files[hdr.index];
-      if (!entry) throw new RpmFormatError(`stripped cpio entry refers to file #${hdr.index} of ${pkg.files.length}`, where);
+      if (!entry)
+        throw new RpmFormatError(
+          `stripped cpio entry refers to file #${hdr.index} of ${pkg.files.length}`,
+          where,
+        );
     } else {
       const path = safeGuestPath(hdr.name ?? "", where);
       entry = byPath.get(path);
@@ -156,12 +164,23 @@ async function* entriesOf(
     } else {
       size = hdr.size;
       hasData = entry.type === "file" ? size > 0 || entry.size === 0 : entry.type === "symlink";
-      const expected = entry.type === "symlink" ? Buffer.byteLength(entry.linkTarget) : entry.type === "file" ? entry.size : 0;
+      const expected =
+        entry.type === "symlink"
+          ? Buffer.byteLength(entry.linkTarget)
+          : entry.type === "file"
+            ? entry.size
+            : 0;
       if (hasData && size !== expected) {
-        throw new RpmFormatError(`payload entry ${entry.path} has ${size} bytes, header says ${expected}`, where);
+        throw new RpmFormatError(
+          `payload entry ${entry.path} has ${size} bytes, header says ${expected}`,
+          where,
+        );
       }
       if (!hasData && !entry.hardlinks && entry.type === "file") {
-        throw new RpmFormatError(`payload entry ${entry.path} has no data but the header says ${entry.size} bytes`, where);
+        throw new RpmFormatError(
+          `payload entry ${entry.path} has no data but the header says ${entry.size} bytes`,
+          where,
+        );
       }
     }
     const dataStart = reader.position;
@@ -175,7 +194,10 @@ async function* entriesOf(
         const bytes = size > 0 ? await reader.readExact(size, "symlink target") : new Uint8Array(0);
         const target = new TextDecoder().decode(bytes);
         if (verify && size > 0 && target !== e.linkTarget) {
-          throw new RpmFormatError(`symlink ${e.path} points to "${target}" in the payload, "${e.linkTarget}" in the header`, fileWhere);
+          throw new RpmFormatError(
+            `symlink ${e.path} points to "${target}" in the payload, "${e.linkTarget}" in the header`,
+            fileWhere,
+          );
         }
         if (bytes.length > 0) yield bytes;
         return;

@@ -92,7 +92,9 @@ export async function resolveGuestPath(
       const type = await ops.typeOf(candidate);
       if (type === "symlink") {
         if (++hops > MAX_SYMLINK_HOPS) {
-          throw new InjectConflictError(`too many levels of symbolic links resolving ${path}`, { file: targetName });
+          throw new InjectConflictError(`too many levels of symbolic links resolving ${path}`, {
+            file: targetName,
+          });
         }
         const link = await ops.readlink(candidate);
         if (link.startsWith("/")) resolved.length = 0;

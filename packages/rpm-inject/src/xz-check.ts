@@ -48,7 +48,10 @@ export async function* xzDropUnsupportedCheck(
 ): AsyncIterable<Uint8Array> {
   const r = new ChunkReader(input, Number.MAX_SAFE_INTEGER, where.file ?? "<xz>");
   const fail = (msg: string): never => {
-    throw new RpmFormatError(`xz payload: ${msg}`, { file: where.file, offset: (where.offset ?? 0) + r.position });
+    throw new RpmFormatError(`xz payload: ${msg}`, {
+      file: where.file,
+      offset: (where.offset ?? 0) + r.position,
+    });
   };
   const varint = async (): Promise<{ value: number; bytes: number }> => {
     let value = 0;
@@ -67,7 +70,8 @@ export async function* xzDropUnsupportedCheck(
     const head = await r.readExact(first ? 12 : 4, "xz stream header");
     if (!first && head.every((b) => b === 0)) continue; // stream padding
     first = false;
-    const header = head.length === 12 ? head : new Uint8Array([...head, ...(await r.readExact(8, "xz stream header"))]);
+    const header =
+      head.length === 12 ? head : new Uint8Array([...head, ...(await r.readExact(8, "xz stream header"))]);
     for (let i = 0; i < 6; i++) if (header[i] !== XZ_MAGIC[i]) fail("bad stream magic");
     const check = header[7] & 0x0f;
     if (SUPPORTED_CHECKS.has(check)) {

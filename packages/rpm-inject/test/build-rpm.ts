@@ -82,7 +82,8 @@ export function buildHeader(entries: HEntry[], region?: number): Uint8Array {
       count = (v as Uint8Array).length;
     } else {
       const nums = v as number[];
-      const size = e.type === RpmType.INT16 ? 2 : e.type === RpmType.INT32 ? 4 : e.type === RpmType.INT64 ? 8 : 1;
+      const size =
+        e.type === RpmType.INT16 ? 2 : e.type === RpmType.INT32 ? 4 : e.type === RpmType.INT64 ? 8 : 1;
       for (const n of nums) {
         const b = new Uint8Array(size);
         const dv = new DataView(b.buffer);
@@ -131,7 +132,8 @@ function hex8(n: number): string {
 
 function* zeroChunks(n: number): Iterable<Uint8Array> {
   const chunk = new Uint8Array(1 << 20);
-  for (let left = n; left > 0; left -= chunk.length) yield left >= chunk.length ? chunk : chunk.subarray(0, left);
+  for (let left = n; left > 0; left -= chunk.length)
+    yield left >= chunk.length ? chunk : chunk.subarray(0, left);
 }
 
 function contentChunks(f: SynthFile): Iterable<Uint8Array> {
@@ -274,13 +276,21 @@ export function buildRpm(opts: SynthOptions): Uint8Array {
     e.push({ tag: Tag.FILELINKTOS, type: RpmType.STRING_ARRAY, value: files.map((f) => f.link ?? "") });
     e.push({ tag: Tag.FILEFLAGS, type: RpmType.INT32, value: files.map((f) => f.flags ?? 0) });
     e.push({ tag: Tag.FILEUSERNAME, type: RpmType.STRING_ARRAY, value: files.map((f) => f.user ?? "root") });
-    e.push({ tag: Tag.FILEGROUPNAME, type: RpmType.STRING_ARRAY, value: files.map((f) => f.group ?? "root") });
+    e.push({
+      tag: Tag.FILEGROUPNAME,
+      type: RpmType.STRING_ARRAY,
+      value: files.map((f) => f.group ?? "root"),
+    });
     e.push({ tag: Tag.FILEINODES, type: RpmType.INT32, value: files.map((f, i) => f.inode ?? i + 1) });
     e.push({ tag: Tag.FILEDEVICES, type: RpmType.INT32, value: files.map(() => 1) });
     e.push({ tag: Tag.FILERDEVS, type: RpmType.INT16, value: files.map((f) => f.rdev ?? 0) });
   }
   if (opts.payloadDigest ?? true) {
-    e.push({ tag: Tag.PAYLOADDIGEST, type: RpmType.STRING_ARRAY, value: [createHash("sha256").update(payload).digest("hex")] });
+    e.push({
+      tag: Tag.PAYLOADDIGEST,
+      type: RpmType.STRING_ARRAY,
+      value: [createHash("sha256").update(payload).digest("hex")],
+    });
     e.push({ tag: Tag.PAYLOADDIGESTALGO, type: RpmType.INT32, value: [8] });
   }
   for (const x of opts.extraTags ?? []) e.push({ tag: x.tag, type: x.type, value: x.value as Value });
@@ -288,7 +298,11 @@ export function buildRpm(opts: SynthOptions): Uint8Array {
 
   const sig: HEntry[] = [{ tag: SigTag.SIZE, type: RpmType.INT32, value: [header.length + payload.length] }];
   if (opts.headerDigest ?? true) {
-    sig.push({ tag: SigTag.SHA256, type: RpmType.STRING, value: createHash("sha256").update(header).digest("hex") });
+    sig.push({
+      tag: SigTag.SHA256,
+      type: RpmType.STRING,
+      value: createHash("sha256").update(header).digest("hex"),
+    });
   }
   const sigHeader = buildHeader(sig, 62);
   const sigPadded = new Uint8Array((sigHeader.length + 7) & ~7);

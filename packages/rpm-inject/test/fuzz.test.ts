@@ -38,7 +38,12 @@ async function exercise(bytes: Uint8Array, skipHeaderDigest: boolean): Promise<v
 }
 
 describe("fuzzing", () => {
-  for (const name of ["imgpatch-demo-gzip", "imgpatch-mini-xz", "imgpatch-mini-zstd", "imgpatch-mini-bzip2"]) {
+  for (const name of [
+    "imgpatch-demo-gzip",
+    "imgpatch-mini-xz",
+    "imgpatch-mini-zstd",
+    "imgpatch-mini-bzip2",
+  ]) {
     const original = new Uint8Array(readFileSync(fixtureRpm(name)));
     // Where the headers end: mutations there hit lead, signature and header parsing.
     const headerEnd = Math.min(original.length, 8192);
@@ -46,7 +51,10 @@ describe("fuzzing", () => {
     it(`${name}: mutated header bytes give only typed errors`, async () => {
       await fc.assert(
         fc.asyncProperty(
-          fc.array(fc.tuple(fc.nat({ max: headerEnd - 1 }), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 8 }),
+          fc.array(fc.tuple(fc.nat({ max: headerEnd - 1 }), fc.integer({ min: 0, max: 255 })), {
+            minLength: 1,
+            maxLength: 8,
+          }),
           fc.boolean(),
           async (mutations, skip) => {
             const b = Uint8Array.from(original);
@@ -61,7 +69,10 @@ describe("fuzzing", () => {
     it(`${name}: mutated payload bytes and truncations give only typed errors`, async () => {
       await fc.assert(
         fc.asyncProperty(
-          fc.array(fc.tuple(fc.nat({ max: original.length - 1 }), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 4 }),
+          fc.array(fc.tuple(fc.nat({ max: original.length - 1 }), fc.integer({ min: 0, max: 255 })), {
+            minLength: 1,
+            maxLength: 4,
+          }),
           fc.nat({ max: original.length }),
           async (mutations, cut) => {
             const b = Uint8Array.from(original);

@@ -52,7 +52,10 @@ export async function snapshotTree(root: string, exclude: string[] = []): Promis
         nlink: type === "dir" ? 0 : st.nlink,
         ino: st.ino,
       };
-      if (type === "file") e.sha256 = createHash("sha256").update(await readFile(host)).digest("hex");
+      if (type === "file")
+        e.sha256 = createHash("sha256")
+          .update(await readFile(host))
+          .digest("hex");
       if (type === "symlink") e.link = await readlink(host);
       if (type === "chardev" || type === "blockdev") e.rdev = st.rdev;
       out.set(guest, e);
@@ -61,7 +64,17 @@ export async function snapshotTree(root: string, exclude: string[] = []): Promis
   };
   await walk(root);
   // File capabilities, as the kernel stores them.
-  const r = await runTool("getfattr", ["-R", "-h", "-d", "-m", "^security\\.capability$", "-e", "hex", "--absolute-names", root]);
+  const r = await runTool("getfattr", [
+    "-R",
+    "-h",
+    "-d",
+    "-m",
+    "^security\\.capability$",
+    "-e",
+    "hex",
+    "--absolute-names",
+    root,
+  ]);
   let current: string | undefined;
   for (const line of r.stdout.toString("utf8").split("\n")) {
     if (line.startsWith("# file: ")) current = `/${relative(root, line.slice(8))}`;
@@ -92,7 +105,8 @@ export function comparable(tree: Map<string, TreeEntry>, ignoreMtime: (path: str
   return out;
 }
 
-export const PASSWD = "root:x:0:0:root:/root:/bin/sh\nimgsvc:x:990:991::/var/lib/imgpatch-demo:/sbin/nologin\n";
+export const PASSWD =
+  "root:x:0:0:root:/root:/bin/sh\nimgsvc:x:990:991::/var/lib/imgpatch-demo:/sbin/nologin\n";
 export const GROUP = "root:x:0:\nimgsvc:x:991:\n";
 
 /** Writes a file under a host root, creating parents. */

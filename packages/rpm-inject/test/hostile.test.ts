@@ -11,10 +11,10 @@ import {
   HostDirTarget,
   injectRpm,
   MemoryTarget,
-  readRpm,
   RpmDigestError,
   RpmFormatError,
   RpmPathError,
+  readRpm,
   verifyPayload,
 } from "../src/index.js";
 import { buildRpm, S_IFDIR, S_IFREG } from "./build-rpm.js";
@@ -93,7 +93,9 @@ describe("hostile RPMs", () => {
   });
 
   it("a huge count", async () => {
-    expect((await failsUnchanged(u32(demo(), 96 + 16 + 16 + 12, 0x7fffffff))).message).toMatch(/past the|cannot fit|count/);
+    expect((await failsUnchanged(u32(demo(), 96 + 16 + 16 + 12, 0x7fffffff))).message).toMatch(
+      /past the|cannot fit|count/,
+    );
   });
 
   it("header digest mismatch", async () => {
@@ -121,7 +123,9 @@ describe("hostile RPMs", () => {
   });
 
   it("`..` in a header path", async () => {
-    const rpm = buildRpm({ files: [{ path: "/opt/../etc/shadow", mode: S_IFREG | 0o644, content: enc.encode("x") }] });
+    const rpm = buildRpm({
+      files: [{ path: "/opt/../etc/shadow", mode: S_IFREG | 0o644, content: enc.encode("x") }],
+    });
     const e = await failsUnchanged(rpm);
     expect(e).toBeInstanceOf(RpmPathError);
     expect(e.message).toMatch(/"\.\." component/);

@@ -15,8 +15,8 @@ import {
   mergeFirstbootPlans,
   parseCapabilityText,
   planInjection,
-  readRpm,
   RpmOwnerError,
+  readRpm,
 } from "../src/index.js";
 import { fixtureRpm, GROUP, PASSWD, snapshotTree } from "./helpers.js";
 
@@ -56,7 +56,10 @@ describe("owners", () => {
     const t = await guestWith("root:x:0:0::/:/bin/sh\n", "root:x:0:\n");
     const warnings: string[] = [];
     const pkg = await readRpm(fixtureRpm("imgpatch-demo-zstd"));
-    const { report, firstboot } = await injectRpm(pkg, t, { missingOwner: "root", onWarning: (w) => warnings.push(w) });
+    const { report, firstboot } = await injectRpm(pkg, t, {
+      missingOwner: "root",
+      onWarning: (w) => warnings.push(w),
+    });
     await pkg.close();
     expect(warnings.join("\n")).toMatch(/lacks user "imgsvc", group "imgsvc"/);
     expect(report.unmetOwners.users).toEqual(["imgsvc"]);
@@ -121,7 +124,11 @@ describe("plan and report", () => {
     expect(files["/usr/bin/imgpatch-ping"].xattrs["security.capability"]).toEqual(
       encodeCapabilityXattr("cap_net_bind_service,cap_net_raw=ep"),
     );
-    expect(files["/usr/lib/imgpatch-demo/empty"]).toMatchObject({ type: "dir", perms: 0o700, mtime: 1700000000 });
+    expect(files["/usr/lib/imgpatch-demo/empty"]).toMatchObject({
+      type: "dir",
+      perms: 0o700,
+      mtime: 1700000000,
+    });
   });
 
   it("register stores the RPM and registers it before the scriptlets", async () => {
@@ -179,7 +186,12 @@ describe("capabilities", () => {
 });
 
 describeWithTools(["rpm", "setcap", "getfattr"], "capabilities vs setcap", () => {
-  for (const text of ["cap_net_raw=ep", "cap_net_bind_service,cap_net_raw=ep", "cap_setuid+ip", "cap_bpf,cap_chown=eip"]) {
+  for (const text of [
+    "cap_net_raw=ep",
+    "cap_net_bind_service,cap_net_raw=ep",
+    "cap_setuid+ip",
+    "cap_bpf,cap_chown=eip",
+  ]) {
     it(`${text}: same xattr as setcap writes`, async () => {
       const dir = await tempDir("caps-");
       const f = join(dir, "f");
@@ -187,7 +199,9 @@ describeWithTools(["rpm", "setcap", "getfattr"], "capabilities vs setcap", () =>
       const r = await runTool("setcap", [text, f]);
       expect(r.exitCode, r.stderr).toBe(0);
       const snap = await snapshotTree(dir);
-      expect(snap.get("/f")?.caps).toBe(`0x${Buffer.from(encodeCapabilityXattr(text) ?? []).toString("hex")}`);
+      expect(snap.get("/f")?.caps).toBe(
+        `0x${Buffer.from(encodeCapabilityXattr(text) ?? []).toString("hex")}`,
+      );
     });
   }
 });

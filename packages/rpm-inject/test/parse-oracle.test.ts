@@ -112,7 +112,10 @@ describeWithTools(["rpm", "rpm2cpio", "cpio"], "RPM parsing vs rpm -qp / rpm2cpi
     const pkg = await readRpm(fixtureRpm("imgpatch-mini-lzma"));
     try {
       const it = iteratePayload(pkg)[Symbol.asyncIterator]();
-      await expect(it.next()).rejects.toMatchObject({ name: "RpmUnsupportedError", message: expect.stringMatching(/lzma/) });
+      await expect(it.next()).rejects.toMatchObject({
+        name: "RpmUnsupportedError",
+        message: expect.stringMatching(/lzma/),
+      });
     } finally {
       await pkg.close();
     }

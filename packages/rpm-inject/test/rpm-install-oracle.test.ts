@@ -33,7 +33,18 @@ async function rpmInstall(root: string, pkg: string): Promise<void> {
   expect(init.exitCode, init.stderr).toBe(0);
   const r = await runTool(
     "rpm",
-    ["-i", "--root", root, "--dbpath", DBPATH, "--nodeps", "--noscripts", "--notriggers", "--nosignature", pkg],
+    [
+      "-i",
+      "--root",
+      root,
+      "--dbpath",
+      DBPATH,
+      "--nodeps",
+      "--noscripts",
+      "--notriggers",
+      "--nosignature",
+      pkg,
+    ],
     { timeoutMs: 60_000 },
   );
   expect(r.exitCode, r.stderr).toBe(0);
@@ -65,53 +76,57 @@ const SCENARIOS: Scenario[] = [
   },
 ];
 
-describeWithTools(["rpm", "getfattr", "setfattr"], "rpm -i --root oracle vs injectRpm into a host directory", () => {
-  for (const scenario of SCENARIOS) {
-    it(scenario.name, async () => {
-      const base = await tempDir("rpm-oracle-");
-      const theirs = join(base, "rpm");
-      const ours = join(base, "ours");
-      await baseTree(theirs, scenario);
-      await baseTree(ours, scenario);
-      const pkgPath = fixtureRpm(scenario.rpm);
+describeWithTools(
+  ["rpm", "getfattr", "setfattr"],
+  "rpm -i --root oracle vs injectRpm into a host directory",
+  () => {
+    for (const scenario of SCENARIOS) {
+      it(scenario.name, async () => {
+        const base = await tempDir("rpm-oracle-");
+        const theirs = join(base, "rpm");
+        const ours = join(base, "ours");
+        await baseTree(theirs, scenario);
+        await baseTree(ours, scenario);
+        const pkgPath = fixtureRpm(scenario.rpm);
 
-      await rpmInstall(theirs, pkgPath);
-      const pkg = await readRpm(pkgPath);
-      let report: Awaited<ReturnType<typeof injectRpm>>["report"];
-      try {
-        ({ report } = await injectRpm(pkg, new HostDirTarget(ours)));
-      } finally {
-        await pkg.close();
-      }
+        await rpmInstall(theirs, pkgPath);
+        const pkg = await readRpm(pkgPath);
+        let report: Awaited<ReturnType<typeof injectRpm>>["report"];
+        try {
+          ({ report } = await injectRpm(pkg, new HostDirTarget(ours)));
+        } finally {
+          await pkg.close();
+        }
 
-      const exclude = [DBPATH];
-      const a = await snapshotTree(theirs, exclude);
-      const b = await snapshotTree(ours, exclude);
-      // Directories that gain entries during the install end with the time of the install (under rpm
-      // too), which differs between the two runs; empty package directories keep the header's mtime.
-      const hasChildren = (p: string) => [...a.keys()].some((q) => q.startsWith(`${p}/`));
-      const ignoreMtime = (p: string) => a.get(p)?.type === "dir" && hasChildren(p);
-      expect(comparable(b, ignoreMtime)).toEqual(comparable(a, ignoreMtime));
-      expect(linkGroups(b)).toEqual(linkGroups(a));
+        const exclude = [DBPATH];
+        const a = await snapshotTree(theirs, exclude);
+        const b = await snapshotTree(ours, exclude);
+        // Directories that gain entries during the install end with the time of the install (under rpm
+        // too), which differs between the two runs; empty package directories keep the header's mtime.
+        const hasChildren = (p: string) => [...a.keys()].some((q) => q.startsWith(`${p}/`));
+        const ignoreMtime = (p: string) => a.get(p)?.type === "dir" && hasChildren(p);
+        expect(comparable(b, ignoreMtime)).toEqual(comparable(a, ignoreMtime));
+        expect(linkGroups(b)).toEqual(linkGroups(a));
 
-      // Guard against a vacuous comparison: what the package exercises is really in rpm's tree.
-      for (const f of pkg.files) {
-        if (f.caps) expect(a.get(f.path)?.caps, f.path).toMatch(/^0x01000002/) // LE magic_etc: revision 2 + effective;
-        if (f.user !== "root" && !f.ghost) expect(a.get(f.path)?.uid, f.path).toBe(990);
-        if (f.ghost) expect(a.has(f.path), f.path).toBe(false);
-        if (f.hardlinks) expect(a.get(f.path)?.nlink, f.path).toBe(f.hardlinks.length);
-      }
-      if (scenario.prepare === existingConfigs) {
-        expect(a.has("/etc/imgpatch-demo/plain.conf.rpmorig")).toBe(true);
-        expect(a.has("/etc/imgpatch-demo/keep.conf.rpmnew")).toBe(true);
-        expect(report.configKept).toEqual(["/etc/imgpatch-demo/same.conf"]);
-      }
+        // Guard against a vacuous comparison: what the package exercises is really in rpm's tree.
+        for (const f of pkg.files) {
+          if (f.caps) expect(a.get(f.path)?.caps, f.path).toMatch(/^0x01000002/); // LE magic_etc: revision 2 + effective;
+          if (f.user !== "root" && !f.ghost) expect(a.get(f.path)?.uid, f.path).toBe(990);
+          if (f.ghost) expect(a.has(f.path), f.path).toBe(false);
+          if (f.hardlinks) expect(a.get(f.path)?.nlink, f.path).toBe(f.hardlinks.length);
+        }
+        if (scenario.prepare === existingConfigs) {
+          expect(a.has("/etc/imgpatch-demo/plain.conf.rpmorig")).toBe(true);
+          expect(a.has("/etc/imgpatch-demo/keep.conf.rpmnew")).toBe(true);
+          expect(report.configKept).toEqual(["/etc/imgpatch-demo/same.conf"]);
+        }
 
-      // The report names what rpm did with the config files.
-      const rpmnew = [...a.keys()].filter((p) => p.endsWith(".rpmnew"));
-      const rpmorig = [...a.keys()].filter((p) => p.endsWith(".rpmorig"));
-      expect(report.rpmnew.sort()).toEqual(rpmnew.sort());
-      expect(report.rpmorig.sort()).toEqual(rpmorig.sort());
-    });
-  }
-});
+        // The report names what rpm did with the config files.
+        const rpmnew = [...a.keys()].filter((p) => p.endsWith(".rpmnew"));
+        const rpmorig = [...a.keys()].filter((p) => p.endsWith(".rpmorig"));
+        expect(report.rpmnew.sort()).toEqual(rpmnew.sort());
+        expect(report.rpmorig.sort()).toEqual(rpmorig.sort());
+      });
+    }
+  },
+);

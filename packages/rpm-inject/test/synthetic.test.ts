@@ -5,7 +5,7 @@
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { describe, expect, it } from "vitest";
-import { injectRpm, MemoryTarget, type InjectTarget, readRpm, verifyPayload } from "../src/index.js";
+import { type InjectTarget, injectRpm, MemoryTarget, readRpm, verifyPayload } from "../src/index.js";
 import { buildRpm, S_IFDIR, S_IFLNK, S_IFREG } from "./build-rpm.js";
 
 const enc = new TextEncoder();
@@ -33,7 +33,10 @@ describe("synthetic package formats", () => {
     ["v3 with OLDFILENAMES", { format: 3 as const }],
     ["v4 newc", { format: 4 as const }],
     ["v6 with stripped 07070X cpio and LONGFILESIZES", { format: 6 as const, longSizes: true }],
-    ["v4 stripped, uncompressed, no payload digest", { format: 4 as const, stripped: true, compressor: "none", payloadDigest: false }],
+    [
+      "v4 stripped, uncompressed, no payload digest",
+      { format: 4 as const, stripped: true, compressor: "none", payloadDigest: false },
+    ],
   ] as const) {
     it(label, async () => {
       const { pkg, target } = await installInto(buildRpm({ files, ...opts }));
