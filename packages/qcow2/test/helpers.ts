@@ -1,4 +1,4 @@
-import { readFile, writeFile } from "node:fs/promises";
+import { readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { qemuImg, qemuImgCheck, qemuImgCompare, qemuImgInfo } from "@imgpatch/testkit";
 import { expect } from "vitest";
@@ -34,7 +34,9 @@ export async function readAll(dev: Qcow2Device): Promise<Uint8Array> {
 export async function qemuRaw(dir: string, image: string): Promise<Uint8Array> {
   const out = join(dir, `raw-${Math.random().toString(36).slice(2)}.raw`);
   await qemuImg(["convert", "-O", "raw", image, out]);
-  return new Uint8Array(await readFile(out));
+  const bytes = new Uint8Array(await readFile(out));
+  await rm(out);
+  return bytes;
 }
 
 /** Assert qemu-img check finds neither errors nor leaks, and the guest bytes equal `expected`. */
