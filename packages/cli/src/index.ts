@@ -1,1 +1,3 @@
-export {};
+export * from "./guest/index.js";
+export * from "./elements/index.js";
+export * from "./customize/index.js";
