@@ -208,7 +208,8 @@ function numericOwner(id: number): string {
 function linkHardlinks(entries: RpmFileEntry[]): void {
   const sets = new Map<string, number[]>();
   for (const e of entries) {
-    if (e.type !== "file" || e.inode === 0) continue;
+    // Ghosts are not in the payload, so they cannot take part in sharing its content.
+    if (e.type !== "file" || e.inode === 0 || e.ghost) continue;
     const key = `${e.device}:${e.inode}`;
     const set = sets.get(key);
     if (set) set.push(e.index);

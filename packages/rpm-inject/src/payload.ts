@@ -4,7 +4,7 @@
  * pass with bounded memory.
  */
 import { createHash, type Hash } from "node:crypto";
-import { ChunkReader, readCpioHeader } from "./cpio.js";
+import { ChunkReader, CPIO_CRC, readCpioHeader } from "./cpio.js";
 import { compressorFor, decompress, sniffCompressor } from "./decompress.js";
 import { RpmDigestError, RpmFormatError, RpmUnsupportedError } from "./errors.js";
 import type { RpmFileEntry } from "./files.js";
@@ -23,6 +23,10 @@ export interface PayloadEntry {
    * after the digest matched). Consume it or leave it: the iterator drains and verifies what is left.
    */
   content: AsyncIterable<Uint8Array>;
+}
+
+function hex8(n: number): string {
+  return n.toString(16).padStart(8, "0");
 }
 
 /** Per-entry cpio overhead bound used to cap how much a payload may expand (decompression bombs). */
@@ -184,12 +188,14 @@ async function* entriesOf(
       }
     }
     const dataStart = reader.position;
-    let consumed = false;
+    let started = false;
+    let left = entry.type === "symlink" ? 0 : size;
     const fileWhere = { file: `${file}:${entry.path}`, offset: dataStart };
     const e = entry;
+    const checkSum = hdr.magic === CPIO_CRC && verify && hasData && e.type === "file";
     const content = async function* (): AsyncIterable<Uint8Array> {
-      if (consumed) throw new Error(`content of ${e.path} read twice`);
-      consumed = true;
+      if (started) return;
+      started = true;
       if (e.type === "symlink") {
         const bytes = size > 0 ? await reader.readExact(size, "symlink target") : new Uint8Array(0);
         const target = new TextDecoder().decode(bytes);
@@ -203,9 +209,12 @@ async function* entriesOf(
         return;
       }
       const hash = verify && hasData && e.digest !== "" ? createHash(algo) : undefined;
+      let sum = 0;
       let pending: Uint8Array | undefined;
       for await (const chunk of reader.readRange(size, `content of ${e.path}`)) {
+        left -= chunk.length;
         hash?.update(chunk);
+        if (checkSum) for (let i = 0; i < chunk.length; i++) sum = (sum + chunk[i]) >>> 0;
         if (pending) yield pending;
         pending = chunk;
       }
@@ -213,13 +222,24 @@ async function* entriesOf(
         const actual = hash.digest("hex");
         if (actual !== e.digest) throw new RpmDigestError(`file ${e.path}`, e.digest, actual, fileWhere);
       }
+      if (checkSum && sum !== hdr.check) {
+        throw new RpmDigestError(
+          `file ${e.path} (cpio 070702 checksum)`,
+          hex8(hdr.check),
+          hex8(sum),
+          fileWhere,
+        );
+      }
       if (pending) yield pending;
     };
     yield { file: entry, hasData, offset: hdr.offset, content: content() };
-    if (!consumed) {
+    if (!started) {
       for await (const _ of content()) {
         // drain (and verify) what the consumer skipped
       }
+    } else if (left > 0) {
+      // The consumer stopped part way (its own business); keep the archive in step.
+      await reader.skip(left, `rest of ${entry.path}`);
     }
     await reader.pad(4, "cpio data padding");
   }

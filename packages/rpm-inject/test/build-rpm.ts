@@ -37,6 +37,8 @@ export interface SynthOptions {
   payloadDigest?: boolean;
   headerDigest?: boolean;
   longSizes?: boolean;
+  /** Write "070702" entries with the byte-sum checksum (wrong sums when "bad"). */
+  crc?: boolean | "bad";
   /** Raw names in the payload (instead of "./path"). */
   payloadNames?: Record<string, string>;
   extraTags?: { tag: number; type: number; value: string | string[] | number[] | Uint8Array }[];
@@ -162,6 +164,11 @@ function* cpioPieces(opts: SynthOptions): Iterable<Uint8Array> {
     pos += b.length;
     yield b;
   };
+  const byteSum = (f: SynthFile | undefined) => {
+    let sum = 0;
+    if (f) for (const c of contentChunks(f)) for (const b of c) sum = (sum + b) >>> 0;
+    return opts.crc === "bad" ? (sum + 1) >>> 0 : sum;
+  };
   const newc = function* (name: string, f: SynthFile | undefined, ino: number, size: number) {
     const nameBytes = enc.encode(name);
     const fields = [
@@ -177,9 +184,9 @@ function* cpioPieces(opts: SynthOptions): Iterable<Uint8Array> {
       ((f?.rdev ?? 0) >> 8) & 0xff,
       (f?.rdev ?? 0) & 0xff,
       nameBytes.length + 1,
-      0,
+      opts.crc && size > 0 ? byteSum(f) : 0,
     ];
-    yield* emit(enc.encode(`070701${fields.map(hex8).join("")}`));
+    yield* emit(enc.encode(`${opts.crc ? "070702" : "070701"}${fields.map(hex8).join("")}`));
     yield* emit(new Uint8Array([...nameBytes, 0]));
     yield* pad();
   };

@@ -52,6 +52,14 @@ describe("synthetic package formats", () => {
     });
   }
 
+  it("checks the 070702 (crc) cpio checksum", async () => {
+    const { target } = await installInto(buildRpm({ files, crc: true }));
+    expect(target.list("/opt").length).toBe(5);
+    const pkg = await readRpm(buildRpm({ files, crc: "bad", payloadDigest: false }));
+    await expect(verifyPayload(pkg)).rejects.toThrow(/070702 checksum/);
+    await pkg.close();
+  });
+
   it("streams a 200 MiB payload without holding it in memory", async () => {
     const size = 200 * 1024 * 1024;
     const rpm = buildRpm({ files: [{ path: "/big.bin", mode: S_IFREG | 0o644, zeros: size }] });
