@@ -24,11 +24,11 @@ export SOURCE_DATE_EPOCH=1700000000    # 2023-11-14T22:13:20Z
 export E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH E2FSCK_TIME=$SOURCE_DATE_EPOCH
 export MKE2FS_CONFIG=/etc/mke2fs.conf  # the distribution defaults (Debian 12: e2fsprogs 1.47.0)
 
-OUT=$here/out
+FINAL=$here/out
 WORK=$here/.work/gen
-rm -rf "$WORK" "$OUT/manifests"
+OUT=$WORK/out # staged, replaces $FINAL only when everything succeeded
+rm -rf "$WORK"
 mkdir -p "$WORK/img" "$OUT/manifests"
-find "$OUT" -maxdepth 1 -type f \( -name '*.gz' -o -name '*.sfdisk.json' -o -name fixtures.json \) -delete
 IMG=$WORK/img
 
 # ---------------------------------------------------------------------------------------------
@@ -117,9 +117,51 @@ qemu-io -f qcow2 -c "write -P 0xe1 1090k 2k" -c "write -z 8k 4k" -c "write -P 0x
 qemu-io -f qcow2 -c "write -P 0xcc 512k 64k" -c "write -P 0xdd 1500k 4k" -c "write -z 3584k 64k" \
   -c "write -P 0xee 4190208 4096" "$IMG/overlay.qcow2" > /dev/null
 
+# an internal snapshot, then writes after it (copy-on-write of shared clusters)
+cp "$IMG/pattern-v3.qcow2" "$IMG/pattern-snapshot.qcow2"
+qemu-img snapshot -c snap1 "$IMG/pattern-snapshot.qcow2"
+qemu-io -f qcow2 -c "write -P 0x5e 0 64k" -c "write -P 0x5f 1M 4k" "$IMG/pattern-snapshot.qcow2" > /dev/null
+node scripts/qcow2-patch.mjs snapshot-times "$IMG/pattern-snapshot.qcow2" "$SOURCE_DATE_EPOCH"
+
+# hand-broken copies with known qemu-img check verdicts: one leaked cluster; one corruption
+cp "$IMG/pattern-v3.qcow2" "$IMG/broken-leak.qcow2"
+node scripts/qcow2-patch.mjs drop-l2 "$IMG/broken-leak.qcow2" 65536
+cp "$IMG/pattern-v3.qcow2" "$IMG/broken-refcount.qcow2"
+node scripts/qcow2-patch.mjs zero-refcount "$IMG/broken-refcount.qcow2" 131072
+
 # an ext4 filesystem inside qcow2
 qemu-img convert -f raw -O qcow2 -o compat=1.1,cluster_size=65536 "$IMG/ext4-default.img" "$IMG/ext4-default.qcow2"
 qemu-img convert -f raw -O qcow2 -c -o compat=0.10,cluster_size=65536 "$IMG/ext4-inline.img" "$IMG/ext4-inline-v2-compressed.qcow2"
+
+# ext4 edited in an overlay: ext4-default with a file added to /lost+found (outside the
+# manifest's tree) and an atime changed, stored as an overlay of ext4-default.qcow2 holding only
+# the 4 KiB blocks that differ (written with qemu-io), backing named by a relative path.
+mod=$WORK/ext4-mod.img
+cp "$IMG/ext4-default.img" "$mod"
+printf 'written into the overlay by debugfs
+' > "$WORK/overlay-note.txt"
+cat > "$WORK/mod.cmds" <<EOC
+write $WORK/overlay-note.txt /lost+found/overlay-note.txt
+sif /lost+found/overlay-note.txt uid 1000
+sif /lost+found/overlay-note.txt gid 1000
+sif /small.txt atime @$((SOURCE_DATE_EPOCH + 86400))
+EOC
+for f in /lost+found/overlay-note.txt /lost+found; do
+  for t in atime ctime mtime crtime; do echo "sif $f $t @$SOURCE_DATE_EPOCH"; echo "sif $f ${t}_extra 0"; done >> "$WORK/mod.cmds"
+done
+debugfs -w -f "$WORK/mod.cmds" "$mod" > /dev/null 2> "$WORK/mod.err"
+if grep -v '^debugfs [0-9]' "$WORK/mod.err" | grep -q .; then cat "$WORK/mod.err" >&2; exit 1; fi
+quiet e2fsck -fn "$mod"
+(cd "$IMG" && qemu-img create -q -f qcow2 -o compat=1.1,cluster_size=65536 -b ext4-default.qcow2 -F qcow2 ext4-overlay.qcow2)
+mkdir -p "$WORK/chunks"
+node scripts/diff-writes.mjs "$IMG/ext4-default.img" "$mod" "$WORK/chunks" 4096 > "$WORK/overlay.cmds"
+mapfile -t ocmds < "$WORK/overlay.cmds"
+qargs=()
+for c in "${ocmds[@]}"; do qargs+=(-c "$c"); done
+qemu-io -f qcow2 "${qargs[@]}" "$IMG/ext4-overlay.qcow2" > /dev/null
+qemu-img convert -f qcow2 -O raw "$IMG/ext4-overlay.qcow2" "$WORK/overlay-flat.img"
+cmp "$WORK/overlay-flat.img" "$mod" || { echo "generate.sh: ext4-overlay.qcow2 does not match" >&2; exit 1; }
+rm -rf "$mod" "$WORK/chunks" "$WORK/overlay-flat.img"
 
 # ---------------------------------------------------------------------------------------------
 # Whole disks, partitioned with sfdisk on plain files; filesystems written in with dd.
@@ -202,10 +244,16 @@ for f in "$IMG"/*; do
   gzip -9n < "$f" > "$OUT/$(basename "$f").gz"
 done
 
+# Replace the committed outputs.
+mkdir -p "$FINAL"
+rm -rf "$FINAL/manifests"
+find "$FINAL" -maxdepth 1 -type f \( -name '*.gz' -o -name '*.sfdisk.json' -o -name fixtures.json \) -delete
+cp -r "$OUT"/. "$FINAL"/
+
 # RPM fixtures have their own generator.
 if [ -x rpm/generate.sh ] || [ -f rpm/generate.sh ]; then
   bash rpm/generate.sh
 fi
 
 rm -rf "$WORK"
-du -ch "$OUT"/*.gz "$OUT"/manifests/* "$OUT"/*.json | tail -1
+du -ch "$FINAL"/*.gz "$FINAL"/manifests/* "$FINAL"/*.json | tail -1

@@ -125,6 +125,47 @@ const SPEC = {
       "overlay on pattern-v3.qcow2 named by a RELATIVE path, after qemu-io 'write -P 0xcc 512k 64k', 'write -P 0xdd 1500k 4k', 'write -z 3584k 64k', 'write -P 0xee 4190208 4096'",
     generatedWith: "qemu-img create -b pattern-v3.qcow2 -F qcow2 + qemu-io",
   },
+  "pattern-snapshot.qcow2": {
+    format: "qcow2",
+    content: "pattern",
+    description:
+      "pattern-v3.qcow2 with an internal snapshot 'snap1' (whose content is pattern.raw), then qemu-io 'write -P 0x5e 0 64k', 'write -P 0x5f 1M 4k' (copy-on-write of shared clusters); snapshot date pinned",
+    generatedWith: "qemu-img snapshot -c + qemu-io + scripts/qcow2-patch.mjs snapshot-times",
+  },
+  "broken-leak.qcow2": {
+    format: "qcow2",
+    content: "pattern",
+    broken: true,
+    description:
+      "pattern-v3.qcow2 with the L2 entry of guest offset 64 KiB cleared: that guest cluster reads as zeros and its host cluster is leaked (qemu-img check: 1 leak, exit 3)",
+    generatedWith: "scripts/qcow2-patch.mjs drop-l2",
+  },
+  "broken-refcount.qcow2": {
+    format: "qcow2",
+    content: "pattern",
+    broken: true,
+    description:
+      "pattern-v3.qcow2 with the refcount of the host cluster holding guest offset 128 KiB set to 0 while still mapped (qemu-img check: 1 corruption, exit 2); content unchanged",
+    generatedWith: "scripts/qcow2-patch.mjs zero-refcount",
+  },
+  "ext4-overlay.qcow2": {
+    format: "qcow2",
+    manifest: "tree-full.json.gz",
+    backing: { recorded: "ext4-default.qcow2", fixture: "ext4-default.qcow2" },
+    description:
+      "overlay on ext4-default.qcow2 (relative path) holding only the 4 KiB blocks debugfs changed: /lost+found/overlay-note.txt added (uid/gid 1000) and the atime of /small.txt moved; the manifest still describes everything outside lost+found",
+    generatedWith:
+      "debugfs -w on a copy + qemu-img create -b ext4-default.qcow2 + qemu-io write -s of the differing 4 KiB blocks",
+    extraFiles: [
+      {
+        path: "/lost+found/overlay-note.txt",
+        uid: 1000,
+        gid: 1000,
+        mode: 0o100644,
+        text: "written into the overlay by debugfs\n",
+      },
+    ],
+  },
   "ext4-default.qcow2": {
     format: "qcow2",
     manifest: "tree-full.json.gz",
@@ -258,12 +299,11 @@ for (const name of names) {
   e.size = statSync(path).size;
   e.sha256 = sha256File(path);
   // Guest-visible content (what a reader must return), via qemu-img's own reader.
+  const flat = join(tmp, "flat.raw");
   if (spec.format === "raw") e.contentSha256 = e.sha256;
   else {
-    const flat = join(tmp, "flat.raw");
     execFileSync("qemu-img", ["convert", "-f", "qcow2", "-O", "raw", path, flat], { cwd: imgDir });
     e.contentSha256 = sha256File(flat);
-    rmSync(flat);
     const d = info["format-specific"].data;
     e.qcow2 = {
       compat: d.compat,
@@ -273,9 +313,36 @@ for (const name of names) {
       compressed: /convert -c/.test(spec.generatedWith),
       zeroClusters: /write -z/.test(spec.generatedWith),
     };
+    // qemu-img check's verdict (exit 0 clean, 2 corruptions, 3 leaks)
+    let exitCode = 0;
+    let out;
+    try {
+      out = execFileSync("qemu-img", ["check", "--output=json", path], { cwd: imgDir });
+    } catch (err) {
+      exitCode = err.status;
+      out = err.stdout;
+    }
+    const c = JSON.parse(out.toString("utf8"));
+    e.qemuCheck = { exitCode, leaks: c.leaks ?? 0, corruptions: c.corruptions ?? 0 };
+    const clean = exitCode === 0 && !c.leaks && !c.corruptions;
+    if (clean === Boolean(spec.broken))
+      throw new Error(`${name}: qemu-img check says ${JSON.stringify(c)}, exit ${exitCode}`);
+    if (info.snapshots) {
+      e.snapshots = info.snapshots.map((sn) => {
+        const snapFlat = join(tmp, "snap.raw");
+        execFileSync(
+          "qemu-img",
+          ["convert", "-f", "qcow2", "-O", "raw", "-l", `snapshot.name=${sn.name}`, path, snapFlat],
+          { cwd: imgDir },
+        );
+        const r = { id: sn.id, name: sn.name, contentSha256: sha256File(snapFlat) };
+        rmSync(snapFlat);
+        return r;
+      });
+    }
   }
   if (spec.manifest) {
-    const source = spec.sameContentAs ? join(imgDir, spec.sameContentAs) : path;
+    const source = spec.format === "raw" ? path : flat;
     const x = extInfo(source);
     Object.assign(e, {
       content: x.type,
@@ -287,12 +354,13 @@ for (const name of names) {
       manifest: spec.manifest,
     });
   }
+  rmSync(flat, { force: true });
   if (spec.partitionContent || spec.partitionsFrom) {
     const from = spec.partitionsFrom ?? name;
     e.partitions = partitions(join(imgDir, from), SPEC[from].partitionContent);
     e.sfdiskJson = spec.sfdiskJson;
   }
-  for (const k of ["backing", "sameContentAs", "zeroRanges", "generatedWith"])
+  for (const k of ["backing", "sameContentAs", "zeroRanges", "extraFiles", "broken", "generatedWith"])
     if (spec[k] !== undefined) e[k] = spec[k];
   if (spec.sameContentAs) {
     const other = join(imgDir, spec.sameContentAs);

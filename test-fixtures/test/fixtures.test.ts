@@ -38,6 +38,10 @@ function extTargets(): { name: string; target: () => Promise<FsTarget>; manifest
   const out: { name: string; target: () => Promise<FsTarget>; manifest: string; label: string }[] = [];
   for (const n of names) {
     const f = fixtureInfo(n);
+    if (f.format === "qcow2" && f.manifest && !f.sameContentAs) {
+      // Not a copy of a raw fixture (e.g. an overlay): check the flattened guest view.
+      out.push({ name: n, target: () => flatten(n), manifest: f.manifest, label: `${n} (flattened)` });
+    }
     if (f.format !== "raw") continue;
     if (f.manifest) out.push({ name: n, target: () => fixture(n), manifest: f.manifest, label: n });
     for (const p of f.partitions ?? []) {
@@ -51,6 +55,21 @@ function extTargets(): { name: string; target: () => Promise<FsTarget>; manifest
     }
   }
   return out;
+}
+
+const flattened = new Map<string, Promise<string>>();
+/** The guest-visible bytes of a qcow2 fixture as a raw file (qemu-img convert), once per file. */
+function flatten(name: string): Promise<string> {
+  let p = flattened.get(name);
+  if (!p) {
+    p = (async () => {
+      const out = join(await tempDir(), `${name}.raw`);
+      await qemuImg(["convert", "-f", "qcow2", "-O", "raw", await fixture(name), out]);
+      return out;
+    })();
+    flattened.set(name, p);
+  }
+  return p;
 }
 
 describe("fixture index", () => {
@@ -73,7 +92,11 @@ describe("fixture index", () => {
     expect(q.some((x) => x.compressed)).toBe(true);
     expect(q.some((x) => x.extendedL2)).toBe(true);
     expect(q.some((x) => x.zeroClusters)).toBe(true);
-    expect(all.some((f) => f.backing)).toBe(true);
+    expect(all.some((f) => f.backing && f.manifest)).toBe(true);
+    expect(all.some((f) => f.backing && f.content === "pattern")).toBe(true);
+    expect(all.some((f) => f.snapshots?.length)).toBe(true);
+    expect(all.some((f) => f.broken && f.qemuCheck!.leaks > 0)).toBe(true);
+    expect(all.some((f) => f.broken && f.qemuCheck!.corruptions > 0)).toBe(true);
     expect(all.some((f) => f.content === "gpt") && all.some((f) => f.content === "mbr")).toBe(true);
   });
 
@@ -105,7 +128,10 @@ describeWithTools(["qemu-img", "qemu-io"], "fixture images (qemu-img)", () => {
       expect(qi["virtual-size"]).toBe(info.virtualSize);
       if (info.format === "qcow2") {
         const check = await qemuImgCheck(path, { format: "qcow2" });
-        expect(check.clean, JSON.stringify(check.json)).toBe(true);
+        expect(check.clean, JSON.stringify(check.json)).toBe(!info.broken);
+        expect({ exitCode: check.exitCode, leaks: check.leaks, corruptions: check.corruptions }).toEqual(
+          info.qemuCheck,
+        );
         const data = (qi["format-specific"] as { data: Record<string, unknown> }).data;
         expect(data.compat).toBe(info.qcow2!.compat);
         expect(qi["cluster-size"]).toBe(info.qcow2!.clusterSize);
@@ -117,6 +143,24 @@ describeWithTools(["qemu-img", "qemu-io"], "fixture images (qemu-img)", () => {
         const flat = join(dir, "flat.raw");
         await qemuImg(["convert", "-f", "qcow2", "-O", "raw", path, flat]);
         expect(sha256(await readFile(flat))).toBe(info.contentSha256);
+        const snaps = (qi.snapshots ?? []) as { id: string; name: string }[];
+        expect(snaps.map((x) => x.name)).toEqual((info.snapshots ?? []).map((x) => x.name));
+        for (const snap of info.snapshots ?? []) {
+          const sflat = join(dir, "snap.raw");
+          await qemuImg([
+            "convert",
+            "-f",
+            "qcow2",
+            "-O",
+            "raw",
+            "-l",
+            `snapshot.name=${snap.name}`,
+            path,
+            sflat,
+          ]);
+          expect(sha256(await readFile(sflat)), snap.name).toBe(snap.contentSha256);
+          expect(snap.contentSha256).toBe(fixtureInfo("pattern.raw").contentSha256);
+        }
       } else {
         expect(info.contentSha256).toBe(info.sha256);
       }
@@ -182,6 +226,11 @@ describeWithTools(["e2fsck", "debugfs", "dumpe2fs"], "fixture filesystems (e2fsp
       const sample = manifest.filter((e, i) => !e.path.startsWith("/bigdir/") || i % 997 === 0);
       const inodeOfGroup = new Map<number, number>();
       for (const e of sample) await checkEntry(target, e, bigInodes, inodeOfGroup);
+      for (const x of fixtureInfo(t.name).extraFiles ?? []) {
+        const st = await debugfsStat(target, x.path);
+        expect([st.mode, st.uid, st.gid], x.path).toEqual([x.mode, x.uid, x.gid]);
+        expect((await debugfsCat(target, x.path)).toString(), x.path).toBe(x.text);
+      }
       if (manifest.some((e) => e.path === "/bigdir")) {
         const big = await debugfsStat(target, "/bigdir");
         expect(big.flags & 0x1000, "/bigdir is htree-indexed (EXT4_INDEX_FL)").toBe(0x1000);
@@ -195,6 +244,7 @@ describeWithTools(["e2fsck", "debugfs", "dumpe2fs"], "fixture filesystems (e2fsp
           )
           .map((e) => e.path.slice(prefix.length));
         if (dir.path === "/") want.push("lost+found");
+        // (lost+found itself is not in the manifest; ext4-overlay adds a file there)
         const got = (await debugfsLs(target, dir.path))
           .map((e) => e.name)
           .filter((x) => x !== "." && x !== "..");

@@ -116,6 +116,14 @@ export interface FixtureInfo {
   backing?: { recorded: string; fixture: string };
   /** Fixture whose guest-visible content equals this one's. */
   sameContentAs?: string;
+  /** qcow2: what `qemu-img check` reported when the fixture was made. */
+  qemuCheck?: { exitCode: number; leaks: number; corruptions: number };
+  /** Deliberately damaged (hand-corrupted qcow2): qemuCheck is not clean. */
+  broken?: boolean;
+  /** qcow2 internal snapshots, with the sha256 of each snapshot's guest-visible content. */
+  snapshots?: { id: string; name: string; contentSha256: string }[];
+  /** Files added to the filesystem after mke2fs, outside the manifest's tree (ext4-overlay). */
+  extraFiles?: { path: string; uid: number; gid: number; mode: number; text: string }[];
   /** [offset, length] ranges zeroed by qemu-io write -z (pattern-zero). */
   zeroRanges?: [number, number][];
   /** Tool options used, for the record. */
