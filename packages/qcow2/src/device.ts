@@ -517,8 +517,9 @@ export class Qcow2Device extends BaseDevice {
     } else if (!this.extendedL2) {
       const buf = new Uint8Array(cs);
       await out.flush();
-      await this.readGuest(ci * cs, buf.subarray(0, inC));
-      await this.readGuest(ci * cs + inC + n, buf.subarray(inC + n));
+      // one read of the whole old cluster (then overlay the piece): half the round trips of
+      // reading the head and the tail separately
+      await this.readGuest(ci * cs, buf);
       buf.set(piece, inC);
       await out.add(host, buf);
     } else {

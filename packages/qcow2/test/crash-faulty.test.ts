@@ -4,6 +4,7 @@ import { FaultyDevice, FileDevice, SimulatedFaultError } from "@imgpatch/disk";
 import { describeWithTools, qemuImg, qemuImgCheck, qemuIo, tempDir } from "@imgpatch/testkit";
 import { beforeAll, expect, it } from "vitest";
 import { checkQcow2 } from "../src/check.js";
+import { parseHeader } from "../src/header.js";
 import { type HostFile, openQcow2, type Qcow2Device } from "../src/index.js";
 import { firstDiff, qemuRaw, randomBytes } from "./helpers.js";
 
@@ -166,6 +167,12 @@ describeWithTools(
       const full = join(dir, "probe.qcow2");
       expect((await qemuImgCheck(full)).clean).toBe(true);
       expect(firstDiff(await qemuRaw(dir, full), probe.model)).toBe(-1);
+      // the workload did grow the L1 table and move the refcount table
+      const before = parseHeader(pristine, "pristine");
+      const after = parseHeader(new Uint8Array(await readFile(full)).subarray(0, 512), full);
+      expect(after.l1Size).toBeGreaterThan(before.l1Size);
+      expect(after.refcountTableOffset).not.toBe(before.refcountTableOffset);
+      expect(after.refcountTableClusters).toBeGreaterThan(before.refcountTableClusters);
 
       let leaky = 0;
       for (let n = 0; n <= total; n++) {
