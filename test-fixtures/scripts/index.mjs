@@ -279,6 +279,7 @@ function partitions(path, contents) {
 }
 
 const tmp = mkdtempSync(join(tmpdir(), "imgpatch-index-"));
+process.on("exit", () => rmSync(tmp, { recursive: true, force: true }));
 const fixtures = {};
 const names = readdirSync(imgDir).sort();
 for (const name of Object.keys(SPEC))
