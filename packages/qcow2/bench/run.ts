@@ -151,7 +151,10 @@ try {
         await dev.close();
       }),
     () => {
-      return run("qemu-img", ["create", "-q", "-f", "qcow2", out, String(size)]) + run("qemu-io", ["-t", "writeback", ...qemuWriteCmds(), out]);
+      return (
+        run("qemu-img", ["create", "-q", "-f", "qcow2", out, String(size)]) +
+        run("qemu-io", ["-t", "writeback", ...qemuWriteCmds(), out])
+      );
     },
     clean,
   );
@@ -190,7 +193,9 @@ try {
     () => {
       const t = run("qemu-img", ["create", "-q", "-f", "qcow2", "-b", src, "-F", "qcow2", out]);
       const t0 = performance.now();
-      const res = spawnSync("sh", ["-c", `qemu-io -t writeback -f qcow2 '${out}' < '${cmdFile}'`], { stdio: "ignore" });
+      const res = spawnSync("sh", ["-c", `qemu-io -t writeback -f qcow2 '${out}' < '${cmdFile}'`], {
+        stdio: "ignore",
+      });
       if (res.status !== 0) throw new Error("qemu-io random writes failed");
       return t + performance.now() - t0;
     },

@@ -1,4 +1,4 @@
-import { open, rm } from "node:fs/promises";
+import { type FileHandle, open, rm } from "node:fs/promises";
 import { deflateRaw, constants as zc } from "node:zlib";
 import { type BlockDevice, FileDevice, UnsupportedError } from "@imgpatch/disk";
 import { probeFormat, resolveBackingPath } from "./backing.js";
@@ -317,6 +317,7 @@ async function toRaw(src: BlockDevice, target: string, options: ConvertOptions):
   };
   if (options.overwrite) await rm(target, { force: true });
   const fh = await open(target, "wx");
+  const inFlight: Promise<void>[] = [];
   try {
     await fh.truncate(src.size);
     for await (const r of runs(src, cs, options.chunkBytes ?? 8 * 1024 * 1024, stats)) {
@@ -326,16 +327,26 @@ async function toRaw(src: BlockDevice, target: string, options: ConvertOptions):
       }
       const at = r.index * cs;
       const bytes = r.data.subarray(0, Math.min(r.data.length, src.size - at));
-      let done = 0;
-      while (done < bytes.length) {
-        const { bytesWritten } = await fh.write(bytes, done, bytes.length - done, at + done);
-        done += bytesWritten;
-      }
+      // keep a few writes in flight so reading the next run overlaps writing this one
+      const w = writeFully(fh, bytes, at);
+      w.catch(() => {}); // observed when awaited; never an unhandled rejection meanwhile
+      inFlight.push(w);
+      if (inFlight.length > 3) await inFlight.shift();
       stats.dataClusters += r.count;
     }
+    await Promise.all(inFlight);
     if (options.sync) await fh.datasync();
   } finally {
+    await Promise.allSettled(inFlight);
     await fh.close();
   }
   return stats;
+}
+
+async function writeFully(fh: FileHandle, bytes: Uint8Array, at: number): Promise<void> {
+  let done = 0;
+  while (done < bytes.length) {
+    const { bytesWritten } = await fh.write(bytes, done, bytes.length - done, at + done);
+    done += bytesWritten;
+  }
 }

@@ -156,12 +156,24 @@ export class Qcow2StreamWriter {
     this.batch = [data];
   }
 
+  /** Writes in flight: the next batch is gathered (and the source read) while they run. */
+  private inFlight: Promise<void>[] = [];
+
   private async flushBatch(): Promise<void> {
     if (this.batch.length === 0) return;
     const parts = this.batch;
     this.batch = [];
-    if (parts.length === 1) await this.host.write(this.batchStart, parts[0]!);
-    else await this.host.writev(this.batchStart, parts);
+    const start = this.batchStart;
+    this.inFlight.push(
+      parts.length === 1 ? this.host.write(start, parts[0]!) : this.host.writev(start, parts),
+    );
+    while (this.inFlight.length > 2) await this.inFlight.shift();
+  }
+
+  private async drainWrites(): Promise<void> {
+    const all = this.inFlight;
+    this.inFlight = [];
+    await Promise.all(all);
   }
 
   /** Store one full guest cluster of data (a short last cluster is padded with zeros). */
@@ -254,11 +266,13 @@ export class Qcow2StreamWriter {
       for (let b = 0; b < B; b++) setU64(tv, b * 8, blocksAt + b * cs);
       await this.append(tableAt, table);
       await this.flushBatch();
+      await this.drainWrites();
       const sync = this.opts.sync ?? true;
       if (sync) await this.host.sync(); // everything the header points to, before the header
       await this.host.write(0, this.headerCluster(l1At, tableAt, T));
       if (sync) await this.host.sync();
     } finally {
+      await this.drainWrites().catch(() => {});
       await this.host.close();
     }
   }
@@ -310,6 +324,7 @@ export class Qcow2StreamWriter {
 
   /** Abandon the image (close without writing the header). */
   async abort(): Promise<void> {
+    await this.drainWrites().catch(() => {});
     await this.host.close().catch(() => {});
   }
 }
