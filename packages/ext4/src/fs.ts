@@ -85,8 +85,9 @@ import {
   S_IFMT,
   storedInodeChecksum,
 } from "./inode.js";
-import { type JournalStatus, parseJournalSuperblock } from "./journal.js";
+import { type JournalScan, type JournalStatus, parseJournalSuperblock, scanJournal } from "./journal.js";
 import { Lru } from "./lru.js";
+import { JournalReplayDevice } from "./replay-device.js";
 import { Ext4Dirent, Ext4Stats } from "./stats.js";
 import {
   checksumSeed,
@@ -143,6 +144,11 @@ export interface Ext4OpenOptions {
   verifyBitmaps?: boolean;
   /** Inode-table cache budget in bytes (default 32 MiB). */
   cacheBytes?: number;
+  /**
+   * When the journal needs recovery, replay it in memory (nothing is written) so reads see what
+   * the kernel would see after mounting. Default false: read the on-disk state and warn.
+   */
+  replayJournal?: boolean;
 }
 
 /** A logical→physical run of a file; `physical` 0 with `hole` set for unmapped ranges. */
@@ -191,6 +197,7 @@ export class Ext4Fs {
   readonly superblockOffset: number;
 
   private readonly lenient: boolean;
+  private readonly openOptions: Ext4OpenOptions;
   private readonly onWarning?: (w: Ext4Warning) => void;
   private readonly itableCache: Lru<number, Uint8Array>;
   private readonly blockCache = new Lru<number, Uint8Array>(2048);
@@ -208,11 +215,13 @@ export class Ext4Fs {
     sbOffset: number,
     options: Ext4OpenOptions,
     warnings: Ext4Warning[],
+    replayed?: JournalStatus["replayed"],
   ) {
     this.groups = groups;
     this.blockSize = sb.blockSize;
     this.superblockOffset = sbOffset;
     this.lenient = options.lenient ?? false;
+    this.openOptions = options;
     this.onWarning = options.onWarning;
     this.seed = checksumSeed(sb);
     this.csum = hasRoCompat(sb, RO_COMPAT.metadata_csum);
@@ -229,9 +238,10 @@ export class Ext4Fs {
       external: hasCompat(sb, COMPAT.has_journal) && sb.journalInum === 0,
       journalInode: sb.journalInum,
       needsRecovery: hasIncompat(sb, INCOMPAT.recover),
+      replayed,
     };
-    if (this.journal.needsRecovery) {
-      this.readOnlyReasons.push("the journal needs recovery");
+    if (this.journal.needsRecovery) this.readOnlyReasons.push("the journal needs recovery");
+    if (this.journal.needsRecovery && !replayed) {
       this.warn(
         "EJOURNAL",
         "the journal needs recovery (filesystem was not cleanly unmounted): data read may be stale until it is replayed",
@@ -263,7 +273,9 @@ export class Ext4Fs {
     for (const c of candidates) {
       if (c.offset + SUPERBLOCK_SIZE > device.size) continue;
       try {
-        const fs = await Ext4Fs.tryOpen(device, options, c.offset, c.sbBlock, warnings);
+        let fs = await Ext4Fs.tryOpen(device, options, c.offset, c.sbBlock, warnings);
+        if (options.replayJournal && fs.journal.needsRecovery)
+          fs = await fs.replayedView(c.offset, c.sbBlock);
         if (c.offset !== SUPERBLOCK_OFFSET && options.superblock === undefined) {
           fs.warn(
             "EBACKUPSB",
@@ -289,6 +301,7 @@ export class Ext4Fs {
     offset: number,
     sbBlockHint: number | undefined,
     warnings: Ext4Warning[],
+    replayed?: JournalStatus["replayed"],
   ): Promise<Ext4Fs> {
     const where = { file: device.name, offset };
     const raw = await device.read(offset, SUPERBLOCK_SIZE);
@@ -382,7 +395,7 @@ export class Ext4Fs {
       }
       i = j;
     }
-    const fs = new Ext4Fs(device, sb, groups, offset, options, warnings);
+    const fs = new Ext4Fs(device, sb, groups, offset, options, warnings, replayed);
     if (fs.journal.hasJournal && !fs.journal.external) await fs.loadJournalStatus();
     if (options.verifyBitmaps) await fs.verifyBitmaps();
     return fs;
@@ -1560,6 +1573,67 @@ export class Ext4Fs {
         }
       }
     }
+  }
+
+  /** Logical block i of the internal journal. */
+  async readJournalBlock(i: number): Promise<Uint8Array> {
+    const ji = await this.readInode(this.sb.journalInum);
+    const m = await this.mapBlock(ji, i);
+    if (m.physical === 0) {
+      throw new Ext4FormatError(`journal block ${i} is not mapped`, this.loc("journal", { inode: ji.ino }));
+    }
+    return this.readBlock(m.physical, "journal block", ji.ino);
+  }
+
+  /** Scan the journal for committed transactions that recovery would replay. */
+  async scanJournal(): Promise<JournalScan> {
+    const jsb = this.journal.superblock;
+    if (!jsb) throw new Ext4FormatError("no readable internal journal", this.loc("journal"));
+    if (jsb.blockSize !== this.blockSize) {
+      throw new Ext4UnsupportedError(
+        "journal",
+        `journal block size ${jsb.blockSize} differs from the filesystem's`,
+        this.loc("journal"),
+      );
+    }
+    if (jsb.featureIncompat & ~0x1f) {
+      throw new Ext4UnsupportedError(
+        "journal",
+        `journal uses unknown features 0x${jsb.featureIncompat.toString(16)}`,
+        this.loc("journal"),
+      );
+    }
+    try {
+      return await scanJournal(jsb, (i) => this.readJournalBlock(i));
+    } catch (e) {
+      if (e instanceof RangeError) throw new Ext4FormatError(e.message, this.loc("journal"));
+      throw e;
+    }
+  }
+
+  /** A new Ext4Fs over a view of the device with the journal replayed in memory. */
+  private async replayedView(offset: number, sbBlock: number | undefined): Promise<Ext4Fs> {
+    const scan = await this.scanJournal();
+    const replayed = {
+      transactions: scan.transactions,
+      blocks: scan.replay.size,
+      badChecksums: scan.badChecksums,
+    };
+    const view = new JournalReplayDevice(this.device, this.blockSize, scan.replay, (i) =>
+      this.readJournalBlock(i),
+    );
+    const fs = await Ext4Fs.tryOpen(
+      view,
+      { ...this.openOptions, replayJournal: false },
+      offset,
+      sbBlock,
+      [],
+      replayed,
+    );
+    if (scan.badChecksums > 0) {
+      fs.warn("EJOURNAL", `${scan.badChecksums} journal blocks failed their checksum and were not replayed`);
+    }
+    return fs;
   }
 
   private async loadJournalStatus(): Promise<void> {

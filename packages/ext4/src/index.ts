@@ -20,6 +20,7 @@ export * from "./inline-data.js";
 export * from "./inode.js";
 export * from "./journal.js";
 export * from "./lru.js";
+export * from "./replay-device.js";
 export * from "./stats.js";
 export * from "./superblock.js";
 export * from "./xattr.js";

@@ -111,6 +111,46 @@ async function exercise(image: Uint8Array, lenient: boolean): Promise<void> {
   await guard(fs.verifyBitmaps());
 }
 
+describeWithTools(["mke2fs", "debugfs"], "fuzzed journal", () => {
+  it("mutated journal blocks give typed errors or a replay view, never a hang", async () => {
+    const dir = await tempDir("ext4-fuzzj-");
+    const src = join(dir, "src");
+    await mkdir(src);
+    await writeFile(join(src, "f"), pseudoBytes(8192, 1));
+    const img = join(dir, "j.img");
+    await mkfs(img, src, 4, ["-t", "ext4", "-b", "1024"]);
+    const blk = join(dir, "blk");
+    await writeFile(blk, pseudoBytes(3072, 2));
+    await debugfs(img, ["jo -c", `jw -b 300,301,302 ${blk}`, "jw -b 303 -r 300 " + blk, "jc"], {
+      write: true,
+    });
+    const bytes = new Uint8Array(await readFile(img));
+    const fs = await Ext4Fs.open(new MemoryDevice(bytes.slice(), { readOnly: true }));
+    const ji = await fs.readInode(fs.sb.journalInum);
+    const targets: number[] = [];
+    for (let i = 0; i < 10; i++) targets.push((await fs.mapBlock(ji, i)).physical * fs.blockSize);
+    await fc.assert(
+      fc.asyncProperty(
+        fc.nat(),
+        fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 6 }),
+        async (t, muts) => {
+          const b = bytes.slice();
+          const base = targets[t % targets.length];
+          for (const [pos, val] of muts) b[base + (pos % fs.blockSize)] = val;
+          try {
+            const j = await Ext4Fs.open(new MemoryDevice(b, { readOnly: true }), { replayJournal: true });
+            for await (const e of j.walk("/"))
+              if (e.stats.isFile()) await j.readFile(e.path, { maxSize: 1 << 20 });
+          } catch (e) {
+            if (!(e instanceof ImgpatchError)) throw e;
+          }
+        },
+      ),
+      { numRuns: 150, seed: 4242 },
+    );
+  });
+});
+
 describeWithTools(["mke2fs", "debugfs", "e2fsck", "setfattr"], "fuzzed metadata", () => {
   const images: { name: string; bytes: Uint8Array; targets: Target[] }[] = [];
   beforeAll(async () => {
