@@ -91,8 +91,6 @@ export async function checkQcow2(
   }
 }
 
-type Sink = { corruptions: number; checkErrors: number; messages: string[] };
-
 class Checker {
   private readonly file: string;
   header!: Qcow2Header;
