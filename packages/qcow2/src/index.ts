@@ -7,29 +7,29 @@ export {
 } from "./backing.js";
 export { alignUp, getU64, setU64 } from "./bytes.js";
 export { type CachedTable, TableCache } from "./cache.js";
+export { type CheckQcow2Options, checkQcow2, type Qcow2CheckResult } from "./check.js";
 export { ClusterMap, type L1Contents, loadL1 } from "./cluster-map.js";
 export { DecompressError, decompressCluster, zstdFrameLength } from "./compressed.js";
+export { type ConvertOptions, type ConvertStats, convertImage } from "./convert.js";
 export { buildEmptyImage, type CreateQcow2Options, createOverlay, createQcow2 } from "./create.js";
 export { type BackingInfo, Qcow2Device, type Qcow2DeviceParts } from "./device.js";
 export { Qcow2BackingLoopError, Qcow2FormatError, Qcow2UnsupportedError } from "./errors.js";
 export * from "./extensions.js";
 export * from "./header.js";
 export { DeviceHostFile, type HostFile, isHostFile, MemoryHostFile, NodeHostFile } from "./host-file.js";
-export * from "./l2-entry.js";
-export { type OpenQcow2Options, openQcow2 } from "./open.js";
-export { Refcounts } from "./refcount.js";
-export { type Qcow2Snapshot, readSnapshotTable } from "./snapshots.js";
-export { type CheckQcow2Options, checkQcow2, type Qcow2CheckResult } from "./check.js";
-export { type ConvertOptions, type ConvertStats, convertImage } from "./convert.js";
 export {
   combineBackingPath,
   type ImageInfo,
   type InfoOptions,
   imageInfo,
   type Qcow2FormatInfo,
-  qcow2Info,
   type QemuJson,
+  qcow2Info,
   type SnapshotInfo,
   toQemuJson,
 } from "./info.js";
+export * from "./l2-entry.js";
+export { type OpenQcow2Options, openQcow2 } from "./open.js";
+export { Refcounts } from "./refcount.js";
+export { type Qcow2Snapshot, readSnapshotTable } from "./snapshots.js";
 export { Qcow2StreamWriter, type StreamWriterOptions } from "./stream-writer.js";

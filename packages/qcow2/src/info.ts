@@ -98,10 +98,7 @@ export async function imageInfo(path: string): Promise<ImageInfo> {
         q.bitmaps = (await readBitmapDirectory(dev.hostFile, ext)).map((b) => ({
           name: b.name,
           granularity: 2 ** b.granularityBits,
-          flags: [
-            ...(b.flags & 1 ? (["in-use"] as const) : []),
-            ...(b.flags & 2 ? (["auto"] as const) : []),
-          ],
+          flags: [...(b.flags & 1 ? (["in-use"] as const) : []), ...(b.flags & 2 ? (["auto"] as const) : [])],
         }));
       }
       if (dev.extensions.dataFile !== undefined) q.dataFile = dev.extensions.dataFile;
@@ -118,7 +115,8 @@ export async function imageInfo(path: string): Promise<ImageInfo> {
     if (dev.backingInfo) {
       info.backingFilename = dev.backingInfo.name;
       info.fullBackingFilename = combineBackingPath(path, dev.backingInfo.name);
-      if (dev.extensions.backingFormat !== undefined) info.backingFilenameFormat = dev.extensions.backingFormat;
+      if (dev.extensions.backingFormat !== undefined)
+        info.backingFilenameFormat = dev.extensions.backingFormat;
     }
     if (dev.snapshots.length > 0) {
       info.snapshots = dev.snapshots.map((s) => {
@@ -206,7 +204,11 @@ export function toQemuJson(info: ImageInfo): Record<string, QemuJson> {
     if (q.corrupt !== undefined) data.corrupt = q.corrupt;
     if (q.extendedL2 !== undefined) data["extended-l2"] = q.extendedL2;
     if (q.bitmaps) {
-      data.bitmaps = q.bitmaps.map((b) => ({ flags: [...b.flags], name: b.name, granularity: b.granularity }));
+      data.bitmaps = q.bitmaps.map((b) => ({
+        flags: [...b.flags],
+        name: b.name,
+        granularity: b.granularity,
+      }));
     }
     if (q.dataFile !== undefined) data["data-file"] = q.dataFile;
     o["format-specific"] = { type: "qcow2", data };
