@@ -1041,7 +1041,9 @@ export class Ext4Fs {
         inode: dir.ino,
       });
     }
-    const key = decodeName(name);
+    // Listing cache keys are the raw bytes (latin1 is a bijection), so names that are not valid
+    // UTF-8 never collide.
+    const key = Buffer.from(name.buffer, name.byteOffset, name.byteLength).toString("latin1");
     if (
       dir.flags & INODE_FLAGS.INDEX &&
       !(dir.flags & INODE_FLAGS.INLINE_DATA) &&
@@ -1059,7 +1061,7 @@ export class Ext4Fs {
     if (!map) {
       map = new Map();
       for await (const e of this.dirEntries(dir)) {
-        const k = decodeName(e.name);
+        const k = Buffer.from(e.name.buffer, e.name.byteOffset, e.name.byteLength).toString("latin1");
         if (!map.has(k)) map.set(k, e);
       }
       this.dirCache.set(dir.ino, map);
@@ -1069,10 +1071,10 @@ export class Ext4Fs {
     if (!hit && dir.flags & INODE_FLAGS.CASEFOLD) {
       // Exact-case names are found above; other spellings would need Unicode casefolding.
       for (const e of map.values()) {
-        if (decodeName(e.name).toLowerCase() === key.toLowerCase()) {
+        if (decodeName(e.name).toLowerCase() === decodeName(name).toLowerCase()) {
           throw new Ext4UnsupportedError(
             "casefold",
-            `'${key}' differs from an entry only by case in a casefolded directory; case-insensitive lookup is not supported`,
+            `'${decodeName(name)}' differs from an entry only by case in a casefolded directory; case-insensitive lookup is not supported`,
             { file: this.device.name, inode: dir.ino },
           );
         }
@@ -1659,6 +1661,32 @@ export class Ext4Fs {
       if (!(e instanceof ImgpatchError)) throw e;
       this.warn("EJOURNAL", `cannot read the journal: ${e.message}`);
     }
+  }
+
+  /** Filesystem-wide figures, like statfs(2) plus identity. */
+  statfs(): {
+    blockSize: number;
+    blocks: number;
+    freeBlocks: number;
+    reservedBlocks: number;
+    inodes: number;
+    freeInodes: number;
+    uuid: string;
+    volumeName: string;
+    lastMounted: string;
+  } {
+    const hex = Buffer.from(this.sb.uuid).toString("hex");
+    return {
+      blockSize: this.blockSize,
+      blocks: this.sb.blocksCount,
+      freeBlocks: this.sb.freeBlocksCount,
+      reservedBlocks: this.sb.rBlocksCount,
+      inodes: this.sb.inodesCount,
+      freeInodes: this.sb.freeInodesCount,
+      uuid: `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`,
+      volumeName: this.sb.volumeName,
+      lastMounted: this.sb.lastMounted,
+    };
   }
 
   /** Feature names, for display. */

@@ -29,6 +29,10 @@ export interface JournalSuperblock {
   featureRoCompat: number;
   uuid: Uint8Array;
   checksumType: number;
+  /** s_checksum (v2/v3 journals). */
+  checksum: number;
+  /** The 1024 bytes parsed (a private copy), for re-encoding. */
+  raw: Uint8Array;
 }
 
 /** Parse a jbd2 superblock; undefined if the magic or block type is wrong. */
@@ -51,7 +55,30 @@ export function parseJournalSuperblock(b: Uint8Array): JournalSuperblock | undef
     featureRoCompat: v2 ? be32(b, 0x2c) : 0,
     uuid: b.slice(0x30, 0x40),
     checksumType: b[0x50],
+    checksum: be32(b, JSB_CHECKSUM_OFFSET),
+    raw: b.slice(0, 1024),
   };
+}
+
+const JSB_CHECKSUM_OFFSET = 0xfc;
+
+/** jbd2 superblock checksum (v2/v3): crc32c(~0, the 1024 bytes with s_checksum zeroed). */
+export function journalSuperblockChecksum(raw: Uint8Array): number {
+  const c = crc32c(0xffffffff, raw, 0, JSB_CHECKSUM_OFFSET);
+  return crc32c(crc32c(c, new Uint8Array(4)), raw, JSB_CHECKSUM_OFFSET + 4, 1024);
+}
+
+/**
+ * Encode the mutable fields (s_sequence, s_start, s_errno) over the raw superblock and refresh
+ * the checksum when the journal is checksummed — what marking a journal replayed/empty needs.
+ */
+export function encodeJournalSuperblock(jsb: JournalSuperblock): Uint8Array {
+  const out = jsb.raw.slice();
+  setBe32(out, 0x18, jsb.sequence);
+  setBe32(out, 0x1c, jsb.start);
+  setBe32(out, 0x20, jsb.errno >>> 0);
+  if (jsb.featureIncompat & (0x8 | 0x10)) setBe32(out, JSB_CHECKSUM_OFFSET, journalSuperblockChecksum(out));
+  return out;
 }
 
 export interface JournalStatus {

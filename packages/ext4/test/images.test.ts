@@ -3,7 +3,7 @@
  * completely and compared with the host tree; a sample cross-checked against debugfs.
  */
 import { join } from "node:path";
-import { debugfsCat, debugfsStat, describeWithTools, tempDir } from "@imgpatch/testkit";
+import { debugfsCat, debugfsStat, describeWithTools, dumpe2fs, tempDir } from "@imgpatch/testkit";
 import { beforeAll, expect, it } from "vitest";
 import { compareWithHost, type HostEntry, makeTree, mkfs, openImage, scanHost, sha256 } from "./helpers.js";
 
@@ -131,6 +131,24 @@ describeWithTools(
           const checked = await compareWithHost(fs, host, { noContent });
           expect(checked).toBeGreaterThan(400);
           await fs.verifyBitmaps();
+          // Geometry and identity agree with dumpe2fs.
+          const d2 = await dumpe2fs(img);
+          const sf = fs.statfs();
+          expect({
+            blocks: sf.blocks,
+            free: sf.freeBlocks,
+            inodes: sf.inodes,
+            freeInodes: sf.freeInodes,
+            uuid: sf.uuid,
+            bs: sf.blockSize,
+          }).toEqual({
+            blocks: Number(d2["Block count"]),
+            free: Number(d2["Free blocks"]),
+            inodes: Number(d2["Inode count"]),
+            freeInodes: Number(d2["Free inodes"]),
+            uuid: d2["Filesystem UUID"],
+            bs: Number(d2["Block size"]),
+          });
           // Oracle: debugfs agrees on inode fields and contents for a sample.
           const sample = [
             "/",

@@ -5,6 +5,7 @@
  */
 import { copyFile, mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { encodeJournalSuperblock, journalSuperblockChecksum } from "@imgpatch/ext4";
 import { debugfs, describeWithTools, runTool, tempDir } from "@imgpatch/testkit";
 import { beforeAll, expect, it } from "vitest";
 import { mkfs, openImage, pseudoBytes, sha256 } from "./helpers.js";
@@ -58,7 +59,11 @@ describeWithTools(["mke2fs", "debugfs", "e2fsck"], "journal", () => {
       expect(plain.journal.needsRecovery).toBe(true);
       expect(plain.warnings.map((w) => w.code)).toContain("EJOURNAL");
       expect(sha256(await plain.readFile("/data.bin"))).toBe(sha256(orig)); // on-disk state
-      expect((plain.journal.superblock!.featureIncompat & 0x10) !== 0).toBe(checksums);
+      const jsb = plain.journal.superblock!;
+      expect((jsb.featureIncompat & 0x10) !== 0).toBe(checksums);
+      // The encoder reproduces the stored superblock (and its checksum when there is one).
+      expect(Buffer.from(encodeJournalSuperblock(jsb)).equals(Buffer.from(jsb.raw))).toBe(true);
+      if (checksums) expect(journalSuperblockChecksum(jsb.raw)).toBe(jsb.checksum);
       const scan = await plain.scanJournal();
       expect(scan.transactions).toBe(2);
       await plain.close();
