@@ -4,7 +4,7 @@ import { OracleError, runTool, runToolOk } from "./tools.js";
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 
 export interface QemuImgCheckResult {
-  /** 0 clean, 1 check could not finish, 2 corruptions, 3 leaks only, 63 format cannot be checked. */
+  /** 0 clean, 1 check could not finish, 2 corruptions, 3 leaks (and no corruption). */
   exitCode: number;
   /** No leaks, no corruptions, no check errors. */
   clean: boolean;
@@ -14,7 +14,10 @@ export interface QemuImgCheckResult {
   json: Record<string, Json>;
 }
 
-/** `qemu-img check --output=json` (read-only; never repairs). */
+/**
+ * `qemu-img check --output=json` (read-only; never repairs). Formats without a checker (raw:
+ * exit 63, no JSON) throw an OracleError.
+ */
 export async function qemuImgCheck(
   path: string,
   opts: { format?: string } = {},
