@@ -1,5 +1,10 @@
+import { readSync, writeSync } from "node:fs";
 import { type FileHandle, open } from "node:fs/promises";
-import { type BlockDevice, IoError, OutOfRangeError, ReadOnlyError } from "@imgpatch/disk";
+
+/** Requests up to this size use synchronous syscalls (see NodeHostFile.readSmall). */
+const SMALL_IO = 256 * 1024;
+
+import { BaseDevice, type BlockDevice, IoError, OutOfRangeError, ReadOnlyError } from "@imgpatch/disk";
 
 /**
  * The container a qcow2 image lives in. Unlike a BlockDevice it can grow: allocating a cluster
@@ -47,6 +52,7 @@ export class NodeHostFile implements HostFile {
   }
 
   async read(offset: number, target: Uint8Array): Promise<number> {
+    if (target.length <= SMALL_IO) return this.readSmall(offset, target);
     let done = 0;
     while (done < target.length) {
       let n: number;
@@ -61,8 +67,37 @@ export class NodeHostFile implements HostFile {
     return done;
   }
 
+  /**
+   * Small requests (metadata, copy-on-write clusters) go straight to the kernel: a thread-pool
+   * round trip costs more than the copy itself, and these never block long.
+   */
+  private readSmall(offset: number, target: Uint8Array): number {
+    let done = 0;
+    try {
+      while (done < target.length) {
+        const n = readSync(this.fh.fd, target, done, target.length - done, offset + done);
+        if (n === 0) break;
+        done += n;
+      }
+    } catch (err) {
+      throw wrap(err, this.name, offset + done);
+    }
+    return done;
+  }
+
   async write(offset: number, data: Uint8Array): Promise<void> {
     if (this.readOnly) throw new ReadOnlyError("image is read-only", { file: this.name, offset });
+    if (data.length <= SMALL_IO) {
+      let done = 0;
+      try {
+        while (done < data.length)
+          done += writeSync(this.fh.fd, data, done, data.length - done, offset + done);
+      } catch (err) {
+        throw wrap(err, this.name, offset + done);
+      }
+      if (offset + data.length > this.length) this.length = offset + data.length;
+      return;
+    }
     let done = 0;
     while (done < data.length) {
       try {
@@ -190,4 +225,35 @@ function wrap(err: unknown, file: string, offset?: number): Error {
   if (err instanceof IoError) return err;
   const e = err as NodeJS.ErrnoException;
   return new IoError(e.code ? `${e.code}: ${e.message}` : String(err), { file, offset }, { cause: err });
+}
+
+/**
+ * A read-only raw image as a BlockDevice, read through a HostFile (so small reads take the
+ * fast synchronous path). Used for raw backing files.
+ */
+export class RawHostDevice extends BaseDevice {
+  readonly readOnly = true;
+  readonly size: number;
+  constructor(private readonly host: HostFile) {
+    super();
+    this.size = host.length;
+  }
+  get name(): string {
+    return this.host.name;
+  }
+  static async open(path: string): Promise<RawHostDevice> {
+    return new RawHostDevice(await NodeHostFile.open(path, { readOnly: true }));
+  }
+  protected async doRead(offset: number, target: Uint8Array): Promise<void> {
+    const n = await this.host.read(offset, target);
+    if (n < target.length)
+      throw new IoError("unexpected end of file", { file: this.name, offset: offset + n });
+  }
+  protected async doWrite(offset: number): Promise<void> {
+    throw new ReadOnlyError("raw backing image is read-only", { file: this.name, offset });
+  }
+  protected async doFlush(): Promise<void> {}
+  protected async doClose(): Promise<void> {
+    await this.host.close();
+  }
 }

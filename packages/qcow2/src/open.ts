@@ -1,5 +1,5 @@
 import { realpath } from "node:fs/promises";
-import { type BlockDevice, FileDevice, ReadOnlyError } from "@imgpatch/disk";
+import { type BlockDevice, ReadOnlyError } from "@imgpatch/disk";
 import {
   type BackingRef,
   type BackingResolver,
@@ -26,7 +26,7 @@ import {
   parseHeader,
   type Qcow2Header,
 } from "./header.js";
-import { DeviceHostFile, type HostFile, isHostFile, NodeHostFile } from "./host-file.js";
+import { DeviceHostFile, type HostFile, isHostFile, NodeHostFile, RawHostDevice } from "./host-file.js";
 import { Refcounts } from "./refcount.js";
 import { readSnapshotTable } from "./snapshots.js";
 
@@ -261,6 +261,14 @@ async function openOn(
     };
     backingInfo = { name, path: ref.path ?? undefined, format: ref.format };
     const mode = options.backing ?? "auto";
+    if (mode === "none" && !readOnly) {
+      // Copy-on-write and zeroing both depend on what the backing image holds.
+      throw new Qcow2UnsupportedError(
+        "backing_file",
+        `the image has a backing file ("${name}"): opening it writable requires opening the backing image too`,
+        { file },
+      );
+    }
     if (mode !== "none") {
       backing = typeof mode === "function" ? await mode(ref) : await openBackingAuto(ref, options);
     }
@@ -340,7 +348,7 @@ async function openBackingAuto(ref: BackingRef, options: OpenQcow2Options): Prom
       chain: [...ref.chain, real],
     });
   }
-  if (format === "raw") return FileDevice.open(ref.path!, { readOnly: true });
+  if (format === "raw") return RawHostDevice.open(ref.path!);
   throw new Qcow2UnsupportedError("backing format", `backing format "${format}" is not supported`, {
     file: ref.referrer,
   });
