@@ -30,6 +30,14 @@ export {
 } from "./info.js";
 export * from "./l2-entry.js";
 export { type OpenQcow2Options, openQcow2 } from "./open.js";
+export {
+  type CommitOptions,
+  commitQcow2,
+  type NewBacking,
+  type RebaseStats,
+  rebaseQcow2,
+  setBackingFile,
+} from "./rebase.js";
 export { Refcounts } from "./refcount.js";
 export { type Qcow2Snapshot, readSnapshotTable } from "./snapshots.js";
 export { Qcow2StreamWriter, type StreamWriterOptions } from "./stream-writer.js";
