@@ -4,7 +4,7 @@
  * match: types, modes, owners, sizes, contents, link targets, hard-link structure, mtimes, file
  * capabilities and the .rpmnew/.rpmorig files.
  */
-import { chmod, mkdir, utimes } from "node:fs/promises";
+import { chmod, mkdir, symlink, utimes } from "node:fs/promises";
 import { join } from "node:path";
 import { describeWithTools, runTool, tempDir } from "@imgpatch/testkit";
 import { expect, it } from "vitest";
@@ -61,7 +61,19 @@ const existingConfigs = async (root: string) => {
   await chmod(join(root, "usr/share/imgpatch-demo"), 0o700);
 };
 
+/** Guest symlinks in the way: a package directory that is a symlink to a directory, a file and a
+ * symlink where the package has the other kind. */
+const guestSymlinks = async (root: string) => {
+  await mkdir(join(root, "usr/lib64/imgpatch-demo-real"), { recursive: true });
+  await mkdir(join(root, "usr/lib"), { recursive: true });
+  await symlink("../lib64/imgpatch-demo-real", join(root, "usr/lib/imgpatch-demo"), true);
+  await put(root, "/usr/bin/imgpatch-hello-link", "a file where the package has a symlink\n");
+  await mkdir(join(root, "usr/share/imgpatch-demo"), { recursive: true });
+  await symlink("/etc/passwd", join(root, "usr/share/imgpatch-demo/hl1"));
+};
+
 const SCENARIOS: Scenario[] = [
+  { name: "demo (xz) over guest symlinks", rpm: "imgpatch-demo-xz", prepare: guestSymlinks },
   { name: "demo (xz) over existing config files", rpm: "imgpatch-demo-xz", prepare: existingConfigs },
   { name: "demo (gzip) into a fresh tree", rpm: "imgpatch-demo-gzip" },
   { name: "demo (zstd) into a fresh tree", rpm: "imgpatch-demo-zstd" },
@@ -119,6 +131,13 @@ describeWithTools(
           expect(a.has("/etc/imgpatch-demo/plain.conf.rpmorig")).toBe(true);
           expect(a.has("/etc/imgpatch-demo/keep.conf.rpmnew")).toBe(true);
           expect(report.configKept).toEqual(["/etc/imgpatch-demo/same.conf"]);
+        }
+
+        if (scenario.prepare === guestSymlinks) {
+          expect(a.get("/usr/lib/imgpatch-demo")?.type).toBe("symlink");
+          expect(a.get("/usr/lib64/imgpatch-demo-real/empty")?.type).toBe("dir");
+          expect(a.get("/usr/bin/imgpatch-hello-link")?.type).toBe("symlink");
+          expect(a.get("/usr/share/imgpatch-demo/hl1")?.type).toBe("file");
         }
 
         // The report names what rpm did with the config files.
