@@ -17,4 +17,5 @@ export * from "./payload.js";
 export * from "./source.js";
 export * from "./tags.js";
 export * from "./target.js";
+export * from "./transaction.js";
 export * from "./xz-check.js";
