@@ -168,33 +168,39 @@ rm -rf "$mod" "$WORK/chunks" "$WORK/overlay-flat.img"
 
 # put_fs <disk> <partition-number> <kind> [args]: make a filesystem the partition's size, copy it in
 put_fs() {
-  local disk=$1 num=$2 kind=$3
-  shift 3
-  local start size
-  start=$(sfdisk --json "$disk" | node -e 'const j=JSON.parse(require("fs").readFileSync(0));const p=j.partitiontable.partitions.find(p=>p.node.endsWith(process.argv[1]));console.log(p.start)' "$num")
-  size=$(sfdisk --json "$disk" | node -e 'const j=JSON.parse(require("fs").readFileSync(0));const p=j.partitiontable.partitions.find(p=>p.node.endsWith(process.argv[1]));console.log(p.size)' "$num")
+  local disk=$1 num=$2
+  shift 2
+  local geo
+  geo=$(sfdisk --json "$disk" | node -e 'const j=JSON.parse(require("fs").readFileSync(0)).partitiontable;const p=j.partitions.find(p=>new RegExp(`\\D${process.argv[1]}$`).test(p.node));const s=j.sectorsize??512;console.log(p.start*s, p.size*s)' "$num")
+  put_fs_at "$disk" ${geo% *} ${geo#* } "$@"
+}
+
+# put_fs_at <disk> <offset-bytes> <size-bytes> <kind> [args]
+put_fs_at() {
+  local disk=$1 offset=$2 size=$3 kind=$4
+  shift 4
   local part=$WORK/part.img
   rm -f "$part"
+  truncate -s "$size" "$part"
   case $kind in
     ext)
       local tree=$1 isize=$2
       shift 2
-      truncate -s $((size * 512)) "$part"
       quiet mke2fs -q -F -I "$isize" "$@" -d "$WORK/tree-$tree" "$part"
       index_dirs "$part"
       pin_times "$part" "$tree" "$isize"
       quiet e2fsck -fn "$part"
       ;;
     vfat)
-      truncate -s $((size * 512)) "$part"
-      mkfs.vfat --invariant -i "$1" -n "$2" "$part" > /dev/null
+      local id=$1 label=$2
+      shift 2
+      quiet mkfs.vfat --invariant -i "$id" -n "$label" "$@" "$part"
       ;;
     swap)
-      truncate -s $((size * 512)) "$part"
       quiet mkswap -U "$1" -L swap "$part"
       ;;
   esac
-  dd if="$part" of="$disk" bs=512 seek="$start" conv=notrunc,sparse status=none
+  dd if="$part" of="$disk" bs=512 seek=$((offset / 512)) conv=notrunc,sparse status=none
   rm -f "$part"
 }
 
@@ -236,6 +242,27 @@ put_fs "$mbr" 5 ext small 128 -t ext2 -b 1024 -U "$(uuid 25)" -E hash_seed=$seed
 put_fs "$mbr" 6 swap 1a9e0000-0000-4000-8000-000000000026
 put_fs "$mbr" 3 vfat 1ee7000c DATA
 sfdisk --json "$mbr" | sed "s|$IMG/||g" > "$OUT/disk-mbr.sfdisk.json"
+
+# GPT on 4 KiB logical sectors (sfdisk cannot, fdisk -b 4096 can, on a plain file): ESP (vfat
+# with 4 KiB sectors) and a Linux filesystem partition (ext4). The partition table is saved as
+# fdisk's sfdisk-format dump (sfdisk --json would read the file with 512-byte sectors).
+g4k=$IMG/disk-gpt-4k.img
+rm -f "$g4k"
+truncate -s 24M "$g4k"
+cat > "$WORK/g4k.script" <<EOS
+label: gpt
+label-id: 0E1A0000-0000-4000-8000-000000004096
+unit: sectors
+first-lba: 6
+start=256, size=2048, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, uuid=0E1A0000-0000-4000-8000-0000000040E5, name="EFI System"
+start=2304, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, uuid=0E1A0000-0000-4000-8000-00000000400F, name="data"
+EOS
+printf 'I\n%s\nw\n' "$WORK/g4k.script" | quiet fdisk -b 4096 "$g4k"
+rm -f "$WORK/g4k.dump"
+printf 'O\n%s\nq\n' "$WORK/g4k.dump" | quiet fdisk -b 4096 "$g4k"
+sed "s|$IMG/||g" "$WORK/g4k.dump" > "$OUT/disk-gpt-4k.sfdisk"
+put_fs_at "$g4k" $((256 * 4096)) $((2048 * 4096)) vfat 0e1a40e5 ESP4K -S 4096
+put_fs_at "$g4k" $((2304 * 4096)) $((3584 * 4096)) ext small 256 -t ext4 -b 4096 -U "$(uuid 41)" -E hash_seed=$seed -L data4k
 
 # ---------------------------------------------------------------------------------------------
 # Index (measured from the images with the real tools), then compress.

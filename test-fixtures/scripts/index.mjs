@@ -202,6 +202,15 @@ const SPEC = {
     generatedWith: "qemu-img convert",
     partitionsFrom: "disk-gpt.img",
   },
+  "disk-gpt-4k.img": {
+    format: "raw",
+    content: "gpt",
+    sfdiskScript: "disk-gpt-4k.sfdisk",
+    description:
+      "24 MiB GPT disk with 4 KiB logical sectors (made with fdisk -b 4096): p1 EFI System (vfat, 4 KiB sectors), p2 Linux filesystem (ext4, 4 KiB blocks, small tree)",
+    generatedWith: "fdisk -b 4096 (sfdisk script via 'I') + mkfs.vfat -S 4096 + mke2fs -d + dd conv=notrunc",
+    partitionContent: { 1: { content: "vfat" }, 2: { content: "ext4", manifest: "tree-small.json.gz" } },
+  },
   "disk-mbr.img": {
     format: "raw",
     content: "mbr",
@@ -246,8 +255,32 @@ function extInfo(path, offset = 0) {
   };
 }
 
-function partitions(path, contents) {
-  const j = JSON.parse(run("sfdisk", ["--json", path])).partitiontable;
+// The partition table as fdisk's sfdisk-format dump describes it (for 4 KiB-sector disks, which
+// sfdisk --json would read with 512-byte sectors).
+function tableFromScript(scriptPath) {
+  const text = readFileSync(scriptPath, "utf8");
+  const sectorsize = Number(/^sector-size: (\d+)$/m.exec(text)?.[1] ?? 512);
+  const partitions = [];
+  for (const line of text.split("\n")) {
+    const m = /^(\S+) : (.*)$/.exec(line);
+    if (!m) continue;
+    const f = Object.fromEntries(m[2].split(/,\s*/).map((kv) => kv.split("=").map((x) => x.trim())));
+    partitions.push({
+      node: m[1],
+      start: Number(f.start),
+      size: Number(f.size),
+      type: f.type,
+      uuid: f.uuid,
+      name: f.name?.replace(/^"|"$/g, ""),
+    });
+  }
+  return { sectorsize, partitions };
+}
+
+function partitions(path, contents, scriptPath) {
+  const j = scriptPath
+    ? tableFromScript(scriptPath)
+    : JSON.parse(run("sfdisk", ["--json", path])).partitiontable;
   const sector = j.sectorsize ?? 512;
   return j.partitions.map((p) => {
     const number = Number(/(\d+)$/.exec(p.node)[1]);
@@ -358,8 +391,11 @@ for (const name of names) {
   rmSync(flat, { force: true });
   if (spec.partitionContent || spec.partitionsFrom) {
     const from = spec.partitionsFrom ?? name;
-    e.partitions = partitions(join(imgDir, from), SPEC[from].partitionContent);
-    e.sfdiskJson = spec.sfdiskJson;
+    const script = SPEC[from].sfdiskScript ? join(outDir, SPEC[from].sfdiskScript) : undefined;
+    e.partitions = partitions(join(imgDir, from), SPEC[from].partitionContent, script);
+    if (spec.sfdiskJson) e.sfdiskJson = spec.sfdiskJson;
+    if (spec.sfdiskScript) e.sfdiskScript = spec.sfdiskScript;
+    e.sectorSize = script ? tableFromScript(script).sectorsize : 512;
   }
   for (const k of ["backing", "sameContentAs", "zeroRanges", "extraFiles", "broken", "generatedWith"])
     if (spec[k] !== undefined) e[k] = spec[k];

@@ -202,6 +202,23 @@ describeWithTools(["sfdisk"], "fixture disks (sfdisk)", () => {
   }
 });
 
+describeWithTools(["fdisk"], "fixture disks with 4 KiB sectors (fdisk)", () => {
+  for (const n of names.filter((x) => fixtureInfo(x).sfdiskScript)) {
+    it(`${n}: fdisk -b ${fixtureInfo(n).sectorSize} dumps the committed table`, async () => {
+      const info = fixtureInfo(n);
+      const path = await fixture(n);
+      const dump = join(await tempDir(), "dump");
+      await runToolOk("fdisk", ["-b", String(info.sectorSize), path], { input: `O\n${dump}\nq\n` });
+      const live = (await readFile(dump, "utf8")).replaceAll(path, n);
+      expect(live).toBe(await readFile(fixtureFile(info.sfdiskScript!), "utf8"));
+      // The primary GPT header is in LBA 1, i.e. at byte 4096 on a 4 KiB-sector disk.
+      const head = await readFile(path);
+      expect(head.subarray(info.sectorSize!, info.sectorSize! + 8).toString()).toBe("EFI PART");
+      expect(head.readUInt16LE(510)).toBe(0xaa55); // protective MBR
+    });
+  }
+});
+
 describeWithTools(["e2fsck", "debugfs", "dumpe2fs"], "fixture filesystems (e2fsprogs)", () => {
   for (const t of extTargets()) {
     it(`${t.label}: e2fsck -fn is clean and the features are as indexed`, async () => {

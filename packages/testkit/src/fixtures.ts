@@ -109,8 +109,12 @@ export interface FixtureInfo {
   manifest?: string;
   /** Whole disks. */
   partitions?: FixturePartition[];
-  /** `sfdisk --json` output (file under out/), for whole disks. */
+  /** `sfdisk --json` output (file under out/), for whole disks with 512-byte sectors. */
   sfdiskJson?: string;
+  /** fdisk's sfdisk-format dump (file under out/), for 4 KiB-sector disks (`sector-size: 4096`). */
+  sfdiskScript?: string;
+  /** Logical sector size of a whole disk (512 or 4096). */
+  sectorSize?: number;
   qcow2?: FixtureQcow2;
   /** Backing file as recorded in the overlay (relative) and the fixture providing it. */
   backing?: { recorded: string; fixture: string };
