@@ -5,7 +5,7 @@
  *  2. Path lookup in a 50,000-entry htree directory: device reads and blocks per lookup.
  */
 import { execFileSync, spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { FileDevice } from "@imgpatch/disk";
@@ -103,8 +103,10 @@ async function main() {
     const ours: number[] = [];
     const theirs: number[] = [];
     let last: Awaited<ReturnType<typeof readTree>> | undefined;
+    // rdump writes into tmpfs when there is one, so debugfs is not slowed by disk writes.
+    const shm = existsSync("/dev/shm") ? mkdtempSync("/dev/shm/ext4-bench-rdump-") : work;
     for (let i = 0; i < runs; i++) {
-      const out = join(work, `rdump${i}`);
+      const out = join(shm, `rdump${i}`);
       mkdirSync(out);
       const t0 = performance.now();
       const r = spawnSync("debugfs", ["-R", `rdump / ${out}`, img], { stdio: ["ignore", "ignore", "pipe"] });
@@ -115,13 +117,14 @@ async function main() {
       last = await readTree(img);
       ours.push(performance.now() - t1);
     }
+    if (shm !== work) rmSync(shm, { recursive: true, force: true });
     const med = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
     const o = med(ours);
     const d = med(theirs);
     console.log(
       `whole-tree read: imgpatch ${o.toFixed(0)} ms in-process (${last!.files} files, ${(last!.bytes / 2 ** 20).toFixed(1)} MiB, ` +
         `${last!.counters.reads} device reads, ${(last!.counters.bytes / 2 ** 20).toFixed(1)} MiB read) | ` +
-        `debugfs rdump ${d.toFixed(0)} ms (whole process) | ratio debugfs/imgpatch = ${(d / o).toFixed(2)}x ${d / o >= 1 ? "(target >= 1x met)" : "(target >= 1x MISSED)"}`,
+        `debugfs rdump ${d.toFixed(0)} ms (whole process, output to ${shm === work ? "disk" : "tmpfs"}) | ratio debugfs/imgpatch = ${(d / o).toFixed(2)}x ${d / o >= 1 ? "(target >= 1x met)" : "(target >= 1x MISSED)"}`,
     );
 
     // htree lookup.

@@ -134,7 +134,7 @@ export interface Ext4OpenOptions {
    * reading continues with the data as found (like e2fsck -n reporting without fixing).
    */
   lenient?: boolean;
-  /** Use the superblock at this block number (like `e2fsck -b`); needs `blockSize`. */
+  /** Use the superblock at this block number (like `e2fsck -b`; 0 = the primary only, no fallback to backups). */
   superblock?: number;
   /** Block size for `superblock` (default: tried from 1 KiB to 64 KiB). */
   blockSize?: number;
@@ -255,10 +255,10 @@ export class Ext4Fs {
     const candidates: { offset: number; sbBlock?: number; group?: number }[] = [];
     if (options.superblock !== undefined) {
       const sizes = options.blockSize ? [options.blockSize] : [1024, 2048, 4096, 8192, 16384, 32768, 65536];
-      for (const bs of sizes) {
-        const offset = options.superblock === 0 ? SUPERBLOCK_OFFSET : options.superblock * bs;
-        candidates.push({ offset, sbBlock: options.superblock });
-      }
+      if (options.superblock === 0) candidates.push({ offset: SUPERBLOCK_OFFSET });
+      else
+        for (const bs of sizes)
+          candidates.push({ offset: options.superblock * bs, sbBlock: options.superblock });
     } else {
       candidates.push({ offset: SUPERBLOCK_OFFSET });
       for (const bs of [1024, 2048, 4096, 8192, 16384, 32768, 65536]) {
