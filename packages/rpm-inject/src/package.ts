@@ -179,6 +179,7 @@ export async function readRpmFrom(src: ByteSource, options: ReadRpmOptions = {})
     const verified: string[] = [];
     if (!options.skipHeaderDigest) {
       for (const [tag, algo] of [
+        [SigTag.SHA3_256, "sha3-256"],
         [SigTag.SHA256, "sha256"],
         [SigTag.SHA1, "sha1"],
       ] as const) {

@@ -28,6 +28,8 @@ export const SigTag = {
   LONGSIZE: 270,
   LONGARCHIVESIZE: 271,
   SHA256: 273,
+  /** rpm 6: SHA3-256 digest of the main header. */
+  SHA3_256: 279,
   SIZE: 1000,
   MD5: 1004,
   PAYLOADSIZE: 1007,
@@ -142,4 +144,7 @@ export const DigestAlgo: Record<number, { name: string; node: string; hexLength:
   9: { name: "sha384", node: "sha384", hexLength: 96 },
   10: { name: "sha512", node: "sha512", hexLength: 128 },
   11: { name: "sha224", node: "sha224", hexLength: 56 },
+  // rpm 6 (v6 packages) adds SHA-3.
+  12: { name: "sha3-256", node: "sha3-256", hexLength: 64 },
+  14: { name: "sha3-512", node: "sha3-512", hexLength: 128 },
 };

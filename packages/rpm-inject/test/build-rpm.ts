@@ -37,6 +37,8 @@ export interface SynthOptions {
   payloadDigest?: boolean;
   headerDigest?: boolean;
   longSizes?: boolean;
+  /** v6-style SHA-3: SHA3-256 header digest (sig tag 279) and SHA3-256 payload/file digests (algo 12). */
+  sha3?: boolean;
   /** Write "070702" entries with the byte-sum checksum (wrong sums when "bad"). */
   crc?: boolean | "bad";
   /** Raw names in the payload (instead of "./path"). */
@@ -227,10 +229,10 @@ function gzipAll(pieces: Iterable<Uint8Array>): Uint8Array {
   return Buffer.concat(out);
 }
 
-function digestOf(f: SynthFile): string {
+function digestOf(f: SynthFile, sha3 = false): string {
   if ((f.mode & 0o170000) !== 0o100000) return "";
   if (f.digest !== undefined) return f.digest;
-  const h = createHash("sha256");
+  const h = createHash(sha3 ? "sha3-256" : "sha256");
   for (const c of contentChunks(f)) h.update(c);
   return h.digest("hex");
 }
@@ -251,7 +253,7 @@ export function buildRpm(opts: SynthOptions): Uint8Array {
     { tag: Tag.RELEASE, type: RpmType.STRING, value: "1" },
     { tag: Tag.ARCH, type: RpmType.STRING, value: "noarch" },
     { tag: Tag.PAYLOADFORMAT, type: RpmType.STRING, value: "cpio" },
-    { tag: Tag.FILEDIGESTALGO, type: RpmType.INT32, value: [8] },
+    { tag: Tag.FILEDIGESTALGO, type: RpmType.INT32, value: [opts.sha3 ? 12 : 8] },
   ];
   if (compressor !== "none") e.push({ tag: Tag.PAYLOADCOMPRESSOR, type: RpmType.STRING, value: compressor });
   if (format === 6) e.push({ tag: Tag.RPMFORMAT, type: RpmType.INT32, value: [6] });
@@ -279,7 +281,11 @@ export function buildRpm(opts: SynthOptions): Uint8Array {
     } else e.push({ tag: Tag.FILESIZES, type: RpmType.INT32, value: sizes });
     e.push({ tag: Tag.FILEMODES, type: RpmType.INT16, value: files.map((f) => f.mode) });
     e.push({ tag: Tag.FILEMTIMES, type: RpmType.INT32, value: files.map((f) => f.mtime ?? 1700000000) });
-    e.push({ tag: Tag.FILEDIGESTS, type: RpmType.STRING_ARRAY, value: files.map(digestOf) });
+    e.push({
+      tag: Tag.FILEDIGESTS,
+      type: RpmType.STRING_ARRAY,
+      value: files.map((f) => digestOf(f, opts.sha3)),
+    });
     e.push({ tag: Tag.FILELINKTOS, type: RpmType.STRING_ARRAY, value: files.map((f) => f.link ?? "") });
     e.push({ tag: Tag.FILEFLAGS, type: RpmType.INT32, value: files.map((f) => f.flags ?? 0) });
     e.push({ tag: Tag.FILEUSERNAME, type: RpmType.STRING_ARRAY, value: files.map((f) => f.user ?? "root") });
@@ -296,9 +302,13 @@ export function buildRpm(opts: SynthOptions): Uint8Array {
     e.push({
       tag: Tag.PAYLOADDIGEST,
       type: RpmType.STRING_ARRAY,
-      value: [createHash("sha256").update(payload).digest("hex")],
+      value: [
+        createHash(opts.sha3 ? "sha3-256" : "sha256")
+          .update(payload)
+          .digest("hex"),
+      ],
     });
-    e.push({ tag: Tag.PAYLOADDIGESTALGO, type: RpmType.INT32, value: [8] });
+    e.push({ tag: Tag.PAYLOADDIGESTALGO, type: RpmType.INT32, value: [opts.sha3 ? 12 : 8] });
   }
   for (const x of opts.extraTags ?? []) e.push({ tag: x.tag, type: x.type, value: x.value as Value });
   const header = buildHeader(e, format === 3 ? undefined : 63);
@@ -310,6 +320,10 @@ export function buildRpm(opts: SynthOptions): Uint8Array {
       type: RpmType.STRING,
       value: createHash("sha256").update(header).digest("hex"),
     });
+    if (opts.sha3) {
+      const value = createHash("sha3-256").update(header).digest("hex");
+      sig.push({ tag: SigTag.SHA3_256, type: RpmType.STRING, value });
+    }
   }
   const sigHeader = buildHeader(sig, 62);
   const sigPadded = new Uint8Array((sigHeader.length + 7) & ~7);

@@ -52,6 +52,21 @@ describe("synthetic package formats", () => {
     });
   }
 
+  it("v6 with SHA3-256 header, payload and file digests", async () => {
+    const { pkg, target } = await installInto(buildRpm({ files, format: 6, sha3: true }));
+    expect(pkg.headerDigests).toEqual(["sha3-256", "sha256"]);
+    expect(pkg.fileDigestAlgo.name).toBe("sha3-256");
+    expect(pkg.payload.digest?.algo).toBe("sha3-256");
+    expect(target.list("/opt").length).toBe(5);
+    const bad = buildRpm({ files, format: 6, sha3: true });
+    bad[bad.length - 3] ^= 1;
+    const p2 = await readRpm(bad);
+    await expect(verifyPayload(p2)).rejects.toMatchObject({
+      code: expect.stringMatching(/ECHECKSUM|EFORMAT/),
+    });
+    await p2.close();
+  });
+
   it("checks the 070702 (crc) cpio checksum", async () => {
     const { target } = await installInto(buildRpm({ files, crc: true }));
     expect(target.list("/opt").length).toBe(5);
