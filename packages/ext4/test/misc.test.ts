@@ -35,6 +35,7 @@ import {
   parseExtentHeader,
   parseGroupDesc,
   parseSuperblock,
+  parseXattrEntries,
   setDirentTail,
   setDxChecksum,
   setExtentBlockChecksum,
@@ -452,5 +453,29 @@ describeWithTools(["mke2fs"], "cache invalidation", () => {
     expect((await fs.lstat("/f")).uid).toBe(0);
     fs.invalidate({ inode: st.ino });
     expect((await fs.lstat("/f")).uid).toBe(4242);
+  });
+});
+
+describeWithTools(["mke2fs", "debugfs"], "ea_inode", () => {
+  it("an xattr value stored in its own inode (ea_inode) is read back", async () => {
+    const dir = await tempDir("ext4-eainode-");
+    const img = join(dir, "ea.img");
+    await mkfs(img, undefined, 8, ["-t", "ext4", "-O", "ea_inode"]);
+    const value = pseudoBytes(1024, 77);
+    const vf = join(dir, "value");
+    await writeFile(vf, value);
+    const hf = join(dir, "host");
+    await writeFile(hf, "x");
+    await debugfs(img, [`write ${hf} f`, `ea_set -f ${vf} f user.big`, "ea_set f user.small hello"], {
+      write: true,
+    });
+    const fs = await openImage(img);
+    expect((await fs.listxattr("/f")).sort()).toEqual(["user.big", "user.small"]);
+    expect((await fs.getxattr("/f", "user.big")).equals(value)).toBe(true);
+    const inode = await fs.readInode((await fs.lstat("/f")).ino);
+    const start = 128 + inode.extraIsize + 4;
+    const { entries } = parseXattrEntries(inode.raw, start, inode.raw.length, start);
+    expect(entries.find((e) => e.name === "user.big")?.valueInum).toBeGreaterThan(0);
+    await fs.close();
   });
 });
