@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream, existsSync, readFileSync } from "node:fs";
-import { copyFile, mkdir, open, rename, rm, stat } from "node:fs/promises";
+import { copyFile, mkdir, open, readdir, rename, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createGunzip, gunzipSync } from "node:zlib";
@@ -253,7 +253,7 @@ export async function fixture(name: string): Promise<string> {
   fixturesIndex();
   // Keyed by the index (new fixtures → new directory) and by the cache layout version.
   const dir = join(FIXTURES_WORK, `${CACHE_VERSION}-${indexHash!}`);
-  await mkdir(dir, { recursive: true });
+  if ((await mkdir(dir, { recursive: true })) !== undefined) await removeStaleCaches(dir);
   const info = fixtureInfo(name);
   if (info.backing) await fixture(info.backing.fixture);
   return materialise(name, dir);
@@ -274,6 +274,21 @@ export async function fixtureFs(name: string, partition?: number): Promise<{ pat
   const p = info.partitions?.find((x) => x.number === partition);
   if (!p) throw new Error(`fixture ${name} has no partition ${partition}`);
   return { path, offset: p.offset };
+}
+
+/** Drop decompressed copies of older fixture sets (a new index means a new directory). */
+async function removeStaleCaches(current: string): Promise<void> {
+  let names: string[];
+  try {
+    names = await readdir(FIXTURES_WORK);
+  } catch {
+    return;
+  }
+  for (const n of names) {
+    const p = join(FIXTURES_WORK, n);
+    // "gen" is generate.sh's scratch space.
+    if (p !== current && n !== "gen") await rm(p, { recursive: true, force: true }).catch(() => {});
+  }
 }
 
 /** A private, writable copy of a fixture (and of its backing file) in `dir`. */
