@@ -446,7 +446,7 @@ export async function injectRpm(
             yield c;
           }
         })();
-        await target.writeFile(p.path, counted, f.perms);
+        await target.writeFile(p.path, counted, f.perms, f.size);
         report.bytesWritten += bytes;
       } else if (f.type === "symlink") {
         await clearSpot(p);
@@ -488,7 +488,7 @@ export async function injectRpm(
           journal.push({ kind: "created", path: dir, dir: true });
         }
       }
-      await target.writeFile(s.path, pkg.source.stream(0, pkg.source.size), 0o644);
+      await target.writeFile(s.path, pkg.source.stream(0, pkg.source.size), 0o644, pkg.source.size);
       journal.push({ kind: "created", path: s.path, dir: false });
     }
   } catch (err) {

@@ -196,13 +196,22 @@ export class MemoryTarget implements InjectTarget {
     this.attach(dir, name, node);
   }
 
-  async writeFile(path: string, content: AsyncIterable<Uint8Array>, perms: number): Promise<void> {
+  async writeFile(
+    path: string,
+    content: AsyncIterable<Uint8Array>,
+    perms: number,
+    size?: number,
+  ): Promise<void> {
     this.mutations++;
     const { dir, name } = await this.parentOf(path);
     const parts: Uint8Array[] = [];
     for await (const c of content) parts.push(Uint8Array.from(c));
     const node = this.makeNode(this.nextIno++, "file", perms & 0o7777);
     node.data = Buffer.concat(parts);
+    // The size hint is a promise of the caller: hold it to it, as an image writer would have to.
+    if (size !== undefined && node.data.length !== size) {
+      this.fail(`content is ${node.data.length} bytes, the size hint said ${size}`, path);
+    }
     this.replaceWith(dir, name, node, path);
   }
 

@@ -39,8 +39,11 @@ export interface InjectTarget {
   readFile(path: string): AsyncIterable<Uint8Array>;
   /** Creates one directory; the parent must exist. */
   mkdir(path: string, perms: number): Promise<void>;
-  /** Creates or replaces (never follows) a regular file with the streamed content. */
-  writeFile(path: string, content: AsyncIterable<Uint8Array>, perms: number): Promise<void>;
+  /**
+   * Creates or replaces (never follows) a regular file with the streamed content. `size`, when
+   * given, is the exact length the content will have (lets an image writer allocate up front).
+   */
+  writeFile(path: string, content: AsyncIterable<Uint8Array>, perms: number, size?: number): Promise<void>;
   symlink(target: string, path: string): Promise<void>;
   /** Hard link `path` to the existing regular file `existing`. */
   link(existing: string, path: string): Promise<void>;
