@@ -157,10 +157,14 @@ async function* runs(
   cs: number,
   chunkBytes: number,
   stats: ConvertStats,
+  buffers?: BufferRing,
 ): AsyncGenerator<{ index: number; count: number; data: Uint8Array | null }> {
   const total = Math.ceil(src.size / cs);
   const perChunk = Math.max(1, Math.floor(chunkBytes / cs));
   let zeroFrom = -1; // pending zero run start (merged across chunks)
+  // A buffer whose contents were all zeros was never handed out: read the next chunk into it
+  // (fresh buffers cost a page fault per 4 KiB on first touch).
+  let spare: Uint8Array | null = null;
   for (let first = 0; first < total; first += perChunk) {
     const count = Math.min(perChunk, total - first);
     const map = await dataMap(src, first, count, cs);
@@ -175,30 +179,63 @@ async function* runs(
       while (j < count && map[j]) j++;
       const start = (first + i) * cs;
       const len = Math.min(src.size, (first + j) * cs) - start;
-      const buf = new Uint8Array((j - i) * cs);
+      const size = (j - i) * cs;
+      let full: Uint8Array;
+      if (spare !== null && spare.length >= size) full = spare;
+      else full = buffers ? await buffers.take(size) : new Uint8Array(size);
+      spare = null;
+      const buf = full.subarray(0, size);
       await src.readInto(start, buf.subarray(0, len));
+      if (len < size) buf.fill(0, len);
       stats.bytesRead += len;
+      const zero = new Uint8Array(j - i);
+      for (let k = 0; k < j - i; k++) zero[k] = isZero(buf.subarray(k * cs, (k + 1) * cs)) ? 1 : 0;
       // split into data and all-zero runs
-      let k = i;
-      while (k < j) {
-        const z = isZero(buf.subarray((k - i) * cs, (k - i + 1) * cs));
+      let handedOut = false;
+      let k = 0;
+      while (k < j - i) {
         let m = k + 1;
-        while (m < j && isZero(buf.subarray((m - i) * cs, (m - i + 1) * cs)) === z) m++;
-        if (z) {
-          if (zeroFrom < 0) zeroFrom = first + k;
+        while (m < j - i && zero[m] === zero[k]) m++;
+        if (zero[k]) {
+          if (zeroFrom < 0) zeroFrom = first + i + k;
         } else {
           if (zeroFrom >= 0) {
-            yield { index: zeroFrom, count: first + k - zeroFrom, data: null };
+            yield { index: zeroFrom, count: first + i + k - zeroFrom, data: null };
             zeroFrom = -1;
           }
-          yield { index: first + k, count: m - k, data: buf.subarray((k - i) * cs, (m - i) * cs) };
+          handedOut = true;
+          yield { index: first + i + k, count: m - k, data: buf.subarray(k * cs, m * cs) };
         }
         k = m;
       }
+      if (!handedOut) spare = full;
       i = j;
     }
   }
   if (zeroFrom >= 0) yield { index: zeroFrom, count: total - zeroFrom, data: null };
+}
+
+/**
+ * A few reusable read buffers for a consumer that tracks which writes still use each one:
+ * a buffer is handed out again only once those writes are done.
+ */
+class BufferRing {
+  private readonly bufs: Uint8Array[] = [];
+  private readonly busy: Promise<unknown>[] = [];
+  private next = 0;
+  constructor(private readonly n: number) {}
+  async take(size: number): Promise<Uint8Array> {
+    const j = this.next++ % this.n;
+    await this.busy[j];
+    if (!this.bufs[j] || this.bufs[j]!.length < size) this.bufs[j] = new Uint8Array(size);
+    this.busy[j] = Promise.resolve();
+    return this.bufs[j]!;
+  }
+  /** `data` (a view of one of our buffers) is in use until `done` settles. */
+  track(data: Uint8Array, done: Promise<unknown>): void {
+    const j = this.bufs.findIndex((b) => b.buffer === data.buffer);
+    if (j >= 0) this.busy[j] = Promise.allSettled([this.busy[j], done]);
+  }
 }
 
 async function toQcow2(src: BlockDevice, target: string, options: ConvertOptions): Promise<ConvertStats> {
@@ -320,7 +357,8 @@ async function toRaw(src: BlockDevice, target: string, options: ConvertOptions):
   const inFlight: Promise<void>[] = [];
   try {
     await fh.truncate(src.size);
-    for await (const r of runs(src, cs, options.chunkBytes ?? 8 * 1024 * 1024, stats)) {
+    const ring = new BufferRing(4);
+    for await (const r of runs(src, cs, options.chunkBytes ?? 8 * 1024 * 1024, stats, ring)) {
       if (r.data === null) {
         stats.zeroClusters += r.count;
         continue;
@@ -330,6 +368,7 @@ async function toRaw(src: BlockDevice, target: string, options: ConvertOptions):
       // keep a few writes in flight so reading the next run overlaps writing this one
       const w = writeFully(fh, bytes, at);
       w.catch(() => {}); // observed when awaited; never an unhandled rejection meanwhile
+      ring.track(r.data, w);
       inFlight.push(w);
       if (inFlight.length > 3) await inFlight.shift();
       stats.dataClusters += r.count;
