@@ -92,6 +92,37 @@ describeWithTools(["qemu-img", "qemu-io"], "images written by us, checked by qem
     });
   }
 
+  for (const [name, opts] of [
+    ["v3", "cluster_size=65536"],
+    ["v2", "compat=0.10,cluster_size=4096"],
+    ["extended_l2", "extended_l2=on,cluster_size=65536"],
+    ["refcount_bits=1", "refcount_bits=1,cluster_size=8192"],
+  ] as const) {
+    it(`keeps writing an image qemu-io filled (${name}: zero-allocated clusters, subcluster bitmaps)`, async () => {
+      const image = join(dir, `qemu-filled-${name.replace(/\W+/g, "_")}.qcow2`);
+      await qemuImg(["create", "-f", "qcow2", "-o", opts, image, "3M"]);
+      // write -z over allocated data leaves zero clusters that keep their host cluster
+      await qemuIo(image, [
+        "write -P 0x31 0 2M",
+        "write -z 64k 192k",
+        "write -z 300k 3k",
+        "discard 1M 128k",
+        "write -P 0x32 1100k 5k",
+      ]);
+      const start = await qemuRaw(dir, image);
+      const dev = await openQcow2(image);
+      const m = new Mirror(dev, start.slice());
+      await m.write(64 * K + 100, randomBytes(1000, 1)); // partial write into a zero cluster
+      await m.write(200 * K, randomBytes(100 * K, 2)); // across zero clusters into data
+      await m.zero(0, 32 * K);
+      await m.discard(1536 * K, 256 * K);
+      await m.write(1090 * K, randomBytes(20 * K, 3)); // around qemu's small write in a discarded area
+      await m.write(3 * M - 10, randomBytes(10, 4));
+      await dev.close();
+      await expectCleanAndEqual(dir, image, m.model);
+    });
+  }
+
   it("grows the refcount table (self-referencing blocks) with 512 B clusters and 64-bit refcounts", async () => {
     const image = join(dir, "grow.qcow2");
     const size = 12 * M;
