@@ -2,7 +2,8 @@ import { createHash } from "node:crypto";
 import { lstat, mkdir, readdir, readFile, readlink, writeFile } from "node:fs/promises";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
-import { runTool } from "@imgpatch/testkit";
+import { describeWithTools, oraclesRequired, runTool } from "@imgpatch/testkit";
+import { describe, it } from "vitest";
 
 export const RPM_FIXTURES = fileURLToPath(new URL("../../../test-fixtures/rpm/out/", import.meta.url));
 export const fixtureRpm = (name: string) => join(RPM_FIXTURES, `${name}.noarch.rpm`);
@@ -114,4 +115,24 @@ export async function put(root: string, guest: string, content: string, mode = 0
   const host = join(root, guest);
   await mkdir(join(host, ".."), { recursive: true });
   await writeFile(host, content, { mode });
+}
+
+/**
+ * Like describeWithTools, but also needs root (rpm -i --root, chown to other users, mknod, setcap):
+ * skipped with the reason otherwise, failing instead under IMGPATCH_ORACLES=required.
+ */
+export function describeAsRootWithTools(tools: string[], title: string, fn: () => void): void {
+  if (process.getuid?.() === 0) {
+    describeWithTools(tools, title, fn);
+    return;
+  }
+  if (oraclesRequired()) {
+    describe(title, () => {
+      it("needs root", () => {
+        throw new Error(`${title}: needs root (IMGPATCH_ORACLES=required)`);
+      });
+    });
+  } else {
+    describe.skip(`${title} [skipped: needs root]`, fn);
+  }
 }

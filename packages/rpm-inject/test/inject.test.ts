@@ -4,7 +4,7 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { describeWithTools, rpmDump, runTool, tempDir } from "@imgpatch/testkit";
+import { rpmDump, runTool, tempDir } from "@imgpatch/testkit";
 import { describe, expect, it } from "vitest";
 import {
   encodeCapabilityXattr,
@@ -18,7 +18,7 @@ import {
   RpmOwnerError,
   readRpm,
 } from "../src/index.js";
-import { fixtureRpm, GROUP, PASSWD, snapshotTree } from "./helpers.js";
+import { describeAsRootWithTools, fixtureRpm, GROUP, PASSWD, snapshotTree } from "./helpers.js";
 
 async function guestWith(passwd = PASSWD, group = GROUP): Promise<MemoryTarget> {
   const t = new MemoryTarget("guest");
@@ -185,7 +185,7 @@ describe("capabilities", () => {
   });
 });
 
-describeWithTools(["rpm", "setcap", "getfattr"], "capabilities vs setcap", () => {
+describeAsRootWithTools(["rpm", "setcap", "getfattr"], "capabilities vs setcap", () => {
   for (const text of [
     "cap_net_raw=ep",
     "cap_net_bind_service,cap_net_raw=ep",
@@ -206,7 +206,7 @@ describeWithTools(["rpm", "setcap", "getfattr"], "capabilities vs setcap", () =>
   }
 });
 
-describeWithTools(["rpm", "mknod"], "device nodes and fifos", () => {
+describeAsRootWithTools(["rpm", "mknod"], "device nodes and fifos", () => {
   it("are created as the header says (rpm -qp --dump)", async () => {
     const path = fixtureRpm("imgpatch-nodes-gzip");
     const dump = await rpmDump(path);

@@ -6,10 +6,19 @@
  */
 import { chmod, mkdir, symlink, utimes } from "node:fs/promises";
 import { join } from "node:path";
-import { describeWithTools, runTool, tempDir } from "@imgpatch/testkit";
+import { runTool, tempDir } from "@imgpatch/testkit";
 import { expect, it } from "vitest";
 import { HostDirTarget, injectRpm, readRpm } from "../src/index.js";
-import { comparable, fixtureRpm, GROUP, linkGroups, PASSWD, put, snapshotTree } from "./helpers.js";
+import {
+  comparable,
+  describeAsRootWithTools,
+  fixtureRpm,
+  GROUP,
+  linkGroups,
+  PASSWD,
+  put,
+  snapshotTree,
+} from "./helpers.js";
 
 const DBPATH = "/var/lib/rpm";
 
@@ -88,7 +97,7 @@ const SCENARIOS: Scenario[] = [
   },
 ];
 
-describeWithTools(
+describeAsRootWithTools(
   ["rpm", "getfattr", "setfattr"],
   "rpm -i --root oracle vs injectRpm into a host directory",
   () => {
