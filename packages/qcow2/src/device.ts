@@ -65,6 +65,8 @@ export interface Qcow2DeviceParts {
   size: number;
   /** Close the host file with the device (false when the caller owns it). */
   ownsHost: boolean;
+  /** External data file holding the guest clusters (incompatible feature bit 2), read-only. */
+  dataFile?: HostFile | null;
   /** Let writes and discards free clusters/pending frees beyond this many ranges trigger a flush. */
   maxPendingFrees?: number;
 }
@@ -93,6 +95,8 @@ export class Qcow2Device extends BaseDevice {
 
   private readonly host: HostFile;
   private readonly ownsHost: boolean;
+  /** External data file, when the image keeps its data outside (guest offset = data offset). */
+  readonly dataFile: HostFile | null;
   private readonly subclusterSize: number;
   private readonly hasZeroFlag: boolean;
   private queue: Promise<unknown> = Promise.resolve();
@@ -117,6 +121,7 @@ export class Qcow2Device extends BaseDevice {
     this.readOnly = parts.readOnly;
     this.size = parts.size;
     this.ownsHost = parts.ownsHost;
+    this.dataFile = parts.dataFile ?? null;
     this.clusterBits = parts.header.clusterBits;
     this.clusterSize = 2 ** this.clusterBits;
     this.extendedL2 = parts.map.extendedL2;
@@ -183,6 +188,13 @@ export class Qcow2Device extends BaseDevice {
         const hi = view.getUint32(at);
         const lo = view.getUint32(at + 4);
         if (hi & FLAG_COMPRESSED) {
+          if (this.dataFile !== null) {
+            this.fail(
+              `L2[${idx}] of L1[${l1i}]`,
+              "compressed cluster in an image with an external data file",
+              t.offset + at,
+            );
+          }
           push(K_COMPRESSED, g, n, 0, hi, lo);
         } else {
           const off = stdOffset(hi, lo);
@@ -200,14 +212,16 @@ export class Qcow2Device extends BaseDevice {
               t.offset + at,
             );
           }
+          // with an external data file, offset 0 is a real cluster when COPIED is set
+          const present = off !== 0 || (this.dataFile !== null && (hi & FLAG_COPIED) !== 0);
           if (!this.extendedL2) {
             if (lo & FLAG_ZERO && this.hasZeroFlag) push(K_ZERO, g, n, 0);
-            else if (off === 0) push(K_UNALLOC, g, n, 0);
+            else if (!present) push(K_UNALLOC, g, n, 0);
             else push(K_DATA, g, n, off + inC);
           } else {
             const zeroBm = view.getUint32(at + 8);
             const allocBm = view.getUint32(at + 12);
-            if ((zeroBm & allocBm) !== 0 || (allocBm !== 0 && off === 0)) {
+            if ((zeroBm & allocBm) !== 0 || (allocBm !== 0 && !present)) {
               this.fail(`L2[${idx}] of L1[${l1i}]`, "invalid subcluster bitmap", t.offset + at + 8);
             }
             if (allocBm === ALL_SUBCLUSTERS) push(K_DATA, g, n, off + inC);
@@ -282,7 +296,11 @@ export class Qcow2Device extends BaseDevice {
       const sub = target.subarray(s.guest - offset, s.guest - offset + s.len);
       switch (s.kind) {
         case K_DATA:
-          await this.readHost(s.host, sub, "data cluster");
+          if (this.dataFile !== null) {
+            // the data file is a plain file: what lies past its end reads as zeros
+            const got = await this.dataFile.read(s.host, sub);
+            if (got < sub.length) sub.fill(0, got);
+          } else await this.readHost(s.host, sub, "data cluster");
           break;
         case K_ZERO:
           sub.fill(0);
@@ -799,6 +817,7 @@ export class Qcow2Device extends BaseDevice {
   protected async doClose(): Promise<void> {
     try {
       if (this.backing) await this.backing.close();
+      if (this.dataFile) await this.dataFile.close();
     } finally {
       if (this.ownsHost) await this.host.close();
     }

@@ -49,6 +49,8 @@ export interface OpenQcow2Options {
   onWarning?: (message: string) => void;
   /** Name for errors when opening a BlockDevice or HostFile. */
   name?: string;
+  /** Path of the external data file (default: the name in the image, relative to it). */
+  dataFile?: string;
   /** @internal canonical paths of the images above (loop detection). */
   chain?: readonly string[];
 }
@@ -143,10 +145,11 @@ async function openOn(
       },
     );
   }
-  if (header.incompatibleFeatures & INCOMPAT_DATA_FILE) {
+  const usesDataFile = (header.incompatibleFeatures & INCOMPAT_DATA_FILE) !== 0n;
+  if (usesDataFile && !readOnly) {
     throw new Qcow2UnsupportedError(
       "external data file",
-      `images whose data lives in an external file${extensions.dataFile ? ` ("${extensions.dataFile}")` : ""} are not supported`,
+      `images whose data lives in an external file${extensions.dataFile ? ` ("${extensions.dataFile}")` : ""} can only be opened read-only`,
       { file, offset: 72 },
     );
   }
@@ -274,7 +277,35 @@ async function openOn(
     }
   }
 
+  let dataFile: HostFile | null = null;
+  if (usesDataFile) {
+    const name = options.dataFile ?? extensions.dataFile;
+    if (name === undefined) {
+      throw new Qcow2FormatError("external data file", "the image needs a data file but does not name it", {
+        file,
+        offset: 72,
+      });
+    }
+    // qemu 7.2 resolves a relative data-file name against its working directory; an image
+    // moved with its data file has it beside it. Try the image's directory first, then the cwd.
+    const candidates = [resolveBackingPath(name, path), name].filter((p): p is string => p !== null);
+    let lastErr: unknown;
+    for (const candidate of candidates) {
+      try {
+        dataFile = await NodeHostFile.open(candidate, { readOnly: true });
+        break;
+      } catch (err) {
+        lastErr = err;
+      }
+    }
+    if (dataFile === null) {
+      if (backing) await backing.close();
+      throw lastErr;
+    }
+  }
+
   device = new Qcow2Device({
+    dataFile,
     name: options.name ?? file,
     host,
     header,

@@ -2,7 +2,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describeWithTools, qemuImg, qemuIo, tempDir } from "@imgpatch/testkit";
 import { beforeAll, expect, it } from "vitest";
-import { openQcow2 } from "../src/index.js";
+import { openQcow2, Qcow2UnsupportedError } from "../src/index.js";
 import { compressibleBytes, expectSameBytes, qemuRaw, randomBytes } from "./helpers.js";
 
 /** Writes exercising unaligned, cross-cluster, zero and discard paths. */
@@ -175,6 +175,18 @@ describeWithTools(["qemu-img", "qemu-io"], "reading images made by qemu-img/qemu
     expectSameBytes(await snap.read(0, snap.size), before, "snapshot view");
     await snap.close();
   });
+
+  for (const raw of ["on", "off"]) {
+    it(`reads an image whose data lives in an external data file (data_file_raw=${raw}); refuses to write it`, async () => {
+      const image = join(dir, `ext-${raw}.qcow2`);
+      const data = join(dir, `ext-${raw}.data`); // absolute: qemu resolves relative names against its cwd
+      await qemuImg(["create", "-f", "qcow2", "-o", `data_file=${data},data_file_raw=${raw}`, image, "5M"]);
+      await checkRead(image);
+      const err = await openQcow2(image).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(Qcow2UnsupportedError);
+      expect(String(err)).toContain("read-only");
+    });
+  }
 
   it("maps extents like qemu-img map (data / zero / unallocated)", async () => {
     const image = join(dir, "map.qcow2");
