@@ -198,6 +198,16 @@ describe("hostile RPMs", () => {
     await pkg.close();
   });
 
+  it("an unknown compressor is refused by name", async () => {
+    const rpm = buildRpm({
+      files: [{ path: "/opt/x", mode: S_IFREG | 0o644, content: enc.encode("x") }],
+      compressor: "lz4",
+    });
+    const e = await failsUnchanged(rpm);
+    expect(e).toMatchObject({ name: "RpmUnsupportedError", code: "EUNSUPPORTED" });
+    expect(e.message).toMatch(/unknown payload compressor "lz4"/);
+  });
+
   it("verifyPayload on a damaged payload gives a typed error", async () => {
     const b = demo();
     const pkg = await readRpm(b);
