@@ -163,7 +163,16 @@ export async function planInjection(
     // Parents the package does not list and the guest lacks.
     let dir = guestDirname(f.path);
     while (dir !== "/" && !packageDirs.has(dir) && !implicit.has(dir)) {
-      if (!(await target.exists(dir))) implicit.add(dir);
+      const pst = await target.lstat(dir);
+      if (!pst) implicit.add(dir);
+      else if (pst.type !== "dir" && (await target.lstat(`${dir}/.`))?.type !== "dir") {
+        throw new InjectConflictError(
+          `${f.path} needs directory ${dir}, which is a ${pst.type} in the guest`,
+          {
+            file: target.name,
+          },
+        );
+      }
       dir = guestDirname(dir);
     }
 

@@ -198,6 +198,19 @@ describe("hostile RPMs", () => {
     await pkg.close();
   });
 
+  it("a parent directory that is a file in the guest", async () => {
+    const t = await guest();
+    await t.put("/opt", "not a directory\n");
+    t.mutations = 0;
+    const rpm = buildRpm({
+      files: [{ path: "/opt/sub/a", mode: S_IFREG | 0o644, content: enc.encode("a") }],
+    });
+    const pkg = await readRpm(rpm);
+    await expect(injectRpm(pkg, t)).rejects.toThrow(/needs directory \/opt, which is a file/);
+    expect(t.mutations).toBe(0);
+    await pkg.close();
+  });
+
   it("an unknown compressor is refused by name", async () => {
     const rpm = buildRpm({
       files: [{ path: "/opt/x", mode: S_IFREG | 0o644, content: enc.encode("x") }],
