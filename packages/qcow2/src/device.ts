@@ -23,6 +23,9 @@ import {
 import type { Refcounts } from "./refcount.js";
 import type { Qcow2Snapshot } from "./snapshots.js";
 
+/** Largest span mapped in one go by a read (bounds the segment list, not the I/O size). */
+const READ_WINDOW = 64 * 1024 * 1024;
+
 /** How a stretch of guest bytes is stored in this layer. */
 const K_DATA = 0;
 const K_ZERO = 1;
@@ -290,7 +293,14 @@ export class Qcow2Device extends BaseDevice {
 
   /** Read guest bytes without taking the queue (callers hold it). */
   private async readGuest(offset: number, target: Uint8Array): Promise<void> {
-    if (target.length === 0) return;
+    // Map at most READ_WINDOW bytes at a time so the segment list stays small on fragmented images.
+    for (let done = 0; done < target.length; done += READ_WINDOW) {
+      const n = Math.min(READ_WINDOW, target.length - done);
+      await this.readWindow(offset + done, target.subarray(done, done + n));
+    }
+  }
+
+  private async readWindow(offset: number, target: Uint8Array): Promise<void> {
     const segs = await this.segments(offset, target.length);
     for (const s of segs) {
       const sub = target.subarray(s.guest - offset, s.guest - offset + s.len);

@@ -2,7 +2,7 @@ import { readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { qemuImg, qemuImgCheck, qemuImgCompare, qemuImgInfo } from "@imgpatch/testkit";
 import { expect } from "vitest";
-import type { Qcow2Device } from "../src/index.js";
+import { openQcow2, type Qcow2Device } from "../src/index.js";
 
 /** Deterministic bytes (xorshift) — incompressible. */
 export function randomBytes(n: number, seed: number): Uint8Array {
@@ -66,4 +66,39 @@ export function firstDiff(a: Uint8Array, b: Uint8Array): number {
 export function expectSameBytes(actual: Uint8Array, expected: Uint8Array, what = "bytes"): void {
   const d = firstDiff(actual, expected);
   expect(d, `${what}: first difference at ${d} (lengths ${actual.length}/${expected.length})`).toBe(-1);
+}
+
+interface QemuMapEntry {
+  start: number;
+  length: number;
+  depth: number;
+  present: boolean;
+  zero: boolean;
+  data: boolean;
+}
+
+/**
+ * `qemu-img map` of the top layer in our extent vocabulary (merged): what a backing image
+ * provides (depth > 0) is "unallocated" in this layer.
+ */
+export async function qemuMap(image: string): Promise<{ offset: number; length: number; kind: string }[]> {
+  const entries = JSON.parse(await qemuImg(["map", "--output=json", image])) as QemuMapEntry[];
+  const out: { offset: number; length: number; kind: string }[] = [];
+  for (const e of entries) {
+    const kind = !e.present || e.depth > 0 ? "unallocated" : e.data ? "data" : "zero";
+    const last = out[out.length - 1];
+    if (last && last.kind === kind && last.offset + last.length === e.start) last.length += e.length;
+    else out.push({ offset: e.start, length: e.length, kind });
+  }
+  return out;
+}
+
+/** Our mapExtents of the image agrees with qemu-img map. */
+export async function expectSameMap(image: string): Promise<void> {
+  const dev = await openQcow2(image, { readOnly: true });
+  try {
+    expect(await dev.mapExtents(0, dev.size)).toEqual(await qemuMap(image));
+  } finally {
+    await dev.close();
+  }
 }

@@ -4,7 +4,7 @@ import { describeWithTools, qemuImg, tempDir } from "@imgpatch/testkit";
 import fc from "fast-check";
 import { beforeAll, it } from "vitest";
 import { type CreateQcow2Options, createQcow2, openQcow2, type Qcow2Device } from "../src/index.js";
-import { expectCleanAndEqual, expectSameBytes, randomBytes } from "./helpers.js";
+import { expectCleanAndEqual, expectSameBytes, expectSameMap, randomBytes } from "./helpers.js";
 
 type Op =
   | { kind: "write"; off: number; len: number; seed: number }
@@ -128,6 +128,7 @@ describeWithTools(["qemu-img"], "randomised writes/zero-writes/discards against 
               await dev.close();
             }
             await expectCleanAndEqual(dir, image, model);
+            await expectSameMap(image);
           },
         ),
         { numRuns: 12, seed: 20261127 + CONFIGS.indexOf(cfg), endOnFailure: true },

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { describeWithTools, qemuImg, qemuIo, tempDir } from "@imgpatch/testkit";
 import { beforeAll, expect, it } from "vitest";
 import { openQcow2, Qcow2UnsupportedError } from "../src/index.js";
-import { compressibleBytes, expectSameBytes, qemuRaw, randomBytes } from "./helpers.js";
+import { compressibleBytes, expectSameBytes, qemuMap, qemuRaw, randomBytes } from "./helpers.js";
 
 /** Writes exercising unaligned, cross-cluster, zero and discard paths. */
 const QEMU_WRITES = [
@@ -29,6 +29,7 @@ describeWithTools(["qemu-img", "qemu-io"], "reading images made by qemu-img/qemu
     const expected = await qemuRaw(dir, image);
     const dev = await openQcow2(image, { readOnly: true });
     try {
+      expect(await dev.mapExtents(0, dev.size)).toEqual(await qemuMap(image));
       expect(dev.size).toBe(expected.length);
       expectSameBytes(await dev.read(0, dev.size), expected, image);
       // unaligned reads, crossing clusters

@@ -9,7 +9,14 @@ import {
   openQcow2,
   type Qcow2Device,
 } from "../src/index.js";
-import { compressibleBytes, expectCleanAndEqual, expectSameBytes, qemuRaw, randomBytes } from "./helpers.js";
+import {
+  compressibleBytes,
+  expectCleanAndEqual,
+  expectSameBytes,
+  expectSameMap,
+  qemuRaw,
+  randomBytes,
+} from "./helpers.js";
 
 /** Apply the same operations to a device and to an in-memory model. */
 class Mirror {
@@ -83,6 +90,7 @@ describeWithTools(["qemu-img", "qemu-io"], "images written by us, checked by qem
       await workload(m, 1);
       await dev.close();
       await expectCleanAndEqual(dir, image, m.model);
+      await expectSameMap(image);
       const info = await qemuImgInfo(image);
       expect(info["cluster-size"]).toBe(opts.clusterSize ?? 65536);
       // and qemu-io can keep writing to it
@@ -168,6 +176,7 @@ describeWithTools(["qemu-img", "qemu-io"], "images written by us, checked by qem
       await workload(m, 9);
       await dev.close();
       await expectCleanAndEqual(dir, top, m.model);
+      await expectSameMap(top);
       const info = await qemuImgInfo(top);
       expect(info["backing-filename"]).toBe(`base-${backingFormat}.img`);
       expect(info["backing-filename-format"]).toBe(backingFormat);
