@@ -434,7 +434,9 @@ export async function injectRpm(
       const p = plan.files[e.file.index];
       const f = p.file;
       if (p.action === "ghost" || f.type === "dir") continue; // content (none) is drained by the iterator
-      if (f.type === "file" && f.hardlinks && !e.hasData) {
+      // Hard-link members without content wait for (or link to) the member that has it; an archive
+      // that repeats the content on several members still gets one inode.
+      if (f.type === "file" && f.hardlinks && (!e.hasData || dataPath.has(f.hardlinks[0]))) {
         const key = f.hardlinks[0];
         const existing = dataPath.get(key);
         if (existing) await linkMember(p, existing);
