@@ -39,5 +39,6 @@ export {
   setBackingFile,
 } from "./rebase.js";
 export { Refcounts } from "./refcount.js";
+export { growQcow2 } from "./resize.js";
 export { type Qcow2Snapshot, readSnapshotTable } from "./snapshots.js";
 export { Qcow2StreamWriter, type StreamWriterOptions } from "./stream-writer.js";

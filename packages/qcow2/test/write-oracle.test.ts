@@ -6,6 +6,7 @@ import {
   type CreateQcow2Options,
   createOverlay,
   createQcow2,
+  growQcow2,
   openQcow2,
   type Qcow2Device,
 } from "../src/index.js";
@@ -145,7 +146,28 @@ describeWithTools(["qemu-img", "qemu-io"], "images written by us, checked by qem
     await expectCleanAndEqual(dir, image, m.model);
   });
 
-  it("grows the L1 table when an image is created large (many L1 clusters)", async () => {
+  it("grows the virtual size: L1 table moves and grows (512 B clusters), data kept", async () => {
+    const image = join(dir, "resize.qcow2");
+    const dev = await createQcow2(image, { size: M, clusterSize: 512, refcountBits: 64 });
+    const m = new Mirror(dev, new Uint8Array(M));
+    await m.write(1000, randomBytes(300 * K, 8));
+    await dev.close();
+    const l1Before = (await qemuImgInfo(image))["virtual-size"];
+    expect(l1Before).toBe(M);
+    await growQcow2(image, 40 * M + 512); // L1: 32 entries (1 cluster) -> 1281 entries (21 clusters)
+    const grown = await openQcow2(image);
+    expect(grown.size).toBe(40 * M + 512);
+    expect(grown.map.l1Size).toBe(1281);
+    const model = new Uint8Array(grown.size);
+    model.set(m.model);
+    await grown.write(39 * M, randomBytes(M + 512, 9));
+    model.set(randomBytes(M + 512, 9), 39 * M);
+    await grown.close();
+    await expectCleanAndEqual(dir, image, model);
+    await expect(growQcow2(image, M)).rejects.toThrow(/only growing/);
+  });
+
+  it("creates large images with a multi-cluster L1 table", async () => {
     const image = join(dir, "bigl1.qcow2");
     const size = 512 * M; // 512 B clusters: L1 has 16384 entries = 256 clusters
     const dev = await createQcow2(image, { size, clusterSize: 512, refcountBits: 64 });
