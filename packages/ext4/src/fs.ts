@@ -121,7 +121,7 @@ const PATH_MAX = 4096;
 const XATTR_SIZE_MAX = 65536;
 const DEFAULT_MAX_READ = 2 ** 31 - 1;
 /** Read-ahead window for small file data reads. */
-const DATA_WINDOW = 256 * 1024;
+const DATA_WINDOW = 512 * 1024;
 
 export interface Ext4Warning {
   code: string;
@@ -203,7 +203,17 @@ export class Ext4Fs {
   private readonly blockCache = new Lru<number, Uint8Array>(2048);
   private readonly inodeCache = new Lru<number, Inode>(4096);
   private readonly dirCache = new Lru<number, Map<string, RawDirent>>(64);
-  private readonly dataCache = new Lru<number, Uint8Array>(64);
+  /**
+   * Evicted windows are recycled (external-memory churn drives GC during tree walks). Safe: a
+   * window is evicted only after 64 newer windows were stored, and every reader copies out of
+   * a window in the microtask right after obtaining it, before any other read can complete.
+   */
+  private readonly windowPool: Uint8Array[] = [];
+  private readonly dataCache = new Lru<number, Uint8Array>(64, (buf) => {
+    if (buf.length === DATA_WINDOW && this.windowPool.length < 8) this.windowPool.push(buf);
+  });
+  private readonly windowsInFlight = new Map<number, Promise<Uint8Array>>();
+  private lastWindow = -1;
   private readonly itableChunkBlocks: number;
   private readonly csum: boolean;
   private readonly hasFileType: boolean;
@@ -520,6 +530,11 @@ export class Ext4Fs {
    * (magic, depth, counts, ordering, node reuse) and block maps; holes are simply absent.
    */
   async *blockRuns(inode: Inode): AsyncGenerator<BlockRun> {
+    const flat = this.rootRuns(inode);
+    if (flat) {
+      yield* flat;
+      return;
+    }
     let pending: BlockRun | undefined;
     const source = inode.flags & INODE_FLAGS.EXTENTS ? this.extentRuns(inode) : this.blockMapRuns(inode);
     for await (const r of source) {
@@ -536,6 +551,42 @@ export class Ext4Fs {
       pending = { ...r };
     }
     if (pending) yield pending;
+  }
+
+  /**
+   * Runs of a file whose extent tree is just the root in i_block (most files): computed without
+   * async machinery, with the same checks as the tree walk. Undefined for deeper trees and maps.
+   */
+  private rootRuns(inode: Inode): BlockRun[] | undefined {
+    if (!(inode.flags & INODE_FLAGS.EXTENTS)) return undefined;
+    const h = this.checkExtentHeader(inode, inode.iBlock, undefined, undefined);
+    if (h.depth !== 0) return undefined;
+    const out: BlockRun[] = [];
+    let next = 0;
+    for (let i = 0; i < h.entries; i++) {
+      const e = parseExtent(inode.iBlock, i);
+      if (e.len === 0) throw this.extentProblem(inode, undefined, `extent ${i} has length 0`);
+      if (e.block < next)
+        throw this.extentProblem(
+          inode,
+          undefined,
+          `extent ${i} (logical ${e.block}) overlaps or is out of order`,
+        );
+      if (e.block + e.len > 2 ** 32)
+        throw this.extentProblem(inode, undefined, `extent ${i} runs past 2^32 blocks`);
+      this.checkBlockRange(e.start, e.len, "extent", inode.ino);
+      next = e.block + e.len;
+      const last = out[out.length - 1];
+      if (
+        last &&
+        last.uninit === e.uninit &&
+        last.logical + last.length === e.block &&
+        last.physical + last.length === e.start
+      ) {
+        last.length += e.len;
+      } else out.push({ logical: e.block, physical: e.start, length: e.len, uninit: e.uninit });
+    }
+    return out;
   }
 
   private extentProblem(inode: Inode, block: number | undefined, msg: string): Ext4FormatError {
@@ -786,25 +837,30 @@ export class Ext4Fs {
         `<inode ${inode.ino}>`,
       );
     }
-    const out = new Uint8Array(end - start);
     if (inode.flags & INODE_FLAGS.INLINE_DATA) {
       // Bytes past the inline area (i_size larger than what the inode holds) read as zeros, as in the kernel.
+      const out = new Uint8Array(end - start);
       const inline = await this.inlineContent(inode);
       if (start < inline.length) out.set(inline.subarray(start, Math.min(end, inline.length)));
       return out;
     }
+    // Every byte is either read or explicitly zeroed (holes, uninitialised extents, the tail).
+    const out = allocUninitialised(end - start);
     const bs = this.blockSize;
-    for await (const r of this.blockRuns(inode)) {
+    let pos = start;
+    for await (const r of this.rootRuns(inode) ?? this.blockRuns(inode)) {
       const rStart = r.logical * bs;
       const rEnd = (r.logical + r.length) * bs;
       if (rEnd <= start) continue;
       if (rStart >= end) break;
-      if (r.uninit) continue;
       const from = Math.max(rStart, start);
       const to = Math.min(rEnd, end);
-      const phys = r.physical * bs + (from - rStart);
-      await this.readData(phys, out.subarray(from - start, to - start));
+      if (from > pos) out.fill(0, pos - start, from - start);
+      if (r.uninit) out.fill(0, from - start, to - start);
+      else await this.readData(r.physical * bs + (from - rStart), out.subarray(from - start, to - start));
+      pos = Math.max(pos, to);
     }
+    if (pos < end) out.fill(0, pos - start, end - start);
     return out;
   }
 
@@ -818,15 +874,33 @@ export class Ext4Fs {
     const win = Math.floor(offset / W) * W;
     if (target.length > W / 8 || offset + target.length > win + W)
       return this.readIntoCounted(offset, target);
-    let buf = this.dataCache.get(win);
-    if (!buf) {
-      const fsEnd = this.sb.blocksCount * this.blockSize;
-      const len = Math.min(W, fsEnd - win, this.device.size - win);
-      buf = new Uint8Array(len);
-      await this.readIntoCounted(win, buf);
-      this.dataCache.set(win, buf);
-    }
+    const sequential = win === this.lastWindow || win === this.lastWindow + W;
+    this.lastWindow = win;
+    const pending = this.loadWindow(win);
+    // Sequential access: start reading the next window while this one is being consumed.
+    if (sequential && win + W < this.sb.blocksCount * this.blockSize)
+      this.loadWindow(win + W).catch(() => {});
+    const buf = await pending;
     target.set(buf.subarray(offset - win, offset - win + target.length));
+  }
+
+  private loadWindow(win: number): Promise<Uint8Array> {
+    const hit = this.dataCache.get(win);
+    if (hit) return Promise.resolve(hit);
+    let p = this.windowsInFlight.get(win);
+    if (!p) {
+      p = (async () => {
+        const fsEnd = this.sb.blocksCount * this.blockSize;
+        // Uninitialised memory is fine: the read fills every byte or throws.
+        const len = Math.min(DATA_WINDOW, fsEnd - win, this.device.size - win);
+        const buf = (len === DATA_WINDOW && this.windowPool.pop()) || allocUninitialised(len);
+        await this.readIntoCounted(win, buf);
+        this.dataCache.set(win, buf);
+        return buf;
+      })().finally(() => this.windowsInFlight.delete(win));
+      this.windowsInFlight.set(win, p);
+    }
+    return p;
   }
 
   private async readIntoCounted(offset: number, target: Uint8Array): Promise<void> {
@@ -994,8 +1068,13 @@ export class Ext4Fs {
         const cnt = Math.min(CH, n - k);
         const first = r.physical + k;
         let buf: Uint8Array;
-        if (cnt === 1) buf = await this.readBlock(first, "directory block", inode.ino);
-        else {
+        if (cnt === 1) {
+          // Through the read-ahead window: directory blocks sit next to their files' data.
+          this.checkBlockRange(first, 1, "directory block", inode.ino);
+          buf = this.blockCache.get(first) ?? new Uint8Array(bs);
+          if (!this.blockCache.get(first)) await this.readData(first * bs, buf);
+          this.counters.metadataBlocks++;
+        } else {
           this.checkBlockRange(first, cnt, "directory block", inode.ino);
           buf = await this.readRaw(first * bs, cnt * bs);
           this.counters.metadataBlocks += cnt;
@@ -1748,6 +1827,12 @@ export function decodeDeviceNumber(inode: Inode): { major: number; minor: number
   if (old !== 0) return { major: (old >>> 8) & 0xff, minor: old & 0xff };
   const n = u32(inode.iBlock, 4);
   return { major: (n & 0xfff00) >>> 8, minor: ((n & 0xff) | ((n >>> 12) & 0xfff00)) >>> 0 };
+}
+
+/** A buffer whose contents the caller overwrites completely (skips zero-filling). */
+function allocUninitialised(n: number): Uint8Array {
+  const b = Buffer.allocUnsafeSlow(n);
+  return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
 }
 
 function checkFeatures(sb: Superblock, where: { file?: string; offset?: number }): void {
