@@ -1,6 +1,6 @@
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { describeWithTools, qemuImg, tempDir } from "@imgpatch/testkit";
+import { describeWithTools, qemuImg, qemuIo, tempDir } from "@imgpatch/testkit";
 import fc from "fast-check";
 import { beforeAll, it } from "vitest";
 import { type CreateQcow2Options, createQcow2, openQcow2, type Qcow2Device } from "../src/index.js";
@@ -43,6 +43,8 @@ interface Config {
   cluster: number;
   size: number;
   backing?: "raw" | "qcow2";
+  /** Start from a qemu-made image with an internal snapshot (every cluster shared). */
+  snapshot?: string;
 }
 
 const CONFIGS: Config[] = [
@@ -76,6 +78,20 @@ const CONFIGS: Config[] = [
     cluster: 512,
     size: 1 << 19,
   },
+  {
+    name: "v3 with an internal snapshot (shared L2 tables and clusters)",
+    create: {},
+    cluster: 4096,
+    size: 1 << 20,
+    snapshot: "cluster_size=4096",
+  },
+  {
+    name: "extended_l2 with an internal snapshot",
+    create: {},
+    cluster: 16384,
+    size: 1 << 20,
+    snapshot: "cluster_size=16384,extended_l2=on",
+  },
 ];
 
 describeWithTools(["qemu-img"], "randomised writes/zero-writes/discards against an in-memory model", () => {
@@ -108,7 +124,16 @@ describeWithTools(["qemu-img"], "randomised writes/zero-writes/discards against 
               model.set(baseBytes);
               backing = { path: name, format: cfg.backing };
             }
-            let dev: Qcow2Device = await createQcow2(image, { ...cfg.create, size: cfg.size, backing });
+            let dev: Qcow2Device;
+            let snapshotBytes: Uint8Array | undefined;
+            if (cfg.snapshot) {
+              await qemuImg(["create", "-q", "-f", "qcow2", "-o", cfg.snapshot, image, String(cfg.size)]);
+              await qemuIo(image, [`write -P ${id % 250} 0 ${cfg.size / 2}`, `write -z ${cfg.size / 2} 64k`]);
+              await qemuImg(["snapshot", "-c", "s", image]);
+              model.fill(id % 250, 0, cfg.size / 2);
+              snapshotBytes = model.slice();
+              dev = await openQcow2(image);
+            } else dev = await createQcow2(image, { ...cfg.create, size: cfg.size, backing });
             try {
               for (const op of ops) {
                 if (op.kind === "reopen") {
@@ -129,6 +154,11 @@ describeWithTools(["qemu-img"], "randomised writes/zero-writes/discards against 
             }
             await expectCleanAndEqual(dir, image, model);
             await expectSameMap(image);
+            if (snapshotBytes) {
+              const view = await openQcow2(image, { snapshot: "s" });
+              expectSameBytes(await view.read(0, view.size), snapshotBytes, "snapshot view");
+              await view.close();
+            }
           },
         ),
         { numRuns: 12, seed: 20261127 + CONFIGS.indexOf(cfg), endOnFailure: true },
