@@ -3,6 +3,7 @@ import { join } from "node:path";
 import {
   describeWithTools,
   fixture,
+  fixtureCopy,
   fixtureInfo,
   fixtureNames,
   qemuImg,
@@ -130,6 +131,14 @@ describeWithTools(["qemu-img", "qemu-io"], "check agrees with qemu-img check", (
       corruptions: expected.corruptions,
       errors: 0,
     });
+  });
+
+  it("repairs the leak of the broken-leak fixture so qemu-img check is clean", async () => {
+    const p = await fixtureCopy("broken-leak.qcow2", dir);
+    const r = await checkQcow2(p, { repair: "leaks" });
+    expect(r.leaksFixed).toBe(1);
+    expect({ leaks: r.leaks, corruptions: r.corruptions }).toEqual({ leaks: 0, corruptions: 0 });
+    expect((await qemuImgCheck(p)).clean).toBe(true);
   });
 
   async function corrupted(name: string, damage: (p: string) => Promise<void>) {
