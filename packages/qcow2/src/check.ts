@@ -1,7 +1,7 @@
 import type { BlockDevice } from "@imgpatch/disk";
 import { readBitmapDirectory } from "./bitmaps.js";
 import { getU64, setU64, viewOf } from "./bytes.js";
-import { Qcow2FormatError } from "./errors.js";
+import { Qcow2FormatError, Qcow2UnsupportedError } from "./errors.js";
 import { parseExtensions } from "./extensions.js";
 import {
   AUTOCLEAR_BITMAPS,
@@ -65,6 +65,8 @@ const L1E_RESERVED_LO = 0x1ff;
 const L2E_STD_RESERVED_HI = 0x3f00_0000;
 const L2E_STD_RESERVED_LO = 0x1fe;
 const MAX_LISTED_LEAKS = 10_000;
+/** One 32-bit in-memory reference count per host cluster: at most 1 GiB of them. */
+const MAX_CHECK_CLUSTERS = 2 ** 28;
 
 /** Check (and optionally repair leaks in) a qcow2 image given by path, HostFile or BlockDevice. */
 export async function checkQcow2(
@@ -150,6 +152,14 @@ class Checker {
     const cs = this.cs;
     this.res.totalClusters = Math.ceil(header.size / cs);
     this.nbClusters = Math.ceil(this.fileLength / cs);
+    if (this.nbClusters > MAX_CHECK_CLUSTERS) {
+      // qemu refuses past INT_MAX clusters; we bound the in-memory table at 1 GiB
+      throw new Qcow2UnsupportedError(
+        "check",
+        `${this.nbClusters} clusters of ${cs} bytes: too many to check in memory`,
+        { file: this.file },
+      );
+    }
     this.refs = new Uint32Array(this.nbClusters);
 
     const cluster0 = await this.readZ(0, cs);
