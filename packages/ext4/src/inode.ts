@@ -3,7 +3,7 @@
  * xattr area after that. Timestamps carry nanoseconds and two epoch bits that extend seconds past
  * 2038 (seconds = signed 32-bit base + epoch × 2^32).
  */
-import { type FieldTable, readFields, u16, u32, writeFields } from "./bytes.js";
+import { type FieldTable, u16, u32, writeFields } from "./bytes.js";
 import { crc32c, crc32cU32 } from "./crc32c.js";
 import { INODE_FLAGS } from "./features.js";
 
@@ -116,41 +116,35 @@ function extraHas(extraIsize: number, off: number, size: number): boolean {
  * verifyInodeChecksum). Throws nothing: structural checks happen where fields are used.
  */
 export function parseInode(ino: number, bytes: Uint8Array, inodeSize: number): Inode {
+  // Direct reads at the offsets of the BASE/EXTRA tables (this runs once per inode of a walk).
   const raw = bytes.slice(0, inodeSize);
-  const b = readFields(raw, 0, BASE);
   let extraIsize = 0;
-  let e: Partial<Record<(typeof EXTRA)[number][0], number>> = {};
   if (inodeSize > GOOD_OLD_INODE_SIZE) {
     extraIsize = u16(raw, 0x80);
     // An extra size that overflows the inode (or is misaligned) is treated as absent.
     if (GOOD_OLD_INODE_SIZE + extraIsize > inodeSize || extraIsize & 3) extraIsize = 0;
-    else {
-      const all = readFields(raw, 0, EXTRA);
-      e = {};
-      for (const [name, off, t] of EXTRA) {
-        if (extraHas(extraIsize, off, t === "u16" ? 2 : 4)) e[name] = all[name];
-      }
-    }
   }
+  const x = (off: number) => (extraHas(extraIsize, off, 4) ? u32(raw, off) : undefined);
+  const crtimeRaw = x(0x90);
   return {
     ino,
-    mode: b.mode,
-    uid: (b.uidLo | (b.uidHi << 16)) >>> 0,
-    gid: (b.gidLo | (b.gidHi << 16)) >>> 0,
-    size: b.sizeLo + b.sizeHi * 0x1_0000_0000,
-    linksCount: b.linksCount,
-    blocksRaw: b.blocksLo + b.blocksHi * 0x1_0000_0000,
-    flags: b.flags,
-    generation: b.generation,
-    fileAcl: b.fileAclLo + b.fileAclHi * 0x1_0000_0000,
-    dtime: b.dtime,
-    version: b.version,
-    atime: decodeTime(b.atimeRaw, e.atimeExtra),
-    mtime: decodeTime(b.mtimeRaw, e.mtimeExtra),
-    ctime: decodeTime(b.ctimeRaw, e.ctimeExtra),
-    crtime: e.crtimeRaw !== undefined ? decodeTime(e.crtimeRaw, e.crtimeExtra) : undefined,
+    mode: u16(raw, 0x0),
+    uid: (u16(raw, 0x2) | (u16(raw, 0x78) << 16)) >>> 0,
+    gid: (u16(raw, 0x18) | (u16(raw, 0x7a) << 16)) >>> 0,
+    size: u32(raw, 0x4) + u32(raw, 0x6c) * 0x1_0000_0000,
+    linksCount: u16(raw, 0x1a),
+    blocksRaw: u32(raw, 0x1c) + u16(raw, 0x74) * 0x1_0000_0000,
+    flags: u32(raw, 0x20),
+    generation: u32(raw, 0x64),
+    fileAcl: u32(raw, 0x68) + u16(raw, 0x76) * 0x1_0000_0000,
+    dtime: u32(raw, 0x14),
+    version: u32(raw, 0x24),
+    atime: decodeTime(u32(raw, 0x8), x(0x8c)),
+    mtime: decodeTime(u32(raw, 0x10), x(0x88)),
+    ctime: decodeTime(u32(raw, 0xc), x(0x84)),
+    crtime: crtimeRaw !== undefined ? decodeTime(crtimeRaw, x(0x94)) : undefined,
     extraIsize,
-    projid: e.projid,
+    projid: x(0x9c),
     iBlock: raw.subarray(I_BLOCK_OFFSET, I_BLOCK_OFFSET + I_BLOCK_SIZE),
     raw,
   };
