@@ -238,6 +238,85 @@ describeWithTools(["qemu-img", "qemu-io"], "check agrees with qemu-img check", (
     expect(r.corruptions).toBeGreaterThanOrEqual(1);
   });
 
+  it("more faults: reserved bits, misaligned L1 entry, block outside the image, overflow, COPIED on compressed", async () => {
+    const cases: [string, (p: string) => Promise<void>, string?][] = [
+      [
+        "l2-reserved",
+        async (p) => {
+          const L = await layout(p);
+          const e = await L.l2Entry(0, 1);
+          await setU64(p, e.at, e.value | 0x2n); // bit 1: reserved in a standard descriptor
+        },
+      ],
+      [
+        "l1-reserved",
+        async (p) => {
+          const L = await layout(p);
+          await setU64(p, L.h.l1TableOffset, (await L.l1(0)) | (1n << 58n));
+        },
+      ],
+      [
+        "l1-misaligned",
+        async (p) => {
+          const L = await layout(p);
+          await setU64(p, L.h.l1TableOffset, (await L.l1(0)) + 512n);
+        },
+      ],
+      [
+        "refblock-outside",
+        async (p) => {
+          const L = await layout(p);
+          await setU64(p, L.h.refcountTableOffset + 8 * 5, BigInt(L.fileSize + 100 * L.cs));
+        },
+      ],
+      [
+        "two-l2-entries-one-cluster",
+        async (p) => {
+          const L = await layout(p);
+          const a = await L.l2Entry(0, 1);
+          const b = await L.l2Entry(0, 2);
+          await setU64(p, b.at, a.value); // refcount 1, referenced twice; the old one leaks
+        },
+      ],
+    ];
+    for (const [name, damage] of cases) {
+      const r = await expectAgree(await corrupted(name, damage));
+      expect(r.corruptions, name).toBeGreaterThan(0);
+    }
+    // 1-bit refcounts: a second reference overflows
+    const p1 = join(dir, "rc1.qcow2");
+    await qemuImg(["create", "-q", "-f", "qcow2", "-o", "refcount_bits=1", p1, "4M"]);
+    await qemuIo(p1, ["write -P 1 0 128k"]);
+    {
+      const h = parseHeader(new Uint8Array(await readAt(p1, 0, 512)), p1);
+      const l2 = Number((await u64(p1, h.l1TableOffset)) & OFFSET_MASK);
+      await setU64(p1, l2 + 8, await u64(p1, l2));
+    }
+    const r1 = await expectAgree(p1);
+    expect(r1.corruptions).toBeGreaterThan(0);
+    // compressed cluster with COPIED set; extended L2 entry with a subcluster both allocated and zero
+    const c = join(dir, "cc.qcow2");
+    const craw = join(dir, "cc.raw");
+    await qemuImg(["create", "-q", "-f", "raw", craw, "1M"]);
+    await qemuIo(craw, ["write -P 0x41 0 128k"], { format: "raw" });
+    await qemuImg(["convert", "-c", "-O", "qcow2", craw, c]);
+    {
+      const h = parseHeader(new Uint8Array(await readAt(c, 0, 512)), c);
+      const l2 = Number((await u64(c, h.l1TableOffset)) & OFFSET_MASK);
+      await setU64(c, l2, (await u64(c, l2)) | COPIED);
+    }
+    expect((await expectAgree(c)).corruptions).toBeGreaterThan(0);
+    const x = join(dir, "xl2.qcow2");
+    await qemuImg(["create", "-q", "-f", "qcow2", "-o", "extended_l2=on", x, "4M"]);
+    await qemuIo(x, ["write -P 1 0 64k"]);
+    {
+      const h = parseHeader(new Uint8Array(await readAt(x, 0, 512)), x);
+      const l2 = Number((await u64(x, h.l1TableOffset)) & OFFSET_MASK);
+      await setU64(x, l2 + 8, (await u64(x, l2 + 8)) | (1n << 32n)); // zero bit over an allocated one
+    }
+    expect((await expectAgree(x)).corruptions).toBeGreaterThan(0);
+  });
+
   it("snapshots: shared clusters, and a snapshot-only cluster with its refcount dropped", async () => {
     const p = join(dir, "snap.qcow2");
     await copyFile(base, p);
