@@ -804,7 +804,12 @@ export class Qcow2Device extends BaseDevice {
   protected async doFlush(): Promise<void> {
     if (this.readOnly) return;
     await this.exclusive(async () => {
-      if (this.failure !== null) return; // leave the disk as the last ordered state
+      if (this.failure !== null) {
+        // The disk holds the last ordered state; what was written since is not durable.
+        throw new ReadOnlyError(`cannot flush after an earlier error: ${String(this.failure)}`, {
+          file: this.name,
+        });
+      }
       try {
         await this.flushMetadata();
       } catch (err) {
@@ -814,10 +819,11 @@ export class Qcow2Device extends BaseDevice {
     });
   }
 
+  /** Flush (unless an earlier error made the image unusable) and release every handle. */
   override async close(): Promise<void> {
     if (this.closed) return;
     try {
-      await this.doFlush();
+      if (this.failure === null) await this.doFlush();
     } finally {
       this.closed = true;
       await this.doClose();
