@@ -148,94 +148,138 @@ function deflateCluster(data: Uint8Array): Promise<Buffer> {
   });
 }
 
+/** One step of the plan: a run of clusters known to read as zeros, or one to read. */
+type PlanItem = { index: number; count: number; read: boolean };
+
+/** Cluster runs in order, from the source's mapping, chunk by chunk (bounded memory). */
+async function* plan(src: BlockDevice, cs: number, perChunk: number): AsyncGenerator<PlanItem> {
+  const total = Math.ceil(src.size / cs);
+  for (let first = 0; first < total; first += perChunk) {
+    const count = Math.min(perChunk, total - first);
+    const map = await dataMap(src, first, count, cs);
+    let i = 0;
+    while (i < count) {
+      let j = i + 1;
+      while (j < count && map[j] === map[i]) j++;
+      yield { index: first + i, count: j - i, read: map[i] === 1 };
+      i = j;
+    }
+  }
+}
+
+/** What `runs` yields: all-zero clusters (no data), or data with a way to hand the buffer back. */
+interface Run {
+  index: number;
+  count: number;
+  data: Uint8Array | null;
+  /** Call (optional) with a promise that settles when `data` is no longer used: its buffer is then reused. */
+  recycle?: (done: Promise<unknown>) => void;
+}
+
 /**
- * Iterate the source chunk by chunk as runs of clusters that are all data (with their bytes,
- * one buffer per run) or all zero (never read when the mapping says so).
+ * Iterate the source as runs of clusters that are all data (with their bytes) or all zero
+ * (never read when the mapping says so; or read and found to be zeros). Reads run ahead of
+ * the consumer (two in flight, so the thread pool reads while the main thread scans), and
+ * buffers come back through `recycle` — fresh buffers cost a page fault per 4 KiB.
  */
 async function* runs(
   src: BlockDevice,
   cs: number,
   chunkBytes: number,
   stats: ConvertStats,
-  buffers?: BufferRing,
-): AsyncGenerator<{ index: number; count: number; data: Uint8Array | null }> {
-  const total = Math.ceil(src.size / cs);
+): AsyncGenerator<Run> {
   const perChunk = Math.max(1, Math.floor(chunkBytes / cs));
-  let zeroFrom = -1; // pending zero run start (merged across chunks)
-  // A buffer whose contents were all zeros was never handed out: read the next chunk into it
-  // (fresh buffers cost a page fault per 4 KiB on first touch).
-  let spare: Uint8Array | null = null;
-  for (let first = 0; first < total; first += perChunk) {
-    const count = Math.min(perChunk, total - first);
-    const map = await dataMap(src, first, count, cs);
-    let i = 0;
-    while (i < count) {
-      if (!map[i]) {
-        if (zeroFrom < 0) zeroFrom = first + i;
-        i++;
+  const free: Uint8Array[] = [];
+  const ahead: { item: PlanItem; buf: Uint8Array; done: Promise<void> }[] = [];
+  const steps = plan(src, cs, perChunk);
+  let exhausted = false;
+  const z: { pending: PlanItem | null } = { pending: null };
+  /** Pull plan items until two reads are in flight (zero items queue up behind them). */
+  const queue: (PlanItem | { read: true; slot: (typeof ahead)[number] })[] = [];
+  const fill = async () => {
+    while (!exhausted && ahead.length < 2) {
+      const n = await steps.next();
+      if (n.done) {
+        exhausted = true;
+        break;
+      }
+      const item = n.value;
+      if (!item.read) {
+        queue.push(item);
         continue;
       }
-      let j = i;
-      while (j < count && map[j]) j++;
-      const start = (first + i) * cs;
-      const len = Math.min(src.size, (first + j) * cs) - start;
-      const size = (j - i) * cs;
-      let full: Uint8Array;
-      if (spare !== null && spare.length >= size) full = spare;
-      else full = buffers ? await buffers.take(size) : new Uint8Array(size);
-      spare = null;
-      const buf = full.subarray(0, size);
-      await src.readInto(start, buf.subarray(0, len));
-      if (len < size) buf.fill(0, len);
-      stats.bytesRead += len;
-      const zero = new Uint8Array(j - i);
-      for (let k = 0; k < j - i; k++) zero[k] = isZero(buf.subarray(k * cs, (k + 1) * cs)) ? 1 : 0;
-      // split into data and all-zero runs
-      let handedOut = false;
-      let k = 0;
-      while (k < j - i) {
-        let m = k + 1;
-        while (m < j - i && zero[m] === zero[k]) m++;
-        if (zero[k]) {
-          if (zeroFrom < 0) zeroFrom = first + i + k;
-        } else {
-          if (zeroFrom >= 0) {
-            yield { index: zeroFrom, count: first + i + k - zeroFrom, data: null };
-            zeroFrom = -1;
-          }
-          handedOut = true;
-          yield { index: first + i + k, count: m - k, data: buf.subarray(k * cs, m * cs) };
-        }
-        k = m;
+      const buf = free.pop() ?? new Uint8Array(perChunk * cs);
+      const start = item.index * cs;
+      const len = Math.min(src.size, (item.index + item.count) * cs) - start;
+      const view = buf.subarray(0, item.count * cs);
+      const done = src.readInto(start, view.subarray(0, len)).then(() => {
+        if (len < view.length) view.fill(0, len);
+        stats.bytesRead += len;
+      });
+      done.catch(() => {}); // awaited below; never an unhandled rejection meanwhile
+      const slot = { item, buf, done };
+      ahead.push(slot);
+      queue.push({ read: true, slot });
+    }
+  };
+  /** Adjacent zero runs are merged; a gap or data flushes them (in order). */
+  const flushZero = function* (): Generator<Run> {
+    const p = z.pending;
+    z.pending = null;
+    if (p) yield { index: p.index, count: p.count, data: null };
+  };
+  const zeroFollows = (index: number) => z.pending !== null && z.pending.index + z.pending.count === index;
+  const addZero = (index: number, count: number) => {
+    if (z.pending && zeroFollows(index)) z.pending.count += count;
+    else z.pending = { index, count, read: false };
+  };
+  for (;;) {
+    await fill();
+    const next = queue.shift();
+    if (!next) break;
+    if (!("slot" in next)) {
+      if (z.pending && !zeroFollows(next.index)) yield* flushZero();
+      addZero(next.index, next.count);
+      continue;
+    }
+    const { item, buf, done } = next.slot;
+    await done;
+    ahead.splice(ahead.indexOf(next.slot), 1);
+    await fill(); // keep the next reads going while this one is scanned
+    const view = buf.subarray(0, item.count * cs);
+    const zero = new Uint8Array(item.count);
+    for (let k = 0; k < item.count; k++) zero[k] = isZero(view.subarray(k * cs, (k + 1) * cs)) ? 1 : 0;
+    let out = 0;
+    let returned = 0;
+    const recycle = (p: Promise<unknown>) => {
+      void p.finally(() => {
+        if (++returned === out) free.push(buf);
+      });
+    };
+    const pieces: Run[] = [];
+    let k = 0;
+    while (k < item.count) {
+      let m = k + 1;
+      while (m < item.count && zero[m] === zero[k]) m++;
+      if (zero[k]) pieces.push({ index: item.index + k, count: m - k, data: null });
+      else {
+        out++;
+        pieces.push({ index: item.index + k, count: m - k, data: view.subarray(k * cs, m * cs), recycle });
       }
-      if (!handedOut) spare = full;
-      i = j;
+      k = m;
+    }
+    if (out === 0) free.push(buf);
+    for (const p of pieces) {
+      if (p.data === null) {
+        if (z.pending && !zeroFollows(p.index)) yield* flushZero();
+        addZero(p.index, p.count);
+      } else {
+        yield* flushZero();
+        yield p;
+      }
     }
   }
-  if (zeroFrom >= 0) yield { index: zeroFrom, count: total - zeroFrom, data: null };
-}
-
-/**
- * A few reusable read buffers for a consumer that tracks which writes still use each one:
- * a buffer is handed out again only once those writes are done.
- */
-class BufferRing {
-  private readonly bufs: Uint8Array[] = [];
-  private readonly busy: Promise<unknown>[] = [];
-  private next = 0;
-  constructor(private readonly n: number) {}
-  async take(size: number): Promise<Uint8Array> {
-    const j = this.next++ % this.n;
-    await this.busy[j];
-    if (!this.bufs[j] || this.bufs[j]!.length < size) this.bufs[j] = new Uint8Array(size);
-    this.busy[j] = Promise.resolve();
-    return this.bufs[j]!;
-  }
-  /** `data` (a view of one of our buffers) is in use until `done` settles. */
-  track(data: Uint8Array, done: Promise<unknown>): void {
-    const j = this.bufs.findIndex((b) => b.buffer === data.buffer);
-    if (j >= 0) this.busy[j] = Promise.allSettled([this.busy[j], done]);
-  }
+  yield* flushZero();
 }
 
 async function toQcow2(src: BlockDevice, target: string, options: ConvertOptions): Promise<ConvertStats> {
@@ -357,8 +401,7 @@ async function toRaw(src: BlockDevice, target: string, options: ConvertOptions):
   const inFlight: Promise<void>[] = [];
   try {
     await fh.truncate(src.size);
-    const ring = new BufferRing(4);
-    for await (const r of runs(src, cs, options.chunkBytes ?? 8 * 1024 * 1024, stats, ring)) {
+    for await (const r of runs(src, cs, options.chunkBytes ?? 8 * 1024 * 1024, stats)) {
       if (r.data === null) {
         stats.zeroClusters += r.count;
         continue;
@@ -368,7 +411,7 @@ async function toRaw(src: BlockDevice, target: string, options: ConvertOptions):
       // keep a few writes in flight so reading the next run overlaps writing this one
       const w = writeFully(fh, bytes, at);
       w.catch(() => {}); // observed when awaited; never an unhandled rejection meanwhile
-      ring.track(r.data, w);
+      r.recycle?.(w);
       inFlight.push(w);
       if (inFlight.length > 3) await inFlight.shift();
       stats.dataClusters += r.count;
