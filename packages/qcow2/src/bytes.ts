@@ -23,3 +23,8 @@ export function alignUp(value: number, align: number): number {
 }
 
 export const TWO_POW_32 = TWO32;
+
+/** A buffer whose contents are garbage: only for callers that fill every byte. */
+export function uninitialized(n: number): Uint8Array {
+  return Buffer.allocUnsafeSlow(n);
+}

@@ -1,5 +1,6 @@
 import { BaseDevice, type BlockDevice, type DeviceExtent, ReadOnlyError } from "@imgpatch/disk";
 import { bitmapClusters } from "./bitmaps.js";
+import { uninitialized } from "./bytes.js";
 import type { CachedTable } from "./cache.js";
 import type { ClusterMap } from "./cluster-map.js";
 import { DecompressError, decompressCluster } from "./compressed.js";
@@ -543,7 +544,7 @@ export class Qcow2Device extends BaseDevice {
     if (inC === 0 && n === cs) {
       await out.add(host, piece);
     } else if (!this.extendedL2) {
-      const buf = new Uint8Array(cs);
+      const buf = uninitialized(cs); // every byte is read or overwritten below
       await out.flush();
       // one read of the whole old cluster (then overlay the piece): half the round trips of
       // reading the head and the tail separately
@@ -559,8 +560,8 @@ export class Qcow2Device extends BaseDevice {
       const touched = subclusterMask(s0, s1);
       await out.flush();
       if (hi & FLAG_COMPRESSED || (oldAlloc & ~touched) !== 0) {
-        // old data must move with us: copy the whole cluster
-        const buf = new Uint8Array(cs);
+        // old data must move with us: copy the whole cluster (every byte is read or overwritten)
+        const buf = uninitialized(cs);
         await this.readGuest(ci * cs, buf.subarray(0, inC));
         await this.readGuest(ci * cs + inC + n, buf.subarray(inC + n));
         buf.set(piece, inC);
