@@ -90,6 +90,15 @@ describeWithTools(["qemu-img", "qemu-io"], "convert, checked by qemu-img", () =>
     expect(stats.dataClusters).toBe(3); // 1M..1M+100k spans 2 clusters, plus the last one
   });
 
+  it("zero and unallocated ranges of a qcow2 source are never read", async () => {
+    const src = join(dir, "mostly-empty.qcow2");
+    await qemuImg(["create", "-q", "-f", "qcow2", src, "256M"]);
+    await qemuIo(src, ["write -P 0x31 1M 192k", "write -z 10M 8M", "write -P 0x32 200M 64k"]);
+    const { stats } = await convertAndVerify(src);
+    expect(stats.bytesRead).toBe(256 * 1024);
+    expect(stats.dataClusters).toBe(4);
+  });
+
   it("-B: output is an overlay holding only the differences (v3 zero clusters hide backing data)", async () => {
     const base = join(dir, "b-base.qcow2");
     await copyFile(await fixture("pattern-v3.qcow2"), base);

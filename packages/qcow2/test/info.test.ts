@@ -1,4 +1,4 @@
-import { mkdir } from "node:fs/promises";
+import { mkdir, open } from "node:fs/promises";
 import { join } from "node:path";
 import {
   describeWithTools,
@@ -67,6 +67,20 @@ describeWithTools(["qemu-img", "qemu-io"], "info agrees with qemu-img info", () 
     await qemuImg(["create", "-q", "-f", "qcow2", "-b", "deeper/mid.qcow2", "-F", "qcow2", top]);
     await expectSameInfo(mid);
     await expectSameInfo(top, true);
+  });
+
+  it("dirty and corrupt flags", async () => {
+    const p = join(dir, "flags.qcow2");
+    await qemuImg(["create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on", p, "1M"]);
+    for (const bits of [1, 3]) {
+      const fh = await open(p, "r+");
+      await fh.write(new Uint8Array([bits]), 0, 1, 79); // incompatible_features, low byte
+      await fh.close();
+      await expectSameInfo(p);
+      const [info] = await qcow2Info(p);
+      expect(info?.dirtyFlag).toBe(true);
+      expect(info?.qcow2?.corrupt).toBe(bits === 3);
+    }
   });
 
   it("images we create (with and without a backing file)", async () => {
