@@ -740,6 +740,8 @@ export class Qcow2Device extends BaseDevice {
       await this.zeroBytesIfNeeded(g, n);
       return;
     }
+    const allocBm = existing ? existing.view.getUint32(at + 12) : 0;
+    if (stdOffset(hi, lo) === 0 && allocBm === 0 && !this.backingCovers(ci * cs)) return; // reads zero already
     if (a > inC) await this.zeroBytesIfNeeded(g, a - inC);
     const t = await this.writableL2(l1i);
     const mask = subclusterMask(a / sc, b / sc - 1);
