@@ -48,6 +48,9 @@ export interface CreateQcow2Options {
   readOnly?: boolean;
   /** Passed to openQcow2 for the backing image. */
   backingResolver?: BackingResolver;
+  /** Cache budgets for the returned device (see OpenQcow2Options). */
+  l2CacheBytes?: number;
+  refcountCacheBytes?: number;
 }
 
 /** The byte image of a freshly created qcow2 (header, refcount structures, empty L1). */
@@ -181,7 +184,12 @@ export async function createQcow2(
     await target.write(0, bytes);
     await target.sync();
   }
-  return openQcow2(target, { readOnly: options.readOnly, backing: options.backingResolver });
+  return openQcow2(target, {
+    readOnly: options.readOnly,
+    backing: options.backingResolver,
+    l2CacheBytes: options.l2CacheBytes,
+    refcountCacheBytes: options.refcountCacheBytes,
+  });
 }
 
 /** Create a v3 qcow2 overlay over `backingPath` (stored as given; relative to the overlay). */

@@ -124,6 +124,9 @@ describeWithTools(["qemu-img"], "randomised writes/zero-writes/discards against 
               model.set(baseBytes);
               backing = { path: name, format: cfg.backing };
             }
+            // every other run with the smallest caches: dirty tables get evicted mid-operation
+            const caches =
+              id % 2 === 0 ? { l2CacheBytes: 2 * cfg.cluster, refcountCacheBytes: 2 * cfg.cluster } : {};
             let dev: Qcow2Device;
             let snapshotBytes: Uint8Array | undefined;
             if (cfg.snapshot) {
@@ -132,13 +135,13 @@ describeWithTools(["qemu-img"], "randomised writes/zero-writes/discards against 
               await qemuImg(["snapshot", "-c", "s", image]);
               model.fill(id % 250, 0, cfg.size / 2);
               snapshotBytes = model.slice();
-              dev = await openQcow2(image);
-            } else dev = await createQcow2(image, { ...cfg.create, size: cfg.size, backing });
+              dev = await openQcow2(image, caches);
+            } else dev = await createQcow2(image, { ...cfg.create, ...caches, size: cfg.size, backing });
             try {
               for (const op of ops) {
                 if (op.kind === "reopen") {
                   await dev.close();
-                  dev = await openQcow2(image);
+                  dev = await openQcow2(image, caches);
                 } else if (op.kind === "write") {
                   const data = randomBytes(op.len, op.seed + 1);
                   await dev.write(op.off, data);
