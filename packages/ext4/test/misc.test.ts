@@ -46,6 +46,8 @@ import {
   storedDxChecksum,
   u32,
   verifyInodeChecksum,
+  xattrBlockHash,
+  xattrEntryHash,
 } from "@imgpatch/ext4";
 import { debugfs, debugfsStat, describeWithTools, runToolOk, tempDir } from "@imgpatch/testkit";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -261,6 +263,14 @@ describeWithTools(["mke2fs", "debugfs", "e2fsck", "setfattr"], "against real ima
       }
       if (inode.fileAcl) {
         const block = await fs.readBlock(inode.fileAcl);
+        // Entry hashes and the block hash are what mke2fs stored.
+        const { entries } = parseXattrEntries(block, 32, block.length, 0);
+        for (const x of entries) {
+          const value = block.subarray(x.valueOffset, x.valueOffset + x.valueSize);
+          expect(xattrEntryHash(x.nameSuffix, value)).toBe(x.hash);
+        }
+        // e2fsprogs leaves h_hash 0 (only the kernel's block sharing uses it); the kernel stores the combined hash.
+        expect([0, xattrBlockHash(entries.map((x) => x.hash))]).toContain(u32(block, 12));
         const copy = block.slice();
         copy.fill(0, 16, 20);
         setXattrBlockChecksum(fs.seed, inode.fileAcl, copy);
