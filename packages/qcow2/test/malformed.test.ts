@@ -217,6 +217,18 @@ describe("malformed images: typed errors naming the field and offset", () => {
       "incompatible_features",
     );
     expect(e.message).toContain("bit 5");
+    // an unknown bit named in the image's feature-name table is reported by name
+    e = await expectFieldError(
+      mutate((i) => {
+        setField(i, "incompatible_features", 1n << 9n);
+        const entry = 112 + 8; // first entry of our feature-name table extension
+        i[entry + 1] = 9;
+        i.fill(0, entry + 2, entry + 48);
+        i.set(new TextEncoder().encode("frobnication"), entry + 2);
+      }),
+      "incompatible_features",
+    );
+    expect(e.message).toContain("frobnication");
     e = await expectFieldError(
       mutate((i) => setField(i, "crypt_method", 1)),
       "encryption",
