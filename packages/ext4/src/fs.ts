@@ -201,7 +201,7 @@ export class Ext4Fs {
   private readonly onWarning?: (w: Ext4Warning) => void;
   private readonly itableCache: Lru<number, Uint8Array>;
   private readonly blockCache = new Lru<number, Uint8Array>(2048);
-  private readonly inodeCache = new Lru<number, Inode>(4096);
+  private readonly inodeCache = new Lru<number, Inode>(2048);
   private readonly dirCache = new Lru<number, Map<string, RawDirent>>(64);
   /**
    * Evicted windows are recycled (external-memory churn drives GC during tree walks). Safe: a
@@ -514,7 +514,9 @@ export class Ext4Fs {
         );
       }
     }
-    const inode = parseInode(ino, bytes, isz);
+    // `raw` aliases the cached inode-table chunk: chunks are never modified in place (invalidate()
+    // drops them), and the inode cache bounds how many chunks stay pinned.
+    const inode = parseInode(ino, bytes, isz, false);
     this.inodeCache.set(ino, inode);
     return inode;
   }

@@ -114,10 +114,11 @@ function extraHas(extraIsize: number, off: number, size: number): boolean {
 /**
  * Parse an inode from `bytes` (inode_size long). Does not verify the checksum (see
  * verifyInodeChecksum). Throws nothing: structural checks happen where fields are used.
+ * With `copy` false, `raw` and `iBlock` alias `bytes` (for callers whose buffers never change).
  */
-export function parseInode(ino: number, bytes: Uint8Array, inodeSize: number): Inode {
+export function parseInode(ino: number, bytes: Uint8Array, inodeSize: number, copy = true): Inode {
   // Direct reads at the offsets of the BASE/EXTRA tables (this runs once per inode of a walk).
-  const raw = bytes.slice(0, inodeSize);
+  const raw = copy ? bytes.slice(0, inodeSize) : bytes.subarray(0, inodeSize);
   let extraIsize = 0;
   if (inodeSize > GOOD_OLD_INODE_SIZE) {
     extraIsize = u16(raw, 0x80);
