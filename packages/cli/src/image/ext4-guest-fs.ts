@@ -1,0 +1,221 @@
+/**
+ * GuestFs over an ext4 filesystem. Reads go to `Ext4Fs` (@imgpatch/ext4). Writes go to the same
+ * object when it has the editor's methods (the writable Ext4Fs shaped like GuestFs); otherwise, or
+ * when the volume was opened read-only, they fail with EPERM naming the reason — never silently.
+ */
+import { ImgpatchError } from "@imgpatch/disk";
+import type { Ext4Fs, Ext4Stats } from "@imgpatch/ext4";
+import {
+  type GuestData,
+  type GuestErrorCode,
+  type GuestFileType,
+  type GuestFs,
+  GuestFsError,
+  type GuestMkdirOptions,
+  type GuestNodeType,
+  type GuestOwnerOptions,
+  type GuestStats,
+  type GuestWriteOptions,
+} from "../guest/guest-fs.js";
+
+const TYPE_OF: Record<number, GuestFileType> = {
+  16807: "file",
+  9604: "directory",
+  21609: "symlink",
+  4802: "chardev",
+  14406: "blockdev",
+  2401: "fifo",
+  26411: "socket",
+};
+
+const GUEST_CODES = new Set<string>([
+  "ENOENT",
+  "EEXIST",
+  "ENOTDIR",
+  "EISDIR",
+  "ENOTEMPTY",
+  "ELOOP",
+  "EINVAL",
+  "EPERM",
+  "EXDEV",
+  "EIO",
+]);
+
+function toDate(t: { sec: number; nsec: number }): Date {
+  return new Date(t.sec * 1000 + Math.floor(t.nsec / 1e6));
+}
+
+export function ext4StatsToGuest(s: Ext4Stats): GuestStats {
+  const type = TYPE_OF[s.mode & 0o170000] ?? "file";
+  return {
+    type,
+    mode: s.mode & 0o7777,
+    uid: s.uid,
+    gid: s.gid,
+    size: s.size,
+    nlink: s.nlink,
+    ino: s.ino,
+    rdevMajor: s.rdevMajor,
+    rdevMinor: s.rdevMinor,
+    mtime: toDate(s.mtimeSpec),
+    atime: toDate(s.atimeSpec),
+    ctime: toDate(s.ctimeSpec),
+  };
+}
+
+/** Path errors of the reader become GuestFsError (same code, guest path); others pass through. */
+function mapError(err: unknown, path: string): unknown {
+  if (err instanceof GuestFsError) return err;
+  if (err instanceof ImgpatchError && GUEST_CODES.has(err.code)) {
+    const msg = err.message.replace(/^[A-Z]+: /, "").replace(/, '[^']*'$/, "");
+    return new GuestFsError(err.code as GuestErrorCode, path, msg, { cause: err });
+  }
+  return err;
+}
+
+/** Methods the ext4 editor adds; present when Ext4Fs is writable. */
+type WriteMethods = Pick<
+  GuestFs,
+  | "mkdir"
+  | "writeFile"
+  | "symlink"
+  | "link"
+  | "unlink"
+  | "rmdir"
+  | "rename"
+  | "chmod"
+  | "chown"
+  | "lchown"
+  | "utimes"
+  | "lutimes"
+  | "mknod"
+  | "setxattr"
+>;
+
+export interface Ext4GuestFsOptions {
+  /** Why writes are refused (e.g. "opened read-only: give --overlay, -o or --in-place"). */
+  readOnlyReason?: string;
+  /** Label for messages ("IMAGE partition 3"). */
+  name?: string;
+}
+
+export class Ext4GuestFs implements GuestFs {
+  readonly ext4: Ext4Fs;
+  private readonly readOnlyReason?: string;
+  private readonly editor?: WriteMethods;
+
+  constructor(ext4: Ext4Fs, options: Ext4GuestFsOptions = {}) {
+    this.ext4 = ext4;
+    const candidate = ext4 as unknown as Partial<WriteMethods>;
+    const writable =
+      typeof candidate.writeFile === "function" &&
+      typeof candidate.mkdir === "function" &&
+      typeof candidate.symlink === "function";
+    if (writable) this.editor = ext4 as unknown as WriteMethods;
+    this.readOnlyReason =
+      options.readOnlyReason ??
+      (writable ? undefined : "this build of @imgpatch/ext4 has no editor yet (read-only)");
+  }
+
+  /** True when writes can succeed. */
+  get writable(): boolean {
+    return this.editor !== undefined && this.readOnlyReason === undefined;
+  }
+
+  private w(path: string): WriteMethods {
+    if (!this.editor || this.readOnlyReason !== undefined) {
+      throw new GuestFsError("EPERM", path, this.readOnlyReason ?? "read-only");
+    }
+    return this.editor;
+  }
+
+  private async r<T>(path: string, f: () => Promise<T>): Promise<T> {
+    try {
+      return await f();
+    } catch (err) {
+      throw mapError(err, path);
+    }
+  }
+
+  lstat(path: string): Promise<GuestStats> {
+    return this.r(path, async () => ext4StatsToGuest(await this.ext4.lstat(path)));
+  }
+  stat(path: string): Promise<GuestStats> {
+    return this.r(path, async () => ext4StatsToGuest(await this.ext4.stat(path)));
+  }
+  readdir(path: string): Promise<string[]> {
+    return this.r(path, async () => {
+      const names = await this.ext4.readdir(path);
+      return names
+        .filter((n) => n !== "." && n !== "..")
+        .sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+    });
+  }
+  readFile(path: string): Promise<Uint8Array> {
+    return this.r(path, async () => new Uint8Array(await this.ext4.readFile(path)));
+  }
+  readlink(path: string): Promise<string> {
+    return this.r(path, () => this.ext4.readlink(path));
+  }
+  listxattr(path: string): Promise<string[]> {
+    return this.r(path, () => this.ext4.listxattr(path));
+  }
+  async getxattr(path: string, name: string): Promise<Uint8Array | undefined> {
+    try {
+      return new Uint8Array(await this.ext4.getxattr(path, name));
+    } catch (err) {
+      if (err instanceof ImgpatchError && err.code === "ENODATA") return undefined;
+      throw mapError(err, path);
+    }
+  }
+
+  mkdir(path: string, options?: GuestMkdirOptions): Promise<string | undefined> {
+    return this.r(path, () => this.w(path).mkdir(path, options));
+  }
+  writeFile(path: string, data: GuestData, options?: GuestWriteOptions): Promise<void> {
+    return this.r(path, () => this.w(path).writeFile(path, data, options));
+  }
+  symlink(target: string, path: string, options?: GuestOwnerOptions): Promise<void> {
+    return this.r(path, () => this.w(path).symlink(target, path, options));
+  }
+  link(existingPath: string, newPath: string): Promise<void> {
+    return this.r(newPath, () => this.w(newPath).link(existingPath, newPath));
+  }
+  unlink(path: string): Promise<void> {
+    return this.r(path, () => this.w(path).unlink(path));
+  }
+  rmdir(path: string): Promise<void> {
+    return this.r(path, () => this.w(path).rmdir(path));
+  }
+  rename(oldPath: string, newPath: string): Promise<void> {
+    return this.r(oldPath, () => this.w(oldPath).rename(oldPath, newPath));
+  }
+  chmod(path: string, mode: number): Promise<void> {
+    return this.r(path, () => this.w(path).chmod(path, mode));
+  }
+  chown(path: string, uid: number, gid: number): Promise<void> {
+    return this.r(path, () => this.w(path).chown(path, uid, gid));
+  }
+  lchown(path: string, uid: number, gid: number): Promise<void> {
+    return this.r(path, () => this.w(path).lchown(path, uid, gid));
+  }
+  utimes(path: string, atime: Date, mtime: Date): Promise<void> {
+    return this.r(path, () => this.w(path).utimes(path, atime, mtime));
+  }
+  lutimes(path: string, atime: Date, mtime: Date): Promise<void> {
+    return this.r(path, () => this.w(path).lutimes(path, atime, mtime));
+  }
+  mknod(
+    path: string,
+    type: GuestNodeType,
+    mode: number,
+    major?: number,
+    minor?: number,
+    owner?: GuestOwnerOptions,
+  ): Promise<void> {
+    return this.r(path, () => this.w(path).mknod(path, type, mode, major, minor, owner));
+  }
+  setxattr(path: string, name: string, value: Uint8Array): Promise<void> {
+    return this.r(path, () => this.w(path).setxattr(path, name, value));
+  }
+}

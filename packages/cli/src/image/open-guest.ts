@@ -1,0 +1,419 @@
+/**
+ * openGuest: an image file → a GuestFs over its mounted filesystems, plus the output plumbing.
+ *
+ * Output modes (the input is never written unless `inPlace`):
+ *  - none: read-only; writes fail with EPERM saying how to ask for an output.
+ *  - `overlay: OUT`: edits go to a new qcow2 whose backing file is the input (path stored relative
+ *    to OUT's directory), created under a temporary name next to OUT and renamed by commit().
+ *  - `output: OUT`: a full image (qcow2 or raw, optionally compressed): edits go to a temporary
+ *    overlay, commit() converts overlay+input into a temporary OUT and renames it.
+ *  - `inPlace: true`: the input itself is opened writable.
+ * A failed or abandoned run (close() without commit()) removes every temporary file.
+ */
+import { randomBytes } from "node:crypto";
+import { realpath, rename, rm, stat } from "node:fs/promises";
+import { basename, dirname, isAbsolute, join, relative, resolve } from "node:path";
+import {
+  type BlockDevice,
+  type DiskInspection,
+  inspectDisk,
+  RangeDevice,
+  type VolumeInspection,
+} from "@imgpatch/disk";
+import { Ext4Fs, type Ext4OpenOptions } from "@imgpatch/ext4";
+import { convertImage, createOverlay } from "@imgpatch/qcow2";
+import type { GuestFs } from "../guest/guest-fs.js";
+import { GuestIdentity } from "../guest/identity.js";
+import { Ext4GuestFs } from "./ext4-guest-fs.js";
+import { findVolume, parseFstab, volumeName } from "./fstab.js";
+import { type GuestMount, MountedGuestFs } from "./mount-fs.js";
+import { type DiskFormat, openImage, UsageError } from "./open-image.js";
+import { type OsRelease, parseOsRelease } from "./os-release.js";
+
+export type OutputMode = "read-only" | "overlay" | "output" | "in-place";
+
+export interface OpenGuestOptions {
+  /** Input format (default: detected). */
+  format?: DiskFormat;
+  /** `DEV:MOUNTPOINT` like guestfish -m (DEV: partition number, /dev/sdaN, /dev/vdaN, UUID=…, LABEL=…). Disables fstab. */
+  mounts?: readonly string[];
+  /** Write a qcow2 overlay over the input here. */
+  overlay?: string;
+  /** Write a full new image here. */
+  output?: string;
+  /** Format of `output` (default: from its extension, .qcow2 → qcow2, .img/.raw → raw, else the input's). */
+  outputFormat?: DiskFormat;
+  /** Compress `output` (qcow2 only). */
+  compress?: boolean;
+  /** Edit the input itself. */
+  inPlace?: boolean;
+}
+
+export interface GuestMountInfo {
+  mountpoint: string;
+  source: string;
+  /** fstab spec it came from, when it did. */
+  spec?: string;
+  editable: boolean;
+  reason?: string;
+}
+
+export interface Guest {
+  fs: GuestFs;
+  image: string;
+  format: DiskFormat;
+  mode: OutputMode;
+  /** Where the result goes (overlay/output path, the input for in-place). */
+  target?: string;
+  disk: DiskInspection;
+  mounts: GuestMountInfo[];
+  /** /etc/os-release of the root filesystem ({} when absent). */
+  os: OsRelease;
+  warnings: string[];
+  identity(): Promise<GuestIdentity>;
+  /** Writes everything out (and renames temporary outputs). After it the guest is closed. */
+  commit(): Promise<{ output?: string }>;
+  /** Closes; without commit(), removes temporary outputs. Safe to call twice. */
+  close(): Promise<void>;
+}
+
+/** The image is not something we can open a guest from (no root filesystem, bad mount spec). */
+export class GuestOpenError extends UsageError {}
+
+function tempName(target: string, tag: string): string {
+  return join(
+    dirname(target),
+    `.${basename(target)}.${tag}-${process.pid}-${randomBytes(4).toString("hex")}.tmp`,
+  );
+}
+
+function formatFromName(path: string): DiskFormat | undefined {
+  if (/\.qcow2?$/i.test(path)) return "qcow2";
+  if (/\.(img|raw)$/i.test(path)) return "raw";
+  return undefined;
+}
+
+async function samePath(a: string, b: string): Promise<boolean> {
+  const ra = await realpath(a).catch(() => resolve(a));
+  const rb = await realpath(b).catch(() => resolve(b));
+  return ra === rb;
+}
+
+async function fileExists(p: string): Promise<boolean> {
+  return stat(p).then(
+    () => true,
+    () => false,
+  );
+}
+
+interface OpenVolume {
+  volume: VolumeInspection;
+  ext4?: Ext4Fs;
+  guestFs?: Ext4GuestFs;
+}
+
+/** Opens every recognised ext2/3/4 volume (read views for probing; the same objects are used for editing). */
+async function openVolumes(
+  device: BlockDevice,
+  disk: DiskInspection,
+  readOnly: boolean,
+  readOnlyReason: string | undefined,
+  image: string,
+  warnings: string[],
+): Promise<OpenVolume[]> {
+  const out: OpenVolume[] = [];
+  for (const volume of disk.volumes) {
+    if (!volume.filesystem?.supported || volume.error) {
+      out.push({ volume });
+      continue;
+    }
+    const p = volume.partition;
+    const dev = p
+      ? new RangeDevice(device, p.start, p.size, { name: `${image}:p${p.number}`, readOnly })
+      : device;
+    const opts: Ext4OpenOptions & { writable?: boolean } = {
+      writable: !readOnly,
+      onWarning: (w) => warnings.push(`${volumeName(volume)}: ${w.message}`),
+    };
+    try {
+      const ext4 = await Ext4Fs.open(dev, opts);
+      out.push({ volume, ext4, guestFs: new Ext4GuestFs(ext4, { readOnlyReason }) });
+    } catch (err) {
+      warnings.push(`${volumeName(volume)}: cannot open: ${(err as Error).message}`);
+      out.push({ volume });
+    }
+  }
+  return out;
+}
+
+async function hasOsRelease(fs: GuestFs): Promise<boolean> {
+  for (const p of ["/etc/os-release", "/usr/lib/os-release"]) {
+    try {
+      const st = await fs.stat(p);
+      if (st.type === "file") return true;
+    } catch {
+      // absent
+    }
+  }
+  return false;
+}
+
+function splitMountArg(arg: string): { dev: string; mountpoint: string } {
+  const i = arg.indexOf(":/");
+  if (i <= 0) throw new GuestOpenError(`-m expects DEV:MOUNTPOINT (e.g. /dev/sda3:/ or 3:/), got "${arg}"`);
+  return { dev: arg.slice(0, i), mountpoint: arg.slice(i + 1).replace(/(.)\/+$/, "$1") };
+}
+
+function mountFor(
+  v: OpenVolume,
+  mountpoint: string,
+  spec?: string,
+): { mount: GuestMount; info: GuestMountInfo } {
+  const source = volumeName(v.volume);
+  if (v.guestFs) {
+    return {
+      mount: { mountpoint, fs: v.guestFs, source },
+      info: { mountpoint, source, spec, editable: v.guestFs.writable },
+    };
+  }
+  const reason = v.volume.filesystem
+    ? `${source} — ${v.volume.filesystem.type} is not supported (imgpatch edits ext2, ext3 and ext4)`
+    : `${source} — no recognisable filesystem`;
+  return {
+    mount: { mountpoint, source, unsupported: reason },
+    info: { mountpoint, source, spec, editable: false, reason },
+  };
+}
+
+/** Opens a guest; see the module comment for the output modes. */
+export async function openGuest(image: string, options: OpenGuestOptions = {}): Promise<Guest> {
+  const modes = [options.overlay !== undefined, options.output !== undefined, options.inPlace === true];
+  if (modes.filter(Boolean).length > 1) {
+    throw new UsageError("choose one of --overlay OUT, -o OUT and --in-place", image);
+  }
+  if (options.compress && options.output === undefined)
+    throw new UsageError("-c/--compress needs -o OUT", image);
+  if (!(await fileExists(image))) throw new UsageError(`no such image file`, image);
+  const mode: OutputMode =
+    options.overlay !== undefined
+      ? "overlay"
+      : options.output !== undefined
+        ? "output"
+        : options.inPlace
+          ? "in-place"
+          : "read-only";
+  const target = options.overlay ?? options.output ?? (options.inPlace ? image : undefined);
+  if ((mode === "overlay" || mode === "output") && (await samePath(target as string, image))) {
+    throw new UsageError(`the output ${target} is the input image; use --in-place to edit it`, image);
+  }
+
+  const temps: string[] = [];
+  const devices: BlockDevice[] = [];
+  const cleanup = async () => {
+    for (const d of devices.reverse()) await d.close().catch(() => {});
+    devices.length = 0;
+    for (const t of temps) await rm(t, { force: true }).catch(() => {});
+  };
+
+  try {
+    const input = await openImage(image, { format: options.format, readOnly: mode !== "in-place" });
+    let device: BlockDevice = input.device;
+    devices.push(input.device);
+    let overlayTemp: string | undefined;
+    if (mode === "overlay" || mode === "output") {
+      // The overlay stands next to its final name so the relative backing path stays valid.
+      const where = target as string;
+      overlayTemp = tempName(where, mode === "overlay" ? "overlay" : "edit");
+      temps.push(overlayTemp);
+      const backing =
+        mode === "overlay" ? relativeBacking(dirname(resolve(where)), resolve(image)) : resolve(image);
+      // The read-only input is no longer needed: the overlay opens its own backing chain.
+      await input.device.close();
+      devices.length = 0;
+      device = await createOverlay(overlayTemp, backing, { backingFormat: input.format });
+      devices.push(device);
+    }
+
+    const readOnly = mode === "read-only";
+    const readOnlyReason = readOnly
+      ? "the image is opened read-only: give --overlay OUT, -o OUT or --in-place to change it"
+      : undefined;
+    const warnings: string[] = [];
+    const disk = await inspectDisk(device);
+    const vols = await openVolumes(device, disk, readOnly, readOnlyReason, image, warnings);
+    const { mounts, infos } = await chooseMounts(vols, options.mounts, image, warnings);
+    const fs: GuestFs = mounts.length === 1 && mounts[0].fs ? mounts[0].fs : new MountedGuestFs(mounts);
+    let os: OsRelease = {};
+    for (const p of ["/etc/os-release", "/usr/lib/os-release"]) {
+      try {
+        os = parseOsRelease(new TextDecoder().decode(await fs.readFile(p)));
+        break;
+      } catch {
+        // absent
+      }
+    }
+    let identity: GuestIdentity | undefined;
+    let closed = false;
+    const flushAll = async () => {
+      for (const v of vols) {
+        const f = (v.ext4 as unknown as { flush?: () => Promise<void> } | undefined)?.flush;
+        if (!readOnly && typeof f === "function") await f.call(v.ext4);
+      }
+      await device.flush();
+    };
+    const guest: Guest = {
+      fs,
+      image,
+      format: input.format,
+      mode,
+      target,
+      disk,
+      mounts: infos,
+      os,
+      warnings,
+      async identity() {
+        identity ??= await GuestIdentity.load(fs);
+        return identity;
+      },
+      async commit() {
+        if (closed) throw new UsageError("guest already closed", image);
+        try {
+          if (mode === "read-only") {
+            await cleanup();
+            return {};
+          }
+          await flushAll();
+          if (mode === "in-place") {
+            await cleanup();
+            return { output: image };
+          }
+          if (mode === "overlay") {
+            for (const d of devices.reverse()) await d.close();
+            devices.length = 0;
+            await rename(overlayTemp as string, target as string);
+            temps.splice(temps.indexOf(overlayTemp as string), 1);
+            return { output: target };
+          }
+          const outFormat = options.outputFormat ?? formatFromName(target as string) ?? input.format;
+          const outTemp = tempName(target as string, "out");
+          temps.push(outTemp);
+          await convertImage(device, outTemp, {
+            format: outFormat,
+            compress: options.compress,
+            overwrite: true,
+          });
+          await rename(outTemp, target as string);
+          temps.splice(temps.indexOf(outTemp), 1);
+          await cleanup();
+          return { output: target };
+        } catch (err) {
+          await cleanup();
+          throw err;
+        } finally {
+          closed = true;
+        }
+      },
+      async close() {
+        if (closed) return;
+        closed = true;
+        await cleanup();
+      },
+    };
+    return guest;
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
+}
+
+function relativeBacking(fromDir: string, file: string): string {
+  const rel = relative(fromDir, file);
+  return rel === "" || isAbsolute(rel) ? file : rel;
+}
+
+async function chooseMounts(
+  vols: OpenVolume[],
+  requested: readonly string[] | undefined,
+  image: string,
+  warnings: string[],
+): Promise<{ mounts: GuestMount[]; infos: GuestMountInfo[] }> {
+  const mounts: GuestMount[] = [];
+  const infos: GuestMountInfo[] = [];
+  const volumes = vols.map((v) => v.volume);
+  const add = (v: OpenVolume, mp: string, spec?: string) => {
+    if (mounts.some((m) => m.mountpoint === mp)) {
+      warnings.push(`${mp} is mounted twice; the later mount (${spec ?? volumeName(v.volume)}) is ignored`);
+      return;
+    }
+    const { mount, info } = mountFor(v, mp, spec);
+    mounts.push(mount);
+    infos.push(info);
+  };
+  if (requested && requested.length > 0) {
+    for (const arg of requested) {
+      const { dev, mountpoint } = splitMountArg(arg);
+      const vol = findVolume(dev, volumes);
+      if (!vol)
+        throw new GuestOpenError(
+          `-m ${arg}: no volume ${dev} on this disk (${volumes.map(volumeName).join(", ")})`,
+          image,
+        );
+      const v = vols[volumes.indexOf(vol)];
+      if (mountpoint === "/" && !v.guestFs) {
+        throw new GuestOpenError(`-m ${arg}: ${mountFor(v, "/").info.reason}`, image);
+      }
+      add(v, mountpoint, dev);
+    }
+    if (!mounts.some((m) => m.mountpoint === "/"))
+      throw new GuestOpenError("-m: no mount for / given", image);
+    return { mounts, infos };
+  }
+
+  const candidates = vols.filter((v) => v.guestFs);
+  if (candidates.length === 0) {
+    throw new GuestOpenError(
+      `no ext2/ext3/ext4 filesystem found (${volumes.map(volumeName).join(", ") || "no volumes"})`,
+      image,
+    );
+  }
+  const withOs: OpenVolume[] = [];
+  for (const v of candidates) if (await hasOsRelease(v.guestFs as GuestFs)) withOs.push(v);
+  let root: OpenVolume;
+  if (withOs.length >= 1) {
+    root = withOs[0];
+    if (withOs.length > 1) {
+      warnings.push(
+        `several filesystems hold /etc/os-release (${withOs.map((v) => volumeName(v.volume)).join(", ")}); using ${volumeName(root.volume)} (choose with -m DEV:/)`,
+      );
+    }
+  } else if (candidates.length === 1) {
+    root = candidates[0];
+    warnings.push(`${volumeName(root.volume)} has no /etc/os-release; using it as the root filesystem`);
+  } else {
+    throw new GuestOpenError(
+      `no filesystem holds /etc/os-release; choose the root with -m DEV:/ (${candidates.map((v) => volumeName(v.volume)).join(", ")})`,
+      image,
+    );
+  }
+  add(root, "/");
+  let fstabText: string | undefined;
+  try {
+    fstabText = new TextDecoder().decode(await (root.guestFs as GuestFs).readFile("/etc/fstab"));
+  } catch {
+    // no fstab: the root alone
+  }
+  if (fstabText !== undefined) {
+    for (const e of parseFstab(fstabText)) {
+      if (e.mountpoint === "/") continue;
+      const vol = findVolume(e.spec, volumes);
+      if (!vol) {
+        warnings.push(
+          `/etc/fstab line ${e.line}: ${e.spec} (${e.mountpoint}) is not on this disk; not mounted`,
+        );
+        continue;
+      }
+      add(vols[volumes.indexOf(vol)], e.mountpoint, e.spec);
+    }
+  }
+  return { mounts, infos };
+}
