@@ -36,7 +36,7 @@ const VIRTUAL = new Set([
 ]);
 
 /** fstab escapes spaces and friends as octal (\040). */
-function unescape(field: string): string {
+function unescapeOctal(field: string): string {
   return field.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8)));
 }
 
@@ -49,7 +49,7 @@ export function parseFstab(text: string): FstabEntry[] {
     if (raw === "" || raw.startsWith("#")) continue;
     const f = raw.split(/\s+/);
     if (f.length < 2) continue;
-    const [spec, mp, fstype = "auto", opts = "defaults"] = f.map(unescape);
+    const [spec, mp, fstype = "auto", opts = "defaults"] = f.map(unescapeOctal);
     const options = opts.split(",");
     if (!mp.startsWith("/") || VIRTUAL.has(fstype) || options.includes("bind")) continue;
     out.push({ spec, mountpoint: mp === "/" ? "/" : mp.replace(/\/+$/, ""), fstype, options, line: i + 1 });
