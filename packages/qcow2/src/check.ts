@@ -8,12 +8,12 @@ import {
   INCOMPAT_EXTL2,
   MAX_L1_BYTES,
   MAX_REFTABLE_BYTES,
+  MAX_SNAPSHOTS,
   parseHeader,
   type Qcow2Header,
 } from "./header.js";
 import { DeviceHostFile, type HostFile, isHostFile, NodeHostFile } from "./host-file.js";
 import { decodeCompressed, FLAG_COMPRESSED, FLAG_COPIED, FLAG_ZERO, stdOffset } from "./l2-entry.js";
-import { type Qcow2Snapshot, readSnapshotTable } from "./snapshots.js";
 
 /**
  * Consistency check of a qcow2 image, with the same accounting as `qemu-img check`:
@@ -60,11 +60,23 @@ export interface CheckQcow2Options {
   repair?: "leaks";
 }
 
+/** What the check needs of a snapshot table entry. */
+interface SnapshotRef {
+  id: string;
+  name: string;
+  l1TableOffset: number;
+  l1Size: number;
+  misaligned: boolean;
+}
+
 const L1E_RESERVED_HI = 0x7f00_0000;
 const L1E_RESERVED_LO = 0x1ff;
 const L2E_STD_RESERVED_HI = 0x3f00_0000;
 const L2E_STD_RESERVED_LO = 0x1fe;
 const MAX_LISTED_LEAKS = 10_000;
+const TWO_POW_53 = 2 ** 53;
+const MAX_SNAPSHOT_EXTRA = 1024 * 1024;
+const MAX_SNAPSHOT_TABLE = 64 * 1024 * 1024;
 /** One 32-bit in-memory reference count per host cluster: at most 1 GiB of them. */
 const MAX_CHECK_CLUSTERS = 2 ** 28;
 
@@ -186,28 +198,20 @@ class Checker {
     // 1. references
     await this.inc(0, cs);
     await this.checkL1(header.l1TableOffset, header.l1Size, true);
-    let snapshots: Qcow2Snapshot[] = [];
+    let snapshots: SnapshotRef[] = [];
+    let snapshotsSize = 0;
     try {
-      snapshots = await readSnapshotTable(
-        host,
-        header.snapshotsOffset,
-        header.nbSnapshots,
-        cs,
-        header.version,
-      );
+      ({ snapshots, size: snapshotsSize } = await this.readSnapshots());
     } catch (err) {
       this.res.checkErrors++;
       this.res.messages.push(`snapshot table unreadable: ${(err as Error).message}`);
     }
-    let snapshotsSize = 0;
     for (const sn of snapshots) {
-      if (sn.l1TableOffset % cs !== 0) {
+      if (sn.misaligned) {
         this.corrupt(`snapshot ${sn.id} (${sn.name}): L1 table is not cluster aligned`);
       } else if (sn.l1Size * 8 > MAX_L1_BYTES) {
         this.corrupt(`snapshot ${sn.id} (${sn.name}): L1 table is too large`);
       } else await this.checkL1(sn.l1TableOffset, sn.l1Size, false);
-      const len = 40 + sn.extraData.length + utf8Len(sn.id) + utf8Len(sn.name);
-      snapshotsSize = sn.entryOffset + Math.ceil(len / 8) * 8 - header.snapshotsOffset;
     }
     await this.inc(header.snapshotsOffset, snapshotsSize);
     await this.inc(header.refcountTableOffset, rtBytes);
@@ -233,6 +237,55 @@ class Checker {
     await this.checkCopied();
     this.res.imageEndOffset = (highest + 1) * cs;
     return this.res;
+  }
+
+  /**
+   * The snapshot table, read leniently (what is wrong inside an entry is for the checks to
+   * report): each entry's L1 table and the table's total size.
+   */
+  private async readSnapshots(): Promise<{ snapshots: SnapshotRef[]; size: number }> {
+    const { nbSnapshots, snapshotsOffset, version } = this.header;
+    const out: SnapshotRef[] = [];
+    if (nbSnapshots === 0) return { snapshots: out, size: 0 };
+    if (nbSnapshots > MAX_SNAPSHOTS) {
+      throw new Qcow2FormatError("nb_snapshots", `${nbSnapshots} exceeds ${MAX_SNAPSHOTS}`, {
+        file: this.file,
+        offset: 60,
+      });
+    }
+    const dec = new TextDecoder();
+    let pos = snapshotsOffset;
+    for (let i = 0; i < nbSnapshots; i++) {
+      // past the end of the file the table reads as zeros, as through qemu's block layer
+      const v = viewOf(await this.readZ(pos, 40));
+      const idLen = v.getUint16(12);
+      const nameLen = v.getUint16(14);
+      const extra = v.getUint32(36);
+      if (extra > MAX_SNAPSHOT_EXTRA) {
+        throw new Qcow2FormatError(`snapshot[${i}]`, `extra data size ${extra} is absurd`, {
+          file: this.file,
+          offset: pos + 36,
+        });
+      }
+      if (version >= 3 && extra < 16) this.corrupt(`snapshot table entry ${i} is incomplete`);
+      const names = await this.readZ(pos + 40 + extra, idLen + nameLen);
+      out.push({
+        id: dec.decode(names.subarray(0, idLen)),
+        name: dec.decode(names.subarray(idLen)),
+        // beyond 2^53 it is past any file (placed at 2^53); alignment is a low-word matter
+        l1TableOffset: getU64(v, 0) >= 0 ? getU64(v, 0) : TWO_POW_53,
+        misaligned: v.getUint32(4) % this.cs !== 0,
+        l1Size: v.getUint32(8),
+      });
+      pos += Math.ceil((40 + extra + idLen + nameLen) / 8) * 8;
+      if (pos - snapshotsOffset > MAX_SNAPSHOT_TABLE) {
+        throw new Qcow2FormatError("snapshot table", "is larger than 64 MiB", {
+          file: this.file,
+          offset: snapshotsOffset,
+        });
+      }
+    }
+    return { snapshots: out, size: pos - snapshotsOffset };
   }
 
   /** Count a reference to every cluster [offset, offset+size) touches. */
@@ -265,8 +318,10 @@ class Checker {
   private async checkL1(l1Offset: number, l1Size: number, active: boolean): Promise<void> {
     if (l1Size === 0) return;
     await this.inc(l1Offset, l1Size * 8);
-    const l1 = viewOf(await this.readZ(l1Offset, l1Size * 8));
-    for (let i = 0; i < l1Size; i++) {
+    // entries past the end of the file read as zeros (unallocated): only the rest is walked
+    const n = this.entriesInFile(l1Offset, l1Size);
+    const l1 = viewOf(await this.readZ(l1Offset, n * 8));
+    for (let i = 0; i < n; i++) {
       const hi = l1.getUint32(i * 8);
       const lo = l1.getUint32(i * 8 + 4);
       if (hi === 0 && lo === 0) continue;
@@ -280,6 +335,11 @@ class Checker {
       }
       await this.checkL2(l2, active);
     }
+  }
+
+  /** How many of `count` 8-byte entries at `offset` lie (at least partly) inside the file. */
+  private entriesInFile(offset: number, count: number): number {
+    return Math.max(0, Math.min(count, Math.ceil((this.fileLength - offset) / 8)));
   }
 
   private async checkL2(l2Offset: number, active: boolean): Promise<void> {
@@ -442,9 +502,10 @@ class Checker {
     const { l1TableOffset, l1Size } = this.header;
     if (l1Size === 0) return;
     const cache = new Map<number, Uint8Array>();
-    const l1 = viewOf(await this.readZ(l1TableOffset, l1Size * 8));
+    const n = this.entriesInFile(l1TableOffset, l1Size);
+    const l1 = viewOf(await this.readZ(l1TableOffset, n * 8));
     const eb = this.extL2 ? 16 : 8;
-    for (let i = 0; i < l1Size; i++) {
+    for (let i = 0; i < n; i++) {
       const hi = l1.getUint32(i * 8);
       const lo = l1.getUint32(i * 8 + 4);
       const l2 = stdOffset(hi, lo);
@@ -537,8 +598,4 @@ function rawU64(v: DataView, at: number): number {
 
 function hex(hi: number, lo: number): string {
   return (BigInt(hi >>> 0) * 0x1_0000_0000n + BigInt(lo >>> 0)).toString(16);
-}
-
-function utf8Len(s: string): number {
-  return Buffer.byteLength(s, "utf8");
 }
