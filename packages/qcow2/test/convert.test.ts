@@ -71,6 +71,18 @@ describeWithTools(["qemu-img", "qemu-io"], "convert, checked by qemu-img", () =>
     },
   );
 
+  it("compressed output with extended L2, 512-byte and 2 MiB clusters", async () => {
+    const src = await fixture("pattern-extl2.qcow2");
+    for (const options of [
+      { compress: "deflate", extendedL2: true, clusterSize: 32768 },
+      { compress: "deflate", clusterSize: 512 },
+      { compress: "deflate", clusterSize: 2 * 1024 * 1024, version: 2 },
+    ] as ConvertOptions[]) {
+      const { stats } = await convertAndVerify(src, options);
+      expect(stats.compressedClusters, JSON.stringify(options)).toBeGreaterThan(0);
+    }
+  });
+
   it("raw → qcow2 (v2, 4 KiB clusters; v3 extended L2) and back to raw", async () => {
     const raw = await fixture("pattern.raw");
     await convertAndVerify(raw, { version: 2, clusterSize: 4096 });
