@@ -1,0 +1,1524 @@
+/**
+ * Ext4Editor: create, replace and remove files, directories, links, device nodes and xattrs in
+ * an ext2/3/4 filesystem, with an API shaped like node:fs/promises (guest paths; symlinks are
+ * resolved inside the guest). Metadata is edited through a write-back block cache and written by
+ * sync()/close(); file data goes straight to the device in coalesced runs. Reads (stat,
+ * readFile, readdir...) go through the Ext4Fs reader after pending metadata is written.
+ *
+ * Every operation checks for space (blocks and inodes) before it changes anything, so ENOSPC
+ * leaves the filesystem as it was.
+ */
+import { randomBytes } from "node:crypto";
+import type { BlockDevice } from "@imgpatch/disk";
+import { ImgpatchError } from "@imgpatch/disk";
+import { Allocator, Ext4NoSpaceError } from "./alloc.js";
+import { BlockStore } from "./block-store.js";
+import { decodeName, encodeName, setU32, u32 } from "./bytes.js";
+import { crc32cU32 } from "./crc32c.js";
+import {
+  FT,
+  fileTypeFromMode,
+  parseDirentBlock,
+  setDirentTail,
+} from "./dirent.js";
+import {
+  insertIntoBlock,
+  type LeafRecord,
+  leafEnd,
+  maxFree,
+  removeFromBlock,
+  retargetInBlock,
+  writeDirHead,
+  writeDxNode,
+  writeDxRoot,
+  writeLeaf,
+} from "./dir-write.js";
+import { dxHash, effectiveHashVersion } from "./dx-hash.js";
+import { Ext4UnsupportedError } from "./errors.js";
+import {
+  blockMapNodesNeeded,
+  extentNodesNeeded,
+  type FileMap,
+  type MapExtent,
+  normaliseExtents,
+  readBlockMap,
+  readExtentMap,
+  writeBlockMap,
+  writeExtentTree,
+} from "./file-map.js";
+import { COMPAT, INCOMPAT, INODE_FLAGS, RO_COMPAT } from "./features.js";
+import { Ext4Fs, type Ext4OpenOptions, ROOT_INO } from "./fs.js";
+import { parseGroupDesc, type GroupDesc } from "./group-desc.js";
+import { type DxEntry, type DxNode, encodeDxEntries, parseDxEntries, parseDxRootInfo, setDxChecksum } from "./htree.js";
+import {
+  encodeInode,
+  type Inode,
+  inodeChecksumSeed,
+  parseInode,
+  S_IFBLK,
+  S_IFCHR,
+  S_IFDIR,
+  S_IFIFO,
+  S_IFLNK,
+  S_IFMT,
+  S_IFREG,
+  S_IFSOCK,
+  setInodeChecksum,
+  type Timestamp,
+} from "./inode.js";
+import { hasCompat, hasIncompat, hasRoCompat, parseSuperblock, type Superblock } from "./superblock.js";
+import {
+  decodePosixAcl,
+  encodePosixAclDisk,
+  isPosixAclName,
+  parseXattrBlockHeader,
+  parseXattrEntries,
+  setXattrBlockChecksum,
+  splitXattrName,
+  XATTR_BLOCK_HEADER_SIZE,
+  XATTR_MAGIC,
+} from "./xattr.js";
+import { planXattrs, writeIbodyXattrs, writeXattrBlock, type XattrItem } from "./xattr-write.js";
+import type { Ext4Stats, Ext4Dirent } from "./stats.js";
+
+export { Ext4NoSpaceError };
+
+export type EditErrorCode = "EEXIST" | "ENOTEMPTY" | "EPERM" | "EISDIR" | "ENOTDIR" | "ENOENT" | "EINVAL" | "ELOOP" | "EMLINK" | "ENAMETOOLONG" | "ENODATA";
+
+/** A path-level editing error (code like Node's: EEXIST, ENOTEMPTY...). */
+export class Ext4EditError extends ImgpatchError {
+  readonly path: string;
+  constructor(code: EditErrorCode, message: string, path: string) {
+    super(code, `${code}: ${message}, '${path}'`, { file: path });
+    this.path = path;
+  }
+}
+
+export interface Ext4EditorOptions extends Ext4OpenOptions {
+  /**
+   * Fixed time (seconds since the epoch, or a Date) for every timestamp the editor sets, and a
+   * deterministic inode generation sequence. Default: SOURCE_DATE_EPOCH from the environment
+   * when set, else the clock and random generations.
+   */
+  timestamp?: number | Date;
+  /** Ignore SOURCE_DATE_EPOCH in the environment. */
+  ignoreSourceDateEpoch?: boolean;
+}
+
+export interface OwnerOptions {
+  uid?: number;
+  gid?: number;
+}
+
+export interface WriteFileOptions extends OwnerOptions {
+  mode?: number;
+  mtime?: Date | number;
+  atime?: Date | number;
+  /** "w" (default) creates or replaces; "wx" fails with EEXIST. */
+  flag?: "w" | "wx";
+}
+
+export interface MkdirOptions extends OwnerOptions {
+  recursive?: boolean;
+  mode?: number;
+}
+
+export type NodeType = "chardev" | "blockdev" | "fifo" | "socket";
+
+interface DirEntryInfo {
+  ino: number;
+  ft: number;
+  lblk: number;
+}
+
+interface DirState {
+  ino: number;
+  entries: Map<string, DirEntryInfo>;
+  /** Physical block of each logical block. */
+  pblk: number[];
+  /** Largest free record per leaf block (-1 for index blocks). */
+  free: number[];
+  indexed: boolean;
+}
+
+const MAX_SYMLINKS = 40;
+const LINK_MAX = 65000;
+/** Streamed file data is gathered into chunks this large before allocation. */
+const STREAM_CHUNK = 16 << 20;
+
+const key = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("latin1");
+
+function toTimestamp(t: Date | number): Timestamp {
+  if (t instanceof Date) {
+    const ms = t.getTime();
+    const sec = Math.floor(ms / 1000);
+    return { sec, nsec: (ms - sec * 1000) * 1e6 };
+  }
+  const sec = Math.floor(t);
+  return { sec, nsec: Math.round((t - sec) * 1e9) % 1e9 };
+}
+
+export class Ext4Editor {
+  readonly reader: Ext4Fs;
+  readonly store: BlockStore;
+  private readonly sb: Superblock;
+  private readonly groups: GroupDesc[];
+  private readonly alloc: Allocator;
+  private readonly seed: number;
+  private readonly csum: boolean;
+  private readonly ft: boolean;
+  private readonly extents: boolean;
+  private readonly bs: number;
+  private readonly fixedTime?: Timestamp;
+  private genState: number;
+  private readonly dirs = new Map<number, DirState>();
+  private closed = false;
+
+  private constructor(reader: Ext4Fs, options: Ext4EditorOptions) {
+    this.reader = reader;
+    this.sb = parseSuperblock(reader.sb.raw);
+    this.groups = reader.groups.map((g) => parseGroupDesc(g.raw, 0, this.sb.descSize));
+    this.bs = this.sb.blockSize;
+    this.store = new BlockStore(reader.device, this.bs);
+    this.seed = reader.seed;
+    this.alloc = new Allocator(this.sb, this.groups, this.store, this.seed);
+    this.csum = hasRoCompat(this.sb, RO_COMPAT.metadata_csum);
+    this.ft = hasIncompat(this.sb, INCOMPAT.filetype);
+    this.extents = hasIncompat(this.sb, INCOMPAT.extent);
+    let t = options.timestamp;
+    if (t === undefined && !options.ignoreSourceDateEpoch && process.env.SOURCE_DATE_EPOCH) {
+      const n = Number(process.env.SOURCE_DATE_EPOCH);
+      if (Number.isFinite(n)) t = n;
+    }
+    if (t !== undefined) {
+      this.fixedTime = toTimestamp(t);
+      this.genState = crc32cU32(this.seed, this.fixedTime.sec >>> 0);
+    } else this.genState = randomBytes(4).readUInt32LE(0);
+  }
+
+  /** Open a filesystem for editing. Refuses what cannot be written correctly. */
+  static async open(device: BlockDevice, options: Ext4EditorOptions = {}): Promise<Ext4Editor> {
+    if (device.readOnly) throw new Ext4UnsupportedError("read-only", "the device is read-only", { file: device.name });
+    const reader = await Ext4Fs.open(device, { ...options, superblock: options.superblock ?? 0, replayJournal: false });
+    const sb = reader.sb;
+    const refuse = (feature: string, why: string) => {
+      throw new Ext4UnsupportedError(feature, `cannot edit: ${why}`, { file: device.name, structure: "superblock" });
+    };
+    if (reader.journal.needsRecovery)
+      refuse("needs_recovery", "the journal needs recovery (mount the filesystem or run e2fsck first); writing would be overwritten by the replay");
+    if (reader.readOnlyReasons.length) refuse("ro_compat", reader.readOnlyReasons.join("; "));
+    if (hasRoCompat(sb, RO_COMPAT.bigalloc)) refuse("bigalloc", "bigalloc (cluster allocation) is not supported for writing");
+    if (hasRoCompat(sb, RO_COMPAT.quota)) refuse("quota", "quota files would not be updated");
+    if (hasRoCompat(sb, RO_COMPAT.shared_blocks)) refuse("shared_blocks", "shared blocks are not supported for writing");
+    if (hasRoCompat(sb, RO_COMPAT.has_snapshot)) refuse("has_snapshot", "snapshots are not supported for writing");
+    if (hasRoCompat(sb, RO_COMPAT.orphan_present)) refuse("orphan_present", "the orphan file holds inodes to clean up");
+    if (hasIncompat(sb, INCOMPAT.mmp)) refuse("mmp", "multi-mount protection is not supported for writing");
+    if (hasCompat(sb, COMPAT.exclude_bitmap)) refuse("exclude_bitmap", "exclude bitmaps are not supported");
+    if (sb.state & 0x2) refuse("errors", "the filesystem is marked as having errors (run e2fsck)");
+    if (sb.lastOrphan !== 0) refuse("orphans", "the filesystem has an orphan list to process (run e2fsck)");
+    if (sb.revLevel === 0) refuse("rev0", "revision 0 filesystems are not supported for writing");
+    return new Ext4Editor(reader, options);
+  }
+
+  // ------------------------------------------------------------ time and generations
+
+  private now(): Timestamp {
+    if (this.fixedTime) return { ...this.fixedTime };
+    return toTimestamp(new Date());
+  }
+
+  private nextGeneration(): number {
+    if (this.fixedTime) {
+      this.genState = crc32cU32(this.genState, 0x9e3779b9);
+      return this.genState >>> 0;
+    }
+    return randomBytes(4).readUInt32LE(0);
+  }
+
+  // ------------------------------------------------------------ inodes
+
+  private inodePos(ino: number): { block: number; offset: number } {
+    if (ino < 1 || ino > this.sb.inodesCount) throw new Ext4EditError("EINVAL", `inode ${ino} out of range`, `<inode ${ino}>`);
+    const g = Math.floor((ino - 1) / this.sb.inodesPerGroup);
+    const idx = (ino - 1) % this.sb.inodesPerGroup;
+    const byte = idx * this.sb.inodeSize;
+    return { block: this.groups[g].inodeTable + Math.floor(byte / this.bs), offset: byte % this.bs };
+  }
+
+  async getInode(ino: number): Promise<Inode> {
+    const { block, offset } = this.inodePos(ino);
+    const b = await this.store.get(block);
+    return parseInode(ino, b.subarray(offset, offset + this.sb.inodeSize), this.sb.inodeSize);
+  }
+
+  private async putInode(inode: Inode): Promise<void> {
+    const raw = encodeInode(inode, this.sb.inodeSize);
+    if (this.csum) setInodeChecksum(this.seed, inode.ino, raw);
+    inode.raw = raw;
+    inode.iBlock = raw.subarray(0x28, 0x28 + 60);
+    const { block, offset } = this.inodePos(inode.ino);
+    const b = await this.store.get(block);
+    b.set(raw, offset);
+    this.store.markDirty(block);
+  }
+
+  private inodeSeed(inode: Inode): number | undefined {
+    return this.csum ? inodeChecksumSeed(this.seed, inode.ino, inode.generation) : undefined;
+  }
+
+  private blankInode(ino: number, mode: number, uid: number, gid: number): Inode {
+    const raw = new Uint8Array(this.sb.inodeSize);
+    if (this.sb.inodeSize >= 160) raw[0x80] = 32;
+    const inode = parseInode(ino, raw, this.sb.inodeSize);
+    const now = this.now();
+    inode.mode = mode;
+    inode.uid = uid >>> 0;
+    inode.gid = gid >>> 0;
+    inode.atime = now;
+    inode.mtime = now;
+    inode.ctime = now;
+    if (inode.extraIsize >= 24) inode.crtime = now;
+    inode.generation = this.nextGeneration();
+    return inode;
+  }
+
+  private emptyMapRoot(inode: Inode): void {
+    inode.iBlock = new Uint8Array(60);
+    if (this.extents) {
+      inode.flags |= INODE_FLAGS.EXTENTS;
+      writeExtentTree(this.store, [], [], undefined).forEach((v, i) => {
+        inode.iBlock[i] = v;
+      });
+    }
+  }
+
+  private usesExtents(inode: Inode): boolean {
+    return (inode.flags & INODE_FLAGS.EXTENTS) !== 0;
+  }
+
+  private async fileMap(inode: Inode): Promise<FileMap> {
+    if (inode.flags & INODE_FLAGS.INLINE_DATA) return { extents: [], metaBlocks: [] };
+    const t = inode.mode & S_IFMT;
+    if (t === S_IFCHR || t === S_IFBLK || t === S_IFIFO || t === S_IFSOCK) return { extents: [], metaBlocks: [] };
+    if (t === S_IFLNK && this.isFastSymlink(inode)) return { extents: [], metaBlocks: [] };
+    if (this.usesExtents(inode)) return readExtentMap(this.store, inode.iBlock, inode.ino);
+    return readBlockMap(this.store, inode.iBlock, this.bs, this.sb.blocksCount);
+  }
+
+  private isFastSymlink(inode: Inode): boolean {
+    return this.reader.isFastSymlink(inode);
+  }
+
+  private nodesNeeded(inode: Inode, extents: MapExtent[]): number {
+    return this.usesExtents(inode) ? extentNodesNeeded(extents.length, this.bs) : blockMapNodesNeeded(extents, this.bs);
+  }
+
+  /**
+   * Replace an inode's map with `extents` (already allocated data), freeing the old tree nodes
+   * and allocating new ones. Updates i_block and i_blocks (not the size). Throws ENOSPC before
+   * changing anything when the nodes cannot be allocated.
+   */
+  private async setMap(inode: Inode, extents: MapExtent[], oldMeta: number[], path?: string): Promise<void> {
+    const norm = normaliseExtents([...extents].sort((a, b) => a.lblk - b.lblk));
+    if (!this.usesExtents(inode) && norm.some((e) => e.uninit)) throw new Error("uninit extent in a block map");
+    const need = this.nodesNeeded(inode, norm);
+    if (need > this.alloc.freeBlocks + oldMeta.length) this.alloc.reserveBlocks(need - oldMeta.length, path);
+    for (const b of oldMeta) await this.alloc.freeBlocksRange(b, 1);
+    const goal = norm.length ? norm[0].pblk : this.alloc.goalFor(inode.ino);
+    const runs = await this.alloc.allocBlocks(need, goal, path);
+    const nodes: number[] = [];
+    for (const r of runs) for (let k = 0; k < r.len; k++) nodes.push(r.start + k);
+    const root = this.usesExtents(inode)
+      ? writeExtentTree(this.store, norm, nodes, this.inodeSeed(inode))
+      : writeBlockMap(this.store, norm, nodes);
+    inode.iBlock = root;
+    const data = norm.reduce((n, e) => n + e.len, 0);
+    this.setBlocks(inode, data + nodes.length + (inode.fileAcl ? 1 : 0));
+  }
+
+  private setBlocks(inode: Inode, blocks: number): void {
+    inode.blocksRaw = blocks * (this.bs / 512);
+    inode.flags &= ~INODE_FLAGS.HUGE_FILE;
+    if (inode.blocksRaw >= 2 ** 48) throw new Error("file too large");
+  }
+
+  private async freeFileBlocks(inode: Inode): Promise<void> {
+    const map = await this.fileMap(inode);
+    for (const e of map.extents) await this.alloc.freeBlocksRange(e.pblk, e.len);
+    for (const b of map.metaBlocks) await this.alloc.freeBlocksRange(b, 1);
+  }
+
+  // ------------------------------------------------------------ data
+
+  /** Allocate and write `data` as logical blocks from `lblk`; returns the extents. */
+  private async writeBlocks(
+    inode: Inode,
+    data: Uint8Array,
+    lblk: number,
+    goal: number,
+    path: string,
+  ): Promise<MapExtent[]> {
+    const n = Math.ceil(data.length / this.bs);
+    if (n === 0) return [];
+    const runs = await this.alloc.allocBlocks(n, goal, path);
+    const out: MapExtent[] = [];
+    let pos = 0;
+    for (const r of runs) {
+      const bytes = r.len * this.bs;
+      const end = Math.min(data.length, pos + bytes);
+      let chunk = data.subarray(pos, end);
+      if (chunk.length < bytes) {
+        // Partial last block: zero its tail.
+        const full = Math.floor(chunk.length / this.bs) * this.bs;
+        if (full > 0) await this.store.writeData(r.start, chunk.subarray(0, full));
+        const tail = new Uint8Array(this.bs);
+        tail.set(chunk.subarray(full));
+        chunk = tail;
+        await this.store.writeData(r.start + full / this.bs, tail);
+      } else await this.store.writeData(r.start, chunk);
+      out.push({ lblk: lblk + pos / this.bs, pblk: r.start, len: r.len, uninit: false });
+      pos += bytes;
+    }
+    void inode;
+    return out;
+  }
+
+  /** Write the whole content of a (regular or symlink) inode whose old blocks are already freed. */
+  private async writeContent(inode: Inode, data: Uint8Array | AsyncIterable<Uint8Array> | Iterable<Uint8Array>, path: string): Promise<void> {
+    const goal = this.alloc.goalFor(inode.ino);
+    if (data instanceof Uint8Array) {
+      const n = Math.ceil(data.length / this.bs);
+      // Data, tree nodes (a few runs at most when there is room), one spare for directory growth.
+      this.alloc.reserveBlocks(n + 1, path);
+      const ext = await this.writeBlocks(inode, data, 0, goal, path);
+      try {
+        await this.setMap(inode, ext, [], path);
+      } catch (e) {
+        for (const x of ext) await this.alloc.freeBlocksRange(x.pblk, x.len);
+        throw e;
+      }
+      inode.size = data.length;
+      return;
+    }
+    const all: MapExtent[] = [];
+    let size = 0;
+    let buf = new Uint8Array(STREAM_CHUNK);
+    let fill = 0;
+    let next = goal;
+    const flushChunk = async (final: boolean) => {
+      const len = final ? fill : Math.floor(fill / this.bs) * this.bs;
+      if (len === 0) return;
+      const ext = await this.writeBlocks(inode, buf.subarray(0, len), size / this.bs, next, path);
+      all.push(...ext);
+      const last = ext[ext.length - 1];
+      next = last.pblk + last.len;
+      size += len;
+      buf.copyWithin(0, len, fill);
+      fill -= len;
+    };
+    try {
+      for await (const chunk of data as AsyncIterable<Uint8Array>) {
+        let off = 0;
+        while (off < chunk.length) {
+          const n = Math.min(chunk.length - off, buf.length - fill);
+          buf.set(chunk.subarray(off, off + n), fill);
+          fill += n;
+          off += n;
+          if (fill === buf.length) await flushChunk(false);
+        }
+      }
+      await flushChunk(true);
+      await this.setMap(inode, all, [], path);
+    } catch (e) {
+      for (const x of all) await this.alloc.freeBlocksRange(x.pblk, x.len);
+      throw e;
+    }
+    buf = new Uint8Array(0);
+    inode.size = size;
+  }
+
+  // ------------------------------------------------------------ paths
+
+  private split(path: string): string[] {
+    if (typeof path !== "string") throw new Ext4EditError("EINVAL", "path must be a string", String(path));
+    return path.split("/").filter((c) => c !== "" && c !== ".");
+  }
+
+  /** Resolve a guest path; symlinks are followed inside the guest. */
+  private async resolve(path: string, followLast: boolean): Promise<{ ino: number; inode: Inode }> {
+    let todo = this.split(path);
+    const stack: number[] = [];
+    let links = 0;
+    let cur = await this.getInode(ROOT_INO);
+    while (todo.length) {
+      const comp = todo.shift() as string;
+      if (comp === "..") {
+        stack.pop();
+        cur = await this.getInode(stack.length ? stack[stack.length - 1] : ROOT_INO);
+        continue;
+      }
+      if ((cur.mode & S_IFMT) !== S_IFDIR) throw new Ext4EditError("ENOTDIR", "not a directory", path);
+      const name = encodeName(comp);
+      if (name.length > 255) throw new Ext4EditError("ENAMETOOLONG", "name too long", path);
+      const e = (await this.dir(cur)).entries.get(key(name));
+      if (!e) throw new Ext4EditError("ENOENT", "no such file or directory", path);
+      const child = await this.getInode(e.ino);
+      if ((child.mode & S_IFMT) === S_IFLNK && (todo.length > 0 || followLast)) {
+        if (++links > MAX_SYMLINKS) throw new Ext4EditError("ELOOP", "too many levels of symbolic links", path);
+        const target = decodeName(await this.readLink(child));
+        if (target.startsWith("/")) stack.length = 0;
+        todo = [...this.split(target), ...todo];
+        cur = await this.getInode(stack.length ? stack[stack.length - 1] : ROOT_INO);
+        continue;
+      }
+      stack.push(e.ino);
+      cur = child;
+    }
+    return { ino: stack.length ? stack[stack.length - 1] : ROOT_INO, inode: cur };
+  }
+
+  /** The directory that will hold the last component, and that component. */
+  private async resolveParent(path: string): Promise<{ dir: Inode; name: Uint8Array; nameStr: string }> {
+    const parts = this.split(path);
+    const last = parts.pop();
+    if (last === undefined || last === "..") throw new Ext4EditError("EINVAL", "invalid path", path);
+    const name = encodeName(last);
+    if (name.length > 255) throw new Ext4EditError("ENAMETOOLONG", "name too long", path);
+    if (name.includes(0)) throw new Ext4EditError("EINVAL", "name contains NUL", path);
+    const { inode } = await this.resolve(`/${parts.join("/")}`, true);
+    if ((inode.mode & S_IFMT) !== S_IFDIR) throw new Ext4EditError("ENOTDIR", "not a directory", path);
+    return { dir: inode, name, nameStr: last };
+  }
+
+  private async readLink(inode: Inode): Promise<Uint8Array> {
+    if (inode.size > 4096) throw new Ext4EditError("EINVAL", "symlink target too long", `<inode ${inode.ino}>`);
+    if (inode.flags & INODE_FLAGS.INLINE_DATA || this.isFastSymlink(inode)) {
+      if (inode.size <= 60) return inode.iBlock.slice(0, inode.size);
+      const rest = (await this.loadXattrs(inode)).find((x) => x.index === 7 && decodeName(x.suffix) === "data");
+      const out = new Uint8Array(inode.size);
+      out.set(inode.iBlock.subarray(0, 60));
+      if (rest) out.set(rest.value.subarray(0, inode.size - 60), 60);
+      return out;
+    }
+    const map = await this.fileMap(inode);
+    const out = new Uint8Array(inode.size);
+    for (const e of map.extents) {
+      for (let k = 0; k < e.len; k++) {
+        const off = (e.lblk + k) * this.bs;
+        if (off >= inode.size) break;
+        const b = await this.reader.device.read((e.pblk + k) * this.bs, this.bs);
+        out.set(b.subarray(0, Math.min(this.bs, inode.size - off)), off);
+      }
+    }
+    return out;
+  }
+
+  // ------------------------------------------------------------ directories
+
+  private checkDirWritable(dir: Inode, path: string): void {
+    if (dir.flags & INODE_FLAGS.ENCRYPT) throw new Ext4UnsupportedError("encrypt", `cannot edit encrypted directory '${path}'`);
+    if (dir.flags & INODE_FLAGS.CASEFOLD) throw new Ext4UnsupportedError("casefold", `cannot edit case-folded directory '${path}'`);
+    if (dir.flags & INODE_FLAGS.INLINE_DATA) throw new Ext4UnsupportedError("inline_data", `cannot edit inline-data directory '${path}' yet`);
+  }
+
+  private async dir(dirInode: Inode): Promise<DirState> {
+    const cached = this.dirs.get(dirInode.ino);
+    if (cached) return cached;
+    const st: DirState = { ino: dirInode.ino, entries: new Map(), pblk: [], free: [], indexed: false };
+    if (dirInode.flags & INODE_FLAGS.INLINE_DATA) {
+      // Listed through the reader (read-only use; edits are refused).
+      for (const d of await this.reader.readdirInode(await this.reader.readInode(dirInode.ino))) {
+        st.entries.set(key(encodeName(d.name)), { ino: d.ino, ft: 0, lblk: -1 });
+      }
+      this.dirs.set(dirInode.ino, st);
+      return st;
+    }
+    const map = await this.fileMap(dirInode);
+    const nblocks = Math.ceil(dirInode.size / this.bs);
+    st.pblk = new Array(nblocks).fill(0);
+    for (const e of map.extents) for (let k = 0; k < e.len; k++) if (e.lblk + k < nblocks) st.pblk[e.lblk + k] = e.pblk + k;
+    st.indexed = (dirInode.flags & INODE_FLAGS.INDEX) !== 0 && hasCompat(this.sb, COMPAT.dir_index);
+    const dxBlocks = new Set<number>();
+    if (st.indexed) {
+      dxBlocks.add(0);
+      const root = await this.store.get(st.pblk[0]);
+      const info = parseDxRootInfo(root);
+      let level = [0];
+      let off = 0x18 + info.infoLength;
+      for (let d = 0; d <= info.indirectLevels && d < 3; d++) {
+        const next: number[] = [];
+        for (const l of level) {
+          const b = await this.store.get(st.pblk[l]);
+          const node = parseDxEntries(b, l === 0 ? off : 8);
+          for (const e of node.entries) next.push(e.block);
+        }
+        if (d < info.indirectLevels) for (const l of next) dxBlocks.add(l);
+        level = next;
+        off = 8;
+      }
+    }
+    const end = leafEnd(this.bs, this.csum);
+    for (let l = 0; l < nblocks; l++) {
+      if (dxBlocks.has(l) || st.pblk[l] === 0) {
+        st.free[l] = -1;
+        continue;
+      }
+      const b = await this.store.get(st.pblk[l]);
+      const { entries, problem } = parseDirentBlock(b, 0, end, this.bs, this.ft);
+      if (problem) throw new Ext4EditError("EINVAL", `corrupt directory block ${l}: ${problem.message}`, `<inode ${dirInode.ino}>`);
+      for (const e of entries) {
+        const k = key(e.name);
+        if (k === "." || k === "..") continue;
+        st.entries.set(k, { ino: e.inode, ft: e.fileType, lblk: l });
+      }
+      st.free[l] = maxFree(b, 0, end, this.bs, this.ft);
+    }
+    this.dirs.set(dirInode.ino, st);
+    return st;
+  }
+
+  private finishLeaf(dirInode: Inode, pblk: number, buf: Uint8Array): void {
+    if (this.csum) setDirentTail(this.inodeSeed(dirInode) as number, buf);
+    this.store.markDirty(pblk);
+  }
+
+  private finishDx(dirInode: Inode, pblk: number, buf: Uint8Array, off: number): void {
+    if (this.csum) setDxChecksum(this.inodeSeed(dirInode) as number, buf, parseDxEntries(buf, off));
+    this.store.markDirty(pblk);
+  }
+
+  /** Blocks a directory insert may need in the worst case (leaf split, index levels, tree nodes). */
+  private static readonly DIR_INSERT_RESERVE = 8;
+
+  /** Append a fresh block to a directory; returns its logical number. */
+  private async appendDirBlock(dirInode: Inode, st: DirState, path: string): Promise<{ lblk: number; buf: Uint8Array; pblk: number }> {
+    const lblk = st.pblk.length;
+    const last = st.pblk[lblk - 1];
+    const [run] = await this.alloc.allocBlocks(1, last ? last + 1 : this.alloc.goalFor(dirInode.ino), path);
+    const map = await this.fileMap(dirInode);
+    try {
+      await this.setMap(dirInode, [...map.extents, { lblk, pblk: run.start, len: 1, uninit: false }], map.metaBlocks, path);
+    } catch (e) {
+      await this.alloc.freeBlocksRange(run.start, 1);
+      throw e;
+    }
+    dirInode.size = (lblk + 1) * this.bs;
+    st.pblk.push(run.start);
+    st.free.push(0);
+    const buf = this.store.fresh(run.start);
+    return { lblk, buf, pblk: run.start };
+  }
+
+  private hashVersion(): number {
+    return this.sb.defHashVersion;
+  }
+
+  private hashOf(name: Uint8Array, rootVersion: number): number {
+    return dxHash(name, effectiveHashVersion(rootVersion, this.sb.flags), this.sb.hashSeed).hash;
+  }
+
+  /** Insert a name into a directory (dir inode is written by the caller). */
+  private async dirInsert(dirInode: Inode, name: Uint8Array, ino: number, ft: number, path: string): Promise<void> {
+    this.checkDirWritable(dirInode, path);
+    const st = await this.dir(dirInode);
+    const rec: LeafRecord = { inode: ino, name, fileType: this.ft ? ft : 0 };
+    const end = leafEnd(this.bs, this.csum);
+    const need = 8 + ((name.length + 3) & ~3);
+    if (st.indexed) {
+      await this.dxInsert(dirInode, st, rec, path);
+    } else {
+      let done = false;
+      for (let l = 0; l < st.pblk.length; l++) {
+        if (st.free[l] < need) continue;
+        const b = await this.store.get(st.pblk[l]);
+        if (insertIntoBlock(b, 0, end, this.bs, this.ft, rec)) {
+          st.free[l] = maxFree(b, 0, end, this.bs, this.ft);
+          this.finishLeaf(dirInode, st.pblk[l], b);
+          st.entries.set(key(name), { ino, ft, lblk: l });
+          done = true;
+          break;
+        }
+      }
+      if (!done) {
+        if (st.pblk.length === 1 && hasCompat(this.sb, COMPAT.dir_index) && !(dirInode.flags & INODE_FLAGS.INDEX)) {
+          await this.makeIndexed(dirInode, st, path);
+          await this.dxInsert(dirInode, st, rec, path);
+        } else {
+          const { lblk, buf, pblk } = await this.appendDirBlock(dirInode, st, path);
+          writeLeaf(buf, end, this.bs, this.ft, [rec]);
+          st.free[lblk] = maxFree(buf, 0, end, this.bs, this.ft);
+          this.finishLeaf(dirInode, pblk, buf);
+          st.entries.set(key(name), { ino, ft, lblk });
+        }
+      }
+    }
+    const now = this.now();
+    dirInode.mtime = now;
+    dirInode.ctime = now;
+  }
+
+  /** Turn a full one-block linear directory into an htree: root in block 0, entries in block 1. */
+  private async makeIndexed(dirInode: Inode, st: DirState, path: string): Promise<void> {
+    const end = leafEnd(this.bs, this.csum);
+    const b0 = await this.store.get(st.pblk[0]);
+    const { entries } = parseDirentBlock(b0, 0, end, this.bs, this.ft);
+    const dot = entries.find((e) => key(e.name) === ".");
+    const dotdot = entries.find((e) => key(e.name) === "..");
+    const recs: LeafRecord[] = entries
+      .filter((e) => e !== dot && e !== dotdot)
+      .map((e) => ({ inode: e.inode, name: e.name, fileType: e.fileType }));
+    const version = this.hashVersion();
+    recs.sort((a, b) => this.hashOf(a.name, version) - this.hashOf(b.name, version));
+    const leaf = await this.appendDirBlock(dirInode, st, path);
+    writeLeaf(leaf.buf, end, this.bs, this.ft, recs);
+    st.free[leaf.lblk] = maxFree(leaf.buf, 0, end, this.bs, this.ft);
+    this.finishLeaf(dirInode, leaf.pblk, leaf.buf);
+    for (const r of recs) {
+      const e = st.entries.get(key(r.name));
+      if (e) e.lblk = leaf.lblk;
+    }
+    const root = await this.store.get(st.pblk[0]);
+    const { off } = writeDxRoot(root, this.bs, this.ft, dirInode.ino, dotdot?.inode ?? ROOT_INO, this.ft ? FT.dir : 0, version, 0, [{ hash: 0, block: leaf.lblk }], this.csum);
+    this.finishDx(dirInode, st.pblk[0], root, off);
+    st.free[0] = -1;
+    st.indexed = true;
+    dirInode.flags |= INODE_FLAGS.INDEX;
+  }
+
+  private async dxInsert(dirInode: Inode, st: DirState, rec: LeafRecord, path: string): Promise<void> {
+    const end = leafEnd(this.bs, this.csum);
+    const root = await this.store.get(st.pblk[0]);
+    const info = parseDxRootInfo(root);
+    if (info.unusedFlags & 1) throw new Ext4UnsupportedError("htree", `directory '${path}' has an unsupported index`);
+    const version = info.hashVersion;
+    const hash = this.hashOf(rec.name, version);
+    // Path from the root to the leaf.
+    interface Level {
+      lblk: number;
+      off: number;
+      node: DxNode;
+      at: number;
+    }
+    const levels: Level[] = [];
+    let lblk = 0;
+    let off = 0x18 + info.infoLength;
+    for (let d = 0; d <= info.indirectLevels; d++) {
+      const b = await this.store.get(st.pblk[lblk]);
+      const node = parseDxEntries(b, off);
+      let at = 0;
+      for (let i = 1; i < node.entries.length; i++) if (node.entries[i].hash <= hash) at = i;
+      levels.push({ lblk, off, node, at });
+      lblk = node.entries[at].block;
+      off = 8;
+    }
+    const leafL = lblk;
+    const leafBuf = await this.store.get(st.pblk[leafL]);
+    if (insertIntoBlock(leafBuf, 0, end, this.bs, this.ft, rec)) {
+      st.free[leafL] = maxFree(leafBuf, 0, end, this.bs, this.ft);
+      this.finishLeaf(dirInode, st.pblk[leafL], leafBuf);
+      st.entries.set(key(rec.name), { ino: rec.inode, ft: rec.fileType, lblk: leafL });
+      return;
+    }
+    // Split the leaf: entries sorted by hash, the upper half moves to a new block.
+    const { entries } = parseDirentBlock(leafBuf, 0, end, this.bs, this.ft);
+    const all = [...entries.map((e) => ({ inode: e.inode, name: e.name, fileType: e.fileType })), rec].map((r) => ({
+      r,
+      h: this.hashOf(r.name, version),
+    }));
+    all.sort((a, b) => a.h - b.h);
+    const sizes = all.map((x) => 8 + ((x.r.name.length + 3) & ~3));
+    const total = sizes.reduce((a, b) => a + b, 0);
+    let acc = 0;
+    let cut = -1;
+    const candidates: number[] = [];
+    for (let i = 1; i < all.length; i++) if (all[i].h !== all[i - 1].h) candidates.push(i);
+    // Split point nearest the middle by size whose halves both fit.
+    let best = Number.POSITIVE_INFINITY;
+    const prefix: number[] = [0];
+    for (const s of sizes) prefix.push(prefix[prefix.length - 1] + s);
+    for (const i of candidates) {
+      const left = prefix[i];
+      const right = total - left;
+      if (left > end || right > end) continue;
+      const d = Math.abs(left - right);
+      if (d < best) {
+        best = d;
+        cut = i;
+      }
+    }
+    void acc;
+    if (cut < 0) throw new Ext4UnsupportedError("htree", `cannot split a directory leaf of '${path}' (hash collisions)`);
+    const splitHash = all[cut].h;
+    // Make room in the parent first (may add a level or split index nodes).
+    const newLeaf = await this.appendDirBlock(dirInode, st, path);
+    await this.dxAddEntry(dirInode, st, levels, levels.length - 1, { hash: splitHash, block: newLeaf.lblk }, info.indirectLevels, path);
+    const lower = all.slice(0, cut).map((x) => x.r);
+    const upper = all.slice(cut).map((x) => x.r);
+    writeLeaf(leafBuf, end, this.bs, this.ft, lower);
+    writeLeaf(newLeaf.buf, end, this.bs, this.ft, upper);
+    st.free[leafL] = maxFree(leafBuf, 0, end, this.bs, this.ft);
+    st.free[newLeaf.lblk] = maxFree(newLeaf.buf, 0, end, this.bs, this.ft);
+    this.finishLeaf(dirInode, st.pblk[leafL], leafBuf);
+    this.finishLeaf(dirInode, newLeaf.pblk, newLeaf.buf);
+    for (const r of lower) {
+      const e = st.entries.get(key(r.name));
+      if (e) e.lblk = leafL;
+    }
+    for (const r of upper) {
+      const e = st.entries.get(key(r.name));
+      if (e) e.lblk = newLeaf.lblk;
+    }
+    st.entries.set(key(rec.name), { ino: rec.inode, ft: rec.fileType, lblk: cut <= all.findIndex((x) => x.r === rec) ? newLeaf.lblk : leafL });
+  }
+
+  /** Insert (hash → block) after levels[i].at in index node i, splitting or adding a level as needed. */
+  private async dxAddEntry(
+    dirInode: Inode,
+    st: DirState,
+    levels: { lblk: number; off: number; node: DxNode; at: number }[],
+    i: number,
+    entry: DxEntry,
+    indirect: number,
+    path: string,
+  ): Promise<void> {
+    const lv = levels[i];
+    const buf = await this.store.get(st.pblk[lv.lblk]);
+    const node = parseDxEntries(buf, lv.off);
+    if (node.count < node.limit) {
+      const entries = [...node.entries];
+      entries.splice(lv.at + 1, 0, entry);
+      this.writeDxEntries(dirInode, st, lv.lblk, buf, lv.off, node.limit, entries);
+      return;
+    }
+    const maxIndirect = hasIncompat(this.sb, INCOMPAT.large_dir) ? 2 : 1;
+    if (i === 0) {
+      if (indirect >= maxIndirect) throw new Ext4NoSpaceError("blocks", `directory index of '${path}' is full`, path);
+      // Add a level: the root's entries move to a new index node.
+      const child = await this.appendDirBlock(dirInode, st, path);
+      st.free[child.lblk] = -1;
+      const moved = [...node.entries];
+      moved.splice(lv.at + 1, 0, entry);
+      const { off: coff } = writeDxNode(child.buf, this.bs, moved, this.csum);
+      this.finishDx(dirInode, child.pblk, child.buf, coff);
+      const info = parseDxRootInfo(buf);
+      const { off } = writeDxRoot(buf, this.bs, this.ft, dirInode.ino, u32(buf, 12), this.ft ? FT.dir : 0, info.hashVersion, indirect + 1, [{ hash: 0, block: child.lblk }], this.csum);
+      this.finishDx(dirInode, st.pblk[0], buf, off);
+      if (moved.length > parseDxEntries(child.buf, coff).limit) throw new Error("dx node overflow");
+      return;
+    }
+    // Split an interior node in two; the upper half's first hash goes up.
+    const entries = [...node.entries];
+    entries.splice(lv.at + 1, 0, entry);
+    const half = entries.length >> 1;
+    const lower = entries.slice(0, half);
+    const upper = entries.slice(half);
+    const right = await this.appendDirBlock(dirInode, st, path);
+    st.free[right.lblk] = -1;
+    await this.dxAddEntry(dirInode, st, levels, i - 1, { hash: upper[0].hash, block: right.lblk }, indirect, path);
+    this.writeDxEntries(dirInode, st, lv.lblk, buf, lv.off, node.limit, lower);
+    const { off: roff } = writeDxNode(right.buf, this.bs, upper, this.csum);
+    this.finishDx(dirInode, right.pblk, right.buf, roff);
+  }
+
+  private writeDxEntries(dirInode: Inode, st: DirState, lblk: number, buf: Uint8Array, off: number, limit: number, entries: DxEntry[]): void {
+    // entries[0]'s hash slot holds limit/count.
+    encodeDxEntries(buf, off, { limit, entries });
+    this.finishDx(dirInode, st.pblk[lblk], buf, off);
+  }
+
+  private async dirRemove(dirInode: Inode, name: Uint8Array, path: string): Promise<void> {
+    this.checkDirWritable(dirInode, path);
+    const st = await this.dir(dirInode);
+    const e = st.entries.get(key(name));
+    if (!e) throw new Ext4EditError("ENOENT", "no such file or directory", path);
+    const end = leafEnd(this.bs, this.csum);
+    const b = await this.store.get(st.pblk[e.lblk]);
+    if (!removeFromBlock(b, 0, end, this.bs, this.ft, name)) throw new Ext4EditError("EINVAL", "directory entry vanished", path);
+    st.free[e.lblk] = maxFree(b, 0, end, this.bs, this.ft);
+    this.finishLeaf(dirInode, st.pblk[e.lblk], b);
+    st.entries.delete(key(name));
+    const now = this.now();
+    dirInode.mtime = now;
+    dirInode.ctime = now;
+  }
+
+  private async dirRetarget(dirInode: Inode, name: Uint8Array, ino: number, ft: number, path: string): Promise<void> {
+    const st = await this.dir(dirInode);
+    const e = st.entries.get(key(name));
+    if (!e) throw new Ext4EditError("ENOENT", "no such file or directory", path);
+    const end = leafEnd(this.bs, this.csum);
+    const b = await this.store.get(st.pblk[e.lblk]);
+    retargetInBlock(b, 0, end, this.bs, this.ft, name, ino, this.ft ? ft : 0);
+    this.finishLeaf(dirInode, st.pblk[e.lblk], b);
+    e.ino = ino;
+    e.ft = ft;
+  }
+
+  /** Point a directory's ".." at a new parent. */
+  private async setDotDot(child: Inode, parent: number): Promise<void> {
+    const st = await this.dir(child);
+    const b = await this.store.get(st.pblk[0]);
+    setU32(b, 12, parent);
+    if (st.indexed) {
+      const info = parseDxRootInfo(b);
+      this.finishDx(child, st.pblk[0], b, 0x18 + info.infoLength);
+    } else this.finishLeaf(child, st.pblk[0], b);
+  }
+
+  // ------------------------------------------------------------ link counts
+
+  private incDirLinks(dir: Inode): void {
+    if (dir.linksCount === 1) return;
+    if (dir.linksCount + 1 >= LINK_MAX) {
+      if (!hasRoCompat(this.sb, RO_COMPAT.dir_nlink)) throw new Ext4EditError("EMLINK", "too many subdirectories", `<inode ${dir.ino}>`);
+      dir.linksCount = 1;
+      return;
+    }
+    dir.linksCount++;
+  }
+
+  private decDirLinks(dir: Inode): void {
+    if (dir.linksCount > 2) dir.linksCount--;
+  }
+
+  // ------------------------------------------------------------ creation helpers
+
+  private async createInode(
+    parent: Inode,
+    name: Uint8Array,
+    mode: number,
+    owner: OwnerOptions,
+    path: string,
+    fill: (inode: Inode) => Promise<void>,
+  ): Promise<Inode> {
+    this.checkDirWritable(parent, path);
+    const st = await this.dir(parent);
+    if (st.entries.has(key(name))) throw new Ext4EditError("EEXIST", "file already exists", path);
+    const isDir = (mode & S_IFMT) === S_IFDIR;
+    this.alloc.reserveInodes(1, path);
+    this.alloc.reserveBlocks(Ext4Editor.DIR_INSERT_RESERVE + (isDir ? 1 : 0), path);
+    const ino = await this.alloc.allocInode(parent.ino, isDir, isDir && parent.ino === ROOT_INO, path);
+    const inode = this.blankInode(ino, mode, owner.uid ?? 0, owner.gid ?? 0);
+    try {
+      await fill(inode);
+    } catch (e) {
+      await this.alloc.freeInode(ino, isDir);
+      throw e;
+    }
+    await this.putInode(inode);
+    await this.dirInsert(parent, name, ino, fileTypeFromMode(mode), path);
+    if (isDir) this.incDirLinks(parent);
+    await this.putInode(parent);
+    return inode;
+  }
+
+  // ------------------------------------------------------------ public API: creation
+
+  async mkdir(path: string, options: MkdirOptions = {}): Promise<string | undefined> {
+    const mode = (options.mode ?? 0o755) & 0o7777;
+    if (options.recursive) {
+      const parts = this.split(path);
+      let first: string | undefined;
+      for (let i = 1; i <= parts.length; i++) {
+        const p = `/${parts.slice(0, i).join("/")}`;
+        try {
+          const { inode } = await this.resolve(p, true);
+          if ((inode.mode & S_IFMT) !== S_IFDIR) throw new Ext4EditError("ENOTDIR", "not a directory", p);
+          continue;
+        } catch (e) {
+          if (!(e instanceof Ext4EditError) || e.code !== "ENOENT") throw e;
+        }
+        await this.mkdirOne(p, mode, options);
+        first ??= p;
+      }
+      return first;
+    }
+    await this.mkdirOne(path, mode, options);
+    return undefined;
+  }
+
+  private async mkdirOne(path: string, mode: number, owner: OwnerOptions): Promise<void> {
+    const { dir, name } = await this.resolveParent(path);
+    await this.createInode(dir, name, S_IFDIR | mode, owner, path, async (inode) => {
+      this.emptyMapRoot(inode);
+      const [run] = await this.alloc.allocBlocks(1, this.alloc.goalFor(inode.ino), path);
+      const buf = this.store.fresh(run.start);
+      const end = leafEnd(this.bs, this.csum);
+      writeDirHead(buf, end, this.bs, this.ft, inode.ino, dir.ino, this.ft ? FT.dir : 0);
+      inode.linksCount = 2;
+      inode.size = this.bs;
+      try {
+        await this.setMap(inode, [{ lblk: 0, pblk: run.start, len: 1, uninit: false }], [], path);
+      } catch (e) {
+        await this.alloc.freeBlocksRange(run.start, 1);
+        throw e;
+      }
+      this.finishLeaf(inode, run.start, buf);
+      this.dirs.set(inode.ino, {
+        ino: inode.ino,
+        entries: new Map(),
+        pblk: [run.start],
+        free: [maxFree(buf, 0, end, this.bs, this.ft)],
+        indexed: false,
+      });
+    });
+  }
+
+  async writeFile(
+    path: string,
+    data: string | Uint8Array | AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+    options: WriteFileOptions = {},
+  ): Promise<void> {
+    const content = typeof data === "string" ? new TextEncoder().encode(data) : data;
+    const { dir, name } = await this.resolveParent(path);
+    const st = await this.dir(dir);
+    let existing = st.entries.get(key(name));
+    if (existing) {
+      if (options.flag === "wx") throw new Ext4EditError("EEXIST", "file already exists", path);
+      let inode = await this.getInode(existing.ino);
+      if ((inode.mode & S_IFMT) === S_IFLNK) {
+        // Follow a final symlink like node does.
+        try {
+          inode = (await this.resolve(path, true)).inode;
+        } catch (e) {
+          if (e instanceof Ext4EditError && e.code === "ENOENT") {
+            const target = decodeName(await this.readLink(inode));
+            const base = target.startsWith("/") ? target : `${this.split(path).slice(0, -1).join("/")}/${target}`;
+            return this.writeFile(`/${base}`, content, options);
+          }
+          throw e;
+        }
+      }
+      if ((inode.mode & S_IFMT) === S_IFDIR) throw new Ext4EditError("EISDIR", "is a directory", path);
+      if ((inode.mode & S_IFMT) !== S_IFREG) throw new Ext4EditError("EINVAL", "not a regular file", path);
+      this.checkFileWritable(inode, path);
+      await this.replaceContent(inode, content, path);
+      if (options.mode !== undefined) inode.mode = (inode.mode & S_IFMT) | (options.mode & 0o7777);
+      if (options.uid !== undefined) inode.uid = options.uid >>> 0;
+      if (options.gid !== undefined) inode.gid = options.gid >>> 0;
+      const now = this.now();
+      inode.mtime = options.mtime !== undefined ? toTimestamp(options.mtime) : now;
+      inode.ctime = now;
+      if (options.atime !== undefined) inode.atime = toTimestamp(options.atime);
+      await this.putInode(inode);
+      return;
+    }
+    existing = undefined;
+    const mode = S_IFREG | ((options.mode ?? 0o644) & 0o7777);
+    await this.createInode(dir, name, mode, options, path, async (inode) => {
+      this.emptyMapRoot(inode);
+      inode.linksCount = 1;
+      await this.writeContent(inode, content, path);
+      if (options.mtime !== undefined) inode.mtime = toTimestamp(options.mtime);
+      if (options.atime !== undefined) inode.atime = toTimestamp(options.atime);
+    });
+  }
+
+  private checkFileWritable(inode: Inode, path: string): void {
+    if (inode.flags & INODE_FLAGS.VERITY) throw new Ext4UnsupportedError("verity", `cannot modify verity file '${path}'`);
+    if (inode.flags & INODE_FLAGS.ENCRYPT) throw new Ext4UnsupportedError("encrypt", `cannot modify encrypted file '${path}'`);
+    if (inode.flags & (INODE_FLAGS.IMMUTABLE | INODE_FLAGS.APPEND)) throw new Ext4EditError("EPERM", "file is immutable or append-only", path);
+  }
+
+  /** Free an inode's content (data blocks, inline data) and write new content. */
+  private async replaceContent(inode: Inode, content: Uint8Array | AsyncIterable<Uint8Array> | Iterable<Uint8Array>, path: string): Promise<void> {
+    if (content instanceof Uint8Array) {
+      const old = await this.fileMap(inode);
+      const oldBlocks = old.extents.reduce((n, e) => n + e.len, 0) + old.metaBlocks.length;
+      this.alloc.reserveBlocks(Math.max(0, Math.ceil(content.length / this.bs) + 1 - oldBlocks), path);
+    }
+    await this.dropContent(inode);
+    await this.putInode(inode);
+    await this.writeContent(inode, content, path);
+  }
+
+  /** Free data and inline data; the inode ends up empty (size 0) with an empty map. */
+  private async dropContent(inode: Inode): Promise<void> {
+    if (inode.flags & INODE_FLAGS.INLINE_DATA) {
+      const items = (await this.loadXattrs(inode)).filter((x) => !(x.index === 7 && decodeName(x.suffix) === "data"));
+      inode.flags &= ~INODE_FLAGS.INLINE_DATA;
+      await this.storeXattrs(inode, items, "<inline>");
+    } else await this.freeFileBlocks(inode);
+    const acl = inode.fileAcl;
+    this.emptyMapRoot(inode);
+    inode.size = 0;
+    this.setBlocks(inode, acl ? 1 : 0);
+  }
+
+  async symlink(target: string, path: string, owner: OwnerOptions = {}): Promise<void> {
+    const t = encodeName(target);
+    if (t.length === 0 || t.length > 4095) throw new Ext4EditError("ENAMETOOLONG", "symlink target length", path);
+    const { dir, name } = await this.resolveParent(path);
+    await this.createInode(dir, name, S_IFLNK | 0o777, owner, path, async (inode) => {
+      inode.linksCount = 1;
+      if (t.length < 60) {
+        inode.iBlock = new Uint8Array(60);
+        inode.iBlock.set(t);
+        inode.size = t.length;
+        return;
+      }
+      this.emptyMapRoot(inode);
+      await this.writeContent(inode, t, path);
+    });
+  }
+
+  async link(existingPath: string, newPath: string): Promise<void> {
+    const { inode } = await this.resolve(existingPath, false);
+    if ((inode.mode & S_IFMT) === S_IFDIR) throw new Ext4EditError("EPERM", "hard link to a directory", existingPath);
+    if (inode.linksCount >= LINK_MAX) throw new Ext4EditError("EMLINK", "too many links", existingPath);
+    const { dir, name } = await this.resolveParent(newPath);
+    this.checkDirWritable(dir, newPath);
+    const st = await this.dir(dir);
+    if (st.entries.has(key(name))) throw new Ext4EditError("EEXIST", "file already exists", newPath);
+    this.alloc.reserveBlocks(Ext4Editor.DIR_INSERT_RESERVE, newPath);
+    await this.dirInsert(dir, name, inode.ino, fileTypeFromMode(inode.mode), newPath);
+    await this.putInode(dir);
+    const fresh = await this.getInode(inode.ino);
+    fresh.linksCount++;
+    fresh.ctime = this.now();
+    await this.putInode(fresh);
+  }
+
+  async mknod(path: string, type: NodeType, mode: number, major = 0, minor = 0, owner: OwnerOptions = {}): Promise<void> {
+    const fmt = { chardev: S_IFCHR, blockdev: S_IFBLK, fifo: S_IFIFO, socket: S_IFSOCK }[type];
+    if (fmt === undefined) throw new Ext4EditError("EINVAL", `unknown node type ${type}`, path);
+    const { dir, name } = await this.resolveParent(path);
+    await this.createInode(dir, name, fmt | (mode & 0o7777), owner, path, async (inode) => {
+      inode.linksCount = 1;
+      inode.iBlock = new Uint8Array(60);
+      if (fmt === S_IFCHR || fmt === S_IFBLK) {
+        if (major < 256 && minor < 256) setU32(inode.iBlock, 0, (major << 8) | minor);
+        else setU32(inode.iBlock, 4, ((minor & 0xff) | (major << 8) | ((minor & ~0xff) << 12)) >>> 0);
+      }
+    });
+  }
+
+  // ------------------------------------------------------------ public API: removal
+
+  async unlink(path: string): Promise<void> {
+    const { dir, name } = await this.resolveParent(path);
+    const e = (await this.dir(dir)).entries.get(key(name));
+    if (!e) throw new Ext4EditError("ENOENT", "no such file or directory", path);
+    const inode = await this.getInode(e.ino);
+    if ((inode.mode & S_IFMT) === S_IFDIR) throw new Ext4EditError("EISDIR", "is a directory", path);
+    await this.checkReleasable(inode, path);
+    await this.dirRemove(dir, name, path);
+    await this.putInode(dir);
+    await this.dropLink(inode);
+  }
+
+  private async checkReleasable(inode: Inode, path: string): Promise<void> {
+    if (inode.linksCount <= 1 && inode.fileAcl === 0) {
+      for (const x of await this.loadXattrs(inode)) void x;
+    }
+    if (inode.flags & (INODE_FLAGS.IMMUTABLE | INODE_FLAGS.APPEND)) throw new Ext4EditError("EPERM", "file is immutable or append-only", path);
+  }
+
+  /** One name fewer; frees the inode when it was the last. */
+  private async dropLink(inode: Inode): Promise<void> {
+    const fresh = await this.getInode(inode.ino);
+    if (fresh.linksCount > 1) {
+      fresh.linksCount--;
+      fresh.ctime = this.now();
+      await this.putInode(fresh);
+      return;
+    }
+    await this.releaseInode(fresh);
+  }
+
+  private async releaseInode(inode: Inode): Promise<void> {
+    const isDir = (inode.mode & S_IFMT) === S_IFDIR;
+    if (!(inode.flags & INODE_FLAGS.INLINE_DATA)) await this.freeFileBlocks(inode);
+    if (inode.fileAcl) await this.releaseXattrBlock(inode.fileAcl);
+    inode.fileAcl = 0;
+    inode.linksCount = 0;
+    inode.size = 0;
+    inode.blocksRaw = 0;
+    inode.dtime = this.now().sec >>> 0;
+    inode.iBlock = new Uint8Array(60);
+    inode.flags = 0;
+    // Forget the in-inode xattrs too.
+    const raw = encodeInode(inode, this.sb.inodeSize);
+    raw.fill(0, 128 + inode.extraIsize);
+    inode.raw = raw;
+    await this.putInode(inode);
+    await this.alloc.freeInode(inode.ino, isDir);
+    this.dirs.delete(inode.ino);
+  }
+
+  async rmdir(path: string): Promise<void> {
+    const { dir, name } = await this.resolveParent(path);
+    const e = (await this.dir(dir)).entries.get(key(name));
+    if (!e) throw new Ext4EditError("ENOENT", "no such file or directory", path);
+    const inode = await this.getInode(e.ino);
+    if ((inode.mode & S_IFMT) !== S_IFDIR) throw new Ext4EditError("ENOTDIR", "not a directory", path);
+    if ((await this.dir(inode)).entries.size > 0) throw new Ext4EditError("ENOTEMPTY", "directory not empty", path);
+    await this.checkReleasable(inode, path);
+    await this.dirRemove(dir, name, path);
+    this.decDirLinks(dir);
+    await this.putInode(dir);
+    await this.releaseInode(await this.getInode(inode.ino));
+  }
+
+  async rm(path: string, options: { recursive?: boolean; force?: boolean } = {}): Promise<void> {
+    let inode: Inode;
+    try {
+      inode = (await this.resolve(path, false)).inode;
+    } catch (e) {
+      if (options.force && e instanceof Ext4EditError && e.code === "ENOENT") return;
+      throw e;
+    }
+    if ((inode.mode & S_IFMT) !== S_IFDIR) return this.unlink(path);
+    if (!options.recursive) throw new Ext4EditError("EISDIR", "is a directory (use recursive)", path);
+    const st = await this.dir(inode);
+    for (const [k] of [...st.entries]) {
+      const child = `${path.replace(/\/+$/, "")}/${Buffer.from(k, "latin1").toString("utf8")}`;
+      await this.rm(child, options);
+    }
+    await this.rmdir(path);
+  }
+
+  // ------------------------------------------------------------ public API: rename
+
+  async rename(oldPath: string, newPath: string): Promise<void> {
+    const src = await this.resolveParent(oldPath);
+    const srcEntry = (await this.dir(src.dir)).entries.get(key(src.name));
+    if (!srcEntry) throw new Ext4EditError("ENOENT", "no such file or directory", oldPath);
+    const dst = await this.resolveParent(newPath);
+    this.checkDirWritable(src.dir, oldPath);
+    this.checkDirWritable(dst.dir, newPath);
+    const moving = await this.getInode(srcEntry.ino);
+    const isDir = (moving.mode & S_IFMT) === S_IFDIR;
+    if (isDir) {
+      // The destination must not be inside the directory being moved.
+      let cur = dst.dir.ino;
+      for (let guard = 0; cur !== ROOT_INO && guard < 4096; guard++) {
+        if (cur === moving.ino) throw new Ext4EditError("EINVAL", "cannot move a directory into itself", newPath);
+        const st = await this.dir(await this.getInode(cur));
+        const b = await this.store.get(st.pblk[0]);
+        cur = u32(b, 12);
+      }
+      if (dst.dir.ino === moving.ino) throw new Ext4EditError("EINVAL", "cannot move a directory into itself", newPath);
+    }
+    const dstState = await this.dir(dst.dir);
+    const target = dstState.entries.get(key(dst.name));
+    if (target && target.ino === moving.ino) return;
+    this.alloc.reserveBlocks(Ext4Editor.DIR_INSERT_RESERVE, newPath);
+    let replaced: Inode | undefined;
+    if (target) {
+      replaced = await this.getInode(target.ino);
+      const tIsDir = (replaced.mode & S_IFMT) === S_IFDIR;
+      if (isDir && !tIsDir) throw new Ext4EditError("ENOTDIR", "not a directory", newPath);
+      if (!isDir && tIsDir) throw new Ext4EditError("EISDIR", "is a directory", newPath);
+      if (tIsDir && (await this.dir(replaced)).entries.size > 0) throw new Ext4EditError("ENOTEMPTY", "directory not empty", newPath);
+      await this.dirRetarget(dst.dir, dst.name, moving.ino, fileTypeFromMode(moving.mode), newPath);
+      const now = this.now();
+      dst.dir.mtime = now;
+      dst.dir.ctime = now;
+    } else {
+      await this.dirInsert(dst.dir, dst.name, moving.ino, fileTypeFromMode(moving.mode), newPath);
+    }
+    await this.putInode(dst.dir);
+    // Remove the old name (re-read the source dir: it may be the same inode as dst).
+    const srcDir = await this.getInode(src.dir.ino);
+    await this.dirRemove(srcDir, src.name, oldPath);
+    if (isDir && srcDir.ino !== dst.dir.ino) {
+      this.decDirLinks(srcDir);
+      await this.putInode(srcDir);
+      const dstDir = await this.getInode(dst.dir.ino);
+      if (!(replaced && (replaced.mode & S_IFMT) === S_IFDIR)) this.incDirLinks(dstDir);
+      await this.putInode(dstDir);
+      await this.setDotDot(await this.getInode(moving.ino), dst.dir.ino);
+    } else {
+      await this.putInode(srcDir);
+    }
+    const mv = await this.getInode(moving.ino);
+    mv.ctime = this.now();
+    await this.putInode(mv);
+    if (replaced) {
+      if ((replaced.mode & S_IFMT) === S_IFDIR) {
+        if (srcDir.ino === dst.dir.ino || !isDir) {
+          const d = await this.getInode(dst.dir.ino);
+          this.decDirLinks(d);
+          await this.putInode(d);
+        }
+        await this.releaseInode(await this.getInode(replaced.ino));
+      } else await this.dropLink(replaced);
+    }
+  }
+
+  // ------------------------------------------------------------ public API: attributes
+
+  private async modify(path: string, follow: boolean, fn: (inode: Inode) => void): Promise<void> {
+    const { inode } = await this.resolve(path, follow);
+    fn(inode);
+    inode.ctime = this.now();
+    await this.putInode(inode);
+  }
+
+  async chmod(path: string, mode: number): Promise<void> {
+    await this.modify(path, true, (i) => {
+      i.mode = (i.mode & S_IFMT) | (mode & 0o7777);
+    });
+  }
+
+  async chown(path: string, uid: number, gid: number): Promise<void> {
+    await this.modify(path, true, (i) => {
+      if (uid >= 0) i.uid = uid >>> 0;
+      if (gid >= 0) i.gid = gid >>> 0;
+    });
+  }
+
+  async lchown(path: string, uid: number, gid: number): Promise<void> {
+    await this.modify(path, false, (i) => {
+      if (uid >= 0) i.uid = uid >>> 0;
+      if (gid >= 0) i.gid = gid >>> 0;
+    });
+  }
+
+  async utimes(path: string, atime: Date | number, mtime: Date | number): Promise<void> {
+    await this.modify(path, true, (i) => {
+      i.atime = toTimestamp(atime);
+      i.mtime = toTimestamp(mtime);
+    });
+  }
+
+  async lutimes(path: string, atime: Date | number, mtime: Date | number): Promise<void> {
+    await this.modify(path, false, (i) => {
+      i.atime = toTimestamp(atime);
+      i.mtime = toTimestamp(mtime);
+    });
+  }
+
+  /** Set the size: shrinking frees blocks past the end, growing leaves a hole. */
+  async truncate(path: string, len = 0): Promise<void> {
+    if (!Number.isSafeInteger(len) || len < 0) throw new Ext4EditError("EINVAL", "invalid length", path);
+    const { inode } = await this.resolve(path, true);
+    if ((inode.mode & S_IFMT) !== S_IFREG) throw new Ext4EditError(((inode.mode & S_IFMT) === S_IFDIR ? "EISDIR" : "EINVAL"), "not a regular file", path);
+    this.checkFileWritable(inode, path);
+    if (!this.usesExtents(inode) && len > 0) {
+      const per = this.bs / 4;
+      if (Math.ceil(len / this.bs) > 12 + per + per * per + per * per * per) throw new Ext4EditError("EINVAL", "file too large for a block map", path);
+    }
+    if (inode.flags & INODE_FLAGS.INLINE_DATA) {
+      const data = await this.reader.readFileInode(await this.reader.readInode(inode.ino));
+      const next = new Uint8Array(len);
+      next.set(data.subarray(0, Math.min(len, data.length)));
+      await this.replaceContent(inode, next, path);
+    } else if (len < inode.size) {
+      const keep = Math.ceil(len / this.bs);
+      const map = await this.fileMap(inode);
+      const kept: MapExtent[] = [];
+      for (const e of map.extents) {
+        if (e.lblk >= keep) await this.alloc.freeBlocksRange(e.pblk, e.len);
+        else if (e.lblk + e.len > keep) {
+          const n = keep - e.lblk;
+          await this.alloc.freeBlocksRange(e.pblk + n, e.len - n);
+          kept.push({ ...e, len: n });
+        } else kept.push(e);
+      }
+      await this.setMap(inode, kept, map.metaBlocks, path);
+      // Zero the rest of the last partial block so growing later reads zeros.
+      const tail = len % this.bs;
+      if (tail) {
+        const lb = Math.floor(len / this.bs);
+        const e = kept.find((x) => x.lblk <= lb && lb < x.lblk + x.len && !x.uninit);
+        if (e) {
+          const p = e.pblk + (lb - e.lblk);
+          const b = await this.reader.device.read(p * this.bs, this.bs);
+          const copy = new Uint8Array(b);
+          copy.fill(0, tail);
+          await this.store.writeData(p, copy);
+        }
+      }
+    }
+    inode.size = len;
+    const now = this.now();
+    inode.mtime = now;
+    inode.ctime = now;
+    await this.putInode(inode);
+  }
+
+  // ------------------------------------------------------------ xattrs
+
+  private async loadXattrs(inode: Inode): Promise<XattrItem[]> {
+    const out: XattrItem[] = [];
+    const start = 128 + inode.extraIsize;
+    const raw = inode.raw;
+    if (raw.length > start + 4 && u32(raw, start) === XATTR_MAGIC) {
+      const { entries, problem } = parseXattrEntries(raw, start + 4, raw.length, start + 4);
+      if (problem) throw new Ext4EditError("EINVAL", `in-inode xattrs: ${problem}`, `<inode ${inode.ino}>`);
+      for (const e of entries) {
+        if (e.valueInum) throw new Ext4UnsupportedError("ea_inode", `xattr values in inodes are not supported for writing (inode ${inode.ino})`);
+        out.push({ index: e.nameIndex, suffix: e.nameSuffix, value: raw.slice(start + 4 + e.valueOffset, start + 4 + e.valueOffset + e.valueSize) });
+      }
+    }
+    if (inode.fileAcl) {
+      const b = await this.store.get(inode.fileAcl);
+      const h = parseXattrBlockHeader(b);
+      if (h.magic !== XATTR_MAGIC) throw new Ext4EditError("EINVAL", "bad xattr block", `<inode ${inode.ino}>`);
+      const { entries } = parseXattrEntries(b, XATTR_BLOCK_HEADER_SIZE, b.length, 0);
+      for (const e of entries) {
+        if (e.valueInum) throw new Ext4UnsupportedError("ea_inode", `xattr values in inodes are not supported for writing (inode ${inode.ino})`);
+        out.push({ index: e.nameIndex, suffix: e.nameSuffix, value: b.slice(e.valueOffset, e.valueOffset + e.valueSize) });
+      }
+    }
+    return out;
+  }
+
+  private async releaseXattrBlock(blk: number): Promise<void> {
+    const b = await this.store.get(blk);
+    const h = parseXattrBlockHeader(b);
+    if (h.refcount > 1) {
+      setU32(b, 4, h.refcount - 1);
+      if (this.csum) setXattrBlockChecksum(this.seed, blk, b);
+      this.store.markDirty(blk);
+    } else await this.alloc.freeBlocksRange(blk, 1);
+  }
+
+  /** Lay out `items` (in-inode first, then one block); the inode is written by the caller. */
+  private async storeXattrs(inode: Inode, items: XattrItem[], path: string): Promise<void> {
+    const ibody = this.sb.inodeSize - 128 - inode.extraIsize;
+    const plan = planXattrs(items, ibody, this.bs);
+    if (!plan) throw new Ext4NoSpaceError("blocks", "extended attributes do not fit in the inode and one block", path);
+    const oldBlock = inode.fileAcl;
+    let newBlock = 0;
+    if (plan.block.length) {
+      let reuse = false;
+      if (oldBlock) reuse = parseXattrBlockHeader(await this.store.get(oldBlock)).refcount === 1;
+      if (reuse) newBlock = oldBlock;
+      else {
+        const [r] = await this.alloc.allocBlocks(1, this.alloc.goalFor(inode.ino), path);
+        newBlock = r.start;
+      }
+      const b = reuse ? await this.store.get(newBlock) : this.store.fresh(newBlock);
+      writeXattrBlock(b, plan.block);
+      if (this.csum) setXattrBlockChecksum(this.seed, newBlock, b);
+      this.store.markDirty(newBlock);
+    }
+    if (oldBlock && oldBlock !== newBlock) await this.releaseXattrBlock(oldBlock);
+    const dataBlocks = inode.blocksRaw / (this.bs / 512) - (oldBlock ? 1 : 0);
+    inode.fileAcl = newBlock;
+    this.setBlocks(inode, dataBlocks + (newBlock ? 1 : 0));
+    const raw = encodeInode(inode, this.sb.inodeSize);
+    writeIbodyXattrs(raw, inode.extraIsize, plan.ibody);
+    inode.raw = raw;
+  }
+
+  private xattrName(name: string, path: string): { index: number; suffix: Uint8Array } {
+    const s = splitXattrName(name);
+    if (!s || (s.index === 7 && decodeName(s.suffix) === "data") || name.length > 255)
+      throw new Ext4EditError("EINVAL", `unsupported xattr name ${name}`, path);
+    return s;
+  }
+
+  async setxattr(path: string, name: string, value: Uint8Array | string, options: { follow?: boolean } = {}): Promise<void> {
+    if (!hasCompat(this.sb, COMPAT.ext_attr)) throw new Ext4UnsupportedError("ext_attr", "the filesystem has no ext_attr feature");
+    const n = this.xattrName(name, path);
+    let v = typeof value === "string" ? new TextEncoder().encode(value) : value;
+    if (isPosixAclName(name)) {
+      try {
+        v = encodePosixAclDisk(decodePosixAcl(v));
+      } catch (e) {
+        throw new Ext4EditError("EINVAL", `bad POSIX ACL: ${(e as Error).message}`, path);
+      }
+    }
+    if (v.length > 65536) throw new Ext4EditError("EINVAL", "xattr value too large", path);
+    const { inode } = await this.resolve(path, options.follow ?? true);
+    const items = (await this.loadXattrs(inode)).filter((x) => !(x.index === n.index && key(x.suffix) === key(n.suffix)));
+    items.push({ index: n.index, suffix: n.suffix, value: v.slice() });
+    await this.storeXattrs(inode, items, path);
+    inode.ctime = this.now();
+    await this.putInode(inode);
+  }
+
+  async removexattr(path: string, name: string, options: { follow?: boolean } = {}): Promise<void> {
+    const n = this.xattrName(name, path);
+    const { inode } = await this.resolve(path, options.follow ?? true);
+    const items = await this.loadXattrs(inode);
+    const rest = items.filter((x) => !(x.index === n.index && key(x.suffix) === key(n.suffix)));
+    if (rest.length === items.length) throw new Ext4EditError("ENODATA", `no attribute ${name}`, path);
+    await this.storeXattrs(inode, rest, path);
+    inode.ctime = this.now();
+    await this.putInode(inode);
+  }
+
+  // ------------------------------------------------------------ reads (through the reader)
+
+  private async settle(): Promise<void> {
+    if (this.alloc.dirty || this.store.dirtyCount) {
+      await this.alloc.flush();
+      await this.store.flush();
+    }
+    this.refreshReader();
+  }
+
+  /** The reader keeps its own descriptors (uninit flags decide what it reads) and caches. */
+  private refreshReader(): void {
+    this.groups.forEach((g, i) => {
+      Object.assign(this.reader.groups[i], g);
+    });
+    this.reader.clearCaches();
+  }
+
+  async stat(path: string): Promise<Ext4Stats> {
+    await this.settle();
+    return this.reader.stat(path);
+  }
+  async lstat(path: string): Promise<Ext4Stats> {
+    await this.settle();
+    return this.reader.lstat(path);
+  }
+  async readFile(path: string): Promise<Buffer> {
+    await this.settle();
+    return this.reader.readFile(path);
+  }
+  async readdir(path: string): Promise<string[]>;
+  async readdir(path: string, options: { withFileTypes: true }): Promise<Ext4Dirent[]>;
+  async readdir(path: string, options?: { withFileTypes?: boolean }): Promise<string[] | Ext4Dirent[]> {
+    await this.settle();
+    if (options?.withFileTypes) return this.reader.readdir(path, { withFileTypes: true });
+    return this.reader.readdir(path);
+  }
+  async readlink(path: string): Promise<string> {
+    await this.settle();
+    return this.reader.readlink(path);
+  }
+  async getxattr(path: string, name: string): Promise<Buffer> {
+    await this.settle();
+    return this.reader.getxattr(path, name);
+  }
+  async listxattr(path: string): Promise<string[]> {
+    await this.settle();
+    return this.reader.listxattr(path);
+  }
+  async exists(path: string): Promise<boolean> {
+    try {
+      await this.resolve(path, false);
+      return true;
+    } catch (e) {
+      if (e instanceof Ext4EditError && (e.code === "ENOENT" || e.code === "ENOTDIR")) return false;
+      throw e;
+    }
+  }
+
+  /** Bytes written so far (metadata flushes and file data). */
+  get writeCounters(): { writes: number; bytesWritten: number } {
+    return this.store.counters;
+  }
+
+  /** Write all pending metadata (bitmaps, descriptors, superblocks, inodes, directories). */
+  async sync(): Promise<void> {
+    await this.alloc.flush();
+    await this.store.flush();
+    await this.reader.device.flush();
+    this.refreshReader();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await this.sync();
+    this.closed = true;
+    await this.reader.close();
+  }
+}
