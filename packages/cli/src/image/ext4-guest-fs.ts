@@ -18,15 +18,25 @@ import {
   type GuestWriteOptions,
 } from "../guest/guest-fs.js";
 
-const TYPE_OF: Record<number, GuestFileType> = {
-  16807: "file",
-  9604: "directory",
-  21609: "symlink",
-  4802: "chardev",
-  14406: "blockdev",
-  2401: "fifo",
-  26411: "socket",
-};
+/** File type from the S_IFMT bits of an inode mode. */
+function typeOfMode(mode: number): GuestFileType {
+  switch (mode & 0xf000) {
+    case 0x4000:
+      return "directory";
+    case 0xa000:
+      return "symlink";
+    case 0x2000:
+      return "chardev";
+    case 0x6000:
+      return "blockdev";
+    case 0x1000:
+      return "fifo";
+    case 0xc000:
+      return "socket";
+    default:
+      return "file";
+  }
+}
 
 const GUEST_CODES = new Set<string>([
   "ENOENT",
@@ -46,7 +56,7 @@ function toDate(t: { sec: number; nsec: number }): Date {
 }
 
 export function ext4StatsToGuest(s: Ext4Stats): GuestStats {
-  const type = TYPE_OF[s.mode & 0o170000] ?? "file";
+  const type = typeOfMode(s.mode);
   return {
     type,
     mode: s.mode & 0o7777,
@@ -67,7 +77,8 @@ export function ext4StatsToGuest(s: Ext4Stats): GuestStats {
 function mapError(err: unknown, path: string): unknown {
   if (err instanceof GuestFsError) return err;
   if (err instanceof ImgpatchError && GUEST_CODES.has(err.code)) {
-    const msg = err.message.replace(/^[A-Z]+: /, "").replace(/, '[^']*'$/, "");
+    // The reader's message is "FILE: CODE: reason, 'path'": keep the reason only.
+    const msg = err.message.replace(/^.*?\b[A-Z]{2,}: /, "").replace(/, '[^']*'$/, "");
     return new GuestFsError(err.code as GuestErrorCode, path, msg, { cause: err });
   }
   return err;

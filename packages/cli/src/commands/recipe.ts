@@ -1,0 +1,135 @@
+/**
+ * Operations from the command line in their order, and from recipe files.
+ *
+ * Recipe (JSON, or the YAML subset parseYamlLite reads): a list of one-key objects, each key an
+ * operation name and its value the argument exactly as on the command line (null/true for
+ * operations without one), or an object `{ "operations": [...] }` holding that list:
+ *   [ {"mkdir": "/opt/x"}, {"write": "/etc/motd:hello"}, {"selinux-relabel": null} ]
+ */
+import { readFile } from "node:fs/promises";
+import {
+  type CustomizeOp,
+  CustomizeUsageError,
+  parseCommandsFile,
+  parseOperation,
+} from "../customize/operations.js";
+import { parseYamlLite, type YamlValue } from "../elements/yaml-lite.js";
+
+/** Operation names (long options) `customize` accepts, in the --help order. */
+export const OPERATION_NAMES = [
+  "mkdir",
+  "upload",
+  "write",
+  "append-line",
+  "copy-in",
+  "tar-in",
+  "link",
+  "chmod",
+  "chown",
+  "delete",
+  "touch",
+  "move",
+  "copy",
+  "rpm",
+  "enable",
+  "disable",
+  "mask",
+  "firstboot",
+  "firstboot-command",
+  "hostname",
+  "timezone",
+  "ssh-inject",
+  "selinux-relabel",
+  "selinux-permissive",
+  "commands-from-file",
+  "recipe",
+] as const;
+
+export const NO_ARG_OPS = new Set(["selinux-relabel", "selinux-permissive"]);
+
+/** A customize step: the shared operations plus --rpm (rpm-inject). */
+export type Step = CustomizeOp | { op: "rpm"; host: string };
+
+export function parseStep(name: string, arg: string | undefined): Step {
+  if (name === "rpm") {
+    if (!arg) throw new CustomizeUsageError("--rpm needs an RPM file");
+    return { op: "rpm", host: arg };
+  }
+  return parseOperation(name, arg);
+}
+
+function recipeSteps(value: YamlValue | unknown, file: string): Step[] {
+  let list = value;
+  if (list && typeof list === "object" && !Array.isArray(list) && "operations" in (list as object)) {
+    list = (list as { operations: unknown }).operations;
+  }
+  if (!Array.isArray(list)) throw new CustomizeUsageError(`${file}: a recipe is a list of operations`, file);
+  return list.map((item, i) => {
+    if (!item || typeof item !== "object" || Array.isArray(item) || Object.keys(item).length !== 1) {
+      throw new CustomizeUsageError(`${file}: item ${i + 1}: expected one {operation: argument}`, file);
+    }
+    const [name, v] = Object.entries(item as Record<string, unknown>)[0];
+    if (name === "commands-from-file" || name === "recipe") {
+      throw new CustomizeUsageError(`${file}: item ${i + 1}: ${name} cannot nest`, file);
+    }
+    if (v !== null && v !== true && typeof v !== "string" && typeof v !== "number") {
+      throw new CustomizeUsageError(`${file}: item ${i + 1}: the argument of ${name} must be a string`, file);
+    }
+    try {
+      return parseStep(name, v === null || v === true ? undefined : String(v));
+    } catch (err) {
+      throw new CustomizeUsageError(`${file}: item ${i + 1}: ${(err as Error).message}`, file);
+    }
+  });
+}
+
+export async function readRecipe(file: string): Promise<Step[]> {
+  const text = await readFile(file, "utf8").catch((e: Error) => {
+    throw new CustomizeUsageError(`cannot read recipe: ${e.message}`, file);
+  });
+  const trimmed = text.trimStart();
+  let value: unknown;
+  try {
+    value = trimmed.startsWith("[") || trimmed.startsWith("{") ? JSON.parse(text) : parseYamlLite(text, file);
+  } catch (err) {
+    throw new CustomizeUsageError(`${file}: not valid JSON/YAML: ${(err as Error).message}`, file);
+  }
+  return recipeSteps(value, file);
+}
+
+export async function readCommandsFile(file: string): Promise<Step[]> {
+  const text = await readFile(file, "utf8").catch((e: Error) => {
+    throw new CustomizeUsageError(`cannot read commands file: ${e.message}`, file);
+  });
+  return parseCommandsFile(text, file);
+}
+
+const OPS = new Set<string>(OPERATION_NAMES);
+
+/**
+ * Scans the raw arguments of `customize` for operations, keeping their order (yargs groups options
+ * by name). `--name value` and `--name=value` both work.
+ */
+export async function orderedSteps(args: readonly string[]): Promise<Step[]> {
+  const steps: Step[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (a === "--") break;
+    if (!a.startsWith("--")) continue;
+    const eq = a.indexOf("=");
+    const name = a.slice(2, eq < 0 ? undefined : eq);
+    if (!OPS.has(name)) continue;
+    let value: string | undefined;
+    if (NO_ARG_OPS.has(name)) value = eq < 0 ? undefined : a.slice(eq + 1);
+    else if (eq >= 0) value = a.slice(eq + 1);
+    else {
+      value = args[i + 1];
+      i++;
+      if (value === undefined) throw new CustomizeUsageError(`--${name} needs an argument`);
+    }
+    if (name === "commands-from-file") steps.push(...(await readCommandsFile(value as string)));
+    else if (name === "recipe") steps.push(...(await readRecipe(value as string)));
+    else steps.push(parseStep(name, value));
+  }
+  return steps;
+}
