@@ -122,6 +122,8 @@ const XATTR_SIZE_MAX = 65536;
 const DEFAULT_MAX_READ = 2 ** 31 - 1;
 /** Read-ahead window for small file data reads. */
 const DATA_WINDOW = 512 * 1024;
+/** Windows read ahead of a sequential reader. */
+const PREFETCH_WINDOWS = 2;
 
 export interface Ext4Warning {
   code: string;
@@ -879,9 +881,12 @@ export class Ext4Fs {
     const sequential = win === this.lastWindow || win === this.lastWindow + W;
     this.lastWindow = win;
     const pending = this.loadWindow(win);
-    // Sequential access: start reading the next window while this one is being consumed.
-    if (sequential && win + W < this.sb.blocksCount * this.blockSize)
-      this.loadWindow(win + W).catch(() => {});
+    // Sequential access: start reading the next windows while this one is being consumed.
+    if (sequential) {
+      const fsEnd = this.sb.blocksCount * this.blockSize;
+      for (let k = 1; k <= PREFETCH_WINDOWS && win + k * W < fsEnd; k++)
+        this.loadWindow(win + k * W).catch(() => {});
+    }
     const buf = await pending;
     target.set(buf.subarray(offset - win, offset - win + target.length));
   }
