@@ -63,6 +63,12 @@ export interface InfoOptions {
   backingChain?: boolean;
 }
 
+/** Snapshot ids and names are C strings for qemu: they end at the first NUL. */
+function cString(s: string): string {
+  const nul = s.indexOf("\0");
+  return nul < 0 ? s : s.slice(0, nul);
+}
+
 /** qemu's path_combine: a relative backing name is taken relative to the image's directory. */
 export function combineBackingPath(imagePath: string, backing: string): string {
   if (backing.startsWith("/") || /^[a-z+]+:/i.test(backing)) return backing;
@@ -77,7 +83,9 @@ export async function imageInfo(path: string): Promise<ImageInfo> {
   const actualSize = st.blocks * 512;
   const format = await probeFormat(path);
   if (format === "raw") {
-    return { filename: path, format: "raw", virtualSize: st.size, actualSize, dirtyFlag: false };
+    // qemu sees a raw file in whole 512-byte sectors (the last one padded)
+    const virtualSize = Math.ceil(st.size / 512) * 512;
+    return { filename: path, format: "raw", virtualSize, actualSize, dirtyFlag: false };
   }
   const dev = await openQcow2(path, { readOnly: true, backing: "none", onWarning: () => {} });
   try {
@@ -106,37 +114,44 @@ export async function imageInfo(path: string): Promise<ImageInfo> {
     const info: ImageInfo = {
       filename: path,
       format: "qcow2",
-      virtualSize: h.size,
+      virtualSize: Math.floor(h.size / 512) * 512, // qemu counts whole sectors
       actualSize,
       dirtyFlag: (h.incompatibleFeatures & INCOMPAT_DIRTY) !== 0n,
       clusterSize: dev.clusterSize,
       qcow2: q,
     };
-    if (dev.backingInfo) {
-      info.backingFilename = dev.backingInfo.name;
-      info.fullBackingFilename = combineBackingPath(path, dev.backingInfo.name);
+    const backingName = dev.backingInfo ? cString(dev.backingInfo.name) : "";
+    if (backingName !== "") {
+      info.backingFilename = backingName;
+      info.fullBackingFilename = combineBackingPath(path, backingName);
       if (dev.extensions.backingFormat !== undefined)
         info.backingFilenameFormat = dev.extensions.backingFormat;
     }
     if (dev.snapshots.length > 0) {
-      info.snapshots = dev.snapshots.map((s) => {
+      info.snapshots = [];
+      const fixed = new Uint8Array(40);
+      for (const s of dev.snapshots) {
+        // 64-bit fields are taken from the raw entry: qemu prints them whatever their size
+        await dev.hostFile.read(s.entryOffset, fixed);
+        const fv = viewOf(fixed);
+        const clock = fv.getBigUint64(24);
+        const extra = viewOf(s.extraData);
+        const vmState = s.extraData.length >= 8 ? extra.getBigUint64(0) : BigInt(fv.getUint32(32));
         const out: SnapshotInfo = {
-          id: s.id,
-          name: s.name,
-          vmStateSize: s.vmStateSize,
+          id: cString(s.id),
+          name: cString(s.name),
+          vmStateSize: Number(BigInt.asIntN(64, vmState)),
           dateSec: s.dateSec,
           dateNsec: s.dateNsec,
-          vmClockSec: Math.floor(s.vmClockNsec / 1e9),
-          vmClockNsec: s.vmClockNsec % 1e9,
+          vmClockSec: Number(clock / 1_000_000_000n),
+          vmClockNsec: Number(clock % 1_000_000_000n),
         };
         if (s.extraData.length >= 24) {
-          const v = viewOf(s.extraData);
-          const hi = v.getUint32(16);
-          const lo = v.getUint32(20);
-          if (!(hi === 0xffff_ffff && lo === 0xffff_ffff)) out.icount = hi * 0x1_0000_0000 + lo;
+          const icount = extra.getBigUint64(16);
+          if (icount !== 0xffff_ffff_ffff_ffffn) out.icount = Number(BigInt.asIntN(64, icount));
         }
-        return out;
-      });
+        info.snapshots.push(out);
+      }
     }
     return info;
   } finally {

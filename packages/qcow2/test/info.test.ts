@@ -1,5 +1,6 @@
-import { mkdir, open } from "node:fs/promises";
+import { mkdir, open, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { ImgpatchError } from "@imgpatch/disk";
 import {
   describeWithTools,
   fixture,
@@ -81,6 +82,59 @@ describeWithTools(["qemu-img", "qemu-io"], "info agrees with qemu-img info", () 
       expect(info?.dirtyFlag).toBe(true);
       expect(info?.qcow2?.corrupt).toBe(bits === 3);
     }
+  });
+
+  it("random damage to header, snapshot table and bitmap directory: same facts as qemu-img info", async () => {
+    const sub = join(dir, "fuzz");
+    await mkdir(sub, { recursive: true });
+    await qemuImg(["create", "-q", "-f", "raw", join(sub, "base.raw"), "2M"]);
+    const src = join(sub, "src.qcow2");
+    await qemuImg(["create", "-q", "-f", "qcow2", "-b", "base.raw", "-F", "raw", src]);
+    await qemuImg(["snapshot", "-c", "first", src]);
+    await qemuIo(src, ["write -P 7 0 64k"]);
+    await qemuImg(["snapshot", "-c", "second snap", src]);
+    await qemuImg(["bitmap", "--add", "-g", "128k", src, "bm0"]);
+    const orig = await readFile(src);
+    const snapAt = Number(orig.readBigUInt64BE(64));
+    let dirAt = 0;
+    for (let i = 104; i + 32 <= 4096; i += 8) {
+      if (orig.readUInt32BE(i) === 0x23852875) {
+        dirAt = Number(orig.readBigUInt64BE(i + 24));
+        break;
+      }
+    }
+    expect(dirAt).toBeGreaterThan(0);
+    let x = 4242;
+    const rnd = () => {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      return x >>> 0;
+    };
+    const p = join(sub, "mutant.qcow2");
+    let compared = 0;
+    for (let t = 0; t < 240; t++) {
+      const m = Buffer.from(orig);
+      const at = t % 3 === 0 ? rnd() % 512 : t % 3 === 1 ? snapAt + (rnd() % 200) : dirAt + (rnd() % 120);
+      m[at] = rnd() & 0xff;
+      await writeFile(p, m);
+      let theirs: Awaited<ReturnType<typeof qemuImgInfo>>;
+      try {
+        theirs = await qemuImgInfo(p);
+      } catch {
+        continue; // qemu refuses it too
+      }
+      let ours: ReturnType<typeof toQemuJson>;
+      try {
+        ours = toQemuJson(await imageInfo(p));
+      } catch (e) {
+        expect(e).toBeInstanceOf(ImgpatchError); // we may be stricter, with a typed error
+        continue;
+      }
+      expect({ t, at, info: ours }).toEqual({ t, at, info: theirs });
+      compared++;
+    }
+    expect(compared).toBeGreaterThan(150);
   });
 
   it("images we create (with and without a backing file)", async () => {
