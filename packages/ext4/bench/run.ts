@@ -67,11 +67,11 @@ async function readTree(
   let bytes = 0;
   for await (const e of fs.walk("/")) {
     if (e.stats.isFile()) {
-      const data = await fs.readFileInode(await fs.readInode(e.ino), e.path);
+      const data = await fs.readFileInode(e.inode, e.path);
       bytes += data.length;
       files++;
     } else if (e.stats.isSymbolicLink()) {
-      await fs.readSymlinkInode(await fs.readInode(e.ino));
+      await fs.readSymlinkInode(e.inode);
     }
   }
   const counters = { ...fs.counters };

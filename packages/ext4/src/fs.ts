@@ -167,6 +167,8 @@ export interface WalkEntry {
   path: string;
   ino: number;
   stats: Ext4Stats;
+  /** The parsed inode (shared with the cache: read-only), for the inode-level methods. */
+  inode: Inode;
   /** Depth below the walk's root (root = 0). */
   depth: number;
 }
@@ -1595,7 +1597,13 @@ export class Ext4Fs {
     ];
     while (stack.length > 0) {
       const cur = stack.pop()!;
-      yield { path: cur.path, ino: cur.ino, stats: this.statsOf(cur.inode), depth: cur.depth };
+      yield {
+        path: cur.path,
+        ino: cur.ino,
+        stats: this.statsOf(cur.inode),
+        inode: cur.inode,
+        depth: cur.depth,
+      };
       if ((cur.inode.mode & S_IFMT) !== S_IFDIR) continue;
       if (seen.has(cur.ino)) {
         this.problem(
