@@ -304,7 +304,7 @@ async function toQcow2(src: BlockDevice, target: string, options: ConvertOptions
       fmt === "qcow2" ? await openQcow2(p, { readOnly: true }) : await FileDevice.open(p, { readOnly: true });
   }
   const writer = await Qcow2StreamWriter.create(target, {
-    size: src.size,
+    size: Math.ceil(src.size / 512) * 512, // whole sectors, as qemu sees a raw source
     clusterSize: cs,
     version,
     extendedL2: options.extendedL2,

@@ -1,4 +1,4 @@
-import { copyFile, stat } from "node:fs/promises";
+import { copyFile, stat, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import {
   describeWithTools,
@@ -90,6 +90,13 @@ describeWithTools(["qemu-img", "qemu-io"], "convert, checked by qemu-img", () =>
     const back = await convertAndVerify(out, { format: "raw" });
     const st = await stat(back.out);
     expect(st.blocks * 512).toBeLessThan(st.size); // sparse
+  });
+
+  it("a raw file whose size is not a whole number of sectors", async () => {
+    const raw = join(dir, "odd.raw");
+    await writeFile(raw, new Uint8Array(1024 * 1024 + 1000).fill(0x6b));
+    const { out } = await convertAndVerify(raw);
+    expect((await qemuImgInfo(out))["virtual-size"]).toBe(1024 * 1024 + 1024);
   });
 
   it("a sparse raw image stays sparse; all-zero data clusters are dropped", async () => {
