@@ -82,14 +82,21 @@ export async function mainJob(
   log(`  elements path: ${elementsPath.split(":").map(rel).join(":")}`);
   log(`  elements:      ${MAIN_JOB_ELEMENTS.join(" ")}`);
   log(`  output:        ${rel(gold)}`);
-  const io = { out: (t: string) => log(t.replace(/\n$/, "")), err: (t: string) => log(t.replace(/\n$/, "")), env };
+  const io = {
+    out: (t: string) => log(t.replace(/\n$/, "")),
+    err: (t: string) => log(t.replace(/\n$/, "")),
+    env,
+  };
 
   if (!ext4EditorAvailable()) {
     log("");
     log("The ext4 editor (@imgpatch/ext4 write support) is not in this checkout yet, so the image");
     log("cannot be written. What can be done without it — the full plan, against the real base image:");
     log("");
-    const code = await runCli(["elements", base, "--dry-run", "--elements-path", elementsPath, ...MAIN_JOB_ELEMENTS], io);
+    const code = await runCli(
+      ["elements", base, "--dry-run", "--elements-path", elementsPath, ...MAIN_JOB_ELEMENTS],
+      io,
+    );
     log("");
     log(`MISSING: ext4 write support -> ${rel(gold)} was NOT written (dry run exit code ${code}).`);
     return { exitCode: 1, missing: ["ext4 editor"] };

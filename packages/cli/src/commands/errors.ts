@@ -2,6 +2,7 @@
 import { ChecksumError, FormatError, ImgpatchError, UnsupportedError } from "@imgpatch/disk";
 import { CustomizeUsageError } from "../customize/operations.js";
 import { GuestFsError } from "../guest/guest-fs.js";
+import { GuestOpenError } from "../image/open-guest.js";
 import { UsageError } from "../image/open-image.js";
 
 /** Documented in packages/cli/README.md. */
@@ -24,6 +25,7 @@ export function exitCodeOf(err: unknown): number {
   if (err instanceof CustomizeUsageError && err.file?.startsWith("/")) return EXIT.guestPath;
   if (err instanceof UsageError || err instanceof CustomizeUsageError) return EXIT.usage;
   if (err instanceof GuestFsError) return EXIT.guestPath;
+  if (err instanceof GuestOpenError) return EXIT.badImage;
   if (err instanceof FormatError || err instanceof ChecksumError || err instanceof UnsupportedError)
     return EXIT.badImage;
   if (err instanceof ImgpatchError) {

@@ -120,10 +120,15 @@ export async function runSteps(
   return done;
 }
 
+function mountsArg(v: unknown): string[] | undefined {
+  if (v === undefined) return undefined;
+  return (Array.isArray(v) ? v : [v]).map(String);
+}
+
 function outputOptions(a: Record<string, unknown>): OpenGuestOptions {
   return {
     format: fmtArg(a.format, "--format"),
-    mounts: (a.mount as string[] | undefined) ?? undefined,
+    mounts: mountsArg(a.mount),
     overlay: a.overlay as string | undefined,
     output: a.output as string | undefined,
     outputFormat: fmtArg(a["output-format"], "--output-format"),
@@ -138,8 +143,7 @@ function imageOptions(y: Argv): Argv {
     .option("mount", {
       alias: "m",
       type: "string",
-      array: true,
-      describe: "DEV:MOUNTPOINT (3:/, /dev/sda3:/, UUID=…:/boot); replaces fstab",
+      describe: "DEV:MOUNTPOINT (repeatable) (3:/, /dev/sda3:/, UUID=…:/boot); replaces fstab",
     });
 }
 
@@ -223,7 +227,7 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
         try {
           guest = await withGuest(
             path,
-            { format: fmtArg(a.format, "--format"), mounts: a.mount as string[] },
+            { format: fmtArg(a.format, "--format"), mounts: mountsArg(a.mount) },
             async (g) => ({
               mounts: g.mounts,
               os: g.os,
@@ -298,7 +302,7 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
       async (a) => {
         await withGuest(
           a.image as string,
-          { format: fmtArg(a.format, "--format"), mounts: a.mount as string[] },
+          { format: fmtArg(a.format, "--format"), mounts: mountsArg(a.mount) },
           async (g) => {
             const root = a.path as string;
             const entries: Array<{ path: string; stats: GuestStats; target?: string }> = [];
@@ -335,7 +339,7 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
       async (a) => {
         await withGuest(
           a.image as string,
-          { format: fmtArg(a.format, "--format"), mounts: a.mount as string[] },
+          { format: fmtArg(a.format, "--format"), mounts: mountsArg(a.mount) },
           async (g) => {
             const data = await g.fs.readFile(a.path as string);
             if (a.json)
@@ -359,7 +363,7 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
       async (a) => {
         await withGuest(
           a.image as string,
-          { format: fmtArg(a.format, "--format"), mounts: a.mount as string[] },
+          { format: fmtArg(a.format, "--format"), mounts: mountsArg(a.mount) },
           async (g) => {
             const p = a.path as string;
             const s = await g.fs.lstat(p);
@@ -385,7 +389,7 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
       async (a) => {
         await withGuest(
           a.image as string,
-          { format: fmtArg(a.format, "--format"), mounts: a.mount as string[] },
+          { format: fmtArg(a.format, "--format"), mounts: mountsArg(a.mount) },
           async (g) => {
             const r = await copyOut(g.fs, a.guest as string, a.host as string);
             if (a.json) return emitJson(r);

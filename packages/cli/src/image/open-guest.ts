@@ -16,6 +16,7 @@ import { basename, dirname, isAbsolute, join, relative, resolve } from "node:pat
 import {
   type BlockDevice,
   type DiskInspection,
+  ImgpatchError,
   inspectDisk,
   RangeDevice,
   type VolumeInspection,
@@ -77,8 +78,12 @@ export interface Guest {
   close(): Promise<void>;
 }
 
-/** The image is not something we can open a guest from (no root filesystem, bad mount spec). */
-export class GuestOpenError extends UsageError {}
+/** The image holds no guest we can open (no ext2/3/4 filesystem, no root among several). */
+export class GuestOpenError extends ImgpatchError {
+  constructor(message: string, file?: string) {
+    super("ENOGUEST", message, { file });
+  }
+}
 
 function tempName(target: string, tag: string): string {
   return join(
@@ -160,7 +165,7 @@ async function hasOsRelease(fs: GuestFs): Promise<boolean> {
 
 function splitMountArg(arg: string): { dev: string; mountpoint: string } {
   const i = arg.indexOf(":/");
-  if (i <= 0) throw new GuestOpenError(`-m expects DEV:MOUNTPOINT (e.g. /dev/sda3:/ or 3:/), got "${arg}"`);
+  if (i <= 0) throw new UsageError(`-m expects DEV:MOUNTPOINT (e.g. /dev/sda3:/ or 3:/), got "${arg}"`);
   return { dev: arg.slice(0, i), mountpoint: arg.slice(i + 1).replace(/(.)\/+$/, "$1") };
 }
 
@@ -354,7 +359,7 @@ async function chooseMounts(
       const { dev, mountpoint } = splitMountArg(arg);
       const vol = findVolume(dev, volumes);
       if (!vol)
-        throw new GuestOpenError(
+        throw new UsageError(
           `-m ${arg}: no volume ${dev} on this disk (${volumes.map(volumeName).join(", ")})`,
           image,
         );
@@ -364,8 +369,7 @@ async function chooseMounts(
       }
       add(v, mountpoint, dev);
     }
-    if (!mounts.some((m) => m.mountpoint === "/"))
-      throw new GuestOpenError("-m: no mount for / given", image);
+    if (!mounts.some((m) => m.mountpoint === "/")) throw new UsageError("-m: no mount for / given", image);
     return { mounts, infos };
   }
 

@@ -1,0 +1,32 @@
+/** Spawns the real `imgpatch` bin (TypeScript sources through tsx; see source-hooks.mjs). */
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+
+export const BIN = fileURLToPath(new URL("../../src/bin/imgpatch.ts", import.meta.url));
+const REGISTER = fileURLToPath(new URL("./register-sources.mjs", import.meta.url));
+
+export interface BinResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export function runBin(args: string[], env: Record<string, string> = {}, cwd?: string): Promise<BinResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ["--import", "tsx", "--import", REGISTER, BIN, ...args], {
+      env: { ...process.env, ...env },
+      cwd,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => {
+      stdout += d;
+    });
+    child.stderr.on("data", (d) => {
+      stderr += d;
+    });
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
