@@ -73,13 +73,32 @@ const WORKLOAD: Step[] = [
   { op: "flush" },
 ];
 
+// Extended L2 (16 KiB clusters, 512-byte subclusters): partial-subcluster copy-on-write, zero
+// subclusters and zero/discarded whole clusters.
+const EXTL2_WORKLOAD: Step[] = [
+  { op: "write", off: 1000, len: 3000, seed: 11 },
+  { op: "flush" },
+  { op: "write", off: 40 * K + 7, len: 20 * K, seed: 12 },
+  { op: "zero", off: 100 * K + 300, len: 6 * K },
+  { op: "flush" },
+  { op: "discard", off: 0, len: 16 * K },
+  { op: "write", off: 64 * K + 100, len: 300, seed: 13 },
+  { op: "zero", off: 200 * K, len: 32 * K },
+  { op: "write", off: 1 * M, len: 200 * K + 5, seed: 14 },
+  { op: "write", off: 41 * K, len: 700, seed: 15 }, // in place, partly over unallocated subclusters
+  { op: "flush" },
+];
+
 describeWithTools(
   ["qemu-img", "qemu-io"],
   "crash safety with FaultyDevice (power loss after every write)",
   () => {
     let dir: string;
     let pristine: Uint8Array;
+    let pristineExtL2: Uint8Array;
     let baseBytes: Uint8Array;
+    /** The image and workload the next attempts use. */
+    let cfg: { image: () => Uint8Array; workload: Step[] } = { image: () => pristine, workload: WORKLOAD };
 
     beforeAll(async () => {
       dir = await tempDir("qcow2-faulty-");
@@ -104,11 +123,26 @@ describeWithTools(
         top,
       ]);
       pristine = new Uint8Array(await readFile(top));
+      const ext = join(dir, "pristine-extl2.qcow2");
+      await qemuImg([
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-o",
+        "cluster_size=16k,extended_l2=on",
+        "-b",
+        "base.qcow2",
+        "-F",
+        "qcow2",
+        ext,
+      ]);
+      pristineExtL2 = new Uint8Array(await readFile(ext));
     });
 
     /** Run the workload on a fresh copy; returns the model as of the last acknowledged flush. */
     async function attempt(path: string, failAfter: number, mode: "power-loss" | "torn" = "power-loss") {
-      await writeFile(path, pristine);
+      await writeFile(path, cfg.image());
       const fh = await open(path, "r+");
       await fh.truncate(CONTAINER);
       await fh.close();
@@ -118,7 +152,7 @@ describeWithTools(
           ? { failAfterWrites: failAfter, dropUnflushed: true }
           : { failAfterWrites: failAfter, tornBytes: 512 }, // killed mid-write: one sector lands
       );
-      const host = new FaultyHost(faulty, pristine.length);
+      const host = new FaultyHost(faulty, cfg.image().length);
       const model = baseBytes.slice();
       let acked = model.slice();
       /** Bytes touched since the last acknowledged flush: their content is not promised. */
@@ -130,7 +164,7 @@ describeWithTools(
           name: path,
           backing: (ref) => openQcow2(join(dir, ref.name), { readOnly: true }),
         });
-        for (const s of WORKLOAD) {
+        for (const s of cfg.workload) {
           if (s.op === "flush") {
             await dev.flush();
             acked = model.slice();
@@ -185,6 +219,19 @@ describeWithTools(
       console.log(
         `crash test: ${total + 1} stop points (0..${total} writes), ${leaky} left leaks, none corrupt`,
       );
+    }, 600_000);
+
+    it("extended L2 overlay: power loss after every write", async () => {
+      cfg = { image: () => pristineExtL2, workload: EXTL2_WORKLOAD };
+      try {
+        const probe = await attempt(join(dir, "probe-extl2.qcow2"), Number.POSITIVE_INFINITY);
+        expect(probe.crashed).toBe(false);
+        expect(firstDiff(await qemuRaw(dir, join(dir, "probe-extl2.qcow2")), probe.model)).toBe(-1);
+        for (let n = 0; n <= probe.writes; n++) await verifyStop(n, probe.writes, "power-loss");
+        console.log(`extended L2 crash test: ${probe.writes + 1} stop points, none corrupt`);
+      } finally {
+        cfg = { image: () => pristine, workload: WORKLOAD };
+      }
     }, 600_000);
 
     it("a process killed in the middle of a write (one sector of it lands), every 3rd stop point", async () => {
