@@ -557,7 +557,7 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
         image = img;
         const steps = await orderedSteps(argv.slice(argv.indexOf("customize") + 1));
         const common = a as unknown as Common;
-        const opts = outputOptions(a);
+        const opts = { ...outputOptions(a), now: sourceDateEpoch(env) };
         const dry = a["dry-run"] === true;
         if (steps.length === 0) throw new UsageError("no operations given (see imgpatch customize --help)");
         if (!dry && !opts.overlay && !opts.output && !opts.inPlace) {

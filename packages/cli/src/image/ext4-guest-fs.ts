@@ -4,7 +4,7 @@
  * when the volume was opened read-only, they fail with EPERM naming the reason — never silently.
  */
 import { ImgpatchError } from "@imgpatch/disk";
-import type { Ext4Fs, Ext4Stats } from "@imgpatch/ext4";
+import type { Ext4Stats } from "@imgpatch/ext4";
 import {
   type GuestData,
   type GuestErrorCode,
@@ -103,6 +103,17 @@ type WriteMethods = Pick<
   | "setxattr"
 >;
 
+/** The read side shared by the reader (Ext4Fs) and the editor (Ext4Editor). */
+export interface Ext4Readable {
+  stat(path: string): Promise<Ext4Stats>;
+  lstat(path: string): Promise<Ext4Stats>;
+  readdir(path: string): Promise<string[]>;
+  readFile(path: string): Promise<Uint8Array>;
+  readlink(path: string): Promise<string>;
+  listxattr(path: string): Promise<string[]>;
+  getxattr(path: string, name: string): Promise<Uint8Array>;
+}
+
 export interface Ext4GuestFsOptions {
   /** Why writes are refused (e.g. "opened read-only: give --overlay, -o or --in-place"). */
   readOnlyReason?: string;
@@ -111,11 +122,11 @@ export interface Ext4GuestFsOptions {
 }
 
 export class Ext4GuestFs implements GuestFs {
-  readonly ext4: Ext4Fs;
+  readonly ext4: Ext4Readable;
   private readonly readOnlyReason?: string;
   private readonly editor?: WriteMethods;
 
-  constructor(ext4: Ext4Fs, options: Ext4GuestFsOptions = {}) {
+  constructor(ext4: Ext4Readable, options: Ext4GuestFsOptions = {}) {
     this.ext4 = ext4;
     const candidate = ext4 as unknown as Partial<WriteMethods>;
     const writable =

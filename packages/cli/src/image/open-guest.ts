@@ -21,7 +21,7 @@ import {
   RangeDevice,
   type VolumeInspection,
 } from "@imgpatch/disk";
-import { Ext4Fs, type Ext4OpenOptions } from "@imgpatch/ext4";
+import { Ext4Editor, Ext4Fs, type Ext4OpenOptions } from "@imgpatch/ext4";
 import { convertImage, createOverlay } from "@imgpatch/qcow2";
 import type { GuestFs } from "../guest/guest-fs.js";
 import { GuestIdentity } from "../guest/identity.js";
@@ -48,6 +48,11 @@ export interface OpenGuestOptions {
   compress?: boolean;
   /** Edit the input itself. */
   inPlace?: boolean;
+  /**
+   * Timestamp for every inode time the editor sets (reproducible outputs). Default: the editor's,
+   * i.e. SOURCE_DATE_EPOCH from the environment when set, else the clock.
+   */
+  now?: Date;
 }
 
 export interface GuestMountInfo {
@@ -113,7 +118,7 @@ async function fileExists(p: string): Promise<boolean> {
 
 interface OpenVolume {
   volume: VolumeInspection;
-  ext4?: Ext4Fs;
+  editor?: Ext4Editor;
   guestFs?: Ext4GuestFs;
 }
 
@@ -125,6 +130,7 @@ async function openVolumes(
   readOnlyReason: string | undefined,
   image: string,
   warnings: string[],
+  now: Date | undefined,
 ): Promise<OpenVolume[]> {
   const out: OpenVolume[] = [];
   for (const volume of disk.volumes) {
@@ -136,13 +142,30 @@ async function openVolumes(
     const dev = p
       ? new RangeDevice(device, p.start, p.size, { name: `${image}:p${p.number}`, readOnly })
       : device;
-    const opts: Ext4OpenOptions & { writable?: boolean } = {
-      writable: !readOnly,
-      onWarning: (w) => warnings.push(`${volumeName(volume)}: ${w.message}`),
-    };
+    const onWarning: Ext4OpenOptions["onWarning"] = (w) =>
+      warnings.push(`${volumeName(volume)}: ${w.message}`);
+    if (!readOnly) {
+      try {
+        const editor = await Ext4Editor.open(dev, { onWarning, timestamp: now });
+        out.push({ volume, editor, guestFs: new Ext4GuestFs(editor) });
+        continue;
+      } catch (err) {
+        // Readable but not editable (a feature the editor refuses, a journal to recover...):
+        // reads work, writes name the reason.
+        const why = `${volumeName(volume)} cannot be edited: ${(err as Error).message}`;
+        try {
+          const ext4 = await Ext4Fs.open(dev, { onWarning });
+          out.push({ volume, guestFs: new Ext4GuestFs(ext4, { readOnlyReason: why }) });
+        } catch (err2) {
+          warnings.push(`${volumeName(volume)}: cannot open: ${(err2 as Error).message}`);
+          out.push({ volume });
+        }
+        continue;
+      }
+    }
     try {
-      const ext4 = await Ext4Fs.open(dev, opts);
-      out.push({ volume, ext4, guestFs: new Ext4GuestFs(ext4, { readOnlyReason }) });
+      const ext4 = await Ext4Fs.open(dev, { onWarning });
+      out.push({ volume, guestFs: new Ext4GuestFs(ext4, { readOnlyReason }) });
     } catch (err) {
       warnings.push(`${volumeName(volume)}: cannot open: ${(err as Error).message}`);
       out.push({ volume });
@@ -245,7 +268,7 @@ export async function openGuest(image: string, options: OpenGuestOptions = {}): 
       : undefined;
     const warnings: string[] = [];
     const disk = await inspectDisk(device);
-    const vols = await openVolumes(device, disk, readOnly, readOnlyReason, image, warnings);
+    const vols = await openVolumes(device, disk, readOnly, readOnlyReason, image, warnings, options.now);
     const { mounts, infos } = await chooseMounts(vols, options.mounts, image, warnings);
     const fs: GuestFs = mounts.length === 1 && mounts[0].fs ? mounts[0].fs : new MountedGuestFs(mounts);
     let os: OsRelease = {};
@@ -260,10 +283,7 @@ export async function openGuest(image: string, options: OpenGuestOptions = {}): 
     let identity: GuestIdentity | undefined;
     let closed = false;
     const flushAll = async () => {
-      for (const v of vols) {
-        const f = (v.ext4 as unknown as { flush?: () => Promise<void> } | undefined)?.flush;
-        if (!readOnly && typeof f === "function") await f.call(v.ext4);
-      }
+      for (const v of vols) if (v.editor) await v.editor.sync();
       await device.flush();
     };
     const guest: Guest = {
