@@ -1,0 +1,339 @@
+/**
+ * Property test: random sequences of every editing operation, applied to an in-memory model and
+ * to a real image on each feature set. Each operation must succeed exactly when the model says
+ * so; afterwards e2fsck -fn is clean and both debugfs and our reader agree with the model
+ * (tree, types, modes, owners, content, link targets, link counts, xattrs).
+ * IMGPATCH_PROPERTY_RUNS raises the number of runs per feature set (default 3).
+ */
+import fc from "fast-check";
+import { Ext4Fs } from "@imgpatch/ext4";
+import { FileDevice } from "@imgpatch/disk";
+import { debugfsCat, debugfsLs, debugfsStat, debugfsXattrs, describeWithTools, e2fsck, tempDir } from "@imgpatch/testkit";
+import { expect, it } from "vitest";
+import { FEATURE_SETS, makeImage, openEditor } from "./editor-helpers.js";
+
+const RUNS = Number(process.env.IMGPATCH_PROPERTY_RUNS ?? 3);
+const NAMES = ["a", "b", "c", "d"];
+const XATTR_NAMES = ["user.one", "user.two", "security.selinux", "trusted.t"];
+
+type Kind = "file" | "dir" | "symlink" | "fifo";
+interface Node {
+  kind: Kind;
+  mode: number;
+  uid: number;
+  gid: number;
+  data: Uint8Array;
+  target: string;
+  xattrs: Map<string, string>;
+  children: Map<string, Node>;
+}
+
+const newNode = (kind: Kind, mode: number): Node => ({
+  kind,
+  mode,
+  uid: 0,
+  gid: 0,
+  data: new Uint8Array(0),
+  target: "",
+  xattrs: new Map(),
+  children: new Map(),
+});
+
+type Op =
+  | { op: "writeFile"; p: string[]; size: number; byte: number; mode: number }
+  | { op: "mkdir"; p: string[]; mode: number }
+  | { op: "symlink"; p: string[]; target: string }
+  | { op: "link"; p: string[]; q: string[] }
+  | { op: "unlink" | "rmdir" | "rm"; p: string[] }
+  | { op: "rename"; p: string[]; q: string[] }
+  | { op: "chmod"; p: string[]; mode: number }
+  | { op: "chown"; p: string[]; uid: number; gid: number }
+  | { op: "truncate"; p: string[]; len: number }
+  | { op: "setxattr"; p: string[]; name: string; size: number }
+  | { op: "removexattr"; p: string[]; name: string }
+  | { op: "mknod"; p: string[] };
+
+const nameArb = fc.constantFrom(...NAMES);
+const pathArb = fc.oneof(
+  { weight: 2, arbitrary: fc.tuple(nameArb) },
+  { weight: 3, arbitrary: fc.tuple(nameArb, nameArb) },
+  { weight: 2, arbitrary: fc.tuple(nameArb, nameArb, nameArb) },
+) as fc.Arbitrary<string[]>;
+/** Every sequence starts from a small tree so later operations find parents. */
+const PRELUDE: Op[] = [
+  { op: "mkdir", p: ["a"], mode: 0o755 },
+  { op: "mkdir", p: ["b"], mode: 0o700 },
+  { op: "mkdir", p: ["a", "b"], mode: 0o750 },
+  { op: "mkdir", p: ["b", "c"], mode: 0o755 },
+  { op: "writeFile", p: ["a", "c"], size: 5000, byte: 1, mode: 0o644 },
+  { op: "writeFile", p: ["b", "a"], size: 10, byte: 2, mode: 0o600 },
+];
+const modeArb = fc.integer({ min: 0, max: 0o7777 });
+const opArb: fc.Arbitrary<Op> = fc.oneof(
+  { weight: 5, arbitrary: fc.record({ op: fc.constant("writeFile" as const), p: pathArb, size: fc.oneof(fc.integer({ min: 0, max: 300 }), fc.integer({ min: 0, max: 70_000 })), byte: fc.integer({ min: 0, max: 255 }), mode: modeArb }) },
+  { weight: 4, arbitrary: fc.record({ op: fc.constant("mkdir" as const), p: pathArb, mode: modeArb }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant("symlink" as const), p: pathArb, target: fc.oneof(fc.constant("x"), fc.constant(`/no/${"where/".repeat(15)}`)) }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant("link" as const), p: pathArb, q: pathArb }) },
+  { weight: 2, arbitrary: fc.record({ op: fc.constantFrom("unlink" as const, "rmdir" as const, "rm" as const), p: pathArb }) },
+  { weight: 2, arbitrary: fc.record({ op: fc.constant("rename" as const), p: pathArb, q: pathArb }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant("chmod" as const), p: pathArb, mode: modeArb }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant("chown" as const), p: pathArb, uid: fc.integer({ min: 0, max: 70_000 }), gid: fc.integer({ min: 0, max: 70_000 }) }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant("truncate" as const), p: pathArb, len: fc.integer({ min: 0, max: 80_000 }) }) },
+  { weight: 2, arbitrary: fc.record({ op: fc.constant("setxattr" as const), p: pathArb, name: fc.constantFrom(...XATTR_NAMES), size: fc.integer({ min: 0, max: 300 }) }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant("removexattr" as const), p: pathArb, name: fc.constantFrom(...XATTR_NAMES) }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant("mknod" as const), p: pathArb }) },
+);
+
+class Model {
+  root = newNode("dir", 0o755);
+  /** Node at a path without following symlinks; undefined when missing or a component is not a dir. */
+  get(p: string[]): Node | undefined {
+    let cur: Node | undefined = this.root;
+    for (const c of p) {
+      if (!cur || cur.kind !== "dir") return undefined;
+      cur = cur.children.get(c);
+    }
+    return cur;
+  }
+  /** Does resolving the parent of p go through a symlink or a non-directory? */
+  parentOk(p: string[]): Node | undefined {
+    const parent = this.get(p.slice(0, -1));
+    return parent && parent.kind === "dir" ? parent : undefined;
+  }
+  nlink(target: Node): number {
+    let n = 0;
+    const walk = (d: Node) => {
+      for (const c of d.children.values()) {
+        if (c === target) n++;
+        if (c.kind === "dir") walk(c);
+      }
+    };
+    walk(this.root);
+    return n;
+  }
+}
+
+const bytes = (size: number, byte: number) => new Uint8Array(size).fill(byte);
+const str = (p: string[]) => `/${p.join("/")}`;
+
+/** Apply to the model: true when the operation must succeed; "skip" when it is outside the model (symlink following). */
+function applyModel(m: Model, o: Op): boolean | "skip" {
+  const parent = m.parentOk(o.p);
+  const name = o.p[o.p.length - 1];
+  const node = m.get(o.p);
+  // Any symlink on the way: the editor would follow it; the model does not.
+  for (let i = 1; i < o.p.length; i++) if (m.get(o.p.slice(0, i))?.kind === "symlink") return "skip";
+  switch (o.op) {
+    case "writeFile": {
+      if (!parent) return false;
+      if (node?.kind === "symlink") return "skip";
+      if (node && node.kind !== "file") return false;
+      const n = node ?? newNode("file", o.mode);
+      n.data = bytes(o.size, o.byte);
+      n.mode = o.mode;
+      parent.children.set(name, n);
+      return true;
+    }
+    case "mkdir":
+      if (!parent || node) return false;
+      parent.children.set(name, newNode("dir", o.mode));
+      return true;
+    case "symlink": {
+      if (!parent || node) return false;
+      const n = newNode("symlink", 0o777);
+      n.target = o.target;
+      parent.children.set(name, n);
+      return true;
+    }
+    case "mknod":
+      if (!parent || node) return false;
+      parent.children.set(name, newNode("fifo", 0o644));
+      return true;
+    case "link": {
+      for (let i = 1; i < o.q.length; i++) if (m.get(o.q.slice(0, i))?.kind === "symlink") return "skip";
+      const qp = m.parentOk(o.q);
+      if (!node || node.kind === "dir" || !qp || m.get(o.q)) return false;
+      qp.children.set(o.q[o.q.length - 1], node);
+      return true;
+    }
+    case "unlink":
+      if (!node || node.kind === "dir" || !parent) return false;
+      parent.children.delete(name);
+      return true;
+    case "rmdir":
+      if (!node || node.kind !== "dir" || node.children.size > 0 || !parent) return false;
+      parent.children.delete(name);
+      return true;
+    case "rm":
+      if (!node || !parent) return false;
+      parent.children.delete(name);
+      return true;
+    case "rename": {
+      for (let i = 1; i < o.q.length; i++) if (m.get(o.q.slice(0, i))?.kind === "symlink") return "skip";
+      const qp = m.parentOk(o.q);
+      if (!node || !parent || !qp) return false;
+      const dst = m.get(o.q);
+      if (node.kind === "dir" && o.q.length >= o.p.length && o.p.every((c, i) => o.q[i] === c)) {
+        return str(o.p) === str(o.q);
+      }
+      if (dst === node) return true;
+      if (dst) {
+        if (node.kind === "dir" && dst.kind !== "dir") return false;
+        if (node.kind !== "dir" && dst.kind === "dir") return false;
+        if (dst.kind === "dir" && dst.children.size > 0) return false;
+      }
+      parent.children.delete(name);
+      qp.children.set(o.q[o.q.length - 1], node);
+      return true;
+    }
+    case "chmod":
+    case "chown":
+    case "setxattr":
+    case "removexattr":
+    case "truncate": {
+      if (!node) return false;
+      if (node.kind === "symlink") return "skip";
+      if (o.op === "chmod") node.mode = o.mode;
+      else if (o.op === "chown") {
+        node.uid = o.uid;
+        node.gid = o.gid;
+      } else if (o.op === "truncate") {
+        if (node.kind !== "file") return false;
+        const d = new Uint8Array(o.len);
+        d.set(node.data.subarray(0, Math.min(o.len, node.data.length)));
+        node.data = d;
+      } else if (o.op === "setxattr") {
+        if (node.kind === "fifo") return "skip";
+        node.xattrs.set(o.name, Buffer.from(bytes(o.size, o.size & 0xff)).toString("hex"));
+      } else {
+        if (!node.xattrs.has(o.name)) return false;
+        node.xattrs.delete(o.name);
+      }
+      return true;
+    }
+  }
+}
+
+const TYPE: Record<Kind, string> = { file: "file", dir: "dir", symlink: "symlink", fifo: "fifo" };
+
+async function check(path: string, m: Model): Promise<void> {
+  const r = await e2fsck(path);
+  expect(r.problems, r.output).toEqual([]);
+  expect(r.clean, r.output).toBe(true);
+  const dev = await FileDevice.open(path, { readOnly: true });
+  const fs = await Ext4Fs.open(dev);
+  try {
+    const walk = async (dir: Node, p: string[]) => {
+      const want = [...dir.children.keys()].sort();
+      const ours = (await fs.readdir(str(p))).sort();
+      expect(ours, `reader listing of ${str(p)}`).toEqual(want);
+      const theirs = (await debugfsLs(path, str(p))).map((e) => e.name).filter((n) => n !== "." && n !== "..");
+      expect(theirs.sort(), `debugfs listing of ${str(p)}`).toEqual(want);
+      for (const [name, n] of dir.children) {
+        const cp = [...p, name];
+        const s = str(cp);
+        const st = await debugfsStat(path, s);
+        const ls = await fs.lstat(s);
+        expect(st.type, s).toBe(TYPE[n.kind]);
+        expect(ls.uid, s).toBe(n.uid);
+        expect(st.uid, s).toBe(n.uid);
+        expect(st.gid, s).toBe(n.gid);
+        if (n.kind !== "symlink") {
+          expect(st.perm, s).toBe(n.mode);
+          expect(ls.mode & 0o7777, s).toBe(n.mode);
+        }
+        if (n.kind === "file") {
+          expect(st.links, s).toBe(m.nlink(n));
+          expect(st.size, s).toBe(n.data.length);
+          const data = await fs.readFile(s);
+          expect(Buffer.compare(data, Buffer.from(n.data)), s).toBe(0);
+          if (n.data.length < 100_000) expect(Buffer.compare(await debugfsCat(path, s), Buffer.from(n.data)), s).toBe(0);
+        }
+        if (n.kind === "symlink") expect(await fs.readlink(s), s).toBe(n.target);
+        if (n.kind === "file" || n.kind === "dir") {
+          const xs = await debugfsXattrs(path, s);
+          const got = Object.fromEntries(Object.entries(xs).map(([k, v]) => [k, Buffer.from(v).toString("hex")]));
+          expect(got, `${s} xattrs`).toEqual(Object.fromEntries(n.xattrs));
+        }
+        if (n.kind === "dir") await walk(n, cp);
+      }
+    };
+    await walk(m.root, []);
+  } finally {
+    await dev.close();
+  }
+}
+
+const SETS = ["ext2", "ext3", "ext4-csum", "ext4-nocsum", "ext4-1k", "ext4-inline"] as const;
+
+describeWithTools(["mke2fs", "e2fsck", "debugfs"], "ext4 editor: random operation sequences vs a model", () => {
+  for (const set of SETS) {
+    it(`${set}`, async () => {
+      const dir = await tempDir("edp-");
+      let run = 0;
+      await fc.assert(
+        fc.asyncProperty(fc.array(opArb, { minLength: 10, maxLength: 50 }), async (ops) => {
+          const path = await makeImage(dir, `${set}-${run++}`, [...FEATURE_SETS[set], "-N", "256"], "8M");
+          const m = new Model();
+          const ed = await openEditor(path);
+          // lost+found exists on every fresh image: put it in the model.
+          m.root.children.set("lost+found", newNode("dir", 0o700));
+          try {
+            for (const o of [...PRELUDE, ...ops]) {
+              const want = applyModel(m, o);
+              if (want === "skip") continue;
+              let ok = true;
+              let err: unknown;
+              try {
+                await runOp(ed, o);
+              } catch (e) {
+                ok = false;
+                err = e;
+              }
+              expect(ok, `${JSON.stringify(o)} → ${String(err)}`).toBe(want);
+            }
+          } finally {
+            await ed.close();
+          }
+          await check(path, m);
+        }),
+        { numRuns: RUNS, endOnFailure: true },
+      );
+    }, 120_000);
+  }
+});
+
+async function runOp(ed: Awaited<ReturnType<typeof openEditor>>, o: Op): Promise<void> {
+  const p = str(o.p);
+  switch (o.op) {
+    case "writeFile":
+      return ed.writeFile(p, bytes(o.size, o.byte), { mode: o.mode });
+    case "mkdir":
+      await ed.mkdir(p, { mode: o.mode });
+      return;
+    case "symlink":
+      return ed.symlink(o.target, p);
+    case "link":
+      return ed.link(p, str(o.q));
+    case "unlink":
+      return ed.unlink(p);
+    case "rmdir":
+      return ed.rmdir(p);
+    case "rm":
+      return ed.rm(p, { recursive: true });
+    case "rename":
+      return ed.rename(p, str(o.q));
+    case "chmod":
+      return ed.chmod(p, o.mode);
+    case "chown":
+      return ed.chown(p, o.uid, o.gid);
+    case "truncate":
+      return ed.truncate(p, o.len);
+    case "setxattr":
+      return ed.setxattr(p, o.name, bytes(o.size, o.size & 0xff));
+    case "removexattr":
+      return ed.removexattr(p, o.name);
+    case "mknod":
+      return ed.mknod(p, "fifo", 0o644);
+  }
+}
