@@ -595,7 +595,7 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
           return;
         }
         const result = await withGuest(img, opts, async (g) => {
-          for (const w of g.warnings) if (!common.quiet) io.err(`imgpatch: warning: ${img}: ${w}\n`);
+          for (const w of g.warnings) if (common.verbose) io.err(`imgpatch: warning: ${img}: ${w}\n`);
           let i = 0;
           return runSteps(g, steps, { now }, (step, lines) => {
             i++;
