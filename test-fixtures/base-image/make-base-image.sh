@@ -227,6 +227,6 @@ start=67584, size=196608, type=4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709, uuid=6D1F2A
 X
 dd if="$WORK/boot.img" of="$DISK" bs=512 seek=2048 conv=notrunc,sparse status=none
 dd if="$WORK/root.img" of="$DISK" bs=512 seek=67584 conv=notrunc,sparse status=none
-qemu-img convert -q -c -f raw -O qcow2 -o compat=1.1,cluster_size=65536 "$DISK" "$OUT.tmp"
+qemu-img convert -q -f raw -O qcow2 -o compat=1.1,cluster_size=65536 "$DISK" "$OUT.tmp"
 mv "$OUT.tmp" "$OUT"
 echo "make-base-image: wrote $OUT"
