@@ -143,3 +143,29 @@ describe("fstab", () => {
     expect(findVolume("LABEL=nope", vols)).toBeUndefined();
   });
 });
+
+describe("mounts we cannot edit", () => {
+  it("-m with a vfat ESP: touching it is an error naming the mount and why; the root still works", async () => {
+    const dir = await tempDir("og");
+    const g = await openGuest(await fixture("disk-gpt.img"), {
+      mounts: ["/dev/sda3:/", "2:/boot/efi"],
+      overlay: join(dir, "o.qcow2"),
+    });
+    try {
+      expect(g.mounts.map((m) => [m.mountpoint, m.editable])).toEqual([
+        ["/", true],
+        ["/boot/efi", false],
+      ]);
+      const err = await g.fs.writeFile("/boot/efi/x", "y").catch((e: unknown) => e);
+      expect(isGuestError(err, "EPERM")).toBe(true);
+      expect((err as Error).message).toMatch(
+        /\/boot\/efi\/x is on \/boot\/efi, partition 2 \(vfat "ESP"\) — vfat is not supported/,
+      );
+      await expect(g.fs.readdir("/boot/efi")).rejects.toThrow(/vfat/);
+      await g.fs.mkdir("/boot", { recursive: true }).catch(() => {});
+      expect((await g.fs.stat("/")).type).toBe("directory");
+    } finally {
+      await g.close();
+    }
+  });
+});

@@ -54,6 +54,10 @@ export class MountedGuestFs implements GuestFs {
     throw new Error("unreachable: no root mount");
   }
 
+  private isMountAncestor(path: string): boolean {
+    return this.mounts.some((m) => m.mountpoint === path || m.mountpoint.startsWith(`${path}/`));
+  }
+
   private fsOf(path: string, mount: GuestMount): GuestFs {
     if (mount.fs) return mount.fs;
     throw new GuestFsError(
@@ -89,6 +93,11 @@ export class MountedGuestFs implements GuestFs {
         done.push(name);
         break;
       }
+      // Below a mount we cannot read there is nothing to resolve: the operation reports it.
+      if (!this.route(candidate).mount.fs) {
+        done.push(name, ...todo);
+        break;
+      }
       let st: GuestStats;
       try {
         st = await this.lstatResolved(candidate);
@@ -97,8 +106,16 @@ export class MountedGuestFs implements GuestFs {
           done.push(name);
           break;
         }
+        // A mount point (or its ancestor) missing from the filesystem below: as the kernel needs
+        // the directory to mount, treat it as one (the mount itself answers for its contents).
+        if (err instanceof GuestFsError && err.code === "ENOENT" && this.isMountAncestor(candidate)) {
+          done.push(name);
+          continue;
+        }
         if (err instanceof GuestFsError)
-          throw new GuestFsError(err.code, path, err.message.replace(/^[A-Z]+: /, ""), { cause: err });
+          throw new GuestFsError(err.code, path, err.message.replace(/^.*?\b[A-Z]{2,}: /, ""), {
+            cause: err,
+          });
         throw err;
       }
       if (st.type === "symlink") {
