@@ -50,6 +50,11 @@ export class Allocator {
   private sbDirty = false;
   private readonly csumKind: "crc32c" | "crc16" | "none";
   private readonly metaCsum: boolean;
+  /** Per group: every block bit below this is in use (a scan start, never a promise of a free bit). */
+  private readonly blockHint: number[] = [];
+  private readonly inodeHint: number[] = [];
+  /** Inode-table blocks known to hold only unused inodes (see allocInode). */
+  readonly freshItable = new Set<number>();
   /** Rotating start for top-level directory placement (deterministic). */
   private orlovNext = 0;
 
@@ -173,7 +178,9 @@ export class Allocator {
       const gd = this.groups[g];
       if (gd.freeBlocksCount === 0) continue;
       const n = groupBlockCount(sb, g);
-      const from = step === 0 ? r0 : 0;
+      const hint = this.blockHint[g] ?? 0;
+      const from0 = step === 0 ? r0 : 0;
+      const from = Math.max(from0, hint);
       const to = step === sb.groupCount ? r0 : n;
       const bm = await this.blockBitmap(g);
       let i = from;
@@ -199,6 +206,7 @@ export class Allocator {
         else runs.push({ start, len: i - s });
         taken += i - s;
       }
+      if (from0 <= hint) this.blockHint[g] = i;
       if (taken) {
         gd.freeBlocksCount -= taken;
         this.store.markDirty(gd.blockBitmap);
@@ -225,6 +233,7 @@ export class Allocator {
       const { g, rel } = this.blockPos(blk);
       const n = Math.min(left, this.sb.blocksPerGroup - rel);
       const bm = await this.blockBitmap(g);
+      if ((this.blockHint[g] ?? 0) > rel) this.blockHint[g] = rel;
       let freed = 0;
       for (let i = rel; i < rel + n; i++) {
         if (bm[i >> 3] & (1 << (i & 7))) {
@@ -276,7 +285,7 @@ export class Allocator {
       const gd = this.groups[g];
       if (gd.freeInodesCount === 0) continue;
       const bm = await this.inodeBitmap(g);
-      const firstIdx = g === 0 ? sb.firstIno - 1 : 0;
+      const firstIdx = Math.max(g === 0 ? sb.firstIno - 1 : 0, this.inodeHint[g] ?? 0);
       for (let i = firstIdx; i < sb.inodesPerGroup; i++) {
         if ((i & 7) === 0 && bm[i >> 3] === 0xff) {
           i += 7;
@@ -284,12 +293,18 @@ export class Allocator {
         }
         if (bm[i >> 3] & (1 << (i & 7))) continue;
         bm[i >> 3] |= 1 << (i & 7);
+        this.inodeHint[g] = i + 1;
         this.store.markDirty(gd.inodeBitmap);
         gd.freeInodesCount--;
         if (isDir) gd.usedDirsCount++;
         if (this.uninitCapable) {
           const used = sb.inodesPerGroup - gd.itableUnused;
           if (i + 1 > used) gd.itableUnused = sb.inodesPerGroup - (i + 1);
+          // An inode-table block wholly past the old high-water mark holds no live inode: it
+          // need not be read (its other slots are written as zeros).
+          const perBlock = sb.blockSize / sb.inodeSize;
+          const first = i - (i % perBlock);
+          if (first >= used) this.freshItable.add(gd.inodeTable + first / perBlock);
         }
         this.dirtyGroups.add(g);
         sb.freeInodesCount--;
@@ -307,6 +322,7 @@ export class Allocator {
     const bm = await this.inodeBitmap(g);
     if (!(bm[i >> 3] & (1 << (i & 7)))) return;
     bm[i >> 3] &= ~(1 << (i & 7));
+    if ((this.inodeHint[g] ?? 0) > i) this.inodeHint[g] = i;
     const gd = this.groups[g];
     this.store.markDirty(gd.inodeBitmap);
     gd.freeInodesCount++;

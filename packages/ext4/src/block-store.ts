@@ -12,9 +12,16 @@ export interface WriteCounters {
   bytesWritten: number;
 }
 
+/** File data up to this size is buffered as dirty blocks (see writeData). */
+const SMALL_DATA = 64 * 1024;
+/** Flush the store once this many blocks are dirty (bounds memory). */
+const MAX_DIRTY_BLOCKS = 16384;
+
 export class BlockStore {
   private readonly cache = new Map<number, Uint8Array>();
   private readonly dirty = new Set<number>();
+  /** Dirty blocks holding file data: dropped from the cache once written. */
+  private readonly dataBlocks = new Set<number>();
   readonly counters: WriteCounters = { writes: 0, bytesWritten: 0 };
 
   constructor(
@@ -36,10 +43,34 @@ export class BlockStore {
 
   /** A fresh zeroed block that will be written at flush (no read). */
   fresh(block: number): Uint8Array {
-    const b = new Uint8Array(this.blockSize);
+    const b = this.slabBlock();
     this.cache.set(block, b);
     this.dirty.add(block);
+    this.checksums.delete(block);
     return b;
+  }
+
+  /** Zeroed block-sized buffers cut from 1 MiB slabs (fewer small allocations). */
+  private slab = new Uint8Array(0);
+  private slabPos = 0;
+  private slabBlock(): Uint8Array {
+    if (this.slabPos + this.blockSize > this.slab.length) {
+      this.slab = new Uint8Array(Math.max(this.blockSize, 1 << 20));
+      this.slabPos = 0;
+    }
+    const b = this.slab.subarray(this.slabPos, this.slabPos + this.blockSize);
+    this.slabPos += this.blockSize;
+    return b;
+  }
+
+  /**
+   * Checksums computed once at flush instead of after every change: `fn` gets the block's bytes.
+   * Setting one again replaces it; freeing the block drops it.
+   */
+  private readonly checksums = new Map<number, (b: Uint8Array) => void>();
+  deferChecksum(block: number, fn: (b: Uint8Array) => void): void {
+    this.checksums.set(block, fn);
+    this.dirty.add(block);
   }
 
   markDirty(block: number): void {
@@ -53,8 +84,10 @@ export class BlockStore {
 
   /** Drop a block (freed or about to be overwritten as file data). */
   forget(block: number): void {
+    this.checksums.delete(block);
     this.cache.delete(block);
     this.dirty.delete(block);
+    this.dataBlocks.delete(block);
   }
 
   get dirtyCount(): number {
@@ -72,6 +105,11 @@ export class BlockStore {
 
   /** Write every dirty block, adjacent ones coalesced (up to 1 MiB per write). */
   async flush(): Promise<void> {
+    for (const [blk, fn] of this.checksums) {
+      const b = this.cache.get(blk);
+      if (b) fn(b);
+    }
+    this.checksums.clear();
     if (this.dirty.size === 0) return;
     const blocks = [...this.dirty].sort((a, b) => a - b);
     const maxRun = Math.max(1, (1 << 20) / this.blockSize);
@@ -92,11 +130,26 @@ export class BlockStore {
       i = j;
     }
     this.dirty.clear();
+    for (const b of this.dataBlocks) this.cache.delete(b);
+    this.dataBlocks.clear();
   }
 
-  /** Write file data straight to the device (whole blocks from `block`). */
+  /**
+   * Write file data (whole blocks from `block`). Small pieces are kept as dirty blocks so that
+   * many small files allocated next to each other reach the device in a few large writes; large
+   * ones go straight to the device.
+   */
   async writeData(block: number, data: Uint8Array): Promise<void> {
     const n = Math.ceil(data.length / this.blockSize);
+    if (data.length <= SMALL_DATA) {
+      for (let k = 0; k < n; k++) {
+        const b = this.fresh(block + k);
+        b.set(data.subarray(k * this.blockSize, Math.min(data.length, (k + 1) * this.blockSize)));
+        this.dataBlocks.add(block + k);
+      }
+      if (this.dirty.size > MAX_DIRTY_BLOCKS) await this.flush();
+      return;
+    }
     for (let k = 0; k < n; k++) this.forget(block + k);
     await this.device.write(block * this.blockSize, data);
     this.counters.writes++;

@@ -5,7 +5,14 @@
  * end with a dirent tail (leaves) or a dx_tail (index nodes); the caller sets the checksums.
  */
 import { setU16, setU32, u16, u32 } from "./bytes.js";
-import { DIRENT_HEADER, DIRENT_TAIL_SIZE, decodeRecLen, direntSize, encodeDirent, encodeRecLen } from "./dirent.js";
+import {
+  DIRENT_HEADER,
+  DIRENT_TAIL_SIZE,
+  decodeRecLen,
+  direntSize,
+  encodeDirent,
+  encodeRecLen,
+} from "./dirent.js";
 import { DX_ROOT_INFO_OFFSET, type DxEntry, dxLimit, encodeDxEntries, encodeDxRootInfo } from "./htree.js";
 
 export interface LeafRecord {
@@ -58,7 +65,13 @@ export function insertIntoBlock(
         off += used;
       }
       buf.fill(0, off, off + (recLen - used));
-      encodeDirent(buf, off, { inode: rec.inode, recLen: recLen - used, name: rec.name, fileType: rec.fileType }, blockSize, ft);
+      encodeDirent(
+        buf,
+        off,
+        { inode: rec.inode, recLen: recLen - used, name: rec.name, fileType: rec.fileType },
+        blockSize,
+        ft,
+      );
       return true;
     }
     off += recLen;
@@ -132,7 +145,13 @@ function sameName(buf: Uint8Array, off: number, name: Uint8Array): boolean {
 }
 
 /** Fill a leaf block with `records` packed from the start; the last record takes the slack. */
-export function writeLeaf(buf: Uint8Array, end: number, blockSize: number, ft: boolean, records: LeafRecord[]): void {
+export function writeLeaf(
+  buf: Uint8Array,
+  end: number,
+  blockSize: number,
+  ft: boolean,
+  records: LeafRecord[],
+): void {
   buf.fill(0, 0, end);
   let off = 0;
   if (records.length === 0) {
@@ -141,7 +160,13 @@ export function writeLeaf(buf: Uint8Array, end: number, blockSize: number, ft: b
   }
   records.forEach((r, i) => {
     const len = i === records.length - 1 ? end - off : direntSize(r.name.length);
-    off = encodeDirent(buf, off, { inode: r.inode, recLen: len, name: r.name, fileType: r.fileType }, blockSize, ft);
+    off = encodeDirent(
+      buf,
+      off,
+      { inode: r.inode, recLen: len, name: r.name, fileType: r.fileType },
+      blockSize,
+      ft,
+    );
   });
   if (off !== end) throw new Error("directory leaf overflow");
 }
@@ -150,7 +175,15 @@ const DOT = new Uint8Array([0x2e]);
 const DOTDOT = new Uint8Array([0x2e, 0x2e]);
 
 /** First block of a new linear directory: ".", "..". */
-export function writeDirHead(buf: Uint8Array, end: number, blockSize: number, ft: boolean, self: number, parent: number, dirFt: number): void {
+export function writeDirHead(
+  buf: Uint8Array,
+  end: number,
+  blockSize: number,
+  ft: boolean,
+  self: number,
+  parent: number,
+  dirFt: number,
+): void {
   buf.fill(0, 0, end);
   encodeDirent(buf, 0, { inode: self, recLen: 12, name: DOT, fileType: dirFt }, blockSize, ft);
   encodeDirent(buf, 12, { inode: parent, recLen: end - 12, name: DOTDOT, fileType: dirFt }, blockSize, ft);
@@ -171,7 +204,13 @@ export function writeDxRoot(
 ): { off: number; limit: number } {
   buf.fill(0);
   encodeDirent(buf, 0, { inode: self, recLen: 12, name: DOT, fileType: dirFt }, blockSize, ft);
-  encodeDirent(buf, 12, { inode: parent, recLen: blockSize - 12, name: DOTDOT, fileType: dirFt }, blockSize, ft);
+  encodeDirent(
+    buf,
+    12,
+    { inode: parent, recLen: blockSize - 12, name: DOTDOT, fileType: dirFt },
+    blockSize,
+    ft,
+  );
   encodeDxRootInfo(buf, { hashVersion, infoLength: 8, indirectLevels: levels, unusedFlags: 0 });
   const off = DX_ROOT_INFO_OFFSET + 8;
   const limit = dxLimit(blockSize, off, csum);
@@ -180,7 +219,12 @@ export function writeDxRoot(
 }
 
 /** dx_node block: a fake empty record spanning the block, then entries. */
-export function writeDxNode(buf: Uint8Array, blockSize: number, entries: DxEntry[], csum: boolean): { off: number; limit: number } {
+export function writeDxNode(
+  buf: Uint8Array,
+  blockSize: number,
+  entries: DxEntry[],
+  csum: boolean,
+): { off: number; limit: number } {
   buf.fill(0);
   setU32(buf, 0, 0);
   setU16(buf, 4, encodeRecLen(blockSize, blockSize));

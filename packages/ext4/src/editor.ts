@@ -16,12 +16,6 @@ import { BlockStore } from "./block-store.js";
 import { decodeName, encodeName, setU32, u32 } from "./bytes.js";
 import { crc32cU32 } from "./crc32c.js";
 import {
-  FT,
-  fileTypeFromMode,
-  parseDirentBlock,
-  setDirentTail,
-} from "./dirent.js";
-import {
   insertIntoBlock,
   type LeafRecord,
   leafEnd,
@@ -33,8 +27,10 @@ import {
   writeDxRoot,
   writeLeaf,
 } from "./dir-write.js";
+import { FT, fileTypeFromMode, parseDirentBlock, setDirentTail } from "./dirent.js";
 import { dxHash, effectiveHashVersion } from "./dx-hash.js";
 import { Ext4UnsupportedError } from "./errors.js";
+import { COMPAT, INCOMPAT, INODE_FLAGS, RO_COMPAT } from "./features.js";
 import {
   blockMapNodesNeeded,
   extentNodesNeeded,
@@ -46,10 +42,16 @@ import {
   writeBlockMap,
   writeExtentTree,
 } from "./file-map.js";
-import { COMPAT, INCOMPAT, INODE_FLAGS, RO_COMPAT } from "./features.js";
 import { Ext4Fs, type Ext4OpenOptions, ROOT_INO } from "./fs.js";
-import { parseGroupDesc, type GroupDesc } from "./group-desc.js";
-import { type DxEntry, type DxNode, encodeDxEntries, parseDxEntries, parseDxRootInfo, setDxChecksum } from "./htree.js";
+import { type GroupDesc, parseGroupDesc } from "./group-desc.js";
+import {
+  type DxEntry,
+  type DxNode,
+  encodeDxEntries,
+  parseDxEntries,
+  parseDxRootInfo,
+  setDxChecksum,
+} from "./htree.js";
 import {
   encodeInode,
   type Inode,
@@ -66,6 +68,7 @@ import {
   setInodeChecksum,
   type Timestamp,
 } from "./inode.js";
+import type { Ext4Dirent, Ext4Stats } from "./stats.js";
 import { hasCompat, hasIncompat, hasRoCompat, parseSuperblock, type Superblock } from "./superblock.js";
 import {
   decodePosixAcl,
@@ -79,11 +82,21 @@ import {
   XATTR_MAGIC,
 } from "./xattr.js";
 import { planXattrs, writeIbodyXattrs, writeXattrBlock, type XattrItem } from "./xattr-write.js";
-import type { Ext4Stats, Ext4Dirent } from "./stats.js";
 
 export { Ext4NoSpaceError };
 
-export type EditErrorCode = "EEXIST" | "ENOTEMPTY" | "EPERM" | "EISDIR" | "ENOTDIR" | "ENOENT" | "EINVAL" | "ELOOP" | "EMLINK" | "ENAMETOOLONG" | "ENODATA";
+export type EditErrorCode =
+  | "EEXIST"
+  | "ENOTEMPTY"
+  | "EPERM"
+  | "EISDIR"
+  | "ENOTDIR"
+  | "ENOENT"
+  | "EINVAL"
+  | "ELOOP"
+  | "EMLINK"
+  | "ENAMETOOLONG"
+  | "ENODATA";
 
 /** A path-level editing error (code like Node's: EEXIST, ENOTEMPTY...). */
 export class Ext4EditError extends ImgpatchError {
@@ -198,20 +211,35 @@ export class Ext4Editor {
 
   /** Open a filesystem for editing. Refuses what cannot be written correctly. */
   static async open(device: BlockDevice, options: Ext4EditorOptions = {}): Promise<Ext4Editor> {
-    if (device.readOnly) throw new Ext4UnsupportedError("read-only", "the device is read-only", { file: device.name });
-    const reader = await Ext4Fs.open(device, { ...options, superblock: options.superblock ?? 0, replayJournal: false });
+    if (device.readOnly)
+      throw new Ext4UnsupportedError("read-only", "the device is read-only", { file: device.name });
+    const reader = await Ext4Fs.open(device, {
+      ...options,
+      superblock: options.superblock ?? 0,
+      replayJournal: false,
+    });
     const sb = reader.sb;
     const refuse = (feature: string, why: string) => {
-      throw new Ext4UnsupportedError(feature, `cannot edit: ${why}`, { file: device.name, structure: "superblock" });
+      throw new Ext4UnsupportedError(feature, `cannot edit: ${why}`, {
+        file: device.name,
+        structure: "superblock",
+      });
     };
     if (reader.journal.needsRecovery)
-      refuse("needs_recovery", "the journal needs recovery (mount the filesystem or run e2fsck first); writing would be overwritten by the replay");
+      refuse(
+        "needs_recovery",
+        "the journal needs recovery (mount the filesystem or run e2fsck first); writing would be overwritten by the replay",
+      );
     if (reader.readOnlyReasons.length) refuse("ro_compat", reader.readOnlyReasons.join("; "));
-    if (hasRoCompat(sb, RO_COMPAT.bigalloc)) refuse("bigalloc", "bigalloc (cluster allocation) is not supported for writing");
+    if (hasRoCompat(sb, RO_COMPAT.bigalloc))
+      refuse("bigalloc", "bigalloc (cluster allocation) is not supported for writing");
     if (hasRoCompat(sb, RO_COMPAT.quota)) refuse("quota", "quota files would not be updated");
-    if (hasRoCompat(sb, RO_COMPAT.shared_blocks)) refuse("shared_blocks", "shared blocks are not supported for writing");
-    if (hasRoCompat(sb, RO_COMPAT.has_snapshot)) refuse("has_snapshot", "snapshots are not supported for writing");
-    if (hasRoCompat(sb, RO_COMPAT.orphan_present)) refuse("orphan_present", "the orphan file holds inodes to clean up");
+    if (hasRoCompat(sb, RO_COMPAT.shared_blocks))
+      refuse("shared_blocks", "shared blocks are not supported for writing");
+    if (hasRoCompat(sb, RO_COMPAT.has_snapshot))
+      refuse("has_snapshot", "snapshots are not supported for writing");
+    if (hasRoCompat(sb, RO_COMPAT.orphan_present))
+      refuse("orphan_present", "the orphan file holds inodes to clean up");
     if (hasIncompat(sb, INCOMPAT.mmp)) refuse("mmp", "multi-mount protection is not supported for writing");
     if (hasCompat(sb, COMPAT.exclude_bitmap)) refuse("exclude_bitmap", "exclude bitmaps are not supported");
     if (sb.state & 0x2) refuse("errors", "the filesystem is marked as having errors (run e2fsck)");
@@ -238,7 +266,8 @@ export class Ext4Editor {
   // ------------------------------------------------------------ inodes
 
   private inodePos(ino: number): { block: number; offset: number } {
-    if (ino < 1 || ino > this.sb.inodesCount) throw new Ext4EditError("EINVAL", `inode ${ino} out of range`, `<inode ${ino}>`);
+    if (ino < 1 || ino > this.sb.inodesCount)
+      throw new Ext4EditError("EINVAL", `inode ${ino} out of range`, `<inode ${ino}>`);
     const g = Math.floor((ino - 1) / this.sb.inodesPerGroup);
     const idx = (ino - 1) % this.sb.inodesPerGroup;
     const byte = idx * this.sb.inodeSize;
@@ -257,7 +286,11 @@ export class Ext4Editor {
     inode.raw = raw;
     inode.iBlock = raw.subarray(0x28, 0x28 + 60);
     const { block, offset } = this.inodePos(inode.ino);
-    const b = await this.store.get(block);
+    let b: Uint8Array;
+    if (this.alloc.freshItable.has(block)) {
+      this.alloc.freshItable.delete(block);
+      b = this.store.isCached(block) ? await this.store.get(block) : this.store.fresh(block);
+    } else b = await this.store.get(block);
     b.set(raw, offset);
     this.store.markDirty(block);
   }
@@ -299,7 +332,8 @@ export class Ext4Editor {
   private async fileMap(inode: Inode): Promise<FileMap> {
     if (inode.flags & INODE_FLAGS.INLINE_DATA) return { extents: [], metaBlocks: [] };
     const t = inode.mode & S_IFMT;
-    if (t === S_IFCHR || t === S_IFBLK || t === S_IFIFO || t === S_IFSOCK) return { extents: [], metaBlocks: [] };
+    if (t === S_IFCHR || t === S_IFBLK || t === S_IFIFO || t === S_IFSOCK)
+      return { extents: [], metaBlocks: [] };
     if (t === S_IFLNK && this.isFastSymlink(inode)) return { extents: [], metaBlocks: [] };
     if (this.usesExtents(inode)) return readExtentMap(this.store, inode.iBlock, inode.ino);
     return readBlockMap(this.store, inode.iBlock, this.bs, this.sb.blocksCount);
@@ -310,7 +344,9 @@ export class Ext4Editor {
   }
 
   private nodesNeeded(inode: Inode, extents: MapExtent[]): number {
-    return this.usesExtents(inode) ? extentNodesNeeded(extents.length, this.bs) : blockMapNodesNeeded(extents, this.bs);
+    return this.usesExtents(inode)
+      ? extentNodesNeeded(extents.length, this.bs)
+      : blockMapNodesNeeded(extents, this.bs);
   }
 
   /**
@@ -320,7 +356,8 @@ export class Ext4Editor {
    */
   private async setMap(inode: Inode, extents: MapExtent[], oldMeta: number[], path?: string): Promise<void> {
     const norm = normaliseExtents([...extents].sort((a, b) => a.lblk - b.lblk));
-    if (!this.usesExtents(inode) && norm.some((e) => e.uninit)) throw new Error("uninit extent in a block map");
+    if (!this.usesExtents(inode) && norm.some((e) => e.uninit))
+      throw new Error("uninit extent in a block map");
     const need = this.nodesNeeded(inode, norm);
     if (need > this.alloc.freeBlocks + oldMeta.length) this.alloc.reserveBlocks(need - oldMeta.length, path);
     for (const b of oldMeta) await this.alloc.freeBlocksRange(b, 1);
@@ -352,7 +389,6 @@ export class Ext4Editor {
 
   /** Allocate and write `data` as logical blocks from `lblk`; returns the extents. */
   private async writeBlocks(
-    inode: Inode,
     data: Uint8Array,
     lblk: number,
     goal: number,
@@ -364,33 +400,25 @@ export class Ext4Editor {
     const out: MapExtent[] = [];
     let pos = 0;
     for (const r of runs) {
-      const bytes = r.len * this.bs;
-      const end = Math.min(data.length, pos + bytes);
-      let chunk = data.subarray(pos, end);
-      if (chunk.length < bytes) {
-        // Partial last block: zero its tail.
-        const full = Math.floor(chunk.length / this.bs) * this.bs;
-        if (full > 0) await this.store.writeData(r.start, chunk.subarray(0, full));
-        const tail = new Uint8Array(this.bs);
-        tail.set(chunk.subarray(full));
-        chunk = tail;
-        await this.store.writeData(r.start + full / this.bs, tail);
-      } else await this.store.writeData(r.start, chunk);
       out.push({ lblk: lblk + pos / this.bs, pblk: r.start, len: r.len, uninit: false });
-      pos += bytes;
+      pos += r.len * this.bs;
     }
-    void inode;
+    await this.writeRuns(runs, data);
     return out;
   }
 
   /** Write the whole content of a (regular or symlink) inode whose old blocks are already freed. */
-  private async writeContent(inode: Inode, data: Uint8Array | AsyncIterable<Uint8Array> | Iterable<Uint8Array>, path: string): Promise<void> {
+  private async writeContent(
+    inode: Inode,
+    data: Uint8Array | AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+    path: string,
+  ): Promise<void> {
     const goal = this.alloc.goalFor(inode.ino);
     if (data instanceof Uint8Array) {
       const n = Math.ceil(data.length / this.bs);
       // Data, tree nodes (a few runs at most when there is room), one spare for directory growth.
       this.alloc.reserveBlocks(n + 1, path);
-      const ext = await this.writeBlocks(inode, data, 0, goal, path);
+      const ext = await this.writeBlocks(data, 0, goal, path);
       try {
         await this.setMap(inode, ext, [], path);
       } catch (e) {
@@ -402,39 +430,80 @@ export class Ext4Editor {
     }
     const all: MapExtent[] = [];
     let size = 0;
-    let buf = new Uint8Array(STREAM_CHUNK);
+    const buf = new Uint8Array(STREAM_CHUNK);
     let fill = 0;
     let next = goal;
-    const flushChunk = async (final: boolean) => {
-      const len = final ? fill : Math.floor(fill / this.bs) * this.bs;
-      if (len === 0) return;
-      const ext = await this.writeBlocks(inode, buf.subarray(0, len), size / this.bs, next, path);
-      all.push(...ext);
-      const last = ext[ext.length - 1];
-      next = last.pblk + last.len;
-      size += len;
-      buf.copyWithin(0, len, fill);
-      fill -= len;
+    // One device write may be in flight while the next chunk is produced.
+    let pending: Promise<unknown> = Promise.resolve();
+    const emit = async (bytes: Uint8Array, copy: boolean) => {
+      const n = Math.ceil(bytes.length / this.bs);
+      const runs = await this.alloc.allocBlocks(n, next, path);
+      const src = copy ? bytes.slice() : bytes;
+      let pos = 0;
+      for (const r of runs) {
+        all.push({ lblk: size / this.bs + pos / this.bs, pblk: r.start, len: r.len, uninit: false });
+        pos += r.len * this.bs;
+      }
+      const last = runs[runs.length - 1];
+      next = last.start + last.len;
+      size += bytes.length;
+      await pending;
+      pending = this.writeRuns(runs, src);
+      // A producer may reuse the buffer it yielded: finish with it before asking for more.
+      if (!copy) await pending;
     };
     try {
-      for await (const chunk of data as AsyncIterable<Uint8Array>) {
+      for await (const raw of data as AsyncIterable<Uint8Array>) {
+        const chunk = typeof raw === "string" ? new TextEncoder().encode(raw) : raw;
         let off = 0;
+        if (fill === 0 && chunk.length >= this.bs) {
+          // Block-aligned prefix straight from the producer's buffer (no copy).
+          const direct = Math.floor(chunk.length / this.bs) * this.bs;
+          await emit(chunk.subarray(0, direct), false);
+          off = direct;
+        }
         while (off < chunk.length) {
           const n = Math.min(chunk.length - off, buf.length - fill);
           buf.set(chunk.subarray(off, off + n), fill);
           fill += n;
           off += n;
-          if (fill === buf.length) await flushChunk(false);
+          if (fill === buf.length) {
+            await emit(buf, true);
+            fill = 0;
+          }
         }
       }
-      await flushChunk(true);
+      if (fill) await emit(buf.subarray(0, fill), true);
+      await pending;
       await this.setMap(inode, all, [], path);
     } catch (e) {
+      await pending.catch(() => undefined);
       for (const x of all) await this.alloc.freeBlocksRange(x.pblk, x.len);
       throw e;
     }
-    buf = new Uint8Array(0);
     inode.size = size;
+  }
+
+  /** Write `data` over consecutive runs (the last block zero-padded). */
+  private async writeRuns(runs: { start: number; len: number }[], data: Uint8Array): Promise<void> {
+    if (runs.length === 1 && data.length <= 65536) {
+      // Small: buffered in the store (the last block is zero-padded there).
+      await this.store.writeData(runs[0].start, data);
+      return;
+    }
+    let pos = 0;
+    for (const r of runs) {
+      const bytes = r.len * this.bs;
+      const chunk = data.subarray(pos, Math.min(data.length, pos + bytes));
+      if (chunk.length < bytes) {
+        const full = Math.floor(chunk.length / this.bs) * this.bs;
+        if (full > 0) await this.store.writeData(r.start, chunk.subarray(0, full));
+        const tail = new Uint8Array(this.bs);
+        tail.set(chunk.subarray(full));
+        await this.store.writeData(r.start + full / this.bs, tail);
+      } else await this.store.writeData(r.start, chunk);
+      pos += bytes;
+    }
   }
 
   // ------------------------------------------------------------ paths
@@ -464,7 +533,8 @@ export class Ext4Editor {
       if (!e) throw new Ext4EditError("ENOENT", "no such file or directory", path);
       const child = await this.getInode(e.ino);
       if ((child.mode & S_IFMT) === S_IFLNK && (todo.length > 0 || followLast)) {
-        if (++links > MAX_SYMLINKS) throw new Ext4EditError("ELOOP", "too many levels of symbolic links", path);
+        if (++links > MAX_SYMLINKS)
+          throw new Ext4EditError("ELOOP", "too many levels of symbolic links", path);
         const target = decodeName(await this.readLink(child));
         if (target.startsWith("/")) stack.length = 0;
         todo = [...this.split(target), ...todo];
@@ -491,10 +561,13 @@ export class Ext4Editor {
   }
 
   private async readLink(inode: Inode): Promise<Uint8Array> {
-    if (inode.size > 4096) throw new Ext4EditError("EINVAL", "symlink target too long", `<inode ${inode.ino}>`);
+    if (inode.size > 4096)
+      throw new Ext4EditError("EINVAL", "symlink target too long", `<inode ${inode.ino}>`);
     if (inode.flags & INODE_FLAGS.INLINE_DATA || this.isFastSymlink(inode)) {
       if (inode.size <= 60) return inode.iBlock.slice(0, inode.size);
-      const rest = (await this.loadXattrs(inode)).find((x) => x.index === 7 && decodeName(x.suffix) === "data");
+      const rest = (await this.loadXattrs(inode)).find(
+        (x) => x.index === 7 && decodeName(x.suffix) === "data",
+      );
       const out = new Uint8Array(inode.size);
       out.set(inode.iBlock.subarray(0, 60));
       if (rest) out.set(rest.value.subarray(0, inode.size - 60), 60);
@@ -516,9 +589,12 @@ export class Ext4Editor {
   // ------------------------------------------------------------ directories
 
   private checkDirWritable(dir: Inode, path: string): void {
-    if (dir.flags & INODE_FLAGS.ENCRYPT) throw new Ext4UnsupportedError("encrypt", `cannot edit encrypted directory '${path}'`);
-    if (dir.flags & INODE_FLAGS.CASEFOLD) throw new Ext4UnsupportedError("casefold", `cannot edit case-folded directory '${path}'`);
-    if (dir.flags & INODE_FLAGS.INLINE_DATA) throw new Ext4UnsupportedError("inline_data", `cannot edit inline-data directory '${path}' yet`);
+    if (dir.flags & INODE_FLAGS.ENCRYPT)
+      throw new Ext4UnsupportedError("encrypt", `cannot edit encrypted directory '${path}'`);
+    if (dir.flags & INODE_FLAGS.CASEFOLD)
+      throw new Ext4UnsupportedError("casefold", `cannot edit case-folded directory '${path}'`);
+    if (dir.flags & INODE_FLAGS.INLINE_DATA)
+      throw new Ext4UnsupportedError("inline_data", `cannot edit inline-data directory '${path}' yet`);
   }
 
   private async dir(dirInode: Inode): Promise<DirState> {
@@ -536,7 +612,8 @@ export class Ext4Editor {
     const map = await this.fileMap(dirInode);
     const nblocks = Math.ceil(dirInode.size / this.bs);
     st.pblk = new Array(nblocks).fill(0);
-    for (const e of map.extents) for (let k = 0; k < e.len; k++) if (e.lblk + k < nblocks) st.pblk[e.lblk + k] = e.pblk + k;
+    for (const e of map.extents)
+      for (let k = 0; k < e.len; k++) if (e.lblk + k < nblocks) st.pblk[e.lblk + k] = e.pblk + k;
     st.indexed = (dirInode.flags & INODE_FLAGS.INDEX) !== 0 && hasCompat(this.sb, COMPAT.dir_index);
     const dxBlocks = new Set<number>();
     if (st.indexed) {
@@ -565,7 +642,12 @@ export class Ext4Editor {
       }
       const b = await this.store.get(st.pblk[l]);
       const { entries, problem } = parseDirentBlock(b, 0, end, this.bs, this.ft);
-      if (problem) throw new Ext4EditError("EINVAL", `corrupt directory block ${l}: ${problem.message}`, `<inode ${dirInode.ino}>`);
+      if (problem)
+        throw new Ext4EditError(
+          "EINVAL",
+          `corrupt directory block ${l}: ${problem.message}`,
+          `<inode ${dirInode.ino}>`,
+        );
       for (const e of entries) {
         const k = key(e.name);
         if (k === "." || k === "..") continue;
@@ -578,26 +660,43 @@ export class Ext4Editor {
   }
 
   private finishLeaf(dirInode: Inode, pblk: number, buf: Uint8Array): void {
-    if (this.csum) setDirentTail(this.inodeSeed(dirInode) as number, buf);
     this.store.markDirty(pblk);
+    if (this.csum) {
+      const seed = this.inodeSeed(dirInode) as number;
+      this.store.deferChecksum(pblk, (b) => setDirentTail(seed, b));
+    }
+    void buf;
   }
 
   private finishDx(dirInode: Inode, pblk: number, buf: Uint8Array, off: number): void {
-    if (this.csum) setDxChecksum(this.inodeSeed(dirInode) as number, buf, parseDxEntries(buf, off));
     this.store.markDirty(pblk);
+    if (this.csum) {
+      const seed = this.inodeSeed(dirInode) as number;
+      this.store.deferChecksum(pblk, (b) => setDxChecksum(seed, b, parseDxEntries(b, off)));
+    }
+    void buf;
   }
 
   /** Blocks a directory insert may need in the worst case (leaf split, index levels, tree nodes). */
   private static readonly DIR_INSERT_RESERVE = 8;
 
   /** Append a fresh block to a directory; returns its logical number. */
-  private async appendDirBlock(dirInode: Inode, st: DirState, path: string): Promise<{ lblk: number; buf: Uint8Array; pblk: number }> {
+  private async appendDirBlock(
+    dirInode: Inode,
+    st: DirState,
+    path: string,
+  ): Promise<{ lblk: number; buf: Uint8Array; pblk: number }> {
     const lblk = st.pblk.length;
     const last = st.pblk[lblk - 1];
     const [run] = await this.alloc.allocBlocks(1, last ? last + 1 : this.alloc.goalFor(dirInode.ino), path);
     const map = await this.fileMap(dirInode);
     try {
-      await this.setMap(dirInode, [...map.extents, { lblk, pblk: run.start, len: 1, uninit: false }], map.metaBlocks, path);
+      await this.setMap(
+        dirInode,
+        [...map.extents, { lblk, pblk: run.start, len: 1, uninit: false }],
+        map.metaBlocks,
+        path,
+      );
     } catch (e) {
       await this.alloc.freeBlocksRange(run.start, 1);
       throw e;
@@ -618,7 +717,13 @@ export class Ext4Editor {
   }
 
   /** Insert a name into a directory (dir inode is written by the caller). */
-  private async dirInsert(dirInode: Inode, name: Uint8Array, ino: number, ft: number, path: string): Promise<void> {
+  private async dirInsert(
+    dirInode: Inode,
+    name: Uint8Array,
+    ino: number,
+    ft: number,
+    path: string,
+  ): Promise<void> {
     this.checkDirWritable(dirInode, path);
     const st = await this.dir(dirInode);
     const rec: LeafRecord = { inode: ino, name, fileType: this.ft ? ft : 0 };
@@ -640,7 +745,11 @@ export class Ext4Editor {
         }
       }
       if (!done) {
-        if (st.pblk.length === 1 && hasCompat(this.sb, COMPAT.dir_index) && !(dirInode.flags & INODE_FLAGS.INDEX)) {
+        if (
+          st.pblk.length === 1 &&
+          hasCompat(this.sb, COMPAT.dir_index) &&
+          !(dirInode.flags & INODE_FLAGS.INDEX)
+        ) {
           await this.makeIndexed(dirInode, st, path);
           await this.dxInsert(dirInode, st, rec, path);
         } else {
@@ -678,7 +787,18 @@ export class Ext4Editor {
       if (e) e.lblk = leaf.lblk;
     }
     const root = await this.store.get(st.pblk[0]);
-    const { off } = writeDxRoot(root, this.bs, this.ft, dirInode.ino, dotdot?.inode ?? ROOT_INO, this.ft ? FT.dir : 0, version, 0, [{ hash: 0, block: leaf.lblk }], this.csum);
+    const { off } = writeDxRoot(
+      root,
+      this.bs,
+      this.ft,
+      dirInode.ino,
+      dotdot?.inode ?? ROOT_INO,
+      this.ft ? FT.dir : 0,
+      version,
+      0,
+      [{ hash: 0, block: leaf.lblk }],
+      this.csum,
+    );
     this.finishDx(dirInode, st.pblk[0], root, off);
     st.free[0] = -1;
     st.indexed = true;
@@ -689,7 +809,8 @@ export class Ext4Editor {
     const end = leafEnd(this.bs, this.csum);
     const root = await this.store.get(st.pblk[0]);
     const info = parseDxRootInfo(root);
-    if (info.unusedFlags & 1) throw new Ext4UnsupportedError("htree", `directory '${path}' has an unsupported index`);
+    if (info.unusedFlags & 1)
+      throw new Ext4UnsupportedError("htree", `directory '${path}' has an unsupported index`);
     const version = info.hashVersion;
     const hash = this.hashOf(rec.name, version);
     // Path from the root to the leaf.
@@ -721,14 +842,16 @@ export class Ext4Editor {
     }
     // Split the leaf: entries sorted by hash, the upper half moves to a new block.
     const { entries } = parseDirentBlock(leafBuf, 0, end, this.bs, this.ft);
-    const all = [...entries.map((e) => ({ inode: e.inode, name: e.name, fileType: e.fileType })), rec].map((r) => ({
-      r,
-      h: this.hashOf(r.name, version),
-    }));
+    const all = [...entries.map((e) => ({ inode: e.inode, name: e.name, fileType: e.fileType })), rec].map(
+      (r) => ({
+        r,
+        h: this.hashOf(r.name, version),
+      }),
+    );
     all.sort((a, b) => a.h - b.h);
     const sizes = all.map((x) => 8 + ((x.r.name.length + 3) & ~3));
     const total = sizes.reduce((a, b) => a + b, 0);
-    let acc = 0;
+    const acc = 0;
     let cut = -1;
     const candidates: number[] = [];
     for (let i = 1; i < all.length; i++) if (all[i].h !== all[i - 1].h) candidates.push(i);
@@ -747,11 +870,20 @@ export class Ext4Editor {
       }
     }
     void acc;
-    if (cut < 0) throw new Ext4UnsupportedError("htree", `cannot split a directory leaf of '${path}' (hash collisions)`);
+    if (cut < 0)
+      throw new Ext4UnsupportedError("htree", `cannot split a directory leaf of '${path}' (hash collisions)`);
     const splitHash = all[cut].h;
     // Make room in the parent first (may add a level or split index nodes).
     const newLeaf = await this.appendDirBlock(dirInode, st, path);
-    await this.dxAddEntry(dirInode, st, levels, levels.length - 1, { hash: splitHash, block: newLeaf.lblk }, info.indirectLevels, path);
+    await this.dxAddEntry(
+      dirInode,
+      st,
+      levels,
+      levels.length - 1,
+      { hash: splitHash, block: newLeaf.lblk },
+      info.indirectLevels,
+      path,
+    );
     const lower = all.slice(0, cut).map((x) => x.r);
     const upper = all.slice(cut).map((x) => x.r);
     writeLeaf(leafBuf, end, this.bs, this.ft, lower);
@@ -768,7 +900,11 @@ export class Ext4Editor {
       const e = st.entries.get(key(r.name));
       if (e) e.lblk = newLeaf.lblk;
     }
-    st.entries.set(key(rec.name), { ino: rec.inode, ft: rec.fileType, lblk: cut <= all.findIndex((x) => x.r === rec) ? newLeaf.lblk : leafL });
+    st.entries.set(key(rec.name), {
+      ino: rec.inode,
+      ft: rec.fileType,
+      lblk: cut <= all.findIndex((x) => x.r === rec) ? newLeaf.lblk : leafL,
+    });
   }
 
   /** Insert (hash → block) after levels[i].at in index node i, splitting or adding a level as needed. */
@@ -792,7 +928,8 @@ export class Ext4Editor {
     }
     const maxIndirect = hasIncompat(this.sb, INCOMPAT.large_dir) ? 2 : 1;
     if (i === 0) {
-      if (indirect >= maxIndirect) throw new Ext4NoSpaceError("blocks", `directory index of '${path}' is full`, path);
+      if (indirect >= maxIndirect)
+        throw new Ext4NoSpaceError("blocks", `directory index of '${path}' is full`, path);
       // Add a level: the root's entries move to a new index node.
       const child = await this.appendDirBlock(dirInode, st, path);
       st.free[child.lblk] = -1;
@@ -801,7 +938,18 @@ export class Ext4Editor {
       const { off: coff } = writeDxNode(child.buf, this.bs, moved, this.csum);
       this.finishDx(dirInode, child.pblk, child.buf, coff);
       const info = parseDxRootInfo(buf);
-      const { off } = writeDxRoot(buf, this.bs, this.ft, dirInode.ino, u32(buf, 12), this.ft ? FT.dir : 0, info.hashVersion, indirect + 1, [{ hash: 0, block: child.lblk }], this.csum);
+      const { off } = writeDxRoot(
+        buf,
+        this.bs,
+        this.ft,
+        dirInode.ino,
+        u32(buf, 12),
+        this.ft ? FT.dir : 0,
+        info.hashVersion,
+        indirect + 1,
+        [{ hash: 0, block: child.lblk }],
+        this.csum,
+      );
       this.finishDx(dirInode, st.pblk[0], buf, off);
       if (moved.length > parseDxEntries(child.buf, coff).limit) throw new Error("dx node overflow");
       return;
@@ -814,13 +962,29 @@ export class Ext4Editor {
     const upper = entries.slice(half);
     const right = await this.appendDirBlock(dirInode, st, path);
     st.free[right.lblk] = -1;
-    await this.dxAddEntry(dirInode, st, levels, i - 1, { hash: upper[0].hash, block: right.lblk }, indirect, path);
+    await this.dxAddEntry(
+      dirInode,
+      st,
+      levels,
+      i - 1,
+      { hash: upper[0].hash, block: right.lblk },
+      indirect,
+      path,
+    );
     this.writeDxEntries(dirInode, st, lv.lblk, buf, lv.off, node.limit, lower);
     const { off: roff } = writeDxNode(right.buf, this.bs, upper, this.csum);
     this.finishDx(dirInode, right.pblk, right.buf, roff);
   }
 
-  private writeDxEntries(dirInode: Inode, st: DirState, lblk: number, buf: Uint8Array, off: number, limit: number, entries: DxEntry[]): void {
+  private writeDxEntries(
+    dirInode: Inode,
+    st: DirState,
+    lblk: number,
+    buf: Uint8Array,
+    off: number,
+    limit: number,
+    entries: DxEntry[],
+  ): void {
     // entries[0]'s hash slot holds limit/count.
     encodeDxEntries(buf, off, { limit, entries });
     this.finishDx(dirInode, st.pblk[lblk], buf, off);
@@ -833,7 +997,8 @@ export class Ext4Editor {
     if (!e) throw new Ext4EditError("ENOENT", "no such file or directory", path);
     const end = leafEnd(this.bs, this.csum);
     const b = await this.store.get(st.pblk[e.lblk]);
-    if (!removeFromBlock(b, 0, end, this.bs, this.ft, name)) throw new Ext4EditError("EINVAL", "directory entry vanished", path);
+    if (!removeFromBlock(b, 0, end, this.bs, this.ft, name))
+      throw new Ext4EditError("EINVAL", "directory entry vanished", path);
     st.free[e.lblk] = maxFree(b, 0, end, this.bs, this.ft);
     this.finishLeaf(dirInode, st.pblk[e.lblk], b);
     st.entries.delete(key(name));
@@ -842,7 +1007,13 @@ export class Ext4Editor {
     dirInode.ctime = now;
   }
 
-  private async dirRetarget(dirInode: Inode, name: Uint8Array, ino: number, ft: number, path: string): Promise<void> {
+  private async dirRetarget(
+    dirInode: Inode,
+    name: Uint8Array,
+    ino: number,
+    ft: number,
+    path: string,
+  ): Promise<void> {
     const st = await this.dir(dirInode);
     const e = st.entries.get(key(name));
     if (!e) throw new Ext4EditError("ENOENT", "no such file or directory", path);
@@ -870,7 +1041,8 @@ export class Ext4Editor {
   private incDirLinks(dir: Inode): void {
     if (dir.linksCount === 1) return;
     if (dir.linksCount + 1 >= LINK_MAX) {
-      if (!hasRoCompat(this.sb, RO_COMPAT.dir_nlink)) throw new Ext4EditError("EMLINK", "too many subdirectories", `<inode ${dir.ino}>`);
+      if (!hasRoCompat(this.sb, RO_COMPAT.dir_nlink))
+        throw new Ext4EditError("EMLINK", "too many subdirectories", `<inode ${dir.ino}>`);
       dir.linksCount = 1;
       return;
     }
@@ -983,7 +1155,9 @@ export class Ext4Editor {
         } catch (e) {
           if (e instanceof Ext4EditError && e.code === "ENOENT") {
             const target = decodeName(await this.readLink(inode));
-            const base = target.startsWith("/") ? target : `${this.split(path).slice(0, -1).join("/")}/${target}`;
+            const base = target.startsWith("/")
+              ? target
+              : `${this.split(path).slice(0, -1).join("/")}/${target}`;
             return this.writeFile(`/${base}`, content, options);
           }
           throw e;
@@ -1015,13 +1189,20 @@ export class Ext4Editor {
   }
 
   private checkFileWritable(inode: Inode, path: string): void {
-    if (inode.flags & INODE_FLAGS.VERITY) throw new Ext4UnsupportedError("verity", `cannot modify verity file '${path}'`);
-    if (inode.flags & INODE_FLAGS.ENCRYPT) throw new Ext4UnsupportedError("encrypt", `cannot modify encrypted file '${path}'`);
-    if (inode.flags & (INODE_FLAGS.IMMUTABLE | INODE_FLAGS.APPEND)) throw new Ext4EditError("EPERM", "file is immutable or append-only", path);
+    if (inode.flags & INODE_FLAGS.VERITY)
+      throw new Ext4UnsupportedError("verity", `cannot modify verity file '${path}'`);
+    if (inode.flags & INODE_FLAGS.ENCRYPT)
+      throw new Ext4UnsupportedError("encrypt", `cannot modify encrypted file '${path}'`);
+    if (inode.flags & (INODE_FLAGS.IMMUTABLE | INODE_FLAGS.APPEND))
+      throw new Ext4EditError("EPERM", "file is immutable or append-only", path);
   }
 
   /** Free an inode's content (data blocks, inline data) and write new content. */
-  private async replaceContent(inode: Inode, content: Uint8Array | AsyncIterable<Uint8Array> | Iterable<Uint8Array>, path: string): Promise<void> {
+  private async replaceContent(
+    inode: Inode,
+    content: Uint8Array | AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+    path: string,
+  ): Promise<void> {
     if (content instanceof Uint8Array) {
       const old = await this.fileMap(inode);
       const oldBlocks = old.extents.reduce((n, e) => n + e.len, 0) + old.metaBlocks.length;
@@ -1035,7 +1216,9 @@ export class Ext4Editor {
   /** Free data and inline data; the inode ends up empty (size 0) with an empty map. */
   private async dropContent(inode: Inode): Promise<void> {
     if (inode.flags & INODE_FLAGS.INLINE_DATA) {
-      const items = (await this.loadXattrs(inode)).filter((x) => !(x.index === 7 && decodeName(x.suffix) === "data"));
+      const items = (await this.loadXattrs(inode)).filter(
+        (x) => !(x.index === 7 && decodeName(x.suffix) === "data"),
+      );
       inode.flags &= ~INODE_FLAGS.INLINE_DATA;
       await this.storeXattrs(inode, items, "<inline>");
     } else await this.freeFileBlocks(inode);
@@ -1047,7 +1230,8 @@ export class Ext4Editor {
 
   async symlink(target: string, path: string, owner: OwnerOptions = {}): Promise<void> {
     const t = encodeName(target);
-    if (t.length === 0 || t.length > 4095) throw new Ext4EditError("ENAMETOOLONG", "symlink target length", path);
+    if (t.length === 0 || t.length > 4095)
+      throw new Ext4EditError("ENAMETOOLONG", "symlink target length", path);
     const { dir, name } = await this.resolveParent(path);
     await this.createInode(dir, name, S_IFLNK | 0o777, owner, path, async (inode) => {
       inode.linksCount = 1;
@@ -1064,7 +1248,8 @@ export class Ext4Editor {
 
   async link(existingPath: string, newPath: string): Promise<void> {
     const { inode } = await this.resolve(existingPath, false);
-    if ((inode.mode & S_IFMT) === S_IFDIR) throw new Ext4EditError("EPERM", "hard link to a directory", existingPath);
+    if ((inode.mode & S_IFMT) === S_IFDIR)
+      throw new Ext4EditError("EPERM", "hard link to a directory", existingPath);
     if (inode.linksCount >= LINK_MAX) throw new Ext4EditError("EMLINK", "too many links", existingPath);
     const { dir, name } = await this.resolveParent(newPath);
     this.checkDirWritable(dir, newPath);
@@ -1079,7 +1264,14 @@ export class Ext4Editor {
     await this.putInode(fresh);
   }
 
-  async mknod(path: string, type: NodeType, mode: number, major = 0, minor = 0, owner: OwnerOptions = {}): Promise<void> {
+  async mknod(
+    path: string,
+    type: NodeType,
+    mode: number,
+    major = 0,
+    minor = 0,
+    owner: OwnerOptions = {},
+  ): Promise<void> {
     const fmt = { chardev: S_IFCHR, blockdev: S_IFBLK, fifo: S_IFIFO, socket: S_IFSOCK }[type];
     if (fmt === undefined) throw new Ext4EditError("EINVAL", `unknown node type ${type}`, path);
     const { dir, name } = await this.resolveParent(path);
@@ -1111,7 +1303,8 @@ export class Ext4Editor {
     if (inode.linksCount <= 1 && inode.fileAcl === 0) {
       for (const x of await this.loadXattrs(inode)) void x;
     }
-    if (inode.flags & (INODE_FLAGS.IMMUTABLE | INODE_FLAGS.APPEND)) throw new Ext4EditError("EPERM", "file is immutable or append-only", path);
+    if (inode.flags & (INODE_FLAGS.IMMUTABLE | INODE_FLAGS.APPEND))
+      throw new Ext4EditError("EPERM", "file is immutable or append-only", path);
   }
 
   /** One name fewer; frees the inode when it was the last. */
@@ -1152,7 +1345,8 @@ export class Ext4Editor {
     if (!e) throw new Ext4EditError("ENOENT", "no such file or directory", path);
     const inode = await this.getInode(e.ino);
     if ((inode.mode & S_IFMT) !== S_IFDIR) throw new Ext4EditError("ENOTDIR", "not a directory", path);
-    if ((await this.dir(inode)).entries.size > 0) throw new Ext4EditError("ENOTEMPTY", "directory not empty", path);
+    if ((await this.dir(inode)).entries.size > 0)
+      throw new Ext4EditError("ENOTEMPTY", "directory not empty", path);
     await this.checkReleasable(inode, path);
     await this.dirRemove(dir, name, path);
     this.decDirLinks(dir);
@@ -1193,12 +1387,14 @@ export class Ext4Editor {
       // The destination must not be inside the directory being moved.
       let cur = dst.dir.ino;
       for (let guard = 0; cur !== ROOT_INO && guard < 4096; guard++) {
-        if (cur === moving.ino) throw new Ext4EditError("EINVAL", "cannot move a directory into itself", newPath);
+        if (cur === moving.ino)
+          throw new Ext4EditError("EINVAL", "cannot move a directory into itself", newPath);
         const st = await this.dir(await this.getInode(cur));
         const b = await this.store.get(st.pblk[0]);
         cur = u32(b, 12);
       }
-      if (dst.dir.ino === moving.ino) throw new Ext4EditError("EINVAL", "cannot move a directory into itself", newPath);
+      if (dst.dir.ino === moving.ino)
+        throw new Ext4EditError("EINVAL", "cannot move a directory into itself", newPath);
     }
     const dstState = await this.dir(dst.dir);
     const target = dstState.entries.get(key(dst.name));
@@ -1210,7 +1406,8 @@ export class Ext4Editor {
       const tIsDir = (replaced.mode & S_IFMT) === S_IFDIR;
       if (isDir && !tIsDir) throw new Ext4EditError("ENOTDIR", "not a directory", newPath);
       if (!isDir && tIsDir) throw new Ext4EditError("EISDIR", "is a directory", newPath);
-      if (tIsDir && (await this.dir(replaced)).entries.size > 0) throw new Ext4EditError("ENOTEMPTY", "directory not empty", newPath);
+      if (tIsDir && (await this.dir(replaced)).entries.size > 0)
+        throw new Ext4EditError("ENOTEMPTY", "directory not empty", newPath);
       await this.dirRetarget(dst.dir, dst.name, moving.ino, fileTypeFromMode(moving.mode), newPath);
       const now = this.now();
       dst.dir.mtime = now;
@@ -1294,11 +1491,17 @@ export class Ext4Editor {
   async truncate(path: string, len = 0): Promise<void> {
     if (!Number.isSafeInteger(len) || len < 0) throw new Ext4EditError("EINVAL", "invalid length", path);
     const { inode } = await this.resolve(path, true);
-    if ((inode.mode & S_IFMT) !== S_IFREG) throw new Ext4EditError(((inode.mode & S_IFMT) === S_IFDIR ? "EISDIR" : "EINVAL"), "not a regular file", path);
+    if ((inode.mode & S_IFMT) !== S_IFREG)
+      throw new Ext4EditError(
+        (inode.mode & S_IFMT) === S_IFDIR ? "EISDIR" : "EINVAL",
+        "not a regular file",
+        path,
+      );
     this.checkFileWritable(inode, path);
     if (!this.usesExtents(inode) && len > 0) {
       const per = this.bs / 4;
-      if (Math.ceil(len / this.bs) > 12 + per + per * per + per * per * per) throw new Ext4EditError("EINVAL", "file too large for a block map", path);
+      if (Math.ceil(len / this.bs) > 12 + per + per * per + per * per * per)
+        throw new Ext4EditError("EINVAL", "file too large for a block map", path);
     }
     if (inode.flags & INODE_FLAGS.INLINE_DATA) {
       const data = await this.reader.readFileInode(await this.reader.readInode(inode.ino));
@@ -1349,18 +1552,35 @@ export class Ext4Editor {
       const { entries, problem } = parseXattrEntries(raw, start + 4, raw.length, start + 4);
       if (problem) throw new Ext4EditError("EINVAL", `in-inode xattrs: ${problem}`, `<inode ${inode.ino}>`);
       for (const e of entries) {
-        if (e.valueInum) throw new Ext4UnsupportedError("ea_inode", `xattr values in inodes are not supported for writing (inode ${inode.ino})`);
-        out.push({ index: e.nameIndex, suffix: e.nameSuffix, value: raw.slice(start + 4 + e.valueOffset, start + 4 + e.valueOffset + e.valueSize) });
+        if (e.valueInum)
+          throw new Ext4UnsupportedError(
+            "ea_inode",
+            `xattr values in inodes are not supported for writing (inode ${inode.ino})`,
+          );
+        out.push({
+          index: e.nameIndex,
+          suffix: e.nameSuffix,
+          value: raw.slice(start + 4 + e.valueOffset, start + 4 + e.valueOffset + e.valueSize),
+        });
       }
     }
     if (inode.fileAcl) {
       const b = await this.store.get(inode.fileAcl);
       const h = parseXattrBlockHeader(b);
-      if (h.magic !== XATTR_MAGIC) throw new Ext4EditError("EINVAL", "bad xattr block", `<inode ${inode.ino}>`);
+      if (h.magic !== XATTR_MAGIC)
+        throw new Ext4EditError("EINVAL", "bad xattr block", `<inode ${inode.ino}>`);
       const { entries } = parseXattrEntries(b, XATTR_BLOCK_HEADER_SIZE, b.length, 0);
       for (const e of entries) {
-        if (e.valueInum) throw new Ext4UnsupportedError("ea_inode", `xattr values in inodes are not supported for writing (inode ${inode.ino})`);
-        out.push({ index: e.nameIndex, suffix: e.nameSuffix, value: b.slice(e.valueOffset, e.valueOffset + e.valueSize) });
+        if (e.valueInum)
+          throw new Ext4UnsupportedError(
+            "ea_inode",
+            `xattr values in inodes are not supported for writing (inode ${inode.ino})`,
+          );
+        out.push({
+          index: e.nameIndex,
+          suffix: e.nameSuffix,
+          value: b.slice(e.valueOffset, e.valueOffset + e.valueSize),
+        });
       }
     }
     return out;
@@ -1380,7 +1600,8 @@ export class Ext4Editor {
   private async storeXattrs(inode: Inode, items: XattrItem[], path: string): Promise<void> {
     const ibody = this.sb.inodeSize - 128 - inode.extraIsize;
     const plan = planXattrs(items, ibody, this.bs);
-    if (!plan) throw new Ext4NoSpaceError("blocks", "extended attributes do not fit in the inode and one block", path);
+    if (!plan)
+      throw new Ext4NoSpaceError("blocks", "extended attributes do not fit in the inode and one block", path);
     const oldBlock = inode.fileAcl;
     let newBlock = 0;
     if (plan.block.length) {
@@ -1412,8 +1633,14 @@ export class Ext4Editor {
     return s;
   }
 
-  async setxattr(path: string, name: string, value: Uint8Array | string, options: { follow?: boolean } = {}): Promise<void> {
-    if (!hasCompat(this.sb, COMPAT.ext_attr)) throw new Ext4UnsupportedError("ext_attr", "the filesystem has no ext_attr feature");
+  async setxattr(
+    path: string,
+    name: string,
+    value: Uint8Array | string,
+    options: { follow?: boolean } = {},
+  ): Promise<void> {
+    if (!hasCompat(this.sb, COMPAT.ext_attr))
+      throw new Ext4UnsupportedError("ext_attr", "the filesystem has no ext_attr feature");
     const n = this.xattrName(name, path);
     let v = typeof value === "string" ? new TextEncoder().encode(value) : value;
     if (isPosixAclName(name)) {
@@ -1425,7 +1652,9 @@ export class Ext4Editor {
     }
     if (v.length > 65536) throw new Ext4EditError("EINVAL", "xattr value too large", path);
     const { inode } = await this.resolve(path, options.follow ?? true);
-    const items = (await this.loadXattrs(inode)).filter((x) => !(x.index === n.index && key(x.suffix) === key(n.suffix)));
+    const items = (await this.loadXattrs(inode)).filter(
+      (x) => !(x.index === n.index && key(x.suffix) === key(n.suffix)),
+    );
     items.push({ index: n.index, suffix: n.suffix, value: v.slice() });
     await this.storeXattrs(inode, items, path);
     inode.ctime = this.now();

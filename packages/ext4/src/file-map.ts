@@ -12,7 +12,6 @@ import { Ext4FormatError } from "./errors.js";
 import {
   EXT_INIT_MAX_LEN,
   EXT_MAX_DEPTH,
-  EXTENT_HEADER_SIZE,
   EXTENT_MAGIC,
   encodeExtent,
   encodeExtentHeader,
@@ -158,9 +157,9 @@ export function writeExtentTree(
       depth: 0,
       generation,
     });
-    extents.forEach((e, i) =>
-      encodeExtent(root, i, { block: e.lblk, len: e.len, start: e.pblk, uninit: e.uninit }),
-    );
+    extents.forEach((e, i) => {
+      encodeExtent(root, i, { block: e.lblk, len: e.len, start: e.pblk, uninit: e.uninit });
+    });
     return root;
   }
   const bs = store.blockSize;
@@ -178,9 +177,9 @@ export function writeExtentTree(
     const b = store.fresh(blk);
     const chunk = extents.slice(i, i + per);
     encodeExtentHeader(b, { magic: EXTENT_MAGIC, entries: chunk.length, max: per, depth: 0, generation });
-    chunk.forEach((e, k) =>
-      encodeExtent(b, k, { block: e.lblk, len: e.len, start: e.pblk, uninit: e.uninit }),
-    );
+    chunk.forEach((e, k) => {
+      encodeExtent(b, k, { block: e.lblk, len: e.len, start: e.pblk, uninit: e.uninit });
+    });
     if (inodeSeed !== undefined) setExtentBlockChecksum(inodeSeed, b);
     level.push({ first: chunk[0].lblk, blk });
   }
@@ -192,7 +191,9 @@ export function writeExtentTree(
       const b = store.fresh(blk);
       const chunk = level.slice(i, i + per);
       encodeExtentHeader(b, { magic: EXTENT_MAGIC, entries: chunk.length, max: per, depth, generation });
-      chunk.forEach((c, k) => encodeExtentIndex(b, k, { block: c.first, leaf: c.blk }));
+      chunk.forEach((c, k) => {
+        encodeExtentIndex(b, k, { block: c.first, leaf: c.blk });
+      });
       if (inodeSeed !== undefined) setExtentBlockChecksum(inodeSeed, b);
       up.push({ first: chunk[0].first, blk });
     }
@@ -200,8 +201,9 @@ export function writeExtentTree(
     depth++;
   }
   encodeExtentHeader(root, { magic: EXTENT_MAGIC, entries: level.length, max: ROOT_MAX, depth, generation });
-  level.forEach((c, k) => encodeExtentIndex(root, k, { block: c.first, leaf: c.blk }));
-  void EXTENT_HEADER_SIZE;
+  level.forEach((c, k) => {
+    encodeExtentIndex(root, k, { block: c.first, leaf: c.blk });
+  });
   return root;
 }
 

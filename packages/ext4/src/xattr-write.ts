@@ -50,7 +50,8 @@ export function planXattrs(
   let ifree = ibodySize > 8 ? ibodySize - 8 : 0;
   let bfree = blockSize - XATTR_BLOCK_HEADER_SIZE - 4;
   const ordered = [...items].sort((a, b) => {
-    const sysData = (x: XattrItem) => (x.index === 7 && new TextDecoder().decode(x.suffix) === "data" ? 0 : 1);
+    const sysData = (x: XattrItem) =>
+      x.index === 7 && new TextDecoder().decode(x.suffix) === "data" ? 0 : 1;
     return sysData(a) - sysData(b) || xattrItemSize(a) - xattrItemSize(b) || sortKey(a, b);
   });
   for (const it of ordered) {
@@ -85,7 +86,13 @@ export function writeXattrBlock(buf: Uint8Array, items: XattrItem[]): void {
   buf.fill(0);
   const sorted = [...items].sort(sortKey);
   const hashes = layout(buf, XATTR_BLOCK_HEADER_SIZE, sorted, true);
-  encodeXattrBlockHeader(buf, { magic: XATTR_MAGIC, refcount: 1, blocks: 1, hash: xattrBlockHash(hashes), checksum: 0 });
+  encodeXattrBlockHeader(buf, {
+    magic: XATTR_MAGIC,
+    refcount: 1,
+    blocks: 1,
+    hash: xattrBlockHash(hashes),
+    checksum: 0,
+  });
 }
 
 /**

@@ -33,7 +33,13 @@ describeWithTools(["mke2fs", "e2fsck", "debugfs"], "ext4 editor: every feature s
       // Reopen and keep editing: a second session sees the first one's state.
       const ed2 = await openEditor(path);
       await ed2.writeFile("/opt/agent/second", "2");
-      exp.set("/opt/agent/second", { type: "file", mode: 0o644, uid: 0, gid: 0, content: new TextEncoder().encode("2") });
+      exp.set("/opt/agent/second", {
+        type: "file",
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        content: new TextEncoder().encode("2"),
+      });
       await ed2.close();
       await verify(path, exp, ["/opt"]);
     });
@@ -82,7 +88,9 @@ describeWithTools(["mke2fs", "e2fsck", "debugfs"], "ext4 editor: every feature s
     if (!part) throw new Error("fixture has no third partition");
     const dev = await FileDevice.open(img);
     const before = await readFile(img);
-    const ed = await Ext4Editor.open(new RangeDevice(dev, part.offset, part.size), { timestamp: 1_700_000_000 });
+    const ed = await Ext4Editor.open(new RangeDevice(dev, part.offset, part.size), {
+      timestamp: 1_700_000_000,
+    });
     const exp = await scenario(ed, 200_000);
     await ed.close();
     await verify({ path: img, offset: part.offset }, exp, ["/opt"]);

@@ -53,10 +53,21 @@ export type Expected =
     }
   | { type: "dir"; mode: number; uid: number; gid: number; xattrs?: Record<string, Uint8Array> }
   | { type: "symlink"; target: string; uid: number; gid: number }
-  | { type: "fifo" | "chardev" | "blockdev" | "socket"; mode: number; uid: number; gid: number; major?: number; minor?: number };
+  | {
+      type: "fifo" | "chardev" | "blockdev" | "socket";
+      mode: number;
+      uid: number;
+      gid: number;
+      major?: number;
+      minor?: number;
+    };
 
 /** e2fsck -fn must be clean, and debugfs + our reader must show exactly `expected` (under the listed roots). */
-export async function verify(target: FsTarget, expected: Map<string, Expected>, roots: string[]): Promise<void> {
+export async function verify(
+  target: FsTarget,
+  expected: Map<string, Expected>,
+  roots: string[],
+): Promise<void> {
   const fsck = await e2fsck(target);
   expect(fsck.problems, fsck.output).toEqual([]);
   expect(fsck.clean, fsck.output).toBe(true);
@@ -64,7 +75,9 @@ export async function verify(target: FsTarget, expected: Map<string, Expected>, 
   const dirs = [...expected].filter(([, e]) => e.type === "dir").map(([p]) => p);
   for (const d of dirs) {
     const names = (await debugfsLs(target, d)).map((e) => e.name).filter((n) => n !== "." && n !== "..");
-    const want = [...expected.keys()].filter((p) => parentOf(p) === d).map((p) => p.slice(p.lastIndexOf("/") + 1));
+    const want = [...expected.keys()]
+      .filter((p) => parentOf(p) === d)
+      .map((p) => p.slice(p.lastIndexOf("/") + 1));
     expect(names.sort(), `listing of ${d}`).toEqual(want.sort());
   }
   for (const root of roots) expect(expected.has(root), root).toBe(true);
@@ -91,7 +104,9 @@ export async function verify(target: FsTarget, expected: Map<string, Expected>, 
     if ((e.type === "file" || e.type === "dir") && e.xattrs) {
       const xs = await debugfsXattrs(target, path);
       const got = Object.fromEntries(Object.entries(xs).map(([k, v]) => [k, Buffer.from(v).toString("hex")]));
-      const want = Object.fromEntries(Object.entries(e.xattrs).map(([k, v]) => [k, Buffer.from(v).toString("hex")]));
+      const want = Object.fromEntries(
+        Object.entries(e.xattrs).map(([k, v]) => [k, Buffer.from(v).toString("hex")]),
+      );
       if (!Object.keys(want).some((k) => k.startsWith("system.posix_acl"))) expect(got, path).toEqual(want);
     }
   }
@@ -105,11 +120,14 @@ export async function verify(target: FsTarget, expected: Map<string, Expected>, 
     for (const [path, e] of expected) {
       const st = await fs.lstat(path);
       expect(st.uid, path).toBe(e.uid);
-      if (e.type === "file") expect(Buffer.compare(await fs.readFile(path), Buffer.from(e.content)), path).toBe(0);
+      if (e.type === "file")
+        expect(Buffer.compare(await fs.readFile(path), Buffer.from(e.content)), path).toBe(0);
       if (e.type === "symlink") expect(await fs.readlink(path), path).toBe(e.target);
       if (e.type === "file" && e.xattrs) {
         for (const [k, v] of Object.entries(e.xattrs)) {
-          expect(Buffer.from(await fs.getxattr(path, k)).toString("hex"), `${path} ${k}`).toBe(Buffer.from(v).toString("hex"));
+          expect(Buffer.from(await fs.getxattr(path, k)).toString("hex"), `${path} ${k}`).toBe(
+            Buffer.from(v).toString("hex"),
+          );
         }
       }
     }
@@ -131,7 +149,12 @@ export async function scenario(ed: Ext4Editor, big: number): Promise<Map<string,
   exp.set("/opt", { type: "dir", mode: 0o750, uid: 10, gid: 20 });
   exp.set("/opt/agent", { type: "dir", mode: 0o750, uid: 10, gid: 20 });
   exp.set("/opt/agent/conf.d", { type: "dir", mode: 0o750, uid: 10, gid: 20 });
-  await ed.writeFile("/opt/agent/hello.txt", "hello\n", { mode: 0o600, uid: 1000, gid: 1001, mtime: new Date(1_600_000_000_000) });
+  await ed.writeFile("/opt/agent/hello.txt", "hello\n", {
+    mode: 0o600,
+    uid: 1000,
+    gid: 1001,
+    mtime: new Date(1_600_000_000_000),
+  });
   const bigData = new Uint8Array(big);
   for (let i = 0; i < big; i++) bigData[i] = (i * 131 + (i >>> 12)) & 0xff;
   await ed.writeFile("/opt/agent/big.bin", bigData);
@@ -140,7 +163,13 @@ export async function scenario(ed: Ext4Editor, big: number): Promise<Map<string,
     for (let i = 0; i < 5; i++) yield bigData.subarray(i * 3001, (i + 1) * 3001);
   }
   await ed.writeFile("/opt/agent/stream.bin", chunks());
-  exp.set("/opt/agent/stream.bin", { type: "file", mode: 0o644, uid: 0, gid: 0, content: bigData.slice(0, 5 * 3001) });
+  exp.set("/opt/agent/stream.bin", {
+    type: "file",
+    mode: 0o644,
+    uid: 0,
+    gid: 0,
+    content: bigData.slice(0, 5 * 3001),
+  });
   await ed.symlink("hello.txt", "/opt/agent/fast-link");
   exp.set("/opt/agent/fast-link", { type: "symlink", target: "hello.txt", uid: 0, gid: 0 });
   const longTarget = `/usr/${"long/".repeat(30)}target`;
@@ -166,11 +195,23 @@ export async function scenario(ed: Ext4Editor, big: number): Promise<Map<string,
   exp.set("/opt/link", { type: "symlink", target: "agent/conf.d", uid: 0, gid: 0 });
   for (let i = 0; i < 70; i++) {
     await ed.writeFile(`/opt/link/file-${i}.conf`, `n=${i}\n`, { mode: 0o640 });
-    exp.set(`/opt/agent/conf.d/file-${i}.conf`, { type: "file", mode: 0o640, uid: 0, gid: 0, content: enc(`n=${i}\n`) });
+    exp.set(`/opt/agent/conf.d/file-${i}.conf`, {
+      type: "file",
+      mode: 0o640,
+      uid: 0,
+      gid: 0,
+      content: enc(`n=${i}\n`),
+    });
   }
   // Overwrite, rename (same dir, across dirs, replacing), unlink, truncate, chmod/chown/utimes.
   await ed.writeFile("/opt/agent/conf.d/file-3.conf", "replaced\n");
-  exp.set("/opt/agent/conf.d/file-3.conf", { type: "file", mode: 0o640, uid: 0, gid: 0, content: enc("replaced\n") });
+  exp.set("/opt/agent/conf.d/file-3.conf", {
+    type: "file",
+    mode: 0o640,
+    uid: 0,
+    gid: 0,
+    content: enc("replaced\n"),
+  });
   await ed.rename("/opt/agent/conf.d/file-4.conf", "/opt/agent/conf.d/renamed.conf");
   exp.set("/opt/agent/conf.d/renamed.conf", exp.get("/opt/agent/conf.d/file-4.conf") as Expected);
   exp.delete("/opt/agent/conf.d/file-4.conf");
@@ -195,7 +236,13 @@ export async function scenario(ed: Ext4Editor, big: number): Promise<Map<string,
   await ed.symlink("nowhere", "/opt/trash/a/l");
   await ed.rm("/opt/trash", { recursive: true });
   await ed.truncate("/opt/agent/big.bin", 5000);
-  exp.set("/opt/agent/big.bin", { type: "file", mode: 0o644, uid: 0, gid: 0, content: bigData.slice(0, 5000) });
+  exp.set("/opt/agent/big.bin", {
+    type: "file",
+    mode: 0o644,
+    uid: 0,
+    gid: 0,
+    content: bigData.slice(0, 5000),
+  });
   await ed.chmod("/opt/agent/big.bin", 0o4755);
   (exp.get("/opt/agent/big.bin") as { mode: number }).mode = 0o4755;
   await ed.chown("/opt/agent/fast-link", 7, 8); // follows the link to hello.txt
@@ -213,6 +260,13 @@ export async function scenario(ed: Ext4Editor, big: number): Promise<Map<string,
     mtime: 1_600_000_000,
     links: 2,
   });
-  exp.set("/opt/agent/conf.d/hard", { type: "file", mode: 0o600, uid: 7, gid: 8, content: enc("hello\n"), links: 2 });
+  exp.set("/opt/agent/conf.d/hard", {
+    type: "file",
+    mode: 0o600,
+    uid: 7,
+    gid: 8,
+    content: enc("hello\n"),
+    links: 2,
+  });
   return exp;
 }

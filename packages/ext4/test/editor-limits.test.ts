@@ -4,7 +4,15 @@
  * tree, large directories that must stay indexed (leaf splits and a second index level).
  */
 import { Ext4NoSpaceError } from "@imgpatch/ext4";
-import { debugfs, debugfsCat, debugfsLs, debugfsStat, describeWithTools, e2fsck, tempDir } from "@imgpatch/testkit";
+import {
+  debugfs,
+  debugfsCat,
+  debugfsLs,
+  debugfsStat,
+  describeWithTools,
+  e2fsck,
+  tempDir,
+} from "@imgpatch/testkit";
 import { expect, it } from "vitest";
 import { FEATURE_SETS, makeImage, openEditor } from "./editor-helpers.js";
 

@@ -5,10 +5,19 @@
  * (tree, types, modes, owners, content, link targets, link counts, xattrs).
  * IMGPATCH_PROPERTY_RUNS raises the number of runs per feature set (default 3).
  */
-import fc from "fast-check";
-import { Ext4Fs } from "@imgpatch/ext4";
+
 import { FileDevice } from "@imgpatch/disk";
-import { debugfsCat, debugfsLs, debugfsStat, debugfsXattrs, describeWithTools, e2fsck, tempDir } from "@imgpatch/testkit";
+import { Ext4Fs } from "@imgpatch/ext4";
+import {
+  debugfsCat,
+  debugfsLs,
+  debugfsStat,
+  debugfsXattrs,
+  describeWithTools,
+  e2fsck,
+  tempDir,
+} from "@imgpatch/testkit";
+import fc from "fast-check";
 import { expect, it } from "vitest";
 import { FEATURE_SETS, makeImage, openEditor } from "./editor-helpers.js";
 
@@ -70,17 +79,69 @@ const PRELUDE: Op[] = [
 ];
 const modeArb = fc.integer({ min: 0, max: 0o7777 });
 const opArb: fc.Arbitrary<Op> = fc.oneof(
-  { weight: 5, arbitrary: fc.record({ op: fc.constant("writeFile" as const), p: pathArb, size: fc.oneof(fc.integer({ min: 0, max: 300 }), fc.integer({ min: 0, max: 70_000 })), byte: fc.integer({ min: 0, max: 255 }), mode: modeArb }) },
+  {
+    weight: 5,
+    arbitrary: fc.record({
+      op: fc.constant("writeFile" as const),
+      p: pathArb,
+      size: fc.oneof(fc.integer({ min: 0, max: 300 }), fc.integer({ min: 0, max: 70_000 })),
+      byte: fc.integer({ min: 0, max: 255 }),
+      mode: modeArb,
+    }),
+  },
   { weight: 4, arbitrary: fc.record({ op: fc.constant("mkdir" as const), p: pathArb, mode: modeArb }) },
-  { weight: 1, arbitrary: fc.record({ op: fc.constant("symlink" as const), p: pathArb, target: fc.oneof(fc.constant("x"), fc.constant(`/no/${"where/".repeat(15)}`)) }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      op: fc.constant("symlink" as const),
+      p: pathArb,
+      target: fc.oneof(fc.constant("x"), fc.constant(`/no/${"where/".repeat(15)}`)),
+    }),
+  },
   { weight: 1, arbitrary: fc.record({ op: fc.constant("link" as const), p: pathArb, q: pathArb }) },
-  { weight: 2, arbitrary: fc.record({ op: fc.constantFrom("unlink" as const, "rmdir" as const, "rm" as const), p: pathArb }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      op: fc.constantFrom("unlink" as const, "rmdir" as const, "rm" as const),
+      p: pathArb,
+    }),
+  },
   { weight: 2, arbitrary: fc.record({ op: fc.constant("rename" as const), p: pathArb, q: pathArb }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant("chmod" as const), p: pathArb, mode: modeArb }) },
-  { weight: 1, arbitrary: fc.record({ op: fc.constant("chown" as const), p: pathArb, uid: fc.integer({ min: 0, max: 70_000 }), gid: fc.integer({ min: 0, max: 70_000 }) }) },
-  { weight: 1, arbitrary: fc.record({ op: fc.constant("truncate" as const), p: pathArb, len: fc.integer({ min: 0, max: 80_000 }) }) },
-  { weight: 2, arbitrary: fc.record({ op: fc.constant("setxattr" as const), p: pathArb, name: fc.constantFrom(...XATTR_NAMES), size: fc.integer({ min: 0, max: 300 }) }) },
-  { weight: 1, arbitrary: fc.record({ op: fc.constant("removexattr" as const), p: pathArb, name: fc.constantFrom(...XATTR_NAMES) }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      op: fc.constant("chown" as const),
+      p: pathArb,
+      uid: fc.integer({ min: 0, max: 70_000 }),
+      gid: fc.integer({ min: 0, max: 70_000 }),
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      op: fc.constant("truncate" as const),
+      p: pathArb,
+      len: fc.integer({ min: 0, max: 80_000 }),
+    }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      op: fc.constant("setxattr" as const),
+      p: pathArb,
+      name: fc.constantFrom(...XATTR_NAMES),
+      size: fc.integer({ min: 0, max: 300 }),
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      op: fc.constant("removexattr" as const),
+      p: pathArb,
+      name: fc.constantFrom(...XATTR_NAMES),
+    }),
+  },
   { weight: 1, arbitrary: fc.record({ op: fc.constant("mknod" as const), p: pathArb }) },
 );
 
@@ -227,7 +288,9 @@ async function check(path: string, m: Model): Promise<void> {
       const want = [...dir.children.keys()].sort();
       const ours = (await fs.readdir(str(p))).sort();
       expect(ours, `reader listing of ${str(p)}`).toEqual(want);
-      const theirs = (await debugfsLs(path, str(p))).map((e) => e.name).filter((n) => n !== "." && n !== "..");
+      const theirs = (await debugfsLs(path, str(p)))
+        .map((e) => e.name)
+        .filter((n) => n !== "." && n !== "..");
       expect(theirs.sort(), `debugfs listing of ${str(p)}`).toEqual(want);
       for (const [name, n] of dir.children) {
         const cp = [...p, name];
@@ -247,12 +310,15 @@ async function check(path: string, m: Model): Promise<void> {
           expect(st.size, s).toBe(n.data.length);
           const data = await fs.readFile(s);
           expect(Buffer.compare(data, Buffer.from(n.data)), s).toBe(0);
-          if (n.data.length < 100_000) expect(Buffer.compare(await debugfsCat(path, s), Buffer.from(n.data)), s).toBe(0);
+          if (n.data.length < 100_000)
+            expect(Buffer.compare(await debugfsCat(path, s), Buffer.from(n.data)), s).toBe(0);
         }
         if (n.kind === "symlink") expect(await fs.readlink(s), s).toBe(n.target);
         if (n.kind === "file" || n.kind === "dir") {
           const xs = await debugfsXattrs(path, s);
-          const got = Object.fromEntries(Object.entries(xs).map(([k, v]) => [k, Buffer.from(v).toString("hex")]));
+          const got = Object.fromEntries(
+            Object.entries(xs).map(([k, v]) => [k, Buffer.from(v).toString("hex")]),
+          );
           expect(got, `${s} xattrs`).toEqual(Object.fromEntries(n.xattrs));
         }
         if (n.kind === "dir") await walk(n, cp);
@@ -266,42 +332,46 @@ async function check(path: string, m: Model): Promise<void> {
 
 const SETS = ["ext2", "ext3", "ext4-csum", "ext4-nocsum", "ext4-1k", "ext4-inline"] as const;
 
-describeWithTools(["mke2fs", "e2fsck", "debugfs"], "ext4 editor: random operation sequences vs a model", () => {
-  for (const set of SETS) {
-    it(`${set}`, async () => {
-      const dir = await tempDir("edp-");
-      let run = 0;
-      await fc.assert(
-        fc.asyncProperty(fc.array(opArb, { minLength: 10, maxLength: 50 }), async (ops) => {
-          const path = await makeImage(dir, `${set}-${run++}`, [...FEATURE_SETS[set], "-N", "256"], "8M");
-          const m = new Model();
-          const ed = await openEditor(path);
-          // lost+found exists on every fresh image: put it in the model.
-          m.root.children.set("lost+found", newNode("dir", 0o700));
-          try {
-            for (const o of [...PRELUDE, ...ops]) {
-              const want = applyModel(m, o);
-              if (want === "skip") continue;
-              let ok = true;
-              let err: unknown;
-              try {
-                await runOp(ed, o);
-              } catch (e) {
-                ok = false;
-                err = e;
+describeWithTools(
+  ["mke2fs", "e2fsck", "debugfs"],
+  "ext4 editor: random operation sequences vs a model",
+  () => {
+    for (const set of SETS) {
+      it(`${set}`, async () => {
+        const dir = await tempDir("edp-");
+        let run = 0;
+        await fc.assert(
+          fc.asyncProperty(fc.array(opArb, { minLength: 10, maxLength: 50 }), async (ops) => {
+            const path = await makeImage(dir, `${set}-${run++}`, [...FEATURE_SETS[set], "-N", "256"], "8M");
+            const m = new Model();
+            const ed = await openEditor(path);
+            // lost+found exists on every fresh image: put it in the model.
+            m.root.children.set("lost+found", newNode("dir", 0o700));
+            try {
+              for (const o of [...PRELUDE, ...ops]) {
+                const want = applyModel(m, o);
+                if (want === "skip") continue;
+                let ok = true;
+                let err: unknown;
+                try {
+                  await runOp(ed, o);
+                } catch (e) {
+                  ok = false;
+                  err = e;
+                }
+                expect(ok, `${JSON.stringify(o)} → ${String(err)}`).toBe(want);
               }
-              expect(ok, `${JSON.stringify(o)} → ${String(err)}`).toBe(want);
+            } finally {
+              await ed.close();
             }
-          } finally {
-            await ed.close();
-          }
-          await check(path, m);
-        }),
-        { numRuns: RUNS, endOnFailure: true },
-      );
-    }, 120_000);
-  }
-});
+            await check(path, m);
+          }),
+          { numRuns: RUNS, endOnFailure: true },
+        );
+      }, 120_000);
+    }
+  },
+);
 
 async function runOp(ed: Awaited<ReturnType<typeof openEditor>>, o: Op): Promise<void> {
   const p = str(o.p);
