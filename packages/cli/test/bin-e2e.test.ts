@@ -6,6 +6,7 @@
 import { createHash } from "node:crypto";
 import { copyFile, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import {
   debugfs,
   debugfsCat,
@@ -16,6 +17,7 @@ import {
   qemuImg,
   qemuImgCheck,
   qemuImgInfo,
+  runTool,
   tempDir,
 } from "@imgpatch/testkit";
 import { expect, it } from "vitest";
@@ -267,3 +269,74 @@ describeWithTools(["qemu-img", "e2fsck", "debugfs"], "imgpatch bin end to end", 
     expect(JSON.parse(d2.stdout).length).toBeGreaterThan(0);
   });
 });
+
+describeWithTools(
+  ["qemu-img", "e2fsck", "debugfs", "rpm"],
+  "imgpatch bin end to end: --rpm and elements",
+  () => {
+    it("customize --rpm installs the payload (checked against rpm -qpl) and queues the scriptlets", async () => {
+      const dir = await tempDir("e2e");
+      const base = join(dir, "base.qcow2");
+      await copyFile(await baseImage(), base);
+      const pkg = fileURLToPath(
+        new URL("../../../test-fixtures/rpm/out/imgpatch-demo-xz.noarch.rpm", import.meta.url),
+      );
+      const dry = await runBin(["customize", base, "--dry-run", "--rpm-owner-fallback", "--rpm", pkg]);
+      expect(dry.code).toBe(0);
+      expect(dry.stdout).toMatch(/imgpatch-demo-2:1\.2-3/);
+      const out = join(dir, "out.qcow2");
+      const r = await runBin(
+        ["customize", base, "--overlay", out, "--rpm-owner-fallback", "--rpm", pkg],
+        EPOCH,
+      );
+      expect(r.stderr).toBe("");
+      expect(r.code).toBe(0);
+      expect((await qemuImgCheck(out)).clean).toBe(true);
+      const raw = await toRaw(out, dir, "out.raw");
+      const root = { path: raw, offset: ROOT };
+      expect((await e2fsck(root)).clean).toBe(true);
+      const listed = (await runTool("rpm", ["-qpl", "--noghost", pkg])).stdout
+        .toString()
+        .split("\n")
+        .filter(Boolean);
+      for (const p of listed) await expect(debugfsStat(root, p), p).resolves.toBeDefined();
+      const steps = await debugfs(root, ["ls -l /usr/lib/imgpatch/firstboot/steps"]);
+      expect(steps).toMatch(/post/);
+    });
+
+    it("the issue's command: imgpatch elements base.qcow2 --overlay gold.qcow2 … (ELEMENTS_PATH from the environment)", async () => {
+      const dir = await tempDir("e2e");
+      const base = join(dir, "base.qcow2");
+      await copyFile(await baseImage(), base);
+      const elements = fileURLToPath(new URL("../../../test-fixtures/elements", import.meta.url));
+      const r = await runBin(
+        [
+          "elements",
+          "base.qcow2",
+          "--overlay",
+          "software-deployment-image-gold.qcow2",
+          "os-collect-config",
+          "os-refresh-config",
+          "os-apply-config",
+          "heat-config",
+          "heat-config-script",
+        ],
+        { ...EPOCH, ELEMENTS_PATH: elements },
+        dir,
+      );
+      expect(r.code).toBe(0);
+      const gold = join(dir, "software-deployment-image-gold.qcow2");
+      expect((await qemuImgInfo(gold))["backing-filename"]).toBe("base.qcow2");
+      expect((await qemuImgCheck(gold)).clean).toBe(true);
+      const raw = await toRaw(gold, dir, "gold.raw");
+      const root = { path: raw, offset: ROOT };
+      expect((await e2fsck(root)).clean).toBe(true);
+      expect(
+        await debugfs(root, ["stat /etc/systemd/system/multi-user.target.wants/os-collect-config.service"]),
+      ).toContain("/usr/lib/systemd/system/os-collect-config.service");
+      // selinux-permissive was not asked for here: the guest stays enforcing.
+      expect((await debugfsCat(root, "/etc/selinux/config")).toString()).toMatch(/^SELINUX=enforcing$/m);
+      await noTemps(dir);
+    });
+  },
+);

@@ -19,6 +19,7 @@ import {
   tempDir,
 } from "@imgpatch/testkit";
 import { expect, it } from "vitest";
+import { TSX } from "./support/run-bin.js";
 
 const MAIN = fileURLToPath(new URL("../src/main-job.ts", import.meta.url));
 const REGISTER = fileURLToPath(new URL("./support/register-sources.mjs", import.meta.url));
@@ -27,7 +28,7 @@ const BOOT = 2048 * 512;
 
 function runMain(env: Record<string, string>): Promise<{ code: number; out: string }> {
   return new Promise((resolve, reject) => {
-    const c = spawn(process.execPath, ["--import", "tsx", "--import", REGISTER, MAIN], {
+    const c = spawn(process.execPath, ["--import", TSX, "--import", REGISTER, MAIN], {
       env: { ...process.env, ...env },
       stdio: ["ignore", "pipe", "pipe"],
     });

@@ -94,10 +94,15 @@ function stepLabel(step: Step): string {
 }
 
 /** Runs `customize` steps on an open guest; returns per-step change lines. */
+export interface StepContext extends CustomizeContext {
+  /** --rpm-owner-fallback: owners missing from the guest → root now, chowned at first boot after %pre. */
+  rpmMissingOwner?: "error" | "root";
+}
+
 export async function runSteps(
   guest: Guest,
   steps: readonly Step[],
-  ctx: CustomizeContext,
+  ctx: StepContext,
   onStep?: (step: Step, lines: string[]) => void,
 ): Promise<Array<{ step: Step; changes: string[] }>> {
   const done: Array<{ step: Step; changes: string[] }> = [];
@@ -105,12 +110,18 @@ export async function runSteps(
     let lines: string[];
     if (step.op === "rpm") {
       const pkg = await readRpm(step.host);
-      const r = await injectRpms([pkg], injectTargetFromGuestFs(guest.fs, guest.image));
-      lines = r.reports.flatMap((rep) => [
-        `installed ${rep.nevra}: ${rep.written.length} files`,
-        ...rep.warnings,
-      ]);
-      lines.push(...(await queueFirstbootPlan(guest.fs, r.firstboot)).map((p) => `firstboot ${p}`));
+      try {
+        const r = await injectRpms([pkg], injectTargetFromGuestFs(guest.fs, guest.image), {
+          missingOwner: ctx.rpmMissingOwner ?? "error",
+        });
+        lines = r.reports.flatMap((rep) => [
+          `installed ${rep.nevra}: ${rep.written.length} files`,
+          ...rep.warnings,
+        ]);
+        lines.push(...(await queueFirstbootPlan(guest.fs, r.firstboot)).map((p) => `firstboot ${p}`));
+      } finally {
+        await pkg.close();
+      }
     } else {
       lines = await applyOperation(guest.fs, step, ctx);
     }
@@ -538,11 +549,17 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
       "customize [image]",
       "apply virt-customize-style operations in command-line order",
       (y) => {
-        let z = outputModeOptions(imageOptions(y.positional("image", { type: "string" }))).option("add", {
-          alias: "a",
-          type: "string",
-          describe: "the image (virt-customize style)",
-        });
+        let z = outputModeOptions(imageOptions(y.positional("image", { type: "string" })))
+          .option("add", {
+            alias: "a",
+            type: "string",
+            describe: "the image (virt-customize style)",
+          })
+          .option("rpm-owner-fallback", {
+            type: "boolean",
+            describe:
+              "--rpm: files owned by users/groups the guest lacks (made by %pre) go to root now, chowned at first boot",
+          });
         for (const name of OPERATION_NAMES) {
           z = NO_ARG_OPS.has(name)
             ? z.option(name, { type: "boolean", group: "Operations (applied in command-line order):" })
@@ -573,14 +590,20 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
             for (const s of steps) {
               if (s.op !== "rpm") continue;
               const pkg = await readRpm(s.host);
-              const p = await planTransaction([pkg], injectTargetFromGuestFs(g.fs, g.image));
-              for (const plan of p.plans) {
-                rpmPlans.push({
-                  file: s.host,
-                  nevra: plan.nevra,
-                  files: plan.files.length,
-                  scriptlets: p.firstboot.steps.length,
+              try {
+                const p = await planTransaction([pkg], injectTargetFromGuestFs(g.fs, g.image), {
+                  missingOwner: a["rpm-owner-fallback"] ? "root" : "error",
                 });
+                for (const plan of p.plans) {
+                  rpmPlans.push({
+                    file: s.host,
+                    nevra: plan.nevra,
+                    files: plan.files.length,
+                    scriptlets: p.firstboot.steps.length,
+                  });
+                }
+              } finally {
+                await pkg.close();
               }
             }
             if (a.json) return emitJson({ image: img, dryRun: true, operations: steps, rpm: rpmPlans });
@@ -597,11 +620,16 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
         const result = await withGuest(img, opts, async (g) => {
           for (const w of g.warnings) if (common.verbose) io.err(`imgpatch: warning: ${img}: ${w}\n`);
           let i = 0;
-          return runSteps(g, steps, { now }, (step, lines) => {
-            i++;
-            progress(common, `[${i}/${steps.length}] ${step.op}`);
-            if (common.verbose) for (const l of lines) say(common, `  ${l}`);
-          });
+          return runSteps(
+            g,
+            steps,
+            { now, rpmMissingOwner: a["rpm-owner-fallback"] ? "root" : "error" },
+            (step, lines) => {
+              i++;
+              progress(common, `[${i}/${steps.length}] ${step.op}`);
+              if (common.verbose) for (const l of lines) say(common, `  ${l}`);
+            },
+          );
         });
         progressDone(common);
         const out = opts.overlay ?? opts.output ?? img;

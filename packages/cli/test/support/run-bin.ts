@@ -1,9 +1,12 @@
 /** Spawns the real `imgpatch` bin (TypeScript sources through tsx; see source-hooks.mjs). */
 import { spawn } from "node:child_process";
-import { fileURLToPath } from "node:url";
+import { createRequire } from "node:module";
+import { fileURLToPath, pathToFileURL } from "node:url";
 
 export const BIN = fileURLToPath(new URL("../../src/bin/imgpatch.ts", import.meta.url));
 const REGISTER = fileURLToPath(new URL("./register-sources.mjs", import.meta.url));
+/** tsx's loader by absolute URL, so the bin can run with any working directory. */
+export const TSX = pathToFileURL(createRequire(import.meta.url).resolve("tsx")).href;
 
 export interface BinResult {
   code: number;
@@ -13,7 +16,7 @@ export interface BinResult {
 
 export function runBin(args: string[], env: Record<string, string> = {}, cwd?: string): Promise<BinResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", "--import", REGISTER, BIN, ...args], {
+    const child = spawn(process.execPath, ["--import", TSX, "--import", REGISTER, BIN, ...args], {
       env: { ...process.env, ...env },
       cwd,
       stdio: ["ignore", "pipe", "pipe"],
