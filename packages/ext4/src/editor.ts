@@ -52,6 +52,7 @@ import {
   parseDxRootInfo,
   setDxChecksum,
 } from "./htree.js";
+import { inlineDirParent, setInlineDirParent } from "./inline-data.js";
 import {
   encodeInode,
   type Inode,
@@ -588,6 +589,54 @@ export class Ext4Editor {
 
   // ------------------------------------------------------------ directories
 
+  /** Check a directory can be edited; an inline-data directory is first moved into a block. */
+  private async prepareDir(dir: Inode, path: string): Promise<void> {
+    if (dir.flags & INODE_FLAGS.INLINE_DATA && !(dir.flags & (INODE_FLAGS.ENCRYPT | INODE_FLAGS.CASEFOLD)))
+      await this.convertInlineDir(dir, path);
+    this.checkDirWritable(dir, path);
+  }
+
+  /**
+   * Move an inline-data directory's entries into a fresh block (like the kernel when an inline
+   * directory overflows): ".", "..", the entries; system.data removed, INLINE_DATA cleared.
+   */
+  private async convertInlineDir(dir: Inode, path: string): Promise<void> {
+    this.alloc.reserveBlocks(Ext4Editor.DIR_INSERT_RESERVE, path);
+    await this.settle();
+    const listing = await this.reader.readdirInode(await this.reader.readInode(dir.ino));
+    const parent = inlineDirParent(dir.iBlock);
+    const items = (await this.loadXattrs(dir)).filter(
+      (x) => !(x.index === 7 && decodeName(x.suffix) === "data"),
+    );
+    const [run] = await this.alloc.allocBlocks(1, this.alloc.goalFor(dir.ino), path);
+    const buf = this.store.fresh(run.start);
+    const end = leafEnd(this.bs, this.csum);
+    writeDirHead(buf, end, this.bs, this.ft, dir.ino, parent, this.ft ? FT.dir : 0);
+    const entries = new Map<string, DirEntryInfo>();
+    for (const d of listing) {
+      const name = encodeName(d.name);
+      const child = await this.getInode(d.ino);
+      const ft = fileTypeFromMode(child.mode);
+      if (!insertIntoBlock(buf, 0, end, this.bs, this.ft, { inode: d.ino, name, fileType: this.ft ? ft : 0 }))
+        throw new Ext4UnsupportedError("inline_data", `inline directory '${path}' does not fit in one block`);
+      entries.set(key(name), { ino: d.ino, ft, lblk: 0 });
+    }
+    dir.flags &= ~INODE_FLAGS.INLINE_DATA;
+    await this.storeXattrs(dir, items, path);
+    this.emptyMapRoot(dir);
+    dir.size = this.bs;
+    await this.setMap(dir, [{ lblk: 0, pblk: run.start, len: 1, uninit: false }], [], path);
+    this.finishLeaf(dir, run.start, buf);
+    await this.putInode(dir);
+    this.dirs.set(dir.ino, {
+      ino: dir.ino,
+      entries,
+      pblk: [run.start],
+      free: [maxFree(buf, 0, end, this.bs, this.ft)],
+      indexed: false,
+    });
+  }
+
   private checkDirWritable(dir: Inode, path: string): void {
     if (dir.flags & INODE_FLAGS.ENCRYPT)
       throw new Ext4UnsupportedError("encrypt", `cannot edit encrypted directory '${path}'`);
@@ -724,7 +773,7 @@ export class Ext4Editor {
     ft: number,
     path: string,
   ): Promise<void> {
-    this.checkDirWritable(dirInode, path);
+    await this.prepareDir(dirInode, path);
     const st = await this.dir(dirInode);
     const rec: LeafRecord = { inode: ino, name, fileType: this.ft ? ft : 0 };
     const end = leafEnd(this.bs, this.csum);
@@ -991,7 +1040,7 @@ export class Ext4Editor {
   }
 
   private async dirRemove(dirInode: Inode, name: Uint8Array, path: string): Promise<void> {
-    this.checkDirWritable(dirInode, path);
+    await this.prepareDir(dirInode, path);
     const st = await this.dir(dirInode);
     const e = st.entries.get(key(name));
     if (!e) throw new Ext4EditError("ENOENT", "no such file or directory", path);
@@ -1027,6 +1076,11 @@ export class Ext4Editor {
 
   /** Point a directory's ".." at a new parent. */
   private async setDotDot(child: Inode, parent: number): Promise<void> {
+    if (child.flags & INODE_FLAGS.INLINE_DATA) {
+      setInlineDirParent(child.iBlock, parent);
+      await this.putInode(child);
+      return;
+    }
     const st = await this.dir(child);
     const b = await this.store.get(st.pblk[0]);
     setU32(b, 12, parent);
@@ -1063,7 +1117,7 @@ export class Ext4Editor {
     path: string,
     fill: (inode: Inode) => Promise<void>,
   ): Promise<Inode> {
-    this.checkDirWritable(parent, path);
+    await this.prepareDir(parent, path);
     const st = await this.dir(parent);
     if (st.entries.has(key(name))) throw new Ext4EditError("EEXIST", "file already exists", path);
     const isDir = (mode & S_IFMT) === S_IFDIR;
@@ -1252,7 +1306,7 @@ export class Ext4Editor {
       throw new Ext4EditError("EPERM", "hard link to a directory", existingPath);
     if (inode.linksCount >= LINK_MAX) throw new Ext4EditError("EMLINK", "too many links", existingPath);
     const { dir, name } = await this.resolveParent(newPath);
-    this.checkDirWritable(dir, newPath);
+    await this.prepareDir(dir, newPath);
     const st = await this.dir(dir);
     if (st.entries.has(key(name))) throw new Ext4EditError("EEXIST", "file already exists", newPath);
     this.alloc.reserveBlocks(Ext4Editor.DIR_INSERT_RESERVE, newPath);
@@ -1379,8 +1433,9 @@ export class Ext4Editor {
     const srcEntry = (await this.dir(src.dir)).entries.get(key(src.name));
     if (!srcEntry) throw new Ext4EditError("ENOENT", "no such file or directory", oldPath);
     const dst = await this.resolveParent(newPath);
-    this.checkDirWritable(src.dir, oldPath);
-    this.checkDirWritable(dst.dir, newPath);
+    await this.prepareDir(src.dir, oldPath);
+    if (dst.dir.ino === src.dir.ino) dst.dir = src.dir;
+    else await this.prepareDir(dst.dir, newPath);
     const moving = await this.getInode(srcEntry.ino);
     const isDir = (moving.mode & S_IFMT) === S_IFDIR;
     if (isDir) {
@@ -1389,9 +1444,12 @@ export class Ext4Editor {
       for (let guard = 0; cur !== ROOT_INO && guard < 4096; guard++) {
         if (cur === moving.ino)
           throw new Ext4EditError("EINVAL", "cannot move a directory into itself", newPath);
-        const st = await this.dir(await this.getInode(cur));
-        const b = await this.store.get(st.pblk[0]);
-        cur = u32(b, 12);
+        const anc = await this.getInode(cur);
+        if (anc.flags & INODE_FLAGS.INLINE_DATA) cur = inlineDirParent(anc.iBlock);
+        else {
+          const st = await this.dir(anc);
+          cur = u32(await this.store.get(st.pblk[0]), 12);
+        }
       }
       if (dst.dir.ino === moving.ino)
         throw new Ext4EditError("EINVAL", "cannot move a directory into itself", newPath);
@@ -1674,12 +1732,15 @@ export class Ext4Editor {
 
   // ------------------------------------------------------------ reads (through the reader)
 
+  private readerStale = false;
+
   private async settle(): Promise<void> {
     if (this.alloc.dirty || this.store.dirtyCount) {
       await this.alloc.flush();
       await this.store.flush();
+      this.readerStale = true;
     }
-    this.refreshReader();
+    if (this.readerStale) this.refreshReader();
   }
 
   /** The reader keeps its own descriptors (uninit flags decide what it reads) and caches. */
@@ -1688,6 +1749,7 @@ export class Ext4Editor {
       Object.assign(this.reader.groups[i], g);
     });
     this.reader.clearCaches();
+    this.readerStale = false;
   }
 
   async stat(path: string): Promise<Ext4Stats> {
