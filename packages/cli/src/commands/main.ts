@@ -64,6 +64,10 @@ export function parseSize(text: string): number {
   return n;
 }
 
+function missingSize(file: string): never {
+  throw new UsageError("create needs a SIZE (or -b BACKING)", file);
+}
+
 function fmtArg(v: unknown, what: string): DiskFormat | undefined {
   if (v === undefined) return undefined;
   if (v === "qcow2" || v === "raw") return v;
@@ -229,6 +233,7 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
         const chain = await qcow2Info(path, { backingChain: true }).catch(() => undefined);
         const { device, format } = await openImage(path, { format: fmtArg(a.format, "--format") });
         let disk: Awaited<ReturnType<typeof inspectDisk>>;
+        const virtualSize = device.size;
         try {
           disk = await inspectDisk(device);
         } finally {
@@ -251,7 +256,7 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
         const doc = {
           image: path,
           format,
-          virtualSize: chain?.[0]?.virtualSize,
+          virtualSize: chain?.[0]?.virtualSize ?? virtualSize,
           backingChain: (chain ?? []).slice(1).map((c) => ({ filename: c.filename, format: c.format })),
           partitionTable: disk.table ? disk.table.type : null,
           volumes: disk.volumes.map((v) => ({
@@ -454,12 +459,12 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
       },
     )
     .command(
-      "create <file> <size>",
+      "create <file> [size]",
       "create an empty image (qemu-img create)",
       (y) =>
         y
           .positional("file", { type: "string", demandOption: true })
-          .positional("size", { type: "string", demandOption: true })
+          .positional("size", { type: "string", describe: "optional with -b (the backing file's size)" })
           .option("f", { type: "string", default: "qcow2", describe: "qcow2|raw" })
           .option("b", { type: "string", describe: "backing file" })
           .option("F", { type: "string", describe: "backing format" }),
@@ -473,6 +478,7 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
           if (fmt === "raw") {
             if (a.b) throw new UsageError("-b needs -f qcow2", file);
             await hostWriteFile(tmp, new Uint8Array(0), { flag: "wx" });
+            if (a.size === undefined) throw new UsageError("create needs a SIZE", file);
             await truncate(tmp, parseSize(a.size as string));
           } else {
             const dev =
@@ -481,7 +487,9 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
                     size: a.size !== undefined && a.size !== "" ? parseSize(a.size as string) : undefined,
                     backing: { path: a.b as string, format: fmtArg(a.F, "-F") },
                   })
-                : await createQcow2(tmp, { size: parseSize(a.size as string) });
+                : await createQcow2(tmp, {
+                    size: a.size === undefined ? missingSize(file) : parseSize(a.size as string),
+                  });
             await dev.close();
           }
           await rename(tmp, file);
