@@ -1,0 +1,122 @@
+#!/bin/bash
+# Builds the Debian guest images the boot suite edits, with the real tools, into $CACHE (default
+# e2e/boot/.cache). Needs root (debootstrap; mke2fs -d keeps owners only when run as root).
+#   rootfs/            debootstrap --variant=minbase bookworm (+ systemd-sysv, udev, e2fsprogs), cached
+#   bare.qcow2         bare ext4 (the whole virtual disk is the filesystem)        -> root=/dev/vda
+#   gpt.qcow2          GPT disk, ext4 in partition 1 at 1 MiB, compressed qcow2      -> root=/dev/vda1
+#   data.qcow2         a small bare ext4 data disk with no OS (second disk, vdb)
+# Images are rebuilt when this script or the rootfs changes (stamp file); the rootfs only when missing.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+CACHE=${IMGPATCH_E2E_CACHE:-$HERE/.cache}
+MIRROR=${IMGPATCH_E2E_MIRROR:-http://deb.debian.org/debian}
+SUITE=bookworm
+INCLUDE=systemd-sysv,udev,e2fsprogs
+ROOT_MB=1536
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1700000000}
+mkdir -p "$CACHE"
+cd "$CACHE"
+log() { printf '[build-guest %s] %s\n' "$(date +%T)" "$*" >&2; }
+
+[ "$(id -u)" = 0 ] || { echo "build-guest.sh: must run as root (debootstrap, mke2fs -d owners)" >&2; exit 2; }
+
+need=()
+command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+command -v debootstrap >/dev/null || need+=(debootstrap)
+command -v sfdisk >/dev/null || need+=(fdisk)
+command -v qemu-img >/dev/null || need+=(qemu-utils)
+command -v rpm >/dev/null || need+=(rpm)
+ls /boot/vmlinuz-* >/dev/null 2>&1 || need+=(linux-image-amd64)
+if [ ${#need[@]} -gt 0 ]; then
+  log "installing ${need[*]}"
+  apt-get update -q >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" >&2
+fi
+
+# Kernel + initrd: the newest Debian kernel on the host. Its MODULES=most initrd carries virtio_blk,
+# virtio_pci and ext4 (checked, so a failure to boot is never "initrd lacks the driver").
+KVER=$(ls /boot/vmlinuz-* | sed 's|/boot/vmlinuz-||' | sort -V | tail -1)
+initrd_list=$(lsinitramfs "/boot/initrd.img-$KVER")
+for m in virtio_blk.ko virtio_pci.ko ext4.ko; do
+  grep -q "/$m\$" <<<"$initrd_list" || { echo "initrd for $KVER lacks $m" >&2; exit 2; }
+done
+ln -sf "/boot/vmlinuz-$KVER" vmlinuz
+ln -sf "/boot/initrd.img-$KVER" initrd.img
+
+# 1. debootstrap (cached).
+key="$SUITE $INCLUDE minbase"
+if [ ! -f rootfs/.e2e-debootstrap ] || [ "$(cat rootfs/.e2e-debootstrap)" != "$key" ]; then
+  log "debootstrap $SUITE from $MIRROR"
+  t0=$(date +%s)
+  rm -rf rootfs rootfs.tmp
+  debootstrap --variant=minbase --include="$INCLUDE" "$SUITE" rootfs.tmp "$MIRROR" > debootstrap.log 2>&1 \
+    || { tail -20 debootstrap.log >&2; exit 1; }
+  rm -rf rootfs.tmp/var/cache/apt/archives/*.deb rootfs.tmp/var/lib/apt/lists/*_Packages
+  echo "$key" > rootfs.tmp/.e2e-debootstrap
+  mv rootfs.tmp rootfs
+  log "debootstrap took $(( $(date +%s) - t0 )) s"
+fi
+
+stamp="$(sha256sum "$HERE/build-guest.sh" | cut -c1-16) $(cat rootfs/.e2e-debootstrap) $KVER"
+if [ -f images.stamp ] && [ "$(cat images.stamp)" = "$stamp" ] && [ -f gpt.qcow2 ] && [ -f bare.qcow2 ] && [ -f data.qcow2 ]; then
+  log "images up to date"
+  exit 0
+fi
+rm -f images.stamp
+
+# 2. The guest tree: the debootstrap plus what any test VM needs (none of it is what we test).
+log "preparing guest tree"
+rm -rf tree && cp -a rootfs tree && rm -f tree/.e2e-debootstrap
+echo e2e-guest > tree/etc/hostname
+# A fixed machine-id: no ConditionFirstBoot units (systemd-firstboot would prompt on the console).
+echo 0123456789abcdef0123456789abcdef > tree/etc/machine-id
+printf '# root is mounted rw from the kernel command line\n' > tree/etc/fstab
+# No login prompts on the serial console: the run is driven by units, not by a shell.
+ln -sf /dev/null tree/etc/systemd/system/serial-getty@.service
+ln -sf /dev/null tree/etc/systemd/system/getty@.service
+# The guard (part of the base, not of what is tested): says the guest reached multi-user.target, and
+# powers it off if nothing else does within the guard time (kernel command line e2e.guard=SECONDS).
+cat > tree/usr/local/sbin/e2e-guard <<'GUARD'
+#!/bin/sh
+echo "@@E2E booted" > /dev/ttyS0
+g=$(sed -n 's/.*e2e\.guard=\([0-9]*\).*/\1/p' /proc/cmdline); g=${g:-120}
+sleep "$g"
+echo "@@E2E guard-timeout after ${g}s: powering off" > /dev/ttyS0
+systemctl poweroff --no-block
+GUARD
+chmod 0755 tree/usr/local/sbin/e2e-guard
+cat > tree/etc/systemd/system/e2e-guard.service <<'UNIT'
+[Unit]
+Description=e2e boot guard (reports boot, powers off after a bound)
+[Service]
+Type=simple
+ExecStart=/usr/local/sbin/e2e-guard
+[Install]
+WantedBy=multi-user.target
+UNIT
+ln -sf /etc/systemd/system/e2e-guard.service tree/etc/systemd/system/multi-user.target.wants/e2e-guard.service
+# Units that only slow a TCG boot down and do nothing in this VM.
+for u in apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service fstrim.timer; do
+  ln -sf /dev/null "tree/etc/systemd/system/$u"
+done
+
+# 3. Images with the real tools.
+log "mke2fs -d (bare ext4, ${ROOT_MB} MiB)"
+rm -f bare.raw gpt.raw data.raw
+mke2fs -q -t ext4 -L e2eroot -U 11111111-2222-3333-4444-555555555555 -E root_owner=0:0 -d tree bare.raw "${ROOT_MB}M"
+log "sfdisk GPT + mke2fs -d at the partition offset"
+truncate -s $(( ROOT_MB + 2 ))M gpt.raw
+printf 'label: gpt\nfirst-lba: 2048\nstart=2048, size=%d, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name="root"\n' \
+  $(( ROOT_MB * 2048 )) | sfdisk -q gpt.raw
+mke2fs -q -t ext4 -L e2eroot -E offset=1048576,root_owner=0:0 -d tree gpt.raw "${ROOT_MB}M"
+log "data disk"
+mkdir -p datatree/seed && echo "seed file" > datatree/seed/hello.txt
+mke2fs -q -t ext4 -L e2edata -E root_owner=0:0 -d datatree data.raw 768M
+log "qemu-img convert"
+qemu-img convert -f raw -O qcow2 bare.raw bare.qcow2
+qemu-img convert -c -f raw -O qcow2 gpt.raw gpt.qcow2
+qemu-img convert -f raw -O qcow2 data.raw data.qcow2
+rm -f bare.raw gpt.raw data.raw
+rm -rf tree datatree
+echo "$stamp" > images.stamp
+ls -la *.qcow2 >&2
