@@ -247,3 +247,27 @@ describe("operations in order, commands files and recipes", () => {
     expect(await readdir(dir)).toEqual(["ext4-default.qcow2"]);
   });
 });
+
+describe("hostile or wrong paths", () => {
+  it("a directory, an empty file, random bytes, a missing output directory → one line, no stack", async () => {
+    const dir = await tempDir("cli");
+    await writeFile(join(dir, "empty.img"), "");
+    await writeFile(
+      join(dir, "rand.img"),
+      Buffer.from(Array.from({ length: 4096 }, (_, i) => (i * 7919) & 255)),
+    );
+    const cases: Array<[string[], number]> = [
+      [["info", dir], 2],
+      [["ls", join(dir, "empty.img")], 3],
+      [["ls", join(dir, "rand.img")], 3],
+      [["customize", await baseImage(), "--overlay", join(dir, "no/such/o.qcow2"), "--mkdir", "/x"], 2],
+    ];
+    for (const [args, code] of cases) {
+      const r = await cli(args);
+      expect(r.code, args.join(" ")).toBe(code);
+      expect(r.err.trim().split("\n")[0]).toMatch(/^imgpatch: /);
+      expect(r.err).not.toMatch(/\n\s+at /);
+    }
+    expect((await readdir(dir)).sort()).toEqual(["empty.img", "rand.img"]);
+  });
+});

@@ -221,7 +221,9 @@ export async function openGuest(image: string, options: OpenGuestOptions = {}): 
   }
   if (options.compress && options.output === undefined)
     throw new UsageError("-c/--compress needs -o OUT", image);
-  if (!(await fileExists(image))) throw new UsageError(`no such image file`, image);
+  const st = await stat(image).catch(() => undefined);
+  if (!st) throw new UsageError("no such image file", image);
+  if (!st.isFile() && !st.isBlockDevice()) throw new UsageError("not a regular file", image);
   const mode: OutputMode =
     options.overlay !== undefined
       ? "overlay"
@@ -231,6 +233,17 @@ export async function openGuest(image: string, options: OpenGuestOptions = {}): 
           ? "in-place"
           : "read-only";
   const target = options.overlay ?? options.output ?? (options.inPlace ? image : undefined);
+  if (mode === "overlay" || mode === "output") {
+    const dir = dirname(resolve(target as string));
+    if (
+      !(await stat(dir).then(
+        (d) => d.isDirectory(),
+        () => false,
+      ))
+    ) {
+      throw new UsageError(`output directory ${dir} does not exist`, target);
+    }
+  }
   if ((mode === "overlay" || mode === "output") && (await samePath(target as string, image))) {
     throw new UsageError(`the output ${target} is the input image; use --in-place to edit it`, image);
   }

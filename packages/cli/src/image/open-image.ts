@@ -1,4 +1,5 @@
 /** Opening an image file as a guest-visible BlockDevice: qcow2 (with its backing chain) or raw. */
+import { stat } from "node:fs/promises";
 import {
   assertSupportedImageFormat,
   type BlockDevice,
@@ -30,6 +31,9 @@ export interface OpenedImage {
 
 /** Detects (or takes) the format and opens the image; the caller closes `device`. */
 export async function openImage(path: string, options: OpenImageOptions = {}): Promise<OpenedImage> {
+  const st = await stat(path).catch(() => undefined);
+  if (!st) throw new UsageError("no such image file", path);
+  if (!st.isFile() && !st.isBlockDevice()) throw new UsageError("not a regular file", path);
   const readOnly = options.readOnly ?? true;
   let format = options.format;
   if (format === undefined) {
