@@ -117,6 +117,8 @@ export interface Ext4EditorOptions extends Ext4OpenOptions {
   timestamp?: number | Date;
   /** Ignore SOURCE_DATE_EPOCH in the environment. */
   ignoreSourceDateEpoch?: boolean;
+  /** sync()/close() ask the device to make the writes durable (fsync). Default true. */
+  durable?: boolean;
 }
 
 export interface OwnerOptions {
@@ -187,6 +189,7 @@ export class Ext4Editor {
   private genState: number;
   private readonly dirs = new Map<number, DirState>();
   private closed = false;
+  private readonly durable: boolean;
 
   private constructor(reader: Ext4Fs, options: Ext4EditorOptions) {
     this.reader = reader;
@@ -199,6 +202,7 @@ export class Ext4Editor {
     this.csum = hasRoCompat(this.sb, RO_COMPAT.metadata_csum);
     this.ft = hasIncompat(this.sb, INCOMPAT.filetype);
     this.extents = hasIncompat(this.sb, INCOMPAT.extent);
+    this.durable = options.durable ?? true;
     let t = options.timestamp;
     if (t === undefined && !options.ignoreSourceDateEpoch && process.env.SOURCE_DATE_EPOCH) {
       const n = Number(process.env.SOURCE_DATE_EPOCH);
@@ -431,15 +435,16 @@ export class Ext4Editor {
     }
     const all: MapExtent[] = [];
     let size = 0;
-    const buf = new Uint8Array(STREAM_CHUNK);
+    // Two buffers: one fills from the producer while the other is being written. Chunks are
+    // copied, so a producer may reuse what it yielded.
+    const bufs = [new Uint8Array(STREAM_CHUNK), new Uint8Array(STREAM_CHUNK)];
+    let cur = 0;
     let fill = 0;
     let next = goal;
-    // One device write may be in flight while the next chunk is produced.
     let pending: Promise<unknown> = Promise.resolve();
-    const emit = async (bytes: Uint8Array, copy: boolean) => {
+    const emit = async (bytes: Uint8Array) => {
       const n = Math.ceil(bytes.length / this.bs);
       const runs = await this.alloc.allocBlocks(n, next, path);
-      const src = copy ? bytes.slice() : bytes;
       let pos = 0;
       for (const r of runs) {
         all.push({ lblk: size / this.bs + pos / this.bs, pblk: r.start, len: r.len, uninit: false });
@@ -449,32 +454,26 @@ export class Ext4Editor {
       next = last.start + last.len;
       size += bytes.length;
       await pending;
-      pending = this.writeRuns(runs, src);
-      // A producer may reuse the buffer it yielded: finish with it before asking for more.
-      if (!copy) await pending;
+      pending = this.writeRuns(runs, bytes);
     };
     try {
       for await (const raw of data as AsyncIterable<Uint8Array>) {
         const chunk = typeof raw === "string" ? new TextEncoder().encode(raw) : raw;
         let off = 0;
-        if (fill === 0 && chunk.length >= this.bs) {
-          // Block-aligned prefix straight from the producer's buffer (no copy).
-          const direct = Math.floor(chunk.length / this.bs) * this.bs;
-          await emit(chunk.subarray(0, direct), false);
-          off = direct;
-        }
         while (off < chunk.length) {
+          const buf = bufs[cur];
           const n = Math.min(chunk.length - off, buf.length - fill);
           buf.set(chunk.subarray(off, off + n), fill);
           fill += n;
           off += n;
           if (fill === buf.length) {
-            await emit(buf, true);
+            await emit(buf);
+            cur ^= 1;
             fill = 0;
           }
         }
       }
-      if (fill) await emit(buf.subarray(0, fill), true);
+      if (fill) await emit(bufs[cur].subarray(0, fill));
       await pending;
       await this.setMap(inode, all, [], path);
     } catch (e) {
@@ -1802,7 +1801,7 @@ export class Ext4Editor {
   async sync(): Promise<void> {
     await this.alloc.flush();
     await this.store.flush();
-    await this.reader.device.flush();
+    if (this.durable) await this.reader.device.flush();
     this.refreshReader();
   }
 
