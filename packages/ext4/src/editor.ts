@@ -69,6 +69,7 @@ import {
   setInodeChecksum,
   type Timestamp,
 } from "./inode.js";
+import { replayJournal } from "./journal-replay.js";
 import type { Ext4Dirent, Ext4Stats } from "./stats.js";
 import { hasCompat, hasIncompat, hasRoCompat, parseSuperblock, type Superblock } from "./superblock.js";
 import {
@@ -117,6 +118,11 @@ export interface Ext4EditorOptions extends Ext4OpenOptions {
   timestamp?: number | Date;
   /** Ignore SOURCE_DATE_EPOCH in the environment. */
   ignoreSourceDateEpoch?: boolean;
+  /**
+   * When the journal needs recovery, replay it onto the device first (see replayJournal).
+   * Without it such a filesystem is refused.
+   */
+  replayJournal?: boolean;
   /** sync()/close() ask the device to make the writes durable (fsync). Default true. */
   durable?: boolean;
 }
@@ -218,11 +224,13 @@ export class Ext4Editor {
   static async open(device: BlockDevice, options: Ext4EditorOptions = {}): Promise<Ext4Editor> {
     if (device.readOnly)
       throw new Ext4UnsupportedError("read-only", "the device is read-only", { file: device.name });
-    const reader = await Ext4Fs.open(device, {
-      ...options,
-      superblock: options.superblock ?? 0,
-      replayJournal: false,
-    });
+    const openReader = () =>
+      Ext4Fs.open(device, { ...options, superblock: options.superblock ?? 0, replayJournal: false });
+    let reader = await openReader();
+    if (reader.journal.needsRecovery && options.replayJournal) {
+      await replayJournal(device);
+      reader = await openReader();
+    }
     const sb = reader.sb;
     const refuse = (feature: string, why: string) => {
       throw new Ext4UnsupportedError(feature, `cannot edit: ${why}`, {
@@ -233,7 +241,7 @@ export class Ext4Editor {
     if (reader.journal.needsRecovery)
       refuse(
         "needs_recovery",
-        "the journal needs recovery (mount the filesystem or run e2fsck first); writing would be overwritten by the replay",
+        "the journal needs recovery: open with { replayJournal: true } to replay it first (or run e2fsck); writing now would be overwritten by the replay",
       );
     if (reader.readOnlyReasons.length) refuse("ro_compat", reader.readOnlyReasons.join("; "));
     if (hasRoCompat(sb, RO_COMPAT.bigalloc))

@@ -19,6 +19,7 @@ export * from "./htree.js";
 export * from "./inline-data.js";
 export * from "./inode.js";
 export * from "./journal.js";
+export * from "./journal-replay.js";
 export * from "./lru.js";
 export * from "./replay-device.js";
 export * from "./stats.js";
