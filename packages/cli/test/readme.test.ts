@@ -35,7 +35,7 @@ describe("README examples", () => {
       )
       .replace('"base.qcow2"', JSON.stringify(await baseImage()))
       .replace('"out.qcow2"', JSON.stringify(out))
-      .replace("console.log(", "void (");
+      .replace("console.log(", "((..._: unknown[]) => {})(");
     const file = join(fileURLToPath(new URL(".", import.meta.url)), `.readme-example-${process.pid}.tmp.ts`);
     await writeFile(file, src);
     try {

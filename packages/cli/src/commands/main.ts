@@ -19,6 +19,7 @@ import { type Guest, type OpenGuestOptions, openGuest } from "../image/open-gues
 import { type DiskFormat, openImage, UsageError } from "../image/open-image.js";
 import { checkImage } from "./check.js";
 import { EXIT, errorLine, exitCodeOf } from "./errors.js";
+import { withProgress } from "./progress.js";
 import { NO_ARG_OPS, OPERATION_NAMES, orderedSteps, type Step } from "./recipe.js";
 
 export interface CliIo {
@@ -187,6 +188,8 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
   const progressDone = (a: Common) => {
     if (io.isTTY && !a.quiet && !a.json) io.err("\r\x1b[K");
   };
+  const ttyProgress = (a: Common) => io.isTTY === true && !a.quiet && !a.json;
+  let progressOn = false;
 
   const withGuest = async <T>(
     path: string,
@@ -197,7 +200,7 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
     const g = await openGuest(path, opts);
     try {
       const r = await f(g);
-      await g.commit();
+      await withProgress(progressOn, `writing ${basename(g.target ?? path)}`, io.err, () => g.commit());
       return r;
     } finally {
       await g.close();
@@ -520,14 +523,13 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
         const { device } = await openImage(src, { format: fmtArg(a.f, "-f") });
         const tmp = join(dirname(dst), `.${basename(dst)}.convert-${process.pid}.tmp`);
         try {
-          progress(a as unknown as Common, `converting ${src} -> ${dst}…`);
-          const stats = await convertImage(device, tmp, {
-            format: fmt,
-            compress: a.c === true,
-            overwrite: true,
-          });
+          const stats = await withProgress(
+            ttyProgress(a as unknown as Common),
+            `converting ${basename(src)}`,
+            io.err,
+            () => convertImage(device, tmp, { format: fmt, compress: a.c === true, overwrite: true }),
+          );
           await rename(tmp, dst);
-          progressDone(a as unknown as Common);
           if (a.json) emitJson({ source: src, target: dst, format: fmt, stats });
           else say(a as unknown as Common, `converted ${src} -> ${dst} (${fmt}${a.c ? ", compressed" : ""})`);
         } catch (err) {
@@ -625,6 +627,7 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
           });
           return;
         }
+        progressOn = ttyProgress(common) && opts.output !== undefined;
         const result = await withGuest(img, opts, async (g) => {
           for (const w of g.warnings) if (common.verbose) io.err(`imgpatch: warning: ${img}: ${w}\n`);
           let i = 0;
@@ -683,6 +686,7 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
           );
         }
         const now = sourceDateEpoch(env);
+        progressOn = ttyProgress(common) && !dry && opts.output !== undefined;
         const r = await withGuest(img, dry ? { format: opts.format, mounts: opts.mounts } : opts, (g) =>
           bakeElements(
             g.fs,
