@@ -27,6 +27,9 @@ export const FEATURE_SETS: Record<string, string[]> = {
   "ext4-1k": ["-t", "ext4", "-b", "1024"],
   "ext4-inline": ["-t", "ext4", "-O", "inline_data"],
   "ext4-128": ["-t", "ext4", "-I", "128", "-O", "^metadata_csum"],
+  "ext4-metabg": ["-t", "ext4", "-O", "meta_bg,^resize_inode"],
+  "ext4-noflex-largedir": ["-t", "ext4", "-O", "^flex_bg,large_dir"],
+  "ext4-csumseed-sparse2": ["-t", "ext4", "-O", "metadata_csum_seed,sparse_super2"],
 };
 
 export async function makeImage(dir: string, name: string, args: string[], size = "32M"): Promise<string> {
