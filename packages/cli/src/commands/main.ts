@@ -5,7 +5,7 @@
 import { writeFile as hostWriteFile, rename, rm, truncate } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { inspectDisk } from "@imgpatch/disk";
-import { checkQcow2, convertImage, createOverlay, createQcow2, qcow2Info } from "@imgpatch/qcow2";
+import { convertImage, createQcow2, qcow2Info } from "@imgpatch/qcow2";
 import { injectRpms, planTransaction, readRpm } from "@imgpatch/rpm-inject";
 import yargs, { type Argv } from "yargs";
 import { copyOut } from "../customize/copy-out.js";

@@ -109,12 +109,6 @@ async function samePath(a: string, b: string): Promise<boolean> {
   return ra === rb;
 }
 
-async function fileExists(p: string): Promise<boolean> {
-  return stat(p).then(
-    () => true,
-    () => false,
-  );
-}
 
 interface OpenVolume {
   volume: VolumeInspection;
