@@ -152,6 +152,7 @@ export class Ext4GuestFs implements GuestFs {
   }
 
   private async r<T>(path: string, f: () => Promise<T>): Promise<T> {
+    if (!path.startsWith("/")) throw new GuestFsError("EINVAL", path, "guest paths must be absolute");
     try {
       return await f();
     } catch (err) {
@@ -183,6 +184,7 @@ export class Ext4GuestFs implements GuestFs {
     return this.r(path, () => this.ext4.listxattr(path));
   }
   async getxattr(path: string, name: string): Promise<Uint8Array | undefined> {
+    if (!path.startsWith("/")) throw new GuestFsError("EINVAL", path, "guest paths must be absolute");
     try {
       return new Uint8Array(await this.ext4.getxattr(path, name));
     } catch (err) {

@@ -77,6 +77,7 @@ export class MountedGuestFs implements GuestFs {
    * last component is allowed (the path may be about to be created); a missing parent is ENOENT.
    */
   async resolve(path: string, followLast: boolean): Promise<string> {
+    if (!path.startsWith("/")) throw new GuestFsError("EINVAL", path, "guest paths must be absolute");
     if (this.mounts.length === 1) return normalizeGuestPath(path);
     let todo = split(path);
     let done: string[] = [];

@@ -109,7 +109,6 @@ async function samePath(a: string, b: string): Promise<boolean> {
   return ra === rb;
 }
 
-
 interface OpenVolume {
   volume: VolumeInspection;
   editor?: Ext4Editor;
