@@ -13,7 +13,7 @@ import type { BlockDevice } from "@imgpatch/disk";
 import { ImgpatchError } from "@imgpatch/disk";
 import { Allocator, Ext4NoSpaceError } from "./alloc.js";
 import { BlockStore } from "./block-store.js";
-import { decodeName, encodeName, setU32, u32 } from "./bytes.js";
+import { decodeName, encodeName, setU32, u16, u32 } from "./bytes.js";
 import { crc32cU32 } from "./crc32c.js";
 import {
   insertIntoBlock,
@@ -44,14 +44,7 @@ import {
 } from "./file-map.js";
 import { Ext4Fs, type Ext4OpenOptions, ROOT_INO } from "./fs.js";
 import { type GroupDesc, parseGroupDesc } from "./group-desc.js";
-import {
-  type DxEntry,
-  type DxNode,
-  encodeDxEntries,
-  parseDxEntries,
-  parseDxRootInfo,
-  setDxChecksum,
-} from "./htree.js";
+import { type DxEntry, encodeDxEntries, parseDxEntries, parseDxRootInfo, setDxChecksum } from "./htree.js";
 import { inlineDirParent, setInlineDirParent } from "./inline-data.js";
 import {
   encodeInode,
@@ -873,7 +866,6 @@ export class Ext4Editor {
     interface Level {
       lblk: number;
       off: number;
-      node: DxNode;
       at: number;
     }
     const levels: Level[] = [];
@@ -881,11 +873,22 @@ export class Ext4Editor {
     let off = 0x18 + info.infoLength;
     for (let d = 0; d <= info.indirectLevels; d++) {
       const b = await this.store.get(st.pblk[lblk]);
-      const node = parseDxEntries(b, off);
+      // Binary search straight over the block (no per-entry objects on this hot path).
+      const count = Math.min(u16(b, off + 2), Math.floor((b.length - off) / 8));
+      if (count === 0) throw new Ext4EditError("EINVAL", "empty directory index node", path);
+      let lo = 1;
+      let hi = count - 1;
       let at = 0;
-      for (let i = 1; i < node.entries.length; i++) if (node.entries[i].hash <= hash) at = i;
-      levels.push({ lblk, off, node, at });
-      lblk = node.entries[at].block;
+      while (lo <= hi) {
+        const mid = (lo + hi) >> 1;
+        if (u32(b, off + mid * 8) > hash) hi = mid - 1;
+        else {
+          at = mid;
+          lo = mid + 1;
+        }
+      }
+      levels.push({ lblk, off, at });
+      lblk = u32(b, off + at * 8 + 4);
       off = 8;
     }
     const leafL = lblk;
@@ -967,7 +970,7 @@ export class Ext4Editor {
   private async dxAddEntry(
     dirInode: Inode,
     st: DirState,
-    levels: { lblk: number; off: number; node: DxNode; at: number }[],
+    levels: { lblk: number; off: number; at: number }[],
     i: number,
     entry: DxEntry,
     indirect: number,

@@ -152,3 +152,49 @@ describeWithTools(["mke2fs", "e2fsck", "debugfs"], "ext4 editor: limits", () => 
     expect((await debugfsLs(path, "/d")).length).toBe(12_002);
   }, 120_000);
 });
+
+describeWithTools(["mke2fs", "e2fsck", "debugfs"], "ext4 editor: ACLs and capabilities", () => {
+  it("POSIX ACLs given in the getxattr(2) form are stored in the ext4 form and read back", async () => {
+    const { ACL_TAG, decodePosixAcl, encodePosixAclXattr, encodePosixAclDisk, encodeCapability } =
+      await import("@imgpatch/ext4");
+    const { debugfsXattrs } = await import("@imgpatch/testkit");
+    const dir = await tempDir("edl-");
+    const path = await makeImage(dir, "acl", FEATURE_SETS["ext4-csum"], "16M");
+    const acl = [
+      { tag: ACL_TAG.userObj, perm: 6 },
+      { tag: ACL_TAG.user, perm: 4, id: 1000 },
+      { tag: ACL_TAG.groupObj, perm: 4 },
+      { tag: ACL_TAG.mask, perm: 4 },
+      { tag: ACL_TAG.other, perm: 0 },
+    ];
+    const cap = encodeCapability({ version: 2, effective: true, permitted: 1n << 10n, inheritable: 0n });
+    const ed = await openEditor(path);
+    await ed.writeFile("/f", "x");
+    await ed.setxattr("/f", "system.posix_acl_access", encodePosixAclXattr(acl));
+    await ed.setxattr("/f", "security.capability", cap);
+    await ed.mkdir("/d");
+    await ed.setxattr("/d", "system.posix_acl_default", encodePosixAclXattr(acl));
+    expect(
+      Buffer.from(await ed.getxattr("/f", "system.posix_acl_access")).equals(
+        Buffer.from(encodePosixAclXattr(acl)),
+      ),
+    ).toBe(true);
+    await ed.close();
+    const r = await e2fsck(path);
+    expect(r.problems, r.output).toEqual([]);
+    const xs = await debugfsXattrs(path, "/f");
+    expect(Buffer.from(xs["security.capability"]).equals(Buffer.from(cap))).toBe(true);
+    const stored = xs["system.posix_acl_access"];
+    // debugfs hands ACLs out in the xattr form (ids of the *_OBJ entries as 0); same entries.
+    expect(decodePosixAcl(stored)).toEqual(acl);
+    // On disk it is the ext4 form (version 1).
+    const { Ext4Fs } = await import("@imgpatch/ext4");
+    const { FileDevice } = await import("@imgpatch/disk");
+    const dev = await FileDevice.open(path, { readOnly: true });
+    const fs = await Ext4Fs.open(dev);
+    const raw = await fs.getxattr("/f", "system.posix_acl_access", { raw: true });
+    expect(Buffer.from(raw).equals(Buffer.from(encodePosixAclDisk(acl)))).toBe(true);
+    await dev.close();
+    expect(await debugfs(path, ["ea_list /d"])).toMatch(/posix_acl_default/);
+  });
+});
