@@ -340,3 +340,63 @@ describeWithTools(
     });
   },
 );
+
+describeWithTools(
+  ["qemu-img", "e2fsck", "debugfs", "rpmbuild"],
+  "imgpatch elements --rpm (the RPM route)",
+  () => {
+    it("unpacks a stand-in os-collect-config package, enables the unit, makes the config 0600", async () => {
+      const dir = await tempDir("e2e");
+      const top = join(dir, "rpmbuild");
+      const spec = join(dir, "occ.spec");
+      await writeFile(
+        spec,
+        [
+          "Name: os-collect-config",
+          "Version: 13.0.0",
+          "Release: 1",
+          "Summary: stand-in for the RDO package (imgpatch tests)",
+          "License: ASL 2.0",
+          "BuildArch: noarch",
+          "%description",
+          "stand-in",
+          "%install",
+          "mkdir -p %{buildroot}/usr/lib/systemd/system %{buildroot}/etc %{buildroot}/usr/libexec/os-apply-config/templates/etc %{buildroot}/usr/bin",
+          "printf '[Unit]\\nDescription=Collect metadata\\n[Service]\\nExecStart=/usr/bin/os-collect-config\\n[Install]\\nWantedBy=multi-user.target\\n' > %{buildroot}/usr/lib/systemd/system/os-collect-config.service",
+          "printf '[DEFAULT]\\ncommand=os-refresh-config\\n' > %{buildroot}/etc/os-collect-config.conf",
+          "printf '[DEFAULT]\\n' > %{buildroot}/usr/libexec/os-apply-config/templates/etc/os-collect-config.conf",
+          "printf '#!/bin/sh\\n' > %{buildroot}/usr/bin/os-collect-config",
+          "%files",
+          "%attr(0755,root,root) /usr/bin/os-collect-config",
+          "/usr/lib/systemd/system/os-collect-config.service",
+          "%config(noreplace) /etc/os-collect-config.conf",
+          "/usr/libexec/os-apply-config/templates/etc/os-collect-config.conf",
+          "",
+        ].join("\n"),
+      );
+      await runTool("rpmbuild", ["--quiet", "--define", `_topdir ${top}`, "-bb", spec]);
+      const pkg = join(top, "RPMS/noarch/os-collect-config-13.0.0-1.noarch.rpm");
+      const base = join(dir, "base.qcow2");
+      await copyFile(await baseImage(), base);
+      const out = join(dir, "gold.qcow2");
+      const r = await runBin(["elements", base, "--overlay", out, "--rpm", pkg], EPOCH);
+      expect(r.stderr).toBe("");
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(/rpm: installed os-collect-config-13\.0\.0-1/);
+      expect((await qemuImgCheck(out)).clean).toBe(true);
+      const raw = await toRaw(out, dir, "gold.raw");
+      const root = { path: raw, offset: ROOT };
+      expect((await e2fsck(root)).clean).toBe(true);
+      expect(
+        await debugfs(root, ["stat /etc/systemd/system/multi-user.target.wants/os-collect-config.service"]),
+      ).toContain('Fast link dest: "/usr/lib/systemd/system/os-collect-config.service"');
+      expect(await debugfsStat(root, "/etc/os-collect-config.conf")).toMatchObject({ perm: 0o600, uid: 0 });
+      expect(await debugfsStat(root, "/usr/bin/os-collect-config")).toMatchObject({ perm: 0o755 });
+      expect(
+        (
+          await debugfsCat(root, "/usr/libexec/os-apply-config/templates/etc/os-collect-config.conf.oac")
+        ).toString(),
+      ).toBe("mode: 0600\n");
+    });
+  },
+);

@@ -13,6 +13,7 @@ import { diffGuests } from "../customize/diff.js";
 import { applyOperation, type CustomizeContext, describeOperation } from "../customize/operations.js";
 import { modeString, walkGuest } from "../customize/walk.js";
 import { bakeElements } from "../elements/apply.js";
+import { finishRpmAgents } from "../elements/rpm-route.js";
 import type { GuestStats } from "../guest/guest-fs.js";
 import { injectTargetFromGuestFs, queueFirstbootPlan } from "../guest/rpm-bridge.js";
 import { type Guest, type OpenGuestOptions, openGuest } from "../image/open-guest.js";
@@ -654,12 +655,18 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
       },
     )
     .command(
-      "elements <image> <elements..>",
+      "elements <image> [elements..]",
       "bake diskimage-builder elements into the image (no chroot; install phases deferred to first boot)",
       (y) =>
         outputModeOptions(imageOptions(y))
           .positional("image", { type: "string", demandOption: true })
-          .positional("elements", { type: "string", array: true, demandOption: true })
+          .positional("elements", { type: "string", array: true })
+          .option("rpm", {
+            type: "string",
+            describe:
+              "the RPM route: agent packages (RDO os-collect-config, os-refresh-config, os-apply-config, python3-heat-agent*) unpacked by rpm-inject, then os-collect-config enabled (repeatable)",
+          })
+          .option("rpm-owner-fallback", { type: "boolean", describe: "see customize --rpm-owner-fallback" })
           .option("elements-path", {
             type: "string",
             describe: "colon-separated element directories (default $ELEMENTS_PATH)",
@@ -674,10 +681,14 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
         const img = a.image as string;
         image = img;
         const common = a as unknown as Common;
+        const elements = (a.elements as string[] | undefined) ?? [];
+        const rpms = a.rpm === undefined ? [] : (Array.isArray(a.rpm) ? a.rpm : [a.rpm]).map(String);
+        if (elements.length === 0 && rpms.length === 0)
+          throw new UsageError("give ELEMENT names or --rpm FILE", img);
         const elementsPath = (a["elements-path"] as string | undefined) ?? env.ELEMENTS_PATH;
-        if (!elementsPath)
+        if (!elementsPath && elements.length > 0)
           throw new UsageError("no elements path: give --elements-path or set ELEMENTS_PATH");
-        const opts = outputOptions(a);
+        const opts = { ...outputOptions(a), now: sourceDateEpoch(env) };
         const dry = a["dry-run"] === true;
         if (!dry && !opts.overlay && !opts.output && !opts.inPlace) {
           throw new UsageError(
@@ -687,33 +698,72 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
         }
         const now = sourceDateEpoch(env);
         progressOn = ttyProgress(common) && !dry && opts.output !== undefined;
-        const r = await withGuest(img, dry ? { format: opts.format, mounts: opts.mounts } : opts, (g) =>
-          bakeElements(
-            g.fs,
-            {
-              elementsPath,
-              elements: a.elements as string[],
-              wheelsDir: a.wheels as string | undefined,
-              offline: a.offline === true,
-              allowDuplicateHooks: a["allow-duplicate-hooks"] === true,
-            },
-            { dryRun: dry, mtime: now },
-          ),
+        const rpmLog: string[] = [];
+        const r = await withGuest(
+          img,
+          dry ? { format: opts.format, mounts: opts.mounts } : opts,
+          async (g) => {
+            if (rpms.length > 0) {
+              const pkgs = [];
+              try {
+                for (const f of rpms) pkgs.push(await readRpm(f));
+                const target = injectTargetFromGuestFs(g.fs, g.image);
+                const missingOwner = a["rpm-owner-fallback"] ? "root" : "error";
+                if (dry) {
+                  const p = await planTransaction(pkgs, target, { missingOwner });
+                  for (const plan of p.plans)
+                    rpmLog.push(`rpm: would install ${plan.nevra} (${plan.files.length} entries)`);
+                } else {
+                  const t = await injectRpms(pkgs, target, { missingOwner });
+                  for (const rep of t.reports)
+                    rpmLog.push(`rpm: installed ${rep.nevra}: ${rep.written.length} files`);
+                  for (const p of await queueFirstbootPlan(g.fs, t.firstboot))
+                    rpmLog.push(`rpm: firstboot ${p}`);
+                }
+              } finally {
+                for (const p of pkgs) await p.close();
+              }
+            }
+            const baked =
+              elements.length > 0
+                ? await bakeElements(
+                    g.fs,
+                    {
+                      elementsPath: elementsPath as string,
+                      elements,
+                      wheelsDir: a.wheels as string | undefined,
+                      offline: a.offline === true,
+                      allowDuplicateHooks: a["allow-duplicate-hooks"] === true,
+                    },
+                    { dryRun: dry, mtime: now },
+                  )
+                : undefined;
+            if (rpms.length > 0 && !dry) {
+              const fin = await finishRpmAgents(g.fs, { mtime: now });
+              rpmLog.push(
+                ...fin.actions.map((x) => `rpm route: ${x}`),
+                ...fin.warnings.map((x) => `rpm route: warning: ${x}`),
+              );
+            }
+            return baked;
+          },
         );
         if (a.json)
           return emitJson({
             image: img,
             output: opts.overlay ?? opts.output ?? (opts.inPlace ? img : null),
             dryRun: dry,
-            report: r.plan.report,
-            applied: r.applied ?? null,
+            rpm: rpmLog,
+            report: r?.plan.report ?? null,
+            applied: r?.applied ?? null,
           });
-        say(common, r.text);
-        if (r.applied && common.verbose) for (const l of r.applied.log) say(common, `  ${l}`);
+        for (const l of rpmLog) say(common, l);
+        if (r) say(common, r.text);
+        if (r?.applied && common.verbose) for (const l of r.applied.log) say(common, `  ${l}`);
         if (!dry)
           say(
             common,
-            `${img}: elements ${(a.elements as string[]).join(" ")} baked -> ${opts.overlay ?? opts.output ?? img}`,
+            `${img}: ${[...elements, ...rpms.map((f) => basename(f))].join(" ")} baked -> ${opts.overlay ?? opts.output ?? img}`,
           );
       },
     )
