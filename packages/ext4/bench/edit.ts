@@ -204,12 +204,12 @@ async function main() {
     }
     const mine = copyOf(base, "c-ours.img");
     const ddImg = copyOf(base, "c-dd.img");
-    const dd = (fsync: boolean) => {
+    const dd = (fsync: boolean, target: string) => {
       spawnSync("sync");
       const t = performance.now();
       spawnSync("dd", [
         `if=${src}`,
-        `of=${ddImg}`,
+        `of=${target}`,
         "bs=4M",
         "seek=1G",
         "oflag=seek_bytes",
@@ -229,13 +229,16 @@ async function main() {
       );
     };
     // Each from a clean page cache state (sync before), dd first.
-    const ddMs = dd(false);
+    const ddMs = dd(false, ddImg);
     const r = await big(mine, false);
     console.log(
       `(c) 1 GiB file: ours ${r.ms.toFixed(0)} ms, dd ${ddMs.toFixed(0)} ms → ${(ddMs / r.ms).toFixed(2)}× of dd's speed (target ≥ 0.8; neither fsyncs)`,
     );
     const mine2 = copyOf(base, "c-ours-fsync.img");
-    const dd2 = dd(true);
+    // A fresh copy for each writer, like ours.
+    const ddImg2 = copyOf(base, "c-dd2.img");
+    const dd2 = dd(true, ddImg2);
+    rmSync(ddImg2, { force: true });
     const r2 = await big(mine2, true);
     rmSync(mine2, { force: true });
     console.log(
