@@ -7,7 +7,7 @@
  */
 
 import { FileDevice } from "@imgpatch/disk";
-import { Ext4Fs } from "@imgpatch/ext4";
+import { Ext4Fs, Ext4NoSpaceError } from "@imgpatch/ext4";
 import {
   debugfsCat,
   debugfsLs,
@@ -330,25 +330,56 @@ async function check(path: string, m: Model): Promise<void> {
   }
 }
 
-const SETS = ["ext2", "ext3", "ext4-csum", "ext4-nocsum", "ext4-1k", "ext4-inline"] as const;
+interface Config {
+  name: string;
+  set: keyof typeof FEATURE_SETS;
+  size: string;
+  inodes: number;
+  /** Write/truncate sizes are multiplied by this (tiny filesystems that fill up). */
+  scale: number;
+}
+const CONFIGS: Config[] = [
+  ...(["ext2", "ext3", "ext4-csum", "ext4-nocsum", "ext4-1k", "ext4-inline"] as const).map((set) => ({
+    name: set,
+    set,
+    size: "8M",
+    inodes: 256,
+    scale: 1,
+  })),
+  // Tiny filesystems: sequences run into ENOSPC and inode exhaustion; a refused operation must
+  // leave everything as it was.
+  { name: "ext4-csum (full)", set: "ext4-csum", size: "2M", inodes: 16, scale: 30 },
+  { name: "ext3 (full)", set: "ext3", size: "2M", inodes: 64, scale: 40 },
+];
 
 describeWithTools(
   ["mke2fs", "e2fsck", "debugfs"],
   "ext4 editor: random operation sequences vs a model",
   () => {
-    for (const set of SETS) {
-      it(`${set}`, async () => {
+    for (const cfg of CONFIGS) {
+      it(`${cfg.name}`, async () => {
         const dir = await tempDir("edp-");
         let run = 0;
         await fc.assert(
           fc.asyncProperty(fc.array(opArb, { minLength: 10, maxLength: 50 }), async (ops) => {
-            const path = await makeImage(dir, `${set}-${run++}`, [...FEATURE_SETS[set], "-N", "256"], "8M");
+            const path = await makeImage(
+              dir,
+              `${cfg.set}-${run++}`,
+              [...FEATURE_SETS[cfg.set], "-N", String(cfg.inodes)],
+              cfg.size,
+            );
             const m = new Model();
             const ed = await openEditor(path);
             // lost+found exists on every fresh image: put it in the model.
             m.root.children.set("lost+found", newNode("dir", 0o700));
             try {
-              for (const o of [...PRELUDE, ...ops]) {
+              const scaled = ops.map((o): Op => {
+                if (o.op === "writeFile") return { ...o, size: o.size * cfg.scale };
+                if (o.op === "truncate") return { ...o, len: o.len * cfg.scale };
+                return o;
+              });
+              for (const o of [...PRELUDE, ...scaled]) {
+                const snapshot = structuredClone(m.root);
                 const want = applyModel(m, o);
                 if (want === "skip") continue;
                 let ok = true;
@@ -358,6 +389,11 @@ describeWithTools(
                 } catch (e) {
                   ok = false;
                   err = e;
+                }
+                if (err instanceof Ext4NoSpaceError) {
+                  // Out of space: refused as a whole.
+                  m.root = snapshot;
+                  continue;
                 }
                 expect(ok, `${JSON.stringify(o)} → ${String(err)}`).toBe(want);
               }
