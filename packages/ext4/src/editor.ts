@@ -561,6 +561,12 @@ export class Ext4Editor {
     return { dir: inode, name, nameStr: last };
   }
 
+  /** A data block as it is now: small writes may still be buffered in the store. */
+  private async readDataBlock(block: number): Promise<Uint8Array> {
+    if (this.store.isCached(block)) return (await this.store.get(block)).slice();
+    return this.reader.device.read(block * this.bs, this.bs);
+  }
+
   private async readLink(inode: Inode): Promise<Uint8Array> {
     if (inode.size > 4096)
       throw new Ext4EditError("EINVAL", "symlink target too long", `<inode ${inode.ino}>`);
@@ -580,7 +586,7 @@ export class Ext4Editor {
       for (let k = 0; k < e.len; k++) {
         const off = (e.lblk + k) * this.bs;
         if (off >= inode.size) break;
-        const b = await this.reader.device.read((e.pblk + k) * this.bs, this.bs);
+        const b = await this.readDataBlock(e.pblk + k);
         out.set(b.subarray(0, Math.min(this.bs, inode.size - off)), off);
       }
     }
@@ -651,7 +657,8 @@ export class Ext4Editor {
     if (cached) return cached;
     const st: DirState = { ino: dirInode.ino, entries: new Map(), pblk: [], free: [], indexed: false };
     if (dirInode.flags & INODE_FLAGS.INLINE_DATA) {
-      // Listed through the reader (read-only use; edits are refused).
+      // Listed through the reader (edits convert the directory first, see prepareDir).
+      await this.settle();
       for (const d of await this.reader.readdirInode(await this.reader.readInode(dirInode.ino))) {
         st.entries.set(key(encodeName(d.name)), { ino: d.ino, ft: 0, lblk: -1 });
       }
@@ -1572,6 +1579,7 @@ export class Ext4Editor {
         throw new Ext4EditError("EINVAL", "file too large for a block map", path);
     }
     if (inode.flags & INODE_FLAGS.INLINE_DATA) {
+      await this.settle();
       const data = await this.reader.readFileInode(await this.reader.readInode(inode.ino));
       const next = new Uint8Array(len);
       next.set(data.subarray(0, Math.min(len, data.length)));
@@ -1596,7 +1604,7 @@ export class Ext4Editor {
         const e = kept.find((x) => x.lblk <= lb && lb < x.lblk + x.len && !x.uninit);
         if (e) {
           const p = e.pblk + (lb - e.lblk);
-          const b = await this.reader.device.read(p * this.bs, this.bs);
+          const b = await this.readDataBlock(p);
           const copy = new Uint8Array(b);
           copy.fill(0, tail);
           await this.store.writeData(p, copy);
