@@ -6,19 +6,12 @@ import { writeFile as hostWriteFile, rename, rm, truncate } from "node:fs/promis
 import { basename, dirname, join } from "node:path";
 import { inspectDisk } from "@imgpatch/disk";
 import { convertImage, createQcow2, qcow2Info } from "@imgpatch/qcow2";
-import { injectRpms, planTransaction, readRpm } from "@imgpatch/rpm-inject";
 import yargs, { type Argv } from "yargs";
-import { copyOut } from "../customize/copy-out.js";
-import { diffGuests } from "../customize/diff.js";
 import { applyOperation, type CustomizeContext, describeOperation } from "../customize/operations.js";
 import { modeString, walkGuest } from "../customize/walk.js";
-import { bakeElements } from "../elements/apply.js";
-import { finishRpmAgents } from "../elements/rpm-route.js";
 import type { GuestStats } from "../guest/guest-fs.js";
-import { injectTargetFromGuestFs, queueFirstbootPlan } from "../guest/rpm-bridge.js";
 import { type Guest, type OpenGuestOptions, openGuest } from "../image/open-guest.js";
 import { type DiskFormat, openImage, UsageError } from "../image/open-image.js";
-import { checkImage } from "./check.js";
 import { EXIT, errorLine, exitCodeOf } from "./errors.js";
 import { withProgress } from "./progress.js";
 import { NO_ARG_OPS, OPERATION_NAMES, orderedSteps, type Step } from "./recipe.js";
@@ -45,6 +38,10 @@ interface Common {
   debug: boolean;
   "dry-run": boolean;
 }
+
+// Loaded on first use: most runs need neither rpm-inject, the elements engine nor xxhash (start-up time).
+const rpmInject = () => import("@imgpatch/rpm-inject");
+const rpmBridge = () => import("../guest/rpm-bridge.js");
 
 /** SOURCE_DATE_EPOCH as a Date (seconds since the epoch), when set and valid. */
 export function sourceDateEpoch(env: Record<string, string | undefined> = process.env): Date | undefined {
@@ -115,6 +112,8 @@ export async function runSteps(
   for (const step of steps) {
     let lines: string[];
     if (step.op === "rpm") {
+      const { injectRpms, readRpm } = await rpmInject();
+      const { injectTargetFromGuestFs, queueFirstbootPlan } = await rpmBridge();
       const pkg = await readRpm(step.host);
       try {
         const r = await injectRpms([pkg], injectTargetFromGuestFs(guest.fs, guest.image), {
@@ -411,6 +410,7 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
           a.image as string,
           { format: fmtArg(a.format, "--format"), mounts: mountsArg(a.mount) },
           async (g) => {
+            const { copyOut } = await import("../customize/copy-out.js");
             const r = await copyOut(g.fs, a.guest as string, a.host as string);
             if (a.json) return emitJson(r);
             say(
@@ -432,6 +432,7 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
       async (a) => {
         await withGuest(a.a as string, {}, async (ga) => {
           await withGuest(a.b as string, {}, async (gb) => {
+            const { diffGuests } = await import("../customize/diff.js");
             const d = await diffGuests(ga.fs, gb.fs);
             if (a.json) return emitJson(d);
             io.out(
@@ -453,6 +454,7 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
       (y) => y.positional("image", { type: "string", demandOption: true }),
       async (a) => {
         image = a.image as string;
+        const { checkImage } = await import("./check.js");
         const r = await checkImage(image);
         if (a.json) emitJson(r);
         else {
@@ -600,6 +602,8 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
             const rpmPlans: Array<{ file: string; nevra: string; files: number; scriptlets: number }> = [];
             for (const s of steps) {
               if (s.op !== "rpm") continue;
+              const { planTransaction, readRpm } = await rpmInject();
+              const { injectTargetFromGuestFs } = await rpmBridge();
               const pkg = await readRpm(s.host);
               try {
                 const p = await planTransaction([pkg], injectTargetFromGuestFs(g.fs, g.image), {
@@ -704,6 +708,8 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
           dry ? { format: opts.format, mounts: opts.mounts } : opts,
           async (g) => {
             if (rpms.length > 0) {
+              const { injectRpms, planTransaction, readRpm } = await rpmInject();
+              const { injectTargetFromGuestFs, queueFirstbootPlan } = await rpmBridge();
               const pkgs = [];
               try {
                 for (const f of rpms) pkgs.push(await readRpm(f));
@@ -724,6 +730,7 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
                 for (const p of pkgs) await p.close();
               }
             }
+            const { bakeElements } = await import("../elements/apply.js");
             const baked =
               elements.length > 0
                 ? await bakeElements(
@@ -739,6 +746,7 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
                   )
                 : undefined;
             if (rpms.length > 0 && !dry) {
+              const { finishRpmAgents } = await import("../elements/rpm-route.js");
               const fin = await finishRpmAgents(g.fs, { mtime: now });
               rpmLog.push(
                 ...fin.actions.map((x) => `rpm route: ${x}`),

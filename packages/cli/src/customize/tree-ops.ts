@@ -1,4 +1,5 @@
 /** Recursive guest tree operations (rm -rf, cp -a inside the guest, copy-in from the host). */
+import type { Stats } from "node:fs";
 import { lstat, readdir, readFile, readlink } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
 import type { GuestFs } from "../guest/guest-fs.js";
@@ -73,16 +74,51 @@ export async function copyIn(
   return copyInEntry(fs, hostPath, dest, options);
 }
 
-async function copyInEntry(fs: GuestFs, hostPath: string, dest: string, o: CopyInOptions): Promise<number> {
+/** Host reads kept in flight ahead of the (sequential) guest writes of one directory. */
+const READ_AHEAD = 16;
+/** Files up to this size are read ahead; bigger ones are read when their turn comes. */
+const READ_AHEAD_MAX_FILE = 1 << 20;
+
+interface HostEntry {
+  st: Stats;
+  data?: Uint8Array;
+}
+
+async function readHostEntry(hostPath: string): Promise<HostEntry> {
   const st = await lstat(hostPath);
+  if (st.isFile() && st.size <= READ_AHEAD_MAX_FILE) return { st, data: await readFile(hostPath) };
+  return { st };
+}
+
+async function copyInEntry(
+  fs: GuestFs,
+  hostPath: string,
+  dest: string,
+  o: CopyInOptions,
+  pre?: Promise<HostEntry>,
+): Promise<number> {
+  const { st, data } = await (pre ?? readHostEntry(hostPath));
   const uid = o.uid ?? 0;
   const gid = o.gid ?? 0;
   if (st.isDirectory()) {
     const exists = await fs.lstat(dest).catch(() => null);
     if (!exists) await fs.mkdir(dest, { mode: st.mode & 0o7777, uid, gid });
     let n = 1;
-    for (const name of (await readdir(hostPath)).sort())
-      n += await copyInEntry(fs, join(hostPath, name), `${dest}/${name}`, o);
+    const names = (await readdir(hostPath)).sort();
+    // Small files are read from the host a few entries ahead, so host I/O overlaps guest writes;
+    // the guest still sees the entries in sorted order.
+    const ahead: Array<Promise<HostEntry>> = [];
+    const start = (i: number) => {
+      const p = readHostEntry(join(hostPath, names[i]));
+      p.catch(() => {}); // awaited (and reported) in order below
+      ahead[i] = p;
+    };
+    for (let i = 0; i < Math.min(READ_AHEAD, names.length); i++) start(i);
+    for (let i = 0; i < names.length; i++) {
+      if (i + READ_AHEAD < names.length) start(i + READ_AHEAD);
+      n += await copyInEntry(fs, join(hostPath, names[i]), `${dest}/${names[i]}`, o, ahead[i]);
+      ahead[i] = undefined as unknown as Promise<HostEntry>;
+    }
     await fs.utimes(dest, st.atime, st.mtime);
     return n;
   }
@@ -91,7 +127,12 @@ async function copyInEntry(fs: GuestFs, hostPath: string, dest: string, o: CopyI
     return 1;
   }
   if (st.isFile()) {
-    await fs.writeFile(dest, await readFile(hostPath), { mode: st.mode & 0o7777, uid, gid, mtime: st.mtime });
+    await fs.writeFile(dest, data ?? (await readFile(hostPath)), {
+      mode: st.mode & 0o7777,
+      uid,
+      gid,
+      mtime: st.mtime,
+    });
     return 1;
   }
   return 0; // devices/fifos/sockets on the host are not copied
