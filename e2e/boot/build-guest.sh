@@ -1,6 +1,6 @@
 #!/bin/bash
 # Builds the Debian guest images the boot suite edits, with the real tools, into $CACHE (default
-# e2e/boot/.cache). Needs root (debootstrap; mke2fs -d keeps owners only when run as root).
+# ~/.cache/imgpatch-e2e; outside the checkout so linters never walk the guest's root filesystem). Needs root (debootstrap; mke2fs -d keeps owners only when run as root).
 #   rootfs/            debootstrap --variant=minbase bookworm (+ systemd-sysv, udev, e2fsprogs), cached
 #   bare.qcow2         bare ext4 (the whole virtual disk is the filesystem)        -> root=/dev/vda
 #   gpt.qcow2          GPT disk, ext4 in partition 1 at 1 MiB, compressed qcow2      -> root=/dev/vda1
@@ -8,7 +8,7 @@
 # Images are rebuilt when this script or the rootfs changes (stamp file); the rootfs only when missing.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-CACHE=${IMGPATCH_E2E_CACHE:-$HERE/.cache}
+CACHE=${IMGPATCH_E2E_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/imgpatch-e2e}
 MIRROR=${IMGPATCH_E2E_MIRROR:-http://deb.debian.org/debian}
 SUITE=bookworm
 INCLUDE=systemd-sysv,udev,e2fsprogs

@@ -6,6 +6,7 @@
  *   npm run e2e:boot -- --fast       the CI subset (see README.md)
  *   npm run e2e:boot -- --only NAME  one scenario (bare | gpt-overlay | elements)
  *   npm run e2e:boot -- --keep       keep the work directory (images, serial logs)
+ *   npm run e2e:boot -- --no-build   use packages/cli/dist as it is (default: `tsc -b` first)
  *
  * A boot is bounded twice: the guest's own guard unit powers it off after e2e.guard seconds, and the
  * driver kills its qemu (by PID) after a hard timeout. "did not boot" (no `@@E2E booted` line) and
@@ -15,15 +16,18 @@ import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { createWriteStream, existsSync } from "node:fs";
 import { chmod, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { homedir, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const REPO = join(HERE, "../..");
-const CACHE = process.env.IMGPATCH_E2E_CACHE ?? join(HERE, ".cache");
+const CACHE =
+  process.env.IMGPATCH_E2E_CACHE ??
+  join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "imgpatch-e2e");
 const GUEST = join(HERE, "guest");
-const IMGPATCH = join(REPO, "packages/cli/dist/bin/imgpatch.js");
+/** The imgpatch bin under test (IMGPATCH_E2E_BIN: another build of it, e.g. a clean worktree's). */
+const IMGPATCH = process.env.IMGPATCH_E2E_BIN ?? join(REPO, "packages/cli/dist/bin/imgpatch.js");
 const DEMO_RPM = join(REPO, "test-fixtures/rpm/out/imgpatch-demo-gzip.noarch.rpm");
 const MAIN_JOB_ELEMENTS = [
   "selinux-permissive",
@@ -60,11 +64,17 @@ function record(r: Result) {
   console.log(`${r.ok ? "PASS" : "FAIL"} ${r.scenario}: ${r.marker}${t}${r.detail ? ` — ${r.detail}` : ""}`);
 }
 
-function run(cmd: string, argv: string[], opts: { quiet?: boolean } = {}): Promise<string> {
+function run(cmd: string, argv: string[], opts: { quiet?: boolean; cwd?: string } = {}): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile(cmd, argv, { maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+    execFile(cmd, argv, { maxBuffer: 64 << 20, cwd: opts.cwd }, (err, stdout, stderr) => {
       if (err) {
-        reject(new Error(`${cmd} ${argv.join(" ")} failed: ${String(stderr || err.message).trim().slice(-2000)}`));
+        reject(
+          new Error(
+            `${cmd} ${argv.join(" ")} failed: ${String(stderr || err.message)
+              .trim()
+              .slice(-2000)}`,
+          ),
+        );
         return;
       }
       if (!opts.quiet && stderr.trim()) process.stderr.write(stderr);
@@ -92,6 +102,8 @@ interface Boot {
   markers: Map<string, { seconds: number; ok: boolean; detail: string }>;
   data: string[];
   booted?: number;
+  /** Kernel/initramfs lines that explain a failed boot (ext4 errors, failed root mount, panic). */
+  notes: string[];
   exit: string;
   seconds: number;
   log: string;
@@ -122,7 +134,7 @@ async function boot(name: string, disks: string[], root: string): Promise<Boot> 
     "none",
   ];
   const start = Date.now();
-  const b: Boot = { markers: new Map(), data: [], exit: "", seconds: 0, log };
+  const b: Boot = { markers: new Map(), data: [], notes: [], exit: "", seconds: 0, log };
   const qemu: ChildProcess = spawn("qemu-system-x86_64", qemuArgs, { stdio: ["ignore", "pipe", "pipe"] });
   say(`${name}: qemu pid ${qemu.pid} (${disks.length} disk(s), root=${root})`);
   const kill = (why: string) => {
@@ -139,7 +151,10 @@ async function boot(name: string, disks: string[], root: string): Promise<Boot> 
   };
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
-  const timer = setTimeout(() => kill(`killed after the ${HARD_TIMEOUT_S} s hard timeout`), HARD_TIMEOUT_S * 1000);
+  const timer = setTimeout(
+    () => kill(`killed after the ${HARD_TIMEOUT_S} s hard timeout`),
+    HARD_TIMEOUT_S * 1000,
+  );
   let pending = "";
   let stderr = "";
   const onLine = (raw: string) => {
@@ -151,7 +166,15 @@ async function boot(name: string, disks: string[], root: string): Promise<Boot> 
       return;
     }
     const m = /@@E2E (\S+)(?: (PASS|FAIL))?(?: (.*))?$/.exec(line);
-    if (!m) return;
+    if (!m) {
+      if (
+        /EXT4-fs.*(error|warning)|Failed to mount|Kernel panic|VFS: |reboot: Restarting|Gave up waiting/.test(
+          line,
+        )
+      )
+        b.notes.push(line.trim().slice(0, 200));
+      return;
+    }
     if (m[1] === "booted") {
       b.booted ??= at;
       return;
@@ -179,6 +202,8 @@ async function boot(name: string, disks: string[], root: string): Promise<Boot> 
   if (pending) onLine(pending);
   await new Promise<void>((r) => logStream.end(r));
   b.exit ||= code;
+  if (b.notes.some((n) => /reboot: Restarting|Kernel panic/.test(n)))
+    b.exit = `guest panicked/rebooted (${b.exit})`;
   if (stderr.trim()) b.exit += ` (qemu: ${stderr.trim().slice(0, 300)})`;
   b.seconds = (Date.now() - start) / 1000;
   say(`${name}: ${b.exit} after ${b.seconds.toFixed(1)} s; booted at ${b.booted?.toFixed(1) ?? "never"} s`);
@@ -192,7 +217,7 @@ function expect(scenario: string, b: Boot, names: string[]) {
       scenario,
       marker: "boot",
       ok: false,
-      detail: `did not boot (${b.exit}); serial log ${b.log}`,
+      detail: `did not boot (${b.exit}): ${b.notes.slice(-4).join(" | ")}; serial log ${b.log}`,
     });
   } else {
     record({ scenario, marker: "boot (multi-user.target)", ok: true, seconds: b.booted, detail: "" });
@@ -273,7 +298,7 @@ async function scenarioBare() {
 
 /** A few thousand files in nested dirs, a 200 MiB file, a 10,000-entry directory, and the manifest. */
 async function makeLargeTree(dir: string): Promise<number> {
-  const root = join(dir, "large");
+  const root = dir; // copied in as /large (virt-customize --copy-in copies the directory itself)
   await rm(dir, { recursive: true, force: true });
   const manifest: string[] = [];
   const put = async (rel: string, data: Buffer) => {
@@ -292,8 +317,10 @@ async function makeLargeTree(dir: string): Promise<number> {
     return out;
   };
   for (let d = 0; d < 30; d++)
-    for (let f = 0; f < 100; f++) await put(`tree/d${d}/s${f % 7}/f${f}.dat`, content(`t${d}/${f}`, (f * 97 + d * 13) % 9000));
-  for (let i = 0; i < 10000; i++) await put(`dir10k/entry-${String(i).padStart(5, "0")}`, Buffer.from(`entry ${i}\n`));
+    for (let f = 0; f < 100; f++)
+      await put(`tree/d${d}/s${f % 7}/f${f}.dat`, content(`t${d}/${f}`, (f * 97 + d * 13) % 9000));
+  for (let i = 0; i < 10000; i++)
+    await put(`dir10k/entry-${String(i).padStart(5, "0")}`, Buffer.from(`entry ${i}\n`));
   // 200 MiB of pseudo-random data (no zero runs a sparse writer could skip), streamed.
   {
     const path = join(root, "big.bin");
@@ -354,7 +381,13 @@ async function scenarioGptOverlay() {
     detail: `sha256 ${before.slice(0, 16)}… → ${afterEdit.slice(0, 16)}…`,
   });
   const b1 = await boot(`${S}-boot1`, [ov], "/dev/vda1");
-  expect(`${S} boot 1`, b1, ["unit-ran", "firstboot-once-in-order", "rpm-scriptlets", "dmesg-ext4", "checks-done"]);
+  expect(`${S} boot 1`, b1, [
+    "unit-ran",
+    "firstboot-once-in-order",
+    "rpm-scriptlets",
+    "dmesg-ext4",
+    "checks-done",
+  ]);
   compareRpm(`${S} boot 1`, b1, rpmPaths);
   if (!FAST) {
     const b2 = await boot(`${S}-boot2`, [ov], "/dev/vda1");
@@ -428,7 +461,8 @@ function compareRpm(scenario: string, b: Boot, expected: Map<string, RpmEntry>) 
     const [fmode, , user, group, size, ino, , extra] = g;
     const mode = Number.parseInt(fmode, 16);
     if (mode !== e.mode) problems.push(`${path}: mode ${mode.toString(8)} != ${e.mode.toString(8)}`);
-    if (user !== e.user || group !== e.group) problems.push(`${path}: owner ${user}:${group} != ${e.user}:${e.group}`);
+    if (user !== e.user || group !== e.group)
+      problems.push(`${path}: owner ${user}:${group} != ${e.user}:${e.group}`);
     const type = e.mode & 0o170000;
     if (type === 0o100000) {
       if (Number(size) !== e.size) problems.push(`${path}: size ${size} != ${e.size}`);
@@ -441,7 +475,8 @@ function compareRpm(scenario: string, b: Boot, expected: Map<string, RpmEntry>) 
   }
   // Hard links in the package (same digest, same content): one inode in the guest.
   const hl = [...expected].filter(([p]) => /\/hl\d$/.test(p)).map(([p]) => seen.get(p)?.[5]);
-  if (hl.length > 1 && new Set(hl).size !== 1) problems.push(`hard links hl1/hl2/hl3 on inodes ${hl.join(",")}`);
+  if (hl.length > 1 && new Set(hl).size !== 1)
+    problems.push(`hard links hl1/hl2/hl3 on inodes ${hl.join(",")}`);
   record({
     scenario,
     marker: "rpm-payload (guest stat/sha256sum vs rpm -qp --dump)",
@@ -480,12 +515,23 @@ async function scenarioElements() {
     "/etc/systemd/system/imgpatch-firstboot.service.d/e2e-offline.conf:[Service]\nEnvironment=IMGPATCH_PKG_CMD=/usr/local/sbin/e2e-fake-pkg\n",
   ]);
   const b = await boot(S, [gold], "/dev/vda1");
-  expect(S, b, ["unit-ran", "occ-started", "occ-after-firstboot", "elements-firstboot", "dmesg-ext4", "checks-done"]);
+  expect(S, b, [
+    "unit-ran",
+    "occ-started",
+    "occ-after-firstboot",
+    "elements-firstboot",
+    "dmesg-ext4",
+    "checks-done",
+  ]);
 }
 
 // ---------------------------------------------------------------------------------------------
 
 async function main() {
+  if (!args.includes("--no-build")) {
+    say("tsc -b (the imgpatch bin under test is packages/cli/dist)");
+    await run(join(REPO, "node_modules/.bin/tsc"), ["-b"], { cwd: REPO });
+  }
   if (!existsSync(IMGPATCH)) throw new Error(`${IMGPATCH} is missing: run \`npx tsc -b\` first`);
   say(`building/caching the Debian guest in ${CACHE}`);
   const tb = Date.now();

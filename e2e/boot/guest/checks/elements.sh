@@ -13,7 +13,7 @@ else
 fi
 markers=$(cat /var/lib/imgpatch-standin/markers 2>/dev/null | wc -l)
 if systemctl is-active -q imgpatch-firstboot.service && [ -f /var/lib/imgpatch/elements/installed ]; then
-  mark elements-firstboot PASS "$markers stand-in phase markers; $(systemctl show -p ActiveState os-collect-config.service)"
+  mark elements-firstboot PASS "$markers stand-in phase markers; packages: $(tr '\n' ',' < /var/lib/e2e/packages 2>/dev/null)"
 else
   mark elements-firstboot FAIL "firstboot=$(systemctl is-active imgpatch-firstboot.service) installed=$(cat /var/lib/imgpatch/elements/installed 2>&1) failed=$(ls /var/lib/imgpatch/firstboot/failed)"
 fi

@@ -12,7 +12,7 @@ if [ "$boot_no" = 1 ]; then
   done < /etc/e2e/rpm-paths
   data "rpm-end"
   # %pre made the user; pretrans (Lua), post and posttrans ran in that order at first boot.
-  order=$(grep -oE 'pretrans$|post 1$|posttrans$' /var/log/imgpatch-firstboot.log | tr '\n' ',')
+  order=$(grep -xE 'pretrans|post 1|posttrans' /var/log/imgpatch-firstboot.log | tr '\n' ',')
   if getent passwd imgsvc >/dev/null && [ "$order" = "pretrans,post 1,posttrans," ]; then
     mark rpm-scriptlets PASS "imgsvc=$(id -u imgsvc):$(id -g imgsvc) order=$order"
   else
