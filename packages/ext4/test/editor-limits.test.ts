@@ -198,3 +198,45 @@ describeWithTools(["mke2fs", "e2fsck", "debugfs"], "ext4 editor: ACLs and capabi
     expect(await debugfs(path, ["ea_list /d"])).toMatch(/posix_acl_default/);
   });
 });
+
+describeWithTools(["mke2fs", "e2fsck", "debugfs"], "ext4 editor: shared xattr blocks", () => {
+  it("a shared xattr block is copied on write and its refcount dropped", async () => {
+    const { readFile, writeFile } = await import("node:fs/promises");
+    const { debugfsXattrs } = await import("@imgpatch/testkit");
+    const dir = await tempDir("edl-");
+    const path = await makeImage(dir, "shared", FEATURE_SETS["ext4-nocsum"], "16M");
+    const big = new Uint8Array(400).fill(0x42);
+    let ed = await openEditor(path);
+    await ed.writeFile("/a", "a");
+    await ed.writeFile("/b", "b");
+    await ed.setxattr("/a", "user.big", big);
+    await ed.setxattr("/a", "user.big2", big);
+    await ed.close();
+    // Make /b share /a's xattr block, as the kernel does for identical sets: file_acl, i_blocks, refcount 2.
+    const st = await debugfsStat(path, "/a");
+    const blk = st.fileAcl;
+    expect(blk).toBeGreaterThan(0);
+    await debugfs(path, [`sif /b file_acl ${blk}`, "sif /b blocks 4"], { write: true });
+    const img = await readFile(path);
+    const bs = 1024;
+    img.writeUInt32LE(2, blk * bs + 4); // h_refcount
+    await writeFile(path, img);
+    await expectClean(path); // the sharing we set up is valid
+    ed = await openEditor(path);
+    await ed.removexattr("/a", "user.big2");
+    await ed.setxattr("/a", "user.big", new Uint8Array(300).fill(0x43));
+    await ed.close();
+    await expectClean(path);
+    const xb = await debugfsXattrs(path, "/b");
+    expect(Buffer.from(xb["user.big"]).equals(Buffer.from(big))).toBe(true);
+    expect(Buffer.from(xb["user.big2"]).equals(Buffer.from(big))).toBe(true);
+    const xa = await debugfsXattrs(path, "/a");
+    expect(Object.keys(xa).sort()).toEqual(["user.big"]);
+    expect(xa["user.big"].length).toBe(300);
+    // Unlinking /b then releases the last reference.
+    ed = await openEditor(path);
+    await ed.unlink("/b");
+    await ed.close();
+    await expectClean(path);
+  });
+});

@@ -3,7 +3,7 @@
  * to a real image on each feature set. Each operation must succeed exactly when the model says
  * so; afterwards e2fsck -fn is clean and both debugfs and our reader agree with the model
  * (tree, types, modes, owners, content, link targets, link counts, xattrs).
- * IMGPATCH_PROPERTY_RUNS raises the number of runs per feature set (default 3).
+ * IMGPATCH_PROPERTY_RUNS sets the number of runs per configuration (default 5).
  */
 
 import { FileDevice } from "@imgpatch/disk";
@@ -21,7 +21,7 @@ import fc from "fast-check";
 import { expect, it } from "vitest";
 import { FEATURE_SETS, makeImage, openEditor } from "./editor-helpers.js";
 
-const RUNS = Number(process.env.IMGPATCH_PROPERTY_RUNS ?? 3);
+const RUNS = Number(process.env.IMGPATCH_PROPERTY_RUNS ?? 5);
 const NAMES = ["a", "b", "c", "d"];
 const XATTR_NAMES = ["user.one", "user.two", "security.selinux", "trusted.t"];
 
