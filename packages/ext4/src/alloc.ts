@@ -8,6 +8,7 @@
 
 import { ImgpatchError } from "@imgpatch/disk";
 import type { BlockStore } from "./block-store.js";
+import { Ext4FormatError } from "./errors.js";
 import { INCOMPAT, RO_COMPAT } from "./features.js";
 import {
   BG_FLAGS,
@@ -227,6 +228,10 @@ export class Allocator {
   }
 
   async freeBlocksRange(start: number, len: number): Promise<void> {
+    if (start < this.sb.firstDataBlock || start + len > this.sb.blocksCount || len < 0)
+      throw new Ext4FormatError(`cannot free blocks ${start}+${len}: outside the filesystem`, {
+        structure: "block bitmap",
+      });
     let blk = start;
     let left = len;
     while (left > 0) {

@@ -341,7 +341,8 @@ export class Ext4Editor {
     if (t === S_IFCHR || t === S_IFBLK || t === S_IFIFO || t === S_IFSOCK)
       return { extents: [], metaBlocks: [] };
     if (t === S_IFLNK && this.isFastSymlink(inode)) return { extents: [], metaBlocks: [] };
-    if (this.usesExtents(inode)) return readExtentMap(this.store, inode.iBlock, inode.ino);
+    if (this.usesExtents(inode))
+      return readExtentMap(this.store, inode.iBlock, inode.ino, this.sb.blocksCount);
     return readBlockMap(this.store, inode.iBlock, this.bs, this.sb.blocksCount);
   }
 
@@ -1370,12 +1371,17 @@ export class Ext4Editor {
     await this.dropLink(inode);
   }
 
+  /**
+   * Before a name is removed: refuse immutable files, and when this is the last link, read the
+   * block map and xattrs now, so a corrupt inode fails the operation before anything changes.
+   */
   private async checkReleasable(inode: Inode, path: string): Promise<void> {
-    if (inode.linksCount <= 1 && inode.fileAcl === 0) {
-      for (const x of await this.loadXattrs(inode)) void x;
-    }
     if (inode.flags & (INODE_FLAGS.IMMUTABLE | INODE_FLAGS.APPEND))
       throw new Ext4EditError("EPERM", "file is immutable or append-only", path);
+    if (inode.linksCount <= 1) {
+      await this.fileMap(inode);
+      await this.loadXattrs(inode);
+    }
   }
 
   /** One name fewer; frees the inode when it was the last. */
@@ -1481,6 +1487,7 @@ export class Ext4Editor {
       const tIsDir = (replaced.mode & S_IFMT) === S_IFDIR;
       if (isDir && !tIsDir) throw new Ext4EditError("ENOTDIR", "not a directory", newPath);
       if (!isDir && tIsDir) throw new Ext4EditError("EISDIR", "is a directory", newPath);
+      await this.checkReleasable(replaced, newPath);
       if (tIsDir && (await this.dir(replaced)).entries.size > 0)
         throw new Ext4EditError("ENOTEMPTY", "directory not empty", newPath);
       await this.dirRetarget(dst.dir, dst.name, moving.ino, fileTypeFromMode(moving.mode), newPath);

@@ -40,7 +40,12 @@ export interface FileMap {
 const ROOT_MAX = extentMaxEntries(I_BLOCK_SIZE, true);
 
 /** Read the map of an extent-mapped inode (root in `iBlock`). */
-export async function readExtentMap(store: BlockStore, iBlock: Uint8Array, ino: number): Promise<FileMap> {
+export async function readExtentMap(
+  store: BlockStore,
+  iBlock: Uint8Array,
+  ino: number,
+  blocksCount = Number.MAX_SAFE_INTEGER,
+): Promise<FileMap> {
   const out: FileMap = { extents: [], metaBlocks: [] };
   const walk = async (node: Uint8Array, depth: number, budget: number): Promise<void> => {
     const h = parseExtentHeader(node);
@@ -49,9 +54,19 @@ export async function readExtentMap(store: BlockStore, iBlock: Uint8Array, ino: 
     for (let i = 0; i < h.entries; i++) {
       if (depth === 0) {
         const e = parseExtent(node, i);
+        if (e.len > 0 && (e.start === 0 || e.start + e.len > blocksCount))
+          throw new Ext4FormatError(`extent ${e.start}+${e.len} outside the filesystem`, {
+            inode: ino,
+            structure: "extent tree",
+          });
         if (e.len > 0) out.extents.push({ lblk: e.block, pblk: e.start, len: e.len, uninit: e.uninit });
       } else {
         const idx = parseExtentIndex(node, i);
+        if (idx.leaf === 0 || idx.leaf >= blocksCount)
+          throw new Ext4FormatError(`extent index block ${idx.leaf} outside the filesystem`, {
+            inode: ino,
+            structure: "extent tree",
+          });
         out.metaBlocks.push(idx.leaf);
         if (out.metaBlocks.length > budget) throw new Ext4FormatError("extent tree loops", { inode: ino });
         await walk(await store.get(idx.leaf), depth - 1, budget);

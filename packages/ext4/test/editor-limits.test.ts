@@ -240,3 +240,24 @@ describeWithTools(["mke2fs", "e2fsck", "debugfs"], "ext4 editor: shared xattr bl
     await expectClean(path);
   });
 });
+
+describeWithTools(["mke2fs", "debugfs"], "ext4 editor: corrupt input", () => {
+  it("an extent pointing outside the filesystem fails typed, before anything is written", async () => {
+    const { readFile, writeFile } = await import("node:fs/promises");
+    const { join } = await import("node:path");
+    const { Ext4FormatError } = await import("@imgpatch/ext4");
+    const dir = await tempDir("edl-");
+    const path = await makeImage(dir, "bad", FEATURE_SETS["ext4-nocsum"], "16M");
+    const src = join(dir, "content");
+    await writeFile(src, "hello");
+    await debugfs(path, [`write ${src} f`, "sif f block[5] 999999"], { write: true });
+    const before = await readFile(path);
+    const ed = await openEditor(path);
+    await expect(ed.unlink("/f")).rejects.toBeInstanceOf(Ext4FormatError);
+    await expect(ed.writeFile("/f", "x")).rejects.toBeInstanceOf(Ext4FormatError);
+    await expect(ed.truncate("/f", 0)).rejects.toBeInstanceOf(Ext4FormatError);
+    await expect(ed.rm("/f", { force: true })).rejects.toBeInstanceOf(Ext4FormatError);
+    await ed.close();
+    expect(Buffer.compare(await readFile(path), before)).toBe(0);
+  });
+});
