@@ -155,6 +155,25 @@ describeWithTools(["qemu-img", "e2fsck", "debugfs"], "imgpatch bin end to end", 
     await noTemps(dir);
   });
 
+  it("a GPT disk with 4 KiB logical sectors (raw input, overlay output)", async () => {
+    const dir = await tempDir("e2e");
+    const base = await fixtureCopy("disk-gpt-4k.img", dir);
+    const before = await sha(base);
+    const out = join(dir, "k.qcow2");
+    const r = await runBin(
+      ["customize", base, "--overlay", out, "--mkdir", "/opt/k", "--write", "/opt/k/f:4k"],
+      EPOCH,
+    );
+    expect(r.code).toBe(0);
+    expect(await sha(base)).toBe(before);
+    expect((await qemuImgInfo(out))["backing-filename-format"]).toBe("raw");
+    expect((await qemuImgCheck(out)).clean).toBe(true);
+    const raw = await toRaw(out, dir, "k.raw");
+    const fsys = { path: raw, offset: 2304 * 4096 }; // partition 2 (test-fixtures/out/disk-gpt-4k.sfdisk)
+    expect((await e2fsck(fsys)).clean).toBe(true);
+    expect((await debugfsCat(fsys, "/opt/k/f")).toString()).toBe("4k");
+  });
+
   it("a failing operation leaves no output, no temp file, and the input byte-identical", async () => {
     const dir = await tempDir("e2e");
     const base = await fixtureCopy("ext4-default.qcow2", dir);
