@@ -119,6 +119,7 @@ describe("fstab", () => {
     const e = parseFstab(
       "# c\nUUID=ab / ext4 defaults 0 1\nLABEL=boot\t/boot ext4 defaults 0 2\n/dev/vda2 /boot/efi vfat umask=077 0 2\n/swap none swap sw 0 0\ntmpfs /tmp tmpfs defaults 0 0\n/a /b none bind 0 0\n/dev/sda4 /srv\\040x xfs defaults 0 0\n",
     );
+    expect(parseFstab("/dev/sda1 /boot/../etc//x/ ext4 defaults 0 0\n")[0].mountpoint).toBe("/etc/x");
     expect(e.map((x) => [x.spec, x.mountpoint])).toEqual([
       ["UUID=ab", "/"],
       ["LABEL=boot", "/boot"],

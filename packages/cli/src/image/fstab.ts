@@ -3,6 +3,7 @@
  * /dev/disk/by-*) or a `-m DEV:MOUNTPOINT` device names one of the disk's volumes.
  */
 import type { VolumeInspection } from "@imgpatch/disk";
+import { normalizeGuestPath } from "../guest/paths.js";
 
 export interface FstabEntry {
   spec: string;
@@ -52,7 +53,8 @@ export function parseFstab(text: string): FstabEntry[] {
     const [spec, mp, fstype = "auto", opts = "defaults"] = f.map(unescapeOctal);
     const options = opts.split(",");
     if (!mp.startsWith("/") || VIRTUAL.has(fstype) || options.includes("bind")) continue;
-    out.push({ spec, mountpoint: mp === "/" ? "/" : mp.replace(/\/+$/, ""), fstype, options, line: i + 1 });
+    // Normalised like every guest path (a hostile "/boot/../etc" must not dodge the routing).
+    out.push({ spec, mountpoint: normalizeGuestPath(mp), fstype, options, line: i + 1 });
   }
   return out;
 }

@@ -25,6 +25,7 @@ import { Ext4Editor, Ext4Fs, type Ext4OpenOptions } from "@imgpatch/ext4";
 import { convertImage, createOverlay } from "@imgpatch/qcow2";
 import type { GuestFs } from "../guest/guest-fs.js";
 import { GuestIdentity } from "../guest/identity.js";
+import { normalizeGuestPath } from "../guest/paths.js";
 import { Ext4GuestFs } from "./ext4-guest-fs.js";
 import { findVolume, parseFstab, volumeName } from "./fstab.js";
 import { type GuestMount, MountedGuestFs } from "./mount-fs.js";
@@ -182,7 +183,7 @@ async function hasOsRelease(fs: GuestFs): Promise<boolean> {
 function splitMountArg(arg: string): { dev: string; mountpoint: string } {
   const i = arg.indexOf(":/");
   if (i <= 0) throw new UsageError(`-m expects DEV:MOUNTPOINT (e.g. /dev/sda3:/ or 3:/), got "${arg}"`);
-  return { dev: arg.slice(0, i), mountpoint: arg.slice(i + 1).replace(/(.)\/+$/, "$1") };
+  return { dev: arg.slice(0, i), mountpoint: normalizeGuestPath(arg.slice(i + 1)) };
 }
 
 function mountFor(
