@@ -11,7 +11,6 @@ import { GuestIdentity } from "../guest/identity.js";
 import { guestBasename, guestDirname, normalizeGuestPath } from "../guest/paths.js";
 import { disableUnit, enableUnit, maskUnit, type SystemdInstallOptions } from "../guest/systemd-install.js";
 import { guestGlob } from "./glob.js";
-import { tarIn } from "./tar-in.js";
 import { copyIn, copyTree, removeTree } from "./tree-ops.js";
 
 export type CustomizeOp =
@@ -254,6 +253,8 @@ export async function applyOperation(
           op.dir,
         );
       }
+      // Loaded on use: tar-stream and the decompressors cost start-up time every other run would pay.
+      const { tarIn } = await import("./tar-in.js");
       const r = await tarIn(fs, op.host, op.dir, await identity(fs, ctx));
       return [
         `tar-in ${op.host} -> ${op.dir} (${r.entries} entries)`,
