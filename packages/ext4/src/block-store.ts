@@ -15,13 +15,13 @@ export interface WriteCounters {
 /** File data up to this size is buffered as dirty blocks (see writeData). */
 const SMALL_DATA = 64 * 1024;
 /** Flush the store once this many blocks are dirty (bounds memory). */
-const MAX_DIRTY_BLOCKS = 16384;
+const MAX_DIRTY_BLOCKS = 4096;
 
 export class BlockStore {
   private readonly cache = new Map<number, Uint8Array>();
   private readonly dirty = new Set<number>();
   /** Dirty blocks holding file data: dropped from the cache once written. */
-  private readonly dataBlocks = new Set<number>();
+  private dataBlocks = new Set<number>();
   readonly counters: WriteCounters = { writes: 0, bytesWritten: 0 };
 
   constructor(
@@ -111,7 +111,13 @@ export class BlockStore {
     }
     this.checksums.clear();
     if (this.dirty.size === 0) return;
-    const blocks = [...this.dirty].sort((a, b) => a - b);
+    // Snapshot what is dirty now; anything dirtied while the writes are in flight stays dirty
+    // for the next flush.
+    const blocks = [...this.dirty].filter((b) => this.cache.has(b)).sort((a, b) => a - b);
+    const bufs = blocks.map((b) => this.cache.get(b) as Uint8Array);
+    const data = this.dataBlocks;
+    this.dirty.clear();
+    this.dataBlocks = new Set();
     const maxRun = Math.max(1, (1 << 20) / this.blockSize);
     let i = 0;
     while (i < blocks.length) {
@@ -119,19 +125,18 @@ export class BlockStore {
       while (j < blocks.length && blocks[j] === blocks[j - 1] + 1 && j - i < maxRun) j++;
       const n = j - i;
       let buf: Uint8Array;
-      if (n === 1) buf = this.cache.get(blocks[i]) as Uint8Array;
+      if (n === 1) buf = bufs[i];
       else {
         buf = new Uint8Array(n * this.blockSize);
-        for (let k = 0; k < n; k++) buf.set(this.cache.get(blocks[i + k]) as Uint8Array, k * this.blockSize);
+        for (let k = 0; k < n; k++) buf.set(bufs[i + k], k * this.blockSize);
       }
       await this.device.write(blocks[i] * this.blockSize, buf);
       this.counters.writes++;
       this.counters.bytesWritten += buf.length;
       i = j;
     }
-    this.dirty.clear();
-    for (const b of this.dataBlocks) this.cache.delete(b);
-    this.dataBlocks.clear();
+    // Written file data leaves the cache (unless rewritten meanwhile).
+    for (const b of data) if (!this.dirty.has(b)) this.cache.delete(b);
   }
 
   /**
