@@ -332,7 +332,7 @@ async function makeLargeTree(
     for (let i = 0; i < size.bigMiB; i++) {
       const block = content(`big${i}`, chunk);
       h.update(block);
-      if (!ws.write(block)) await new Promise((r) => ws.once("drain", r));
+      if (!ws.write(block)) await new Promise<void>((r) => ws.once("drain", () => r()));
     }
     await new Promise<void>((r, j) => ws.end((e?: Error | null) => (e ? j(e) : r())));
     manifest.push(`${h.digest("hex")}  ./big.bin`);
