@@ -231,7 +231,7 @@ export async function planInjection(
     const msg = `${pkg.info.nevra}: the guest's /etc/passwd or /etc/group lacks ${names}${hint}`;
     if ((options.missingOwner ?? "error") === "error") {
       throw new RpmOwnerError(
-        `${msg}. Create them in the guest first, or allow the fallback to root (files are chowned at first boot after %pre)`,
+        `${msg}. Create them in the guest first, or allow the fallback to root (option missingOwner: "root", imgpatch --rpm-owner-fallback; files are then chowned at first boot after %pre)`,
         unmetOwners.users,
         unmetOwners.groups,
         { file: pkg.name },
