@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { chmod, readFile, writeFile } from "node:fs/promises";
+import { chmod, readFile, readlink, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -270,6 +270,13 @@ describe("heat agents from the stand-in elements", () => {
       "install rsync",
       "install make gcc python3-devel jq",
     ]);
+    // The stand-in source install leaves the agent where the unit's ExecStart looks for it.
+    expect(await readlink(join(root, "usr/local/bin/os-collect-config"))).toBe(
+      "/opt/stack/venvs/os-collect-config/bin/os-collect-config",
+    );
+    expect(
+      (await stat(join(root, "opt/stack/venvs/os-collect-config/bin/os-collect-config"))).mode & 0o777,
+    ).toBe(0o755);
     await expect(fs.lstat(ELEMENTS_STAMP)).resolves.toMatchObject({ type: "file" });
     await expect(fs.lstat(FIRSTBOOT.stamp)).resolves.toMatchObject({ type: "file" });
     expect(await fs.readdir(FIRSTBOOT.done)).toEqual(["000001-dib-elements"]);
