@@ -1,4 +1,4 @@
-import { mkdir, readFile, truncate, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rm, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describeWithTools, findTool, qemuImgInfo, runToolOk, tempDir } from "@imgpatch/testkit";
 import { describe, expect, it } from "vitest";
@@ -222,7 +222,7 @@ describeWithTools(["qemu-img"], "image format detection vs qemu-img info (format
   it.each(cases)("%s", async (name, args, format, supported, qemuFormat) => {
     const dir = await tempDir("disk-imgfmt-");
     const path = join(dir, `${name.replace(/\W+/g, "-")}.img`);
-    await runToolOk("qemu-img", ["create", "-q", ...args, path, "16M"]);
+    await createImage(args, path);
     if (qemuFormat !== "luks") {
       const info = (await qemuImgInfo(path)) as { format: string };
       expect(info.format).toBe(qemuFormat);
@@ -309,3 +309,19 @@ describeWithTools(
 );
 
 if (!findTool("blkid")) process.stderr.write("[disk] blkid missing: detection oracle tests skipped\n");
+
+/**
+ * qemu-img's LUKS creation first times PBKDF2 on the CPU; on a heavily loaded machine that timing
+ * can fail ("Unable to get accurate CPU usage"). That says nothing about detection, so retry it.
+ */
+async function createImage(args: string[], path: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await runToolOk("qemu-img", ["create", "-q", ...args, path, "16M"]);
+      return;
+    } catch (err) {
+      if (attempt >= 5 || !String(err).includes("Unable to get accurate CPU usage")) throw err;
+      await rm(path, { force: true });
+    }
+  }
+}
