@@ -1,4 +1,5 @@
 import type { BlockDevice, DeviceExtent } from "./block-device.js";
+import { WrappedDevice } from "./wrapped-device.js";
 
 export interface IoCounts {
   /** readInto/read calls that reached the inner device. */
@@ -39,30 +40,15 @@ const zeroCounts = (): IoCounts => ({
  * benchmarks can prove that an edit costs I/O proportional to the change, not to the image.
  * Only successful operations are counted. Closing it closes the inner device.
  */
-export class CountingDevice implements BlockDevice {
+export class CountingDevice extends WrappedDevice implements BlockDevice {
   private c: IoCounts = zeroCounts();
   /** Every operation in order, when constructed with `{ log: true }`. */
   readonly log: IoRecord[] = [];
   private readonly logging: boolean;
 
-  constructor(
-    readonly inner: BlockDevice,
-    options: { log?: boolean } = {},
-  ) {
+  constructor(inner: BlockDevice, options: { log?: boolean } = {}) {
+    super(inner);
     this.logging = options.log ?? false;
-  }
-
-  get name(): string {
-    return this.inner.name;
-  }
-  get size(): number {
-    return this.inner.size;
-  }
-  get readOnly(): boolean {
-    return this.inner.readOnly;
-  }
-  get sectorSize(): number {
-    return this.inner.sectorSize;
   }
 
   /** A snapshot of the counters. */

@@ -1,5 +1,6 @@
 import type { BlockDevice, DeviceExtent } from "./block-device.js";
 import { IoError } from "./errors.js";
+import { WrappedDevice } from "./wrapped-device.js";
 
 export interface FaultyDeviceOptions {
   /**
@@ -41,7 +42,7 @@ interface Pending {
  * check that the image left on the inner device is still consistent. Reads always work.
  * Closing closes the inner device (what reached it before the fault stays, as after a crash).
  */
-export class FaultyDevice implements BlockDevice {
+export class FaultyDevice extends WrappedDevice implements BlockDevice {
   /** Modifying operations attempted so far (including the failing ones). */
   writesSeen = 0;
   /** True once an operation has been refused. */
@@ -52,10 +53,8 @@ export class FaultyDevice implements BlockDevice {
   private readonly dropUnflushed: boolean;
   private pending: Pending[] = [];
 
-  constructor(
-    readonly inner: BlockDevice,
-    options: FaultyDeviceOptions,
-  ) {
+  constructor(inner: BlockDevice, options: FaultyDeviceOptions) {
+    super(inner);
     if (!(options.failAfterWrites >= 0)) throw new RangeError("failAfterWrites must be ≥ 0");
     this.failAfter = options.failAfterWrites;
     this.tornBytes = Math.max(0, options.tornBytes ?? 0);
@@ -63,18 +62,6 @@ export class FaultyDevice implements BlockDevice {
     this.dropUnflushed = options.dropUnflushed ?? false;
   }
 
-  get name(): string {
-    return this.inner.name;
-  }
-  get size(): number {
-    return this.inner.size;
-  }
-  get readOnly(): boolean {
-    return this.inner.readOnly;
-  }
-  get sectorSize(): number {
-    return this.inner.sectorSize;
-  }
   /** Writes held back until the next flush (dropUnflushed mode). */
   get unflushedWrites(): number {
     return this.pending.length;

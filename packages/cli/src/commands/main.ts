@@ -153,6 +153,11 @@ function outputOptions(a: Record<string, unknown>): OpenGuestOptions {
   };
 }
 
+/** The open options every reading command takes: `--format` and repeatable `-m DEV:MOUNTPOINT`. */
+function readOpenOptions(a: Record<string, unknown>): { format?: DiskFormat; mounts?: string[] } {
+  return { format: fmtArg(a.format, "--format"), mounts: mountsArg(a.mount) };
+}
+
 function imageOptions(y: Argv): Argv {
   return y
     .option("format", { type: "string", describe: "input format (qcow2|raw); detected when absent" })
@@ -246,7 +251,7 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
         try {
           guest = await withGuest(
             path,
-            { format: fmtArg(a.format, "--format"), mounts: mountsArg(a.mount) },
+            readOpenOptions(a),
             async (g) => ({
               mounts: g.mounts,
               os: g.os,
@@ -321,7 +326,7 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
       async (a) => {
         await withGuest(
           a.image as string,
-          { format: fmtArg(a.format, "--format"), mounts: mountsArg(a.mount) },
+          readOpenOptions(a),
           async (g) => {
             const root = a.path as string;
             const entries: Array<{ path: string; stats: GuestStats; target?: string }> = [];
@@ -358,7 +363,7 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
       async (a) => {
         await withGuest(
           a.image as string,
-          { format: fmtArg(a.format, "--format"), mounts: mountsArg(a.mount) },
+          readOpenOptions(a),
           async (g) => {
             const data = await g.fs.readFile(a.path as string);
             if (a.json)
@@ -382,7 +387,7 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
       async (a) => {
         await withGuest(
           a.image as string,
-          { format: fmtArg(a.format, "--format"), mounts: mountsArg(a.mount) },
+          readOpenOptions(a),
           async (g) => {
             const p = a.path as string;
             const s = await g.fs.lstat(p);
@@ -408,7 +413,7 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
       async (a) => {
         await withGuest(
           a.image as string,
-          { format: fmtArg(a.format, "--format"), mounts: mountsArg(a.mount) },
+          readOpenOptions(a),
           async (g) => {
             const { copyOut } = await import("../customize/copy-out.js");
             const r = await copyOut(g.fs, a.guest as string, a.host as string);
