@@ -116,10 +116,15 @@ export function buildEmptyImage(options: CreateQcow2Options & { size: number }):
   };
   const exts: { type: number; data: Uint8Array }[] = [];
   if (options.backing?.format) exts.push(stringExtension(EXT_BACKING_FORMAT, options.backing.format));
-  if (version === 3) exts.push(featureTableExtension(DEFAULT_FEATURE_NAMES));
-  const extBytes = serializeExtensions(exts);
   const nameBytes = options.backing ? new TextEncoder().encode(options.backing.path) : new Uint8Array(0);
   if (nameBytes.length > MAX_BACKING_NAME) fail("backing file name longer than 1023 bytes");
+  // The feature-name table is optional (a hint for tools); like qemu, leave it out when it would not
+  // fit in cluster 0 together with the backing name (512-byte clusters).
+  let extBytes = serializeExtensions(exts);
+  if (version === 3) {
+    const withTable = serializeExtensions([...exts, featureTableExtension(DEFAULT_FEATURE_NAMES)]);
+    if (header.headerLength + withTable.length + nameBytes.length <= cs) extBytes = withTable;
+  }
   const nameAt = header.headerLength + extBytes.length;
   if (nameAt + nameBytes.length > cs) fail("header, extensions and backing name do not fit in one cluster");
   if (options.backing) {

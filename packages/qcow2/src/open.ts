@@ -251,10 +251,14 @@ async function openOn(
   // Backing chain.
   let backing: BlockDevice | null = null;
   let backingInfo: BackingInfo | null = null;
-  if (hasBacking) {
-    const name = new TextDecoder().decode(
-      cluster0.subarray(header.backingFileOffset, header.backingFileOffset + header.backingFileSize),
-    );
+  // qemu keeps the name as a C string: it ends at the first NUL, and an empty name means no backing.
+  const rawName = hasBacking
+    ? cluster0.subarray(header.backingFileOffset, header.backingFileOffset + header.backingFileSize)
+    : new Uint8Array(0);
+  const nul = rawName.indexOf(0);
+  const nameBytes = nul < 0 ? rawName : rawName.subarray(0, nul);
+  if (nameBytes.length > 0) {
+    const name = new TextDecoder().decode(nameBytes);
     const ref: BackingRef = {
       name,
       path: resolveBackingPath(name, path),

@@ -1,7 +1,7 @@
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { ImgpatchError } from "@imgpatch/disk";
-import { describeWithTools, qemuImg, tempDir } from "@imgpatch/testkit";
+import { describeWithTools, qemuImg, qemuImgInfo, tempDir } from "@imgpatch/testkit";
 import fc from "fast-check";
 import { beforeAll, describe, expect, it } from "vitest";
 import {
@@ -337,6 +337,37 @@ describeWithTools(["qemu-img"], "backing chains", () => {
     const dev = await openQcow2(top, { readOnly: true, backing: "none" });
     expect(dev.backingInfo?.name).toBe("gone.raw");
     await dev.close();
+  });
+});
+
+describeWithTools(["qemu-img"], "backing names with NUL bytes", () => {
+  it("end at the first NUL as in qemu; a name starting with NUL means no backing file", async () => {
+    const dir = await tempDir("qcow2-nul-");
+    const base = join(dir, "nb.raw");
+    const baseBytes = new Uint8Array(64 * 1024).map((_, i) => (i * 7 + 1) & 0xff);
+    await writeFile(base, baseBytes);
+    const top = join(dir, "top.qcow2");
+    await qemuImg(["create", "-q", "-f", "qcow2", "-b", "nb.raw", "-F", "raw", top]);
+    const pristine = new Uint8Array(await readFile(top));
+    const view = new DataView(pristine.buffer);
+    const nameAt = Number(view.getBigUint64(8));
+    for (const [file, name, expectBacking] of [
+      ["cut.qcow2", "nb.raw\0zz", "nb.raw"],
+      ["empty.qcow2", "\0zz", undefined],
+    ] as const) {
+      const img = pristine.slice();
+      img.set(new TextEncoder().encode(name), nameAt);
+      new DataView(img.buffer).setUint32(16, name.length);
+      const path = join(dir, file);
+      await writeFile(path, img);
+      const info = await qemuImgInfo(path);
+      expect(info["backing-filename"]).toBe(expectBacking);
+      const dev = await openQcow2(path, { readOnly: true });
+      expect(dev.backingInfo?.name).toBe(expectBacking);
+      const data = await dev.read(0, baseBytes.length);
+      expect(sameBytes(data, expectBacking ? baseBytes : new Uint8Array(baseBytes.length))).toBe(true);
+      await dev.close();
+    }
   });
 });
 
