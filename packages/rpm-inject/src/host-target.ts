@@ -103,6 +103,15 @@ export class HostDirTarget implements InjectTarget {
     };
   }
 
+  async readdir(path: string): Promise<string[]> {
+    const p = await this.at(path, true);
+    try {
+      return (await fs.readdir(p)).sort();
+    } catch (e) {
+      return this.wrap("readdir", path, e);
+    }
+  }
+
   async exists(path: string): Promise<boolean> {
     return (await this.lstat(path)) !== undefined;
   }

@@ -24,9 +24,20 @@ import type { Scriptlet, Trigger } from "./metadata.js";
 import type { RpmPackage } from "./package.js";
 import { readOwnerDb } from "./passwd.js";
 import { iteratePayload, verifyCompressedPayload, verifyPayload } from "./payload.js";
+import {
+  checkSignaturePolicy,
+  formatSignatureCheck,
+  type SignaturePolicy,
+  type SignatureVerdict,
+} from "./signature.js";
 import type { InjectTarget } from "./target.js";
 
-export interface InjectOptions {
+/**
+ * Signature policy fields (`signature`, `keys`, `guestKeys`): see SignaturePolicy. By default
+ * ("if-present") a signed package must verify with a trusted key — the given `keys` plus the
+ * guest's own (/etc/pki/rpm-gpg/*, repo gpgkey=file:// keys) — and an unsigned one passes.
+ */
+export interface InjectOptions extends SignaturePolicy {
   /** User/group names missing from the guest: "error" (default) or "root" with a warning and a first-boot chown. */
   missingOwner?: "error" | "root";
   /** Also store the RPM in the guest and register it into the guest's rpmdb at first boot. */
@@ -86,6 +97,8 @@ export interface InjectPlan {
   requires: string[];
   provides: string[];
   firstboot: FirstbootPlan;
+  /** The signature checks made before anything else (policy, checks, key sources). */
+  signature: SignatureVerdict;
 }
 
 export interface InjectReport {
@@ -130,6 +143,8 @@ export async function planInjection(
   target: InjectTarget,
   options: InjectOptions = {},
 ): Promise<InjectPlan> {
+  // Signatures first: a package that fails the policy is refused before the guest is even read.
+  const signature = await checkSignaturePolicy(pkg, options, target);
   const warnings: string[] = [];
   const warn = (m: string) => {
     warnings.push(m);
@@ -270,6 +285,7 @@ export async function planInjection(
     requires: pkg.requires,
     provides: pkg.provides,
     firstboot: buildFirstboot(pkg, files, options),
+    signature,
   };
   return plan;
 }
@@ -332,6 +348,10 @@ function buildFirstboot(pkg: RpmPackage, files: PlannedFile[], options: InjectOp
 /** Human-readable dry-run plan. */
 export function formatPlan(plan: InjectPlan): string {
   const lines = [`package ${plan.nevra}`];
+  const sig = plan.signature;
+  if (sig.mode === "ignore") lines.push("  signature not checked (policy ignore)");
+  else if (!sig.signed) lines.push(`  signature none (unsigned; allowed by policy ${sig.mode})`);
+  for (const c of sig.checks) lines.push(`  signature ${formatSignatureCheck(c)}`);
   for (const d of plan.implicitDirs) lines.push(`  mkdir   ${d} (0755 root:root, not in package)`);
   for (const p of plan.files) {
     const f = p.file;

@@ -163,6 +163,13 @@ export class MemoryTarget implements InjectTarget {
     };
   }
 
+  async readdir(path: string): Promise<string[]> {
+    const n = await this.node(path, true);
+    if (!n) this.fail("no such file or directory", path);
+    if (n.type !== "dir") this.fail("not a directory", path);
+    return [...(n.entries?.keys() ?? [])].sort();
+  }
+
   async exists(path: string): Promise<boolean> {
     return (await this.node(path)) !== undefined;
   }

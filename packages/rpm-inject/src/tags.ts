@@ -24,14 +24,23 @@ export const RegionTag = {
 
 /** Tags of the signature header. */
 export const SigTag = {
+  /** OpenPGP signatures over the main header (DSA: also EdDSA/ECDSA keys; RSA: RSA keys). */
+  DSAHEADER: 267,
+  RSAHEADER: 268,
   SHA1: 269,
   LONGSIZE: 270,
   LONGARCHIVESIZE: 271,
   SHA256: 273,
+  /** rpm ≥ 4.19 / 6: base64 OpenPGP signatures over the main header (STRING_ARRAY). */
+  OPENPGP: 278,
   /** rpm 6: SHA3-256 digest of the main header. */
   SHA3_256: 279,
   SIZE: 1000,
+  /** Legacy OpenPGP signatures over header+payload (rpm ≤ 4.x, `rpmsign --rpmv3`). */
+  PGP: 1002,
   MD5: 1004,
+  GPG: 1005,
+  PGP5: 1006,
   PAYLOADSIZE: 1007,
 } as const;
 

@@ -59,6 +59,11 @@ export interface InjectTarget {
   unlink(path: string): Promise<void>;
   /** Removes an empty directory. */
   rmdir(path: string): Promise<void>;
+  /**
+   * Names in a directory (symlinks followed inside the guest), without "." and "..". Optional:
+   * only the guest keyring (signature checks) lists directories; without it the guest has no keys.
+   */
+  readdir?(path: string): Promise<string[]>;
 }
 
 /** Linux's limit on symlinks followed while resolving one path. */

@@ -68,15 +68,17 @@ export async function injectRpms(
   target: InjectTarget,
   options: InjectOptions = {},
 ): Promise<TransactionResult> {
-  await planTransaction(pkgs, target, options);
+  const first = await planTransaction(pkgs, target, options);
   for (const pkg of pkgs) {
     if (options.verify === "full" || !(await verifyCompressedPayload(pkg))) await verifyPayload(pkg);
   }
   const plans: InjectPlan[] = [];
   const reports: InjectReport[] = [];
   for (const pkg of pkgs) {
-    // Planned again against the tree as the previous packages left it; already verified.
-    const { plan, report } = await injectRpm(pkg, target, { ...options, verify: "auto" });
+    // Planned again against the tree as the previous packages left it; already verified (payload
+    // and signatures), so the signature verdict of the first plan is kept.
+    const { plan, report } = await injectRpm(pkg, target, { ...options, verify: "auto", signature: "ignore" });
+    plan.signature = first.plans[plans.length].signature;
     plans.push(plan);
     reports.push(report);
   }
