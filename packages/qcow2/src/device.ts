@@ -26,6 +26,8 @@ import type { Qcow2Snapshot } from "./snapshots.js";
 
 /** Largest span mapped in one go by a read (bounds the segment list, not the I/O size). */
 const READ_WINDOW = 64 * 1024 * 1024;
+/** Memory for decompressed clusters kept for re-reads (see `compressedCache`). */
+const COMPRESSED_CACHE_BYTES = 4 * 1024 * 1024;
 
 /** How a stretch of guest bytes is stored in this layer. */
 const K_DATA = 0;
@@ -109,7 +111,13 @@ export class Qcow2Device extends BaseDevice {
   private writeStarted = false;
   private wroteData = false;
   private failure: unknown = null;
-  private lastCompressed: { hi: number; lo: number; data: Uint8Array } | null = null;
+  /**
+   * Recently decompressed clusters, most recent last, keyed by their descriptor. Filesystem
+   * metadata reads come back to the same few clusters of a compressed base many times (bitmaps,
+   * inode tables, directories), and each miss costs a full inflate; memory stays bounded by
+   * COMPRESSED_CACHE_BYTES (at least one cluster).
+   */
+  private readonly compressedCache = new Map<string, Uint8Array>();
 
   constructor(parts: Qcow2DeviceParts) {
     super();
@@ -266,8 +274,13 @@ export class Qcow2Device extends BaseDevice {
   }
 
   private async compressedCluster(hi: number, lo: number): Promise<Uint8Array> {
-    const lc = this.lastCompressed;
-    if (lc !== null && lc.hi === hi && lc.lo === lo) return lc.data;
+    const key = `${hi}:${lo}`;
+    const hit = this.compressedCache.get(key);
+    if (hit !== undefined) {
+      this.compressedCache.delete(key);
+      this.compressedCache.set(key, hit);
+      return hit;
+    }
     const ref = decodeCompressed(hi, lo, this.clusterBits);
     const field = "compressed cluster descriptor";
     if (ref.offset < this.clusterSize || ref.offset >= this.host.length) {
@@ -288,7 +301,12 @@ export class Qcow2Device extends BaseDevice {
       }
       throw err;
     }
-    this.lastCompressed = { hi, lo, data: out };
+    const room = Math.max(1, Math.floor(COMPRESSED_CACHE_BYTES / this.clusterSize));
+    while (this.compressedCache.size >= room) {
+      const oldest = this.compressedCache.keys().next().value as string;
+      this.compressedCache.delete(oldest);
+    }
+    this.compressedCache.set(key, out);
     return out;
   }
 
@@ -415,6 +433,8 @@ export class Qcow2Device extends BaseDevice {
         this.clusterSize,
       );
       this.queueFree(first, count);
+      // its host bytes may be reused: never serve this descriptor from memory again
+      this.compressedCache.delete(`${hi}:${lo}`);
       return;
     }
     const off = stdOffset(hi, lo);
