@@ -197,6 +197,13 @@ export class Allocator {
         }
         const s = i;
         while (i < to && left > 0 && !(bm[i >> 3] & (1 << (i & 7)))) {
+          if ((i & 7) === 0 && left >= 8 && i + 8 <= to && bm[i >> 3] === 0) {
+            // A whole free byte at once (large files).
+            bm[i >> 3] = 0xff;
+            i += 8;
+            left -= 8;
+            continue;
+          }
           bm[i >> 3] |= 1 << (i & 7);
           i++;
           left--;

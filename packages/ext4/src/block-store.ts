@@ -1,9 +1,10 @@
 /**
  * Write-back cache of metadata blocks for the editor: bitmaps, inode-table blocks, directory,
  * extent-tree and xattr blocks are read once, modified in memory and written at flush, adjacent
- * dirty blocks coalesced into one device write. File data never goes through here (it is written
- * straight to the device); a block freed from metadata is forgotten so a stale copy can never be
- * flushed over data that later reuses it.
+ * dirty blocks coalesced into one device write. Large file data goes straight to the device; small
+ * pieces are gathered into one pending run of consecutive blocks (files allocated next to each
+ * other) written as one device write, always before the metadata at flush. A block freed from
+ * metadata is forgotten so a stale copy can never be flushed over data that later reuses it.
  */
 import type { BlockDevice } from "@imgpatch/disk";
 
@@ -12,16 +13,21 @@ export interface WriteCounters {
   bytesWritten: number;
 }
 
-/** File data up to this size is buffered as dirty blocks (see writeData). */
+/** File data up to this size is gathered into the pending run (see writeData). */
 const SMALL_DATA = 64 * 1024;
 /** Flush the store once this many blocks are dirty (bounds memory). */
 const MAX_DIRTY_BLOCKS = 4096;
+/** Largest pending run of small file data (one device write when full). */
+const PENDING_BYTES = 4 << 20;
 
 export class BlockStore {
   private readonly cache = new Map<number, Uint8Array>();
   private readonly dirty = new Set<number>();
-  /** Dirty blocks holding file data: dropped from the cache once written. */
-  private dataBlocks = new Set<number>();
+  /** Pending small file data: blocks [pendStart, pendStart + pendBlocks) held in `pend`. */
+  private pend = new Uint8Array(0);
+  private spare = new Uint8Array(0);
+  private pendStart = 0;
+  private pendBlocks = 0;
   readonly counters: WriteCounters = { writes: 0, bytesWritten: 0 };
 
   constructor(
@@ -87,7 +93,40 @@ export class BlockStore {
     this.checksums.delete(block);
     this.cache.delete(block);
     this.dirty.delete(block);
-    this.dataBlocks.delete(block);
+  }
+
+  /** Forget `n` blocks from `start` (visits whichever is smaller: the range or the cache). */
+  private forgetRange(start: number, n: number): void {
+    if (n <= 8 || n <= this.cache.size) {
+      for (let k = 0; k < n; k++) if (this.cache.has(start + k)) this.forget(start + k);
+      return;
+    }
+    const end = start + n;
+    for (const b of this.cache.keys()) if (b >= start && b < end) this.forget(b);
+    for (const b of this.checksums.keys()) if (b >= start && b < end) this.forget(b);
+  }
+
+  /** A copy of a block of pending file data, or undefined when the block is not pending. */
+  pendingBlock(block: number): Uint8Array | undefined {
+    if (block < this.pendStart || block >= this.pendStart + this.pendBlocks) return undefined;
+    const off = (block - this.pendStart) * this.blockSize;
+    return this.pend.slice(off, off + this.blockSize);
+  }
+
+  /** Write the pending run of small file data. */
+  private async writePending(): Promise<void> {
+    if (this.pendBlocks === 0) return;
+    const buf = this.pend.subarray(0, this.pendBlocks * this.blockSize);
+    const at = this.pendStart * this.blockSize;
+    // What comes while this buffer is being written goes to the spare one.
+    const full = this.pend;
+    this.pend = this.spare;
+    this.spare = new Uint8Array(0);
+    this.pendBlocks = 0;
+    await this.device.write(at, buf);
+    this.spare = full;
+    this.counters.writes++;
+    this.counters.bytesWritten += buf.length;
   }
 
   get dirtyCount(): number {
@@ -105,6 +144,8 @@ export class BlockStore {
 
   /** Write every dirty block, adjacent ones coalesced (up to 1 MiB per write). */
   async flush(): Promise<void> {
+    // Data first: a block may have held file data before it was reused as metadata.
+    await this.writePending();
     for (const [blk, fn] of this.checksums) {
       const b = this.cache.get(blk);
       if (b) fn(b);
@@ -115,9 +156,7 @@ export class BlockStore {
     // for the next flush.
     const blocks = [...this.dirty].filter((b) => this.cache.has(b)).sort((a, b) => a - b);
     const bufs = blocks.map((b) => this.cache.get(b) as Uint8Array);
-    const data = this.dataBlocks;
     this.dirty.clear();
-    this.dataBlocks = new Set();
     const maxRun = Math.max(1, (1 << 20) / this.blockSize);
     let i = 0;
     while (i < blocks.length) {
@@ -135,28 +174,40 @@ export class BlockStore {
       this.counters.bytesWritten += buf.length;
       i = j;
     }
-    // Written file data leaves the cache (unless rewritten meanwhile).
-    for (const b of data) if (!this.dirty.has(b)) this.cache.delete(b);
   }
 
   /**
-   * Write file data (whole blocks from `block`). Small pieces are kept as dirty blocks so that
-   * many small files allocated next to each other reach the device in a few large writes; large
-   * ones go straight to the device.
+   * Write file data (whole blocks from `block`; the last one zero-padded). Small pieces join the
+   * pending run when they extend it (or fall inside it), so that many small files allocated next
+   * to each other reach the device in a few large writes; large ones go straight to the device
+   * from the caller's buffer.
    */
   async writeData(block: number, data: Uint8Array): Promise<void> {
-    const n = Math.ceil(data.length / this.blockSize);
+    const bs = this.blockSize;
+    const n = Math.ceil(data.length / bs);
+    if (n === 0) return;
+    this.forgetRange(block, n);
+    const pendEnd = this.pendStart + this.pendBlocks;
+    const overlaps = this.pendBlocks > 0 && block < pendEnd && block + n > this.pendStart;
     if (data.length <= SMALL_DATA) {
-      for (let k = 0; k < n; k++) {
-        const b = this.fresh(block + k);
-        b.set(data.subarray(k * this.blockSize, Math.min(data.length, (k + 1) * this.blockSize)));
-        this.dataBlocks.add(block + k);
+      const inside = overlaps && block >= this.pendStart && block + n <= pendEnd;
+      const extends_ =
+        this.pendBlocks > 0 && block === pendEnd && (this.pendBlocks + n) * bs <= PENDING_BYTES;
+      if (!inside && !extends_) {
+        await this.writePending();
+        this.pendStart = block;
       }
+      if (this.pend.length === 0) this.pend = new Uint8Array(PENDING_BYTES);
+      const off = (block - this.pendStart) * bs;
+      this.pend.set(data, off);
+      this.pend.fill(0, off + data.length, off + n * bs);
+      this.pendBlocks = Math.max(this.pendBlocks, block - this.pendStart + n);
       if (this.dirty.size > MAX_DIRTY_BLOCKS) await this.flush();
       return;
     }
-    for (let k = 0; k < n; k++) this.forget(block + k);
-    await this.device.write(block * this.blockSize, data);
+    // Older pending data for these blocks must not land after the new data.
+    if (overlaps) await this.writePending();
+    await this.device.write(block * bs, data);
     this.counters.writes++;
     this.counters.bytesWritten += data.length;
   }

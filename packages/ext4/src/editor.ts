@@ -158,8 +158,9 @@ interface DirState {
 
 const MAX_SYMLINKS = 40;
 const LINK_MAX = 65000;
-/** Streamed file data is gathered into chunks this large before allocation. */
-const STREAM_CHUNK = 16 << 20;
+/** Streamed chunks this large are written from the producer's buffer; smaller ones are gathered. */
+const STREAM_DIRECT = 1 << 20;
+const STREAM_GATHER = 4 << 20;
 
 const key = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("latin1");
 
@@ -437,49 +438,55 @@ export class Ext4Editor {
     }
     const all: MapExtent[] = [];
     let size = 0;
-    // Two buffers: one fills from the producer while the other is being written. Chunks are
-    // copied, so a producer may reuse what it yielded.
-    const bufs = [new Uint8Array(STREAM_CHUNK), new Uint8Array(STREAM_CHUNK)];
-    let cur = 0;
-    let fill = 0;
     let next = goal;
-    let pending: Promise<unknown> = Promise.resolve();
+    // Chunks of at least STREAM_DIRECT bytes are written straight from the producer's buffer
+    // (block-aligned part; the unaligned rest is gathered); smaller ones are gathered into
+    // STREAM_GATHER-sized writes. Every write is awaited before the next chunk is pulled, so a
+    // producer may reuse what it yielded.
+    let gather = new Uint8Array(0);
+    let g = 0;
+    const bs = this.bs;
     const emit = async (bytes: Uint8Array) => {
-      const n = Math.ceil(bytes.length / this.bs);
-      const runs = await this.alloc.allocBlocks(n, next, path);
+      const runs = await this.alloc.allocBlocks(Math.ceil(bytes.length / bs), next, path);
       let pos = 0;
       for (const r of runs) {
-        all.push({ lblk: size / this.bs + pos / this.bs, pblk: r.start, len: r.len, uninit: false });
-        pos += r.len * this.bs;
+        all.push({ lblk: (size + pos) / bs, pblk: r.start, len: r.len, uninit: false });
+        pos += r.len * bs;
       }
       const last = runs[runs.length - 1];
       next = last.start + last.len;
       size += bytes.length;
-      await pending;
-      pending = this.writeRuns(runs, bytes);
+      await this.writeRuns(runs, bytes);
     };
     try {
       for await (const raw of data as AsyncIterable<Uint8Array>) {
         const chunk = typeof raw === "string" ? new TextEncoder().encode(raw) : raw;
         let off = 0;
         while (off < chunk.length) {
-          const buf = bufs[cur];
-          const n = Math.min(chunk.length - off, buf.length - fill);
-          buf.set(chunk.subarray(off, off + n), fill);
-          fill += n;
-          off += n;
-          if (fill === buf.length) {
-            await emit(buf);
-            cur ^= 1;
-            fill = 0;
+          const rest = chunk.length - off;
+          if (rest >= STREAM_DIRECT && g % bs === 0) {
+            if (g) await emit(gather.subarray(0, g));
+            g = 0;
+            const n = rest - (rest % bs);
+            await emit(chunk.subarray(off, off + n));
+            off += n;
+            continue;
+          }
+          if (gather.length === 0) gather = new Uint8Array(STREAM_GATHER);
+          // Before a large remainder, gather only up to the block boundary.
+          const take = Math.min(rest, gather.length - g, rest >= STREAM_DIRECT ? bs - (g % bs) : rest);
+          gather.set(chunk.subarray(off, off + take), g);
+          g += take;
+          off += take;
+          if (g === gather.length) {
+            await emit(gather);
+            g = 0;
           }
         }
       }
-      if (fill) await emit(bufs[cur].subarray(0, fill));
-      await pending;
+      if (g) await emit(gather.subarray(0, g));
       await this.setMap(inode, all, [], path);
     } catch (e) {
-      await pending.catch(() => undefined);
       for (const x of all) await this.alloc.freeBlocksRange(x.pblk, x.len);
       throw e;
     }
@@ -564,6 +571,8 @@ export class Ext4Editor {
 
   /** A data block as it is now: small writes may still be buffered in the store. */
   private async readDataBlock(block: number): Promise<Uint8Array> {
+    const pending = this.store.pendingBlock(block);
+    if (pending) return pending;
     if (this.store.isCached(block)) return (await this.store.get(block)).slice();
     return this.reader.device.read(block * this.bs, this.bs);
   }
