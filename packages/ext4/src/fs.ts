@@ -7,9 +7,10 @@ import { Readable } from "node:stream";
 import type { BlockDevice } from "@imgpatch/disk";
 import { ImgpatchError } from "@imgpatch/disk";
 import { parseBlockMapRoot } from "./block-map.js";
-import { decodeName, encodeName, u32 } from "./bytes.js";
+import { decodeName, encodeName, isAllZero, u32 } from "./bytes.js";
 import {
   DIRENT_TAIL_SIZE,
+  direntName,
   direntTailChecksum,
   fileTypeFromMode,
   hasDirentTail,
@@ -482,17 +483,31 @@ export class Ext4Fs {
 
   /** Read and verify one inode. The returned object is shared with the cache: treat it as read-only. */
   async readInode(ino: number): Promise<Inode> {
+    return this.cachedInode(ino) ?? this.loadInode(ino);
+  }
+
+  /**
+   * The inode when it (or its inode-table chunk) is cached: no I/O, no waiting. `remember` false
+   * keeps a freshly parsed inode out of the inode cache (a tree walk visits each inode once).
+   */
+  private cachedInode(ino: number, remember = true): Inode | undefined {
     const cached = this.inodeCache.get(ino);
     if (cached) return cached;
+    const { group, index } = this.inodeLocation(ino);
+    const blockInTable = Math.floor(index / (this.blockSize / this.sb.inodeSize));
+    const buf = this.itableCache.get(group * 0x10000 + Math.floor(blockInTable / this.itableChunkBlocks));
+    return buf ? this.inodeFromChunk(ino, buf, remember) : undefined;
+  }
+
+  private async loadInode(ino: number, remember = true): Promise<Inode> {
     const { group, index, gd } = this.inodeLocation(ino);
     const isz = this.sb.inodeSize;
-    const perBlock = this.blockSize / isz;
-    const blockInTable = Math.floor(index / perBlock);
+    const blockInTable = Math.floor(index / (this.blockSize / isz));
     const itBlocks = Math.ceil((this.sb.inodesPerGroup * isz) / this.blockSize);
     const chunk = Math.floor(blockInTable / this.itableChunkBlocks);
     const key = group * 0x10000 + chunk;
-    let buf = this.itableCache.get(key);
     const chunkStart = chunk * this.itableChunkBlocks;
+    let buf = this.itableCache.get(key);
     if (!buf) {
       const n = Math.min(this.itableChunkBlocks, itBlocks - chunkStart);
       this.checkBlockRange(gd.inodeTable + chunkStart, n, `inode table of group ${group}`, ino);
@@ -504,12 +519,22 @@ export class Ext4Fs {
       }
       this.itableCache.set(key, buf);
     }
+    return this.inodeFromChunk(ino, buf, remember);
+  }
+
+  /** Verify and parse inode `ino` out of its cached inode-table chunk. */
+  private inodeFromChunk(ino: number, buf: Uint8Array, remember: boolean): Inode {
+    const { index, gd } = this.inodeLocation(ino);
+    const isz = this.sb.inodeSize;
+    const perBlock = this.blockSize / isz;
+    const blockInTable = Math.floor(index / perBlock);
+    const chunkStart = Math.floor(blockInTable / this.itableChunkBlocks) * this.itableChunkBlocks;
     const off = (blockInTable - chunkStart) * this.blockSize + (index % perBlock) * isz;
     const bytes = buf.subarray(off, off + isz);
     if (this.csum) {
       const stored = storedInodeChecksum(bytes);
       const computed = inodeChecksum(this.seed, ino, bytes);
-      if (stored !== computed && !bytes.every((x) => x === 0)) {
+      if (stored !== computed && !isAllZero(bytes)) {
         this.problem(
           new Ext4ChecksumError("inode checksum mismatch", stored, computed, {
             ...this.loc("inode", { inode: ino, block: gd.inodeTable + blockInTable }),
@@ -521,7 +546,7 @@ export class Ext4Fs {
     // `raw` aliases the cached inode-table chunk: chunks are never modified in place (invalidate()
     // drops them), and the inode cache bounds how many chunks stay pinned.
     const inode = parseInode(ino, bytes, isz, false);
-    this.inodeCache.set(ino, inode);
+    if (remember) this.inodeCache.set(ino, inode);
     return inode;
   }
 
@@ -852,9 +877,17 @@ export class Ext4Fs {
     }
     // Every byte is either read or explicitly zeroed (holes, uninitialised extents, the tail).
     const out = allocUninitialised(end - start);
+    const flat = this.rootRuns(inode);
+    if (flat) {
+      // Most files: the runs are known without I/O, and their data is often already in a cached
+      // window, in which case the whole read completes without waiting.
+      const pending = this.copyRuns(flat, out, start, end);
+      if (pending) await pending;
+      return out;
+    }
     const bs = this.blockSize;
     let pos = start;
-    for await (const r of this.rootRuns(inode) ?? this.blockRuns(inode)) {
+    for await (const r of this.blockRuns(inode)) {
       const rStart = r.logical * bs;
       const rEnd = (r.logical + r.length) * bs;
       if (rEnd <= start) continue;
@@ -863,7 +896,10 @@ export class Ext4Fs {
       const to = Math.min(rEnd, end);
       if (from > pos) out.fill(0, pos - start, from - start);
       if (r.uninit) out.fill(0, from - start, to - start);
-      else await this.readData(r.physical * bs + (from - rStart), out.subarray(from - start, to - start));
+      else {
+        const p = this.readData(r.physical * bs + (from - rStart), out.subarray(from - start, to - start));
+        if (p) await p;
+      }
       pos = Math.max(pos, to);
     }
     if (pos < end) out.fill(0, pos - start, end - start);
@@ -871,26 +907,130 @@ export class Ext4Fs {
   }
 
   /**
-   * Small data reads go through a read-ahead window cache: files written together sit together
-   * on disk, so one 256 KiB read serves many small files (tree walks are latency-bound
-   * otherwise). Large reads bypass it.
+   * Fill `out` (bytes [start, end) of the file) from in-order runs; holes and uninitialised runs
+   * become zeros. Undefined when everything came from cached windows, else a promise for the reads
+   * still under way (issued together).
    */
-  private async readData(offset: number, target: Uint8Array): Promise<void> {
-    const W = DATA_WINDOW;
-    const win = Math.floor(offset / W) * W;
-    if (target.length > W / 8 || offset + target.length > win + W)
-      return this.readIntoCounted(offset, target);
-    const sequential = win === this.lastWindow || win === this.lastWindow + W;
-    this.lastWindow = win;
-    const pending = this.loadWindow(win);
-    // Sequential access: start reading the next windows while this one is being consumed.
-    if (sequential) {
-      const fsEnd = this.sb.blocksCount * this.blockSize;
-      for (let k = 1; k <= PREFETCH_WINDOWS && win + k * W < fsEnd; k++)
-        this.loadWindow(win + k * W).catch(() => {});
+  private copyRuns(
+    runs: BlockRun[],
+    out: Uint8Array,
+    start: number,
+    end: number,
+  ): Promise<unknown> | undefined {
+    const bs = this.blockSize;
+    let pos = start;
+    let pending: Promise<void>[] | undefined;
+    for (const r of runs) {
+      const rStart = r.logical * bs;
+      const rEnd = (r.logical + r.length) * bs;
+      if (rEnd <= start) continue;
+      if (rStart >= end) break;
+      const from = Math.max(rStart, start);
+      const to = Math.min(rEnd, end);
+      if (from > pos) out.fill(0, pos - start, from - start);
+      if (r.uninit) out.fill(0, from - start, to - start);
+      else {
+        const p = this.readData(r.physical * bs + (from - rStart), out.subarray(from - start, to - start));
+        if (p) {
+          pending ??= [];
+          pending.push(p);
+        }
+      }
+      if (to > pos) pos = to;
     }
-    const buf = await pending;
-    target.set(buf.subarray(offset - win, offset - win + target.length));
+    if (pos < end) out.fill(0, pos - start, end - start);
+    if (!pending) return undefined;
+    return pending.length === 1 ? pending[0] : Promise.all(pending);
+  }
+
+  /**
+   * Copy device bytes [offset, offset + target.length) into `target`. Small reads go through a
+   * read-ahead window cache: files written together sit together on disk, so one window read
+   * serves many small files (tree walks are latency-bound otherwise). Returns undefined when the
+   * bytes were copied from cached windows (no waiting), else a promise.
+   */
+  private readData(offset: number, target: Uint8Array): Promise<void> | undefined {
+    const W = DATA_WINDOW;
+    const len = target.length;
+    if (len > W / 8) return this.readLarge(offset, target);
+    const win = offset - (offset % W);
+    if (offset + len > win + W) {
+      // Straddles two windows: one piece from each.
+      const first = win + W - offset;
+      const a = this.readData(offset, target.subarray(0, first));
+      const b = this.readData(win + W, target.subarray(first));
+      return a && b ? Promise.all([a, b]).then(() => {}) : (a ?? b);
+    }
+    if (win !== this.lastWindow) this.enterWindow(win);
+    return this.copyFromWindow(win, offset, target);
+  }
+
+  /** Copy from window `win` (which holds all of [offset, offset + target.length)). */
+  private copyFromWindow(win: number, offset: number, target: Uint8Array): Promise<void> | undefined {
+    const hit = this.dataCache.get(win);
+    if (hit) {
+      target.set(hit.subarray(offset - win, offset - win + target.length));
+      return undefined;
+    }
+    // The copy runs in the continuation of the window's read, before any other read completes
+    // (recycled windows depend on it: see windowPool).
+    return this.loadWindow(win).then((buf) =>
+      target.set(buf.subarray(offset - win, offset - win + target.length)),
+    );
+  }
+
+  /** Copy from the window cache when one window holds all of the range; false otherwise. */
+  private copyIfCached(offset: number, target: Uint8Array): boolean {
+    const win = offset - (offset % DATA_WINDOW);
+    if (offset + target.length > win + DATA_WINDOW) return false;
+    const hit = this.dataCache.peek(win);
+    if (!hit) return false;
+    target.set(hit.subarray(offset - win, offset - win + target.length));
+    return true;
+  }
+
+  /** A sequential reader moved to window `win`: start reading the next windows ahead of it. */
+  private enterWindow(win: number): void {
+    const W = DATA_WINDOW;
+    const sequential = win === this.lastWindow + W;
+    this.lastWindow = win;
+    if (!sequential) return;
+    const fsEnd = this.sb.blocksCount * this.blockSize;
+    for (let k = 1; k <= PREFETCH_WINDOWS && win + k * W < fsEnd; k++) {
+      if (!this.dataCache.has(win + k * W)) this.loadWindow(win + k * W).catch(() => {});
+    }
+  }
+
+  /**
+   * Large reads go straight into the target, except for the windows at their start that a
+   * read-ahead already fetched (or is fetching) and the window at their end, which is loaded into
+   * the cache because the next small file usually starts in it.
+   */
+  private async readLarge(offset: number, target: Uint8Array): Promise<void> {
+    const W = DATA_WINDOW;
+    const end = offset + target.length;
+    let pos = offset;
+    while (pos < end) {
+      const win = pos - (pos % W);
+      const buf = this.dataCache.get(win) ?? (await this.windowsInFlight.get(win));
+      if (!buf) break;
+      const n = Math.min(end, win + buf.length) - pos;
+      target.set(buf.subarray(pos - win, pos - win + n), pos - offset);
+      pos += n;
+    }
+    if (pos >= end) return;
+    const lastWin = end - 1 - ((end - 1) % W);
+    let tail: Promise<void> | undefined;
+    let directEnd = end;
+    if (lastWin > pos) {
+      // Continue the read-ahead past the tail window as a sequential reader would.
+      this.lastWindow = lastWin - W;
+      this.enterWindow(lastWin);
+      tail = this.copyFromWindow(lastWin, lastWin, target.subarray(lastWin - offset));
+      directEnd = lastWin;
+    }
+    await this.readIntoCounted(pos, target.subarray(pos - offset, directEnd - offset));
+    if (tail) await tail;
   }
 
   private loadWindow(win: number): Promise<Uint8Array> {
@@ -1048,6 +1188,11 @@ export class Ext4Fs {
 
   /** All entries of a directory inode ("." and ".." included where stored). */
   async *dirEntries(inode: Inode): AsyncGenerator<RawDirent> {
+    yield* await this.dirEntryList(inode);
+  }
+
+  /** The entries of dirEntries as one array (no asynchronous step per entry). */
+  private async dirEntryList(inode: Inode): Promise<RawDirent[]> {
     if ((inode.mode & S_IFMT) !== S_IFDIR) {
       throw new Ext4FormatError("not a directory", this.loc("inode", { inode: inode.ino }));
     }
@@ -1061,39 +1206,51 @@ export class Ext4Fs {
         },
       );
     }
+    const out: RawDirent[] = [];
     if (inode.flags & INODE_FLAGS.INLINE_DATA) {
-      yield* this.inlineDirEntries(inode);
-      return;
+      for await (const e of this.inlineDirEntries(inode)) out.push(e);
+      return out;
     }
     const bs = this.blockSize;
     const nBlocks = Math.ceil(inode.size / bs);
-    for await (const r of this.blockRuns(inode)) {
+    let runs = this.rootRuns(inode);
+    if (!runs) {
+      runs = [];
+      for await (const r of this.blockRuns(inode)) {
+        if (r.logical >= nBlocks) break;
+        runs.push(r);
+      }
+    }
+    for (const r of runs) {
       if (r.logical >= nBlocks) break;
       const n = Math.min(r.length, nBlocks - r.logical);
       if (r.uninit) continue;
-      // Read whole runs at once (directories of many blocks are usually contiguous).
+      // Whole runs are read at once (directories of many blocks are usually contiguous). A
+      // directory block often sits next to its files' data: when a data window holding it is
+      // cached, it is copied from there; otherwise it is read alone (a walk that does not read
+      // file contents must not pull the data in through the read-ahead).
       const CH = 64;
       for (let k = 0; k < n; k += CH) {
         const cnt = Math.min(CH, n - k);
         const first = r.physical + k;
-        let buf: Uint8Array;
-        if (cnt === 1) {
-          // Through the read-ahead window: directory blocks sit next to their files' data.
-          this.checkBlockRange(first, 1, "directory block", inode.ino);
-          buf = this.blockCache.get(first) ?? new Uint8Array(bs);
-          if (!this.blockCache.get(first)) await this.readData(first * bs, buf);
-          this.counters.metadataBlocks++;
-        } else {
-          this.checkBlockRange(first, cnt, "directory block", inode.ino);
-          buf = await this.readRaw(first * bs, cnt * bs);
-          this.counters.metadataBlocks += cnt;
+        this.checkBlockRange(first, cnt, "directory block", inode.ino);
+        this.counters.metadataBlocks += cnt;
+        let buf = cnt === 1 ? this.blockCache.get(first) : undefined;
+        if (!buf) {
+          buf = allocUninitialised(cnt * bs);
+          if (!this.copyIfCached(first * bs, buf)) {
+            this.counters.reads++;
+            this.counters.bytes += buf.length;
+            await this.device.readInto(first * bs, buf);
+          }
         }
         for (let j = 0; j < cnt; j++) {
           const blk = buf.subarray(j * bs, (j + 1) * bs);
-          yield* this.parseDirLeaf(inode, blk, first + j, r.logical + k + j);
+          for (const e of this.parseDirLeaf(inode, blk, first + j, r.logical + k + j)) out.push(e);
         }
       }
     }
+    return out;
   }
 
   private async *inlineDirEntries(inode: Inode): AsyncGenerator<RawDirent> {
@@ -1484,12 +1641,12 @@ export class Ext4Fs {
   /** Entries of a directory inode, without "." and "..". */
   async readdirInode(dir: Inode, parentPath = `<inode ${dir.ino}>`): Promise<Ext4Dirent[]> {
     const out: Ext4Dirent[] = [];
-    for await (const e of this.dirEntries(dir)) {
+    for (const e of await this.dirEntryList(dir)) {
       if (isDotOrDotDot(e.name)) continue;
       let ft = e.fileType;
       if (!this.hasFileType || ft === 0 || ft > 7)
         ft = fileTypeFromMode((await this.readInode(e.inode)).mode);
-      out.push(Ext4Dirent.fromFileType(decodeName(e.name), e.name, e.inode, ft, parentPath));
+      out.push(Ext4Dirent.fromFileType(direntName(e.name), e.name, e.inode, ft, parentPath));
     }
     return out;
   }
@@ -1615,18 +1772,20 @@ export class Ext4Fs {
         continue;
       }
       seen.add(cur.ino);
-      const entries = await this.readdirInode(cur.inode, cur.path);
-      const children: typeof stack = [];
+      const entries = await this.dirEntryList(cur.inode);
+      const prefix = cur.path === "/" ? "/" : `${cur.path}/`;
+      const base = stack.length;
       for (const d of entries) {
-        const child = await this.readInode(d.ino);
-        children.push({
-          ino: d.ino,
-          inode: child,
-          path: cur.path === "/" ? `/${d.name}` : `${cur.path}/${d.name}`,
-          depth: cur.depth + 1,
-        });
+        if (isDotOrDotDot(d.name)) continue;
+        const child = this.cachedInode(d.inode, false) ?? (await this.loadInode(d.inode, false));
+        stack.push({ ino: d.inode, inode: child, path: prefix + direntName(d.name), depth: cur.depth + 1 });
       }
-      for (let i = children.length - 1; i >= 0; i--) stack.push(children[i]);
+      // Children were pushed in directory order; reverse them so they pop in that order.
+      for (let i = base, j = stack.length - 1; i < j; i++, j--) {
+        const t = stack[i];
+        stack[i] = stack[j];
+        stack[j] = t;
+      }
     }
   }
 
