@@ -101,7 +101,8 @@ export function parsePackets(bytes: Uint8Array): Packet[] {
   while (pos < bytes.length) {
     const start = pos;
     const first = bytes[pos++];
-    if ((first & 0x80) === 0) throw new OpenPgpError(`not an OpenPGP packet (byte 0x${first.toString(16)})`, start);
+    if ((first & 0x80) === 0)
+      throw new OpenPgpError(`not an OpenPGP packet (byte 0x${first.toString(16)})`, start);
     let tag: number;
     let len: number;
     const need = (n: number) => {
@@ -132,7 +133,10 @@ export function parsePackets(bytes: Uint8Array): Packet[] {
       for (let i = 0; i < n; i++) len = len * 256 + bytes[pos++];
     }
     if (len > bytes.length - pos) {
-      throw new OpenPgpError(`packet tag ${tag} claims ${len} bytes, only ${bytes.length - pos} remain`, start);
+      throw new OpenPgpError(
+        `packet tag ${tag} claims ${len} bytes, only ${bytes.length - pos} remain`,
+        start,
+      );
     }
     out.push({ tag, offset: start, body: bytes.subarray(pos, pos + len) });
     pos += len;
@@ -157,7 +161,10 @@ class Reader {
   }
   take(n: number, field: string): Uint8Array {
     if (n > this.left) {
-      throw new OpenPgpError(`${this.what}: truncated ${field} (needs ${n} bytes, ${this.left} left)`, this.base + this.pos);
+      throw new OpenPgpError(
+        `${this.what}: truncated ${field} (needs ${n} bytes, ${this.left} left)`,
+        this.base + this.pos,
+      );
     }
     const v = this.b.subarray(this.pos, this.pos + n);
     this.pos += n;
@@ -291,7 +298,8 @@ export function parseSignatureBody(body: Uint8Array, base = 0): OpenPgpSignature
   const r = new Reader(body, "signature", base);
   const version = r.u8("version");
   if (version === 3 || version === 2) {
-    if (r.u8("hashed length") !== 5) throw new OpenPgpError("v3 signature: hashed length must be 5", base + 1);
+    if (r.u8("hashed length") !== 5)
+      throw new OpenPgpError("v3 signature: hashed length must be 5", base + 1);
     const hashed = r.take(5, "type and creation time");
     const keyId = toHex(r.take(8, "key id"));
     const pubkeyAlgo = r.u8("public-key algorithm");
@@ -351,7 +359,8 @@ export function parseSignatureBody(body: Uint8Array, base = 0): OpenPgpSignature
 }
 
 function readSigMpis(r: Reader, algo: number): Uint8Array[] {
-  const count = algo === 1 || algo === 2 || algo === 3 ? 1 : algo === 17 || algo === 19 || algo === 22 ? 2 : -1;
+  const count =
+    algo === 1 || algo === 2 || algo === 3 ? 1 : algo === 17 || algo === 19 || algo === 22 ? 2 : -1;
   if (count < 0) {
     // Values of unknown algorithms are not parsed; the signature is refused as unsupported later.
     r.take(r.left, "signature values");
@@ -359,7 +368,8 @@ function readSigMpis(r: Reader, algo: number): Uint8Array[] {
   }
   const out: Uint8Array[] = [];
   for (let i = 0; i < count; i++) out.push(r.mpi(`signature value ${i + 1}`));
-  if (r.left !== 0) throw new OpenPgpError(`signature: ${r.left} trailing bytes after the values`, r.base + r.pos);
+  if (r.left !== 0)
+    throw new OpenPgpError(`signature: ${r.left} trailing bytes after the values`, r.base + r.pos);
   return out;
 }
 
@@ -401,9 +411,11 @@ function readSubpackets(area: Uint8Array, base: number, sig: OpenPgpSignature, h
 /** Parses a buffer holding exactly one signature packet (what rpm stores in its signature tags). */
 export function parseSignaturePacket(bytes: Uint8Array): OpenPgpSignature {
   const packets = parsePackets(bytes);
-  if (packets.length !== 1) throw new OpenPgpError(`expected one signature packet, found ${packets.length}`, 0);
+  if (packets.length !== 1)
+    throw new OpenPgpError(`expected one signature packet, found ${packets.length}`, 0);
   const p = packets[0];
-  if (p.tag !== PacketTag.SIGNATURE) throw new OpenPgpError(`expected a signature packet, found tag ${p.tag}`, 0);
+  if (p.tag !== PacketTag.SIGNATURE)
+    throw new OpenPgpError(`expected a signature packet, found tag ${p.tag}`, 0);
   return parseSignatureBody(p.body, bytes.length - p.body.length);
 }
 
@@ -470,7 +482,11 @@ const OID_DSA = Uint8Array.from([0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x38, 0x04,
 function dsaKey(p: Uint8Array, q: Uint8Array, g: Uint8Array, y: Uint8Array): KeyObject {
   const algId = der(0x30, concat([OID_DSA, der(0x30, concat([derInt(p), derInt(q), derInt(g)]))]));
   const bitString = der(0x03, concat([Uint8Array.from([0]), derInt(y)]));
-  return createPublicKey({ key: Buffer.from(der(0x30, concat([algId, bitString]))), format: "der", type: "spki" });
+  return createPublicKey({
+    key: Buffer.from(der(0x30, concat([algId, bitString]))),
+    format: "der",
+    type: "spki",
+  });
 }
 
 /**
@@ -512,15 +528,22 @@ function parsePublicKeyBody(
       case 19:
       case 22: {
         const oidLen = r.u8("curve OID length");
-        if (oidLen === 0 || oidLen === 0xff) throw new OpenPgpError("public key: reserved curve OID length", base + r.pos);
+        if (oidLen === 0 || oidLen === 0xff)
+          throw new OpenPgpError("public key: reserved curve OID length", base + r.pos);
         const oid = toHex(r.take(oidLen, "curve OID"));
         const point = r.mpi("EC point");
         if (algo === 22) {
           if (oid !== OID_ED25519_LEGACY) return { skip: `EdDSA curve OID ${oid}` };
           if (point.length !== 33 || point[0] !== 0x40) {
-            throw new OpenPgpError("public key: Ed25519 point must be 0x40 followed by 32 bytes", base + r.pos);
+            throw new OpenPgpError(
+              "public key: Ed25519 point must be 0x40 followed by 32 bytes",
+              base + r.pos,
+            );
           }
-          const key = createPublicKey({ key: { kty: "OKP", crv: "Ed25519", x: b64url(point.subarray(1)) }, format: "jwk" });
+          const key = createPublicKey({
+            key: { kty: "OKP", crv: "Ed25519", x: b64url(point.subarray(1)) },
+            format: "jwk",
+          });
           return { key: { ...common, key } };
         }
         if (oid !== OID_P256) return { skip: `ECDSA curve OID ${oid}` };

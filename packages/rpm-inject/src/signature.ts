@@ -10,20 +10,27 @@
  * own keyring: every file in /etc/pki/rpm-gpg and the file:// keys its yum/dnf repo files name,
  * read inside the guest.
  */
-import { constants, createHash, createVerify, type Hash, verify as cryptoVerify, type Verify } from "node:crypto";
+import {
+  constants,
+  createHash,
+  createVerify,
+  verify as cryptoVerify,
+  type Hash,
+  type Verify,
+} from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { type ErrorLocation, ImgpatchError } from "@imgpatch/disk";
 import { guestDirname, joinGuestPath, splitGuestPath } from "./guest-path.js";
 import {
   HashAlgo,
   hashAlgoName,
+  OpenPgpError,
   type OpenPgpPublicKey,
   type OpenPgpSignature,
-  OpenPgpError,
+  PubkeyAlgo,
   padTo,
   parsePublicKeys,
   parseSignaturePacket,
-  PubkeyAlgo,
   pubkeyAlgoName,
   type SkippedKey,
 } from "./openpgp.js";
@@ -112,7 +119,8 @@ export class RpmKeyring {
     try {
       parsed = parsePublicKeys(data, source);
     } catch (e) {
-      if (e instanceof OpenPgpError) throw new RpmKeyError(`${source}: ${e.message}`, { file: source, offset: e.offset });
+      if (e instanceof OpenPgpError)
+        throw new RpmKeyError(`${source}: ${e.message}`, { file: source, offset: e.offset });
       throw e;
     }
     if (parsed.keys.length === 0 && parsed.skipped.length === 0) {
@@ -128,7 +136,8 @@ export class RpmKeyring {
 
   /** Adds every key of another keyring. */
   merge(other: RpmKeyring): void {
-    for (const k of other.keys) if (!this.keys.some((x) => x.fingerprint === k.fingerprint)) this.keys.push(k);
+    for (const k of other.keys)
+      if (!this.keys.some((x) => x.fingerprint === k.fingerprint)) this.keys.push(k);
     this.skipped.push(...other.skipped);
     this.problems.push(...other.problems);
     this.sources.push(...other.sources);
@@ -226,7 +235,9 @@ export async function loadGuestKeyring(target: InjectTarget): Promise<RpmKeyring
     return ring;
   }
   const list = async (dir: string): Promise<string[]> =>
-    (await followedType(target, dir)) === "dir" ? (await readdir(dir)).filter((n) => n !== "." && n !== "..") : [];
+    (await followedType(target, dir)) === "dir"
+      ? (await readdir(dir)).filter((n) => n !== "." && n !== "..")
+      : [];
   const paths = new Set<string>();
   for (const n of (await list(GUEST_KEY_DIR)).sort()) paths.add(joinGuestPath(GUEST_KEY_DIR, n));
   for (const n of (await list(GUEST_REPO_DIR)).sort()) {
@@ -329,10 +340,19 @@ export function packageSignatures(pkg: RpmPackage): FoundSignature[] {
   return out;
 }
 
+const TAG_KINDS: Record<number, string> = {
+  [SigTag.RSAHEADER]: "RSA",
+  [SigTag.DSAHEADER]: "DSA",
+  [SigTag.PGP]: "RSA",
+  [SigTag.GPG]: "DSA",
+  [SigTag.PGP5]: "RSA",
+};
+
 function labelOf(f: FoundSignature): string {
   const prefix = f.range === "header" ? "Header " : "";
   const sig = f.sig;
-  if (!sig) return `${prefix}OpenPGP signature (tag ${f.tag})`;
+  // rpm names an unparsable signature after the tag it sits in.
+  if (!sig) return `${prefix}${TAG_KINDS[f.tag] ?? "OpenPGP"} signature`;
   const keyId = sig.keyId ? sig.keyId.slice(8) : "00000000";
   return `${prefix}V${sig.version} ${pubkeyAlgoName(sig.pubkeyAlgo)}/${hashAlgoName(sig.hashAlgo)} Signature, key ID ${keyId}`;
 }
@@ -429,7 +449,12 @@ function finish(p: Pending): void {
     if (verifyWith(key, sig, digest, v)) {
       check.status = "OK";
       check.detail = undefined;
-      check.signer = { keyId: key.keyId, fingerprint: key.fingerprint, userIds: key.userIds, source: key.source };
+      check.signer = {
+        keyId: key.keyId,
+        fingerprint: key.fingerprint,
+        userIds: key.userIds,
+        source: key.source,
+      };
       return;
     }
   }
@@ -437,7 +462,12 @@ function finish(p: Pending): void {
   check.detail = "signature does not verify";
 }
 
-function verifyWith(key: OpenPgpPublicKey, sig: OpenPgpSignature, digest: Buffer, v: Verify | undefined): boolean {
+function verifyWith(
+  key: OpenPgpPublicKey,
+  sig: OpenPgpSignature,
+  digest: Buffer,
+  v: Verify | undefined,
+): boolean {
   try {
     switch (sig.pubkeyAlgo) {
       case PubkeyAlgo.RSA:
@@ -474,7 +504,10 @@ function verifyWith(key: OpenPgpPublicKey, sig: OpenPgpSignature, digest: Buffer
  * Checks every OpenPGP signature of the package against the keyring, like `rpm -Kv`. Header
  * signatures hash the main header; legacy ones stream header+payload once for all of them.
  */
-export async function verifyPackageSignatures(pkg: RpmPackage, keyring: RpmKeyring): Promise<SignatureCheck[]> {
+export async function verifyPackageSignatures(
+  pkg: RpmPackage,
+  keyring: RpmKeyring,
+): Promise<SignatureCheck[]> {
   const checks: SignatureCheck[] = [];
   const header: Pending[] = [];
   const legacy: Pending[] = [];
@@ -552,20 +585,31 @@ export async function checkSignaturePolicy(
   target?: InjectTarget,
 ): Promise<SignatureVerdict> {
   const mode = policy.signature ?? DEFAULT_SIGNATURE_MODE;
-  if (mode === "ignore") return { mode, signed: packageSignatures(pkg).length > 0, checks: [], keySources: [], keyProblems: [] };
+  if (mode === "ignore")
+    return { mode, signed: packageSignatures(pkg).length > 0, checks: [], keySources: [], keyProblems: [] };
   if (mode !== "required" && mode !== "if-present") {
-    throw new TypeError(`signature mode must be "required", "if-present" or "ignore", not ${JSON.stringify(mode)}`);
+    throw new TypeError(
+      `signature mode must be "required", "if-present" or "ignore", not ${JSON.stringify(mode)}`,
+    );
   }
   const where = { file: pkg.name };
   if (packageSignatures(pkg).length === 0) {
     if (mode === "required") {
-      throw new RpmSignatureError(`${pkg.info.nevra} is not signed (signature policy "required")`, "unsigned", [], where);
+      throw new RpmSignatureError(
+        `${pkg.info.nevra} is not signed (signature policy "required")`,
+        "unsigned",
+        [],
+        where,
+      );
     }
     return { mode, signed: false, checks: [], keySources: [], keyProblems: [] };
   }
   // Keyrings are built once per policy object and target (a transaction checks many packages).
   let perTarget = keyringCache.get(policy);
-  if (!perTarget) keyringCache.set(policy, (perTarget = new WeakMap()));
+  if (!perTarget) {
+    perTarget = new WeakMap();
+    keyringCache.set(policy, perTarget);
+  }
   const cacheKey = target ?? policy;
   let ringP = perTarget.get(cacheKey);
   if (!ringP) {
@@ -590,7 +634,8 @@ export async function checkSignaturePolicy(
   if (checks.some((c) => c.status === "OK")) return verdict;
   const nokey = first("NOKEY");
   if (nokey) {
-    const searched = ring.sources.length > 0 ? `searched ${ring.sources.length} key file(s)` : "no trusted keys";
+    const searched =
+      ring.sources.length > 0 ? `searched ${ring.sources.length} key file(s)` : "no trusted keys";
     throw new RpmSignatureError(
       `${pkg.name}: ${nokey.label}: NOKEY key ID ${nokey.keyId?.slice(8)} (${searched}; ` +
         `give the key with --rpm-key FILE / the keys option, or put it in the guest's ${GUEST_KEY_DIR})`,
@@ -600,5 +645,10 @@ export async function checkSignaturePolicy(
     );
   }
   const unsupported = first("UNSUPPORTED") as SignatureCheck;
-  throw new RpmSignatureError(`${pkg.name}: ${formatSignatureCheck(unsupported)}`, "unsupported", checks, at(unsupported));
+  throw new RpmSignatureError(
+    `${pkg.name}: ${formatSignatureCheck(unsupported)}`,
+    "unsupported",
+    checks,
+    at(unsupported),
+  );
 }

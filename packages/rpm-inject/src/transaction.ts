@@ -77,7 +77,11 @@ export async function injectRpms(
   for (const pkg of pkgs) {
     // Planned again against the tree as the previous packages left it; already verified (payload
     // and signatures), so the signature verdict of the first plan is kept.
-    const { plan, report } = await injectRpm(pkg, target, { ...options, verify: "auto", signature: "ignore" });
+    const { plan, report } = await injectRpm(pkg, target, {
+      ...options,
+      verify: "auto",
+      signature: "ignore",
+    });
     plan.signature = first.plans[plans.length].signature;
     plans.push(plan);
     reports.push(report);
