@@ -177,6 +177,20 @@ function outputModeOptions(y: Argv): Argv {
     .option("in-place", { type: "boolean", describe: "modify IMAGE itself" });
 }
 
+/**
+ * yargs lays out the whole help text after every command handler starts (cached in case the
+ * handler fails later and the help must be printed): ~40 ms of text measuring on each run. Our
+ * `.fail()` never prints help (it says "see imgpatch --help"), so that cache is never read; turn
+ * it off when this yargs exposes it (help itself is still laid out on demand).
+ */
+function skipHelpLayoutAfterHandlers(parser: Argv): void {
+  type Usage = { cacheHelpMessage?: () => void };
+  const internals = (parser as unknown as { getInternalMethods?: () => { getUsageInstance?: () => Usage } })
+    .getInternalMethods;
+  const usage = typeof internals === "function" ? internals.call(parser).getUsageInstance?.() : undefined;
+  if (usage && typeof usage.cacheHelpMessage === "function") usage.cacheHelpMessage = () => {};
+}
+
 /** Runs the CLI; resolves to the exit code. */
 export async function runCli(argv: readonly string[], io: CliIo = processIo): Promise<number> {
   let code: number = EXIT.ok;
@@ -790,6 +804,7 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
       throw new UsageError(msg);
     });
 
+  skipHelpLayoutAfterHandlers(parser);
   let helpShown = false;
   try {
     const parsed = await parser.parseAsync([...argv], {}, (err, _args, output) => {
