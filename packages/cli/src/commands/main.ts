@@ -263,15 +263,11 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
         }
         let guest: { mounts: Guest["mounts"]; os: Guest["os"]; warnings: string[] } | { error: string };
         try {
-          guest = await withGuest(
-            path,
-            readOpenOptions(a),
-            async (g) => ({
-              mounts: g.mounts,
-              os: g.os,
-              warnings: g.warnings,
-            }),
-          );
+          guest = await withGuest(path, readOpenOptions(a), async (g) => ({
+            mounts: g.mounts,
+            os: g.os,
+            warnings: g.warnings,
+          }));
         } catch (err) {
           guest = { error: (err as Error).message };
         }
@@ -338,33 +334,27 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
           .option("l", { type: "boolean", default: false, describe: "long listing" })
           .option("R", { type: "boolean", default: false, describe: "recursive" }),
       async (a) => {
-        await withGuest(
-          a.image as string,
-          readOpenOptions(a),
-          async (g) => {
-            const root = a.path as string;
-            const entries: Array<{ path: string; stats: GuestStats; target?: string }> = [];
-            const rootStat = await g.fs.stat(root);
-            if (a.R) {
-              for await (const e of walkGuest(g.fs, root)) entries.push({ ...e });
-            } else if (rootStat.type === "directory") {
-              for (const n of await g.fs.readdir(root)) {
-                const p = `${root === "/" ? "" : root.replace(/\/+$/, "")}/${n}`;
-                entries.push({ path: p, stats: await g.fs.lstat(p) });
-              }
-            } else entries.push({ path: root, stats: await g.fs.lstat(root) });
-            for (const e of entries) if (e.stats.type === "symlink") e.target = await g.fs.readlink(e.path);
-            if (a.json)
-              return emitJson(
-                entries.map((e) => ({ ...statJson(e.path, e.stats), target: e.target ?? null })),
-              );
-            const name = (p: string) => (a.R ? p : basename(p) || p);
-            io.out(
-              entries.map((e) => (a.l ? lsLine(name(e.path), e.stats, e.target) : name(e.path))).join("\n") +
-                (entries.length ? "\n" : ""),
-            );
-          },
-        );
+        await withGuest(a.image as string, readOpenOptions(a), async (g) => {
+          const root = a.path as string;
+          const entries: Array<{ path: string; stats: GuestStats; target?: string }> = [];
+          const rootStat = await g.fs.stat(root);
+          if (a.R) {
+            for await (const e of walkGuest(g.fs, root)) entries.push({ ...e });
+          } else if (rootStat.type === "directory") {
+            for (const n of await g.fs.readdir(root)) {
+              const p = `${root === "/" ? "" : root.replace(/\/+$/, "")}/${n}`;
+              entries.push({ path: p, stats: await g.fs.lstat(p) });
+            }
+          } else entries.push({ path: root, stats: await g.fs.lstat(root) });
+          for (const e of entries) if (e.stats.type === "symlink") e.target = await g.fs.readlink(e.path);
+          if (a.json)
+            return emitJson(entries.map((e) => ({ ...statJson(e.path, e.stats), target: e.target ?? null })));
+          const name = (p: string) => (a.R ? p : basename(p) || p);
+          io.out(
+            entries.map((e) => (a.l ? lsLine(name(e.path), e.stats, e.target) : name(e.path))).join("\n") +
+              (entries.length ? "\n" : ""),
+          );
+        });
       },
     )
     .command(
@@ -375,20 +365,16 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
           .positional("image", { type: "string", demandOption: true })
           .positional("path", { type: "string", demandOption: true }),
       async (a) => {
-        await withGuest(
-          a.image as string,
-          readOpenOptions(a),
-          async (g) => {
-            const data = await g.fs.readFile(a.path as string);
-            if (a.json)
-              return emitJson({
-                path: a.path,
-                size: data.length,
-                base64: Buffer.from(data).toString("base64"),
-              });
-            io.out(Buffer.from(data).toString("latin1") === "" ? "" : new TextDecoder().decode(data));
-          },
-        );
+        await withGuest(a.image as string, readOpenOptions(a), async (g) => {
+          const data = await g.fs.readFile(a.path as string);
+          if (a.json)
+            return emitJson({
+              path: a.path,
+              size: data.length,
+              base64: Buffer.from(data).toString("base64"),
+            });
+          io.out(Buffer.from(data).toString("latin1") === "" ? "" : new TextDecoder().decode(data));
+        });
       },
     )
     .command(
@@ -399,21 +385,17 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
           .positional("image", { type: "string", demandOption: true })
           .positional("path", { type: "string", demandOption: true }),
       async (a) => {
-        await withGuest(
-          a.image as string,
-          readOpenOptions(a),
-          async (g) => {
-            const p = a.path as string;
-            const s = await g.fs.lstat(p);
-            const target = s.type === "symlink" ? await g.fs.readlink(p) : undefined;
-            const xattrs = await g.fs.listxattr(p).catch(() => [] as string[]);
-            const doc = { ...statJson(p, s), target: target ?? null, xattrs };
-            if (a.json) return emitJson(doc);
-            io.out(
-              `${p}\n  type: ${s.type}${target !== undefined ? ` -> ${target}` : ""}\n  mode: ${doc.mode} (${modeString(s.type, s.mode)})\n  uid: ${s.uid}  gid: ${s.gid}\n  size: ${s.size}  links: ${s.nlink}  inode: ${s.ino}\n  mtime: ${doc.mtime}\n${xattrs.length ? `  xattrs: ${xattrs.join(", ")}\n` : ""}`,
-            );
-          },
-        );
+        await withGuest(a.image as string, readOpenOptions(a), async (g) => {
+          const p = a.path as string;
+          const s = await g.fs.lstat(p);
+          const target = s.type === "symlink" ? await g.fs.readlink(p) : undefined;
+          const xattrs = await g.fs.listxattr(p).catch(() => [] as string[]);
+          const doc = { ...statJson(p, s), target: target ?? null, xattrs };
+          if (a.json) return emitJson(doc);
+          io.out(
+            `${p}\n  type: ${s.type}${target !== undefined ? ` -> ${target}` : ""}\n  mode: ${doc.mode} (${modeString(s.type, s.mode)})\n  uid: ${s.uid}  gid: ${s.gid}\n  size: ${s.size}  links: ${s.nlink}  inode: ${s.ino}\n  mtime: ${doc.mtime}\n${xattrs.length ? `  xattrs: ${xattrs.join(", ")}\n` : ""}`,
+          );
+        });
       },
     )
     .command(
@@ -425,20 +407,16 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
           .positional("guest", { type: "string", demandOption: true })
           .positional("host", { type: "string", demandOption: true }),
       async (a) => {
-        await withGuest(
-          a.image as string,
-          readOpenOptions(a),
-          async (g) => {
-            const { copyOut } = await import("../customize/copy-out.js");
-            const r = await copyOut(g.fs, a.guest as string, a.host as string);
-            if (a.json) return emitJson(r);
-            say(
-              a as unknown as Common,
-              `copied ${r.files} files, ${r.dirs} directories, ${r.symlinks} symlinks to ${a.host}`,
-            );
-            for (const s of r.skipped) say(a as unknown as Common, `skipped ${s.path}: ${s.why}`);
-          },
-        );
+        await withGuest(a.image as string, readOpenOptions(a), async (g) => {
+          const { copyOut } = await import("../customize/copy-out.js");
+          const r = await copyOut(g.fs, a.guest as string, a.host as string);
+          if (a.json) return emitJson(r);
+          say(
+            a as unknown as Common,
+            `copied ${r.files} files, ${r.dirs} directories, ${r.symlinks} symlinks to ${a.host}`,
+          );
+          for (const s of r.skipped) say(a as unknown as Common, `skipped ${s.path}: ${s.why}`);
+        });
       },
     )
     .command(
