@@ -36,6 +36,11 @@ export interface ConvertOptions {
    * default cache mode is "unsafe", leave write-back to the OS).
    */
   sync?: boolean;
+  /**
+   * Called as the source is consumed with (guest bytes done, virtual size): `done` only grows, and
+   * the last call (after the output is complete) has done === total. For progress displays.
+   */
+  onProgress?: (done: number, total: number) => void;
 }
 
 export interface ConvertStats {
@@ -73,6 +78,19 @@ export async function convertImage(
   } finally {
     if (typeof source === "string") await src.close();
   }
+}
+
+/** A monotonic, clamped wrapper around `onProgress` (a no-op without one). */
+function progressReporter(total: number, cb: ConvertOptions["onProgress"]): (done: number) => void {
+  if (!cb) return () => {};
+  let last = -1;
+  return (done) => {
+    const d = Math.min(total, Math.max(0, done));
+    if (d > last) {
+      last = d;
+      cb(d, total);
+    }
+  };
 }
 
 async function openSource(path: string): Promise<BlockDevice> {
@@ -332,9 +350,12 @@ async function toQcow2(src: BlockDevice, target: string, options: ConvertOptions
     }
   };
   const backingBuf = new Uint8Array(cs);
+  const report = progressReporter(src.size, options.onProgress);
   let ok = false;
   try {
     for await (const run of runs(src, cs, options.chunkBytes ?? 8 * 1024 * 1024, stats)) {
+      // a run is yielded once everything before it has been handed to the writer
+      report(run.index * cs);
       if (run.data === null && !backing) {
         stats.zeroClusters += run.count;
         continue;
@@ -377,6 +398,7 @@ async function toQcow2(src: BlockDevice, target: string, options: ConvertOptions
     await drain(0);
     await writer.finish();
     ok = true;
+    report(src.size);
   } finally {
     if (!ok) {
       await writer.abort();
@@ -401,7 +423,9 @@ async function toRaw(src: BlockDevice, target: string, options: ConvertOptions):
   const inFlight: Promise<void>[] = [];
   try {
     await fh.truncate(src.size);
+    const report = progressReporter(src.size, options.onProgress);
     for await (const r of runs(src, cs, options.chunkBytes ?? 8 * 1024 * 1024, stats)) {
+      report(r.index * cs);
       if (r.data === null) {
         stats.zeroClusters += r.count;
         continue;
@@ -418,6 +442,7 @@ async function toRaw(src: BlockDevice, target: string, options: ConvertOptions):
     }
     await Promise.all(inFlight);
     if (options.sync) await fh.datasync();
+    report(src.size);
   } finally {
     await Promise.allSettled(inFlight);
     await fh.close();

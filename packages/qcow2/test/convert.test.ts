@@ -118,6 +118,27 @@ describeWithTools(["qemu-img", "qemu-io"], "convert, checked by qemu-img", () =>
     expect(stats.dataClusters).toBe(4);
   });
 
+  it("onProgress: done only grows, stays within the size, and ends at the virtual size", async () => {
+    const src = join(dir, "progress.qcow2");
+    await qemuImg(["create", "-q", "-f", "qcow2", src, "32M"]);
+    await qemuIo(src, ["write -P 0x41 0 3M", "write -P 0x42 12M 2M", "write -P 0x43 31M 1M"]);
+    for (const options of [
+      { chunkBytes: 1 << 20 },
+      { chunkBytes: 1 << 20, compress: "deflate" as const },
+      { chunkBytes: 1 << 20, format: "raw" as const },
+    ]) {
+      const calls: Array<[number, number]> = [];
+      await convertAndVerify(src, { ...options, onProgress: (d, t) => calls.push([d, t]) });
+      expect(calls.length).toBeGreaterThan(3); // 1 MiB steps over 6 MiB of data report along the way
+      for (let i = 0; i < calls.length; i++) {
+        expect(calls[i][1]).toBe(32 << 20);
+        expect(calls[i][0]).toBeLessThanOrEqual(32 << 20);
+        if (i > 0) expect(calls[i][0]).toBeGreaterThan(calls[i - 1][0]);
+      }
+      expect(calls[calls.length - 1][0]).toBe(32 << 20);
+    }
+  });
+
   it("-B: output is an overlay holding only the differences (v3 zero clusters hide backing data)", async () => {
     const base = join(dir, "b-base.qcow2");
     await copyFile(await fixture("pattern-v3.qcow2"), base);
