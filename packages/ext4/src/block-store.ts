@@ -129,8 +129,9 @@ export class BlockStore {
     this.counters.bytesWritten += buf.length;
   }
 
+  /** Dirty blocks, pending file data included. */
   get dirtyCount(): number {
-    return this.dirty.size;
+    return this.dirty.size + this.pendBlocks;
   }
 
   private evictClean(): void {

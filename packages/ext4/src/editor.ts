@@ -158,11 +158,23 @@ interface DirState {
 
 const MAX_SYMLINKS = 40;
 const LINK_MAX = 65000;
+/** Inode objects kept (clean ones are dropped past this) and dirty ones before they are encoded. */
+const MAX_CACHED_INODES = 65536;
+const MAX_DIRTY_INODES = 16384;
 /** Streamed chunks this large are written from the producer's buffer; smaller ones are gathered. */
 const STREAM_DIRECT = 1 << 20;
 const STREAM_GATHER = 4 << 20;
 
-const key = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("latin1");
+/** Map key of a name's bytes (the last one is remembered: one operation asks several times). */
+let lastKeyOf: Uint8Array | undefined;
+let lastKey = "";
+const key = (b: Uint8Array) => {
+  if (b !== lastKeyOf) {
+    lastKey = Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("latin1");
+    lastKeyOf = b;
+  }
+  return lastKey;
+};
 
 function toTimestamp(t: Date | number): Timestamp {
   if (t instanceof Date) {
@@ -188,6 +200,10 @@ export class Ext4Editor {
   private readonly fixedTime?: Timestamp;
   private genState: number;
   private readonly dirs = new Map<number, DirState>();
+  private readonly inodes = new Map<number, Inode>();
+  private readonly dirtyInodes = new Set<number>();
+  /** Inode numbers of directories by the parent path they were resolved from (see resolveParent). */
+  private readonly parentDirs = new Map<string, number>();
   private closed = false;
   private readonly durable: boolean;
 
@@ -281,13 +297,52 @@ export class Ext4Editor {
     return { block: this.groups[g].inodeTable + Math.floor(byte / this.bs), offset: byte % this.bs };
   }
 
+  /** A copy of an inode as it is now (pending changes included). */
   async getInode(ino: number): Promise<Inode> {
+    const pending = this.dirtyInodes.has(ino) ? this.inodes.get(ino) : undefined;
+    if (pending) {
+      await this.writeInode(pending);
+      this.dirtyInodes.delete(ino);
+    }
     const { block, offset } = this.inodePos(ino);
     const b = await this.store.get(block);
     return parseInode(ino, b.subarray(offset, offset + this.sb.inodeSize), this.sb.inodeSize);
   }
 
+  /**
+   * The editor's one object for an inode: every operation sees the changes of the previous ones.
+   * putInode marks it dirty; it is encoded into its inode-table block by flushInodes (once, however
+   * many operations touched it, e.g. a directory receiving thousands of names).
+   */
+  private async inodeRef(ino: number): Promise<Inode> {
+    const hit = this.inodes.get(ino);
+    if (hit) return hit;
+    const { block, offset } = this.inodePos(ino);
+    const b = await this.store.get(block);
+    const inode = parseInode(ino, b.subarray(offset, offset + this.sb.inodeSize), this.sb.inodeSize);
+    if (this.inodes.size >= MAX_CACHED_INODES) {
+      for (const k of this.inodes.keys()) if (!this.dirtyInodes.has(k)) this.inodes.delete(k);
+    }
+    this.inodes.set(ino, inode);
+    return inode;
+  }
+
   private async putInode(inode: Inode): Promise<void> {
+    this.inodes.set(inode.ino, inode);
+    this.dirtyInodes.add(inode.ino);
+    if (this.dirtyInodes.size >= MAX_DIRTY_INODES) await this.flushInodes();
+  }
+
+  /** Encode every dirty inode into the block cache. */
+  private async flushInodes(): Promise<void> {
+    for (const ino of this.dirtyInodes) {
+      const inode = this.inodes.get(ino);
+      if (inode) await this.writeInode(inode);
+    }
+    this.dirtyInodes.clear();
+  }
+
+  private async writeInode(inode: Inode): Promise<void> {
     const raw = encodeInode(inode, this.sb.inodeSize);
     if (this.csum) setInodeChecksum(this.seed, inode.ino, raw);
     inode.raw = raw;
@@ -527,12 +582,12 @@ export class Ext4Editor {
     let todo = this.split(path);
     const stack: number[] = [];
     let links = 0;
-    let cur = await this.getInode(ROOT_INO);
+    let cur = await this.inodeRef(ROOT_INO);
     while (todo.length) {
       const comp = todo.shift() as string;
       if (comp === "..") {
         stack.pop();
-        cur = await this.getInode(stack.length ? stack[stack.length - 1] : ROOT_INO);
+        cur = await this.inodeRef(stack.length ? stack[stack.length - 1] : ROOT_INO);
         continue;
       }
       if ((cur.mode & S_IFMT) !== S_IFDIR) throw new Ext4EditError("ENOTDIR", "not a directory", path);
@@ -540,14 +595,14 @@ export class Ext4Editor {
       if (name.length > 255) throw new Ext4EditError("ENAMETOOLONG", "name too long", path);
       const e = (await this.dir(cur)).entries.get(key(name));
       if (!e) throw new Ext4EditError("ENOENT", "no such file or directory", path);
-      const child = await this.getInode(e.ino);
+      const child = await this.inodeRef(e.ino);
       if ((child.mode & S_IFMT) === S_IFLNK && (todo.length > 0 || followLast)) {
         if (++links > MAX_SYMLINKS)
           throw new Ext4EditError("ELOOP", "too many levels of symbolic links", path);
         const target = decodeName(await this.readLink(child));
         if (target.startsWith("/")) stack.length = 0;
         todo = [...this.split(target), ...todo];
-        cur = await this.getInode(stack.length ? stack[stack.length - 1] : ROOT_INO);
+        cur = await this.inodeRef(stack.length ? stack[stack.length - 1] : ROOT_INO);
         continue;
       }
       stack.push(e.ino);
@@ -564,7 +619,21 @@ export class Ext4Editor {
     const name = encodeName(last);
     if (name.length > 255) throw new Ext4EditError("ENAMETOOLONG", "name too long", path);
     if (name.includes(0)) throw new Ext4EditError("EINVAL", "name contains NUL", path);
-    const { inode } = await this.resolve(`/${parts.join("/")}`, true);
+    // Many operations in a row go to the same few directories: their inode numbers are kept by
+    // parent path, and forgotten whenever a name is removed or replaced (nothing else can change
+    // what an existing path resolves to).
+    const parentPath = parts.join("/");
+    const known = this.parentDirs.get(parentPath);
+    let inode: Inode;
+    if (known !== undefined) inode = await this.inodeRef(known);
+    else {
+      const r = await this.resolve(`/${parentPath}`, true);
+      inode = r.inode;
+      if ((inode.mode & S_IFMT) === S_IFDIR) {
+        if (this.parentDirs.size >= 4096) this.parentDirs.clear();
+        this.parentDirs.set(parentPath, r.ino);
+      }
+    }
     if ((inode.mode & S_IFMT) !== S_IFDIR) throw new Ext4EditError("ENOTDIR", "not a directory", path);
     return { dir: inode, name, nameStr: last };
   }
@@ -631,7 +700,7 @@ export class Ext4Editor {
     const entries = new Map<string, DirEntryInfo>();
     for (const d of listing) {
       const name = encodeName(d.name);
-      const child = await this.getInode(d.ino);
+      const child = await this.inodeRef(d.ino);
       const ft = fileTypeFromMode(child.mode);
       if (!insertIntoBlock(buf, 0, end, this.bs, this.ft, { inode: d.ino, name, fileType: this.ft ? ft : 0 }))
         throw new Ext4UnsupportedError("inline_data", `inline directory '${path}' does not fit in one block`);
@@ -910,8 +979,8 @@ export class Ext4Editor {
     }
     const leafL = lblk;
     const leafBuf = await this.store.get(st.pblk[leafL]);
+    // (st.free is only consulted for linear directories: not kept up to date here.)
     if (insertIntoBlock(leafBuf, 0, end, this.bs, this.ft, rec)) {
-      st.free[leafL] = maxFree(leafBuf, 0, end, this.bs, this.ft);
       this.finishLeaf(dirInode, st.pblk[leafL], leafBuf);
       st.entries.set(key(rec.name), { ino: rec.inode, ft: rec.fileType, lblk: leafL });
       return;
@@ -964,8 +1033,6 @@ export class Ext4Editor {
     const upper = all.slice(cut).map((x) => x.r);
     writeLeaf(leafBuf, end, this.bs, this.ft, lower);
     writeLeaf(newLeaf.buf, end, this.bs, this.ft, upper);
-    st.free[leafL] = maxFree(leafBuf, 0, end, this.bs, this.ft);
-    st.free[newLeaf.lblk] = maxFree(newLeaf.buf, 0, end, this.bs, this.ft);
     this.finishLeaf(dirInode, st.pblk[leafL], leafBuf);
     this.finishLeaf(dirInode, newLeaf.pblk, newLeaf.buf);
     for (const r of lower) {
@@ -1071,6 +1138,7 @@ export class Ext4Editor {
     const st = await this.dir(dirInode);
     const e = st.entries.get(key(name));
     if (!e) throw new Ext4EditError("ENOENT", "no such file or directory", path);
+    this.parentDirs.clear();
     const end = leafEnd(this.bs, this.csum);
     const b = await this.store.get(st.pblk[e.lblk]);
     if (!removeFromBlock(b, 0, end, this.bs, this.ft, name))
@@ -1093,6 +1161,7 @@ export class Ext4Editor {
     const st = await this.dir(dirInode);
     const e = st.entries.get(key(name));
     if (!e) throw new Ext4EditError("ENOENT", "no such file or directory", path);
+    this.parentDirs.clear();
     const end = leafEnd(this.bs, this.csum);
     const b = await this.store.get(st.pblk[e.lblk]);
     retargetInBlock(b, 0, end, this.bs, this.ft, name, ino, this.ft ? ft : 0);
@@ -1228,7 +1297,7 @@ export class Ext4Editor {
     let existing = st.entries.get(key(name));
     if (existing) {
       if (options.flag === "wx") throw new Ext4EditError("EEXIST", "file already exists", path);
-      let inode = await this.getInode(existing.ino);
+      let inode = await this.inodeRef(existing.ino);
       if ((inode.mode & S_IFMT) === S_IFLNK) {
         // Follow a final symlink like node does.
         try {
@@ -1339,7 +1408,7 @@ export class Ext4Editor {
     this.alloc.reserveBlocks(Ext4Editor.DIR_INSERT_RESERVE, newPath);
     await this.dirInsert(dir, name, inode.ino, fileTypeFromMode(inode.mode), newPath);
     await this.putInode(dir);
-    const fresh = await this.getInode(inode.ino);
+    const fresh = await this.inodeRef(inode.ino);
     fresh.linksCount++;
     fresh.ctime = this.now();
     await this.putInode(fresh);
@@ -1372,7 +1441,7 @@ export class Ext4Editor {
     const { dir, name } = await this.resolveParent(path);
     const e = (await this.dir(dir)).entries.get(key(name));
     if (!e) throw new Ext4EditError("ENOENT", "no such file or directory", path);
-    const inode = await this.getInode(e.ino);
+    const inode = await this.inodeRef(e.ino);
     if ((inode.mode & S_IFMT) === S_IFDIR) throw new Ext4EditError("EISDIR", "is a directory", path);
     await this.checkReleasable(inode, path);
     await this.dirRemove(dir, name, path);
@@ -1395,7 +1464,7 @@ export class Ext4Editor {
 
   /** One name fewer; frees the inode when it was the last. */
   private async dropLink(inode: Inode): Promise<void> {
-    const fresh = await this.getInode(inode.ino);
+    const fresh = await this.inodeRef(inode.ino);
     if (fresh.linksCount > 1) {
       fresh.linksCount--;
       fresh.ctime = this.now();
@@ -1429,7 +1498,7 @@ export class Ext4Editor {
     const { dir, name } = await this.resolveParent(path);
     const e = (await this.dir(dir)).entries.get(key(name));
     if (!e) throw new Ext4EditError("ENOENT", "no such file or directory", path);
-    const inode = await this.getInode(e.ino);
+    const inode = await this.inodeRef(e.ino);
     if ((inode.mode & S_IFMT) !== S_IFDIR) throw new Ext4EditError("ENOTDIR", "not a directory", path);
     if ((await this.dir(inode)).entries.size > 0)
       throw new Ext4EditError("ENOTEMPTY", "directory not empty", path);
@@ -1437,7 +1506,7 @@ export class Ext4Editor {
     await this.dirRemove(dir, name, path);
     this.decDirLinks(dir);
     await this.putInode(dir);
-    await this.releaseInode(await this.getInode(inode.ino));
+    await this.releaseInode(await this.inodeRef(inode.ino));
   }
 
   async rm(path: string, options: { recursive?: boolean; force?: boolean } = {}): Promise<void> {
@@ -1468,7 +1537,7 @@ export class Ext4Editor {
     await this.prepareDir(src.dir, oldPath);
     if (dst.dir.ino === src.dir.ino) dst.dir = src.dir;
     else await this.prepareDir(dst.dir, newPath);
-    const moving = await this.getInode(srcEntry.ino);
+    const moving = await this.inodeRef(srcEntry.ino);
     const isDir = (moving.mode & S_IFMT) === S_IFDIR;
     if (isDir) {
       // The destination must not be inside the directory being moved.
@@ -1476,7 +1545,7 @@ export class Ext4Editor {
       for (let guard = 0; cur !== ROOT_INO && guard < 4096; guard++) {
         if (cur === moving.ino)
           throw new Ext4EditError("EINVAL", "cannot move a directory into itself", newPath);
-        const anc = await this.getInode(cur);
+        const anc = await this.inodeRef(cur);
         if (anc.flags & INODE_FLAGS.INLINE_DATA) cur = inlineDirParent(anc.iBlock);
         else {
           const st = await this.dir(anc);
@@ -1492,7 +1561,7 @@ export class Ext4Editor {
     this.alloc.reserveBlocks(Ext4Editor.DIR_INSERT_RESERVE, newPath);
     let replaced: Inode | undefined;
     if (target) {
-      replaced = await this.getInode(target.ino);
+      replaced = await this.inodeRef(target.ino);
       const tIsDir = (replaced.mode & S_IFMT) === S_IFDIR;
       if (isDir && !tIsDir) throw new Ext4EditError("ENOTDIR", "not a directory", newPath);
       if (!isDir && tIsDir) throw new Ext4EditError("EISDIR", "is a directory", newPath);
@@ -1508,29 +1577,29 @@ export class Ext4Editor {
     }
     await this.putInode(dst.dir);
     // Remove the old name (re-read the source dir: it may be the same inode as dst).
-    const srcDir = await this.getInode(src.dir.ino);
+    const srcDir = await this.inodeRef(src.dir.ino);
     await this.dirRemove(srcDir, src.name, oldPath);
     if (isDir && srcDir.ino !== dst.dir.ino) {
       this.decDirLinks(srcDir);
       await this.putInode(srcDir);
-      const dstDir = await this.getInode(dst.dir.ino);
+      const dstDir = await this.inodeRef(dst.dir.ino);
       if (!(replaced && (replaced.mode & S_IFMT) === S_IFDIR)) this.incDirLinks(dstDir);
       await this.putInode(dstDir);
-      await this.setDotDot(await this.getInode(moving.ino), dst.dir.ino);
+      await this.setDotDot(await this.inodeRef(moving.ino), dst.dir.ino);
     } else {
       await this.putInode(srcDir);
     }
-    const mv = await this.getInode(moving.ino);
+    const mv = await this.inodeRef(moving.ino);
     mv.ctime = this.now();
     await this.putInode(mv);
     if (replaced) {
       if ((replaced.mode & S_IFMT) === S_IFDIR) {
         if (srcDir.ino === dst.dir.ino || !isDir) {
-          const d = await this.getInode(dst.dir.ino);
+          const d = await this.inodeRef(dst.dir.ino);
           this.decDirLinks(d);
           await this.putInode(d);
         }
-        await this.releaseInode(await this.getInode(replaced.ino));
+        await this.releaseInode(await this.inodeRef(replaced.ino));
       } else await this.dropLink(replaced);
     }
   }
@@ -1769,7 +1838,8 @@ export class Ext4Editor {
   private readerStale = false;
 
   private async settle(): Promise<void> {
-    if (this.alloc.dirty || this.store.dirtyCount) {
+    if (this.dirtyInodes.size || this.alloc.dirty || this.store.dirtyCount) {
+      await this.flushInodes();
       await this.alloc.flush();
       await this.store.flush();
       this.readerStale = true;
@@ -1834,6 +1904,7 @@ export class Ext4Editor {
 
   /** Write all pending metadata (bitmaps, descriptors, superblocks, inodes, directories). */
   async sync(): Promise<void> {
+    await this.flushInodes();
     await this.alloc.flush();
     await this.store.flush();
     if (this.durable) await this.reader.device.flush();
