@@ -425,6 +425,14 @@ export function parseSignaturePacket(bytes: Uint8Array): OpenPgpSignature {
 const OID_ED25519_LEGACY = "2b06010401da470f01"; // 1.3.6.1.4.1.11591.15.1
 const OID_P256 = "2a8648ce3d030107"; // 1.2.840.10045.3.1.7
 
+/**
+ * Size bounds on key material, so a hostile key file cannot make verification arbitrarily slow
+ * (the largest keys in use are RSA-16384 and DSA 3072/256).
+ */
+const MAX_RSA_BYTES = 16384 / 8;
+const MAX_DSA_P_BYTES = 4096 / 8;
+const MAX_DSA_Q_BYTES = 512 / 8;
+
 export interface OpenPgpPublicKey {
   /** 16 hex digits: the low 64 bits of the v4 fingerprint. */
   keyId: string;
@@ -515,6 +523,8 @@ function parsePublicKeyBody(
       case 3: {
         const n = r.mpi("RSA n");
         const e = r.mpi("RSA e");
+        if (n.length > MAX_RSA_BYTES)
+          return { skip: `RSA key of ${n.length * 8} bits (more than ${MAX_RSA_BYTES * 8})` };
         const key = createPublicKey({ key: { kty: "RSA", n: b64url(n), e: b64url(e) }, format: "jwk" });
         return { key: { ...common, key } };
       }
@@ -523,6 +533,9 @@ function parsePublicKeyBody(
         const q = r.mpi("DSA q");
         const g = r.mpi("DSA g");
         const y = r.mpi("DSA y");
+        if (p.length > MAX_DSA_P_BYTES || q.length > MAX_DSA_Q_BYTES) {
+          return { skip: `DSA key of ${p.length * 8}/${q.length * 8} bits (larger than any standard size)` };
+        }
         return { key: { ...common, key: dsaKey(p, q, g, y), scalarSize: q.length } };
       }
       case 19:

@@ -423,16 +423,15 @@ function prepare(found: FoundSignature, keyring: RpmKeyring): { check: Signature
     return { check };
   }
   const streamed = sig.pubkeyAlgo !== PubkeyAlgo.EDDSA_LEGACY;
-  let hash: Hash;
   try {
-    hash = createHash(hashAlgo.node);
+    const hash = createHash(hashAlgo.node);
+    const verifiers = keys.map((key) => ({ key, v: streamed ? createVerify(hashAlgo.node) : undefined }));
+    return { check, pending: { found, check, sig, hash, verifiers } };
   } catch {
     check.status = "UNSUPPORTED";
     check.detail = `hash ${hashAlgo.name} is not available in this Node`;
     return { check };
   }
-  const verifiers = keys.map((key) => ({ key, v: streamed ? createVerify(hashAlgo.node) : undefined }));
-  return { check, pending: { found, check, sig, hash, verifiers } };
 }
 
 function finish(p: Pending): void {

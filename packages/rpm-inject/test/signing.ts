@@ -263,3 +263,34 @@ export function signRpmHeader(rpm: Uint8Array, key: TestKey, o: SignOptions = {}
     { tag, type: RpmType.BIN, value: sig },
   ]);
 }
+
+/** A v3 signature packet (old packet format, as PGP 2.6 / early gpg made them). */
+export function signDataV3(
+  key: TestKey,
+  data: Uint8Array,
+  hash = "sha256",
+  created = 1_700_000_200,
+): Uint8Array {
+  if (key.algo !== "rsa") throw new Error("v3 test signatures are RSA");
+  const hashed = Uint8Array.from([
+    0,
+    created >>> 24,
+    (created >> 16) & 0xff,
+    (created >> 8) & 0xff,
+    created & 0xff,
+  ]);
+  const signed = Buffer.concat([data, hashed]);
+  const digest = createHash(hash).update(signed).digest();
+  const body = Buffer.concat([
+    Uint8Array.from([3, 5]),
+    hashed,
+    Buffer.from(key.keyId, "hex"),
+    Uint8Array.from([1, HASH_IDS[hash]]),
+    digest.subarray(0, 2),
+    mpi(sign(hash, signed, key.privateKey)),
+  ]);
+  // Old format, tag 2, two-byte length.
+  return new Uint8Array(
+    Buffer.concat([Uint8Array.from([0x80 | (2 << 2) | 1, body.length >> 8, body.length & 0xff]), body]),
+  );
+}
