@@ -13,8 +13,8 @@ import type { GuestStats } from "../guest/guest-fs.js";
 import { type Guest, type OpenGuestOptions, openGuest } from "../image/open-guest.js";
 import { type DiskFormat, openImage, UsageError } from "../image/open-image.js";
 import { EXIT, errorLine, exitCodeOf } from "./errors.js";
-import { withProgress } from "./progress.js";
-import { NO_ARG_OPS, OPERATION_NAMES, orderedSteps, type Step } from "./recipe.js";
+import { progressBar, type StepProgress, withProgressBar } from "./progress.js";
+import { NO_ARG_OPS, OPERATION_NAMES, orderedSteps, type RpmStep, type Step } from "./recipe.js";
 
 export interface CliIo {
   out(text: string): void;
@@ -96,6 +96,14 @@ function stepLabel(step: Step): string {
   return step.op === "rpm" ? `rpm ${JSON.stringify({ host: step.host })}` : describeOperation(step);
 }
 
+/** --rpm-signature and --rpm-key apply to every --rpm step (rpm-inject's signature policy). */
+function withRpmPolicy(steps: Step[], a: { "rpm-signature"?: string; "rpm-key"?: unknown }): Step[] {
+  const signature = a["rpm-signature"] as RpmStep["signature"];
+  const keys = a["rpm-key"] === undefined ? undefined : [a["rpm-key"]].flat().map(String);
+  if (signature === undefined && keys === undefined) return steps;
+  return steps.map((s) => (s.op === "rpm" ? { ...s, signature, keys } : s));
+}
+
 /** Runs `customize` steps on an open guest; returns per-step change lines. */
 export interface StepContext extends CustomizeContext {
   /** --rpm-owner-fallback: owners missing from the guest → root now, chowned at first boot after %pre. */
@@ -118,6 +126,8 @@ export async function runSteps(
       try {
         const r = await injectRpms([pkg], injectTargetFromGuestFs(guest.fs, guest.image), {
           missingOwner: ctx.rpmMissingOwner ?? "error",
+          signature: step.signature,
+          keys: step.keys,
         });
         lines = r.reports.flatMap((rep) => [
           `installed ${rep.nevra}: ${rep.written.length} files`,
@@ -219,7 +229,9 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
     const g = await openGuest(path, opts);
     try {
       const r = await f(g);
-      await withProgress(progressOn, `writing ${basename(g.target ?? path)}`, io.err, () => g.commit());
+      await withProgressBar(progressOn, `writing ${basename(g.target ?? path)}`, io.err, (onProgress) =>
+        g.commit({ onProgress }),
+      );
       return r;
     } finally {
       await g.close();
@@ -523,11 +535,12 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
         const { device } = await openImage(src, { format: fmtArg(a.f, "-f") });
         const tmp = join(dirname(dst), `.${basename(dst)}.convert-${process.pid}.tmp`);
         try {
-          const stats = await withProgress(
+          const stats = await withProgressBar(
             ttyProgress(a as unknown as Common),
             `converting ${basename(src)}`,
             io.err,
-            () => convertImage(device, tmp, { format: fmt, compress: a.c === true, overwrite: true }),
+            (onProgress) =>
+              convertImage(device, tmp, { format: fmt, compress: a.c === true, overwrite: true, onProgress }),
           );
           await rename(tmp, dst);
           if (a.json) emitJson({ source: src, target: dst, format: fmt, stats });
@@ -569,6 +582,18 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
             type: "boolean",
             describe:
               "--rpm: files owned by users/groups the guest lacks (made by %pre) go to root now, chowned at first boot",
+          })
+          .option("rpm-key", {
+            type: "string",
+            array: true,
+            describe:
+              "--rpm: trust this OpenPGP public key file (armored or binary; repeatable), besides the guest's /etc/pki/rpm-gpg/* and repo gpgkey=file:// keys",
+          })
+          .option("rpm-signature", {
+            type: "string",
+            choices: ["required", "if-present", "ignore"],
+            describe:
+              "--rpm: signature policy; if-present (default): a signed package must verify with a trusted key, unsigned ones pass; required: unsigned ones fail too",
           });
         for (const name of OPERATION_NAMES) {
           z = NO_ARG_OPS.has(name)
@@ -582,7 +607,7 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
         if (!img) throw new UsageError("customize needs an IMAGE (positional or -a IMAGE)");
         if (a.image && a.add) throw new UsageError("give the image once (positional or -a)");
         image = img;
-        const steps = await orderedSteps(argv.slice(argv.indexOf("customize") + 1));
+        const steps = withRpmPolicy(await orderedSteps(argv.slice(argv.indexOf("customize") + 1)), a);
         const common = a as unknown as Common;
         const opts = { ...outputOptions(a), now: sourceDateEpoch(env) };
         const dry = a["dry-run"] === true;
@@ -605,6 +630,8 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
               try {
                 const p = await planTransaction([pkg], injectTargetFromGuestFs(g.fs, g.image), {
                   missingOwner: a["rpm-owner-fallback"] ? "root" : "error",
+                  signature: s.signature,
+                  keys: s.keys,
                 });
                 for (const plan of p.plans) {
                   rpmPlans.push({
@@ -636,7 +663,13 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
           return runSteps(
             g,
             steps,
-            { now, rpmMissingOwner: a["rpm-owner-fallback"] ? "root" : "error" },
+            {
+              now,
+              rpmMissingOwner: a["rpm-owner-fallback"] ? "root" : "error",
+              progress: ttyProgress(common)
+                ? (label: string): StepProgress => progressBar(true, label, io.err)
+                : undefined,
+            },
             (step, lines) => {
               i++;
               progress(common, `[${i}/${steps.length}] ${step.op}`);

@@ -2,8 +2,9 @@
  * virt-customize-style operations on a guest filesystem: parsing (`--write FILE:CONTENT` etc., the
  * same syntax in --commands-from-file) and applying them through a GuestFs, in command-line order.
  */
-import { readFile, stat } from "node:fs/promises";
+import { open, readFile, stat } from "node:fs/promises";
 import { ImgpatchError } from "@imgpatch/disk";
+import type { StepProgress } from "../commands/progress.js";
 import { addFirstbootScript, firstbootCommandScript } from "../guest/firstboot.js";
 import { ensureDir, lstatOrNull, readTextOrNull, statOrNull } from "../guest/fs-util.js";
 import type { GuestFs } from "../guest/guest-fs.js";
@@ -184,6 +185,31 @@ export interface CustomizeContext {
   systemd?: SystemdInstallOptions;
   /** Timestamp for files written (SOURCE_DATE_EPOCH). */
   now?: Date;
+  /** A progress display for long steps (uploads, copy-in), e.g. a bar on a terminal. */
+  progress?: (label: string) => StepProgress;
+}
+
+/** Uploads at least this big are streamed in UPLOAD_CHUNK pieces (and show progress). */
+const UPLOAD_STREAM_MIN = 8 << 20;
+const UPLOAD_CHUNK = 4 << 20;
+
+/** A host file as chunks read on demand; `onChunk` gets the running total after each one. */
+async function* hostFileChunks(path: string, size: number, onChunk: (done: number) => void) {
+  const fh = await open(path, "r");
+  try {
+    const buf = new Uint8Array(Math.min(UPLOAD_CHUNK, Math.max(1, size)));
+    let done = 0;
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, 0, buf.length, done);
+      if (bytesRead === 0) break;
+      // the writer consumes each chunk before pulling the next, so the buffer can be reused
+      yield buf.subarray(0, bytesRead);
+      done += bytesRead;
+      onChunk(done);
+    }
+  } finally {
+    await fh.close();
+  }
 }
 
 async function identity(fs: GuestFs, ctx: CustomizeContext): Promise<GuestIdentity> {
@@ -228,12 +254,22 @@ export async function applyOperation(
       if ((await statOrNull(fs, dest))?.type === "directory")
         dest = `${dest === "/" ? "" : dest}/${guestBasename(`/${op.host.split("/").pop()}`)}`;
       const st = await stat(op.host);
-      await fs.writeFile(dest, await readFile(op.host), {
-        mode: st.mode & 0o7777,
-        uid: 0,
-        gid: 0,
-        mtime: mtime ?? st.mtime,
-      });
+      const meta = { mode: st.mode & 0o7777, uid: 0, gid: 0, mtime: mtime ?? st.mtime };
+      if (st.size < UPLOAD_STREAM_MIN || !st.isFile()) {
+        await fs.writeFile(dest, await readFile(op.host), meta);
+        return [`upload ${op.host} -> ${dest}`];
+      }
+      const bar = ctx.progress?.(`upload ${guestBasename(dest)}`);
+      try {
+        bar?.update(0, st.size);
+        await fs.writeFile(
+          dest,
+          hostFileChunks(op.host, st.size, (done) => bar?.update(done, st.size)),
+          meta,
+        );
+      } finally {
+        bar?.finish();
+      }
       return [`upload ${op.host} -> ${dest}`];
     }
     case "copy-in": {
@@ -243,7 +279,13 @@ export async function applyOperation(
           op.dir,
         );
       }
-      const n = await copyIn(fs, op.host, op.dir);
+      const bar = ctx.progress?.(`copy-in ${op.host}`);
+      let n: number;
+      try {
+        n = await copyIn(fs, op.host, op.dir, bar ? { progress: bar } : {});
+      } finally {
+        bar?.finish();
+      }
       return [`copy-in ${op.host} -> ${op.dir} (${n} entries)`];
     }
     case "tar-in": {

@@ -2,6 +2,7 @@
 import type { Stats } from "node:fs";
 import { lstat, readdir, readFile, readlink } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
+import type { StepProgress } from "../commands/progress.js";
 import type { GuestFs } from "../guest/guest-fs.js";
 
 /** rm -rf of one guest path (symlinks removed, never followed). */
@@ -57,6 +58,18 @@ async function copyXattrs(fs: GuestFs, from: string, to: string): Promise<void> 
 export interface CopyInOptions {
   uid?: number;
   gid?: number;
+  /** Reports file bytes copied of the tree's total (which costs a walk of the host tree first). */
+  progress?: StepProgress;
+}
+
+/** Bytes of the regular files under a host path (symlinks not followed). */
+async function hostTreeBytes(path: string): Promise<number> {
+  const st = await lstat(path);
+  if (st.isFile()) return st.size;
+  if (!st.isDirectory()) return 0;
+  let n = 0;
+  for (const name of await readdir(path)) n += await hostTreeBytes(join(path, name));
+  return n;
 }
 
 /**
@@ -71,7 +84,18 @@ export async function copyIn(
   options: CopyInOptions = {},
 ): Promise<number> {
   const dest = `${guestDir === "/" ? "" : guestDir}/${basename(resolve(hostPath))}`;
-  return copyInEntry(fs, hostPath, dest, options);
+  const bar = options.progress;
+  if (!bar) return copyInEntry(fs, hostPath, dest, options);
+  const total = await hostTreeBytes(hostPath);
+  let done = 0;
+  bar.update(0, total);
+  return copyInEntry(fs, hostPath, dest, {
+    ...options,
+    onFile: (bytes) => {
+      done += bytes;
+      bar.update(done, total);
+    },
+  });
 }
 
 /** Host reads kept in flight ahead of the (sequential) guest writes of one directory. */
@@ -94,7 +118,7 @@ async function copyInEntry(
   fs: GuestFs,
   hostPath: string,
   dest: string,
-  o: CopyInOptions,
+  o: CopyInOptions & { onFile?: (bytes: number) => void },
   pre?: Promise<HostEntry>,
 ): Promise<number> {
   const { st, data } = await (pre ?? readHostEntry(hostPath));
@@ -133,6 +157,7 @@ async function copyInEntry(
       gid,
       mtime: st.mtime,
     });
+    o.onFile?.(st.size);
     return 1;
   }
   return 0; // devices/fifos/sockets on the host are not copied

@@ -78,10 +78,18 @@ export interface Guest {
   os: OsRelease;
   warnings: string[];
   identity(): Promise<GuestIdentity>;
-  /** Writes everything out (and renames temporary outputs). After it the guest is closed. */
-  commit(): Promise<{ output?: string }>;
+  /**
+   * Writes everything out (and renames temporary outputs). After it the guest is closed.
+   * `onProgress` follows the copy into a full output (-o), the step that takes long.
+   */
+  commit(options?: CommitOptions): Promise<{ output?: string }>;
   /** Closes; without commit(), removes temporary outputs. Safe to call twice. */
   close(): Promise<void>;
+}
+
+export interface CommitOptions {
+  /** Bytes of the image written to a full output so far, of its virtual size. */
+  onProgress?: (done: number, total: number) => void;
 }
 
 /** The image holds no guest we can open (no ext2/3/4 filesystem, no root among several). */
@@ -307,7 +315,7 @@ export async function openGuest(image: string, options: OpenGuestOptions = {}): 
         identity ??= await GuestIdentity.load(fs);
         return identity;
       },
-      async commit() {
+      async commit(commitOptions: CommitOptions = {}) {
         if (closed) throw new UsageError("guest already closed", image);
         try {
           if (mode === "read-only") {
@@ -333,6 +341,7 @@ export async function openGuest(image: string, options: OpenGuestOptions = {}): 
             format: outFormat,
             compress: options.compress,
             overwrite: true,
+            onProgress: commitOptions.onProgress,
           });
           await rename(outTemp, target as string);
           temps.splice(temps.indexOf(outTemp), 1);
