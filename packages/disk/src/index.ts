@@ -48,3 +48,15 @@ export type {
 export { type OpenPartitionOptions, openPartition, readPartitionTable } from "./partition-table.js";
 export { GPT_TYPE_NAMES, gptTypeName, MBR_TYPE_NAMES, mbrTypeName } from "./partition-types.js";
 export { RangeDevice } from "./range-device.js";
+export {
+  type ReadOriginal,
+  type RollbackResult,
+  readUndoHeader,
+  rollbackUndo,
+  UNDO_CHUNK,
+  UndoDevice,
+  type UndoHeader,
+  UndoLog,
+  UndoPendingError,
+  undoPathFor,
+} from "./undo-device.js";
