@@ -47,8 +47,17 @@ export const OPERATION_NAMES = [
 
 export const NO_ARG_OPS = new Set(["selinux-relabel", "selinux-permissive"]);
 
+/** --rpm FILE, with the signature policy of --rpm-signature / --rpm-key when given. */
+export interface RpmStep {
+  op: "rpm";
+  host: string;
+  signature?: "required" | "if-present" | "ignore";
+  /** Host key files trusted besides the guest's keyring. */
+  keys?: string[];
+}
+
 /** A customize step: the shared operations plus --rpm (rpm-inject). */
-export type Step = CustomizeOp | { op: "rpm"; host: string };
+export type Step = CustomizeOp | RpmStep;
 
 export function parseStep(name: string, arg: string | undefined): Step {
   if (name === "rpm") {

@@ -60,6 +60,8 @@ export function injectTargetFromGuestFs(fs: GuestFs, name: string): InjectTarget
     rename: (from, to) => fs.rename(from, to),
     unlink: (path) => fs.unlink(path),
     rmdir: (path) => fs.rmdir(path),
+    // Lets rpm-inject read the guest's keyring (/etc/pki/rpm-gpg, /etc/yum.repos.d) for signatures.
+    readdir: (path) => fs.readdir(path),
   };
 }
 
