@@ -23,7 +23,8 @@ const sha = async (p: string) =>
     .update(await readFile(p))
     .digest("hex");
 
-const FIXTURE = new URL("../../../test-fixtures/rpm/out/imgpatch-mini-gzip.noarch.rpm", import.meta.url).pathname;
+const FIXTURE = new URL("../../../test-fixtures/rpm/out/imgpatch-mini-gzip.noarch.rpm", import.meta.url)
+  .pathname;
 
 describeWithTools(["gpg", "gpgconf", "rpmsign"], "customize --rpm signature policy", () => {
   let dir = "";
@@ -38,16 +39,31 @@ describeWithTools(["gpg", "gpgconf", "rpmsign"], "customize --rpm signature poli
     home = join(dir, "gnupg");
     await mkdir(home, { mode: 0o700 });
     const gpg = (args: string[]) =>
-      runToolOk("gpg", ["--batch", "--pinentry-mode", "loopback", "--passphrase", "", ...args], { env: env() });
+      runToolOk("gpg", ["--batch", "--pinentry-mode", "loopback", "--passphrase", "", ...args], {
+        env: env(),
+      });
     await gpg(["--quick-gen-key", "CLI test <cli@test>", "ed25519", "sign", "never"]);
     key = join(dir, "RPM-GPG-KEY-cli");
     await writeFile(key, await gpg(["--armor", "--export", "cli@test"]));
-    keyId = /^pub:[^:]*:[^:]*:[^:]*:([0-9A-F]{16}):/m.exec((await gpg(["--with-colons", "--list-keys", "cli@test"])).toString())?.[1]?.slice(8).toLowerCase() ?? "";
+    keyId =
+      /^pub:[^:]*:[^:]*:[^:]*:([0-9A-F]{16}):/m
+        .exec((await gpg(["--with-colons", "--list-keys", "cli@test"])).toString())?.[1]
+        ?.slice(8)
+        .toLowerCase() ?? "";
     signed = join(dir, "signed.rpm");
     await copyFile(FIXTURE, signed);
     await runToolOk(
       "rpmsign",
-      ["--addsign", "--define", "_gpg_name cli@test", "--define", `_gpg_path ${home}`, "--define", `__gpg ${findTool("gpg")}`, signed],
+      [
+        "--addsign",
+        "--define",
+        "_gpg_name cli@test",
+        "--define",
+        `_gpg_path ${home}`,
+        "--define",
+        `__gpg ${findTool("gpg")}`,
+        signed,
+      ],
       { env: env() },
     );
   }, 60_000);
@@ -74,7 +90,16 @@ describeWithTools(["gpg", "gpgconf", "rpmsign"], "customize --rpm signature poli
     let r = await cli(["customize", await baseImage(), "--overlay", out, "--rpm-key", key, "--rpm", signed]);
     expect(r.err).toBe("");
     expect(r.code).toBe(0);
-    r = await cli(["customize", await baseImage(), "--overlay", join(dir, "ignored.qcow2"), "--rpm-signature", "ignore", "--rpm", signed]);
+    r = await cli([
+      "customize",
+      await baseImage(),
+      "--overlay",
+      join(dir, "ignored.qcow2"),
+      "--rpm-signature",
+      "ignore",
+      "--rpm",
+      signed,
+    ]);
     expect(r.code).toBe(0);
     const img = join(dir, "unsigned.qcow2");
     await copyFile(await baseImage(), img);
@@ -83,7 +108,15 @@ describeWithTools(["gpg", "gpgconf", "rpmsign"], "customize --rpm signature poli
     expect(r.code).not.toBe(0);
     expect(r.err).toMatch(/is not signed/);
     expect(await sha(img)).toBe(before);
-    r = await cli(["customize", await baseImage(), "--dry-run", "--rpm-signature", "sometimes", "--rpm", FIXTURE]);
+    r = await cli([
+      "customize",
+      await baseImage(),
+      "--dry-run",
+      "--rpm-signature",
+      "sometimes",
+      "--rpm",
+      FIXTURE,
+    ]);
     expect(r.code).toBe(2);
   });
 
