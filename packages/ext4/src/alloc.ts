@@ -140,6 +140,12 @@ export class Allocator {
     return this.store.get(gd.inodeBitmap);
   }
 
+  /** An initialised bitmap already in the cache (the synchronous fast path). */
+  private cachedBitmap(gd: GroupDesc, uninitFlag: number, block: number): Uint8Array | undefined {
+    if (this.uninitCapable && gd.flags & uninitFlag) return undefined;
+    return this.store.peek(block);
+  }
+
   // ---- blocks ----
 
   /** Is block `blk` in use? */
@@ -183,7 +189,7 @@ export class Allocator {
       const from0 = step === 0 ? r0 : 0;
       const from = Math.max(from0, hint);
       const to = step === sb.groupCount ? r0 : n;
-      const bm = await this.blockBitmap(g);
+      const bm = this.cachedBitmap(gd, BG_FLAGS.blockUninit, gd.blockBitmap) ?? (await this.blockBitmap(g));
       let i = from;
       let taken = 0;
       while (i < to && left > 0) {
@@ -296,7 +302,7 @@ export class Allocator {
       const g = (start + k) % ngroups;
       const gd = this.groups[g];
       if (gd.freeInodesCount === 0) continue;
-      const bm = await this.inodeBitmap(g);
+      const bm = this.cachedBitmap(gd, BG_FLAGS.inodeUninit, gd.inodeBitmap) ?? (await this.inodeBitmap(g));
       const firstIdx = Math.max(g === 0 ? sb.firstIno - 1 : 0, this.inodeHint[g] ?? 0);
       for (let i = firstIdx; i < sb.inodesPerGroup; i++) {
         if ((i & 7) === 0 && bm[i >> 3] === 0xff) {

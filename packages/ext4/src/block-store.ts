@@ -47,6 +47,11 @@ export class BlockStore {
     return copy;
   }
 
+  /** The cached copy of a block, if any (the synchronous fast path of get). */
+  peek(block: number): Uint8Array | undefined {
+    return this.cache.get(block);
+  }
+
   /** A fresh zeroed block that will be written at flush (no read). */
   fresh(block: number): Uint8Array {
     const b = this.slabBlock();

@@ -158,6 +158,8 @@ interface DirState {
 
 const MAX_SYMLINKS = 40;
 const LINK_MAX = 65000;
+/** i_block of an extent-mapped inode with no extents. */
+const EMPTY_EXTENT_ROOT = writeExtentTree({} as BlockStore, [], [], undefined);
 /** Inode objects kept (clean ones are dropped past this) and dirty ones before they are encoded. */
 const MAX_CACHED_INODES = 65536;
 const MAX_DIRTY_INODES = 16384;
@@ -327,9 +329,14 @@ export class Ext4Editor {
     return inode;
   }
 
-  private async putInode(inode: Inode): Promise<void> {
+  /** Mark an inode changed (encoded later by flushInodes; see boundInodes). */
+  private putInode(inode: Inode): void {
     this.inodes.set(inode.ino, inode);
     this.dirtyInodes.add(inode.ino);
+  }
+
+  /** Keep the dirty inodes bounded: every public operation resolves a path first and calls this. */
+  private async boundInodes(): Promise<void> {
     if (this.dirtyInodes.size >= MAX_DIRTY_INODES) await this.flushInodes();
   }
 
@@ -378,13 +385,10 @@ export class Ext4Editor {
   }
 
   private emptyMapRoot(inode: Inode): void {
-    inode.iBlock = new Uint8Array(60);
     if (this.extents) {
       inode.flags |= INODE_FLAGS.EXTENTS;
-      writeExtentTree(this.store, [], [], undefined).forEach((v, i) => {
-        inode.iBlock[i] = v;
-      });
-    }
+      inode.iBlock = EMPTY_EXTENT_ROOT.slice();
+    } else inode.iBlock = new Uint8Array(60);
   }
 
   private usesExtents(inode: Inode): boolean {
@@ -425,7 +429,7 @@ export class Ext4Editor {
     if (need > this.alloc.freeBlocks + oldMeta.length) this.alloc.reserveBlocks(need - oldMeta.length, path);
     for (const b of oldMeta) await this.alloc.freeBlocksRange(b, 1);
     const goal = norm.length ? norm[0].pblk : this.alloc.goalFor(inode.ino);
-    const runs = await this.alloc.allocBlocks(need, goal, path);
+    const runs = need ? await this.alloc.allocBlocks(need, goal, path) : [];
     const nodes: number[] = [];
     for (const r of runs) for (let k = 0; k < r.len; k++) nodes.push(r.start + k);
     const root = this.usesExtents(inode)
@@ -579,6 +583,7 @@ export class Ext4Editor {
 
   /** Resolve a guest path; symlinks are followed inside the guest. */
   private async resolve(path: string, followLast: boolean): Promise<{ ino: number; inode: Inode }> {
+    await this.boundInodes();
     let todo = this.split(path);
     const stack: number[] = [];
     let links = 0;
@@ -625,8 +630,10 @@ export class Ext4Editor {
     const parentPath = parts.join("/");
     const known = this.parentDirs.get(parentPath);
     let inode: Inode;
-    if (known !== undefined) inode = await this.inodeRef(known);
-    else {
+    if (known !== undefined) {
+      await this.boundInodes();
+      inode = this.inodes.get(known) ?? (await this.inodeRef(known));
+    } else {
       const r = await this.resolve(`/${parentPath}`, true);
       inode = r.inode;
       if ((inode.mode & S_IFMT) === S_IFDIR) {
@@ -712,7 +719,7 @@ export class Ext4Editor {
     dir.size = this.bs;
     await this.setMap(dir, [{ lblk: 0, pblk: run.start, len: 1, uninit: false }], [], path);
     this.finishLeaf(dir, run.start, buf);
-    await this.putInode(dir);
+    this.putInode(dir);
     this.dirs.set(dir.ino, {
       ino: dir.ino,
       entries,
@@ -859,8 +866,9 @@ export class Ext4Editor {
     ft: number,
     path: string,
   ): Promise<void> {
-    await this.prepareDir(dirInode, path);
-    const st = await this.dir(dirInode);
+    if (dirInode.flags & INODE_FLAGS.INLINE_DATA) await this.prepareDir(dirInode, path);
+    else this.checkDirWritable(dirInode, path);
+    const st = this.dirs.get(dirInode.ino) ?? (await this.dir(dirInode));
     const rec: LeafRecord = { inode: ino, name, fileType: this.ft ? ft : 0 };
     const end = leafEnd(this.bs, this.csum);
     const need = 8 + ((name.length + 3) & ~3);
@@ -942,7 +950,7 @@ export class Ext4Editor {
 
   private async dxInsert(dirInode: Inode, st: DirState, rec: LeafRecord, path: string): Promise<void> {
     const end = leafEnd(this.bs, this.csum);
-    const root = await this.store.get(st.pblk[0]);
+    const root = this.store.peek(st.pblk[0]) ?? (await this.store.get(st.pblk[0]));
     const info = parseDxRootInfo(root);
     if (info.unusedFlags & 1)
       throw new Ext4UnsupportedError("htree", `directory '${path}' has an unsupported index`);
@@ -958,7 +966,7 @@ export class Ext4Editor {
     let lblk = 0;
     let off = 0x18 + info.infoLength;
     for (let d = 0; d <= info.indirectLevels; d++) {
-      const b = await this.store.get(st.pblk[lblk]);
+      const b = this.store.peek(st.pblk[lblk]) ?? (await this.store.get(st.pblk[lblk]));
       // Binary search straight over the block (no per-entry objects on this hot path).
       const count = Math.min(u16(b, off + 2), Math.floor((b.length - off) / 8));
       if (count === 0) throw new Ext4EditError("EINVAL", "empty directory index node", path);
@@ -978,7 +986,7 @@ export class Ext4Editor {
       off = 8;
     }
     const leafL = lblk;
-    const leafBuf = await this.store.get(st.pblk[leafL]);
+    const leafBuf = this.store.peek(st.pblk[leafL]) ?? (await this.store.get(st.pblk[leafL]));
     // (st.free is only consulted for linear directories: not kept up to date here.)
     if (insertIntoBlock(leafBuf, 0, end, this.bs, this.ft, rec)) {
       this.finishLeaf(dirInode, st.pblk[leafL], leafBuf);
@@ -1174,7 +1182,7 @@ export class Ext4Editor {
   private async setDotDot(child: Inode, parent: number): Promise<void> {
     if (child.flags & INODE_FLAGS.INLINE_DATA) {
       setInlineDirParent(child.iBlock, parent);
-      await this.putInode(child);
+      this.putInode(child);
       return;
     }
     const st = await this.dir(child);
@@ -1213,8 +1221,9 @@ export class Ext4Editor {
     path: string,
     fill: (inode: Inode) => Promise<void>,
   ): Promise<Inode> {
-    await this.prepareDir(parent, path);
-    const st = await this.dir(parent);
+    if (parent.flags & INODE_FLAGS.INLINE_DATA) await this.prepareDir(parent, path);
+    else this.checkDirWritable(parent, path);
+    const st = this.dirs.get(parent.ino) ?? (await this.dir(parent));
     if (st.entries.has(key(name))) throw new Ext4EditError("EEXIST", "file already exists", path);
     const isDir = (mode & S_IFMT) === S_IFDIR;
     this.alloc.reserveInodes(1, path);
@@ -1227,10 +1236,10 @@ export class Ext4Editor {
       await this.alloc.freeInode(ino, isDir);
       throw e;
     }
-    await this.putInode(inode);
+    this.putInode(inode);
     await this.dirInsert(parent, name, ino, fileTypeFromMode(mode), path);
     if (isDir) this.incDirLinks(parent);
-    await this.putInode(parent);
+    this.putInode(parent);
     return inode;
   }
 
@@ -1293,7 +1302,7 @@ export class Ext4Editor {
   ): Promise<void> {
     const content = typeof data === "string" ? new TextEncoder().encode(data) : data;
     const { dir, name } = await this.resolveParent(path);
-    const st = await this.dir(dir);
+    const st = this.dirs.get(dir.ino) ?? (await this.dir(dir));
     let existing = st.entries.get(key(name));
     if (existing) {
       if (options.flag === "wx") throw new Ext4EditError("EEXIST", "file already exists", path);
@@ -1324,7 +1333,7 @@ export class Ext4Editor {
       inode.mtime = options.mtime !== undefined ? toTimestamp(options.mtime) : now;
       inode.ctime = now;
       if (options.atime !== undefined) inode.atime = toTimestamp(options.atime);
-      await this.putInode(inode);
+      this.putInode(inode);
       return;
     }
     existing = undefined;
@@ -1359,7 +1368,7 @@ export class Ext4Editor {
       this.alloc.reserveBlocks(Math.max(0, Math.ceil(content.length / this.bs) + 1 - oldBlocks), path);
     }
     await this.dropContent(inode);
-    await this.putInode(inode);
+    this.putInode(inode);
     await this.writeContent(inode, content, path);
   }
 
@@ -1407,11 +1416,11 @@ export class Ext4Editor {
     if (st.entries.has(key(name))) throw new Ext4EditError("EEXIST", "file already exists", newPath);
     this.alloc.reserveBlocks(Ext4Editor.DIR_INSERT_RESERVE, newPath);
     await this.dirInsert(dir, name, inode.ino, fileTypeFromMode(inode.mode), newPath);
-    await this.putInode(dir);
+    this.putInode(dir);
     const fresh = await this.inodeRef(inode.ino);
     fresh.linksCount++;
     fresh.ctime = this.now();
-    await this.putInode(fresh);
+    this.putInode(fresh);
   }
 
   async mknod(
@@ -1445,7 +1454,7 @@ export class Ext4Editor {
     if ((inode.mode & S_IFMT) === S_IFDIR) throw new Ext4EditError("EISDIR", "is a directory", path);
     await this.checkReleasable(inode, path);
     await this.dirRemove(dir, name, path);
-    await this.putInode(dir);
+    this.putInode(dir);
     await this.dropLink(inode);
   }
 
@@ -1468,7 +1477,7 @@ export class Ext4Editor {
     if (fresh.linksCount > 1) {
       fresh.linksCount--;
       fresh.ctime = this.now();
-      await this.putInode(fresh);
+      this.putInode(fresh);
       return;
     }
     await this.releaseInode(fresh);
@@ -1489,7 +1498,7 @@ export class Ext4Editor {
     const raw = encodeInode(inode, this.sb.inodeSize);
     raw.fill(0, 128 + inode.extraIsize);
     inode.raw = raw;
-    await this.putInode(inode);
+    this.putInode(inode);
     await this.alloc.freeInode(inode.ino, isDir);
     this.dirs.delete(inode.ino);
   }
@@ -1505,7 +1514,7 @@ export class Ext4Editor {
     await this.checkReleasable(inode, path);
     await this.dirRemove(dir, name, path);
     this.decDirLinks(dir);
-    await this.putInode(dir);
+    this.putInode(dir);
     await this.releaseInode(await this.inodeRef(inode.ino));
   }
 
@@ -1575,29 +1584,29 @@ export class Ext4Editor {
     } else {
       await this.dirInsert(dst.dir, dst.name, moving.ino, fileTypeFromMode(moving.mode), newPath);
     }
-    await this.putInode(dst.dir);
+    this.putInode(dst.dir);
     // Remove the old name (re-read the source dir: it may be the same inode as dst).
     const srcDir = await this.inodeRef(src.dir.ino);
     await this.dirRemove(srcDir, src.name, oldPath);
     if (isDir && srcDir.ino !== dst.dir.ino) {
       this.decDirLinks(srcDir);
-      await this.putInode(srcDir);
+      this.putInode(srcDir);
       const dstDir = await this.inodeRef(dst.dir.ino);
       if (!(replaced && (replaced.mode & S_IFMT) === S_IFDIR)) this.incDirLinks(dstDir);
-      await this.putInode(dstDir);
+      this.putInode(dstDir);
       await this.setDotDot(await this.inodeRef(moving.ino), dst.dir.ino);
     } else {
-      await this.putInode(srcDir);
+      this.putInode(srcDir);
     }
     const mv = await this.inodeRef(moving.ino);
     mv.ctime = this.now();
-    await this.putInode(mv);
+    this.putInode(mv);
     if (replaced) {
       if ((replaced.mode & S_IFMT) === S_IFDIR) {
         if (srcDir.ino === dst.dir.ino || !isDir) {
           const d = await this.inodeRef(dst.dir.ino);
           this.decDirLinks(d);
-          await this.putInode(d);
+          this.putInode(d);
         }
         await this.releaseInode(await this.inodeRef(replaced.ino));
       } else await this.dropLink(replaced);
@@ -1610,7 +1619,7 @@ export class Ext4Editor {
     const { inode } = await this.resolve(path, follow);
     fn(inode);
     inode.ctime = this.now();
-    await this.putInode(inode);
+    this.putInode(inode);
   }
 
   async chmod(path: string, mode: number): Promise<void> {
@@ -1700,7 +1709,7 @@ export class Ext4Editor {
     const now = this.now();
     inode.mtime = now;
     inode.ctime = now;
-    await this.putInode(inode);
+    this.putInode(inode);
   }
 
   // ------------------------------------------------------------ xattrs
@@ -1819,7 +1828,7 @@ export class Ext4Editor {
     items.push({ index: n.index, suffix: n.suffix, value: v.slice() });
     await this.storeXattrs(inode, items, path);
     inode.ctime = this.now();
-    await this.putInode(inode);
+    this.putInode(inode);
   }
 
   async removexattr(path: string, name: string, options: { follow?: boolean } = {}): Promise<void> {
@@ -1830,7 +1839,7 @@ export class Ext4Editor {
     if (rest.length === items.length) throw new Ext4EditError("ENODATA", `no attribute ${name}`, path);
     await this.storeXattrs(inode, rest, path);
     inode.ctime = this.now();
-    await this.putInode(inode);
+    this.putInode(inode);
   }
 
   // ------------------------------------------------------------ reads (through the reader)
