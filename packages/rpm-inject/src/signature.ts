@@ -36,7 +36,7 @@ import {
 } from "./openpgp.js";
 import type { RpmPackage } from "./package.js";
 import { SigTag } from "./tags.js";
-import type { InjectTarget } from "./target.js";
+import { type InjectTarget, resolveGuestPath } from "./target.js";
 
 /**
  * - `"required"`: the package must carry a signature made by a trusted key; unsigned packages fail.
@@ -179,7 +179,12 @@ export class RpmKeyError extends ImgpatchError {
 export const GUEST_KEY_DIR = "/etc/pki/rpm-gpg";
 export const GUEST_REPO_DIR = "/etc/yum.repos.d";
 
+/** Reads a small regular guest file (symlinks followed inside the guest); refuses anything else. */
 async function readGuestFile(target: InjectTarget, path: string): Promise<Uint8Array> {
+  const st = await followedStat(target, path);
+  if (!st) throw new Error("missing");
+  if (st.type !== "file") throw new Error(`not a regular file (${st.type})`);
+  if (st.size > MAX_KEY_FILE_SIZE) throw new Error(`${st.size} bytes, larger than ${MAX_KEY_FILE_SIZE}`);
   const parts: Uint8Array[] = [];
   let size = 0;
   for await (const c of target.readFile(path)) {
@@ -190,14 +195,22 @@ async function readGuestFile(target: InjectTarget, path: string): Promise<Uint8A
   return new Uint8Array(Buffer.concat(parts));
 }
 
-/** Type of a guest path with symlinks followed (inside the guest), or undefined. */
-async function followedType(target: InjectTarget, path: string): Promise<string | undefined> {
-  const st = await target.lstat(path);
-  if (st?.type !== "symlink") return st?.type;
-  // `path/.` resolves the final symlink inside the guest for a directory; for a file, try reading.
-  if ((await target.lstat(`${path}/.`))?.type === "dir") return "dir";
-  return "file";
+/** Type and size of a guest path with every symlink followed inside the guest, or undefined. */
+async function followedStat(
+  target: InjectTarget,
+  path: string,
+): Promise<{ type: string; size: number } | undefined> {
+  const resolved = await resolveGuestPath(
+    path,
+    { typeOf: async (p) => (await target.lstat(p))?.type, readlink: (p) => target.readlink(p) },
+    true,
+    target.name,
+  );
+  return target.lstat(resolved);
 }
+
+/** At most this many entries are read from the guest's key directory and repo directory each. */
+export const MAX_GUEST_KEY_FILES = 1000;
 
 /** The `gpgkey=` values of a yum/dnf .repo file (several per line, continuation lines included). */
 export function repoGpgKeys(text: string): string[] {
@@ -234,18 +247,27 @@ export async function loadGuestKeyring(target: InjectTarget): Promise<RpmKeyring
     ring.problems.push({ source: target.name, reason: "the target cannot list directories: no guest keys" });
     return ring;
   }
-  const list = async (dir: string): Promise<string[]> =>
-    (await followedType(target, dir)) === "dir"
-      ? (await readdir(dir)).filter((n) => n !== "." && n !== "..")
-      : [];
+  const list = async (dir: string): Promise<string[]> => {
+    try {
+      if ((await followedStat(target, dir))?.type !== "dir") return [];
+      const names = (await readdir(dir)).filter((n) => n !== "." && n !== "..").sort();
+      if (names.length > MAX_GUEST_KEY_FILES) {
+        const reason = `only the first ${MAX_GUEST_KEY_FILES} of ${names.length} entries are read`;
+        ring.problems.push({ source: `guest:${dir}`, reason });
+      }
+      return names.slice(0, MAX_GUEST_KEY_FILES);
+    } catch (e) {
+      ring.problems.push({ source: `guest:${dir}`, reason: (e as Error).message });
+      return [];
+    }
+  };
   const paths = new Set<string>();
-  for (const n of (await list(GUEST_KEY_DIR)).sort()) paths.add(joinGuestPath(GUEST_KEY_DIR, n));
-  for (const n of (await list(GUEST_REPO_DIR)).sort()) {
+  for (const n of await list(GUEST_KEY_DIR)) paths.add(joinGuestPath(GUEST_KEY_DIR, n));
+  for (const n of await list(GUEST_REPO_DIR)) {
     if (!n.endsWith(".repo")) continue;
     const repo = joinGuestPath(GUEST_REPO_DIR, n);
     let text: string;
     try {
-      if ((await followedType(target, repo)) !== "file") continue;
       text = Buffer.from(await readGuestFile(target, repo)).toString("utf8");
     } catch (e) {
       ring.problems.push({ source: `guest:${repo}`, reason: (e as Error).message });
@@ -275,11 +297,6 @@ export async function loadGuestKeyring(target: InjectTarget): Promise<RpmKeyring
   for (const p of paths) {
     const source = `guest:${p}`;
     try {
-      if ((await followedType(target, p)) !== "file") {
-        if (await target.exists(p)) ring.problems.push({ source, reason: "not a regular file" });
-        else ring.problems.push({ source, reason: "missing (named by a repo file)" });
-        continue;
-      }
       ring.add(await readGuestFile(target, p), source);
     } catch (e) {
       ring.problems.push({ source, reason: (e as Error).message });

@@ -206,6 +206,39 @@ describe("signature policy", () => {
     expect((await loadGuestKeyring(t2)).keys.map((k) => k.keyId)).toEqual([ed.keyId]);
   });
 
+  it("hostile guest key files are recorded as problems, never read whole or followed out", async () => {
+    const t = await guest({
+      "/etc/pki/rpm-gpg/good": ed.armored,
+      "/etc/pki/rpm-gpg/huge": "x".repeat(1024 * 1024 + 1),
+      "/etc/yum.repos.d/loop.repo": "[l]\ngpgkey=file:///etc/loop/key file:///missing/key\n",
+    });
+    await t.mknod("/etc/pki/rpm-gpg/fifo", "fifo", 0o644, 0, 0);
+    await t.symlink("fifo", "/etc/pki/rpm-gpg/to-fifo");
+    await t.symlink("/etc/pki/rpm-gpg/self", "/etc/pki/rpm-gpg/self");
+    await t.symlink("../../../../../../etc/pki/rpm-gpg/good", "/etc/pki/rpm-gpg/dotdot");
+    await t.ensureDir("/etc/loop");
+    await t.symlink("/etc/loop", "/etc/loop/loop");
+    const ring = await loadGuestKeyring(t);
+    // "dotdot" stops at the guest root and finds the same key again (deduplicated).
+    expect(ring.keys.map((k) => k.keyId)).toEqual([ed.keyId]);
+    expect(ring.sources).toEqual(["guest:/etc/pki/rpm-gpg/dotdot", "guest:/etc/pki/rpm-gpg/good"]);
+    const problems = Object.fromEntries(ring.problems.map((p) => [p.source, p.reason]));
+    expect(Object.keys(problems).sort()).toEqual([
+      "guest:/etc/loop/key",
+      "guest:/etc/pki/rpm-gpg/fifo",
+      "guest:/etc/pki/rpm-gpg/huge",
+      "guest:/etc/pki/rpm-gpg/self",
+      "guest:/etc/pki/rpm-gpg/to-fifo",
+      "guest:/missing/key",
+    ]);
+    expect(problems["guest:/etc/pki/rpm-gpg/huge"]).toMatch(/larger than/);
+    expect(problems["guest:/etc/pki/rpm-gpg/fifo"]).toMatch(/not a regular file/);
+    expect(problems["guest:/etc/pki/rpm-gpg/self"]).toMatch(/too many levels/);
+    // The package still installs with the good key, and the dry-run plan lists the problems.
+    const { plan } = await inject(signRpmHeader(unsigned, ed), t);
+    expect(plan.signature.keyProblems).toHaveLength(6);
+  });
+
   it("repoGpgKeys reads several keys, continuation lines and ignores comments", () => {
     expect(
       repoGpgKeys(
