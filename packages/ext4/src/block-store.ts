@@ -129,6 +129,8 @@ export class BlockStore {
     this.spare = new Uint8Array(0);
     this.pendBlocks = 0;
     await this.device.write(at, buf);
+    // Pending buffers are zero past their data (the padding of a last partial block is free).
+    buf.fill(0);
     this.spare = full;
     this.counters.writes++;
     this.counters.bytesWritten += buf.length;
@@ -206,7 +208,8 @@ export class BlockStore {
       if (this.pend.length === 0) this.pend = new Uint8Array(PENDING_BYTES);
       const off = (block - this.pendStart) * bs;
       this.pend.set(data, off);
-      this.pend.fill(0, off + data.length, off + n * bs);
+      // Past the pending data the buffer is zero already; inside it the old bytes are cleared.
+      if (inside) this.pend.fill(0, off + data.length, off + n * bs);
       this.pendBlocks = Math.max(this.pendBlocks, block - this.pendStart + n);
       if (this.dirty.size > MAX_DIRTY_BLOCKS) await this.flush();
       return;

@@ -170,6 +170,10 @@ const STREAM_GATHER = 4 << 20;
 /** Map key of a name's bytes (the last one is remembered: one operation asks several times). */
 let lastKeyOf: Uint8Array | undefined;
 let lastKey = "";
+const rememberKey = (b: Uint8Array, k: string) => {
+  lastKeyOf = b;
+  lastKey = k;
+};
 const key = (b: Uint8Array) => {
   if (b !== lastKeyOf) {
     lastKey = Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("latin1");
@@ -321,7 +325,7 @@ export class Ext4Editor {
     if (hit) return hit;
     const { block, offset } = this.inodePos(ino);
     const b = await this.store.get(block);
-    const inode = parseInode(ino, b.subarray(offset, offset + this.sb.inodeSize), this.sb.inodeSize);
+    const inode = this.parseInodeFrom(ino, b.subarray(offset, offset + this.sb.inodeSize));
     if (this.inodes.size >= MAX_CACHED_INODES) {
       for (const k of this.inodes.keys()) if (!this.dirtyInodes.has(k)) this.inodes.delete(k);
     }
@@ -368,10 +372,30 @@ export class Ext4Editor {
     return this.csum ? inodeChecksumSeed(this.seed, inode.ino, inode.generation) : undefined;
   }
 
+  /** inode_size-byte pieces of 1 MiB slabs (one small off-heap buffer per inode costs). */
+  private inodeSlab = new Uint8Array(0);
+  private inodeSlabPos = 0;
+  private inodeBytes(): Uint8Array {
+    const n = this.sb.inodeSize;
+    if (this.inodeSlabPos + n > this.inodeSlab.length) {
+      this.inodeSlab = new Uint8Array(Math.max(n, 1 << 20));
+      this.inodeSlabPos = 0;
+    }
+    this.inodeSlabPos += n;
+    return this.inodeSlab.subarray(this.inodeSlabPos - n, this.inodeSlabPos);
+  }
+
+  /** An inode read from bytes, its raw copy in a slab. */
+  private parseInodeFrom(ino: number, bytes: Uint8Array): Inode {
+    const raw = this.inodeBytes();
+    raw.set(bytes);
+    return parseInode(ino, raw, this.sb.inodeSize, false);
+  }
+
   private blankInode(ino: number, mode: number, uid: number, gid: number): Inode {
-    const raw = new Uint8Array(this.sb.inodeSize);
+    const raw = this.inodeBytes();
     if (this.sb.inodeSize >= 160) raw[0x80] = 32;
-    const inode = parseInode(ino, raw, this.sb.inodeSize);
+    const inode = parseInode(ino, raw, this.sb.inodeSize, false);
     const now = this.now();
     inode.mode = mode;
     inode.uid = uid >>> 0;
@@ -624,6 +648,8 @@ export class Ext4Editor {
     const name = encodeName(last);
     if (name.length > 255) throw new Ext4EditError("ENAMETOOLONG", "name too long", path);
     if (name.includes(0)) throw new Ext4EditError("EINVAL", "name contains NUL", path);
+    // As many UTF-8 bytes as UTF-16 units: all ASCII, so the latin1 key is the string itself.
+    if (name.length === last.length) rememberKey(name, last);
     // Many operations in a row go to the same few directories: their inode numbers are kept by
     // parent path, and forgotten whenever a name is removed or replaced (nothing else can change
     // what an existing path resolves to).
@@ -1043,14 +1069,8 @@ export class Ext4Editor {
     writeLeaf(newLeaf.buf, end, this.bs, this.ft, upper);
     this.finishLeaf(dirInode, st.pblk[leafL], leafBuf);
     this.finishLeaf(dirInode, newLeaf.pblk, newLeaf.buf);
-    for (const r of lower) {
-      const e = st.entries.get(key(r.name));
-      if (e) e.lblk = leafL;
-    }
-    for (const r of upper) {
-      const e = st.entries.get(key(r.name));
-      if (e) e.lblk = newLeaf.lblk;
-    }
+    // The names moved to the new leaf keep their old lblk: it is only a hint (see inLeaf), and
+    // rewriting it would cost a map lookup per moved name on every split.
     st.entries.set(key(rec.name), {
       ino: rec.inode,
       ft: rec.fileType,
@@ -1141,6 +1161,24 @@ export class Ext4Editor {
     this.finishDx(dirInode, st.pblk[lblk], buf, off);
   }
 
+  /**
+   * Apply `edit` to the leaf holding a name: the entry's lblk first (a hint: names moved by a
+   * leaf split keep the old one), then every other leaf. Returns the leaf, or -1.
+   */
+  private async inLeaf(st: DirState, e: DirEntryInfo, edit: (b: Uint8Array) => boolean): Promise<number> {
+    if (e.lblk >= 0 && e.lblk < st.pblk.length && st.pblk[e.lblk] && st.free[e.lblk] !== -1) {
+      if (edit(await this.store.get(st.pblk[e.lblk]))) return e.lblk;
+    }
+    for (let l = 0; l < st.pblk.length; l++) {
+      if (l === e.lblk || st.free[l] === -1 || st.pblk[l] === 0) continue;
+      if (edit(await this.store.get(st.pblk[l]))) {
+        e.lblk = l;
+        return l;
+      }
+    }
+    return -1;
+  }
+
   private async dirRemove(dirInode: Inode, name: Uint8Array, path: string): Promise<void> {
     await this.prepareDir(dirInode, path);
     const st = await this.dir(dirInode);
@@ -1148,11 +1186,11 @@ export class Ext4Editor {
     if (!e) throw new Ext4EditError("ENOENT", "no such file or directory", path);
     this.parentDirs.clear();
     const end = leafEnd(this.bs, this.csum);
-    const b = await this.store.get(st.pblk[e.lblk]);
-    if (!removeFromBlock(b, 0, end, this.bs, this.ft, name))
-      throw new Ext4EditError("EINVAL", "directory entry vanished", path);
-    st.free[e.lblk] = maxFree(b, 0, end, this.bs, this.ft);
-    this.finishLeaf(dirInode, st.pblk[e.lblk], b);
+    const l = await this.inLeaf(st, e, (b) => removeFromBlock(b, 0, end, this.bs, this.ft, name));
+    if (l < 0) throw new Ext4EditError("EINVAL", "directory entry vanished", path);
+    const b = await this.store.get(st.pblk[l]);
+    st.free[l] = maxFree(b, 0, end, this.bs, this.ft);
+    this.finishLeaf(dirInode, st.pblk[l], b);
     st.entries.delete(key(name));
     const now = this.now();
     dirInode.mtime = now;
@@ -1171,9 +1209,11 @@ export class Ext4Editor {
     if (!e) throw new Ext4EditError("ENOENT", "no such file or directory", path);
     this.parentDirs.clear();
     const end = leafEnd(this.bs, this.csum);
-    const b = await this.store.get(st.pblk[e.lblk]);
-    retargetInBlock(b, 0, end, this.bs, this.ft, name, ino, this.ft ? ft : 0);
-    this.finishLeaf(dirInode, st.pblk[e.lblk], b);
+    const l = await this.inLeaf(st, e, (b) =>
+      retargetInBlock(b, 0, end, this.bs, this.ft, name, ino, this.ft ? ft : 0),
+    );
+    if (l < 0) throw new Ext4EditError("EINVAL", "directory entry vanished", path);
+    this.finishLeaf(dirInode, st.pblk[l], await this.store.get(st.pblk[l]));
     e.ino = ino;
     e.ft = ft;
   }
