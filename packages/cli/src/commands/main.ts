@@ -4,13 +4,13 @@
  */
 import { writeFile as hostWriteFile, rename, rm, truncate } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { inspectDisk } from "@imgpatch/disk";
+import { inspectDisk, readUndoHeader, undoPathFor } from "@imgpatch/disk";
 import { convertImage, createQcow2, qcow2Info } from "@imgpatch/qcow2";
 import yargs, { type Argv } from "yargs";
 import { applyOperation, type CustomizeContext, describeOperation } from "../customize/operations.js";
 import { modeString, walkGuest } from "../customize/walk.js";
 import type { GuestStats } from "../guest/guest-fs.js";
-import { type Guest, type OpenGuestOptions, openGuest } from "../image/open-guest.js";
+import { type Guest, type OpenGuestOptions, openGuest, rollbackInPlace } from "../image/open-guest.js";
 import { type DiskFormat, openImage, UsageError } from "../image/open-image.js";
 import { EXIT, errorLine, exitCodeOf } from "./errors.js";
 import { progressBar, type StepProgress, withProgressBar } from "./progress.js";
@@ -455,6 +455,30 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
           });
         });
         image = undefined;
+      },
+    )
+    .command(
+      "rollback <image>",
+      "restore IMAGE from the undo file an interrupted --in-place run left (IMAGE.imgpatch-undo)",
+      (y) => y.positional("image", { type: "string", demandOption: true }),
+      async (a) => {
+        const path = a.image as string;
+        image = path;
+        const undo = undoPathFor(path);
+        if (a["dry-run"]) {
+          const h = await readUndoHeader(undo);
+          return say(
+            a as unknown as Common,
+            `would restore ${path} from ${undo} (original size ${h.originalSize})`,
+          );
+        }
+        const r = await rollbackInPlace(path);
+        if (r === false) throw new UsageError(`no undo file ${undo}: nothing to roll back`, path);
+        if (a.json) return emitJson({ image: path, undoFile: undo, restoredRanges: r.records, size: r.size });
+        say(
+          a as unknown as Common,
+          `${path}: rolled back from ${undo} (${r.records} saved ranges restored, size ${r.size})`,
+        );
       },
     )
     .command(

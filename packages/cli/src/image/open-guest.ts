@@ -7,7 +7,10 @@
  *    to OUT's directory), created under a temporary name next to OUT and renamed by commit().
  *  - `output: OUT`: a full image (qcow2 or raw, optionally compressed): edits go to a temporary
  *    overlay, commit() converts overlay+input into a temporary OUT and renames it.
- *  - `inPlace: true`: the input itself is opened writable.
+ *  - `inPlace: true`: the input itself is opened writable, with an undo log beside it
+ *    (IMAGE.imgpatch-undo: original bytes saved before their first overwrite, fsynced first).
+ *    A failed or abandoned run is rolled back from it (the input ends byte-identical); after a
+ *    crash the file stays, later opens refuse the image and `rollbackInPlace` restores it.
  * A failed or abandoned run (close() without commit()) removes every temporary file.
  */
 import { randomBytes } from "node:crypto";
@@ -19,6 +22,9 @@ import {
   ImgpatchError,
   inspectDisk,
   RangeDevice,
+  rollbackUndo,
+  UndoLog,
+  undoPathFor,
   type VolumeInspection,
 } from "@imgpatch/disk";
 import { Ext4Editor, Ext4Fs, type Ext4OpenOptions } from "@imgpatch/ext4";
@@ -54,6 +60,11 @@ export interface OpenGuestOptions {
    * i.e. SOURCE_DATE_EPOCH from the environment when set, else the clock.
    */
   now?: Date;
+  /**
+   * @internal Tests only: wrap the device the guest is edited through (failure injection), and
+   * simulate a crash by skipping the rollback of a failed in-place run.
+   */
+  testHooks?: { wrapDevice?: (device: BlockDevice) => BlockDevice; skipRollback?: boolean };
 }
 
 export interface GuestMountInfo {
@@ -90,6 +101,30 @@ export interface Guest {
 export interface CommitOptions {
   /** Bytes of the image written to a full output so far, of its virtual size. */
   onProgress?: (done: number, total: number) => void;
+}
+
+/** An unfinished in-place run left its undo file: the image may be half-edited. */
+export class UndoPendingImageError extends ImgpatchError {
+  constructor(image: string) {
+    super(
+      "EUNDOPENDING",
+      `an unfinished --in-place run left ${undoPathFor(image)}: the image may be half-edited; restore it with "imgpatch rollback ${image}" (or delete that file to keep the image as it is)`,
+      { file: image },
+    );
+  }
+}
+
+/** Restores an image from the undo file an unfinished in-place run left; false when there is none. */
+export async function rollbackInPlace(image: string): Promise<{ records: number; size: number } | false> {
+  const undo = undoPathFor(image);
+  if (
+    !(await stat(undo).then(
+      () => true,
+      () => false,
+    ))
+  )
+    return false;
+  return rollbackUndo(image, undo);
 }
 
 /** The image holds no guest we can open (no ext2/3/4 filesystem, no root among several). */
@@ -250,16 +285,45 @@ export async function openGuest(image: string, options: OpenGuestOptions = {}): 
     throw new UsageError(`the output ${target} is the input image; use --in-place to edit it`, image);
   }
 
+  const pendingUndo = await stat(undoPathFor(image)).then(
+    () => true,
+    () => false,
+  );
+  if (pendingUndo && mode !== "read-only") throw new UndoPendingImageError(image);
+
   const temps: string[] = [];
   const devices: BlockDevice[] = [];
+  let undo: UndoLog | undefined;
+  /** Closes everything; an in-place run that did not commit is rolled back from its undo log. */
   const cleanup = async () => {
     for (const d of devices.reverse()) await d.close().catch(() => {});
     devices.length = 0;
     for (const t of temps) await rm(t, { force: true }).catch(() => {});
+    if (undo) {
+      const log = undo;
+      undo = undefined;
+      await log.close().catch(() => {});
+      if (options.testHooks?.skipRollback) return;
+      try {
+        await rollbackUndo(image, log.path);
+      } catch (err) {
+        throw new ImgpatchError(
+          "EROLLBACK",
+          `the run failed and rolling the image back failed too (${(err as Error).message}); the undo file ${log.path} is kept: retry with "imgpatch rollback ${image}"`,
+          { file: image },
+          { cause: err },
+        );
+      }
+    }
   };
 
   try {
-    const input = await openImage(image, { format: options.format, readOnly: mode !== "in-place" });
+    if (mode === "in-place") undo = await UndoLog.create(image, st.size);
+    const input = await openImage(image, {
+      format: options.format,
+      readOnly: mode !== "in-place",
+      undo,
+    });
     let device: BlockDevice = input.device;
     devices.push(input.device);
     let overlayTemp: string | undefined;
@@ -277,11 +341,17 @@ export async function openGuest(image: string, options: OpenGuestOptions = {}): 
       devices.push(device);
     }
 
+    const wrap = options.testHooks?.wrapDevice;
+    if (wrap) {
+      device = wrap(device);
+      devices[devices.length - 1] = device;
+    }
     const readOnly = mode === "read-only";
     const readOnlyReason = readOnly
       ? "the image is opened read-only: give --overlay OUT, -o OUT or --in-place to change it"
       : undefined;
     const warnings: string[] = [];
+    if (pendingUndo) warnings.push(`${new UndoPendingImageError(image).message.replace(`${image}: `, "")}`);
     const disk = await inspectDisk(device);
     const vols = await openVolumes(device, disk, readOnly, readOnlyReason, image, warnings, options.now);
     const { mounts, infos } = await chooseMounts(vols, options.mounts, image, warnings);
@@ -324,7 +394,11 @@ export async function openGuest(image: string, options: OpenGuestOptions = {}): 
           }
           await flushAll();
           if (mode === "in-place") {
-            await cleanup();
+            for (const d of devices.reverse()) await d.close();
+            devices.length = 0;
+            // everything reached the image and was fsynced by the flush: the undo log can go
+            await undo?.discard();
+            undo = undefined;
             return { output: image };
           }
           if (mode === "overlay") {
