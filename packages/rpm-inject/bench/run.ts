@@ -10,7 +10,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { HostDirTarget, injectRpm, MemoryTarget, readRpm } from "../src/index.js";
 
-const MiB = 1024 * 1024;
 const sizeMiB = Number(process.env.BENCH_SIZE_MIB ?? 50);
 const base = process.env.BENCH_DIR ?? (existsSync("/dev/shm") ? "/dev/shm" : tmpdir());
 const dir = mkdtempSync(join(base, "imgpatch-rpm-bench-"));
