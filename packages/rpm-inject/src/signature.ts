@@ -586,8 +586,6 @@ export async function policyKeyring(policy: SignaturePolicy, target?: InjectTarg
   return ring;
 }
 
-const keyringCache = new WeakMap<SignaturePolicy, WeakMap<object, Promise<RpmKeyring>>>();
-
 /**
  * Applies the policy to a package: returns the verdict, or throws `RpmSignatureError` (bad
  * signature, NOKEY, unsupported algorithm, unsigned under "required"). Writes nothing.
@@ -609,6 +607,10 @@ export async function checkSignaturePolicy(
     );
   }
   const where = { file: pkg.name };
+  // Built on every call (before the unsigned check, so a bad key file is reported whatever the
+  // package): keys the guest gained or lost since the last package count. A transaction builds it
+  // once and passes it in as `keys`, with guestKeys false.
+  const ring = await policyKeyring(policy, target);
   if (packageSignatures(pkg).length === 0) {
     if (mode === "required") {
       throw new RpmSignatureError(
@@ -618,21 +620,14 @@ export async function checkSignaturePolicy(
         where,
       );
     }
-    return { mode, signed: false, checks: [], keySources: [], keyProblems: [] };
+    return {
+      mode,
+      signed: false,
+      checks: [],
+      keySources: [...ring.sources],
+      keyProblems: [...ring.problems],
+    };
   }
-  // Keyrings are built once per policy object and target (a transaction checks many packages).
-  let perTarget = keyringCache.get(policy);
-  if (!perTarget) {
-    perTarget = new WeakMap();
-    keyringCache.set(policy, perTarget);
-  }
-  const cacheKey = target ?? policy;
-  let ringP = perTarget.get(cacheKey);
-  if (!ringP) {
-    ringP = policyKeyring(policy, target);
-    perTarget.set(cacheKey, ringP);
-  }
-  const ring = await ringP;
   const checks = await verifyPackageSignatures(pkg, ring);
   const verdict: SignatureVerdict = {
     mode,

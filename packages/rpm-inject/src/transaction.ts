@@ -14,6 +14,7 @@ import {
 } from "./inject.js";
 import type { RpmPackage } from "./package.js";
 import { verifyCompressedPayload, verifyPayload } from "./payload.js";
+import { DEFAULT_SIGNATURE_MODE, policyKeyring } from "./signature.js";
 import type { InjectTarget } from "./target.js";
 
 /** Refuses two packages that put different content (or kinds) at the same path. */
@@ -54,8 +55,13 @@ export async function planTransaction(
   options: InjectOptions = {},
 ): Promise<{ plans: InjectPlan[]; firstboot: FirstbootPlan }> {
   checkFileConflicts(pkgs);
+  // One trusted keyring (explicit keys + the guest's) for every package of the transaction.
+  let perPackage = options;
+  if ((options.signature ?? DEFAULT_SIGNATURE_MODE) !== "ignore" && pkgs.length > 1) {
+    perPackage = { ...options, keys: [await policyKeyring(options, target)], guestKeys: false };
+  }
   const plans: InjectPlan[] = [];
-  for (const pkg of pkgs) plans.push(await planInjection(pkg, target, options));
+  for (const pkg of pkgs) plans.push(await planInjection(pkg, target, perPackage));
   return { plans, firstboot: mergeFirstbootPlans(plans.map((p) => p.firstboot)) };
 }
 

@@ -145,6 +145,25 @@ describe("signature policy", () => {
     await refused(signRpmHeader(unsigned, rsa), t, { guestKeys: false });
   });
 
+  it("the guest keyring is read afresh for each package (a key added later counts)", async () => {
+    const opts = { signature: "required" as const };
+    const t = await guest();
+    await refused(signRpmHeader(unsigned, rsa), t, opts);
+    await t.ensureDir("/etc/pki/rpm-gpg");
+    await t.put("/etc/pki/rpm-gpg/k", rsa.armored);
+    expect((await inject(signRpmHeader(unsigned, rsa), t, opts)).plan.signature.checks[0].status).toBe("OK");
+  });
+
+  it("a key file that is not a key is an error even for an unsigned package", async () => {
+    const dir = await tempDir("rpm-sig-notkey-");
+    await writeFile(join(dir, "k.asc"), "not a key\n");
+    const pkg = await readRpm(unsigned);
+    await expect(checkSignaturePolicy(pkg, { keys: [join(dir, "k.asc")] })).rejects.toBeInstanceOf(
+      RpmKeyError,
+    );
+    await pkg.close();
+  });
+
   it("required: unsigned packages fail; if-present lets them through; ignore skips everything", async () => {
     const err = await refused(unsigned, await guest(), { signature: "required" });
     expect(err.reason).toBe("unsigned");
