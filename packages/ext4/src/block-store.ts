@@ -84,6 +84,11 @@ export class BlockStore {
     this.dirty.add(block);
   }
 
+  /** A checksum is already deferred for this block (set again only if it changes). */
+  hasDeferredChecksum(block: number): boolean {
+    return this.checksums.has(block);
+  }
+
   markDirty(block: number): void {
     if (!this.cache.has(block)) throw new Error(`block ${block} marked dirty but not cached`);
     this.dirty.add(block);

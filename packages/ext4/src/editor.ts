@@ -170,6 +170,19 @@ const STREAM_GATHER = 4 << 20;
 /** Map key of a name's bytes (the last one is remembered: one operation asks several times). */
 let lastKeyOf: Uint8Array | undefined;
 let lastKey = "";
+/** A path component's bytes: ASCII directly, anything else as UTF-8. */
+function nameBytes(s: string): Uint8Array {
+  const n = s.length;
+  if (n > 255) return encodeName(s);
+  const out = new Uint8Array(n);
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 0x7f) return encodeName(s);
+    out[i] = c;
+  }
+  return out;
+}
+
 const rememberKey = (b: Uint8Array, k: string) => {
   lastKeyOf = b;
   lastKey = k;
@@ -333,15 +346,13 @@ export class Ext4Editor {
     return inode;
   }
 
-  /** Mark an inode changed (encoded later by flushInodes; see boundInodes). */
+  /**
+   * Mark an inode changed (encoded later by flushInodes; the dirty ones are bounded at each path
+   * resolution, which every public operation starts with).
+   */
   private putInode(inode: Inode): void {
     this.inodes.set(inode.ino, inode);
     this.dirtyInodes.add(inode.ino);
-  }
-
-  /** Keep the dirty inodes bounded: every public operation resolves a path first and calls this. */
-  private async boundInodes(): Promise<void> {
-    if (this.dirtyInodes.size >= MAX_DIRTY_INODES) await this.flushInodes();
   }
 
   /** Encode every dirty inode into the block cache. */
@@ -509,7 +520,21 @@ export class Ext4Editor {
       const n = Math.ceil(data.length / this.bs);
       // Data, tree nodes (a few runs at most when there is room), one spare for directory growth.
       this.alloc.reserveBlocks(n + 1, path);
-      const ext = await this.writeBlocks(data, 0, goal, path);
+      let ext: MapExtent[];
+      const runs = n > 0 && data.length <= 65536 ? await this.alloc.allocBlocks(n, goal, path) : undefined;
+      if (runs?.length === 1) {
+        // The common small file: one run, buffered in the store (fewer async layers per file).
+        ext = [{ lblk: 0, pblk: runs[0].start, len: n, uninit: false }];
+        await this.store.writeData(runs[0].start, data);
+      } else if (runs) {
+        ext = [];
+        let pos = 0;
+        for (const r of runs) {
+          ext.push({ lblk: pos / this.bs, pblk: r.start, len: r.len, uninit: false });
+          pos += r.len * this.bs;
+        }
+        await this.writeRuns(runs, data);
+      } else ext = await this.writeBlocks(data, 0, goal, path);
       try {
         await this.setMap(inode, ext, [], path);
       } catch (e) {
@@ -607,7 +632,7 @@ export class Ext4Editor {
 
   /** Resolve a guest path; symlinks are followed inside the guest. */
   private async resolve(path: string, followLast: boolean): Promise<{ ino: number; inode: Inode }> {
-    await this.boundInodes();
+    if (this.dirtyInodes.size >= MAX_DIRTY_INODES) await this.flushInodes();
     let todo = this.split(path);
     const stack: number[] = [];
     let links = 0;
@@ -620,7 +645,7 @@ export class Ext4Editor {
         continue;
       }
       if ((cur.mode & S_IFMT) !== S_IFDIR) throw new Ext4EditError("ENOTDIR", "not a directory", path);
-      const name = encodeName(comp);
+      const name = nameBytes(comp);
       if (name.length > 255) throw new Ext4EditError("ENAMETOOLONG", "name too long", path);
       const e = (await this.dir(cur)).entries.get(key(name));
       if (!e) throw new Ext4EditError("ENOENT", "no such file or directory", path);
@@ -645,7 +670,7 @@ export class Ext4Editor {
     const parts = this.split(path);
     const last = parts.pop();
     if (last === undefined || last === "..") throw new Ext4EditError("EINVAL", "invalid path", path);
-    const name = encodeName(last);
+    const name = nameBytes(last);
     if (name.length > 255) throw new Ext4EditError("ENAMETOOLONG", "name too long", path);
     if (name.includes(0)) throw new Ext4EditError("EINVAL", "name contains NUL", path);
     // As many UTF-8 bytes as UTF-16 units: all ASCII, so the latin1 key is the string itself.
@@ -657,7 +682,7 @@ export class Ext4Editor {
     const known = this.parentDirs.get(parentPath);
     let inode: Inode;
     if (known !== undefined) {
-      await this.boundInodes();
+      if (this.dirtyInodes.size >= MAX_DIRTY_INODES) await this.flushInodes();
       inode = this.inodes.get(known) ?? (await this.inodeRef(known));
     } else {
       const r = await this.resolve(`/${parentPath}`, true);
@@ -829,7 +854,7 @@ export class Ext4Editor {
 
   private finishLeaf(dirInode: Inode, pblk: number, buf: Uint8Array): void {
     this.store.markDirty(pblk);
-    if (this.csum) {
+    if (this.csum && !this.store.hasDeferredChecksum(pblk)) {
       const seed = this.inodeSeed(dirInode) as number;
       this.store.deferChecksum(pblk, (b) => setDirentTail(seed, b));
     }
