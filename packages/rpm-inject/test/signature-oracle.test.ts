@@ -6,6 +6,7 @@
  * our checks must print what `rpm -Kv` prints, and our pass/fail must be rpm -K's exit status.
  * ECDSA P-256, which rpm 4.18 cannot verify, is checked against `gpg --verify` instead.
  */
+import { existsSync, readdirSync } from "node:fs";
 import { copyFile, mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { ImgpatchError } from "@imgpatch/disk";
@@ -15,6 +16,7 @@ import {
   checkSignaturePolicy,
   injectRpm,
   MemoryTarget,
+  parsePublicKeys,
   RpmKeyring,
   RpmSignatureError,
   RpmType,
@@ -440,3 +442,58 @@ describeWithTools(
     });
   },
 );
+
+describeWithTools(["gpg"], "key files vs gpg --show-keys", () => {
+  // Real-world keyrings on this machine (Debian's archive keys: RSA-4096, Ed25519, old DSA/ElGamal)
+  // plus keys made in-process; every key gpg lists must be ours, with the same fingerprint, or be
+  // one we skip as unable to sign (ElGamal, ECDH).
+  const system = ["/usr/share/keyrings", "/etc/apt/trusted.gpg.d", "/etc/pki/rpm-gpg"]
+    .filter((d) => existsSync(d))
+    .flatMap((d) => readdirSync(d).map((f) => join(d, f)))
+    .filter((f) => /\.(gpg|asc)$|RPM-GPG-KEY/.test(f));
+
+  it(`the fingerprints of ${system.length} system key files and in-process keys match gpg's`, async () => {
+    const home = join(await tempDir("rpm-sig-show-"), "gnupg");
+    await mkdir(home, { mode: 0o700 });
+    const d = await tempDir("rpm-sig-own-keys-");
+    const files = [...system];
+    for (const algo of ["rsa", "ed25519", "p256"] as const) {
+      const f = join(d, `${algo}.asc`);
+      await writeFile(f, makeTestKey(algo).armored);
+      files.push(f);
+    }
+    let compared = 0;
+    for (const f of files) {
+      const r = await runTool(
+        "gpg",
+        ["--batch", "--show-keys", "--with-colons", "--with-subkey-fingerprints", f],
+        {
+          env: { GNUPGHOME: home },
+        },
+      );
+      if (r.exitCode !== 0) continue; // not a key file gpg reads either
+      const listed = r.stdout.toString("utf8").split("\n");
+      const theirs: { algo: number; fpr: string }[] = [];
+      // Each pub/sub line is followed (after rvk lines and the like) by its fpr line.
+      let algo: number | undefined;
+      for (const l of listed) {
+        const m = /^(pub|sub):[^:]*:\d+:(\d+):/.exec(l);
+        if (m) algo = Number(m[2]);
+        const fpr = /^fpr:+([0-9A-F]{40}):/.exec(l);
+        if (fpr && algo !== undefined) {
+          theirs.push({ algo, fpr: fpr[1].toLowerCase() });
+          algo = undefined;
+        }
+      }
+      const ours = parsePublicKeys(new Uint8Array(await readFile(f)), f);
+      const ourFprs = new Set(ours.keys.map((k) => k.fingerprint));
+      for (const t of theirs) {
+        if (ourFprs.has(t.fpr)) compared++;
+        else expect([16, 18], `${f}: key ${t.fpr} (algorithm ${t.algo}) is missing`).toContain(t.algo);
+      }
+      expect(ours.keys.length + ours.skipped.length, f).toBe(theirs.length);
+    }
+    expect(compared).toBeGreaterThanOrEqual(3);
+    await runTool("gpgconf", ["--kill", "all"], { env: { GNUPGHOME: home } });
+  });
+});
