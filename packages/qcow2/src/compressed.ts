@@ -1,3 +1,4 @@
+import { inflateRawSync } from "node:zlib";
 import { inflateSync } from "fflate";
 import { decompress as zstdDecompress } from "fzstd";
 import { COMPRESSION_ZLIB, COMPRESSION_ZSTD } from "./header.js";
@@ -13,6 +14,18 @@ export class DecompressError extends Error {}
 /** Decompress `data` into `out` (exactly one cluster). Throws DecompressError on bad input. */
 export function decompressCluster(data: Uint8Array, out: Uint8Array, type: number): void {
   if (type === COMPRESSION_ZLIB) {
+    // Fast path: the native inflater (several times faster than the JS one, which matters when a
+    // compressed base's metadata clusters are read on every run). Streams it does not accept —
+    // truncated ones that still fill the cluster, which qemu reads — take the JS path below.
+    try {
+      const native = inflateRawSync(data, { maxOutputLength: out.length });
+      if (native.length === out.length) {
+        out.set(native);
+        return;
+      }
+    } catch {
+      // decided below
+    }
     let result: Uint8Array;
     try {
       result = inflateSync(data, { out });
