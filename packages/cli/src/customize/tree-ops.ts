@@ -1,5 +1,5 @@
 /** Recursive guest tree operations (rm -rf, cp -a inside the guest, copy-in from the host). */
-import type { Stats } from "node:fs";
+import { lstatSync, readFileSync, type Stats } from "node:fs";
 import { lstat, readdir, readFile, readlink } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
 import type { StepProgress } from "../commands/progress.js";
@@ -109,10 +109,12 @@ interface HostEntry {
 }
 
 async function readHostEntry(hostPath: string): Promise<HostEntry> {
-  const st = await lstat(hostPath);
+  const st = lstatSync(hostPath);
+  if (st.isFile() && st.size <= SYNC_READ_MAX) return { st, data: readFileSync(hostPath) };
   if (st.isFile() && st.size <= READ_AHEAD_MAX_FILE) return { st, data: await readFile(hostPath) };
   return { st };
 }
+const SYNC_READ_MAX = 64 * 1024;
 
 async function copyInEntry(
   fs: GuestFs,
