@@ -120,6 +120,17 @@ describeWithTools(["gpg", "gpgconf", "rpmsign"], "customize --rpm signature poli
     expect(r.code).toBe(2);
   });
 
+  it("elements --rpm takes the same --rpm-key / --rpm-signature", async () => {
+    let r = await cli(["elements", await baseImage(), "--dry-run", "--rpm", signed]);
+    expect(r.code).not.toBe(0);
+    expect(r.err).toContain(`NOKEY key ID ${keyId}`);
+    r = await cli(["elements", await baseImage(), "--dry-run", "--rpm-key", key, "--rpm", signed]);
+    expect(r.err).toBe("");
+    expect(r.code).toBe(0);
+    r = await cli(["elements", await baseImage(), "--dry-run", "--rpm-signature", "ignore", "--rpm", signed]);
+    expect(r.code).toBe(0);
+  });
+
   it("the guest's keyring: a key uploaded to /etc/pki/rpm-gpg by an earlier step is trusted", async () => {
     const out = join(dir, "guestkey.qcow2");
     const r = await cli([

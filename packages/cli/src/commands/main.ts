@@ -96,10 +96,19 @@ function stepLabel(step: Step): string {
   return step.op === "rpm" ? `rpm ${JSON.stringify({ host: step.host })}` : describeOperation(step);
 }
 
-/** --rpm-signature and --rpm-key apply to every --rpm step (rpm-inject's signature policy). */
-function withRpmPolicy(steps: Step[], a: { "rpm-signature"?: string; "rpm-key"?: unknown }): Step[] {
+/** --rpm-signature and --rpm-key: rpm-inject's signature policy (see its README). */
+function rpmPolicyOf(a: {
+  "rpm-signature"?: string;
+  "rpm-key"?: unknown;
+}): Pick<RpmStep, "signature" | "keys"> {
   const signature = a["rpm-signature"] as RpmStep["signature"];
   const keys = a["rpm-key"] === undefined ? undefined : [a["rpm-key"]].flat().map(String);
+  return { signature, keys };
+}
+
+/** The policy applies to every --rpm step. */
+function withRpmPolicy(steps: Step[], a: { "rpm-signature"?: string; "rpm-key"?: unknown }): Step[] {
+  const { signature, keys } = rpmPolicyOf(a);
   if (signature === undefined && keys === undefined) return steps;
   return steps.map((s) => (s.op === "rpm" ? { ...s, signature, keys } : s));
 }
@@ -725,6 +734,12 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
               "the RPM route: agent packages (RDO os-collect-config, os-refresh-config, os-apply-config, python3-heat-agent*) unpacked by rpm-inject, then os-collect-config enabled (repeatable)",
           })
           .option("rpm-owner-fallback", { type: "boolean", describe: "see customize --rpm-owner-fallback" })
+          .option("rpm-key", { type: "string", array: true, describe: "see customize --rpm-key" })
+          .option("rpm-signature", {
+            type: "string",
+            choices: ["required", "if-present", "ignore"],
+            describe: "see customize --rpm-signature",
+          })
           .option("elements-path", {
             type: "string",
             describe: "colon-separated element directories (default $ELEMENTS_PATH)",
@@ -769,12 +784,13 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
                 for (const f of rpms) pkgs.push(await readRpm(f));
                 const target = injectTargetFromGuestFs(g.fs, g.image);
                 const missingOwner = a["rpm-owner-fallback"] ? "root" : "error";
+                const rpmOpts = { missingOwner, ...rpmPolicyOf(a) } as const;
                 if (dry) {
-                  const p = await planTransaction(pkgs, target, { missingOwner });
+                  const p = await planTransaction(pkgs, target, rpmOpts);
                   for (const plan of p.plans)
                     rpmLog.push(`rpm: would install ${plan.nevra} (${plan.files.length} entries)`);
                 } else {
-                  const t = await injectRpms(pkgs, target, { missingOwner });
+                  const t = await injectRpms(pkgs, target, rpmOpts);
                   for (const rep of t.reports)
                     rpmLog.push(`rpm: installed ${rep.nevra}: ${rep.written.length} files`);
                   for (const p of await queueFirstbootPlan(g.fs, t.firstboot))
