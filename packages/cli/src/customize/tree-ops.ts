@@ -100,6 +100,8 @@ export async function copyIn(
 
 /** Host reads kept in flight ahead of the (sequential) guest writes of one directory. */
 const READ_AHEAD = 16;
+/** Files up to this size are read with sync calls: cheaper than four thread-pool round trips. */
+const SYNC_READ_MAX = 64 * 1024;
 /** Files up to this size are read ahead; bigger ones are read when their turn comes. */
 const READ_AHEAD_MAX_FILE = 1 << 20;
 
@@ -114,7 +116,6 @@ async function readHostEntry(hostPath: string): Promise<HostEntry> {
   if (st.isFile() && st.size <= READ_AHEAD_MAX_FILE) return { st, data: await readFile(hostPath) };
   return { st };
 }
-const SYNC_READ_MAX = 64 * 1024;
 
 async function copyInEntry(
   fs: GuestFs,
