@@ -41,6 +41,7 @@ const bin = (tag: number, value: Uint8Array): SigEntry => ({ tag, type: RpmType.
 let dir = "";
 let gnupg = "";
 let db = "";
+let root = "";
 const env = () => ({ GNUPGHOME: gnupg });
 const trusted: string[] = [];
 const files: Record<string, string> = {};
@@ -186,6 +187,10 @@ describeWithTools(
         trusted.push(f);
       }
       await runToolOk("rpm", ["--dbpath", db, "--import", ...trusted]);
+      // The same keys in a root for `rpm -i --test` (its database lives inside the root).
+      root = join(dir, "root");
+      await mkdir(root);
+      await runToolOk("rpm", ["--root", root, "--dbpath", "/var/lib/rpm", "--import", ...trusted]);
       keyring = await RpmKeyring.fromFiles(trusted);
 
       files.unsigned = join(dir, "unsigned.rpm");
@@ -327,6 +332,37 @@ describeWithTools(
         for (const l of got) statuses.add(l.split(": ").pop() as string);
       }
       expect([...statuses].sort()).toEqual(["BAD", "NOKEY", "OK"]);
+    });
+
+    it('policy "required" accepts exactly what rpm -i accepts with %_pkgverify_level signature', async () => {
+      // rpm -i --test reads no payload, so the cases that only break the payload are left out (rpm -K
+      // covers them above); everything else must get the same yes/no.
+      const names = Object.keys(files)
+        .filter((n) => !n.endsWith("-payload"))
+        .sort();
+      let accepted = 0;
+      for (const name of names) {
+        const r = await runTool("rpm", [
+          ...["-i", "--test", "--nodeps", "--root", root, "--dbpath", "/var/lib/rpm"],
+          ...["--define", "_pkgverify_level signature", files[name]],
+        ]);
+        let ours = true;
+        try {
+          const pkg = await readRpm(files[name]);
+          try {
+            await checkSignaturePolicy(pkg, { signature: "required", keys: [keyring], guestKeys: false });
+          } finally {
+            await pkg.close();
+          }
+        } catch (e) {
+          if (!(e instanceof ImgpatchError)) throw e;
+          ours = false;
+        }
+        expect(ours, `${name}: rpm -i says ${r.exitCode}\n${r.stderr}`).toBe(r.exitCode === 0);
+        if (ours) accepted++;
+      }
+      expect(names.length).toBeGreaterThanOrEqual(50);
+      expect(accepted).toBeGreaterThanOrEqual(10);
     });
 
     it("a forged header (digests recomputed) passes the digest checks but not the signature, and nothing is written", async () => {
