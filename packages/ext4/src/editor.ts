@@ -17,6 +17,7 @@ import { decodeName, encodeName, setU32, u16, u32 } from "./bytes.js";
 import { crc32cU32 } from "./crc32c.js";
 import {
   insertIntoBlock,
+  insertIntoBlockAt,
   type LeafRecord,
   leafEnd,
   maxFree,
@@ -153,6 +154,11 @@ interface DirState {
   pblk: number[];
   /** Largest free record per leaf block (-1 for index blocks). */
   free: number[];
+  /**
+   * Per htree leaf: offset of the record the last insert wrote (a record boundary; reset to 0
+   * whenever the leaf is changed otherwise), where the next insert starts looking for room.
+   */
+  hint: number[];
   indexed: boolean;
 }
 
@@ -776,6 +782,7 @@ export class Ext4Editor {
       entries,
       pblk: [run.start],
       free: [maxFree(buf, 0, end, this.bs, this.ft)],
+      hint: [],
       indexed: false,
     });
   }
@@ -792,7 +799,14 @@ export class Ext4Editor {
   private async dir(dirInode: Inode): Promise<DirState> {
     const cached = this.dirs.get(dirInode.ino);
     if (cached) return cached;
-    const st: DirState = { ino: dirInode.ino, entries: new Map(), pblk: [], free: [], indexed: false };
+    const st: DirState = {
+      ino: dirInode.ino,
+      entries: new Map(),
+      pblk: [],
+      free: [],
+      hint: [],
+      indexed: false,
+    };
     if (dirInode.flags & INODE_FLAGS.INLINE_DATA) {
       // Listed through the reader (edits convert the directory first, see prepareDir).
       await this.settle();
@@ -1039,7 +1053,9 @@ export class Ext4Editor {
     const leafL = lblk;
     const leafBuf = this.store.peek(st.pblk[leafL]) ?? (await this.store.get(st.pblk[leafL]));
     // (st.free is only consulted for linear directories: not kept up to date here.)
-    if (insertIntoBlock(leafBuf, 0, end, this.bs, this.ft, rec)) {
+    const at = insertIntoBlockAt(leafBuf, 0, st.hint[leafL] ?? 0, end, this.bs, this.ft, rec);
+    if (at >= 0) {
+      st.hint[leafL] = at;
       this.finishLeaf(dirInode, st.pblk[leafL], leafBuf);
       st.entries.set(key(rec.name), { ino: rec.inode, ft: rec.fileType, lblk: leafL });
       return;
@@ -1092,6 +1108,8 @@ export class Ext4Editor {
     const upper = all.slice(cut).map((x) => x.r);
     writeLeaf(leafBuf, end, this.bs, this.ft, lower);
     writeLeaf(newLeaf.buf, end, this.bs, this.ft, upper);
+    st.hint[leafL] = 0;
+    st.hint[newLeaf.lblk] = 0;
     this.finishLeaf(dirInode, st.pblk[leafL], leafBuf);
     this.finishLeaf(dirInode, newLeaf.pblk, newLeaf.buf);
     // The names moved to the new leaf keep their old lblk: it is only a hint (see inLeaf), and
@@ -1213,6 +1231,8 @@ export class Ext4Editor {
     const end = leafEnd(this.bs, this.csum);
     const l = await this.inLeaf(st, e, (b) => removeFromBlock(b, 0, end, this.bs, this.ft, name));
     if (l < 0) throw new Ext4EditError("EINVAL", "directory entry vanished", path);
+    // Records merged: the insert hint may no longer be a record boundary.
+    st.hint[l] = 0;
     const b = await this.store.get(st.pblk[l]);
     st.free[l] = maxFree(b, 0, end, this.bs, this.ft);
     this.finishLeaf(dirInode, st.pblk[l], b);
@@ -1355,6 +1375,7 @@ export class Ext4Editor {
         entries: new Map(),
         pblk: [run.start],
         free: [maxFree(buf, 0, end, this.bs, this.ft)],
+        hint: [],
         indexed: false,
       });
     });
