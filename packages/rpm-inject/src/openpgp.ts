@@ -1,6 +1,6 @@
 /**
  * The OpenPGP subset rpm needs (RFC 4880, with RFC 9580 where it matters): packet framing, ASCII
- * armor, v3/v4 signature packets and v4 public keys (RSA, DSA, ECDSA P-256, legacy EdDSA Ed25519).
+ * armor, v3/v4 signature packets and v4 public keys (RSA, DSA, ECDSA P-256/384/521, legacy EdDSA Ed25519).
  * Keys become `node:crypto` KeyObjects; signatures are checked with `node:crypto` too.
  *
  * Everything here parses untrusted bytes: every length is checked against what is left, and every
@@ -423,7 +423,12 @@ export function parseSignaturePacket(bytes: Uint8Array): OpenPgpSignature {
 // Public keys (RFC 4880 §5.5.2, v4)
 
 const OID_ED25519_LEGACY = "2b06010401da470f01"; // 1.3.6.1.4.1.11591.15.1
-const OID_P256 = "2a8648ce3d030107"; // 1.2.840.10045.3.1.7
+/** NIST curves for ECDSA: OID (hex) → JWK curve name and coordinate size in bytes. */
+const NIST_CURVES: Record<string, { crv: string; size: number }> = {
+  "2a8648ce3d030107": { crv: "P-256", size: 32 }, // 1.2.840.10045.3.1.7
+  "2b81040022": { crv: "P-384", size: 48 }, // 1.3.132.0.34
+  "2b81040023": { crv: "P-521", size: 66 }, // 1.3.132.0.35
+};
 
 /**
  * Size bounds on key material, so a hostile key file cannot make verification arbitrarily slow
@@ -559,15 +564,25 @@ function parsePublicKeyBody(
           });
           return { key: { ...common, key } };
         }
-        if (oid !== OID_P256) return { skip: `ECDSA curve OID ${oid}` };
-        if (point.length !== 65 || point[0] !== 0x04) {
-          throw new OpenPgpError("public key: P-256 point must be uncompressed (0x04, x, y)", base + r.pos);
+        const curve = NIST_CURVES[oid];
+        if (!curve) return { skip: `ECDSA curve OID ${oid}` };
+        const n = curve.size;
+        if (point.length !== 1 + 2 * n || point[0] !== 0x04) {
+          throw new OpenPgpError(
+            `public key: ${curve.crv} point must be uncompressed (0x04, x, y)`,
+            base + r.pos,
+          );
         }
         const key = createPublicKey({
-          key: { kty: "EC", crv: "P-256", x: b64url(point.subarray(1, 33)), y: b64url(point.subarray(33)) },
+          key: {
+            kty: "EC",
+            crv: curve.crv,
+            x: b64url(point.subarray(1, 1 + n)),
+            y: b64url(point.subarray(1 + n)),
+          },
           format: "jwk",
         });
-        return { key: { ...common, key, scalarSize: 32 } };
+        return { key: { ...common, key, scalarSize: n } };
       }
       default:
         return { skip: `${pubkeyAlgoName(algo)} key (cannot sign packages)` };

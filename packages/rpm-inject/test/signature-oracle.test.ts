@@ -4,7 +4,7 @@
  * (header signatures, and header+payload ones with --rpmv3); the trusted keys are `rpm --import`ed
  * into a temporary rpmdb. For good, unknown-key, tampered, forged, truncated and unsigned packages
  * our checks must print what `rpm -Kv` prints, and our pass/fail must be rpm -K's exit status.
- * ECDSA P-256, which rpm 4.18 cannot verify, is checked against `gpg --verify` instead.
+ * ECDSA (P-256/384/521), which rpm 4.18 cannot verify, is checked against `gpg --verify` instead.
  */
 import { existsSync, readdirSync } from "node:fs";
 import { copyFile, mkdir, readFile, writeFile } from "node:fs/promises";
@@ -400,7 +400,7 @@ describeWithTools(
 
 describeWithTools(
   ["gpg", "gpgconf"],
-  "ECDSA P-256 signatures vs gpg --verify (rpm 4.18 cannot make them)",
+  "ECDSA P-256/384/521 signatures vs gpg --verify (rpm 4.18 cannot make them)",
   () => {
     let home = "";
     const genv = () => ({ GNUPGHOME: home });
@@ -408,70 +408,78 @@ describeWithTools(
       runTool("gpg", ["--batch", "--pinentry-mode", "loopback", "--passphrase", "", ...args], {
         env: genv(),
       });
+    const curves = [
+      ["nistp256", "SHA256"],
+      ["nistp384", "SHA384"],
+      ["nistp521", "SHA512"],
+    ] as const;
 
     beforeAll(async () => {
       const d = await tempDir("rpm-sig-ec-");
       home = join(d, "gnupg");
       await mkdir(home, { mode: 0o700 });
-      const r = await g(["--quick-gen-key", "EC <ec@test>", "nistp256", "sign", "never"]);
-      expect(r.exitCode).toBe(0);
+      for (const [curve] of curves) {
+        const r = await g(["--quick-gen-key", `EC <${curve}@test>`, curve, "sign", "never"]);
+        expect(r.exitCode).toBe(0);
+      }
     }, 60_000);
     afterAll(async () => {
       await runTool("gpgconf", ["--kill", "all"], { env: genv() });
     });
 
-    it("gpg's ECDSA signature over a header verifies here; a changed header does not, for gpg either", async () => {
+    it("gpg's ECDSA signatures over a header verify here; a changed header does not, for gpg either", async () => {
       const d = await tempDir("rpm-sig-ec-case-");
       const base = new Uint8Array(await readFile(fixtureRpm("imgpatch-mini-gzip")));
       const header = mainHeaderOf(base).bytes;
       await writeFile(join(d, "h"), header);
-      expect(
-        (
-          await g([
-            "--local-user",
-            "ec@test",
-            "--digest-algo",
-            "SHA256",
-            "--detach-sign",
-            "-o",
-            join(d, "h.sig"),
-            join(d, "h"),
-          ])
-        ).exitCode,
-      ).toBe(0);
-      const sig = new Uint8Array(await readFile(join(d, "h.sig")));
-      const key = new Uint8Array((await g(["--armor", "--export", "ec@test"])).stdout);
-      const signed = editSignature(base, (es) => [
-        ...es,
-        { tag: SigTag.DSAHEADER, type: RpmType.BIN, value: sig },
-      ]);
-      const ring = new RpmKeyring();
-      ring.add(key, "ec.asc");
-      const check = async (b: Uint8Array) => {
-        const pkg = await readRpm(b, { skipHeaderDigest: true });
-        const c = await verifyPackageSignatures(pkg, ring);
-        await pkg.close();
-        return c.map((x) => `${x.label}: ${x.status}`);
-      };
-      expect(await check(signed)).toEqual([
-        expect.stringMatching(/^Header V4 ECDSA\/SHA256 Signature, key ID [0-9a-f]{8}: OK$/),
-      ]);
-      const tampered = tamperHeader(signed);
-      expect(await check(tampered)).toEqual([expect.stringMatching(/: BAD$/)]);
-      await writeFile(join(d, "h2"), mainHeaderOf(tampered).bytes);
-      expect((await g(["--verify", join(d, "h.sig"), join(d, "h")])).exitCode).toBe(0);
-      expect((await g(["--verify", join(d, "h.sig"), join(d, "h2")])).exitCode).not.toBe(0);
+      for (const [curve, hash] of curves) {
+        const sigFile = join(d, `${curve}.sig`);
+        const signing = await g([
+          "--local-user",
+          `${curve}@test`,
+          "--digest-algo",
+          hash,
+          "--detach-sign",
+          "-o",
+          sigFile,
+          join(d, "h"),
+        ]);
+        expect(signing.exitCode, curve).toBe(0);
+        const sig = new Uint8Array(await readFile(sigFile));
+        const key = new Uint8Array((await g(["--armor", "--export", `${curve}@test`])).stdout);
+        const signed = editSignature(base, (es) => [
+          ...es,
+          { tag: SigTag.DSAHEADER, type: RpmType.BIN, value: sig },
+        ]);
+        const ring = new RpmKeyring();
+        ring.add(key, `${curve}.asc`);
+        const check = async (b: Uint8Array) => {
+          const pkg = await readRpm(b, { skipHeaderDigest: true });
+          const c = await verifyPackageSignatures(pkg, ring);
+          await pkg.close();
+          return c.map((x) => `${x.label}: ${x.status}`);
+        };
+        expect(await check(signed), curve).toEqual([
+          expect.stringMatching(new RegExp(`^Header V4 ECDSA/${hash} Signature, key ID [0-9a-f]{8}: OK$`)),
+        ]);
+        const tampered = tamperHeader(signed);
+        expect(await check(tampered), curve).toEqual([expect.stringMatching(/: BAD$/)]);
+        await writeFile(join(d, "h2"), mainHeaderOf(tampered).bytes);
+        expect((await g(["--verify", sigFile, join(d, "h")])).exitCode, curve).toBe(0);
+        expect((await g(["--verify", sigFile, join(d, "h2")])).exitCode, curve).not.toBe(0);
+      }
     });
 
     it("our in-process ECDSA, EdDSA and RSA signatures verify under gpg --verify", async () => {
       const d = await tempDir("rpm-sig-ours-");
       const data = new Uint8Array(Buffer.from("header bytes stand-in\n".repeat(50)));
       await writeFile(join(d, "data"), data);
-      for (const algo of ["p256", "ed25519", "rsa"] as const) {
+      for (const algo of ["p256", "p384", "p521", "ed25519", "rsa"] as const) {
         const key = makeTestKey(algo);
         await writeFile(join(d, `${algo}.gpg`), key.publicKey);
         expect((await g(["--import", join(d, `${algo}.gpg`)])).exitCode, algo).toBe(0);
-        await writeFile(join(d, `${algo}.sig`), signData(key, data));
+        const hash = algo === "p384" ? "sha384" : algo === "p521" ? "sha512" : "sha256";
+        await writeFile(join(d, `${algo}.sig`), signData(key, data, { hash }));
         const r = await g(["--verify", join(d, `${algo}.sig`), join(d, "data")]);
         expect(r.stderr, algo).toContain("Good signature");
       }
@@ -493,7 +501,7 @@ describeWithTools(["gpg"], "key files vs gpg --show-keys", () => {
     await mkdir(home, { mode: 0o700 });
     const d = await tempDir("rpm-sig-own-keys-");
     const files = [...system];
-    for (const algo of ["rsa", "ed25519", "p256"] as const) {
+    for (const algo of ["rsa", "ed25519", "p256", "p384", "p521"] as const) {
       const f = join(d, `${algo}.asc`);
       await writeFile(f, makeTestKey(algo).armored);
       files.push(f);

@@ -41,6 +41,8 @@ const enc = new TextEncoder();
 let rsa: TestKey;
 let ed: TestKey;
 let ec: TestKey;
+let ec384: TestKey;
+let ec521: TestKey;
 let other: TestKey;
 let unsigned: Uint8Array;
 
@@ -94,13 +96,15 @@ beforeAll(() => {
   rsa = makeTestKey("rsa");
   ed = makeTestKey("ed25519");
   ec = makeTestKey("p256");
+  ec384 = makeTestKey("p384");
+  ec521 = makeTestKey("p521");
   other = makeTestKey("ed25519", "someone else <x@y>");
   unsigned = pkgBytes();
 });
 
 describe("signature policy", () => {
   it("default (if-present): a package signed by a key in the guest's /etc/pki/rpm-gpg is installed", async () => {
-    for (const key of [rsa, ed, ec]) {
+    for (const key of [rsa, ed, ec, ec384, ec521]) {
       const t = await guest({ "/etc/pki/rpm-gpg/RPM-GPG-KEY-test": key.armored });
       const { plan } = await inject(signRpmHeader(unsigned, key), t);
       expect(plan.signature.checks).toHaveLength(1);
@@ -109,7 +113,7 @@ describe("signature policy", () => {
       expect(c.signer?.source).toBe("guest:/etc/pki/rpm-gpg/RPM-GPG-KEY-test");
       expect(c.signer?.fingerprint).toBe(key.fingerprint);
       expect(c.label).toBe(
-        `Header V4 ${{ rsa: "RSA", ed25519: "EdDSA", p256: "ECDSA", dsa: "DSA" }[key.algo]}/SHA256 Signature, key ID ${key.keyId.slice(8)}`,
+        `Header V4 ${{ rsa: "RSA", ed25519: "EdDSA", p256: "ECDSA", p384: "ECDSA", p521: "ECDSA", dsa: "DSA" }[key.algo]}/SHA256 Signature, key ID ${key.keyId.slice(8)}`,
       );
       expect(await t.exists("/usr/share/demo/hello.txt")).toBe(true);
       expect(formatPlan(plan)).toContain(`signature ${c.label}: OK`);

@@ -70,7 +70,14 @@ export function redigest(rpm: Uint8Array): Uint8Array {
 // ---------------------------------------------------------------------------------------------
 // In-process OpenPGP signer (v4 keys and signatures)
 
-export type TestKeyAlgo = "rsa" | "ed25519" | "p256" | "dsa";
+export type TestKeyAlgo = "rsa" | "ed25519" | "p256" | "p384" | "p521" | "dsa";
+
+/** ECDSA test curves: node's name, the OID (length-prefixed, as in a key packet), coordinate size. */
+const EC_CURVES = {
+  p256: { name: "P-256", oid: [8, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07], size: 32 },
+  p384: { name: "P-384", oid: [5, 0x2b, 0x81, 0x04, 0x00, 0x22], size: 48 },
+  p521: { name: "P-521", oid: [5, 0x2b, 0x81, 0x04, 0x00, 0x23], size: 66 },
+} as const;
 
 export interface TestKey {
   algo: TestKeyAlgo;
@@ -147,10 +154,11 @@ export function makeTestKey(algo: TestKeyAlgo, uid = `test ${algo} <${algo}@test
     material = [oid, mpi(Uint8Array.from([0x40, ...x]))];
     algoId = 22;
     privateKey = kp.privateKey;
-  } else if (algo === "p256") {
-    const kp = generateKeyPairSync("ec", { namedCurve: "P-256" });
+  } else if (algo === "p256" || algo === "p384" || algo === "p521") {
+    const curve = EC_CURVES[algo];
+    const kp = generateKeyPairSync("ec", { namedCurve: curve.name });
     const jwk = kp.publicKey.export({ format: "jwk" });
-    const oid = Uint8Array.from([8, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07]);
+    const oid = Uint8Array.from(curve.oid);
     material = [oid, mpi(Uint8Array.from([0x04, ...fromB64u(jwk.x), ...fromB64u(jwk.y)]))];
     algoId = 19;
     privateKey = kp.privateKey;
@@ -194,7 +202,14 @@ export function makeTestKey(algo: TestKeyAlgo, uid = `test ${algo} <${algo}@test
     uidLen,
     uidBytes,
   ]);
-  const cert = signData(key, certified, { type: 0x13, created, extraHashed: Uint8Array.from([2, 27, 0x03]) });
+  // gpg wants an ECDSA hash at least as long as the curve (SHA-384 for P-384, SHA-512 for P-521).
+  const hash = algo === "p384" ? "sha384" : algo === "p521" ? "sha512" : "sha256";
+  const cert = signData(key, certified, {
+    type: 0x13,
+    created,
+    hash,
+    extraHashed: Uint8Array.from([2, 27, 0x03]),
+  });
   key.publicKey = new Uint8Array(Buffer.concat([packet(6, body), packet(13, uidBytes), cert]));
   key.armored = armor(key.publicKey);
   return key;
@@ -242,7 +257,7 @@ export function signData(key: TestKey, data: Uint8Array, o: SignOptions = {}): U
     values = [mpi(s.subarray(0, 32)), mpi(s.subarray(32))];
   } else {
     const s = sign(hash, signed, { key: key.privateKey, dsaEncoding: "ieee-p1363" });
-    values = [mpi(s.subarray(0, 32)), mpi(s.subarray(32))];
+    values = [mpi(s.subarray(0, s.length / 2)), mpi(s.subarray(s.length / 2))];
   }
   const body = Buffer.concat([
     hashed,
