@@ -897,7 +897,7 @@ export class Ext4Fs {
       if (from > pos) out.fill(0, pos - start, from - start);
       if (r.uninit) out.fill(0, from - start, to - start);
       else {
-        const p = this.readData(r.physical * bs + (from - rStart), out.subarray(from - start, to - start));
+        const p = this.readData(r.physical * bs + (from - rStart), out, from - start, to - from);
         if (p) await p;
       }
       pos = Math.max(pos, to);
@@ -930,7 +930,7 @@ export class Ext4Fs {
       if (from > pos) out.fill(0, pos - start, from - start);
       if (r.uninit) out.fill(0, from - start, to - start);
       else {
-        const p = this.readData(r.physical * bs + (from - rStart), out.subarray(from - start, to - start));
+        const p = this.readData(r.physical * bs + (from - rStart), out, from - start, to - from);
         if (p) {
           pending ??= [];
           pending.push(p);
@@ -944,39 +944,47 @@ export class Ext4Fs {
   }
 
   /**
-   * Copy device bytes [offset, offset + target.length) into `target`. Small reads go through a
+   * Copy device bytes [offset, offset + len) into target[at, at + len). Small reads go through a
    * read-ahead window cache: files written together sit together on disk, so one window read
    * serves many small files (tree walks are latency-bound otherwise). Returns undefined when the
    * bytes were copied from cached windows (no waiting), else a promise.
    */
-  private readData(offset: number, target: Uint8Array): Promise<void> | undefined {
+  private readData(
+    offset: number,
+    target: Uint8Array,
+    at = 0,
+    len = target.length - at,
+  ): Promise<void> | undefined {
     const W = DATA_WINDOW;
-    const len = target.length;
-    if (len > W / 8) return this.readLarge(offset, target);
+    if (len > W / 8) return this.readLarge(offset, target, at, len);
     const win = offset - (offset % W);
     if (offset + len > win + W) {
       // Straddles two windows: one piece from each.
       const first = win + W - offset;
-      const a = this.readData(offset, target.subarray(0, first));
-      const b = this.readData(win + W, target.subarray(first));
+      const a = this.readData(offset, target, at, first);
+      const b = this.readData(win + W, target, at + first, len - first);
       return a && b ? Promise.all([a, b]).then(() => {}) : (a ?? b);
     }
     if (win !== this.lastWindow) this.enterWindow(win);
-    return this.copyFromWindow(win, offset, target);
+    return this.copyFromWindow(win, offset, target, at, len);
   }
 
-  /** Copy from window `win` (which holds all of [offset, offset + target.length)). */
-  private copyFromWindow(win: number, offset: number, target: Uint8Array): Promise<void> | undefined {
+  /** Copy [offset, offset + len) from window `win` (which holds all of it) to target[at...]. */
+  private copyFromWindow(
+    win: number,
+    offset: number,
+    target: Uint8Array,
+    at: number,
+    len: number,
+  ): Promise<void> | undefined {
     const hit = this.dataCache.get(win);
     if (hit) {
-      target.set(hit.subarray(offset - win, offset - win + target.length));
+      target.set(hit.subarray(offset - win, offset - win + len), at);
       return undefined;
     }
     // The copy runs in the continuation of the window's read, before any other read completes
     // (recycled windows depend on it: see windowPool).
-    return this.loadWindow(win).then((buf) =>
-      target.set(buf.subarray(offset - win, offset - win + target.length)),
-    );
+    return this.loadWindow(win).then((buf) => target.set(buf.subarray(offset - win, offset - win + len), at));
   }
 
   /** Copy from the window cache when one window holds all of the range; false otherwise. */
@@ -1006,16 +1014,16 @@ export class Ext4Fs {
    * read-ahead already fetched (or is fetching) and the window at their end, which is loaded into
    * the cache because the next small file usually starts in it.
    */
-  private async readLarge(offset: number, target: Uint8Array): Promise<void> {
+  private async readLarge(offset: number, target: Uint8Array, at: number, len: number): Promise<void> {
     const W = DATA_WINDOW;
-    const end = offset + target.length;
+    const end = offset + len;
     let pos = offset;
     while (pos < end) {
       const win = pos - (pos % W);
       const buf = this.dataCache.get(win) ?? (await this.windowsInFlight.get(win));
       if (!buf) break;
       const n = Math.min(end, win + buf.length) - pos;
-      target.set(buf.subarray(pos - win, pos - win + n), pos - offset);
+      target.set(buf.subarray(pos - win, pos - win + n), at + pos - offset);
       pos += n;
     }
     if (pos >= end) return;
@@ -1026,10 +1034,10 @@ export class Ext4Fs {
       // Continue the read-ahead past the tail window as a sequential reader would.
       this.lastWindow = lastWin - W;
       this.enterWindow(lastWin);
-      tail = this.copyFromWindow(lastWin, lastWin, target.subarray(lastWin - offset));
+      tail = this.copyFromWindow(lastWin, lastWin, target, at + lastWin - offset, end - lastWin);
       directEnd = lastWin;
     }
-    await this.readIntoCounted(pos, target.subarray(pos - offset, directEnd - offset));
+    await this.readIntoCounted(pos, target.subarray(at + pos - offset, at + directEnd - offset));
     if (tail) await tail;
   }
 
@@ -1042,7 +1050,7 @@ export class Ext4Fs {
         const fsEnd = this.sb.blocksCount * this.blockSize;
         // Uninitialised memory is fine: the read fills every byte or throws.
         const len = Math.min(DATA_WINDOW, fsEnd - win, this.device.size - win);
-        const buf = (len === DATA_WINDOW && this.windowPool.pop()) || allocUninitialised(len);
+        const buf = (len === DATA_WINDOW && this.windowPool.pop()) || allocBytes(len);
         await this.readIntoCounted(win, buf);
         this.dataCache.set(win, buf);
         return buf;
@@ -1237,7 +1245,7 @@ export class Ext4Fs {
         this.counters.metadataBlocks += cnt;
         let buf = cnt === 1 ? this.blockCache.get(first) : undefined;
         if (!buf) {
-          buf = allocUninitialised(cnt * bs);
+          buf = allocBytes(cnt * bs);
           if (!this.copyIfCached(first * bs, buf)) {
             this.counters.reads++;
             this.counters.bytes += buf.length;
@@ -1595,7 +1603,9 @@ export class Ext4Fs {
 
   private statsOf(inode: Inode): Ext4Stats {
     const blocks = inodeBlocks512(inode, hasRoCompat(this.sb, RO_COMPAT.huge_file), this.blockSize);
-    return new Ext4Stats(inode, blocks, this.blockSize, decodeDeviceNumber(inode));
+    const t = inode.mode & S_IFMT;
+    const dev = t === S_IFCHR || t === S_IFBLK ? decodeDeviceNumber(inode) : NO_DEVICE;
+    return new Ext4Stats(inode, blocks, this.blockSize, dev);
   }
 
   // ---------------------------------------------------------------- public fs-like API
@@ -1668,7 +1678,7 @@ export class Ext4Fs {
     if (inode.size > max)
       throw new Ext4FsError("EFBIG", `file of ${inode.size} bytes exceeds the ${max}-byte limit`, path);
     const data = await this.readInodeRange(inode, 0, inode.size);
-    return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    return Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
   }
 
   /** A Readable over the file, read in chunks (holes are produced as zeros, never allocated whole). */
@@ -2003,8 +2013,15 @@ export function decodeDeviceNumber(inode: Inode): { major: number; minor: number
   return { major: (n & 0xfff00) >>> 8, minor: ((n & 0xff) | ((n >>> 12) & 0xfff00)) >>> 0 };
 }
 
+const NO_DEVICE = Object.freeze({ major: 0, minor: 0 });
+
 /** A buffer whose contents the caller overwrites completely (skips zero-filling). */
-function allocUninitialised(n: number): Uint8Array {
+function allocUninitialised(n: number): Buffer {
+  return Buffer.allocUnsafeSlow(n);
+}
+
+/** The same as a plain Uint8Array (for internal buffers: its subarray is cheaper than Buffer's). */
+function allocBytes(n: number): Uint8Array {
   const b = Buffer.allocUnsafeSlow(n);
   return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
 }

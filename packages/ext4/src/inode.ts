@@ -125,8 +125,9 @@ export function parseInode(ino: number, bytes: Uint8Array, inodeSize: number, co
     // An extra size that overflows the inode (or is misaligned) is treated as absent.
     if (GOOD_OLD_INODE_SIZE + extraIsize > inodeSize || extraIsize & 3) extraIsize = 0;
   }
-  const x = (off: number) => (extraHas(extraIsize, off, 4) ? u32(raw, off) : undefined);
-  const crtimeRaw = x(0x90);
+  // Extra fields exist when 128 + i_extra_isize covers them (0x84..0xa0: ctime..projid extras).
+  const room = GOOD_OLD_INODE_SIZE + extraIsize;
+  const crtimeRaw = room >= 0x94 ? u32(raw, 0x90) : undefined;
   return {
     ino,
     mode: u16(raw, 0x0),
@@ -140,12 +141,13 @@ export function parseInode(ino: number, bytes: Uint8Array, inodeSize: number, co
     fileAcl: u32(raw, 0x68) + u16(raw, 0x76) * 0x1_0000_0000,
     dtime: u32(raw, 0x14),
     version: u32(raw, 0x24),
-    atime: decodeTime(u32(raw, 0x8), x(0x8c)),
-    mtime: decodeTime(u32(raw, 0x10), x(0x88)),
-    ctime: decodeTime(u32(raw, 0xc), x(0x84)),
-    crtime: crtimeRaw !== undefined ? decodeTime(crtimeRaw, x(0x94)) : undefined,
+    atime: decodeTime(u32(raw, 0x8), room >= 0x90 ? u32(raw, 0x8c) : undefined),
+    mtime: decodeTime(u32(raw, 0x10), room >= 0x8c ? u32(raw, 0x88) : undefined),
+    ctime: decodeTime(u32(raw, 0xc), room >= 0x88 ? u32(raw, 0x84) : undefined),
+    crtime:
+      crtimeRaw !== undefined ? decodeTime(crtimeRaw, room >= 0x98 ? u32(raw, 0x94) : undefined) : undefined,
     extraIsize,
-    projid: x(0x9c),
+    projid: room >= 0xa0 ? u32(raw, 0x9c) : undefined,
     iBlock: raw.subarray(I_BLOCK_OFFSET, I_BLOCK_OFFSET + I_BLOCK_SIZE),
     raw,
   };
