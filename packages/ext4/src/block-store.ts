@@ -40,6 +40,7 @@ export class BlockStore {
   async get(block: number): Promise<Uint8Array> {
     const hit = this.cache.get(block);
     if (hit) return hit;
+    if (this.inflightOverlaps(block, 1)) await this.settleInflight();
     const b = await this.device.read(block * this.blockSize, this.blockSize);
     const copy = new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
     if (this.cache.size >= this.maxClean + this.dirty.size) this.evictClean();
@@ -116,6 +117,11 @@ export class BlockStore {
     for (const b of this.checksums.keys()) if (b >= start && b < end) this.forget(b);
   }
 
+  /** Before reading file data from the device: wait for a pending run being written over it. */
+  async beforeDataRead(block: number): Promise<void> {
+    if (this.inflightOverlaps(block, 1)) await this.settleInflight();
+  }
+
   /** A copy of a block of pending file data, or undefined when the block is not pending. */
   pendingBlock(block: number): Uint8Array | undefined {
     if (block < this.pendStart || block >= this.pendStart + this.pendBlocks) return undefined;
@@ -123,22 +129,65 @@ export class BlockStore {
     return this.pend.slice(off, off + this.blockSize);
   }
 
-  /** Write the pending run of small file data. */
+  /**
+   * Start writing the pending run of small file data; the editor goes on with the next files
+   * meanwhile (write-behind, one run in flight). What follows waits for it where order matters:
+   * the next run, a direct write or read overlapping it, and flush.
+   */
   private async writePending(): Promise<void> {
     if (this.pendBlocks === 0) return;
+    await this.settleInflight();
     const buf = this.pend.subarray(0, this.pendBlocks * this.blockSize);
     const at = this.pendStart * this.blockSize;
     // What comes while this buffer is being written goes to the spare one.
     const full = this.pend;
     this.pend = this.spare;
     this.spare = new Uint8Array(0);
+    this.inflightStart = this.pendStart;
+    this.inflightBlocks = this.pendBlocks;
     this.pendBlocks = 0;
-    await this.device.write(at, buf);
-    // Pending buffers are zero past their data (the padding of a last partial block is free).
-    buf.fill(0);
-    this.spare = full;
     this.counters.writes++;
     this.counters.bytesWritten += buf.length;
+    this.inflight = this.device.write(at, buf).then(
+      () => {
+        // Pending buffers are zero past their data (the padding of a last partial block is free).
+        buf.fill(0);
+        this.spare = full;
+      },
+      (e: unknown) => {
+        this.inflightError = e;
+      },
+    );
+  }
+
+  private inflight: Promise<void> | undefined;
+  private inflightError: unknown;
+  private inflightStart = 0;
+  private inflightBlocks = 0;
+
+  /** Wait for the pending run being written (and report its failure). */
+  async settleInflight(): Promise<void> {
+    const p = this.inflight;
+    if (p) {
+      await p;
+      if (this.inflight === p) {
+        this.inflight = undefined;
+        this.inflightBlocks = 0;
+      }
+    }
+    const e = this.inflightError;
+    if (e !== undefined) {
+      this.inflightError = undefined;
+      throw e;
+    }
+  }
+
+  private inflightOverlaps(block: number, n: number): boolean {
+    return (
+      this.inflight !== undefined &&
+      block < this.inflightStart + this.inflightBlocks &&
+      block + n > this.inflightStart
+    );
   }
 
   /** Dirty blocks, pending file data included. */
@@ -159,6 +208,7 @@ export class BlockStore {
   async flush(): Promise<void> {
     // Data first: a block may have held file data before it was reused as metadata.
     await this.writePending();
+    await this.settleInflight();
     for (const [blk, fn] of this.checksums) {
       const b = this.cache.get(blk);
       if (b) fn(b);
@@ -221,6 +271,7 @@ export class BlockStore {
     }
     // Older pending data for these blocks must not land after the new data.
     if (overlaps) await this.writePending();
+    if (this.inflightOverlaps(block, n)) await this.settleInflight();
     await this.device.write(block * bs, data);
     this.counters.writes++;
     this.counters.bytesWritten += data.length;

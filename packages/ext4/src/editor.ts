@@ -707,6 +707,7 @@ export class Ext4Editor {
     const pending = this.store.pendingBlock(block);
     if (pending) return pending;
     if (this.store.isCached(block)) return (await this.store.get(block)).slice();
+    await this.store.beforeDataRead(block);
     return this.reader.device.read(block * this.bs, this.bs);
   }
 

@@ -81,4 +81,25 @@ describeWithTools(["mke2fs", "e2fsck", "debugfs"], "ext4 editor: caches between 
     expect((await debugfsCat(path, "/d/name-15")).toString()).toBe("content 15");
     expect((await debugfsCat(path, "/d/late")).toString()).toBe("late");
   }, 60_000);
+
+  it("blocks of small files still being written are reused by a large file: the large one wins", async () => {
+    const dir = await tempDir("edc-");
+    const path = await makeImage(dir, "reuse", FEATURE_SETS["ext4-csum"], "64M");
+    const ed = await openEditor(path);
+    await ed.mkdir("/s");
+    // 6 MiB of small files: at least one 4 MiB run of pending data goes to the device meanwhile.
+    const small = (i: number) => new Uint8Array(12_288).fill(i & 0xff);
+    for (let i = 0; i < 512; i++) await ed.writeFile(`/s/f${i}`, small(i));
+    for (let i = 0; i < 512; i++) await ed.unlink(`/s/f${i}`);
+    const big = new Uint8Array(6 << 20);
+    for (let i = 0; i < big.length; i += 4096) big[i] = (i >> 12) & 0xff;
+    await ed.writeFile("/s/big", big);
+    // And a small file over the same blocks again, read back before anything is flushed.
+    await ed.writeFile("/s/again", small(7));
+    expect(Buffer.from(await ed.readFile("/s/again")).equals(Buffer.from(small(7)))).toBe(true);
+    await ed.close();
+    await expectClean(path);
+    expect((await debugfsCat(path, "/s/big")).equals(Buffer.from(big))).toBe(true);
+    expect((await debugfsCat(path, "/s/again")).equals(Buffer.from(small(7)))).toBe(true);
+  }, 60_000);
 });
