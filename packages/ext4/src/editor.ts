@@ -365,22 +365,34 @@ export class Ext4Editor {
   private async flushInodes(): Promise<void> {
     for (const ino of this.dirtyInodes) {
       const inode = this.inodes.get(ino);
-      if (inode) await this.writeInode(inode);
+      if (!inode) continue;
+      const { block, offset } = this.inodePos(ino);
+      this.encodeInodeInto(inode, block, this.itableBlockNow(block) ?? (await this.store.get(block)), offset);
     }
     this.dirtyInodes.clear();
   }
 
   private async writeInode(inode: Inode): Promise<void> {
-    const raw = encodeInode(inode, this.sb.inodeSize);
-    if (this.csum) setInodeChecksum(this.seed, inode.ino, raw);
-    inode.raw = raw;
-    inode.iBlock = raw.subarray(0x28, 0x28 + 60);
     const { block, offset } = this.inodePos(inode.ino);
-    let b: Uint8Array;
+    this.encodeInodeInto(inode, block, this.itableBlockNow(block) ?? (await this.store.get(block)), offset);
+  }
+
+  /** An inode-table block without a read: cached, or wholly unused so far (a zeroed block). */
+  private itableBlockNow(block: number): Uint8Array | undefined {
     if (this.alloc.freshItable.has(block)) {
       this.alloc.freshItable.delete(block);
-      b = this.store.isCached(block) ? await this.store.get(block) : this.store.fresh(block);
-    } else b = await this.store.get(block);
+      return this.store.peek(block) ?? this.store.fresh(block);
+    }
+    return this.store.peek(block);
+  }
+
+  private encodeInodeInto(inode: Inode, block: number, b: Uint8Array, offset: number): void {
+    const raw = encodeInode(inode, this.sb.inodeSize);
+    if (this.csum) setInodeChecksum(this.seed, inode.ino, raw);
+    // Kept in the inode's own bytes when they have the size: the new buffer dies young.
+    if (inode.raw.length === raw.length) inode.raw.set(raw);
+    else inode.raw = raw;
+    inode.iBlock = inode.raw.subarray(0x28, 0x28 + 60);
     b.set(raw, offset);
     this.store.markDirty(block);
   }
