@@ -166,3 +166,16 @@ describe.each(["qcow2", "raw"] as const)("--in-place undo log (%s input)", (form
     expect(r.code).toBe(2);
   });
 });
+
+describe("--in-place on something that does not open", () => {
+  it("an unreadable image is refused untouched, and no undo file is left behind", async () => {
+    const dir = await tempDir("cli-undo-bad-");
+    const img = join(dir, "junk.img");
+    await writeFile(img, new Uint8Array(1 << 20).fill(0x5a));
+    const sum = await sha(img);
+    const r = await cli(["customize", img, "--in-place", "--mkdir", "/x"]);
+    expect(r.code).toBe(3);
+    expect(await sha(img)).toBe(sum);
+    expect(await exists(undoPathFor(img))).toBe(false);
+  });
+});

@@ -130,6 +130,8 @@ export class UndoLog {
   private closed = false;
   /** Records written (for tests and diagnostics). */
   records = 0;
+  /** Whether any write was announced (even past the original end): if not, the image is untouched. */
+  touched = false;
 
   private constructor(
     readonly path: string,
@@ -185,6 +187,7 @@ export class UndoLog {
 
   /** Save what [offset, offset+length) holds now, where it was never saved; durable on return. */
   preserve(offset: number, length: number, readOriginal: ReadOriginal): Promise<void> {
+    this.touched = true;
     const run = this.queue.then(() => this.doPreserve(offset, length, readOriginal));
     this.queue = run.catch(() => {});
     return run;
@@ -323,7 +326,9 @@ export async function rollbackUndo(image: string, undoPath = undoPathFor(image))
         records++;
         pos += RECORD_HEAD + len;
       }
-      await img.truncate(h.originalSize);
+      // only regular files grow (a block device has a fixed size and cannot be truncated)
+      const ist = await img.stat();
+      if (ist.isFile() && ist.size !== h.originalSize) await img.truncate(h.originalSize);
       await img.sync();
       result = { records, size: h.originalSize, ignoredBytes: undoSize - pos };
     } finally {

@@ -19,6 +19,7 @@ import { basename, dirname, isAbsolute, join, relative, resolve } from "node:pat
 import {
   type BlockDevice,
   type DiskInspection,
+  FileDevice,
   ImgpatchError,
   inspectDisk,
   RangeDevice,
@@ -302,6 +303,12 @@ export async function openGuest(image: string, options: OpenGuestOptions = {}): 
     if (undo) {
       const log = undo;
       undo = undefined;
+      if (!log.touched) {
+        // nothing was written to the image (e.g. it failed to open): no rollback, which could
+        // itself fail (a read-only image) and leave an undo file behind
+        await log.discard().catch(() => {});
+        return;
+      }
       await log.close().catch(() => {});
       if (options.testHooks?.skipRollback) return;
       try {
@@ -318,7 +325,11 @@ export async function openGuest(image: string, options: OpenGuestOptions = {}): 
   };
 
   try {
-    if (mode === "in-place") undo = await UndoLog.create(image, st.size);
+    if (mode === "in-place") {
+      // a block device's stat size is 0: ask the device
+      const size = st.isFile() ? st.size : await deviceSize(image);
+      undo = await UndoLog.create(image, size);
+    }
     const input = await openImage(image, {
       format: options.format,
       readOnly: mode !== "in-place",
@@ -438,6 +449,15 @@ export async function openGuest(image: string, options: OpenGuestOptions = {}): 
   } catch (err) {
     await cleanup();
     throw err;
+  }
+}
+
+async function deviceSize(path: string): Promise<number> {
+  const d = await FileDevice.open(path, { readOnly: true });
+  try {
+    return d.size;
+  } finally {
+    await d.close();
   }
 }
 
