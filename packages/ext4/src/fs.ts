@@ -219,6 +219,8 @@ export class Ext4Fs {
   });
   private readonly windowsInFlight = new Map<number, Promise<Uint8Array>>();
   private lastWindow = -1;
+  /** End offset of the previous small data read (-1: none yet). */
+  private lastEnd = -1;
   private readonly itableChunkBlocks: number;
   private readonly csum: boolean;
   private readonly hasFileType: boolean;
@@ -495,8 +497,11 @@ export class Ext4Fs {
     if (cached) return cached;
     const { group, index } = this.inodeLocation(ino);
     const blockInTable = Math.floor(index / (this.blockSize / this.sb.inodeSize));
-    const buf = this.itableCache.get(group * 0x10000 + Math.floor(blockInTable / this.itableChunkBlocks));
-    return buf ? this.inodeFromChunk(ino, buf, remember) : undefined;
+    const chunk = Math.floor(blockInTable / this.itableChunkBlocks);
+    const buf = this.itableCache.get(group * 0x10000 + chunk);
+    if (!buf || (blockInTable - chunk * this.itableChunkBlocks + 1) * this.blockSize > buf.length)
+      return undefined;
+    return this.inodeFromChunk(ino, buf, remember);
   }
 
   private async loadInode(ino: number, remember = true): Promise<Inode> {
@@ -508,10 +513,19 @@ export class Ext4Fs {
     const key = group * 0x10000 + chunk;
     const chunkStart = chunk * this.itableChunkBlocks;
     let buf = this.itableCache.get(key);
+    // A chunk cut short at the used part of the table does not hold inodes past it.
+    if (buf && (blockInTable - chunkStart + 1) * this.blockSize > buf.length) buf = undefined;
     if (!buf) {
-      const n = Math.min(this.itableChunkBlocks, itBlocks - chunkStart);
+      let n = Math.min(this.itableChunkBlocks, itBlocks - chunkStart);
+      const csumKind = groupDescCsumKind(this.sb);
+      if (csumKind !== "none") {
+        // With group checksums the inodes past bg_itable_unused have never been used: read the
+        // table only up to there (but always up to the inode asked for).
+        const usedBlocks = Math.ceil(((this.sb.inodesPerGroup - gd.itableUnused) * isz) / this.blockSize);
+        n = Math.min(n, Math.max(usedBlocks - chunkStart, blockInTable - chunkStart + 1));
+      }
       this.checkBlockRange(gd.inodeTable + chunkStart, n, `inode table of group ${group}`, ino);
-      if (gd.flags & BG_FLAGS.inodeUninit && groupDescCsumKind(this.sb) !== "none") {
+      if (gd.flags & BG_FLAGS.inodeUninit && csumKind !== "none") {
         buf = new Uint8Array(n * this.blockSize); // never initialised: all inodes free
       } else {
         buf = await this.readRaw((gd.inodeTable + chunkStart) * this.blockSize, n * this.blockSize);
@@ -964,6 +978,15 @@ export class Ext4Fs {
       const a = this.readData(offset, target, at, first);
       const b = this.readData(win + W, target, at + first, len - first);
       return a && b ? Promise.all([a, b]).then(() => {}) : (a ?? b);
+    }
+    // A read far from the previous one (random access) whose window is not cached is served
+    // alone: loading a whole window for one small file would read up to 128 times its size.
+    // Reads near the previous one (a tree walk, a file read in pieces) go through the windows.
+    const near = this.lastEnd >= 0 && offset + W >= this.lastEnd && offset <= this.lastEnd + W;
+    this.lastEnd = offset + len;
+    if (!near && !this.dataCache.has(win) && !this.windowsInFlight.has(win)) {
+      this.lastWindow = win;
+      return this.readIntoCounted(offset, target.subarray(at, at + len));
     }
     if (win !== this.lastWindow) this.enterWindow(win);
     return this.copyFromWindow(win, offset, target, at, len);
