@@ -406,13 +406,18 @@ export class Allocator {
         for (const sbb of sbBlocks) if (sbb >= 0) targets.push(gdtBlockLocation(sb, i, sbb));
       }
       for (const t of targets) {
-        const b = await this.store.get(t);
+        // A whole block of descriptors: no need to read the old one.
+        const b = this.store.peek(t) ?? this.store.fresh(t);
         b.set(bytes);
         this.store.markDirty(t);
       }
     }
     this.dirtyGroups.clear();
-    // Superblock: primary at byte 1024, backups at the start of groups that hold one.
+    // Superblock: primary at byte 1024, backups at the start of groups that hold one (their
+    // blocks read concurrently, not one after the other).
+    await this.store.prefetch(
+      sbBlocks.map((b) => (b < 0 ? Math.floor(SUPERBLOCK_OFFSET / sb.blockSize) : b)),
+    );
     const enc = encodeSuperblock({ ...sb, blockGroupNr: 0 });
     setSuperblockChecksum(enc);
     sb.raw = enc;

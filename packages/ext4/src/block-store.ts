@@ -48,6 +48,12 @@ export class BlockStore {
     return copy;
   }
 
+  /** Read the uncached ones among `blocks` concurrently (distinct blocks: no two reads race). */
+  async prefetch(blocks: readonly number[]): Promise<void> {
+    const todo = [...new Set(blocks)].filter((b) => !this.cache.has(b));
+    await Promise.all(todo.map((b) => this.get(b)));
+  }
+
   /** The cached copy of a block, if any (the synchronous fast path of get). */
   peek(block: number): Uint8Array | undefined {
     return this.cache.get(block);
