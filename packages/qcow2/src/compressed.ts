@@ -1,7 +1,20 @@
+import { createRequire } from "node:module";
 import { inflateRawSync } from "node:zlib";
-import { inflateSync } from "fflate";
-import { decompress as zstdDecompress } from "fzstd";
 import { COMPRESSION_ZLIB, COMPRESSION_ZSTD } from "./header.js";
+
+// The JS decoders are loaded on first use (synchronously, through their CommonJS builds): most
+// runs never need them — zlib clusters go through node:zlib — and loading them costs start-up time.
+const load = createRequire(import.meta.url);
+let fflateModule: typeof import("fflate") | undefined;
+let fzstdModule: typeof import("fzstd") | undefined;
+function fflate(): typeof import("fflate") {
+  if (fflateModule === undefined) fflateModule = load("fflate") as typeof import("fflate");
+  return fflateModule;
+}
+function fzstd(): typeof import("fzstd") {
+  if (fzstdModule === undefined) fzstdModule = load("fzstd") as typeof import("fzstd");
+  return fzstdModule;
+}
 
 /**
  * Compressed clusters. qemu writes zlib clusters as raw deflate streams (no zlib header, window
@@ -28,7 +41,7 @@ export function decompressCluster(data: Uint8Array, out: Uint8Array, type: numbe
     }
     let result: Uint8Array;
     try {
-      result = inflateSync(data, { out });
+      result = fflate().inflateSync(data, { out });
     } catch (err) {
       throw new DecompressError(`deflate: ${(err as Error).message}`);
     }
@@ -45,7 +58,7 @@ export function decompressCluster(data: Uint8Array, out: Uint8Array, type: numbe
       const len = zstdFrameLength(data, pos);
       let part: Uint8Array;
       try {
-        part = zstdDecompress(data.subarray(pos, pos + len));
+        part = fzstd().decompress(data.subarray(pos, pos + len));
       } catch (err) {
         throw new DecompressError(`zstd: ${(err as Error).message}`);
       }
