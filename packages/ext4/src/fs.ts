@@ -1040,6 +1040,7 @@ export class Ext4Fs {
   private async readLarge(offset: number, target: Uint8Array, at: number, len: number): Promise<void> {
     const W = DATA_WINDOW;
     const end = offset + len;
+    this.lastEnd = end;
     let pos = offset;
     while (pos < end) {
       const win = pos - (pos % W);
@@ -1058,6 +1059,8 @@ export class Ext4Fs {
       this.lastWindow = lastWin - W;
       this.enterWindow(lastWin);
       tail = this.copyFromWindow(lastWin, lastWin, target, at + lastWin - offset, end - lastWin);
+      // Awaited below; handled now so that a failure of the direct read does not leave it unobserved.
+      tail?.catch(() => {});
       directEnd = lastWin;
     }
     await this.readIntoCounted(pos, target.subarray(at + pos - offset, at + directEnd - offset));

@@ -7,6 +7,8 @@
  */
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { FileDevice, IoError } from "@imgpatch/disk";
+import { Ext4Fs } from "@imgpatch/ext4";
 import { describeWithTools, tempDir } from "@imgpatch/testkit";
 import { beforeAll, expect, it } from "vitest";
 import { mkfs, openImage, pseudoBytes, rng, sha256 } from "./helpers.js";
@@ -39,6 +41,29 @@ describeWithTools(["mke2fs"], "file data read paths", () => {
       }
     }
   }, 60_000);
+
+  it("a failing device read rejects the file read (direct part and read-ahead tail both failing)", async () => {
+    const dir = await tempDir("ext4-readpaths-fail-");
+    const img = join(dir, "fail.img");
+    await mkfs(img, src, 128, ["-t", "ext4"]);
+    const dev = await FileDevice.open(img, { readOnly: true });
+    const fs = await Ext4Fs.open(dev);
+    try {
+      const big = files.find((p) => want.get(p)!.length > 1 << 20)!;
+      const st = await fs.lstat(big);
+      const inode = await fs.readInode(st.ino);
+      const readInto = dev.readInto.bind(dev);
+      let failing = true;
+      dev.readInto = (offset: number, target: Uint8Array) =>
+        failing ? Promise.reject(new IoError("injected", { file: img, offset })) : readInto(offset, target);
+      await expect(fs.readFileInode(inode, big)).rejects.toThrow("injected");
+      failing = false;
+      await new Promise((r) => setTimeout(r, 20)); // any stray rejection would surface here
+      expect((await fs.readFileInode(inode, big)).equals(want.get(big)!)).toBe(true);
+    } finally {
+      await fs.close();
+    }
+  });
 
   for (const bs of [4096, 1024]) {
     it(`${bs}-byte blocks: walk order, reverse, shuffled and random ranges read the host bytes`, async () => {
