@@ -1703,6 +1703,20 @@ export class Ext4Fs {
     const max = Math.min(options.maxSize ?? DEFAULT_MAX_READ, DEFAULT_MAX_READ);
     if (inode.size > max)
       throw new Ext4FsError("EFBIG", `file of ${inode.size} bytes exceeds the ${max}-byte limit`, path);
+    // Most files (an extent root in the inode, no inline data): filled here directly, without
+    // the general range reader's extra asynchronous step.
+    if (
+      inode.size > 0 &&
+      !(inode.flags & (INODE_FLAGS.INLINE_DATA | INODE_FLAGS.ENCRYPT | INODE_FLAGS.COMPR))
+    ) {
+      const flat = this.rootRuns(inode);
+      if (flat) {
+        const out = allocUninitialised(inode.size);
+        const pending = this.copyRuns(flat, out, 0, inode.size);
+        if (pending) await pending;
+        return out;
+      }
+    }
     const data = await this.readInodeRange(inode, 0, inode.size);
     return Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
   }
