@@ -83,6 +83,11 @@ export class Allocator {
   // ---- bitmaps ----
 
   private async blockBitmap(g: number): Promise<Uint8Array> {
+    return this.blockBitmapNow(g) ?? this.store.get(this.groups[g].blockBitmap);
+  }
+
+  /** A group's block bitmap without a read (cached, or built for a BLOCK_UNINIT group), if it can be. */
+  private blockBitmapNow(g: number): Uint8Array | undefined {
     const gd = this.groups[g];
     if (this.uninitCapable && gd.flags & BG_FLAGS.blockUninit) {
       const b = this.store.fresh(gd.blockBitmap);
@@ -91,7 +96,7 @@ export class Allocator {
       this.dirtyGroups.add(g);
       return b;
     }
-    return this.store.get(gd.blockBitmap);
+    return this.store.peek(gd.blockBitmap);
   }
 
   /** Bits for a BLOCK_UNINIT group: its superblock/GDT copy and any group's bitmaps/tables inside it. */
@@ -129,6 +134,11 @@ export class Allocator {
   }
 
   private async inodeBitmap(g: number): Promise<Uint8Array> {
+    return this.inodeBitmapNow(g) ?? this.store.get(this.groups[g].inodeBitmap);
+  }
+
+  /** A group's inode bitmap without a read (cached, or built for an INODE_UNINIT group), if it can be. */
+  private inodeBitmapNow(g: number): Uint8Array | undefined {
     const gd = this.groups[g];
     if (this.uninitCapable && gd.flags & BG_FLAGS.inodeUninit) {
       const b = this.store.fresh(gd.inodeBitmap);
@@ -137,7 +147,7 @@ export class Allocator {
       this.dirtyGroups.add(g);
       return b;
     }
-    return this.store.get(gd.inodeBitmap);
+    return this.store.peek(gd.inodeBitmap);
   }
 
   /** An initialised bitmap already in the cache (the synchronous fast path). */
@@ -165,6 +175,58 @@ export class Allocator {
   reserveBlocks(n: number, path?: string): void {
     if (n > this.sb.freeBlocksCount)
       throw new Ext4NoSpaceError("blocks", `need ${n} blocks, ${this.sb.freeBlocksCount} free`, path);
+  }
+
+  /**
+   * allocBlocks without an await, for the common case: all `count` blocks found in the goal
+   * group from the goal (as one run with `oneRun`), its bitmap at hand. Otherwise undefined, and
+   * nothing is allocated (allocBlocks then gives the same blocks).
+   */
+  allocBlocksNow(count: number, goal: number, path?: string, oneRun = false): BlockRunAlloc[] | undefined {
+    this.reserveBlocks(count, path);
+    const sb = this.sb;
+    if (count === 0 || goal < sb.firstDataBlock || goal >= sb.blocksCount) return undefined;
+    const { g, rel: r0 } = this.blockPos(goal);
+    const gd = this.groups[g];
+    if (gd.freeBlocksCount < count) return undefined;
+    const bm = this.blockBitmapNow(g);
+    if (!bm) return undefined;
+    const hint = this.blockHint[g] ?? 0;
+    const from = Math.max(r0, hint);
+    const to = groupBlockCount(sb, g);
+    // First fit, as allocBlocks' first step does.
+    const runs: BlockRunAlloc[] = [];
+    let i = from;
+    let left = count;
+    while (i < to && left > 0) {
+      if ((i & 7) === 0 && bm[i >> 3] === 0xff) {
+        i += 8;
+        continue;
+      }
+      if (bm[i >> 3] & (1 << (i & 7))) {
+        i++;
+        continue;
+      }
+      const s0 = i;
+      while (i < to && left > 0 && !(bm[i >> 3] & (1 << (i & 7)))) {
+        i++;
+        left--;
+      }
+      runs.push({ start: s0, len: i - s0 });
+    }
+    if (left > 0 || (oneRun && runs.length > 1)) return undefined;
+    const first = groupFirstBlock(sb, g);
+    for (const r of runs) {
+      for (let k = r.start; k < r.start + r.len; k++) bm[k >> 3] |= 1 << (k & 7);
+      r.start += first;
+    }
+    if (r0 <= hint) this.blockHint[g] = i;
+    gd.freeBlocksCount -= count;
+    this.store.markDirty(gd.blockBitmap);
+    this.dirtyGroups.add(g);
+    sb.freeBlocksCount -= count;
+    this.sbDirty = true;
+    return runs;
   }
 
   /**
@@ -302,35 +364,64 @@ export class Allocator {
       const g = (start + k) % ngroups;
       const gd = this.groups[g];
       if (gd.freeInodesCount === 0) continue;
-      const bm = this.cachedBitmap(gd, BG_FLAGS.inodeUninit, gd.inodeBitmap) ?? (await this.inodeBitmap(g));
-      const firstIdx = Math.max(g === 0 ? sb.firstIno - 1 : 0, this.inodeHint[g] ?? 0);
-      for (let i = firstIdx; i < sb.inodesPerGroup; i++) {
-        if ((i & 7) === 0 && bm[i >> 3] === 0xff) {
-          i += 7;
-          continue;
-        }
-        if (bm[i >> 3] & (1 << (i & 7))) continue;
-        bm[i >> 3] |= 1 << (i & 7);
-        this.inodeHint[g] = i + 1;
-        this.store.markDirty(gd.inodeBitmap);
-        gd.freeInodesCount--;
-        if (isDir) gd.usedDirsCount++;
-        if (this.uninitCapable) {
-          const used = sb.inodesPerGroup - gd.itableUnused;
-          if (i + 1 > used) gd.itableUnused = sb.inodesPerGroup - (i + 1);
-          // An inode-table block wholly past the old high-water mark holds no live inode: it
-          // need not be read (its other slots are written as zeros).
-          const perBlock = sb.blockSize / sb.inodeSize;
-          const first = i - (i % perBlock);
-          if (first >= used) this.freshItable.add(gd.inodeTable + first / perBlock);
-        }
-        this.dirtyGroups.add(g);
-        sb.freeInodesCount--;
-        this.sbDirty = true;
-        return g * sb.inodesPerGroup + i + 1;
-      }
+      const ino = this.takeInode(g, this.inodeBitmapNow(g) ?? (await this.inodeBitmap(g)), isDir);
+      if (ino) return ino;
     }
     throw new Ext4NoSpaceError("inodes", "inode bitmaps are full although counts say otherwise", path);
+  }
+
+  /**
+   * allocInode without an await: a file (not a top-level directory) whose candidate groups'
+   * inode bitmaps are at hand. Otherwise 0, and nothing is allocated.
+   */
+  allocInodeNow(parentIno: number, isDir: boolean, topLevelDir: boolean, path?: string): number {
+    this.reserveInodes(1, path);
+    if (topLevelDir) return 0;
+    const sb = this.sb;
+    const ngroups = sb.groupCount;
+    const start = Math.floor((parentIno - 1) / sb.inodesPerGroup);
+    for (let k = 0; k < ngroups; k++) {
+      const g = (start + k) % ngroups;
+      if (this.groups[g].freeInodesCount === 0) continue;
+      const bm = this.inodeBitmapNow(g);
+      if (!bm) return 0;
+      const ino = this.takeInode(g, bm, isDir);
+      if (ino) return ino;
+    }
+    return 0;
+  }
+
+  /** Take the first free inode of group `g` at or after its hint (0 when the bitmap is full). */
+  private takeInode(g: number, bm: Uint8Array, isDir: boolean): number {
+    const sb = this.sb;
+    const gd = this.groups[g];
+    const firstIdx = Math.max(g === 0 ? sb.firstIno - 1 : 0, this.inodeHint[g] ?? 0);
+    for (let i = firstIdx; i < sb.inodesPerGroup; i++) {
+      if ((i & 7) === 0 && bm[i >> 3] === 0xff) {
+        i += 7;
+        continue;
+      }
+      if (bm[i >> 3] & (1 << (i & 7))) continue;
+      bm[i >> 3] |= 1 << (i & 7);
+      this.inodeHint[g] = i + 1;
+      this.store.markDirty(gd.inodeBitmap);
+      gd.freeInodesCount--;
+      if (isDir) gd.usedDirsCount++;
+      if (this.uninitCapable) {
+        const used = sb.inodesPerGroup - gd.itableUnused;
+        if (i + 1 > used) gd.itableUnused = sb.inodesPerGroup - (i + 1);
+        // An inode-table block wholly past the old high-water mark holds no live inode: it
+        // need not be read (its other slots are written as zeros).
+        const perBlock = sb.blockSize / sb.inodeSize;
+        const first = i - (i % perBlock);
+        if (first >= used) this.freshItable.add(gd.inodeTable + first / perBlock);
+      }
+      this.dirtyGroups.add(g);
+      sb.freeInodesCount--;
+      this.sbDirty = true;
+      return g * sb.inodesPerGroup + i + 1;
+    }
+    return 0;
   }
 
   async freeInode(ino: number, isDir: boolean): Promise<void> {

@@ -246,6 +246,23 @@ export class BlockStore {
   }
 
   /**
+   * writeData without an await, when the small piece extends the pending run (the common case of
+   * many small files allocated one after the other). False, and nothing done, otherwise.
+   */
+  writeDataNow(block: number, data: Uint8Array): boolean {
+    const bs = this.blockSize;
+    const n = Math.ceil(data.length / bs);
+    if (n === 0 || data.length > SMALL_DATA || this.dirty.size > MAX_DIRTY_BLOCKS) return false;
+    if (this.pendBlocks === 0 || block !== this.pendStart + this.pendBlocks) return false;
+    if ((this.pendBlocks + n) * bs > PENDING_BYTES) return false;
+    this.forgetRange(block, n);
+    // Past the pending data the buffer is zero already (the last block's padding is free).
+    this.pend.set(data, this.pendBlocks * bs);
+    this.pendBlocks += n;
+    return true;
+  }
+
+  /**
    * Write file data (whole blocks from `block`; the last one zero-padded). Small pieces join the
    * pending run when they extend it (or fall inside it), so that many small files allocated next
    * to each other reach the device in a few large writes; large ones go straight to the device

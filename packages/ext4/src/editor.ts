@@ -49,6 +49,9 @@ import { type DxEntry, encodeDxEntries, parseDxEntries, parseDxRootInfo, setDxCh
 import { inlineDirParent, setInlineDirParent } from "./inline-data.js";
 import {
   encodeInode,
+  encodeInodeFields,
+  I_BLOCK_OFFSET,
+  I_BLOCK_SIZE,
   type Inode,
   inodeChecksumSeed,
   parseInode,
@@ -387,12 +390,19 @@ export class Ext4Editor {
   }
 
   private encodeInodeInto(inode: Inode, block: number, b: Uint8Array, offset: number): void {
-    const raw = encodeInode(inode, this.sb.inodeSize);
+    const n = this.sb.inodeSize;
+    let raw = inode.raw;
+    if (raw.length !== n) {
+      raw = new Uint8Array(n);
+      raw.set(inode.raw.subarray(0, n));
+      inode.raw = raw;
+    }
+    // Encoded in the inode's own (private) bytes, then copied into its table block.
+    encodeInodeFields(inode, raw, 0, n);
     if (this.csum) setInodeChecksum(this.seed, inode.ino, raw);
-    // Kept in the inode's own bytes when they have the size: the new buffer dies young.
-    if (inode.raw.length === raw.length) inode.raw.set(raw);
-    else inode.raw = raw;
-    inode.iBlock = inode.raw.subarray(0x28, 0x28 + 60);
+    const ib = inode.iBlock;
+    if (ib.buffer !== raw.buffer || ib.byteOffset !== raw.byteOffset + I_BLOCK_OFFSET)
+      inode.iBlock = raw.subarray(I_BLOCK_OFFSET, I_BLOCK_OFFSET + I_BLOCK_SIZE);
     b.set(raw, offset);
     this.store.markDirty(block);
   }
@@ -423,18 +433,33 @@ export class Ext4Editor {
 
   private blankInode(ino: number, mode: number, uid: number, gid: number): Inode {
     const raw = this.inodeBytes();
-    if (this.sb.inodeSize >= 160) raw[0x80] = 32;
-    const inode = parseInode(ino, raw, this.sb.inodeSize, false);
+    const extraIsize = this.sb.inodeSize >= 160 ? 32 : 0;
+    if (extraIsize) raw[0x80] = extraIsize;
     const now = this.now();
-    inode.mode = mode;
-    inode.uid = uid >>> 0;
-    inode.gid = gid >>> 0;
-    inode.atime = now;
-    inode.mtime = now;
-    inode.ctime = now;
-    if (inode.extraIsize >= 24) inode.crtime = now;
-    inode.generation = this.nextGeneration();
-    return inode;
+    // What parseInode gives for these bytes (same fields in the same order: one object shape),
+    // without decoding zeros first.
+    return {
+      ino,
+      mode,
+      uid: uid >>> 0,
+      gid: gid >>> 0,
+      size: 0,
+      linksCount: 0,
+      blocksRaw: 0,
+      flags: 0,
+      generation: this.nextGeneration(),
+      fileAcl: 0,
+      dtime: 0,
+      version: 0,
+      atime: now,
+      mtime: now,
+      ctime: now,
+      crtime: extraIsize >= 24 ? now : undefined,
+      extraIsize,
+      projid: extraIsize >= 32 ? 0 : undefined,
+      iBlock: raw.subarray(I_BLOCK_OFFSET, I_BLOCK_OFFSET + I_BLOCK_SIZE),
+      raw,
+    };
   }
 
   private emptyMapRoot(inode: Inode): void {
@@ -544,6 +569,13 @@ export class Ext4Editor {
         // The common small file: one run, buffered in the store (fewer async layers per file).
         ext = [{ lblk: 0, pblk: runs[0].start, len: n, uninit: false }];
         await this.store.writeData(runs[0].start, data);
+        if (this.usesExtents(inode)) {
+          // One extent fits the root: no tree node to allocate, none to free (the map was empty).
+          inode.iBlock = writeExtentTree(this.store, ext, [], undefined);
+          this.setBlocks(inode, n + (inode.fileAcl ? 1 : 0));
+          inode.size = data.length;
+          return;
+        }
       } else if (runs) {
         ext = [];
         let pos = 0;
@@ -685,6 +717,13 @@ export class Ext4Editor {
 
   /** The directory that will hold the last component, and that component. */
   private async resolveParent(path: string): Promise<{ dir: Inode; name: Uint8Array; nameStr: string }> {
+    const p = this.lastComponent(path);
+    const dir = this.knownParentNow(p.parentPath, path) ?? (await this.parentDir(p.parentPath, path));
+    return { dir, name: p.name, nameStr: p.nameStr };
+  }
+
+  /** A path's parent path and checked last component. */
+  private lastComponent(path: string): { parentPath: string; name: Uint8Array; nameStr: string } {
     const parts = this.split(path);
     const last = parts.pop();
     if (last === undefined || last === "..") throw new Ext4EditError("EINVAL", "invalid path", path);
@@ -693,10 +732,24 @@ export class Ext4Editor {
     if (name.includes(0)) throw new Ext4EditError("EINVAL", "name contains NUL", path);
     // As many UTF-8 bytes as UTF-16 units: all ASCII, so the latin1 key is the string itself.
     if (name.length === last.length) rememberKey(name, last);
-    // Many operations in a row go to the same few directories: their inode numbers are kept by
-    // parent path, and forgotten whenever a name is removed or replaced (nothing else can change
-    // what an existing path resolves to).
-    const parentPath = parts.join("/");
+    return { parentPath: parts.join("/"), name, nameStr: last };
+  }
+
+  /**
+   * Many operations in a row go to the same few directories: their inode numbers are kept by
+   * parent path, and forgotten whenever a name is removed or replaced (nothing else can change
+   * what an existing path resolves to). The cached directory inode, when that needs no await.
+   */
+  private knownParentNow(parentPath: string, path: string): Inode | undefined {
+    if (this.dirtyInodes.size >= MAX_DIRTY_INODES) return undefined;
+    const known = this.parentDirs.get(parentPath);
+    const inode = known === undefined ? undefined : this.inodes.get(known);
+    if (inode && (inode.mode & S_IFMT) !== S_IFDIR)
+      throw new Ext4EditError("ENOTDIR", "not a directory", path);
+    return inode;
+  }
+
+  private async parentDir(parentPath: string, path: string): Promise<Inode> {
     const known = this.parentDirs.get(parentPath);
     let inode: Inode;
     if (known !== undefined) {
@@ -711,7 +764,7 @@ export class Ext4Editor {
       }
     }
     if ((inode.mode & S_IFMT) !== S_IFDIR) throw new Ext4EditError("ENOTDIR", "not a directory", path);
-    return { dir: inode, name, nameStr: last };
+    return inode;
   }
 
   /** A data block as it is now: small writes may still be buffered in the store. */
@@ -934,6 +987,56 @@ export class Ext4Editor {
 
   private hashOf(name: Uint8Array, rootVersion: number): number {
     return dxHash(name, effectiveHashVersion(rootVersion, this.sb.flags), this.sb.hashSeed).hash;
+  }
+
+  /**
+   * dirInsert without an await, for an indexed directory whose root, index and target leaf are
+   * cached and whose leaf has room (no split). False, and nothing done, otherwise.
+   */
+  private dirInsertNow(dirInode: Inode, name: Uint8Array, ino: number, ft: number): boolean {
+    if (dirInode.flags & (INODE_FLAGS.INLINE_DATA | INODE_FLAGS.ENCRYPT | INODE_FLAGS.CASEFOLD)) return false;
+    const st = this.dirs.get(dirInode.ino);
+    if (!st?.indexed) return false;
+    const root = this.store.peek(st.pblk[0]);
+    if (!root) return false;
+    const info = parseDxRootInfo(root);
+    if (info.unusedFlags & 1) return false;
+    const hash = this.hashOf(name, info.hashVersion);
+    let lblk = 0;
+    let off = 0x18 + info.infoLength;
+    for (let d = 0; d <= info.indirectLevels; d++) {
+      const b = this.store.peek(st.pblk[lblk]);
+      if (!b) return false;
+      const count = Math.min(u16(b, off + 2), Math.floor((b.length - off) / 8));
+      if (count === 0) return false;
+      // Same binary search as dxInsert.
+      let lo = 1;
+      let hi = count - 1;
+      let at = 0;
+      while (lo <= hi) {
+        const mid = (lo + hi) >> 1;
+        if (u32(b, off + mid * 8) > hash) hi = mid - 1;
+        else {
+          at = mid;
+          lo = mid + 1;
+        }
+      }
+      lblk = u32(b, off + at * 8 + 4);
+      off = 8;
+    }
+    const leafBuf = this.store.peek(st.pblk[lblk]);
+    if (!leafBuf) return false;
+    const rec: LeafRecord = { inode: ino, name, fileType: this.ft ? ft : 0 };
+    const end = leafEnd(this.bs, this.csum);
+    const at = insertIntoBlockAt(leafBuf, 0, st.hint[lblk] ?? 0, end, this.bs, this.ft, rec);
+    if (at < 0) return false;
+    st.hint[lblk] = at;
+    this.finishLeaf(dirInode, st.pblk[lblk], leafBuf);
+    st.entries.set(key(name), { ino, ft: rec.fileType, lblk });
+    const now = this.now();
+    dirInode.mtime = now;
+    dirInode.ctime = now;
+    return true;
   }
 
   /** Insert a name into a directory (dir inode is written by the caller). */
@@ -1317,7 +1420,7 @@ export class Ext4Editor {
     mode: number,
     owner: OwnerOptions,
     path: string,
-    fill: (inode: Inode) => Promise<void>,
+    fill: (inode: Inode) => Promise<void> | undefined,
   ): Promise<Inode> {
     if (parent.flags & INODE_FLAGS.INLINE_DATA) await this.prepareDir(parent, path);
     else this.checkDirWritable(parent, path);
@@ -1326,16 +1429,21 @@ export class Ext4Editor {
     const isDir = (mode & S_IFMT) === S_IFDIR;
     this.alloc.reserveInodes(1, path);
     this.alloc.reserveBlocks(Ext4Editor.DIR_INSERT_RESERVE + (isDir ? 1 : 0), path);
-    const ino = await this.alloc.allocInode(parent.ino, isDir, isDir && parent.ino === ROOT_INO, path);
+    const topLevel = isDir && parent.ino === ROOT_INO;
+    const ino =
+      this.alloc.allocInodeNow(parent.ino, isDir, topLevel, path) ||
+      (await this.alloc.allocInode(parent.ino, isDir, topLevel, path));
     const inode = this.blankInode(ino, mode, owner.uid ?? 0, owner.gid ?? 0);
     try {
-      await fill(inode);
+      const pending = fill(inode);
+      if (pending) await pending;
     } catch (e) {
       await this.alloc.freeInode(ino, isDir);
       throw e;
     }
     this.putInode(inode);
-    await this.dirInsert(parent, name, ino, fileTypeFromMode(mode), path);
+    const ft = fileTypeFromMode(mode);
+    if (!this.dirInsertNow(parent, name, ino, ft)) await this.dirInsert(parent, name, ino, ft, path);
     if (isDir) this.incDirLinks(parent);
     this.putInode(parent);
     return inode;
@@ -1400,7 +1508,8 @@ export class Ext4Editor {
     options: WriteFileOptions = {},
   ): Promise<void> {
     const content = typeof data === "string" ? new TextEncoder().encode(data) : data;
-    const { dir, name } = await this.resolveParent(path);
+    const { parentPath, name } = this.lastComponent(path);
+    const dir = this.knownParentNow(parentPath, path) ?? (await this.parentDir(parentPath, path));
     const st = this.dirs.get(dir.ino) ?? (await this.dir(dir));
     let existing = st.entries.get(key(name));
     if (existing) {
@@ -1437,13 +1546,39 @@ export class Ext4Editor {
     }
     existing = undefined;
     const mode = S_IFREG | ((options.mode ?? 0o644) & 0o7777);
-    await this.createInode(dir, name, mode, options, path, async (inode) => {
+    await this.createInode(dir, name, mode, options, path, (inode) => {
       this.emptyMapRoot(inode);
       inode.linksCount = 1;
-      await this.writeContent(inode, content, path);
       if (options.mtime !== undefined) inode.mtime = toTimestamp(options.mtime);
       if (options.atime !== undefined) inode.atime = toTimestamp(options.atime);
+      const now = content instanceof Uint8Array ? this.writeSmallNow(inode, content, path) : false;
+      return now === false ? this.writeContent(inode, content, path) : now;
     });
+  }
+
+  /**
+   * writeContent's small-file case for a new inode (empty map) without an await when its blocks
+   * are one run in the goal group (bitmap at hand): the data joins the pending run when it can.
+   * False when that does not apply (nothing done).
+   */
+  private writeSmallNow(inode: Inode, data: Uint8Array, path: string): Promise<void> | undefined | false {
+    const n = Math.ceil(data.length / this.bs);
+    if (n === 0 || data.length > 65536 || !this.usesExtents(inode)) return false;
+    // Data, and one spare for directory growth (as writeContent reserves).
+    this.alloc.reserveBlocks(n + 1, path);
+    const runs = this.alloc.allocBlocksNow(n, this.alloc.goalFor(inode.ino), path, true);
+    if (!runs) return false;
+    const start = runs[0].start;
+    // One extent fits the root: no tree node to allocate.
+    inode.iBlock = writeExtentTree(
+      this.store,
+      [{ lblk: 0, pblk: start, len: n, uninit: false }],
+      [],
+      undefined,
+    );
+    this.setBlocks(inode, n + (inode.fileAcl ? 1 : 0));
+    inode.size = data.length;
+    return this.store.writeDataNow(start, data) ? undefined : this.store.writeData(start, data);
   }
 
   private checkFileWritable(inode: Inode, path: string): void {

@@ -3,13 +3,14 @@
  * xattr area after that. Timestamps carry nanoseconds and two epoch bits that extend seconds past
  * 2038 (seconds = signed 32-bit base + epoch × 2^32).
  */
-import { type FieldTable, u16, u32, writeFields } from "./bytes.js";
+import { type FieldTable, setU16, setU32, u16, u32 } from "./bytes.js";
 import { crc32c, crc32cU32 } from "./crc32c.js";
 import { INODE_FLAGS } from "./features.js";
 
 export const GOOD_OLD_INODE_SIZE = 128;
 
-const BASE = [
+/** The base inode fields: [name, offset, type] (encodeInodeFields writes these offsets). */
+export const INODE_BASE_FIELDS = [
   ["mode", 0x0, "u16"],
   ["uidLo", 0x2, "u16"],
   ["sizeLo", 0x4, "u32"],
@@ -33,7 +34,7 @@ const BASE = [
 ] as const satisfies FieldTable<string>;
 
 /** Extra fields: [name, offset, type]; present only when 128 + i_extra_isize covers them. */
-const EXTRA = [
+export const INODE_EXTRA_FIELDS = [
   ["extraIsize", 0x80, "u16"],
   ["checksumHi", 0x82, "u16"],
   ["ctimeExtra", 0x84, "u32"],
@@ -160,46 +161,64 @@ export function parseInode(ino: number, bytes: Uint8Array, inodeSize: number, co
 export function encodeInode(inode: Inode, inodeSize = inode.raw.length): Uint8Array {
   const out = new Uint8Array(inodeSize);
   out.set(inode.raw.subarray(0, inodeSize));
-  const a = encodeTime(inode.atime);
-  const m = encodeTime(inode.mtime);
-  const c = encodeTime(inode.ctime);
-  writeFields(out, 0, BASE, {
-    mode: inode.mode,
-    uidLo: inode.uid & 0xffff,
-    uidHi: inode.uid >>> 16,
-    gidLo: inode.gid & 0xffff,
-    gidHi: inode.gid >>> 16,
-    sizeLo: inode.size >>> 0,
-    sizeHi: Math.floor(inode.size / 0x1_0000_0000) >>> 0,
-    atimeRaw: a.raw,
-    ctimeRaw: c.raw,
-    mtimeRaw: m.raw,
-    dtime: inode.dtime,
-    linksCount: inode.linksCount,
-    blocksLo: inode.blocksRaw >>> 0,
-    blocksHi: Math.floor(inode.blocksRaw / 0x1_0000_0000) & 0xffff,
-    flags: inode.flags,
-    version: inode.version,
-    generation: inode.generation,
-    fileAclLo: inode.fileAcl >>> 0,
-    fileAclHi: Math.floor(inode.fileAcl / 0x1_0000_0000) & 0xffff,
-  });
-  out.set(inode.iBlock.subarray(0, I_BLOCK_SIZE), I_BLOCK_OFFSET);
-  if (inodeSize > GOOD_OLD_INODE_SIZE) {
-    const ex = inode.extraIsize;
-    const vals: Record<string, number> = { extraIsize: ex };
-    if (extraHas(ex, 0x84, 4)) vals.ctimeExtra = c.extra;
-    if (extraHas(ex, 0x88, 4)) vals.mtimeExtra = m.extra;
-    if (extraHas(ex, 0x8c, 4)) vals.atimeExtra = a.extra;
-    if (inode.crtime && extraHas(ex, 0x94, 4)) {
-      const cr = encodeTime(inode.crtime);
-      vals.crtimeRaw = cr.raw;
-      vals.crtimeExtra = cr.extra;
-    }
-    if (inode.projid !== undefined && extraHas(ex, 0x9c, 4)) vals.projid = inode.projid;
-    writeFields(out, 0, EXTRA, vals);
-  }
+  encodeInodeFields(inode, out, 0, inodeSize);
   return out;
+}
+
+/**
+ * Write an inode's decoded fields at `off` in `out` (the INODE_BASE_FIELDS/INODE_EXTRA_FIELDS tables' offsets, written
+ * directly: this runs once per created inode). Bytes no field covers (in-inode xattrs, unused
+ * space) are left as they are, so `out` may be the inode's own raw bytes.
+ */
+export function encodeInodeFields(inode: Inode, out: Uint8Array, off: number, inodeSize: number): void {
+  const sizeHi = Math.floor(inode.size / 0x1_0000_0000);
+  const blocksHi = Math.floor(inode.blocksRaw / 0x1_0000_0000);
+  const aclHi = Math.floor(inode.fileAcl / 0x1_0000_0000);
+  setU16(out, off + 0x0, inode.mode); // mode
+  setU16(out, off + 0x2, inode.uid & 0xffff); // uidLo
+  setU32(out, off + 0x4, inode.size >>> 0); // sizeLo
+  setU32(out, off + 0x8, timeRaw(inode.atime)); // atimeRaw
+  setU32(out, off + 0xc, timeRaw(inode.ctime)); // ctimeRaw
+  setU32(out, off + 0x10, timeRaw(inode.mtime)); // mtimeRaw
+  setU32(out, off + 0x14, inode.dtime); // dtime
+  setU16(out, off + 0x18, inode.gid & 0xffff); // gidLo
+  setU16(out, off + 0x1a, inode.linksCount); // linksCount
+  setU32(out, off + 0x1c, inode.blocksRaw >>> 0); // blocksLo
+  setU32(out, off + 0x20, inode.flags); // flags
+  setU32(out, off + 0x24, inode.version); // version
+  const ib = inode.iBlock;
+  // Skipped when i_block is a view of these very bytes (a parsed or blank inode's own raw).
+  if (ib.buffer !== out.buffer || ib.byteOffset !== out.byteOffset + off + I_BLOCK_OFFSET)
+    out.set(ib.subarray(0, I_BLOCK_SIZE), off + I_BLOCK_OFFSET);
+  setU32(out, off + 0x64, inode.generation); // generation
+  setU32(out, off + 0x68, inode.fileAcl >>> 0); // fileAclLo
+  setU32(out, off + 0x6c, sizeHi >>> 0); // sizeHi
+  setU16(out, off + 0x74, blocksHi & 0xffff); // blocksHi
+  setU16(out, off + 0x76, aclHi & 0xffff); // fileAclHi
+  setU16(out, off + 0x78, inode.uid >>> 16); // uidHi
+  setU16(out, off + 0x7a, inode.gid >>> 16); // gidHi
+  if (inodeSize <= GOOD_OLD_INODE_SIZE) return;
+  const ex = inode.extraIsize;
+  setU16(out, off + 0x80, ex); // extraIsize
+  if (extraHas(ex, 0x84, 4)) setU32(out, off + 0x84, timeExtra(inode.ctime)); // ctimeExtra
+  if (extraHas(ex, 0x88, 4)) setU32(out, off + 0x88, timeExtra(inode.mtime)); // mtimeExtra
+  if (extraHas(ex, 0x8c, 4)) setU32(out, off + 0x8c, timeExtra(inode.atime)); // atimeExtra
+  if (inode.crtime && extraHas(ex, 0x94, 4)) {
+    setU32(out, off + 0x90, timeRaw(inode.crtime)); // crtimeRaw
+    setU32(out, off + 0x94, timeExtra(inode.crtime)); // crtimeExtra
+  }
+  if (inode.projid !== undefined && extraHas(ex, 0x9c, 4)) setU32(out, off + 0x9c, inode.projid); // projid
+}
+
+/** encodeTime's two halves without the pair object. */
+function timeEpoch(t: Timestamp): number {
+  return Math.floor((t.sec + 0x8000_0000) / 0x1_0000_0000);
+}
+function timeRaw(t: Timestamp): number {
+  return (t.sec - timeEpoch(t) * 0x1_0000_0000) >>> 0;
+}
+function timeExtra(t: Timestamp): number {
+  return (((t.nsec & 0x3fffffff) << 2) | (timeEpoch(t) & 3)) >>> 0;
 }
 
 function hasCsumHi(raw: Uint8Array): boolean {
