@@ -1511,40 +1511,8 @@ export class Ext4Editor {
     const { parentPath, name } = this.lastComponent(path);
     const dir = this.knownParentNow(parentPath, path) ?? (await this.parentDir(parentPath, path));
     const st = this.dirs.get(dir.ino) ?? (await this.dir(dir));
-    let existing = st.entries.get(key(name));
-    if (existing) {
-      if (options.flag === "wx") throw new Ext4EditError("EEXIST", "file already exists", path);
-      let inode = await this.inodeRef(existing.ino);
-      if ((inode.mode & S_IFMT) === S_IFLNK) {
-        // Follow a final symlink like node does.
-        try {
-          inode = (await this.resolve(path, true)).inode;
-        } catch (e) {
-          if (e instanceof Ext4EditError && e.code === "ENOENT") {
-            const target = decodeName(await this.readLink(inode));
-            const base = target.startsWith("/")
-              ? target
-              : `${this.split(path).slice(0, -1).join("/")}/${target}`;
-            return this.writeFile(`/${base}`, content, options);
-          }
-          throw e;
-        }
-      }
-      if ((inode.mode & S_IFMT) === S_IFDIR) throw new Ext4EditError("EISDIR", "is a directory", path);
-      if ((inode.mode & S_IFMT) !== S_IFREG) throw new Ext4EditError("EINVAL", "not a regular file", path);
-      this.checkFileWritable(inode, path);
-      await this.replaceContent(inode, content, path);
-      if (options.mode !== undefined) inode.mode = (inode.mode & S_IFMT) | (options.mode & 0o7777);
-      if (options.uid !== undefined) inode.uid = options.uid >>> 0;
-      if (options.gid !== undefined) inode.gid = options.gid >>> 0;
-      const now = this.now();
-      inode.mtime = options.mtime !== undefined ? toTimestamp(options.mtime) : now;
-      inode.ctime = now;
-      if (options.atime !== undefined) inode.atime = toTimestamp(options.atime);
-      this.putInode(inode);
-      return;
-    }
-    existing = undefined;
+    const existing = st.entries.get(key(name));
+    if (existing) return this.overwriteFile(existing.ino, path, content, options);
     const mode = S_IFREG | ((options.mode ?? 0o644) & 0o7777);
     await this.createInode(dir, name, mode, options, path, (inode) => {
       this.emptyMapRoot(inode);
@@ -1554,6 +1522,44 @@ export class Ext4Editor {
       const now = content instanceof Uint8Array ? this.writeSmallNow(inode, content, path) : false;
       return now === false ? this.writeContent(inode, content, path) : now;
     });
+  }
+
+  /** writeFile over an existing name (its own function: writeFile's frame stays small). */
+  private async overwriteFile(
+    ino: number,
+    path: string,
+    content: Uint8Array | AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+    options: WriteFileOptions,
+  ): Promise<void> {
+    if (options.flag === "wx") throw new Ext4EditError("EEXIST", "file already exists", path);
+    let inode = await this.inodeRef(ino);
+    if ((inode.mode & S_IFMT) === S_IFLNK) {
+      // Follow a final symlink like node does.
+      try {
+        inode = (await this.resolve(path, true)).inode;
+      } catch (e) {
+        if (e instanceof Ext4EditError && e.code === "ENOENT") {
+          const target = decodeName(await this.readLink(inode));
+          const base = target.startsWith("/")
+            ? target
+            : `${this.split(path).slice(0, -1).join("/")}/${target}`;
+          return this.writeFile(`/${base}`, content, options);
+        }
+        throw e;
+      }
+    }
+    if ((inode.mode & S_IFMT) === S_IFDIR) throw new Ext4EditError("EISDIR", "is a directory", path);
+    if ((inode.mode & S_IFMT) !== S_IFREG) throw new Ext4EditError("EINVAL", "not a regular file", path);
+    this.checkFileWritable(inode, path);
+    await this.replaceContent(inode, content, path);
+    if (options.mode !== undefined) inode.mode = (inode.mode & S_IFMT) | (options.mode & 0o7777);
+    if (options.uid !== undefined) inode.uid = options.uid >>> 0;
+    if (options.gid !== undefined) inode.gid = options.gid >>> 0;
+    const now = this.now();
+    inode.mtime = options.mtime !== undefined ? toTimestamp(options.mtime) : now;
+    inode.ctime = now;
+    if (options.atime !== undefined) inode.atime = toTimestamp(options.atime);
+    this.putInode(inode);
   }
 
   /**
