@@ -102,4 +102,49 @@ describeWithTools(["mke2fs", "e2fsck", "debugfs"], "ext4 editor: caches between 
     expect((await debugfsCat(path, "/s/big")).equals(Buffer.from(big))).toBe(true);
     expect((await debugfsCat(path, "/s/again")).equals(Buffer.from(small(7)))).toBe(true);
   }, 60_000);
+  it("small files through the synchronous paths and their fallbacks (uncached bitmaps, fragmented space, full pending runs, leaf splits)", async () => {
+    const dir = await tempDir("edc-");
+    const path = await makeImage(dir, "sync", FEATURE_SETS["ext4-csum"], "64M");
+    const ed = await openEditor(path);
+    const content = (i: number, len: number) => {
+      const b = new Uint8Array(len);
+      for (let k = 0; k < len; k += 97) b[k] = (i * 31 + k) & 0xff;
+      b[len - 1] = i & 0xff;
+      return b;
+    };
+    const expected = new Map<string, Uint8Array>();
+    const put = async (p: string, data: Uint8Array) => {
+      await ed.writeFile(p, data);
+      expected.set(p, data);
+    };
+    // ~5.4 MiB of 1-5 block files into one directory: htree leaf splits, a full pending run.
+    await ed.mkdir("/f");
+    for (let i = 0; i < 600; i++) await put(`/f/n${i}`, content(i, ((i % 5) + 1) * 3000));
+    // Every other file removed: one-block holes, so multi-block files cannot take one run.
+    for (let i = 0; i < 600; i += 2) {
+      await ed.unlink(`/f/n${i}`);
+      expected.delete(`/f/n${i}`);
+    }
+    for (let i = 0; i < 200; i++) await put(`/f/m${i}`, content(1000 + i, 4096 * 2 + 1 + i));
+    // Top-level directories land in other groups (bitmaps not yet read); then back to /f.
+    for (let d = 0; d < 4; d++) {
+      await ed.mkdir(`/t${d}`);
+      for (let i = 0; i < 20; i++) await put(`/t${d}/x${i}`, content(2000 + d * 20 + i, 100 + i * 50));
+    }
+    for (let i = 0; i < 50; i++) await put(`/f/late${i}`, content(3000 + i, 1 + i * 200));
+    // Read back before anything is flushed.
+    for (const p of ["/f/n1", "/f/m7", "/t3/x19", "/f/late49"])
+      expect(Buffer.from(await ed.readFile(p)).equals(Buffer.from(expected.get(p) as Uint8Array))).toBe(true);
+    await ed.close();
+    await expectClean(path);
+    const again = await openEditor(path);
+    for (const [p, data] of expected) {
+      const got = await again.readFile(p);
+      expect(Buffer.from(got).equals(Buffer.from(data)), p).toBe(true);
+    }
+    expect((await again.readdir("/f")).length).toBe(300 + 200 + 50);
+    await again.close();
+    for (const p of ["/f/n599", "/f/m0", "/f/m199", "/t0/x0", "/t2/x10"])
+      expect((await debugfsCat(path, p)).equals(Buffer.from(expected.get(p) as Uint8Array)), p).toBe(true);
+  }, 60_000);
 });
