@@ -41,6 +41,7 @@ import {
   readBlockMap,
   readExtentMap,
   writeBlockMap,
+  writeExtentRoot,
   writeExtentTree,
 } from "./file-map.js";
 import { Ext4Fs, type Ext4OpenOptions, ROOT_INO } from "./fs.js";
@@ -1515,7 +1516,11 @@ export class Ext4Editor {
     if (existing) return this.overwriteFile(existing.ino, path, content, options);
     const mode = S_IFREG | ((options.mode ?? 0o644) & 0o7777);
     await this.createInode(dir, name, mode, options, path, (inode) => {
-      this.emptyMapRoot(inode);
+      if (this.extents) {
+        // A blank inode's i_block is a view of its own zeroed bytes: the root is written there.
+        inode.flags |= INODE_FLAGS.EXTENTS;
+        writeExtentRoot(inode.iBlock, []);
+      } else this.emptyMapRoot(inode);
       inode.linksCount = 1;
       if (options.mtime !== undefined) inode.mtime = toTimestamp(options.mtime);
       if (options.atime !== undefined) inode.atime = toTimestamp(options.atime);
@@ -1563,7 +1568,8 @@ export class Ext4Editor {
   }
 
   /**
-   * writeContent's small-file case for a new inode (empty map) without an await when its blocks
+   * writeContent's small-file case for a new inode (an empty extent root in i_block, written
+   * over in place) without an await when its blocks
    * are one run in the goal group (bitmap at hand): the data joins the pending run when it can.
    * False when that does not apply (nothing done).
    */
@@ -1575,13 +1581,8 @@ export class Ext4Editor {
     const runs = this.alloc.allocBlocksNow(n, this.alloc.goalFor(inode.ino), path, true);
     if (!runs) return false;
     const start = runs[0].start;
-    // One extent fits the root: no tree node to allocate.
-    inode.iBlock = writeExtentTree(
-      this.store,
-      [{ lblk: 0, pblk: start, len: n, uninit: false }],
-      [],
-      undefined,
-    );
+    // One extent fits the root (written over the empty one): no tree node to allocate.
+    writeExtentRoot(inode.iBlock, [{ lblk: 0, pblk: start, len: n, uninit: false }]);
     this.setBlocks(inode, n + (inode.fileAcl ? 1 : 0));
     inode.size = data.length;
     return this.store.writeDataNow(start, data) ? undefined : this.store.writeData(start, data);

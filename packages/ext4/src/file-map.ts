@@ -153,6 +153,25 @@ export function extentNodesNeeded(n: number, blockSize: number): number {
 }
 
 /**
+ * Write a depth-0 extent root holding `extents` (at most 4, normalised, sorted) over `root` (an
+ * i_block area whose bytes past these entries are zero, e.g. an empty root).
+ */
+export function writeExtentRoot(root: Uint8Array, extents: readonly MapExtent[], generation = 0): void {
+  if (extents.length > ROOT_MAX) throw new Error("extent root: too many extents");
+  encodeExtentHeader(root, {
+    magic: EXTENT_MAGIC,
+    entries: extents.length,
+    max: ROOT_MAX,
+    depth: 0,
+    generation,
+  });
+  for (let i = 0; i < extents.length; i++) {
+    const e = extents[i];
+    encodeExtent(root, i, { block: e.lblk, len: e.len, start: e.pblk, uninit: e.uninit });
+  }
+}
+
+/**
  * Write an extent tree for `extents` (normalised, sorted) using `nodeBlocks` (exactly
  * extentNodesNeeded of them). Returns the new 60-byte root.
  */
@@ -165,16 +184,7 @@ export function writeExtentTree(
 ): Uint8Array {
   const root = new Uint8Array(I_BLOCK_SIZE);
   if (extents.length <= ROOT_MAX) {
-    encodeExtentHeader(root, {
-      magic: EXTENT_MAGIC,
-      entries: extents.length,
-      max: ROOT_MAX,
-      depth: 0,
-      generation,
-    });
-    extents.forEach((e, i) => {
-      encodeExtent(root, i, { block: e.lblk, len: e.len, start: e.pblk, uninit: e.uninit });
-    });
+    writeExtentRoot(root, extents, generation);
     return root;
   }
   const bs = store.blockSize;
