@@ -18,6 +18,7 @@ import {
   type GroupDesc,
   gdtBlockCount,
   gdtBlockLocation,
+  metaBgDescLocations,
   setGroupDescChecksum,
 } from "./group-desc.js";
 import {
@@ -447,6 +448,18 @@ export class Allocator {
     return groupFirstBlock(this.sb, g);
   }
 
+  /**
+   * Record a write in the superblock, as the kernel and libext2fs do when they write it back:
+   * s_wtime (with its high byte) and, when the filesystem counts them, s_kbytes_written.
+   */
+  stampWrite(wtime: number, kbytesWritten: number | undefined): void {
+    const sb = this.sb;
+    sb.wtime = wtime % 2 ** 32;
+    sb.wtimeHi = Math.floor(wtime / 2 ** 32) & 0xff;
+    if (kbytesWritten !== undefined) sb.kbytesWritten = kbytesWritten;
+    this.sbDirty = true;
+  }
+
   get dirty(): boolean {
     return this.sbDirty || this.dirtyGroups.size > 0;
   }
@@ -492,10 +505,11 @@ export class Allocator {
         if (g >= sb.groupCount) break;
         bytes.set(this.groups[g].raw.subarray(0, ds), k * ds);
       }
-      const targets: number[] = [gdtBlockLocation(sb, i)];
+      const targets: number[] = [];
       if (!meta || i < sb.firstMetaBg) {
+        targets.push(gdtBlockLocation(sb, i));
         for (const sbb of sbBlocks) if (sbb >= 0) targets.push(gdtBlockLocation(sb, i, sbb));
-      }
+      } else targets.push(...metaBgDescLocations(sb, i));
       for (const t of targets) {
         // A whole block of descriptors: no need to read the old one.
         const b = this.store.peek(t) ?? this.store.fresh(t);

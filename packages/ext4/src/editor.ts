@@ -248,6 +248,7 @@ export class Ext4Editor {
     this.ft = hasIncompat(this.sb, INCOMPAT.filetype);
     this.extents = hasIncompat(this.sb, INCOMPAT.extent);
     this.durable = options.durable ?? true;
+    this.kbytesBase = this.sb.kbytesWritten;
     let t = options.timestamp;
     if (t === undefined && !options.ignoreSourceDateEpoch && process.env.SOURCE_DATE_EPOCH) {
       const n = Number(process.env.SOURCE_DATE_EPOCH);
@@ -1210,6 +1211,8 @@ export class Ext4Editor {
     if (cut < 0)
       throw new Ext4UnsupportedError("htree", `cannot split a directory leaf of '${path}' (hash collisions)`);
     const splitHash = all[cut].h;
+    // An index full at every level with no level left to add: fail before anything is allocated.
+    await this.checkDxRoom(st, levels, info.indirectLevels, path);
     // Make room in the parent first (may add a level or split index nodes).
     const newLeaf = await this.appendDirBlock(dirInode, st, path);
     await this.dxAddEntry(
@@ -1236,6 +1239,21 @@ export class Ext4Editor {
       ft: rec.fileType,
       lblk: cut <= all.findIndex((x) => x.r === rec) ? newLeaf.lblk : leafL,
     });
+  }
+
+  private async checkDxRoom(
+    st: DirState,
+    levels: { lblk: number; off: number }[],
+    indirect: number,
+    path: string,
+  ): Promise<void> {
+    for (let i = levels.length - 1; i >= 0; i--) {
+      const node = parseDxEntries(await this.store.get(st.pblk[levels[i].lblk]), levels[i].off);
+      if (node.count < node.limit) return;
+    }
+    const maxIndirect = hasIncompat(this.sb, INCOMPAT.large_dir) ? 2 : 1;
+    if (indirect >= maxIndirect)
+      throw new Ext4NoSpaceError("blocks", `directory index of '${path}' is full`, path);
   }
 
   /** Insert (hash → block) after levels[i].at in index node i, splitting or adding a level as needed. */
@@ -2086,12 +2104,36 @@ export class Ext4Editor {
   // ------------------------------------------------------------ reads (through the reader)
 
   private readerStale = false;
+  /** s_kbytes_written when opened (0: the filesystem does not count, leave it so). */
+  private readonly kbytesBase: number;
+  /** Device bytes written as of the last superblock stamp. */
+  private stampedBytes = 0;
+
+  /**
+   * Before metadata is flushed after changes: s_wtime from the editor's clock and
+   * s_kbytes_written advanced by what this editor wrote (the blocks about to be flushed included).
+   */
+  private stampSuperblock(): void {
+    const written = this.store.counters.bytesWritten;
+    if (!this.alloc.dirty && !this.store.dirtyCount && written === this.stampedBytes) return;
+    // The superblock block itself is written too.
+    const pending = (this.store.dirtyCount + 1) * this.bs;
+    const kb = this.kbytesBase ? this.kbytesBase + Math.floor((written + pending) / 1024) : undefined;
+    this.alloc.stampWrite(this.now().sec, kb);
+  }
 
   private async settle(): Promise<void> {
-    if (this.dirtyInodes.size || this.alloc.dirty || this.store.dirtyCount) {
+    if (
+      this.dirtyInodes.size ||
+      this.alloc.dirty ||
+      this.store.dirtyCount ||
+      this.store.counters.bytesWritten !== this.stampedBytes
+    ) {
       await this.flushInodes();
+      this.stampSuperblock();
       await this.alloc.flush();
       await this.store.flush();
+      this.stampedBytes = this.store.counters.bytesWritten;
       this.readerStale = true;
     }
     if (this.readerStale) this.refreshReader();
@@ -2155,8 +2197,10 @@ export class Ext4Editor {
   /** Write all pending metadata (bitmaps, descriptors, superblocks, inodes, directories). */
   async sync(): Promise<void> {
     await this.flushInodes();
+    this.stampSuperblock();
     await this.alloc.flush();
     await this.store.flush();
+    this.stampedBytes = this.store.counters.bytesWritten;
     if (this.durable) await this.reader.device.flush();
     this.refreshReader();
   }

@@ -209,15 +209,36 @@ export function gdtBlockLocation(sb: Superblock, i: number, sbBlock = primarySup
   const metaBg = hasIncompat(sb, INCOMPAT.meta_bg);
   if (!metaBg || i < sb.firstMetaBg) return sbBlock + i + 1;
   const g = i * descsPerBlock(sb);
-  const hasSuper = groupHasSuperblock(sb, g) ? 1 : 0;
+  let hasSuper = groupHasSuperblock(sb, g) ? 1 : 0;
   let blk = groupFirstBlock(sb, g);
-  // Backup copies of meta_bg descriptors live in the meta group's second group.
+  // Opened from a backup superblock, meta_bg descriptors are read from the meta group's second
+  // group (as libext2fs does), whose own superblock backup may or may not be there.
   if (sbBlock !== primarySuperblockBlock(sb) && blk + hasSuper + sb.blocksPerGroup < sb.blocksCount) {
     blk += sb.blocksPerGroup;
+    hasSuper = groupHasSuperblock(sb, g + 1) ? 1 : 0;
+    return blk + hasSuper;
   }
   // With 1 KiB blocks and first_data_block 0 (bigalloc), block 0 holds the boot sector + superblock.
   const zeroAdjust = g === 0 && sb.blockSize === 1024 && sb.firstDataBlock === 0 ? 1 : 0;
   return blk + hasSuper + zeroAdjust;
+}
+
+/**
+ * Every copy of meta_bg descriptor block `i` (i >= s_first_meta_bg): the first block after any
+ * superblock backup in the first, second and last group of meta group i (those that exist).
+ * The first is the primary.
+ */
+export function metaBgDescLocations(sb: Superblock, i: number): number[] {
+  const per = descsPerBlock(sb);
+  const out: number[] = [];
+  for (const r of [0, 1, per - 1]) {
+    const g = i * per + r;
+    if (g >= sb.groupCount) continue;
+    const zeroAdjust = g === 0 && sb.blockSize === 1024 && sb.firstDataBlock === 0 ? 1 : 0;
+    const blk = groupFirstBlock(sb, g) + (groupHasSuperblock(sb, g) ? 1 : 0) + zeroAdjust;
+    if (!out.includes(blk)) out.push(blk);
+  }
+  return out;
 }
 
 /** Checksum of a block/inode bitmap (metadata_csum): crc32c(seed, bitmap bytes). */
