@@ -13,7 +13,7 @@ import type { BlockDevice } from "@imgpatch/disk";
 import { ImgpatchError } from "@imgpatch/disk";
 import { Allocator, Ext4NoSpaceError } from "./alloc.js";
 import { BlockStore } from "./block-store.js";
-import { decodeName, encodeName, setU32, u16, u32 } from "./bytes.js";
+import { decodeName, encodeName, setU16, setU32, u16, u32 } from "./bytes.js";
 import { crc32cU32 } from "./crc32c.js";
 import {
   insertIntoBlock,
@@ -28,7 +28,16 @@ import {
   writeDxRoot,
   writeLeaf,
 } from "./dir-write.js";
-import { FT, fileTypeFromMode, parseDirentBlock, setDirentTail } from "./dirent.js";
+import {
+  decodeRecLen,
+  direntSize,
+  encodeDirent,
+  encodeRecLen,
+  FT,
+  fileTypeFromMode,
+  parseDirentBlock,
+  setDirentTail,
+} from "./dirent.js";
 import { dxHash, effectiveHashVersion } from "./dx-hash.js";
 import { Ext4UnsupportedError } from "./errors.js";
 import { COMPAT, INCOMPAT, INODE_FLAGS, RO_COMPAT } from "./features.js";
@@ -47,7 +56,16 @@ import {
 import { Ext4Fs, type Ext4OpenOptions, ROOT_INO } from "./fs.js";
 import { type GroupDesc, parseGroupDesc } from "./group-desc.js";
 import { type DxEntry, encodeDxEntries, parseDxEntries, parseDxRootInfo, setDxChecksum } from "./htree.js";
-import { inlineDirParent, setInlineDirParent } from "./inline-data.js";
+import {
+  INLINE_DATA_XATTR_INDEX,
+  INLINE_DATA_XATTR_SUFFIX,
+  INLINE_DIR_PARENT_SIZE,
+  INLINE_IBLOCK_SIZE,
+  inlineDirParent,
+  inlineFileContent,
+  inlineValueCapacity,
+  setInlineDirParent,
+} from "./inline-data.js";
 import {
   encodeInode,
   encodeInodeFields,
@@ -81,7 +99,13 @@ import {
   XATTR_BLOCK_HEADER_SIZE,
   XATTR_MAGIC,
 } from "./xattr.js";
-import { planXattrs, writeIbodyXattrs, writeXattrBlock, type XattrItem } from "./xattr-write.js";
+import {
+  planXattrs,
+  writeIbodyXattrs,
+  writeXattrBlock,
+  type XattrItem,
+  xattrItemSize,
+} from "./xattr-write.js";
 
 export { Ext4NoSpaceError };
 
@@ -164,6 +188,8 @@ interface DirState {
    */
   hint: number[];
   indexed: boolean;
+  /** Entries live in the inode (inline_data): i_block after the parent number, then system.data. */
+  inline?: boolean;
 }
 
 const MAX_SYMLINKS = 40;
@@ -176,6 +202,10 @@ const MAX_DIRTY_INODES = 16384;
 /** Streamed chunks this large are written from the producer's buffer; smaller ones are gathered. */
 const STREAM_DIRECT = 1 << 20;
 const STREAM_GATHER = 4 << 20;
+
+const DATA_SUFFIX = new TextEncoder().encode(INLINE_DATA_XATTR_SUFFIX);
+const isSystemData = (x: XattrItem) =>
+  x.index === INLINE_DATA_XATTR_INDEX && decodeName(x.suffix) === INLINE_DATA_XATTR_SUFFIX;
 
 /** Map key of a name's bytes (the last one is remembered: one operation asks several times). */
 let lastKeyOf: Uint8Array | undefined;
@@ -225,6 +255,8 @@ export class Ext4Editor {
   private readonly csum: boolean;
   private readonly ft: boolean;
   private readonly extents: boolean;
+  /** New small files, directories and symlinks are stored in the inode (inline_data). */
+  private readonly inlineData: boolean;
   private readonly bs: number;
   private readonly fixedTime?: Timestamp;
   private genState: number;
@@ -247,6 +279,7 @@ export class Ext4Editor {
     this.csum = hasRoCompat(this.sb, RO_COMPAT.metadata_csum);
     this.ft = hasIncompat(this.sb, INCOMPAT.filetype);
     this.extents = hasIncompat(this.sb, INCOMPAT.extent);
+    this.inlineData = hasIncompat(this.sb, INCOMPAT.inline_data) && this.sb.inodeSize > 128;
     this.durable = options.durable ?? true;
     this.kbytesBase = this.sb.kbytesWritten;
     let t = options.timestamp;
@@ -532,6 +565,123 @@ export class Ext4Editor {
     for (const b of map.metaBlocks) await this.alloc.freeBlocksRange(b, 1);
   }
 
+  // ------------------------------------------------------------ inline data
+
+  /**
+   * Most bytes this inode can hold inline (i_block, then the largest system.data value the inode
+   * body has room for next to its other attributes), or -1 when it cannot hold inline data.
+   */
+  private inlineCapacity(inode: Inode, others: XattrItem[]): number {
+    if (!this.inlineData) return -1;
+    const ibody = this.sb.inodeSize - 128 - inode.extraIsize;
+    const cap = inlineValueCapacity(
+      ibody,
+      others.reduce((n, x) => n + xattrItemSize(x), 0),
+    );
+    return cap < 0 ? -1 : INLINE_IBLOCK_SIZE + cap;
+  }
+
+  /** An inode's system.data value and its other attributes. */
+  private async inlineParts(inode: Inode): Promise<{ value: Uint8Array; others: XattrItem[] }> {
+    const items = await this.loadXattrs(inode);
+    return {
+      value: items.find(isSystemData)?.value ?? new Uint8Array(0),
+      others: items.filter((x) => !isSystemData(x)),
+    };
+  }
+
+  /**
+   * Store `data` in the inode like the kernel's inline_data: the first 60 bytes in i_block, the
+   * rest as the system.data value (present, maybe empty). Data blocks must already be freed;
+   * the inode is written by the caller.
+   */
+  private async storeInline(
+    inode: Inode,
+    data: Uint8Array,
+    others: XattrItem[],
+    path: string,
+  ): Promise<void> {
+    inode.flags = (inode.flags | INODE_FLAGS.INLINE_DATA) & ~INODE_FLAGS.EXTENTS;
+    inode.iBlock = new Uint8Array(INLINE_IBLOCK_SIZE);
+    inode.iBlock.set(data.subarray(0, INLINE_IBLOCK_SIZE));
+    const value = data.slice(Math.min(data.length, INLINE_IBLOCK_SIZE));
+    await this.storeXattrs(
+      inode,
+      [...others, { index: INLINE_DATA_XATTR_INDEX, suffix: DATA_SUFFIX, value }],
+      path,
+    );
+    inode.size = data.length;
+  }
+
+  private async storeInlineDirValue(
+    dir: Inode,
+    value: Uint8Array,
+    others: XattrItem[],
+    path: string,
+  ): Promise<void> {
+    await this.storeXattrs(
+      dir,
+      [...others, { index: INLINE_DATA_XATTR_INDEX, suffix: DATA_SUFFIX, value }],
+      path,
+    );
+    dir.size = INLINE_IBLOCK_SIZE + value.length;
+  }
+
+  /** The live entries of an inline directory: i_block after the parent number, then system.data. */
+  private inlineDirEntries(
+    dir: Inode,
+    value: Uint8Array,
+  ): { inode: number; name: Uint8Array; fileType: number }[] {
+    const a = parseDirentBlock(dir.iBlock, INLINE_DIR_PARENT_SIZE, INLINE_IBLOCK_SIZE, this.bs, this.ft);
+    const b = value.length ? parseDirentBlock(value, 0, value.length, this.bs, this.ft) : { entries: [] };
+    const problem = a.problem ?? b.problem;
+    if (problem)
+      throw new Ext4EditError("EINVAL", `corrupt inline directory: ${problem.message}`, `<inode ${dir.ino}>`);
+    return [...a.entries, ...b.entries];
+  }
+
+  /**
+   * Add an entry to an inline directory as the kernel does: into i_block's free space, else into
+   * system.data's, growing an empty system.data once to all the room the inode body has. False
+   * when it does not fit (the directory must move to a block).
+   */
+  private async inlineDirInsert(dir: Inode, rec: LeafRecord, path: string): Promise<boolean> {
+    const ib = dir.iBlock.slice(0, INLINE_IBLOCK_SIZE);
+    if (insertIntoBlock(ib, INLINE_DIR_PARENT_SIZE, INLINE_IBLOCK_SIZE, this.bs, this.ft, rec)) {
+      dir.iBlock = ib;
+      return true;
+    }
+    const { value, others } = await this.inlineParts(dir);
+    let v = value.slice();
+    if (v.length === 0) {
+      const cap = this.inlineCapacity(dir, others) - INLINE_IBLOCK_SIZE;
+      if (cap <= direntSize(1)) return false;
+      v = new Uint8Array(cap);
+      encodeDirent(v, 0, { inode: 0, recLen: cap, name: new Uint8Array(0), fileType: 0 }, this.bs, this.ft);
+    }
+    if (!insertIntoBlock(v, 0, v.length, this.bs, this.ft, rec)) return false;
+    await this.storeInlineDirValue(dir, v, others, path);
+    return true;
+  }
+
+  /** Apply `edit` to the inline region holding the entry (i_block first); false when absent. */
+  private async inlineDirEdit(
+    dir: Inode,
+    path: string,
+    edit: (buf: Uint8Array, start: number, end: number) => boolean,
+  ): Promise<boolean> {
+    const ib = dir.iBlock.slice(0, INLINE_IBLOCK_SIZE);
+    if (edit(ib, INLINE_DIR_PARENT_SIZE, INLINE_IBLOCK_SIZE)) {
+      dir.iBlock = ib;
+      return true;
+    }
+    const { value, others } = await this.inlineParts(dir);
+    const v = value.slice();
+    if (!v.length || !edit(v, 0, v.length)) return false;
+    await this.storeInlineDirValue(dir, v, others, path);
+    return true;
+  }
+
   // ------------------------------------------------------------ data
 
   /** Allocate and write `data` as logical blocks from `lblk`; returns the extents. */
@@ -559,8 +709,16 @@ export class Ext4Editor {
     inode: Inode,
     data: Uint8Array | AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
     path: string,
+    allowInline = true,
   ): Promise<void> {
     const goal = this.alloc.goalFor(inode.ino);
+    // With inline_data, content that fits the inode is stored there (an empty file is not inline).
+    const others = allowInline && this.inlineData ? (await this.inlineParts(inode)).others : [];
+    const cap = allowInline ? this.inlineCapacity(inode, others) : -1;
+    if (data instanceof Uint8Array && data.length > 0 && data.length <= cap) {
+      await this.storeInline(inode, data, others, path);
+      return;
+    }
     if (data instanceof Uint8Array) {
       const n = Math.ceil(data.length / this.bs);
       // Data, tree nodes (a few runs at most when there is room), one spare for directory growth.
@@ -643,6 +801,10 @@ export class Ext4Editor {
             g = 0;
           }
         }
+      }
+      if (all.length === 0 && g > 0 && g <= cap) {
+        await this.storeInline(inode, gather.slice(0, g), others, path);
+        return;
       }
       if (g) await emit(gather.subarray(0, g));
       await this.setMap(inode, all, [], path);
@@ -806,10 +968,8 @@ export class Ext4Editor {
 
   // ------------------------------------------------------------ directories
 
-  /** Check a directory can be edited; an inline-data directory is first moved into a block. */
+  /** Check a directory can be edited. */
   private async prepareDir(dir: Inode, path: string): Promise<void> {
-    if (dir.flags & INODE_FLAGS.INLINE_DATA && !(dir.flags & (INODE_FLAGS.ENCRYPT | INODE_FLAGS.CASEFOLD)))
-      await this.convertInlineDir(dir, path);
     this.checkDirWritable(dir, path);
   }
 
@@ -819,27 +979,28 @@ export class Ext4Editor {
    */
   private async convertInlineDir(dir: Inode, path: string): Promise<void> {
     this.alloc.reserveBlocks(Ext4Editor.DIR_INSERT_RESERVE, path);
-    await this.settle();
-    const listing = await this.reader.readdirInode(await this.reader.readInode(dir.ino));
+    const { value, others } = await this.inlineParts(dir);
+    const listing = this.inlineDirEntries(dir, value);
     const parent = inlineDirParent(dir.iBlock);
-    const items = (await this.loadXattrs(dir)).filter(
-      (x) => !(x.index === 7 && decodeName(x.suffix) === "data"),
-    );
     const [run] = await this.alloc.allocBlocks(1, this.alloc.goalFor(dir.ino), path);
     const buf = this.store.fresh(run.start);
     const end = leafEnd(this.bs, this.csum);
     writeDirHead(buf, end, this.bs, this.ft, dir.ino, parent, this.ft ? FT.dir : 0);
     const entries = new Map<string, DirEntryInfo>();
     for (const d of listing) {
-      const name = encodeName(d.name);
-      const child = await this.inodeRef(d.ino);
-      const ft = fileTypeFromMode(child.mode);
-      if (!insertIntoBlock(buf, 0, end, this.bs, this.ft, { inode: d.ino, name, fileType: this.ft ? ft : 0 }))
+      const ft = this.ft ? d.fileType : fileTypeFromMode((await this.inodeRef(d.inode)).mode);
+      if (
+        !insertIntoBlock(buf, 0, end, this.bs, this.ft, {
+          inode: d.inode,
+          name: d.name,
+          fileType: this.ft ? ft : 0,
+        })
+      )
         throw new Ext4UnsupportedError("inline_data", `inline directory '${path}' does not fit in one block`);
-      entries.set(key(name), { ino: d.ino, ft, lblk: 0 });
+      entries.set(key(d.name), { ino: d.inode, ft, lblk: 0 });
     }
     dir.flags &= ~INODE_FLAGS.INLINE_DATA;
-    await this.storeXattrs(dir, items, path);
+    await this.storeXattrs(dir, others, path);
     this.emptyMapRoot(dir);
     dir.size = this.bs;
     await this.setMap(dir, [{ lblk: 0, pblk: run.start, len: 1, uninit: false }], [], path);
@@ -860,8 +1021,6 @@ export class Ext4Editor {
       throw new Ext4UnsupportedError("encrypt", `cannot edit encrypted directory '${path}'`);
     if (dir.flags & INODE_FLAGS.CASEFOLD)
       throw new Ext4UnsupportedError("casefold", `cannot edit case-folded directory '${path}'`);
-    if (dir.flags & INODE_FLAGS.INLINE_DATA)
-      throw new Ext4UnsupportedError("inline_data", `cannot edit inline-data directory '${path}' yet`);
   }
 
   private async dir(dirInode: Inode): Promise<DirState> {
@@ -876,11 +1035,10 @@ export class Ext4Editor {
       indexed: false,
     };
     if (dirInode.flags & INODE_FLAGS.INLINE_DATA) {
-      // Listed through the reader (edits convert the directory first, see prepareDir).
-      await this.settle();
-      for (const d of await this.reader.readdirInode(await this.reader.readInode(dirInode.ino))) {
-        st.entries.set(key(encodeName(d.name)), { ino: d.ino, ft: 0, lblk: -1 });
-      }
+      const { value } = await this.inlineParts(dirInode);
+      for (const e of this.inlineDirEntries(dirInode, value))
+        st.entries.set(key(e.name), { ino: e.inode, ft: e.fileType, lblk: -1 });
+      st.inline = true;
       this.dirs.set(dirInode.ino, st);
       return st;
     }
@@ -1049,12 +1207,22 @@ export class Ext4Editor {
     ft: number,
     path: string,
   ): Promise<void> {
-    if (dirInode.flags & INODE_FLAGS.INLINE_DATA) await this.prepareDir(dirInode, path);
-    else this.checkDirWritable(dirInode, path);
-    const st = this.dirs.get(dirInode.ino) ?? (await this.dir(dirInode));
+    this.checkDirWritable(dirInode, path);
+    let st = this.dirs.get(dirInode.ino) ?? (await this.dir(dirInode));
     const rec: LeafRecord = { inode: ino, name, fileType: this.ft ? ft : 0 };
     const end = leafEnd(this.bs, this.csum);
     const need = 8 + ((name.length + 3) & ~3);
+    if (st.inline) {
+      if (await this.inlineDirInsert(dirInode, rec, path)) {
+        st.entries.set(key(name), { ino, ft, lblk: -1 });
+        const now = this.now();
+        dirInode.mtime = now;
+        dirInode.ctime = now;
+        return;
+      }
+      await this.convertInlineDir(dirInode, path);
+      st = await this.dir(dirInode);
+    }
     if (st.indexed) {
       await this.dxInsert(dirInode, st, rec, path);
     } else {
@@ -1363,14 +1531,21 @@ export class Ext4Editor {
     const e = st.entries.get(key(name));
     if (!e) throw new Ext4EditError("ENOENT", "no such file or directory", path);
     this.parentDirs.clear();
-    const end = leafEnd(this.bs, this.csum);
-    const l = await this.inLeaf(st, e, (b) => removeFromBlock(b, 0, end, this.bs, this.ft, name));
-    if (l < 0) throw new Ext4EditError("EINVAL", "directory entry vanished", path);
-    // Records merged: the insert hint may no longer be a record boundary.
-    st.hint[l] = 0;
-    const b = await this.store.get(st.pblk[l]);
-    st.free[l] = maxFree(b, 0, end, this.bs, this.ft);
-    this.finishLeaf(dirInode, st.pblk[l], b);
+    if (st.inline) {
+      const ok = await this.inlineDirEdit(dirInode, path, (buf, start, end) =>
+        removeFromBlock(buf, start, end, this.bs, this.ft, name),
+      );
+      if (!ok) throw new Ext4EditError("EINVAL", "directory entry vanished", path);
+    } else {
+      const end = leafEnd(this.bs, this.csum);
+      const l = await this.inLeaf(st, e, (b) => removeFromBlock(b, 0, end, this.bs, this.ft, name));
+      if (l < 0) throw new Ext4EditError("EINVAL", "directory entry vanished", path);
+      // Records merged: the insert hint may no longer be a record boundary.
+      st.hint[l] = 0;
+      const b = await this.store.get(st.pblk[l]);
+      st.free[l] = maxFree(b, 0, end, this.bs, this.ft);
+      this.finishLeaf(dirInode, st.pblk[l], b);
+    }
     st.entries.delete(key(name));
     const now = this.now();
     dirInode.mtime = now;
@@ -1388,12 +1563,19 @@ export class Ext4Editor {
     const e = st.entries.get(key(name));
     if (!e) throw new Ext4EditError("ENOENT", "no such file or directory", path);
     this.parentDirs.clear();
-    const end = leafEnd(this.bs, this.csum);
-    const l = await this.inLeaf(st, e, (b) =>
-      retargetInBlock(b, 0, end, this.bs, this.ft, name, ino, this.ft ? ft : 0),
-    );
-    if (l < 0) throw new Ext4EditError("EINVAL", "directory entry vanished", path);
-    this.finishLeaf(dirInode, st.pblk[l], await this.store.get(st.pblk[l]));
+    if (st.inline) {
+      const ok = await this.inlineDirEdit(dirInode, path, (buf, start, end) =>
+        retargetInBlock(buf, start, end, this.bs, this.ft, name, ino, this.ft ? ft : 0),
+      );
+      if (!ok) throw new Ext4EditError("EINVAL", "directory entry vanished", path);
+    } else {
+      const end = leafEnd(this.bs, this.csum);
+      const l = await this.inLeaf(st, e, (b) =>
+        retargetInBlock(b, 0, end, this.bs, this.ft, name, ino, this.ft ? ft : 0),
+      );
+      if (l < 0) throw new Ext4EditError("EINVAL", "directory entry vanished", path);
+      this.finishLeaf(dirInode, st.pblk[l], await this.store.get(st.pblk[l]));
+    }
     e.ino = ino;
     e.ft = ft;
   }
@@ -1496,6 +1678,32 @@ export class Ext4Editor {
   private async mkdirOne(path: string, mode: number, owner: OwnerOptions): Promise<void> {
     const { dir, name } = await this.resolveParent(path);
     await this.createInode(dir, name, S_IFDIR | mode, owner, path, async (inode) => {
+      if (this.inlineCapacity(inode, []) >= INLINE_IBLOCK_SIZE) {
+        // inline_data: the parent's number, then one empty record over the rest of i_block.
+        inode.linksCount = 2;
+        inode.iBlock = new Uint8Array(INLINE_IBLOCK_SIZE);
+        setInlineDirParent(inode.iBlock, dir.ino);
+        const rest = INLINE_IBLOCK_SIZE - INLINE_DIR_PARENT_SIZE;
+        encodeDirent(
+          inode.iBlock,
+          INLINE_DIR_PARENT_SIZE,
+          { inode: 0, recLen: rest, name: new Uint8Array(0), fileType: 0 },
+          this.bs,
+          this.ft,
+        );
+        inode.flags |= INODE_FLAGS.INLINE_DATA;
+        await this.storeInlineDirValue(inode, new Uint8Array(0), [], path);
+        this.dirs.set(inode.ino, {
+          ino: inode.ino,
+          entries: new Map(),
+          pblk: [],
+          free: [],
+          hint: [],
+          indexed: false,
+          inline: true,
+        });
+        return;
+      }
       this.emptyMapRoot(inode);
       const [run] = await this.alloc.allocBlocks(1, this.alloc.goalFor(inode.ino), path);
       const buf = this.store.fresh(run.start);
@@ -1932,11 +2140,19 @@ export class Ext4Editor {
         throw new Ext4EditError("EINVAL", "file too large for a block map", path);
     }
     if (inode.flags & INODE_FLAGS.INLINE_DATA) {
-      await this.settle();
-      const data = await this.reader.readFileInode(await this.reader.readInode(inode.ino));
-      const next = new Uint8Array(len);
-      next.set(data.subarray(0, Math.min(len, data.length)));
-      await this.replaceContent(inode, next, path);
+      const { value, others } = await this.inlineParts(inode);
+      const data = inlineFileContent(inode.iBlock, value, inode.size);
+      if (len > 0 && len <= this.inlineCapacity(inode, others)) {
+        const next = new Uint8Array(len);
+        next.set(data.subarray(0, Math.min(len, data.length)));
+        await this.storeInline(inode, next, others, path);
+      } else {
+        // Empty, or more than the inode holds: what is kept goes to a block, the rest is a hole.
+        const keep = data.slice(0, Math.min(len, data.length));
+        this.alloc.reserveBlocks(2, path);
+        await this.dropContent(inode);
+        await this.writeContent(inode, keep, path, false);
+      }
     } else if (len < inode.size) {
       const keep = Math.ceil(len / this.bs);
       const map = await this.fileMap(inode);

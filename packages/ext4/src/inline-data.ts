@@ -4,6 +4,7 @@
  * the parent's inode number (4 bytes) instead of "." and ".." entries.
  */
 import { setU32, u32 } from "./bytes.js";
+import { xattrEntrySize } from "./xattr.js";
 
 export const INLINE_DATA_XATTR_INDEX = 7;
 export const INLINE_DATA_XATTR_SUFFIX = "data";
@@ -29,4 +30,18 @@ export function inlineDirParent(iBlock: Uint8Array): number {
 
 export function setInlineDirParent(iBlock: Uint8Array, ino: number): void {
   setU32(iBlock, 0, ino);
+}
+
+/** Bytes of i_block: an inline inode's first 60 bytes (EXT4_MIN_INLINE_DATA_SIZE). */
+export const INLINE_IBLOCK_SIZE = 60;
+
+/**
+ * Largest system.data value (a multiple of 4) the inode body can hold next to `otherBytes` of
+ * other in-inode attributes, or -1 when not even an empty system.data entry fits. `ibodySize`
+ * is the in-inode attribute area (inode size - 128 - i_extra_isize); it holds the 4-byte
+ * header magic and a 4-byte end marker besides the entries and their values.
+ */
+export function inlineValueCapacity(ibodySize: number, otherBytes: number): number {
+  const free = ibodySize - 4 - 4 - xattrEntrySize(INLINE_DATA_XATTR_SUFFIX.length) - otherBytes;
+  return free < 0 ? -1 : free & ~3;
 }
