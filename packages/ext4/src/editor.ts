@@ -13,7 +13,7 @@ import type { BlockDevice } from "@imgpatch/disk";
 import { ImgpatchError } from "@imgpatch/disk";
 import { Allocator, Ext4NoSpaceError } from "./alloc.js";
 import { BlockStore } from "./block-store.js";
-import { decodeName, encodeName, setU16, setU32, u16, u32 } from "./bytes.js";
+import { decodeName, encodeName, setU32, u16, u32 } from "./bytes.js";
 import { crc32cU32 } from "./crc32c.js";
 import {
   insertIntoBlock,
@@ -28,16 +28,7 @@ import {
   writeDxRoot,
   writeLeaf,
 } from "./dir-write.js";
-import {
-  decodeRecLen,
-  direntSize,
-  encodeDirent,
-  encodeRecLen,
-  FT,
-  fileTypeFromMode,
-  parseDirentBlock,
-  setDirentTail,
-} from "./dirent.js";
+import { direntSize, encodeDirent, FT, fileTypeFromMode, parseDirentBlock, setDirentTail } from "./dirent.js";
 import { dxHash, effectiveHashVersion } from "./dx-hash.js";
 import { Ext4UnsupportedError } from "./errors.js";
 import { COMPAT, INCOMPAT, INODE_FLAGS, RO_COMPAT } from "./features.js";
@@ -1986,9 +1977,11 @@ export class Ext4Editor {
       const oldBlocks = old.extents.reduce((n, e) => n + e.len, 0) + old.metaBlocks.length;
       this.alloc.reserveBlocks(Math.max(0, Math.ceil(content.length / this.bs) + 1 - oldBlocks), path);
     }
+    // Like the kernel, a file already in blocks stays there; an inline one stays inline if it fits.
+    const wasInline = (inode.flags & INODE_FLAGS.INLINE_DATA) !== 0;
     await this.dropContent(inode);
     this.putInode(inode);
-    await this.writeContent(inode, content, path);
+    await this.writeContent(inode, content, path, wasInline);
   }
 
   /** Free data and inline data; the inode ends up empty (size 0) with an empty map. */
