@@ -3,6 +3,8 @@
  * to a real image on each feature set. Each operation must succeed exactly when the model says
  * so; afterwards e2fsck -fn is clean and both debugfs and our reader agree with the model
  * (tree, types, modes, owners, content, link targets, link counts, xattrs).
+ * On inline_data, the inline flag of files, directories and symlinks is checked too wherever the
+ * model can tell what the kernel would do (see `inl`).
  * IMGPATCH_PROPERTY_RUNS sets the number of runs per configuration (default 5).
  */
 
@@ -23,6 +25,8 @@ import { FEATURE_SETS, makeImage, openEditor } from "./editor-helpers.js";
 
 const RUNS = Number(process.env.IMGPATCH_PROPERTY_RUNS ?? 5);
 const NAMES = ["a", "b", "c", "d"];
+/** Rarer long names: a directory holding them outgrows i_block (and then system.data). */
+const LONG_NAMES = ["entry-with-a-longer-name-1", "entry-with-a-longer-name-2"];
 const XATTR_NAMES = ["user.one", "user.two", "security.selinux", "trusted.t"];
 
 type Kind = "file" | "dir" | "symlink" | "fifo";
@@ -35,6 +39,13 @@ interface Node {
   target: string;
   xattrs: Map<string, string>;
   children: Map<string, Node>;
+  /**
+   * inline_data: must the inode be inline (true), must it not (false), or can the model not
+   * tell (undefined: it depends on layout details such as record fragmentation)?
+   */
+  inl?: boolean;
+  /** Ever had an xattr (they take the room inline data could use). */
+  hadXattrs?: boolean;
 }
 
 const newNode = (kind: Kind, mode: number): Node => ({
@@ -50,6 +61,7 @@ const newNode = (kind: Kind, mode: number): Node => ({
 
 type Op =
   | { op: "writeFile"; p: string[]; size: number; byte: number; mode: number }
+  | { op: "writeAt"; p: string[]; offset: number; size: number; byte: number }
   | { op: "mkdir"; p: string[]; mode: number }
   | { op: "symlink"; p: string[]; target: string }
   | { op: "link"; p: string[]; q: string[] }
@@ -62,7 +74,10 @@ type Op =
   | { op: "removexattr"; p: string[]; name: string }
   | { op: "mknod"; p: string[] };
 
-const nameArb = fc.constantFrom(...NAMES);
+const nameArb = fc.oneof(
+  { weight: 12, arbitrary: fc.constantFrom(...NAMES) },
+  { weight: 1, arbitrary: fc.constantFrom(...LONG_NAMES) },
+);
 const pathArb = fc.oneof(
   { weight: 2, arbitrary: fc.tuple(nameArb) },
   { weight: 3, arbitrary: fc.tuple(nameArb, nameArb) },
@@ -89,13 +104,28 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
       mode: modeArb,
     }),
   },
+  {
+    weight: 3,
+    arbitrary: fc.record({
+      op: fc.constant("writeAt" as const),
+      p: pathArb,
+      offset: fc.oneof(fc.integer({ min: 0, max: 200 }), fc.integer({ min: 0, max: 80_000 })),
+      size: fc.oneof(fc.integer({ min: 0, max: 100 }), fc.integer({ min: 0, max: 20_000 })),
+      byte: fc.integer({ min: 1, max: 255 }),
+    }),
+  },
   { weight: 4, arbitrary: fc.record({ op: fc.constant("mkdir" as const), p: pathArb, mode: modeArb }) },
   {
     weight: 1,
     arbitrary: fc.record({
       op: fc.constant("symlink" as const),
       p: pathArb,
-      target: fc.oneof(fc.constant("x"), fc.constant(`/no/${"where/".repeat(15)}`)),
+      // Fast, inline where inline_data is on (60..128 bytes with 256-byte inodes), slow.
+      target: fc.oneof(
+        fc.constant("x"),
+        fc.constant(`/no/${"where/".repeat(15)}`),
+        fc.constant(`/far/${"away/".repeat(60)}`),
+      ),
     }),
   },
   { weight: 1, arbitrary: fc.record({ op: fc.constant("link" as const), p: pathArb, q: pathArb }) },
@@ -175,6 +205,25 @@ class Model {
 }
 
 const bytes = (size: number, byte: number) => new Uint8Array(size).fill(byte);
+
+/** Largest inline content with 256-byte inodes and no other attribute: 60 + 68 bytes. */
+const INLINE_MAX = 128;
+const recSize = (name: string) => 8 + ((Buffer.byteLength(name) + 3) & ~3);
+/** A regular file's inline state after its content became `size` bytes. */
+function fileInl(n: Node, size: number, fresh: boolean): boolean | undefined {
+  if (size === 0 || size > INLINE_MAX) return false;
+  if (fresh) return true;
+  if (n.inl === false) return false;
+  if (n.inl === true && size <= 60 && !n.hadXattrs) return true;
+  return undefined;
+}
+/** A directory is surely still inline while its records (plus one about to go) fit i_block's 56 bytes. */
+function dirGrew(d: Node, extra = 0): void {
+  if (d.inl !== true) return;
+  let sum = extra;
+  for (const k of d.children.keys()) sum += recSize(k);
+  if (sum > 56 || d.hadXattrs) d.inl = undefined;
+}
 const str = (p: string[]) => `/${p.join("/")}`;
 
 /** Apply to the model: true when the operation must succeed; "skip" when it is outside the model (symlink following). */
@@ -190,31 +239,49 @@ function applyModel(m: Model, o: Op): boolean | "skip" {
       if (node?.kind === "symlink") return "skip";
       if (node && node.kind !== "file") return false;
       const n = node ?? newNode("file", o.mode);
+      n.inl = fileInl(n, o.size, !node);
       n.data = bytes(o.size, o.byte);
       n.mode = o.mode;
       parent.children.set(name, n);
+      if (!node) dirGrew(parent);
+      return true;
+    }
+    case "writeAt": {
+      if (node?.kind === "symlink") return "skip";
+      if (!node || node.kind !== "file") return false;
+      if (o.size === 0) return true;
+      const next = new Uint8Array(Math.max(node.data.length, o.offset + o.size));
+      next.set(node.data);
+      next.fill(o.byte, o.offset, o.offset + o.size);
+      node.inl = fileInl(node, next.length, false);
+      node.data = next;
       return true;
     }
     case "mkdir":
       if (!parent || node) return false;
-      parent.children.set(name, newNode("dir", o.mode));
+      parent.children.set(name, { ...newNode("dir", o.mode), inl: true });
+      dirGrew(parent);
       return true;
     case "symlink": {
       if (!parent || node) return false;
       const n = newNode("symlink", 0o777);
       n.target = o.target;
+      n.inl = o.target.length >= 60 && o.target.length <= INLINE_MAX;
       parent.children.set(name, n);
+      dirGrew(parent);
       return true;
     }
     case "mknod":
       if (!parent || node) return false;
       parent.children.set(name, newNode("fifo", 0o644));
+      dirGrew(parent);
       return true;
     case "link": {
       for (let i = 1; i < o.q.length; i++) if (m.get(o.q.slice(0, i))?.kind === "symlink") return "skip";
       const qp = m.parentOk(o.q);
       if (!node || node.kind === "dir" || !qp || m.get(o.q)) return false;
       qp.children.set(o.q[o.q.length - 1], node);
+      dirGrew(qp);
       return true;
     }
     case "unlink":
@@ -243,6 +310,8 @@ function applyModel(m: Model, o: Op): boolean | "skip" {
         if (node.kind !== "dir" && dst.kind === "dir") return false;
         if (dst.kind === "dir" && dst.children.size > 0) return false;
       }
+      // The new name goes in before the old one leaves (same directory: both at once).
+      if (!dst) dirGrew(qp, qp === parent ? recSize(o.q[o.q.length - 1]) : 0);
       parent.children.delete(name);
       qp.children.set(o.q[o.q.length - 1], node);
       return true;
@@ -262,9 +331,12 @@ function applyModel(m: Model, o: Op): boolean | "skip" {
         if (node.kind !== "file") return false;
         const d = new Uint8Array(o.len);
         d.set(node.data.subarray(0, Math.min(o.len, node.data.length)));
+        node.inl = fileInl(node, o.len, false);
         node.data = d;
       } else if (o.op === "setxattr") {
         if (node.kind === "fifo") return "skip";
+        node.hadXattrs = true;
+        if (node.kind === "dir") dirGrew(node);
         node.xattrs.set(o.name, Buffer.from(bytes(o.size, o.size & 0xff)).toString("hex"));
       } else {
         if (!node.xattrs.has(o.name)) return false;
@@ -277,7 +349,8 @@ function applyModel(m: Model, o: Op): boolean | "skip" {
 
 const TYPE: Record<Kind, string> = { file: "file", dir: "dir", symlink: "symlink", fifo: "fifo" };
 
-async function check(path: string, m: Model): Promise<void> {
+async function check(path: string, m: Model, inline: boolean): Promise<number> {
+  let inlineChecked = 0;
   const r = await e2fsck(path);
   expect(r.problems, r.output).toEqual([]);
   expect(r.clean, r.output).toBe(true);
@@ -298,6 +371,13 @@ async function check(path: string, m: Model): Promise<void> {
         const st = await debugfsStat(path, s);
         const ls = await fs.lstat(s);
         expect(st.type, s).toBe(TYPE[n.kind]);
+        if (n.kind !== "fifo") {
+          const want = inline ? n.inl : false;
+          if (want !== undefined) {
+            expect((st.flags & 0x10000000) !== 0, `${s} inline flag`).toBe(want);
+            if (want) inlineChecked++;
+          }
+        }
         expect(ls.uid, s).toBe(n.uid);
         expect(st.uid, s).toBe(n.uid);
         expect(st.gid, s).toBe(n.gid);
@@ -328,6 +408,7 @@ async function check(path: string, m: Model): Promise<void> {
   } finally {
     await dev.close();
   }
+  return inlineChecked;
 }
 
 interface Config {
@@ -360,6 +441,7 @@ describeWithTools(
       it(`${cfg.name}`, async () => {
         const dir = await tempDir("edp-");
         let run = 0;
+        let inlineSeen = 0;
         await fc.assert(
           fc.asyncProperty(fc.array(opArb, { minLength: 10, maxLength: 50 }), async (ops) => {
             const path = await makeImage(
@@ -376,6 +458,7 @@ describeWithTools(
               const scaled = ops.map((o): Op => {
                 if (o.op === "writeFile") return { ...o, size: o.size * cfg.scale };
                 if (o.op === "truncate") return { ...o, len: o.len * cfg.scale };
+                if (o.op === "writeAt") return { ...o, size: o.size * cfg.scale };
                 return o;
               });
               for (const o of [...PRELUDE, ...scaled]) {
@@ -400,10 +483,12 @@ describeWithTools(
             } finally {
               await ed.close();
             }
-            await check(path, m);
+            inlineSeen += await check(path, m, cfg.set === "ext4-inline");
           }),
           { numRuns: RUNS, endOnFailure: true },
         );
+        // The inline configuration really made inline inodes.
+        if (cfg.set === "ext4-inline") expect(inlineSeen).toBeGreaterThan(0);
       }, 120_000);
     }
   },
@@ -414,6 +499,8 @@ async function runOp(ed: Awaited<ReturnType<typeof openEditor>>, o: Op): Promise
   switch (o.op) {
     case "writeFile":
       return ed.writeFile(p, bytes(o.size, o.byte), { mode: o.mode });
+    case "writeAt":
+      return ed.writeAt(p, o.offset, bytes(o.size, o.byte));
     case "mkdir":
       await ed.mkdir(p, { mode: o.mode });
       return;
