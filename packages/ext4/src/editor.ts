@@ -700,13 +700,19 @@ export class Ext4Editor {
     inode: Inode,
     data: Uint8Array | AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
     path: string,
-    allowInline = true,
+    /**
+     * "new": inline when 1 byte up to what the inode holds (a new inode: the kernel makes an
+     * empty file a block file); "keep": also when empty (the inode was inline: the kernel keeps
+     * a truncated inline file inline); "never".
+     */
+    inline: "new" | "keep" | "never" = "new",
   ): Promise<void> {
     const goal = this.alloc.goalFor(inode.ino);
     // With inline_data, content that fits the inode is stored there (an empty file is not inline).
-    const others = allowInline && this.inlineData ? (await this.inlineParts(inode)).others : [];
-    const cap = allowInline ? this.inlineCapacity(inode, others) : -1;
-    if (data instanceof Uint8Array && data.length > 0 && data.length <= cap) {
+    const others = inline !== "never" && this.inlineData ? (await this.inlineParts(inode)).others : [];
+    const cap = inline !== "never" ? this.inlineCapacity(inode, others) : -1;
+    const min = inline === "keep" ? 0 : 1;
+    if (data instanceof Uint8Array && data.length >= min && data.length <= cap) {
       await this.storeInline(inode, data, others, path);
       return;
     }
@@ -1845,7 +1851,7 @@ export class Ext4Editor {
         this.alloc.reserveBlocks(Math.ceil(bytes.length / this.bs) + 4, path);
         const size = inode.size;
         await this.dropContent(inode);
-        await this.writeContent(inode, old, path, false);
+        await this.writeContent(inode, old, path, "never");
         inode.size = size;
         await this.writeBlocksAt(inode, offset, bytes, path);
       }
@@ -1981,7 +1987,7 @@ export class Ext4Editor {
     const wasInline = (inode.flags & INODE_FLAGS.INLINE_DATA) !== 0;
     await this.dropContent(inode);
     this.putInode(inode);
-    await this.writeContent(inode, content, path, wasInline);
+    await this.writeContent(inode, content, path, wasInline ? "keep" : "never");
   }
 
   /** Free data and inline data; the inode ends up empty (size 0) with an empty map. */
@@ -2287,16 +2293,16 @@ export class Ext4Editor {
     if (inode.flags & INODE_FLAGS.INLINE_DATA) {
       const { value, others } = await this.inlineParts(inode);
       const data = inlineFileContent(inode.iBlock, value, inode.size);
-      if (len > 0 && len <= this.inlineCapacity(inode, others)) {
+      if (len <= this.inlineCapacity(inode, others)) {
         const next = new Uint8Array(len);
         next.set(data.subarray(0, Math.min(len, data.length)));
         await this.storeInline(inode, next, others, path);
       } else {
-        // Empty, or more than the inode holds: what is kept goes to a block, the rest is a hole.
+        // More than the inode holds: what is kept goes to a block, the rest is a hole.
         const keep = data.slice(0, Math.min(len, data.length));
         this.alloc.reserveBlocks(2, path);
         await this.dropContent(inode);
-        await this.writeContent(inode, keep, path, false);
+        await this.writeContent(inode, keep, path, "never");
       }
     } else if (len < inode.size) {
       const keep = Math.ceil(len / this.bs);

@@ -164,12 +164,13 @@ describeWithTools(["mke2fs", "e2fsck", "debugfs"], "ext4 editor: inline_data", (
     const dir = await tempDir("edi-");
     const path = await makeImage(dir, "t", FEATURE_SETS["ext4-inline"], "16M");
     const ed = await openEditor(path);
-    for (const n of ["shrink", "growin", "growout", "zero", "rewrite-big", "xa"])
+    for (const n of ["shrink", "growin", "growout", "zero", "emptied", "rewrite-big", "xa"])
       await ed.writeFile(`/${n}`, "r".repeat(90));
     await ed.truncate("/shrink", 20);
     await ed.truncate("/growin", 120);
     await ed.truncate("/growout", 3000);
     await ed.truncate("/zero", 0);
+    await ed.writeFile("/emptied", "");
     await ed.writeFile("/rewrite-big", "B".repeat(2000));
     await ed.writeFile("/block", "b".repeat(3000));
     await ed.writeFile("/block", "small now"); // a block file stays in blocks, like the kernel
@@ -181,7 +182,8 @@ describeWithTools(["mke2fs", "e2fsck", "debugfs"], "ext4 editor: inline_data", (
       shrink: ["r".repeat(20), true],
       growin: ["r".repeat(90) + "\0".repeat(30), true],
       growout: ["r".repeat(90) + "\0".repeat(2910), false],
-      zero: ["", false],
+      zero: ["", true], // the kernel keeps a truncated inline file inline
+      emptied: ["", true],
       "rewrite-big": ["B".repeat(2000), false],
       block: ["small now", false],
       xa: ["r".repeat(90) + "s".repeat(30), false],

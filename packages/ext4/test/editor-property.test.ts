@@ -211,10 +211,10 @@ const INLINE_MAX = 128;
 const recSize = (name: string) => 8 + ((Buffer.byteLength(name) + 3) & ~3);
 /** A regular file's inline state after its content became `size` bytes. */
 function fileInl(n: Node, size: number, fresh: boolean): boolean | undefined {
-  if (size === 0 || size > INLINE_MAX) return false;
-  if (fresh) return true;
+  if (size > INLINE_MAX) return false;
+  if (fresh) return size > 0; // the kernel makes an empty new file a block file
   if (n.inl === false) return false;
-  if (n.inl === true && size <= 60 && !n.hadXattrs) return true;
+  if (n.inl === true && size <= 60 && !n.hadXattrs) return true; // stays inline, even when emptied
   return undefined;
 }
 /** A directory is surely still inline while its records (plus one about to go) fit i_block's 56 bytes. */

@@ -34,6 +34,8 @@ describeWithTools(["mke2fs", "e2fsck", "debugfs"], "README editing example", () 
     expect((await debugfsStat(img, "/etc/agent.conf")).linkTarget).toBe("/opt/agent/agent.conf");
     const st = await debugfsStat(img, "/opt/agent/conf.d/blob.bin");
     expect(st.size).toBe(1 << 20);
+    const blob = await debugfsCat(img, "/opt/agent/conf.d/blob.bin");
+    expect(blob.subarray(4090, 4096 + 8).toString("latin1")).toBe("\0".repeat(6) + "patched" + "\0");
     expect(st.uid).toBe(1000);
     expect(st.mtime?.sec).toBe(1_600_000_000);
     expect(st.links).toBe(1);
