@@ -13,7 +13,7 @@ import type { BlockDevice } from "@imgpatch/disk";
 import { ImgpatchError } from "@imgpatch/disk";
 import { Allocator, Ext4NoSpaceError } from "./alloc.js";
 import { BlockStore } from "./block-store.js";
-import { decodeName, encodeName, setU32, u16, u32 } from "./bytes.js";
+import { decodeName, encodeName, setU16, setU32, u16, u32 } from "./bytes.js";
 import { crc32cU32 } from "./crc32c.js";
 import {
   insertIntoBlock,
@@ -28,7 +28,16 @@ import {
   writeDxRoot,
   writeLeaf,
 } from "./dir-write.js";
-import { direntSize, encodeDirent, FT, fileTypeFromMode, parseDirentBlock, setDirentTail } from "./dirent.js";
+import {
+  decodeRecLen,
+  direntSize,
+  encodeDirent,
+  encodeRecLen,
+  FT,
+  fileTypeFromMode,
+  parseDirentBlock,
+  setDirentTail,
+} from "./dirent.js";
 import { dxHash, effectiveHashVersion } from "./dx-hash.js";
 import { Ext4UnsupportedError } from "./errors.js";
 import { COMPAT, INCOMPAT, INODE_FLAGS, RO_COMPAT } from "./features.js";
@@ -971,30 +980,50 @@ export class Ext4Editor {
   }
 
   /**
-   * Move an inline-data directory's entries into a fresh block (like the kernel when an inline
-   * directory overflows): ".", "..", the entries; system.data removed, INLINE_DATA cleared.
+   * Move an inline-data directory into a fresh block as the kernel does when it overflows: "."
+   * and ".." (12 bytes each), then the inline records copied as they lie (i_block after the
+   * parent number, then system.data), the last record stretched to the end of the block;
+   * system.data removed, INLINE_DATA cleared.
    */
   private async convertInlineDir(dir: Inode, path: string): Promise<void> {
     this.alloc.reserveBlocks(Ext4Editor.DIR_INSERT_RESERVE, path);
     const { value, others } = await this.inlineParts(dir);
-    const listing = this.inlineDirEntries(dir, value);
+    this.inlineDirEntries(dir, value); // validates both regions
     const parent = inlineDirParent(dir.iBlock);
+    const end = leafEnd(this.bs, this.csum);
+    const head = 2 * direntSize(2);
+    const used = head + INLINE_IBLOCK_SIZE - INLINE_DIR_PARENT_SIZE + value.length;
+    if (used > end)
+      throw new Ext4UnsupportedError("inline_data", `inline directory '${path}' does not fit in one block`);
     const [run] = await this.alloc.allocBlocks(1, this.alloc.goalFor(dir.ino), path);
     const buf = this.store.fresh(run.start);
-    const end = leafEnd(this.bs, this.csum);
-    writeDirHead(buf, end, this.bs, this.ft, dir.ino, parent, this.ft ? FT.dir : 0);
+    const dirFt = this.ft ? FT.dir : 0;
+    encodeDirent(
+      buf,
+      0,
+      { inode: dir.ino, recLen: 12, name: encodeName("."), fileType: dirFt },
+      this.bs,
+      this.ft,
+    );
+    encodeDirent(
+      buf,
+      12,
+      { inode: parent, recLen: 12, name: encodeName(".."), fileType: dirFt },
+      this.bs,
+      this.ft,
+    );
+    buf.set(dir.iBlock.subarray(INLINE_DIR_PARENT_SIZE, INLINE_IBLOCK_SIZE), head);
+    buf.set(value, head + INLINE_IBLOCK_SIZE - INLINE_DIR_PARENT_SIZE);
+    let last = 0;
+    for (let off = 0; off < used; ) {
+      last = off;
+      off += Math.max(8, decodeRecLen(u16(buf, off + 4), this.bs)); // validated above
+    }
+    setU16(buf, last + 4, encodeRecLen(end - last, this.bs));
     const entries = new Map<string, DirEntryInfo>();
-    for (const d of listing) {
-      const ft = this.ft ? d.fileType : fileTypeFromMode((await this.inodeRef(d.inode)).mode);
-      if (
-        !insertIntoBlock(buf, 0, end, this.bs, this.ft, {
-          inode: d.inode,
-          name: d.name,
-          fileType: this.ft ? ft : 0,
-        })
-      )
-        throw new Ext4UnsupportedError("inline_data", `inline directory '${path}' does not fit in one block`);
-      entries.set(key(d.name), { ino: d.inode, ft, lblk: 0 });
+    for (const d of parseDirentBlock(buf, 0, end, this.bs, this.ft).entries) {
+      const k = key(d.name);
+      if (k !== "." && k !== "..") entries.set(k, { ino: d.inode, ft: d.fileType, lblk: 0 });
     }
     dir.flags &= ~INODE_FLAGS.INLINE_DATA;
     await this.storeXattrs(dir, others, path);

@@ -9,6 +9,7 @@ import { FileDevice } from "@imgpatch/disk";
 import { Ext4Fs } from "@imgpatch/ext4";
 import {
   type DebugfsStat,
+  debugfs,
   debugfsCat,
   debugfsLs,
   debugfsStat,
@@ -137,6 +138,22 @@ describeWithTools(["mke2fs", "e2fsck", "debugfs"], "ext4 editor: inline_data", (
     expect(f.flags & EXTENTS_FL).toBeTruthy();
     expect(f.size % 1024).toBe(0);
     expect((await names(path, "/full")).length).toBe(30);
+    // Converted like the kernel: "." and ".." of 12 bytes, then the inline records as they lay —
+    // i_block held file-0..2 (file-2 keeping i_block's 8 spare bytes), system.data file-3..6.
+    const recs = [...(await debugfs(path, ["ls /full"])).matchAll(/(\d+)\s+\((\d+)\)\s+(\S+)/g)].map(
+      (m) => `${m[3]}:${m[2]}`,
+    );
+    expect(recs.slice(0, 9)).toEqual([
+      ".:12",
+      "..:12",
+      "file-0:16",
+      "file-1:16",
+      "file-2:24",
+      "file-3:16",
+      "file-4:16",
+      "file-5:16",
+      "file-6:16",
+    ]);
 
     // Removing and renaming entries in both inline regions, moving inline dirs around.
     const ed2 = await openEditor(path);
