@@ -1882,7 +1882,13 @@ export class Ext4Editor {
         await this.dropContent(inode);
         await this.writeContent(inode, old, path, "never");
         inode.size = size;
-        await this.writeBlocksAt(inode, offset, bytes, path);
+        try {
+          await this.writeBlocksAt(inode, offset, bytes, path);
+        } catch (e) {
+          // Converted but not written (e.g. ENOSPC on fragmented space): keep the converted inode.
+          await this.putInode(inode);
+          throw e;
+        }
       }
     } else await this.writeBlocksAt(inode, offset, bytes, path);
     inode.size = newSize;
