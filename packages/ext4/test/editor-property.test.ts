@@ -431,6 +431,7 @@ const CONFIGS: Config[] = [
   // leave everything as it was.
   { name: "ext4-csum (full)", set: "ext4-csum", size: "2M", inodes: 16, scale: 30 },
   { name: "ext3 (full)", set: "ext3", size: "2M", inodes: 64, scale: 40 },
+  { name: "ext4-inline (full)", set: "ext4-inline", size: "2M", inodes: 48, scale: 20 },
 ];
 
 describeWithTools(
