@@ -17,6 +17,7 @@ import {
   debugfsXattrs,
   describeWithTools,
   e2fsck,
+  runToolOk,
   tempDir,
 } from "@imgpatch/testkit";
 import fc from "fast-check";
@@ -418,6 +419,10 @@ interface Config {
   inodes: number;
   /** Write/truncate sizes are multiplied by this (tiny filesystems that fill up). */
   scale: number;
+  /** More mke2fs arguments. */
+  extra?: string[];
+  /** A backup superblock (1 KiB blocks) whose descriptors must match the primary's afterwards. */
+  backupSb?: number;
 }
 const CONFIGS: Config[] = [
   ...(["ext2", "ext3", "ext4-csum", "ext4-nocsum", "ext4-1k", "ext4-inline"] as const).map((set) => ({
@@ -432,6 +437,16 @@ const CONFIGS: Config[] = [
   { name: "ext4-csum (full)", set: "ext4-csum", size: "2M", inodes: 16, scale: 30 },
   { name: "ext3 (full)", set: "ext3", size: "2M", inodes: 64, scale: 40 },
   { name: "ext4-inline (full)", set: "ext4-inline", size: "2M", inodes: 48, scale: 20 },
+  // meta_bg with 8 groups of 1024 blocks: descriptor copies in groups 0 and 1.
+  {
+    name: "ext4-metabg",
+    set: "ext4-metabg",
+    size: "8M",
+    inodes: 256,
+    scale: 1,
+    extra: ["-b", "1024", "-g", "1024"],
+    backupSb: 1025,
+  },
 ];
 
 describeWithTools(
@@ -448,7 +463,7 @@ describeWithTools(
             const path = await makeImage(
               dir,
               `${cfg.set}-${run++}`,
-              [...FEATURE_SETS[cfg.set], "-N", String(cfg.inodes)],
+              [...FEATURE_SETS[cfg.set], ...(cfg.extra ?? []), "-N", String(cfg.inodes)],
               cfg.size,
             );
             const m = new Model();
@@ -485,6 +500,15 @@ describeWithTools(
               await ed.close();
             }
             inlineSeen += await check(path, m, cfg.set === "ext4-inline");
+            if (cfg.backupSb) {
+              const counts = async (args: string[]) =>
+                (await runToolOk("debugfs", ["-c", ...args, "-R", "stats", path]))
+                  .toString("utf8")
+                  .split("\n")
+                  .filter((l) => /free blocks?, \d+ free inodes?/.test(l))
+                  .map((l) => l.replace(/, \d+ unused inodes?/, ""));
+              expect(await counts(["-s", String(cfg.backupSb), "-b", "1024"])).toEqual(await counts([]));
+            }
           }),
           { numRuns: RUNS, endOnFailure: true },
         );
