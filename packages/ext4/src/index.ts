@@ -4,15 +4,20 @@
  * into a node:fs/promises-shaped reader.
  */
 
+export * from "./alloc.js";
 export * from "./block-map.js";
+export * from "./block-store.js";
 export * from "./bytes.js";
 export * from "./crc16.js";
 export * from "./crc32c.js";
+export * from "./dir-write.js";
 export * from "./dirent.js";
 export * from "./dx-hash.js";
+export * from "./editor.js";
 export * from "./errors.js";
 export * from "./extent.js";
 export * from "./features.js";
+export * from "./file-map.js";
 export * from "./fs.js";
 export * from "./group-desc.js";
 export * from "./htree.js";
@@ -25,9 +30,4 @@ export * from "./replay-device.js";
 export * from "./stats.js";
 export * from "./superblock.js";
 export * from "./xattr.js";
-export * from "./alloc.js";
-export * from "./block-store.js";
-export * from "./dir-write.js";
-export * from "./editor.js";
-export * from "./file-map.js";
 export * from "./xattr-write.js";
