@@ -601,15 +601,23 @@ export class Ext4Editor {
     others: XattrItem[],
     path: string,
   ): Promise<void> {
+    const { flags, iBlock } = inode;
     inode.flags = (inode.flags | INODE_FLAGS.INLINE_DATA) & ~INODE_FLAGS.EXTENTS;
     inode.iBlock = new Uint8Array(INLINE_IBLOCK_SIZE);
     inode.iBlock.set(data.subarray(0, INLINE_IBLOCK_SIZE));
     const value = data.slice(Math.min(data.length, INLINE_IBLOCK_SIZE));
-    await this.storeXattrs(
-      inode,
-      [...others, { index: INLINE_DATA_XATTR_INDEX, suffix: DATA_SUFFIX, value }],
-      path,
-    );
+    try {
+      await this.storeXattrs(
+        inode,
+        [...others, { index: INLINE_DATA_XATTR_INDEX, suffix: DATA_SUFFIX, value }],
+        path,
+      );
+    } catch (e) {
+      // storeXattrs changes nothing when it fails (e.g. no block for the other attributes).
+      inode.flags = flags;
+      inode.iBlock = iBlock;
+      throw e;
+    }
     inode.size = data.length;
   }
 

@@ -4,7 +4,8 @@
  * so; afterwards e2fsck -fn is clean and both debugfs and our reader agree with the model
  * (tree, types, modes, owners, content, link targets, link counts, xattrs).
  * On inline_data, the inline flag of files, directories and symlinks is checked too wherever the
- * model can tell what the kernel would do (see `inl`).
+ * model can tell what the kernel would do (see `inl`); on meta_bg, the descriptors read through a
+ * backup superblock must match the primary.
  * IMGPATCH_PROPERTY_RUNS sets the number of runs per configuration (default 5).
  */
 
