@@ -2021,13 +2021,21 @@ export class Ext4Editor {
     content: Uint8Array | AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
     path: string,
   ): Promise<void> {
-    if (content instanceof Uint8Array) {
-      const old = await this.fileMap(inode);
-      const oldBlocks = old.extents.reduce((n, e) => n + e.len, 0) + old.metaBlocks.length;
-      this.alloc.reserveBlocks(Math.max(0, Math.ceil(content.length / this.bs) + 1 - oldBlocks), path);
-    }
     // Like the kernel, a file already in blocks stays there; an inline one stays inline if it fits.
     const wasInline = (inode.flags & INODE_FLAGS.INLINE_DATA) !== 0;
+    if (content instanceof Uint8Array) {
+      // The old content is dropped before the new one is written: check first that the new one
+      // fits (data and map blocks — indirect blocks for a block map; a tree leaf for extents).
+      const inline =
+        wasInline && content.length <= this.inlineCapacity(inode, (await this.inlineParts(inode)).others);
+      const old = await this.fileMap(inode);
+      const oldBlocks = old.extents.reduce((n, e) => n + e.len, 0) + old.metaBlocks.length;
+      const n = inline ? 0 : Math.ceil(content.length / this.bs);
+      const map = this.extents
+        ? 1
+        : Math.max(1, blockMapNodesNeeded([{ lblk: 0, pblk: 0, len: n, uninit: false }], this.bs));
+      if (n) this.alloc.reserveBlocks(Math.max(0, n + map - oldBlocks), path);
+    }
     await this.dropContent(inode);
     this.putInode(inode);
     await this.writeContent(inode, content, path, wasInline ? "keep" : "never");

@@ -3,7 +3,8 @@
  * equals a byte model, e2fsck -fn is clean, holes stay unallocated, unwritten extents made by
  * debugfs `fallocate` are split around the written range, inline files stay inline while they fit.
  */
-import { Ext4EditError } from "@imgpatch/ext4";
+import { readFile } from "node:fs/promises";
+import { Ext4EditError, Ext4NoSpaceError, parseSuperblock } from "@imgpatch/ext4";
 import {
   debugfs,
   debugfsBlocks,
@@ -123,6 +124,33 @@ describeWithTools(["mke2fs", "e2fsck", "debugfs"], "ext4 editor: writeAt", () =>
     // Only the block past the preallocated range is new (the written ranges reuse the others);
     // five extents no longer fit the inode, so the tree has one leaf block (listed too).
     expect((await debugfsBlocks(path, "/u")).length).toBe(41 + 1);
+  });
+
+  it("ext3: replacing a sparse file's content near ENOSPC counts the indirect blocks first", async () => {
+    const dir = await tempDir("edw-");
+    const path = await makeImage(dir, "r", FEATURE_SETS.ext3, "4M");
+    const ed = await openEditor(path);
+    // 2 data blocks, 2 map blocks (double indirect + indirect).
+    await ed.writeFile("/f", "x");
+    await ed.writeAt("/f", 300 * 1024, "y");
+    const model = await ed.readFile("/f");
+    const free = async () => {
+      await ed.sync();
+      return parseSuperblock((await readFile(path)).subarray(1024, 2048)).freeBlocksCount;
+    };
+    // Leave 298 free blocks: 300 new data blocks fit once the old 4 are freed, their 3 map
+    // blocks do not.
+    await ed.mkdir("/fill");
+    for (let i = 0, f = await free(); f > 298; i++, f = await free())
+      await ed.writeFile(`/fill/${i}`, new Uint8Array(Math.min(12, f - 298) * 1024).fill(1));
+    expect(await free()).toBeGreaterThanOrEqual(297);
+    await expect(ed.writeFile("/f", new Uint8Array(300 * 1024).fill(2))).rejects.toBeInstanceOf(
+      Ext4NoSpaceError,
+    );
+    expect(Buffer.compare(await ed.readFile("/f"), model)).toBe(0);
+    await ed.close();
+    await expectClean(path);
+    expect(Buffer.compare(await debugfsCat(path, "/f"), model)).toBe(0);
   });
 
   it("inline_data: stays inline while it fits, moves to a block when it grows past", async () => {
