@@ -1836,6 +1836,8 @@ export class Ext4Editor {
   private writeSmallNow(inode: Inode, data: Uint8Array, path: string): Promise<void> | undefined | false {
     const n = Math.ceil(data.length / this.bs);
     if (n === 0 || data.length > 65536 || !this.usesExtents(inode)) return false;
+    // Content the new inode can hold inline (inline_data) is writeContent's.
+    if (data.length <= this.inlineCapacity(inode, [])) return false;
     // Data, and one spare for directory growth (as writeContent reserves).
     this.alloc.reserveBlocks(n + 1, path);
     const runs = this.alloc.allocBlocksNow(n, this.alloc.goalFor(inode.ino), path, true);
