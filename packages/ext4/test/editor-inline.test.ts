@@ -68,6 +68,9 @@ describeWithTools(["mke2fs", "e2fsck", "debugfs"], "ext4 editor: inline_data", (
       slow: "w".repeat(129),
     };
     for (const [n, t] of Object.entries(targets)) await ed.symlink(t, `/l-${n}`);
+    // Many small files in a row (the editor's fast path for small files must keep them inline).
+    await ed.mkdir("/many");
+    for (let i = 0; i < 200; i++) await ed.writeFile(`/many/file-${i}`, `content ${i}`);
     await ed.close();
     await expectClean(path);
 
@@ -86,6 +89,13 @@ describeWithTools(["mke2fs", "e2fsck", "debugfs"], "ext4 editor: inline_data", (
       expect(Object.keys(await debugfsXattrs(path, `/${n}`)), n).toEqual([]);
     }
     expect(isInline(await debugfsStat(path, "/streamed"))).toBe(true);
+    const many = await Ext4Fs.open(await FileDevice.open(path, { readOnly: true }));
+    for (let i = 0; i < 200; i += 37) {
+      const st = await debugfsStat(path, `/many/file-${i}`);
+      expect(isInline(st), `file-${i}`).toBe(true);
+      expect((await many.readFile(`/many/file-${i}`)).toString()).toBe(`content ${i}`);
+    }
+    await many.close();
     expect((await debugfsCat(path, "/streamed")).toString()).toBe("part one, part two");
     for (const [n, t] of Object.entries(targets)) {
       const st = await debugfsStat(path, `/l-${n}`);
