@@ -2539,7 +2539,10 @@ export class Ext4Editor {
     // The superblock block itself is written too.
     const pending = (this.store.dirtyCount + 1) * this.bs;
     const kb = this.kbytesBase ? this.kbytesBase + Math.floor((written + pending) / 1024) : undefined;
-    this.alloc.stampWrite(this.now().sec, kb);
+    // Never in the future: e2fsck reports a superblock written in the future as a problem, so an
+    // explicit timestamp or SOURCE_DATE_EPOCH ahead of the real clock is capped at the real clock
+    // (file times keep the requested value; reproducibility holds for every past epoch).
+    this.alloc.stampWrite(Math.min(this.now().sec, Math.floor(Date.now() / 1000)), kb);
   }
 
   private async settle(): Promise<void> {

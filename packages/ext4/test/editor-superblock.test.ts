@@ -135,6 +135,17 @@ describeWithTools(
       await ed3.stat("/big");
       await ed3.close();
       expect((await dumpe2fs(path))["Last write time"]).toBe(again["Last write time"]);
+
+      // A clock ahead of the real time: files get it, s_wtime is capped at the real clock
+      // (e2fsck would report a superblock written in the future).
+      const future = 3_000_000_000;
+      const ed4 = await openEditor(path, { timestamp: future });
+      await ed4.writeFile("/later", "x");
+      await ed4.close();
+      const wtime = new Date(`${(await dumpe2fs(path))["Last write time"]} UTC`).getTime() / 1000;
+      expect(wtime).toBeLessThanOrEqual(Date.now() / 1000);
+      expect(wtime).toBeGreaterThan(Date.now() / 1000 - 600);
+      await expectClean(path);
     });
 
     it("a completely full htree index refuses an insert and leaves no block behind", async () => {
