@@ -55,7 +55,14 @@ import {
 } from "./file-map.js";
 import { Ext4Fs, type Ext4OpenOptions, ROOT_INO } from "./fs.js";
 import { type GroupDesc, parseGroupDesc } from "./group-desc.js";
-import { type DxEntry, encodeDxEntries, parseDxEntries, parseDxRootInfo, setDxChecksum } from "./htree.js";
+import {
+  type DxEntry,
+  dxSearchBlock,
+  encodeDxEntries,
+  parseDxEntries,
+  parseDxRootInfo,
+  setDxChecksum,
+} from "./htree.js";
 import {
   INLINE_DATA_XATTR_INDEX,
   INLINE_DATA_XATTR_SUFFIX,
@@ -1201,21 +1208,9 @@ export class Ext4Editor {
     for (let d = 0; d <= info.indirectLevels; d++) {
       const b = this.store.peek(st.pblk[lblk]);
       if (!b) return false;
-      const count = Math.min(u16(b, off + 2), Math.floor((b.length - off) / 8));
-      if (count === 0) return false;
-      // Same binary search as dxInsert.
-      let lo = 1;
-      let hi = count - 1;
-      let at = 0;
-      while (lo <= hi) {
-        const mid = (lo + hi) >> 1;
-        if (u32(b, off + mid * 8) > hash) hi = mid - 1;
-        else {
-          at = mid;
-          lo = mid + 1;
-        }
-      }
-      lblk = u32(b, off + at * 8 + 4);
+      const slot = dxSearchBlock(b, off, hash);
+      if (!slot) return false;
+      lblk = slot.lblk;
       off = 8;
     }
     const leafBuf = this.store.peek(st.pblk[lblk]);
@@ -1352,22 +1347,10 @@ export class Ext4Editor {
     let off = 0x18 + info.infoLength;
     for (let d = 0; d <= info.indirectLevels; d++) {
       const b = this.store.peek(st.pblk[lblk]) ?? (await this.store.get(st.pblk[lblk]));
-      // Binary search straight over the block (no per-entry objects on this hot path).
-      const count = Math.min(u16(b, off + 2), Math.floor((b.length - off) / 8));
-      if (count === 0) throw new Ext4EditError("EINVAL", "empty directory index node", path);
-      let lo = 1;
-      let hi = count - 1;
-      let at = 0;
-      while (lo <= hi) {
-        const mid = (lo + hi) >> 1;
-        if (u32(b, off + mid * 8) > hash) hi = mid - 1;
-        else {
-          at = mid;
-          lo = mid + 1;
-        }
-      }
-      levels.push({ lblk, off, at });
-      lblk = u32(b, off + at * 8 + 4);
+      const slot = dxSearchBlock(b, off, hash);
+      if (!slot) throw new Ext4EditError("EINVAL", "empty directory index node", path);
+      levels.push({ lblk, off, at: slot.at });
+      lblk = slot.lblk;
       off = 8;
     }
     const leafL = lblk;

@@ -75,6 +75,33 @@ export function parseDxEntries(block: Uint8Array, off: number): DxNode {
   return { limit, count, entries, entriesOffset: off };
 }
 
+/**
+ * The entry covering `hash` in the index whose count/limit sit at `off`: the last entry whose hash
+ * is <= `hash` (entry 0 covers everything below entry 1). Searches the raw block, without building
+ * entry objects (the editor's insert path); the count is clamped to what the block holds.
+ * Returns the entry's index and the logical block it points to, or undefined for an empty index.
+ */
+export function dxSearchBlock(
+  block: Uint8Array,
+  off: number,
+  hash: number,
+): { at: number; lblk: number } | undefined {
+  const count = Math.min(u16(block, off + 2), Math.floor((block.length - off) / DX_ENTRY_SIZE));
+  if (count === 0) return undefined;
+  let lo = 1;
+  let hi = count - 1;
+  let at = 0;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    if (u32(block, off + mid * DX_ENTRY_SIZE) > hash) hi = mid - 1;
+    else {
+      at = mid;
+      lo = mid + 1;
+    }
+  }
+  return { at, lblk: u32(block, off + at * DX_ENTRY_SIZE + 4) };
+}
+
 /** Write count/limit and entries at `off` (entry 0's hash slot holds count/limit). */
 export function encodeDxEntries(
   block: Uint8Array,
