@@ -196,32 +196,12 @@ export class Allocator {
     const from = Math.max(r0, hint);
     const to = groupBlockCount(sb, g);
     // First fit, as allocBlocks' first step does.
-    const runs: BlockRunAlloc[] = [];
-    let i = from;
-    let left = count;
-    while (i < to && left > 0) {
-      if ((i & 7) === 0 && bm[i >> 3] === 0xff) {
-        i += 8;
-        continue;
-      }
-      if (bm[i >> 3] & (1 << (i & 7))) {
-        i++;
-        continue;
-      }
-      const s0 = i;
-      while (i < to && left > 0 && !(bm[i >> 3] & (1 << (i & 7)))) {
-        i++;
-        left--;
-      }
-      runs.push({ start: s0, len: i - s0 });
-    }
-    if (left > 0 || (oneRun && runs.length > 1)) return undefined;
+    const scan = scanFreeBits(bm, from, to, count);
+    if (scan.found < count || (oneRun && scan.runs.length > 1)) return undefined;
+    setBitRuns(bm, scan.runs);
     const first = groupFirstBlock(sb, g);
-    for (const r of runs) {
-      for (let k = r.start; k < r.start + r.len; k++) bm[k >> 3] |= 1 << (k & 7);
-      r.start += first;
-    }
-    if (r0 <= hint) this.blockHint[g] = i;
+    const runs = scan.runs.map((r) => ({ start: r.start + first, len: r.len }));
+    if (r0 <= hint) this.blockHint[g] = scan.end;
     gd.freeBlocksCount -= count;
     this.store.markDirty(gd.blockBitmap);
     this.dirtyGroups.add(g);
@@ -253,37 +233,17 @@ export class Allocator {
       const from = Math.max(from0, hint);
       const to = step === sb.groupCount ? r0 : n;
       const bm = this.cachedBitmap(gd, BG_FLAGS.blockUninit, gd.blockBitmap) ?? (await this.blockBitmap(g));
-      let i = from;
-      let taken = 0;
-      while (i < to && left > 0) {
-        if ((i & 7) === 0 && bm[i >> 3] === 0xff) {
-          i += 8;
-          continue;
-        }
-        if (bm[i >> 3] & (1 << (i & 7))) {
-          i++;
-          continue;
-        }
-        const s = i;
-        while (i < to && left > 0 && !(bm[i >> 3] & (1 << (i & 7)))) {
-          if ((i & 7) === 0 && left >= 8 && i + 8 <= to && bm[i >> 3] === 0) {
-            // A whole free byte at once (large files).
-            bm[i >> 3] = 0xff;
-            i += 8;
-            left -= 8;
-            continue;
-          }
-          bm[i >> 3] |= 1 << (i & 7);
-          i++;
-          left--;
-        }
-        const start = groupFirstBlock(sb, g) + s;
+      const scan = scanFreeBits(bm, from, to, left);
+      setBitRuns(bm, scan.runs);
+      const base = groupFirstBlock(sb, g);
+      for (const r of scan.runs) {
         const last = runs[runs.length - 1];
-        if (last && last.start + last.len === start) last.len += i - s;
-        else runs.push({ start, len: i - s });
-        taken += i - s;
+        if (last && last.start + last.len === base + r.start) last.len += r.len;
+        else runs.push({ start: base + r.start, len: r.len });
       }
-      if (from0 <= hint) this.blockHint[g] = i;
+      const taken = scan.found;
+      left -= taken;
+      if (from0 <= hint) this.blockHint[g] = scan.end;
       if (taken) {
         gd.freeBlocksCount -= taken;
         this.store.markDirty(gd.blockBitmap);
@@ -543,5 +503,60 @@ export class Allocator {
     const b = await this.store.get(blk);
     b.set(bytes, byteOffset - blk * bs);
     this.store.markDirty(blk);
+  }
+}
+
+/**
+ * First fit over a bitmap: the free (zero) bits in [from, to), as group-relative runs totalling at
+ * most `want` bits, and where the scan stopped. Reads only; full and empty bytes are stepped over
+ * whole.
+ */
+function scanFreeBits(
+  bm: Uint8Array,
+  from: number,
+  to: number,
+  want: number,
+): { runs: BlockRunAlloc[]; end: number; found: number } {
+  const runs: BlockRunAlloc[] = [];
+  let i = from;
+  let left = want;
+  while (i < to && left > 0) {
+    if ((i & 7) === 0 && bm[i >> 3] === 0xff) {
+      i += 8;
+      continue;
+    }
+    if (bm[i >> 3] & (1 << (i & 7))) {
+      i++;
+      continue;
+    }
+    const s = i;
+    while (i < to && left > 0 && !(bm[i >> 3] & (1 << (i & 7)))) {
+      if ((i & 7) === 0 && left >= 8 && i + 8 <= to && bm[i >> 3] === 0) {
+        i += 8;
+        left -= 8;
+      } else {
+        i++;
+        left--;
+      }
+    }
+    runs.push({ start: s, len: i - s });
+  }
+  return { runs, end: i, found: want - left };
+}
+
+/** Set the bits of group-relative `runs` (whole bytes where a run covers them). */
+function setBitRuns(bm: Uint8Array, runs: readonly BlockRunAlloc[]): void {
+  for (const r of runs) {
+    let k = r.start;
+    const end = r.start + r.len;
+    while (k < end) {
+      if ((k & 7) === 0 && k + 8 <= end) {
+        bm[k >> 3] = 0xff;
+        k += 8;
+      } else {
+        bm[k >> 3] |= 1 << (k & 7);
+        k++;
+      }
+    }
   }
 }
