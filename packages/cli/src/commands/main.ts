@@ -394,7 +394,7 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
               size: data.length,
               base64: Buffer.from(data).toString("base64"),
             });
-          io.out(Buffer.from(data).toString("latin1") === "" ? "" : new TextDecoder().decode(data));
+          io.out(data.length === 0 ? "" : new TextDecoder().decode(data));
         });
       },
     )
