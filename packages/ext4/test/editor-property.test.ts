@@ -6,11 +6,19 @@
  * On inline_data, the inline flag of files, directories and symlinks is checked too wherever the
  * model can tell what the kernel would do (see `inl`); on meta_bg, the descriptors read through a
  * backup superblock must match the primary.
+ * Two containers as well: the filesystem in a partition of a GPT disk made by sfdisk (found by our
+ * parser, edited through a RangeDevice; not one byte outside the partition may change), and in a
+ * qcow2 v3 overlay with small clusters over a qcow2 base (qemu-img check clean, the base
+ * untouched; the checks run on `qemu-img convert -O raw` of the overlay).
  * IMGPATCH_PROPERTY_RUNS sets the number of runs per configuration (default 5).
  */
 
-import { FileDevice } from "@imgpatch/disk";
-import { Ext4Fs, Ext4NoSpaceError } from "@imgpatch/ext4";
+import { createHash, randomBytes } from "node:crypto";
+import { copyFile, readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { type BlockDevice, FileDevice, RangeDevice, readPartitionTable } from "@imgpatch/disk";
+import { Ext4Editor, Ext4Fs, Ext4NoSpaceError } from "@imgpatch/ext4";
+import { createOverlay } from "@imgpatch/qcow2";
 import {
   debugfsCat,
   debugfsLs,
@@ -18,12 +26,16 @@ import {
   debugfsXattrs,
   describeWithTools,
   e2fsck,
+  type FsTarget,
+  qemuImg,
+  qemuImgCheck,
+  qemuImgInfo,
   runToolOk,
   tempDir,
 } from "@imgpatch/testkit";
 import fc from "fast-check";
 import { expect, it } from "vitest";
-import { FEATURE_SETS, makeImage, openEditor } from "./editor-helpers.js";
+import { FEATURE_SETS, makeImage } from "./editor-helpers.js";
 
 const RUNS = Number(process.env.IMGPATCH_PROPERTY_RUNS ?? 5);
 const NAMES = ["a", "b", "c", "d"];
@@ -351,13 +363,16 @@ function applyModel(m: Model, o: Op): boolean | "skip" {
 
 const TYPE: Record<Kind, string> = { file: "file", dir: "dir", symlink: "symlink", fifo: "fifo" };
 
-async function check(path: string, m: Model, inline: boolean): Promise<number> {
+/** `path` is the image file, or the disk and the filesystem's byte offset in it (a partition). */
+async function check(path: FsTarget, m: Model, inline: boolean): Promise<number> {
   let inlineChecked = 0;
   const r = await e2fsck(path);
   expect(r.problems, r.output).toEqual([]);
   expect(r.clean, r.output).toBe(true);
-  const dev = await FileDevice.open(path, { readOnly: true });
-  const fs = await Ext4Fs.open(dev);
+  const file = typeof path === "string" ? path : path.path;
+  const offset = typeof path === "string" ? 0 : (path.offset ?? 0);
+  const dev = await FileDevice.open(file, { readOnly: true });
+  const fs = await Ext4Fs.open(offset ? new RangeDevice(dev, offset, dev.size - offset) : dev);
   try {
     const walk = async (dir: Node, p: string[]) => {
       const want = [...dir.children.keys()].sort();
@@ -424,7 +439,15 @@ interface Config {
   extra?: string[];
   /** A backup superblock (1 KiB blocks) whose descriptors must match the primary's afterwards. */
   backupSb?: number;
+  /** Where the filesystem lives; default: a bare image file opened with FileDevice. */
+  container?: Container;
 }
+type Container =
+  /** A partition of a GPT disk (found by our parser), edited through a RangeDevice. */
+  | { kind: "gpt" }
+  /** A qcow2 v3 overlay (our createOverlay) over a qcow2 base made by qemu-img. */
+  | { kind: "qcow2"; clusterSize: number; extendedL2?: boolean };
+
 const CONFIGS: Config[] = [
   ...(["ext2", "ext3", "ext4-csum", "ext4-nocsum", "ext4-1k", "ext4-inline"] as const).map((set) => ({
     name: set,
@@ -450,77 +473,257 @@ const CONFIGS: Config[] = [
   },
 ];
 
-describeWithTools(
-  ["mke2fs", "e2fsck", "debugfs"],
-  "ext4 editor: random operation sequences vs a model",
-  () => {
-    for (const cfg of CONFIGS) {
-      it(`${cfg.name}`, async () => {
-        const dir = await tempDir("edp-");
-        let run = 0;
-        let inlineSeen = 0;
-        await fc.assert(
-          fc.asyncProperty(fc.array(opArb, { minLength: 10, maxLength: 50 }), async (ops) => {
-            const path = await makeImage(
-              dir,
-              `${cfg.set}-${run++}`,
-              [...FEATURE_SETS[cfg.set], ...(cfg.extra ?? []), "-N", String(cfg.inodes)],
-              cfg.size,
-            );
-            const m = new Model();
-            const ed = await openEditor(path);
-            // lost+found exists on every fresh image: put it in the model.
-            m.root.children.set("lost+found", newNode("dir", 0o700));
+/** The filesystem inside a container: partition of a GPT disk, or a qcow2 overlay. */
+const CONTAINER_CONFIGS: Config[] = [
+  {
+    name: "ext4-csum (GPT partition)",
+    set: "ext4-csum",
+    size: "8M",
+    inodes: 256,
+    scale: 1,
+    container: { kind: "gpt" },
+  },
+  {
+    name: "ext4-1k (GPT partition)",
+    set: "ext4-1k",
+    size: "8M",
+    inodes: 256,
+    scale: 1,
+    container: { kind: "gpt" },
+  },
+  // 16 KiB clusters: the first 4 KiB block written to a cluster copies the rest of it from the base.
+  {
+    name: "ext4-csum (qcow2 overlay, 16 KiB clusters)",
+    set: "ext4-csum",
+    size: "8M",
+    inodes: 256,
+    scale: 1,
+    container: { kind: "qcow2", clusterSize: 16384 },
+  },
+  // Extended L2: 64 KiB clusters of 32 subclusters of 2 KiB; 1 KiB blocks half-fill a subcluster.
+  {
+    name: "ext4-1k (qcow2 overlay, 64 KiB clusters, extended L2)",
+    set: "ext4-1k",
+    size: "8M",
+    inodes: 256,
+    scale: 1,
+    container: { kind: "qcow2", clusterSize: 65536, extendedL2: true },
+  },
+];
+
+const MIB = 1024 * 1024;
+/**
+ * The GPT disk: the filesystem's partition starts at 3 MiB, between two partitions; the disk
+ * ends 1 MiB after the last one (room for the backup GPT). Everything outside the filesystem's
+ * partition is random bytes, so any stray write shows in the hashes.
+ */
+const GPT = { fsStart: 3 * MIB, before: 2 * MIB, after: MIB, tail: MIB };
+
+const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
+
+/** Where the editor runs, and what the oracles read once it closed. */
+interface Placed {
+  device: BlockDevice;
+  /** After the editor closed: the container's own checks; returns the filesystem to check. */
+  settle(): Promise<FsTarget>;
+  /** Release whatever the editor does not close (also after a failure). */
+  release(): Promise<void>;
+}
+
+/** A whole GPT disk (made by sfdisk) whose second partition is exactly `fsSize` bytes; random bytes elsewhere. */
+async function makeGptDisk(dir: string, fsSize: number): Promise<string> {
+  const disk = join(dir, "template-disk.img");
+  const size = GPT.fsStart + fsSize + GPT.after + GPT.tail;
+  await writeFile(disk, randomBytes(size));
+  const s = (n: number) => n / 512;
+  const script = [
+    "label: gpt",
+    "unit: sectors",
+    `start=${s(GPT.fsStart - GPT.before)}, size=${s(GPT.before)}, name=before`,
+    `start=${s(GPT.fsStart)}, size=${s(fsSize)}, name=rootfs`,
+    `start=${s(GPT.fsStart + fsSize)}, size=${s(GPT.after)}, name=after`,
+    "",
+  ].join("\n");
+  await runToolOk("sfdisk", ["-q", "--no-reread", "--no-tell-kernel", disk], { input: script });
+  return disk;
+}
+
+async function place(
+  cfg: Config,
+  dir: string,
+  name: string,
+  template: () => Promise<string>,
+): Promise<Placed> {
+  const mkfsArgs = [...FEATURE_SETS[cfg.set], ...(cfg.extra ?? []), "-N", String(cfg.inodes)];
+  const fsImage = await makeImage(dir, name, mkfsArgs, cfg.size);
+  const container = cfg.container;
+  if (!container) {
+    const device = await FileDevice.open(fsImage);
+    return { device, settle: async () => fsImage, release: async () => {} };
+  }
+  if (container.kind === "gpt") {
+    const disk = join(dir, `${name}-disk.img`);
+    await copyFile(await template(), disk);
+    const fsBytes = await readFile(fsImage);
+    const parent = await FileDevice.open(disk);
+    await parent.write(GPT.fsStart, fsBytes);
+    await parent.flush();
+    // The partition as our parser finds it, checked against the layout given to sfdisk.
+    const table = await readPartitionTable(parent);
+    expect(table?.type).toBe("gpt");
+    expect(table?.warnings).toEqual([]);
+    const part = table?.partitions.find((p) => p.name === "rootfs");
+    expect(part && { start: part.start, size: part.size }).toEqual({
+      start: GPT.fsStart,
+      size: fsBytes.length,
+    });
+    if (!part) throw new Error("unreachable");
+    const original = await readFile(disk);
+    const end = part.start + part.size;
+    const outside = (b: Buffer) => [sha256(b.subarray(0, part.start)), sha256(b.subarray(end))];
+    const want = outside(original);
+    let released = false;
+    const release = async () => {
+      if (!released) await parent.close();
+      released = true;
+    };
+    return {
+      device: new RangeDevice(parent, part.start, part.size),
+      settle: async () => {
+        await release();
+        // Not one byte outside the partition changed (the GPT, both neighbours, the gaps).
+        expect(outside(await readFile(disk)), "bytes outside the partition").toEqual(want);
+        return { path: disk, offset: part.start };
+      },
+      release,
+    };
+  }
+  const base = join(dir, `${name}-base.qcow2`);
+  await qemuImg(["convert", "-f", "raw", "-O", "qcow2", fsImage, base]);
+  const baseHash = sha256(await readFile(base));
+  const overlay = join(dir, `${name}-overlay.qcow2`);
+  const device = await createOverlay(overlay, base, {
+    backingFormat: "qcow2",
+    version: 3,
+    clusterSize: container.clusterSize,
+    extendedL2: container.extendedL2,
+  });
+  return {
+    device,
+    settle: async () => {
+      const chk = await qemuImgCheck(overlay);
+      expect(chk.json, "qemu-img check of the overlay").toMatchObject({ "check-errors": 0 });
+      expect({ clean: chk.clean, leaks: chk.leaks, corruptions: chk.corruptions }).toEqual({
+        clean: true,
+        leaks: 0,
+        corruptions: 0,
+      });
+      expect(await qemuImgInfo(overlay)).toMatchObject({
+        format: "qcow2",
+        "cluster-size": container.clusterSize,
+        "backing-filename": base,
+      });
+      expect(sha256(await readFile(base)), "the base image is untouched").toBe(baseHash);
+      const flat = join(dir, `${name}-flat.img`);
+      await qemuImg(["convert", "-O", "raw", overlay, flat]);
+      return flat;
+    },
+    release: async () => {},
+  };
+}
+
+function propertyTest(cfg: Config): () => Promise<void> {
+  return async () => {
+    const dir = await tempDir("edp-");
+    let run = 0;
+    let inlineSeen = 0;
+    // The GPT disk without a filesystem, made once per configuration.
+    let templateDisk: Promise<string> | undefined;
+    const template = () => {
+      if (!/^\d+M$/.test(cfg.size)) throw new Error(`size ${cfg.size}: whole MiB expected`);
+      templateDisk ??= makeGptDisk(dir, Number.parseInt(cfg.size, 10) * MIB);
+      return templateDisk;
+    };
+    await fc.assert(
+      fc.asyncProperty(fc.array(opArb, { minLength: 10, maxLength: 50 }), async (ops) => {
+        const placed = await place(cfg, dir, `${cfg.set}-${run++}`, template);
+        const m = new Model();
+        let ed: Ext4Editor;
+        try {
+          ed = await Ext4Editor.open(placed.device, { timestamp: 1_700_000_000 });
+        } catch (e) {
+          await placed.device.close();
+          await placed.release();
+          throw e;
+        }
+        // lost+found exists on every fresh image: put it in the model.
+        m.root.children.set("lost+found", newNode("dir", 0o700));
+        try {
+          const scaled = ops.map((o): Op => {
+            if (o.op === "writeFile") return { ...o, size: o.size * cfg.scale };
+            if (o.op === "truncate") return { ...o, len: o.len * cfg.scale };
+            if (o.op === "writeAt") return { ...o, size: o.size * cfg.scale };
+            return o;
+          });
+          for (const o of [...PRELUDE, ...scaled]) {
+            const snapshot = structuredClone(m.root);
+            const want = applyModel(m, o);
+            if (want === "skip") continue;
+            let ok = true;
+            let err: unknown;
             try {
-              const scaled = ops.map((o): Op => {
-                if (o.op === "writeFile") return { ...o, size: o.size * cfg.scale };
-                if (o.op === "truncate") return { ...o, len: o.len * cfg.scale };
-                if (o.op === "writeAt") return { ...o, size: o.size * cfg.scale };
-                return o;
-              });
-              for (const o of [...PRELUDE, ...scaled]) {
-                const snapshot = structuredClone(m.root);
-                const want = applyModel(m, o);
-                if (want === "skip") continue;
-                let ok = true;
-                let err: unknown;
-                try {
-                  await runOp(ed, o);
-                } catch (e) {
-                  ok = false;
-                  err = e;
-                }
-                if (err instanceof Ext4NoSpaceError) {
-                  // Out of space: refused as a whole.
-                  m.root = snapshot;
-                  continue;
-                }
-                expect(ok, `${JSON.stringify(o)} → ${String(err)}`).toBe(want);
-              }
-            } finally {
-              await ed.close();
+              await runOp(ed, o);
+            } catch (e) {
+              ok = false;
+              err = e;
             }
-            inlineSeen += await check(path, m, cfg.set === "ext4-inline");
-            if (cfg.backupSb) {
-              const counts = async (args: string[]) =>
-                (await runToolOk("debugfs", ["-c", ...args, "-R", "stats", path]))
-                  .toString("utf8")
-                  .split("\n")
-                  .filter((l) => /free blocks?, \d+ free inodes?/.test(l))
-                  .map((l) => l.replace(/, \d+ unused inodes?/, ""));
-              expect(await counts(["-s", String(cfg.backupSb), "-b", "1024"])).toEqual(await counts([]));
+            if (err instanceof Ext4NoSpaceError) {
+              // Out of space: refused as a whole.
+              m.root = snapshot;
+              continue;
             }
-          }),
-          { numRuns: RUNS, endOnFailure: true },
-        );
-        // The inline configuration really made inline inodes.
-        if (cfg.set === "ext4-inline") expect(inlineSeen).toBeGreaterThan(0);
-      }, 120_000);
-    }
+            expect(ok, `${JSON.stringify(o)} → ${String(err)}`).toBe(want);
+          }
+        } finally {
+          try {
+            await ed.close();
+          } finally {
+            await placed.release();
+          }
+        }
+        const target = await placed.settle();
+        inlineSeen += await check(target, m, cfg.set === "ext4-inline");
+        if (cfg.backupSb) {
+          if (typeof target !== "string") throw new Error("backupSb needs a bare image");
+          const counts = async (args: string[]) =>
+            (await runToolOk("debugfs", ["-c", ...args, "-R", "stats", target]))
+              .toString("utf8")
+              .split("\n")
+              .filter((l) => /free blocks?, \d+ free inodes?/.test(l))
+              .map((l) => l.replace(/, \d+ unused inodes?/, ""));
+          expect(await counts(["-s", String(cfg.backupSb), "-b", "1024"])).toEqual(await counts([]));
+        }
+      }),
+      { numRuns: RUNS, endOnFailure: true },
+    );
+    // The inline configuration really made inline inodes.
+    if (cfg.set === "ext4-inline") expect(inlineSeen).toBeGreaterThan(0);
+  };
+}
+
+const E2FS_TOOLS = ["mke2fs", "e2fsck", "debugfs"];
+describeWithTools(E2FS_TOOLS, "ext4 editor: random operation sequences vs a model", () => {
+  for (const cfg of CONFIGS) it(`${cfg.name}`, propertyTest(cfg), 120_000);
+});
+describeWithTools(
+  [...E2FS_TOOLS, "sfdisk", "qemu-img"],
+  "ext4 editor: random operation sequences vs a model, in a partition or a qcow2 overlay",
+  () => {
+    for (const cfg of CONTAINER_CONFIGS) it(`${cfg.name}`, propertyTest(cfg), 120_000);
   },
 );
 
-async function runOp(ed: Awaited<ReturnType<typeof openEditor>>, o: Op): Promise<void> {
+async function runOp(ed: Ext4Editor, o: Op): Promise<void> {
   const p = str(o.p);
   switch (o.op) {
     case "writeFile":
