@@ -1,8 +1,8 @@
-import { stat, truncate, writeFile } from "node:fs/promises";
+import { open, stat, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { tempDir } from "@imgpatch/testkit";
 import fc from "fast-check";
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import {
   type BlockDevice,
   CountingDevice,
@@ -121,6 +121,65 @@ describe("FileDevice", () => {
     expect(err.offset).toBe(4096);
     expect(err.message).toMatch(/unexpected end of file/);
     await d.close();
+  });
+
+  describe("early writeback", () => {
+    // The FileHandle prototype, to watch and fail fdatasync.
+    const handleProto = async () => {
+      const fh = await open(await newPath(), "w");
+      const proto = Object.getPrototypeOf(fh) as { datasync: () => Promise<void> };
+      await fh.close();
+      return proto;
+    };
+    afterEach(() => vi.restoreAllMocks());
+
+    it("starts an fdatasync in the background once writebackBytes were written, flushes again at close", async () => {
+      const spy = vi.spyOn(await handleProto(), "datasync");
+      const path = await newPath();
+      const d = await FileDevice.open(path, { create: { size: 4 * MiB }, writebackBytes: 64 * 1024 });
+      const chunk = new Uint8Array(32 * 1024).fill(7);
+      await d.write(0, chunk);
+      expect(spy).toHaveBeenCalledTimes(0);
+      for (let i = 1; i < 10; i++) await d.write(i * chunk.length, chunk);
+      const early = spy.mock.calls.length;
+      expect(early).toBeGreaterThanOrEqual(1);
+      expect(early).toBeLessThanOrEqual(5); // one in flight at a time, per 64 KiB at most
+      await d.close(); // waits for the background one, then syncs what came after it
+      expect(spy.mock.calls.length).toBe(early + 1);
+      const r = await FileDevice.open(path, { readOnly: true });
+      expect((await r.read(0, 10 * chunk.length)).every((b) => b === 7)).toBe(true);
+      await r.close();
+    });
+
+    it("writebackBytes: 0 syncs only when asked", async () => {
+      const spy = vi.spyOn(await handleProto(), "datasync");
+      const d = await FileDevice.open(await newPath(), { create: { size: 8 * MiB }, writebackBytes: 0 });
+      await d.write(0, new Uint8Array(8 * MiB));
+      expect(spy).toHaveBeenCalledTimes(0);
+      await d.flush();
+      expect(spy).toHaveBeenCalledTimes(1);
+      await d.close();
+    });
+
+    it("a failed background fdatasync is reported by the next flush, as an IoError naming the file", async () => {
+      const proto = await handleProto();
+      const real = proto.datasync;
+      let failures = 1;
+      vi.spyOn(proto, "datasync").mockImplementation(function (this: unknown) {
+        if (failures-- > 0) return Promise.reject(Object.assign(new Error("i/o error"), { code: "EIO" }));
+        return real.call(this);
+      });
+      const path = await newPath();
+      const d = await FileDevice.open(path, { create: { size: 4 * MiB }, writebackBytes: 4096 });
+      await d.write(0, new Uint8Array(8192));
+      const err = await d.flush().catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(IoError);
+      expect((err as IoError).message).toMatch(/EIO/);
+      expect((err as IoError).message).toContain(path);
+      // Reported once; the device goes on (the caller decides what the failure means).
+      await d.flush();
+      await d.close();
+    });
   });
 
   it("moves large buffers in one call", async () => {
