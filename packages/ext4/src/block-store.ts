@@ -1,8 +1,8 @@
 /**
  * Write-back cache of metadata blocks for the editor: bitmaps, inode-table blocks, directory,
  * extent-tree and xattr blocks are read once, modified in memory and written at flush, adjacent
- * dirty blocks coalesced into one device write. Large file data goes straight to the device; small
- * pieces are gathered into one pending run of consecutive blocks (files allocated next to each
+ * dirty blocks coalesced into one device write. Large file data goes straight to the device; pieces
+ * up to 1 MiB are gathered into one pending run of consecutive blocks (files allocated next to each
  * other) written as one device write, always before the metadata at flush. A block freed from
  * metadata is forgotten so a stale copy can never be flushed over data that later reuses it.
  */
@@ -13,8 +13,12 @@ export interface WriteCounters {
   bytesWritten: number;
 }
 
-/** File data up to this size is gathered into the pending run (see writeData). */
-const SMALL_DATA = 64 * 1024;
+/**
+ * File data up to this size is copied into the pending run (see writeData), which is written in
+ * the background while the editor goes on; larger pieces are written from the caller's buffer and
+ * waited for (copying them would cost more than the wait saves).
+ */
+const SMALL_DATA = 1 << 20;
 /** Flush the store once this many blocks are dirty (bounds memory). */
 const MAX_DIRTY_BLOCKS = 4096;
 /** Largest pending run of small file data (one device write when full). */

@@ -867,6 +867,16 @@ export class Ext4Editor {
 
   /** Resolve a guest path; symlinks are followed inside the guest. */
   private async resolve(path: string, followLast: boolean): Promise<{ ino: number; inode: Inode }> {
+    const r = await this.lookupPath(path, followLast);
+    if (!r) throw new Ext4EditError("ENOENT", "no such file or directory", path);
+    return r;
+  }
+
+  /** resolve, but undefined when a component does not exist (no exception on the common miss). */
+  private async lookupPath(
+    path: string,
+    followLast: boolean,
+  ): Promise<{ ino: number; inode: Inode } | undefined> {
     if (this.dirtyInodes.size >= MAX_DIRTY_INODES) await this.flushInodes();
     let todo = this.split(path);
     const stack: number[] = [];
@@ -882,8 +892,8 @@ export class Ext4Editor {
       if ((cur.mode & S_IFMT) !== S_IFDIR) throw new Ext4EditError("ENOTDIR", "not a directory", path);
       const name = nameBytes(comp);
       if (name.length > 255) throw new Ext4EditError("ENAMETOOLONG", "name too long", path);
-      const e = (await this.dir(cur)).entries.get(key(name));
-      if (!e) throw new Ext4EditError("ENOENT", "no such file or directory", path);
+      const e = (this.dirs.get(cur.ino) ?? (await this.dir(cur))).entries.get(key(name));
+      if (!e) return undefined;
       const child = await this.inodeRef(e.ino);
       if ((child.mode & S_IFMT) === S_IFLNK && (todo.length > 0 || followLast)) {
         if (++links > MAX_SYMLINKS)
@@ -911,13 +921,25 @@ export class Ext4Editor {
   private lastComponent(path: string): { parentPath: string; name: Uint8Array; nameStr: string } {
     const parts = this.split(path);
     const last = parts.pop();
-    if (last === undefined || last === "..") throw new Ext4EditError("EINVAL", "invalid path", path);
+    if (last === undefined) throw new Ext4EditError("EINVAL", "invalid path", path);
+    return { parentPath: parts.join("/"), name: this.checkedName(last, path), nameStr: last };
+  }
+
+  /** The bytes of a new entry's name, checked. */
+  private checkedName(last: string, path: string): Uint8Array {
+    if (last === "..") throw new Ext4EditError("EINVAL", "invalid path", path);
     const name = nameBytes(last);
     if (name.length > 255) throw new Ext4EditError("ENAMETOOLONG", "name too long", path);
     if (name.includes(0)) throw new Ext4EditError("EINVAL", "name contains NUL", path);
     // As many UTF-8 bytes as UTF-16 units: all ASCII, so the latin1 key is the string itself.
     if (name.length === last.length) rememberKey(name, last);
-    return { parentPath: parts.join("/"), name, nameStr: last };
+    return name;
+  }
+
+  /** Remember what a directory path resolves to (see knownParentNow). */
+  private rememberParent(parentPath: string, ino: number): void {
+    if (this.parentDirs.size >= 4096) this.parentDirs.clear();
+    this.parentDirs.set(parentPath, ino);
   }
 
   /**
@@ -943,10 +965,7 @@ export class Ext4Editor {
     } else {
       const r = await this.resolve(`/${parentPath}`, true);
       inode = r.inode;
-      if ((inode.mode & S_IFMT) === S_IFDIR) {
-        if (this.parentDirs.size >= 4096) this.parentDirs.clear();
-        this.parentDirs.set(parentPath, r.ino);
-      }
+      if ((inode.mode & S_IFMT) === S_IFDIR) this.rememberParent(parentPath, r.ino);
     }
     if ((inode.mode & S_IFMT) !== S_IFDIR) throw new Ext4EditError("ENOTDIR", "not a directory", path);
     return inode;
@@ -1673,28 +1692,43 @@ export class Ext4Editor {
     const mode = (options.mode ?? 0o755) & 0o7777;
     if (options.recursive) {
       const parts = this.split(path);
-      let first: string | undefined;
-      for (let i = 1; i <= parts.length; i++) {
-        const p = `/${parts.slice(0, i).join("/")}`;
-        try {
-          const { inode } = await this.resolve(p, true);
-          if ((inode.mode & S_IFMT) !== S_IFDIR) throw new Ext4EditError("ENOTDIR", "not a directory", p);
-          continue;
-        } catch (e) {
-          if (!(e instanceof Ext4EditError) || e.code !== "ENOENT") throw e;
-        }
-        await this.mkdirOne(p, mode, options);
-        first ??= p;
+      // The longest existing prefix, looked up from the end: `mkdir -p` of one new level (the
+      // common case) costs two lookups, not one per level.
+      let have = parts.length;
+      let cur: Inode | undefined;
+      for (; have > 0; have--) {
+        const p = `/${parts.slice(0, have).join("/")}`;
+        const r = await this.lookupPath(p, true);
+        if (!r) continue;
+        if ((r.inode.mode & S_IFMT) !== S_IFDIR) throw new Ext4EditError("ENOTDIR", "not a directory", p);
+        cur = r.inode;
+        break;
+      }
+      cur ??= await this.inodeRef(ROOT_INO);
+      const first = have < parts.length ? `/${parts.slice(0, have + 1).join("/")}` : undefined;
+      for (let i = have; i < parts.length; i++) {
+        const p = `/${parts.slice(0, i + 1).join("/")}`;
+        // After a directory we just made, ".." is its parent, which exists.
+        if (parts[i] === "..") cur = (await this.resolve(p, true)).inode;
+        else cur = await this.mkdirIn(cur, this.checkedName(parts[i], p), p, mode, options);
+        this.rememberParent(parts.slice(0, i + 1).join("/"), cur.ino);
       }
       return first;
     }
-    await this.mkdirOne(path, mode, options);
+    const { dir, name } = await this.resolveParent(path);
+    await this.mkdirIn(dir, name, path, mode, options);
     return undefined;
   }
 
-  private async mkdirOne(path: string, mode: number, owner: OwnerOptions): Promise<void> {
-    const { dir, name } = await this.resolveParent(path);
-    await this.createInode(dir, name, S_IFDIR | mode, owner, path, async (inode) => {
+  /** Make directory `name` in `dir` (`path` names it in errors); its inode. */
+  private mkdirIn(
+    dir: Inode,
+    name: Uint8Array,
+    path: string,
+    mode: number,
+    owner: OwnerOptions,
+  ): Promise<Inode> {
+    return this.createInode(dir, name, S_IFDIR | mode, owner, path, async (inode) => {
       if (this.inlineCapacity(inode, []) >= INLINE_IBLOCK_SIZE) {
         // inline_data: the parent's number, then one empty record over the rest of i_block.
         inode.linksCount = 2;
