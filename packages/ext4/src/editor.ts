@@ -1658,6 +1658,12 @@ export class Ext4Editor {
     owner: OwnerOptions,
     path: string,
     fill: (inode: Inode) => Promise<void> | undefined,
+    /**
+     * The inode is complete once filled (a new file, a symlink, a device): encode it into its
+     * table block now instead of keeping the object dirty until flush. Thousands of new files
+     * then leave no objects behind for the garbage collector to carry.
+     */
+    final = false,
   ): Promise<Inode> {
     if (parent.flags & INODE_FLAGS.INLINE_DATA) await this.prepareDir(parent, path);
     else this.checkDirWritable(parent, path);
@@ -1678,7 +1684,13 @@ export class Ext4Editor {
       await this.alloc.freeInode(ino, isDir);
       throw e;
     }
-    this.putInode(inode);
+    if (final) {
+      // A former inode of this number (freed in this session) must not be flushed over it.
+      this.inodes.delete(ino);
+      this.dirtyInodes.delete(ino);
+      const { block, offset } = this.inodePos(ino);
+      this.encodeInodeInto(inode, block, this.itableBlockNow(block) ?? (await this.store.get(block)), offset);
+    } else this.putInode(inode);
     const ft = fileTypeFromMode(mode);
     if (!this.dirInsertNow(parent, name, ino, ft)) await this.dirInsert(parent, name, ino, ft, path);
     if (isDir) this.incDirLinks(parent);
@@ -1792,18 +1804,26 @@ export class Ext4Editor {
     const existing = st.entries.get(key(name));
     if (existing) return this.overwriteFile(existing.ino, path, content, options);
     const mode = S_IFREG | ((options.mode ?? 0o644) & 0o7777);
-    await this.createInode(dir, name, mode, options, path, (inode) => {
-      if (this.extents) {
-        // A blank inode's i_block is a view of its own zeroed bytes: the root is written there.
-        inode.flags |= INODE_FLAGS.EXTENTS;
-        writeExtentRoot(inode.iBlock, []);
-      } else this.emptyMapRoot(inode);
-      inode.linksCount = 1;
-      if (options.mtime !== undefined) inode.mtime = toTimestamp(options.mtime);
-      if (options.atime !== undefined) inode.atime = toTimestamp(options.atime);
-      const now = content instanceof Uint8Array ? this.writeSmallNow(inode, content, path) : false;
-      return now === false ? this.writeContent(inode, content, path) : now;
-    });
+    await this.createInode(
+      dir,
+      name,
+      mode,
+      options,
+      path,
+      (inode) => {
+        if (this.extents) {
+          // A blank inode's i_block is a view of its own zeroed bytes: the root is written there.
+          inode.flags |= INODE_FLAGS.EXTENTS;
+          writeExtentRoot(inode.iBlock, []);
+        } else this.emptyMapRoot(inode);
+        inode.linksCount = 1;
+        if (options.mtime !== undefined) inode.mtime = toTimestamp(options.mtime);
+        if (options.atime !== undefined) inode.atime = toTimestamp(options.atime);
+        const now = content instanceof Uint8Array ? this.writeSmallNow(inode, content, path) : false;
+        return now === false ? this.writeContent(inode, content, path) : now;
+      },
+      true,
+    );
   }
 
   /** writeFile over an existing name (its own function: writeFile's frame stays small). */
@@ -2080,17 +2100,25 @@ export class Ext4Editor {
     if (t.length === 0 || t.length > 4095)
       throw new Ext4EditError("ENAMETOOLONG", "symlink target length", path);
     const { dir, name } = await this.resolveParent(path);
-    await this.createInode(dir, name, S_IFLNK | 0o777, owner, path, async (inode) => {
-      inode.linksCount = 1;
-      if (t.length < 60) {
-        inode.iBlock = new Uint8Array(60);
-        inode.iBlock.set(t);
-        inode.size = t.length;
-        return;
-      }
-      this.emptyMapRoot(inode);
-      await this.writeContent(inode, t, path);
-    });
+    await this.createInode(
+      dir,
+      name,
+      S_IFLNK | 0o777,
+      owner,
+      path,
+      async (inode) => {
+        inode.linksCount = 1;
+        if (t.length < 60) {
+          inode.iBlock = new Uint8Array(60);
+          inode.iBlock.set(t);
+          inode.size = t.length;
+          return;
+        }
+        this.emptyMapRoot(inode);
+        await this.writeContent(inode, t, path);
+      },
+      true,
+    );
   }
 
   async link(existingPath: string, newPath: string): Promise<void> {
@@ -2122,14 +2150,22 @@ export class Ext4Editor {
     const fmt = { chardev: S_IFCHR, blockdev: S_IFBLK, fifo: S_IFIFO, socket: S_IFSOCK }[type];
     if (fmt === undefined) throw new Ext4EditError("EINVAL", `unknown node type ${type}`, path);
     const { dir, name } = await this.resolveParent(path);
-    await this.createInode(dir, name, fmt | (mode & 0o7777), owner, path, async (inode) => {
-      inode.linksCount = 1;
-      inode.iBlock = new Uint8Array(60);
-      if (fmt === S_IFCHR || fmt === S_IFBLK) {
-        if (major < 256 && minor < 256) setU32(inode.iBlock, 0, (major << 8) | minor);
-        else setU32(inode.iBlock, 4, ((minor & 0xff) | (major << 8) | ((minor & ~0xff) << 12)) >>> 0);
-      }
-    });
+    await this.createInode(
+      dir,
+      name,
+      fmt | (mode & 0o7777),
+      owner,
+      path,
+      async (inode) => {
+        inode.linksCount = 1;
+        inode.iBlock = new Uint8Array(60);
+        if (fmt === S_IFCHR || fmt === S_IFBLK) {
+          if (major < 256 && minor < 256) setU32(inode.iBlock, 0, (major << 8) | minor);
+          else setU32(inode.iBlock, 4, ((minor & 0xff) | (major << 8) | ((minor & ~0xff) << 12)) >>> 0);
+        }
+      },
+      true,
+    );
   }
 
   // ------------------------------------------------------------ public API: removal
