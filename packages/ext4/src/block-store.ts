@@ -2,7 +2,7 @@
  * Write-back cache of metadata blocks for the editor: bitmaps, inode-table blocks, directory,
  * extent-tree and xattr blocks are read once, modified in memory and written at flush, adjacent
  * dirty blocks coalesced into one device write. Large file data goes straight to the device; pieces
- * up to 1 MiB are gathered into one pending run of consecutive blocks (files allocated next to each
+ * up to 256 KiB are gathered into one pending run of consecutive blocks (files allocated next to each
  * other) written as one device write, always before the metadata at flush. A block freed from
  * metadata is forgotten so a stale copy can never be flushed over data that later reuses it.
  */
@@ -18,11 +18,14 @@ export interface WriteCounters {
  * the background while the editor goes on; larger pieces are written from the caller's buffer and
  * waited for (copying them would cost more than the wait saves).
  */
-const SMALL_DATA = 1 << 20;
+const SMALL_DATA = 256 * 1024;
 /** Flush the store once this many blocks are dirty (bounds memory). */
 const MAX_DIRTY_BLOCKS = 4096;
-/** Largest pending run of small file data (one device write when full). */
-const PENDING_BYTES = 4 << 20;
+/**
+ * Largest pending run of small file data (one device write when full). Two such buffers are used
+ * in turn: small, because first-touching fresh memory is what costs most here.
+ */
+const PENDING_BYTES = 1 << 20;
 
 export class BlockStore {
   private readonly cache = new Map<number, Uint8Array>();
