@@ -153,6 +153,15 @@ describeWithTools(["qemu-img", "e2fsck", "debugfs"], "imgpatch bin end to end", 
     expect((await e2fsck(inplace)).clean).toBe(true);
     expect((await debugfsCat(inplace, "/in-place")).toString()).toBe("yes");
     await noTemps(dir);
+    // cat prints the bytes as they are: every byte value, invalid UTF-8 included.
+    const bytes = Buffer.from(Array.from({ length: 4096 }, (_, i) => (i * 131) & 0xff));
+    const host = join(dir, "binary.bin");
+    await writeFile(host, bytes);
+    expect((await runBin(["customize", "--in-place", inplace, "--upload", `${host}:/bin.dat`])).code).toBe(0);
+    const cat = await runBin(["cat", inplace, "/bin.dat"]);
+    expect(cat.code).toBe(0);
+    expect(cat.stdoutBytes.equals(bytes)).toBe(true);
+    expect(cat.stdoutBytes.equals(await debugfsCat(inplace, "/bin.dat"))).toBe(true);
   });
 
   it("a GPT disk with 4 KiB logical sectors (raw input, overlay output)", async () => {

@@ -18,6 +18,8 @@ import { NO_ARG_OPS, OPERATION_NAMES, orderedSteps, type RpmStep, type Step } fr
 
 export interface CliIo {
   out(text: string): void;
+  /** Raw bytes to stdout (`cat` of a binary file); without it they go through `out` as UTF-8. */
+  outBytes?(data: Uint8Array): void;
   err(text: string): void;
   /** stderr is a terminal (progress lines allowed). */
   isTTY?: boolean;
@@ -26,6 +28,7 @@ export interface CliIo {
 
 export const processIo: CliIo = {
   out: (t) => process.stdout.write(t),
+  outBytes: (b) => process.stdout.write(b),
   err: (t) => process.stderr.write(t),
   isTTY: process.stderr.isTTY === true,
   env: process.env,
@@ -394,7 +397,9 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
               size: data.length,
               base64: Buffer.from(data).toString("base64"),
             });
-          io.out(data.length === 0 ? "" : new TextDecoder().decode(data));
+          // The bytes as they are (binaries, other encodings), like cat(1) and virt-cat.
+          if (io.outBytes) io.outBytes(data);
+          else io.out(new TextDecoder().decode(data));
         });
       },
     )

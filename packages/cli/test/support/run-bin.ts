@@ -11,6 +11,8 @@ export const TSX = pathToFileURL(createRequire(import.meta.url).resolve("tsx")).
 export interface BinResult {
   code: number;
   stdout: string;
+  /** stdout as bytes. */
+  stdoutBytes: Buffer;
   stderr: string;
 }
 
@@ -21,15 +23,18 @@ export function runBin(args: string[], env: Record<string, string> = {}, cwd?: s
       cwd,
       stdio: ["ignore", "pipe", "pipe"],
     });
-    let stdout = "";
+    const out: Buffer[] = [];
     let stderr = "";
-    child.stdout.on("data", (d) => {
-      stdout += d;
+    child.stdout.on("data", (d: Buffer) => {
+      out.push(d);
     });
     child.stderr.on("data", (d) => {
       stderr += d;
     });
     child.on("error", reject);
-    child.on("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    child.on("close", (code) => {
+      const stdoutBytes = Buffer.concat(out);
+      resolve({ code: code ?? -1, stdout: stdoutBytes.toString("utf8"), stdoutBytes, stderr });
+    });
   });
 }
