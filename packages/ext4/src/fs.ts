@@ -305,8 +305,6 @@ export class Ext4Fs {
         // Refusals are about the filesystem, not about a damaged copy: do not look further.
         if (e instanceof Ext4UnsupportedError) throw e;
         if (firstError === undefined) firstError = e;
-        if (c.offset === SUPERBLOCK_OFFSET && options.superblock === undefined) {
-        }
       }
     }
     throw firstError ?? new Ext4FormatError("no ext2/3/4 superblock found", { file: device.name });
