@@ -20,6 +20,14 @@ const sha = async (p: string) =>
     .update(await readFile(p))
     .digest("hex");
 
+describe("--version", () => {
+  it("prints the package version and exits 0", async () => {
+    const pkg = JSON.parse(await readFile(new URL("../package.json", import.meta.url), "utf8"));
+    const r = await cli(["--version"]);
+    expect([r.code, r.out, r.err]).toEqual([0, `${pkg.version}\n`, ""]);
+  });
+});
+
 describe("usage errors", () => {
   it.each([
     [["bogus"]],

@@ -3,6 +3,7 @@
  * code instead of exiting, so tests can call it in-process; src/bin/imgpatch.ts wires it to the process.
  */
 import { writeFile as hostWriteFile, rename, rm, truncate } from "node:fs/promises";
+import { createRequire } from "node:module";
 import { basename, dirname, join } from "node:path";
 import { inspectDisk, readUndoHeader, undoPathFor } from "@imgpatch/disk";
 import { convertImage, createQcow2, qcow2Info } from "@imgpatch/qcow2";
@@ -15,6 +16,9 @@ import { type DiskFormat, openImage, UsageError } from "../image/open-image.js";
 import { EXIT, errorLine, exitCodeOf } from "./errors.js";
 import { progressBar, type StepProgress, withProgressBar } from "./progress.js";
 import { NO_ARG_OPS, OPERATION_NAMES, orderedSteps, type RpmStep, type Step } from "./recipe.js";
+
+/** This package's version (its package.json is two levels up from both src/ and dist/). */
+const VERSION = (createRequire(import.meta.url)("../../package.json") as { version: string }).version;
 
 export interface CliIo {
   out(text: string): void;
@@ -853,7 +857,7 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
     .demandCommand(1, "give a command (imgpatch --help lists them)")
     .strict()
     .help()
-    .version(false)
+    .version(VERSION)
     .exitProcess(false)
     .fail((msg, err) => {
       if (err) throw err;
