@@ -101,6 +101,8 @@ describe("reading commands on the base image (GPT, / and /boot from fstab)", () 
     expect(doc).toMatchObject({ format: "qcow2", partitionTable: "gpt", virtualSize: 130 * 2 ** 20 });
     expect(doc.guest.mounts.map((m: { mountpoint: string }) => m.mountpoint)).toEqual(["/", "/boot"]);
     expect(doc.guest.os.ID).toBe("centos");
+    const text = await cli(["info", base]);
+    expect(text.out).toContain("virtual size: 130 MiB (136314880 bytes)\n");
   });
 
   it("ls, cat, stat cross the /boot mount; symlinks resolved inside the guest", async () => {

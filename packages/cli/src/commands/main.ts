@@ -14,7 +14,7 @@ import type { GuestStats } from "../guest/guest-fs.js";
 import { type Guest, type OpenGuestOptions, openGuest, rollbackInPlace } from "../image/open-guest.js";
 import { type DiskFormat, openImage, UsageError } from "../image/open-image.js";
 import { EXIT, errorLine, exitCodeOf } from "./errors.js";
-import { progressBar, type StepProgress, withProgressBar } from "./progress.js";
+import { formatBytes, progressBar, type StepProgress, withProgressBar } from "./progress.js";
 import { NO_ARG_OPS, OPERATION_NAMES, orderedSteps, type RpmStep, type Step } from "./recipe.js";
 
 /** This package's version (its package.json is two levels up from both src/ and dist/). */
@@ -329,7 +329,8 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
         };
         if (a.json) return emitJson(doc);
         const lines = [`image: ${path}`, `format: ${format}`];
-        if (doc.virtualSize !== undefined) lines.push(`virtual size: ${doc.virtualSize}`);
+        if (doc.virtualSize !== undefined)
+          lines.push(`virtual size: ${formatBytes(doc.virtualSize)} (${doc.virtualSize} bytes)`);
         for (const b of doc.backingChain) lines.push(`backing: ${b.filename} (${b.format})`);
         lines.push(`partition table: ${doc.partitionTable ?? "none"}`);
         for (const v of doc.volumes) {
