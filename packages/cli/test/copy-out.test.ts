@@ -25,6 +25,28 @@ describe("copy-out (imgpatch get)", () => {
     await expect(copyOut(fs, "/etc/app", host)).rejects.toBeInstanceOf(HostPathExistsError);
   });
 
+  it("the path named is resolved inside the guest: a symlink gives its guest target's content", async () => {
+    const fs = new MemoryGuestFs();
+    await fs.mkdir("/usr/lib", { recursive: true });
+    await fs.mkdir("/etc");
+    await fs.writeFile("/usr/lib/os-release", "ID=guest\n", { mode: 0o644 });
+    await fs.symlink("../usr/lib/os-release", "/etc/os-release");
+    await fs.symlink("/usr/lib", "/lib");
+    await fs.symlink("/nowhere", "/dangling");
+    const host = await tempDir();
+    expect(await copyOut(fs, "/etc/os-release", join(host, "os-release"))).toMatchObject({
+      files: 1,
+      symlinks: 0,
+    });
+    expect((await lstat(join(host, "os-release"))).isFile()).toBe(true);
+    expect(await readFile(join(host, "os-release"), "utf8")).toBe("ID=guest\n");
+    // A directory symlink: its tree is copied, under the name given.
+    const r = await copyOut(fs, "/lib", host);
+    expect(r).toMatchObject({ dirs: 1, files: 1 });
+    expect(await readFile(join(host, "lib/os-release"), "utf8")).toBe("ID=guest\n");
+    await expect(copyOut(fs, "/dangling", join(host, "d"))).rejects.toMatchObject({ code: "ENOENT" });
+  });
+
   it("does not write through a host symlink in the way", async () => {
     const fs = new MemoryGuestFs();
     await fs.writeFile("/f", "guest");

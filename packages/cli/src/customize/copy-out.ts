@@ -1,5 +1,7 @@
 /**
- * `imgpatch get GUEST HOST`: copies a guest file or tree out to the host. Guest symlinks are
+ * `imgpatch get GUEST HOST`: copies a guest file or tree out to the host. The path named is
+ * resolved inside the guest (`get IMAGE /etc/os-release` gives the guest's file, not a host
+ * symlink to ../usr/lib/os-release that would read the host's); symlinks inside a tree are
  * recreated as symlinks (never followed onto host paths), nothing existing on the host is
  * overwritten or written through (files are created exclusively; an existing host symlink in the
  * way is an error), and setuid/setgid bits are dropped.
@@ -47,13 +49,20 @@ export async function copyOut(fs: GuestFs, guestPath: string, hostPath: string):
   } catch (err) {
     if (err instanceof HostPathExistsError) throw err;
   }
-  await copyEntry(fs, guestPath, dest, result);
+  await copyEntry(fs, guestPath, dest, result, true);
   return result;
 }
 
-async function copyEntry(fs: GuestFs, src: string, dest: string, r: CopyOutResult): Promise<void> {
+async function copyEntry(
+  fs: GuestFs,
+  src: string,
+  dest: string,
+  r: CopyOutResult,
+  top = false,
+): Promise<void> {
   if (await hostExists(dest)) throw new HostPathExistsError(dest);
-  const st = await fs.lstat(src);
+  // The named path follows its symlinks (in the guest, like cp -H); entries below it do not.
+  const st = top ? await fs.stat(src) : await fs.lstat(src);
   switch (st.type) {
     case "directory": {
       await mkdir(dest, { mode: 0o700 });
