@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { fixture, fixtureCopy, qemuImgCheck, qemuImgCompare, qemuImgInfo, tempDir } from "@imgpatch/testkit";
 import { describe, expect, it } from "vitest";
 import { type CliIo, parseSize, runCli } from "../src/commands/main.js";
-import { orderedSteps, readRecipe } from "../src/commands/recipe.js";
+import { OPERATION_HELP, OPERATION_NAMES, orderedSteps, readRecipe } from "../src/commands/recipe.js";
 import { baseImage } from "../src/main-job.js";
 
 async function cli(args: string[], env: Record<string, string> = {}) {
@@ -25,6 +25,18 @@ describe("--version", () => {
     const pkg = JSON.parse(await readFile(new URL("../package.json", import.meta.url), "utf8"));
     const r = await cli(["--version"]);
     expect([r.code, r.out, r.err]).toEqual([0, `${pkg.version}\n`, ""]);
+  });
+});
+
+describe("customize --help", () => {
+  it("describes every operation", async () => {
+    const r = await cli(["customize", "--help"]);
+    expect(r.code).toBe(0);
+    const flat = r.out.replace(/\s+/g, " ");
+    for (const name of OPERATION_NAMES) {
+      expect(flat).toContain(`--${name} `);
+      expect(flat, name).toContain(OPERATION_HELP[name].replace(/\s+/g, " "));
+    }
   });
 });
 

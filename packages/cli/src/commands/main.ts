@@ -15,7 +15,14 @@ import { type Guest, type OpenGuestOptions, openGuest, rollbackInPlace } from ".
 import { type DiskFormat, openImage, UsageError } from "../image/open-image.js";
 import { EXIT, errorLine, exitCodeOf } from "./errors.js";
 import { formatBytes, progressBar, type StepProgress, withProgressBar } from "./progress.js";
-import { NO_ARG_OPS, OPERATION_NAMES, orderedSteps, type RpmStep, type Step } from "./recipe.js";
+import {
+  NO_ARG_OPS,
+  OPERATION_HELP,
+  OPERATION_NAMES,
+  orderedSteps,
+  type RpmStep,
+  type Step,
+} from "./recipe.js";
 
 /** This package's version (its package.json is two levels up from both src/ and dist/). */
 const VERSION = (createRequire(import.meta.url)("../../package.json") as { version: string }).version;
@@ -639,9 +646,11 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
               "--rpm: signature policy; if-present (default): a signed package must verify with a trusted key, unsigned ones pass; required: unsigned ones fail too",
           });
         for (const name of OPERATION_NAMES) {
+          const group = "Operations (applied in command-line order):";
+          const describe = OPERATION_HELP[name];
           z = NO_ARG_OPS.has(name)
-            ? z.option(name, { type: "boolean", group: "Operations (applied in command-line order):" })
-            : z.option(name, { type: "string", group: "Operations (applied in command-line order):" });
+            ? z.option(name, { type: "boolean", group, describe })
+            : z.option(name, { type: "string", group, describe });
         }
         return z;
       },

@@ -47,6 +47,36 @@ export const OPERATION_NAMES = [
 
 export const NO_ARG_OPS = new Set(["selinux-relabel", "selinux-permissive"]);
 
+/** Each operation's argument and effect, for --help (the README's table says more). */
+export const OPERATION_HELP: Record<(typeof OPERATION_NAMES)[number], string> = {
+  mkdir: "DIR: make a directory (parents too)",
+  upload: "HOSTFILE:GUESTPATH: copy a host file in",
+  write: "FILE:CONTENT: write a file",
+  "append-line": "FILE:LINE: append a line (adds a missing final newline first)",
+  "copy-in": "HOSTPATH:GUESTDIR: copy a host file or tree in (modes kept)",
+  "tar-in": "TARBALL:GUESTDIR: unpack a tarball (plain, gzip, xz, zstd) with owners, modes, xattrs",
+  link: "TARGET:LINK[:LINK...]: make symlinks",
+  chmod: "MODE:PATH: change the mode (octal)",
+  chown: "USER:GROUP:PATH: change the owner (names from the guest's passwd/group, or numbers)",
+  delete: "PATH: delete recursively (globs)",
+  touch: "PATH: create an empty file, or set its times to now",
+  move: "SRC:DST: rename in the guest",
+  copy: "SRC:DST: copy in the guest",
+  rpm: "FILE.rpm: unpack the payload; scriptlets run at first boot",
+  enable: "UNIT: enable a systemd unit (the symlinks systemctl would make)",
+  disable: "UNIT: disable a systemd unit",
+  mask: "UNIT: mask a systemd unit",
+  firstboot: "SCRIPT: run this host script once at first boot",
+  "firstboot-command": "CMD: run this command once at first boot",
+  hostname: "NAME: set /etc/hostname",
+  timezone: "Area/City: point /etc/localtime at the guest's zoneinfo",
+  "ssh-inject": "USER:file:KEY.pub or USER:string:KEY: add to the user's authorized_keys",
+  "selinux-relabel": "relabel the whole guest at first boot (/.autorelabel)",
+  "selinux-permissive": "set SELINUX=permissive in /etc/selinux/config",
+  "commands-from-file": "FILE: operations one per line, virt-customize syntax",
+  recipe: "FILE: operations as a JSON/YAML list",
+};
+
 /** --rpm FILE, with the signature policy of --rpm-signature / --rpm-key when given. */
 export interface RpmStep {
   op: "rpm";
