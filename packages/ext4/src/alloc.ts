@@ -105,12 +105,12 @@ export class Allocator {
     const sb = this.sb;
     const first = groupFirstBlock(sb, g);
     const count = groupBlockCount(sb, g);
-    for (let i = count; i < sb.blockSize * 8; i++) b[i >> 3] |= 1 << (i & 7);
+    setBitRuns(b, [{ start: count, len: sb.blockSize * 8 - count }]);
+    // Only the part of [blk, blk + n) inside this group (with flex_bg, most groups' tables are not).
     const mark = (blk: number, n: number) => {
-      for (let k = 0; k < n; k++) {
-        const rel = blk + k - first;
-        if (rel >= 0 && rel < count) b[rel >> 3] |= 1 << (rel & 7);
-      }
+      const from = Math.max(blk - first, 0);
+      const to = Math.min(blk + n - first, count);
+      if (from < to) setBitRuns(b, [{ start: from, len: to - from }]);
     };
     if (groupHasSuperblock(sb, g)) {
       const meta = hasIncompat(sb, INCOMPAT.meta_bg);
