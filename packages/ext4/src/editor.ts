@@ -6,7 +6,8 @@
  * readFile, readdir...) go through the Ext4Fs reader after pending metadata is written.
  *
  * Every operation checks for space (blocks and inodes) before it changes anything, so ENOSPC
- * leaves the filesystem as it was.
+ * leaves the filesystem as it was; a file replaced from a stream (size unknown up front) gets its
+ * new content in a fresh map first, the old one freed only once the stream has ended.
  */
 import { randomBytes } from "node:crypto";
 import type { BlockDevice } from "@imgpatch/disk";
@@ -775,6 +776,33 @@ export class Ext4Editor {
       inode.size = data.length;
       return;
     }
+    const r = await this.streamBlocks(data, goal, path, inline === "keep" ? 0 : 1, cap);
+    if (r.small) {
+      await this.storeInline(inode, r.small, others, path);
+      return;
+    }
+    try {
+      await this.setMap(inode, r.extents, [], path);
+    } catch (e) {
+      for (const x of r.extents) await this.alloc.freeBlocksRange(x.pblk, x.len);
+      throw e;
+    }
+    inode.size = r.size;
+  }
+
+  /**
+   * Write a stream of chunks into newly allocated data blocks (from `goal` on); no inode is
+   * touched. Content of `min`..`cap` bytes is returned whole as `small` instead (nothing
+   * allocated: the caller stores it inline). On any failure — ENOSPC, or the source throwing —
+   * every block allocated here is freed before the error propagates.
+   */
+  private async streamBlocks(
+    data: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+    goal: number,
+    path: string,
+    min: number,
+    cap: number,
+  ): Promise<{ extents: MapExtent[]; size: number; small?: Uint8Array }> {
     const all: MapExtent[] = [];
     let size = 0;
     let next = goal;
@@ -823,17 +851,14 @@ export class Ext4Editor {
           }
         }
       }
-      if (all.length === 0 && g > 0 && g <= cap) {
-        await this.storeInline(inode, gather.slice(0, g), others, path);
-        return;
-      }
+      if (all.length === 0 && g >= min && g <= cap)
+        return { extents: [], size: g, small: gather.slice(0, g) };
       if (g) await emit(gather.subarray(0, g));
-      await this.setMap(inode, all, [], path);
     } catch (e) {
       for (const x of all) await this.alloc.freeBlocksRange(x.pblk, x.len);
       throw e;
     }
-    inode.size = size;
+    return { extents: all, size };
   }
 
   /** Write `data` over consecutive runs (the last block zero-padded). */
@@ -2054,30 +2079,110 @@ export class Ext4Editor {
       throw new Ext4EditError("EPERM", "file is immutable or append-only", path);
   }
 
-  /** Free an inode's content (data blocks, inline data) and write new content. */
+  /**
+   * Replace an inode's content. A byte buffer's size is known: the space it needs is checked
+   * first, then the old content is freed and the new one written (in the room the old one left).
+   * A stream is written aside first (replaceFromStream), so a failure leaves the old content.
+   */
   private async replaceContent(
     inode: Inode,
     content: Uint8Array | AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
     path: string,
   ): Promise<void> {
+    if (!(content instanceof Uint8Array)) return this.replaceFromStream(inode, content, path);
     // Like the kernel, a file already in blocks stays there; an inline one stays inline if it fits.
     const wasInline = (inode.flags & INODE_FLAGS.INLINE_DATA) !== 0;
-    if (content instanceof Uint8Array) {
-      // The old content is dropped before the new one is written: check first that the new one
-      // fits (data and map blocks — indirect blocks for a block map; a tree leaf for extents).
-      const inline =
-        wasInline && content.length <= this.inlineCapacity(inode, (await this.inlineParts(inode)).others);
-      const old = await this.fileMap(inode);
-      const oldBlocks = old.extents.reduce((n, e) => n + e.len, 0) + old.metaBlocks.length;
-      const n = inline ? 0 : Math.ceil(content.length / this.bs);
-      const map = this.extents
-        ? 1
-        : Math.max(1, blockMapNodesNeeded([{ lblk: 0, pblk: 0, len: n, uninit: false }], this.bs));
-      if (n) this.alloc.reserveBlocks(Math.max(0, n + map - oldBlocks), path);
-    }
+    // The old content is dropped before the new one is written: check first that the new one
+    // fits, data and map blocks. A block map's indirect blocks depend on the size alone; an
+    // extent tree's nodes on how fragmented the free space is: counted as if every block were an
+    // extent of its own (the most it can take), so the write after the drop cannot fail.
+    const inline =
+      wasInline && content.length <= this.inlineCapacity(inode, (await this.inlineParts(inode)).others);
+    const old = await this.fileMap(inode);
+    const oldBlocks = old.extents.reduce((n, e) => n + e.len, 0) + old.metaBlocks.length;
+    const n = inline ? 0 : Math.ceil(content.length / this.bs);
+    const map = Math.max(
+      1,
+      this.extents
+        ? extentNodesNeeded(n, this.bs)
+        : blockMapNodesNeeded([{ lblk: 0, pblk: 0, len: n, uninit: false }], this.bs),
+    );
+    if (n) this.alloc.reserveBlocks(Math.max(0, n + map - oldBlocks), path);
     await this.dropContent(inode);
     this.putInode(inode);
     await this.writeContent(inode, content, path, wasInline ? "keep" : "never");
+  }
+
+  /**
+   * Replace an inode's content from a stream, all or nothing (its size is unknown until the end,
+   * so it cannot be checked first): the new content is written into a fresh map of a scratch copy
+   * of the inode (same ino and generation: extent-tree checksums hold), and only once the whole
+   * stream is in place is the old content freed and the new map moved onto the inode. On any
+   * failure (ENOSPC, the source throwing) everything allocated for the new content is freed and
+   * the inode — map, size, i_blocks, xattrs — is left as it was. Old and new content occupy
+   * blocks together meanwhile (as a write to a temporary file then rename would).
+   *
+   * An inline file (inline_data) stays inline when the whole new content fits the inode (the
+   * kernel keeps a truncated inline file inline), else it moves to blocks; a block file stays in
+   * blocks. Hard links share the inode: every name sees the new content, or on failure the old.
+   */
+  private async replaceFromStream(
+    inode: Inode,
+    content: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+    path: string,
+  ): Promise<void> {
+    const wasInline = (inode.flags & INODE_FLAGS.INLINE_DATA) !== 0;
+    // Everything read from the old content comes first: a corrupt map fails before any allocation.
+    const old = wasInline ? undefined : await this.fileMap(inode);
+    const others = wasInline ? (await this.inlineParts(inode)).others : [];
+    const cap = wasInline ? this.inlineCapacity(inode, others) : -1;
+    const r = await this.streamBlocks(content, this.alloc.goalFor(inode.ino), path, 0, cap);
+    if (r.small) {
+      // Inline to inline; storeInline changes nothing when it fails.
+      await this.storeInline(inode, r.small, others, path);
+      this.putInode(inode);
+      return;
+    }
+    const scratch: Inode = {
+      ...inode,
+      flags: inode.flags & ~INODE_FLAGS.INLINE_DATA,
+      size: 0,
+      raw: inode.raw.slice(),
+    };
+    this.emptyMapRoot(scratch);
+    let mapped = false;
+    try {
+      // Tree nodes (extents) or indirect blocks (block map) for the new map.
+      await this.setMap(scratch, r.extents, [], path);
+      mapped = true;
+      if (wasInline) {
+        // Drop system.data (the other attributes stay). storeXattrs changes nothing when it fails.
+        inode.flags &= ~INODE_FLAGS.INLINE_DATA;
+        try {
+          await this.storeXattrs(inode, others, path);
+        } catch (e) {
+          inode.flags |= INODE_FLAGS.INLINE_DATA;
+          throw e;
+        }
+      }
+    } catch (e) {
+      if (mapped) await this.freeFileBlocks(scratch);
+      else for (const x of r.extents) await this.alloc.freeBlocksRange(x.pblk, x.len);
+      throw e;
+    }
+    // Committed: free the old blocks, move the new map onto the inode.
+    if (old) {
+      for (const e of old.extents) await this.alloc.freeBlocksRange(e.pblk, e.len);
+      for (const b of old.metaBlocks) await this.alloc.freeBlocksRange(b, 1);
+    }
+    const moved = INODE_FLAGS.EXTENTS | INODE_FLAGS.INLINE_DATA | INODE_FLAGS.HUGE_FILE;
+    inode.flags = (inode.flags & ~moved) | (scratch.flags & moved);
+    inode.iBlock = scratch.iBlock;
+    inode.size = r.size;
+    const perBlock = this.bs / 512;
+    const owned = scratch.blocksRaw / perBlock - (scratch.fileAcl ? 1 : 0);
+    this.setBlocks(inode, owned + (inode.fileAcl ? 1 : 0));
+    this.putInode(inode);
   }
 
   /** Free data and inline data; the inode ends up empty (size 0) with an empty map. */
