@@ -74,7 +74,8 @@ const newNode = (kind: Kind, mode: number): Node => ({
 });
 
 type Op =
-  | { op: "writeFile"; p: string[]; size: number; byte: number; mode: number }
+  /** With `chunk`, the content comes as a stream of chunks that long (replacement is then all or nothing too). */
+  | { op: "writeFile"; p: string[]; size: number; byte: number; mode: number; chunk?: number }
   | { op: "writeAt"; p: string[]; offset: number; size: number; byte: number }
   | { op: "mkdir"; p: string[]; mode: number }
   | { op: "symlink"; p: string[]; target: string }
@@ -116,6 +117,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
       size: fc.oneof(fc.integer({ min: 0, max: 300 }), fc.integer({ min: 0, max: 70_000 })),
       byte: fc.integer({ min: 0, max: 255 }),
       mode: modeArb,
+      chunk: fc.option(fc.integer({ min: 1, max: 9000 }), { nil: undefined, freq: 3 }),
     }),
   },
   {
@@ -253,7 +255,10 @@ function applyModel(m: Model, o: Op): boolean | "skip" {
       if (node?.kind === "symlink") return "skip";
       if (node && node.kind !== "file") return false;
       const n = node ?? newNode("file", o.mode);
-      n.inl = fileInl(n, o.size, !node);
+      const inl = fileInl(n, o.size, !node);
+      // A stream's length is known only at its end: where the data lands is left open, except that
+      // a file in blocks stays there.
+      n.inl = o.chunk === undefined || inl === false ? inl : undefined;
       n.data = bytes(o.size, o.byte);
       n.mode = o.mode;
       parent.children.set(name, n);
@@ -726,8 +731,15 @@ describeWithTools(
 async function runOp(ed: Ext4Editor, o: Op): Promise<void> {
   const p = str(o.p);
   switch (o.op) {
-    case "writeFile":
-      return ed.writeFile(p, bytes(o.size, o.byte), { mode: o.mode });
+    case "writeFile": {
+      const data = bytes(o.size, o.byte);
+      if (o.chunk === undefined) return ed.writeFile(p, data, { mode: o.mode });
+      const size = o.chunk;
+      async function* chunks() {
+        for (let at = 0; at < data.length; at += size) yield data.subarray(at, at + size);
+      }
+      return ed.writeFile(p, chunks(), { mode: o.mode });
+    }
     case "writeAt":
       return ed.writeAt(p, o.offset, bytes(o.size, o.byte));
     case "mkdir":
