@@ -55,7 +55,7 @@ import {
   writeExtentTree,
 } from "./file-map.js";
 import { Ext4Fs, type Ext4OpenOptions, ROOT_INO } from "./fs.js";
-import { type GroupDesc, parseGroupDesc } from "./group-desc.js";
+import type { GroupDesc } from "./group-desc.js";
 import {
   type DxEntry,
   dxSearchBlock,
@@ -279,7 +279,8 @@ export class Ext4Editor {
   private constructor(reader: Ext4Fs, options: Ext4EditorOptions) {
     this.reader = reader;
     this.sb = parseSuperblock(reader.sb.raw);
-    this.groups = reader.groups.map((g) => parseGroupDesc(g.raw, 0, this.sb.descSize));
+    // Private copies (the reader's stay as read): plain number fields and the raw bytes.
+    this.groups = reader.groups.map((g) => ({ ...g, raw: g.raw.slice() }));
     this.bs = this.sb.blockSize;
     this.store = new BlockStore(reader.device, this.bs);
     this.seed = reader.seed;
