@@ -14,7 +14,7 @@ import type { BlockDevice } from "@imgpatch/disk";
 import { ImgpatchError } from "@imgpatch/disk";
 import { Allocator, Ext4NoSpaceError } from "./alloc.js";
 import { BlockStore } from "./block-store.js";
-import { decodeName, encodeName, setU16, setU32, u16, u32 } from "./bytes.js";
+import { decodeName, encodeName, isAllZero, setU16, setU32, u16, u32 } from "./bytes.js";
 import { crc32cU32 } from "./crc32c.js";
 import {
   insertIntoBlock,
@@ -39,8 +39,8 @@ import {
   parseDirentBlock,
   setDirentTail,
 } from "./dirent.js";
-import { dxHash, effectiveHashVersion } from "./dx-hash.js";
-import { Ext4UnsupportedError } from "./errors.js";
+import { DX_HASH, dxHash, effectiveHashVersion } from "./dx-hash.js";
+import { Ext4ChecksumError, Ext4FormatError, Ext4UnsupportedError } from "./errors.js";
 import { COMPAT, INCOMPAT, INODE_FLAGS, RO_COMPAT } from "./features.js";
 import {
   blockMapNodesNeeded,
@@ -80,6 +80,7 @@ import {
   I_BLOCK_OFFSET,
   I_BLOCK_SIZE,
   type Inode,
+  inodeChecksum,
   inodeChecksumSeed,
   parseInode,
   S_IFBLK,
@@ -91,6 +92,7 @@ import {
   S_IFREG,
   S_IFSOCK,
   setInodeChecksum,
+  storedInodeChecksum,
   type Timestamp,
 } from "./inode.js";
 import { replayJournal } from "./journal-replay.js";
@@ -391,7 +393,21 @@ export class Ext4Editor {
     if (hit) return hit;
     const { block, offset } = this.inodePos(ino);
     const b = await this.store.get(block);
-    const inode = this.parseInodeFrom(ino, b.subarray(offset, offset + this.sb.inodeSize));
+    const bytes = b.subarray(offset, offset + this.sb.inodeSize);
+    // Never edit on top of a damaged inode (the reader checks the same way).
+    if (this.csum && !isAllZero(bytes)) {
+      const stored = storedInodeChecksum(bytes);
+      const computed = inodeChecksum(this.seed, ino, bytes);
+      if (stored !== computed)
+        throw new Ext4ChecksumError("inode checksum mismatch", stored, computed, {
+          file: this.reader.device.name,
+          structure: "inode",
+          inode: ino,
+          block,
+          offset: block * this.bs + offset,
+        });
+    }
+    const inode = this.parseInodeFrom(ino, bytes);
     if (this.inodes.size >= MAX_CACHED_INODES) {
       for (const k of this.inodes.keys()) if (!this.dirtyInodes.has(k)) this.inodes.delete(k);
     }
@@ -1130,6 +1146,14 @@ export class Ext4Editor {
     }
     const map = await this.fileMap(dirInode);
     const nblocks = Math.ceil(dirInode.size / this.bs);
+    // Every block up to i_size is mapped in a sound directory (e2fsck fills holes): a size past
+    // the mapped blocks is damage, and must not size the tables below.
+    const mapped = map.extents.reduce((n, e) => Math.max(n, e.lblk + e.len), 0);
+    if (nblocks > mapped)
+      throw new Ext4FormatError(
+        `directory size ${dirInode.size} bytes (${nblocks} blocks) but only ${mapped} blocks mapped`,
+        { file: this.reader.device.name, structure: "directory", inode: dirInode.ino },
+      );
     st.pblk = new Array(nblocks).fill(0);
     for (const e of map.extents)
       for (let k = 0; k < e.len; k++) if (e.lblk + k < nblocks) st.pblk[e.lblk + k] = e.pblk + k;
@@ -1232,6 +1256,12 @@ export class Ext4Editor {
   }
 
   private hashOf(name: Uint8Array, rootVersion: number): number {
+    // From an htree root or s_def_hash_version: siphash (casefold+encrypt) or garbage is refused.
+    if (rootVersion === DX_HASH.siphash || !(rootVersion >= 0 && rootVersion <= DX_HASH.teaUnsigned))
+      throw new Ext4UnsupportedError("dir_hash", `htree hash version ${rootVersion} is not supported`, {
+        file: this.reader.device.name,
+        structure: "htree root",
+      });
     return dxHash(name, effectiveHashVersion(rootVersion, this.sb.flags), this.sb.hashSeed).hash;
   }
 
@@ -2349,19 +2379,39 @@ export class Ext4Editor {
   }
 
   async rm(path: string, options: { recursive?: boolean; force?: boolean } = {}): Promise<void> {
-    let inode: Inode;
+    return this.rmUnder(path, options, []);
+  }
+
+  /**
+   * rm below `ancestors` (the directory inodes being removed around `path`). A damaged directory
+   * must not send the walk elsewhere: an entry naming an ancestor (a loop) or whose name holds
+   * "/" or NUL (it would resolve to another path) is a format error, nothing more removed.
+   */
+  private async rmUnder(
+    path: string,
+    options: { recursive?: boolean; force?: boolean },
+    ancestors: number[],
+  ): Promise<void> {
+    let found: { ino: number; inode: Inode };
     try {
-      inode = (await this.resolve(path, false)).inode;
+      found = await this.resolve(path, false);
     } catch (e) {
       if (options.force && e instanceof Ext4EditError && e.code === "ENOENT") return;
       throw e;
     }
+    const { ino, inode } = found;
     if ((inode.mode & S_IFMT) !== S_IFDIR) return this.unlink(path);
     if (!options.recursive) throw new Ext4EditError("EISDIR", "is a directory (use recursive)", path);
+    const where = { file: this.reader.device.name, structure: "directory", inode: ino };
+    if (ancestors.includes(ino))
+      throw new Ext4FormatError(`directory loop: ${path} is one of its own ancestors`, where);
     const st = await this.dir(inode);
+    const below = [...ancestors, ino];
     for (const [k] of [...st.entries]) {
+      if (k.includes("/") || k.includes("\0") || k === "." || k === "..")
+        throw new Ext4FormatError(`entry name ${JSON.stringify(k)} in ${path} is invalid`, where);
       const child = `${path.replace(/\/+$/, "")}/${Buffer.from(k, "latin1").toString("utf8")}`;
-      await this.rm(child, options);
+      await this.rmUnder(child, options, below);
     }
     await this.rmdir(path);
   }
