@@ -2406,6 +2406,11 @@ export class Ext4Editor {
     if (ancestors.includes(ino))
       throw new Ext4FormatError(`directory loop: ${path} is one of its own ancestors`, where);
     const st = await this.dir(inode);
+    // Reached from its parent: its ".." must say so (a damaged entry elsewhere must not make this
+    // walk empty a directory that lives somewhere else).
+    const from = ancestors[ancestors.length - 1];
+    if (from !== undefined && (await this.dotdot(inode, path)) !== from)
+      throw new Ext4FormatError(`${path}: its ".." is not the directory it was found in`, where);
     const below = [...ancestors, ino];
     for (const [k] of [...st.entries]) {
       if (k.includes("/") || k.includes("\0") || k === "." || k === "..")
@@ -2417,6 +2422,24 @@ export class Ext4Editor {
   }
 
   // ------------------------------------------------------------ public API: rename
+
+  /** The inode number a directory's ".." names (the second record of block 0, or inline). */
+  private async dotdot(dirInode: Inode, path: string): Promise<number> {
+    if (dirInode.flags & INODE_FLAGS.INLINE_DATA) return inlineDirParent(dirInode.iBlock);
+    const st = await this.dir(dirInode);
+    const b = st.pblk[0] ? await this.store.get(st.pblk[0]) : undefined;
+    // To the block's end: in an htree root ".." spans the index (and a leaf's checksum tail
+    // parses as an empty record).
+    const { entries } = b ? parseDirentBlock(b, 0, this.bs, this.bs, this.ft) : { entries: [] };
+    const e = entries[1];
+    if (!e || key(e.name) !== ".." || entries[0] === undefined || key(entries[0].name) !== ".")
+      throw new Ext4FormatError(`directory ${path} does not begin with "." and ".."`, {
+        file: this.reader.device.name,
+        structure: "directory",
+        inode: dirInode.ino,
+      });
+    return e.inode;
+  }
 
   async rename(oldPath: string, newPath: string): Promise<void> {
     const src = await this.resolveParent(oldPath);
@@ -2434,12 +2457,7 @@ export class Ext4Editor {
       for (let guard = 0; cur !== ROOT_INO && guard < 4096; guard++) {
         if (cur === moving.ino)
           throw new Ext4EditError("EINVAL", "cannot move a directory into itself", newPath);
-        const anc = await this.inodeRef(cur);
-        if (anc.flags & INODE_FLAGS.INLINE_DATA) cur = inlineDirParent(anc.iBlock);
-        else {
-          const st = await this.dir(anc);
-          cur = u32(await this.store.get(st.pblk[0]), 12);
-        }
+        cur = await this.dotdot(await this.inodeRef(cur), newPath);
       }
       if (dst.dir.ino === moving.ino)
         throw new Ext4EditError("EINVAL", "cannot move a directory into itself", newPath);

@@ -135,6 +135,42 @@ describeWithTools(["mke2fs", "debugfs", "e2fsck", "setfattr"], "ext4 editor on m
     }
   });
 
+  it("rm -r does not follow a damaged entry into a directory that lives elsewhere; htree dirs are removed and moved", async () => {
+    for (const set of [
+      ["-t", "ext4"],
+      ["-t", "ext3", "-b", "1024"],
+    ]) {
+      const img = join(dir, `elsewhere-${set.length}.img`);
+      const src = join(dir, `elsewhere-src-${set.length}`);
+      await mkdir(join(src, "a/sub"), { recursive: true });
+      await mkdir(join(src, "b"), { recursive: true });
+      await writeFile(join(src, "b/keep"), "keep");
+      for (let i = 0; i < 400; i++) await writeFile(join(src, "a/sub", `entry-with-a-long-name-${i}`), "");
+      await mkdir(join(src, "h"), { recursive: true });
+      for (let i = 0; i < 400; i++) await writeFile(join(src, "h", `entry-with-a-long-name-${i}`), "");
+      await mkfs(img, src, 8, [...set]);
+      await runTool("e2fsck", ["-fyD", img]); // index /a/sub and /h
+      const bIno = Number(/^\s*(\d+)/.exec(await debugfs(img, ["ls -l /b"]))?.[1]);
+      expect(bIno).toBeGreaterThan(11);
+      // A second entry for /b inside /a: the damage e2fsck reports as a directory with two parents.
+      await debugfs(img, [`ln <${bIno}> /a/b-again`], { write: true });
+      const bytes = new Uint8Array(await readFile(img));
+      const dev = new StrictDevice(bytes, { name: "elsewhere.img" });
+      const ed = await Ext4Editor.open(dev, { timestamp: 1_700_000_000 });
+      // An htree directory moves (the ancestor walk reads its ".." through the index root).
+      await ed.mkdir("/m");
+      await ed.rename("/h", "/m/h");
+      expect((await ed.readdir("/m/h")).length).toBe(400);
+      const err = await ed.rm("/a", { recursive: true }).catch((e: unknown) => e);
+      expect(err, String(err)).toBeInstanceOf(ImgpatchError);
+      expect(String(err)).toMatch(/is not the directory it was found in/);
+      expect(await ed.readFile("/b/keep")).toEqual(Buffer.from("keep"));
+      // An htree directory is removed whole.
+      await ed.rm("/m", { recursive: true });
+      expect(await ed.exists("/m")).toBe(false);
+    }
+  });
+
   it.runIf(process.env.EXT4_EDIT_FUZZ_CASE)("one logged case (EXT4_EDIT_FUZZ_CASE)", async () => {
     const [which, tsel, muts] = JSON.parse(process.env.EXT4_EDIT_FUZZ_CASE ?? "[]") as [
       number,
