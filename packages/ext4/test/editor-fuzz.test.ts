@@ -6,14 +6,14 @@
  * (the device is exactly the filesystem's size and throws an untyped error for such a write).
  */
 import { appendFileSync } from "node:fs";
-import { mkdir, readFile, symlink, writeFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { ImgpatchError, MemoryDevice } from "@imgpatch/disk";
 import { Ext4Editor } from "@imgpatch/ext4";
-import { debugfs, describeWithTools, e2fsck, runTool, runToolOk, tempDir } from "@imgpatch/testkit";
+import { debugfs, describeWithTools, e2fsck, runTool, tempDir } from "@imgpatch/testkit";
 import fc from "fast-check";
 import { beforeAll, expect, it } from "vitest";
-import { metadataTargets, type Target } from "./fuzz-targets.js";
+import { type FuzzImage, fuzzImages } from "./fuzz-targets.js";
 import { mkfs, pseudoBytes } from "./helpers.js";
 
 /** A write outside the image is a bug, not a typed refusal: it must fail the test. */
@@ -83,45 +83,18 @@ async function edit(image: Uint8Array): Promise<"completed" | "typed"> {
 }
 
 describeWithTools(["mke2fs", "debugfs", "e2fsck", "setfattr"], "ext4 editor on mutated metadata", () => {
-  const images: { name: string; bytes: Uint8Array; targets: Target[] }[] = [];
+  const images: FuzzImage[] = [];
   let dir = "";
   beforeAll(async () => {
     dir = await tempDir("ext4-edfuzz-");
-    const src = join(dir, "src");
-    await mkdir(join(src, "big"), { recursive: true });
-    await mkdir(join(src, "d/e"), { recursive: true });
-    for (let i = 0; i < 150; i++) await writeFile(join(src, "big", `entry-${i}`), i % 3 ? "" : `${i}`);
-    await writeFile(join(src, "frag.bin"), pseudoBytes(300 * 1024, 1));
-    await writeFile(join(src, "d/e/small"), "small");
-    await writeFile(join(src, "tiny"), "x");
-    await symlink("d/e/small", join(src, "fast"));
-    await symlink(`/d/${"s".repeat(200)}`, join(src, "slow"));
-    await writeFile(join(src, "xa"), "x");
-    await runToolOk("setfattr", [
-      "-n",
-      "user.v",
-      "-v",
-      `0x${pseudoBytes(600, 2).toString("hex")}`,
-      join(src, "xa"),
-    ]);
-    for (const [name, args] of [
-      ["ext4-csum-1k", ["-t", "ext4", "-b", "1024"]],
-      ["ext4-csum-4k", ["-t", "ext4", "-b", "4096"]],
-      ["ext3-1k", ["-t", "ext3", "-b", "1024"]],
-      ["ext4-inline", ["-t", "ext4", "-b", "1024", "-O", "inline_data,^metadata_csum"]],
-    ] as const) {
-      const img = join(dir, `${name}.img`);
-      await mkfs(img, src, 4, [...args]);
-      if (name.startsWith("ext4") && !name.includes("inline")) {
-        // A fragmented file: its extent tree has index nodes to mutate.
-        const cmds: string[] = [];
-        for (let b = 1; b < 300; b += 2) cmds.push(`punch /frag.bin ${b} ${b}`);
-        await debugfs(img, cmds, { write: true });
-      }
-      await runTool("e2fsck", ["-fyD", img]);
-      const bytes = new Uint8Array(await readFile(img));
-      images.push({ name, bytes, targets: await metadataTargets(bytes) });
-    }
+    images.push(
+      ...(await fuzzImages(dir, [
+        ["ext4-csum-1k", ["-t", "ext4", "-b", "1024"]],
+        ["ext4-csum-4k", ["-t", "ext4", "-b", "4096"]],
+        ["ext3-1k", ["-t", "ext3", "-b", "1024"]],
+        ["ext4-inline", ["-t", "ext4", "-b", "1024", "-O", "inline_data,^metadata_csum"]],
+      ] as const)),
+    );
   });
 
   it("the edit script works on every pristine image (e2fsck clean after it)", async () => {

@@ -1,6 +1,10 @@
-/** Byte ranges of an image's metadata structures, for the fuzz tests to mutate. */
+/** The fuzz tests' images and the byte ranges of their metadata structures, to mutate. */
+import { mkdir, readFile, symlink, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { MemoryDevice } from "@imgpatch/disk";
 import { EXTENT_MAGIC, Ext4Fs, INODE_FLAGS, parseExtentHeader, parseExtentIndex, u32 } from "@imgpatch/ext4";
+import { debugfs, runTool, runToolOk } from "@imgpatch/testkit";
+import { mkfs, pseudoBytes } from "./helpers.js";
 
 export interface Target {
   what: string;
@@ -51,4 +55,52 @@ export async function metadataTargets(image: Uint8Array): Promise<Target[]> {
     }
   }
   return t;
+}
+
+export interface FuzzImage {
+  name: string;
+  bytes: Uint8Array;
+  targets: Target[];
+}
+
+/**
+ * One small tree made with each mke2fs argument set (`[name, args]`): a 150-entry htree directory,
+ * a fragmented file (ext4 sets without inline_data: its extent tree gets index nodes), fast and
+ * slow symlinks, an xattr in an external block; indexed by e2fsck -fyD.
+ */
+export async function fuzzImages(
+  dir: string,
+  sets: readonly (readonly [string, readonly string[]])[],
+): Promise<FuzzImage[]> {
+  const src = join(dir, "src");
+  await mkdir(join(src, "big"), { recursive: true });
+  await mkdir(join(src, "d/e"), { recursive: true });
+  for (let i = 0; i < 150; i++) await writeFile(join(src, "big", `entry-${i}`), i % 3 ? "" : `${i}`);
+  await writeFile(join(src, "frag.bin"), pseudoBytes(300 * 1024, 1));
+  await writeFile(join(src, "d/e/small"), "small");
+  await writeFile(join(src, "tiny"), "x");
+  await symlink("d/e/small", join(src, "fast"));
+  await symlink(`/d/${"s".repeat(200)}`, join(src, "slow"));
+  await writeFile(join(src, "xa"), "x");
+  await runToolOk("setfattr", [
+    "-n",
+    "user.v",
+    "-v",
+    `0x${pseudoBytes(600, 2).toString("hex")}`,
+    join(src, "xa"),
+  ]);
+  const images: FuzzImage[] = [];
+  for (const [name, args] of sets) {
+    const img = join(dir, `${name}.img`);
+    await mkfs(img, src, 4, [...args]);
+    if (name.startsWith("ext4") && !name.includes("inline")) {
+      const cmds: string[] = [];
+      for (let b = 1; b < 300; b += 2) cmds.push(`punch /frag.bin ${b} ${b}`);
+      await debugfs(img, cmds, { write: true });
+    }
+    await runTool("e2fsck", ["-fyD", img]);
+    const bytes = new Uint8Array(await readFile(img));
+    images.push({ name, bytes, targets: await metadataTargets(bytes) });
+  }
+  return images;
 }

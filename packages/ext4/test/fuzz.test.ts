@@ -3,14 +3,14 @@
  * directory and htree blocks, extent nodes, indirect blocks, xattr blocks, symlink blocks) must
  * give typed errors or valid results, in bounded time, in strict and lenient mode.
  */
-import { mkdir, readFile, symlink, writeFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { ImgpatchError, MemoryDevice } from "@imgpatch/disk";
 import { Ext4Fs } from "@imgpatch/ext4";
-import { debugfs, describeWithTools, runTool, runToolOk, tempDir } from "@imgpatch/testkit";
+import { debugfs, describeWithTools, tempDir } from "@imgpatch/testkit";
 import fc from "fast-check";
 import { beforeAll, expect, it } from "vitest";
-import { metadataTargets } from "./fuzz-targets.js";
+import { type FuzzImage, fuzzImages } from "./fuzz-targets.js";
 import { mkfs, pseudoBytes } from "./helpers.js";
 
 const tally = { typedErrors: 0, calls: 0 };
@@ -93,43 +93,17 @@ describeWithTools(["mke2fs", "debugfs"], "fuzzed journal", () => {
 });
 
 describeWithTools(["mke2fs", "debugfs", "e2fsck", "setfattr"], "fuzzed metadata", () => {
-  const images: { name: string; bytes: Uint8Array; targets: Target[] }[] = [];
+  const images: FuzzImage[] = [];
   beforeAll(async () => {
     const dir = await tempDir("ext4-fuzz-");
-    const src = join(dir, "src");
-    await mkdir(join(src, "big"), { recursive: true });
-    await mkdir(join(src, "d/e"), { recursive: true });
-    for (let i = 0; i < 150; i++) await writeFile(join(src, "big", `entry-${i}`), i % 3 ? "" : `${i}`);
-    await writeFile(join(src, "frag.bin"), pseudoBytes(300 * 1024, 1));
-    await writeFile(join(src, "d/e/small"), "small");
-    await writeFile(join(src, "tiny"), "x");
-    await symlink("d/e/small", join(src, "fast"));
-    await symlink(`/d/${"s".repeat(200)}`, join(src, "slow"));
-    await writeFile(join(src, "xa"), "x");
-    await runToolOk("setfattr", [
-      "-n",
-      "user.v",
-      "-v",
-      `0x${pseudoBytes(600, 2).toString("hex")}`,
-      join(src, "xa"),
-    ]);
-    for (const [name, args] of [
-      ["ext4-csum-1k", ["-t", "ext4", "-b", "1024"]],
-      ["ext4-nocsum-1k", ["-t", "ext4", "-b", "1024", "-O", "^metadata_csum"]],
-      ["ext3-1k", ["-t", "ext3", "-b", "1024"]],
-      ["ext4-inline", ["-t", "ext4", "-b", "1024", "-O", "inline_data,^metadata_csum"]],
-    ] as const) {
-      const img = join(dir, `${name}.img`);
-      await mkfs(img, src, 4, [...args]);
-      if (name.startsWith("ext4") && !name.includes("inline")) {
-        const cmds: string[] = [];
-        for (let b = 1; b < 300; b += 2) cmds.push(`punch /frag.bin ${b} ${b}`);
-        await debugfs(img, cmds, { write: true });
-      }
-      await runTool("e2fsck", ["-fyD", img]);
-      const bytes = new Uint8Array(await readFile(img));
-      images.push({ name, bytes, targets: await metadataTargets(bytes) });
-    }
+    images.push(
+      ...(await fuzzImages(dir, [
+        ["ext4-csum-1k", ["-t", "ext4", "-b", "1024"]],
+        ["ext4-nocsum-1k", ["-t", "ext4", "-b", "1024", "-O", "^metadata_csum"]],
+        ["ext3-1k", ["-t", "ext3", "-b", "1024"]],
+        ["ext4-inline", ["-t", "ext4", "-b", "1024", "-O", "inline_data,^metadata_csum"]],
+      ] as const)),
+    );
   });
 
   it("mutated metadata blocks give typed errors or valid results, in bounded time", async () => {
