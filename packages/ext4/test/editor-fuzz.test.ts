@@ -13,7 +13,7 @@ import { Ext4Editor } from "@imgpatch/ext4";
 import { debugfs, describeWithTools, e2fsck, runTool, tempDir } from "@imgpatch/testkit";
 import fc from "fast-check";
 import { beforeAll, expect, it } from "vitest";
-import { type FuzzImage, fuzzImages } from "./fuzz-targets.js";
+import { type FuzzImage, fuzzImages, mutated, mutationsArb } from "./fuzz-targets.js";
 import { mkfs, pseudoBytes } from "./helpers.js";
 
 /** A write outside the image is a bug, not a typed refusal: it must fail the test. */
@@ -150,14 +150,8 @@ describeWithTools(["mke2fs", "debugfs", "e2fsck", "setfattr"], "ext4 editor on m
       number,
       [number, number, boolean][],
     ];
-    const img = images[which % images.length];
-    const target = img.targets[tsel % img.targets.length];
+    const { img, target, bytes } = mutated(images, which, tsel, muts);
     console.log(img.name, target);
-    const bytes = img.bytes.slice();
-    for (const [pos, val, xor] of muts) {
-      const o = target.offset + (pos % target.length);
-      bytes[o] = xor ? bytes[o] ^ (1 << (val & 7)) : val;
-    }
     await writeFile("/tmp/fuzz-case.img", bytes);
     console.log(await edit(bytes));
   });
@@ -165,38 +159,22 @@ describeWithTools(["mke2fs", "debugfs", "e2fsck", "setfattr"], "ext4 editor on m
   it("mutated metadata: typed errors or completed edits, in bounded time, never a write outside the image", async () => {
     let slowest = 0;
     await fc.assert(
-      fc.asyncProperty(
-        fc.nat(),
-        fc.nat(),
-        fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 }), fc.boolean()), {
-          minLength: 1,
-          maxLength: 12,
-        }),
-        async (which, tsel, muts) => {
-          const img = images[which % images.length];
-          const target = img.targets[tsel % img.targets.length];
-          const bytes = img.bytes.slice();
-          for (const [pos, val, xor] of muts) {
-            const o = target.offset + (pos % target.length);
-            bytes[o] = xor ? bytes[o] ^ (1 << (val & 7)) : val;
-          }
-          // A hang cannot be reported by the property: the case is logged before it runs.
-          if (process.env.EXT4_EDIT_FUZZ_LOG)
-            appendFileSync(process.env.EXT4_EDIT_FUZZ_LOG, `${JSON.stringify([which, tsel, muts])}\n`);
-          const t0 = performance.now();
-          tally.runs++;
-          try {
-            tally[await edit(bytes)]++;
-          } catch (e) {
-            throw new Error(
-              `${img.name} ${target.what}@${target.offset}: untyped ${(e as Error)?.stack ?? e}`,
-            );
-          }
-          const dt = performance.now() - t0;
-          slowest = Math.max(slowest, dt);
-          expect(dt).toBeLessThan(10_000);
-        },
-      ),
+      fc.asyncProperty(fc.nat(), fc.nat(), mutationsArb, async (which, tsel, muts) => {
+        const { img, target, bytes } = mutated(images, which, tsel, muts);
+        // A hang cannot be reported by the property: the case is logged before it runs.
+        if (process.env.EXT4_EDIT_FUZZ_LOG)
+          appendFileSync(process.env.EXT4_EDIT_FUZZ_LOG, `${JSON.stringify([which, tsel, muts])}\n`);
+        const t0 = performance.now();
+        tally.runs++;
+        try {
+          tally[await edit(bytes)]++;
+        } catch (e) {
+          throw new Error(`${img.name} ${target.what}@${target.offset}: untyped ${(e as Error)?.stack ?? e}`);
+        }
+        const dt = performance.now() - t0;
+        slowest = Math.max(slowest, dt);
+        expect(dt).toBeLessThan(10_000);
+      }),
       {
         // Cases the fuzzer found, kept (the image layout is deterministic): an htree root with hash
         // version 6 (a RangeError once); a directory entry ".\0\0" pointing to its own directory

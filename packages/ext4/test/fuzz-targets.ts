@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { MemoryDevice } from "@imgpatch/disk";
 import { EXTENT_MAGIC, Ext4Fs, INODE_FLAGS, parseExtentHeader, parseExtentIndex, u32 } from "@imgpatch/ext4";
 import { debugfs, runTool, runToolOk } from "@imgpatch/testkit";
+import fc from "fast-check";
 import { mkfs, pseudoBytes } from "./helpers.js";
 
 export interface Target {
@@ -103,4 +104,28 @@ export async function fuzzImages(
     images.push({ name, bytes, targets: await metadataTargets(bytes) });
   }
   return images;
+}
+
+/** Up to 12 byte mutations: [position, value, flip one bit (else set the byte)]. */
+export type Mutation = [number, number, boolean];
+export const mutationsArb: fc.Arbitrary<Mutation[]> = fc.array(
+  fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 }), fc.boolean()),
+  { minLength: 1, maxLength: 12 },
+);
+
+/** A copy of one image (`which`) with `muts` applied inside one of its structures (`tsel`). */
+export function mutated(
+  images: readonly FuzzImage[],
+  which: number,
+  tsel: number,
+  muts: readonly Mutation[],
+): { img: FuzzImage; target: Target; bytes: Uint8Array } {
+  const img = images[which % images.length];
+  const target = img.targets[tsel % img.targets.length];
+  const bytes = img.bytes.slice();
+  for (const [pos, val, xor] of muts) {
+    const o = target.offset + (pos % target.length);
+    bytes[o] = xor ? bytes[o] ^ (1 << (val & 7)) : val;
+  }
+  return { img, target, bytes };
 }

@@ -10,7 +10,7 @@ import { Ext4Fs } from "@imgpatch/ext4";
 import { debugfs, describeWithTools, tempDir } from "@imgpatch/testkit";
 import fc from "fast-check";
 import { beforeAll, expect, it } from "vitest";
-import { type FuzzImage, fuzzImages } from "./fuzz-targets.js";
+import { type FuzzImage, fuzzImages, mutated, mutationsArb } from "./fuzz-targets.js";
 import { mkfs, pseudoBytes } from "./helpers.js";
 
 const tally = { typedErrors: 0, calls: 0 };
@@ -115,38 +115,23 @@ describeWithTools(["mke2fs", "debugfs", "e2fsck", "setfattr"], "fuzzed metadata"
     }
     let slowest = 0;
     await fc.assert(
-      fc.asyncProperty(
-        fc.nat(),
-        fc.nat(),
-        fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 }), fc.boolean()), {
-          minLength: 1,
-          maxLength: 12,
-        }),
-        fc.boolean(),
-        async (which, tsel, muts, lenient) => {
-          const img = images[which % images.length];
-          const target = img.targets[tsel % img.targets.length];
-          const bytes = img.bytes.slice();
-          for (const [pos, val, xor] of muts) {
-            const o = target.offset + (pos % target.length);
-            bytes[o] = xor ? bytes[o] ^ (1 << (val & 7)) : val;
+      fc.asyncProperty(fc.nat(), fc.nat(), mutationsArb, fc.boolean(), async (which, tsel, muts, lenient) => {
+        const { img, target, bytes } = mutated(images, which, tsel, muts);
+        const t0 = performance.now();
+        try {
+          await exercise(bytes, lenient);
+        } catch (e) {
+          tally.typedErrors++;
+          if (!(e instanceof ImgpatchError)) {
+            throw new Error(
+              `${img.name} ${target.what}@${target.offset}: untyped ${(e as Error)?.stack ?? e}`,
+            );
           }
-          const t0 = performance.now();
-          try {
-            await exercise(bytes, lenient);
-          } catch (e) {
-            tally.typedErrors++;
-            if (!(e instanceof ImgpatchError)) {
-              throw new Error(
-                `${img.name} ${target.what}@${target.offset}: untyped ${(e as Error)?.stack ?? e}`,
-              );
-            }
-          }
-          const dt = performance.now() - t0;
-          slowest = Math.max(slowest, dt);
-          expect(dt).toBeLessThan(10_000);
-        },
-      ),
+        }
+        const dt = performance.now() - t0;
+        slowest = Math.max(slowest, dt);
+        expect(dt).toBeLessThan(10_000);
+      }),
       {
         numRuns: Number(process.env.EXT4_FUZZ_RUNS ?? 400),
         seed: Number(process.env.EXT4_FUZZ_SEED ?? 20261127),
