@@ -153,6 +153,11 @@ export function dxHash(name: Uint8Array, version: number, seed: readonly number[
   return { hash, minor };
 }
 
+/** A hash version dxHash computes (siphash, for casefolded+encrypted directories, is not). */
+export function isComputableHashVersion(version: number): boolean {
+  return Number.isInteger(version) && version >= DX_HASH.legacy && version <= DX_HASH.teaUnsigned;
+}
+
 /** The effective hash version: a signed version becomes unsigned when s_flags says so. */
 export function effectiveHashVersion(rootVersion: number, sbFlags: number): number {
   if (rootVersion <= DX_HASH.tea && sbFlags & 0x2) return rootVersion + 3;

@@ -14,7 +14,7 @@ import type { BlockDevice } from "@imgpatch/disk";
 import { ImgpatchError } from "@imgpatch/disk";
 import { Allocator, Ext4NoSpaceError } from "./alloc.js";
 import { BlockStore } from "./block-store.js";
-import { decodeName, encodeName, isAllZero, setU16, setU32, u16, u32 } from "./bytes.js";
+import { decodeName, encodeName, setU16, setU32, u16, u32 } from "./bytes.js";
 import { crc32cU32 } from "./crc32c.js";
 import {
   insertIntoBlock,
@@ -39,7 +39,7 @@ import {
   parseDirentBlock,
   setDirentTail,
 } from "./dirent.js";
-import { DX_HASH, dxHash, effectiveHashVersion } from "./dx-hash.js";
+import { dxHash, effectiveHashVersion, isComputableHashVersion } from "./dx-hash.js";
 import { Ext4ChecksumError, Ext4FormatError, Ext4UnsupportedError } from "./errors.js";
 import { COMPAT, INCOMPAT, INODE_FLAGS, RO_COMPAT } from "./features.js";
 import {
@@ -80,7 +80,7 @@ import {
   I_BLOCK_OFFSET,
   I_BLOCK_SIZE,
   type Inode,
-  inodeChecksum,
+  inodeChecksumMismatch,
   inodeChecksumSeed,
   parseInode,
   S_IFBLK,
@@ -92,7 +92,6 @@ import {
   S_IFREG,
   S_IFSOCK,
   setInodeChecksum,
-  storedInodeChecksum,
   type Timestamp,
 } from "./inode.js";
 import { replayJournal } from "./journal-replay.js";
@@ -395,18 +394,15 @@ export class Ext4Editor {
     const b = await this.store.get(block);
     const bytes = b.subarray(offset, offset + this.sb.inodeSize);
     // Never edit on top of a damaged inode (the reader checks the same way).
-    if (this.csum && !isAllZero(bytes)) {
-      const stored = storedInodeChecksum(bytes);
-      const computed = inodeChecksum(this.seed, ino, bytes);
-      if (stored !== computed)
-        throw new Ext4ChecksumError("inode checksum mismatch", stored, computed, {
-          file: this.reader.device.name,
-          structure: "inode",
-          inode: ino,
-          block,
-          offset: block * this.bs + offset,
-        });
-    }
+    const bad = this.csum ? inodeChecksumMismatch(this.seed, ino, bytes) : undefined;
+    if (bad)
+      throw new Ext4ChecksumError("inode checksum mismatch", bad.stored, bad.computed, {
+        file: this.reader.device.name,
+        structure: "inode",
+        inode: ino,
+        block,
+        offset: block * this.bs + offset,
+      });
     const inode = this.parseInodeFrom(ino, bytes);
     if (this.inodes.size >= MAX_CACHED_INODES) {
       for (const k of this.inodes.keys()) if (!this.dirtyInodes.has(k)) this.inodes.delete(k);
@@ -585,7 +581,11 @@ export class Ext4Editor {
   }
 
   private async freeFileBlocks(inode: Inode): Promise<void> {
-    const map = await this.fileMap(inode);
+    await this.freeMap(await this.fileMap(inode));
+  }
+
+  /** Free a file map's data blocks and its tree nodes / indirect blocks. */
+  private async freeMap(map: { extents: MapExtent[]; metaBlocks: number[] }): Promise<void> {
     for (const e of map.extents) await this.alloc.freeBlocksRange(e.pblk, e.len);
     for (const b of map.metaBlocks) await this.alloc.freeBlocksRange(b, 1);
   }
@@ -1257,7 +1257,7 @@ export class Ext4Editor {
 
   private hashOf(name: Uint8Array, rootVersion: number): number {
     // From an htree root or s_def_hash_version: siphash (casefold+encrypt) or garbage is refused.
-    if (rootVersion === DX_HASH.siphash || !(rootVersion >= 0 && rootVersion <= DX_HASH.teaUnsigned))
+    if (!isComputableHashVersion(rootVersion))
       throw new Ext4UnsupportedError("dir_hash", `htree hash version ${rootVersion} is not supported`, {
         file: this.reader.device.name,
         structure: "htree root",
@@ -1744,8 +1744,7 @@ export class Ext4Editor {
       // A former inode of this number (freed in this session) must not be flushed over it.
       this.inodes.delete(ino);
       this.dirtyInodes.delete(ino);
-      const { block, offset } = this.inodePos(ino);
-      this.encodeInodeInto(inode, block, this.itableBlockNow(block) ?? (await this.store.get(block)), offset);
+      await this.writeInode(inode);
     } else this.putInode(inode);
     const ft = fileTypeFromMode(mode);
     if (!this.dirInsertNow(parent, name, ino, ft)) await this.dirInsert(parent, name, ino, ft, path);
@@ -2203,8 +2202,7 @@ export class Ext4Editor {
     }
     // Committed: free the old blocks, move the new map onto the inode.
     if (old) {
-      for (const e of old.extents) await this.alloc.freeBlocksRange(e.pblk, e.len);
-      for (const b of old.metaBlocks) await this.alloc.freeBlocksRange(b, 1);
+      await this.freeMap(old);
     }
     const moved = INODE_FLAGS.EXTENTS | INODE_FLAGS.INLINE_DATA | INODE_FLAGS.HUGE_FILE;
     inode.flags = (inode.flags & ~moved) | (scratch.flags & moved);

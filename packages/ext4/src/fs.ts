@@ -7,7 +7,7 @@ import { Readable } from "node:stream";
 import type { BlockDevice } from "@imgpatch/disk";
 import { ImgpatchError } from "@imgpatch/disk";
 import { parseBlockMapRoot } from "./block-map.js";
-import { decodeName, encodeName, isAllZero, u32 } from "./bytes.js";
+import { decodeName, encodeName, u32 } from "./bytes.js";
 import {
   DIRENT_TAIL_SIZE,
   direntName,
@@ -18,7 +18,7 @@ import {
   type RawDirent,
   storedDirentTailChecksum,
 } from "./dirent.js";
-import { DX_HASH, dxHash, effectiveHashVersion } from "./dx-hash.js";
+import { dxHash, effectiveHashVersion, isComputableHashVersion } from "./dx-hash.js";
 import {
   Ext4ChecksumError,
   Ext4FormatError,
@@ -75,7 +75,7 @@ import { INLINE_DATA_XATTR_INDEX, INLINE_DIR_PARENT_SIZE, inlineFileContent } fr
 import {
   type Inode,
   inodeBlocks512,
-  inodeChecksum,
+  inodeChecksumMismatch,
   inodeChecksumSeed,
   inodeXattrOffset,
   parseInode,
@@ -84,7 +84,6 @@ import {
   S_IFDIR,
   S_IFLNK,
   S_IFMT,
-  storedInodeChecksum,
 } from "./inode.js";
 import { type JournalScan, type JournalStatus, parseJournalSuperblock, scanJournal } from "./journal.js";
 import { Lru } from "./lru.js";
@@ -543,17 +542,14 @@ export class Ext4Fs {
     const chunkStart = Math.floor(blockInTable / this.itableChunkBlocks) * this.itableChunkBlocks;
     const off = (blockInTable - chunkStart) * this.blockSize + (index % perBlock) * isz;
     const bytes = buf.subarray(off, off + isz);
-    if (this.csum) {
-      const stored = storedInodeChecksum(bytes);
-      const computed = inodeChecksum(this.seed, ino, bytes);
-      if (stored !== computed && !isAllZero(bytes)) {
-        this.problem(
-          new Ext4ChecksumError("inode checksum mismatch", stored, computed, {
-            ...this.loc("inode", { inode: ino, block: gd.inodeTable + blockInTable }),
-            offset: (gd.inodeTable + chunkStart) * this.blockSize + off,
-          }),
-        );
-      }
+    const bad = this.csum ? inodeChecksumMismatch(this.seed, ino, bytes) : undefined;
+    if (bad) {
+      this.problem(
+        new Ext4ChecksumError("inode checksum mismatch", bad.stored, bad.computed, {
+          ...this.loc("inode", { inode: ino, block: gd.inodeTable + blockInTable }),
+          offset: (gd.inodeTable + chunkStart) * this.blockSize + off,
+        }),
+      );
     }
     // `raw` aliases the cached inode-table chunk: chunks are never modified in place (invalidate()
     // drops them), and the inode cache bounds how many chunks stay pinned.
@@ -1390,7 +1386,7 @@ export class Ext4Fs {
     if (info.indirectLevels >= maxLevels) {
       throw new Ext4FormatError(`htree depth ${info.indirectLevels + 1} exceeds the limit ${maxLevels}`, loc);
     }
-    if (info.hashVersion === DX_HASH.siphash || info.hashVersion > DX_HASH.teaUnsigned) {
+    if (!isComputableHashVersion(info.hashVersion)) {
       throw new Ext4UnsupportedError(
         "dir_hash",
         `htree hash version ${info.hashVersion} is not supported`,

@@ -3,7 +3,7 @@
  * xattr area after that. Timestamps carry nanoseconds and two epoch bits that extend seconds past
  * 2038 (seconds = signed 32-bit base + epoch × 2^32).
  */
-import { type FieldTable, u16, u32 } from "./bytes.js";
+import { type FieldTable, isAllZero, u16, u32 } from "./bytes.js";
 import { crc32c, crc32cU32 } from "./crc32c.js";
 import { INODE_FLAGS } from "./features.js";
 
@@ -257,6 +257,21 @@ export function storedInodeChecksum(raw: Uint8Array): number {
 
 export function verifyInodeChecksum(fsSeed: number, ino: number, raw: Uint8Array): boolean {
   return storedInodeChecksum(raw) === inodeChecksum(fsSeed, ino, raw);
+}
+
+/**
+ * The stored and computed checksums of an inode's bytes when they differ, else undefined (an
+ * all-zero inode — never written — has no checksum to hold).
+ */
+export function inodeChecksumMismatch(
+  fsSeed: number,
+  ino: number,
+  raw: Uint8Array,
+): { stored: number; computed: number } | undefined {
+  const stored = storedInodeChecksum(raw);
+  const computed = inodeChecksum(fsSeed, ino, raw);
+  if (stored === computed || isAllZero(raw)) return undefined;
+  return { stored, computed };
 }
 
 export function setInodeChecksum(fsSeed: number, ino: number, raw: Uint8Array): void {
