@@ -114,6 +114,27 @@ async function snapshot(path: string, files: string[]): Promise<FsState> {
   return out;
 }
 
+/**
+ * Replace `file` with `next` streamed in `chunk`-byte pieces; then e2fsck clean, and debugfs and our
+ * reader both read `next` back. The state after, and the file's.
+ */
+async function replaceFromStream(
+  path: string,
+  file: string,
+  next: Uint8Array,
+  chunk: number,
+): Promise<{ after: FsState; s: FileState }> {
+  const ed = await openEditor(path);
+  await ed.writeFile(file, chunked(next, chunk));
+  await ed.close();
+  await expectClean(path);
+  const after = await snapshot(path, [file]);
+  const s = after.files.get(file) as FileState;
+  expect(s.data.equals(Buffer.from(next)), `${file}: debugfs content`).toBe(true);
+  expect(s.ours.equals(Buffer.from(next)), `${file}: our content`).toBe(true);
+  return { after, s };
+}
+
 async function expectClean(path: string): Promise<void> {
   const r = await e2fsck(path);
   expect(r.problems, r.output).toEqual([]);
@@ -315,14 +336,7 @@ describeWithTools(
       await expectUnchanged(path, before);
 
       const next = pattern(1_300_000, 10);
-      ed = await openEditor(path);
-      await ed.writeFile("/big", chunked(next, MiB));
-      await ed.close();
-      await expectClean(path);
-      const after = await snapshot(path, ["/big"]);
-      const s = after.files.get("/big") as FileState;
-      expect(s.data.equals(Buffer.from(next))).toBe(true);
-      expect(s.ours.equals(Buffer.from(next))).toBe(true);
+      const { after, s } = await replaceFromStream(path, "/big", next, MiB);
       expect(await debugfs(path, ["dump_extents /big"])).toMatch(/^\s*1\/\s*[1-9]\s/m);
       const per = after.blockSize / 512;
       const oldBlocks = (before.files.get("/big") as FileState).blockcount / per;
@@ -358,14 +372,7 @@ describeWithTools(
 
       // A stream that fits with its leaves: 110 single-block extents under a new index root.
       const next = pattern(110 * 1024 - 5, 19);
-      ed = await openEditor(path);
-      await ed.writeFile("/old", chunked(next, 4096));
-      await ed.close();
-      await expectClean(path);
-      const after = await snapshot(path, ["/old"]);
-      const s = after.files.get("/old") as FileState;
-      expect(s.data.equals(Buffer.from(next))).toBe(true);
-      expect(s.ours.equals(Buffer.from(next))).toBe(true);
+      const { after, s } = await replaceFromStream(path, "/old", next, 4096);
       expect(await debugfs(path, ["dump_extents /old"])).toMatch(/^\s*1\/\s*1\s/m);
       expect(s.blockcount / 2).toBe(110 + 2);
       expect(after.freeBlocks).toBe(before.freeBlocks + 100 - 112);
@@ -390,14 +397,7 @@ describeWithTools(
       await expectUnchanged(path, before);
 
       const next = pattern(900_000, 14);
-      ed = await openEditor(path);
-      await ed.writeFile("/big", chunked(next, 8192));
-      await ed.close();
-      await expectClean(path);
-      const after = await snapshot(path, ["/big"]);
-      const s = after.files.get("/big") as FileState;
-      expect(s.data.equals(Buffer.from(next))).toBe(true);
-      expect(s.ours.equals(Buffer.from(next))).toBe(true);
+      const { after, s } = await replaceFromStream(path, "/big", next, 8192);
       // Data plus 1 indirect, 1 double-indirect and its children (256 pointers each).
       const data = Math.ceil(900_000 / 1024);
       expect(s.blockcount / per).toBe(data + 1 + 1 + Math.ceil((data - 12 - 256) / 256));
