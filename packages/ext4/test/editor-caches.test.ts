@@ -5,15 +5,9 @@
  * every later operation sees the change (e2fsck clean, debugfs and our reader agree).
  */
 import { Ext4EditError } from "@imgpatch/ext4";
-import { debugfsCat, debugfsLs, describeWithTools, e2fsck, tempDir } from "@imgpatch/testkit";
+import { debugfsCat, debugfsLs, describeWithTools, tempDir } from "@imgpatch/testkit";
 import { expect, it } from "vitest";
-import { FEATURE_SETS, makeImage, openEditor } from "./editor-helpers.js";
-
-async function expectClean(path: string): Promise<void> {
-  const r = await e2fsck(path);
-  expect(r.problems, r.output).toEqual([]);
-  expect(r.clean, r.output).toBe(true);
-}
+import { expectClean, FEATURE_SETS, makeImage, openEditor } from "./editor-helpers.js";
 
 describeWithTools(["mke2fs", "e2fsck", "debugfs"], "ext4 editor: caches between operations", () => {
   it("cached parent paths follow renames, removals and a symlink replaced by a directory", async () => {

@@ -65,6 +65,13 @@ export type Expected =
       minor?: number;
     };
 
+/** e2fsck -fn reports no problem. */
+export async function expectClean(path: string): Promise<void> {
+  const r = await e2fsck(path);
+  expect(r.problems, r.output).toEqual([]);
+  expect(r.clean, r.output).toBe(true);
+}
+
 /** e2fsck -fn must be clean, and debugfs + our reader must show exactly `expected` (under the listed roots). */
 export async function verify(
   target: FsTarget,

@@ -15,20 +15,13 @@ import {
   debugfsStat,
   debugfsXattrs,
   describeWithTools,
-  e2fsck,
   tempDir,
 } from "@imgpatch/testkit";
 import { expect, it } from "vitest";
-import { FEATURE_SETS, makeImage, openEditor } from "./editor-helpers.js";
+import { expectClean, FEATURE_SETS, makeImage, openEditor } from "./editor-helpers.js";
 
 const INLINE_FL = 0x10000000;
 const EXTENTS_FL = 0x80000;
-
-async function expectClean(path: string): Promise<void> {
-  const r = await e2fsck(path);
-  expect(r.problems, r.output).toEqual([]);
-  expect(r.clean, r.output).toBe(true);
-}
 
 const inlineSize = (st: DebugfsStat) => st.inlineDataSize ?? -1;
 const isInline = (st: DebugfsStat) => (st.flags & INLINE_FL) !== 0;

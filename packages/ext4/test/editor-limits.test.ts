@@ -14,13 +14,7 @@ import {
   tempDir,
 } from "@imgpatch/testkit";
 import { expect, it } from "vitest";
-import { FEATURE_SETS, makeImage, openEditor } from "./editor-helpers.js";
-
-async function expectClean(path: string): Promise<void> {
-  const r = await e2fsck(path);
-  expect(r.problems, r.output).toEqual([]);
-  expect(r.clean, r.output).toBe(true);
-}
+import { expectClean, FEATURE_SETS, makeImage, openEditor } from "./editor-helpers.js";
 
 describeWithTools(["mke2fs", "e2fsck", "debugfs"], "ext4 editor: limits", () => {
   for (const fsName of ["ext4-csum", "ext3"] as const) {

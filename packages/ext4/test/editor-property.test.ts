@@ -197,7 +197,7 @@ class Model {
   get(p: string[]): Node | undefined {
     let cur: Node | undefined = this.root;
     for (const c of p) {
-      if (!cur || cur.kind !== "dir") return undefined;
+      if (cur?.kind !== "dir") return undefined;
       cur = cur.children.get(c);
     }
     return cur;
@@ -267,7 +267,7 @@ function applyModel(m: Model, o: Op): boolean | "skip" {
     }
     case "writeAt": {
       if (node?.kind === "symlink") return "skip";
-      if (!node || node.kind !== "file") return false;
+      if (node?.kind !== "file") return false;
       if (o.size === 0) return true;
       const next = new Uint8Array(Math.max(node.data.length, o.offset + o.size));
       next.set(node.data);
@@ -308,7 +308,7 @@ function applyModel(m: Model, o: Op): boolean | "skip" {
       parent.children.delete(name);
       return true;
     case "rmdir":
-      if (!node || node.kind !== "dir" || node.children.size > 0 || !parent) return false;
+      if (node?.kind !== "dir" || node.children.size > 0 || !parent) return false;
       parent.children.delete(name);
       return true;
     case "rm":

@@ -14,11 +14,10 @@ import {
   debugfsXattrs,
   describeWithTools,
   dumpe2fs,
-  e2fsck,
   tempDir,
 } from "@imgpatch/testkit";
 import { expect, it } from "vitest";
-import { makeImage, openEditor } from "./editor-helpers.js";
+import { expectClean, makeImage, openEditor } from "./editor-helpers.js";
 
 const INLINE_FL = 0x10000000;
 const MiB = 1 << 20;
@@ -133,12 +132,6 @@ async function replaceFromStream(
   expect(s.data.equals(Buffer.from(next)), `${file}: debugfs content`).toBe(true);
   expect(s.ours.equals(Buffer.from(next)), `${file}: our content`).toBe(true);
   return { after, s };
-}
-
-async function expectClean(path: string): Promise<void> {
-  const r = await e2fsck(path);
-  expect(r.problems, r.output).toEqual([]);
-  expect(r.clean, r.output).toBe(true);
 }
 
 /** The filesystem as it was: same free counts, every file's bytes and inode unchanged. */

@@ -6,15 +6,9 @@
  */
 import { readFile } from "node:fs/promises";
 import { Ext4NoSpaceError } from "@imgpatch/ext4";
-import { describeWithTools, dumpe2fs, e2fsck, runToolOk, tempDir } from "@imgpatch/testkit";
+import { describeWithTools, dumpe2fs, runToolOk, tempDir } from "@imgpatch/testkit";
 import { expect, it } from "vitest";
-import { makeImage, openEditor } from "./editor-helpers.js";
-
-async function expectClean(path: string): Promise<void> {
-  const r = await e2fsck(path);
-  expect(r.problems, r.output).toEqual([]);
-  expect(r.clean, r.output).toBe(true);
-}
+import { expectClean, makeImage, openEditor } from "./editor-helpers.js";
 
 /**
  * Per group, what the descriptors say (debugfs `stats` in catastrophic mode: no bitmaps read),

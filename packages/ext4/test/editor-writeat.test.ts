@@ -11,17 +11,10 @@ import {
   debugfsCat,
   debugfsStat,
   describeWithTools,
-  e2fsck,
   tempDir,
 } from "@imgpatch/testkit";
 import { expect, it } from "vitest";
-import { FEATURE_SETS, makeImage, openEditor } from "./editor-helpers.js";
-
-async function expectClean(path: string): Promise<void> {
-  const r = await e2fsck(path);
-  expect(r.problems, r.output).toEqual([]);
-  expect(r.clean, r.output).toBe(true);
-}
+import { expectClean, FEATURE_SETS, makeImage, openEditor } from "./editor-helpers.js";
 
 /** A byte model of a file: pwrite semantics. */
 function pwrite(model: Uint8Array, offset: number, data: Uint8Array): Uint8Array {
