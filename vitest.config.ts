@@ -10,6 +10,7 @@ export default defineConfig({
       "@imgpatch/disk": src("disk"),
       "@imgpatch/qcow2": src("qcow2"),
       "@imgpatch/ext4": src("ext4"),
+      "@imgpatch/xfs": src("xfs"),
       "@imgpatch/rpm-inject": src("rpm-inject"),
       "@imgpatch/testkit": src("testkit"),
       imgpatch: src("cli"),
