@@ -8,6 +8,7 @@ import { findAllElements, parseElementsPath } from "../src/elements/elements-pat
 import {
   AlreadyProvidedError,
   DuplicateHookError,
+  ElementFormatError,
   InvalidElementsPathError,
   MissingElementError,
 } from "../src/elements/errors.js";
@@ -15,7 +16,7 @@ import { mergeElements } from "../src/elements/merge.js";
 import { collectPackageInstalls, distroFromOsRelease } from "../src/elements/package-installs.js";
 import { cvsExcluded } from "../src/elements/rsync-filter.js";
 import { compareSortN, selectEnvironmentFiles, selectScripts } from "../src/elements/run-parts.js";
-import { parseYamlLite } from "../src/elements/yaml-lite.js";
+import { parseYaml } from "../src/elements/yaml.js";
 
 /** Builds element trees from a { "path/in/tree": content | [content, mode] } map. */
 async function tree(files: Record<string, string | [string, number]>): Promise<string> {
@@ -162,7 +163,7 @@ describe("dib-run-parts order", () => {
 describe("package-installs", () => {
   it("parses the YAML subset DIB elements use", () => {
     expect(
-      parseYamlLite(
+      parseYaml(
         "# c\nlibxml2:\ngrub2:\n  phase: pre-install.d # trailing\nnm:\n  uninstall: True\nx:\n  - arch: x86_64\n  - arch: 'ppc64le'\n    phase: post-install.d\n",
         "f",
       ),
@@ -172,8 +173,31 @@ describe("package-installs", () => {
       nm: { uninstall: true },
       x: [{ arch: "x86_64" }, { arch: "ppc64le", phase: "post-install.d" }],
     });
-    expect(parseYamlLite('{"a": null}', "f")).toEqual({ a: null });
-    expect(() => parseYamlLite("a: &anchor x\n", "f")).toThrow(/unsupported/);
+    expect(parseYaml('{"a": null}', "f")).toEqual({ a: null });
+    // What real element files use beyond the old hand-written subset: anchors and aliases, flow
+    // collections, block scalars, YAML 1.1 booleans (PyYAML's reading, as diskimage-builder has it).
+    expect(
+      parseYaml(
+        "base: &b {phase: install.d, arch: 'x86_64,i386'}\npkg:\n  <<: *b\n  uninstall: yes\nlist: [a, b]\ntext: |\n  one\n  two\n",
+        "f",
+      ),
+    ).toEqual({
+      base: { phase: "install.d", arch: "x86_64,i386" },
+      pkg: { phase: "install.d", arch: "x86_64,i386", uninstall: true },
+      list: ["a", "b"],
+      text: "one\ntwo\n",
+    });
+    // Malformed input and exponential alias expansion are typed errors naming the file.
+    expect(() => parseYaml("a: [1, 2\n", "bad.yaml")).toThrow(/bad\.yaml/);
+    expect(() => parseYaml("a: 1\na: 2\n", "dup.yaml")).toThrow(/dup\.yaml/);
+    const laughs = ["a: &a [x, x, x, x, x, x, x, x, x, x]"];
+    for (let i = 1; i < 12; i++)
+      laughs.push(
+        `${"abcdefghijkl"[i]}: &${"abcdefghijkl"[i]} [${Array(10)
+          .fill(`*${"abcdefghijkl"[i - 1]}`)
+          .join(", ")}]`,
+      );
+    expect(() => parseYaml(laughs.join("\n"), "lol.yaml")).toThrow(ElementFormatError);
   });
   it("filters by install type, maps names with pkg-map for the guest family", async () => {
     const p = await tree({

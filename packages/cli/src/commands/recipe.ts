@@ -1,7 +1,7 @@
 /**
  * Operations from the command line in their order, and from recipe files.
  *
- * Recipe (JSON, or the YAML subset parseYamlLite reads): a list of one-key objects, each key an
+ * Recipe (JSON or YAML): a list of one-key objects, each key an
  * operation name and its value the argument exactly as on the command line (null/true for
  * operations without one), or an object `{ "operations": [...] }` holding that list:
  *   [ {"mkdir": "/opt/x"}, {"write": "/etc/motd:hello"}, {"selinux-relabel": null} ]
@@ -13,7 +13,7 @@ import {
   parseCommandsFile,
   parseOperation,
 } from "../customize/operations.js";
-import { parseYamlLite, type YamlValue } from "../elements/yaml-lite.js";
+import { parseYaml, type YamlValue } from "../elements/yaml.js";
 
 /** Operation names (long options) `customize` accepts, in the --help order. */
 export const OPERATION_NAMES = [
@@ -129,7 +129,7 @@ export async function readRecipe(file: string): Promise<Step[]> {
   const trimmed = text.trimStart();
   let value: unknown;
   try {
-    value = trimmed.startsWith("[") || trimmed.startsWith("{") ? JSON.parse(text) : parseYamlLite(text, file);
+    value = trimmed.startsWith("[") || trimmed.startsWith("{") ? JSON.parse(text) : parseYaml(text, file);
   } catch (err) {
     throw new CustomizeUsageError(`${file}: not valid JSON/YAML: ${(err as Error).message}`, file);
   }

@@ -63,4 +63,4 @@ export {
 } from "./plan.js";
 export { finishRpmAgents, type RpmAgentsResult } from "./rpm-route.js";
 export { compareSortN, selectEnvironmentFiles, selectScripts } from "./run-parts.js";
-export { parseYamlLite, type YamlValue } from "./yaml-lite.js";
+export { parseYaml, type YamlValue } from "./yaml.js";

@@ -9,7 +9,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { ElementInfo } from "./elements-path.js";
 import { ElementFormatError } from "./errors.js";
-import { parseYamlLite, type YamlValue } from "./yaml-lite.js";
+import { parseYaml, type YamlValue } from "./yaml.js";
 
 export const PACKAGE_PHASES = ["pre-install.d", "install.d", "post-install.d"] as const;
 export type PackagePhase = (typeof PACKAGE_PHASES)[number];
@@ -146,7 +146,7 @@ export async function collectPackageInstalls(
       text = await readOptional(file);
     }
     if (text === null) continue;
-    const data = parseYamlLite(text, file);
+    const data = parseYaml(text, file);
     if (data === null) continue;
     if (typeof data !== "object" || Array.isArray(data))
       throw new ElementFormatError("expected a mapping", file);
