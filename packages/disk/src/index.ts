@@ -48,6 +48,7 @@ export type {
 export { type OpenPartitionOptions, openPartition, readPartitionTable } from "./partition-table.js";
 export { GPT_TYPE_NAMES, gptTypeName, MBR_TYPE_NAMES, mbrTypeName } from "./partition-types.js";
 export { RangeDevice } from "./range-device.js";
+export { type HeldKind, type HeldSink, UNDO_HOLD_LIMIT, UndoWriteBuffer } from "./undo-buffer.js";
 export {
   type ReadOriginal,
   type RollbackResult,

@@ -38,6 +38,7 @@ import { basename, dirname, join } from "node:path";
 import { crc32 } from "node:zlib";
 import type { BlockDevice, DeviceExtent } from "./block-device.js";
 import { FormatError, ImgpatchError, IoError } from "./errors.js";
+import { type HeldKind, UndoWriteBuffer } from "./undo-buffer.js";
 import { WrappedDevice } from "./wrapped-device.js";
 
 const MAGIC = "IMGPUNDO";
@@ -115,6 +116,30 @@ async function syncDir(path: string): Promise<void> {
   }
 }
 
+/** Records are appended in pieces of at most this many bytes. */
+const BATCH = 8 * 1024 * 1024;
+
+function encodeRecord(at: number, data: Uint8Array): Uint8Array {
+  const rec = new Uint8Array(RECORD_HEAD + data.length);
+  rec.set(data, RECORD_HEAD);
+  const v = new DataView(rec.buffer);
+  v.setUint32(0, RECORD_MAGIC, true);
+  v.setUint32(4, data.length, true);
+  v.setBigUint64(8, BigInt(at), true);
+  v.setUint32(16, crc32(data, crc32(rec.subarray(0, 16))) >>> 0, true);
+  return rec;
+}
+
+function concat(parts: Uint8Array[], total: number): Uint8Array {
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
 /** Reads original image bytes at `offset` into `target` (only ranges not yet overwritten are asked for). */
 export type ReadOriginal = (offset: number, target: Uint8Array) => Promise<void>;
 
@@ -128,8 +153,10 @@ export class UndoLog {
   private end = HEADER_BYTES;
   private queue: Promise<unknown> = Promise.resolve();
   private closed = false;
-  /** Records written (for tests and diagnostics). */
+  /** Records written, appends made (each holds one or more records) and fdatasyncs (diagnostics). */
   records = 0;
+  appends = 0;
+  syncs = 0;
   /** Whether any write was announced (even past the original end): if not, the image is untouched. */
   touched = false;
 
@@ -187,47 +214,80 @@ export class UndoLog {
 
   /** Save what [offset, offset+length) holds now, where it was never saved; durable on return. */
   preserve(offset: number, length: number, readOriginal: ReadOriginal): Promise<void> {
+    return this.preserveRanges([[offset, length]], readOriginal);
+  }
+
+  /**
+   * Saves what every range holds now, where never saved, with one sync at the end (the records are
+   * appended in batches of at most BATCH bytes, so memory stays bounded whatever the ranges cover).
+   * Durable on return.
+   */
+  preserveRanges(
+    ranges: ReadonlyArray<readonly [offset: number, length: number]>,
+    readOriginal: ReadOriginal,
+  ): Promise<void> {
     this.touched = true;
-    const run = this.queue.then(() => this.doPreserve(offset, length, readOriginal));
+    const run = this.queue.then(() => this.doPreserve(ranges, readOriginal));
     this.queue = run.catch(() => {});
     return run;
   }
 
-  private async doPreserve(offset: number, length: number, readOriginal: ReadOriginal): Promise<void> {
+  private async doPreserve(
+    ranges: ReadonlyArray<readonly [number, number]>,
+    readOriginal: ReadOriginal,
+  ): Promise<void> {
     if (this.closed) throw new IoError("undo log is closed", { file: this.image });
-    const stop = Math.min(offset + length, this.originalSize);
-    if (length <= 0 || offset >= stop) return; // beyond the original end: truncation undoes it
     const cs = this.chunkSize;
-    let wrote = false;
-    for (let c = Math.floor(offset / cs); c * cs < stop; c++) {
-      if (this.saved.has(c)) continue;
-      const start = c * cs;
-      const n = Math.min(cs, this.originalSize - start);
-      const rec = new Uint8Array(RECORD_HEAD + n);
-      await readOriginal(start, rec.subarray(RECORD_HEAD));
-      const v = new DataView(rec.buffer);
-      v.setUint32(0, RECORD_MAGIC, true);
-      v.setUint32(4, n, true);
-      v.setBigUint64(8, BigInt(start), true);
-      const sum = crc32(rec.subarray(RECORD_HEAD), crc32(rec.subarray(0, 16)));
-      v.setUint32(16, sum >>> 0, true);
-      await this.append(rec);
-      this.saved.add(c);
-      wrote = true;
+    const chunks = new Set<number>();
+    for (const [offset, length] of ranges) {
+      const stop = Math.min(offset + length, this.originalSize);
+      if (length <= 0 || offset >= stop) continue; // beyond the original end: truncation undoes it
+      for (let c = Math.floor(offset / cs); c * cs < stop; c++) if (!this.saved.has(c)) chunks.add(c);
     }
-    if (wrote) {
-      try {
-        await this.fh.sync();
-      } catch (err) {
-        throw new IoError(
-          `cannot sync the undo file ${this.path}: ${(err as Error).message}`,
-          { file: this.image },
-          {
-            cause: err,
-          },
-        );
+    if (chunks.size === 0) return;
+    const sorted = [...chunks].sort((a, b) => a - b);
+    let batch: Uint8Array[] = [];
+    let batchBytes = 0;
+    const flushBatch = async () => {
+      if (batch.length === 0) return;
+      await this.append(batch.length === 1 ? batch[0]! : concat(batch, batchBytes));
+      this.records += batch.length;
+      batch = [];
+      batchBytes = 0;
+    };
+    // Runs of consecutive chunks are read with one call each (bounded by BATCH).
+    for (let i = 0; i < sorted.length; ) {
+      let j = i + 1;
+      while (j < sorted.length && sorted[j] === sorted[j - 1]! + 1 && (j - i + 1) * cs <= BATCH) j++;
+      const start = sorted[i]! * cs;
+      const end = Math.min((sorted[j - 1]! + 1) * cs, this.originalSize);
+      const original = new Uint8Array(end - start);
+      await readOriginal(start, original);
+      for (let c = sorted[i]!; c < sorted[i]! + (j - i); c++) {
+        const at = c * cs;
+        const n = Math.min(cs, this.originalSize - at);
+        const rec = encodeRecord(at, original.subarray(at - start, at - start + n));
+        if (batchBytes + rec.length > BATCH) await flushBatch();
+        batch.push(rec);
+        batchBytes += rec.length;
       }
+      i = j;
     }
+    await flushBatch();
+    try {
+      await this.fh.datasync();
+      this.syncs++;
+    } catch (err) {
+      throw new IoError(
+        `cannot sync the undo file ${this.path}: ${(err as Error).message}`,
+        { file: this.image },
+        {
+          cause: err,
+        },
+      );
+    }
+    // Only now may the ranges be overwritten: mark them saved.
+    for (const c of sorted) this.saved.add(c);
   }
 
   private async append(rec: Uint8Array): Promise<void> {
@@ -247,7 +307,7 @@ export class UndoLog {
       );
     }
     this.end += rec.length;
-    this.records++;
+    this.appends++;
   }
 
   /** The run succeeded and the image is durable: remove the undo file. */
@@ -356,47 +416,70 @@ export async function readUndoHeader(undoPath: string): Promise<UndoHeader> {
 
 /**
  * A BlockDevice whose modifications are preceded by saving the original bytes in an UndoLog
- * (for raw images edited in place). Reads pass through; closing does not discard the log.
+ * (for raw images edited in place). Writes are held (UndoWriteBuffer) until `flush`/`close` or until
+ * the held bytes pass a bound: then one append and one fdatasync of the undo file cover all of them,
+ * and only after that do they reach the image. Reads see held writes. Closing does not discard the log.
  */
 export class UndoDevice extends WrappedDevice implements BlockDevice {
+  private readonly held: UndoWriteBuffer;
+
   constructor(
     inner: BlockDevice,
     readonly log: UndoLog,
+    options: { holdBytes?: number } = {},
   ) {
     super(inner);
+    this.held = new UndoWriteBuffer(log, (o, t) => inner.readInto(o, t), inner, options.holdBytes);
   }
 
-  private save(offset: number, length: number): Promise<void> {
-    // Out-of-range requests are left to the inner device to refuse.
-    if (!(offset >= 0 && length > 0 && offset + length <= this.inner.size)) return Promise.resolve();
-    return this.log.preserve(offset, length, (o, t) => this.inner.readInto(o, t));
+  /** Commits so far (each: at most one undo append batch and one fdatasync). */
+  get commits(): number {
+    return this.held.commits;
   }
 
-  readInto(offset: number, target: Uint8Array): Promise<void> {
-    return this.inner.readInto(offset, target);
+  private hold(kind: HeldKind, offset: number, length: number, data?: Uint8Array): Promise<void> {
+    // Writes the inner device would refuse (read-only, out of range) are refused now, not at flush.
+    if (this.inner.readOnly || !(offset >= 0 && length >= 0 && offset + length <= this.inner.size)) {
+      if (kind === "write") return this.inner.write(offset, data!);
+      return kind === "zero" ? this.inner.writeZeroes(offset, length) : this.inner.discard(offset, length);
+    }
+    return this.held.hold(kind, offset, length, data);
   }
-  read(offset: number, length: number): Promise<Uint8Array> {
-    return this.inner.read(offset, length);
+
+  async readInto(offset: number, target: Uint8Array): Promise<void> {
+    await this.inner.readInto(offset, target);
+    this.held.overlay(offset, target);
   }
-  async write(offset: number, data: Uint8Array): Promise<void> {
-    if (!this.inner.readOnly) await this.save(offset, data.length);
-    await this.inner.write(offset, data);
+  async read(offset: number, length: number): Promise<Uint8Array> {
+    const out = await this.inner.read(offset, length);
+    this.held.overlay(offset, out);
+    return out;
   }
-  async writeZeroes(offset: number, length: number): Promise<void> {
-    if (!this.inner.readOnly) await this.save(offset, length);
-    await this.inner.writeZeroes(offset, length);
+  write(offset: number, data: Uint8Array): Promise<void> {
+    return this.hold("write", offset, data.length, data);
   }
-  async discard(offset: number, length: number): Promise<void> {
-    if (!this.inner.readOnly) await this.save(offset, length);
-    await this.inner.discard(offset, length);
+  writeZeroes(offset: number, length: number): Promise<void> {
+    return this.hold("zero", offset, length);
   }
-  mapExtents(offset: number, length: number): Promise<DeviceExtent[]> {
+  discard(offset: number, length: number): Promise<void> {
+    return this.hold("discard", offset, length);
+  }
+  async mapExtents(offset: number, length: number): Promise<DeviceExtent[]> {
+    // The inner device cannot describe held writes: put those in place first (rare: mapping is for copies).
+    if (this.held.overlaps(offset, length)) await this.held.commit();
     return this.inner.mapExtents(offset, length);
   }
-  flush(): Promise<void> {
-    return this.inner.flush();
+  async flush(): Promise<void> {
+    await this.held.commit();
+    await this.inner.flush();
   }
-  close(): Promise<void> {
-    return this.inner.close();
+  async close(): Promise<void> {
+    try {
+      // After a failed commit the run is failing: its held writes are dropped, not retried.
+      if (this.held.failed) this.held.drop();
+      else await this.held.commit();
+    } finally {
+      await this.inner.close();
+    }
   }
 }
