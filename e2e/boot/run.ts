@@ -6,7 +6,7 @@
  *   npm run e2e:boot -- --fast       the CI subset (see README.md)
  *   npm run e2e:boot -- --only NAME  one scenario (bare | gpt-overlay | elements)
  *   npm run e2e:boot -- --keep       keep the work directory (images, serial logs)
- *   npm run e2e:boot -- --no-build   use packages/cli/dist as it is (default: `tsc -b` first)
+ *   npm run e2e:boot -- --no-build   use packages/cli/dist as it is (default: `npm run build` first)
  *
  * A boot is bounded twice: the guest's own guard unit powers it off after e2e.guard seconds, and the
  * driver kills its qemu (by PID) after a hard timeout. "did not boot" (no `@@E2E booted` line) and
@@ -27,7 +27,7 @@ const CACHE =
   join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "imgpatch-e2e");
 const GUEST = join(HERE, "guest");
 /** The imgpatch bin under test (IMGPATCH_E2E_BIN: another build of it, e.g. a clean worktree's). */
-const IMGPATCH = process.env.IMGPATCH_E2E_BIN ?? join(REPO, "packages/cli/dist/bin/imgpatch.js");
+const IMGPATCH = process.env.IMGPATCH_E2E_BIN ?? join(REPO, "packages/cli/dist/bundle/imgpatch.js");
 const DEMO_RPM = join(REPO, "test-fixtures/rpm/out/imgpatch-demo-gzip.noarch.rpm");
 const MAIN_JOB_ELEMENTS = [
   "selinux-permissive",
@@ -532,10 +532,10 @@ async function scenarioElements() {
 
 async function main() {
   if (!args.includes("--no-build")) {
-    say("tsc -b (the imgpatch bin under test is packages/cli/dist)");
-    await run(join(REPO, "node_modules/.bin/tsc"), ["-b"], { cwd: REPO });
+    say("npm run build (the imgpatch bin under test is the bundle in packages/cli/dist/bundle)");
+    await run("npm", ["run", "build", "--silent"], { cwd: REPO });
   }
-  if (!existsSync(IMGPATCH)) throw new Error(`${IMGPATCH} is missing: run \`npx tsc -b\` first`);
+  if (!existsSync(IMGPATCH)) throw new Error(`${IMGPATCH} is missing: run \`npm run build\` first`);
   say(`building/caching the Debian guest in ${CACHE}`);
   const tb = Date.now();
   await new Promise<void>((resolve, reject) => {
