@@ -61,3 +61,4 @@ export {
   UndoPendingError,
   undoPathFor,
 } from "./undo-device.js";
+export { ZeroedRangesDevice, type ZeroRange } from "./zeroed-ranges-device.js";

@@ -18,6 +18,7 @@ export * from "./errors.js";
 export * from "./extent.js";
 export * from "./features.js";
 export * from "./file-map.js";
+export * from "./free-space.js";
 export * from "./fs.js";
 export * from "./group-desc.js";
 export * from "./htree.js";

@@ -1,0 +1,55 @@
+/**
+ * What a whole disk's filesystems do not use, for copying only live data (`sparsify`,
+ * `convert --sparsify`): every ext2/3/4 volume reports its free blocks from its bitmaps (see
+ * ext4FreeSpace for what is conservatively kept); everything else — partition tables, gaps between
+ * partitions, unrecognised or damaged volumes — is kept as it is.
+ */
+import { type BlockDevice, inspectDisk, RangeDevice, type ZeroRange } from "@imgpatch/disk";
+import { Ext4Fs, ext4FreeSpace } from "@imgpatch/ext4";
+
+export interface VolumeFreeSpace {
+  /** Partition number, or null for a bare filesystem. */
+  partition: number | null;
+  filesystem: string;
+  freeBytes: number;
+  notes: string[];
+}
+
+export interface FreeSpaceMap {
+  /** Free byte ranges of the disk (absolute offsets). */
+  free: ZeroRange[];
+  freeBytes: number;
+  volumes: VolumeFreeSpace[];
+}
+
+export async function freeSpaceMap(disk: BlockDevice): Promise<FreeSpaceMap> {
+  const inspection = await inspectDisk(disk);
+  const out: FreeSpaceMap = { free: [], freeBytes: 0, volumes: [] };
+  for (const v of inspection.volumes) {
+    const start = v.partition?.start ?? 0;
+    const size = v.partition?.size ?? disk.size;
+    const partition = v.partition?.number ?? null;
+    const type = v.filesystem?.type ?? "unknown";
+    if (v.error || (type !== "ext2" && type !== "ext3" && type !== "ext4")) {
+      out.volumes.push({ partition, filesystem: type, freeBytes: 0, notes: [v.error ?? "copied as it is"] });
+      continue;
+    }
+    const view = new RangeDevice(disk, start, size, { readOnly: true });
+    try {
+      const fs = await Ext4Fs.open(view);
+      const fsFree = await ext4FreeSpace(fs);
+      for (const r of fsFree.free) out.free.push({ offset: start + r.offset, length: r.length });
+      out.freeBytes += fsFree.freeBytes;
+      out.volumes.push({ partition, filesystem: type, freeBytes: fsFree.freeBytes, notes: fsFree.notes });
+    } catch (err) {
+      // A volume we cannot read is copied whole: never lose bytes because of our own limits.
+      out.volumes.push({
+        partition,
+        filesystem: type,
+        freeBytes: 0,
+        notes: [`not read (${(err as Error).message}): copied as it is`],
+      });
+    }
+  }
+  return out;
+}
