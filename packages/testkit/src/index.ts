@@ -57,10 +57,12 @@ export type { RunOptions, RunResult, ToolCheck } from "./tools.js";
 export {
   describeWithTools,
   findTool,
+  fullSuite,
   OracleError,
   oraclesRequired,
   oracleTools,
   runTool,
   runToolOk,
+  sweepPoints,
   ToolMissingError,
 } from "./tools.js";

@@ -173,3 +173,25 @@ export async function runToolOk(
   }
   return r.stdout;
 }
+
+/**
+ * `npm run test:full` (CI) sets IMGPATCH_TEST_FULL=1: long sweeps run every point; `npm test` runs
+ * an evenly spread sample of them, so the everyday suite stays short and the full one stays exhaustive.
+ */
+export function fullSuite(): boolean {
+  return process.env.IMGPATCH_TEST_FULL === "1";
+}
+
+/**
+ * The points 0..total (every `step`-th) to sweep: all of them in the full suite, else at most
+ * `quick` of them, evenly spread, always including the first and the last.
+ */
+export function sweepPoints(total: number, quick: number, step = 1): number[] {
+  const all: number[] = [];
+  for (let n = 0; n <= total; n += step) all.push(n);
+  if (all[all.length - 1] !== total) all.push(total);
+  if (fullSuite() || all.length <= quick) return all;
+  const picked = new Set<number>();
+  for (let i = 0; i < quick; i++) picked.add(all[Math.round((i * (all.length - 1)) / (quick - 1))]!);
+  return [...picked].sort((a, b) => a - b);
+}
