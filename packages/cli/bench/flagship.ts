@@ -119,7 +119,9 @@ const libTimes: number[] = [];
 for (let r = 0; r < RUNS; r++) {
   rmSync(ov1, { force: true });
   cliTimes.push(
-    time(() => sh(process.execPath, [join(ROOT, "packages/cli/dist/bundle/imgpatch.js"), "-q", ...ops(ov1)]))[1],
+    time(() =>
+      sh(process.execPath, [join(ROOT, "packages/cli/dist/bundle/imgpatch.js"), "-q", ...ops(ov1)]),
+    )[1],
   );
   rmSync(ov2, { force: true });
   const [code, t] = await timeAsync(() => runCli(["-q", ...ops(ov2)], quiet));

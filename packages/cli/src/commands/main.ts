@@ -8,7 +8,13 @@ import { basename, dirname, join } from "node:path";
 import { inspectDisk, readUndoHeader, undoPathFor } from "@imgpatch/disk";
 import { convertImage, createQcow2, qcow2Info } from "@imgpatch/qcow2";
 import yargs, { type Argv } from "yargs";
-import { applyOperation, type CustomizeContext, describeOperation } from "../customize/operations.js";
+import {
+  applyOperation,
+  type CustomizeContext,
+  describeOperation,
+  publicOperation,
+  RANDOM_PASSWORD_NOTE,
+} from "../customize/operations.js";
 import { modeString, walkGuest } from "../customize/walk.js";
 import type { GuestStats } from "../guest/guest-fs.js";
 import { type Guest, type OpenGuestOptions, openGuest, rollbackInPlace } from "../image/open-guest.js";
@@ -140,6 +146,8 @@ export async function runSteps(
   onStep?: (step: Step, lines: string[]) => void,
 ): Promise<Array<{ step: Step; changes: string[] }>> {
   const done: Array<{ step: Step; changes: string[] }> = [];
+  // Like virt-customize, --password-crypto applies to every password operation wherever it stands.
+  for (const step of steps) if (step.op === "password-crypto") ctx.passwordCrypto = step.method;
   for (const step of steps) {
     let lines: string[];
     if (step.op === "rpm") {
@@ -697,7 +705,13 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
                 await pkg.close();
               }
             }
-            if (a.json) return emitJson({ image: img, dryRun: true, operations: steps, rpm: rpmPlans });
+            if (a.json)
+              return emitJson({
+                image: img,
+                dryRun: true,
+                operations: steps.map((s) => (s.op === "rpm" ? s : publicOperation(s))),
+                rpm: rpmPlans,
+              });
             say(common, `dry run on ${img} (nothing is written):`);
             for (const s of steps) say(common, `  ${stepLabel(s)}`);
             for (const r of rpmPlans)
@@ -725,7 +739,8 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
             (step, lines) => {
               i++;
               progress(common, `[${i}/${steps.length}] ${step.op}`);
-              if (common.verbose) for (const l of lines) say(common, `  ${l}`);
+              for (const l of lines)
+                if (common.verbose || l.startsWith(RANDOM_PASSWORD_NOTE)) say(common, `  ${l}`);
             },
           );
         });
@@ -735,7 +750,10 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
           return emitJson({
             image: img,
             output: out,
-            operations: result.map((r) => ({ ...r.step, changes: r.changes })),
+            operations: result.map((r) => ({
+              ...(r.step.op === "rpm" ? r.step : publicOperation(r.step)),
+              changes: r.changes,
+            })),
           });
         say(common, `${img}: ${steps.length} operations applied -> ${out}`);
       },

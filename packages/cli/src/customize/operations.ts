@@ -5,13 +5,24 @@
 import { open, readFile, stat } from "node:fs/promises";
 import { ImgpatchError } from "@imgpatch/disk";
 import type { StepProgress } from "../commands/progress.js";
+import type { CryptMethod } from "../guest/crypt.js";
 import { addFirstbootScript, firstbootCommandScript } from "../guest/firstboot.js";
 import { ensureDir, lstatOrNull, readTextOrNull, statOrNull } from "../guest/fs-util.js";
 import type { GuestFs } from "../guest/guest-fs.js";
 import { GuestIdentity } from "../guest/identity.js";
 import { guestBasename, guestDirname, normalizeGuestPath } from "../guest/paths.js";
 import { disableUnit, enableUnit, maskUnit, type SystemdInstallOptions } from "../guest/systemd-install.js";
+import { compileEditExpr, EditExprError, editText, type LineEdit } from "./edit-expr.js";
 import { guestGlob } from "./glob.js";
+import {
+  describeSelector,
+  type PasswordSelector,
+  PasswordSelectorError,
+  parsePasswordSelector,
+  passwordField,
+  ShadowError,
+  setShadowPassword,
+} from "./passwords.js";
 import { copyIn, copyTree, removeTree } from "./tree-ops.js";
 
 export type CustomizeOp =
@@ -35,7 +46,16 @@ export type CustomizeOp =
   | { op: "timezone"; zone: string }
   | { op: "ssh-inject"; user: string; key: { file: string } | { string: string } }
   | { op: "selinux-relabel" }
-  | { op: "selinux-permissive" };
+  | { op: "selinux-permissive" }
+  | { op: "root-password"; selector: PasswordSelector }
+  | { op: "password"; user: string; selector: PasswordSelector }
+  | { op: "password-crypto"; method: CryptMethod }
+  | { op: "edit"; path: string; expr: string | LineEdit }
+  | { op: "truncate"; path: string }
+  | { op: "truncate-recursive"; path: string }
+  | { op: "scrub"; path: string }
+  | { op: "run"; host: string }
+  | { op: "run-command"; command: string };
 
 export type CustomizeOpName = CustomizeOp["op"];
 
@@ -147,8 +167,46 @@ export function parseOperation(name: string, arg: string | undefined): Customize
         );
       return { op: "ssh-inject", user: m[1], key: m[2] === "file" ? { file: m[3] } : { string: m[3] } };
     }
+    case "root-password":
+      return { op: "root-password", selector: selectorArg(name, arg) };
+    case "password": {
+      const [user, sel] = split2(arg, name, "USER:SELECTOR");
+      if (user === "") throw new CustomizeUsageError("--password: the user name is empty");
+      return { op: "password", user, selector: selectorArg(name, sel) };
+    }
+    case "password-crypto":
+      if (arg !== "md5" && arg !== "sha256" && arg !== "sha512")
+        throw new CustomizeUsageError(`--password-crypto must be md5, sha256 or sha512, got "${arg}"`);
+      return { op: "password-crypto", method: arg };
+    case "edit": {
+      const [p, expr] = split2(arg, name, "FILE:EXPR");
+      try {
+        compileEditExpr(expr); // refuse a bad expression before anything is written
+      } catch (err) {
+        if (err instanceof EditExprError) throw new CustomizeUsageError(`--edit: ${err.message}`);
+        throw err;
+      }
+      return { op: "edit", path: guestPath(p, name), expr };
+    }
+    case "truncate":
+    case "truncate-recursive":
+    case "scrub":
+      return { op: name, path: guestPath(arg, name) };
+    case "run":
+      return { op: "run", host: arg };
+    case "run-command":
+      return { op: "run-command", command: arg };
     default:
       throw new CustomizeUsageError(`unknown operation --${name}`);
+  }
+}
+
+function selectorArg(name: string, text: string): PasswordSelector {
+  try {
+    return parsePasswordSelector(text);
+  } catch (err) {
+    if (err instanceof PasswordSelectorError) throw new CustomizeUsageError(`--${name}: ${err.message}`);
+    throw err;
   }
 }
 
@@ -187,6 +245,8 @@ export interface CustomizeContext {
   now?: Date;
   /** A progress display for long steps (uploads, copy-in), e.g. a bar on a terminal. */
   progress?: (label: string) => StepProgress;
+  /** --password-crypto (default sha512). */
+  passwordCrypto?: CryptMethod;
 }
 
 /** Uploads at least this big are streamed in UPLOAD_CHUNK pieces (and show progress). */
@@ -393,6 +453,34 @@ export async function applyOperation(
     case "selinux-relabel":
       await fs.writeFile("/.autorelabel", "", { mode: 0o644, uid: 0, gid: 0, mtime });
       return ["write /.autorelabel"];
+    case "root-password":
+    case "password":
+      return setPassword(fs, op.op === "password" ? op.user : "root", op.selector, ctx);
+    case "password-crypto":
+      ctx.passwordCrypto = op.method;
+      return [`password-crypto ${op.method}`];
+    case "edit":
+      return editFile(fs, op.path, op.expr, mtime);
+    case "truncate": {
+      const st = await statOrNull(fs, op.path);
+      if (st?.type !== "file")
+        throw new CustomizeUsageError(`--truncate: ${op.path} is not a regular file`, op.path);
+      await fs.writeFile(op.path, new Uint8Array(0), { mtime });
+      return [`truncate ${op.path}`];
+    }
+    case "truncate-recursive":
+      return truncateRecursive(fs, op.path, mtime);
+    case "scrub":
+      return scrub(fs, op.path);
+    case "run":
+    case "run-command": {
+      // Without a VM, what virt-customize runs at build time runs at the guest's first boot.
+      const script = op.op === "run" ? await readFile(op.host) : firstbootCommandScript(op.command);
+      const name =
+        op.op === "run" ? (op.host.split("/").pop() ?? "script") : (op.command.split(/\s+/)[0] ?? "command");
+      const p = await addFirstbootScript(fs, name, script);
+      return [`${op.op}: queued for the first boot (no VM at build time): ${p}`];
+    }
     case "selinux-permissive": {
       const old = (await readTextOrNull(fs, "/etc/selinux/config")) ?? "SELINUXTYPE=targeted\n";
       const next = /^SELINUX=.*$/m.test(old)
@@ -403,6 +491,82 @@ export async function applyOperation(
       return ["write /etc/selinux/config (SELINUX=permissive)"];
     }
   }
+}
+
+/** Change lines starting with this are shown even without --verbose: the only time the password is shown. */
+export const RANDOM_PASSWORD_NOTE = "random password of ";
+
+async function setPassword(
+  fs: GuestFs,
+  user: string,
+  selector: PasswordSelector,
+  ctx: CustomizeContext,
+): Promise<string[]> {
+  const method = ctx.passwordCrypto ?? "sha512";
+  const r = await passwordField(selector, method);
+  try {
+    await setShadowPassword(fs, user, r.field, ctx.now ?? new Date());
+  } catch (err) {
+    if (err instanceof ShadowError)
+      throw new CustomizeUsageError(`password of ${user}: ${err.message}`, "/etc/shadow");
+    throw err;
+  }
+  const lines = [
+    `password of ${user}: ${describeSelector(selector)} (${selector.kind === "disabled" || (selector.kind === "locked" && selector.inner.kind === "disabled") ? "no hash" : method})`,
+  ];
+  // virt-customize prints a generated password once; it is never written anywhere else.
+  if (r.randomPassword !== undefined) lines.push(`${RANDOM_PASSWORD_NOTE}${user}: ${r.randomPassword}`);
+  return lines;
+}
+
+async function editFile(fs: GuestFs, path: string, expr: string | LineEdit, mtime?: Date): Promise<string[]> {
+  const st = await statOrNull(fs, path);
+  if (st?.type !== "file")
+    throw new CustomizeUsageError(`--edit: ${path} is not a regular file in the guest`, path);
+  const edit = typeof expr === "string" ? compileEditExpr(expr) : expr;
+  const before = Buffer.from(await fs.readFile(path)).toString("utf8");
+  const after = editText(before, edit);
+  if (after === before) return [`edit ${path}: unchanged`];
+  await fs.writeFile(path, after, { mtime });
+  return [`edit ${path}`];
+}
+
+async function truncateRecursive(fs: GuestFs, root: string, mtime?: Date): Promise<string[]> {
+  const st = await lstatOrNull(fs, root);
+  if (!st) throw new CustomizeUsageError(`--truncate-recursive: ${root} does not exist in the guest`, root);
+  let n = 0;
+  const walk = async (p: string, type: string): Promise<void> => {
+    if (type === "file") {
+      await fs.writeFile(p, new Uint8Array(0), { mtime });
+      n++;
+      return;
+    }
+    if (type !== "directory") return; // symlinks and special files are left alone, never followed
+    for (const name of (await fs.readdir(p)).sort()) {
+      const child = `${p === "/" ? "" : p}/${name}`;
+      const cst = await fs.lstat(child);
+      await walk(child, cst.type);
+    }
+  };
+  await walk(root, st.type);
+  return [`truncate-recursive ${root} (${n} files)`];
+}
+
+/** Overwrites a file's data where it lies (zeros, then ones), then removes it. */
+async function scrub(fs: GuestFs, path: string): Promise<string[]> {
+  const st = await lstatOrNull(fs, path);
+  if (st?.type !== "file") throw new CustomizeUsageError(`--scrub: ${path} is not a regular file`, path);
+  if (!fs.writeAt)
+    throw new CustomizeUsageError(`--scrub: this guest filesystem cannot overwrite in place`, path);
+  const piece = 1 << 20;
+  for (const fill of [0x00, 0xff]) {
+    const buf = new Uint8Array(Math.min(piece, Math.max(1, st.size))).fill(fill);
+    for (let at = 0; at < st.size; at += piece) {
+      await fs.writeAt(path, at, buf.subarray(0, Math.min(piece, st.size - at)));
+    }
+  }
+  await fs.unlink(path);
+  return [`scrub ${path} (${st.size} bytes overwritten, then removed)`];
 }
 
 async function setHostname(fs: GuestFs, name: string, mtime?: Date): Promise<string[]> {
@@ -478,6 +642,14 @@ async function sshInject(
 
 /** One line describing an operation (for --dry-run). */
 export function describeOperation(op: CustomizeOp): string {
-  const { op: name, ...rest } = op;
+  const { op: name, ...rest } = publicOperation(op);
   return `${name} ${JSON.stringify(rest)}`;
+}
+
+/** An operation as it may be printed (--dry-run, --json): passwords never appear, an edit function is named. */
+export function publicOperation(op: CustomizeOp): Record<string, unknown> & { op: CustomizeOpName } {
+  if (op.op === "root-password" || op.op === "password")
+    return { ...op, selector: describeSelector(op.selector) };
+  if (op.op === "edit" && typeof op.expr !== "string") return { ...op, expr: "(function)" };
+  return op;
 }

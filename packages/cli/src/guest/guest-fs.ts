@@ -63,6 +63,11 @@ export interface GuestFs {
   mkdir(path: string, options?: GuestMkdirOptions): Promise<string | undefined>;
   /** Writes a regular file (following a final symlink like node does). Parents must exist. */
   writeFile(path: string, data: GuestData, options?: GuestWriteOptions): Promise<void>;
+  /**
+   * Overwrites bytes of an existing regular file where they lie on disk (no new allocation for
+   * the written range; the file grows when the range passes its end). Optional: `--scrub` needs it.
+   */
+  writeAt?(path: string, offset: number, data: Uint8Array): Promise<void>;
   /** Creates `path` as a symlink whose text is `target` (node argument order). */
   symlink(target: string, path: string, options?: GuestOwnerOptions): Promise<void>;
   /** Hard link `newPath` to the inode of `existingPath`. */

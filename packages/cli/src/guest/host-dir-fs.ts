@@ -225,6 +225,22 @@ export class HostDirGuestFs implements GuestFs {
     }
   }
 
+  async writeAt(path: string, offset: number, data: Uint8Array): Promise<void> {
+    try {
+      const h = await this.host(path, true);
+      const st = await fsp.lstat(h);
+      if (!st.isFile()) throw new GuestFsError("EINVAL", path, "not a regular file");
+      const fh = await fsp.open(h, "r+");
+      try {
+        await fh.write(data, 0, data.length, offset);
+      } finally {
+        await fh.close();
+      }
+    } catch (err) {
+      throw wrap(err, path);
+    }
+  }
+
   async writeFile(path: string, data: GuestData, options: GuestWriteOptions = {}): Promise<void> {
     try {
       const bytes = await collectGuestData(data);

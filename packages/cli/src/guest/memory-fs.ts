@@ -225,6 +225,19 @@ export class MemoryGuestFs implements GuestFs {
     node.ctime = t;
   }
 
+  async writeAt(path: string, offset: number, data: Uint8Array): Promise<void> {
+    const { node } = await this.get(path, true);
+    if (node.type !== "file") throw new GuestFsError("EINVAL", path, "not a regular file");
+    const old = node.data ?? new Uint8Array(0);
+    const next = old.length >= offset + data.length ? old : new Uint8Array(offset + data.length);
+    if (next !== old) next.set(old);
+    next.set(data, offset);
+    node.data = next;
+    const t = this.now();
+    node.mtime = t;
+    node.ctime = t;
+  }
+
   async symlink(target: string, path: string, options: GuestOwnerOptions = {}): Promise<void> {
     const { dir, name } = await this.parentOf(path);
     if (dir.entries.has(name)) throw new GuestFsError("EEXIST", path, "file exists");

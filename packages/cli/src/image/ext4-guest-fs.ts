@@ -101,7 +101,7 @@ type WriteMethods = Pick<
   | "lutimes"
   | "mknod"
   | "setxattr"
->;
+> & { writeAt(path: string, offset: number, data: Uint8Array): Promise<void> };
 
 /** The read side shared by the reader (Ext4Fs) and the editor (Ext4Editor). */
 export interface Ext4Readable {
@@ -198,6 +198,9 @@ export class Ext4GuestFs implements GuestFs {
   }
   writeFile(path: string, data: GuestData, options?: GuestWriteOptions): Promise<void> {
     return this.r(path, () => this.w(path).writeFile(path, data, options));
+  }
+  writeAt(path: string, offset: number, data: Uint8Array): Promise<void> {
+    return this.r(path, () => this.w(path).writeAt(path, offset, data));
   }
   symlink(target: string, path: string, options?: GuestOwnerOptions): Promise<void> {
     return this.r(path, () => this.w(path).symlink(target, path, options));

@@ -200,6 +200,12 @@ export class MountedGuestFs implements GuestFs {
   writeFile(path: string, data: GuestData, options?: GuestWriteOptions): Promise<void> {
     return this.on(path, true, (fs, p) => fs.writeFile(p, data, options));
   }
+  writeAt(path: string, offset: number, data: Uint8Array): Promise<void> {
+    return this.on(path, true, (fs, p) => {
+      if (!fs.writeAt) throw new GuestFsError("EPERM", path, "this filesystem cannot overwrite in place");
+      return fs.writeAt(p, offset, data);
+    });
+  }
   symlink(target: string, path: string, options?: GuestOwnerOptions): Promise<void> {
     return this.on(path, false, (fs, p) => fs.symlink(target, p, options));
   }
