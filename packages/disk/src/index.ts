@@ -49,6 +49,11 @@ export {
   openHostLink,
   resolveLinkPath,
 } from "./host-policy.js";
+export {
+  type ImageFileReference,
+  imageFileReferences,
+  vmdkDescriptorReferences,
+} from "./image-references.js";
 export { MAX_LOGICAL_PARTITIONS } from "./mbr.js";
 export { MemoryDevice } from "./memory-device.js";
 export type {

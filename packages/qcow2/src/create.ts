@@ -177,7 +177,7 @@ export async function createQcow2(
     if (resolved === null)
       throw new UnsupportedError("cannot create qcow2: relative backing name needs a target path");
     format ??= await probeFormat(resolved);
-    if (size === undefined) size = await imageSize(resolved, format);
+    if (size === undefined) size = await imageSize(resolved, format, options.allowBacking);
   }
   if (size === undefined) throw new UnsupportedError("cannot create qcow2: size is required");
   const bytes = buildEmptyImage({
@@ -220,9 +220,9 @@ export async function createOverlay(
   });
 }
 
-async function imageSize(path: string, format: string): Promise<number> {
+async function imageSize(path: string, format: string, allowBacking?: readonly string[]): Promise<number> {
   let dev: BlockDevice;
-  if (format === "qcow2") dev = await openQcow2(path, { readOnly: true, backing: "none" });
+  if (format === "qcow2") dev = await openQcow2(path, { readOnly: true, backing: "none", allowBacking });
   else dev = await FileDevice.open(path, { readOnly: true });
   try {
     return dev.size;

@@ -92,6 +92,8 @@ export interface LinkReport {
   message?: string;
   /** The directory --allow-backing would need (reason "outside"). */
   trust?: string;
+  /** A followed backing file: the format it is read as (the backing-format extension, else probed). */
+  openedAs?: string;
 }
 
 export interface ChainSafety {
@@ -189,6 +191,7 @@ async function walk(
     return;
   }
   const format = b.format ?? (await probeHostFormat(next));
+  r.openedAs = format;
   if (format !== "qcow2") {
     await next.close();
     return;

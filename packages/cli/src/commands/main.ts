@@ -2,9 +2,9 @@
  * The `imgpatch` command: a thin yargs layer over the library. `runCli(argv, io)` returns the exit
  * code instead of exiting, so tests can call it in-process; src/bin/imgpatch.ts wires it to the process.
  */
-import { writeFile as hostWriteFile, rename, rm, truncate } from "node:fs/promises";
+import { writeFile as hostWriteFile, rename, rm, stat, truncate } from "node:fs/promises";
 import { createRequire } from "node:module";
-import { basename, dirname, join } from "node:path";
+import { basename, delimiter, dirname, join } from "node:path";
 import { inspectDisk, readUndoHeader, undoPathFor } from "@imgpatch/disk";
 import { convertImage, createQcow2, qcow2Info } from "@imgpatch/qcow2";
 import yargs, { type Argv } from "yargs";
@@ -13,6 +13,7 @@ import { modeString, walkGuest } from "../customize/walk.js";
 import type { GuestStats } from "../guest/guest-fs.js";
 import { type Guest, type OpenGuestOptions, openGuest, rollbackInPlace } from "../image/open-guest.js";
 import { type DiskFormat, openImage, UsageError } from "../image/open-image.js";
+import { type ImageSafety, inspectImageSafety, safetyLines } from "../image/safety.js";
 import { EXIT, errorLine, exitCodeOf } from "./errors.js";
 import { formatBytes, progressBar, type StepProgress, withProgressBar } from "./progress.js";
 import {
@@ -75,6 +76,14 @@ export function parseSize(text: string): number {
   const n = Math.round(Number(m[1]) * SIZE_UNITS[m[2].toLowerCase()]);
   if (!Number.isSafeInteger(n) || n <= 0) throw new UsageError(`invalid size "${text}"`);
   return n;
+}
+
+/** The first refused link of an unsafe image, in one line. */
+function unsafeSummary(s: ImageSafety): string {
+  const l = s.links.find((x) => x.verdict === "refused");
+  if (!l) return "refused";
+  const from = l.image === s.image ? "" : ` (in ${l.image})`;
+  return `${l.kind} "${l.name}"${from} -> ${l.target ?? l.path ?? "(not a host path)"}: ${l.message ?? "refused"}`;
 }
 
 function missingSize(file: string): never {
@@ -174,8 +183,23 @@ function mountsArg(v: unknown): string[] | undefined {
   return (Array.isArray(v) ? v : [v]).map(String);
 }
 
-function outputOptions(a: Record<string, unknown>): OpenGuestOptions {
+/**
+ * The backing policy's extra directories: IMGPATCH_ALLOW_BACKING (colon-separated, like PATH)
+ * then every --allow-backing DIR.
+ */
+function allowBackingOf(a: Record<string, unknown>, env: Record<string, string | undefined>): string[] {
+  const fromEnv = (env.IMGPATCH_ALLOW_BACKING ?? "").split(delimiter).filter((d) => d !== "");
+  const flags = a["allow-backing"] === undefined ? [] : [a["allow-backing"]].flat().map(String);
+  for (const d of flags) if (d === "") throw new UsageError("--allow-backing needs a directory");
+  return [...fromEnv, ...flags];
+}
+
+function outputOptions(
+  a: Record<string, unknown>,
+  env: Record<string, string | undefined>,
+): OpenGuestOptions {
   return {
+    allowBacking: allowBackingOf(a, env),
     format: fmtArg(a.format, "--format"),
     mounts: mountsArg(a.mount),
     overlay: a.overlay as string | undefined,
@@ -186,9 +210,16 @@ function outputOptions(a: Record<string, unknown>): OpenGuestOptions {
   };
 }
 
-/** The open options every reading command takes: `--format` and repeatable `-m DEV:MOUNTPOINT`. */
-function readOpenOptions(a: Record<string, unknown>): { format?: DiskFormat; mounts?: string[] } {
-  return { format: fmtArg(a.format, "--format"), mounts: mountsArg(a.mount) };
+/** The open options every reading command takes: `--format`, repeatable `-m DEV:MOUNTPOINT`, the backing policy. */
+function readOpenOptions(
+  a: Record<string, unknown>,
+  env: Record<string, string | undefined>,
+): { format?: DiskFormat; mounts?: string[]; allowBacking: string[] } {
+  return {
+    format: fmtArg(a.format, "--format"),
+    mounts: mountsArg(a.mount),
+    allowBacking: allowBackingOf(a, env),
+  };
 }
 
 function imageOptions(y: Argv): Argv {
@@ -274,6 +305,11 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
     .option("verbose", { alias: "v", type: "boolean", default: false })
     .option("quiet", { alias: "q", type: "boolean", default: false })
     .option("debug", { type: "boolean", default: false, describe: "show stack traces" })
+    .option("allow-backing", {
+      type: "string",
+      describe:
+        "also follow backing files / data files that lead into DIR (repeatable; default: only the image's own directory; also IMGPATCH_ALLOW_BACKING=DIR:DIR)",
+    })
     .option("dry-run", {
       alias: "n",
       type: "boolean",
@@ -287,8 +323,22 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
       async (a) => {
         const path = a.image as string;
         image = path;
-        const chain = await qcow2Info(path, { backingChain: true }).catch(() => undefined);
-        const { device, format } = await openImage(path, { format: fmtArg(a.format, "--format") });
+        const allowBacking = allowBackingOf(a, env);
+        const declared = fmtArg(a.format, "--format");
+        const st = await stat(path).catch(() => undefined);
+        if (!st) throw new UsageError("no such image file", path);
+        if (!st.isFile() && !st.isBlockDevice()) throw new UsageError("not a regular file", path);
+        const safety = await inspectImageSafety(path, { format: declared, allowBacking });
+        if (safety.verdict === "unsafe") {
+          // the report is the answer; the guest is not opened (that would follow the refused link)
+          if (a.json) emitJson({ image: path, format: safety.openedAs, safety });
+          else say(a as unknown as Common, [`image: ${path}`, ...safetyLines(safety)].join("\n"));
+          io.err(`imgpatch: ${path}: unsafe image: ${unsafeSummary(safety)}\n`);
+          code = EXIT.badImage;
+          return;
+        }
+        const top = await qcow2Info(path).catch(() => undefined);
+        const { device, format } = await openImage(path, { format: declared, allowBacking });
         let disk: Awaited<ReturnType<typeof inspectDisk>>;
         const virtualSize = device.size;
         try {
@@ -298,7 +348,7 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
         }
         let guest: { mounts: Guest["mounts"]; os: Guest["os"]; warnings: string[] } | { error: string };
         try {
-          guest = await withGuest(path, readOpenOptions(a), async (g) => ({
+          guest = await withGuest(path, readOpenOptions(a, env), async (g) => ({
             mounts: g.mounts,
             os: g.os,
             warnings: g.warnings,
@@ -309,8 +359,10 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
         const doc = {
           image: path,
           format,
-          virtualSize: chain?.[0]?.virtualSize ?? virtualSize,
-          backingChain: (chain ?? []).slice(1).map((c) => ({ filename: c.filename, format: c.format })),
+          virtualSize: (format === "qcow2" ? top?.[0]?.virtualSize : undefined) ?? virtualSize,
+          backingChain: safety.links
+            .filter((l) => l.kind === "backing file" && l.verdict === "ok")
+            .map((l) => ({ filename: l.path, format: l.format ?? null })),
           partitionTable: disk.table ? disk.table.type : null,
           volumes: disk.volumes.map((v) => ({
             partition: v.partition
@@ -333,6 +385,7 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
               : null,
           })),
           guest,
+          safety,
         };
         if (a.json) return emitJson(doc);
         const lines = [`image: ${path}`, `format: ${format}`];
@@ -349,6 +402,7 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
             : "unrecognised";
           lines.push(`  ${where}: ${fs}`);
         }
+        lines.push(...safetyLines(safety));
         if ("error" in guest) lines.push(`guest: ${guest.error}`);
         else {
           for (const m of guest.mounts)
@@ -370,7 +424,7 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
           .option("l", { type: "boolean", default: false, describe: "long listing" })
           .option("R", { type: "boolean", default: false, describe: "recursive" }),
       async (a) => {
-        await withGuest(a.image as string, readOpenOptions(a), async (g) => {
+        await withGuest(a.image as string, readOpenOptions(a, env), async (g) => {
           const root = a.path as string;
           const entries: Array<{ path: string; stats: GuestStats; target?: string }> = [];
           const rootStat = await g.fs.stat(root);
@@ -401,7 +455,7 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
           .positional("image", { type: "string", demandOption: true })
           .positional("path", { type: "string", demandOption: true }),
       async (a) => {
-        await withGuest(a.image as string, readOpenOptions(a), async (g) => {
+        await withGuest(a.image as string, readOpenOptions(a, env), async (g) => {
           const data = await g.fs.readFile(a.path as string);
           if (a.json)
             return emitJson({
@@ -423,7 +477,7 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
           .positional("image", { type: "string", demandOption: true })
           .positional("path", { type: "string", demandOption: true }),
       async (a) => {
-        await withGuest(a.image as string, readOpenOptions(a), async (g) => {
+        await withGuest(a.image as string, readOpenOptions(a, env), async (g) => {
           const p = a.path as string;
           const s = await g.fs.lstat(p);
           const target = s.type === "symlink" ? await g.fs.readlink(p) : undefined;
@@ -445,7 +499,7 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
           .positional("guest", { type: "string", demandOption: true })
           .positional("host", { type: "string", demandOption: true }),
       async (a) => {
-        await withGuest(a.image as string, readOpenOptions(a), async (g) => {
+        await withGuest(a.image as string, readOpenOptions(a, env), async (g) => {
           const { copyOut } = await import("../customize/copy-out.js");
           const r = await copyOut(g.fs, a.guest as string, a.host as string);
           if (a.json) return emitJson(r);
@@ -465,8 +519,9 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
           .positional("a", { type: "string", demandOption: true })
           .positional("b", { type: "string", demandOption: true }),
       async (a) => {
-        await withGuest(a.a as string, {}, async (ga) => {
-          await withGuest(a.b as string, {}, async (gb) => {
+        const allowBacking = allowBackingOf(a, env);
+        await withGuest(a.a as string, { allowBacking }, async (ga) => {
+          await withGuest(a.b as string, { allowBacking }, async (gb) => {
             const { diffGuests } = await import("../customize/diff.js");
             const d = await diffGuests(ga.fs, gb.fs);
             if (a.json) return emitJson(d);
@@ -514,13 +569,22 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
       async (a) => {
         image = a.image as string;
         const { checkImage } = await import("./check.js");
-        const r = await checkImage(image);
+        const r = await checkImage(image, { allowBacking: allowBackingOf(a, env) });
         if (a.json) emitJson(r);
         else {
           for (const l of r.lines) io.out(`${l}\n`);
-          io.out(r.clean ? "No errors were found.\n" : "Problems were found.\n");
+          io.out(
+            r.safety.verdict === "unsafe"
+              ? "Refused: the image is unsafe (see safety above).\n"
+              : r.clean
+                ? "No errors were found.\n"
+                : "Problems were found.\n",
+          );
         }
-        if (!r.clean) code = EXIT.checkFailed;
+        if (r.safety.verdict === "unsafe") {
+          code = EXIT.badImage;
+          io.err(`imgpatch: ${image}: unsafe image: ${unsafeSummary(r.safety)}\n`);
+        } else if (!r.clean) code = EXIT.checkFailed;
       },
     )
     .command(
@@ -551,6 +615,7 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
                 ? await createQcow2(tmp, {
                     size: a.size !== undefined && a.size !== "" ? parseSize(a.size as string) : undefined,
                     backing: { path: a.b as string, format: fmtArg(a.F, "-F") },
+                    allowBacking: allowBackingOf(a, env),
                   })
                 : await createQcow2(tmp, {
                     size: a.size === undefined ? missingSize(file) : parseSize(a.size as string),
@@ -582,7 +647,10 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
         image = src;
         const fmt = fmtArg(a.O, "-O") as DiskFormat;
         if (a["dry-run"]) return say(a as unknown as Common, `would convert ${src} to ${fmt} ${dst}`);
-        const { device } = await openImage(src, { format: fmtArg(a.f, "-f") });
+        const { device } = await openImage(src, {
+          format: fmtArg(a.f, "-f"),
+          allowBacking: allowBackingOf(a, env),
+        });
         const tmp = join(dirname(dst), `.${basename(dst)}.convert-${process.pid}.tmp`);
         try {
           const stats = await withProgressBar(
@@ -612,7 +680,10 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
           .positional("out", { type: "string", demandOption: true }),
       async (a) => {
         image = a.base as string;
-        const g = await openGuest(a.base as string, { overlay: a.out as string });
+        const g = await openGuest(a.base as string, {
+          overlay: a.out as string,
+          allowBacking: allowBackingOf(a, env),
+        });
         const r = await g.commit();
         if (a.json) emitJson({ base: a.base, overlay: r.output });
         else say(a as unknown as Common, `created overlay ${r.output} backed by ${a.base}`);
@@ -661,7 +732,7 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
         image = img;
         const steps = withRpmPolicy(await orderedSteps(argv.slice(argv.indexOf("customize") + 1)), a);
         const common = a as unknown as Common;
-        const opts = { ...outputOptions(a), now: sourceDateEpoch(env) };
+        const opts = { ...outputOptions(a, env), now: sourceDateEpoch(env) };
         const dry = a["dry-run"] === true;
         if (steps.length === 0) throw new UsageError("no operations given (see imgpatch customize --help)");
         if (!dry && !opts.overlay && !opts.output && !opts.inPlace) {
@@ -672,40 +743,44 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
         }
         const now = sourceDateEpoch(env);
         if (dry) {
-          await withGuest(img, { format: opts.format, mounts: opts.mounts }, async (g) => {
-            const rpmPlans: Array<{ file: string; nevra: string; files: number; scriptlets: number }> = [];
-            for (const s of steps) {
-              if (s.op !== "rpm") continue;
-              const { planTransaction, readRpm } = await rpmInject();
-              const { injectTargetFromGuestFs } = await rpmBridge();
-              const pkg = await readRpm(s.host);
-              try {
-                const p = await planTransaction([pkg], injectTargetFromGuestFs(g.fs, g.image), {
-                  missingOwner: a["rpm-owner-fallback"] ? "root" : "error",
-                  signature: s.signature,
-                  keys: s.keys,
-                });
-                for (const plan of p.plans) {
-                  rpmPlans.push({
-                    file: s.host,
-                    nevra: plan.nevra,
-                    files: plan.files.length,
-                    scriptlets: p.firstboot.steps.length,
+          await withGuest(
+            img,
+            { format: opts.format, mounts: opts.mounts, allowBacking: opts.allowBacking },
+            async (g) => {
+              const rpmPlans: Array<{ file: string; nevra: string; files: number; scriptlets: number }> = [];
+              for (const s of steps) {
+                if (s.op !== "rpm") continue;
+                const { planTransaction, readRpm } = await rpmInject();
+                const { injectTargetFromGuestFs } = await rpmBridge();
+                const pkg = await readRpm(s.host);
+                try {
+                  const p = await planTransaction([pkg], injectTargetFromGuestFs(g.fs, g.image), {
+                    missingOwner: a["rpm-owner-fallback"] ? "root" : "error",
+                    signature: s.signature,
+                    keys: s.keys,
                   });
+                  for (const plan of p.plans) {
+                    rpmPlans.push({
+                      file: s.host,
+                      nevra: plan.nevra,
+                      files: plan.files.length,
+                      scriptlets: p.firstboot.steps.length,
+                    });
+                  }
+                } finally {
+                  await pkg.close();
                 }
-              } finally {
-                await pkg.close();
               }
-            }
-            if (a.json) return emitJson({ image: img, dryRun: true, operations: steps, rpm: rpmPlans });
-            say(common, `dry run on ${img} (nothing is written):`);
-            for (const s of steps) say(common, `  ${stepLabel(s)}`);
-            for (const r of rpmPlans)
-              say(
-                common,
-                `  rpm ${r.file}: ${r.nevra}, ${r.files} entries, ${r.scriptlets} first-boot steps`,
-              );
-          });
+              if (a.json) return emitJson({ image: img, dryRun: true, operations: steps, rpm: rpmPlans });
+              say(common, `dry run on ${img} (nothing is written):`);
+              for (const s of steps) say(common, `  ${stepLabel(s)}`);
+              for (const r of rpmPlans)
+                say(
+                  common,
+                  `  rpm ${r.file}: ${r.nevra}, ${r.files} entries, ${r.scriptlets} first-boot steps`,
+                );
+            },
+          );
           return;
         }
         progressOn = ttyProgress(common) && opts.output !== undefined;
@@ -780,7 +855,7 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
         const elementsPath = (a["elements-path"] as string | undefined) ?? env.ELEMENTS_PATH;
         if (!elementsPath && elements.length > 0)
           throw new UsageError("no elements path: give --elements-path or set ELEMENTS_PATH");
-        const opts = { ...outputOptions(a), now: sourceDateEpoch(env) };
+        const opts = { ...outputOptions(a, env), now: sourceDateEpoch(env) };
         const dry = a["dry-run"] === true;
         if (!dry && !opts.overlay && !opts.output && !opts.inPlace) {
           throw new UsageError(
@@ -793,7 +868,7 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
         const rpmLog: string[] = [];
         const r = await withGuest(
           img,
-          dry ? { format: opts.format, mounts: opts.mounts } : opts,
+          dry ? { format: opts.format, mounts: opts.mounts, allowBacking: opts.allowBacking } : opts,
           async (g) => {
             if (rpms.length > 0) {
               const { injectRpms, planTransaction, readRpm } = await rpmInject();
