@@ -203,6 +203,66 @@ describeWithTools(["qemu-img", "qemu-io"], "hostile images are refused by every 
   });
 });
 
+describeWithTools(
+  ["qemu-img"],
+  "formats imgpatch never opens: their links are reported, never followed",
+  () => {
+    it("vmdk extent / parent, qed and qcow v1 backing files naming a host file: exit 3, listed by info", async () => {
+      const root = await tempDir("formats-");
+      const secret = join(root, "host", "secret.raw");
+      await mkdir(join(root, "host"));
+      await mkdir(join(root, "imgs"));
+      await writeFile(secret, SECRET);
+      const img = (n: string) => join(root, "imgs", n);
+      await writeFile(
+        img("flat.vmdk"),
+        `# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="monolithicFlat"\n\nRW 2048 FLAT "${secret}" 0\n`,
+      );
+      // a delta vmdk made over a real parent, then its embedded descriptor's parent hint patched
+      await qemuImg(["create", "-f", "vmdk", img("parent.vmdk"), "1M"]);
+      await qemuImg(["create", "-f", "vmdk", "-b", "parent.vmdk", "-F", "vmdk", img("delta.vmdk"), "1M"]);
+      const delta = await readFile(img("delta.vmdk"));
+      const at = delta.indexOf("# Disk DescriptorFile");
+      const text = delta.subarray(at, delta.indexOf(0, at)).toString("latin1");
+      expect(text).toContain('parentFileNameHint="parent.vmdk"');
+      Buffer.from(text.replace('"parent.vmdk"', `"${secret}"`), "latin1").copy(delta, at);
+      await writeFile(img("delta.vmdk"), delta);
+      await qemuImg(["create", "-f", "qed", "-u", "-b", secret, "-F", "raw", img("b.qed"), "1M"]);
+      await qemuImg(["create", "-f", "qcow", "-u", "-b", secret, "-F", "raw", img("b.qcow"), "1M"]);
+      const expected: Array<[string, string]> = [
+        ["flat.vmdk", "extent"],
+        ["delta.vmdk", "parent"],
+        ["b.qed", "backing file"],
+        ["b.qcow", "backing file"],
+      ];
+      for (const [name, kind] of expected) {
+        const out = join(root, "out.raw");
+        const r = await cli(["convert", "-O", "raw", img(name), out]);
+        expect(r.code, name).toBe(3);
+        await expect(stat(out)).rejects.toThrow();
+        const info = await cli(["info", "--json", img(name)]);
+        expect(info.code, name).toBe(3);
+        const safety = JSON.parse(info.out).safety;
+        expect(safety.openedAs, name).toBeNull();
+        // (a sparse vmdk's descriptor also names its own file as an extent: not-opened, harmless)
+        expect(
+          safety.links.filter((l: { verdict: string }) => l.verdict !== "not-opened"),
+          name,
+        ).toEqual([
+          expect.objectContaining({
+            kind,
+            name: secret,
+            target: secret,
+            verdict: "refused",
+            reason: "outside",
+          }),
+        ]);
+      }
+      await expectNoLeak(root, [secret]);
+    });
+  },
+);
+
 describeWithTools(["qemu-img"], "legitimate chains still work", () => {
   let root: string;
   let base: string;
