@@ -131,6 +131,7 @@ describeWithTools(["qemu-img", "qemu-io"], "hostile images are refused by every 
     ["convert qcow2", ["convert", img, join(out, "out.qcow2")]],
     ["customize -o", ["customize", img, "-o", join(out, "c.qcow2"), "--mkdir", "/x"]],
     ["customize --overlay", ["customize", img, "--overlay", join(out, "o.qcow2"), "--mkdir", "/x"]],
+    ["customize --in-place", ["customize", img, "--in-place", "--mkdir", "/x"]],
     ["elements", ["elements", img, "--overlay", join(out, "e.qcow2"), "--elements-path", out, "none"]],
     ["overlay", ["overlay", img, join(out, "ov.qcow2")]],
     ["ls", ["ls", img, "/"]],
@@ -150,14 +151,22 @@ describeWithTools(["qemu-img", "qemu-io"], "hostile images are refused by every 
         const r = await cli(args);
         const what = `${label} ${name}`;
         expect(r.code, `${what}: ${r.err}`).toBe(3);
-        expect(r.err, what).toMatch(/unsafe image: (backing|data) file "/);
+        // (writing an image with an external data file is refused even before its link is judged)
+        const why =
+          what === "customize --in-place datafile.qcow2"
+            ? /external data file: .* can only be opened read-only/
+            : /unsafe image: (backing|data) file "/;
+        expect(r.err, what).toMatch(why);
         expect(r.out.includes(MARK), what).toBe(false);
         expect(await readdir(join(root, "out")), what).toEqual([]);
         runs++;
       }
     }
-    expect(runs).toBe(hostile.length * 13);
+    expect(runs).toBe(hostile.length * 14);
     await expectNoLeak(root, [secret]);
+    // --in-place left no undo file beside any image
+    const all = [...(await readdir(images)), ...(await readdir(join(images, "chain")))];
+    expect(all.filter((f) => f.includes("imgpatch-undo"))).toEqual([]);
   });
 
   it("the refusal says which link, where it points and the flag that trusts it", async () => {
@@ -340,6 +349,17 @@ describeWithTools(["qemu-img"], "legitimate chains still work", () => {
     expect(r.code, r.err).toBe(0);
     expect(JSON.parse(r.out).safety.verdict).toBe("safe");
 
+    // a self-contained qcow2 named .img (most cloud images) is not "format confusion"
+    const plain = join(root, "plain.img");
+    await qemuImg(["convert", "-O", "qcow2", base, plain]);
+    r = await cli(["info", "--json", plain]);
+    expect(r.code, r.err).toBe(0);
+    expect(JSON.parse(r.out).safety).toMatchObject({
+      verdict: "safe",
+      namedFormat: "raw",
+      links: [],
+      warnings: [],
+    });
     const evil = join(root, "evil.img");
     await qemuImg(["create", "-f", "qcow2", "-u", "-b", "/etc/passwd", "-F", "raw", evil, "1M"]);
     for (const cmd of ["info", "check"]) {

@@ -14,7 +14,7 @@ import {
   type UndoLog,
   UnsafeImageError,
 } from "@imgpatch/disk";
-import { NodeHostFile, openQcow2 } from "@imgpatch/qcow2";
+import { NodeHostFile, openQcow2, readQcow2Links } from "@imgpatch/qcow2";
 import { UndoHostFile } from "./undo-host-file.js";
 
 export type DiskFormat = "qcow2" | "raw";
@@ -74,10 +74,15 @@ export async function openImage(path: string, options: OpenImageOptions = {}): P
   }
   if (format !== "qcow2" && format !== "raw")
     throw new UsageError(`unknown format "${String(format)}" (qcow2 or raw)`, path);
-  // Format confusion: a file named like a raw image whose bytes are a qcow2 header. qemu would
-  // probe it as qcow2 too; say so, and let the policy judge the files its header names.
-  const confused = options.format === undefined && format === "qcow2" && formatFromName(path) === "raw";
-  const note = `${path} is named like a raw image but its bytes are a qcow2 header, opened as qcow2 (pass --format raw if it is raw)`;
+  // Format confusion: a file named like a raw image whose bytes are a qcow2 header naming other
+  // files. qemu would probe it as qcow2 too; say so, and let the policy judge those files. (A
+  // self-contained qcow2 named .img — most cloud images — is not worth a word.)
+  const confused =
+    options.format === undefined &&
+    format === "qcow2" &&
+    formatFromName(path) === "raw" &&
+    (await namesFiles(path));
+  const note = `${path} is named like a raw image but its bytes are a qcow2 header naming other files, opened as qcow2 (pass --format raw if it is raw)`;
   if (confused) warnings.push(note);
   try {
     const device = await openAs(path, format, readOnly, options);
@@ -95,6 +100,19 @@ export async function openImage(path: string, options: OpenImageOptions = {}): P
       );
     }
     throw err;
+  }
+}
+
+/** Whether the qcow2 at `path` names a backing file or an external data file. */
+async function namesFiles(path: string): Promise<boolean> {
+  const host = await NodeHostFile.open(path, { readOnly: true });
+  try {
+    const links = await readQcow2Links(host);
+    return links.backing !== undefined || links.dataFile !== undefined;
+  } catch {
+    return false; // malformed: openQcow2 reports it
+  } finally {
+    await host.close();
   }
 }
 

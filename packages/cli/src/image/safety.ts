@@ -136,7 +136,9 @@ export async function inspectImageSafety(path: string, options: SafetyOptions = 
     }
   }
   const namesFiles = links.length > 0;
-  if (probed.format !== "raw" && (named === "raw" || declared === "raw")) {
+  // Only a format that names other files makes the confusion dangerous (a self-contained qcow2
+  // named .img is most cloud images); declaring raw over any other format is worth saying.
+  if (probed.format !== "raw" && (declared === "raw" || (named === "raw" && namesFiles))) {
     const says = declared === "raw" ? "--format raw declares it raw" : "its name says raw";
     warnings.push(
       declared === "raw"
