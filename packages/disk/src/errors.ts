@@ -112,3 +112,58 @@ export class UnsupportedFormatError extends UnsupportedError {
     this.format = format;
   }
 }
+
+/** Why a link named inside an image is not followed (see host-policy.ts). */
+export type UnsafeLinkReason =
+  /** `json:{…}`, `nbd:`, `http://`…: not a host file at all. */
+  | "protocol"
+  /** Under /proc, /sys or /dev: never followed, whatever is allowed. */
+  | "system"
+  /** A device node, FIFO, socket or directory: never followed. */
+  | "not-regular"
+  /** A regular file outside every allowed directory: trusted with --allow-backing / allowBacking. */
+  | "outside"
+  /** A relative name with no directory to resolve it against. */
+  | "unresolvable"
+  /** The file changed between the check and the open (a swap race). */
+  | "changed";
+
+/**
+ * An image names a host file (backing file, external data file, extent...) that the backing
+ * policy refuses to open: following it could copy host files the image's author chose into
+ * what imgpatch writes. `file` is the image holding the name.
+ */
+export class UnsafeImageError extends ImgpatchError {
+  /** "backing file", "data file", "extent"... */
+  readonly link: string;
+  /** The name exactly as stored in the image. */
+  readonly storedName: string;
+  /** Where it resolves to (after symlinks when it exists), null when it cannot be resolved. */
+  readonly target: string | null;
+  readonly reason: UnsafeLinkReason;
+  /** Why, and what would trust it (the message without the link). */
+  readonly detail: string;
+  /** The directory whose allowance would let it be followed (reason "outside" only). */
+  readonly trust?: string;
+  constructor(
+    link: string,
+    storedName: string,
+    target: string | null,
+    reason: UnsafeLinkReason,
+    detail: string,
+    where: ErrorLocation = {},
+    trust?: string,
+  ) {
+    super(
+      "EUNSAFE",
+      `unsafe image: ${link} "${storedName}"${target && target !== storedName ? ` -> ${target}` : ""}: ${detail}`,
+      where,
+    );
+    this.link = link;
+    this.storedName = storedName;
+    this.target = target;
+    this.reason = reason;
+    this.detail = detail;
+    this.trust = trust;
+  }
+}

@@ -28,6 +28,8 @@ export {
   PartitionOverlapError,
   PartitionRangeError,
   ReadOnlyError,
+  UnsafeImageError,
+  type UnsafeLinkReason,
   UnsupportedError,
   UnsupportedFormatError,
 } from "./errors.js";
@@ -35,6 +37,23 @@ export { FaultyDevice, type FaultyDeviceOptions, SimulatedFaultError } from "./f
 export { FileDevice, type OpenFileOptions } from "./file-device.js";
 export { MAX_GPT_ENTRY_ARRAY_BYTES } from "./gpt.js";
 export { formatGuid, formatUuid, parseGuid } from "./guid.js";
+export {
+  type HostLink,
+  type HostLinkPolicy,
+  type HostLinkVerdict,
+  hostLinkPolicy,
+  inspectHostLink,
+  isProtocolName,
+  NEVER_FOLLOWED,
+  type OpenedHostLink,
+  openHostLink,
+  resolveLinkPath,
+} from "./host-policy.js";
+export {
+  type ImageFileReference,
+  imageFileReferences,
+  vmdkDescriptorReferences,
+} from "./image-references.js";
 export { MAX_LOGICAL_PARTITIONS } from "./mbr.js";
 export { MemoryDevice } from "./memory-device.js";
 export type {

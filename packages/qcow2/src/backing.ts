@@ -1,8 +1,9 @@
 import { realpath } from "node:fs/promises";
 import { dirname, isAbsolute, resolve } from "node:path";
-import { type BlockDevice, FileDevice, IoError } from "@imgpatch/disk";
+import { type BlockDevice, FileDevice, type HostLinkPolicy, IoError, isProtocolName } from "@imgpatch/disk";
 import { Qcow2BackingLoopError, Qcow2UnsupportedError } from "./errors.js";
 import { QCOW2_MAGIC } from "./header.js";
+import type { HostFile } from "./host-file.js";
 
 /** A backing-file reference as found in an image header. */
 export interface BackingRef {
@@ -16,6 +17,12 @@ export interface BackingRef {
   chain: readonly string[];
   /** The image that refers to it. */
   referrer: string;
+  /** That image's host path (relative names resolve against its directory), null when it has none. */
+  referrerPath: string | null;
+  /** Byte offset of the name in the referring image. */
+  offset: number;
+  /** The backing policy of the chain: where links may lead (see OpenQcow2Options.allowBacking). */
+  policy: HostLinkPolicy;
 }
 
 /**
@@ -29,6 +36,14 @@ export function resolveBackingPath(name: string, referrerPath: string | null): s
   if (isAbsolute(name)) return name;
   if (referrerPath === null) return null;
   return resolve(dirname(referrerPath), name);
+}
+
+/** The first bytes of an open file tell qcow2 from raw. */
+export async function probeHostFormat(host: HostFile): Promise<"qcow2" | "raw"> {
+  const head = new Uint8Array(4);
+  if ((await host.read(0, head)) < 4) return "raw";
+  const magic = ((head[0]! << 24) | (head[1]! << 16) | (head[2]! << 8) | head[3]!) >>> 0;
+  return magic === QCOW2_MAGIC ? "qcow2" : "raw";
 }
 
 /** Read the first bytes of a file to tell qcow2 from raw. */
@@ -46,7 +61,7 @@ export async function probeFormat(path: string): Promise<"qcow2" | "raw"> {
 
 /** Canonical path for loop detection, with a clear error when the file is missing. */
 export async function canonicalBackingPath(ref: BackingRef): Promise<string> {
-  if (ref.name.startsWith("json:") || /^[a-z+]+:\/\//i.test(ref.name)) {
+  if (ref.name.startsWith("json:") || isProtocolName(ref.name)) {
     throw new Qcow2UnsupportedError(
       "backing_file",
       `backing file "${ref.name}" uses a protocol we cannot open`,

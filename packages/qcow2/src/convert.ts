@@ -27,6 +27,8 @@ export interface ConvertOptions {
   backing?: { path: string; format?: "qcow2" | "raw" };
   /** Replace an existing output file (default: fail if it exists). */
   overwrite?: boolean;
+  /** A source given by path: the backing policy of its chain (see OpenQcow2Options.allowBacking). */
+  allowBacking?: readonly string[];
   /** Compressions in flight at once (default 16; they run on libuv's thread pool, every core). */
   parallel?: number;
   /** Bytes read from the source per step (default 8 MiB, rounded to clusters). */
@@ -66,7 +68,7 @@ export async function convertImage(
   target: string,
   options: ConvertOptions = {},
 ): Promise<ConvertStats> {
-  const src = typeof source === "string" ? await openSource(source) : source;
+  const src = typeof source === "string" ? await openSource(source, options.allowBacking) : source;
   try {
     if ((options.format ?? "qcow2") === "raw") {
       if (options.compress || options.backing) {
@@ -93,9 +95,9 @@ function progressReporter(total: number, cb: ConvertOptions["onProgress"]): (don
   };
 }
 
-async function openSource(path: string): Promise<BlockDevice> {
+async function openSource(path: string, allowBacking?: readonly string[]): Promise<BlockDevice> {
   const format = await probeFormat(path);
-  if (format === "qcow2") return openQcow2(path, { readOnly: true });
+  if (format === "qcow2") return openQcow2(path, { readOnly: true, allowBacking });
   return FileDevice.open(path, { readOnly: true });
 }
 

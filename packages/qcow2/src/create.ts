@@ -1,4 +1,5 @@
 import { rm } from "node:fs/promises";
+import { dirname } from "node:path";
 import { type BlockDevice, FileDevice, UnsupportedError } from "@imgpatch/disk";
 import { type BackingResolver, probeFormat, resolveBackingPath } from "./backing.js";
 import { setU64, viewOf } from "./bytes.js";
@@ -51,6 +52,14 @@ export interface CreateQcow2Options {
   /** Cache budgets for the returned device (see OpenQcow2Options). */
   l2CacheBytes?: number;
   refcountCacheBytes?: number;
+  /** Backing policy of the returned device (see OpenQcow2Options.allowBacking). */
+  allowBacking?: readonly string[];
+  /**
+   * Default directory of the returned device's backing policy. Default: the directory of the
+   * backing file given here — the caller named it, so it is trusted and its own links are
+   * confined to its directory (not the new image's).
+   */
+  backingRoot?: string;
 }
 
 /** The byte image of a freshly created qcow2 (header, refcount structures, empty L1). */
@@ -163,12 +172,12 @@ export async function createQcow2(
   let size = options.size;
   let format = options.backing?.format;
   const targetPath = typeof target === "string" ? target : null;
+  const resolved = options.backing ? resolveBackingPath(options.backing.path, targetPath) : null;
   if (options.backing && (size === undefined || format === undefined)) {
-    const resolved = resolveBackingPath(options.backing.path, targetPath);
     if (resolved === null)
       throw new UnsupportedError("cannot create qcow2: relative backing name needs a target path");
     format ??= await probeFormat(resolved);
-    if (size === undefined) size = await imageSize(resolved, format);
+    if (size === undefined) size = await imageSize(resolved, format, options.allowBacking);
   }
   if (size === undefined) throw new UnsupportedError("cannot create qcow2: size is required");
   const bytes = buildEmptyImage({
@@ -194,6 +203,8 @@ export async function createQcow2(
     backing: options.backingResolver,
     l2CacheBytes: options.l2CacheBytes,
     refcountCacheBytes: options.refcountCacheBytes,
+    allowBacking: options.allowBacking,
+    backingRoot: options.backingRoot ?? (resolved !== null ? dirname(resolved) : undefined),
   });
 }
 
@@ -209,9 +220,9 @@ export async function createOverlay(
   });
 }
 
-async function imageSize(path: string, format: string): Promise<number> {
+async function imageSize(path: string, format: string, allowBacking?: readonly string[]): Promise<number> {
   let dev: BlockDevice;
-  if (format === "qcow2") dev = await openQcow2(path, { readOnly: true, backing: "none" });
+  if (format === "qcow2") dev = await openQcow2(path, { readOnly: true, backing: "none", allowBacking });
   else dev = await FileDevice.open(path, { readOnly: true });
   try {
     return dev.size;

@@ -40,6 +40,11 @@ export class NodeHostFile implements HostFile {
     readonly readOnly: boolean,
   ) {}
 
+  /** Wraps a handle opened elsewhere (a backing file opened under the backing policy); owns it from now on. */
+  static fromHandle(name: string, fh: FileHandle, length: number, readOnly: boolean): NodeHostFile {
+    return new NodeHostFile(name, fh, length, readOnly);
+  }
+
   static async open(path: string, options: { readOnly?: boolean; create?: boolean } = {}) {
     const readOnly = options.readOnly ?? false;
     try {

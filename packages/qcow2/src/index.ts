@@ -3,6 +3,7 @@ export {
   type BackingResolver,
   canonicalBackingPath,
   probeFormat,
+  probeHostFormat,
   resolveBackingPath,
 } from "./backing.js";
 export { alignUp, getU64, setU64 } from "./bytes.js";
@@ -29,7 +30,7 @@ export {
   toQemuJson,
 } from "./info.js";
 export * from "./l2-entry.js";
-export { type OpenQcow2Options, openQcow2 } from "./open.js";
+export { type OpenQcow2Options, openBackingImage, openQcow2 } from "./open.js";
 export {
   type CommitOptions,
   commitQcow2,
@@ -40,5 +41,13 @@ export {
 } from "./rebase.js";
 export { Refcounts } from "./refcount.js";
 export { growQcow2 } from "./resize.js";
+export {
+  type ChainSafety,
+  type InspectChainOptions,
+  inspectQcow2Chain,
+  type LinkReport,
+  type Qcow2Links,
+  readQcow2Links,
+} from "./safety.js";
 export { type Qcow2Snapshot, readSnapshotTable } from "./snapshots.js";
 export { Qcow2StreamWriter, type StreamWriterOptions } from "./stream-writer.js";

@@ -1,4 +1,6 @@
 import { stat } from "node:fs/promises";
+import { dirname, resolve } from "node:path";
+import { hostLinkPolicy, inspectHostLink } from "@imgpatch/disk";
 import { probeFormat, resolveBackingPath } from "./backing.js";
 import { readBitmapDirectory } from "./bitmaps.js";
 import { viewOf } from "./bytes.js";
@@ -61,6 +63,8 @@ export interface SnapshotInfo {
 export interface InfoOptions {
   /** Also describe every image below (like --backing-chain): the result lists top first. */
   backingChain?: boolean;
+  /** Backing policy of the chain walk (see OpenQcow2Options.allowBacking); a refused link throws UnsafeImageError. */
+  allowBacking?: readonly string[];
 }
 
 /** Snapshot ids and names are C strings for qemu: they end at the first NUL. */
@@ -164,9 +168,18 @@ export async function qcow2Info(path: string, options: InfoOptions = {}): Promis
   const out: ImageInfo[] = [await imageInfo(path)];
   if (!options.backingChain) return out;
   const seen = new Set<string>([path]);
+  const policy = await hostLinkPolicy([dirname(resolve(path)), ...(options.allowBacking ?? [])]);
   for (;;) {
     const top = out[out.length - 1]!;
     if (top.backingFilename === undefined) return out;
+    const link = {
+      kind: "backing file",
+      name: top.backingFilename,
+      referrer: top.filename,
+      referrerPath: top.filename,
+    };
+    const verdict = await inspectHostLink(link, policy);
+    if (verdict.error) throw verdict.error;
     const next = resolveBackingPath(top.backingFilename, top.filename) ?? top.backingFilename;
     const shown = top.fullBackingFilename ?? next;
     if (seen.has(next)) throw new Error(`backing chain loops at ${shown}`);

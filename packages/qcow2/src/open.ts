@@ -1,15 +1,17 @@
 import { realpath } from "node:fs/promises";
-import { type BlockDevice, ReadOnlyError } from "@imgpatch/disk";
+import { dirname, join, resolve } from "node:path";
 import {
-  type BackingRef,
-  type BackingResolver,
-  canonicalBackingPath,
-  probeFormat,
-  resolveBackingPath,
-} from "./backing.js";
+  type BlockDevice,
+  type HostLinkPolicy,
+  hostLinkPolicy,
+  IoError,
+  openHostLink,
+  ReadOnlyError,
+} from "@imgpatch/disk";
+import { type BackingRef, type BackingResolver, probeHostFormat, resolveBackingPath } from "./backing.js";
 import { ClusterMap, loadL1 } from "./cluster-map.js";
 import { type BackingInfo, Qcow2Device } from "./device.js";
-import { Qcow2FormatError, Qcow2UnsupportedError } from "./errors.js";
+import { Qcow2BackingLoopError, Qcow2FormatError, Qcow2UnsupportedError } from "./errors.js";
 import { featureName, parseExtensions } from "./extensions.js";
 import {
   COMPRESSION_ZLIB,
@@ -49,10 +51,33 @@ export interface OpenQcow2Options {
   onWarning?: (message: string) => void;
   /** Name for errors when opening a BlockDevice or HostFile. */
   name?: string;
-  /** Path of the external data file (default: the name in the image, relative to it). */
+  /**
+   * Path of the external data file (default: the name in the image, relative to it). A path given
+   * here is the caller's choice and is not subject to the backing policy.
+   */
   dataFile?: string;
+  /**
+   * Backing policy: directories (or single files) that backing links and the external data file
+   * may lead to, subdirectories included, besides `backingRoot`. Every link of the chain must
+   * resolve, after symlinks, to a regular file inside one of them; /proc, /sys, /dev, device
+   * nodes, FIFOs, sockets, `json:` and protocol names are never followed. A refused link throws
+   * UnsafeImageError (from @imgpatch/disk).
+   */
+  allowBacking?: readonly string[];
+  /**
+   * The directory links may lead to by default: the directory of the image opened (of `path` for
+   * a HostFile or BlockDevice source; none without one). An overlay made over an image the user
+   * named passes that image's directory here, so links cannot reach the overlay's own directory.
+   */
+  backingRoot?: string;
+  /** Host path of a HostFile or BlockDevice source: relative backing names resolve against it. */
+  path?: string;
   /** @internal canonical paths of the images above (loop detection). */
   chain?: readonly string[];
+  /** @internal the chain's policy, fixed by the top image. */
+  policy?: HostLinkPolicy;
+  /** @internal close a HostFile source with the device. */
+  ownsHost?: boolean;
 }
 
 const DEFAULT_L2_CACHE = 32 * 1024 * 1024;
@@ -77,11 +102,13 @@ export async function openQcow2(
     host = await NodeHostFile.open(source, { readOnly });
   } else if (isHostFile(source)) {
     host = source;
-    ownsHost = false;
+    ownsHost = options.ownsHost === true;
+    path = options.path ?? null;
   } else {
     if (!readOnly && source.readOnly) throw new ReadOnlyError("device is read-only", { file: source.name });
     host = new DeviceHostFile(source);
     ownsHost = false;
+    path = options.path ?? null;
   }
   try {
     return await openOn(host, path, ownsHost, readOnly, options);
@@ -257,14 +284,18 @@ async function openOn(
     : new Uint8Array(0);
   const nul = rawName.indexOf(0);
   const nameBytes = nul < 0 ? rawName : rawName.subarray(0, nul);
+  const policy = usesDataFile || nameBytes.length > 0 ? await policyOf(path, options) : null;
   if (nameBytes.length > 0) {
     const name = new TextDecoder().decode(nameBytes);
     const ref: BackingRef = {
       name,
       path: resolveBackingPath(name, path),
       format: extensions.backingFormat,
-      chain: options.chain ?? (path !== null ? [await realpath(path)] : []),
+      chain: options.chain ?? (path !== null ? [await realpath(path).catch(() => resolve(path!))] : []),
       referrer: file,
+      referrerPath: path,
+      offset: header.backingFileOffset,
+      policy: policy!,
     };
     backingInfo = { name, path: ref.path ?? undefined, format: ref.format };
     const mode = options.backing ?? "auto";
@@ -277,7 +308,7 @@ async function openOn(
       );
     }
     if (mode !== "none") {
-      backing = typeof mode === "function" ? await mode(ref) : await openBackingAuto(ref, options);
+      backing = typeof mode === "function" ? await mode(ref) : await openBackingImage(ref, options);
     }
   }
 
@@ -290,21 +321,14 @@ async function openOn(
         offset: 72,
       });
     }
-    // qemu 7.2 resolves a relative data-file name against its working directory; an image
-    // moved with its data file has it beside it. Try the image's directory first, then the cwd.
-    const candidates = [resolveBackingPath(name, path), name].filter((p): p is string => p !== null);
-    let lastErr: unknown;
-    for (const candidate of candidates) {
-      try {
-        dataFile = await NodeHostFile.open(candidate, { readOnly: true });
-        break;
-      } catch (err) {
-        lastErr = err;
-      }
-    }
-    if (dataFile === null) {
+    try {
+      dataFile =
+        options.dataFile !== undefined
+          ? await NodeHostFile.open(options.dataFile, { readOnly: true })
+          : await openDataFile(name, path, file, policy!);
+    } catch (err) {
       if (backing) await backing.close();
-      throw lastErr;
+      throw err;
     }
   }
 
@@ -371,20 +395,76 @@ function checkFeatures(header: Qcow2Header, file: string): void {
   }
 }
 
-async function openBackingAuto(ref: BackingRef, options: OpenQcow2Options): Promise<BlockDevice> {
-  const real = await canonicalBackingPath(ref);
-  const format = ref.format ?? (await probeFormat(real));
-  if (format === "qcow2") {
-    return openQcow2(ref.path!, {
-      readOnly: true,
-      backing: options.backing,
-      l2CacheBytes: options.l2CacheBytes,
-      onWarning: options.onWarning,
-      chain: [...ref.chain, real],
-    });
+/** The chain's policy: inherited from the image above, else the top image's directory plus allowBacking. */
+async function policyOf(path: string | null, options: OpenQcow2Options): Promise<HostLinkPolicy> {
+  if (options.policy) return options.policy;
+  const root = options.backingRoot ?? (path !== null ? dirname(resolve(path)) : undefined);
+  return hostLinkPolicy([...(root !== undefined ? [root] : []), ...(options.allowBacking ?? [])]);
+}
+
+/**
+ * The external data file, under the backing policy. qemu 7.2 resolves a relative name against
+ * its working directory; an image moved with its data file has it beside it: the image's
+ * directory is tried first, then the working directory (both checked by the policy).
+ */
+async function openDataFile(
+  name: string,
+  path: string | null,
+  file: string,
+  policy: HostLinkPolicy,
+): Promise<HostFile> {
+  const referrers = [path, join(process.cwd(), "-")].filter((p): p is string => p !== null);
+  let lastErr: unknown;
+  for (const referrerPath of referrers) {
+    try {
+      const o = await openHostLink({ kind: "data file", name, referrer: file, referrerPath }, policy);
+      return NodeHostFile.fromHandle(o.path, o.handle, o.size, true);
+    } catch (err) {
+      if (!(err instanceof IoError)) throw err; // refused: never fall back to another directory
+      lastErr = err;
+    }
   }
-  if (format === "raw") return RawHostDevice.open(ref.path!);
-  throw new Qcow2UnsupportedError("backing format", `backing format "${format}" is not supported`, {
-    file: ref.referrer,
-  });
+  throw lastErr;
+}
+
+/** The default resolver: the link opened under the chain's policy, qcow2 (recursively) or raw. */
+export async function openBackingImage(
+  ref: BackingRef,
+  options: OpenQcow2Options = {},
+): Promise<BlockDevice> {
+  const o = await openHostLink(
+    {
+      kind: "backing file",
+      name: ref.name,
+      referrer: ref.referrer,
+      referrerPath: ref.referrerPath,
+      offset: ref.offset,
+    },
+    ref.policy,
+  );
+  const host = NodeHostFile.fromHandle(o.path, o.handle, o.size, true);
+  try {
+    if (ref.chain.includes(o.target))
+      throw new Qcow2BackingLoopError([...ref.chain, o.target], { file: ref.referrer });
+    const format = ref.format ?? (await probeHostFormat(host));
+    if (format === "qcow2") {
+      return await openQcow2(host, {
+        readOnly: true,
+        backing: options.backing,
+        l2CacheBytes: options.l2CacheBytes,
+        onWarning: options.onWarning,
+        path: o.path,
+        chain: [...ref.chain, o.target],
+        policy: ref.policy,
+        ownsHost: true,
+      });
+    }
+    if (format === "raw") return new RawHostDevice(host);
+    throw new Qcow2UnsupportedError("backing format", `backing format "${format}" is not supported`, {
+      file: ref.referrer,
+    });
+  } catch (err) {
+    await host.close().catch(() => {});
+    throw err;
+  }
 }

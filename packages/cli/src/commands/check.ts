@@ -13,6 +13,7 @@ import { Ext4Fs } from "@imgpatch/ext4";
 import { checkQcow2 } from "@imgpatch/qcow2";
 import { volumeName } from "../image/fstab.js";
 import { openImage } from "../image/open-image.js";
+import { type ImageSafety, inspectImageSafety, safetyLines } from "../image/safety.js";
 
 export interface CheckReport {
   image: string;
@@ -20,7 +21,24 @@ export interface CheckReport {
   clean: boolean;
   qcow2?: { corruptions: number; leaks: number; checkErrors: number };
   filesystems: Array<{ volume: string; tool: "e2fsck" | "imgpatch"; clean: boolean; output: string }>;
+  /** The safety verdict (format as named/declared/probed, every link and the policy's verdict). */
+  safety: ImageSafety;
   lines: string[];
+}
+
+export interface CheckOptions {
+  /** Backing policy directories besides the image's own (--allow-backing). */
+  allowBacking?: readonly string[];
+}
+
+/** The qcow2 layer's own metadata (reads the image file only, never its backing chain). */
+async function checkQcow2Metadata(path: string, report: CheckReport): Promise<void> {
+  const q = await checkQcow2(path);
+  report.qcow2 = { corruptions: q.corruptions, leaks: q.leaks, checkErrors: q.checkErrors };
+  report.lines.push(
+    `qcow2: ${q.corruptions} corruptions, ${q.leaks} leaked clusters, ${q.checkErrors} check errors`,
+  );
+  if (q.corruptions + q.leaks + q.checkErrors > 0) report.clean = false;
 }
 
 function run(cmd: string, args: string[]): Promise<{ code: number; out: string } | null> {
@@ -48,19 +66,39 @@ async function dumpSparse(dev: BlockDevice, path: string): Promise<void> {
   }
 }
 
-export async function checkImage(path: string): Promise<CheckReport> {
-  const { device, format } = await openImage(path, { readOnly: true });
-  const report: CheckReport = { image: path, format, clean: true, filesystems: [], lines: [] };
+/**
+ * Checks an image. An unsafe one (a link the backing policy refuses) is reported, its qcow2
+ * metadata checked (that reads only the image itself), and nothing below it is opened:
+ * `safety.verdict` is "unsafe" and `clean` false.
+ */
+export async function checkImage(path: string, options: CheckOptions = {}): Promise<CheckReport> {
+  const safety = await inspectImageSafety(path, { allowBacking: options.allowBacking });
+  if (safety.verdict === "unsafe") {
+    const report: CheckReport = {
+      image: path,
+      format: safety.openedAs ?? "raw",
+      clean: false,
+      filesystems: [],
+      safety,
+      lines: safetyLines(safety),
+    };
+    if (safety.openedAs === "qcow2") await checkQcow2Metadata(path, report);
+    report.lines.push("filesystems: not checked (reading the guest would follow the refused link)");
+    report.clean = false;
+    return report;
+  }
+  const { device, format } = await openImage(path, { readOnly: true, allowBacking: options.allowBacking });
+  const report: CheckReport = {
+    image: path,
+    format,
+    clean: true,
+    filesystems: [],
+    safety,
+    lines: safetyLines(safety),
+  };
   let tmp: string | undefined;
   try {
-    if (format === "qcow2") {
-      const q = await checkQcow2(path);
-      report.qcow2 = { corruptions: q.corruptions, leaks: q.leaks, checkErrors: q.checkErrors };
-      report.lines.push(
-        `qcow2: ${q.corruptions} corruptions, ${q.leaks} leaked clusters, ${q.checkErrors} check errors`,
-      );
-      if (q.corruptions + q.leaks + q.checkErrors > 0) report.clean = false;
-    }
+    if (format === "qcow2") await checkQcow2Metadata(path, report);
     const disk = await inspectDisk(device);
     for (const v of disk.volumes) {
       if (!v.filesystem?.supported) continue;

@@ -1,5 +1,11 @@
 /** Exit codes of the imgpatch command and the one-line error report. */
-import { ChecksumError, FormatError, ImgpatchError, UnsupportedError } from "@imgpatch/disk";
+import {
+  ChecksumError,
+  FormatError,
+  ImgpatchError,
+  UnsafeImageError,
+  UnsupportedError,
+} from "@imgpatch/disk";
 import { CustomizeUsageError } from "../customize/operations.js";
 import { GuestFsError } from "../guest/guest-fs.js";
 import { GuestOpenError } from "../image/open-guest.js";
@@ -12,7 +18,10 @@ export const EXIT = {
   failure: 1,
   /** Bad command line, bad operation argument, bad recipe. */
   usage: 2,
-  /** The image is not readable as what it claims (format, checksum, unsupported format/filesystem). */
+  /**
+   * The image is refused: not readable as what it claims (format, checksum, unsupported
+   * format/filesystem), or unsafe — it names a host file the backing policy refuses (UnsafeImageError).
+   */
   badImage: 3,
   /** A guest path does not exist, is of the wrong type, or is on a filesystem we cannot edit. */
   guestPath: 4,
@@ -25,7 +34,7 @@ export function exitCodeOf(err: unknown): number {
   if (err instanceof CustomizeUsageError && err.file?.startsWith("/")) return EXIT.guestPath;
   if (err instanceof UsageError || err instanceof CustomizeUsageError) return EXIT.usage;
   if (err instanceof GuestFsError) return EXIT.guestPath;
-  if (err instanceof GuestOpenError) return EXIT.badImage;
+  if (err instanceof GuestOpenError || err instanceof UnsafeImageError) return EXIT.badImage;
   if (err instanceof FormatError || err instanceof ChecksumError || err instanceof UnsupportedError)
     return EXIT.badImage;
   if (err instanceof ImgpatchError) {

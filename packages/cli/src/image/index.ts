@@ -11,9 +11,17 @@ export {
 } from "./open-guest.js";
 export {
   type DiskFormat,
+  formatFromName,
   type OpenedImage,
   type OpenImageOptions,
   openImage,
   UsageError,
 } from "./open-image.js";
 export { type OsRelease, parseOsRelease } from "./os-release.js";
+export {
+  type ImageSafety,
+  inspectImageSafety,
+  type SafetyLink,
+  type SafetyOptions,
+  safetyLines,
+} from "./safety.js";

@@ -36,7 +36,7 @@ import { normalizeGuestPath } from "../guest/paths.js";
 import { Ext4GuestFs } from "./ext4-guest-fs.js";
 import { findVolume, parseFstab, volumeName } from "./fstab.js";
 import { type GuestMount, MountedGuestFs } from "./mount-fs.js";
-import { type DiskFormat, openImage, UsageError } from "./open-image.js";
+import { type DiskFormat, formatFromName, openImage, UsageError } from "./open-image.js";
 import { type OsRelease, parseOsRelease } from "./os-release.js";
 
 export type OutputMode = "read-only" | "overlay" | "output" | "in-place";
@@ -56,6 +56,12 @@ export interface OpenGuestOptions {
   compress?: boolean;
   /** Edit the input itself. */
   inPlace?: boolean;
+  /**
+   * Backing policy: directories (besides the image's own) whose files the image's backing chain
+   * and external data file may name (`--allow-backing`). A link elsewhere, into /proc, /sys,
+   * /dev, to a non-regular file or a protocol is refused with UnsafeImageError.
+   */
+  allowBacking?: readonly string[];
   /**
    * Timestamp for every inode time the editor sets (reproducible outputs). Default: the editor's,
    * i.e. SOURCE_DATE_EPOCH from the environment when set, else the clock.
@@ -140,12 +146,6 @@ function tempName(target: string, tag: string): string {
     dirname(target),
     `.${basename(target)}.${tag}-${process.pid}-${randomBytes(4).toString("hex")}.tmp`,
   );
-}
-
-function formatFromName(path: string): DiskFormat | undefined {
-  if (/\.qcow2?$/i.test(path)) return "qcow2";
-  if (/\.(img|raw)$/i.test(path)) return "raw";
-  return undefined;
 }
 
 async function samePath(a: string, b: string): Promise<boolean> {
@@ -334,6 +334,7 @@ export async function openGuest(image: string, options: OpenGuestOptions = {}): 
       format: options.format,
       readOnly: mode !== "in-place",
       undo,
+      allowBacking: options.allowBacking,
     });
     let device: BlockDevice = input.device;
     devices.push(input.device);
@@ -348,7 +349,13 @@ export async function openGuest(image: string, options: OpenGuestOptions = {}): 
       // The read-only input is no longer needed: the overlay opens its own backing chain.
       await input.device.close();
       devices.length = 0;
-      device = await createOverlay(overlayTemp, backing, { backingFormat: input.format });
+      // The chain below the overlay keeps the input's policy: the input itself (the user named it)
+      // and its directory, not the output's directory.
+      device = await createOverlay(overlayTemp, backing, {
+        backingFormat: input.format,
+        backingRoot: dirname(resolve(image)),
+        allowBacking: [resolve(image), ...(options.allowBacking ?? [])],
+      });
       devices.push(device);
     }
 
@@ -361,7 +368,7 @@ export async function openGuest(image: string, options: OpenGuestOptions = {}): 
     const readOnlyReason = readOnly
       ? "the image is opened read-only: give --overlay OUT, -o OUT or --in-place to change it"
       : undefined;
-    const warnings: string[] = [];
+    const warnings: string[] = [...input.warnings];
     if (pendingUndo) warnings.push(`${new UndoPendingImageError(image).message.replace(`${image}: `, "")}`);
     const disk = await inspectDisk(device);
     const vols = await openVolumes(device, disk, readOnly, readOnlyReason, image, warnings, options.now);

@@ -1,0 +1,37 @@
+/** Text and JSON shapes of command output shared by several commands. */
+import { describeOperation } from "../customize/operations.js";
+import { modeString } from "../customize/walk.js";
+import type { GuestStats } from "../guest/guest-fs.js";
+import type { ImageSafety } from "../image/safety.js";
+import type { Step } from "./recipe.js";
+
+/** The first refused link of an unsafe image, in one line. */
+export function unsafeSummary(s: ImageSafety): string {
+  const l = s.links.find((x) => x.verdict === "refused");
+  if (!l) return "refused";
+  const from = l.image === s.image ? "" : ` (in ${l.image})`;
+  return `${l.kind} "${l.name}"${from} -> ${l.target ?? l.path ?? "(not a host path)"}: ${l.message ?? "refused"}`;
+}
+
+export function statJson(path: string, s: GuestStats) {
+  return {
+    path,
+    type: s.type,
+    mode: `0${s.mode.toString(8).padStart(3, "0")}`,
+    uid: s.uid,
+    gid: s.gid,
+    size: s.size,
+    nlink: s.nlink,
+    ino: s.ino,
+    mtime: s.mtime.toISOString(),
+  };
+}
+
+export function lsLine(name: string, s: GuestStats, target?: string): string {
+  const date = s.mtime.toISOString().slice(0, 16).replace("T", " ");
+  return `${modeString(s.type, s.mode)} ${String(s.nlink).padStart(3)} ${String(s.uid).padStart(5)} ${String(s.gid).padStart(5)} ${String(s.size).padStart(10)} ${date} ${name}${target !== undefined ? ` -> ${target}` : ""}`;
+}
+
+export function stepLabel(step: Step): string {
+  return step.op === "rpm" ? `rpm ${JSON.stringify({ host: step.host })}` : describeOperation(step);
+}

@@ -1,0 +1,41 @@
+/** `imgpatch ls`: list a guest directory (-l long, -R recursive). */
+import { basename } from "node:path";
+import { walkGuest } from "../customize/walk.js";
+import type { GuestStats } from "../guest/guest-fs.js";
+import type { CommandSpec } from "./context.js";
+import { lsLine, statJson } from "./formatting.js";
+import { imageOptions, readOpenOptions } from "./options.js";
+
+export const lsCommand: CommandSpec = {
+  command: "ls <image> [path]",
+  describe: "list a guest directory",
+  builder: (y) =>
+    imageOptions(y)
+      .positional("image", { type: "string", demandOption: true })
+      .positional("path", { type: "string", default: "/" })
+      .option("l", { type: "boolean", default: false, describe: "long listing" })
+      .option("R", { type: "boolean", default: false, describe: "recursive" }),
+  run: async (a, ctx) => {
+    await ctx.withGuest(a.image as string, readOpenOptions(a, ctx.env), async (g) => {
+      const root = a.path as string;
+      const entries: Array<{ path: string; stats: GuestStats; target?: string }> = [];
+      const rootStat = await g.fs.stat(root);
+      if (a.R) {
+        for await (const e of walkGuest(g.fs, root)) entries.push({ ...e });
+      } else if (rootStat.type === "directory") {
+        for (const n of await g.fs.readdir(root)) {
+          const p = `${root === "/" ? "" : root.replace(/\/+$/, "")}/${n}`;
+          entries.push({ path: p, stats: await g.fs.lstat(p) });
+        }
+      } else entries.push({ path: root, stats: await g.fs.lstat(root) });
+      for (const e of entries) if (e.stats.type === "symlink") e.target = await g.fs.readlink(e.path);
+      if (a.json)
+        return ctx.emitJson(entries.map((e) => ({ ...statJson(e.path, e.stats), target: e.target ?? null })));
+      const name = (p: string) => (a.R ? p : basename(p) || p);
+      ctx.io.out(
+        entries.map((e) => (a.l ? lsLine(name(e.path), e.stats, e.target) : name(e.path))).join("\n") +
+          (entries.length ? "\n" : ""),
+      );
+    });
+  },
+};

@@ -1,0 +1,52 @@
+/** `customize` steps (operations and --rpm packages) applied to an open guest. */
+import { applyOperation, type CustomizeContext } from "../customize/operations.js";
+import type { Guest } from "../image/open-guest.js";
+import type { Step } from "./recipe.js";
+
+// Loaded on first use: most runs need neither rpm-inject, the elements engine nor xxhash (start-up time).
+export const rpmInject = () => import("@imgpatch/rpm-inject");
+export const rpmBridge = () => import("../guest/rpm-bridge.js");
+
+/** Runs `customize` steps on an open guest; returns per-step change lines. */
+export interface StepContext extends CustomizeContext {
+  /** --rpm-owner-fallback: owners missing from the guest → root now, chowned at first boot after %pre. */
+  rpmMissingOwner?: "error" | "root";
+}
+
+export async function runSteps(
+  guest: Guest,
+  steps: readonly Step[],
+  ctx: StepContext,
+  onStep?: (step: Step, lines: string[]) => void,
+): Promise<Array<{ step: Step; changes: string[] }>> {
+  const done: Array<{ step: Step; changes: string[] }> = [];
+  // Like virt-customize, --password-crypto applies to every password operation wherever it stands.
+  for (const step of steps) if (step.op === "password-crypto") ctx.passwordCrypto = step.method;
+  for (const step of steps) {
+    let lines: string[];
+    if (step.op === "rpm") {
+      const { injectRpms, readRpm } = await rpmInject();
+      const { injectTargetFromGuestFs, queueFirstbootPlan } = await rpmBridge();
+      const pkg = await readRpm(step.host);
+      try {
+        const r = await injectRpms([pkg], injectTargetFromGuestFs(guest.fs, guest.image), {
+          missingOwner: ctx.rpmMissingOwner ?? "error",
+          signature: step.signature,
+          keys: step.keys,
+        });
+        lines = r.reports.flatMap((rep) => [
+          `installed ${rep.nevra}: ${rep.written.length} files`,
+          ...rep.warnings,
+        ]);
+        lines.push(...(await queueFirstbootPlan(guest.fs, r.firstboot)).map((p) => `firstboot ${p}`));
+      } finally {
+        await pkg.close();
+      }
+    } else {
+      lines = await applyOperation(guest.fs, step, ctx);
+    }
+    onStep?.(step, lines);
+    done.push({ step, changes: lines });
+  }
+  return done;
+}
