@@ -5,7 +5,7 @@
  */
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { readFile } from "node:fs/promises";
+import { copyFile, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import {
@@ -59,7 +59,9 @@ if (!existsSync(BUNDLE) && !oraclesRequired()) {
 
     it("edits an overlay (RPM payload through xz), reads it back and diffs it", async () => {
       const dir = await tempDir("bundle-");
-      const base = await baseImage();
+      // The base beside the overlay: reopening follows the backing link without --allow-backing.
+      const base = join(dir, "base.qcow2");
+      await copyFile(await baseImage(), base);
       const ov = join(dir, "ov.qcow2");
       const rpm = join(FIXTURES_DIR, "rpm/out/imgpatch-mini-xz.noarch.rpm");
       let r = await run([
