@@ -4,6 +4,7 @@ import { type Inode, S_IFMT } from "./inode.js";
 import { putInode } from "./inode-table.js";
 import { resolve } from "./namei.js";
 
+/** Change an inode found by path (`follow`: a final symlink is followed); ctime is set. */
 export async function modify(
   ctx: EditContext,
   path: string,

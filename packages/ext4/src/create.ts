@@ -15,6 +15,11 @@ import { blankInode, putInode, writeInode } from "./inode-table.js";
 import { incDirLinks } from "./link.js";
 import { resolveParent } from "./namei.js";
 
+/**
+ * Allocate an inode, fill it (`fill`), and give it `name` in `parent`: the common path of
+ * every creation. Space (an inode, the directory insert) is checked first; a failing `fill`
+ * frees the inode again.
+ */
 export async function createInode(
   ctx: EditContext,
   parent: Inode,
@@ -94,6 +99,7 @@ export async function symlink(
   );
 }
 
+/** A device node, FIFO or socket (device numbers in i_block: old or new encoding). */
 export async function mknod(
   ctx: EditContext,
   path: string,

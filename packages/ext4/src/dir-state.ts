@@ -42,6 +42,7 @@ export interface DirState {
 /** Blocks a directory insert may need in the worst case (leaf split, index levels, tree nodes). */
 export const DIR_INSERT_RESERVE = 8;
 
+/** The directory's state (entries, blocks, free space per leaf), read once and then kept. */
 export async function loadDir(ctx: EditContext, dirInode: Inode): Promise<DirState> {
   const cached = ctx.dirs.get(dirInode.ino);
   if (cached) return cached;
@@ -131,6 +132,7 @@ export function checkDirWritable(dir: Inode, path: string): void {
     throw new Ext4UnsupportedError("casefold", `cannot edit case-folded directory '${path}'`);
 }
 
+/** A leaf block was changed: dirty, with its checksum tail set at flush (metadata_csum). */
 export function finishLeaf(ctx: EditContext, dirInode: Inode, pblk: number, buf: Uint8Array): void {
   ctx.store.markDirty(pblk);
   if (ctx.csum && !ctx.store.hasDeferredChecksum(pblk)) {
@@ -140,6 +142,7 @@ export function finishLeaf(ctx: EditContext, dirInode: Inode, pblk: number, buf:
   void buf;
 }
 
+/** An htree root/node block was changed: dirty, with its dx tail checksum set at flush. */
 export function finishDx(
   ctx: EditContext,
   dirInode: Inode,
@@ -230,6 +233,7 @@ export function hashVersion(ctx: EditContext): number {
   return ctx.sb.defHashVersion;
 }
 
+/** The htree hash of a name for a root's hash version (uncomputable versions are refused). */
 export function hashOf(ctx: EditContext, name: Uint8Array, rootVersion: number): number {
   // From an htree root or s_def_hash_version: siphash (casefold+encrypt) or garbage is refused.
   if (!isComputableHashVersion(rootVersion))

@@ -67,6 +67,7 @@ export async function makeIndexed(
   dirInode.flags |= INODE_FLAGS.INDEX;
 }
 
+/** Insert into an indexed directory: into the leaf the hash leads to, splitting it when full. */
 export async function dxInsert(
   ctx: EditContext,
   dirInode: Inode,
@@ -172,6 +173,7 @@ export async function dxInsert(
   });
 }
 
+/** ENOSPC when every index level on the path is full and no level can be added. */
 export async function checkDxRoom(
   ctx: EditContext,
   st: DirState,

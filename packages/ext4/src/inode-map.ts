@@ -30,6 +30,7 @@ export function usesExtents(inode: Inode): boolean {
   return (inode.flags & INODE_FLAGS.EXTENTS) !== 0;
 }
 
+/** The inode's map as extents (empty for inline data, devices and fast symlinks). */
 export async function fileMap(ctx: EditContext, inode: Inode): Promise<FileMap> {
   if (inode.flags & INODE_FLAGS.INLINE_DATA) return { extents: [], metaBlocks: [] };
   const t = inode.mode & S_IFMT;
@@ -79,6 +80,7 @@ export async function setMap(
   setBlocks(ctx, inode, data + nodes.length + (inode.fileAcl ? 1 : 0));
 }
 
+/** Set i_blocks from a count of filesystem blocks (512-byte units, no huge_file scaling). */
 export function setBlocks(ctx: EditContext, inode: Inode, blocks: number): void {
   inode.blocksRaw = blocks * (ctx.bs / 512);
   inode.flags &= ~INODE_FLAGS.HUGE_FILE;

@@ -19,6 +19,7 @@ import {
 const MAX_CACHED_INODES = 65536;
 export const MAX_DIRTY_INODES = 16384;
 
+/** Where inode `ino` lies: its inode-table block and the byte offset in it. */
 export function inodePos(ctx: EditContext, ino: number): { block: number; offset: number } {
   if (ino < 1 || ino > ctx.sb.inodesCount)
     throw new Ext4EditError("EINVAL", `inode ${ino} out of range`, `<inode ${ino}>`);
@@ -127,6 +128,7 @@ export function encodeInodeInto(
   ctx.store.markDirty(block);
 }
 
+/** The inode's checksum seed (metadata_csum), for its extent, directory and xattr blocks. */
 export function inodeSeed(ctx: EditContext, inode: Inode): number | undefined {
   return ctx.csum ? inodeChecksumSeed(ctx.seed, inode.ino, inode.generation) : undefined;
 }

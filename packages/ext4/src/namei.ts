@@ -133,6 +133,7 @@ export async function parentDir(ctx: EditContext, parentPath: string, path: stri
   return inode;
 }
 
+/** A symlink's target bytes (fast, inline or in blocks), pending writes included. */
 export async function readLink(ctx: EditContext, inode: Inode): Promise<Uint8Array> {
   if (inode.size > 4096) throw new Ext4EditError("EINVAL", "symlink target too long", `<inode ${inode.ino}>`);
   if (inode.flags & INODE_FLAGS.INLINE_DATA || isFastSymlink(ctx, inode)) {

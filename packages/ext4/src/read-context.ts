@@ -123,6 +123,7 @@ export function reportProblem(ctx: ReadContext, err: Ext4FormatError | Ext4Check
   warn(ctx, err.code, err.message);
 }
 
+/** Where a problem is: the device, the structure, and its block (as a byte offset) or inode. */
 export function locate(
   ctx: ReadContext,
   structure: string,
@@ -138,6 +139,7 @@ export async function readRaw(ctx: ReadContext, offset: number, length: number):
   return ctx.device.read(offset, length);
 }
 
+/** A typed error for a pointer outside the filesystem (damaged metadata). */
 export function checkBlockRange(
   ctx: ReadContext,
   block: number,

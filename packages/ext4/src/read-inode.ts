@@ -116,6 +116,7 @@ export function inodeSeed(ctx: ReadContext, inode: Inode): number {
   return inodeChecksumSeed(ctx.seed, inode.ino, inode.generation);
 }
 
+/** fs.Stats-like view of an inode. */
 export function statsOf(ctx: ReadContext, inode: Inode): Ext4Stats {
   const blocks = inodeBlocks512(inode, hasRoCompat(ctx.sb, RO_COMPAT.huge_file), ctx.blockSize);
   const t = inode.mode & S_IFMT;

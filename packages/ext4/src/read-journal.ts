@@ -67,6 +67,7 @@ export async function replayedView(
   return fs;
 }
 
+/** Read the internal journal's superblock into `journal` (problems become warnings). */
 export async function loadJournalStatus(ctx: ReadContext): Promise<void> {
   try {
     const ji = await readInode(ctx, ctx.sb.journalInum);

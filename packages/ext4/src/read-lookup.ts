@@ -133,6 +133,10 @@ export async function readDirBlock(
   return { block: await readBlock(ctx, m.physical, "directory block", dir.ino), blockNr: m.physical };
 }
 
+/**
+ * Find a name through the htree: descend by hash, then scan the leaf (and the following ones
+ * while the hash chain continues).
+ */
 export async function htreeLookup(
   ctx: ReadContext,
   dir: Inode,
@@ -230,6 +234,7 @@ export async function htreeLookup(
   throw new Ext4FormatError("htree hash chain does not end", locate(ctx, "htree", { inode: dir.ino }));
 }
 
+/** Resolve a guest path from the root: symlinks followed inside the guest, `..` never above `/`. */
 export async function resolve(ctx: ReadContext, path: string, followLast: boolean): Promise<Resolved> {
   if (typeof path !== "string") throw new Ext4FsError("EINVAL", "path must be a string", String(path));
   if (path.length > PATH_MAX * 4) throw new Ext4FsError("ENAMETOOLONG", "path too long", path.slice(0, 64));

@@ -91,6 +91,7 @@ export async function openContext(device: BlockDevice, options: Ext4OpenOptions 
   throw firstError ?? new Ext4FormatError("no ext2/3/4 superblock found", { file: device.name });
 }
 
+/** Open with the superblock at byte `offset`: checksum, features, size, the descriptor table. */
 export async function tryOpen(
   device: BlockDevice,
   options: Ext4OpenOptions,

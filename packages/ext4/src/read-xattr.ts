@@ -43,6 +43,7 @@ export async function ibodyXattrs(
   return out;
 }
 
+/** An entry's value: in the region, or (ea_inode) the content of another inode. */
 export async function xattrValue(
   ctx: ReadContext,
   inode: Inode,

@@ -48,6 +48,7 @@ export async function dropLink(ctx: EditContext, inode: Inode): Promise<void> {
   await releaseInode(ctx, fresh);
 }
 
+/** Free an inode with its blocks and xattr block (dtime set, fields cleared). */
 export async function releaseInode(ctx: EditContext, inode: Inode): Promise<void> {
   const isDir = (inode.mode & S_IFMT) === S_IFDIR;
   if (!(inode.flags & INODE_FLAGS.INLINE_DATA)) await freeFileBlocks(ctx, inode);

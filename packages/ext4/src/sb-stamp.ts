@@ -21,6 +21,16 @@ export function stampSuperblock(ctx: EditContext): void {
   ctx.alloc.stampWrite(Math.min(timeNow(ctx).sec, Math.floor(Date.now() / 1000)), kb);
 }
 
+/** Inodes into their blocks, the superblock stamp, bitmaps and descriptors, then the block cache. */
+async function flushMetadata(ctx: EditContext): Promise<void> {
+  await flushInodes(ctx);
+  stampSuperblock(ctx);
+  await ctx.alloc.flush();
+  await ctx.store.flush();
+  ctx.stampedBytes = ctx.store.counters.bytesWritten;
+}
+
+/** Before a read through the reader: pending changes flushed, the reader's caches refreshed. */
 export async function settle(ctx: EditContext): Promise<void> {
   if (
     ctx.dirtyInodes.size ||
@@ -28,11 +38,7 @@ export async function settle(ctx: EditContext): Promise<void> {
     ctx.store.dirtyCount ||
     ctx.store.counters.bytesWritten !== ctx.stampedBytes
   ) {
-    await flushInodes(ctx);
-    stampSuperblock(ctx);
-    await ctx.alloc.flush();
-    await ctx.store.flush();
-    ctx.stampedBytes = ctx.store.counters.bytesWritten;
+    await flushMetadata(ctx);
     ctx.readerStale = true;
   }
   if (ctx.readerStale) refreshReader(ctx);
@@ -49,11 +55,7 @@ export function refreshReader(ctx: EditContext): void {
 
 /** Write all pending metadata (bitmaps, descriptors, superblocks, inodes, directories). */
 export async function sync(ctx: EditContext): Promise<void> {
-  await flushInodes(ctx);
-  stampSuperblock(ctx);
-  await ctx.alloc.flush();
-  await ctx.store.flush();
-  ctx.stampedBytes = ctx.store.counters.bytesWritten;
+  await flushMetadata(ctx);
   if (ctx.durable) await ctx.reader.device.flush();
   refreshReader(ctx);
 }

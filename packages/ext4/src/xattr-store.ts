@@ -22,9 +22,11 @@ import {
   splitXattrName,
   XATTR_BLOCK_HEADER_SIZE,
   XATTR_MAGIC,
+  type XattrEntry,
 } from "./xattr.js";
 import { planXattrs, writeIbodyXattrs, writeXattrBlock, type XattrItem } from "./xattr-write.js";
 
+/** An inode's xattrs as items: the inode body's first, then the external block's. */
 export async function loadXattrs(ctx: EditContext, inode: Inode): Promise<XattrItem[]> {
   const out: XattrItem[] = [];
   const start = 128 + inode.extraIsize;
@@ -32,38 +34,37 @@ export async function loadXattrs(ctx: EditContext, inode: Inode): Promise<XattrI
   if (raw.length > start + 4 && u32(raw, start) === XATTR_MAGIC) {
     const { entries, problem } = parseXattrEntries(raw, start + 4, raw.length, start + 4);
     if (problem) throw new Ext4EditError("EINVAL", `in-inode xattrs: ${problem}`, `<inode ${inode.ino}>`);
-    for (const e of entries) {
-      if (e.valueInum)
-        throw new Ext4UnsupportedError(
-          "ea_inode",
-          `xattr values in inodes are not supported for writing (inode ${inode.ino})`,
-        );
-      out.push({
-        index: e.nameIndex,
-        suffix: e.nameSuffix,
-        value: raw.slice(start + 4 + e.valueOffset, start + 4 + e.valueOffset + e.valueSize),
-      });
-    }
+    pushItems(out, inode, entries, raw, start + 4);
   }
   if (inode.fileAcl) {
     const b = await ctx.store.get(inode.fileAcl);
     const h = parseXattrBlockHeader(b);
     if (h.magic !== XATTR_MAGIC) throw new Ext4EditError("EINVAL", "bad xattr block", `<inode ${inode.ino}>`);
-    const { entries } = parseXattrEntries(b, XATTR_BLOCK_HEADER_SIZE, b.length, 0);
-    for (const e of entries) {
-      if (e.valueInum)
-        throw new Ext4UnsupportedError(
-          "ea_inode",
-          `xattr values in inodes are not supported for writing (inode ${inode.ino})`,
-        );
-      out.push({
-        index: e.nameIndex,
-        suffix: e.nameSuffix,
-        value: b.slice(e.valueOffset, e.valueOffset + e.valueSize),
-      });
-    }
+    pushItems(out, inode, parseXattrEntries(b, XATTR_BLOCK_HEADER_SIZE, b.length, 0).entries, b, 0);
   }
   return out;
+}
+
+/** Entries of one region (values at `base` + offset) as items; ea_inode values are refused. */
+function pushItems(
+  out: XattrItem[],
+  inode: Inode,
+  entries: XattrEntry[],
+  region: Uint8Array,
+  base: number,
+): void {
+  for (const e of entries) {
+    if (e.valueInum)
+      throw new Ext4UnsupportedError(
+        "ea_inode",
+        `xattr values in inodes are not supported for writing (inode ${inode.ino})`,
+      );
+    out.push({
+      index: e.nameIndex,
+      suffix: e.nameSuffix,
+      value: region.slice(base + e.valueOffset, base + e.valueOffset + e.valueSize),
+    });
+  }
 }
 
 export async function releaseXattrBlock(ctx: EditContext, blk: number): Promise<void> {
