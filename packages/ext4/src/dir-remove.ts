@@ -1,5 +1,5 @@
 /** Removing a name from a directory, or pointing it at another inode (rename over a name). */
-import { type DirEntryInfo, type DirState, finishLeaf, inLeaf, loadDir, prepareDir } from "./dir-state.js";
+import { finishLeaf, inLeaf, loadDir, prepareDir } from "./dir-state.js";
 import { leafEnd, maxFree, removeFromBlock, retargetInBlock } from "./dir-write.js";
 import { type EditContext, key, timeNow } from "./edit-context.js";
 import { Ext4EditError } from "./errors.js";
@@ -13,14 +13,23 @@ export async function dirRemove(
   path: string,
 ): Promise<void> {
   await prepareDir(dirInode, path);
-  const { st, l } = await editEntry(ctx, dirInode, name, path, (buf, start, end) =>
-    removeFromBlock(buf, start, end, ctx.bs, ctx.ft, name),
-  );
-  if (l >= 0) {
+  const st = await loadDir(ctx, dirInode);
+  const e = st.entries.get(key(name));
+  if (!e) throw new Ext4EditError("ENOENT", "no such file or directory", path);
+  ctx.parentDirs.clear();
+  if (st.inline) {
+    const ok = await inlineDirEdit(ctx, dirInode, path, (buf, start, end) =>
+      removeFromBlock(buf, start, end, ctx.bs, ctx.ft, name),
+    );
+    if (!ok) throw new Ext4EditError("EINVAL", "directory entry vanished", path);
+  } else {
+    const end = leafEnd(ctx.bs, ctx.csum);
+    const l = await inLeaf(ctx, st, e, (b) => removeFromBlock(b, 0, end, ctx.bs, ctx.ft, name));
+    if (l < 0) throw new Ext4EditError("EINVAL", "directory entry vanished", path);
     // Records merged: the insert hint may no longer be a record boundary.
     st.hint[l] = 0;
     const b = await ctx.store.get(st.pblk[l]);
-    st.free[l] = maxFree(b, 0, leafEnd(ctx.bs, ctx.csum), ctx.bs, ctx.ft);
+    st.free[l] = maxFree(b, 0, end, ctx.bs, ctx.ft);
     finishLeaf(ctx, dirInode, st.pblk[l], b);
   }
   st.entries.delete(key(name));
@@ -37,38 +46,23 @@ export async function dirRetarget(
   ft: number,
   path: string,
 ): Promise<void> {
-  const { st, e, l } = await editEntry(ctx, dirInode, name, path, (buf, start, end) =>
-    retargetInBlock(buf, start, end, ctx.bs, ctx.ft, name, ino, ctx.ft ? ft : 0),
-  );
-  if (l >= 0) finishLeaf(ctx, dirInode, st.pblk[l], await ctx.store.get(st.pblk[l]));
-  e.ino = ino;
-  e.ft = ft;
-}
-
-/**
- * Apply `edit` to the records region holding `name` (the inline areas, or the leaf found by
- * inLeaf); ENOENT when the name is not there. Cached parent paths are forgotten: what a path
- * resolves to may change. The leaf edited (the caller finishes it), or -1 for an inline directory.
- */
-async function editEntry(
-  ctx: EditContext,
-  dirInode: Inode,
-  name: Uint8Array,
-  path: string,
-  edit: (buf: Uint8Array, start: number, end: number) => boolean,
-): Promise<{ st: DirState; e: DirEntryInfo; l: number }> {
   const st = await loadDir(ctx, dirInode);
   const e = st.entries.get(key(name));
   if (!e) throw new Ext4EditError("ENOENT", "no such file or directory", path);
   ctx.parentDirs.clear();
-  let l = -1;
   if (st.inline) {
-    if (!(await inlineDirEdit(ctx, dirInode, path, edit)))
-      throw new Ext4EditError("EINVAL", "directory entry vanished", path);
+    const ok = await inlineDirEdit(ctx, dirInode, path, (buf, start, end) =>
+      retargetInBlock(buf, start, end, ctx.bs, ctx.ft, name, ino, ctx.ft ? ft : 0),
+    );
+    if (!ok) throw new Ext4EditError("EINVAL", "directory entry vanished", path);
   } else {
     const end = leafEnd(ctx.bs, ctx.csum);
-    l = await inLeaf(ctx, st, e, (b) => edit(b, 0, end));
+    const l = await inLeaf(ctx, st, e, (b) =>
+      retargetInBlock(b, 0, end, ctx.bs, ctx.ft, name, ino, ctx.ft ? ft : 0),
+    );
     if (l < 0) throw new Ext4EditError("EINVAL", "directory entry vanished", path);
+    finishLeaf(ctx, dirInode, st.pblk[l], await ctx.store.get(st.pblk[l]));
   }
-  return { st, e, l };
+  e.ino = ino;
+  e.ft = ft;
 }
