@@ -88,3 +88,25 @@ export class Ext4FsError extends ImgpatchError {
     this.path = path;
   }
 }
+
+export type EditErrorCode =
+  | "EEXIST"
+  | "ENOTEMPTY"
+  | "EPERM"
+  | "EISDIR"
+  | "ENOTDIR"
+  | "ENOENT"
+  | "EINVAL"
+  | "ELOOP"
+  | "EMLINK"
+  | "ENAMETOOLONG"
+  | "ENODATA";
+
+/** A path-level editing error (code like Node's: EEXIST, ENOTEMPTY...). */
+export class Ext4EditError extends ImgpatchError {
+  readonly path: string;
+  constructor(code: EditErrorCode, message: string, path: string) {
+    super(code, `${code}: ${message}, '${path}'`, { file: path });
+    this.path = path;
+  }
+}

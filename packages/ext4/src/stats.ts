@@ -1,4 +1,6 @@
 /** fs.Stats-like views of inodes and directory entries. */
+
+import { u32 } from "./bytes.js";
 import { type DirentType, fileTypeName } from "./dirent.js";
 import {
   type Inode,
@@ -170,4 +172,17 @@ export class Ext4Dirent {
   isSocket(): boolean {
     return this.type === "sock";
   }
+}
+
+/**
+ * Device numbers of character/block inodes: the old 16-bit encoding in i_block[0], or the new
+ * 32-bit one in i_block[1] (minor split around the major, as Linux new_encode_dev does).
+ */
+export function decodeDeviceNumber(inode: Inode): { major: number; minor: number } {
+  const t = inode.mode & S_IFMT;
+  if (t !== S_IFCHR && t !== S_IFBLK) return { major: 0, minor: 0 };
+  const old = u32(inode.iBlock, 0);
+  if (old !== 0) return { major: (old >>> 8) & 0xff, minor: old & 0xff };
+  const n = u32(inode.iBlock, 4);
+  return { major: (n & 0xfff00) >>> 8, minor: ((n & 0xff) | ((n >>> 12) & 0xfff00)) >>> 0 };
 }

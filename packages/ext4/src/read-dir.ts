@@ -1,0 +1,275 @@
+/** Directory iteration: leaf blocks (checksums, records), inline directories, listings, tree walks. */
+import { encodeName, u32 } from "./bytes.js";
+import {
+  DIRENT_TAIL_SIZE,
+  direntName,
+  direntTailChecksum,
+  fileTypeFromMode,
+  hasDirentTail,
+  parseDirentBlock,
+  type RawDirent,
+  storedDirentTailChecksum,
+} from "./dirent.js";
+import { Ext4ChecksumError, Ext4FormatError, Ext4UnsupportedError } from "./errors.js";
+import { INODE_FLAGS } from "./features.js";
+import type { WalkEntry } from "./fs.js";
+import {
+  DX_NODE_ENTRIES_OFFSET,
+  DX_ROOT_INFO_OFFSET,
+  dxChecksum,
+  dxTailOffset,
+  looksLikeDxNode,
+  parseDxEntries,
+  storedDxChecksum,
+} from "./htree.js";
+import { INLINE_DIR_PARENT_SIZE } from "./inline-data.js";
+import { type Inode, S_IFDIR, S_IFMT } from "./inode.js";
+import { allocBytes, checkBlockRange, locate, type ReadContext, reportProblem } from "./read-context.js";
+import { copyIfCached } from "./read-data.js";
+import { cachedInode, inodeSeed, loadInode, readInode, statsOf } from "./read-inode.js";
+import { isDotOrDotDot, resolve } from "./read-lookup.js";
+import { blockRuns, rootRuns } from "./read-map.js";
+import { ibodyXattrs } from "./read-xattr.js";
+import { Ext4Dirent } from "./stats.js";
+
+export function dirProblem(
+  ctx: ReadContext,
+  inode: Inode,
+  block: number | undefined,
+  msg: string,
+): Ext4FormatError {
+  return new Ext4FormatError(msg, locate(ctx, "directory block", { inode: inode.ino, block }));
+}
+
+/** Verify the checksum of a directory block (leaf tail or dx node tail). */
+export function verifyDirBlock(
+  ctx: ReadContext,
+  inode: Inode,
+  block: Uint8Array,
+  blockNr: number,
+  logical: number,
+): "leaf" | "index" {
+  const isIndexed = (inode.flags & INODE_FLAGS.INDEX) !== 0;
+  const indexBlock = isIndexed && (logical === 0 || looksLikeDxNode(block, ctx.blockSize));
+  if (!ctx.csum) return indexBlock ? "index" : "leaf";
+  if (indexBlock) {
+    const off = logical === 0 ? DX_ROOT_INFO_OFFSET + block[DX_ROOT_INFO_OFFSET + 5] : DX_NODE_ENTRIES_OFFSET;
+    if (off + 4 <= block.length) {
+      const node = parseDxEntries(block, off);
+      if (dxTailOffset(node) + 8 <= block.length && node.count <= node.limit) {
+        const stored = storedDxChecksum(block, node);
+        const computed = dxChecksum(inodeSeed(ctx, inode), block, node);
+        if (stored !== computed) {
+          reportProblem(
+            ctx,
+            new Ext4ChecksumError(
+              "htree node checksum mismatch",
+              stored,
+              computed,
+              locate(ctx, "htree node", { inode: inode.ino, block: blockNr }),
+            ),
+          );
+        }
+        return "index";
+      }
+    }
+    reportProblem(ctx, dirProblem(ctx, inode, blockNr, "htree node has no room for its checksum tail"));
+    return "index";
+  }
+  if (!hasDirentTail(block)) {
+    reportProblem(ctx, dirProblem(ctx, inode, blockNr, "directory block has no checksum tail"));
+    return "leaf";
+  }
+  const stored = storedDirentTailChecksum(block);
+  const computed = direntTailChecksum(inodeSeed(ctx, inode), block);
+  if (stored !== computed) {
+    reportProblem(
+      ctx,
+      new Ext4ChecksumError(
+        "directory block checksum mismatch",
+        stored,
+        computed,
+        locate(ctx, "directory block", { inode: inode.ino, block: blockNr }),
+      ),
+    );
+  }
+  return "leaf";
+}
+
+/** Parse the entries of one directory leaf block (excluding the checksum tail). */
+export function parseDirLeaf(
+  ctx: ReadContext,
+  inode: Inode,
+  block: Uint8Array,
+  blockNr: number,
+  logical: number,
+): RawDirent[] {
+  const kind = verifyDirBlock(ctx, inode, block, blockNr, logical);
+  if (kind === "index" && logical !== 0) return [];
+  const end = ctx.csum && hasDirentTail(block) ? block.length - DIRENT_TAIL_SIZE : block.length;
+  // dx_root: the ".." entry's rec_len spans the index, so a linear parse sees just "." and "..".
+  const { entries, problem } = parseDirentBlock(block, 0, end, ctx.blockSize, ctx.hasFileType);
+  if (problem) {
+    reportProblem(ctx, dirProblem(ctx, inode, blockNr, `${problem.message} at byte ${problem.offset}`));
+  }
+  return entries;
+}
+
+/** All entries of a directory inode ("." and ".." included where stored). */
+export async function* dirEntries(ctx: ReadContext, inode: Inode): AsyncGenerator<RawDirent> {
+  yield* await dirEntryList(ctx, inode);
+}
+
+/** The entries of dirEntries as one array (no asynchronous step per entry). */
+export async function dirEntryList(ctx: ReadContext, inode: Inode): Promise<RawDirent[]> {
+  if ((inode.mode & S_IFMT) !== S_IFDIR) {
+    throw new Ext4FormatError("not a directory", locate(ctx, "inode", { inode: inode.ino }));
+  }
+  if (inode.flags & INODE_FLAGS.ENCRYPT) {
+    throw new Ext4UnsupportedError(
+      "encrypt",
+      "directory names are encrypted (fscrypt); listing is not supported",
+      {
+        file: ctx.device.name,
+        inode: inode.ino,
+      },
+    );
+  }
+  const out: RawDirent[] = [];
+  if (inode.flags & INODE_FLAGS.INLINE_DATA) {
+    for await (const e of inlineDirEntries(ctx, inode)) out.push(e);
+    return out;
+  }
+  const bs = ctx.blockSize;
+  const nBlocks = Math.ceil(inode.size / bs);
+  let runs = rootRuns(ctx, inode);
+  if (!runs) {
+    runs = [];
+    for await (const r of blockRuns(ctx, inode)) {
+      if (r.logical >= nBlocks) break;
+      runs.push(r);
+    }
+  }
+  for (const r of runs) {
+    if (r.logical >= nBlocks) break;
+    const n = Math.min(r.length, nBlocks - r.logical);
+    if (r.uninit) continue;
+    // Whole runs are read at once (directories of many blocks are usually contiguous). A
+    // directory block often sits next to its files' data: when a data window holding it is
+    // cached, it is copied from there; otherwise it is read alone (a walk that does not read
+    // file contents must not pull the data in through the read-ahead).
+    const CH = 64;
+    for (let k = 0; k < n; k += CH) {
+      const cnt = Math.min(CH, n - k);
+      const first = r.physical + k;
+      checkBlockRange(ctx, first, cnt, "directory block", inode.ino);
+      ctx.counters.metadataBlocks += cnt;
+      let buf = cnt === 1 ? ctx.blockCache.get(first) : undefined;
+      if (!buf) {
+        buf = allocBytes(cnt * bs);
+        if (!copyIfCached(ctx, first * bs, buf)) {
+          ctx.counters.reads++;
+          ctx.counters.bytes += buf.length;
+          await ctx.device.readInto(first * bs, buf);
+        }
+      }
+      for (let j = 0; j < cnt; j++) {
+        const blk = buf.subarray(j * bs, (j + 1) * bs);
+        for (const e of parseDirLeaf(ctx, inode, blk, first + j, r.logical + k + j)) out.push(e);
+      }
+    }
+  }
+  return out;
+}
+
+export async function* inlineDirEntries(ctx: ReadContext, inode: Inode): AsyncGenerator<RawDirent> {
+  const parent = u32(inode.iBlock, 0);
+  yield { inode: inode.ino, recLen: 0, nameLen: 1, fileType: 2, offset: -1, name: encodeName(".") };
+  yield { inode: parent, recLen: 0, nameLen: 2, fileType: 2, offset: -1, name: encodeName("..") };
+  const a = parseDirentBlock(
+    inode.iBlock,
+    INLINE_DIR_PARENT_SIZE,
+    inode.iBlock.length,
+    ctx.blockSize,
+    ctx.hasFileType,
+  );
+  if (a.problem)
+    reportProblem(ctx, dirProblem(ctx, inode, undefined, `inline directory: ${a.problem.message}`));
+  yield* a.entries;
+  const x = (await ibodyXattrs(ctx, inode)).find((e) => e.entry.name === "system.data");
+  if (x && x.value.length > 0) {
+    const b = parseDirentBlock(x.value, 0, x.value.length, ctx.blockSize, ctx.hasFileType);
+    if (b.problem)
+      reportProblem(
+        ctx,
+        dirProblem(ctx, inode, undefined, `inline directory (xattr part): ${b.problem.message}`),
+      );
+    yield* b.entries;
+  }
+}
+
+/** Entries of a directory inode, without "." and "..". */
+export async function readdirInode(
+  ctx: ReadContext,
+  dir: Inode,
+  parentPath = `<inode ${dir.ino}>`,
+): Promise<Ext4Dirent[]> {
+  const out: Ext4Dirent[] = [];
+  for (const e of await dirEntryList(ctx, dir)) {
+    if (isDotOrDotDot(e.name)) continue;
+    let ft = e.fileType;
+    if (!ctx.hasFileType || ft === 0 || ft > 7) ft = fileTypeFromMode((await readInode(ctx, e.inode)).mode);
+    out.push(Ext4Dirent.fromFileType(direntName(e.name), e.name, e.inode, ft, parentPath));
+  }
+  return out;
+}
+
+/**
+ * Depth-first pre-order walk below `root` (included). Directories are entered once (a
+ * directory reachable twice is corrupt: error, or skipped in lenient mode); symlinks are not
+ * followed.
+ */
+export async function* walk(ctx: ReadContext, root = "/"): AsyncGenerator<WalkEntry> {
+  const r = await resolve(ctx, root, true);
+  const seen = new Set<number>();
+  // Iterative pre-order DFS (recursive async generators cost O(depth) per yielded entry).
+  const stack: { ino: number; inode: Inode; path: string; depth: number }[] = [
+    { ino: r.ino, inode: r.inode, path: r.path, depth: 0 },
+  ];
+  while (stack.length > 0) {
+    const cur = stack.pop()!;
+    yield {
+      path: cur.path,
+      ino: cur.ino,
+      stats: statsOf(ctx, cur.inode),
+      inode: cur.inode,
+      depth: cur.depth,
+    };
+    if ((cur.inode.mode & S_IFMT) !== S_IFDIR) continue;
+    if (seen.has(cur.ino)) {
+      reportProblem(
+        ctx,
+        new Ext4FormatError(
+          `directory reached twice (at ${cur.path})`,
+          locate(ctx, "directory", { inode: cur.ino }),
+        ),
+      );
+      continue;
+    }
+    seen.add(cur.ino);
+    const entries = await dirEntryList(ctx, cur.inode);
+    const prefix = cur.path === "/" ? "/" : `${cur.path}/`;
+    const base = stack.length;
+    for (const d of entries) {
+      if (isDotOrDotDot(d.name)) continue;
+      const child = cachedInode(ctx, d.inode, false) ?? (await loadInode(ctx, d.inode, false));
+      stack.push({ ino: d.inode, inode: child, path: prefix + direntName(d.name), depth: cur.depth + 1 });
+    }
+    // Children were pushed in directory order; reverse them so they pop in that order.
+    for (let i = base, j = stack.length - 1; i < j; i++, j--) {
+      const t = stack[i];
+      stack[i] = stack[j];
+      stack[j] = t;
+    }
+  }
+}
