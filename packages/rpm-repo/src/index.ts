@@ -1,0 +1,3 @@
+export * from "./dep.js";
+export * from "./errors.js";
+export * from "./rpmvercmp.js";
