@@ -5,4 +5,8 @@ export * from "./package-meta.js";
 export * from "./primary.js";
 export * from "./repo-source.js";
 export * from "./repomd.js";
+export * from "./rpmdb.js";
+export * from "./rpmdb-bdb.js";
+export * from "./rpmdb-header.js";
+export * from "./rpmdb-sqlite.js";
 export * from "./rpmvercmp.js";
