@@ -36,7 +36,8 @@ function spec(p: SpecPkg): string {
     ...(p.epoch !== undefined ? [`Epoch: ${p.epoch}`] : []),
     "Summary: test package",
     "License: MIT",
-    `BuildArch: ${p.arch ?? "noarch"}`,
+    // A foreign arch cannot be a BuildArch on this host; rpmbuild's --target sets it instead.
+    ...((p.arch ?? "noarch") === "noarch" ? ["BuildArch: noarch"] : []),
     "%global debug_package %{nil}",
     "%global _build_id_links none",
     "%global __os_install_post %{nil}",
