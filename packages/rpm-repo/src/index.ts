@@ -1,6 +1,7 @@
 export * from "./dep.js";
 export * from "./errors.js";
 export * from "./filelists.js";
+export * from "./install.js";
 export * from "./package-meta.js";
 export * from "./pool.js";
 export * from "./primary.js";
@@ -13,3 +14,5 @@ export * from "./rpmdb-header.js";
 export * from "./rpmdb-sqlite.js";
 export * from "./rpmvercmp.js";
 export * from "./solver.js";
+export * from "./transaction.js";
+export * from "./yum-repos.js";

@@ -23,6 +23,7 @@ import {
   type RpmStep,
   type Step,
 } from "./recipe.js";
+import type { InstallStep } from "../customize/install-rpm.js";
 
 /** This package's version (its package.json is two levels up from both src/ and dist/). */
 const VERSION = (createRequire(import.meta.url)("../../package.json") as { version: string }).version;
@@ -107,6 +108,7 @@ function lsLine(name: string, s: GuestStats, target?: string): string {
 }
 
 function stepLabel(step: Step): string {
+  if (step.op === "install") return `install ${step.packages.join(",")}`;
   return step.op === "rpm" ? `rpm ${JSON.stringify({ host: step.host })}` : describeOperation(step);
 }
 
@@ -131,6 +133,8 @@ function withRpmPolicy(steps: Step[], a: { "rpm-signature"?: string; "rpm-key"?:
 export interface StepContext extends CustomizeContext {
   /** --rpm-owner-fallback: owners missing from the guest → root now, chowned at first boot after %pre. */
   rpmMissingOwner?: "error" | "root";
+  /** --repo base URLs for --install. */
+  repos?: string[];
 }
 
 export async function runSteps(
@@ -160,6 +164,8 @@ export async function runSteps(
       } finally {
         await pkg.close();
       }
+    } else if (step.op === "install") {
+      lines = await installStep(guest, step, ctx);
     } else {
       lines = await applyOperation(guest.fs, step, ctx);
     }
@@ -167,6 +173,20 @@ export async function runSteps(
     done.push({ step, changes: lines });
   }
   return done;
+}
+
+/** --install: routed by the guest's package manager (an rpmdb present: RPM). */
+async function installStep(guest: Guest, step: InstallStep, ctx: StepContext): Promise<string[]> {
+  const rpm = await import("../customize/install-rpm.js");
+  if (await rpm.isRpmGuest(guest.fs)) {
+    return rpm.runRpmInstall(guest.fs, guest.image, step, { repos: ctx.repos, missingOwner: ctx.rpmMissingOwner });
+  }
+  throw new UsageError("--install: the guest has no rpmdb (only RPM-based guests are handled here)", guest.image);
+}
+
+function repoArg(v: unknown): string[] | undefined {
+  if (v === undefined) return undefined;
+  return (Array.isArray(v) ? v : [v]).map(String);
 }
 
 function mountsArg(v: unknown): string[] | undefined {
@@ -633,6 +653,12 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
             describe:
               "--rpm: files owned by users/groups the guest lacks (made by %pre) go to root now, chowned at first boot",
           })
+          .option("repo", {
+            type: "string",
+            array: true,
+            describe:
+              "--install: repository base URL (directory, file://, http(s)://; repeatable), used instead of the guest's /etc/yum.repos.d",
+          })
           .option("rpm-key", {
             type: "string",
             array: true,
@@ -674,6 +700,17 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
         if (dry) {
           await withGuest(img, { format: opts.format, mounts: opts.mounts }, async (g) => {
             const rpmPlans: Array<{ file: string; nevra: string; files: number; scriptlets: number }> = [];
+            const installs: Array<{ packages: string[]; transaction: Record<string, unknown>; lines: string[] }> = [];
+            for (const s of steps) {
+              if (s.op !== "install") continue;
+              const rpm = await import("../customize/install-rpm.js");
+              if (!(await rpm.isRpmGuest(g.fs))) {
+                throw new UsageError("--install: the guest has no rpmdb (only RPM-based guests are handled here)", img);
+              }
+              const { planSummary } = await import("@imgpatch/rpm-repo");
+              const plan = await rpm.planRpmInstall(g.fs, s, { repos: repoArg(a.repo) });
+              installs.push({ packages: s.packages, transaction: planSummary(plan), lines: rpm.describeRpmPlan(plan) });
+            }
             for (const s of steps) {
               if (s.op !== "rpm") continue;
               const { planTransaction, readRpm } = await rpmInject();
@@ -697,9 +734,10 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
                 await pkg.close();
               }
             }
-            if (a.json) return emitJson({ image: img, dryRun: true, operations: steps, rpm: rpmPlans });
+            if (a.json) return emitJson({ image: img, dryRun: true, operations: steps, rpm: rpmPlans, install: installs.map(({ lines: _l, ...rest }) => rest) });
             say(common, `dry run on ${img} (nothing is written):`);
             for (const s of steps) say(common, `  ${stepLabel(s)}`);
+            for (const i of installs) for (const l of i.lines) say(common, `  ${l}`);
             for (const r of rpmPlans)
               say(
                 common,
@@ -718,6 +756,7 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
             {
               now,
               rpmMissingOwner: a["rpm-owner-fallback"] ? "root" : "error",
+              repos: repoArg(a.repo),
               progress: ttyProgress(common)
                 ? (label: string): StepProgress => progressBar(true, label, io.err)
                 : undefined,

@@ -13,6 +13,7 @@ import {
   parseCommandsFile,
   parseOperation,
 } from "../customize/operations.js";
+import { type InstallStep, parseInstallStep } from "../customize/install-rpm.js";
 import { parseYaml, type YamlValue } from "../elements/yaml.js";
 
 /** Operation names (long options) `customize` accepts, in the --help order. */
@@ -31,6 +32,7 @@ export const OPERATION_NAMES = [
   "move",
   "copy",
   "rpm",
+  "install",
   "enable",
   "disable",
   "mask",
@@ -63,6 +65,7 @@ export const OPERATION_HELP: Record<(typeof OPERATION_NAMES)[number], string> = 
   move: "SRC:DST: rename in the guest",
   copy: "SRC:DST: copy in the guest",
   rpm: "FILE.rpm: unpack the payload; scriptlets run at first boot",
+  install: "PKG[,PKG...]: install packages with their dependencies from the guest's repositories or --repo",
   enable: "UNIT: enable a systemd unit (the symlinks systemctl would make)",
   disable: "UNIT: disable a systemd unit",
   mask: "UNIT: mask a systemd unit",
@@ -86,14 +89,15 @@ export interface RpmStep {
   keys?: string[];
 }
 
-/** A customize step: the shared operations plus --rpm (rpm-inject). */
-export type Step = CustomizeOp | RpmStep;
+/** A customize step: the shared operations plus --rpm (rpm-inject) and --install. */
+export type Step = CustomizeOp | RpmStep | InstallStep;
 
 export function parseStep(name: string, arg: string | undefined): Step {
   if (name === "rpm") {
     if (!arg) throw new CustomizeUsageError("--rpm needs an RPM file");
     return { op: "rpm", host: arg };
   }
+  if (name === "install") return parseInstallStep(arg);
   return parseOperation(name, arg);
 }
 
