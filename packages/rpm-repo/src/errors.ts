@@ -37,7 +37,7 @@ export class RepoUnsupportedError extends UnsupportedError {}
 export class UnsolvableError extends ImgpatchError {
   readonly problems: string[];
   constructor(problems: string[]) {
-    super("EUNSOLVABLE", `cannot resolve the install:\n  ${problems.join("\n  ")}`);
+    super("EUNSOLVABLE", `cannot resolve the install: ${problems.join("; ")}`);
     this.problems = problems;
   }
 }

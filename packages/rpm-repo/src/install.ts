@@ -5,9 +5,9 @@
  */
 import { RepoFormatError, RepoUnsupportedError } from "./errors.js";
 import { nevra, type PackageMeta } from "./package-meta.js";
-import { readAll, verified } from "./repo-source.js";
 import { buildPool, type LoadedRepo, loadRepo, type RepoSpec } from "./repo-load.js";
-import { type GuestFileReader, locateRpmdb, readRpmdb, type RpmdbLocation } from "./rpmdb.js";
+import { readAll, verified } from "./repo-source.js";
+import { type GuestFileReader, locateRpmdb, type RpmdbLocation, readRpmdb } from "./rpmdb.js";
 import type { InstalledPackage } from "./rpmdb-header.js";
 import { type SolveResult, solveInstall, type TransactionItem } from "./solver.js";
 import { installOrder } from "./transaction.js";
@@ -49,11 +49,13 @@ export interface InstallPlan {
 /** The guest's architecture: the commonest arch of its installed packages. */
 export function guestBasearch(installed: PackageMeta[]): string {
   const count = new Map<string, number>();
-  for (const p of installed) if (p.arch !== "noarch" && p.arch !== "(none)") count.set(p.arch, (count.get(p.arch) ?? 0) + 1);
+  for (const p of installed)
+    if (p.arch !== "noarch" && p.arch !== "(none)") count.set(p.arch, (count.get(p.arch) ?? 0) + 1);
   let best = "";
   let n = 0;
   for (const [a, c] of count) if (c > n) [best, n] = [a, c];
-  if (best === "") throw new RepoUnsupportedError("cannot tell the guest's architecture from its rpmdb (give basearch)");
+  if (best === "")
+    throw new RepoUnsupportedError("cannot tell the guest's architecture from its rpmdb (give basearch)");
   return /^i[3-6]86$/.test(best) ? "i686" : best;
 }
 
@@ -61,11 +63,14 @@ export function guestBasearch(installed: PackageMeta[]): string {
 export function guestReleasever(installed: PackageMeta[]): string {
   for (const p of installed) {
     for (const d of p.provides) {
-      if (d.kind === "simple" && d.name === "system-release(releasever)" && d.evr !== null) return d.evr.version;
+      if (d.kind === "simple" && d.name === "system-release(releasever)" && d.evr !== null)
+        return d.evr.version;
     }
   }
   for (const name of ["system-release", "redhat-release", "centos-stream-release", "fedora-release"]) {
-    const p = installed.find((q) => q.name === name || q.provides.some((d) => d.kind === "simple" && d.name === name));
+    const p = installed.find(
+      (q) => q.name === name || q.provides.some((d) => d.kind === "simple" && d.name === name),
+    );
     if (p !== undefined) return p.evr.version;
   }
   throw new RepoUnsupportedError("cannot tell $releasever from the guest's rpmdb (give releasever)");
@@ -97,14 +102,20 @@ export async function planInstall(req: InstallRequest): Promise<InstallPlan> {
       specs.push({ id: r.id, baseurl: url, priority: r.priority, cost: r.cost });
       repos.push({ id: r.id, baseurl: url, gpgcheck: r.gpgcheck, gpgkeys: r.gpgkeys });
     }
-    if (specs.length === 0) throw new RepoFormatError("the guest has no enabled repository with a baseurl; give --repo", { file: "/etc/yum.repos.d" });
+    if (specs.length === 0)
+      throw new RepoFormatError("the guest has no enabled repository with a baseurl; give --repo", {
+        file: "/etc/yum.repos.d",
+      });
   }
   const loadedList = await Promise.all(specs.map((s) => loadRepo(s)));
   const { pool, filelistsLoaded } = await buildPool(basearch, loadedList, installed);
   const t1 = performance.now();
   const result: SolveResult = solveInstall(pool, req.specs, { installWeakDeps: req.installWeakDeps ?? true });
   const byPkg = new Map(result.install.map((t) => [t.pkg, t]));
-  const items = installOrder(pool, result.install.map((t) => t.pkg)).map((p) => byPkg.get(p)!);
+  const items = installOrder(
+    pool,
+    result.install.map((t) => t.pkg),
+  ).map((p) => byPkg.get(p)!);
   const t2 = performance.now();
   return {
     rpmdb,
@@ -122,11 +133,19 @@ export async function planInstall(req: InstallRequest): Promise<InstallPlan> {
 }
 
 /** The bytes of a planned package, its checksum checked against the metadata. */
-export async function fetchPackage(plan: InstallPlan, item: TransactionItem, maxBytes = 4 * 2 ** 30): Promise<Uint8Array> {
+export async function fetchPackage(
+  plan: InstallPlan,
+  item: TransactionItem,
+  maxBytes = 4 * 2 ** 30,
+): Promise<Uint8Array> {
   const repo = plan.loaded.get(item.pkg.repo);
   if (repo === undefined) throw new RepoFormatError(`no repository ${item.pkg.repo} for ${nevra(item.pkg)}`);
   const where = repo.source.locate(item.pkg.location);
-  const bytes = await readAll(verified(repo.source.open(item.pkg.location), item.pkg.checksum, maxBytes, where), maxBytes, where);
+  const bytes = await readAll(
+    verified(repo.source.open(item.pkg.location), item.pkg.checksum, maxBytes, where),
+    maxBytes,
+    where,
+  );
   return bytes;
 }
 
@@ -138,9 +157,14 @@ export function planSummary(plan: InstallPlan): Record<string, unknown> {
     releasever: plan.releasever,
     repos: plan.repos,
     skipped: plan.skipped,
-    install: plan.items.map((t) => ({ nevra: nevra(t.pkg), repo: t.pkg.repo, reason: t.reason, why: t.why, size: t.pkg.size })),
+    install: plan.items.map((t) => ({
+      nevra: nevra(t.pkg),
+      repo: t.pkg.repo,
+      reason: t.reason,
+      why: t.why,
+      size: t.pkg.size,
+    })),
     alreadyInstalled: plan.alreadyInstalled,
     filelistsLoaded: plan.filelistsLoaded,
   };
 }
-

@@ -3,9 +3,10 @@
  * Requires(pre)/plain requires alike here), ties broken by the solver's order; loops are cut where
  * rpm cuts them, at the edge into the package seen first.
  */
-import type { Pool } from "./pool.js";
-import type { PackageMeta } from "./package-meta.js";
+
 import { simpleDepsOf } from "./dep.js";
+import type { PackageMeta } from "./package-meta.js";
+import type { Pool } from "./pool.js";
 
 export function installOrder(pool: Pool, pkgs: PackageMeta[]): PackageMeta[] {
   const set = new Set(pkgs);

@@ -26,7 +26,10 @@ const truthy = (v: string | undefined, dflt: boolean) =>
 
 /** Substitute dnf variables; unknown ones stay as written (dnf does the same). */
 export function substituteVars(s: string, vars: Record<string, string>): string {
-  return s.replace(/\$(\{([A-Za-z0-9_]+)\}|([A-Za-z0-9_]+))/g, (m, _x, braced, bare) => vars[braced ?? bare] ?? m);
+  return s.replace(
+    /\$(\{([A-Za-z0-9_]+)\}|([A-Za-z0-9_]+))/g,
+    (m, _x, braced, bare) => vars[braced ?? bare] ?? m,
+  );
 }
 
 /** Parse one .repo file's text. */
@@ -50,7 +53,8 @@ export function parseRepoFile(text: string, file: string, vars: Record<string, s
       continue;
     }
     const kv = /^\s*([^=\s]+)\s*=\s*(.*)$/.exec(raw);
-    if (!kv || cur === null) throw new RepoFormatError(`line ${i + 1}: not "key=value" inside a [section]`, { file });
+    if (!kv || cur === null)
+      throw new RepoFormatError(`line ${i + 1}: not "key=value" inside a [section]`, { file });
     lastKey = kv[1]!.toLowerCase();
     cur.kv[lastKey] = kv[2]!.trim();
   }
@@ -80,7 +84,10 @@ export function parseRepoFile(text: string, file: string, vars: Record<string, s
 }
 
 /** `/etc/dnf/vars/*` and `/etc/yum/vars/*` (first line of each file), plus the given ones. */
-export async function readDnfVars(g: GuestFileReader, base: Record<string, string>): Promise<Record<string, string>> {
+export async function readDnfVars(
+  g: GuestFileReader,
+  base: Record<string, string>,
+): Promise<Record<string, string>> {
   const vars: Record<string, string> = {};
   for (const dir of ["/etc/yum/vars", "/etc/dnf/vars"]) {
     for (const n of (await g.readdir(dir)) ?? []) {

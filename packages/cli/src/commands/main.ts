@@ -8,6 +8,7 @@ import { basename, dirname, join } from "node:path";
 import { inspectDisk, readUndoHeader, undoPathFor } from "@imgpatch/disk";
 import { convertImage, createQcow2, qcow2Info } from "@imgpatch/qcow2";
 import yargs, { type Argv } from "yargs";
+import type { InstallStep } from "../customize/install-rpm.js";
 import { applyOperation, type CustomizeContext, describeOperation } from "../customize/operations.js";
 import { modeString, walkGuest } from "../customize/walk.js";
 import type { GuestStats } from "../guest/guest-fs.js";
@@ -23,7 +24,6 @@ import {
   type RpmStep,
   type Step,
 } from "./recipe.js";
-import type { InstallStep } from "../customize/install-rpm.js";
 
 /** This package's version (its package.json is two levels up from both src/ and dist/). */
 const VERSION = (createRequire(import.meta.url)("../../package.json") as { version: string }).version;
@@ -179,9 +179,15 @@ export async function runSteps(
 async function installStep(guest: Guest, step: InstallStep, ctx: StepContext): Promise<string[]> {
   const rpm = await import("../customize/install-rpm.js");
   if (await rpm.isRpmGuest(guest.fs)) {
-    return rpm.runRpmInstall(guest.fs, guest.image, step, { repos: ctx.repos, missingOwner: ctx.rpmMissingOwner });
+    return rpm.runRpmInstall(guest.fs, guest.image, step, {
+      repos: ctx.repos,
+      missingOwner: ctx.rpmMissingOwner,
+    });
   }
-  throw new UsageError("--install: the guest has no rpmdb (only RPM-based guests are handled here)", guest.image);
+  throw new UsageError(
+    "--install: the guest has no rpmdb (only RPM-based guests are handled here)",
+    guest.image,
+  );
 }
 
 function repoArg(v: unknown): string[] | undefined {
@@ -700,16 +706,27 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
         if (dry) {
           await withGuest(img, { format: opts.format, mounts: opts.mounts }, async (g) => {
             const rpmPlans: Array<{ file: string; nevra: string; files: number; scriptlets: number }> = [];
-            const installs: Array<{ packages: string[]; transaction: Record<string, unknown>; lines: string[] }> = [];
+            const installs: Array<{
+              packages: string[];
+              transaction: Record<string, unknown>;
+              lines: string[];
+            }> = [];
             for (const s of steps) {
               if (s.op !== "install") continue;
               const rpm = await import("../customize/install-rpm.js");
               if (!(await rpm.isRpmGuest(g.fs))) {
-                throw new UsageError("--install: the guest has no rpmdb (only RPM-based guests are handled here)", img);
+                throw new UsageError(
+                  "--install: the guest has no rpmdb (only RPM-based guests are handled here)",
+                  img,
+                );
               }
               const { planSummary } = await import("@imgpatch/rpm-repo");
               const plan = await rpm.planRpmInstall(g.fs, s, { repos: repoArg(a.repo) });
-              installs.push({ packages: s.packages, transaction: planSummary(plan), lines: rpm.describeRpmPlan(plan) });
+              installs.push({
+                packages: s.packages,
+                transaction: planSummary(plan),
+                lines: rpm.describeRpmPlan(plan),
+              });
             }
             for (const s of steps) {
               if (s.op !== "rpm") continue;
@@ -734,7 +751,14 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
                 await pkg.close();
               }
             }
-            if (a.json) return emitJson({ image: img, dryRun: true, operations: steps, rpm: rpmPlans, install: installs.map(({ lines: _l, ...rest }) => rest) });
+            if (a.json)
+              return emitJson({
+                image: img,
+                dryRun: true,
+                operations: steps,
+                rpm: rpmPlans,
+                install: installs.map(({ lines: _l, ...rest }) => rest),
+              });
             say(common, `dry run on ${img} (nothing is written):`);
             for (const s of steps) say(common, `  ${stepLabel(s)}`);
             for (const i of installs) for (const l of i.lines) say(common, `  ${l}`);

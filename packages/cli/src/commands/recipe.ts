@@ -7,13 +7,13 @@
  *   [ {"mkdir": "/opt/x"}, {"write": "/etc/motd:hello"}, {"selinux-relabel": null} ]
  */
 import { readFile } from "node:fs/promises";
+import { type InstallStep, parseInstallStep } from "../customize/install-rpm.js";
 import {
   type CustomizeOp,
   CustomizeUsageError,
   parseCommandsFile,
   parseOperation,
 } from "../customize/operations.js";
-import { type InstallStep, parseInstallStep } from "../customize/install-rpm.js";
 import { parseYaml, type YamlValue } from "../elements/yaml.js";
 
 /** Operation names (long options) `customize` accepts, in the --help order. */

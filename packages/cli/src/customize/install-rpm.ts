@@ -43,7 +43,11 @@ export async function isRpmGuest(fs: GuestFs): Promise<boolean> {
   return (await locateRpmdb(guestReader(fs))) !== null;
 }
 
-export async function planRpmInstall(fs: GuestFs, step: InstallStep, ctx: InstallContext): Promise<InstallPlan> {
+export async function planRpmInstall(
+  fs: GuestFs,
+  step: InstallStep,
+  ctx: InstallContext,
+): Promise<InstallPlan> {
   const { planInstall } = await import("@imgpatch/rpm-repo");
   return planInstall({ guest: guestReader(fs), specs: step.packages, repos: ctx.repos });
 }
@@ -51,7 +55,8 @@ export async function planRpmInstall(fs: GuestFs, step: InstallStep, ctx: Instal
 /** Lines describing a plan (dry run and --verbose). */
 export function describeRpmPlan(plan: InstallPlan): string[] {
   const lines = plan.items.map(
-    (t) => `install ${t.pkg.name}-${t.pkg.evr.epoch && t.pkg.evr.epoch !== "0" ? `${t.pkg.evr.epoch}:` : ""}${t.pkg.evr.version}-${t.pkg.evr.release}.${t.pkg.arch} (${t.pkg.repo}, ${t.reason}: ${t.why})`,
+    (t) =>
+      `install ${t.pkg.name}-${t.pkg.evr.epoch && t.pkg.evr.epoch !== "0" ? `${t.pkg.evr.epoch}:` : ""}${t.pkg.evr.version}-${t.pkg.evr.release}.${t.pkg.arch} (${t.pkg.repo}, ${t.reason}: ${t.why})`,
   );
   for (const a of plan.alreadyInstalled) lines.push(`already installed ${a}`);
   for (const s of plan.skipped) lines.push(`skipped repository ${s}`);
@@ -73,7 +78,8 @@ export async function runRpmInstall(
   if (plan.items.length === 0) return lines;
   const pkgs = [];
   try {
-    for (const item of plan.items) pkgs.push(await readRpm(await fetchPackage(plan, item), { name: item.pkg.location }));
+    for (const item of plan.items)
+      pkgs.push(await readRpm(await fetchPackage(plan, item), { name: item.pkg.location }));
     const gpg = plan.repos.filter((r) => plan.items.some((t) => t.pkg.repo === r.id));
     const signature = gpg.length > 0 && gpg.every((r) => r.gpgcheck) ? "required" : "if-present";
     const r = await injectRpms(pkgs, injectTargetFromGuestFs(fs, image), {
@@ -81,7 +87,8 @@ export async function runRpmInstall(
       signature,
       register: true,
     });
-    for (const rep of r.reports) lines.push(`unpacked ${rep.nevra}: ${rep.written.length} files`, ...rep.warnings);
+    for (const rep of r.reports)
+      lines.push(`unpacked ${rep.nevra}: ${rep.written.length} files`, ...rep.warnings);
     lines.push(...(await queueFirstbootPlan(fs, r.firstboot)).map((p) => `firstboot ${p}`));
   } finally {
     for (const p of pkgs) await p.close();

@@ -1,0 +1,158 @@
+/**
+ * customize --install on an RPM guest: an ext4 image made by mke2fs -d from a root whose rpmdb
+ * rpm 4.18 wrote; packages from a createrepo_c repository. The dry run's transaction equals
+ * `dnf --installroot --assumeno install` on the same root; the written image passes e2fsck and holds
+ * the payloads, the queued scriptlets and the first-boot registration.
+ */
+import { mkdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { debugfsCat, describeWithTools, e2fsck, runTool, tempDir } from "@imgpatch/testkit";
+import { beforeAll, expect, it } from "vitest";
+import { dnfHome, dnfInstall } from "../../rpm-repo/test/dnf-oracle.js";
+import { buildRpms, makeRepo, type SpecPkg } from "../../rpm-repo/test/repo-builder.js";
+import { type CliIo, runCli } from "../src/commands/main.js";
+
+async function cli(args: string[]) {
+  let out = "";
+  let err = "";
+  const io: CliIo = { out: (t) => (out += t), err: (t) => (err += t), env: {} };
+  const code = await runCli(args, io);
+  return { code, out, err };
+}
+
+const BASE: SpecPkg[] = [
+  { name: "el-release", version: "9.4", provides: ["system-release(releasever) = 9", "system-release"] },
+  {
+    name: "glibc",
+    version: "2.34",
+    arch: "x86_64",
+    provides: ["libc.so.6()(64bit)"],
+    files: ["/usr/lib64/libc.so.6"],
+  },
+  { name: "python3", version: "3.9.18", arch: "x86_64", files: ["/usr/bin/python3"] },
+  { name: "bash", version: "5.1.8", arch: "x86_64", files: ["/bin/sh"] },
+];
+
+const REPO: SpecPkg[] = [
+  {
+    name: "python3-os-collect-config",
+    version: "13.1.0",
+    requires: [
+      "python3",
+      "python3-os-refresh-config",
+      "(python3-requests or python3-urllib3)",
+      "/usr/bin/python3",
+    ],
+    recommends: ["heat-cfntools"],
+    files: ["/usr/bin/os-collect-config", "/usr/lib/python3.9/site-packages/os_collect_config/__init__.py"],
+    config: ["/etc/os-collect-config.conf"],
+    scripts: { post: "echo configured > /var/lib/occ-post" },
+  },
+  {
+    name: "python3-os-refresh-config",
+    version: "13.2.0",
+    requires: ["python3-dib-utils"],
+    files: ["/usr/bin/os-refresh-config"],
+  },
+  { name: "python3-dib-utils", version: "0.0.11", files: ["/usr/bin/dib-run-parts"] },
+  {
+    name: "python3-requests",
+    version: "2.25.1",
+    files: ["/usr/lib/python3.9/site-packages/requests/__init__.py"],
+  },
+  { name: "python3-urllib3", version: "1.26.5" },
+  { name: "heat-cfntools", version: "1.4.2", requires: ["glibc >= 2.30"], files: ["/usr/bin/cfn-init"] },
+  { name: "python3", version: "3.11.0", arch: "x86_64", files: ["/usr/bin/python3"] },
+];
+
+describeWithTools(
+  ["rpmbuild", "createrepo_c", "rpm", "dnf", "mke2fs", "e2fsck"],
+  "customize --install (RPM guest)",
+  () => {
+    let dir = "";
+    let root = "";
+    let repo = "";
+    let image = "";
+    beforeAll(async () => {
+      dir = await tempDir("cli-install-rpm-");
+      repo = await makeRepo(dir, "repo", REPO);
+      root = join(dir, "root");
+      await mkdir(join(root, "etc"), { recursive: true });
+      await mkdir(join(root, "var/lib"), { recursive: true });
+      await writeFile(join(root, "etc/passwd"), "root:x:0:0:root:/root:/bin/bash\n");
+      await writeFile(join(root, "etc/group"), "root:x:0:\n");
+      await writeFile(join(root, "etc/os-release"), 'ID="rhel"\nVERSION_ID="9.4"\n');
+      const rb = ["--root", root, "--dbpath", "/var/lib/rpm"];
+      expect((await runTool("rpm", [...rb, "--initdb"])).exitCode).toBe(0);
+      const rpms = await buildRpms(dir, join(dir, "base"), BASE);
+      const r = await runTool("rpm", [...rb, "-i", "--justdb", "--nodeps", ...rpms]);
+      expect(r.exitCode, r.stderr).toBe(0);
+      image = join(dir, "guest.img");
+      const mk = await runTool("mke2fs", ["-q", "-t", "ext4", "-d", root, image, "64M"]);
+      expect(mk.exitCode, mk.stderr).toBe(0);
+    });
+
+    it("--dry-run --json prints the transaction dnf would run", async () => {
+      const r = await cli([
+        "customize",
+        image,
+        "--dry-run",
+        "--json",
+        "--install",
+        "python3-os-collect-config",
+        "--repo",
+        repo,
+      ]);
+      expect(r.code, r.err).toBe(0);
+      const out = JSON.parse(r.out) as {
+        install: { transaction: { install: { nevra: string; reason: string }[]; basearch: string } }[];
+      };
+      const ours = out.install[0]!.transaction.install.map((t) => t.nevra).sort();
+      expect(out.install[0]!.transaction.basearch).toBe("x86_64");
+      const dnf = await dnfInstall(
+        await dnfHome(dir),
+        root,
+        [{ id: "r", dir: repo }],
+        ["python3-os-collect-config"],
+      );
+      expect(dnf.resolved, dnf.output).toBe(true);
+      expect(ours).toEqual(dnf.install);
+      expect(ours).toContain("heat-cfntools-1.4.2-1.noarch");
+      expect(ours).not.toContain("python3-3.11.0-1.x86_64");
+    });
+
+    it("installs into a new image: payloads, scriptlets for first boot, registration queued; e2fsck clean", async () => {
+      const out = join(dir, "out.img");
+      const r = await cli([
+        "customize",
+        image,
+        "-o",
+        out,
+        "--install",
+        "python3-os-collect-config",
+        "--repo",
+        repo,
+        "--verbose",
+      ]);
+      expect(r.code, r.err).toBe(0);
+      expect((await e2fsck(out)).exitCode).toBe(0);
+      expect((await debugfsCat(out, "/usr/bin/os-refresh-config")).toString()).toBe(
+        "python3-os-refresh-config /usr/bin/os-refresh-config\n",
+      );
+      expect((await debugfsCat(out, "/etc/os-collect-config.conf")).toString()).toContain(
+        "python3-os-collect-config",
+      );
+      expect(r.out).toMatch(/firstboot/);
+      // The input image is untouched.
+      expect((await e2fsck(image)).exitCode).toBe(0);
+    });
+
+    it("an unsatisfiable request fails with the chain and leaves no output", async () => {
+      const out = join(dir, "bad.img");
+      const r = await cli(["customize", image, "-o", out, "--install", "no-such-package", "--repo", repo]);
+      expect(r.code).not.toBe(0);
+      expect(r.err).toMatch(/no package matches no-such-package/);
+      expect((await runTool("test", ["-e", out])).exitCode).not.toBe(0);
+    });
+  },
+);
