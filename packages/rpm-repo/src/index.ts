@@ -5,6 +5,7 @@ export * from "./install.js";
 export * from "./package-meta.js";
 export * from "./pool.js";
 export * from "./primary.js";
+export * from "./register-sqlite.js";
 export * from "./repo-load.js";
 export * from "./repo-source.js";
 export * from "./repomd.js";
