@@ -143,6 +143,28 @@ describeWithTools(
         "python3-os-collect-config",
       );
       expect(r.out).toMatch(/firstboot/);
+      expect(r.out).toMatch(/registered 5 packages in \/var\/lib\/rpm\/rpmdb.sqlite/);
+      // rpm reads the guest's database: lists the new packages and verifies their files.
+      const tree = join(dir, "tree");
+      await mkdir(tree);
+      const d = await runTool("debugfs", ["-R", `rdump / ${tree}`, out]);
+      expect(d.exitCode, d.stderr).toBe(0);
+      const rpm = (args: string[]) => runTool("rpm", ["--root", tree, "--dbpath", "/var/lib/rpm", ...args]);
+      const qa = (await rpm(["-qa", "--qf", "%{NAME}\\n"])).stdout
+        .toString()
+        .split("\n")
+        .filter(Boolean)
+        .sort();
+      const added = [
+        "heat-cfntools",
+        "python3-dib-utils",
+        "python3-os-collect-config",
+        "python3-os-refresh-config",
+        "python3-requests",
+      ];
+      expect(qa).toEqual([...BASE.map((b) => b.name), ...added].sort());
+      const v = await rpm(["-V", "--nodeps", ...added]);
+      expect(v.exitCode, `${v.stdout}${v.stderr}`).toBe(0);
       // The input image is untouched.
       expect((await e2fsck(image)).exitCode).toBe(0);
     });

@@ -138,7 +138,9 @@ export function installedBlob(pkg: RpmPackage, stamp: InstallStamp): Uint8Array 
   ov.setUint32(0, nil);
   ov.setUint32(4, pos);
   out.set(index, 8);
-  extraIndex.forEach((e, i) => out.set(e, 8 + (il + i) * 16));
+  extraIndex.forEach((e, i) => {
+    out.set(e, 8 + (il + i) * 16);
+  });
   out.set(store, 8 + nil * 16);
   out.set(Uint8Array.from(extra), 8 + nil * 16 + dl);
   return out;
@@ -167,8 +169,10 @@ function indexRows(
   const h = pkg.header;
   const rows: [string, string | Uint8Array, number][] = [];
   const all = (table: string, tag: number) =>
-    (h.strings(tag) ?? []).forEach((k, i) => rows.push([table, k, i]));
-  // Dependency tables hold the names inside a rich dependency, not its text (as rpm's index does).
+    (h.strings(tag) ?? []).forEach((k, i) => {
+      rows.push([table, k, i]);
+    });
+  // Dependency tables hold a rich dependency's text and the names inside it (as rpm's index does).
   const deps = (table: string, tag: number, skip?: (i: number) => boolean) =>
     (h.strings(tag) ?? []).forEach((k, i) => {
       if (skip?.(i)) return;

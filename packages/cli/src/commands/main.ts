@@ -182,6 +182,7 @@ async function installStep(guest: Guest, step: InstallStep, ctx: StepContext): P
     return rpm.runRpmInstall(guest.fs, guest.image, step, {
       repos: ctx.repos,
       missingOwner: ctx.rpmMissingOwner,
+      now: ctx.now,
     });
   }
   throw new UsageError(

@@ -27,6 +27,8 @@ export interface InstallContext {
   /** --repo base URLs (replace the guest's repositories when given). */
   repos?: string[];
   missingOwner?: "error" | "root";
+  /** Install time recorded in the rpmdb (SOURCE_DATE_EPOCH); now when absent. */
+  now?: Date;
 }
 
 /** A GuestFileReader over a GuestFs: missing paths are null. */
@@ -70,7 +72,7 @@ export async function runRpmInstall(
   step: InstallStep,
   ctx: InstallContext,
 ): Promise<string[]> {
-  const { fetchPackage } = await import("@imgpatch/rpm-repo");
+  const { fetchPackage, registerSqlite, transactionColor } = await import("@imgpatch/rpm-repo");
   const { injectRpms, readRpm } = await import("@imgpatch/rpm-inject");
   const { injectTargetFromGuestFs, queueFirstbootPlan } = await import("../guest/rpm-bridge.js");
   const plan = await planRpmInstall(fs, step, ctx);
@@ -82,13 +84,24 @@ export async function runRpmInstall(
       pkgs.push(await readRpm(await fetchPackage(plan, item), { name: item.pkg.location }));
     const gpg = plan.repos.filter((r) => plan.items.some((t) => t.pkg.repo === r.id));
     const signature = gpg.length > 0 && gpg.every((r) => r.gpgcheck) ? "required" : "if-present";
+    // sqlite rpmdbs are written here; BDB/ndb ones get rpm-inject's first-boot `rpm --justdb`.
+    const direct = plan.rpmdb.backend === "sqlite";
     const r = await injectRpms(pkgs, injectTargetFromGuestFs(fs, image), {
       missingOwner: ctx.missingOwner ?? "error",
       signature,
-      register: true,
+      register: !direct,
     });
     for (const rep of r.reports)
       lines.push(`unpacked ${rep.nevra}: ${rep.written.length} files`, ...rep.warnings);
+    if (direct) {
+      const file = plan.rpmdb.file;
+      const time = Math.floor((ctx.now ?? new Date()).getTime() / 1000);
+      const st = await fs.lstat(file);
+      const stamp = { time, tid: time, color: transactionColor(plan.basearch) };
+      const bytes = await registerSqlite(await fs.readFile(file), pkgs, stamp, file);
+      await fs.writeFile(file, bytes, { mode: st.mode, uid: st.uid, gid: st.gid });
+      lines.push(`registered ${pkgs.length} packages in ${file}`);
+    }
     lines.push(...(await queueFirstbootPlan(fs, r.firstboot)).map((p) => `firstboot ${p}`));
   } finally {
     for (const p of pkgs) await p.close();
