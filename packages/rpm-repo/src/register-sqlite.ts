@@ -19,7 +19,7 @@ import type { RpmHeader, RpmPackage } from "@imgpatch/rpm-inject";
 import type { Database } from "sql.js";
 import { type Dep, parseDep } from "./dep.js";
 import { RepoFormatError, RepoUnsupportedError } from "./errors.js";
-import { headerFromBlob } from "./rpmdb-header.js";
+import { headerFromBlob, loadHeaderParser } from "./rpmdb-header.js";
 import { openSqlite } from "./rpmdb-sqlite.js";
 
 const T = {
@@ -254,6 +254,7 @@ export async function registerSqlite(
   stamp: InstallStamp,
   where: string,
 ): Promise<Uint8Array> {
+  await loadHeaderParser();
   const db = await openSqlite(dbBytes, where);
   try {
     registerIntoDb(db, pkgs, stamp, where);

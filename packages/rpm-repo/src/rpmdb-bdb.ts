@@ -17,7 +17,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { RepoFormatError, RepoLimitError, RepoUnsupportedError } from "./errors.js";
-import { type InstalledPackage, installedFromBlob } from "./rpmdb-header.js";
+import { type InstalledPackage, installedFromBlob, loadHeaderParser } from "./rpmdb-header.js";
 
 const HASH_MAGIC = 0x061561;
 const P_HASHMETA = 8;
@@ -152,6 +152,7 @@ export function readBdbHash(file: Uint8Array, where: string): BdbPair[] {
 
 /** Every installed package of a BDB `Packages` file (keys are native-order header numbers). */
 export async function readRpmdbBdb(file: string, bytes?: Uint8Array): Promise<InstalledPackage[]> {
+  await loadHeaderParser();
   const img = bytes ?? (await readFile(file));
   const out: InstalledPackage[] = [];
   for (const { key, data } of readBdbHash(img, file)) {

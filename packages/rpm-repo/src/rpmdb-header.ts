@@ -2,7 +2,7 @@
  * An installed package's header, as every rpmdb backend stores it: the header blob without its
  * 8-byte lead (magic 8e ad e8 01 + 4 reserved bytes), i.e. starting with the index count.
  */
-import { RpmHeader, Tag } from "@imgpatch/rpm-inject";
+import type { RpmHeader } from "@imgpatch/rpm-inject";
 import { type Dep, depFromParts, SENSE_MASK } from "./dep.js";
 import { RepoFormatError } from "./errors.js";
 import { emptyPackage, type PackageMeta } from "./package-meta.js";
@@ -30,13 +30,33 @@ export interface InstalledPackage extends PackageMeta {
   blob: Uint8Array;
 }
 
-/** Wrap a stored header blob in the lead RpmHeader expects. */
+const Tag = {
+  NAME: 1000,
+  VERSION: 1001,
+  RELEASE: 1002,
+  EPOCH: 1003,
+  ARCH: 1022,
+  OLDFILENAMES: 1027,
+  DIRINDEXES: 1116,
+  BASENAMES: 1117,
+  DIRNAMES: 1118,
+} as const;
+
+let HeaderClass: typeof RpmHeader | null = null;
+
+/** rpm-inject's header parser, loaded on first use (it is a large module to load at start-up). */
+export async function loadHeaderParser(): Promise<void> {
+  HeaderClass ??= (await import("@imgpatch/rpm-inject")).RpmHeader;
+}
+
+/** Wrap a stored header blob in the lead RpmHeader expects (call loadHeaderParser first). */
 export function headerFromBlob(blob: Uint8Array, where: string): RpmHeader {
+  if (HeaderClass === null) throw new Error("headerFromBlob: loadHeaderParser() was not awaited");
   const bytes = new Uint8Array(blob.length + 8);
   bytes.set([0x8e, 0xad, 0xe8, 0x01], 0);
   bytes.set(blob, 8);
   try {
-    return new RpmHeader(bytes, where, 0);
+    return new HeaderClass(bytes, where, 0);
   } catch (e) {
     throw new RepoFormatError(`bad header: ${(e as Error).message}`, { file: where }, { cause: e });
   }

@@ -8,15 +8,16 @@
  * the headers; register-sqlite.ts keeps them in step when it adds a package.
  */
 import { readFile } from "node:fs/promises";
-import initSqlJs, { type Database, type SqlJsStatic } from "sql.js";
+import type { Database, SqlJsStatic } from "sql.js";
 import { RepoFormatError } from "./errors.js";
-import { type InstalledPackage, installedFromBlob } from "./rpmdb-header.js";
+import { type InstalledPackage, installedFromBlob, loadHeaderParser } from "./rpmdb-header.js";
 
 let sqlJs: Promise<SqlJsStatic> | null = null;
 
 /** The sql.js module, loaded once per process. */
 export function loadSqlJs(): Promise<SqlJsStatic> {
-  sqlJs ??= initSqlJs();
+  // Loaded on first use: compiling the WebAssembly costs start-up time a pure resolve does not need.
+  sqlJs ??= import("sql.js").then((m) => m.default());
   return sqlJs;
 }
 
@@ -69,6 +70,7 @@ export function readSqliteHeaders(db: Database, where: string): InstalledPackage
 
 /** Every installed package of an `rpmdb.sqlite` file. */
 export async function readRpmdbSqlite(file: string, bytes?: Uint8Array): Promise<InstalledPackage[]> {
+  await loadHeaderParser();
   const db = await openSqlite(bytes ?? (await readFile(file)), file);
   try {
     return readSqliteHeaders(db, file);

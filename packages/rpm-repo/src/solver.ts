@@ -70,6 +70,8 @@ export class Solver {
   private readonly why = new Map<PackageMeta, Pending>();
   private readonly weak = new Set<PackageMeta>();
   private queue: Pending[] = [];
+  /** undeferredBefore[i]: how many of queue[0..i) are not deferred (so "units still pending"). */
+  private undeferredBefore: number[] = [0];
   private head = 0;
   private choices: ChoicePoint[] = [];
   private steps = 0;
@@ -265,12 +267,29 @@ export class Solver {
     }
   }
 
+  private enqueue(p: Pending): void {
+    this.queue.push(p);
+    this.undeferredBefore.push(
+      this.undeferredBefore[this.undeferredBefore.length - 1]! + (p.deferred ? 0 : 1),
+    );
+  }
+
+  private truncateQueue(len: number): void {
+    this.queue.length = len;
+    this.undeferredBefore.length = len + 1;
+  }
+
+  /** Are requirements not yet deferred still waiting behind the head? */
+  private unitsPending(): boolean {
+    return this.undeferredBefore[this.queue.length]! - this.undeferredBefore[this.head]! > 0;
+  }
+
   private add(pkg: PackageMeta, req: Pending): void {
     this.chosen.push(pkg);
     this.chosenSet.add(pkg);
     this.chosenNames.set(pkg.name, pkg);
     this.why.set(pkg, req);
-    for (const dep of pkg.requires) this.queue.push({ dep, by: pkg });
+    for (const dep of pkg.requires) this.enqueue({ dep, by: pkg });
   }
 
   private truncateChosen(len: number): void {
@@ -285,7 +304,7 @@ export class Solver {
 
   private apply(alt: Alt, req: Pending): void {
     if ("pkg" in alt) this.add(alt.pkg, req);
-    else for (const dep of alt.deps) this.queue.push({ dep, by: req.by });
+    else for (const dep of alt.deps) this.enqueue({ dep, by: req.by });
   }
 
   private chain(req: Pending): string {
@@ -309,7 +328,7 @@ export class Solver {
       }
       if (++this.steps > this.maxSteps)
         throw new RepoLimitError(`dependency search exceeded ${this.maxSteps} steps`);
-      this.queue.length = cp.queueLen;
+      this.truncateQueue(cp.queueLen);
       this.head = cp.head;
       this.truncateChosen(cp.chosenLen);
       this.apply(cp.alts[cp.next++]!, cp.req);
@@ -325,13 +344,19 @@ export class Solver {
           throw new RepoLimitError(`dependency search exceeded ${this.maxSteps} steps`);
         const req = this.queue[this.head++]!;
         if (this.satisfied(req.dep)) continue;
-        // A conditional's condition may still become true through requirements not yet taken
-        // (libsolv's rules would see them at once): take it after them.
-        if (!req.deferred && req.dep.kind === "rich" && (req.dep.op === "if" || req.dep.op === "unless")) {
-          this.queue.push({ ...req, deferred: true });
+        // libsolv propagates every forced requirement before it chooses: a conditional, or a
+        // requirement with several candidates, waits until no other requirement is pending (one
+        // of those may settle it).
+        const conditional = req.dep.kind === "rich" && (req.dep.op === "if" || req.dep.op === "unless");
+        if (conditional && this.unitsPending()) {
+          this.enqueue({ ...req, deferred: true });
           continue;
         }
         const alts = this.alternatives(req.dep);
+        if (alts.length > 1 && this.unitsPending()) {
+          this.enqueue({ ...req, deferred: true });
+          continue;
+        }
         if (alts.length === 0) {
           if (this.backtrack()) continue;
           throw new WeakFailure(this.explain(req));
@@ -353,7 +378,7 @@ export class Solver {
       for (const p of this.chosen) {
         for (const dep of p.requires) {
           if (!this.satisfied(dep)) {
-            this.queue.push({ dep, by: p });
+            this.enqueue({ dep, by: p });
             requeued = true;
           }
         }
@@ -383,7 +408,7 @@ export class Solver {
     };
     this.choices = [];
     this.blockedNotes = new Map();
-    for (const r of reqs) this.queue.push(r);
+    for (const r of reqs) this.enqueue(r);
     try {
       this.run();
       this.choices = saved.choices;
@@ -391,7 +416,7 @@ export class Solver {
     } catch (e) {
       if (!(e instanceof WeakFailure)) throw e;
       this.truncateChosen(saved.chosenLen);
-      this.queue.length = saved.queueLen;
+      this.truncateQueue(saved.queueLen);
       this.head = saved.head;
       this.choices = saved.choices;
       return e.message;
@@ -431,6 +456,8 @@ export class Solver {
         alreadyInstalled.push(nevra(inst));
         continue;
       }
+      // Already pulled in by an earlier argument.
+      if (matches.some((p) => this.chosenSet.has(p))) continue;
       // dnf installs what obsoletes a requested package instead of it.
       let cands = this.order(matches.filter((p) => !this.inSet(p)));
       const best = cands[0];
@@ -485,6 +512,39 @@ export class Solver {
     const tried = new Set<string>();
     for (let round = 0; round < 10_000; round++) {
       let changed = false;
+      // As libsolv: first take the best candidate of every unmet recommendation at once and
+      // resolve them together; one by one (below) only if the batch cannot be installed.
+      const batch: { pkg: PackageMeta; req: Pending }[] = [];
+      for (const p of this.chosen) {
+        if (done.has(p)) continue;
+        for (const dep of p.recommends) {
+          if (this.satisfied(dep)) continue;
+          const first = this.alternatives(dep).find((a) => "pkg" in a);
+          if (first !== undefined && "pkg" in first && !batch.some((b) => b.pkg === first.pkg)) {
+            batch.push({ pkg: first.pkg, req: { dep, by: p } });
+          }
+        }
+      }
+      if (batch.length > 0) {
+        const saved = { chosenLen: this.chosen.length, queueLen: this.queue.length, head: this.head };
+        let ok = true;
+        for (const b of batch) {
+          if (this.inSet(b.pkg)) continue;
+          if (this.blocked(b.pkg) !== null) {
+            ok = false;
+            break;
+          }
+          this.add(b.pkg, b.req);
+        }
+        if (ok && this.attempt([]) === null) {
+          for (let j = saved.chosenLen; j < this.chosen.length; j++) this.weak.add(this.chosen[j]!);
+          changed = true;
+        } else {
+          this.truncateChosen(saved.chosenLen);
+          this.truncateQueue(saved.queueLen);
+          this.head = saved.head;
+        }
+      }
       for (let i = 0; i < this.chosen.length; i++) {
         const p = this.chosen[i]!;
         if (done.has(p)) continue;
@@ -530,7 +590,7 @@ export class Solver {
     const failure = this.attempt([]);
     if (failure !== null) {
       this.truncateChosen(saved.chosenLen);
-      this.queue.length = saved.queueLen;
+      this.truncateQueue(saved.queueLen);
       this.head = saved.head;
     }
     return failure;

@@ -30,7 +30,10 @@ export async function parseXml(
   where: string,
   limits: XmlLimits = DEFAULT_XML_LIMITS,
 ): Promise<void> {
-  const parser = new SaxesParser({ xmlns: false, position: true });
+  // Position tracking costs saxes a lot; text and tag length are bounded by counting the
+  // characters written between events instead.
+  const parser = new SaxesParser({ xmlns: false, position: false });
+  let written = 0;
   let failure: unknown = null;
   let depth = 0;
   let seenRoot = false;
@@ -44,7 +47,7 @@ export async function parseXml(
     }
   };
   parser.on("opentag", (tag) => {
-    lastEvent = parser.position;
+    lastEvent = written;
     guard(() => {
       depth++;
       seenRoot = true;
@@ -58,7 +61,7 @@ export async function parseXml(
     });
   });
   parser.on("closetag", (tag) => {
-    lastEvent = parser.position;
+    lastEvent = written;
     guard(() => {
       depth--;
       h.close(tag.name);
@@ -67,7 +70,7 @@ export async function parseXml(
   if (h.text !== undefined) {
     const text = h.text;
     parser.on("text", (t) => {
-      lastEvent = parser.position;
+      lastEvent = written;
       guard(() => text(t));
     });
   }
@@ -84,7 +87,8 @@ export async function parseXml(
       if (failure === null)
         failure = new RepoFormatError(`bad XML: ${(e as Error).message}`, { file: where });
     }
-    if (failure === null && parser.position - lastEvent > limits.maxText) {
+    written += s.length;
+    if (failure === null && written - lastEvent > limits.maxText + 64 * 1024) {
       failure = new RepoLimitError(`XML text or tag longer than ${limits.maxText} characters`, {
         file: where,
         offset: lastEvent,

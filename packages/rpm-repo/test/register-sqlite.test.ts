@@ -10,7 +10,7 @@ import { HostDirTarget, injectRpms, type RpmPackage, readRpm } from "@imgpatch/r
 import { describeWithTools, runTool, tempDir } from "@imgpatch/testkit";
 import { beforeAll, expect, it } from "vitest";
 import { registerSqlite } from "../src/register-sqlite.js";
-import { headerFromBlob } from "../src/rpmdb-header.js";
+import { headerFromBlob, loadHeaderParser } from "../src/rpmdb-header.js";
 import { openSqlite } from "../src/rpmdb-sqlite.js";
 import { buildRpms, type SpecPkg } from "./repo-builder.js";
 
@@ -80,6 +80,7 @@ describeWithTools(["rpmbuild", "rpm"], "register-sqlite against rpm -i --justdb"
   let pkgs: RpmPackage[] = [];
   beforeAll(async () => {
     dir = await tempDir("register-sqlite-");
+    await loadHeaderParser();
     rpms = (await buildRpms(dir, join(dir, "rpms"), PKGS)).sort();
     pkgs = await Promise.all(rpms.map((f) => readRpm(f)));
   });
