@@ -98,7 +98,7 @@ export async function* decompressed(
 }
 
 async function* gunzipNative(input: AsyncIterable<Uint8Array>, where: string): AsyncIterable<Uint8Array> {
-  const gunzip = createGunzip();
+  const gunzip = createGunzip({ chunkSize: 1 << 20 });
   const src = Readable.from(input);
   src.on("error", (e) => gunzip.destroy(e));
   src.pipe(gunzip);

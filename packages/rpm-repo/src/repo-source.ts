@@ -44,7 +44,7 @@ export function repoSource(base: string): RepoSource {
     },
     open(rel) {
       checkRel(rel, base);
-      return createReadStream(join(dir, rel), { highWaterMark: 256 * 1024 });
+      return createReadStream(join(dir, rel), { highWaterMark: 4 * 1024 * 1024 });
     },
   };
 }

@@ -22,6 +22,9 @@ export interface XmlLimits {
   maxBytes: number;
 }
 
+/** Characters handed to saxes at a time: a text run without tags is caught within one piece. */
+const PIECE = 256 * 1024;
+
 export const DEFAULT_XML_LIMITS: XmlLimits = { maxText: 1 << 20, maxDepth: 64, maxBytes: 8 * 2 ** 30 };
 
 export async function parseXml(
@@ -88,7 +91,7 @@ export async function parseXml(
         failure = new RepoFormatError(`bad XML: ${(e as Error).message}`, { file: where });
     }
     written += s.length;
-    if (failure === null && written - lastEvent > limits.maxText + 64 * 1024) {
+    if (failure === null && written - lastEvent > limits.maxText + PIECE) {
       failure = new RepoLimitError(`XML text or tag longer than ${limits.maxText} characters`, {
         file: where,
         offset: lastEvent,
@@ -108,7 +111,7 @@ export async function parseXml(
         throw new RepoFormatError("XML is not valid UTF-8", { file: where, offset: total - chunk.length });
       }
       // Feed in pieces so a hostile run without tags is caught after at most one piece.
-      for (let i = 0; i < s.length && failure === null; i += 64 * 1024) step(s.slice(i, i + 64 * 1024));
+      for (let i = 0; i < s.length && failure === null; i += PIECE) step(s.length <= PIECE ? s : s.slice(i, i + PIECE));
       if (failure !== null) throw failure;
     }
     step(decoder.decode());
