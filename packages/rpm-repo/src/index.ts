@@ -2,6 +2,7 @@ export * from "./dep.js";
 export * from "./errors.js";
 export * from "./filelists.js";
 export * from "./install.js";
+export * from "./modules.js";
 export * from "./package-meta.js";
 export * from "./pool.js";
 export * from "./primary.js";

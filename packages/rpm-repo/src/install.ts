@@ -4,6 +4,7 @@
  * unpacks the packages (rpm-inject) and registers them.
  */
 import { RepoFormatError, RepoUnsupportedError } from "./errors.js";
+import { readModuleStates } from "./modules.js";
 import { nevra, type PackageMeta } from "./package-meta.js";
 import { buildPool, type LoadedRepo, loadRepo, type RepoSpec } from "./repo-load.js";
 import { readAll, verified } from "./repo-source.js";
@@ -99,7 +100,13 @@ export async function planInstall(req: InstallRequest): Promise<InstallPlan> {
         skipped.push(`${r.id} (${r.file}): no baseurl (mirrorlist/metalink are not followed)`);
         continue;
       }
-      specs.push({ id: r.id, baseurl: url, priority: r.priority, cost: r.cost });
+      specs.push({
+        id: r.id,
+        baseurl: url,
+        priority: r.priority,
+        cost: r.cost,
+        moduleHotfixes: r.moduleHotfixes,
+      });
       repos.push({ id: r.id, baseurl: url, gpgcheck: r.gpgcheck, gpgkeys: r.gpgkeys });
     }
     if (specs.length === 0)
@@ -107,7 +114,8 @@ export async function planInstall(req: InstallRequest): Promise<InstallPlan> {
         file: "/etc/yum.repos.d",
       });
   }
-  const loadedList = await Promise.all(specs.map((s) => loadRepo(s)));
+  const moduleStates = await readModuleStates(req.guest);
+  const loadedList = await Promise.all(specs.map((s) => loadRepo(s, undefined, moduleStates)));
   const { pool, filelistsLoaded } = await buildPool(basearch, loadedList, installed);
   const t1 = performance.now();
   const result: SolveResult = solveInstall(pool, req.specs, { installWeakDeps: req.installWeakDeps ?? true });

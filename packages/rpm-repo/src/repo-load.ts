@@ -6,6 +6,7 @@
 import { simpleDepsOf } from "./dep.js";
 import { RepoUnsupportedError } from "./errors.js";
 import { readFilelists } from "./filelists.js";
+import { filterModular, type ModuleState, readModules } from "./modules.js";
 import type { PackageMeta } from "./package-meta.js";
 import { Pool, type RepoInfo } from "./pool.js";
 import { DEFAULT_METADATA_LIMITS, type MetadataLimits, readPrimary } from "./primary.js";
@@ -17,6 +18,8 @@ export interface RepoSpec {
   baseurl: string;
   priority?: number;
   cost?: number;
+  /** module_hotfixes=1: no modular filtering for this repository. */
+  moduleHotfixes?: boolean;
 }
 
 export interface LoadedRepo {
@@ -24,6 +27,8 @@ export interface LoadedRepo {
   source: RepoSource;
   repomd: Repomd;
   packages: PackageMeta[];
+  /** Packages hidden by modular filtering. */
+  hiddenModular: number;
 }
 
 export interface LoadTimes {
@@ -32,9 +37,14 @@ export interface LoadTimes {
   filelistsLoaded: string[];
 }
 
+/**
+ * Read one repository's repomd and primary (and its modules metadata: packages of module streams
+ * the guest has not enabled are hidden, given the guest's `moduleStates`).
+ */
 export async function loadRepo(
   spec: RepoSpec,
   limits: MetadataLimits = DEFAULT_METADATA_LIMITS,
+  moduleStates: Map<string, ModuleState> = new Map(),
 ): Promise<LoadedRepo> {
   const source = repoSource(spec.baseurl);
   const repomd = await readRepomd(source);
@@ -42,14 +52,17 @@ export async function loadRepo(
   if (e === undefined) {
     throw new RepoUnsupportedError("repository has only primary_db (sqlite) metadata", { file: source.base });
   }
-  const packages: PackageMeta[] = [];
+  let packages: PackageMeta[] = [];
   await readPrimary(source, e.href, e.checksum, spec.id, (p) => packages.push(p), limits);
-  return {
-    info: { id: spec.id, priority: spec.priority ?? 99, cost: spec.cost ?? 1000 },
-    source,
-    repomd,
-    packages,
-  };
+  let hiddenModular = 0;
+  const mod = repomd.data.get("modules");
+  if (mod !== undefined && !spec.moduleHotfixes) {
+    const r = filterModular(packages, await readModules(source, mod), moduleStates);
+    packages = r.kept;
+    hiddenModular = r.hidden;
+  }
+  const info = { id: spec.id, priority: spec.priority ?? 99, cost: spec.cost ?? 1000 };
+  return { info, source, repomd, packages, hiddenModular };
 }
 
 /** Build the pool; loads filelists of the repositories whose packages hold unanswered file deps. */

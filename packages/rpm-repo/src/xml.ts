@@ -111,7 +111,8 @@ export async function parseXml(
         throw new RepoFormatError("XML is not valid UTF-8", { file: where, offset: total - chunk.length });
       }
       // Feed in pieces so a hostile run without tags is caught after at most one piece.
-      for (let i = 0; i < s.length && failure === null; i += PIECE) step(s.length <= PIECE ? s : s.slice(i, i + PIECE));
+      for (let i = 0; i < s.length && failure === null; i += PIECE)
+        step(s.length <= PIECE ? s : s.slice(i, i + PIECE));
       if (failure !== null) throw failure;
     }
     step(decoder.decode());

@@ -17,6 +17,7 @@ export interface YumRepo {
   gpgkeys: string[];
   priority: number;
   cost: number;
+  moduleHotfixes: boolean;
   /** The .repo file it came from. */
   file: string;
 }
@@ -78,6 +79,7 @@ export function parseRepoFile(text: string, file: string, vars: Record<string, s
         gpgkeys: list("gpgkey"),
         priority: num("priority", 99),
         cost: num("cost", 1000),
+        moduleHotfixes: truthy(s.kv.module_hotfixes, false),
         file,
       };
     });
