@@ -465,7 +465,8 @@ export class Solver {
         const obsoleters = this.pool.packages.filter(
           (q) => q.name !== best.name && q.obsoletes.some((d) => this.pool.obsoletes(d, best)),
         );
-        if (obsoleters.length > 0) cands = this.order(obsoleters);
+        // ...and falls back to the package itself when no obsoleter can be installed.
+        if (obsoleters.length > 0) cands = [...this.order(obsoleters), ...cands];
       }
       if (cands.some((p) => this.chosenSet.has(p))) continue;
       const req: Pending = { dep: { kind: "simple", name: spec, flags: 0, evr: null }, by: null };
