@@ -8,7 +8,6 @@
  * non-modular packages named like a package of an active stream (the stream owns that name).
  * Repositories with `module_hotfixes=1` are not filtered.
  */
-import { parseAllDocuments } from "yaml";
 import { RepoFormatError, RepoLimitError } from "./errors.js";
 import type { PackageMeta } from "./package-meta.js";
 import { decompressed } from "./primary.js";
@@ -40,10 +39,20 @@ type Y = Record<string, unknown>;
 const obj = (v: unknown): Y | null =>
   v !== null && typeof v === "object" && !Array.isArray(v) ? (v as Y) : null;
 
+/** The YAML library, loaded only for repositories that carry module metadata. */
+export async function loadYaml(): Promise<void> {
+  yamlLib ??= await import("yaml");
+}
+
+let yamlLib: typeof import("yaml") | null = null;
+
+/** Parse modules.yaml text (call loadYaml first). */
 export function parseModulesYaml(text: string, where: string): ModuleMetadata {
+  if (yamlLib === null) throw new Error("parseModulesYaml: loadYaml() was not awaited");
+  const { parseAllDocuments } = yamlLib;
   const streams: ModuleStream[] = [];
   const defaults = new Map<string, string>();
-  let docs: ReturnType<typeof parseAllDocuments>;
+  let docs: ReturnType<typeof import("yaml").parseAllDocuments>;
   try {
     docs = parseAllDocuments(text);
   } catch (e) {
@@ -84,6 +93,7 @@ export async function readModules(src: RepoSource, e: RepomdEntry): Promise<Modu
   const where = src.locate(e.href);
   const raw = verified(src.open(e.href), e.checksum, MAX_MODULES_BYTES, where);
   const bytes = await readAll(decompressed(raw, e.href, where), MAX_MODULES_BYTES, where);
+  await loadYaml();
   return parseModulesYaml(new TextDecoder().decode(bytes), where);
 }
 

@@ -23,6 +23,12 @@ const ARCH_FAMILIES: Record<string, string[]> = {
   i686: ["i686", "i586", "i486", "i386"],
 };
 
+function indexUnder(m: Map<string, PackageMeta[]>, k: string, p: PackageMeta): void {
+  const l = m.get(k);
+  if (l === undefined) m.set(k, [p]);
+  else if (l[l.length - 1] !== p) l.push(p);
+}
+
 export class Pool {
   readonly packages: PackageMeta[] = [];
   readonly installed: PackageMeta[] = [];
@@ -53,14 +59,9 @@ export class Pool {
   }
 
   private index(p: PackageMeta): void {
-    const push = (m: Map<string, PackageMeta[]>, k: string) => {
-      const l = m.get(k);
-      if (l === undefined) m.set(k, [p]);
-      else if (l[l.length - 1] !== p) l.push(p);
-    };
-    push(this.providers, p.name);
-    for (const d of p.provides) if (d.kind === "simple") push(this.providers, d.name);
-    for (const f of p.files) push(this.fileOwners, f);
+    indexUnder(this.providers, p.name, p);
+    for (const d of p.provides) if (d.kind === "simple") indexUnder(this.providers, d.name, p);
+    for (const f of p.files) indexUnder(this.fileOwners, f, p);
   }
 
   /** Record extra files of a package (from filelists). */

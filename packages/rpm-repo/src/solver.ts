@@ -425,21 +425,28 @@ export class Solver {
 
   /** The packages matching an install argument: a name, a NEVRA prefix, a provide or a file. */
   select(spec: string): PackageMeta[] {
-    const all = [...this.pool.packages, ...this.pool.installed];
-    const byName = all.filter((p) => p.name === spec);
+    const any = (name: string): SimpleDep => ({ kind: "simple", name, flags: 0, evr: null });
+    const byName = this.pool.whatProvides(any(spec)).filter((p) => p.name === spec);
     if (byName.length > 0) return byName;
-    const byNevra = all.filter((p) => {
-      const full = `${p.name}-${p.evr.version}-${p.evr.release}`;
-      return (
-        spec === `${p.name}-${p.evr.version}` ||
-        spec === full ||
-        spec === `${full}.${p.arch}` ||
-        spec === `${p.name}.${p.arch}` ||
-        spec === nevra(p)
-      );
-    });
+    // name-version[-release][.arch] or name.arch: the name is a prefix ending before a "-" or ".".
+    const byNevra: PackageMeta[] = [];
+    for (let k = spec.length - 1; k > 0; k--) {
+      if (spec[k] !== "-" && spec[k] !== ".") continue;
+      for (const p of this.pool.whatProvides(any(spec.slice(0, k)))) {
+        if (p.name !== spec.slice(0, k) || byNevra.includes(p)) continue;
+        const full = `${p.name}-${p.evr.version}-${p.evr.release}`;
+        const forms = [
+          `${p.name}-${p.evr.version}`,
+          full,
+          `${full}.${p.arch}`,
+          `${p.name}.${p.arch}`,
+          nevra(p),
+        ];
+        if (forms.includes(spec)) byNevra.push(p);
+      }
+    }
     if (byNevra.length > 0) return byNevra;
-    return this.pool.whatProvides({ kind: "simple", name: spec, flags: 0, evr: null });
+    return this.pool.whatProvides(any(spec));
   }
 
   solve(specs: string[]): SolveResult {

@@ -8,7 +8,7 @@ import { describeWithTools, runTool, tempDir } from "@imgpatch/testkit";
 import { beforeAll, expect, it } from "vitest";
 import { RepoFormatError } from "../src/errors.js";
 import { planInstall } from "../src/install.js";
-import { parseModulesYaml } from "../src/modules.js";
+import { loadYaml, parseModulesYaml } from "../src/modules.js";
 import { nevra } from "../src/package-meta.js";
 import { dnfHome, dnfInstall } from "./dnf-oracle.js";
 import { makeRepo } from "./repo-builder.js";
@@ -98,7 +98,8 @@ describeWithTools(
       });
     }
 
-    it("refuses malformed module metadata with a typed error", () => {
+    it("refuses malformed module metadata with a typed error", async () => {
+      await loadYaml();
       expect(() => parseModulesYaml("---\ndocument: [unclosed\n", "modules.yaml")).toThrow(RepoFormatError);
       expect(parseModulesYaml("--- 42\n", "m").streams).toEqual([]);
     });
