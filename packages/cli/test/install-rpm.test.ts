@@ -169,6 +169,62 @@ describeWithTools(
       expect((await e2fsck(image)).exitCode).toBe(0);
     });
 
+    it("uses the guest's own enabled repositories ($releasever/$basearch from its rpmdb) and honours gpgcheck", async () => {
+      // The repository where the guest's .repo file points (file:// URLs are read on the host).
+      const tree = join(dir, "el");
+      await mkdir(join(tree, "9"), { recursive: true });
+      await runTool("cp", ["-a", repo, join(tree, "9", "x86_64")]);
+      const repoFile = (gpgcheck: number) =>
+        [
+          "[local]",
+          "name=Local $releasever",
+          `baseurl=file://${tree}/$releasever/$basearch/`,
+          "enabled=1",
+          `gpgcheck=${gpgcheck}`,
+          "",
+          "[disabled]",
+          "baseurl=file:///nonexistent/",
+          "enabled=0",
+          "",
+          "[mirrors-only]",
+          "mirrorlist=https://mirrors.invalid/?release=$releasever",
+          "",
+        ].join("\n");
+      const images: string[] = [];
+      for (const gpg of [0, 1]) {
+        const r2 = join(dir, `root-gpg${gpg}`);
+        await runTool("cp", ["-a", root, r2]);
+        await mkdir(join(r2, "etc/yum.repos.d"), { recursive: true });
+        await writeFile(join(r2, "etc/yum.repos.d/local.repo"), repoFile(gpg));
+        const img = join(dir, `guest-gpg${gpg}.img`);
+        expect((await runTool("mke2fs", ["-q", "-t", "ext4", "-d", r2, img, "64M"])).exitCode).toBe(0);
+        images.push(img);
+      }
+      const dry = await cli([
+        "customize",
+        images[0]!,
+        "--dry-run",
+        "--json",
+        "--install",
+        "python3-os-refresh-config",
+      ]);
+      expect(dry.code, dry.err).toBe(0);
+      const plan = JSON.parse(dry.out).install[0].transaction;
+      expect(plan.releasever).toBe("9");
+      expect(plan.repos.map((r: { id: string }) => r.id)).toEqual(["local"]);
+      expect(plan.skipped.join(" ")).toMatch(/mirrors-only/);
+      expect(plan.install.map((t: { nevra: string }) => t.nevra).sort()).toEqual([
+        "python3-dib-utils-0.0.11-1.noarch",
+        "python3-os-refresh-config-13.2.0-1.noarch",
+      ]);
+      // gpgcheck=1: the unsigned packages are refused before anything is written.
+      const out = join(dir, "gpg.img");
+      const bad = await cli(["customize", images[1]!, "-o", out, "--install", "python3-os-refresh-config"]);
+      expect(bad.code).not.toBe(0);
+      expect(bad.err).toMatch(/sign/i);
+      expect((await runTool("test", ["-e", out])).exitCode).not.toBe(0);
+    });
+
     it("an unsatisfiable request fails with the chain and leaves no output", async () => {
       const out = join(dir, "bad.img");
       const r = await cli(["customize", image, "-o", out, "--install", "no-such-package", "--repo", repo]);
