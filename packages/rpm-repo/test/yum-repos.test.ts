@@ -7,7 +7,8 @@ it("parses .repo files as dnf reads them", () => {
     "# comment",
     "[appstream]",
     "name=AppStream $releasever",
-    "baseurl=http://mirror/$contentdir/${releasever}/AppStream/$basearch/os/",
+    // dnf's braced form, not a template literal.
+    `baseurl=http://mirror/$contentdir/\${releasever}/AppStream/$basearch/os/`,
     "  http://backup/$releasever/",
     "gpgcheck=1",
     "gpgkey=file:///etc/pki/rpm-gpg/RPM-GPG-KEY-x, file:///etc/pki/rpm-gpg/RPM-GPG-KEY-y",
