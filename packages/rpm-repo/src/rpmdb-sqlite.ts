@@ -55,7 +55,15 @@ export function readSqliteHeaders(db: Database, where: string): InstalledPackage
     throw new RepoFormatError(`no Packages table: ${(e as Error).message}`, { file: where }, { cause: e });
   }
   try {
-    while (stmt.step()) {
+    for (;;) {
+      let more: boolean;
+      try {
+        more = stmt.step();
+      } catch (e) {
+        // sql.js reports a damaged file ("database disk image is malformed") as a plain Error.
+        throw new RepoFormatError(`damaged database: ${(e as Error).message}`, { file: where }, { cause: e });
+      }
+      if (!more) break;
       const [hnum, blob] = stmt.get();
       if (typeof hnum !== "number" || !(blob instanceof Uint8Array)) {
         throw new RepoFormatError(`Packages row ${String(hnum)} is not (integer, blob)`, { file: where });

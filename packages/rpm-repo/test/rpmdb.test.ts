@@ -170,4 +170,29 @@ describeWithTools(["rpmbuild", "rpm", "db5.3_load"], "rpmdb readers", () => {
     expect(typed).toBeGreaterThan(0);
     await expect(readRpmdbBdb("x", new Uint8Array(100))).rejects.toThrow(RepoFormatError);
   });
+
+  it("gives typed errors for damaged sqlite databases", async () => {
+    const file = join(root, "var/lib/rpm/rpmdb.sqlite");
+    const good = await readFile(file);
+    await expect(readRpmdbSqlite("junk", new Uint8Array(4096).fill(7))).rejects.toThrow(RepoFormatError);
+    // A header blob damaged inside an intact database: the row's header is refused, typed.
+    const { openSqlite } = await import("../src/rpmdb-sqlite.js");
+    const db = await openSqlite(good, file);
+    db.run("UPDATE Packages SET blob = ? WHERE hnum = (SELECT min(hnum) FROM Packages)", [
+      new Uint8Array([0, 0, 0, 9, 0, 0, 0, 1, 1]),
+    ]);
+    const damaged = db.export();
+    db.close();
+    await expect(readRpmdbSqlite("damaged", damaged)).rejects.toThrow(RepoFormatError);
+    // Flipped bytes across the file: a result or a typed error, never anything else.
+    for (let off = 0; off < good.length; off += 1531) {
+      const bad = new Uint8Array(good);
+      bad[off] ^= 0xa5;
+      try {
+        await readRpmdbSqlite("flipped", bad);
+      } catch (e) {
+        expect((e as { code?: unknown }).code, `offset ${off}: ${(e as Error).message}`).toMatch(/^E[A-Z]+$/);
+      }
+    }
+  });
 });
