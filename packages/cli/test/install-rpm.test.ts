@@ -4,7 +4,8 @@
  * `dnf --installroot --assumeno install` on the same root; the written image passes e2fsck and holds
  * the payloads, the queued scriptlets and the first-boot registration.
  */
-import { mkdir, writeFile } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { copyFile, mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { debugfsCat, describeWithTools, e2fsck, runTool, tempDir } from "@imgpatch/testkit";
 import { beforeAll, expect, it } from "vitest";
@@ -223,6 +224,37 @@ describeWithTools(
       expect(bad.code).not.toBe(0);
       expect(bad.err).toMatch(/sign/i);
       expect((await runTool("test", ["-e", out])).exitCode).not.toBe(0);
+    });
+
+    it("hostile metadata (a primary whose bytes do not match repomd.xml) fails typed; in place, the image is untouched", async () => {
+      const bad = join(dir, "bad-repo");
+      await runTool("cp", ["-a", repo, bad]);
+      const repodata = join(bad, "repodata");
+      const primary = (await readdir(repodata)).find((f) => f.includes("primary.xml"))!;
+      const bytes = await readFile(join(repodata, primary));
+      bytes[bytes.length - 9] ^= 0x55;
+      await writeFile(join(repodata, primary), bytes);
+      const copy = join(dir, "inplace.img");
+      await copyFile(image, copy);
+      const before = createHash("sha256")
+        .update(await readFile(copy))
+        .digest("hex");
+      const r = await cli([
+        "customize",
+        copy,
+        "--in-place",
+        "--install",
+        "python3-os-collect-config",
+        "--repo",
+        bad,
+      ]);
+      expect(r.code).not.toBe(0);
+      expect(r.err).toMatch(/checksum|corrupt|crc|gzip/i);
+      expect(
+        createHash("sha256")
+          .update(await readFile(copy))
+          .digest("hex"),
+      ).toBe(before);
     });
 
     it("an unsatisfiable request fails with the chain and leaves no output", async () => {
