@@ -5,7 +5,7 @@
  * the payloads, the queued scriptlets and the first-boot registration.
  */
 import { createHash } from "node:crypto";
-import { copyFile, mkdir, readdir, readFile, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { debugfsCat, describeWithTools, e2fsck, runTool, tempDir } from "@imgpatch/testkit";
 import { beforeAll, expect, it } from "vitest";
@@ -67,7 +67,7 @@ const REPO: SpecPkg[] = [
 ];
 
 describeWithTools(
-  ["rpmbuild", "createrepo_c", "rpm", "dnf", "mke2fs", "e2fsck"],
+  ["rpmbuild", "createrepo_c", "rpm", "dnf", "mke2fs", "e2fsck", "debugfs", "db5.3_load"],
   "customize --install (RPM guest)",
   () => {
     let dir = "";
@@ -255,6 +255,72 @@ describeWithTools(
           .update(await readFile(copy))
           .digest("hex"),
       ).toBe(before);
+    });
+
+    it("an EL8-style guest (Berkeley DB Packages) gets the same transaction and first-boot rpm --justdb registration", async () => {
+      // The same installed headers, stored as a BDB hash by db5.3_load (rpm 4.18 here cannot write BDB).
+      const { readRpmdbSqlite } = await import("@imgpatch/rpm-repo");
+      const installed = await readRpmdbSqlite(join(root, "var/lib/rpm/rpmdb.sqlite"));
+      const bdbRoot = join(dir, "root-bdb");
+      await runTool("cp", ["-a", root, bdbRoot]);
+      await rm(join(bdbRoot, "var/lib/rpm"), { recursive: true });
+      await mkdir(join(bdbRoot, "var/lib/rpm"));
+      const key = (n: number) => {
+        const k = Buffer.alloc(4);
+        k.writeUInt32LE(n);
+        return k.toString("hex");
+      };
+      const lines = ["VERSION=3", "format=bytevalue", "type=hash", "db_pagesize=4096", "HEADER=END"];
+      for (const p of installed) lines.push(` ${key(p.hnum)}`, ` ${Buffer.from(p.blob).toString("hex")}`);
+      lines.push("DATA=END", "");
+      await writeFile(join(dir, "bdb.dump"), lines.join("\n"));
+      const l = await runTool("db5.3_load", [
+        "-f",
+        join(dir, "bdb.dump"),
+        join(bdbRoot, "var/lib/rpm/Packages"),
+      ]);
+      expect(l.exitCode, l.stderr).toBe(0);
+      const img = join(dir, "guest-bdb.img");
+      expect((await runTool("mke2fs", ["-q", "-t", "ext4", "-d", bdbRoot, img, "64M"])).exitCode).toBe(0);
+      const dry = await cli([
+        "customize",
+        img,
+        "--dry-run",
+        "--json",
+        "--install",
+        "python3-os-collect-config",
+        "--repo",
+        repo,
+      ]);
+      expect(dry.code, dry.err).toBe(0);
+      const plan = JSON.parse(dry.out).install[0].transaction;
+      expect(plan.rpmdb.backend).toBe("bdb");
+      expect(plan.install.length).toBe(5);
+      const out = join(dir, "out-bdb.img");
+      const r = await cli([
+        "customize",
+        img,
+        "-o",
+        out,
+        "--install",
+        "python3-os-collect-config",
+        "--repo",
+        repo,
+        "--verbose",
+      ]);
+      expect(r.code, r.err).toBe(0);
+      expect(r.out).not.toMatch(/registered \d+ packages/);
+      expect((await e2fsck(out)).exitCode).toBe(0);
+      // The packages wait in the guest for rpm --justdb at first boot; the database is as it was.
+      const stored = (
+        await runTool("debugfs", ["-R", "ls -l /var/lib/imgpatch/rpms", out])
+      ).stdout.toString();
+      expect(stored).toMatch(/python3-os-collect-config/);
+      expect(
+        (await debugfsCat(out, "/var/lib/rpm/Packages")).equals(
+          await readFile(join(bdbRoot, "var/lib/rpm/Packages")),
+        ),
+      ).toBe(true);
     });
 
     it("an unsatisfiable request fails with the chain and leaves no output", async () => {
