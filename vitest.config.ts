@@ -12,6 +12,7 @@ export default defineConfig({
       "@imgpatch/ext4": src("ext4"),
       "@imgpatch/xfs": src("xfs"),
       "@imgpatch/rpm-inject": src("rpm-inject"),
+      "@imgpatch/rpm-repo": src("rpm-repo"),
       "@imgpatch/testkit": src("testkit"),
       imgpatch: src("cli"),
     },

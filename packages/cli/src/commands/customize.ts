@@ -1,12 +1,18 @@
 /** `imgpatch customize`: virt-customize-style operations, in command-line order. */
-import { publicOperation, RANDOM_PASSWORD_NOTE } from "../customize/operations.js";
+import { RANDOM_PASSWORD_NOTE } from "../customize/operations.js";
 import { UsageError } from "../image/open-image.js";
 import type { CommandSpec, Common } from "./context.js";
-import { stepLabel } from "./formatting.js";
+import { printableStep, stepLabel } from "./formatting.js";
+import { type InstallPlanReport, planInstallStep } from "./install.js";
 import { imageOptions, outputModeOptions, outputOptions, sourceDateEpoch, withRpmPolicy } from "./options.js";
 import { progressBar, type StepProgress } from "./progress.js";
 import { NO_ARG_OPS, OPERATION_HELP, OPERATION_NAMES, orderedSteps } from "./recipe.js";
 import { rpmBridge, rpmInject, runSteps } from "./steps.js";
+
+function repoArg(v: unknown): string[] | undefined {
+  if (v === undefined) return undefined;
+  return (Array.isArray(v) ? v : [v]).map(String);
+}
 
 export const customizeCommand: CommandSpec = {
   command: "customize [image]",
@@ -28,6 +34,12 @@ export const customizeCommand: CommandSpec = {
         array: true,
         describe:
           "--rpm: trust this OpenPGP public key file (armored or binary; repeatable), besides the guest's /etc/pki/rpm-gpg/* and repo gpgkey=file:// keys",
+      })
+      .option("repo", {
+        type: "string",
+        array: true,
+        describe:
+          "--install: on RPM guests a repository base URL (directory, file://, http(s)://; repeatable), used instead of the guest's /etc/yum.repos.d",
       })
       .option("rpm-signature", {
         type: "string",
@@ -67,6 +79,10 @@ export const customizeCommand: CommandSpec = {
         { format: opts.format, mounts: opts.mounts, allowBacking: opts.allowBacking },
         async (g) => {
           const rpmPlans: Array<{ file: string; nevra: string; files: number; scriptlets: number }> = [];
+          const installs: InstallPlanReport[] = [];
+          for (const s of steps) {
+            if (s.op === "install") installs.push(await planInstallStep(g, s, repoArg(a.repo)));
+          }
           for (const s of steps) {
             if (s.op !== "rpm") continue;
             const { planTransaction, readRpm } = await rpmInject();
@@ -94,11 +110,13 @@ export const customizeCommand: CommandSpec = {
             return ctx.emitJson({
               image: img,
               dryRun: true,
-              operations: steps.map((s) => (s.op === "rpm" ? s : publicOperation(s))),
+              operations: steps.map(printableStep),
               rpm: rpmPlans,
+              install: installs.map(({ lines: _l, ...rest }) => rest),
             });
           ctx.say(common, `dry run on ${img} (nothing is written):`);
           for (const s of steps) ctx.say(common, `  ${stepLabel(s)}`);
+          for (const i of installs) for (const l of i.lines) ctx.say(common, `  ${l}`);
           for (const r of rpmPlans)
             ctx.say(
               common,
@@ -118,6 +136,7 @@ export const customizeCommand: CommandSpec = {
         {
           now,
           rpmMissingOwner: a["rpm-owner-fallback"] ? "root" : "error",
+          repos: repoArg(a.repo),
           progress: ctx.ttyProgress(common)
             ? (label: string): StepProgress => progressBar(true, label, ctx.io.err)
             : undefined,
@@ -137,7 +156,7 @@ export const customizeCommand: CommandSpec = {
         image: img,
         output: out,
         operations: result.map((r) => ({
-          ...(r.step.op === "rpm" ? r.step : publicOperation(r.step)),
+          ...printableStep(r.step),
           changes: r.changes,
         })),
       });

@@ -1,5 +1,5 @@
 /** Text and JSON shapes of command output shared by several commands. */
-import { describeOperation } from "../customize/operations.js";
+import { describeOperation, publicOperation } from "../customize/operations.js";
 import { modeString } from "../customize/walk.js";
 import type { GuestStats } from "../guest/guest-fs.js";
 import type { ImageSafety } from "../image/safety.js";
@@ -33,5 +33,11 @@ export function lsLine(name: string, s: GuestStats, target?: string): string {
 }
 
 export function stepLabel(step: Step): string {
+  if (step.op === "install") return `install ${step.packages.join(",")}`;
   return step.op === "rpm" ? `rpm ${JSON.stringify({ host: step.host })}` : describeOperation(step);
+}
+
+/** A step as --json prints it: passwords never appear (publicOperation). */
+export function printableStep(step: Step): Record<string, unknown> {
+  return step.op === "rpm" || step.op === "install" ? { ...step } : publicOperation(step);
 }

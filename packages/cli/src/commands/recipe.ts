@@ -7,6 +7,7 @@
  *   [ {"mkdir": "/opt/x"}, {"write": "/etc/motd:hello"}, {"selinux-relabel": null} ]
  */
 import { readFile } from "node:fs/promises";
+import { type InstallStep, parseInstallStep } from "../customize/install-rpm.js";
 import {
   type CustomizeOp,
   CustomizeUsageError,
@@ -31,6 +32,7 @@ export const OPERATION_NAMES = [
   "move",
   "copy",
   "rpm",
+  "install",
   "enable",
   "disable",
   "mask",
@@ -72,6 +74,7 @@ export const OPERATION_HELP: Record<(typeof OPERATION_NAMES)[number], string> = 
   move: "SRC:DST: rename in the guest",
   copy: "SRC:DST: copy in the guest",
   rpm: "FILE.rpm: unpack the payload; scriptlets run at first boot",
+  install: "PKG[,PKG...]: install packages with their dependencies from the guest's repositories or --repo",
   enable: "UNIT: enable a systemd unit (the symlinks systemctl would make)",
   disable: "UNIT: disable a systemd unit",
   mask: "UNIT: mask a systemd unit",
@@ -105,14 +108,15 @@ export interface RpmStep {
   keys?: string[];
 }
 
-/** A customize step: the shared operations plus --rpm (rpm-inject). */
-export type Step = CustomizeOp | RpmStep;
+/** A customize step: the shared operations plus --rpm (rpm-inject) and --install. */
+export type Step = CustomizeOp | RpmStep | InstallStep;
 
 export function parseStep(name: string, arg: string | undefined): Step {
   if (name === "rpm") {
     if (!arg) throw new CustomizeUsageError("--rpm needs an RPM file");
     return { op: "rpm", host: arg };
   }
+  if (name === "install") return parseInstallStep(arg);
   return parseOperation(name, arg);
 }
 

@@ -11,6 +11,8 @@ export const rpmBridge = () => import("../guest/rpm-bridge.js");
 export interface StepContext extends CustomizeContext {
   /** --rpm-owner-fallback: owners missing from the guest → root now, chowned at first boot after %pre. */
   rpmMissingOwner?: "error" | "root";
+  /** --repo values for --install. */
+  repos?: string[];
 }
 
 export async function runSteps(
@@ -42,6 +44,9 @@ export async function runSteps(
       } finally {
         await pkg.close();
       }
+    } else if (step.op === "install") {
+      const { installStep } = await import("./install.js");
+      lines = await installStep(guest, step, ctx);
     } else {
       lines = await applyOperation(guest.fs, step, ctx);
     }

@@ -1,0 +1,107 @@
+/**
+ * Load repositories and the installed packages into a Pool: repomd.xml, then primary, then — only
+ * for file dependencies that no primary file list answers — filelists, restricted to those paths.
+ */
+
+import { simpleDepsOf } from "./dep.js";
+import { RepoUnsupportedError } from "./errors.js";
+import { readFilelists } from "./filelists.js";
+import { filterModular, type ModuleState, readModules } from "./modules.js";
+import type { PackageMeta } from "./package-meta.js";
+import { Pool, type RepoInfo } from "./pool.js";
+import { DEFAULT_METADATA_LIMITS, type MetadataLimits, readPrimary } from "./primary.js";
+import { type RepoSource, repoSource } from "./repo-source.js";
+import { type Repomd, readRepomd } from "./repomd.js";
+
+export interface RepoSpec {
+  id: string;
+  baseurl: string;
+  priority?: number;
+  cost?: number;
+  /** module_hotfixes=1: no modular filtering for this repository. */
+  moduleHotfixes?: boolean;
+}
+
+export interface LoadedRepo {
+  info: RepoInfo;
+  source: RepoSource;
+  repomd: Repomd;
+  packages: PackageMeta[];
+  /** Packages hidden by modular filtering. */
+  hiddenModular: number;
+}
+
+export interface LoadTimes {
+  /** Milliseconds spent reading and parsing repository metadata. */
+  parseMs: number;
+  filelistsLoaded: string[];
+}
+
+/**
+ * Read one repository's repomd and primary (and its modules metadata: packages of module streams
+ * the guest has not enabled are hidden, given the guest's `moduleStates`).
+ */
+export async function loadRepo(
+  spec: RepoSpec,
+  limits: MetadataLimits = DEFAULT_METADATA_LIMITS,
+  moduleStates: Map<string, ModuleState> = new Map(),
+): Promise<LoadedRepo> {
+  const source = repoSource(spec.baseurl);
+  const repomd = await readRepomd(source);
+  const e = repomd.data.get("primary");
+  if (e === undefined) {
+    throw new RepoUnsupportedError("repository has only primary_db (sqlite) metadata", { file: source.base });
+  }
+  let packages: PackageMeta[] = [];
+  await readPrimary(source, e.href, e.checksum, spec.id, (p) => packages.push(p), limits);
+  let hiddenModular = 0;
+  const mod = repomd.data.get("modules");
+  if (mod !== undefined && !spec.moduleHotfixes) {
+    const r = filterModular(packages, await readModules(source, mod), moduleStates);
+    packages = r.kept;
+    hiddenModular = r.hidden;
+  }
+  const info = { id: spec.id, priority: spec.priority ?? 99, cost: spec.cost ?? 1000 };
+  return { info, source, repomd, packages, hiddenModular };
+}
+
+/** Build the pool; loads filelists of the repositories whose packages hold unanswered file deps. */
+export async function buildPool(
+  basearch: string,
+  repos: LoadedRepo[],
+  installed: PackageMeta[],
+  limits: MetadataLimits = DEFAULT_METADATA_LIMITS,
+): Promise<{ pool: Pool; filelistsLoaded: string[] }> {
+  const pool = new Pool(basearch);
+  for (const r of repos) {
+    pool.addRepo(r.info);
+    for (const p of r.packages) pool.add(p);
+  }
+  for (const p of installed) pool.add(p, true);
+  const wanted = new Set<string>();
+  for (const p of pool.packages) {
+    for (const list of [p.requires, p.recommends, p.supplements, p.conflicts]) {
+      for (const d of list) {
+        for (const s of simpleDepsOf(d)) {
+          if (s.name.startsWith("/") && pool.whatProvides(s).length === 0) wanted.add(s.name);
+        }
+      }
+    }
+  }
+  const filelistsLoaded: string[] = [];
+  if (wanted.size > 0) {
+    for (const r of repos) {
+      const fl = r.repomd.data.get("filelists");
+      if (fl === undefined) continue;
+      const owners = await readFilelists(r.source, fl.href, fl.checksum, wanted, limits);
+      filelistsLoaded.push(r.info.id);
+      const byId = new Map<string, PackageMeta>();
+      for (const p of r.packages) if (p.checksum !== null) byId.set(p.checksum.value, p);
+      for (const [pkgid, files] of owners) {
+        const p = byId.get(pkgid);
+        if (p !== undefined) pool.addFiles(p, files);
+      }
+    }
+  }
+  return { pool, filelistsLoaded };
+}

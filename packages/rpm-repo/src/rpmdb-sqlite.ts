@@ -1,0 +1,88 @@
+/**
+ * rpm's sqlite backend (`rpmdb.sqlite`, rpm ≥ 4.16: EL9+, Fedora ≥ 33), read with sql.js (SQLite
+ * compiled to WebAssembly; nothing native). The table that matters:
+ *
+ *   Packages(hnum INTEGER PRIMARY KEY AUTOINCREMENT, blob BLOB NOT NULL)   one header per row
+ *
+ * The other tables (Name, Basenames, Providename, …: key, hnum, idx) are indexes rpm rebuilds from
+ * the headers; register-sqlite.ts keeps them in step when it adds a package.
+ */
+import { readFile } from "node:fs/promises";
+import type { Database, SqlJsStatic } from "sql.js";
+import { RepoFormatError } from "./errors.js";
+import { type InstalledPackage, installedFromBlob, loadHeaderParser } from "./rpmdb-header.js";
+
+let sqlJs: Promise<SqlJsStatic> | null = null;
+
+/** The sql.js module, loaded once per process. */
+export function loadSqlJs(): Promise<SqlJsStatic> {
+  // Loaded on first use: compiling the WebAssembly costs start-up time a pure resolve does not need.
+  sqlJs ??= import("sql.js").then((m) => m.default());
+  return sqlJs;
+}
+
+/**
+ * Open a database image. A database left in WAL mode (rpm keeps it so) is switched to the rollback
+ * journal in the in-memory copy: sql.js has no shared memory for WAL, and a clean rpm close has
+ * already checkpointed the log into the main file.
+ */
+export async function openSqlite(bytes: Uint8Array, where: string): Promise<Database> {
+  const SQL = await loadSqlJs();
+  const copy = new Uint8Array(bytes);
+  if (copy.length >= 100 && copy[18] === 2 && copy[19] === 2) {
+    copy[18] = 1;
+    copy[19] = 1;
+  }
+  try {
+    const db = new SQL.Database(copy);
+    db.exec("SELECT count(*) FROM sqlite_master");
+    return db;
+  } catch (e) {
+    throw new RepoFormatError(
+      `not an SQLite database: ${(e as Error).message}`,
+      { file: where },
+      { cause: e },
+    );
+  }
+}
+
+export function readSqliteHeaders(db: Database, where: string): InstalledPackage[] {
+  const out: InstalledPackage[] = [];
+  let stmt: ReturnType<Database["prepare"]>;
+  try {
+    stmt = db.prepare("SELECT hnum, blob FROM Packages ORDER BY hnum");
+  } catch (e) {
+    throw new RepoFormatError(`no Packages table: ${(e as Error).message}`, { file: where }, { cause: e });
+  }
+  try {
+    for (;;) {
+      let more: boolean;
+      try {
+        more = stmt.step();
+      } catch (e) {
+        // sql.js reports a damaged file ("database disk image is malformed") as a plain Error.
+        throw new RepoFormatError(`damaged database: ${(e as Error).message}`, { file: where }, { cause: e });
+      }
+      if (!more) break;
+      const [hnum, blob] = stmt.get();
+      if (typeof hnum !== "number" || !(blob instanceof Uint8Array)) {
+        throw new RepoFormatError(`Packages row ${String(hnum)} is not (integer, blob)`, { file: where });
+      }
+      out.push(installedFromBlob(hnum, blob, `${where} header ${hnum}`));
+    }
+  } finally {
+    stmt.free();
+  }
+  return out;
+}
+
+/** Every installed package of an `rpmdb.sqlite` file. */
+export async function readRpmdbSqlite(file: string, bytes?: Uint8Array): Promise<InstalledPackage[]> {
+  await loadHeaderParser();
+  const db = await openSqlite(bytes ?? (await readFile(file)), file);
+  try {
+    return readSqliteHeaders(db, file);
+  } finally {
+    db.close();
+  }
+}
