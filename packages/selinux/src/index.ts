@@ -28,4 +28,13 @@ export {
   type SelinuxMode,
 } from "./policy.js";
 export { compileSpecRegex, pathKey, specLiteral, specMeta, specStem } from "./regex.js";
+export {
+  type LabelTree,
+  labelPath,
+  modeOfType,
+  type RelabelOptions,
+  type RelabelReport,
+  relabelTree,
+  type TreeFileType,
+} from "./relabel.js";
 export { applySub, type PathSub, parseSubs, substitutePath } from "./subs.js";

@@ -1,0 +1,230 @@
+/**
+ * SELinux labels written through openGuest, checked by libselinux's own tools over the kernel's view:
+ * the output is loop-mounted read-only and `setfiles -n -v -F -r MNT` (policycoreutils) with the
+ * guest's own file_contexts must report nothing to fix among the paths we touched (it still
+ * reports the untouched, unlabelled files mke2fs made — the oracle sees what we do not label),
+ * and `getfattr` values equal `matchpathcon -m TYPE`. After `relabelAll()` setfiles reports
+ * nothing at all. Policies: Debian's refpolicy and the RHEL-targeted-style fixture.
+ */
+import { execFileSync } from "node:child_process";
+import { cpSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { describeWithTools, runTool, runToolOk, tempDir } from "@imgpatch/testkit";
+import { expect, it } from "vitest";
+import { applyOperation, parseOperation } from "../src/customize/operations.js";
+import { selinuxLabeler } from "../src/guest/selinux-labeler.js";
+import { openGuest } from "../src/image/open-guest.js";
+
+const DEBIAN_FILES = "/etc/selinux/default/contexts/files";
+const FIXTURE = join(import.meta.dirname, "../../selinux/test/fixtures/rhel-like/etc/selinux");
+const isRoot = process.getuid?.() === 0;
+
+interface Policy {
+  name: string;
+  type: string;
+  /** Copies the policy into the tree's /etc/selinux. */
+  install(etcSelinux: string): void;
+}
+
+const POLICIES: Policy[] = [
+  {
+    name: "Debian refpolicy",
+    type: "default",
+    install(dir) {
+      const files = join(dir, "default/contexts/files");
+      mkdirSync(files, { recursive: true });
+      for (const f of ["file_contexts", "file_contexts.homedirs", "file_contexts.subs_dist"])
+        cpSync(join(DEBIAN_FILES, f), join(files, f));
+    },
+  },
+  {
+    name: "RHEL-targeted-style fixture",
+    type: "targeted",
+    install(dir) {
+      cpSync(join(FIXTURE, "targeted"), join(dir, "targeted"), { recursive: true });
+    },
+  },
+];
+
+/** A small guest tree: merged-/usr style, /var/run → ../run, users, SELinux enforcing. */
+function guestTree(root: string, policy: Policy): void {
+  for (const d of [
+    "etc/ssh",
+    "etc/systemd/system",
+    "usr/bin",
+    "usr/lib/systemd/system",
+    "run",
+    "home/bob",
+    "root",
+    "opt",
+    "var/log",
+    "tmp",
+  ])
+    mkdirSync(join(root, d), { recursive: true });
+  writeFileSync(join(root, "etc/os-release"), 'ID=centos\nVERSION_ID="9"\n');
+  writeFileSync(
+    join(root, "etc/passwd"),
+    "root:x:0:0:root:/root:/bin/bash\nbob:x:1000:1000::/home/bob:/bin/bash\n",
+  );
+  writeFileSync(join(root, "etc/group"), "root:x:0:\nbob:x:1000:\n");
+  writeFileSync(join(root, "etc/selinux-marker"), "");
+  mkdirSync(join(root, "etc/selinux"), { recursive: true });
+  writeFileSync(join(root, "etc/selinux/config"), `SELINUX=enforcing\nSELINUXTYPE=${policy.type}\n`);
+  policy.install(join(root, "etc/selinux"));
+  execFileSync("ln", ["-s", "../run", join(root, "var/run")]);
+  execFileSync("ln", ["-s", "usr/lib", join(root, "lib")]);
+}
+
+/** What we touch through the labelled GuestFs (paths as the kernel will see them, with types). */
+async function edit(
+  image: string,
+  out: string,
+): Promise<{ touched: Array<[string, string]>; labelled: number }> {
+  const g = await openGuest(image, { output: out, now: new Date("2026-01-01T00:00:00Z") });
+  try {
+    const fs = g.fs;
+    expect(selinuxLabeler(fs)?.active).toBe(true);
+    await fs.mkdir("/opt/heat/bin/deep", { recursive: true });
+    await fs.writeFile("/opt/heat/bin/deep/tool", "#!/bin/sh\n", { mode: 0o755 });
+    await fs.writeFile("/opt/heat/heat.conf", "x");
+    await fs.rename("/opt/heat", "/usr/local-heat"); // moved directory: its subtree is relabelled
+    await fs.writeFile("/etc/os-collect-config.conf", "[DEFAULT]\n");
+    await fs.writeFile("/var/run/heat.pid", "1\n"); // through the /var/run symlink: lives at /run
+    await fs.writeFile("/lib/systemd/system/heat.service", "[Service]\n"); // /lib → usr/lib
+    await fs.mkdir("/etc/systemd/system/multi-user.target.wants", { recursive: true });
+    await fs.symlink(
+      "/usr/lib/systemd/system/heat.service",
+      "/etc/systemd/system/multi-user.target.wants/heat.service",
+    );
+    await fs.mknod("/run/initctl", "fifo", 0o600);
+    await fs.mknod("/run/agent.sock", "socket", 0o660);
+    // a hard link shares one inode (one label): link within one label's reach
+    await fs.link("/usr/local-heat/bin/deep/tool", "/usr/local-heat/bin/tool-link");
+    await fs.writeFile(
+      "/etc/passwd",
+      "root:x:0:0:root:/root:/bin/bash\nbob:x:1000:1000::/home/bob:/bin/bash\n",
+    ); // replaced
+    const ctx = { now: new Date("2026-01-01T00:00:00Z") };
+    await applyOperation(fs, parseOperation("ssh-inject", "bob:string:ssh-ed25519 AAAAC3Nz bob@x"), ctx);
+    await applyOperation(fs, parseOperation("ssh-inject", "root:string:ssh-ed25519 AAAAC3Nz root@x"), ctx);
+    await applyOperation(fs, parseOperation("firstboot-command", "touch /var/log/fb"), ctx);
+    await applyOperation(fs, parseOperation("hostname", "agent1"), ctx);
+    const labelled = selinuxLabeler(fs)?.stats.labelled ?? 0;
+    await g.commit();
+    const touched: Array<[string, string]> = [
+      ["/usr/local-heat", "d"],
+      ["/usr/local-heat/bin", "d"],
+      ["/usr/local-heat/bin/deep", "d"],
+      ["/usr/local-heat/bin/deep/tool", "f"],
+      ["/usr/local-heat/heat.conf", "f"],
+      ["/usr/local-heat/bin/tool-link", "f"],
+      ["/etc/os-collect-config.conf", "f"],
+      ["/run/heat.pid", "f"],
+      ["/usr/lib/systemd/system/heat.service", "f"],
+      ["/etc/systemd/system/multi-user.target.wants", "d"],
+      ["/etc/systemd/system/multi-user.target.wants/heat.service", "l"],
+      ["/run/initctl", "p"],
+      ["/run/agent.sock", "s"],
+      ["/etc/passwd", "f"],
+      ["/home/bob/.ssh", "d"],
+      ["/home/bob/.ssh/authorized_keys", "f"],
+      ["/root/.ssh", "d"],
+      ["/root/.ssh/authorized_keys", "f"],
+      ["/etc/hostname", "f"],
+    ];
+    return { touched, labelled };
+  } finally {
+    await g.close();
+  }
+}
+
+async function withMount<T>(image: string, f: (mnt: string) => Promise<T>): Promise<T> {
+  const mnt = await tempDir("sel-mnt");
+  const loop = execFileSync("losetup", ["-f", "--show", "-r", image]).toString().trim();
+  try {
+    execFileSync("mount", ["-o", "ro", loop, mnt]);
+    try {
+      return await f(mnt);
+    } finally {
+      execFileSync("umount", [mnt]);
+    }
+  } finally {
+    execFileSync("losetup", ["-d", loop]);
+  }
+}
+
+/** `setfiles -n -v -F -r MNT FC MNT`: the paths it would relabel (guest paths). */
+async function setfilesWouldRelabel(mnt: string, fc: string): Promise<string[]> {
+  const r = await runTool("setfiles", ["-n", "-v", "-F", "-r", mnt, fc, mnt]);
+  if (r.exitCode !== 0) throw new Error(`setfiles failed (${r.exitCode}): ${r.stderr}`);
+  const text = r.stdout.toString("utf8") + r.stderr;
+  return [...text.matchAll(/^Would relabel (\S+) from/gm)].map((m) => m[1].slice(mnt.length) || "/");
+}
+
+async function labelOf(mnt: string, path: string): Promise<string> {
+  const r = await runTool("getfattr", ["-h", "--only-values", "-n", "security.selinux", join(mnt, path)]);
+  return r.exitCode === 0 ? r.stdout.toString("latin1").replace(/\0$/, "") : "<<none>>";
+}
+
+describeWithTools(
+  ["setfiles", "matchpathcon", "getfattr", "mke2fs", "losetup"],
+  "SELinux labels (setfiles/matchpathcon oracles)",
+  () => {
+    for (const policy of POLICIES) {
+      const available = policy.type !== "default" || existsSync(DEBIAN_FILES);
+      it.skipIf(!isRoot || !available)(
+        `${policy.name}: every path we write carries its policy label`,
+        async () => {
+          const dir = await tempDir("sel");
+          const root = join(dir, "root");
+          guestTree(root, policy);
+          const image = join(dir, "in.img");
+          execFileSync("mke2fs", ["-q", "-t", "ext4", "-d", root, image, "64M"]);
+          const out = join(dir, "out.img");
+          const { touched, labelled } = await edit(image, out);
+          expect(labelled).toBeGreaterThanOrEqual(touched.length);
+          await runToolOk("e2fsck", ["-fn", out]);
+          await withMount(out, async (mnt) => {
+            const fc = join(mnt, `etc/selinux/${policy.type}/contexts/files/file_contexts`);
+            const would = new Set(await setfilesWouldRelabel(mnt, fc));
+            // the oracle does see unlabelled files: mke2fs -d wrote none
+            expect(would.has("/usr/bin")).toBe(true);
+            expect(touched.filter(([p]) => would.has(p))).toEqual([]);
+            for (const [path, type] of touched) {
+              const expected = (await runToolOk("matchpathcon", ["-N", "-n", "-f", fc, "-m", type, path]))
+                .toString()
+                .trim();
+              expect(`${path} ${await labelOf(mnt, path)}`).toBe(`${path} ${expected}`);
+            }
+          });
+        },
+      );
+
+      it.skipIf(!isRoot || !available)(
+        `${policy.name}: relabelAll leaves setfiles nothing to do`,
+        async () => {
+          const dir = await tempDir("sel");
+          const root = join(dir, "root");
+          guestTree(root, policy);
+          const image = join(dir, "in.img");
+          execFileSync("mke2fs", ["-q", "-t", "ext4", "-d", root, image, "64M"]);
+          const out = join(dir, "out.img");
+          const g = await openGuest(image, { output: out });
+          let report: Awaited<ReturnType<NonNullable<ReturnType<typeof selinuxLabeler>>["relabelAll"]>>;
+          try {
+            report = await selinuxLabeler(g.fs)?.relabelAll();
+            await g.commit();
+          } finally {
+            await g.close();
+          }
+          expect(report?.changed).toBeGreaterThan(20);
+          await runToolOk("e2fsck", ["-fn", out]);
+          await withMount(out, async (mnt) => {
+            const fc = join(mnt, `etc/selinux/${policy.type}/contexts/files/file_contexts`);
+            expect(await setfilesWouldRelabel(mnt, fc)).toEqual([]);
+          });
+        },
+      );
+    }
+  },
+);
