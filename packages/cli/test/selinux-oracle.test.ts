@@ -11,6 +11,7 @@ import { cpSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describeWithTools, runTool, runToolOk, tempDir } from "@imgpatch/testkit";
 import { expect, it } from "vitest";
+import { type CliIo, runCli } from "../src/commands/main.js";
 import { applyOperation, parseOperation } from "../src/customize/operations.js";
 import { selinuxLabeler } from "../src/guest/selinux-labeler.js";
 import { openGuest } from "../src/image/open-guest.js";
@@ -226,5 +227,39 @@ describeWithTools(
         },
       );
     }
+
+    it.skipIf(!isRoot)(
+      "imgpatch customize --selinux-relabel: offline relabel, no marker; --selinux-autorelabel: the marker",
+      async () => {
+        const policy = POLICIES[1];
+        const dir = await tempDir("sel");
+        const root = join(dir, "root");
+        guestTree(root, policy);
+        const image = join(dir, "in.img");
+        execFileSync("mke2fs", ["-q", "-t", "ext4", "-d", root, image, "64M"]);
+        let out = "";
+        const io: CliIo = { out: (t) => (out += t), err: (t) => (out += t), env: {} };
+        const relabelled = join(dir, "relabelled.img");
+        const code = await runCli(
+          ["customize", "-v", image, "-o", relabelled, "--write", "/etc/motd:hi", "--selinux-relabel"],
+          io,
+        );
+        expect(code, out).toBe(0);
+        expect(out).toMatch(/SELinux relabel \(targeted\): \d+ paths, \d+ labels written/);
+        await runToolOk("e2fsck", ["-fn", relabelled]);
+        await withMount(relabelled, async (mnt) => {
+          const fc = join(mnt, "etc/selinux/targeted/contexts/files/file_contexts");
+          expect(await setfilesWouldRelabel(mnt, fc)).toEqual([]);
+          expect(existsSync(join(mnt, ".autorelabel"))).toBe(false);
+        });
+        const marked = join(dir, "marked.img");
+        expect(await runCli(["customize", image, "-o", marked, "--selinux-autorelabel"], io), out).toBe(0);
+        await withMount(marked, async (mnt) => {
+          expect(existsSync(join(mnt, ".autorelabel"))).toBe(true);
+          // the marker itself is written through the labeller too
+          expect(await labelOf(mnt, "/.autorelabel")).toBe("system_u:object_r:etc_runtime_t:s0");
+        });
+      },
+    );
   },
 );

@@ -40,12 +40,13 @@ export const OPERATION_NAMES = [
   "timezone",
   "ssh-inject",
   "selinux-relabel",
+  "selinux-autorelabel",
   "selinux-permissive",
   "commands-from-file",
   "recipe",
 ] as const;
 
-export const NO_ARG_OPS = new Set(["selinux-relabel", "selinux-permissive"]);
+export const NO_ARG_OPS = new Set(["selinux-relabel", "selinux-autorelabel", "selinux-permissive"]);
 
 /** Each operation's argument and effect, for --help (the README's table says more). */
 export const OPERATION_HELP: Record<(typeof OPERATION_NAMES)[number], string> = {
@@ -71,7 +72,8 @@ export const OPERATION_HELP: Record<(typeof OPERATION_NAMES)[number], string> = 
   hostname: "NAME: set /etc/hostname",
   timezone: "Area/City: point /etc/localtime at the guest's zoneinfo",
   "ssh-inject": "USER:file:KEY.pub or USER:string:KEY: add to the user's authorized_keys",
-  "selinux-relabel": "relabel the whole guest at first boot (/.autorelabel)",
+  "selinux-relabel": "relabel the whole guest now from its own policy (offline setfiles -F)",
+  "selinux-autorelabel": "relabel at first boot instead (/.autorelabel; the guest reboots once)",
   "selinux-permissive": "set SELINUX=permissive in /etc/selinux/config",
   "commands-from-file": "FILE: operations one per line, virt-customize syntax",
   recipe: "FILE: operations as a JSON/YAML list",
