@@ -252,7 +252,22 @@ describeWithTools(
           expect(await setfilesWouldRelabel(mnt, fc)).toEqual([]);
           expect(existsSync(join(mnt, ".autorelabel"))).toBe(false);
         });
-        const marked = join(dir, "marked.img");
+        // ls -Z / stat / --json show the stored labels
+      out = "";
+      expect(await runCli(["ls", "-Z", relabelled, "/etc"], io), out).toBe(0);
+      expect(out).toContain("system_u:object_r:etc_t:s0 motd");
+      out = "";
+      expect(await runCli(["stat", "--json", relabelled, "/var/run"], io), out).toBe(0);
+      expect(JSON.parse(out)).toMatchObject({ type: "symlink", selinux: "system_u:object_r:var_run_t:s0" });
+      out = "";
+      expect(await runCli(["stat", relabelled, "/usr/bin"], io), out).toBe(0);
+      expect(out).toContain("selinux: system_u:object_r:bin_t:s0");
+      out = "";
+      expect(await runCli(["ls", "--json", relabelled, "/"], io), out).toBe(0);
+      expect(JSON.parse(out)).toContainEqual(
+        expect.objectContaining({ path: "/etc", selinux: "system_u:object_r:etc_t:s0" }),
+      );
+      const marked = join(dir, "marked.img");
         expect(await runCli(["customize", image, "-o", marked, "--selinux-autorelabel"], io), out).toBe(0);
         await withMount(marked, async (mnt) => {
           expect(existsSync(join(mnt, ".autorelabel"))).toBe(true);

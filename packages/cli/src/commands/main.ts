@@ -2,6 +2,7 @@
  * The `imgpatch` command: a thin yargs layer over the library. `runCli(argv, io)` returns the exit
  * code instead of exiting, so tests can call it in-process; src/bin/imgpatch.ts wires it to the process.
  */
+
 import { writeFile as hostWriteFile, rename, rm, truncate } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { basename, dirname, join } from "node:path";
@@ -23,6 +24,7 @@ import {
   type RpmStep,
   type Step,
 } from "./recipe.js";
+import { readSelinuxLabel } from "./selinux-label.js";
 
 /** This package's version (its package.json is two levels up from both src/ and dist/). */
 const VERSION = (createRequire(import.meta.url)("../../package.json") as { version: string }).version;
@@ -368,7 +370,12 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
           .positional("image", { type: "string", demandOption: true })
           .positional("path", { type: "string", default: "/" })
           .option("l", { type: "boolean", default: false, describe: "long listing" })
-          .option("R", { type: "boolean", default: false, describe: "recursive" }),
+          .option("R", { type: "boolean", default: false, describe: "recursive" })
+          .option("Z", {
+            type: "boolean",
+            default: false,
+            describe: "show SELinux labels (security.selinux)",
+          }),
       async (a) => {
         await withGuest(a.image as string, readOpenOptions(a), async (g) => {
           const root = a.path as string;
@@ -383,12 +390,27 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
             }
           } else entries.push({ path: root, stats: await g.fs.lstat(root) });
           for (const e of entries) if (e.stats.type === "symlink") e.target = await g.fs.readlink(e.path);
+          const labels = new Map<string, string | null>();
+          if (a.json || a.Z)
+            for (const e of entries) labels.set(e.path, await readSelinuxLabel(g.fs, e.path, e.stats));
           if (a.json)
-            return emitJson(entries.map((e) => ({ ...statJson(e.path, e.stats), target: e.target ?? null })));
+            return emitJson(
+              entries.map((e) => ({
+                ...statJson(e.path, e.stats),
+                target: e.target ?? null,
+                selinux: labels.get(e.path) ?? null,
+              })),
+            );
           const name = (p: string) => (a.R ? p : basename(p) || p);
+          const z = (p: string) => (a.Z ? `${labels.get(p) ?? "?"} ` : "");
           io.out(
-            entries.map((e) => (a.l ? lsLine(name(e.path), e.stats, e.target) : name(e.path))).join("\n") +
-              (entries.length ? "\n" : ""),
+            entries
+              .map((e) =>
+                a.l
+                  ? lsLine(`${z(e.path)}${name(e.path)}`, e.stats, e.target)
+                  : `${z(e.path)}${name(e.path)}`,
+              )
+              .join("\n") + (entries.length ? "\n" : ""),
           );
         });
       },
@@ -428,10 +450,11 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
           const s = await g.fs.lstat(p);
           const target = s.type === "symlink" ? await g.fs.readlink(p) : undefined;
           const xattrs = await g.fs.listxattr(p).catch(() => [] as string[]);
-          const doc = { ...statJson(p, s), target: target ?? null, xattrs };
+          const selinux = await readSelinuxLabel(g.fs, p, s);
+          const doc = { ...statJson(p, s), target: target ?? null, xattrs, selinux };
           if (a.json) return emitJson(doc);
           io.out(
-            `${p}\n  type: ${s.type}${target !== undefined ? ` -> ${target}` : ""}\n  mode: ${doc.mode} (${modeString(s.type, s.mode)})\n  uid: ${s.uid}  gid: ${s.gid}\n  size: ${s.size}  links: ${s.nlink}  inode: ${s.ino}\n  mtime: ${doc.mtime}\n${xattrs.length ? `  xattrs: ${xattrs.join(", ")}\n` : ""}`,
+            `${p}\n  type: ${s.type}${target !== undefined ? ` -> ${target}` : ""}\n  mode: ${doc.mode} (${modeString(s.type, s.mode)})\n  uid: ${s.uid}  gid: ${s.gid}\n  size: ${s.size}  links: ${s.nlink}  inode: ${s.ino}\n  mtime: ${doc.mtime}\n${selinux !== null ? `  selinux: ${selinux}\n` : ""}${xattrs.length ? `  xattrs: ${xattrs.join(", ")}\n` : ""}`,
           );
         });
       },
