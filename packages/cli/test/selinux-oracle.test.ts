@@ -105,13 +105,23 @@ async function edit(
       "/etc/passwd",
       "root:x:0:0:root:/root:/bin/bash\nbob:x:1000:1000::/home/bob:/bin/bash\n",
     ); // replaced
+    // a label set explicitly is kept; a path removed before the commit is not labelled
+    await fs.writeFile("/etc/custom.conf", "x");
+    await fs.setxattr(
+      "/etc/custom.conf",
+      "security.selinux",
+      new TextEncoder().encode("system_u:object_r:custom_t:s0\0"),
+    );
+    await fs.writeFile("/etc/gone", "x");
+    await fs.unlink("/etc/gone");
     const ctx = { now: new Date("2026-01-01T00:00:00Z") };
     await applyOperation(fs, parseOperation("ssh-inject", "bob:string:ssh-ed25519 AAAAC3Nz bob@x"), ctx);
     await applyOperation(fs, parseOperation("ssh-inject", "root:string:ssh-ed25519 AAAAC3Nz root@x"), ctx);
     await applyOperation(fs, parseOperation("firstboot-command", "touch /var/log/fb"), ctx);
     await applyOperation(fs, parseOperation("hostname", "agent1"), ctx);
-    const labelled = selinuxLabeler(fs)?.stats.labelled ?? 0;
+    const labeler = selinuxLabeler(fs);
     await g.commit();
+    const labelled = labeler?.stats.labelled ?? 0;
     const touched: Array<[string, string]> = [
       ["/usr/local-heat", "d"],
       ["/usr/local-heat/bin", "d"],
@@ -191,6 +201,7 @@ describeWithTools(
             // the oracle does see unlabelled files: mke2fs -d wrote none
             expect(would.has("/usr/bin")).toBe(true);
             expect(touched.filter(([p]) => would.has(p))).toEqual([]);
+            expect(await labelOf(mnt, "/etc/custom.conf")).toBe("system_u:object_r:custom_t:s0");
             for (const [path, type] of touched) {
               const expected = (await runToolOk("matchpathcon", ["-N", "-n", "-f", fc, "-m", type, path]))
                 .toString()
@@ -253,21 +264,21 @@ describeWithTools(
           expect(existsSync(join(mnt, ".autorelabel"))).toBe(false);
         });
         // ls -Z / stat / --json show the stored labels
-      out = "";
-      expect(await runCli(["ls", "-Z", relabelled, "/etc"], io), out).toBe(0);
-      expect(out).toContain("system_u:object_r:etc_t:s0 motd");
-      out = "";
-      expect(await runCli(["stat", "--json", relabelled, "/var/run"], io), out).toBe(0);
-      expect(JSON.parse(out)).toMatchObject({ type: "symlink", selinux: "system_u:object_r:var_run_t:s0" });
-      out = "";
-      expect(await runCli(["stat", relabelled, "/usr/bin"], io), out).toBe(0);
-      expect(out).toContain("selinux: system_u:object_r:bin_t:s0");
-      out = "";
-      expect(await runCli(["ls", "--json", relabelled, "/"], io), out).toBe(0);
-      expect(JSON.parse(out)).toContainEqual(
-        expect.objectContaining({ path: "/etc", selinux: "system_u:object_r:etc_t:s0" }),
-      );
-      const marked = join(dir, "marked.img");
+        out = "";
+        expect(await runCli(["ls", "-Z", relabelled, "/etc"], io), out).toBe(0);
+        expect(out).toContain("system_u:object_r:etc_t:s0 motd");
+        out = "";
+        expect(await runCli(["stat", "--json", relabelled, "/var/run"], io), out).toBe(0);
+        expect(JSON.parse(out)).toMatchObject({ type: "symlink", selinux: "system_u:object_r:var_run_t:s0" });
+        out = "";
+        expect(await runCli(["stat", relabelled, "/usr/bin"], io), out).toBe(0);
+        expect(out).toContain("selinux: system_u:object_r:bin_t:s0");
+        out = "";
+        expect(await runCli(["ls", "--json", relabelled, "/"], io), out).toBe(0);
+        expect(JSON.parse(out)).toContainEqual(
+          expect.objectContaining({ path: "/etc", selinux: "system_u:object_r:etc_t:s0" }),
+        );
+        const marked = join(dir, "marked.img");
         expect(await runCli(["customize", image, "-o", marked, "--selinux-autorelabel"], io), out).toBe(0);
         await withMount(marked, async (mnt) => {
           expect(existsSync(join(mnt, ".autorelabel"))).toBe(true);

@@ -30,7 +30,6 @@ export {
 export { compileSpecRegex, pathKey, specLiteral, specMeta, specStem } from "./regex.js";
 export {
   type LabelTree,
-  labelPath,
   modeOfType,
   type RelabelOptions,
   type RelabelReport,

@@ -2,12 +2,12 @@
  * A whole-tree relabel, like `setfiles -F` (or `restorecon -RF /`): every file, directory, link and
  * node gets the full context the policy assigns to its path (user, role, type and range, not only
  * the type); a path whose spec is `<<none>>`, or that no spec matches, is left as it is (and its
- * children are still visited, as setfiles does). Only labels that differ are written.
+ * children are still visited, as setfiles does).
  */
 
 import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, S_IFSOCK } from "./file-contexts.js";
 import type { FileContexts } from "./match.js";
-import { contextFromXattr, contextXattr, SELINUX_XATTR } from "./policy.js";
+import { contextXattr, SELINUX_XATTR } from "./policy.js";
 
 export type TreeFileType = "file" | "directory" | "symlink" | "chardev" | "blockdev" | "fifo" | "socket";
 
@@ -29,7 +29,6 @@ export function modeOfType(type: TreeFileType): number {
 export interface LabelTree {
   readdir(path: string): Promise<string[]>;
   lstat(path: string): Promise<{ type: TreeFileType }>;
-  lgetxattr(path: string, name: string): Promise<Uint8Array | undefined>;
   lsetxattr(path: string, name: string, value: Uint8Array): Promise<void>;
 }
 
@@ -46,7 +45,7 @@ export interface RelabelOptions {
 export interface RelabelReport {
   /** Paths looked at. */
   visited: number;
-  /** Labels written (different or missing before). */
+  /** Labels written. */
   changed: number;
   /** Paths left alone: `<<none>>` or no matching spec. */
   unlabelled: number;
@@ -58,22 +57,12 @@ function join(dir: string, name: string): string {
   return dir === "/" ? `/${name}` : `${dir}/${name}`;
 }
 
-/** Labels one path (whose type is known); returns whether it changed. */
-export async function labelPath(
-  tree: Pick<LabelTree, "lgetxattr" | "lsetxattr">,
-  contexts: FileContexts,
-  path: string,
-  type: TreeFileType,
-): Promise<"changed" | "same" | "none"> {
-  const ctx = contexts.lookup(path, MODE_OF[type]);
-  if (ctx === null) return "none";
-  const old = await tree.lgetxattr(path, SELINUX_XATTR);
-  if (old !== undefined && contextFromXattr(old) === ctx && old[old.length - 1] === 0) return "same";
-  await tree.lsetxattr(path, SELINUX_XATTR, contextXattr(ctx));
-  return "changed";
-}
-
-/** Relabels every path under `root` (depth first, names in readdir order). */
+/**
+ * Relabels every path under `root`. Two passes: the whole tree is read first (names, types),
+ * then the labels are written — a writer whose reads must first flush its pending writes (the ext4
+ * editor) then flushes once, not once per file. Every label is written (as setfiles -F would
+ * find them all different on a fresh image; rewriting an equal value is cheap).
+ */
 export async function relabelTree(
   tree: LabelTree,
   contexts: FileContexts,
@@ -81,40 +70,47 @@ export async function relabelTree(
 ): Promise<RelabelReport> {
   const report: RelabelReport = { visited: 0, changed: 0, unlabelled: 0, skipped: [] };
   const onError = options.onError ?? (() => false);
-  const visit = async (path: string, type: TreeFileType): Promise<void> => {
+  const todo: Array<{ path: string; context: string }> = [];
+  const root = options.root ?? "/";
+  // an explicit stack (deep trees must not overflow the JS stack); children in readdir order
+  const stack: Array<{ path: string; type: TreeFileType }> = [
+    { path: root, type: (await tree.lstat(root)).type },
+  ];
+  while (stack.length > 0) {
+    const { path, type } = stack.pop() as { path: string; type: TreeFileType };
     report.visited++;
-    try {
-      const r = await labelPath(tree, contexts, path, type);
-      if (r === "changed") report.changed++;
-      else if (r === "none") report.unlabelled++;
-    } catch (err) {
-      if (!onError(path, err)) throw err;
-      report.skipped.push(path);
-      return;
-    }
-    if (type !== "directory") return;
+    const context = contexts.lookup(path, MODE_OF[type]);
+    if (context === null) report.unlabelled++;
+    else todo.push({ path, context });
+    if (type !== "directory") continue;
     let names: string[];
     try {
       names = await tree.readdir(path);
     } catch (err) {
       if (!onError(path, err)) throw err;
       report.skipped.push(path);
-      return;
+      continue;
     }
+    const children: Array<{ path: string; type: TreeFileType }> = [];
     for (const name of names) {
       const child = join(path, name);
-      let st: { type: TreeFileType };
       try {
-        st = await tree.lstat(child);
+        children.push({ path: child, type: (await tree.lstat(child)).type });
       } catch (err) {
         if (!onError(child, err)) throw err;
         report.skipped.push(child);
-        continue;
       }
-      await visit(child, st.type);
     }
-  };
-  const root = options.root ?? "/";
-  await visit(root, (await tree.lstat(root)).type);
+    for (let i = children.length - 1; i >= 0; i--) stack.push(children[i]);
+  }
+  for (const { path, context } of todo) {
+    try {
+      await tree.lsetxattr(path, SELINUX_XATTR, contextXattr(context));
+      report.changed++;
+    } catch (err) {
+      if (!onError(path, err)) throw err;
+      report.skipped.push(path);
+    }
+  }
   return report;
 }

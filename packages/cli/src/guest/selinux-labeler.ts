@@ -9,11 +9,17 @@
  *
  * Labels are computed from the path the file really has: symlinks in the parent chain are
  * resolved inside the guest first (a file written to /var/run/x.pid lives at /run/x.pid).
+ *
+ * The labels are written by `flushLabels()` (openGuest's commit calls it), not one by one: the
+ * ext4 editor must flush its pending writes before any read, so resolving paths between writes
+ * would flush once per file. At the flush every recorded path is read first (real path, type),
+ * then every label is written. A path removed since is skipped; a renamed one is followed; a
+ * label a caller set explicitly (tar --xattrs) is kept.
  */
 import {
+  contextXattr,
   type FileContexts,
   type GuestPolicy,
-  labelPath,
   loadGuestPolicy,
   modeOfType,
   type RelabelReport,
@@ -48,8 +54,18 @@ function joinPath(dir: string, name: string): string {
 }
 
 export interface SelinuxLabelStats {
-  /** Labels written by the wrapper (not counting relabelAll). */
+  /** Labels written by flushLabels (not counting relabelAll). */
   labelled: number;
+}
+
+interface PendingLabel {
+  path: string;
+  /** Known when the wrapper made it; else read at the flush. */
+  type?: TreeFileType;
+  /** A final symlink is followed (writeFile writes through it). */
+  follow?: boolean;
+  /** A moved directory: its whole subtree. */
+  subtree?: boolean;
 }
 
 export class SelinuxLabelingGuestFs implements GuestFs {
@@ -59,6 +75,7 @@ export class SelinuxLabelingGuestFs implements GuestFs {
   private readonly contexts?: FileContexts;
   /** Real (symlink-free) paths of directories already resolved; cleared by any namespace change. */
   private readonly realDirs = new Map<string, string>();
+  private pending: PendingLabel[] = [];
 
   constructor(inner: GuestFs, policy?: GuestPolicy) {
     this.inner = inner;
@@ -68,7 +85,10 @@ export class SelinuxLabelingGuestFs implements GuestFs {
 
   /** Wraps `fs` with the guest's own policy (loaded now); no policy: calls pass through. */
   static async open(fs: GuestFs): Promise<SelinuxLabelingGuestFs> {
-    return new SelinuxLabelingGuestFs(fs, await loadGuestPolicy(fs));
+    // expressions are translated when first needed (a spec we cannot follow fails the flush,
+    // before the commit); translating all ~5,000 of a distribution policy up front costs more
+    // than labelling a typical job
+    return new SelinuxLabelingGuestFs(fs, await loadGuestPolicy(fs, { compile: false }));
   }
 
   /** True when labels are being written. */
@@ -106,19 +126,18 @@ export class SelinuxLabelingGuestFs implements GuestFs {
 
   /** The real path of `path` itself (its parents resolved; the last component kept unless `follow`). */
   private async realPath(path: string, follow: boolean): Promise<string> {
+    return (await this.realPathAndType(path, follow)).real;
+  }
+
+  /** realPath, and with `follow` the type found at the end (no second lstat). */
+  private async realPathAndType(path: string, follow: boolean): Promise<{ real: string; type?: TreeFileType }> {
     const p = normalizeGuestPath(path);
-    if (p === "/") return "/";
+    if (p === "/") return { real: "/" };
     let real = joinPath(await this.realDir(parentOf(p)), baseOf(p));
     if (follow) {
       for (let hops = 0; ; hops++) {
-        let st: GuestStats;
-        try {
-          st = await this.inner.lstat(real);
-        } catch (err) {
-          if (isGuestError(err, "ENOENT")) return real;
-          throw err;
-        }
-        if (st.type !== "symlink") return real;
+        const st: GuestStats = await this.inner.lstat(real);
+        if (st.type !== "symlink") return { real, type: st.type };
         if (hops >= MAX_SYMLINKS) throw new GuestFsError("ELOOP", path, "too many levels of symbolic links");
         const target = await this.inner.readlink(real);
         const abs = target.startsWith("/") ? target : joinPath(parentOf(real), target);
@@ -126,37 +145,78 @@ export class SelinuxLabelingGuestFs implements GuestFs {
         real = n === "/" ? "/" : joinPath(await this.realDir(parentOf(n)), baseOf(n));
       }
     }
-    return real;
+    return { real };
   }
 
-  /** Labels one path the wrapper just wrote (type known or looked up). */
-  private async label(path: string, type?: TreeFileType, follow = false): Promise<void> {
-    if (!this.contexts) return;
-    const real = await this.realPath(path, follow);
-    const t = type ?? (await this.inner.lstat(real)).type;
-    if (t === "symlink" && !this.inner.lsetxattr) return;
-    const r = await labelPath(this.labelTarget(), this.contexts, real, t);
-    if (r === "changed") this.stats.labelled++;
+  private note(entry: PendingLabel): void {
+    if (this.contexts) this.pending.push({ ...entry, path: normalizeGuestPath(entry.path) });
   }
 
-  private labelTarget() {
-    const fs = this.inner;
-    return {
-      lgetxattr: (p: string, n: string) => (fs.lgetxattr ? fs.lgetxattr(p, n) : fs.getxattr(p, n)),
-      lsetxattr: (p: string, n: string, v: Uint8Array) =>
-        fs.lsetxattr ? fs.lsetxattr(p, n, v) : fs.setxattr(p, n, v),
-    };
+  private setLabel(path: string, type: TreeFileType, context: string): Promise<void> {
+    const v = contextXattr(context);
+    if (this.inner.lsetxattr) return this.inner.lsetxattr(path, SELINUX_XATTR, v);
+    return this.inner.setxattr(path, SELINUX_XATTR, v);
   }
 
-  /** Relabels a subtree (a moved directory) or, from "/", every mounted filesystem we can edit. */
+  /** Writes the labels of every path recorded since the last flush (see the module comment). */
+  async flushLabels(): Promise<number> {
+    const contexts = this.contexts;
+    if (!contexts || this.pending.length === 0) return 0;
+    const pending = this.pending;
+    this.pending = [];
+    // reads first: real paths and types (a later entry for the same path wins)
+    const todo = new Map<string, TreeFileType>();
+    const subtrees: string[] = [];
+    for (const e of pending) {
+      let real: string;
+      let type: TreeFileType;
+      try {
+        const r = await this.realPathAndType(e.path, e.follow === true);
+        real = r.real;
+        type = r.type ?? e.type ?? (await this.inner.lstat(real)).type;
+      } catch (err) {
+        if (isGuestError(err, "ENOENT") || isGuestError(err, "ENOTDIR")) continue; // removed since
+        throw err;
+      }
+      todo.delete(real);
+      todo.set(real, type);
+      if (e.subtree && type === "directory") subtrees.push(real);
+    }
+    for (const root of subtrees) {
+      const stack = [root];
+      while (stack.length > 0) {
+        const dir = stack.pop() as string;
+        for (const name of await this.inner.readdir(dir)) {
+          const p = joinPath(dir, name);
+          const t = (await this.inner.lstat(p)).type;
+          todo.set(p, t);
+          if (t === "directory") stack.push(p);
+        }
+      }
+    }
+    // then the writes
+    let n = 0;
+    for (const [path, type] of todo) {
+      if (type === "symlink" && !this.inner.lsetxattr) continue;
+      const context = contexts.lookup(path, modeOfType(type));
+      if (context === null) continue;
+      await this.setLabel(path, type, context);
+      n++;
+    }
+    this.stats.labelled += n;
+    return n;
+  }
+
+  /** Relabels a subtree or, from "/", every mounted filesystem we can edit (recorded labels first). */
   async relabel(root = "/"): Promise<RelabelReport | undefined> {
     if (!this.contexts) return undefined;
+    await this.flushLabels();
     const fs = this.inner;
     return relabelTree(
       {
         readdir: (p) => fs.readdir(p),
         lstat: (p) => fs.lstat(p),
-        ...this.labelTarget(),
+        lsetxattr: (p, n, v) => (fs.lsetxattr ? fs.lsetxattr(p, n, v) : fs.setxattr(p, n, v)),
       },
       this.contexts,
       {
@@ -198,39 +258,37 @@ export class SelinuxLabelingGuestFs implements GuestFs {
     return this.inner.lgetxattr ? this.inner.lgetxattr(path, name) : this.inner.getxattr(path, name);
   }
 
-  // ---------------------------------------------------------------- writes, then labels
+  // ---------------------------------------------------------------- writes, labels recorded
   async mkdir(path: string, options?: GuestMkdirOptions): Promise<string | undefined> {
     const first = await this.inner.mkdir(path, options);
     if (!this.contexts) return first;
     if (!options?.recursive) {
-      await this.label(path, "directory");
+      this.note({ path, type: "directory" });
       return first;
     }
     if (first === undefined) return first;
     // every directory from the first created one down to `path`
     const target = normalizeGuestPath(path);
-    const f = normalizeGuestPath(first);
-    await this.label(f, "directory");
-    const rest = target.slice(f.length).split("/").filter(Boolean);
-    let cur = f;
-    for (const name of rest) {
+    let cur = normalizeGuestPath(first);
+    this.note({ path: cur, type: "directory" });
+    for (const name of target.slice(cur.length).split("/").filter(Boolean)) {
       cur = joinPath(cur, name);
-      await this.label(cur, "directory");
+      this.note({ path: cur, type: "directory" });
     }
     return first;
   }
   async writeFile(path: string, data: GuestData, options?: GuestWriteOptions): Promise<void> {
     await this.inner.writeFile(path, data, options);
-    await this.label(path, "file", true);
+    this.note({ path, type: "file", follow: true });
   }
   async symlink(target: string, path: string, options?: GuestOwnerOptions): Promise<void> {
     await this.inner.symlink(target, path, options);
     this.realDirs.clear();
-    await this.label(path, "symlink");
+    this.note({ path, type: "symlink" });
   }
   async link(existingPath: string, newPath: string): Promise<void> {
     await this.inner.link(existingPath, newPath);
-    await this.label(newPath);
+    this.note({ path: newPath });
   }
   async unlink(path: string): Promise<void> {
     await this.inner.unlink(path);
@@ -244,9 +302,14 @@ export class SelinuxLabelingGuestFs implements GuestFs {
     await this.inner.rename(oldPath, newPath);
     this.realDirs.clear();
     if (!this.contexts) return;
-    const st = await this.inner.lstat(newPath);
-    if (st.type === "directory") await this.relabel(newPath);
-    else await this.label(newPath, st.type);
+    // recorded paths under the old name follow it
+    const from = normalizeGuestPath(oldPath);
+    const to = normalizeGuestPath(newPath);
+    for (const e of this.pending) {
+      if (e.path === from) e.path = to;
+      else if (e.path.startsWith(`${from}/`)) e.path = to + e.path.slice(from.length);
+    }
+    this.note({ path: to, subtree: true });
   }
   chmod(path: string, mode: number): Promise<void> {
     return this.inner.chmod(path, mode);
@@ -272,12 +335,19 @@ export class SelinuxLabelingGuestFs implements GuestFs {
     owner?: GuestOwnerOptions,
   ): Promise<void> {
     await this.inner.mknod(path, type, mode, major, minor, owner);
-    await this.label(path, type);
+    this.note({ path, type });
   }
   setxattr(path: string, name: string, value: Uint8Array): Promise<void> {
+    if (name === SELINUX_XATTR) this.forget(path);
     return this.inner.setxattr(path, name, value);
   }
+  /** A label set explicitly (tar --xattrs, a caller's choice) is kept: the path leaves the queue. */
+  private forget(path: string): void {
+    const p = normalizeGuestPath(path);
+    this.pending = this.pending.filter((e) => e.path !== p);
+  }
   lsetxattr(path: string, name: string, value: Uint8Array): Promise<void> {
+    if (name === SELINUX_XATTR) this.forget(path);
     return this.inner.lsetxattr
       ? this.inner.lsetxattr(path, name, value)
       : this.inner.setxattr(path, name, value);

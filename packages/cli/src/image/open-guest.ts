@@ -373,8 +373,9 @@ export async function openGuest(image: string, options: OpenGuestOptions = {}): 
     const vols = await openVolumes(device, disk, readOnly, readOnlyReason, image, warnings, options.now);
     const { mounts, infos } = await chooseMounts(vols, options.mounts, image, warnings);
     const mounted: GuestFs = mounts.length === 1 && mounts[0].fs ? mounts[0].fs : new MountedGuestFs(mounts);
-    const fs: GuestFs =
-      readOnly || options.selinuxLabels === false ? mounted : await SelinuxLabelingGuestFs.open(mounted);
+    const labeler =
+      readOnly || options.selinuxLabels === false ? undefined : await SelinuxLabelingGuestFs.open(mounted);
+    const fs: GuestFs = labeler ?? mounted;
     let os: OsRelease = {};
     for (const p of ["/etc/os-release", "/usr/lib/os-release"]) {
       try {
@@ -411,6 +412,7 @@ export async function openGuest(image: string, options: OpenGuestOptions = {}): 
             await cleanup();
             return {};
           }
+          await labeler?.flushLabels();
           await flushAll();
           if (mode === "in-place") {
             for (const d of devices.reverse()) await d.close();
