@@ -60,6 +60,8 @@ export interface SelinuxLabelStats {
 
 interface PendingLabel {
   path: string;
+  /** The real path, when known without reading (under a directory this wrapper created). */
+  real?: string;
   /** Known when the wrapper made it; else read at the flush. */
   type?: TreeFileType;
   /** A final symlink is followed (writeFile writes through it). */
@@ -76,6 +78,10 @@ export class SelinuxLabelingGuestFs implements GuestFs {
   /** Real (symlink-free) paths of directories already resolved; cleared by any namespace change. */
   private readonly realDirs = new Map<string, string>();
   private pending: PendingLabel[] = [];
+  /** Real paths of directories this wrapper created: nothing in them predates the run. */
+  private readonly createdDirs = new Set<string>();
+  /** Real paths of symlinks this wrapper created. */
+  private readonly createdLinks = new Set<string>();
 
   constructor(inner: GuestFs, policy?: GuestPolicy) {
     this.inner = inner;
@@ -130,7 +136,10 @@ export class SelinuxLabelingGuestFs implements GuestFs {
   }
 
   /** realPath, and with `follow` the type found at the end (no second lstat). */
-  private async realPathAndType(path: string, follow: boolean): Promise<{ real: string; type?: TreeFileType }> {
+  private async realPathAndType(
+    path: string,
+    follow: boolean,
+  ): Promise<{ real: string; type?: TreeFileType }> {
     const p = normalizeGuestPath(path);
     if (p === "/") return { real: "/" };
     let real = joinPath(await this.realDir(parentOf(p)), baseOf(p));
@@ -146,6 +155,26 @@ export class SelinuxLabelingGuestFs implements GuestFs {
       }
     }
     return { real };
+  }
+
+  /** Forgets what is known about `path` and below (after it was removed, replaced or moved). */
+  private invalidate(path: string): void {
+    const p = normalizeGuestPath(path);
+    const under = (x: string) => x === p || x.startsWith(`${p}/`);
+    for (const [k, v] of this.realDirs) if (under(k) || under(v)) this.realDirs.delete(k);
+    for (const set of [this.createdDirs, this.createdLinks]) for (const x of set) if (under(x)) set.delete(x);
+  }
+
+  /**
+   * The real path of a path about to be created, when its directory's real path is cached and
+   * that directory was created by this wrapper (so the name cannot be an older symlink).
+   */
+  private knownReal(path: string): string | undefined {
+    const p = normalizeGuestPath(path);
+    const dir = this.realDirs.get(parentOf(p)) ?? (parentOf(p) === "/" ? "/" : undefined);
+    if (dir === undefined || !this.createdDirs.has(dir)) return undefined;
+    const real = joinPath(dir, baseOf(p));
+    return this.createdLinks.has(real) ? undefined : real;
   }
 
   private note(entry: PendingLabel): void {
@@ -171,9 +200,14 @@ export class SelinuxLabelingGuestFs implements GuestFs {
       let real: string;
       let type: TreeFileType;
       try {
-        const r = await this.realPathAndType(e.path, e.follow === true);
-        real = r.real;
-        type = r.type ?? e.type ?? (await this.inner.lstat(real)).type;
+        if (e.real !== undefined && e.type !== undefined) {
+          real = e.real;
+          type = e.type;
+        } else {
+          const r = await this.realPathAndType(e.path, e.follow === true);
+          real = r.real;
+          type = r.type ?? e.type ?? (await this.inner.lstat(real)).type;
+        }
       } catch (err) {
         if (isGuestError(err, "ENOENT") || isGuestError(err, "ENOTDIR")) continue; // removed since
         throw err;
@@ -259,32 +293,64 @@ export class SelinuxLabelingGuestFs implements GuestFs {
   }
 
   // ---------------------------------------------------------------- writes, labels recorded
+  /**
+   * Resolves the nearest existing ancestor directory of a path about to be created (a read, so
+   * done before the write; cached, so once per directory), letting what is created below it be
+   * labelled at the flush without reads.
+   */
+  private async warmParent(p: string): Promise<void> {
+    for (let d = parentOf(p); ; d = parentOf(d)) {
+      if (d === "/" || this.realDirs.has(d)) return;
+      try {
+        await this.realDir(d);
+        return;
+      } catch (err) {
+        if (!isGuestError(err, "ENOENT") && !isGuestError(err, "ENOTDIR")) return;
+      }
+    }
+  }
+
   async mkdir(path: string, options?: GuestMkdirOptions): Promise<string | undefined> {
+    if (this.contexts) await this.warmParent(normalizeGuestPath(path));
     const first = await this.inner.mkdir(path, options);
     if (!this.contexts) return first;
+    const made = (p: string) => {
+      // a new directory: its real path is its parent's real path (when cached) and its name
+      const parentReal = this.realDirs.get(parentOf(p)) ?? (parentOf(p) === "/" ? "/" : undefined);
+      const real = parentReal === undefined ? undefined : joinPath(parentReal, baseOf(p));
+      if (real !== undefined) {
+        this.realDirs.set(p, real);
+        this.createdDirs.add(real);
+      }
+      this.note({ path: p, real, type: "directory" });
+    };
     if (!options?.recursive) {
-      this.note({ path, type: "directory" });
+      made(normalizeGuestPath(path));
       return first;
     }
     if (first === undefined) return first;
     // every directory from the first created one down to `path`
     const target = normalizeGuestPath(path);
     let cur = normalizeGuestPath(first);
-    this.note({ path: cur, type: "directory" });
+    made(cur);
     for (const name of target.slice(cur.length).split("/").filter(Boolean)) {
       cur = joinPath(cur, name);
-      this.note({ path: cur, type: "directory" });
+      made(cur);
     }
     return first;
   }
   async writeFile(path: string, data: GuestData, options?: GuestWriteOptions): Promise<void> {
     await this.inner.writeFile(path, data, options);
-    this.note({ path, type: "file", follow: true });
+    if (!this.contexts) return;
+    const real = this.knownReal(path);
+    this.note(real !== undefined ? { path, real, type: "file" } : { path, type: "file", follow: true });
   }
   async symlink(target: string, path: string, options?: GuestOwnerOptions): Promise<void> {
+    const real = this.knownReal(path);
     await this.inner.symlink(target, path, options);
-    this.realDirs.clear();
-    this.note({ path, type: "symlink" });
+    this.invalidate(path);
+    if (real !== undefined) this.createdLinks.add(real);
+    this.note({ path, real, type: "symlink" });
   }
   async link(existingPath: string, newPath: string): Promise<void> {
     await this.inner.link(existingPath, newPath);
@@ -292,15 +358,19 @@ export class SelinuxLabelingGuestFs implements GuestFs {
   }
   async unlink(path: string): Promise<void> {
     await this.inner.unlink(path);
-    this.realDirs.clear();
+    this.invalidate(path);
   }
   async rmdir(path: string): Promise<void> {
     await this.inner.rmdir(path);
-    this.realDirs.clear();
+    this.invalidate(path);
   }
   async rename(oldPath: string, newPath: string): Promise<void> {
     await this.inner.rename(oldPath, newPath);
+    // rare: drop what is known and resolve everything recorded again at the flush
     this.realDirs.clear();
+    this.createdDirs.clear();
+    this.createdLinks.clear();
+    for (const e of this.pending) e.real = undefined;
     if (!this.contexts) return;
     // recorded paths under the old name follow it
     const from = normalizeGuestPath(oldPath);
@@ -334,8 +404,9 @@ export class SelinuxLabelingGuestFs implements GuestFs {
     minor?: number,
     owner?: GuestOwnerOptions,
   ): Promise<void> {
+    const real = this.knownReal(path);
     await this.inner.mknod(path, type, mode, major, minor, owner);
-    this.note({ path, type });
+    this.note({ path, real, type });
   }
   setxattr(path: string, name: string, value: Uint8Array): Promise<void> {
     if (name === SELINUX_XATTR) this.forget(path);
