@@ -7,7 +7,7 @@
  * nothing at all. Policies: Debian's refpolicy and the RHEL-targeted-style fixture.
  */
 import { execFileSync } from "node:child_process";
-import { cpSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, lstatSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describeWithTools, runTool, runToolOk, tempDir } from "@imgpatch/testkit";
 import { expect, it } from "vitest";
@@ -238,6 +238,67 @@ describeWithTools(
         },
       );
     }
+
+    it.skipIf(!isRoot || !existsSync(DEBIAN_FILES))(
+      "--rpm payload: every path rpm would write carries the label rpm would give it",
+      async () => {
+        const policy = POLICIES[0];
+        const dir = await tempDir("sel");
+        const root = join(dir, "root");
+        guestTree(root, policy);
+        const image = join(dir, "in.img");
+        execFileSync("mke2fs", ["-q", "-t", "ext4", "-d", root, image, "64M"]);
+        const rpmFile = join(
+          import.meta.dirname,
+          "../../../test-fixtures/rpm/out/imgpatch-demo-xz.noarch.rpm",
+        );
+        const payload = execFileSync("rpm", ["-qlp", rpmFile]).toString().trim().split("\n");
+        expect(payload.length).toBeGreaterThan(10);
+        let out = "";
+        const io: CliIo = { out: (t) => (out += t), err: (t) => (out += t), env: {} };
+        const result = join(dir, "rpm.img");
+        expect(
+          await runCli(["customize", image, "-o", result, "--rpm", rpmFile, "--rpm-owner-fallback"], io),
+          out,
+        ).toBe(0);
+        await runToolOk("e2fsck", ["-fn", result]);
+        await withMount(result, async (mnt) => {
+          const fc = join(mnt, "etc/selinux/default/contexts/files/file_contexts");
+          const would = new Set(await setfilesWouldRelabel(mnt, fc));
+          expect(would.has("/usr/bin")).toBe(true); // untouched, unlabelled: the oracle sees them
+          expect(payload.filter((p) => would.has(p))).toEqual([]);
+          // every payload path written (%ghost files are not) has a label
+          const written = payload.filter((p) => {
+            try {
+              lstatSync(join(mnt, p));
+              return true;
+            } catch {
+              return false;
+            }
+          });
+          expect(written.length).toBeGreaterThan(10);
+          for (const p of written) expect(await labelOf(mnt, p), p).not.toBe("<<none>>");
+        });
+      },
+    );
+
+    it.skipIf(!isRoot || !existsSync(DEBIAN_FILES))("SELINUX=disabled: no labels written", async () => {
+      const dir = await tempDir("sel");
+      const root = join(dir, "root");
+      guestTree(root, POLICIES[0]);
+      writeFileSync(join(root, "etc/selinux/config"), "SELINUX=disabled\nSELINUXTYPE=default\n");
+      const image = join(dir, "in.img");
+      execFileSync("mke2fs", ["-q", "-t", "ext4", "-d", root, image, "64M"]);
+      const result = join(dir, "out.img");
+      const io: CliIo = { out: () => {}, err: () => {}, env: {} };
+      expect(
+        await runCli(["customize", image, "-o", result, "--write", "/etc/motd:hi", "--selinux-relabel"], io),
+      ).toBe(0);
+      await withMount(result, async (mnt) => {
+        for (const p of ["/etc/motd", "/etc", "/"]) expect(await labelOf(mnt, p), p).toBe("<<none>>");
+        expect(existsSync(join(mnt, ".autorelabel"))).toBe(false);
+      });
+    });
 
     it.skipIf(!isRoot)(
       "imgpatch customize --selinux-relabel: offline relabel, no marker; --selinux-autorelabel: the marker",
