@@ -16,7 +16,7 @@
  */
 import type { FileContextSpec } from "./file-contexts.js";
 import { S_IFMT } from "./file-contexts.js";
-import { compileSpecRegex, pathKey, specLiteral, specMeta, specStem } from "./regex.js";
+import { compileSpecRegex, pathKey, specLiteral, specMeta, specStem, translateSpecRegex } from "./regex.js";
 import { type PathSub, substitutePath } from "./subs.js";
 
 export interface FileContextsSources {
@@ -69,6 +69,8 @@ export class FileContexts {
   /** Meta-free specs that still need the expression (an escape like \d). */
   private readonly exactOdd: boolean;
   private readonly byStem = new Map<string, Entry[]>();
+  /** Per stem and file type: the candidates as one sticky alternation, last spec first. */
+  private readonly combined = new Map<string, { re: RegExp; groups: number[]; entries: Entry[] }>();
   private readonly subs: readonly PathSub[];
   private readonly distSubs: readonly PathSub[];
   /** Every spec, in lookup order (for checks and `compileAll`). */
@@ -144,13 +146,39 @@ export class FileContexts {
           if (fits(list[i])) return hit(list[i]);
         }
     }
-    const cands = this.candidates(fileStem);
-    for (let i = cands.length - 1; i >= 0; i--) {
-      const e = cands[i];
-      if (m !== 0 && e.spec.mode !== 0 && e.spec.mode !== m) continue;
-      if (regexOf(e).test(bkey)) return hit(e);
-    }
+    const c = this.combinedFor(fileStem, m);
+    c.re.lastIndex = 0;
+    const r = c.re.exec(bkey);
+    if (!r) return undefined;
+    for (let i = 0; i < c.groups.length; i++) if (r[c.groups[i]] !== undefined) return hit(c.entries[i]);
     return undefined;
+  }
+
+  /**
+   * The candidates of a stem and file type (last spec first) as one anchored alternation: the
+   * engine tries the alternatives in order, so the first that matches is the spec libselinux's
+   * backward scan would stop at — one exec instead of hundreds of tests.
+   */
+  private combinedFor(stem: string, m: number): { re: RegExp; groups: number[]; entries: Entry[] } {
+    const key = `${stem}\0${m}`;
+    let c = this.combined.get(key);
+    if (c) return c;
+    const entries = this.candidates(stem)
+      .filter((e) => m === 0 || e.spec.mode === 0 || e.spec.mode === m)
+      .reverse();
+    const parts: string[] = [];
+    const groups: number[] = [];
+    let next = 1;
+    for (const e of entries) {
+      const t = translateSpecRegex(e.spec.regex, e.spec.file, e.spec.line);
+      groups.push(next);
+      next += 1 + t.captures;
+      parts.push(`(${t.source})`);
+    }
+    // (?!) never matches: an empty candidate list
+    c = { re: new RegExp(parts.length ? parts.join("|") : "(?!)", "sy"), groups, entries };
+    this.combined.set(key, c);
+    return c;
   }
 
   /** The context for `path` (null: no label — `<<none>>` or no spec). */

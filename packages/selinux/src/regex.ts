@@ -45,6 +45,23 @@ const isHex = (c: string | undefined) => c !== undefined && /^[0-9A-Fa-f]$/.test
  * `file`/`line` name the spec in errors.
  */
 export function compileSpecRegex(regex: string, file: string, line?: number): RegExp {
+  const { source } = translateSpecRegex(regex, file, line);
+  try {
+    return new RegExp(source, "s");
+  } catch (err) {
+    throw new SelinuxRegexError(file, line, regex, `not a valid expression (${(err as Error).message})`);
+  }
+}
+
+/**
+ * The JavaScript source for `^REGEX$` (flag `s`), and how many capturing groups it has (to
+ * combine several into one alternation and tell which one matched).
+ */
+export function translateSpecRegex(
+  regex: string,
+  file: string,
+  line?: number,
+): { source: string; captures: number } {
   const src = `^${regex}$`;
   const fail = (why: string): never => {
     throw new SelinuxRegexError(file, line, regex, why);
@@ -52,6 +69,7 @@ export function compileSpecRegex(regex: string, file: string, line?: number): Re
   let out = "";
   let i = 0;
   let groups = 0;
+  let captures = 0;
   /** After an atom a quantifier may follow. */
   const n = src.length;
   while (i < n) {
@@ -104,6 +122,7 @@ export function compileSpecRegex(regex: string, file: string, line?: number): Re
         }
         out += "(";
         groups++;
+        captures++;
         break;
       }
       case ")":
@@ -151,10 +170,11 @@ export function compileSpecRegex(regex: string, file: string, line?: number): Re
   }
   if (groups !== 0) fail("missing )");
   try {
-    return new RegExp(out, "s");
+    new RegExp(out, "s");
   } catch (err) {
-    return fail(`not a valid expression (${(err as Error).message})`);
+    fail(`not a valid expression (${(err as Error).message})`);
   }
+  return { source: out, captures };
 }
 
 function escapeOutside(src: string, i: number, fail: (why: string) => never): { text: string; next: number } {
