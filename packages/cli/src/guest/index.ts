@@ -66,3 +66,4 @@ export {
   unitValue,
   unitValues,
 } from "./systemd-unit.js";
+export { SelinuxLabelingGuestFs, type SelinuxLabelStats, selinuxLabeler } from "./selinux-labeler.js";
