@@ -282,6 +282,47 @@ describeWithTools(
       },
     );
 
+    it.skipIf(!isRoot || !existsSync(DEBIAN_FILES))(
+      "elements (the Heat agents): every new path labelled, no marker",
+      async () => {
+        const dir = await tempDir("sel");
+        const root = join(dir, "root");
+        guestTree(root, POLICIES[0]);
+        const image = join(dir, "in.img");
+        execFileSync("mke2fs", ["-q", "-t", "ext4", "-d", root, image, "64M"]);
+        let out = "";
+        const io: CliIo = { out: (t) => (out += t), err: (t) => (out += t), env: {} };
+        const result = join(dir, "out.img");
+        const elementsPath = join(import.meta.dirname, "../../../test-fixtures/elements");
+        const args = ["elements", image, "-o", result, "--elements-path", elementsPath];
+        args.push(
+          "os-collect-config",
+          "os-refresh-config",
+          "os-apply-config",
+          "heat-config",
+          "heat-config-script",
+        );
+        expect(await runCli(args, io), out).toBe(0);
+        expect(out).toContain("SELinux: every path written was labelled from the guest's own policy");
+        await runToolOk("e2fsck", ["-fn", result]);
+        const fcIn = (mnt: string) => join(mnt, "etc/selinux/default/contexts/files/file_contexts");
+        // mke2fs -d labelled nothing: setfiles over the input lists every path the input has
+        const before = new Set(await withMount(image, (mnt) => setfilesWouldRelabel(mnt, fcIn(mnt))));
+        await withMount(result, async (mnt) => {
+          const after = await setfilesWouldRelabel(mnt, fcIn(mnt));
+          const created = execFileSync("find", [mnt, "-xdev"])
+            .toString()
+            .trim()
+            .split("\n")
+            .map((p) => p.slice(mnt.length) || "/");
+          const fresh = created.filter((p) => !before.has(p));
+          expect(fresh.length).toBeGreaterThan(50);
+          expect(after.filter((p) => !before.has(p))).toEqual([]);
+          expect(existsSync(join(mnt, ".autorelabel"))).toBe(false);
+        });
+      },
+    );
+
     it.skipIf(!isRoot || !existsSync(DEBIAN_FILES))("SELINUX=disabled: no labels written", async () => {
       const dir = await tempDir("sel");
       const root = join(dir, "root");
