@@ -15,6 +15,7 @@ import { type CliIo, runCli } from "../src/commands/main.js";
 import { applyOperation, parseOperation } from "../src/customize/operations.js";
 import { selinuxLabeler } from "../src/guest/selinux-labeler.js";
 import { openGuest } from "../src/image/open-guest.js";
+import { baseImage } from "../src/main-job.js";
 
 const DEBIAN_FILES = "/etc/selinux/default/contexts/files";
 const FIXTURE = join(import.meta.dirname, "../../selinux/test/fixtures/rhel-like/etc/selinux");
@@ -320,6 +321,57 @@ describeWithTools(
           expect(after.filter((p) => !before.has(p))).toEqual([]);
           expect(existsSync(join(mnt, ".autorelabel"))).toBe(false);
         });
+      },
+    );
+
+    it.skipIf(!isRoot)(
+      "--selinux-relabel covers every mounted filesystem (GPT base: / and /boot from fstab)",
+      async () => {
+        const dir = await tempDir("sel");
+        const result = join(dir, "out.img");
+        const io: CliIo = { out: () => {}, err: () => {}, env: {} };
+        expect(await runCli(["customize", await baseImage(), "-o", result, "--selinux-relabel"], io)).toBe(0);
+        // partition nodes of a loop device do not always appear here: one loop per partition
+        const table = JSON.parse(execFileSync("sfdisk", ["-J", result]).toString()) as {
+          partitiontable: { sectorsize?: number; partitions: Array<{ start: number; size: number }> };
+        };
+        const ss = table.partitiontable.sectorsize ?? 512;
+        const loops = table.partitiontable.partitions.map((p) =>
+          execFileSync("losetup", [
+            "-f",
+            "--show",
+            "-r",
+            "-o",
+            String(p.start * ss),
+            "--sizelimit",
+            String(p.size * ss),
+            result,
+          ])
+            .toString()
+            .trim(),
+        );
+        const mnt = await tempDir("sel-mnt");
+        try {
+          execFileSync("mount", ["-o", "ro", loops[1], mnt]);
+          try {
+            execFileSync("mount", ["-o", "ro", loops[0], join(mnt, "boot")]);
+            try {
+              const fc = join(mnt, "etc/selinux/targeted/contexts/files/file_contexts");
+              expect(await setfilesWouldRelabel(mnt, fc)).toEqual([]);
+              // setfiles stays on one filesystem: ask about /boot's own tree too
+              const r = await runTool("setfiles", ["-n", "-v", "-F", "-r", mnt, fc, join(mnt, "boot")]);
+              expect(r.stdout.toString() + r.stderr).not.toMatch(/Would relabel/);
+              expect(await labelOf(mnt, "/boot")).not.toBe("<<none>>");
+              expect(await labelOf(mnt, "/etc/fstab")).toBe("system_u:object_r:etc_t:s0");
+            } finally {
+              execFileSync("umount", [join(mnt, "boot")]);
+            }
+          } finally {
+            execFileSync("umount", [mnt]);
+          }
+        } finally {
+          for (const l of loops) execFileSync("losetup", ["-d", l]);
+        }
       },
     );
 
