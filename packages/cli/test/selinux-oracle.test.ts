@@ -9,7 +9,7 @@
 import { execFileSync } from "node:child_process";
 import { cpSync, existsSync, lstatSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { describeWithTools, runTool, runToolOk, tempDir } from "@imgpatch/testkit";
+import { describeWithTools, fixture, runTool, runToolOk, tempDir } from "@imgpatch/testkit";
 import { expect, it } from "vitest";
 import { type CliIo, runCli } from "../src/commands/main.js";
 import { applyOperation, parseOperation } from "../src/customize/operations.js";
@@ -371,6 +371,70 @@ describeWithTools(
           }
         } finally {
           for (const l of loops) execFileSync("losetup", ["-d", l]);
+        }
+      },
+    );
+
+    it.skipIf(!isRoot)(
+      "--selinux-relabel skips a mount imgpatch cannot edit (vfat ESP at /boot/efi)",
+      async () => {
+        const dir = await tempDir("sel");
+        const io: CliIo = { out: () => {}, err: () => {}, env: {} };
+        // run 1: give the GPT fixture (BIOS boot, vfat ESP, ext4 root) the RHEL-style policy
+        const files = join(FIXTURE, "targeted/contexts/files");
+        const withPolicy = join(dir, "policy.img");
+        const ops = ["--mkdir", "/boot/efi", "--mkdir", "/etc/selinux/targeted/contexts/files"];
+        ops.push("--write", "/etc/selinux/config:SELINUX=enforcing\nSELINUXTYPE=targeted\n");
+        for (const f of ["file_contexts", "file_contexts.subs_dist", "file_contexts.local"])
+          ops.push("--upload", `${join(files, f)}:/etc/selinux/targeted/contexts/files/${f}`);
+        expect(await runCli(["customize", await fixture("disk-gpt.img"), "-o", withPolicy, ...ops], io)).toBe(
+          0,
+        );
+        // run 2: the ESP mounted explicitly; the relabel skips it and labels the root
+        let out = "";
+        const io2: CliIo = { out: (t) => (out += t), err: (t) => (out += t), env: {} };
+        const result = join(dir, "out.img");
+        const args = [
+          "customize",
+          "-v",
+          withPolicy,
+          "-m",
+          "3:/",
+          "-m",
+          "2:/boot/efi",
+          "-o",
+          result,
+          "--selinux-relabel",
+        ];
+        expect(await runCli(args, io2), out).toBe(0);
+        expect(out).toMatch(/skipped \(not editable\): \/boot\/efi/);
+        const table = JSON.parse(execFileSync("sfdisk", ["-J", result]).toString()) as {
+          partitiontable: { partitions: Array<{ start: number; size: number }> };
+        };
+        const p3 = table.partitiontable.partitions[2];
+        const loop = execFileSync("losetup", [
+          "-f",
+          "--show",
+          "-r",
+          "-o",
+          String(p3.start * 512),
+          "--sizelimit",
+          String(p3.size * 512),
+          result,
+        ])
+          .toString()
+          .trim();
+        const mnt = await tempDir("sel-mnt");
+        try {
+          execFileSync("mount", ["-o", "ro", loop, mnt]);
+          try {
+            const fc = join(mnt, "etc/selinux/targeted/contexts/files/file_contexts");
+            expect(await setfilesWouldRelabel(mnt, fc)).toEqual([]);
+          } finally {
+            execFileSync("umount", [mnt]);
+          }
+        } finally {
+          execFileSync("losetup", ["-d", loop]);
         }
       },
     );

@@ -261,9 +261,39 @@ export class SelinuxLabelingGuestFs implements GuestFs {
     );
   }
 
-  /** Offline `setfiles -F /`: undefined when the guest has no active policy. */
-  relabelAll(): Promise<RelabelReport | undefined> {
-    return this.relabel("/");
+  /**
+   * Offline `setfiles -F /`: undefined when the guest has no active policy. Also labels each
+   * mount point's directory in the filesystem below it (hidden behind the mount, so setfiles on
+   * a running system never reaches it; the kernel sees it until the mount is made).
+   */
+  async relabelAll(): Promise<RelabelReport | undefined> {
+    const report = await this.relabel("/");
+    const contexts = this.contexts;
+    const mounts = (this.inner as { mounts?: ReadonlyArray<{ mountpoint: string; fs?: GuestFs }> }).mounts;
+    if (!report || !contexts || !mounts) return report;
+    for (const m of mounts) {
+      if (m.mountpoint === "/") continue;
+      const below = mounts
+        .filter(
+          (o) =>
+            o.mountpoint !== m.mountpoint &&
+            (o.mountpoint === "/" || m.mountpoint.startsWith(`${o.mountpoint}/`)),
+        )
+        .sort((a, b) => b.mountpoint.length - a.mountpoint.length)[0];
+      const fs = below?.fs;
+      if (!fs) continue;
+      const rel = below.mountpoint === "/" ? m.mountpoint : m.mountpoint.slice(below.mountpoint.length);
+      const context = contexts.lookup(m.mountpoint, modeOfType("directory"));
+      if (context === null) continue;
+      try {
+        if ((await fs.lstat(rel)).type !== "directory") continue;
+        await (fs.lsetxattr ?? fs.setxattr).call(fs, rel, SELINUX_XATTR, contextXattr(context));
+        report.changed++;
+      } catch (err) {
+        if (!isGuestError(err, "ENOENT") && !isGuestError(err, "EPERM")) throw err;
+      }
+    }
+    return report;
   }
 
   // ---------------------------------------------------------------- reads pass through
