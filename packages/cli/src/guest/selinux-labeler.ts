@@ -13,7 +13,8 @@
  * The labels are written by `flushLabels()` (openGuest's commit calls it), not one by one: the
  * ext4 editor must flush its pending writes before any read, so resolving paths between writes
  * would flush once per file. At the flush every recorded path is read first (real path, type),
- * then every label is written. A path removed since is skipped; a renamed one is followed; a
+ * then every label is written; what was created under a directory this wrapper created needs no
+ * read at all (its real path and type are known from the creation). A path removed since is skipped; a renamed one is followed; a
  * label a caller set explicitly (tar --xattrs) is kept.
  */
 import {
@@ -75,7 +76,7 @@ export class SelinuxLabelingGuestFs implements GuestFs {
   readonly policy?: GuestPolicy;
   readonly stats: SelinuxLabelStats = { labelled: 0 };
   private readonly contexts?: FileContexts;
-  /** Real (symlink-free) paths of directories already resolved; cleared by any namespace change. */
+  /** Real (symlink-free) paths of directories already resolved; dropped when a path is removed or moved. */
   private readonly realDirs = new Map<string, string>();
   private pending: PendingLabel[] = [];
   /** Real paths of directories this wrapper created: nothing in them predates the run. */
@@ -459,5 +460,3 @@ export class SelinuxLabelingGuestFs implements GuestFs {
 export function selinuxLabeler(fs: GuestFs): SelinuxLabelingGuestFs | undefined {
   return fs instanceof SelinuxLabelingGuestFs ? fs : undefined;
 }
-
-export { SELINUX_XATTR };
