@@ -178,6 +178,22 @@ describeWithTools(["matchpathcon"], "labels agree with matchpathcon", () => {
     },
   );
 
+  it("RHEL-targeted-style fixture compiled to the version 6 tree layout (libselinux ≥ 3.8)", async () => {
+    const v6 = join(import.meta.dirname, "fixtures/v6/file_contexts.bin");
+    const specs = parseFcontextBin(readFileSync(v6), v6);
+    const text = parseFileContexts(readFileSync(FIXTURE_FC), FIXTURE_FC);
+    expect(specs.length).toBe(text.length);
+    const extra = (s: string) => parseFileContexts(readFileSync(FIXTURE_FC + s), FIXTURE_FC + s);
+    const ours = new FileContexts({
+      specs,
+      homedirs: extra(".homedirs"),
+      local: extra(".local"),
+      distSubs: parseSubs(readFileSync(`${FIXTURE_FC}.subs_dist`)),
+      subs: parseSubs(readFileSync(`${FIXTURE_FC}.subs`)),
+    });
+    await compare("rhel-like v6", ours, FIXTURE_FC, [...text, ...extra(".homedirs"), ...extra(".local")]);
+  });
+
   it("RHEL-targeted-style fixture: equivalences, homedirs, local, <<none>>, file types", async () => {
     const policy = await loadGuestPolicy(hostReader(FIXTURE_ROOT));
     expect(policy?.config).toEqual({ mode: "enforcing", type: "targeted" });
