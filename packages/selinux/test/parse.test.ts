@@ -95,6 +95,18 @@ describe("config", () => {
   });
 });
 
+describe("compiled file_contexts.bin version 6", () => {
+  it("every truncation and a damaged count give typed errors", () => {
+    const b = readFileSync(new URL("./fixtures/v6/file_contexts.bin", import.meta.url));
+    expect(parseFcontextBin(b, "v6.bin").length).toBeGreaterThan(50);
+    for (let cut = 4; cut < b.length; cut += 7)
+      expect(() => parseFcontextBin(b.subarray(0, cut), "v6.bin")).toThrow(SelinuxPolicyError);
+    const bad = Buffer.from(b);
+    bad.writeUInt32BE(0xfffffff0, bad.indexOf(Buffer.from("8-8-el")) + 6 + 8); // context count
+    expect(() => parseFcontextBin(bad, "v6.bin")).toThrow(/context count/);
+  });
+});
+
 describe("compiled file_contexts.bin", () => {
   const bin = (() => {
     try {
