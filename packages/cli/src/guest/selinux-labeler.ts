@@ -182,7 +182,7 @@ export class SelinuxLabelingGuestFs implements GuestFs {
     if (this.contexts) this.pending.push({ ...entry, path: normalizeGuestPath(entry.path) });
   }
 
-  private setLabel(path: string, type: TreeFileType, context: string): Promise<void> {
+  private setLabel(path: string, context: string): Promise<void> {
     const v = contextXattr(context);
     if (this.inner.lsetxattr) return this.inner.lsetxattr(path, SELINUX_XATTR, v);
     return this.inner.setxattr(path, SELINUX_XATTR, v);
@@ -235,7 +235,7 @@ export class SelinuxLabelingGuestFs implements GuestFs {
       if (type === "symlink" && !this.inner.lsetxattr) continue;
       const context = contexts.lookup(path, modeOfType(type));
       if (context === null) continue;
-      await this.setLabel(path, type, context);
+      await this.setLabel(path, context);
       n++;
     }
     this.stats.labelled += n;
