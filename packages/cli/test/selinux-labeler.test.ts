@@ -3,10 +3,12 @@
  * edited through the wrapper; every label written is compared with matchpathcon (no root needed)
  * for the path the file really has.
  */
-import { readdirSync, readFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { describeWithTools, runToolOk } from "@imgpatch/testkit";
+import { describeWithTools, runToolOk, tempDir } from "@imgpatch/testkit";
 import { expect, it } from "vitest";
+import { type CliIo, runCli } from "../src/commands/main.js";
 import { MemoryGuestFs } from "../src/guest/memory-fs.js";
 import { SelinuxLabelingGuestFs } from "../src/guest/selinux-labeler.js";
 
@@ -34,7 +36,7 @@ const label = async (fs: MemoryGuestFs, p: string) => {
 const oracle = async (p: string, type: string) =>
   (await runToolOk("matchpathcon", ["-N", "-n", "-f", FC, "-m", type, p])).toString().trim();
 
-describeWithTools(["matchpathcon"], "SelinuxLabelingGuestFs (rootless)", () => {
+describeWithTools(["matchpathcon", "mke2fs", "debugfs"], "SelinuxLabelingGuestFs (rootless)", () => {
   it("labels created, replaced, linked, renamed and moved paths at the flush, by their real paths", async () => {
     const inner = await guest();
     const fs = await SelinuxLabelingGuestFs.open(inner);
@@ -91,5 +93,31 @@ describeWithTools(["matchpathcon"], "SelinuxLabelingGuestFs (rootless)", () => {
     expect(await fs.flushLabels()).toBe(0);
     expect(await fs.relabelAll()).toBeUndefined();
     expect(await label(inner, "/opt/x")).toBe("<<none>>");
+  });
+
+  it("a policy we cannot follow is a typed error naming file and line; --no-selinux-labels goes on without labels", async () => {
+    const dir = await tempDir("sel");
+    const files = join(dir, "root/etc/selinux/targeted/contexts/files");
+    mkdirSync(files, { recursive: true });
+    writeFileSync(join(dir, "root/etc/os-release"), "ID=centos\n");
+    writeFileSync(join(dir, "root/etc/selinux/config"), "SELINUX=enforcing\nSELINUXTYPE=targeted\n");
+    writeFileSync(join(files, "file_contexts"), "/.* u:r:t:s0\n/x(?i)y u:r:t:s0\n");
+    const image = join(dir, "in.img");
+    execFileSync("mke2fs", ["-q", "-t", "ext4", "-d", join(dir, "root"), image, "16M"]);
+    let err = "";
+    const io: CliIo = { out: () => {}, err: (t) => (err += t), env: {} };
+    const out = join(dir, "out.img");
+    expect(await runCli(["customize", image, "-o", out, "--write", "/etc/motd:hi"], io)).not.toBe(0);
+    expect(err).toContain('contexts/files/file_contexts: line 2: regular expression "/x(?i)y"');
+    expect(readdirSync(dir).sort()).toEqual(["in.img", "root"]); // no output left behind
+    expect(
+      await runCli(["customize", image, "-o", out, "--no-selinux-labels", "--write", "/etc/motd:hi"], io),
+    ).toBe(0);
+    const ea = execFileSync("debugfs", ["-R", "ea_list /etc/motd", out], {
+      stdio: ["ignore", "pipe", "ignore"],
+    });
+    expect(ea.toString()).not.toContain("security.selinux");
+    const cat = execFileSync("debugfs", ["-R", "cat /etc/motd", out], { stdio: ["ignore", "pipe", "ignore"] });
+    expect(cat.toString()).toBe("hi");
   });
 });

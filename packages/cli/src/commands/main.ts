@@ -185,6 +185,7 @@ function outputOptions(a: Record<string, unknown>): OpenGuestOptions {
     outputFormat: fmtArg(a["output-format"], "--output-format"),
     compress: a.compress === true,
     inPlace: a["in-place"] === true,
+    selinuxLabels: a["selinux-labels"] !== false,
   };
 }
 
@@ -209,7 +210,12 @@ function outputModeOptions(y: Argv): Argv {
     .option("output", { alias: "o", type: "string", describe: "write a full new image" })
     .option("output-format", { type: "string", describe: "format of -o (qcow2|raw; default from the name)" })
     .option("compress", { alias: "c", type: "boolean", describe: "compress -o (qcow2)" })
-    .option("in-place", { type: "boolean", describe: "modify IMAGE itself" });
+    .option("in-place", { type: "boolean", describe: "modify IMAGE itself" })
+    .option("selinux-labels", {
+      type: "boolean",
+      describe:
+        "label what is written from the guest's own SELinux policy when it is active (default; --no-selinux-labels: write none)",
+    });
 }
 
 /**
