@@ -11,6 +11,7 @@ export default defineConfig({
       "@imgpatch/qcow2": src("qcow2"),
       "@imgpatch/ext4": src("ext4"),
       "@imgpatch/xfs": src("xfs"),
+      "@imgpatch/selinux": src("selinux"),
       "@imgpatch/rpm-inject": src("rpm-inject"),
       "@imgpatch/rpm-repo": src("rpm-repo"),
       "@imgpatch/testkit": src("testkit"),

@@ -147,6 +147,7 @@ describe("operations applied to a guest", () => {
       parseOperation("ssh-inject", "centos:string:ssh-ed25519 AAAAkey user@host"),
       parseOperation("selinux-permissive", undefined),
       parseOperation("selinux-relabel", undefined),
+      parseOperation("selinux-autorelabel", undefined),
       parseOperation("enable", "foo.service"),
       parseOperation("firstboot-command", "echo hi"),
     ]);
@@ -168,6 +169,9 @@ describe("operations applied to a guest", () => {
     expect(text(await fs.readFile("/etc/selinux/config"))).toBe(
       "# c\nSELINUX=permissive\nSELINUXTYPE=targeted\n",
     );
+    // no policy in this guest (no file_contexts): the offline relabel writes nothing; the
+    // first-boot marker is the explicit --selinux-autorelabel
+    expect(log).toContain("SELinux: no active policy in the guest (disabled or absent); no labels written");
     expect((await fs.lstat("/.autorelabel")).type).toBe("file");
     expect(await fs.readlink("/etc/systemd/system/multi-user.target.wants/foo.service")).toBe(
       "/usr/lib/systemd/system/foo.service",

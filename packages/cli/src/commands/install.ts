@@ -25,7 +25,10 @@ export async function installStep(guest: Guest, step: InstallLikeStep, ctx: Step
       now: ctx.now,
     });
   }
-  throw new UsageError("--install: the guest has no rpmdb (only RPM-based guests are handled here)", guest.image);
+  throw new UsageError(
+    "--install: the guest has no rpmdb (only RPM-based guests are handled here)",
+    guest.image,
+  );
 }
 
 export interface InstallPlanReport {
@@ -42,7 +45,10 @@ export async function planInstallStep(
 ): Promise<InstallPlanReport> {
   const rpm = await rpmRoute();
   if (!(await rpm.isRpmGuest(guest.fs))) {
-    throw new UsageError("--install: the guest has no rpmdb (only RPM-based guests are handled here)", guest.image);
+    throw new UsageError(
+      "--install: the guest has no rpmdb (only RPM-based guests are handled here)",
+      guest.image,
+    );
   }
   const { planSummary } = await import("@imgpatch/rpm-repo");
   const plan = await rpm.planRpmInstall(guest.fs, step, { repos });

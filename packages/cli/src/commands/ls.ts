@@ -5,6 +5,7 @@ import type { GuestStats } from "../guest/guest-fs.js";
 import type { CommandSpec } from "./context.js";
 import { lsLine, statJson } from "./formatting.js";
 import { imageOptions, readOpenOptions } from "./options.js";
+import { readSelinuxLabel } from "./selinux-label.js";
 
 export const lsCommand: CommandSpec = {
   command: "ls <image> [path]",
@@ -14,7 +15,8 @@ export const lsCommand: CommandSpec = {
       .positional("image", { type: "string", demandOption: true })
       .positional("path", { type: "string", default: "/" })
       .option("l", { type: "boolean", default: false, describe: "long listing" })
-      .option("R", { type: "boolean", default: false, describe: "recursive" }),
+      .option("R", { type: "boolean", default: false, describe: "recursive" })
+      .option("Z", { type: "boolean", default: false, describe: "show SELinux labels (security.selinux)" }),
   run: async (a, ctx) => {
     await ctx.withGuest(a.image as string, readOpenOptions(a, ctx.env), async (g) => {
       const root = a.path as string;
@@ -29,12 +31,25 @@ export const lsCommand: CommandSpec = {
         }
       } else entries.push({ path: root, stats: await g.fs.lstat(root) });
       for (const e of entries) if (e.stats.type === "symlink") e.target = await g.fs.readlink(e.path);
+      const labels = new Map<string, string | null>();
+      if (a.json || a.Z)
+        for (const e of entries) labels.set(e.path, await readSelinuxLabel(g.fs, e.path, e.stats));
       if (a.json)
-        return ctx.emitJson(entries.map((e) => ({ ...statJson(e.path, e.stats), target: e.target ?? null })));
+        return ctx.emitJson(
+          entries.map((e) => ({
+            ...statJson(e.path, e.stats),
+            target: e.target ?? null,
+            selinux: labels.get(e.path) ?? null,
+          })),
+        );
       const name = (p: string) => (a.R ? p : basename(p) || p);
+      const z = (p: string) => (a.Z ? `${labels.get(p) ?? "?"} ` : "");
       ctx.io.out(
-        entries.map((e) => (a.l ? lsLine(name(e.path), e.stats, e.target) : name(e.path))).join("\n") +
-          (entries.length ? "\n" : ""),
+        entries
+          .map((e) =>
+            a.l ? lsLine(`${z(e.path)}${name(e.path)}`, e.stats, e.target) : `${z(e.path)}${name(e.path)}`,
+          )
+          .join("\n") + (entries.length ? "\n" : ""),
       );
     });
   },

@@ -81,6 +81,7 @@ export function outputOptions(
     outputFormat: fmtArg(a["output-format"], "--output-format"),
     compress: a.compress === true,
     inPlace: a["in-place"] === true,
+    selinuxLabels: a["selinux-labels"] !== false,
   };
 }
 
@@ -112,5 +113,10 @@ export function outputModeOptions(y: Argv): Argv {
     .option("output", { alias: "o", type: "string", describe: "write a full new image" })
     .option("output-format", { type: "string", describe: "format of -o (qcow2|raw; default from the name)" })
     .option("compress", { alias: "c", type: "boolean", describe: "compress -o (qcow2)" })
-    .option("in-place", { type: "boolean", describe: "modify IMAGE itself" });
+    .option("in-place", { type: "boolean", describe: "modify IMAGE itself" })
+    .option("selinux-labels", {
+      type: "boolean",
+      describe:
+        "label what is written from the guest's own SELinux policy when it is active (default; --no-selinux-labels: write none)",
+    });
 }

@@ -51,12 +51,13 @@ export const OPERATION_NAMES = [
   "run",
   "run-command",
   "selinux-relabel",
+  "selinux-autorelabel",
   "selinux-permissive",
   "commands-from-file",
   "recipe",
 ] as const;
 
-export const NO_ARG_OPS = new Set(["selinux-relabel", "selinux-permissive"]);
+export const NO_ARG_OPS = new Set(["selinux-relabel", "selinux-autorelabel", "selinux-permissive"]);
 
 /** Each operation's argument and effect, for --help (the README's table says more). */
 export const OPERATION_HELP: Record<(typeof OPERATION_NAMES)[number], string> = {
@@ -93,7 +94,8 @@ export const OPERATION_HELP: Record<(typeof OPERATION_NAMES)[number], string> = 
   scrub: "FILE: overwrite the file's data where it lies, then remove it",
   run: "SCRIPT: run this host script in the guest — at first boot (there is no VM at build time)",
   "run-command": "CMD: run this command in the guest — at first boot (there is no VM at build time)",
-  "selinux-relabel": "relabel the whole guest at first boot (/.autorelabel)",
+  "selinux-relabel": "relabel the whole guest now from its own policy (offline setfiles -F)",
+  "selinux-autorelabel": "relabel at first boot instead (/.autorelabel; the guest reboots once)",
   "selinux-permissive": "set SELINUX=permissive in /etc/selinux/config",
   "commands-from-file": "FILE: operations one per line, virt-customize syntax",
   recipe: "FILE: operations as a JSON/YAML list",

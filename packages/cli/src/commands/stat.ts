@@ -3,6 +3,7 @@ import { modeString } from "../customize/walk.js";
 import type { CommandSpec } from "./context.js";
 import { statJson } from "./formatting.js";
 import { imageOptions, readOpenOptions } from "./options.js";
+import { readSelinuxLabel } from "./selinux-label.js";
 
 export const statCommand: CommandSpec = {
   command: "stat <image> <path>",
@@ -17,10 +18,11 @@ export const statCommand: CommandSpec = {
       const s = await g.fs.lstat(p);
       const target = s.type === "symlink" ? await g.fs.readlink(p) : undefined;
       const xattrs = await g.fs.listxattr(p).catch(() => [] as string[]);
-      const doc = { ...statJson(p, s), target: target ?? null, xattrs };
+      const selinux = await readSelinuxLabel(g.fs, p, s);
+      const doc = { ...statJson(p, s), target: target ?? null, xattrs, selinux };
       if (a.json) return ctx.emitJson(doc);
       ctx.io.out(
-        `${p}\n  type: ${s.type}${target !== undefined ? ` -> ${target}` : ""}\n  mode: ${doc.mode} (${modeString(s.type, s.mode)})\n  uid: ${s.uid}  gid: ${s.gid}\n  size: ${s.size}  links: ${s.nlink}  inode: ${s.ino}\n  mtime: ${doc.mtime}\n${xattrs.length ? `  xattrs: ${xattrs.join(", ")}\n` : ""}`,
+        `${p}\n  type: ${s.type}${target !== undefined ? ` -> ${target}` : ""}\n  mode: ${doc.mode} (${modeString(s.type, s.mode)})\n  uid: ${s.uid}  gid: ${s.gid}\n  size: ${s.size}  links: ${s.nlink}  inode: ${s.ino}\n  mtime: ${doc.mtime}\n${selinux !== null ? `  selinux: ${selinux}\n` : ""}${xattrs.length ? `  xattrs: ${xattrs.join(", ")}\n` : ""}`,
       );
     });
   },

@@ -11,6 +11,7 @@ import { ensureDir, lstatOrNull, readTextOrNull, statOrNull } from "../guest/fs-
 import type { GuestFs } from "../guest/guest-fs.js";
 import { GuestIdentity } from "../guest/identity.js";
 import { guestBasename, guestDirname, normalizeGuestPath } from "../guest/paths.js";
+import { selinuxRelabel } from "../guest/selinux-relabel-op.js";
 import { disableUnit, enableUnit, maskUnit, type SystemdInstallOptions } from "../guest/systemd-install.js";
 import { compileEditExpr, EditExprError, editText, type LineEdit } from "./edit-expr.js";
 import { guestGlob } from "./glob.js";
@@ -46,6 +47,7 @@ export type CustomizeOp =
   | { op: "timezone"; zone: string }
   | { op: "ssh-inject"; user: string; key: { file: string } | { string: string } }
   | { op: "selinux-relabel" }
+  | { op: "selinux-autorelabel" }
   | { op: "selinux-permissive" }
   | { op: "root-password"; selector: PasswordSelector }
   | { op: "password"; user: string; selector: PasswordSelector }
@@ -77,13 +79,13 @@ function split2(arg: string, op: string, shape: string): [string, string] {
   return [arg.slice(0, i), arg.slice(i + 1)];
 }
 
-const NO_ARG = new Set(["selinux-relabel", "selinux-permissive"]);
+const NO_ARG = new Set(["selinux-relabel", "selinux-autorelabel", "selinux-permissive"]);
 
 /** Parses one operation given as on the command line (`name` without dashes). */
 export function parseOperation(name: string, arg: string | undefined): CustomizeOp {
   if (NO_ARG.has(name)) {
     if (arg !== undefined && arg !== "") throw new CustomizeUsageError(`--${name} takes no argument`);
-    return { op: name as "selinux-relabel" | "selinux-permissive" };
+    return { op: name as "selinux-relabel" | "selinux-autorelabel" | "selinux-permissive" };
   }
   if (arg === undefined) throw new CustomizeUsageError(`--${name} needs an argument`);
   switch (name) {
@@ -451,6 +453,8 @@ export async function applyOperation(
     case "ssh-inject":
       return sshInject(fs, op, ctx);
     case "selinux-relabel":
+      return selinuxRelabel(fs);
+    case "selinux-autorelabel":
       await fs.writeFile("/.autorelabel", "", { mode: 0o644, uid: 0, gid: 0, mtime });
       return ["write /.autorelabel"];
     case "root-password":

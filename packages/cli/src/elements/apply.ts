@@ -132,9 +132,11 @@ export function renderElementsPlan(plan: ElementsPlan): string {
   for (const d of r.ignoredDirs) out.push(`ignored directory ${d.dir}/ (${d.elements.join(", ")})`);
   for (const s of r.skipped) out.push(`skipped ${s.path}: ${s.why}`);
   out.push(
-    r.selinux === "relabel-marker"
-      ? "SELinux: /.autorelabel written; the guest relabels itself at first boot"
-      : "SELinux: guest has no active SELinux config; no labels written",
+    r.selinux === "labelled"
+      ? "SELinux: every path written was labelled from the guest's own policy"
+      : r.selinux === "relabel-marker"
+        ? "SELinux: no readable policy in the guest; /.autorelabel written, the guest relabels itself at first boot"
+        : "SELinux: guest has no active SELinux config; no labels written",
   );
   for (const w of r.warnings) out.push(`warning: ${w}`);
   return `${out.join("\n")}\n`;

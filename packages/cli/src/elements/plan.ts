@@ -2,11 +2,13 @@
  * `imgpatch elements`: turns a set of diskimage-builder elements into a plan of guest operations
  * (static injections now, install phases deferred to the first boot) plus a report.
  */
+
 import { readdir, readFile, stat } from "node:fs/promises";
 import { join, posix } from "node:path";
 import { FIRSTBOOT } from "../guest/firstboot.js";
 import { readTextOrNull, statOrNull } from "../guest/fs-util.js";
 import type { GuestFs } from "../guest/guest-fs.js";
+import { selinuxLabeler } from "../guest/selinux-labeler.js";
 import { type ElementClosure, expandElements } from "./closure.js";
 import { type ElementInfo, findAllElements, parseElementsPath } from "./elements-path.js";
 import {
@@ -123,7 +125,12 @@ export interface ElementsReport {
   ignoredDirs: Array<{ dir: string; elements: string[] }>;
   packages: PackageRequest[];
   skipped: Array<{ path: string; why: string }>;
-  selinux: "relabel-marker" | "not-selinux";
+  /**
+   * labelled: the guest's policy is active and every path written gets its label as it is written
+   * (guest/selinux-labeler.ts); relabel-marker: an SELinux config without a policy we can read
+   * (or labelling turned off): /.autorelabel is written; not-selinux: disabled or absent.
+   */
+  selinux: "labelled" | "relabel-marker" | "not-selinux";
   warnings: string[];
 }
 
@@ -577,16 +584,19 @@ export async function buildElementsPlan(fs: GuestFs, options: ElementsPlanOption
     if (scripts.length > 0) report.notApplicable.push({ phase, scripts });
   }
 
-  // SELinux guests: DIB relabels the whole image at the end; we leave a relabel marker.
+  // SELinux guests: DIB relabels the whole image at the end (setfiles in a chroot). Here every
+  // path is labelled as it is written, from the guest's own policy; only when that policy cannot
+  // be read is the first-boot relabel marker left.
   const selinuxConfig = await readTextOrNull(fs, "/etc/selinux/config");
-  if (selinuxConfig !== null && !/^SELINUX=disabled\s*$/m.test(selinuxConfig)) {
+  if (selinuxLabeler(fs)?.active) report.selinux = "labelled";
+  else if (selinuxConfig !== null && !/^SELINUX=disabled\s*$/m.test(selinuxConfig)) {
     report.selinux = "relabel-marker";
     ops.push({
       op: "write",
       path: "/.autorelabel",
       mode: 0o644,
       source: { text: "" },
-      reason: "SELinux guest: relabel at next boot (labels are not computed here)",
+      reason: "SELinux guest without a readable policy: relabel at next boot",
     });
   }
 

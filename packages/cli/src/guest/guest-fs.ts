@@ -95,6 +95,9 @@ export interface GuestFs {
   setxattr(path: string, name: string, value: Uint8Array): Promise<void>;
   getxattr(path: string, name: string): Promise<Uint8Array | undefined>;
   listxattr(path: string): Promise<string[]>;
+  /** Like setxattr/getxattr, on a final symlink itself (SELinux labels symlinks too). Optional. */
+  lsetxattr?(path: string, name: string, value: Uint8Array): Promise<void>;
+  lgetxattr?(path: string, name: string): Promise<Uint8Array | undefined>;
 }
 
 export type GuestErrorCode =

@@ -40,6 +40,7 @@ export {
   injectTargetFromGuestFs,
   queueFirstbootPlan,
 } from "./rpm-bridge.js";
+export { SelinuxLabelingGuestFs, type SelinuxLabelStats, selinuxLabeler } from "./selinux-labeler.js";
 export {
   detectUnitLayout,
   disableUnit,

@@ -101,7 +101,10 @@ type WriteMethods = Pick<
   | "lutimes"
   | "mknod"
   | "setxattr"
-> & { writeAt(path: string, offset: number, data: Uint8Array): Promise<void> };
+> & {
+  setxattr(path: string, name: string, value: Uint8Array, options?: { follow?: boolean }): Promise<void>;
+  writeAt(path: string, offset: number, data: Uint8Array): Promise<void>;
+};
 
 /** The read side shared by the reader (Ext4Fs) and the editor (Ext4Editor). */
 export interface Ext4Readable {
@@ -111,7 +114,7 @@ export interface Ext4Readable {
   readFile(path: string): Promise<Uint8Array>;
   readlink(path: string): Promise<string>;
   listxattr(path: string): Promise<string[]>;
-  getxattr(path: string, name: string): Promise<Uint8Array>;
+  getxattr(path: string, name: string, options?: { noFollow?: boolean }): Promise<Uint8Array>;
 }
 
 export interface Ext4GuestFsOptions {
@@ -183,10 +186,24 @@ export class Ext4GuestFs implements GuestFs {
   listxattr(path: string): Promise<string[]> {
     return this.r(path, () => this.ext4.listxattr(path));
   }
-  async getxattr(path: string, name: string): Promise<Uint8Array | undefined> {
+  getxattr(path: string, name: string): Promise<Uint8Array | undefined> {
+    return this.xattrOf(path, name, false);
+  }
+  lgetxattr(path: string, name: string): Promise<Uint8Array | undefined> {
+    return this.xattrOf(path, name, true);
+  }
+  private async xattrOf(path: string, name: string, noFollow: boolean): Promise<Uint8Array | undefined> {
     if (!path.startsWith("/")) throw new GuestFsError("EINVAL", path, "guest paths must be absolute");
     try {
-      return new Uint8Array(await this.ext4.getxattr(path, name));
+      // The editor's getxattr follows links; its reader (brought up to date by any editor read
+      // first) can read a link's own attributes.
+      let src: Ext4Readable = this.ext4;
+      const reader = (this.ext4 as { reader?: Ext4Readable }).reader;
+      if (noFollow && reader) {
+        await this.ext4.lstat(path);
+        src = reader;
+      }
+      return new Uint8Array(await src.getxattr(path, name, { noFollow }));
     } catch (err) {
       if (err instanceof ImgpatchError && err.code === "ENODATA") return undefined;
       throw mapError(err, path);
@@ -244,5 +261,8 @@ export class Ext4GuestFs implements GuestFs {
   }
   setxattr(path: string, name: string, value: Uint8Array): Promise<void> {
     return this.r(path, () => this.w(path).setxattr(path, name, value));
+  }
+  lsetxattr(path: string, name: string, value: Uint8Array): Promise<void> {
+    return this.r(path, () => this.w(path).setxattr(path, name, value, { follow: false }));
   }
 }

@@ -259,4 +259,14 @@ export class MountedGuestFs implements GuestFs {
   listxattr(path: string): Promise<string[]> {
     return this.on(path, true, (fs, p) => fs.listxattr(p));
   }
+  lsetxattr(path: string, name: string, value: Uint8Array): Promise<void> {
+    return this.on(path, false, (fs, p) => {
+      if (!fs.lsetxattr)
+        throw new GuestFsError("EPERM", path, "this filesystem cannot label a symlink itself");
+      return fs.lsetxattr(p, name, value);
+    });
+  }
+  lgetxattr(path: string, name: string): Promise<Uint8Array | undefined> {
+    return this.on(path, false, (fs, p) => (fs.lgetxattr ? fs.lgetxattr(p, name) : fs.getxattr(p, name)));
+  }
 }

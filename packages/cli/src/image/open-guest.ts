@@ -33,6 +33,7 @@ import { convertImage, createOverlay } from "@imgpatch/qcow2";
 import type { GuestFs } from "../guest/guest-fs.js";
 import { GuestIdentity } from "../guest/identity.js";
 import { normalizeGuestPath } from "../guest/paths.js";
+import { SelinuxLabelingGuestFs } from "../guest/selinux-labeler.js";
 import { Ext4GuestFs } from "./ext4-guest-fs.js";
 import { findVolume, parseFstab, volumeName } from "./fstab.js";
 import { type GuestMount, MountedGuestFs } from "./mount-fs.js";
@@ -67,6 +68,11 @@ export interface OpenGuestOptions {
    * i.e. SOURCE_DATE_EPOCH from the environment when set, else the clock.
    */
   now?: Date;
+  /**
+   * Label what is written with the guest's own SELinux policy when it is active (default true;
+   * see guest/selinux-labeler.ts). false: write no labels.
+   */
+  selinuxLabels?: boolean;
   /**
    * @internal Tests only: wrap the device the guest is edited through (failure injection), and
    * simulate a crash by skipping the rollback of a failed in-place run.
@@ -373,7 +379,10 @@ export async function openGuest(image: string, options: OpenGuestOptions = {}): 
     const disk = await inspectDisk(device);
     const vols = await openVolumes(device, disk, readOnly, readOnlyReason, image, warnings, options.now);
     const { mounts, infos } = await chooseMounts(vols, options.mounts, image, warnings);
-    const fs: GuestFs = mounts.length === 1 && mounts[0].fs ? mounts[0].fs : new MountedGuestFs(mounts);
+    const mounted: GuestFs = mounts.length === 1 && mounts[0].fs ? mounts[0].fs : new MountedGuestFs(mounts);
+    const labeler =
+      readOnly || options.selinuxLabels === false ? undefined : await SelinuxLabelingGuestFs.open(mounted);
+    const fs: GuestFs = labeler ?? mounted;
     let os: OsRelease = {};
     for (const p of ["/etc/os-release", "/usr/lib/os-release"]) {
       try {
@@ -410,6 +419,7 @@ export async function openGuest(image: string, options: OpenGuestOptions = {}): 
             await cleanup();
             return {};
           }
+          await labeler?.flushLabels();
           await flushAll();
           if (mode === "in-place") {
             for (const d of devices.reverse()) await d.close();

@@ -1,0 +1,39 @@
+export { SelinuxPolicyError, SelinuxRegexError } from "./errors.js";
+export { FCONTEXT_BIN_MAGIC, isFcontextBin, parseFcontextBin } from "./fcontext-bin.js";
+export {
+  type FileContextSpec,
+  fileTypeFlag,
+  parseFileContexts,
+  S_IFBLK,
+  S_IFCHR,
+  S_IFDIR,
+  S_IFIFO,
+  S_IFLNK,
+  S_IFMT,
+  S_IFREG,
+  S_IFSOCK,
+} from "./file-contexts.js";
+export { cleanKey, FileContexts, type FileContextsSources, type LabelMatch } from "./match.js";
+export {
+  contextFromXattr,
+  contextXattr,
+  type GuestPolicy,
+  loadGuestPolicy,
+  loadSpecFile,
+  type PolicyReader,
+  parseSelinuxConfig,
+  SELINUX_CONFIG,
+  SELINUX_XATTR,
+  type SelinuxConfig,
+  type SelinuxMode,
+} from "./policy.js";
+export { compileSpecRegex, pathKey, specLiteral, specMeta, specStem } from "./regex.js";
+export {
+  type LabelTree,
+  modeOfType,
+  type RelabelOptions,
+  type RelabelReport,
+  relabelTree,
+  type TreeFileType,
+} from "./relabel.js";
+export { applySub, type PathSub, parseSubs, substitutePath } from "./subs.js";

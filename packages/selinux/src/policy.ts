@@ -1,0 +1,185 @@
+/**
+ * A guest's SELinux file-labelling policy, read through a small reader (a GuestFs, or the host).
+ *
+ * `/etc/selinux/config` decides: `SELINUX=enforcing|permissive` with `SELINUXTYPE=T` means labels
+ * from `/etc/selinux/T/contexts/files/`; `disabled`, no config, or no file_contexts means none.
+ * Parsed as libselinux reads it (comment and blank lines skipped, tags case-insensitive, the last
+ * SELINUXTYPE wins, its value ends at a space or tab).
+ *
+ * Which of `file_contexts` / `file_contexts.bin` is read follows libselinux's open_file: the newer
+ * by mtime, the compiled one on a tie; when that one cannot be read (e.g. a compiled format we do
+ * not know), the other. The same for `.homedirs` and `.local`; `.subs_dist` and `.subs` are text.
+ */
+import { SelinuxPolicyError } from "./errors.js";
+import { isFcontextBin, parseFcontextBin } from "./fcontext-bin.js";
+import { type FileContextSpec, parseFileContexts } from "./file-contexts.js";
+import { FileContexts } from "./match.js";
+import { parseSubs } from "./subs.js";
+
+/** What the loader needs of a filesystem: absolute POSIX paths, ENOENT-like rejections. */
+export interface PolicyReader {
+  readFile(path: string): Promise<Uint8Array>;
+  /** mtime decides between a text file and its `.bin` (both present); absent: the text is used. */
+  stat?(path: string): Promise<{ mtime: Date; size?: number }>;
+}
+
+export type SelinuxMode = "enforcing" | "permissive" | "disabled";
+
+export interface SelinuxConfig {
+  mode?: SelinuxMode;
+  type?: string;
+}
+
+export const SELINUX_CONFIG = "/etc/selinux/config";
+/** A policy file larger than this is refused (the largest real one, Debian's .bin, is ~8 MiB). */
+const MAX_POLICY_FILE = 256 * 1024 * 1024;
+
+export function parseSelinuxConfig(data: Uint8Array | string): SelinuxConfig {
+  const text = typeof data === "string" ? data : Buffer.from(data).toString("latin1");
+  const out: SelinuxConfig = {};
+  for (const raw of text.split("\n")) {
+    const line = raw.replace(/^[ \t\n\v\f\r]+/, "");
+    if (line === "" || line.startsWith("#")) continue;
+    if (/^SELINUXTYPE=/i.test(line)) {
+      out.type = line.slice("SELINUXTYPE=".length).split(/[ \t]/)[0];
+      continue;
+    }
+    if (/^SELINUX=/i.test(line)) {
+      const v = line.slice("SELINUX=".length).toLowerCase();
+      for (const m of ["enforcing", "permissive", "disabled"] as const) if (v.startsWith(m)) out.mode = m;
+    }
+  }
+  return out;
+}
+
+export interface GuestPolicy {
+  config: SelinuxConfig & { mode: "enforcing" | "permissive"; type: string };
+  /** /etc/selinux/TYPE/contexts/files/file_contexts */
+  path: string;
+  contexts: FileContexts;
+  /** The files the specs came from, in load order. */
+  files: string[];
+}
+
+function isMissing(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return code === "ENOENT" || code === "ENOTDIR";
+}
+
+async function readOpt(reader: PolicyReader, path: string): Promise<Uint8Array | undefined> {
+  try {
+    if (reader.stat) {
+      const st = await reader.stat(path);
+      if (st.size !== undefined && st.size > MAX_POLICY_FILE)
+        throw new SelinuxPolicyError(path, `${st.size} bytes: larger than any real policy file`);
+    }
+    const data = await reader.readFile(path);
+    if (data.length > MAX_POLICY_FILE)
+      throw new SelinuxPolicyError(path, `${data.length} bytes: larger than any real policy file`);
+    return data;
+  } catch (err) {
+    if (isMissing(err)) return undefined;
+    throw err;
+  }
+}
+
+async function mtimeOf(reader: PolicyReader, path: string): Promise<number | undefined> {
+  if (!reader.stat) return undefined;
+  try {
+    return (await reader.stat(path)).mtime.getTime();
+  } catch (err) {
+    if (isMissing(err)) return undefined;
+    throw err;
+  }
+}
+
+function parseSpecs(data: Uint8Array, file: string): FileContextSpec[] {
+  return isFcontextBin(data) ? parseFcontextBin(data, file) : parseFileContexts(data, file);
+}
+
+/** One spec file (text and/or `.bin`), chosen as libselinux chooses; undefined when neither exists. */
+export async function loadSpecFile(
+  reader: PolicyReader,
+  path: string,
+): Promise<{ specs: FileContextSpec[]; file: string } | undefined> {
+  const tText = await mtimeOf(reader, path);
+  const tBin = await mtimeOf(reader, `${path}.bin`);
+  let order: string[];
+  if (!reader.stat) order = [path, `${path}.bin`];
+  else if (tText === undefined && tBin === undefined) return undefined;
+  else if (tBin === undefined) order = [path];
+  else if (tText === undefined) order = [`${path}.bin`];
+  else order = tBin >= tText ? [`${path}.bin`, path] : [path, `${path}.bin`];
+  let firstError: unknown;
+  for (const file of order) {
+    let data: Uint8Array | undefined;
+    try {
+      data = await readOpt(reader, file);
+      if (data === undefined) continue;
+      return { specs: parseSpecs(data, file), file };
+    } catch (err) {
+      if (!(err instanceof SelinuxPolicyError)) throw err;
+      firstError ??= err;
+    }
+  }
+  if (firstError) throw firstError;
+  return undefined;
+}
+
+/**
+ * Loads the active policy of a guest; undefined when SELinux is disabled, not configured, or the
+ * configured type has no file_contexts. `compile: true` (default) translates every expression
+ * now, so a spec we cannot follow fails before anything is written.
+ */
+export async function loadGuestPolicy(
+  reader: PolicyReader,
+  options: { compile?: boolean; configPath?: string } = {},
+): Promise<GuestPolicy | undefined> {
+  const configPath = options.configPath ?? SELINUX_CONFIG;
+  const raw = await readOpt(reader, configPath);
+  if (raw === undefined) return undefined;
+  const config = parseSelinuxConfig(raw);
+  if (config.mode !== "enforcing" && config.mode !== "permissive") return undefined;
+  if (!config.type) return undefined;
+  if (!/^[A-Za-z0-9_.-]+$/.test(config.type) || config.type === "." || config.type === "..")
+    throw new SelinuxPolicyError(configPath, `SELINUXTYPE=${config.type} is not a policy name`);
+  const dir = `/etc/selinux/${config.type}/contexts/files`;
+  const path = `${dir}/file_contexts`;
+  const main = await loadSpecFile(reader, path);
+  if (!main) return undefined;
+  const homedirs = await loadSpecFile(reader, `${path}.homedirs`);
+  const local = await loadSpecFile(reader, `${path}.local`);
+  const subsDist = await readOpt(reader, `${path}.subs_dist`);
+  const subs = await readOpt(reader, `${path}.subs`);
+  const contexts = new FileContexts({
+    specs: main.specs,
+    homedirs: homedirs?.specs,
+    local: local?.specs,
+    distSubs: subsDist ? parseSubs(subsDist) : [],
+    subs: subs ? parseSubs(subs) : [],
+  });
+  if (options.compile !== false) contexts.compileAll();
+  const files = [main.file, homedirs?.file, local?.file].filter((f): f is string => f !== undefined);
+  if (subsDist) files.push(`${path}.subs_dist`);
+  if (subs) files.push(`${path}.subs`);
+  return {
+    config: { ...config, mode: config.mode, type: config.type },
+    path,
+    contexts,
+    files,
+  };
+}
+
+/** The xattr value the kernel stores for a context: the string and a NUL. */
+export function contextXattr(context: string): Uint8Array {
+  return Buffer.from(`${context}\0`, "latin1");
+}
+
+/** A stored `security.selinux` value as text (without the NUL, if any). */
+export function contextFromXattr(value: Uint8Array): string {
+  let end = value.length;
+  while (end > 0 && value[end - 1] === 0) end--;
+  return Buffer.from(value.subarray(0, end)).toString("latin1");
+}
+
+export const SELINUX_XATTR = "security.selinux";

@@ -1,0 +1,133 @@
+import { readFileSync } from "node:fs";
+import { describe, expect, it } from "vitest";
+import {
+  compileSpecRegex,
+  FileContexts,
+  parseFcontextBin,
+  parseFileContexts,
+  parseSelinuxConfig,
+  parseSubs,
+  S_IFDIR,
+  S_IFREG,
+  SelinuxPolicyError,
+  SelinuxRegexError,
+  substitutePath,
+} from "../src/index.js";
+
+describe("file_contexts text", () => {
+  it("reads specs, file types, <<none>>, comments and line numbers", () => {
+    const specs = parseFileContexts(
+      "# c\n\n/etc(/.*)?\tsystem_u:object_r:etc_t:s0\n  /tmp/.*   <<none>>\n/x -d u:r:t:s0 extra\n",
+      "fc",
+    );
+    expect(specs).toEqual([
+      { regex: "/etc(/.*)?", mode: 0, context: "system_u:object_r:etc_t:s0", file: "fc", line: 3 },
+      { regex: "/tmp/.*", mode: 0, context: null, file: "fc", line: 4 },
+      { regex: "/x", mode: S_IFDIR, context: "u:r:t:s0", file: "fc", line: 5 },
+    ]);
+  });
+  it("typed errors name the file and line", () => {
+    expect(() => parseFileContexts("/a u:r:t\n/b\n", "FC")).toThrow(/FC: line 2: missing fields/);
+    expect(() => parseFileContexts("/a -x u:r:t\n", "FC")).toThrow(SelinuxPolicyError);
+    expect(() => parseFileContexts("/ä u:r:t\n", "FC")).toThrow(/line 1: non-ASCII/);
+  });
+});
+
+describe("expressions", () => {
+  it("are anchored on the whole path and follow PCRE's DOTALL/dollar rules", () => {
+    const re = (s: string) => compileSpecRegex(s, "f", 1);
+    expect(re("/etc(/.*)?").test("/etc")).toBe(true);
+    expect(re("/etc(/.*)?").test("/etcx")).toBe(false);
+    expect(re("/a.*").test("/a\nb")).toBe(true); // DOTALL
+    expect(re("/a").test("/a\n")).toBe(true); // $ before a final newline
+    // ^/a | /b$: libselinux does not group (matchpathcon agrees: /ab and /x/b match)
+    expect(re("/a|/b").test("/ab")).toBe(true);
+    expect(re("/a|/b").test("/x/b")).toBe(true);
+    expect(re("/x[[:digit:]]+").test("/x12")).toBe(true);
+    expect(re("/s\\s").test("/s\xa0")).toBe(false); // \s is ASCII only
+    expect(re("/[^/]*\\.conf").test("/a.conf")).toBe(true);
+  });
+  it("refuses what has no faithful translation, naming file and line", () => {
+    expect(() => compileSpecRegex("/(?i)abc", "FC", 7)).toThrow(SelinuxRegexError);
+    expect(() => compileSpecRegex("/(a)\\1", "FC", 7)).toThrow(/FC: line 7: .*escape \\1/);
+    expect(() => compileSpecRegex("/\\p{L}", "FC", 7)).toThrow(SelinuxRegexError);
+    expect(() => compileSpecRegex("/a(b", "FC", 7)).toThrow(/missing \)/);
+  });
+});
+
+describe("precedence", () => {
+  it("exact paths beat expressions; later lines beat earlier; file types filter", () => {
+    const fc = new FileContexts({
+      specs: parseFileContexts(
+        [
+          "/etc/passwd -- u:r:exact:s0",
+          "/etc(/.*)? u:r:etc:s0",
+          "/etc/p.* -- u:r:later:s0",
+          "/etc/p.* -d u:r:dir:s0",
+        ].join("\n"),
+        "fc",
+      ),
+      local: parseFileContexts("/etc/pam\\.d(/.*)? u:r:local:s0\n", "fc.local"),
+    });
+    expect(fc.lookup("/etc/passwd", S_IFREG)).toBe("u:r:exact:s0");
+    expect(fc.lookup("/etc/passwd", S_IFDIR)).toBe("u:r:dir:s0");
+    expect(fc.lookup("/etc/pam.d/x", S_IFREG)).toBe("u:r:local:s0");
+    expect(fc.lookup("/etc/profile", S_IFREG)).toBe("u:r:later:s0");
+    expect(fc.lookup("/usr", S_IFDIR)).toBeNull();
+  });
+  it("equivalences: later line first, local then distribution", () => {
+    const local = parseSubs("/a /b\n# x\n/web /var/www\n");
+    const dist = parseSubs("/var/www /srv/www\n/lib64 /usr/lib\n/root /\n");
+    expect(substitutePath(local, dist, "/web/x")).toBe("/srv/www/x");
+    expect(substitutePath(local, dist, "/lib64/libc.so")).toBe("/usr/lib/libc.so");
+    expect(substitutePath(local, dist, "/lib645")).toBe("/lib645");
+    expect(substitutePath(local, dist, "/root/x")).toBe("/x");
+  });
+});
+
+describe("config", () => {
+  it("reads SELINUX and SELINUXTYPE as libselinux does", () => {
+    expect(parseSelinuxConfig("# x\nSELINUX=enforcing\nSELINUXTYPE=targeted # c\n")).toEqual({
+      mode: "enforcing",
+      type: "targeted",
+    });
+    expect(parseSelinuxConfig("selinux=Disabled\n").mode).toBe("disabled");
+  });
+});
+
+describe("compiled file_contexts.bin version 6", () => {
+  it("every truncation and a damaged count give typed errors", () => {
+    const b = readFileSync(new URL("./fixtures/v6/file_contexts.bin", import.meta.url));
+    expect(parseFcontextBin(b, "v6.bin").length).toBeGreaterThan(50);
+    for (let cut = 4; cut < b.length; cut += 7)
+      expect(() => parseFcontextBin(b.subarray(0, cut), "v6.bin")).toThrow(SelinuxPolicyError);
+    const bad = Buffer.from(b);
+    bad.writeUInt32BE(0xfffffff0, bad.indexOf(Buffer.from("8-8-el")) + 6 + 8); // context count
+    expect(() => parseFcontextBin(bad, "v6.bin")).toThrow(/context count/);
+  });
+});
+
+describe("compiled file_contexts.bin", () => {
+  const bin = (() => {
+    try {
+      return readFileSync("/etc/selinux/default/contexts/files/file_contexts.bin");
+    } catch {
+      return undefined;
+    }
+  })();
+  it("damage gives typed errors with offsets, never a RangeError", () => {
+    const b = bin ?? Buffer.from([0x8a, 0xff, 0x7c, 0xf9, 5, 0, 0, 0]);
+    for (const cut of [4, 8, 20, 100, 5000, Math.floor(b.length / 2)]) {
+      if (cut >= b.length) continue;
+      expect(() => parseFcontextBin(b.subarray(0, cut), "x.bin")).toThrow(SelinuxPolicyError);
+    }
+    const v6 = Buffer.from(b);
+    v6.writeUInt32LE(6, 4);
+    expect(() => parseFcontextBin(v6, "x.bin")).toThrow(/version 6/);
+    if (bin) {
+      // a huge spec count is refused before any allocation
+      const huge = Buffer.from(bin.subarray(0, 64));
+      expect(() => parseFcontextBin(huge, "x.bin")).toThrow(SelinuxPolicyError);
+    }
+  });
+});
