@@ -370,6 +370,12 @@ export class SelinuxLabelingGuestFs implements GuestFs {
     }
     return first;
   }
+  /** Overwriting bytes in place keeps the file's label: nothing to record. */
+  writeAt(path: string, offset: number, data: Uint8Array): Promise<void> {
+    if (!this.inner.writeAt) throw new GuestFsError("EPERM", path, "this filesystem cannot overwrite in place");
+    return this.inner.writeAt(path, offset, data);
+  }
+
   async writeFile(path: string, data: GuestData, options?: GuestWriteOptions): Promise<void> {
     await this.inner.writeFile(path, data, options);
     if (!this.contexts) return;
