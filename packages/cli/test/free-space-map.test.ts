@@ -17,10 +17,12 @@ import {
   e2fsck,
   qemuImg,
   qemuImgCheck,
+  runTool,
   runToolOk,
   tempDir,
 } from "@imgpatch/testkit";
 import { expect, it } from "vitest";
+import { runCli } from "../src/commands/main.js";
 import { diffGuests } from "../src/customize/diff.js";
 import { freeSpaceMap } from "../src/image/free-space-map.js";
 import { openGuest } from "../src/image/open-guest.js";
@@ -80,5 +82,62 @@ describeWithTools(["sfdisk", "mke2fs", "debugfs", "e2fsck", "qemu-img"], "free-s
       await a.close();
       await b.close();
     }
+  });
+
+  it("imgpatch sparsify, convert --sparsify and sparsify --in-place (qcow2) through the CLI", async () => {
+    const dir = await tempDir("sparsify-cli-");
+    const tree = join(dir, "tree");
+    await mkdir(join(tree, "keep"), { recursive: true });
+    await writeFile(join(tree, "keep/a"), randomBytes(300_000));
+    await writeFile(join(tree, "garbage"), Buffer.alloc(16 * MiB, "GARBAGE-MARKER-5678;"));
+    const disk = join(dir, "disk.raw");
+    await writeFile(disk, "");
+    await runToolOk("truncate", ["-s", "64M", disk]);
+    await runToolOk("sfdisk", ["-q", disk], { input: "label: gpt\nstart=2048, type=L\n" });
+    await runToolOk("mke2fs", ["-q", "-F", "-t", "ext4", "-E", `offset=${PART}`, "-d", tree, disk, "62M"]);
+    await debugfs({ path: disk, offset: PART }, ["rm /garbage"], { write: true });
+    const qcow = join(dir, "disk.qcow2");
+    await qemuImg(["convert", "-O", "qcow2", disk, qcow]);
+    const run = async (args: string[]) => {
+      let out = "";
+      let err = "";
+      const code = await runCli(args, { out: (t) => (out += t), err: (t) => (err += t), env: {} });
+      return { code, out, err };
+    };
+    for (const [name, args, result] of [
+      ["sparsify", ["sparsify", disk, join(dir, "s.qcow2")], join(dir, "s.qcow2")],
+      [
+        "convert --sparsify",
+        ["convert", "--sparsify", "-O", "raw", qcow, join(dir, "c.raw")],
+        join(dir, "c.raw"),
+      ],
+      ["sparsify --in-place", ["sparsify", "--in-place", qcow], qcow],
+    ] as const) {
+      const r = await run([...args, "--json"]);
+      expect(r.code, `${name}: ${r.err}`).toBe(0);
+      expect(JSON.parse(r.out).freeBytes, name).toBeGreaterThan(16 * MiB);
+      const raw = join(dir, `${name.replace(/\W+/g, "-")}.raw`);
+      await qemuImg(["convert", "-O", "raw", result, raw]);
+      expect((await readFile(raw)).includes("GARBAGE-MARKER-5678"), name).toBe(false);
+      const fsck = await e2fsck({ path: raw, offset: PART });
+      expect(fsck.clean, `${name}: ${fsck.output}`).toBe(true);
+      const a = await openGuest(disk);
+      const b = await openGuest(raw, { format: "raw" });
+      try {
+        expect(await diffGuests(a.fs, b.fs), name).toEqual([]);
+      } finally {
+        await a.close();
+        await b.close();
+      }
+    }
+    expect((await qemuImgCheck(qcow)).clean).toBe(true);
+    // the qcow2 kept its size on disk but the discarded clusters are free (unallocated) now
+    const map = JSON.parse(
+      (await runTool("qemu-img", ["map", "--output=json", qcow])).stdout.toString(),
+    ) as Array<{ length: number; data: boolean }>;
+    const data = map.filter((e) => e.data).reduce((n, e) => n + e.length, 0);
+    expect(data).toBeLessThan(8 * MiB);
+    const bad = await run(["sparsify", "--in-place", disk]);
+    expect(bad.code).toBe(2); // a raw file cannot have holes punched: refused, untouched
   });
 });

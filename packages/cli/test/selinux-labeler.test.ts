@@ -117,7 +117,9 @@ describeWithTools(["matchpathcon", "mke2fs", "debugfs"], "SelinuxLabelingGuestFs
       stdio: ["ignore", "pipe", "ignore"],
     });
     expect(ea.toString()).not.toContain("security.selinux");
-    const cat = execFileSync("debugfs", ["-R", "cat /etc/motd", out], { stdio: ["ignore", "pipe", "ignore"] });
+    const cat = execFileSync("debugfs", ["-R", "cat /etc/motd", out], {
+      stdio: ["ignore", "pipe", "ignore"],
+    });
     expect(cat.toString()).toBe("hi");
   });
 });

@@ -6,6 +6,7 @@ import { type DiskFormat, openImage } from "../image/open-image.js";
 import type { CommandSpec, Common } from "./context.js";
 import { allowBackingOf, fmtArg } from "./options.js";
 import { withProgressBar } from "./progress.js";
+import { sparsifyCopy } from "./sparsify.js";
 
 export const convertCommand: CommandSpec = {
   command: "convert <src> <dst>",
@@ -16,7 +17,12 @@ export const convertCommand: CommandSpec = {
       .positional("dst", { type: "string", demandOption: true })
       .option("O", { type: "string", default: "qcow2", describe: "output format qcow2|raw" })
       .option("f", { type: "string", describe: "input format" })
-      .option("c", { type: "boolean", default: false, describe: "compress (qcow2)" }),
+      .option("c", { type: "boolean", default: false, describe: "compress (qcow2)" })
+      .option("sparsify", {
+        type: "boolean",
+        default: false,
+        describe: "copy only the blocks the filesystems use (see imgpatch sparsify)",
+      }),
   run: async (a, ctx) => {
     const src = a.src as string;
     const dst = a.dst as string;
@@ -29,15 +35,33 @@ export const convertCommand: CommandSpec = {
     });
     const tmp = join(dirname(dst), `.${basename(dst)}.convert-${process.pid}.tmp`);
     try {
+      let freeBytes: number | undefined;
       const stats = await withProgressBar(
         ctx.ttyProgress(a as unknown as Common),
         `converting ${basename(src)}`,
         ctx.io.err,
-        (onProgress) =>
-          convertImage(device, tmp, { format: fmt, compress: a.c === true, overwrite: true, onProgress }),
+        async (onProgress) => {
+          if (a.sparsify !== true)
+            return convertImage(device, tmp, {
+              format: fmt,
+              compress: a.c === true,
+              overwrite: true,
+              onProgress,
+            });
+          const r = await sparsifyCopy(device, tmp, fmt, { compress: a.c === true, onProgress });
+          freeBytes = r.map.freeBytes;
+          return r.stats;
+        },
       );
       await rename(tmp, dst);
-      if (a.json) ctx.emitJson({ source: src, target: dst, format: fmt, stats });
+      if (a.json)
+        ctx.emitJson({
+          source: src,
+          target: dst,
+          format: fmt,
+          stats,
+          ...(freeBytes === undefined ? {} : { freeBytes }),
+        });
       else ctx.say(a as unknown as Common, `converted ${src} -> ${dst} (${fmt}${a.c ? ", compressed" : ""})`);
     } catch (err) {
       await rm(tmp, { force: true });

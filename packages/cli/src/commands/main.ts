@@ -25,6 +25,7 @@ import { lsCommand } from "./ls.js";
 import { overlayCommand } from "./overlay.js";
 import { withProgressBar } from "./progress.js";
 import { rollbackCommand } from "./rollback.js";
+import { sparsifyCommand } from "./sparsify.js";
 import { statCommand } from "./stat.js";
 
 export { type CliIo, processIo } from "./context.js";
@@ -46,6 +47,7 @@ const COMMANDS: readonly CommandSpec[] = [
   checkCommand,
   createCommand,
   convertCommand,
+  sparsifyCommand,
   overlayCommand,
   customizeCommand,
   elementsCommand,

@@ -372,7 +372,8 @@ export class SelinuxLabelingGuestFs implements GuestFs {
   }
   /** Overwriting bytes in place keeps the file's label: nothing to record. */
   writeAt(path: string, offset: number, data: Uint8Array): Promise<void> {
-    if (!this.inner.writeAt) throw new GuestFsError("EPERM", path, "this filesystem cannot overwrite in place");
+    if (!this.inner.writeAt)
+      throw new GuestFsError("EPERM", path, "this filesystem cannot overwrite in place");
     return this.inner.writeAt(path, offset, data);
   }
 
