@@ -16,7 +16,6 @@ import {
   descsPerBlock,
   encodeGroupDesc,
   type GroupDesc,
-  gdtBlockCount,
   gdtBlockLocation,
   metaBgDescLocations,
   setGroupDescChecksum,
@@ -32,6 +31,7 @@ import {
   type Superblock,
   setSuperblockChecksum,
 } from "./superblock.js";
+import { type BlockRun, groupMetadataRuns, uninitGroupUsedRuns } from "./uninit-group.js";
 
 /** No space left: blocks or inodes exhausted. Nothing was changed by the failed operation. */
 export class Ext4NoSpaceError extends ImgpatchError {
@@ -102,37 +102,13 @@ export class Allocator {
 
   /** Bits for a BLOCK_UNINIT group: its superblock/GDT copy and any group's bitmaps/tables inside it. */
   private initBlockBitmap(g: number, b: Uint8Array): void {
-    const sb = this.sb;
-    const first = groupFirstBlock(sb, g);
-    const count = groupBlockCount(sb, g);
-    setBitRuns(b, [{ start: count, len: sb.blockSize * 8 - count }]);
-    // Only the part of [blk, blk + n) inside this group (with flex_bg, most groups' tables are not).
-    const mark = (blk: number, n: number) => {
-      const from = Math.max(blk - first, 0);
-      const to = Math.min(blk + n - first, count);
-      if (from < to) setBitRuns(b, [{ start: from, len: to - from }]);
-    };
-    if (groupHasSuperblock(sb, g)) {
-      const meta = hasIncompat(sb, INCOMPAT.meta_bg);
-      let n = 1 + (first === 0 && sb.blockSize === 1024 ? 1 : 0);
-      if (!meta) n += gdtBlockCount(sb) + sb.reservedGdtBlocks;
-      mark(first, n);
-    }
-    if (hasIncompat(sb, INCOMPAT.meta_bg)) {
-      const per = descsPerBlock(sb);
-      const mg = Math.floor(g / per);
-      if (mg >= sb.firstMetaBg) {
-        const r = g % per;
-        if (r === 0 || r === 1 || r === per - 1) mark(first + (groupHasSuperblock(sb, g) ? 1 : 0), 1);
-      }
-    }
-    const itBlocks = Math.ceil((sb.inodesPerGroup * sb.inodeSize) / sb.blockSize);
-    for (const d of this.groups) {
-      mark(d.blockBitmap, 1);
-      mark(d.inodeBitmap, 1);
-      mark(d.inodeTable, itBlocks);
-    }
+    const count = groupBlockCount(this.sb, g);
+    setBitRuns(b, [{ start: count, len: this.sb.blockSize * 8 - count }]);
+    this.metadataRuns ??= groupMetadataRuns(this.sb, this.groups);
+    setBitRuns(b, uninitGroupUsedRuns(this.sb, g, this.metadataRuns));
   }
+  /** Every group's bitmaps and inode table (they never move while the editor runs). */
+  private metadataRuns?: BlockRun[];
 
   private async inodeBitmap(g: number): Promise<Uint8Array> {
     return this.inodeBitmapNow(g) ?? this.store.get(this.groups[g].inodeBitmap);

@@ -1,16 +1,18 @@
 /**
  * Free space as the block bitmaps record it, for copying only what a filesystem uses (sparsify).
  *
- * Conservative by construction: a block counts as free only when its group's bitmap is initialized,
- * checks out (checksum, when metadata_csum) and says so. Groups with BLOCK_UNINIT, bigalloc
- * filesystems and filesystems whose journal needs recovery (a committed transaction may allocate
- * blocks the on-disk bitmaps still show free) report nothing free: they are copied whole.
+ * Conservative by construction: a block counts as free only when its group's bitmap checks out
+ * (checksum, when metadata_csum) and says so, or, for a BLOCK_UNINIT group (never allocated from),
+ * when it is not the group's superblock/descriptor copy nor any group's bitmap or inode table.
+ * Bigalloc filesystems and filesystems whose journal needs recovery (a committed transaction may
+ * allocate blocks the on-disk bitmaps still show free) report nothing free: they are copied whole.
  */
 import { Ext4FormatError } from "./errors.js";
 import { RO_COMPAT } from "./features.js";
 import type { Ext4Fs } from "./fs.js";
 import { BG_FLAGS, bitmapChecksum, bitmapChecksumMatches } from "./group-desc.js";
 import { groupBlockCount, groupFirstBlock, hasRoCompat } from "./superblock.js";
+import { type BlockRun, groupMetadataRuns, uninitGroupUsedRuns } from "./uninit-group.js";
 
 /** A byte range of the filesystem's device. */
 export interface ByteRange {
@@ -38,6 +40,7 @@ export async function ext4FreeSpace(fs: Ext4Fs): Promise<FreeSpace> {
   const csum = hasRoCompat(sb, RO_COMPAT.metadata_csum);
   const bitmapBytes = Math.ceil(sb.blocksPerGroup / 8);
   let uninit = 0;
+  let metadata: BlockRun[] | undefined;
   const push = (block: number, count: number) => {
     const offset = block * bs;
     const length = count * bs;
@@ -50,6 +53,15 @@ export async function ext4FreeSpace(fs: Ext4Fs): Promise<FreeSpace> {
     const gd = fs.groups[g]!;
     if (gd.flags & BG_FLAGS.blockUninit) {
       uninit++;
+      metadata ??= groupMetadataRuns(sb, fs.groups);
+      const first = groupFirstBlock(sb, g);
+      let at = 0;
+      for (const r of uninitGroupUsedRuns(sb, g, metadata)) {
+        if (r.start > at) push(first + at, r.start - at);
+        at = Math.max(at, r.start + r.len);
+      }
+      const count = groupBlockCount(sb, g);
+      if (count > at) push(first + at, count - at);
       continue;
     }
     if (gd.blockBitmap <= 0 || gd.blockBitmap >= sb.blocksCount) {
@@ -89,6 +101,7 @@ export async function ext4FreeSpace(fs: Ext4Fs): Promise<FreeSpace> {
     }
     if (runStart >= 0) push(first + runStart, count - runStart);
   }
-  if (uninit > 0) notes.push(`${uninit} groups never initialized (BLOCK_UNINIT): copied as they are`);
+  if (uninit > 0)
+    notes.push(`${uninit} groups never allocated from (BLOCK_UNINIT): only their metadata copied`);
   return { free, freeBytes, notes };
 }
