@@ -68,7 +68,6 @@ export function initInodeBlocks(ctx: SpaceContext, agno: number, agbno: number, 
       const ino = agInoToIno(geo, agno, (agbno + k) * geo.inopblock + i);
       setBe16(b, off, DINODE_MAGIC);
       b[off + 4] = geo.crc ? 3 : 2;
-      b[off + 5] = 2; // di_format: extents (what a free inode carries)
       setBe32(b, off + 92, generation(ino));
       setBe32(b, off + 96, NULLAGINO);
       if (geo.crc) {

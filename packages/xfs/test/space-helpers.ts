@@ -8,7 +8,7 @@ import { FileDevice } from "@imgpatch/disk";
 import { type SpaceGeometry, spaceGeometry } from "../src/ag.js";
 import { Allocator, type SpaceContext } from "../src/alloc.js";
 import { BufCache, stampCrc } from "../src/buf.js";
-import { setBe32, setBe64 } from "../src/bytes.js";
+import { setBe16, setBe32, setBe64 } from "../src/bytes.js";
 import { packExtent } from "../src/fork.js";
 import { InodeAllocator } from "../src/ialloc.js";
 import { readLogState } from "../src/log.js";
@@ -171,4 +171,55 @@ export async function writeHolder(h: SpaceHarness, ino: number, extents: HolderE
   setBe32(b, 76, sorted.length);
   if (g.v5) stampCrc(b, 100);
   await h.dev.write(off, b);
+}
+
+/** Give an allocated inode a valid in-use core: an empty regular file with one link. */
+export async function writeInUseInode(h: SpaceHarness, ino: number): Promise<void> {
+  const g = h.xgeo;
+  const off = g.inoToByte(ino);
+  const b = await h.dev.read(off, g.inodeSize);
+  setBe16(b, 2, 0o100644);
+  b[5] = 2; // data fork: extents (none)
+  b[83] = 2; // attr fork format: extents
+  setBe32(b, 16, 1);
+  if (g.v5) stampCrc(b, 100);
+  await h.dev.write(off, b);
+}
+
+/** Give an inode back a free core (mode 0), as the editor does before freeing it. */
+export async function writeFreeInode(h: SpaceHarness, ino: number): Promise<void> {
+  const g = h.xgeo;
+  const off = g.inoToByte(ino);
+  const b = await h.dev.read(off, g.inodeSize);
+  setBe16(b, 2, 0);
+  setBe32(b, 16, 0);
+  if (g.v5) stampCrc(b, 100);
+  await h.dev.write(off, b);
+}
+
+/**
+ * xfs_repair -n and xfs_db check, where the only findings allowed are that exactly the inodes of
+ * `inUse` are disconnected (in use, valid, but in no directory): this proves the inode btrees,
+ * chunks, counters and rmap records agree about them. Returns the unexpected lines.
+ */
+export function unexpectedFindings(path: string, inUse: Iterable<number>): string[] {
+  const { output } = fsCheck(path);
+  const want = new Set(inUse);
+  const seen = new Set<number>();
+  const bad: string[] = [];
+  for (const line of output.split("\n")) {
+    if (
+      !line.trim() ||
+      /^(Phase \d|\s+- |No modify flag|Cannot get host|Repair may fail|the image and the host)/.test(line)
+    )
+      continue;
+    const m = /^disconnected inode (\d+), (would move to lost\+found|nlink 1)$/.exec(line.trim());
+    if (m && want.has(Number(m[1]))) {
+      seen.add(Number(m[1]));
+      continue;
+    }
+    bad.push(line);
+  }
+  for (const ino of want) if (!seen.has(ino)) bad.push(`inode ${ino} not reported as in use`);
+  return bad;
 }
