@@ -64,3 +64,13 @@ export {
   runToolOk,
   ToolMissingError,
 } from "./tools.js";
+export type { MkfsXfsOptions, ProtoNode, XfsRepairResult } from "./xfs.js";
+export {
+  describeAsRoot,
+  isRoot,
+  mkfsXfs,
+  protofileText,
+  withLoopMount,
+  xfsDb,
+  xfsRepairCheck,
+} from "./xfs.js";
