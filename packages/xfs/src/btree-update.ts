@@ -164,6 +164,7 @@ async function settleGrow<R, K>(t: Btree<R, K>, path: PathEntry<R, K>[], start: 
         t.writeNode(child);
         node.level++;
         insertEntry(t, node, 0, child);
+        t.writeNode(node);
         path.splice(1, 0, { node: child, idx: 0 });
         path[0] = { node, idx: 0 };
         i = 1;
@@ -218,6 +219,25 @@ async function settleShrink<R, K>(t: Btree<R, K>, path: PathEntry<R, K>[], start
     }
     const pe = path[i - 1];
     if (t.count(node) >= t.minRecs(node)) {
+      t.writeNode(node);
+      refreshUp(t, path, i);
+      return;
+    }
+    const ir = t.host.inodeRoot;
+    if (i === 1 && ir && pe.node.ptr === INODE_ROOT_PTR && pe.node.ptrs.length === 1) {
+      // Under an inode root with one entry: pull this block into the inode when it fits
+      // (xfs_btree_kill_iroot); a leaf cannot become the inode root, the fork code converts that.
+      if (node.level > 0 && t.count(node) <= ir.maxRecs(node.level)) {
+        const root = pe.node;
+        root.level = node.level;
+        root.keys = [];
+        root.highKeys = [];
+        root.ptrs = [];
+        moveEntries(node, root, t.count(node), false);
+        await freeNode(t, node);
+        t.writeNode(root);
+        return;
+      }
       t.writeNode(node);
       refreshUp(t, path, i);
       return;
