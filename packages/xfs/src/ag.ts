@@ -189,7 +189,9 @@ function agHeaderOffset(geo: SpaceGeometry, agno: number, sector: number): numbe
 }
 
 export async function readAgfBuf(geo: SpaceGeometry, bufs: BufCache, agno: number): Promise<MetaBuf> {
-  return bufs.read(agHeaderOffset(geo, agno, 1), geo.sectorSize, `AGF ${agno}`);
+  const buf = await bufs.read(agHeaderOffset(geo, agno, 1), geo.sectorSize, `AGF ${agno}`);
+  bufs.pin(buf);
+  return buf;
 }
 
 export function decodeAgf(geo: SpaceGeometry, buf: MetaBuf, agno: number): Agf {
@@ -284,7 +286,9 @@ export interface Agi {
 }
 
 export async function readAgiBuf(geo: SpaceGeometry, bufs: BufCache, agno: number): Promise<MetaBuf> {
-  return bufs.read(agHeaderOffset(geo, agno, 2), geo.sectorSize, `AGI ${agno}`);
+  const buf = await bufs.read(agHeaderOffset(geo, agno, 2), geo.sectorSize, `AGI ${agno}`);
+  bufs.pin(buf);
+  return buf;
 }
 
 export function decodeAgi(geo: SpaceGeometry, buf: MetaBuf, agno: number): Agi {
@@ -350,6 +354,7 @@ export function encodeAgi(geo: SpaceGeometry, bufs: BufCache, buf: MetaBuf, agi:
 
 export async function readAgflBuf(geo: SpaceGeometry, bufs: BufCache, agno: number): Promise<MetaBuf> {
   const buf = await bufs.read(agHeaderOffset(geo, agno, 3), geo.sectorSize, `AGFL ${agno}`);
+  bufs.pin(buf);
   if (geo.crc) {
     const where = { structure: "AGFL", agno, file: geo.file, offset: buf.offset };
     if (be32(buf.data, 0) !== AGFL_MAGIC)

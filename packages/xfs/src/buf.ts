@@ -27,6 +27,8 @@ export class MetaBuf {
   dirty = false;
   /** Contents verified (or created) by this process: the CRC on disk no longer needs checking. */
   checked = false;
+  /** Never evicted (long-lived holders such as the AG headers). */
+  pinned = false;
   layout: BufLayout = {};
   constructor(
     /** Byte offset on the device. */
@@ -152,10 +154,24 @@ export class BufCache {
   /** Mark a buffer changed; `layout` says where its CRC and LSN live (v5). */
   dirty(b: MetaBuf, layout: BufLayout = b.layout): void {
     b.layout = layout;
+    const cached = this.bufs.get(b.offset);
+    if (cached !== b) {
+      // Evicted while its holder kept it: take it back (a clean copy read since is older).
+      if (cached?.dirty) throw new Error(`two changed buffers for byte ${b.offset}`);
+      if (cached) this.cleanBytes -= cached.length;
+      this.bufs.set(b.offset, b);
+      b.dirty = true;
+      return;
+    }
     if (!b.dirty) {
       b.dirty = true;
       this.cleanBytes -= b.length;
     }
+  }
+
+  /** Keep a buffer cached for good (AG headers and the superblock, held by their owners). */
+  pin(b: MetaBuf): void {
+    b.pinned = true;
   }
 
   /** Drop a buffer (its block was freed): pending changes are discarded. */
@@ -195,7 +211,7 @@ export class BufCache {
     if (this.cleanBytes <= this.maxClean) return;
     for (const [off, b] of this.bufs) {
       if (this.cleanBytes <= this.maxClean) break;
-      if (b.dirty) continue;
+      if (b.dirty || b.pinned) continue;
       this.bufs.delete(off);
       this.cleanBytes -= b.length;
     }

@@ -88,6 +88,38 @@ describeWithTools(XFS_TOOLS, "inode allocation (xfs_repair -n, xfs_db)", () => {
     });
   }
 
+  it("v5 1k: the inobt and finobt split to two levels and shrink back to one", async () => {
+    const dir = await tempDir("xfs-ialloc-deep-");
+    const path = mkfsImage(dir, "deep.img", FEATURE_SETS["v5-1k"], 64);
+    const h = await openSpace(path);
+    try {
+      const inUse = new Set<number>();
+      // 60 chunk records fill a 1 KiB inobt leaf; 4000 inodes take 63 chunks.
+      await allocSome(h, 4000, 0, inUse);
+      const ag = await h.inodes.ag(0);
+      expect(ag.agi.level).toBe(2);
+      expect(unexpectedFindings(path, inUse)).toEqual([]);
+      expectAgiMatches(path, ag);
+      // Every other inode free: every chunk is in the finobt.
+      const sorted = [...inUse].sort((a, b) => a - b);
+      await freeSome(
+        h,
+        sorted.filter((_, i) => i % 2 === 1),
+        inUse,
+      );
+      expect(ag.agi.freeLevel).toBe(2);
+      expect(unexpectedFindings(path, inUse)).toEqual([]);
+      expectAgiMatches(path, ag);
+      await freeSome(h, [...inUse], inUse);
+      expect([ag.agi.level, ag.agi.freeLevel]).toEqual([1, 1]);
+      expect(unexpectedFindings(path, [])).toEqual([]);
+      const f = dbFields(xfsDb(path, ["agi 0", "print free_level ino_blocks fino_blocks"]));
+      expect([f.get("free_level"), f.get("ino_blocks"), f.get("fino_blocks")]).toEqual(["1", "1", "1"]);
+    } finally {
+      await h.close();
+    }
+  });
+
   it("sparse inodes: with no free aligned chunk left, a sparse chunk is allocated", async () => {
     const dir = await tempDir("xfs-ialloc-sparse-");
     // 64 MiB, 4 KiB blocks, 4 AGs of 4096 blocks; chunks are 8 blocks, sparse alignment 4.
