@@ -3,7 +3,10 @@
 // shrinks back (the root pulls its only child in again). xfs_repair -n checks the bmbt blocks
 // (headers, owner, keys, levels, minimum fill), the extent count against the fork format, the
 // block count and every rmap record of data and bmbt blocks; xfs_db reads the fork back.
-import { describeWithTools, tempDir } from "@imgpatch/testkit";
+import { execFileSync } from "node:child_process";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { describeWithTools, isRoot, tempDir, withLoopMount } from "@imgpatch/testkit";
 import { expect, it } from "vitest";
 import { agbToFsb, fsbToAg } from "../src/ag.js";
 import { Btree, INODE_ROOT_PTR, NULL_PTR } from "../src/btree.js";
@@ -157,6 +160,16 @@ describeWithTools(XFS_TOOLS, "bmbt through the generic B+tree (xfs_repair -n, xf
           .trim()
           .split("\n");
         expect(back.length).toBe(50);
+        if (isRoot() && h.geo.crc) {
+          // The kernel checks every bmbt block it reads (CRC, owner, blkno, LSN not ahead of the log).
+          const mnt = join(dir, "mnt");
+          mkdirSync(mnt);
+          await withLoopMount(path, mnt, {}, async (m) => {
+            const out = execFileSync("xfs_io", ["-r", "-c", "fiemap", join(m, "f0")], { encoding: "utf8" });
+            const mapped = out.split("\n").filter((l) => /^\s*\d+: \[/.test(l) && !l.includes("hole"));
+            expect(mapped.length).toBe(50);
+          });
+        }
       } finally {
         await h.close();
       }
