@@ -17,6 +17,7 @@ import {
   checkDir3Header,
   DIR2_BLOCK_MAGIC,
   DIR2_DATA_MAGIC,
+  DIR2_FREE_OFFSET_BYTES,
   DIR2_LEAF_OFFSET_BYTES,
   DIR3_BLOCK_MAGIC,
   DIR3_DATA_MAGIC,
@@ -415,6 +416,28 @@ export class XfsFs {
       k += run;
     }
     return out;
+  }
+
+  /** Which of the four directory forms `dir` is in (shortform, block, leaf or node). */
+  async dirForm(dir: XfsInode): Promise<"shortform" | "block" | "leaf" | "node"> {
+    if (dir.format === FMT_LOCAL) return "shortform";
+    const g = this.geometry;
+    if (dir.size === g.dirBlockSize) return "block";
+    const exts = await this.forkExtents(dir, "data");
+    const freeFsb = DIR2_FREE_OFFSET_BYTES / g.blockSize;
+    return exts.some((e) => e.startoff + e.blockcount > freeFsb) ? "node" : "leaf";
+  }
+
+  /** Which attribute fork form `inode` has (none, shortform, leaf, or node). */
+  async attrForm(inode: XfsInode): Promise<"none" | "shortform" | "leaf" | "node"> {
+    const area = forkArea(inode, "attr");
+    if (!area) return "none";
+    if (area.format === FMT_LOCAL) return "shortform";
+    const exts = await this.forkExtents(inode, "attr");
+    if (exts.length === 0) return "none";
+    const { b } = await this.attrBlock(exts, 0, this.loc("attribute fork", { inode: inode.ino }));
+    const magic = be16(b, 8);
+    return magic === DA_NODE_MAGIC || magic === DA3_NODE_MAGIC ? "node" : "leaf";
   }
 
   /** The entry named `name` in directory `dir` (case-insensitively on ASCII-ci filesystems). */

@@ -37,6 +37,19 @@ describeAsRoot(
           expect(kernel.size).toBeGreaterThan(6400);
           expect(kernel.get("/k/xa-remote")?.xattrs["user.big"]?.length).toBe(40000);
           expect(kernel.get("/k/acl")?.xattrs["system.posix_acl_access"]).toBeDefined();
+          const form = async (p: string) => fs.dirForm(await fs.readInode((await fs.lstat(p)).ino));
+          const aform = async (p: string) => fs.attrForm(await fs.readInode((await fs.lstat(p)).ino));
+          expect(await form("/k/sf")).toBe("shortform");
+          expect(await form("/k/block")).toBe("block");
+          expect(await form("/k/leaf")).toBe(v.name === "dir64k" ? "block" : "leaf");
+          expect(await form("/k/node")).toBe(v.name === "dir64k" ? "leaf" : "node");
+          expect(await aform("/k/xa-sf")).toBe("shortform");
+          expect(await aform("/k/xa-leaf")).toBe(v.name === "b1k" ? "node" : "leaf");
+          expect(await aform("/k/xa-node")).toBe("node");
+          const frag = await fs.readInode((await fs.lstat("/k/frag")).ino);
+          expect(frag.format).toBe(3); // btree
+          const pre = await fs.forkExtents(await fs.readInode((await fs.lstat("/k/prealloc")).ino));
+          expect(pre.some((e) => e.unwritten)).toBe(true);
         } finally {
           await dev.close();
         }
