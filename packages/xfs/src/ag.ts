@@ -69,6 +69,9 @@ export interface SpaceGeometry {
   reflink: boolean;
   sparseInodes: boolean;
   inobtCount: boolean;
+  /** New inodes get the bigtime / large-extent-count flags (v5 features). */
+  bigtime?: boolean;
+  nrext64?: boolean;
   inodeSize: number;
   inodeLog: number;
   inopblock: number;
@@ -104,6 +107,8 @@ export function spaceGeometry(g: XfsGeometry, file: string): SpaceGeometry {
     reflink: f.reflink,
     sparseInodes: f.sparseInodes,
     inobtCount: f.inobtcount,
+    bigtime: f.bigtime,
+    nrext64: f.nrext64,
     inodeSize: g.inodeSize,
     inodeLog: g.inodeLog,
     inopblock: g.inodesPerBlock,

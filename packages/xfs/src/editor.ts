@@ -1,0 +1,313 @@
+/**
+ * `XfsEditor`: the editing façade, shaped like the ext4 package's `Ext4Editor` (node:fs/promises-
+ * style paths and errors). It reads through the `XfsFs` reader and changes the filesystem through
+ * the space engine (alloc.ts, ialloc.ts), inode-create.ts and file-write.ts; every call commits
+ * its changes before it returns (metadata written with CRCs and the log's LSN, superblock counters
+ * kept exact), so a failure leaves earlier calls' work in place.
+ *
+ * It refuses, with typed errors, what it must not touch: a dirty log (the kernel would replay it
+ * over our changes), `needsrepair` and unknown incompat features (refused by the reader already),
+ * unknown ro_compat features, a realtime subvolume or an external log.
+ *
+ * Creating and removing names needs the directory writers (dir2 writes are helper R's part of
+ * issue #14); until they are plugged in through `XfsEditorOptions.directories`, calls that add or
+ * remove entries are refused with XfsUnsupportedError("directory-writes").
+ */
+import type { BlockDevice } from "@imgpatch/disk";
+import { ReadOnlyError } from "@imgpatch/disk";
+import { spaceGeometry } from "./ag.js";
+import { Allocator, type SpaceContext } from "./alloc.js";
+import { BufCache } from "./buf.js";
+import { XfsFsError, XfsUnsupportedError } from "./errors.js";
+import { releaseData, writeData } from "./file-write.js";
+import { XfsFs, type XfsOpenOptions } from "./fs.js";
+import { InodeAllocator } from "./ialloc.js";
+import { S_IFMT, type XfsInode, type XfsTimestamp } from "./inode.js";
+import { createInode, loadInode, releaseInode, storeInode } from "./inode-create.js";
+import { checkFeatures } from "./sb.js";
+import type { XfsStats } from "./stats.js";
+
+const S_IFREG = 0o100000;
+const S_IFDIR = 0o040000;
+
+/** What the editor needs from the directory code to add or remove a name. */
+export interface DirectoryWriter {
+  /** Add `name` → `ino` (file type from `mode`) to directory `dir`; the caller stores `dir`. */
+  addEntry(ed: XfsEditor, dir: XfsInode, name: Uint8Array, ino: number, mode: number): Promise<void>;
+  /** Remove `name` from directory `dir`. */
+  removeEntry(ed: XfsEditor, dir: XfsInode, name: Uint8Array): Promise<void>;
+}
+
+export interface XfsEditorOptions extends XfsOpenOptions {
+  /** Fixed time for every timestamp the editor sets. Default: SOURCE_DATE_EPOCH when set, else the clock. */
+  timestamp?: number | Date;
+  ignoreSourceDateEpoch?: boolean;
+  /** sync()/close() flush the device. Default true. */
+  durable?: boolean;
+  /** The directory writers (see DirectoryWriter). */
+  directories?: DirectoryWriter;
+}
+
+export interface XfsWriteFileOptions {
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  /** Leave all-zero blocks as holes. */
+  sparse?: boolean;
+  /** "w" (default) creates or replaces; "wx" fails with EEXIST. */
+  flag?: "w" | "wx";
+}
+
+function toTimestamp(t: Date | number): XfsTimestamp {
+  const ms = typeof t === "number" ? t * 1000 : t.getTime();
+  const sec = Math.floor(ms / 1000);
+  return { sec, nsec: Math.round((ms - sec * 1000) * 1e6) };
+}
+
+function splitPath(path: string): { parent: string; name: string } {
+  const clean = path.replace(/\/+$/, "");
+  const i = clean.lastIndexOf("/");
+  return { parent: i <= 0 ? "/" : clean.slice(0, i), name: clean.slice(i + 1) };
+}
+
+export class XfsEditor {
+  private closed = false;
+
+  private constructor(
+    readonly device: BlockDevice,
+    readonly fs: XfsFs,
+    readonly ctx: SpaceContext,
+    readonly alloc: Allocator,
+    readonly inodes: InodeAllocator,
+    private readonly options: XfsEditorOptions,
+  ) {}
+
+  static async open(device: BlockDevice, options: XfsEditorOptions = {}): Promise<XfsEditor> {
+    if (device.readOnly) throw new ReadOnlyError("the device is open read-only", { file: device.name });
+    const fs = await XfsFs.open(device, options);
+    const where = { file: device.name };
+    const access = checkFeatures(fs.sb, where);
+    if (access.writeRefusal) {
+      throw new XfsUnsupportedError(
+        access.writeRefusal.feature,
+        `cannot edit: ${access.writeRefusal.reason}`,
+        where,
+      );
+    }
+    const log = fs.logState();
+    if (log.state !== "clean") {
+      throw new XfsUnsupportedError(
+        "dirty-log",
+        `the log is not clean (${log.reason ?? log.state}): boot the guest once or mount and unmount the filesystem, or run xfs_repair, then edit it`,
+        where,
+      );
+    }
+    const geo = spaceGeometry(fs.geometry, device.name);
+    const ctx: SpaceContext = {
+      geo,
+      bufs: new BufCache(device, { crc: geo.crc, lsn: log.lastLsn }),
+      delta: { fdblocks: 0, icount: 0, ifree: 0 },
+    };
+    const alloc = new Allocator(ctx);
+    return new XfsEditor(device, fs, ctx, alloc, new InodeAllocator(alloc), options);
+  }
+
+  /** The time the editor stamps. */
+  now(): XfsTimestamp {
+    const o = this.options;
+    if (o.timestamp !== undefined) return toTimestamp(o.timestamp);
+    const env = o.ignoreSourceDateEpoch ? undefined : process.env.SOURCE_DATE_EPOCH;
+    if (env && /^\d+$/.test(env)) return { sec: Number(env), nsec: 0 };
+    return toTimestamp(new Date());
+  }
+
+  private check(): void {
+    if (this.closed) throw new Error("XfsEditor is closed");
+  }
+
+  /** Write every change made so far and let the reader see it. */
+  async commit(): Promise<void> {
+    await this.alloc.commit();
+    this.fs.clearCaches();
+  }
+
+  private async inodeOf(path: string, follow: boolean): Promise<XfsInode> {
+    const st = follow ? await this.fs.stat(path) : await this.fs.lstat(path);
+    return loadInode(this.ctx, st.ino);
+  }
+
+  private async change(path: string, follow: boolean, fn: (inode: XfsInode) => void): Promise<void> {
+    this.check();
+    const inode = await this.inodeOf(path, follow);
+    fn(inode);
+    inode.ctime = this.now();
+    if (inode.version >= 3) inode.changecount++;
+    await storeInode(this.ctx, inode);
+    await this.commit();
+  }
+
+  async chmod(path: string, mode: number): Promise<void> {
+    await this.change(path, true, (i) => {
+      i.mode = (i.mode & S_IFMT) | (mode & 0o7777);
+    });
+  }
+  async chown(path: string, uid: number, gid: number): Promise<void> {
+    await this.change(path, true, (i) => Object.assign(i, { uid, gid }));
+  }
+  async lchown(path: string, uid: number, gid: number): Promise<void> {
+    await this.change(path, false, (i) => Object.assign(i, { uid, gid }));
+  }
+  async utimes(path: string, atime: Date | number, mtime: Date | number): Promise<void> {
+    await this.change(path, true, (i) =>
+      Object.assign(i, { atime: toTimestamp(atime), mtime: toTimestamp(mtime) }),
+    );
+  }
+  async lutimes(path: string, atime: Date | number, mtime: Date | number): Promise<void> {
+    await this.change(path, false, (i) =>
+      Object.assign(i, { atime: toTimestamp(atime), mtime: toTimestamp(mtime) }),
+    );
+  }
+
+  /** Replace a regular file's content, or create the file (needs the directory writers). */
+  async writeFile(path: string, data: Uint8Array | string, options: XfsWriteFileOptions = {}): Promise<void> {
+    this.check();
+    const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
+    let inode: XfsInode | undefined;
+    if (await this.fs.exists(path)) {
+      if (options.flag === "wx") throw new XfsFsError("EEXIST", "file already exists", path);
+      inode = await this.inodeOf(path, true);
+      if ((inode.mode & S_IFMT) !== S_IFREG) {
+        throw new XfsFsError(
+          (inode.mode & S_IFMT) === S_IFDIR ? "EISDIR" : "EINVAL",
+          "not a regular file",
+          path,
+        );
+      }
+    } else {
+      inode = await this.createFile(path, S_IFREG | ((options.mode ?? 0o644) & 0o7777), options);
+    }
+    const t = this.now();
+    await writeData(this.ctx, this.alloc, inode, bytes, { sparse: options.sparse });
+    if (options.mode !== undefined) inode.mode = (inode.mode & S_IFMT) | (options.mode & 0o7777);
+    if (options.uid !== undefined) inode.uid = options.uid;
+    if (options.gid !== undefined) inode.gid = options.gid;
+    inode.mtime = t;
+    inode.ctime = { ...t };
+    if (inode.version >= 3) inode.changecount++;
+    await storeInode(this.ctx, inode);
+    await this.commit();
+  }
+
+  /** Cut or extend (with zeros, as a hole) a regular file to `len` bytes. */
+  async truncate(path: string, len = 0): Promise<void> {
+    this.check();
+    const inode = await this.inodeOf(path, true);
+    if ((inode.mode & S_IFMT) !== S_IFREG) throw new XfsFsError("EINVAL", "not a regular file", path);
+    if (len === 0) await releaseData(this.ctx, this.alloc, inode);
+    else {
+      const old = await this.fs.readFile(path);
+      const next = new Uint8Array(len);
+      next.set(old.subarray(0, Math.min(len, old.length)));
+      await writeData(this.ctx, this.alloc, inode, next, { sparse: len > old.length });
+    }
+    inode.size = len;
+    const t = this.now();
+    inode.mtime = t;
+    inode.ctime = { ...t };
+    await storeInode(this.ctx, inode);
+    await this.commit();
+  }
+
+  /** Remove a file name; the inode goes when its last link does. */
+  async unlink(path: string): Promise<void> {
+    this.check();
+    const dirs = this.requireDirectories(path);
+    const { parent, name } = splitPath(path);
+    const inode = await this.inodeOf(path, false);
+    if ((inode.mode & S_IFMT) === S_IFDIR) throw new XfsFsError("EISDIR", "is a directory", path);
+    const dir = await this.inodeOf(parent, true);
+    await dirs.removeEntry(this, dir, new TextEncoder().encode(name));
+    const t = this.now();
+    dir.mtime = t;
+    dir.ctime = { ...t };
+    await storeInode(this.ctx, dir);
+    inode.nlink--;
+    if (inode.nlink === 0) {
+      await releaseData(this.ctx, this.alloc, inode);
+      await releaseInode(this.ctx, this.inodes, inode);
+    } else {
+      inode.ctime = { ...t };
+      await storeInode(this.ctx, inode);
+    }
+    await this.commit();
+  }
+
+  private requireDirectories(path: string): DirectoryWriter {
+    const d = this.options.directories;
+    if (!d)
+      throw new XfsUnsupportedError(
+        "directory-writes",
+        `adding or removing names is not available yet ('${path}')`,
+      );
+    return d;
+  }
+
+  private async createFile(
+    path: string,
+    mode: number,
+    owner: { uid?: number; gid?: number },
+  ): Promise<XfsInode> {
+    const dirs = this.requireDirectories(path);
+    const { parent, name } = splitPath(path);
+    if (!name || name === "." || name === "..") throw new XfsFsError("EINVAL", "bad file name", path);
+    if (name.length > 255) throw new XfsFsError("ENAMETOOLONG", "name too long", path);
+    const dir = await this.inodeOf(parent, true);
+    if ((dir.mode & S_IFMT) !== S_IFDIR) throw new XfsFsError("ENOTDIR", "parent is not a directory", path);
+    const t = this.now();
+    const inode = await createInode(this.ctx, this.inodes, {
+      mode,
+      uid: owner.uid ?? 0,
+      gid: owner.gid ?? 0,
+      nlink: 1,
+      time: t,
+      agno: Math.floor(dir.ino / 2 ** (this.ctx.geo.agBlockLog + this.ctx.geo.inopbLog)),
+    });
+    await dirs.addEntry(this, dir, new TextEncoder().encode(name), inode.ino, mode);
+    dir.mtime = t;
+    dir.ctime = { ...t };
+    await storeInode(this.ctx, dir);
+    return inode;
+  }
+
+  // ---- reading (through the reader, which sees every committed change) -------------------------
+
+  stat(path: string): Promise<XfsStats> {
+    return this.fs.stat(path);
+  }
+  lstat(path: string): Promise<XfsStats> {
+    return this.fs.lstat(path);
+  }
+  readFile(path: string): Promise<Buffer> {
+    return this.fs.readFile(path);
+  }
+  readdir(path: string): Promise<string[]> {
+    return this.fs.readdir(path);
+  }
+  exists(path: string): Promise<boolean> {
+    return this.fs.exists(path);
+  }
+
+  /** Write everything and flush the device (when durable). */
+  async sync(): Promise<void> {
+    this.check();
+    await this.commit();
+    if (this.options.durable !== false) await this.device.flush();
+  }
+
+  /** sync(); the device stays open (the caller owns it). */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await this.sync();
+    this.closed = true;
+  }
+}

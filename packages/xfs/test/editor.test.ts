@@ -1,0 +1,163 @@
+// The XfsEditor façade on images made by mkfs.xfs: file contents (extents, a bmbt made of holes,
+// truncation, replacement), attributes (chmod/chown/utimes), refusals. Oracles: xfs_repair -n and
+// xfs_db check, xfs_db inode fields, and as root the kernel reading every byte back through a
+// read-only loop mount.
+import { execFileSync } from "node:child_process";
+import { mkdirSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { FileDevice } from "@imgpatch/disk";
+import { describeWithTools, isRoot, tempDir, withLoopMount } from "@imgpatch/testkit";
+import { expect, it } from "vitest";
+import { XfsEditor } from "../src/editor.js";
+import { XfsFsError, XfsUnsupportedError } from "../src/errors.js";
+import { dbFields, FEATURE_SETS, fsCheck, mkfsImage, XFS_TOOLS, xfsDb } from "./space-helpers.js";
+
+function pattern(n: number, seed: number): Uint8Array {
+  const b = new Uint8Array(n);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    b[i] = x & 0xff;
+  }
+  return b;
+}
+
+describeWithTools(
+  XFS_TOOLS,
+  "XfsEditor: file contents and attributes (xfs_repair -n, xfs_db, kernel)",
+  () => {
+    for (const name of ["v5", "v4", "v5-1k", "v5-rmap-reflink"]) {
+      it(`${name}: writeFile (extents, bmbt of holes), truncate, chmod/chown/utimes`, async () => {
+        const dir = await tempDir("xfs-edit-");
+        const path = mkfsImage(dir, `${name}.img`, FEATURE_SETS[name], 64, 4);
+        const dev = await FileDevice.open(path, { readOnly: false });
+        const bs = 2 ** Number(dbFields(xfsDb(path, ["sb 0", "print blocklog"])).get("blocklog"));
+        const big = pattern(3 * 1024 * 1024 + 123, 7);
+        // Every other block non-zero: written sparse, one extent per block (120 > what an inode holds).
+        const holey = new Uint8Array(240 * bs);
+        for (let b = 0; b < 240; b += 2) holey.set(pattern(bs, b + 1), b * bs);
+        const ed = await XfsEditor.open(dev, { timestamp: 1_700_000_000 });
+        try {
+          await ed.writeFile("/f0", "x");
+          await ed.writeFile("/f1", pattern(3 * bs + 100, 3));
+          await ed.writeFile("/f2", big);
+          await ed.writeFile("/f3", holey, { sparse: true });
+          await ed.chmod("/f0", 0o4755);
+          await ed.chown("/f0", 1234, 5678);
+          await ed.utimes("/f0", 1_600_000_000, 1_500_000_000);
+          let c = fsCheck(path);
+          expect(c.output).toBe("");
+          expect(c.clean).toBe(true);
+          const f3 = dbFields(
+            xfsDb(path, ["path /f3", "print core.format core.nextents core.nblocks core.size"]),
+          );
+          expect(f3.get("core.format")).toBe("3 (btree)");
+          expect(Number(f3.get("core.nextents"))).toBe(120);
+          expect(Number(f3.get("core.size"))).toBe(holey.length);
+          expect(Buffer.from(await ed.readFile("/f2")).equals(Buffer.from(big))).toBe(true);
+          expect(Buffer.from(await ed.readFile("/f3")).equals(Buffer.from(holey))).toBe(true);
+          const st = await ed.stat("/f0");
+          expect([st.mode & 0o7777, st.uid, st.gid, st.mtimeMs]).toEqual([
+            0o4755, 1234, 5678, 1_500_000_000_000,
+          ]);
+
+          if (isRoot() && name !== "v4") {
+            const mnt = join(dir, "mnt");
+            mkdirSync(mnt);
+            await withLoopMount(path, mnt, {}, async (m) => {
+              expect(readFileSync(join(m, "f0"), "utf8")).toBe("x");
+              expect(Buffer.from(readFileSync(join(m, "f2"))).equals(Buffer.from(big))).toBe(true);
+              expect(Buffer.from(readFileSync(join(m, "f3"))).equals(Buffer.from(holey))).toBe(true);
+              const s = statSync(join(m, "f0"));
+              expect([s.mode & 0o7777, s.uid, s.gid, s.mtimeMs]).toEqual([
+                0o4755, 1234, 5678, 1_500_000_000_000,
+              ]);
+              const holes = execFileSync("xfs_io", ["-r", "-c", "fiemap", join(m, "f3")], {
+                encoding: "utf8",
+              });
+              expect(holes.split("\n").filter((l) => l.includes("hole")).length).toBe(120);
+            });
+          }
+
+          // Replace the bmbt file with a small one, cut and empty the others.
+          await ed.writeFile("/f3", "small now");
+          await ed.truncate("/f1", 10);
+          await ed.truncate("/f2", 0);
+          await ed.truncate("/f0", 3 * bs);
+          c = fsCheck(path);
+          expect(c.output).toBe("");
+          expect(c.clean).toBe(true);
+          expect(new TextDecoder().decode(await ed.readFile("/f3"))).toBe("small now");
+          expect((await ed.readFile("/f1")).length).toBe(10);
+          expect((await ed.stat("/f2")).size).toBe(0);
+          const f0 = await ed.readFile("/f0");
+          expect([f0.length, f0[0], f0[1]]).toEqual([3 * bs, 0x78, 0]);
+          const sb = dbFields(xfsDb(path, ["sb 0", "print fdblocks"]));
+          expect(Number(sb.get("fdblocks"))).toBeGreaterThan(0);
+        } finally {
+          await ed.close();
+          await dev.close();
+        }
+      });
+    }
+
+    it("refuses what it must not edit: directories as files, names without the directory writers", async () => {
+      const dir = await tempDir("xfs-edit-refuse-");
+      const path = mkfsImage(dir, "r.img", [], 64, 1);
+      const dev = await FileDevice.open(path, { readOnly: false });
+      const ed = await XfsEditor.open(dev);
+      try {
+        await expect(ed.writeFile("/", "x")).rejects.toBeInstanceOf(XfsFsError);
+        await expect(ed.writeFile("/new", "x")).rejects.toMatchObject({ feature: "directory-writes" });
+        await expect(ed.writeFile("/f0", "x", { flag: "wx" })).rejects.toMatchObject({ code: "EEXIST" });
+      } finally {
+        await ed.close();
+        await dev.close();
+      }
+      expect(fsCheck(path).clean).toBe(true);
+    });
+
+    it("refuses an external log and a read-only device", async () => {
+      const dir = await tempDir("xfs-edit-extlog-");
+      const log = join(dir, "log.img");
+      execFileSync("truncate", ["-s", "16M", log]);
+      const path = mkfsImage(dir, "x.img", ["-l", `logdev=${log},size=2048b`], 64);
+      const dev = await FileDevice.open(path, { readOnly: false });
+      try {
+        await expect(XfsEditor.open(dev)).rejects.toMatchObject({ feature: "external-log" });
+      } finally {
+        await dev.close();
+      }
+      const ro = await FileDevice.open(path, { readOnly: true });
+      try {
+        await expect(XfsEditor.open(ro)).rejects.toMatchObject({ code: "EROFS" });
+      } finally {
+        await ro.close();
+      }
+    });
+
+    if (isRoot()) {
+      it("refuses a dirty log (left by a shutdown without log flush) with advice", async () => {
+        const dir = await tempDir("xfs-edit-dirty-");
+        const path = mkfsImage(dir, "d.img", [], 64);
+        const mnt = join(dir, "mnt");
+        mkdirSync(mnt);
+        await withLoopMount(path, mnt, { rw: true }, async (m) => {
+          execFileSync("sh", ["-c", `echo hi > ${m}/a && sync -f ${m}/a`]);
+          execFileSync("xfs_io", ["-x", "-c", "shutdown", m]);
+        });
+        const dev = await FileDevice.open(path, { readOnly: false });
+        try {
+          const err = await XfsEditor.open(dev).catch((e: unknown) => e);
+          expect(err).toBeInstanceOf(XfsUnsupportedError);
+          expect(err).toMatchObject({ feature: "dirty-log" });
+          expect(String(err)).toMatch(/xfs_repair/);
+        } finally {
+          await dev.close();
+        }
+      });
+    }
+  },
+);
