@@ -69,7 +69,10 @@ const PATH_MAX = 4096;
 /** XFS_SYMLINK_MAXLEN. */
 const SYMLINK_MAXLEN = 1024;
 const SYMLINK_MAGIC = 0x58534c4d; // "XSLM"
-/** v5 remote symlink block header: magic, offset, bytes, crc, uuid (16), owner @32, blkno @40, lsn @48. */
+/**
+ * v5 remote symlink header, once per mapped extent: magic, offset, bytes, crc (over the whole
+ * extent), uuid (16), owner @32, blkno @40, lsn @48.
+ */
 const SYMLINK_HDR = 56;
 const XATTR_SIZE_MAX = 65536;
 const DEFAULT_MAX_READ = 2 ** 31 - 1;
@@ -468,35 +471,39 @@ export class XfsFs {
     const exts = await this.forkExtents(inode, "data");
     const out = new Uint8Array(inode.size);
     let pos = 0;
-    const per = g.v5 ? g.blockSize - SYMLINK_HDR : g.blockSize;
-    for (let fb = 0; pos < inode.size; fb++) {
-      const i = findExtent(exts, fb);
-      if (i < 0) throw new XfsFormatError(`symlink block ${fb} is not mapped`, at);
-      const e = exts[i];
-      const fsb = e.startblock + (fb - e.startoff);
-      const b = await this.readAt(g.fsbToByte(fsb), g.blockSize);
-      const n = Math.min(per, inode.size - pos);
+    // One header (v5) per mapped extent, its CRC covering the whole extent (xfs_readlink_bmap).
+    let next = 0;
+    for (const e of exts) {
+      if (pos >= inode.size) break;
+      if (e.startoff !== next || e.blockcount > 8)
+        throw new XfsFormatError(`symlink mapping at file block ${e.startoff} is not contiguous`, at);
+      next = e.startoff + e.blockcount;
+      const offset = g.fsbToByte(e.startblock);
+      const b = await this.readAt(offset, e.blockcount * g.blockSize);
+      const space = g.v5 ? b.length - SYMLINK_HDR : b.length;
+      const n = Math.min(space, inode.size - pos);
       if (g.v5) {
-        const bat = { ...at, offset: g.fsbToByte(fsb) };
+        const bat = { ...at, offset };
         if (be32(b, 0) !== SYMLINK_MAGIC) throw new XfsFormatError("bad remote symlink magic", bat);
-        if (!crcMatches(b, g.blockSize, 12))
+        if (!crcMatches(b, b.length, 12))
           throw new XfsChecksumError(
             "remote symlink block CRC mismatch",
             le32(b, 12),
-            sectorCrc(b, g.blockSize, 12),
+            sectorCrc(b, b.length, 12),
             bat,
           );
         if (
           be32(b, 4) !== pos ||
           be32(b, 8) !== n ||
           be64(b, 32) !== inode.ino ||
-          be64(b, 40) !== g.fsbToDaddr(fsb)
+          be64(b, 40) !== g.fsbToDaddr(e.startblock)
         )
           throw new XfsFormatError("remote symlink block header does not match", bat);
         out.set(b.subarray(SYMLINK_HDR, SYMLINK_HDR + n), pos);
       } else out.set(b.subarray(0, n), pos);
       pos += n;
     }
+    if (pos < inode.size) throw new XfsFormatError(`symlink blocks hold ${pos} of ${inode.size} bytes`, at);
     return out;
   }
 

@@ -199,3 +199,68 @@ export async function buildImage(variant: XfsVariant, dir: string): Promise<Buil
 export async function imageDir(): Promise<string> {
   return tempDir("xfs-img-");
 }
+
+const FUZZ_POPULATE = String.raw`
+set -e
+cd "$1"
+mkdir sf leaf node
+for i in 1 2 3; do : > sf/f$i; done
+for i in $(seq 1 60); do : > leaf/leaf-entry-$i; done
+for i in $(seq 1 700); do : > node/node-entry-with-a-long-name-$i; done
+for i in $(seq 0 79); do echo "pwrite -q -S $((i + 1)) $((i * 2048)) 1024"; done | xfs_io -f frag
+xfs_io -c fsync frag
+xfs_io -f -c "falloc 0 65536" -c "pwrite -q 8192 1024" pre
+ln -s "$(head -c 1000 /dev/zero | tr '\0' y)" long
+ln -s leaf short
+mknod chr c 4 5
+: > xa-sf; setfattr -n user.a -v 1 xa-sf; setfattr -n security.selinux -v system_u:object_r:etc_t:s0 xa-sf
+: > xa-leaf; for i in $(seq 1 12); do setfattr -n user.leaf-$i -v "$(head -c 40 /dev/zero | tr '\0' q)" xa-leaf; done
+: > xa-node; for i in $(seq 1 80); do setfattr -n trusted.node-attribute-$i -v value-$i xa-node; done
+: > xa-remote; setfattr -n user.big -v "0x$(head -c 3000 /dev/urandom | xxd -p | tr -d '\n')" xa-remote
+: > acl; setfattr -n system.posix_acl_access -v 0x0200000001000600ffffffff02000600e803000004000400ffffffff10000600ffffffff20000400ffffffff acl
+sync
+`;
+
+/**
+ * A small image for fuzzing (1 KiB blocks and directory blocks, so every form appears with few
+ * entries): v5 populated by the kernel when running as root, or v4/v5 from a protofile only.
+ */
+export async function buildFuzzImage(
+  dir: string,
+  v4: boolean,
+): Promise<{ path: string; populated: boolean }> {
+  const name = v4 ? "fuzz-v4" : "fuzz-v5";
+  const path = join(dir, `${name}.img`);
+  const src = join(dir, `${name}-src`);
+  await mkdir(src, { recursive: true });
+  await writeFile(join(src, "data"), pseudoBytes(5000, 3));
+  await writeFile(join(src, "empty"), "");
+  const many = (n: number, prefix: string): Record<string, ProtoNode> => {
+    const e: Record<string, ProtoNode> = {};
+    for (let i = 0; i < n; i++) e[`${prefix}${i}`] = { type: "file", source: join(src, "empty") };
+    return e;
+  };
+  const proto: ProtoNode & { type: "dir" } = {
+    type: "dir",
+    entries: {
+      data: { type: "file", source: join(src, "data") },
+      pleaf: { type: "dir", entries: many(50, "proto-leaf-") },
+      pnode: { type: "dir", entries: many(650, "proto-node-entry-with-long-name-") },
+      lnk: { type: "symlink", target: "data" },
+      ...(v4 ? { longlink: { type: "symlink", target: "z".repeat(900) } } : {}),
+      fifo: { type: "fifo" },
+    },
+  };
+  const args = ["-b", "size=1024", "-d", "agcount=2", ...(v4 ? V4_ARGS : ["-i", "size=512"])];
+  await mkfsXfs(path, { size: 36 << 20, args, proto });
+  let populated = false;
+  if (!v4 && isRoot()) {
+    const mnt = join(dir, `${name}.mnt`);
+    await mkdir(mnt, { recursive: true });
+    await withLoopMount(path, mnt, { rw: true }, async (m) => {
+      await run("bash", ["-c", FUZZ_POPULATE, "populate", m], { maxBuffer: 1 << 24 });
+    });
+    populated = true;
+  }
+  return { path, populated };
+}
