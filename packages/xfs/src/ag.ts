@@ -406,7 +406,8 @@ export function agflPop(geo: SpaceGeometry, agfl: MetaBuf, agf: Agf, agno: numbe
 /** Append a block to the free list (xfs_alloc_put_freelist); the caller writes the AGF. */
 export function agflPush(geo: SpaceGeometry, bufs: BufCache, agfl: MetaBuf, agf: Agf, bno: number): void {
   const size = agflSize(geo);
-  if (agf.flcount >= size) throw new Error("AGFL overflow");
+  if (agf.flcount >= size)
+    throw new XfsFormatError("free list is full", { structure: "AGFL", agno: agf.seqno, file: geo.file });
   agf.fllast = (agf.fllast + 1) % size;
   agf.flcount++;
   setBe32(agfl.data, agflSlot(geo, agf.fllast), bno);

@@ -170,6 +170,39 @@ export class AgSpace {
     this.writeAgf();
   }
 
+  /** A free-space record from a damaged tree must not hand out blocks past the AG's end. */
+  private checkFreeRecord(r: AllocRec): void {
+    if (r.blockcount === 0 || r.startblock + r.blockcount > this.length) {
+      throw new XfsFormatError(`free extent ${r.startblock}+${r.blockcount} does not fit the AG`, {
+        structure: "bnobt",
+        agno: this.agno,
+        file: this.ctx.geo.file,
+      });
+    }
+  }
+
+  /** Nor the AG headers or the internal log, whatever the free-space trees say. */
+  private checkNotFixedMetadata(agbno: number, len: number): void {
+    const geo = this.ctx.geo;
+    const headerBlocks = Math.ceil((4 * geo.sectorSize) / geo.blockSize);
+    const inLog =
+      geo.logAgno === this.agno &&
+      geo.logStart !== undefined &&
+      geo.logBlocks !== undefined &&
+      agbno < geo.logStart + geo.logBlocks &&
+      agbno + len > geo.logStart;
+    if (agbno < headerBlocks || inLog) {
+      throw new XfsFormatError(
+        `free-space trees offer blocks ${agbno}+${len}, which hold the AG headers or the log`,
+        {
+          structure: "bnobt",
+          agno: this.agno,
+          file: this.ctx.geo.file,
+        },
+      );
+    }
+  }
+
   /** Take [agbno, agbno+len) out of the free-space trees; it must lie inside one free extent. */
   async removeFree(agbno: number, len: number): Promise<void> {
     const cur = await this.bno.lookup({ startblock: agbno, blockcount: 0 }, "le");
@@ -181,6 +214,8 @@ export class AgSpace {
         file: this.ctx.geo.file,
       });
     }
+    this.checkFreeRecord(r);
+    this.checkNotFixedMetadata(agbno, len);
     const ccur = await this.cnt.lookup(r, "eq");
     if (!ccur)
       throw new XfsFormatError(`free extent ${r.startblock}+${r.blockcount} missing from the cntbt`, {
@@ -197,7 +232,12 @@ export class AgSpace {
     if (left.blockcount > 0) await btreeInsert(this.cnt, left);
     if (right.blockcount > 0) await btreeInsert(this.cnt, right);
     const bcur = await this.bno.lookup(r, "eq");
-    if (!bcur) throw new Error("bnobt record vanished");
+    if (!bcur)
+      throw new XfsFormatError("bnobt record vanished (the tree is inconsistent)", {
+        structure: "bnobt",
+        agno: this.agno,
+        file: this.ctx.geo.file,
+      });
     if (left.blockcount > 0) {
       await btreeUpdateAt(this.bno, bcur, left);
       if (right.blockcount > 0) await btreeInsert(this.bno, right);
@@ -211,6 +251,7 @@ export class AgSpace {
   async addFree(agbno: number, len: number): Promise<void> {
     const where = { structure: "bnobt", agno: this.agno, file: this.ctx.geo.file };
     if (agbno + len > this.length) throw new XfsFormatError(`freeing ${agbno}+${len} past the AG end`, where);
+    this.checkNotFixedMetadata(agbno, len);
     const lcur = await this.bno.lookup({ startblock: agbno, blockcount: 0 }, "le");
     const l = lcur?.rec;
     if (l && l.startblock + l.blockcount > agbno)
@@ -243,11 +284,11 @@ export class AgSpace {
         if (rc) await btreeDeleteAt(this.bno, rc);
       }
       const lc = await this.bno.lookup(l, "eq");
-      if (!lc) throw new Error("bnobt record vanished");
+      if (!lc) throw new XfsFormatError("bnobt record vanished (the tree is inconsistent)", where);
       await btreeUpdateAt(this.bno, lc, merged);
     } else if (haveRight && r) {
       const rc = await this.bno.lookup(r, "eq");
-      if (!rc) throw new Error("bnobt record vanished");
+      if (!rc) throw new XfsFormatError("bnobt record vanished (the tree is inconsistent)", where);
       await btreeUpdateAt(this.bno, rc, merged);
     } else await btreeInsert(this.bno, merged);
     await btreeInsert(this.cnt, merged);
@@ -451,8 +492,9 @@ export class Allocator {
   async ag(agno: number): Promise<AgSpace> {
     let a = this.ags.get(agno);
     if (!a) {
-      if (!Number.isInteger(agno) || agno < 0 || agno >= this.ctx.geo.agCount)
-        throw new RangeError(`AG ${agno}`);
+      if (!Number.isInteger(agno) || agno < 0 || agno >= this.ctx.geo.agCount) {
+        throw new XfsFormatError(`AG ${agno} does not exist`, { file: this.ctx.geo.file });
+      }
       a = await AgSpace.open(this.ctx, agno);
       this.ags.set(agno, a);
     }

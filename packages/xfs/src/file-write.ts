@@ -81,19 +81,45 @@ export function bmbtTree(ctx: SpaceContext, alloc: Allocator, inode: XfsInode): 
   });
 }
 
+/** Extents read from a damaged inode must stay inside one AG and must not overlap or go backwards. */
+function checkExtents(ctx: SpaceContext, inode: XfsInode, extents: XfsExtent[]): XfsExtent[] {
+  const geo = ctx.geo;
+  let end = 0;
+  for (const e of extents) {
+    const { agno, agbno } = fsbToAg(geo, e.startblock);
+    const agLen = agno < geo.agCount - 1 ? geo.agBlocks : geo.dblocks - agno * geo.agBlocks;
+    if (agno >= geo.agCount || e.blockcount === 0 || agbno + e.blockcount > agLen || e.startoff < end) {
+      throw new XfsFormatError(
+        `data extent ${e.startoff}+${e.blockcount} at block ${e.startblock} is invalid`,
+        {
+          structure: "data fork",
+          inode: inode.ino,
+          file: geo.file,
+        },
+      );
+    }
+    end = e.startoff + e.blockcount;
+  }
+  return extents;
+}
+
 /** The data fork's extents and (for a bmbt) its blocks. */
 export async function dataMapping(
   ctx: SpaceContext,
   alloc: Allocator,
   inode: XfsInode,
 ): Promise<{ extents: XfsExtent[]; bmbtBlocks: number[] }> {
-  if (inode.format === FMT_EXTENTS)
-    return { extents: forkExtents(inode, "data", { file: ctx.geo.file }), bmbtBlocks: [] };
+  if (inode.format === FMT_EXTENTS) {
+    return {
+      extents: checkExtents(ctx, inode, forkExtents(inode, "data", { file: ctx.geo.file })),
+      bmbtBlocks: [],
+    };
+  }
   if (inode.format === FMT_BTREE) {
     const t = bmbtTree(ctx, alloc, inode);
     const extents: XfsExtent[] = [];
     for await (const r of t.records()) extents.push(r);
-    return { extents, bmbtBlocks: await t.blocks() };
+    return { extents: checkExtents(ctx, inode, extents), bmbtBlocks: await t.blocks() };
   }
   if (inode.format === FMT_LOCAL) return { extents: [], bmbtBlocks: [] };
   throw new XfsFormatError(`data fork format ${inode.format}`, { inode: inode.ino, file: ctx.geo.file });

@@ -384,7 +384,12 @@ export class InodeAllocator {
 
   async freeInode(ino: number): Promise<void> {
     const { agno, agino } = inoToAg(this.alloc.ctx.geo, ino);
-    if (agno >= this.alloc.ctx.geo.agCount) throw new RangeError(`inode ${ino}`);
+    if (agno >= this.alloc.ctx.geo.agCount) {
+      throw new XfsFormatError(`inode ${ino} lies past the last AG`, {
+        inode: ino,
+        file: this.alloc.ctx.geo.file,
+      });
+    }
     await (await this.ag(agno)).free(agino);
   }
 }
