@@ -25,6 +25,7 @@ export * from "./dir2-block.js";
 export * from "./dir2-data.js";
 export * from "./dir2-hash.js";
 export * from "./dir2-sf.js";
+export * from "./dir2-write.js";
 export * from "./editor.js";
 export * from "./errors.js";
 export * from "./file-write.js";
