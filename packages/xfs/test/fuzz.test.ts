@@ -24,6 +24,7 @@ interface FuzzImage {
 /** Device reads allowed for one case: a pristine exercise needs far fewer; cycles would need unboundedly many. */
 const READ_BUDGET = 200_000;
 const tally = { cases: 0, typedErrors: 0, crcFixed: 0 };
+const RUNS = Number(process.env.XFS_FUZZ_RUNS ?? 300);
 
 class BudgetError extends Error {}
 
@@ -126,55 +127,59 @@ describeWithTools(["mkfs.xfs", "xfs_repair"], "fuzzed XFS metadata", () => {
     }
   });
 
-  it("mutations give typed errors or valid results with bounded reads", async () => {
-    for (const img of images) {
-      expect(img.regions.length).toBeGreaterThan(40);
-      await exercise(new MemoryDevice(img.bytes, { readOnly: true }), true);
-    }
-    const before = tally.typedErrors;
-    await fc.assert(
-      fc.asyncProperty(
-        fc.nat(),
-        fc.nat(),
-        fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 }), fc.boolean()), {
-          minLength: 1,
-          maxLength: 4,
-        }),
-        fc.boolean(),
-        async (which, rsel, muts, fix) => {
-          const img = images[which % images.length];
-          const region = img.regions[rsel % img.regions.length];
-          const b = img.bytes;
-          const saved = b.slice(region.offset, region.offset + region.length);
-          try {
-            for (const [pos, val, bitflip] of muts) {
-              const at = region.offset + (pos % region.length);
-              b[at] = bitflip ? b[at] ^ (1 << (val & 7)) : val;
-            }
-            if (fix && img.v5 && fixCrc(b, region.offset, region.length, be16(b, 102) || 512))
-              tally.crcFixed++;
-            tally.cases++;
+  it(
+    "mutations give typed errors or valid results with bounded reads",
+    async () => {
+      for (const img of images) {
+        expect(img.regions.length).toBeGreaterThan(40);
+        await exercise(new MemoryDevice(img.bytes, { readOnly: true }), true);
+      }
+      const before = tally.typedErrors;
+      await fc.assert(
+        fc.asyncProperty(
+          fc.nat(),
+          fc.nat(),
+          fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 }), fc.boolean()), {
+            minLength: 1,
+            maxLength: 4,
+          }),
+          fc.boolean(),
+          async (which, rsel, muts, fix) => {
+            const img = images[which % images.length];
+            const region = img.regions[rsel % img.regions.length];
+            const b = img.bytes;
+            const saved = b.slice(region.offset, region.offset + region.length);
             try {
-              await exercise(new MemoryDevice(b, { readOnly: true }), (rsel & 3) === 0);
-            } catch (e) {
-              if (e instanceof BudgetError) throw new Error(`${img.name} @${region.offset}: ${e.message}`);
-              throw new Error(
-                `${img.name} @${region.offset}+${region.length}: untyped ${(e as Error)?.stack ?? e}`,
-              );
+              for (const [pos, val, bitflip] of muts) {
+                const at = region.offset + (pos % region.length);
+                b[at] = bitflip ? b[at] ^ (1 << (val & 7)) : val;
+              }
+              if (fix && img.v5 && fixCrc(b, region.offset, region.length, be16(b, 102) || 512))
+                tally.crcFixed++;
+              tally.cases++;
+              try {
+                await exercise(new MemoryDevice(b, { readOnly: true }), (rsel & 3) === 0);
+              } catch (e) {
+                if (e instanceof BudgetError) throw new Error(`${img.name} @${region.offset}: ${e.message}`);
+                throw new Error(
+                  `${img.name} @${region.offset}+${region.length}: untyped ${(e as Error)?.stack ?? e}`,
+                );
+              }
+            } finally {
+              b.set(saved, region.offset);
             }
-          } finally {
-            b.set(saved, region.offset);
-          }
+          },
+        ),
+        {
+          numRuns: Number(process.env.XFS_FUZZ_RUNS ?? 300),
+          seed: Number(process.env.XFS_FUZZ_SEED ?? 20261207),
         },
-      ),
-      {
-        numRuns: Number(process.env.XFS_FUZZ_RUNS ?? 300),
-        seed: Number(process.env.XFS_FUZZ_SEED ?? 20261207),
-      },
-    );
-    if (process.env.XFS_FUZZ_RUNS) console.log(tally);
-    // The mutations must reach the parsers (this can fail).
-    expect(tally.typedErrors - before).toBeGreaterThan(30);
-    expect(tally.crcFixed).toBeGreaterThan(20);
-  });
+      );
+      if (process.env.XFS_FUZZ_RUNS) console.log(tally);
+      // The mutations must reach the parsers (this can fail).
+      expect(tally.typedErrors - before).toBeGreaterThan(30);
+      expect(tally.crcFixed).toBeGreaterThan(20);
+    },
+    120_000 + RUNS * 500,
+  );
 });
