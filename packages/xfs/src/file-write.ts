@@ -15,7 +15,7 @@ import type { Allocator, SpaceContext } from "./alloc.js";
 import { Btree, INODE_ROOT_PTR, NULL_PTR } from "./btree.js";
 import { type BmbtKey, type BmbtRec, bmbtOps, bmdrMaxRecs, readBmdr, writeBmdr } from "./btree-bmap.js";
 import { btreeInsert } from "./btree-update.js";
-import { XfsFormatError, XfsUnsupportedError } from "./errors.js";
+import { XfsFormatError, XfsFsError, XfsUnsupportedError } from "./errors.js";
 import { forkArea, forkExtents, MAX_EXTLEN, packExtent, type XfsExtent } from "./fork.js";
 import { DIFLAG2_REFLINK, FMT_BTREE, FMT_EXTENTS, FMT_LOCAL, type XfsInode } from "./inode.js";
 import { sharedRanges } from "./refcount.js";
@@ -64,7 +64,7 @@ export function bmbtTree(ctx: SpaceContext, alloc: Allocator, inode: XfsInode): 
         near: hint.agbno,
         owner: rmapOwner(inode, 0, true),
       });
-      if (!r) throw new XfsUnsupportedError("enospc", "no space left for a bmbt block", { inode: inode.ino });
+      if (!r) throw new XfsFsError("ENOSPC", "no space left for a bmbt block", `<inode ${inode.ino}>`);
       inode.nblocks++;
       return agbToFsb(geo, r.agno, r.ext.agbno);
     },
@@ -125,12 +125,16 @@ export async function dataMapping(
   throw new XfsFormatError(`data fork format ${inode.format}`, { inode: inode.ino, file: ctx.geo.file });
 }
 
-/** Give back every block of the data fork; the fork becomes an empty extent list. */
-export async function releaseData(ctx: SpaceContext, alloc: Allocator, inode: XfsInode): Promise<void> {
+/** The data fork's mapping, refused when it shares blocks (reflink) — what releasing it will free. */
+async function releasableMapping(
+  ctx: SpaceContext,
+  alloc: Allocator,
+  inode: XfsInode,
+): Promise<{ extents: XfsExtent[]; bmbtBlocks: number[] }> {
   const geo = ctx.geo;
-  const { extents, bmbtBlocks } = await dataMapping(ctx, alloc, inode);
+  const mapping = await dataMapping(ctx, alloc, inode);
   if (geo.reflink && (inode.flags2 & DIFLAG2_REFLINK) !== 0n) {
-    for (const e of extents) {
+    for (const e of mapping.extents) {
       const { agno, agbno } = fsbToAg(geo, e.startblock);
       const ag = await alloc.ag(agno);
       if ((await sharedRanges(geo, ctx.bufs, agno, ag.agf, agbno, e.blockcount)).length > 0) {
@@ -145,12 +149,23 @@ export async function releaseData(ctx: SpaceContext, alloc: Allocator, inode: Xf
       }
     }
   }
-  for (const e of extents) {
+  return mapping;
+}
+
+/** Free a mapping's blocks and reset the fork to an empty extent list. */
+async function freeMapping(
+  ctx: SpaceContext,
+  alloc: Allocator,
+  inode: XfsInode,
+  mapping: { extents: XfsExtent[]; bmbtBlocks: number[] },
+): Promise<void> {
+  const geo = ctx.geo;
+  for (const e of mapping.extents) {
     const { agno, agbno } = fsbToAg(geo, e.startblock);
     await alloc.free(agno, agbno, e.blockcount, { ...rmapOwner(inode, e.startoff), unwritten: e.unwritten });
     inode.nblocks -= e.blockcount;
   }
-  for (const b of bmbtBlocks) {
+  for (const b of mapping.bmbtBlocks) {
     const { agno, agbno } = fsbToAg(geo, b);
     ctx.bufs.forget((agno * geo.agBlocks + agbno) * geo.blockSize);
     await alloc.free(agno, agbno, 1, rmapOwner(inode, 0, true));
@@ -159,6 +174,11 @@ export async function releaseData(ctx: SpaceContext, alloc: Allocator, inode: Xf
   dataFork(inode).fill(0);
   inode.format = FMT_EXTENTS;
   inode.nextents = 0;
+}
+
+/** Give back every block of the data fork; the fork becomes an empty extent list. */
+export async function releaseData(ctx: SpaceContext, alloc: Allocator, inode: XfsInode): Promise<void> {
+  await freeMapping(ctx, alloc, inode, await releasableMapping(ctx, alloc, inode));
 }
 
 function allZero(b: Uint8Array, start: number, end: number): boolean {
@@ -184,7 +204,9 @@ export async function writeData(
 ): Promise<void> {
   const geo = ctx.geo;
   const bs = geo.blockSize;
-  await releaseData(ctx, alloc, inode);
+  // All or nothing: the new blocks are allocated and written first; the old ones are freed only
+  // once that worked, so ENOSPC leaves the file as it was.
+  const old = await releasableMapping(ctx, alloc, inode);
   const nblocks = Math.ceil(data.length / bs);
   // Runs of file blocks to allocate: [start, end).
   const runs: [number, number][] = [];
@@ -211,10 +233,7 @@ export async function writeData(
           const { agno: a, agbno } = fsbToAg(geo, x.startblock);
           await alloc.free(a, agbno, x.blockcount, rmapOwner(inode, x.startoff));
         }
-        throw new XfsUnsupportedError("enospc", `no space left for ${data.length} bytes`, {
-          inode: inode.ino,
-          file: geo.file,
-        });
+        throw new XfsFsError("ENOSPC", `no space left for ${data.length} bytes`, `<inode ${inode.ino}>`);
       }
       agno = r.agno;
       near = r.ext.agbno + r.ext.len;
@@ -237,6 +256,7 @@ export async function writeData(
       off += r.ext.len;
     }
   }
+  await freeMapping(ctx, alloc, inode, old);
   const fork = dataFork(inode);
   const room = Math.floor(fork.length / 16);
   inode.nblocks += extents.reduce((n, x) => n + x.blockcount, 0);

@@ -119,6 +119,31 @@ describeWithTools(
       expect(fsCheck(path).clean).toBe(true);
     });
 
+    it("ENOSPC leaves the file as it was and leaks nothing (all or nothing)", async () => {
+      const dir = await tempDir("xfs-edit-enospc-");
+      const path = mkfsImage(dir, "n.img", [...FEATURE_SETS["v5-1k"], "-d", "agcount=2"], 32, 2);
+      const dev = await FileDevice.open(path, { readOnly: false });
+      const ed = await XfsEditor.open(dev, { timestamp: 5 });
+      try {
+        const before = pattern(40_000, 11);
+        await ed.writeFile("/f0", before);
+        const free = Number(dbFields(xfsDb(path, ["sb 0", "print fdblocks"])).get("fdblocks"));
+        const tooBig = new Uint8Array((free + 10) * 1024).fill(1);
+        await expect(ed.writeFile("/f0", tooBig)).rejects.toMatchObject({ code: "ENOSPC" });
+        expect(Buffer.from(await ed.readFile("/f0")).equals(Buffer.from(before))).toBe(true);
+        const c = fsCheck(path);
+        expect(c.output).toBe("");
+        expect(Number(dbFields(xfsDb(path, ["sb 0", "print fdblocks"])).get("fdblocks"))).toBe(free);
+        // Nearly all of the space still fits (in both AGs), replacing the old content.
+        const most = new Uint8Array((free - 200) * 1024).fill(2);
+        await ed.writeFile("/f1", most);
+        expect(fsCheck(path).clean).toBe(true);
+      } finally {
+        await ed.close();
+        await dev.close();
+      }
+    });
+
     it("refuses an external log and a read-only device", async () => {
       const dir = await tempDir("xfs-edit-extlog-");
       const log = join(dir, "log.img");
