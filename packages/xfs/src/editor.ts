@@ -9,26 +9,28 @@
  * over our changes), `needsrepair` and unknown incompat features (refused by the reader already),
  * unknown ro_compat features, a realtime subvolume or an external log.
  *
- * Creating and removing names needs the directory writers (dir2 writes are helper R's part of
- * issue #14); until they are plugged in through `XfsEditorOptions.directories`, calls that add or
- * remove entries are refused with XfsUnsupportedError("directory-writes").
+ * Names are added and removed by a DirectoryWriter (dir2-write.ts by default); directory forms it
+ * cannot write yet are refused by it with a typed error.
  */
 import type { BlockDevice } from "@imgpatch/disk";
 import { ReadOnlyError } from "@imgpatch/disk";
 import { spaceGeometry } from "./ag.js";
 import { Allocator, type SpaceContext } from "./alloc.js";
 import { BufCache } from "./buf.js";
+import { dir2Writer } from "./dir2-write.js";
 import { XfsFsError, XfsUnsupportedError } from "./errors.js";
 import { releaseData, writeData } from "./file-write.js";
 import { XfsFs, type XfsOpenOptions } from "./fs.js";
 import { InodeAllocator } from "./ialloc.js";
 import { S_IFMT, type XfsInode, type XfsTimestamp } from "./inode.js";
-import { createInode, loadInode, releaseInode, storeInode } from "./inode-create.js";
+import { createInode, initShortformDir, loadInode, releaseInode, storeInode } from "./inode-create.js";
 import { checkFeatures } from "./sb.js";
 import type { XfsStats } from "./stats.js";
+import { writeSymlinkTarget } from "./symlink.js";
 
 const S_IFREG = 0o100000;
 const S_IFDIR = 0o040000;
+const S_IFLNK = 0o120000;
 
 /** What the editor needs from the directory code to add or remove a name. */
 export interface DirectoryWriter {
@@ -44,7 +46,7 @@ export interface XfsEditorOptions extends XfsOpenOptions {
   ignoreSourceDateEpoch?: boolean;
   /** sync()/close() flush the device. Default true. */
   durable?: boolean;
-  /** The directory writers (see DirectoryWriter). */
+  /** The directory writers (see DirectoryWriter); default: dir2-write.ts. */
   directories?: DirectoryWriter;
 }
 
@@ -242,14 +244,8 @@ export class XfsEditor {
     await this.commit();
   }
 
-  private requireDirectories(path: string): DirectoryWriter {
-    const d = this.options.directories;
-    if (!d)
-      throw new XfsUnsupportedError(
-        "directory-writes",
-        `adding or removing names is not available yet ('${path}')`,
-      );
-    return d;
+  private requireDirectories(_path: string): DirectoryWriter {
+    return this.options.directories ?? dir2Writer;
   }
 
   private async createFile(
@@ -279,6 +275,173 @@ export class XfsEditor {
     return inode;
   }
 
+  /** Create a directory (with `recursive`, its missing parents too; returns the first one made). */
+  async mkdir(
+    path: string,
+    options: { mode?: number; uid?: number; gid?: number; recursive?: boolean } = {},
+  ): Promise<string | undefined> {
+    this.check();
+    if (await this.fs.exists(path)) {
+      if (options.recursive && (await this.fs.stat(path)).isDirectory()) return undefined;
+      throw new XfsFsError("EEXIST", "file already exists", path);
+    }
+    const { parent } = splitPath(path);
+    let first: string | undefined;
+    if (options.recursive && !(await this.fs.exists(parent))) first = await this.mkdir(parent, options);
+    const dirs = this.requireDirectories(path);
+    const { pdir, name } = await this.parentOf(path);
+    const mode = S_IFDIR | ((options.mode ?? 0o755) & 0o7777);
+    const t = this.now();
+    const inode = await createInode(this.ctx, this.inodes, {
+      mode,
+      uid: options.uid ?? 0,
+      gid: options.gid ?? 0,
+      nlink: 2,
+      time: t,
+      agno: this.agOf(pdir.ino),
+    });
+    initShortformDir(inode, pdir.ino);
+    await storeInode(this.ctx, inode);
+    await dirs.addEntry(this, pdir, name, inode.ino, mode);
+    pdir.nlink++;
+    this.touch(pdir, t);
+    await storeInode(this.ctx, pdir);
+    await this.commit();
+    return first ?? path;
+  }
+
+  /** Remove an empty directory. */
+  async rmdir(path: string): Promise<void> {
+    this.check();
+    const inode = await this.inodeOf(path, false);
+    if ((inode.mode & S_IFMT) !== S_IFDIR) throw new XfsFsError("ENOTDIR", "not a directory", path);
+    if (inode.ino === this.fs.geometry.rootIno)
+      throw new XfsFsError("EINVAL", "cannot remove the root", path);
+    if ((await this.fs.readdir(path)).length > 0)
+      throw new XfsFsError("ENOTEMPTY", "directory not empty", path);
+    const { pdir, name } = await this.parentOf(path);
+    await this.requireDirectories(path).removeEntry(this, pdir, name);
+    pdir.nlink--;
+    this.touch(pdir, this.now());
+    await storeInode(this.ctx, pdir);
+    await releaseData(this.ctx, this.alloc, inode);
+    await releaseInode(this.ctx, this.inodes, inode);
+    await this.commit();
+  }
+
+  /** Create a symbolic link at `path` pointing to `target`. */
+  async symlink(target: string, path: string, owner: { uid?: number; gid?: number } = {}): Promise<void> {
+    this.check();
+    if (await this.fs.exists(path).catch(() => false))
+      throw new XfsFsError("EEXIST", "file already exists", path);
+    const { pdir, name } = await this.parentOf(path);
+    const mode = S_IFLNK | 0o777;
+    const inode = await createInode(this.ctx, this.inodes, {
+      mode,
+      uid: owner.uid ?? 0,
+      gid: owner.gid ?? 0,
+      nlink: 1,
+      time: this.now(),
+      agno: this.agOf(pdir.ino),
+    });
+    await writeSymlinkTarget(this.ctx, this.alloc, inode, new TextEncoder().encode(target));
+    await storeInode(this.ctx, inode);
+    await this.requireDirectories(path).addEntry(this, pdir, name, inode.ino, mode);
+    this.touch(pdir, this.now());
+    await storeInode(this.ctx, pdir);
+    await this.commit();
+  }
+
+  /** A second name for a file (not a directory). */
+  async link(existingPath: string, newPath: string): Promise<void> {
+    this.check();
+    const inode = await this.inodeOf(existingPath, false);
+    if ((inode.mode & S_IFMT) === S_IFDIR)
+      throw new XfsFsError("EINVAL", "cannot hard-link a directory", existingPath);
+    if (await this.fs.exists(newPath)) throw new XfsFsError("EEXIST", "file already exists", newPath);
+    const { pdir, name } = await this.parentOf(newPath);
+    await this.requireDirectories(newPath).addEntry(this, pdir, name, inode.ino, inode.mode);
+    const t = this.now();
+    this.touch(pdir, t);
+    await storeInode(this.ctx, pdir);
+    inode.nlink++;
+    inode.ctime = { ...t };
+    await storeInode(this.ctx, inode);
+    await this.commit();
+  }
+
+  /**
+   * Rename a file, symlink or directory. A name already at `newPath` is replaced when it is not a
+   * directory; moving a directory to another parent is refused for now (its ".." would change).
+   */
+  async rename(oldPath: string, newPath: string): Promise<void> {
+    this.check();
+    let inode = await this.inodeOf(oldPath, false);
+    const isDir = (inode.mode & S_IFMT) === S_IFDIR;
+    const samePlace = splitPath(oldPath).parent === splitPath(newPath).parent;
+    if (isDir && !samePlace) {
+      const a = await this.fs.stat(splitPath(oldPath).parent);
+      const b = await this.fs.stat(splitPath(newPath).parent);
+      if (a.ino !== b.ino) {
+        throw new XfsUnsupportedError(
+          "rename-directory",
+          "moving a directory to another parent is not supported yet",
+          {
+            file: oldPath,
+          },
+        );
+      }
+    }
+    if (await this.fs.exists(newPath).catch(() => false)) {
+      const victim = await this.inodeOf(newPath, false);
+      if (victim.ino === inode.ino) return;
+      if ((victim.mode & S_IFMT) === S_IFDIR || isDir)
+        throw new XfsFsError("EISDIR", "cannot replace a directory", newPath);
+      await this.unlink(newPath);
+      inode = await this.inodeOf(oldPath, false);
+    }
+    // Parents are read after any unlink above, so no stale copy is written back.
+    const from = await this.parentOf(oldPath);
+    const to = await this.parentOf(newPath);
+    const dirs = this.requireDirectories(newPath);
+    // One object per directory inode, so changes made through both names land in one copy.
+    const toDir = from.pdir.ino === to.pdir.ino ? from.pdir : await loadInode(this.ctx, to.pdir.ino);
+    const fromDir = from.pdir.ino === to.pdir.ino ? toDir : await loadInode(this.ctx, from.pdir.ino);
+    await dirs.addEntry(this, toDir, to.name, inode.ino, inode.mode);
+    await dirs.removeEntry(this, fromDir, from.name);
+    const t = this.now();
+    this.touch(toDir, t);
+    await storeInode(this.ctx, toDir);
+    if (fromDir !== toDir) {
+      this.touch(fromDir, t);
+      await storeInode(this.ctx, fromDir);
+    }
+    inode.ctime = { ...t };
+    await storeInode(this.ctx, inode);
+    await this.commit();
+  }
+
+  private touch(dir: XfsInode, t: XfsTimestamp): void {
+    dir.mtime = { ...t };
+    dir.ctime = { ...t };
+    if (dir.version >= 3) dir.changecount++;
+  }
+
+  private agOf(ino: number): number {
+    return Math.floor(ino / 2 ** (this.ctx.geo.agBlockLog + this.ctx.geo.inopbLog));
+  }
+
+  /** The parent directory (loaded through the buffer cache) and the last name of `path`. */
+  private async parentOf(path: string): Promise<{ pdir: XfsInode; name: Uint8Array }> {
+    const { parent, name } = splitPath(path);
+    if (!name || name === "." || name === "..") throw new XfsFsError("EINVAL", "bad file name", path);
+    const bytes = new TextEncoder().encode(name);
+    if (bytes.length > 255) throw new XfsFsError("ENAMETOOLONG", "name too long", path);
+    const pdir = await this.inodeOf(parent, true);
+    if ((pdir.mode & S_IFMT) !== S_IFDIR) throw new XfsFsError("ENOTDIR", "parent is not a directory", path);
+    return { pdir, name: bytes };
+  }
+
   // ---- reading (through the reader, which sees every committed change) -------------------------
 
   stat(path: string): Promise<XfsStats> {
@@ -292,6 +455,9 @@ export class XfsEditor {
   }
   readdir(path: string): Promise<string[]> {
     return this.fs.readdir(path);
+  }
+  readlink(path: string): Promise<string> {
+    return this.fs.readlink(path);
   }
   exists(path: string): Promise<boolean> {
     return this.fs.exists(path);

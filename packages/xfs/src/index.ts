@@ -39,3 +39,4 @@ export * from "./refcount.js";
 export * from "./rmap.js";
 export * from "./sb.js";
 export * from "./stats.js";
+export * from "./symlink.js";

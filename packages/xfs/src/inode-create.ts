@@ -7,7 +7,7 @@
 import { agbOffset, inoToAg, NULLAGINO } from "./ag.js";
 import type { SpaceContext } from "./alloc.js";
 import type { MetaBuf } from "./buf.js";
-import { be32 } from "./bytes.js";
+import { be32, setBe32 } from "./bytes.js";
 import { XfsFormatError } from "./errors.js";
 import type { InodeAllocator } from "./ialloc.js";
 import {
@@ -16,6 +16,7 @@ import {
   decodeInode,
   encodeInode,
   FMT_EXTENTS,
+  FMT_LOCAL,
   type XfsInode,
   type XfsTimestamp,
 } from "./inode.js";
@@ -140,4 +141,28 @@ export async function releaseInode(
   });
   await storeInode(ctx, inode);
   await inodes.freeInode(inode.ino);
+}
+
+/**
+ * Make a fresh directory inode an empty short-form directory (xfs_dir2_sf_create): header with no
+ * entries and the parent's number, 4 bytes wide unless it needs 8 (then i8count counts it).
+ *
+ * | off | size  | field                        |
+ * |-----|-------|------------------------------|
+ * | 0   | 1     | count (entries)              |
+ * | 1   | 1     | i8count (8-byte inode numbers) |
+ * | 2   | 4 / 8 | parent inode number          |
+ */
+export function initShortformDir(inode: XfsInode, parent: number): void {
+  const lit = inode.version >= 3 ? 176 : 100;
+  const wide = parent > 0xffffffff;
+  const fork = inode.raw.subarray(lit);
+  fork.fill(0);
+  fork[1] = wide ? 1 : 0;
+  if (wide) {
+    setBe32(fork, 2, Math.floor(parent / 2 ** 32));
+    setBe32(fork, 6, parent >>> 0);
+  } else setBe32(fork, 2, parent);
+  inode.format = FMT_LOCAL;
+  inode.size = wide ? 10 : 6;
 }

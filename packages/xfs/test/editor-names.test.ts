@@ -1,0 +1,73 @@
+// Names through the editor: mkdir (-p), files created by writeFile, symlinks (inline and in
+// blocks with v5 headers), hard links, rename (same directory, across directories, replacing a
+// file), unlink, rmdir. Oracles: xfs_repair -n + xfs_db check (link counts, directory structure,
+// symlink blocks, rmap), and as root the kernel's view through a read-only loop mount.
+import { mkdirSync, readdirSync, readFileSync, readlinkSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { FileDevice } from "@imgpatch/disk";
+import { describeWithTools, isRoot, tempDir, withLoopMount } from "@imgpatch/testkit";
+import { expect, it } from "vitest";
+import { XfsEditor } from "../src/editor.js";
+import { FEATURE_SETS, fsCheck, mkfsImage, XFS_TOOLS } from "./space-helpers.js";
+
+const LONG_TARGET = `/very/long/${"x".repeat(590)}/end`;
+
+describeWithTools(XFS_TOOLS, "XfsEditor: names (xfs_repair -n, kernel)", () => {
+  for (const name of ["v5", "v4", "v5-1k", "v5-rmap-reflink"]) {
+    it(`${name}: mkdir, create, symlink, link, rename, unlink, rmdir`, async () => {
+      const dir = await tempDir("xfs-names-");
+      const path = mkfsImage(dir, `${name}.img`, FEATURE_SETS[name], 64, 1);
+      const dev = await FileDevice.open(path, { readOnly: false });
+      const ed = await XfsEditor.open(dev, { timestamp: 1_700_000_000 });
+      try {
+        expect(await ed.mkdir("/a/b/c", { recursive: true, mode: 0o750 })).toBe("/a");
+        await ed.mkdir("/d");
+        await expect(ed.mkdir("/d")).rejects.toMatchObject({ code: "EEXIST" });
+        await ed.writeFile("/d/new1", "hello", { mode: 0o600, uid: 7, gid: 8 });
+        await ed.writeFile("/a/b/c/deep", new Uint8Array(70_000).fill(5));
+        await ed.symlink("../d/new1", "/a/short");
+        await ed.symlink(LONG_TARGET, "/a/long");
+        await ed.link("/d/new1", "/d/hard");
+        await ed.rename("/d/new1", "/d/renamed");
+        await ed.rename("/d/hard", "/a/b/moved");
+        await ed.writeFile("/d/victim", "old");
+        await ed.writeFile("/d/src", "new");
+        await ed.rename("/d/src", "/d/victim");
+        await ed.rename("/a/b/c", "/a/b/c2");
+        for (let i = 0; i < 60; i++) await ed.writeFile(`/d/many-${i}`, `n${i}`);
+        for (let i = 0; i < 60; i += 3) await ed.unlink(`/d/many-${i}`);
+        await ed.mkdir("/gone");
+        await ed.rmdir("/gone");
+        await expect(ed.rmdir("/d")).rejects.toMatchObject({ code: "ENOTEMPTY" });
+        expect(await ed.readlink("/a/long")).toBe(LONG_TARGET);
+        expect((await ed.stat("/d/renamed")).nlink).toBe(2);
+        expect(new TextDecoder().decode(await ed.readFile("/d/victim"))).toBe("new");
+      } finally {
+        await ed.close();
+        await dev.close();
+      }
+      const c = fsCheck(path);
+      expect(c.output).toBe("");
+      expect(c.clean).toBe(true);
+      if (isRoot() && name !== "v4") {
+        const mnt = join(dir, "mnt");
+        mkdirSync(mnt);
+        await withLoopMount(path, mnt, {}, async (m) => {
+          expect(readdirSync(m).sort()).toEqual(["a", "d", "f0"]);
+          expect(readdirSync(join(m, "a/b")).sort()).toEqual(["c2", "moved"]);
+          expect(readFileSync(join(m, "a/b/moved"), "utf8")).toBe("hello");
+          expect(statSync(join(m, "a/b/moved")).nlink).toBe(2);
+          expect(statSync(join(m, "a")).nlink).toBe(3);
+          expect(statSync(join(m, "a/b/c2")).mode & 0o7777).toBe(0o750);
+          expect(readlinkSync(join(m, "a/short"))).toBe("../d/new1");
+          expect(readlinkSync(join(m, "a/long"))).toBe(LONG_TARGET);
+          expect(readFileSync(join(m, "d/victim"), "utf8")).toBe("new");
+          expect(readFileSync(join(m, "a/b/c2/deep")).length).toBe(70_000);
+          const names = readdirSync(join(m, "d"));
+          expect(names.filter((n) => n.startsWith("many-")).length).toBe(40);
+          expect(readFileSync(join(m, "d/many-59"), "utf8")).toBe("n59");
+        });
+      }
+    });
+  }
+});
