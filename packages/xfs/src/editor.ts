@@ -17,12 +17,13 @@ import { ReadOnlyError } from "@imgpatch/disk";
 import { spaceGeometry } from "./ag.js";
 import { Allocator, type SpaceContext } from "./alloc.js";
 import { BufCache } from "./buf.js";
+import { setBe32 } from "./bytes.js";
 import { dir2Writer } from "./dir2-write.js";
 import { XfsFsError, XfsUnsupportedError } from "./errors.js";
 import { releaseData, writeData } from "./file-write.js";
 import { XfsFs, type XfsOpenOptions } from "./fs.js";
 import { InodeAllocator } from "./ialloc.js";
-import { S_IFMT, type XfsInode, type XfsTimestamp } from "./inode.js";
+import { encodeRdev, FMT_DEV, S_IFMT, type XfsInode, type XfsTimestamp } from "./inode.js";
 import { createInode, initShortformDir, loadInode, releaseInode, storeInode } from "./inode-create.js";
 import { checkFeatures } from "./sb.js";
 import type { XfsStats } from "./stats.js";
@@ -419,6 +420,60 @@ export class XfsEditor {
     inode.ctime = { ...t };
     await storeInode(this.ctx, inode);
     await this.commit();
+  }
+
+  /** Create a device node, FIFO or socket (device number in the data fork, "dev" format). */
+  async mknod(
+    path: string,
+    type: "chardev" | "blockdev" | "fifo" | "socket",
+    mode: number,
+    major = 0,
+    minor = 0,
+    owner: { uid?: number; gid?: number } = {},
+  ): Promise<void> {
+    this.check();
+    const fmt = { chardev: 0o020000, blockdev: 0o060000, fifo: 0o010000, socket: 0o140000 }[type];
+    if (fmt === undefined) throw new XfsFsError("EINVAL", `unknown node type ${type}`, path);
+    if (await this.fs.exists(path).catch(() => false))
+      throw new XfsFsError("EEXIST", "file already exists", path);
+    const { pdir, name } = await this.parentOf(path);
+    const full = fmt | (mode & 0o7777);
+    const t = this.now();
+    const inode = await createInode(this.ctx, this.inodes, {
+      mode: full,
+      uid: owner.uid ?? 0,
+      gid: owner.gid ?? 0,
+      nlink: 1,
+      time: t,
+      agno: this.agOf(pdir.ino),
+    });
+    inode.format = FMT_DEV;
+    if (type === "chardev" || type === "blockdev") {
+      setBe32(inode.raw, inode.version >= 3 ? 176 : 100, encodeRdev(major, minor));
+    }
+    await storeInode(this.ctx, inode);
+    await this.requireDirectories(path).addEntry(this, pdir, name, inode.ino, full);
+    this.touch(pdir, t);
+    await storeInode(this.ctx, pdir);
+    await this.commit();
+  }
+
+  /** Remove a file, or with `recursive` a whole tree; `force` ignores a missing path. */
+  async rm(path: string, options: { recursive?: boolean; force?: boolean } = {}): Promise<void> {
+    this.check();
+    if (!(await this.fs.exists(path).catch(() => false))) {
+      if (options.force) return;
+      throw new XfsFsError("ENOENT", "no such file or directory", path);
+    }
+    const st = await this.fs.lstat(path);
+    if (!st.isDirectory()) {
+      await this.unlink(path);
+      return;
+    }
+    if (!options.recursive) throw new XfsFsError("EISDIR", "is a directory (use recursive)", path);
+    const base = path.replace(/\/+$/, "");
+    for (const name of await this.fs.readdir(path)) await this.rm(`${base}/${name}`, { recursive: true });
+    await this.rmdir(path);
   }
 
   private touch(dir: XfsInode, t: XfsTimestamp): void {

@@ -8,7 +8,11 @@ import { FileDevice } from "@imgpatch/disk";
 import { describeWithTools, isRoot, tempDir, withLoopMount } from "@imgpatch/testkit";
 import { expect, it } from "vitest";
 import { XfsEditor } from "../src/editor.js";
-import { FEATURE_SETS, fsCheck, mkfsImage, XFS_TOOLS } from "./space-helpers.js";
+import { dbFields, FEATURE_SETS, fsCheck, mkfsImage, XFS_TOOLS, xfsDb } from "./space-helpers.js";
+
+function xfsDbFree(path: string): number {
+  return Number(dbFields(xfsDb(path, ["sb 0", "print fdblocks"])).get("fdblocks"));
+}
 
 const LONG_TARGET = `/very/long/${"x".repeat(590)}/end`;
 
@@ -70,4 +74,61 @@ describeWithTools(XFS_TOOLS, "XfsEditor: names (xfs_repair -n, kernel)", () => {
       }
     });
   }
+
+  it("v5: device nodes, FIFOs, sockets; rm -r of a tree with files, links, symlinks and a bmbt file", async () => {
+    const dir = await tempDir("xfs-names-rm-");
+    const path = mkfsImage(dir, "rm.img", FEATURE_SETS.v5, 64);
+    const dev = await FileDevice.open(path, { readOnly: false });
+    const ed = await XfsEditor.open(dev, { timestamp: 1_700_000_000 });
+    const before = xfsDbFree(path);
+    try {
+      await ed.mkdir("/dev");
+      await ed.mknod("/dev/null", "chardev", 0o666, 1, 3);
+      await ed.mknod("/dev/sda", "blockdev", 0o660, 8, 0);
+      await ed.mknod("/dev/big", "chardev", 0o600, 300, 70000);
+      await ed.mknod("/fifo", "fifo", 0o644);
+      await ed.mknod("/sock", "socket", 0o755);
+      await ed.mkdir("/t/u/v", { recursive: true });
+      const holey = new Uint8Array(100 * 4096);
+      for (let b = 0; b < 100; b += 2) holey[b * 4096] = 1;
+      await ed.writeFile("/t/u/v/holey", holey, { sparse: true });
+      for (let i = 0; i < 30; i++) await ed.writeFile(`/t/u/f${i}`, new Uint8Array(5000 + i));
+      await ed.link("/t/u/f1", "/keep");
+      await ed.symlink(LONG_TARGET, "/t/long");
+      await ed.rm("/t", { recursive: true });
+      await expect(ed.rm("/t")).rejects.toMatchObject({ code: "ENOENT" });
+      await ed.rm("/t", { force: true });
+      expect((await ed.stat("/keep")).nlink).toBe(1);
+    } finally {
+      await ed.close();
+      await dev.close();
+    }
+    const c = fsCheck(path);
+    expect(c.output).toBe("");
+    expect(c.clean).toBe(true);
+    // Everything under /t went back: only /keep's 5001 bytes, /dev and its nodes remain in use.
+    expect(before - xfsDbFree(path)).toBeLessThanOrEqual(4);
+    if (isRoot()) {
+      const mnt = join(dir, "mnt");
+      mkdirSync(mnt);
+      await withLoopMount(path, mnt, {}, async (m) => {
+        expect(readdirSync(m).sort()).toEqual(["dev", "fifo", "keep", "sock"]);
+        const n = statSync(join(m, "dev/null"));
+        expect([n.isCharacterDevice(), Math.floor(n.rdev / 256), n.rdev % 256, n.mode & 0o7777]).toEqual([
+          true,
+          1,
+          3,
+          0o666,
+        ]);
+        expect(statSync(join(m, "dev/sda")).isBlockDevice()).toBe(true);
+        const big = statSync(join(m, "dev/big"));
+        expect([
+          Number((BigInt(big.rdev) >> 8n) & 0xfffn),
+          Number((BigInt(big.rdev) & 0xffn) | ((BigInt(big.rdev) >> 12n) & 0xfff00n)),
+        ]).toEqual([300, 70000]);
+        expect(statSync(join(m, "fifo")).isFIFO()).toBe(true);
+        expect(statSync(join(m, "sock")).isSocket()).toBe(true);
+      });
+    }
+  });
 });
