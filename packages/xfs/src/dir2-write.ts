@@ -16,16 +16,22 @@
  */
 import { be32, setBe16, setBe32, setBe64 } from "./bytes.js";
 import { decodeBlockTail } from "./dir2-block.js";
-import {
-  DATA_FREE_TAG,
-  DIR2_BLOCK_MAGIC,
-  DIR3_BLOCK_MAGIC,
-  dataEntrySize,
-  dataHeaderSize,
-  decodeDataEntries,
-} from "./dir2-data.js";
-import { dirHashName } from "./dir2-hash.js";
+import { DIR2_BLOCK_MAGIC, DIR3_BLOCK_MAGIC, dataHeaderSize, decodeDataEntries } from "./dir2-data.js";
 import { decodeSfDir, type XfsRawDirent } from "./dir2-sf.js";
+import {
+  compact,
+  type DirGeo,
+  DOT,
+  DOTDOT,
+  dirGeo,
+  type DirEntryW as Entry,
+  layoutFits,
+  place,
+  rmapOwner,
+  sameName,
+  writeDirDataBlock,
+} from "./dir2-write-data.js";
+import { blockToLeaf, leafAddName, leafRemoveName } from "./dir2-write-leaf.js";
 import type { DirectoryWriter, XfsEditor } from "./editor.js";
 import { XfsFormatError, XfsFsError, XfsUnsupportedError } from "./errors.js";
 import { forkArea, packExtent, unpackExtent } from "./fork.js";
@@ -33,41 +39,6 @@ import { FMT_EXTENTS, FMT_LOCAL, S_IFMT, type XfsInode } from "./inode.js";
 import { fileTypeFromMode } from "./stats.js";
 
 const MAX_SHORT_INUM = 0xffff_ffff;
-
-interface Entry {
-  name: Uint8Array;
-  ino: number;
-  ftype: number;
-  /** Byte offset in the data block (sf: the recorded offset). */
-  offset: number;
-}
-
-function sameName(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
-const DOT = Uint8Array.of(0x2e);
-const DOTDOT = Uint8Array.of(0x2e, 0x2e);
-
-/** Directory geometry the writers need. */
-function dirGeo(ed: XfsEditor) {
-  const g = ed.fs.geometry;
-  const hdr = dataHeaderSize(g.v5);
-  const ftype = g.features.ftype;
-  return {
-    g,
-    v5: g.v5,
-    ftype,
-    hdr,
-    blksize: g.dirBlockSize,
-    entsize: (n: number) => dataEntrySize(n, ftype),
-    firstOffset: hdr + dataEntrySize(1, ftype) + dataEntrySize(2, ftype),
-    ci: g.features.asciiCi,
-  };
-}
-type DirGeo = ReturnType<typeof dirGeo>;
 
 // ---------------------------------------------------------------- short form
 
@@ -137,6 +108,11 @@ interface BlockDir {
 }
 
 /** The single directory block's location (contiguous fs blocks) and live entries. */
+/** Is the directory in single-block form (one directory block mapped at offset 0)? */
+function isSingleBlock(dir: XfsInode, dg: DirGeo): boolean {
+  return dir.format === FMT_EXTENTS && dir.nextents === 1 && dir.size === dg.blksize;
+}
+
 async function readBlockDir(ed: XfsEditor, dir: XfsInode, dg: DirGeo): Promise<BlockDir> {
   const area = forkArea(dir, "data");
   const at = { file: ed.device.name, inode: dir.ino, structure: "block directory" };
@@ -163,120 +139,6 @@ async function readBlockDir(ed: XfsEditor, dir: XfsInode, dg: DirGeo): Promise<B
   return { fsb: e.startblock, entries };
 }
 
-/**
- * Lays entries (at their offsets, sorted) into a block and writes header, unused regions, leaf,
- * tail and bestfree. Returns false when they do not fit.
- */
-function layoutFits(entries: Entry[], dg: DirGeo): boolean {
-  const leafStart = dg.blksize - 8 - entries.length * 8;
-  let end = dg.hdr;
-  for (const e of [...entries].sort((a, b) => a.offset - b.offset)) {
-    if (e.offset < end) return false;
-    end = e.offset + dg.entsize(e.name.length);
-  }
-  return end <= leafStart;
-}
-
-async function writeBlockDir(
-  ed: XfsEditor,
-  dir: XfsInode,
-  dg: DirGeo,
-  fsb: number,
-  entries: Entry[],
-  fresh: boolean,
-) {
-  const g = dg.g;
-  const offset = g.fsbToByte(fsb);
-  const bufs = ed.ctx.bufs;
-  const buf = fresh
-    ? bufs.fresh(offset, dg.blksize, "directory block")
-    : await bufs.read(offset, dg.blksize, "directory block");
-  const b = buf.data;
-  b.fill(0);
-  setBe32(b, 0, dg.v5 ? DIR3_BLOCK_MAGIC : DIR2_BLOCK_MAGIC);
-  if (dg.v5) {
-    setBe64(b, 8, g.fsbToDaddr(fsb));
-    b.set(g.metaUuid.subarray(0, 16), 24);
-    setBe64(b, 40, dir.ino);
-  }
-  const sorted = [...entries].sort((a, c) => a.offset - c.offset);
-  const leafStart = dg.blksize - 8 - sorted.length * 8;
-  const free: { off: number; len: number }[] = [];
-  let pos = dg.hdr;
-  const gap = (to: number) => {
-    if (to > pos) {
-      setBe16(b, pos, DATA_FREE_TAG);
-      setBe16(b, pos + 2, to - pos);
-      setBe16(b, to - 2, pos);
-      free.push({ off: pos, len: to - pos });
-    }
-  };
-  for (const e of sorted) {
-    gap(e.offset);
-    const p = e.offset;
-    setBe64(b, p, e.ino);
-    b[p + 8] = e.name.length;
-    b.set(e.name, p + 9);
-    if (dg.ftype) b[p + 9 + e.name.length] = e.ftype;
-    const size = dg.entsize(e.name.length);
-    setBe16(b, p + size - 2, p);
-    pos = p + size;
-  }
-  gap(leafStart);
-  // Leaf: (hash, address = offset / 8) sorted by hash; then the tail.
-  const leaf = sorted
-    .map((e) => ({ hash: dirHashName(e.name, dg.ci), addr: e.offset / 8 }))
-    .sort((x, y) => x.hash - y.hash || x.addr - y.addr);
-  leaf.forEach((l, i) => {
-    setBe32(b, leafStart + i * 8, l.hash);
-    setBe32(b, leafStart + i * 8 + 4, l.addr);
-  });
-  setBe32(b, dg.blksize - 8, sorted.length);
-  setBe32(b, dg.blksize - 4, 0);
-  // bestfree: the three longest free regions, longest first, earlier first on ties.
-  const best = [...free].sort((x, y) => y.len - x.len || x.off - y.off).slice(0, 3);
-  const bfOff = dg.v5 ? 48 : 4;
-  best.forEach((f, i) => {
-    setBe16(b, bfOff + i * 4, f.off);
-    setBe16(b, bfOff + i * 4 + 2, f.len);
-  });
-  bufs.dirty(buf, dg.v5 ? { crcOffset: 4, lsnOffset: 16 } : {});
-}
-
-/** Offsets for all entries, compacted in order (used when no single gap fits). */
-function compact(entries: Entry[], dg: DirGeo): void {
-  let pos = dg.hdr;
-  for (const e of [...entries].sort((a, b) => a.offset - b.offset)) {
-    e.offset = pos;
-    pos += dg.entsize(e.name.length);
-  }
-}
-
-/** Finds a place for `e` among `entries` (first fitting gap, leaving room for the grown leaf). */
-function place(entries: Entry[], e: Entry, dg: DirGeo): boolean {
-  const leafStart = dg.blksize - 8 - (entries.length + 1) * 8;
-  const size = dg.entsize(e.name.length);
-  let pos = dg.hdr;
-  for (const x of [...entries].sort((a, b) => a.offset - b.offset)) {
-    if (x.offset - pos >= size) {
-      e.offset = pos;
-      return true;
-    }
-    pos = x.offset + dg.entsize(x.name.length);
-  }
-  if (leafStart - pos >= size) {
-    e.offset = pos;
-    return true;
-  }
-  return false;
-}
-
-// ---------------------------------------------------------------- the writer
-
-function rmapOwner(dir: XfsInode, off: number) {
-  return { owner: BigInt(dir.ino), offset: BigInt(off) };
-}
-
 async function sfToBlock(
   ed: XfsEditor,
   dir: XfsInode,
@@ -301,7 +163,7 @@ async function sfToBlock(
     ...entries,
   ];
   if (!layoutFits(all, dg)) compact(all, dg);
-  await writeBlockDir(ed, dir, dg, fsb, all, true);
+  await writeDirDataBlock(ed, dir, dg, fsb, all, true, "block");
   const area = forkArea(dir, "data");
   if (!area) throw new XfsFormatError("directory without a data fork", { inode: dir.ino });
   dir.raw.fill(0, area.start, area.start + area.size);
@@ -356,6 +218,11 @@ async function addEntry(
     await blockAdd(ed, dir, dg, blk, entry);
     return;
   }
+  if (!isSingleBlock(dir, dg)) {
+    if (await ed.fs.lookup(dir, name)) throw new XfsFsError("EEXIST", "name exists", path);
+    await leafAddName(ed, dir, dg, entry);
+    return;
+  }
   const blk = await readBlockDir(ed, dir, dg);
   if (blk.entries.some((e) => sameName(e.name, name))) throw new XfsFsError("EEXIST", "name exists", path);
   await blockAdd(ed, dir, dg, blk, entry);
@@ -371,16 +238,16 @@ async function blockAdd(
   const entries = blk.entries;
   if (!place(entries, entry, dg)) {
     const total = dg.hdr + [...entries, entry].reduce((n, e) => n + dg.entsize(e.name.length), 0);
-    if (total + (entries.length + 1) * 8 + 8 > dg.blksize)
-      throw new XfsUnsupportedError(
-        "dir-leaf-write",
-        "the directory outgrows one directory block; leaf and node directories cannot be written yet",
-        { file: ed.device.name, inode: dir.ino },
-      );
+    if (total + (entries.length + 1) * 8 + 8 > dg.blksize) {
+      // Outgrows the block: it becomes the first data block of a leaf directory.
+      await blockToLeaf(ed, dir, dg, blk.fsb, entries);
+      await leafAddName(ed, dir, dg, entry);
+      return;
+    }
     compact(entries, dg);
     if (!place(entries, entry, dg)) throw new Error("compacted block has no room");
   }
-  await writeBlockDir(ed, dir, dg, blk.fsb, [...entries, entry], false);
+  await writeDirDataBlock(ed, dir, dg, blk.fsb, [...entries, entry], false, "block");
 }
 
 async function removeEntry(ed: XfsEditor, dir: XfsInode, name: Uint8Array): Promise<void> {
@@ -392,6 +259,10 @@ async function removeEntry(ed: XfsEditor, dir: XfsInode, name: Uint8Array): Prom
     if (i < 0) throw new XfsFsError("ENOENT", "no such name", path);
     entries.splice(i, 1);
     writeSf(dir, parent, entries, dg.ftype);
+    return;
+  }
+  if (!isSingleBlock(dir, dg)) {
+    await leafRemoveName(ed, dir, dg, name, path);
     return;
   }
   const blk = await readBlockDir(ed, dir, dg);
@@ -418,7 +289,7 @@ async function removeEntry(ed: XfsEditor, dir: XfsInode, name: Uint8Array): Prom
     );
     return;
   }
-  await writeBlockDir(ed, dir, dg, blk.fsb, blk.entries, false);
+  await writeDirDataBlock(ed, dir, dg, blk.fsb, blk.entries, false, "block");
 }
 
 /** The DirectoryWriter for XfsEditor: short-form and block directories. */

@@ -382,7 +382,9 @@ export class XfsFs {
         if (dbs.length === 0 || dbs[dbs.length - 1] !== db) dbs.push(db);
       }
     }
-    const single = maxDb === 1;
+    // Single-block form: nothing mapped past the first directory block (xfs_dir2_isblock).
+    const lastEnd = exts.length ? exts[exts.length - 1].startoff + exts[exts.length - 1].blockcount : 0;
+    const single = maxDb === 1 && lastEnd === dirFsbs;
     const out: XfsRawDirent[] = [];
     const v5 = g.v5;
     for (const db of dbs) {
@@ -425,8 +427,9 @@ export class XfsFs {
   async dirForm(dir: XfsInode): Promise<"shortform" | "block" | "leaf" | "node"> {
     if (dir.format === FMT_LOCAL) return "shortform";
     const g = this.geometry;
-    if (dir.size === g.dirBlockSize) return "block";
     const exts = await this.forkExtents(dir, "data");
+    const last = exts[exts.length - 1];
+    if (last && last.startoff + last.blockcount === g.dirBlockFsbs) return "block";
     const freeFsb = DIR2_FREE_OFFSET_BYTES / g.blockSize;
     return exts.some((e) => e.startoff + e.blockcount > freeFsb) ? "node" : "leaf";
   }

@@ -24,6 +24,7 @@ export * from "./da-btree.js";
 export * from "./dir2-block.js";
 export * from "./dir2-data.js";
 export * from "./dir2-hash.js";
+export * from "./dir2-leaf.js";
 export * from "./dir2-sf.js";
 export * from "./dir2-write.js";
 export * from "./editor.js";

@@ -47,7 +47,7 @@ async function kernelNames(img: string, dir: string, sub: string): Promise<strin
 
 describeWithTools(["mkfs.xfs", "xfs_db", "xfs_repair"], "dir2 writes (short form and block)", () => {
   for (const [name, args] of SETS) {
-    it(`${name}: sf → block → nearly full → sf again, clean at every stage`, async () => {
+    it(`${name}: sf → block → leaf, adds and removes, clean at every stage`, async () => {
       const dir = await imageDir();
       const img = join(dir, `${name}.img`);
       await mkfsXfs(img, {
@@ -77,26 +77,31 @@ describeWithTools(["mkfs.xfs", "xfs_db", "xfs_repair"], "dir2 writes (short form
         }
         await ed.close();
         await check("shortform");
-        const ed2 = await XfsEditor.open(dev, { directories: dir2Writer, timestamp: 1_700_000_000 });
+        let ed2 = await XfsEditor.open(dev, { directories: dir2Writer, timestamp: 1_700_000_000 });
         let i = 4;
-        // Grow into a block and on until the next name would not fit one block.
-        for (;;) {
+        // Grow into a block, then past it into leaf form (block → data block + leaf1).
+        let form = "shortform";
+        let extra = 0;
+        while (extra < 40) {
           const n = `entry-with-a-name-${i}`;
-          try {
-            await ed2.writeFile(`/d/${n}`, "x");
-          } catch (e) {
-            expect(e).toBeInstanceOf(XfsUnsupportedError);
-            expect((e as XfsUnsupportedError).feature).toBe("dir-leaf-write");
-            break;
-          }
+          await ed2.writeFile(`/d/${n}`, "x");
           expected.add(n);
           i++;
+          if (form !== "leaf" && i % 10 === 0) {
+            form = await ed2.fs.dirForm(await ed2.fs.readInode((await ed2.fs.stat("/d")).ino));
+            if (form === "block") {
+              await ed2.close();
+              await check("block");
+              ed2 = await XfsEditor.open(dev, { directories: dir2Writer, timestamp: 1_700_000_000 });
+            }
+          }
+          if (form === "leaf") extra++;
           expect(i).toBeLessThan(5000);
         }
-        // The refused call allocated an inode before asking for the name (XfsEditor.createFile);
-        // nothing of it was committed, so the editor is dropped without close() (which commits).
+        await ed2.close();
         expect(expected.size).toBeGreaterThan(20);
-        await check("block");
+        await check("leaf");
+
         // Remove from the middle and the ends, then all but a few.
         const ed3 = await XfsEditor.open(dev, { directories: dir2Writer, timestamp: 1_700_000_000 });
         const names = [...expected];
@@ -105,19 +110,91 @@ describeWithTools(["mkfs.xfs", "xfs_db", "xfs_repair"], "dir2 writes (short form
           expected.delete(n);
         }
         await ed3.close();
-        await check("block");
+        await check("leaf");
         const ed4 = await XfsEditor.open(dev, { directories: dir2Writer, timestamp: 1_700_000_000 });
         await ed4.writeFile("/d/again", "y");
         expected.add("again");
-        for (const n of [...expected].slice(3)) {
-          await ed4.unlink(`/d/${n}`);
-          expected.delete(n);
-        }
         await ed4.close();
-        await check("shortform");
+        await check("leaf");
         const ed5 = await XfsEditor.open(dev, { directories: dir2Writer });
         for (const n of expected) expect((await ed5.readFile(`/d/${n}`)).length).toBeGreaterThan(0);
         await ed5.close();
+      } finally {
+        await dev.close();
+      }
+    });
+  }
+});
+
+describeWithTools(["mkfs.xfs", "xfs_db", "xfs_repair"], "dir2 writes (leaf and node)", () => {
+  for (const [name, args] of SETS) {
+    it(`${name}: names added to and removed from leaf and node directories made by mkfs`, async () => {
+      const dir = await imageDir();
+      const img = join(dir, `${name}.img`);
+      const many = (n: number, prefix: string) => {
+        const e: Record<string, { type: "dir"; entries: Record<string, never> }> = {};
+        for (let i = 0; i < n; i++) e[`${prefix}${i}`] = { type: "dir", entries: {} };
+        return e;
+      };
+      await mkfsXfs(img, {
+        size: 96 << 20,
+        args,
+        proto: {
+          type: "dir",
+          entries: {
+            leaf: { type: "dir", entries: many(300, "leaf-form-entry-") },
+            node: { type: "dir", entries: many(2000, "node-form-directory-entry-") },
+          },
+        },
+      });
+      const dev = await FileDevice.open(img);
+      try {
+        const ed = await XfsEditor.open(dev, { directories: dir2Writer, timestamp: 1_700_000_000 });
+        const forms: string[] = [];
+        for (const d of ["leaf", "node"])
+          forms.push(await ed.fs.dirForm(await ed.fs.readInode((await ed.fs.stat(`/${d}`)).ino)));
+        expect(forms).toEqual(["leaf", "node"]);
+        const expected = new Map<string, Set<string>>();
+        for (const d of ["leaf", "node"]) expected.set(d, new Set(await ed.fs.readdir(`/${d}`)));
+        // Directory blocks in the leaf section (leaf1/leafn and dabtree nodes).
+        const leafBlocks = async (d: string) => {
+          const g = ed.fs.geometry;
+          const lo = 2 ** 35 / g.blockSize;
+          const exts = await ed.fs.forkExtents(await ed.fs.readInode((await ed.fs.stat(`/${d}`)).ino));
+          return exts
+            .filter((e) => e.startoff >= lo && e.startoff < 2 * lo)
+            .reduce((n, e) => n + e.blockcount / g.dirBlockFsbs, 0);
+        };
+        const before = [await leafBlocks("leaf"), await leafBlocks("node")];
+        for (let i = 0; i < 600; i++) {
+          for (const d of ["leaf", "node"]) {
+            const n = `added-${d}-${i}-${"z".repeat(i % 40)}`;
+            await ed.writeFile(`/${d}/${n}`, `${i}`);
+            expected.get(d)?.add(n);
+          }
+        }
+        for (const d of ["leaf", "node"]) {
+          for (const n of [...(expected.get(d) ?? [])].filter((_, k) => k % 13 === 5)) {
+            if (n.startsWith("added-")) await ed.unlink(`/${d}/${n}`);
+            else continue;
+            expected.get(d)?.delete(n);
+          }
+        }
+        // leaf1 → node (free index, leafn), then the root leafn split under a dabtree root; the
+        // node directory's leafn blocks split too.
+        expect(await ed.fs.dirForm(await ed.fs.readInode((await ed.fs.stat("/leaf")).ino))).toBe("node");
+        expect(await leafBlocks("leaf")).toBeGreaterThanOrEqual(before[0] + 2);
+        expect(await leafBlocks("node")).toBeGreaterThan(before[1]);
+        await ed.close();
+        await dev.flush();
+        const r = await xfsRepairCheck(img);
+        expect(r.clean, r.output).toBe(true);
+        for (const d of ["leaf", "node"]) {
+          const want = [...(expected.get(d) ?? [])].sort();
+          expect(await dbNames(img, `/${d}`)).toEqual(want);
+          const k = await kernelNames(img, dir, d);
+          if (k) expect(k).toEqual(want);
+        }
       } finally {
         await dev.close();
       }
