@@ -205,7 +205,9 @@ export function decodeAgf(geo: SpaceGeometry, buf: MetaBuf, agno: number): Agf {
   if (be32(b, 0) !== AGF_MAGIC) throw new XfsFormatError(`bad magic 0x${be32(b, 0).toString(16)}`, where);
   if (be32(b, 4) !== 1) throw new XfsFormatError(`version ${be32(b, 4)}`, where);
   if (geo.crc) {
-    verifyCrc(b, AGF_LAYOUT.crcOffset, where);
+    // A buffer changed in memory has its CRC stamped at commit; it was checked when first read.
+    if (!buf.checked && !buf.dirty) verifyCrc(b, AGF_LAYOUT.crcOffset, where);
+    buf.checked = true;
     checkUuid(geo, b, 64, "AGF", agno, buf.offset);
   }
   const agf: Agf = {
@@ -253,6 +255,7 @@ export function decodeAgf(geo: SpaceGeometry, buf: MetaBuf, agno: number): Agf {
 }
 
 export function encodeAgf(geo: SpaceGeometry, bufs: BufCache, buf: MetaBuf, agf: Agf): void {
+  bufs.willChange(buf);
   const b = buf.data;
   setBe32(b, 8, agf.seqno);
   setBe32(b, 12, agf.length);
@@ -302,7 +305,8 @@ export function decodeAgi(geo: SpaceGeometry, buf: MetaBuf, agno: number): Agi {
   if (be32(b, 0) !== AGI_MAGIC) throw new XfsFormatError(`bad magic 0x${be32(b, 0).toString(16)}`, where);
   if (be32(b, 4) !== 1) throw new XfsFormatError(`version ${be32(b, 4)}`, where);
   if (geo.crc) {
-    verifyCrc(b, AGI_LAYOUT.crcOffset, where);
+    if (!buf.checked && !buf.dirty) verifyCrc(b, AGI_LAYOUT.crcOffset, where);
+    buf.checked = true;
     checkUuid(geo, b, 296, "AGI", agno, buf.offset);
   }
   const agi: Agi = {
@@ -337,6 +341,7 @@ export function decodeAgi(geo: SpaceGeometry, buf: MetaBuf, agno: number): Agi {
 }
 
 export function encodeAgi(geo: SpaceGeometry, bufs: BufCache, buf: MetaBuf, agi: Agi): void {
+  bufs.willChange(buf);
   const b = buf.data;
   setBe32(b, 8, agi.seqno);
   setBe32(b, 12, agi.length);
@@ -365,7 +370,8 @@ export async function readAgflBuf(geo: SpaceGeometry, bufs: BufCache, agno: numb
     if (be32(buf.data, 0) !== AGFL_MAGIC)
       throw new XfsFormatError(`bad magic 0x${be32(buf.data, 0).toString(16)}`, where);
     if (be32(buf.data, 4) !== agno) throw new XfsFormatError(`seqno ${be32(buf.data, 4)}`, where);
-    verifyCrc(buf.data, AGFL_LAYOUT.crcOffset, where);
+    if (!buf.checked && !buf.dirty) verifyCrc(buf.data, AGFL_LAYOUT.crcOffset, where);
+    buf.checked = true;
     checkUuid(geo, buf.data, 8, "AGFL", agno, buf.offset);
   }
   return buf;
@@ -408,6 +414,7 @@ export function agflPush(geo: SpaceGeometry, bufs: BufCache, agfl: MetaBuf, agf:
   const size = agflSize(geo);
   if (agf.flcount >= size)
     throw new XfsFormatError("free list is full", { structure: "AGFL", agno: agf.seqno, file: geo.file });
+  bufs.willChange(agfl);
   agf.fllast = (agf.fllast + 1) % size;
   agf.flcount++;
   setBe32(agfl.data, agflSlot(geo, agf.fllast), bno);

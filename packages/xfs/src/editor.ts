@@ -16,7 +16,7 @@ import type { BlockDevice } from "@imgpatch/disk";
 import { ReadOnlyError } from "@imgpatch/disk";
 import { spaceGeometry } from "./ag.js";
 import { Allocator, type SpaceContext } from "./alloc.js";
-import { BufCache } from "./buf.js";
+import { BufCache, CacheView } from "./buf.js";
 import { setBe32 } from "./bytes.js";
 import { dir2Writer } from "./dir2-write.js";
 import { XfsFsError, XfsUnsupportedError } from "./errors.js";
@@ -32,6 +32,8 @@ import { writeSymlinkTarget } from "./symlink.js";
 const S_IFREG = 0o100000;
 const S_IFDIR = 0o040000;
 const S_IFLNK = 0o120000;
+/** Changed metadata buffers kept in memory before they are written (about 8 MiB of 4 KiB blocks). */
+const PENDING_BUFFERS = 2048;
 
 /** What the editor needs from the directory code to add or remove a name. */
 export interface DirectoryWriter {
@@ -75,13 +77,18 @@ function splitPath(path: string): { parent: string; name: string } {
 
 export class XfsEditor {
   private closed = false;
+  private deltaAtStart = { fdblocks: 0, icount: 0, ifree: 0 };
 
   private constructor(
+    /**
+     * The filesystem as the editor sees it: the device with the changes not yet written laid
+     * over it (read-only; writes go through `ctx.bufs`).
+     */
     readonly device: BlockDevice,
     readonly fs: XfsFs,
     readonly ctx: SpaceContext,
-    readonly alloc: Allocator,
-    readonly inodes: InodeAllocator,
+    public alloc: Allocator,
+    public inodes: InodeAllocator,
     private readonly options: XfsEditorOptions,
   ) {}
 
@@ -111,8 +118,11 @@ export class XfsEditor {
       bufs: new BufCache(device, { crc: geo.crc, lsn: log.lastLsn }),
       delta: { fdblocks: 0, icount: 0, ifree: 0 },
     };
+    // The reader the editor resolves paths with reads through the buffer cache.
+    const cacheView = new CacheView(ctx.bufs);
+    const view = await XfsFs.open(cacheView, options);
     const alloc = new Allocator(ctx);
-    return new XfsEditor(device, fs, ctx, alloc, new InodeAllocator(alloc), options);
+    return new XfsEditor(cacheView, view, ctx, alloc, new InodeAllocator(alloc), options);
   }
 
   /** The time the editor stamps. */
@@ -124,8 +134,43 @@ export class XfsEditor {
     return toTimestamp(new Date());
   }
 
+  /**
+   * Every public call starts here and ends in `finish()`. A call that threw never reached
+   * `finish()`, so an open transaction here belongs to it: everything it changed is put back (the
+   * buffers, the counter deltas and the space engine's decoded AG state), and the image is as it
+   * was before that call.
+   */
   private check(): void {
     if (this.closed) throw new Error("XfsEditor is closed");
+    if (this.ctx.bufs.inTransaction) this.rollback();
+    this.ctx.bufs.begin();
+    this.deltaAtStart = { ...this.ctx.delta };
+  }
+
+  /** Reads first undo a call that failed half way (see check). */
+  private settle(): void {
+    if (this.ctx.bufs.inTransaction) this.rollback();
+  }
+
+  /** After a nested public call (which ended the transaction), open a new one for the rest. */
+  private restart(): void {
+    this.ctx.bufs.begin();
+    this.deltaAtStart = { ...this.ctx.delta };
+  }
+
+  private rollback(): void {
+    this.ctx.bufs.rollback();
+    Object.assign(this.ctx.delta, this.deltaAtStart);
+    this.alloc = new Allocator(this.ctx);
+    this.inodes = new InodeAllocator(this.alloc);
+    this.fs.clearCaches();
+  }
+
+  /** A call succeeded: keep its changes; write them out once enough are pending. */
+  private async finish(): Promise<void> {
+    this.ctx.bufs.end();
+    this.fs.clearCaches();
+    if (this.ctx.bufs.dirtyCount >= PENDING_BUFFERS) await this.commit();
   }
 
   /** Write every change made so far and let the reader see it. */
@@ -146,7 +191,7 @@ export class XfsEditor {
     inode.ctime = this.now();
     if (inode.version >= 3) inode.changecount++;
     await storeInode(this.ctx, inode);
-    await this.commit();
+    await this.finish();
   }
 
   async chmod(path: string, mode: number): Promise<void> {
@@ -198,7 +243,7 @@ export class XfsEditor {
     inode.ctime = { ...t };
     if (inode.version >= 3) inode.changecount++;
     await storeInode(this.ctx, inode);
-    await this.commit();
+    await this.finish();
   }
 
   /** Cut or extend (with zeros, as a hole) a regular file to `len` bytes. */
@@ -218,7 +263,7 @@ export class XfsEditor {
     inode.mtime = t;
     inode.ctime = { ...t };
     await storeInode(this.ctx, inode);
-    await this.commit();
+    await this.finish();
   }
 
   /** Remove a file name; the inode goes when its last link does. */
@@ -242,7 +287,7 @@ export class XfsEditor {
       inode.ctime = { ...t };
       await storeInode(this.ctx, inode);
     }
-    await this.commit();
+    await this.finish();
   }
 
   private requireDirectories(_path: string): DirectoryWriter {
@@ -288,7 +333,10 @@ export class XfsEditor {
     }
     const { parent } = splitPath(path);
     let first: string | undefined;
-    if (options.recursive && !(await this.fs.exists(parent))) first = await this.mkdir(parent, options);
+    if (options.recursive && !(await this.fs.exists(parent))) {
+      first = await this.mkdir(parent, options);
+      this.restart();
+    }
     const dirs = this.requireDirectories(path);
     const { pdir, name } = await this.parentOf(path);
     const mode = S_IFDIR | ((options.mode ?? 0o755) & 0o7777);
@@ -307,7 +355,7 @@ export class XfsEditor {
     pdir.nlink++;
     this.touch(pdir, t);
     await storeInode(this.ctx, pdir);
-    await this.commit();
+    await this.finish();
     return first ?? path;
   }
 
@@ -327,7 +375,7 @@ export class XfsEditor {
     await storeInode(this.ctx, pdir);
     await releaseData(this.ctx, this.alloc, inode);
     await releaseInode(this.ctx, this.inodes, inode);
-    await this.commit();
+    await this.finish();
   }
 
   /** Create a symbolic link at `path` pointing to `target`. */
@@ -350,7 +398,7 @@ export class XfsEditor {
     await this.requireDirectories(path).addEntry(this, pdir, name, inode.ino, mode);
     this.touch(pdir, this.now());
     await storeInode(this.ctx, pdir);
-    await this.commit();
+    await this.finish();
   }
 
   /** A second name for a file (not a directory). */
@@ -368,7 +416,7 @@ export class XfsEditor {
     inode.nlink++;
     inode.ctime = { ...t };
     await storeInode(this.ctx, inode);
-    await this.commit();
+    await this.finish();
   }
 
   /**
@@ -399,6 +447,7 @@ export class XfsEditor {
       if ((victim.mode & S_IFMT) === S_IFDIR || isDir)
         throw new XfsFsError("EISDIR", "cannot replace a directory", newPath);
       await this.unlink(newPath);
+      this.restart();
       inode = await this.inodeOf(oldPath, false);
     }
     // Parents are read after any unlink above, so no stale copy is written back.
@@ -419,7 +468,7 @@ export class XfsEditor {
     }
     inode.ctime = { ...t };
     await storeInode(this.ctx, inode);
-    await this.commit();
+    await this.finish();
   }
 
   /** Create a device node, FIFO or socket (device number in the data fork, "dev" format). */
@@ -455,7 +504,7 @@ export class XfsEditor {
     await this.requireDirectories(path).addEntry(this, pdir, name, inode.ino, full);
     this.touch(pdir, t);
     await storeInode(this.ctx, pdir);
-    await this.commit();
+    await this.finish();
   }
 
   /** Remove a file, or with `recursive` a whole tree; `force` ignores a missing path. */
@@ -500,29 +549,36 @@ export class XfsEditor {
   // ---- reading (through the reader, which sees every committed change) -------------------------
 
   stat(path: string): Promise<XfsStats> {
+    this.settle();
     return this.fs.stat(path);
   }
   lstat(path: string): Promise<XfsStats> {
+    this.settle();
     return this.fs.lstat(path);
   }
   readFile(path: string): Promise<Buffer> {
+    this.settle();
     return this.fs.readFile(path);
   }
   readdir(path: string): Promise<string[]> {
+    this.settle();
     return this.fs.readdir(path);
   }
   readlink(path: string): Promise<string> {
+    this.settle();
     return this.fs.readlink(path);
   }
   exists(path: string): Promise<boolean> {
+    this.settle();
     return this.fs.exists(path);
   }
 
   /** Write everything and flush the device (when durable). */
   async sync(): Promise<void> {
     this.check();
+    this.ctx.bufs.end();
     await this.commit();
-    if (this.options.durable !== false) await this.device.flush();
+    if (this.options.durable !== false) await this.ctx.bufs.dev.flush();
   }
 
   /** sync(); the device stays open (the caller owns it). */

@@ -47,6 +47,7 @@ describeWithTools(
           await ed.chmod("/f0", 0o4755);
           await ed.chown("/f0", 1234, 5678);
           await ed.utimes("/f0", 1_600_000_000, 1_500_000_000);
+          await ed.sync();
           let c = fsCheck(path);
           expect(c.output).toBe("");
           expect(c.clean).toBe(true);
@@ -86,6 +87,7 @@ describeWithTools(
           await ed.truncate("/f1", 10);
           await ed.truncate("/f2", 0);
           await ed.truncate("/f0", 3 * bs);
+          await ed.sync();
           c = fsCheck(path);
           expect(c.output).toBe("");
           expect(c.clean).toBe(true);
@@ -127,16 +129,23 @@ describeWithTools(
       try {
         const before = pattern(40_000, 11);
         await ed.writeFile("/f0", before);
+        await ed.sync();
         const free = Number(dbFields(xfsDb(path, ["sb 0", "print fdblocks"])).get("fdblocks"));
         const tooBig = new Uint8Array((free + 10) * 1024).fill(1);
         await expect(ed.writeFile("/f0", tooBig)).rejects.toMatchObject({ code: "ENOSPC" });
         expect(Buffer.from(await ed.readFile("/f0")).equals(Buffer.from(before))).toBe(true);
+        // A new file that cannot be written leaves no inode and no name behind (the call rolls back).
+        await expect(ed.writeFile("/brand-new", tooBig)).rejects.toMatchObject({ code: "ENOSPC" });
+        expect(await ed.exists("/brand-new")).toBe(false);
+        await ed.sync();
         const c = fsCheck(path);
         expect(c.output).toBe("");
         expect(Number(dbFields(xfsDb(path, ["sb 0", "print fdblocks"])).get("fdblocks"))).toBe(free);
+        expect(xfsDb(path, ["path /", "ls"])).not.toContain("brand-new");
         // Nearly all of the space still fits (in both AGs), replacing the old content.
         const most = new Uint8Array((free - 200) * 1024).fill(2);
         await ed.writeFile("/f1", most);
+        await ed.sync();
         expect(fsCheck(path).clean).toBe(true);
       } finally {
         await ed.close();
