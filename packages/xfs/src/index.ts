@@ -10,6 +10,7 @@ export * from "./attr.js";
 export * from "./attr-leaf.js";
 export * from "./attr-remote.js";
 export * from "./attr-sf.js";
+export * from "./attr-write.js";
 export * from "./bmap.js";
 export * from "./btree.js";
 export * from "./btree-alloc.js";
