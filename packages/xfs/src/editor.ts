@@ -61,6 +61,28 @@ export interface XfsWriteFileOptions {
   sparse?: boolean;
   /** "w" (default) creates or replaces; "wx" fails with EEXIST. */
   flag?: "w" | "wx";
+  mtime?: Date | number;
+  atime?: Date | number;
+}
+
+async function gather(
+  data: string | Uint8Array | AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+): Promise<Uint8Array> {
+  if (typeof data === "string") return new TextEncoder().encode(data);
+  if (data instanceof Uint8Array) return data;
+  const parts: Uint8Array[] = [];
+  let n = 0;
+  for await (const chunk of data as AsyncIterable<Uint8Array>) {
+    parts.push(chunk);
+    n += chunk.length;
+  }
+  const out = new Uint8Array(n);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
 }
 
 function toTimestamp(t: Date | number): XfsTimestamp {
@@ -217,9 +239,14 @@ export class XfsEditor {
   }
 
   /** Replace a regular file's content, or create the file (needs the directory writers). */
-  async writeFile(path: string, data: Uint8Array | string, options: XfsWriteFileOptions = {}): Promise<void> {
+  async writeFile(
+    path: string,
+    data: string | Uint8Array | AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+    options: XfsWriteFileOptions = {},
+  ): Promise<void> {
+    // A streamed source is gathered first: if it throws, nothing has changed yet.
+    const bytes = await gather(data);
     this.check();
-    const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
     let inode: XfsInode | undefined;
     if (await this.fs.exists(path)) {
       if (options.flag === "wx") throw new XfsFsError("EEXIST", "file already exists", path);
@@ -239,7 +266,8 @@ export class XfsEditor {
     if (options.mode !== undefined) inode.mode = (inode.mode & S_IFMT) | (options.mode & 0o7777);
     if (options.uid !== undefined) inode.uid = options.uid;
     if (options.gid !== undefined) inode.gid = options.gid;
-    inode.mtime = t;
+    inode.mtime = options.mtime !== undefined ? toTimestamp(options.mtime) : t;
+    if (options.atime !== undefined) inode.atime = toTimestamp(options.atime);
     inode.ctime = { ...t };
     if (inode.version >= 3) inode.changecount++;
     await storeInode(this.ctx, inode);
@@ -571,6 +599,22 @@ export class XfsEditor {
   exists(path: string): Promise<boolean> {
     this.settle();
     return this.fs.exists(path);
+  }
+  listxattr(path: string): Promise<string[]> {
+    this.settle();
+    return this.fs.listxattr(path);
+  }
+  llistxattr(path: string): Promise<string[]> {
+    this.settle();
+    return this.fs.llistxattr(path);
+  }
+  getxattr(path: string, name: string): Promise<Buffer> {
+    this.settle();
+    return this.fs.getxattr(path, name);
+  }
+  lgetxattr(path: string, name: string): Promise<Buffer> {
+    this.settle();
+    return this.fs.lgetxattr(path, name);
   }
 
   /** Write everything and flush the device (when durable). */

@@ -247,12 +247,17 @@ export async function writeData(
       ) {
         last.blockcount += r.ext.len;
       } else extents.push({ startoff: off, startblock: fsb, blockcount: r.ext.len, unwritten: false });
-      // The bytes: whole blocks, the last one padded with zeros.
+      // The bytes: whole blocks straight from the caller's buffer, a short last one padded.
       const byteStart = off * bs;
       const byteEnd = (off + r.ext.len) * bs;
-      const chunk = new Uint8Array(byteEnd - byteStart);
-      chunk.set(data.subarray(byteStart, Math.min(byteEnd, data.length)));
-      await ctx.bufs.dev.write((r.agno * geo.agBlocks + r.ext.agbno) * bs, chunk);
+      const at = (r.agno * geo.agBlocks + r.ext.agbno) * bs;
+      const whole = Math.min(byteEnd, Math.floor(data.length / bs) * bs);
+      if (whole > byteStart) await ctx.bufs.dev.write(at, data.subarray(byteStart, whole));
+      if (whole < byteEnd) {
+        const tail = new Uint8Array(byteEnd - Math.max(whole, byteStart));
+        tail.set(data.subarray(Math.max(whole, byteStart), Math.min(byteEnd, data.length)));
+        await ctx.bufs.dev.write(at + Math.max(whole, byteStart) - byteStart, tail);
+      }
       off += r.ext.len;
     }
   }

@@ -121,6 +121,42 @@ describeWithTools(
       expect(fsCheck(path).clean).toBe(true);
     });
 
+    it("writeFile takes streamed sources and explicit times; a source that throws changes nothing", async () => {
+      const dir = await tempDir("xfs-edit-stream-");
+      const path = mkfsImage(dir, "s.img", [], 64, 1);
+      const dev = await FileDevice.open(path, { readOnly: false });
+      const ed = await XfsEditor.open(dev, { timestamp: 1_700_000_000 });
+      try {
+        async function* chunks(): AsyncGenerator<Uint8Array> {
+          for (let i = 0; i < 10; i++) yield pattern(10_000 + i, i + 1);
+        }
+        await ed.writeFile("/streamed", chunks(), {
+          mtime: new Date(1_234_567_890_000),
+          atime: 1_000_000_000,
+        });
+        await ed.writeFile("/synced", [new Uint8Array([1, 2]), new Uint8Array([3])]);
+        async function* broken(): AsyncGenerator<Uint8Array> {
+          yield new Uint8Array(5);
+          throw new Error("source failed");
+        }
+        await expect(ed.writeFile("/f0", broken())).rejects.toThrow("source failed");
+        const expected = Buffer.concat(
+          Array.from({ length: 10 }, (_, i) => Buffer.from(pattern(10_000 + i, i + 1))),
+        );
+        expect(Buffer.from(await ed.readFile("/streamed")).equals(expected)).toBe(true);
+        expect([...(await ed.readFile("/synced"))]).toEqual([1, 2, 3]);
+        const st = await ed.stat("/streamed");
+        expect([st.mtimeMs, st.atimeMs]).toEqual([1_234_567_890_000, 1_000_000_000_000]);
+        expect((await ed.stat("/f0")).size).toBe(0);
+      } finally {
+        await ed.close();
+        await dev.close();
+      }
+      const c = fsCheck(path);
+      expect(c.output).toBe("");
+      expect(c.clean).toBe(true);
+    });
+
     it("ENOSPC leaves the file as it was and leaks nothing (all or nothing)", async () => {
       const dir = await tempDir("xfs-edit-enospc-");
       const path = mkfsImage(dir, "n.img", [...FEATURE_SETS["v5-1k"], "-d", "agcount=2"], 32, 2);
