@@ -25,6 +25,7 @@ import { XfsFs, type XfsOpenOptions } from "./fs.js";
 import { InodeAllocator } from "./ialloc.js";
 import { encodeRdev, FMT_DEV, S_IFMT, type XfsInode, type XfsTimestamp } from "./inode.js";
 import { createInode, initShortformDir, loadInode, releaseInode, storeInode } from "./inode-create.js";
+import { setDotDot } from "./rename.js";
 import { checkFeatures } from "./sb.js";
 import type { XfsStats } from "./stats.js";
 import { writeSymlinkTarget } from "./symlink.js";
@@ -448,25 +449,20 @@ export class XfsEditor {
   }
 
   /**
-   * Rename a file, symlink or directory. A name already at `newPath` is replaced when it is not a
-   * directory; moving a directory to another parent is refused for now (its ".." would change).
+   * Rename a file, symlink or directory (a directory moving to another parent gets its ".." and
+   * both parents' link counts updated). A name already at `newPath` is replaced when it is not a
+   * directory.
    */
   async rename(oldPath: string, newPath: string): Promise<void> {
     this.check();
     let inode = await this.inodeOf(oldPath, false);
     const isDir = (inode.mode & S_IFMT) === S_IFDIR;
-    const samePlace = splitPath(oldPath).parent === splitPath(newPath).parent;
-    if (isDir && !samePlace) {
-      const a = await this.fs.stat(splitPath(oldPath).parent);
-      const b = await this.fs.stat(splitPath(newPath).parent);
-      if (a.ino !== b.ino) {
-        throw new XfsUnsupportedError(
-          "rename-directory",
-          "moving a directory to another parent is not supported yet",
-          {
-            file: oldPath,
-          },
-        );
+    if (isDir) {
+      // A directory cannot move below itself.
+      const src = await this.fs.realpath(oldPath);
+      const dst = await this.fs.realpath(splitPath(newPath).parent);
+      if (dst === src || dst.startsWith(`${src}/`)) {
+        throw new XfsFsError("EINVAL", "cannot move a directory into itself", newPath);
       }
     }
     if (await this.fs.exists(newPath).catch(() => false)) {
@@ -487,6 +483,12 @@ export class XfsEditor {
     const fromDir = from.pdir.ino === to.pdir.ino ? toDir : await loadInode(this.ctx, from.pdir.ino);
     await dirs.addEntry(this, toDir, to.name, inode.ino, inode.mode);
     await dirs.removeEntry(this, fromDir, from.name);
+    if (isDir && fromDir !== toDir) {
+      // Its ".." names the new parent, whose link count it now adds to.
+      await setDotDot(this.ctx, this.alloc, inode, toDir.ino, this.fs.geometry.dirBlockSize);
+      fromDir.nlink--;
+      toDir.nlink++;
+    }
     const t = this.now();
     this.touch(toDir, t);
     await storeInode(this.ctx, toDir);

@@ -38,6 +38,7 @@ export * from "./inode.js";
 export * from "./inode-create.js";
 export * from "./log.js";
 export * from "./refcount.js";
+export * from "./rename.js";
 export * from "./rmap.js";
 export * from "./sb.js";
 export * from "./stats.js";

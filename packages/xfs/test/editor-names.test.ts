@@ -42,6 +42,14 @@ describeWithTools(XFS_TOOLS, "XfsEditor: names (xfs_repair -n, kernel)", () => {
         for (let i = 0; i < 60; i += 3) await ed.unlink(`/d/many-${i}`);
         await ed.mkdir("/gone");
         await ed.rmdir("/gone");
+        // Directories moving to another parent: short form, and a block directory.
+        await ed.mkdir("/m1");
+        await ed.writeFile("/m1/inside", "1");
+        await ed.mkdir("/m2");
+        for (let i = 0; i < 40; i++) await ed.writeFile(`/m2/entry-with-a-long-name-${i}`, "");
+        await ed.rename("/m1", "/d/m1");
+        await ed.rename("/m2", "/a/b/m2");
+        await expect(ed.rename("/a", "/a/b/m2/a")).rejects.toMatchObject({ code: "EINVAL" });
         await expect(ed.rmdir("/d")).rejects.toMatchObject({ code: "ENOTEMPTY" });
         expect(await ed.readlink("/a/long")).toBe(LONG_TARGET);
         expect((await ed.stat("/d/renamed")).nlink).toBe(2);
@@ -58,7 +66,11 @@ describeWithTools(XFS_TOOLS, "XfsEditor: names (xfs_repair -n, kernel)", () => {
         mkdirSync(mnt);
         await withLoopMount(path, mnt, {}, async (m) => {
           expect(readdirSync(m).sort()).toEqual(["a", "d", "f0"]);
-          expect(readdirSync(join(m, "a/b")).sort()).toEqual(["c2", "moved"]);
+          expect(readdirSync(join(m, "a/b")).sort()).toEqual(["c2", "m2", "moved"]);
+          expect(statSync(join(m, "a/b/m2/..")).ino).toBe(statSync(join(m, "a/b")).ino);
+          expect(statSync(join(m, "d/m1/..")).ino).toBe(statSync(join(m, "d")).ino);
+          expect(readdirSync(join(m, "a/b/m2")).length).toBe(40);
+          expect(statSync(join(m, "a/b")).nlink).toBe(4);
           expect(readFileSync(join(m, "a/b/moved"), "utf8")).toBe("hello");
           expect(statSync(join(m, "a/b/moved")).nlink).toBe(2);
           expect(statSync(join(m, "a")).nlink).toBe(3);
