@@ -28,7 +28,7 @@ import { type AllocRec, bnobtOps, cntbtOps } from "./btree-alloc.js";
 import { RMAP_OWN, type RmapKey, type RmapRec, rmapbtOps } from "./btree-rmap.js";
 import { btreeDeleteAt, btreeInsert, btreeUpdateAt } from "./btree-update.js";
 import type { BufCache, MetaBuf } from "./buf.js";
-import { be64, setBe64 } from "./bytes.js";
+import { be16, be64, setBe16, setBe64 } from "./bytes.js";
 import { XfsFormatError, XfsFsError } from "./errors.js";
 import { type OwnerInfo, rmapMap, rmapUnmap } from "./rmap.js";
 
@@ -482,6 +482,20 @@ export async function applySbDelta(ctx: SpaceContext): Promise<void> {
   d.fdblocks = 0;
   d.icount = 0;
   d.ifree = 0;
+}
+
+/**
+ * Set a feature bit in the primary superblock's sb_versionnum (byte 100, u16) if it is not set
+ * yet — the kernel does this for VERSION_ATTRBIT when a filesystem gets its first attribute, even
+ * on v5, and xfs_db check expects it.
+ */
+export async function ensureVersionBit(ctx: SpaceContext, bit: number): Promise<void> {
+  const buf = await ctx.bufs.read(0, ctx.geo.sectorSize, "superblock");
+  const v = be16(buf.data, 100);
+  if ((v & bit) === bit) return;
+  ctx.bufs.willChange(buf);
+  setBe16(buf.data, 100, v | bit);
+  ctx.bufs.dirty(buf, ctx.geo.crc ? { crcOffset: 224, lsnOffset: 240 } : {});
 }
 
 /** The engine's view of all AGs (opened lazily) and the allocation policy across them. */

@@ -15,7 +15,8 @@
 import type { BlockDevice } from "@imgpatch/disk";
 import { ReadOnlyError } from "@imgpatch/disk";
 import { spaceGeometry } from "./ag.js";
-import { Allocator, type SpaceContext } from "./alloc.js";
+import { Allocator, ensureVersionBit, type SpaceContext } from "./alloc.js";
+import { removeXattr, setXattr } from "./attr-write.js";
 import { BufCache, CacheView } from "./buf.js";
 import { setBe32 } from "./bytes.js";
 import { dir2Writer } from "./dir2-write.js";
@@ -26,7 +27,7 @@ import { InodeAllocator } from "./ialloc.js";
 import { encodeRdev, FMT_DEV, S_IFMT, type XfsInode, type XfsTimestamp } from "./inode.js";
 import { createInode, initShortformDir, loadInode, releaseInode, storeInode } from "./inode-create.js";
 import { setDotDot } from "./rename.js";
-import { checkFeatures } from "./sb.js";
+import { checkFeatures, VERSION_ATTRBIT } from "./sb.js";
 import type { XfsStats } from "./stats.js";
 import { writeSymlinkTarget } from "./symlink.js";
 
@@ -497,6 +498,41 @@ export class XfsEditor {
       await storeInode(this.ctx, fromDir);
     }
     inode.ctime = { ...t };
+    await storeInode(this.ctx, inode);
+    await this.finish();
+  }
+
+  /** Set an extended attribute (Linux name, e.g. "security.selinux"; POSIX ACLs converted). */
+  async setxattr(
+    path: string,
+    name: string,
+    value: Uint8Array | string,
+    options: { follow?: boolean } = {},
+  ): Promise<void> {
+    const bytes = typeof value === "string" ? new TextEncoder().encode(value) : value;
+    await this.attrChange(path, options.follow ?? true, async (inode) => {
+      await setXattr(this, inode, name, bytes);
+      await ensureVersionBit(this.ctx, VERSION_ATTRBIT);
+    });
+  }
+  async lsetxattr(path: string, name: string, value: Uint8Array | string): Promise<void> {
+    await this.setxattr(path, name, value, { follow: false });
+  }
+  /** Remove an extended attribute (ENODATA when absent). */
+  async removexattr(path: string, name: string, options: { follow?: boolean } = {}): Promise<void> {
+    await this.attrChange(path, options.follow ?? true, (inode) => removeXattr(this, inode, name));
+  }
+
+  private async attrChange(
+    path: string,
+    follow: boolean,
+    fn: (inode: XfsInode) => Promise<void>,
+  ): Promise<void> {
+    this.check();
+    const inode = await this.inodeOf(path, follow);
+    await fn(inode);
+    inode.ctime = this.now();
+    if (inode.version >= 3) inode.changecount++;
     await storeInode(this.ctx, inode);
     await this.finish();
   }

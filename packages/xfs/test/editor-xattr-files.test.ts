@@ -7,7 +7,7 @@ import { execFileSync } from "node:child_process";
 import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { FileDevice } from "@imgpatch/disk";
-import { describeAsRoot, tempDir, withLoopMount } from "@imgpatch/testkit";
+import { describeAsRoot, describeWithTools, isRoot, tempDir, withLoopMount } from "@imgpatch/testkit";
 import { expect, it } from "vitest";
 import { XfsEditor } from "../src/editor.js";
 import { dbFields, FEATURE_SETS, fsCheck, mkfsImage, xfsDb } from "./space-helpers.js";
@@ -70,6 +70,59 @@ describeAsRoot(
           expect(readFileSync(join(m, "f2"), "utf8")).toBe("ori");
           expect(Buffer.from(readFileSync(join(m, "f3"))).equals(Buffer.from(holey))).toBe(true);
         });
+      });
+    }
+  },
+);
+
+describeWithTools(
+  ["mkfs.xfs", "xfs_repair", "xfs_db"],
+  "XfsEditor: setxattr/removexattr (R's attr-write)",
+  () => {
+    for (const name of ["v5", "v4"]) {
+      it(`${name}: labels on new files, a leaf-sized attribute, removal; data forks keep working`, async () => {
+        const dir = await tempDir("xfs-setxattr-");
+        const path = mkfsImage(dir, "a.img", FEATURE_SETS[name], 64);
+        const dev = await FileDevice.open(path, { readOnly: false });
+        const ed = await XfsEditor.open(dev, { timestamp: 1_700_000_000 });
+        const bs = ed.ctx.geo.blockSize;
+        try {
+          await ed.mkdir("/etc");
+          for (let i = 0; i < 5; i++) {
+            await ed.writeFile(`/etc/f${i}`, new Uint8Array((i + 1) * bs).fill(i));
+            await ed.setxattr(`/etc/f${i}`, "security.selinux", `${LABEL}\0`);
+          }
+          await ed.setxattr("/etc", "security.selinux", `${LABEL}\0`);
+          await ed.setxattr("/etc/f1", "user.big", "b".repeat(400));
+          await ed.removexattr("/etc/f2", "security.selinux");
+          await expect(ed.removexattr("/etc/f2", "security.selinux")).rejects.toMatchObject({
+            code: "ENODATA",
+          });
+          // Content written after the attribute fork exists (smaller data fork, bmbt of holes).
+          const holey = new Uint8Array(80 * bs);
+          for (let b = 0; b < 80; b += 2) holey[b * bs] = 9;
+          await ed.writeFile("/etc/f0", holey, { sparse: true });
+          expect(new TextDecoder().decode(await ed.getxattr("/etc/f0", "security.selinux"))).toBe(
+            `${LABEL}\0`,
+          );
+          expect(Buffer.from(await ed.readFile("/etc/f0")).equals(Buffer.from(holey))).toBe(true);
+          expect(await ed.listxattr("/etc/f2")).toEqual([]);
+        } finally {
+          await ed.close();
+          await dev.close();
+        }
+        const c = fsCheck(path);
+        expect(c.output).toBe("");
+        expect(c.clean).toBe(true);
+        if (isRoot() && name === "v5") {
+          const mnt = join(dir, "mnt");
+          mkdirSync(mnt);
+          await withLoopMount(path, mnt, {}, async (m) => {
+            expect(getfattr(join(m, "etc/f3"), "security.selinux")).toBe(`${LABEL}\0`);
+            expect(getfattr(join(m, "etc/f1"), "user.big")).toBe("b".repeat(400));
+            expect(readFileSync(join(m, "etc/f4")).length).toBe(5 * bs);
+          });
+        }
       });
     }
   },
