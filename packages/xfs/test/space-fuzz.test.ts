@@ -94,25 +94,43 @@ describeWithTools(XFS_TOOLS, "space engine on damaged images (typed errors only)
           if (fixCrc && t.crc) stampCrc(img.subarray(t.offset, t.offset + t.crc.span), t.crc.at);
         }
         const dev = new MemoryDevice(img, {}, "fuzz.img");
-        try {
-          const ed = await XfsEditor.open(dev, { timestamp: 2 });
-          const bs = ed.ctx.geo.blockSize;
-          await ed.writeFile("/f2", new Uint8Array(50 * bs).fill(9));
-          await ed.writeFile("/f0", "short");
-          await ed.truncate("/f1", 5 * bs);
+        // Each step runs even when an earlier one failed (the editor undoes a failed call first).
+        const typed = async (step: () => Promise<unknown>): Promise<void> => {
+          try {
+            await step();
+            successes++;
+          } catch (e) {
+            if (!(e instanceof ImgpatchError)) throw e;
+            failures++;
+          }
+        };
+        let ed: XfsEditor | undefined;
+        await typed(async () => {
+          ed = await XfsEditor.open(dev, { timestamp: 2 });
+        });
+        if (ed) {
+          const e = ed;
+          const bs = e.ctx.geo.blockSize;
           const holey = new Uint8Array(80 * bs);
           for (let b = 0; b < 80; b += 2) holey[b * bs] = 1;
-          await ed.writeFile("/f1", holey, { sparse: true });
-          await ed.chmod("/f2", 0o600);
-          await ed.close();
-          successes++;
-        } catch (e) {
-          if (!(e instanceof ImgpatchError)) throw e;
-          failures++;
+          await typed(() => e.writeFile("/f2", new Uint8Array(50 * bs).fill(9)));
+          await typed(() => e.writeFile("/f0", "short"));
+          await typed(() => e.truncate("/f1", 5 * bs));
+          await typed(() => e.writeFile("/f1", holey, { sparse: true }));
+          await typed(() => e.chmod("/f2", 0o600));
+          await typed(() => e.mkdir("/n/m", { recursive: true }));
+          await typed(() => e.writeFile("/n/m/a", "a"));
+          await typed(() => e.symlink("/n/m/a", "/n/link"));
+          await typed(() => e.setxattr("/f2", "security.selinux", "system_u:object_r:etc_t:s0\0"));
+          await typed(() => e.rename("/n/m/a", "/n/b"));
+          await typed(() => e.rename("/n/m", "/moved"));
+          await typed(() => e.unlink("/f0"));
+          await typed(() => e.rm("/n", { recursive: true }));
+          await typed(() => e.close());
         }
         expect(dev.size).toBe(base.image.length);
       }),
-      { numRuns: Number(process.env.XFS_FUZZ_RUNS ?? 150) },
+      { numRuns: Number(process.env.XFS_FUZZ_RUNS ?? 100) },
     );
     // The script must have run both ways: not every mutation is fatal, not every one harmless.
     expect(successes).toBeGreaterThan(0);
