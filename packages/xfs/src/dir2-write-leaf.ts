@@ -17,7 +17,7 @@
 import { readForkExtents } from "./bmap.js";
 import { NULL_PTR } from "./btree.js";
 import { type BmbtRec, writeBmdr } from "./btree-bmap.js";
-import { btreeInsert } from "./btree-update.js";
+import { btreeDeleteAt, btreeInsert, btreeUpdateAt } from "./btree-update.js";
 import type { MetaBuf } from "./buf.js";
 import { be16, be32, setBe16, setBe32, setBe64 } from "./bytes.js";
 import { DA_NODE_MAGIC, DA3_NODE_MAGIC, decodeDaNode } from "./da-btree.js";
@@ -110,28 +110,7 @@ async function addMapping(ed: XfsEditor, dir: XfsInode, exts: XfsExtent[], ext: 
       exts.splice(0, exts.length, ...merged);
       return;
     }
-    // extents → btree: an empty leaf under a level-1 root in the inode, then every record.
-    dir.format = FMT_BTREE;
-    dir.nextents = 0;
-    const fork = dir.raw.subarray(area.start, area.start + area.size);
-    fork.fill(0);
-    const t = bmbtTree(ed.ctx, ed.alloc, dir);
-    const leaf = await t.host.allocBlock(exts[0]?.startblock ?? NULL_PTR);
-    t.writeNode({
-      ptr: leaf,
-      level: 0,
-      left: NULL_PTR,
-      right: NULL_PTR,
-      recs: [],
-      keys: [],
-      highKeys: [],
-      ptrs: [],
-    });
-    writeBmdr(fork, { level: 1, keys: [{ startoff: 0 }], ptrs: [leaf] });
-    for (const x of exts) {
-      await btreeInsert(t, { ...x } as BmbtRec);
-      dir.nextents++;
-    }
+    await extentsToBtree(ed, dir, exts);
   }
   if (dir.format !== FMT_BTREE)
     throw new XfsFormatError("directory fork is neither extents nor btree", { inode: dir.ino });
@@ -162,6 +141,109 @@ async function newDirBlock(
   await addMapping(ed, dir, exts, { startoff: fblock, startblock: fsb, blockcount: n, unwritten: false });
   dir.nblocks += n;
   return fsb;
+}
+
+/** xfs_bmap_extents_to_btree: an empty leaf under a level-1 root in the inode, then every record. */
+async function extentsToBtree(ed: XfsEditor, dir: XfsInode, recs: XfsExtent[]): Promise<void> {
+  const area = forkArea(dir, "data");
+  if (!area) throw new XfsFormatError("directory without a data fork", { inode: dir.ino });
+  dir.format = FMT_BTREE;
+  dir.nextents = 0;
+  const fork = dir.raw.subarray(area.start, area.start + area.size);
+  fork.fill(0);
+  const t = bmbtTree(ed.ctx, ed.alloc, dir);
+  const leaf = await t.host.allocBlock(recs[0]?.startblock ?? NULL_PTR);
+  t.writeNode({
+    ptr: leaf,
+    level: 0,
+    left: NULL_PTR,
+    right: NULL_PTR,
+    recs: [],
+    keys: [],
+    highKeys: [],
+    ptrs: [],
+  });
+  writeBmdr(fork, { level: 1, keys: [{ startoff: 0 }], ptrs: [leaf] });
+  for (const x of recs) {
+    await btreeInsert(t, { ...x } as BmbtRec);
+    dir.nextents++;
+  }
+}
+
+/**
+ * Unmaps and frees the directory block at file block `fblock` (dirBlockFsbs blocks): the
+ * extent holding it is trimmed or split (in the inode, or through the bmbt).
+ */
+async function freeDirBlock(
+  ed: XfsEditor,
+  dir: XfsInode,
+  dg: DirGeo,
+  exts: XfsExtent[],
+  fblock: number,
+): Promise<void> {
+  const g = dg.g;
+  const n = g.dirBlockFsbs;
+  const i = exts.findIndex((e) => fblock >= e.startoff && fblock + n <= e.startoff + e.blockcount);
+  if (i < 0) throw unsupported(ed, dir, "dir-discontiguous", "a directory block split across extents");
+  const e = exts[i];
+  const fsb = e.startblock + (fblock - e.startoff);
+  const pieces: XfsExtent[] = [];
+  if (fblock > e.startoff) pieces.push({ ...e, blockcount: fblock - e.startoff });
+  if (fblock + n < e.startoff + e.blockcount)
+    pieces.push({
+      startoff: fblock + n,
+      startblock: fsb + n,
+      blockcount: e.startoff + e.blockcount - fblock - n,
+      unwritten: e.unwritten,
+    });
+  if (dir.format === FMT_EXTENTS) {
+    const area = forkArea(dir, "data");
+    if (!area) throw new XfsFormatError("directory without a data fork", { inode: dir.ino });
+    const all = [...exts.slice(0, i), ...pieces, ...exts.slice(i + 1)];
+    if (all.length * 16 > area.size) await extentsToBtree(ed, dir, all);
+    else {
+      dir.raw.fill(0, area.start, area.start + area.size);
+      all.forEach((x, k) => {
+        packExtent(dir.raw, area.start + k * 16, x);
+      });
+      dir.nextents = all.length;
+    }
+    exts.splice(0, exts.length, ...all);
+  } else {
+    const t = bmbtTree(ed.ctx, ed.alloc, dir);
+    const cur = await t.lookup({ startoff: e.startoff }, "eq");
+    if (!cur) throw new XfsFormatError("directory mapping missing from its bmbt", { inode: dir.ino });
+    if (pieces.length === 0) {
+      await btreeDeleteAt(t, cur);
+      dir.nextents--;
+    } else {
+      await btreeUpdateAt(t, cur, { ...pieces[0] } as BmbtRec);
+      if (pieces.length === 2) {
+        await btreeInsert(t, { ...pieces[1] } as BmbtRec);
+        dir.nextents++;
+      }
+    }
+    exts.splice(i, 1, ...pieces);
+    // Back to extents format once the records fit the inode (xfs_bmap_btree_to_extents).
+    const area = forkArea(dir, "data");
+    if (area && dir.nextents * 16 <= area.size) {
+      const recs: XfsExtent[] = [];
+      for await (const r of t.records()) recs.push({ ...r });
+      for (const p of await t.blocks()) {
+        ed.ctx.bufs.forget(g.fsbToByte(p));
+        await t.host.freeBlock(p);
+      }
+      dir.raw.fill(0, area.start, area.start + area.size);
+      recs.forEach((x, k) => {
+        packExtent(dir.raw, area.start + k * 16, x);
+      });
+      dir.format = FMT_EXTENTS;
+      dir.nextents = recs.length;
+    }
+  }
+  for (let k = 0; k < n; k++) ed.ctx.bufs.forget(g.fsbToByte(fsb + k));
+  await ed.alloc.free(g.fsbToAgno(fsb), g.fsbToAgbno(fsb), n, rmapOwner(dir, fblock));
+  dir.nblocks -= n;
 }
 
 interface Blk {
@@ -542,11 +624,21 @@ export async function leafRemoveName(
       const i = entries.findIndex((e) => e.offset === byte % dg.blksize);
       if (i < 0 || !sameName(entries[i].name, name)) continue;
       entries.splice(i, 1);
-      if (entries.length === 0)
-        throw unsupported(ed, dir, "dir-shrink", "removing the last name of a directory data block");
-      const best = await writeDirDataBlock(ed, dir, dg, blk.fsb, entries, false, "data");
       const free = node ? await nodeFreeView(ed, dir, dg, exts) : await leafFreeView(leaf);
-      await free.set(db, best);
+      if (entries.length === 0) {
+        // The data block is empty: unmap and free it (xfs_dir2_shrink_inode); its best goes.
+        await freeDirBlock(ed, dir, dg, exts, db * dg.g.dirBlockFsbs);
+        await free.set(db, NULL_DATAOFF);
+        if (!node && leaf.bests)
+          while (leaf.bests.length && leaf.bests[leaf.bests.length - 1] === NULL_DATAOFF) leaf.bests.pop();
+        // The directory size ends with its last data block.
+        let last = 0;
+        for (const e of exts) if (e.startoff < dg.leafFsb) last = Math.max(last, e.startoff + e.blockcount);
+        dir.size = Math.ceil(last / dg.g.dirBlockFsbs) * dg.blksize;
+      } else {
+        const best = await writeDirDataBlock(ed, dir, dg, blk.fsb, entries, false, "data");
+        await free.set(db, best);
+      }
       ent.address = NULL_DATAPTR;
       writeLeaf(ed, dg, dir, leafBlk, leaf);
       return;

@@ -189,12 +189,39 @@ describeWithTools(["mkfs.xfs", "xfs_db", "xfs_repair"], "dir2 writes (leaf and n
         await dev.flush();
         const r = await xfsRepairCheck(img);
         expect(r.clean, r.output).toBe(true);
+        const verify = async () => {
+          for (const d of ["leaf", "node"]) {
+            const want = [...(expected.get(d) ?? [])].sort();
+            expect(await dbNames(img, `/${d}`)).toEqual(want);
+            const k = await kernelNames(img, dir, d);
+            if (k) expect(k).toEqual(want);
+          }
+        };
+        await verify();
+        // Remove names until data blocks become empty: they are unmapped and freed.
+        const ed2 = await XfsEditor.open(dev, { directories: dir2Writer, timestamp: 1_700_000_000 });
+        const dataBlocks = async (d: string) => {
+          const g = ed2.fs.geometry;
+          const exts = await ed2.fs.forkExtents(await ed2.fs.readInode((await ed2.fs.stat(`/${d}`)).ino));
+          return exts.filter((e) => e.startoff < 2 ** 35 / g.blockSize).reduce((n, e) => n + e.blockcount, 0);
+        };
+        const full = [await dataBlocks("leaf"), await dataBlocks("node")];
         for (const d of ["leaf", "node"]) {
-          const want = [...(expected.get(d) ?? [])].sort();
-          expect(await dbNames(img, `/${d}`)).toEqual(want);
-          const k = await kernelNames(img, dir, d);
-          if (k) expect(k).toEqual(want);
+          const names = [...(expected.get(d) ?? [])];
+          // Every added name (they filled new data blocks at the end) and a few originals.
+          for (const n of names.filter((x, k) => x.startsWith("added-") || k % 97 === 3)) {
+            if (n.startsWith("added-")) await ed2.unlink(`/${d}/${n}`);
+            else await ed2.rmdir(`/${d}/${n}`);
+            expected.get(d)?.delete(n);
+          }
         }
+        expect(await dataBlocks("leaf")).toBeLessThan(full[0]);
+        expect(await dataBlocks("node")).toBeLessThan(full[1]);
+        await ed2.close();
+        await dev.flush();
+        const r2 = await xfsRepairCheck(img);
+        expect(r2.clean, r2.output).toBe(true);
+        await verify();
       } finally {
         await dev.close();
       }
