@@ -29,6 +29,8 @@ export class MetaBuf {
   checked = false;
   /** Never evicted (long-lived holders such as the AG headers). */
   pinned = false;
+  /** File contents waiting to be written: dropped from the cache once written. */
+  transient = false;
   layout: BufLayout = {};
   constructor(
     /** Byte offset on the device. */
@@ -73,7 +75,10 @@ export interface BufCacheOptions {
   maxCleanBytes?: number;
 }
 
-/** What a buffer looked like before the current transaction touched it. */
+/**
+ * What a buffer looked like before the current transaction touched it: its bytes when it held
+ * uncommitted changes, else nothing (the device has them; rolling back drops the buffer).
+ */
 interface PreImage {
   buf?: MetaBuf;
   data?: Uint8Array;
@@ -142,7 +147,10 @@ export class BufCache {
   }
   private note(offset: number, b: MetaBuf | undefined): void {
     if (!this.tx || this.tx.has(offset)) return;
-    this.tx.set(offset, b ? { buf: b, data: b.data.slice(), dirty: b.dirty } : { dirty: false });
+    // A clean buffer equals the device: undoing means dropping it (no copy). Only a buffer with
+    // changes of earlier, not yet written calls needs its bytes kept.
+    if (b?.dirty) this.tx.set(offset, { buf: b, data: b.data.slice(), dirty: true });
+    else this.tx.set(offset, { dirty: false });
   }
   /** Callers that change a buffer they hold across calls (AG headers) say so before changing it. */
   willChange(b: MetaBuf): void {
@@ -257,6 +265,14 @@ export class BufCache {
     if (b.layout.crcOffset !== undefined) stampCrc(b.data, b.layout.crcOffset);
   }
 
+  /** Drop every changed buffer inside [offset, offset+length) (freed file blocks). */
+  forgetRange(offset: number, length: number): void {
+    const end = offset + length;
+    for (const b of [...this.dirtySet]) {
+      if (b.offset >= offset && b.offset + b.length <= end) this.forget(b.offset);
+    }
+  }
+
   /** Copy the uncommitted changes overlapping [offset, offset+target.length) over `target`. */
   overlay(offset: number, target: Uint8Array): void {
     const end = offset + target.length;
@@ -287,6 +303,12 @@ export class BufCache {
   /** Number of buffers waiting for `commit`. */
   get dirtyCount(): number {
     return this.dirtySet.size;
+  }
+  /** Bytes waiting for `commit`. */
+  get dirtyBytes(): number {
+    let n = 0;
+    for (const b of this.dirtySet) n += b.length;
+    return n;
   }
 
   /** Stamp LSN and CRC on every dirty buffer and write them in offset order. */
@@ -325,7 +347,8 @@ export class BufCache {
     for (let i = 0; i < runs.length; i += 16) await Promise.all(runs.slice(i, i + 16).map(writeRun));
     for (const b of dirty) {
       b.dirty = false;
-      this.cleanBytes += b.length;
+      if (b.transient) this.bufs.delete(b.offset);
+      else this.cleanBytes += b.length;
     }
     this.dirtySet.clear();
     this.evict();

@@ -36,6 +36,8 @@ const S_IFDIR = 0o040000;
 const S_IFLNK = 0o120000;
 /** Changed metadata buffers kept in memory before they are written (about 8 MiB of 4 KiB blocks). */
 const PENDING_BUFFERS = 2048;
+/** ... or this many bytes of metadata and small file contents. */
+const PENDING_BYTES = 32 * 1024 * 1024;
 
 /** What the editor needs from the directory code to add or remove a name. */
 export interface DirectoryWriter {
@@ -194,7 +196,8 @@ export class XfsEditor {
   private async finish(): Promise<void> {
     this.ctx.bufs.end();
     this.fs.clearCaches();
-    if (this.ctx.bufs.dirtyCount >= PENDING_BUFFERS) await this.commit();
+    const bufs = this.ctx.bufs;
+    if (bufs.dirtyCount >= PENDING_BUFFERS || bufs.dirtyBytes >= PENDING_BYTES) await this.commit();
   }
 
   /** Write every change made so far and let the reader see it. */

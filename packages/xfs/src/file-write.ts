@@ -162,6 +162,8 @@ async function freeMapping(
   const geo = ctx.geo;
   for (const e of mapping.extents) {
     const { agno, agbno } = fsbToAg(geo, e.startblock);
+    // Contents still waiting in the cache must not land on blocks that get a new owner.
+    ctx.bufs.forgetRange((agno * geo.agBlocks + agbno) * geo.blockSize, e.blockcount * geo.blockSize);
     await alloc.free(agno, agbno, e.blockcount, { ...rmapOwner(inode, e.startoff), unwritten: e.unwritten });
     inode.nblocks -= e.blockcount;
   }
@@ -180,6 +182,9 @@ async function freeMapping(
 export async function releaseData(ctx: SpaceContext, alloc: Allocator, inode: XfsInode): Promise<void> {
   await freeMapping(ctx, alloc, inode, await releasableMapping(ctx, alloc, inode));
 }
+
+/** Extents up to this many bytes are written through the buffer cache, larger ones directly. */
+const SMALL_DATA = 64 * 1024;
 
 function allZero(b: Uint8Array, start: number, end: number): boolean {
   for (let i = start; i < end; i++) if (b[i] !== 0) return false;
@@ -251,6 +256,16 @@ export async function writeData(
       const byteStart = off * bs;
       const byteEnd = (off + r.ext.len) * bs;
       const at = (r.agno * geo.agBlocks + r.ext.agbno) * bs;
+      if (byteEnd - byteStart <= SMALL_DATA) {
+        // Small contents wait in the buffer cache and go out with the metadata, adjacent ones
+        // in one write (and the editor's reader sees them before that).
+        const buf = ctx.bufs.fresh(at, byteEnd - byteStart, "file data");
+        buf.transient = true;
+        buf.data.set(data.subarray(byteStart, Math.min(byteEnd, data.length)));
+        ctx.bufs.dirty(buf, {});
+        off += r.ext.len;
+        continue;
+      }
       const whole = Math.min(byteEnd, Math.floor(data.length / bs) * bs);
       if (whole > byteStart) await ctx.bufs.dev.write(at, data.subarray(byteStart, whole));
       if (whole < byteEnd) {
