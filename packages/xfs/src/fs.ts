@@ -151,6 +151,8 @@ export class XfsFs {
   private readonly dirCache = new Lru<number, XfsRawDirent[]>(64);
   private readonly dirIndex = new Lru<number, Map<string, XfsRawDirent>>(64);
   private readonly attrCache = new Lru<number, StoredAttr[]>(256);
+  /** Raw inode chunks by device offset. */
+  private readonly chunkCache = new Lru<number, Uint8Array>(64);
   private log?: XfsLogState;
 
   private constructor(
@@ -252,7 +254,21 @@ export class XfsFs {
         this.loc("inode", { inode: ino }),
       );
     const offset = g.inoToByte(ino);
-    const raw = await this.readAt(offset, g.inodeSize);
+    // Inodes are read a 64-inode chunk at a time (the allocation unit: a walk touches its
+    // neighbours next), clipped to the AG.
+    const agno = g.inoToAgno(ino);
+    const agino = g.inoToAgino(ino);
+    const first = agino - (agino % 64);
+    const agEnd = g.agbToByte(agno, g.agSize(agno));
+    const chunkStart = g.agbToByte(agno, Math.floor(first / g.inodesPerBlock));
+    const chunkLen = Math.min(64 * g.inodeSize, agEnd - chunkStart);
+    let chunk = this.chunkCache.get(chunkStart);
+    if (!chunk || chunk.length !== chunkLen) {
+      chunk = await this.readAt(chunkStart, chunkLen);
+      this.chunkCache.set(chunkStart, chunk);
+    }
+    const rel = offset - chunkStart;
+    const raw = chunk.subarray(rel, rel + g.inodeSize);
     const inode = decodeInode(raw, 0, g.inodeSize, ino, g.v5, { file: this.device.name, offset });
     this.checkForks(inode, offset);
     this.inodeCache.set(ino, inode);
@@ -872,6 +888,7 @@ export class XfsFs {
   /** Drops every cache (after the device changed underneath). */
   clearCaches(): void {
     this.inodeCache.clear();
+    this.chunkCache.clear();
     this.extentCache.clear();
     this.dirCache.clear();
     this.dirIndex.clear();

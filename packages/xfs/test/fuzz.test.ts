@@ -111,18 +111,23 @@ describeWithTools(["mkfs.xfs", "xfs_repair"], "fuzzed XFS metadata", () => {
       const bytes = new Uint8Array(await readFile(built.path));
       const rec = new CountingDevice(new MemoryDevice(bytes, { readOnly: true }), { log: true });
       const fs = await XfsFs.open(rec);
+      const g = fs.geometry;
+      const seen = new Set<string>();
+      const regions: FuzzImage["regions"] = [];
+      const add = (offset: number, length: number) => {
+        const key = `${offset}:${length}`;
+        if (seen.has(key)) return;
+        seen.add(key);
+        regions.push({ offset, length });
+      };
       for await (const e of fs.walk("/")) {
         await fs.inodeXattrs(e.inode);
         if (e.stats.isSymbolicLink()) await fs.readSymlinkInode(e.inode);
+        // Inodes are read in 64-inode chunks: target each inode in use on its own.
+        add(g.inoToByte(e.ino), g.inodeSize);
       }
-      const seen = new Set<string>();
-      const regions: FuzzImage["regions"] = [];
-      for (const r of rec.log) {
-        const key = `${r.offset}:${r.length}`;
-        if (r.op !== "read" || r.length > 65536 || seen.has(key)) continue;
-        seen.add(key);
-        regions.push({ offset: r.offset, length: r.length });
-      }
+      // Every other metadata read (superblock, log, directory, attribute, bmbt, symlink blocks).
+      for (const r of rec.log) if (r.op === "read" && r.length <= g.dirBlockSize) add(r.offset, r.length);
       images.push({ name: v4 ? "v4" : "v5", bytes, regions, v5: !v4 });
     }
   });

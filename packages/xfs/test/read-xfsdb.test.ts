@@ -6,7 +6,7 @@
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { FileDevice } from "@imgpatch/disk";
+import { CountingDevice, FileDevice } from "@imgpatch/disk";
 import { describeWithTools, xfsDb, xfsRepairCheck } from "@imgpatch/testkit";
 import { beforeAll, expect, it } from "vitest";
 import { dirHashName, XfsFs, XfsFsError } from "../src/index.js";
@@ -140,6 +140,14 @@ describeWithTools(["mkfs.xfs", "xfs_db", "xfs_repair"], "XfsFs against xfs_db", 
           "suid",
         ]);
         if (v.name.startsWith("v4")) expect((await fs.readlink("/links/long")).length).toBe(703);
+        // A walk of a 2,500-entry directory reads inodes a chunk at a time, not one by one.
+        const counted = new CountingDevice(dev);
+        const fs2 = await XfsFs.open(counted);
+        const before = counted.counts.reads;
+        let n = 0;
+        for await (const w of fs2.walk("/pnode")) if (w.stats.isFile()) n++;
+        expect(n).toBe(2500);
+        expect(counted.counts.reads - before).toBeLessThan(200);
         // ASCII-ci: lookups ignore ASCII case, elsewhere they do not.
         if (ci)
           expect((await fs.stat("/ETC/mixedcase.txt")).ino).toBe((await fs.stat("/etc/MixedCase.TXT")).ino);
