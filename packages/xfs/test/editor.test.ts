@@ -231,3 +231,58 @@ describeWithTools(
     }
   },
 );
+
+describeWithTools(XFS_TOOLS, "XfsEditor across geometries (xfs_repair -n, xfs_db check)", () => {
+  const GEOMETRIES: [string, string[], number][] = [
+    // 1 KiB inodes: 64 a block (the reader's inode chunk read assumes no more than 64 a block).
+    ["64 KiB blocks", ["-b", "size=65536", "-i", "size=1024"], 256],
+    ["64 KiB blocks, rmapbt", ["-b", "size=65536", "-i", "size=1024", "-m", "rmapbt=1"], 512],
+    ["2 KiB inodes", ["-i", "size=2048"], 64],
+    ["v5, 512 B sectors", ["-s", "size=512"], 64],
+    ["64 KiB directory blocks", ["-n", "size=65536"], 64],
+    ["v4, 256 B inodes, 1 KiB blocks", [...FEATURE_SETS.v4, "-i", "size=256", "-b", "size=1024"], 64],
+  ];
+  for (const [name, args, size] of GEOMETRIES) {
+    it(`${name}: files, a bmbt of holes, a directory of 150 names, renames, rm -r`, async () => {
+      const dir = await tempDir("xfs-geo-");
+      const path = mkfsImage(dir, "g.img", args, size, 1);
+      const dev = await FileDevice.open(path, { readOnly: false });
+      const ed = await XfsEditor.open(dev, { timestamp: 1_700_000_000 });
+      const bs = ed.ctx.geo.blockSize;
+      const holey = new Uint8Array(100 * bs);
+      for (let b = 0; b < 100; b += 2) holey[b * bs + 1] = b + 1;
+      try {
+        await ed.writeFile("/f0", holey, { sparse: true });
+        await ed.writeFile("/big", pattern(2 * 1024 * 1024 + 5, 3));
+        await ed.mkdir("/d/e", { recursive: true });
+        for (let i = 0; i < 150; i++) await ed.writeFile(`/d/name-number-${i}`, `v${i}`);
+        await ed.setxattr("/d/name-number-7", "security.selinux", "system_u:object_r:etc_t:s0\0");
+        await ed.rename("/d/e", "/e");
+        await ed.rename("/d/name-number-3", "/e/three");
+        for (let i = 0; i < 150; i += 4) await ed.unlink(`/d/name-number-${i}`);
+        await ed.symlink("x".repeat(700), "/e/long");
+        expect(Buffer.from(await ed.readFile("/f0")).equals(Buffer.from(holey))).toBe(true);
+        expect((await ed.readdir("/d")).length).toBe(150 - 38 - 1);
+      } finally {
+        await ed.close();
+        await dev.close();
+      }
+      let c = fsCheck(path);
+      expect(c.output).toBe("");
+      expect(c.clean).toBe(true);
+      const dev2 = await FileDevice.open(path, { readOnly: false });
+      const ed2 = await XfsEditor.open(dev2, { timestamp: 1_700_000_001 });
+      try {
+        await ed2.rm("/d", { recursive: true });
+        await ed2.rm("/e", { recursive: true });
+        await ed2.writeFile("/f0", "small");
+      } finally {
+        await ed2.close();
+        await dev2.close();
+      }
+      c = fsCheck(path);
+      expect(c.output).toBe("");
+      expect(c.clean).toBe(true);
+    });
+  }
+});
