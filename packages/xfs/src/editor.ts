@@ -26,6 +26,7 @@ import { XfsFs, type XfsOpenOptions } from "./fs.js";
 import { InodeAllocator } from "./ialloc.js";
 import { encodeRdev, FMT_DEV, S_IFMT, type XfsInode, type XfsTimestamp } from "./inode.js";
 import { createInode, initShortformDir, loadInode, releaseInode, storeInode } from "./inode-create.js";
+import type { XfsLogState } from "./log.js";
 import { setDotDot } from "./rename.js";
 import { checkFeatures, VERSION_ATTRBIT } from "./sb.js";
 import type { XfsStats } from "./stats.js";
@@ -89,6 +90,23 @@ async function gather(
   return out;
 }
 
+/**
+ * The LSN stamped into changed v5 metadata: the log's last record (or its tail when that is
+ * older), and in any case strictly behind the head — xfs_repair reports metadata "ahead of the
+ * log" otherwise. Older is harmless: after a clean unmount nothing is replayed.
+ */
+export function stampLsn(log: XfsLogState): bigint {
+  const head = (BigInt(log.headCycle) << 32n) | BigInt(log.headBlock);
+  // A log formatted with cycle > 1 (xfs_admin -U, xfs_repair) has one record at block 0 whose
+  // tail points into the previous cycle; xfs_repair then counts the log as being at (cycle:0), so
+  // only the tail is safely behind it.
+  const last = log.tailLsn > 0n && log.tailLsn < log.lastLsn ? log.tailLsn : log.lastLsn;
+  if (last < head) return last;
+  if (log.headBlock > 0) return (BigInt(log.headCycle) << 32n) | BigInt(log.headBlock - 1);
+  if (log.headCycle > 1) return (BigInt(log.headCycle - 1) << 32n) | BigInt(Math.max(log.logBBs - 1, 0));
+  return 0n;
+}
+
 function toTimestamp(t: Date | number): XfsTimestamp {
   const ms = typeof t === "number" ? t * 1000 : t.getTime();
   const sec = Math.floor(ms / 1000);
@@ -141,7 +159,7 @@ export class XfsEditor {
     const geo = spaceGeometry(fs.geometry, device.name);
     const ctx: SpaceContext = {
       geo,
-      bufs: new BufCache(device, { crc: geo.crc, lsn: log.lastLsn }),
+      bufs: new BufCache(device, { crc: geo.crc, lsn: stampLsn(log) }),
       delta: { fdblocks: 0, icount: 0, ifree: 0 },
     };
     // The reader the editor resolves paths with reads through the buffer cache.

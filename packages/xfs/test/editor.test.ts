@@ -241,11 +241,19 @@ describeWithTools(XFS_TOOLS, "XfsEditor across geometries (xfs_repair -n, xfs_db
     ["v5, 512 B sectors", ["-s", "size=512"], 64],
     ["64 KiB directory blocks", ["-n", "size=65536"], 64],
     ["v4, 256 B inodes, 1 KiB blocks", [...FEATURE_SETS.v4, "-i", "size=256", "-b", "size=1024"], 64],
+    // Large extent counts, and a new UUID after mkfs (metadata keeps the old one: meta_uuid).
+    ["nrext64, meta_uuid", ["-i", "nrext64=1"], 64],
   ];
   for (const [name, args, size] of GEOMETRIES) {
     it(`${name}: files, a bmbt of holes, a directory of 150 names, renames, rm -r`, async () => {
       const dir = await tempDir("xfs-geo-");
       const path = mkfsImage(dir, "g.img", args, size, 1);
+      if (name.includes("meta_uuid")) {
+        execFileSync("xfs_admin", ["-U", "generate", path], { stdio: "ignore" });
+        expect(dbFields(xfsDb(path, ["sb 0", "print features_incompat"])).get("features_incompat")).toBe(
+          "0x2f",
+        );
+      }
       const dev = await FileDevice.open(path, { readOnly: false });
       const ed = await XfsEditor.open(dev, { timestamp: 1_700_000_000 });
       const bs = ed.ctx.geo.blockSize;

@@ -9,6 +9,7 @@ import { type SpaceGeometry, spaceGeometry } from "../src/ag.js";
 import { Allocator, type SpaceContext } from "../src/alloc.js";
 import { BufCache, stampCrc } from "../src/buf.js";
 import { setBe16, setBe32, setBe64 } from "../src/bytes.js";
+import { stampLsn } from "../src/editor.js";
 import { packExtent } from "../src/fork.js";
 import { InodeAllocator } from "../src/ialloc.js";
 import { readLogState } from "../src/log.js";
@@ -131,7 +132,7 @@ export async function openSpace(path: string): Promise<SpaceHarness> {
   const geo = spaceGeometry(xgeo, path);
   const ctx: SpaceContext = {
     geo,
-    bufs: new BufCache(dev, { crc: geo.crc, lsn: log.lastLsn, maxCleanBytes: 1 << 20 }),
+    bufs: new BufCache(dev, { crc: geo.crc, lsn: stampLsn(log), maxCleanBytes: 1 << 20 }),
     delta: { fdblocks: 0, icount: 0, ifree: 0 },
   };
   const alloc = new Allocator(ctx);
