@@ -3,12 +3,13 @@
 // xfs_db check, xfs_db inode fields, and as root the kernel reading every byte back through a
 // read-only loop mount.
 import { execFileSync } from "node:child_process";
-import { mkdirSync, readFileSync, statSync } from "node:fs";
+import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { FileDevice } from "@imgpatch/disk";
+import { FileDevice, MemoryDevice } from "@imgpatch/disk";
 import { describeWithTools, isRoot, tempDir, withLoopMount } from "@imgpatch/testkit";
 import { expect, it } from "vitest";
-import { XfsEditor } from "../src/editor.js";
+import { dir2Writer } from "../src/dir2-write.js";
+import { type DirectoryWriter, XfsEditor } from "../src/editor.js";
 import { XfsFsError, XfsUnsupportedError } from "../src/errors.js";
 import { dbFields, FEATURE_SETS, fsCheck, mkfsImage, XFS_TOOLS, xfsDb } from "./space-helpers.js";
 
@@ -293,4 +294,49 @@ describeWithTools(XFS_TOOLS, "XfsEditor across geometries (xfs_repair -n, xfs_db
       expect(c.clean).toBe(true);
     });
   }
+});
+
+describeWithTools(XFS_TOOLS, "XfsEditor transactions", () => {
+  it("a call that fails half way leaves the image byte for byte as it was", async () => {
+    const dir = await tempDir("xfs-edit-tx-");
+    // 1 KiB blocks, rmapbt: the failing calls touch AGF/AGFL/bnobt/cntbt/rmapbt, AGI/inobt/finobt.
+    const path = mkfsImage(dir, "t.img", FEATURE_SETS["v5-1k"], 64, 2);
+    const image = new Uint8Array(readFileSync(path));
+    const dev = new MemoryDevice(image, {}, path);
+    let failAfterAdd = false;
+    const flaky: DirectoryWriter = {
+      async addEntry(ed, d, name, ino, mode) {
+        await dir2Writer.addEntry(ed, d, name, ino, mode);
+        if (failAfterAdd) throw new XfsFsError("EINVAL", "injected failure after the entry was added", "/x");
+      },
+      removeEntry: (ed, d, name) => dir2Writer.removeEntry(ed, d, name),
+    };
+    const ed = await XfsEditor.open(dev, { timestamp: 10, directories: flaky });
+    try {
+      await ed.mkdir("/d");
+      for (let i = 0; i < 100; i++) await ed.writeFile(`/d/f${i}`, new Uint8Array(3000).fill(i));
+      await ed.sync();
+      const before = dev.bytes.slice();
+      failAfterAdd = true;
+      // Enough new inodes to need a new chunk, and new data: all of it must be undone.
+      for (let i = 0; i < 80; i++) {
+        await expect(ed.writeFile(`/d/new${i}`, new Uint8Array(5000).fill(1))).rejects.toMatchObject({
+          code: "EINVAL",
+        });
+      }
+      await expect(ed.mkdir("/e")).rejects.toMatchObject({ code: "EINVAL" });
+      failAfterAdd = false;
+      await ed.sync();
+      expect(Buffer.from(dev.bytes).equals(Buffer.from(before))).toBe(true);
+      // And the editor goes on working from there.
+      await ed.writeFile("/d/after", "ok");
+      await ed.sync();
+    } finally {
+      await ed.close();
+    }
+    writeFileSync(path, dev.bytes);
+    const c = fsCheck(path);
+    expect(c.output).toBe("");
+    expect(c.clean).toBe(true);
+  });
 });
