@@ -29,7 +29,7 @@ const nameArb = fc
   .map(([p, n, pad]) => `${p}${n}${"q".repeat(pad)}`);
 const opsArb = fc.array(
   fc.record({ add: fc.boolean(), name: nameArb, pick: fc.nat() }).map((o: Op) => o),
-  { minLength: 600, maxLength: 1500, size: "max" },
+  { minLength: 900, maxLength: 1500, size: "max" },
 );
 
 describeWithTools(["mkfs.xfs", "xfs_db", "xfs_repair"], "dir2 write property", () => {
@@ -42,8 +42,8 @@ describeWithTools(["mkfs.xfs", "xfs_db", "xfs_repair"], "dir2 write property", (
         const forms = new Set<string>();
         await fc.assert(
           fc.asyncProperty(opsArb, fc.nat(), async (ops, split) => {
-            // Mostly adds up to a random point, mostly removes after it (grow, then shrink).
-            const splitAt = split % ops.length;
+            // Mostly adds for the first two thirds or more, mostly removes after (grow, then shrink).
+            const splitAt = Math.floor((ops.length * 2) / 3) + (split % Math.ceil(ops.length / 3));
             const img = join(dir, `${set}-${run++}.img`);
             await mkfsXfs(img, {
               size: 64 << 20,
@@ -57,7 +57,9 @@ describeWithTools(["mkfs.xfs", "xfs_db", "xfs_repair"], "dir2 write property", (
             try {
               const ed = await XfsEditor.open(dev, { directories: dir2Writer, timestamp: 1_700_000_000 });
               for (const [i, op] of ops.entries()) {
-                const adding = i < splitAt ? op.add || op.pick % 4 !== 0 : op.add && op.pick % 4 === 0;
+                if (i === splitAt)
+                  forms.add(await ed.fs.dirForm(await ed.fs.readInode((await ed.fs.stat("/d")).ino)));
+                const adding = i < splitAt ? op.add || op.pick % 8 !== 0 : op.add && op.pick % 4 === 0;
                 if (adding) {
                   await ed.writeFile(`/d/${op.name}`, "x");
                   if (!model.has(key(op.name))) model.set(key(op.name), op.name);
@@ -93,7 +95,7 @@ describeWithTools(["mkfs.xfs", "xfs_db", "xfs_repair"], "dir2 write property", (
           { numRuns: RUNS, seed: Number(process.env.XFS_DIR_PROPERTY_SEED ?? 1207) },
         );
         if (process.env.XFS_DIR_PROPERTY_RUNS) console.log(set, [...forms]);
-        // The sequences reached the big forms (this can fail).
+        // The growth phases reached node form (this can fail).
         expect(forms.has("node")).toBe(true);
       },
       120_000 + RUNS * 30_000,
