@@ -472,8 +472,8 @@ export class XfsEditor {
 
   /**
    * Rename a file, symlink or directory (a directory moving to another parent gets its ".." and
-   * both parents' link counts updated). A name already at `newPath` is replaced when it is not a
-   * directory.
+   * both parents' link counts updated). A name already at `newPath` is replaced as rename(2) does:
+   * a file by a file, an empty directory by a directory (ENOTEMPTY otherwise).
    */
   async rename(oldPath: string, newPath: string): Promise<void> {
     this.check();
@@ -490,9 +490,13 @@ export class XfsEditor {
     if (await this.fs.exists(newPath).catch(() => false)) {
       const victim = await this.inodeOf(newPath, false);
       if (victim.ino === inode.ino) return;
-      if ((victim.mode & S_IFMT) === S_IFDIR || isDir)
-        throw new XfsFsError("EISDIR", "cannot replace a directory", newPath);
-      await this.unlink(newPath);
+      const victimIsDir = (victim.mode & S_IFMT) === S_IFDIR;
+      // As rename(2): a directory replaces an empty directory only, a non-directory a non-directory.
+      if (victimIsDir !== isDir) {
+        throw new XfsFsError(isDir ? "ENOTDIR" : "EISDIR", "cannot replace across file types", newPath);
+      }
+      if (victimIsDir) await this.rmdir(newPath);
+      else await this.unlink(newPath);
       this.restart();
       inode = await this.inodeOf(oldPath, false);
     }

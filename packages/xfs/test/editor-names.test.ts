@@ -50,6 +50,16 @@ describeWithTools(XFS_TOOLS, "XfsEditor: names (xfs_repair -n, kernel)", () => {
         await ed.rename("/m1", "/d/m1");
         await ed.rename("/m2", "/a/b/m2");
         await expect(ed.rename("/a", "/a/b/m2/a")).rejects.toMatchObject({ code: "EINVAL" });
+        // rename(2) replacing: an empty directory by a directory; not a non-empty one, not a file.
+        await ed.mkdir("/r1");
+        await ed.writeFile("/r1/x", "x");
+        await ed.mkdir("/r2");
+        await ed.rename("/r1", "/r2");
+        await ed.mkdir("/r3");
+        await expect(ed.rename("/r3", "/r2")).rejects.toMatchObject({ code: "ENOTEMPTY" });
+        await expect(ed.rename("/r3", "/d/victim")).rejects.toMatchObject({ code: "ENOTDIR" });
+        await ed.rmdir("/r3");
+        await ed.rm("/r2", { recursive: true });
         await expect(ed.rmdir("/d")).rejects.toMatchObject({ code: "ENOTEMPTY" });
         expect(await ed.readlink("/a/long")).toBe(LONG_TARGET);
         expect((await ed.stat("/d/renamed")).nlink).toBe(2);
