@@ -24,6 +24,7 @@ import { imageDir, pseudoBytes, V4_ARGS } from "./images.js";
 const run = promisify(execFile);
 
 const SETS: [string, string[]][] = [
+  ["v5-rmap-reflink", ["-m", "rmapbt=1,reflink=1"]],
   ["v5", []],
   ["v4", V4_ARGS],
   ["v5-1k", ["-b", "size=1024"]],

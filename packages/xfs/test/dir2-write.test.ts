@@ -9,10 +9,11 @@ import { join } from "node:path";
 import { FileDevice } from "@imgpatch/disk";
 import { describeWithTools, isRoot, mkfsXfs, withLoopMount, xfsDb, xfsRepairCheck } from "@imgpatch/testkit";
 import { expect, it } from "vitest";
-import { dir2Writer, XfsEditor, XfsUnsupportedError } from "../src/index.js";
+import { dir2Writer, XfsEditor } from "../src/index.js";
 import { imageDir, V4_ARGS } from "./images.js";
 
 const SETS: [string, string[]][] = [
+  ["v5-rmap", ["-m", "rmapbt=1"]],
   ["v5", []],
   ["v4", V4_ARGS],
   ["v5-1k", ["-b", "size=1024"]],
