@@ -31,6 +31,7 @@ import { ATTR3_RMT_HDR_SIZE, ATTR3_RMT_MAGIC, remoteBlocks } from "./attr-remote
 import { decodeSfAttrs, type XfsRawAttr } from "./attr-sf.js";
 import { readForkExtents } from "./bmap.js";
 import { be16, setBe16, setBe32, setBe64 } from "./bytes.js";
+import { DA_NODE_MAGIC, DA3_NODE_MAGIC } from "./da-btree.js";
 import { daHashName } from "./dir2-hash.js";
 import type { XfsEditor } from "./editor.js";
 import { XfsFormatError, XfsFsError, type XfsLocation, XfsUnsupportedError } from "./errors.js";
@@ -192,7 +193,19 @@ function mapAttrBlock(exts: XfsExtent[], lblk: number): number {
 function writeAttrExtents(ed: XfsEditor, inode: XfsInode, exts: XfsExtent[]): void {
   const area = forkArea(inode, "attr");
   if (!area) throw new Error("no attribute fork");
-  const sorted = [...exts].sort((a, b) => a.startoff - b.startoff);
+  // Neighbouring mappings merge (logically and physically contiguous), as the kernel's do.
+  const sorted: XfsExtent[] = [];
+  for (const x of [...exts].sort((a, b) => a.startoff - b.startoff)) {
+    const last = sorted[sorted.length - 1];
+    if (
+      last &&
+      last.startoff + last.blockcount === x.startoff &&
+      last.startblock + last.blockcount === x.startblock
+    )
+      last.blockcount += x.blockcount;
+    else sorted.push({ ...x });
+  }
+  exts.splice(0, exts.length, ...sorted);
   if (sorted.length * 16 > area.size)
     throw unsupported(ed, inode, "attr-extents-to-btree", "an attribute fork that outgrows the inode");
   inode.raw.fill(0, area.start, area.start + area.size);
@@ -232,7 +245,7 @@ async function allocAttrBlocks(
   return fsb;
 }
 
-/** Frees the blocks mapped at [lblk, lblk + n) (whole extents only). */
+/** Frees the blocks mapped at [lblk, lblk + n), trimming or splitting the extents that hold them. */
 async function freeAttrBlocks(
   ed: XfsEditor,
   inode: XfsInode,
@@ -241,23 +254,29 @@ async function freeAttrBlocks(
   n: number,
 ): Promise<void> {
   const g = ed.fs.geometry;
-  for (let k = lblk; k < lblk + n; ) {
-    const i = exts.findIndex((e) => k >= e.startoff && k < e.startoff + e.blockcount);
-    if (i < 0) throw new XfsFormatError(`attribute block ${k} is not mapped`, { inode: inode.ino });
-    const e = exts[i];
-    if (e.startoff !== k || e.startoff + e.blockcount > lblk + n)
-      throw unsupported(ed, inode, "attr-partial-unmap", "freeing part of an attribute-fork extent");
-    for (let b = 0; b < e.blockcount; b++) ed.ctx.bufs.forget(g.fsbToByte(e.startblock + b));
-    await ed.alloc.free(
-      g.fsbToAgno(e.startblock),
-      g.fsbToAgbno(e.startblock),
-      e.blockcount,
-      attrOwner(inode, e.startoff),
-    );
-    inode.nblocks -= e.blockcount;
-    exts.splice(i, 1);
-    k += e.blockcount;
+  const end = lblk + n;
+  const out: XfsExtent[] = [];
+  let freed = 0;
+  for (const e of exts) {
+    const eEnd = e.startoff + e.blockcount;
+    const lo = Math.max(lblk, e.startoff);
+    const hi = Math.min(end, eEnd);
+    if (lo >= hi) {
+      out.push(e);
+      continue;
+    }
+    const fsb = e.startblock + (lo - e.startoff);
+    for (let b = 0; b < hi - lo; b++) ed.ctx.bufs.forget(g.fsbToByte(fsb + b));
+    await ed.alloc.free(g.fsbToAgno(fsb), g.fsbToAgbno(fsb), hi - lo, attrOwner(inode, lo));
+    inode.nblocks -= hi - lo;
+    freed += hi - lo;
+    if (e.startoff < lo) out.push({ ...e, blockcount: lo - e.startoff });
+    if (hi < eEnd)
+      out.push({ ...e, startoff: hi, startblock: e.startblock + (hi - e.startoff), blockcount: eEnd - hi });
   }
+  if (freed !== n)
+    throw new XfsFormatError(`attribute blocks ${lblk}+${n} are not all mapped`, { inode: inode.ino });
+  exts.splice(0, exts.length, ...out);
   writeAttrExtents(ed, inode, exts);
 }
 
@@ -314,6 +333,7 @@ async function writeLeaf(
   fsb: number,
   attrs: LeafAttr[],
   fresh: boolean,
+  sib: { forw: number; back: number } = { forw: 0, back: 0 },
 ): Promise<void> {
   const g = ed.fs.geometry;
   const bs = g.blockSize;
@@ -324,6 +344,8 @@ async function writeLeaf(
     : await ed.ctx.bufs.read(off, bs, "attribute leaf");
   const b = buf.data;
   b.fill(0);
+  setBe32(b, 0, sib.forw);
+  setBe32(b, 4, sib.back);
   setBe16(b, 8, v5 ? ATTR3_LEAF_MAGIC : ATTR_LEAF_MAGIC);
   const hdr = leafHdrSize(v5);
   const h = v5 ? 56 : 12;
@@ -369,7 +391,7 @@ async function writeLeaf(
 // ---------------------------------------------------------------- read current state
 
 interface AttrState {
-  form: "none" | "sf" | "leaf";
+  form: "none" | "sf" | "leaf" | "node";
   attrs: LeafAttr[];
   exts: XfsExtent[];
   leafFsb: number;
@@ -395,8 +417,18 @@ async function readState(ed: XfsEditor, inode: XfsInode): Promise<AttrState> {
   const g = ed.fs.geometry;
   const buf = await ed.ctx.bufs.read(g.fsbToByte(fsb), g.blockSize, "attribute leaf");
   const magic = be16(buf.data, 8);
+  if (magic === (g.v5 ? DA3_NODE_MAGIC : DA_NODE_MAGIC)) {
+    // Node form: every attribute with its value (rewritten whole on change, see rebuild).
+    const all = await ed.fs.inodeAttrs(inode);
+    return {
+      form: "node",
+      attrs: all.map((a) => ({ flags: a.flags, name: a.name, value: a.value })),
+      exts,
+      leafFsb: -1,
+    };
+  }
   if (magic !== (g.v5 ? ATTR3_LEAF_MAGIC : ATTR_LEAF_MAGIC))
-    throw unsupported(ed, inode, "attr-node-write", "attributes in node form");
+    throw new XfsFormatError(`bad attribute block magic 0x${magic.toString(16)}`, at);
   const leaf = decodeAttrLeaf(buf.data, g.v5, at);
   const attrs: LeafAttr[] = [];
   for (const e of leaf.entries as (XfsRawAttr & { hashval: number })[]) {
@@ -461,8 +493,12 @@ async function store(
   dropped?: LeafAttr,
 ): Promise<void> {
   const g = ed.fs.geometry;
-  // The remote value of a replaced or removed attribute goes first.
-  if (dropped?.remote)
+  if (st.form === "node") {
+    // Node form is rewritten whole: every block goes, values are written again.
+    await freeAll(ed, inode, st);
+    for (const a of next) a.remote = undefined;
+  } else if (dropped?.remote) {
+    // The remote value of a replaced or removed attribute goes first.
     await freeAttrBlocks(
       ed,
       inode,
@@ -470,9 +506,9 @@ async function store(
       dropped.remote.blk,
       remoteBlocks(dropped.remote.len, g.blockSize, g.v5),
     );
-  // Short form when everything fits the inode.
+  }
   if (next.length === 0) {
-    if (st.form === "leaf") await freeAttrBlocks(ed, inode, st.exts, 0, 1);
+    await freeAll(ed, inode, st);
     // xfs_attr_fork_remove: no attribute fork at all.
     const area = forkArea(inode, "attr");
     if (area) inode.raw.fill(0, area.start, area.start + area.size);
@@ -481,11 +517,12 @@ async function store(
     inode.anextents = 0;
     return;
   }
-  if (canBeSf(next) && !next.some((a) => a.remote && !isLocal(a, g.blockSize))) {
+  // Short form when everything fits the inode.
+  if (canBeSf(next)) {
     const bytes = sfBytes(next);
     const fo = inode.format === FMT_BTREE && !inode.forkoff ? 0 : bytesFitFor(ed, inode, bytes, st.form);
     if (fo) {
-      if (st.form === "leaf") await freeAttrBlocks(ed, inode, st.exts, 0, 1);
+      await freeAll(ed, inode, st);
       for (const a of next) a.remote = undefined;
       setForkoff(inode, fo);
       writeSfAttrs(inode, next);
@@ -494,39 +531,91 @@ async function store(
   }
   if (inode.format === FMT_BTREE && !inode.forkoff)
     throw unsupported(ed, inode, "attr-fork-beside-bmbt", "a new attribute fork beside a data fork bmbt");
-  if (st.form !== "leaf") {
-    // xfs_attr_shortform_to_leaf: an attribute fork in extents form with the leaf at block 0.
-    if (!inode.forkoff) {
-      const fo = bytesFit(ed, inode, 16) || defaultAttrOffset(ed, inode) >> 3;
-      setForkoff(inode, fo);
+  if (st.form === "leaf") {
+    // In place while one leaf holds everything.
+    await fillRemote(ed, inode, st, next);
+    if (leafFits(next, g.blockSize, g.v5)) {
+      await writeLeaf(ed, inode, st.leafFsb, next, false);
+      return;
     }
+    await freeAll(ed, inode, st);
+    for (const a of next) a.remote = undefined;
+  }
+  if (st.form === "sf" || st.form === "none") {
+    // xfs_attr_shortform_to_leaf: an attribute fork in extents form.
+    if (!inode.forkoff) setForkoff(inode, bytesFit(ed, inode, 16) || defaultAttrOffset(ed, inode) >> 3);
     const area = forkArea(inode, "attr");
     if (area) inode.raw.fill(0, area.start, area.start + area.size);
     inode.aformat = FMT_EXTENTS;
     inode.anextents = 0;
     st.exts = [];
-    st.leafFsb = await allocAttrBlocks(ed, inode, st.exts, 0, 1);
-    st.form = "leaf";
-    await fillRemote(ed, inode, st, next);
-    if (!leafFits(next, g.blockSize, g.v5))
-      throw unsupported(
-        ed,
-        inode,
-        "attr-node-write",
-        `attributes beyond one leaf block (${leafBytes(next, g.v5)} bytes)`,
-      );
-    await writeLeaf(ed, inode, st.leafFsb, next, true);
-    return;
   }
-  await fillRemote(ed, inode, st, next);
-  if (!leafFits(next, g.blockSize, g.v5))
-    throw unsupported(
-      ed,
-      inode,
-      "attr-node-write",
-      `attributes beyond one leaf block (${leafBytes(next, g.v5)} bytes)`,
-    );
-  await writeLeaf(ed, inode, st.leafFsb, next, false);
+  await rebuild(ed, inode, st, next);
+}
+
+/** Frees every block of the attribute fork (leaves, nodes, remote values); the fork stays, empty. */
+async function freeAll(ed: XfsEditor, inode: XfsInode, st: AttrState): Promise<void> {
+  if (st.form !== "leaf" && st.form !== "node") return;
+  for (const e of [...st.exts]) await freeAttrBlocks(ed, inode, st.exts, e.startoff, e.blockcount);
+  st.form = "none";
+  st.leafFsb = -1;
+}
+
+/**
+ * Lays all attributes out from scratch: one leaf at block 0, or (when they need more) leaves at
+ * blocks 1.. chained forw/back under a level-1 dabtree node at block 0; remote values after.
+ */
+async function rebuild(ed: XfsEditor, inode: XfsInode, st: AttrState, attrs: LeafAttr[]): Promise<void> {
+  const g = ed.fs.geometry;
+  const bs = g.blockSize;
+  const v5 = g.v5;
+  const sorted = attrs.map((a) => ({ a, hash: daHashName(a.name) })).sort((x, y) => x.hash - y.hash);
+  // Partition into leaves by size (remote entries count their small name records).
+  const size = (a: LeafAttr) => 8 + (isLocal(a, bs) ? localSize(a) : remoteSize(a));
+  const leaves: LeafAttr[][] = [[]];
+  let used = leafHdrSize(v5);
+  for (const { a } of sorted) {
+    if (used + size(a) > bs) {
+      leaves.push([]);
+      used = leafHdrSize(v5);
+    }
+    leaves[leaves.length - 1].push(a);
+    used += size(a);
+  }
+  const single = leaves.length === 1;
+  const nodeMax = Math.floor((bs - (v5 ? 64 : 16)) / 8);
+  if (leaves.length > nodeMax)
+    throw unsupported(ed, inode, "attr-node-write", "attributes beyond one dabtree node");
+  // Blocks: leaf at 0 (single), or node at 0 and leaves at 1..L.
+  const leafLblk = leaves.map((_, i) => (single ? 0 : i + 1));
+  const nodeFsb = single ? -1 : await allocAttrBlocks(ed, inode, st.exts, 0, 1);
+  const leafFsbs: number[] = [];
+  for (const l of leafLblk) leafFsbs.push(await allocAttrBlocks(ed, inode, st.exts, l, 1));
+  await fillRemote(ed, inode, st, attrs);
+  for (let i = 0; i < leaves.length; i++) {
+    const forw = i + 1 < leaves.length ? leafLblk[i + 1] : 0;
+    const back = i > 0 ? leafLblk[i - 1] : 0;
+    await writeLeaf(ed, inode, leafFsbs[i], leaves[i], true, { forw, back });
+  }
+  st.form = single ? "leaf" : "node";
+  st.leafFsb = single ? leafFsbs[0] : -1;
+  if (single) return;
+  const buf = ed.ctx.bufs.fresh(g.fsbToByte(nodeFsb), bs, "attribute node");
+  const b = buf.data;
+  const hdr = v5 ? 64 : 16;
+  setBe16(b, 8, v5 ? DA3_NODE_MAGIC : DA_NODE_MAGIC);
+  setBe16(b, v5 ? 56 : 12, leaves.length);
+  setBe16(b, v5 ? 58 : 14, 1);
+  leaves.forEach((l, i) => {
+    setBe32(b, hdr + i * 8, daHashName(l[l.length - 1].name));
+    setBe32(b, hdr + i * 8 + 4, leafLblk[i]);
+  });
+  if (v5) {
+    setBe64(b, 16, g.fsbToDaddr(nodeFsb));
+    b.set(g.metaUuid.subarray(0, 16), 32);
+    setBe64(b, 48, inode.ino);
+  }
+  ed.ctx.bufs.dirty(buf, v5 ? { crcOffset: 12, lsnOffset: 24 } : {});
 }
 
 /** bytesFit for the short form (a leaf being converted back frees its fork first). */

@@ -160,7 +160,17 @@ describeWithTools(["mkfs.xfs", "xfs_repair"], "attribute writes", () => {
             "shortform",
           );
         });
-        // 4. ACLs and the last removals (an attribute fork removed entirely).
+        // 4. Node form: more attributes than one leaf holds; then most go again.
+        await step(async (ed) => {
+          for (let i = 0; i < 70; i++)
+            await set(ed, "/big", `user.many-attribute-${i}`, Buffer.alloc(30 + (i % 20), 0x41 + (i % 26)));
+          await set(ed, "/big", "user.remote-in-node", pseudoBytes(5000, 11));
+          expect(await ed.fs.attrForm(await ed.fs.readInode((await ed.fs.lstat("/big")).ino))).toBe("node");
+        });
+        await step(async (ed) => {
+          for (let i = 0; i < 65; i++) await del(ed, "/big", `user.many-attribute-${i}`);
+        });
+        // 5. ACLs and the last removals (an attribute fork removed entirely).
         await step(async (ed) => {
           await set(ed, "/big", "system.posix_acl_access", ACL);
           await del(ed, "/dev", "security.selinux");
