@@ -25,6 +25,7 @@ import {
   decodeDataEntries,
 } from "./dir2-data.js";
 import { asciiCiFold } from "./dir2-hash.js";
+import { hashedLookup } from "./dir2-lookup.js";
 import { decodeSfDir, type XfsRawDirent } from "./dir2-sf.js";
 import {
   XfsChecksumError,
@@ -419,6 +420,20 @@ export class XfsFs {
     return out;
   }
 
+  /** Directory block `db` with the daddr of its first fs block (for v5 checks). */
+  private async dirBlockAt(
+    exts: XfsExtent[],
+    db: number,
+    at: XfsLocation,
+  ): Promise<{ b: Uint8Array; daddr: number }> {
+    const g = this.geometry;
+    const i = findExtent(exts, db * g.dirBlockFsbs);
+    if (i < 0) throw new XfsFormatError(`directory block ${db} is not mapped`, at);
+    const e = exts[i];
+    const fsb = e.startblock + (db * g.dirBlockFsbs - e.startoff);
+    return { b: await this.readDirBlock(exts, db, at), daddr: g.fsbToDaddr(fsb) };
+  }
+
   /** One directory block (dirBlockFsbs fs blocks, possibly split across extents). */
   private async readDirBlock(exts: XfsExtent[], db: number, at: XfsLocation): Promise<Uint8Array> {
     const g = this.geometry;
@@ -465,6 +480,22 @@ export class XfsFs {
   /** The entry named `name` in directory `dir` (case-insensitively on ASCII-ci filesystems). */
   async lookup(dir: XfsInode, name: Uint8Array): Promise<XfsRawDirent | undefined> {
     let idx = this.dirIndex.get(dir.ino);
+    if (!idx && dir.format !== FMT_LOCAL && (dir.mode & S_IFMT) === S_IFDIR) {
+      // Leaf and node directories: through the hash index, without reading every data block.
+      const g = this.geometry;
+      const exts = await this.forkExtents(dir, "data");
+      const last = exts[exts.length - 1];
+      if (last && last.startoff + last.blockcount > DIR2_LEAF_OFFSET_BYTES / g.blockSize) {
+        const at = this.loc("directory", { inode: dir.ino });
+        const e = await hashedLookup(g, dir.ino, name, (db) => this.dirBlockAt(exts, db, at), at);
+        if (e && !g.validIno(e.ino))
+          throw new XfsFormatError(
+            `entry '${utf8.decode(e.name)}' names inode ${e.ino}, outside the filesystem`,
+            at,
+          );
+        return e;
+      }
+    }
     if (!idx) {
       idx = new Map();
       for (const e of await this.dirEntries(dir)) if (!idx.has(nameKey(e.name))) idx.set(nameKey(e.name), e);

@@ -140,6 +140,19 @@ describeWithTools(["mkfs.xfs", "xfs_db", "xfs_repair"], "XfsFs against xfs_db", 
           "suid",
         ]);
         if (v.name.startsWith("v4")) expect((await fs.readlink("/links/long")).length).toBe(703);
+        // Lookups in leaf and node directories go through the hash index: every name resolves to
+        // the inode the listing names, a few block reads each; missing names are ENOENT.
+        for (const d of ["/pleaf", "/pnode"]) {
+          const entries = (await fs.readdir(d, { withFileTypes: true })).filter((_, k) => k % 7 === 0);
+          const fresh = new CountingDevice(dev);
+          const fs3 = await XfsFs.open(fresh);
+          await fs3.stat(d);
+          const r0 = fresh.counts.reads;
+          for (const e of entries) expect((await fs3.lstat(`${d}/${e.name}`)).ino).toBe(e.ino);
+          expect((fresh.counts.reads - r0) / entries.length).toBeLessThan(6);
+          await expect(fs3.lstat(`${d}/no-such-name`)).rejects.toMatchObject({ code: "ENOENT" });
+          if (ci) expect((await fs3.lstat(`${d}/${entries[1].name.toUpperCase()}`)).ino).toBe(entries[1].ino);
+        }
         // A walk of a 2,500-entry directory reads inodes a chunk at a time, not one by one.
         const counted = new CountingDevice(dev);
         const fs2 = await XfsFs.open(counted);
