@@ -18,23 +18,21 @@ import { spaceGeometry } from "./ag.js";
 import { Allocator, ensureVersionBit, type SpaceContext } from "./alloc.js";
 import { removeXattr, setXattr } from "./attr-write.js";
 import { BufCache, CacheView } from "./buf.js";
-import { setBe32 } from "./bytes.js";
 import { dir2Writer } from "./dir2-write.js";
+import * as names from "./editor-names.js";
 import { XfsFsError, XfsUnsupportedError } from "./errors.js";
 import { releaseData, writeData } from "./file-write.js";
 import { XfsFs, type XfsOpenOptions } from "./fs.js";
 import { InodeAllocator } from "./ialloc.js";
-import { encodeRdev, FMT_DEV, S_IFMT, type XfsInode, type XfsTimestamp } from "./inode.js";
-import { createInode, initShortformDir, loadInode, releaseInode, storeInode } from "./inode-create.js";
+import { S_IFMT, type XfsInode, type XfsTimestamp } from "./inode.js";
+import { loadInode, storeInode } from "./inode-create.js";
 import type { XfsLogState } from "./log.js";
-import { setDotDot } from "./rename.js";
 import { checkFeatures, VERSION_ATTRBIT } from "./sb.js";
 import type { XfsStats } from "./stats.js";
-import { writeSymlinkTarget } from "./symlink.js";
 
 const S_IFREG = 0o100000;
 const S_IFDIR = 0o040000;
-const S_IFLNK = 0o120000;
+const _S_IFLNK = 0o120000;
 /** Changed metadata buffers kept in memory before they are written (about 8 MiB of 4 KiB blocks). */
 const PENDING_BUFFERS = 2048;
 /** ... or this many bytes of metadata and small file contents. */
@@ -113,12 +111,6 @@ function toTimestamp(t: Date | number): XfsTimestamp {
   return { sec, nsec: Math.round((ms - sec * 1000) * 1e6) };
 }
 
-function splitPath(path: string): { parent: string; name: string } {
-  const clean = path.replace(/\/+$/, "");
-  const i = clean.lastIndexOf("/");
-  return { parent: i <= 0 ? "/" : clean.slice(0, i), name: clean.slice(i + 1) };
-}
-
 export class XfsEditor {
   private closed = false;
   private deltaAtStart = { fdblocks: 0, icount: 0, ifree: 0 };
@@ -169,6 +161,11 @@ export class XfsEditor {
     return new XfsEditor(cacheView, view, ctx, alloc, new InodeAllocator(alloc), options);
   }
 
+  /** The DirectoryWriter names go through. */
+  get directoryWriter(): DirectoryWriter {
+    return this.options.directories ?? dir2Writer;
+  }
+
   /** The time the editor stamps. */
   now(): XfsTimestamp {
     const o = this.options;
@@ -184,7 +181,8 @@ export class XfsEditor {
    * buffers, the counter deltas and the space engine's decoded AG state), and the image is as it
    * was before that call.
    */
-  private check(): void {
+  /** @internal Opens the transaction of a call (see the class comment). */
+  check(): void {
     if (this.closed) throw new Error("XfsEditor is closed");
     if (this.ctx.bufs.inTransaction) this.rollback();
     this.ctx.bufs.begin();
@@ -197,7 +195,8 @@ export class XfsEditor {
   }
 
   /** After a nested public call (which ended the transaction), open a new one for the rest. */
-  private restart(): void {
+  /** @internal */
+  restart(): void {
     this.ctx.bufs.begin();
     this.deltaAtStart = { ...this.ctx.delta };
   }
@@ -211,7 +210,8 @@ export class XfsEditor {
   }
 
   /** A call succeeded: keep its changes; write them out once enough are pending. */
-  private async finish(): Promise<void> {
+  /** @internal */
+  async finish(): Promise<void> {
     this.ctx.bufs.end();
     this.fs.clearCaches();
     const bufs = this.ctx.bufs;
@@ -224,7 +224,8 @@ export class XfsEditor {
     this.fs.clearCaches();
   }
 
-  private async inodeOf(path: string, follow: boolean): Promise<XfsInode> {
+  /** @internal The inode a path names, read through the buffer cache. */
+  async inodeOf(path: string, follow: boolean): Promise<XfsInode> {
     const st = follow ? await this.fs.stat(path) : await this.fs.lstat(path);
     return loadInode(this.ctx, st.ino);
   }
@@ -282,7 +283,7 @@ export class XfsEditor {
         );
       }
     } else {
-      inode = await this.createFile(path, S_IFREG | ((options.mode ?? 0o644) & 0o7777), options);
+      inode = await names.createFile(this, path, S_IFREG | ((options.mode ?? 0o644) & 0o7777), options);
     }
     const t = this.now();
     await writeData(this.ctx, this.alloc, inode, bytes, { sparse: options.sparse });
@@ -318,156 +319,31 @@ export class XfsEditor {
   }
 
   /** Remove a file name; the inode goes when its last link does. */
-  async unlink(path: string): Promise<void> {
-    this.check();
-    const dirs = this.requireDirectories(path);
-    const { parent, name } = splitPath(path);
-    const inode = await this.inodeOf(path, false);
-    if ((inode.mode & S_IFMT) === S_IFDIR) throw new XfsFsError("EISDIR", "is a directory", path);
-    const dir = await this.inodeOf(parent, true);
-    await dirs.removeEntry(this, dir, new TextEncoder().encode(name));
-    const t = this.now();
-    dir.mtime = t;
-    dir.ctime = { ...t };
-    await storeInode(this.ctx, dir);
-    inode.nlink--;
-    if (inode.nlink === 0) {
-      await releaseData(this.ctx, this.alloc, inode);
-      await releaseInode(this.ctx, this.inodes, inode);
-    } else {
-      inode.ctime = { ...t };
-      await storeInode(this.ctx, inode);
-    }
-    await this.finish();
-  }
-
-  private requireDirectories(_path: string): DirectoryWriter {
-    return this.options.directories ?? dir2Writer;
-  }
-
-  private async createFile(
-    path: string,
-    mode: number,
-    owner: { uid?: number; gid?: number },
-  ): Promise<XfsInode> {
-    const dirs = this.requireDirectories(path);
-    const { parent, name } = splitPath(path);
-    if (!name || name === "." || name === "..") throw new XfsFsError("EINVAL", "bad file name", path);
-    if (name.length > 255) throw new XfsFsError("ENAMETOOLONG", "name too long", path);
-    const dir = await this.inodeOf(parent, true);
-    if ((dir.mode & S_IFMT) !== S_IFDIR) throw new XfsFsError("ENOTDIR", "parent is not a directory", path);
-    const t = this.now();
-    const inode = await createInode(this.ctx, this.inodes, {
-      mode,
-      uid: owner.uid ?? 0,
-      gid: owner.gid ?? 0,
-      nlink: 1,
-      time: t,
-      agno: Math.floor(dir.ino / 2 ** (this.ctx.geo.agBlockLog + this.ctx.geo.inopbLog)),
-    });
-    await dirs.addEntry(this, dir, new TextEncoder().encode(name), inode.ino, mode);
-    dir.mtime = t;
-    dir.ctime = { ...t };
-    await storeInode(this.ctx, dir);
-    return inode;
+  unlink(path: string): Promise<void> {
+    return names.unlink(this, path);
   }
 
   /** Create a directory (with `recursive`, its missing parents too; returns the first one made). */
-  async mkdir(
+  mkdir(
     path: string,
     options: { mode?: number; uid?: number; gid?: number; recursive?: boolean } = {},
   ): Promise<string | undefined> {
-    this.check();
-    if (await this.fs.exists(path)) {
-      if (options.recursive && (await this.fs.stat(path)).isDirectory()) return undefined;
-      throw new XfsFsError("EEXIST", "file already exists", path);
-    }
-    const { parent } = splitPath(path);
-    let first: string | undefined;
-    if (options.recursive && !(await this.fs.exists(parent))) {
-      first = await this.mkdir(parent, options);
-      this.restart();
-    }
-    const dirs = this.requireDirectories(path);
-    const { pdir, name } = await this.parentOf(path);
-    const mode = S_IFDIR | ((options.mode ?? 0o755) & 0o7777);
-    const t = this.now();
-    const inode = await createInode(this.ctx, this.inodes, {
-      mode,
-      uid: options.uid ?? 0,
-      gid: options.gid ?? 0,
-      nlink: 2,
-      time: t,
-      agno: this.agOf(pdir.ino),
-    });
-    initShortformDir(inode, pdir.ino);
-    await storeInode(this.ctx, inode);
-    await dirs.addEntry(this, pdir, name, inode.ino, mode);
-    pdir.nlink++;
-    this.touch(pdir, t);
-    await storeInode(this.ctx, pdir);
-    await this.finish();
-    return first ?? path;
+    return names.mkdir(this, path, options);
   }
 
   /** Remove an empty directory. */
-  async rmdir(path: string): Promise<void> {
-    this.check();
-    const inode = await this.inodeOf(path, false);
-    if ((inode.mode & S_IFMT) !== S_IFDIR) throw new XfsFsError("ENOTDIR", "not a directory", path);
-    if (inode.ino === this.fs.geometry.rootIno)
-      throw new XfsFsError("EINVAL", "cannot remove the root", path);
-    if ((await this.fs.readdir(path)).length > 0)
-      throw new XfsFsError("ENOTEMPTY", "directory not empty", path);
-    const { pdir, name } = await this.parentOf(path);
-    await this.requireDirectories(path).removeEntry(this, pdir, name);
-    pdir.nlink--;
-    this.touch(pdir, this.now());
-    await storeInode(this.ctx, pdir);
-    await releaseData(this.ctx, this.alloc, inode);
-    await releaseInode(this.ctx, this.inodes, inode);
-    await this.finish();
+  rmdir(path: string): Promise<void> {
+    return names.rmdir(this, path);
   }
 
   /** Create a symbolic link at `path` pointing to `target`. */
-  async symlink(target: string, path: string, owner: { uid?: number; gid?: number } = {}): Promise<void> {
-    this.check();
-    if (await this.fs.exists(path).catch(() => false))
-      throw new XfsFsError("EEXIST", "file already exists", path);
-    const { pdir, name } = await this.parentOf(path);
-    const mode = S_IFLNK | 0o777;
-    const inode = await createInode(this.ctx, this.inodes, {
-      mode,
-      uid: owner.uid ?? 0,
-      gid: owner.gid ?? 0,
-      nlink: 1,
-      time: this.now(),
-      agno: this.agOf(pdir.ino),
-    });
-    await writeSymlinkTarget(this.ctx, this.alloc, inode, new TextEncoder().encode(target));
-    await storeInode(this.ctx, inode);
-    await this.requireDirectories(path).addEntry(this, pdir, name, inode.ino, mode);
-    this.touch(pdir, this.now());
-    await storeInode(this.ctx, pdir);
-    await this.finish();
+  symlink(target: string, path: string, owner: { uid?: number; gid?: number } = {}): Promise<void> {
+    return names.symlink(this, target, path, owner);
   }
 
   /** A second name for a file (not a directory). */
-  async link(existingPath: string, newPath: string): Promise<void> {
-    this.check();
-    const inode = await this.inodeOf(existingPath, false);
-    if ((inode.mode & S_IFMT) === S_IFDIR)
-      throw new XfsFsError("EINVAL", "cannot hard-link a directory", existingPath);
-    if (await this.fs.exists(newPath)) throw new XfsFsError("EEXIST", "file already exists", newPath);
-    const { pdir, name } = await this.parentOf(newPath);
-    await this.requireDirectories(newPath).addEntry(this, pdir, name, inode.ino, inode.mode);
-    const t = this.now();
-    this.touch(pdir, t);
-    await storeInode(this.ctx, pdir);
-    inode.nlink++;
-    inode.ctime = { ...t };
-    await storeInode(this.ctx, inode);
-    await this.finish();
+  link(existingPath: string, newPath: string): Promise<void> {
+    return names.link(this, existingPath, newPath);
   }
 
   /**
@@ -475,56 +351,25 @@ export class XfsEditor {
    * both parents' link counts updated). A name already at `newPath` is replaced as rename(2) does:
    * a file by a file, an empty directory by a directory (ENOTEMPTY otherwise).
    */
-  async rename(oldPath: string, newPath: string): Promise<void> {
-    this.check();
-    let inode = await this.inodeOf(oldPath, false);
-    const isDir = (inode.mode & S_IFMT) === S_IFDIR;
-    if (isDir) {
-      // A directory cannot move below itself.
-      const src = await this.fs.realpath(oldPath);
-      const dst = await this.fs.realpath(splitPath(newPath).parent);
-      if (dst === src || dst.startsWith(`${src}/`)) {
-        throw new XfsFsError("EINVAL", "cannot move a directory into itself", newPath);
-      }
-    }
-    if (await this.fs.exists(newPath).catch(() => false)) {
-      const victim = await this.inodeOf(newPath, false);
-      if (victim.ino === inode.ino) return;
-      const victimIsDir = (victim.mode & S_IFMT) === S_IFDIR;
-      // As rename(2): a directory replaces an empty directory only, a non-directory a non-directory.
-      if (victimIsDir !== isDir) {
-        throw new XfsFsError(isDir ? "ENOTDIR" : "EISDIR", "cannot replace across file types", newPath);
-      }
-      if (victimIsDir) await this.rmdir(newPath);
-      else await this.unlink(newPath);
-      this.restart();
-      inode = await this.inodeOf(oldPath, false);
-    }
-    // Parents are read after any unlink above, so no stale copy is written back.
-    const from = await this.parentOf(oldPath);
-    const to = await this.parentOf(newPath);
-    const dirs = this.requireDirectories(newPath);
-    // One object per directory inode, so changes made through both names land in one copy.
-    const toDir = from.pdir.ino === to.pdir.ino ? from.pdir : await loadInode(this.ctx, to.pdir.ino);
-    const fromDir = from.pdir.ino === to.pdir.ino ? toDir : await loadInode(this.ctx, from.pdir.ino);
-    await dirs.addEntry(this, toDir, to.name, inode.ino, inode.mode);
-    await dirs.removeEntry(this, fromDir, from.name);
-    if (isDir && fromDir !== toDir) {
-      // Its ".." names the new parent, whose link count it now adds to.
-      await setDotDot(this.ctx, this.alloc, inode, toDir.ino, this.fs.geometry.dirBlockSize);
-      fromDir.nlink--;
-      toDir.nlink++;
-    }
-    const t = this.now();
-    this.touch(toDir, t);
-    await storeInode(this.ctx, toDir);
-    if (fromDir !== toDir) {
-      this.touch(fromDir, t);
-      await storeInode(this.ctx, fromDir);
-    }
-    inode.ctime = { ...t };
-    await storeInode(this.ctx, inode);
-    await this.finish();
+  rename(oldPath: string, newPath: string): Promise<void> {
+    return names.rename(this, oldPath, newPath);
+  }
+
+  /** Create a device node, FIFO or socket (device number in the data fork, "dev" format). */
+  mknod(
+    path: string,
+    type: "chardev" | "blockdev" | "fifo" | "socket",
+    mode: number,
+    major = 0,
+    minor = 0,
+    owner: { uid?: number; gid?: number } = {},
+  ): Promise<void> {
+    return names.mknod(this, path, type, mode, major, minor, owner);
+  }
+
+  /** Remove a file, or with `recursive` a whole tree; `force` ignores a missing path. */
+  rm(path: string, options: { recursive?: boolean; force?: boolean } = {}): Promise<void> {
+    return names.rm(this, path, options);
   }
 
   /** Set an extended attribute (Linux name, e.g. "security.selinux"; POSIX ACLs converted). */
@@ -560,81 +405,6 @@ export class XfsEditor {
     if (inode.version >= 3) inode.changecount++;
     await storeInode(this.ctx, inode);
     await this.finish();
-  }
-
-  /** Create a device node, FIFO or socket (device number in the data fork, "dev" format). */
-  async mknod(
-    path: string,
-    type: "chardev" | "blockdev" | "fifo" | "socket",
-    mode: number,
-    major = 0,
-    minor = 0,
-    owner: { uid?: number; gid?: number } = {},
-  ): Promise<void> {
-    this.check();
-    const fmt = { chardev: 0o020000, blockdev: 0o060000, fifo: 0o010000, socket: 0o140000 }[type];
-    if (fmt === undefined) throw new XfsFsError("EINVAL", `unknown node type ${type}`, path);
-    if (await this.fs.exists(path).catch(() => false))
-      throw new XfsFsError("EEXIST", "file already exists", path);
-    const { pdir, name } = await this.parentOf(path);
-    const full = fmt | (mode & 0o7777);
-    const t = this.now();
-    const inode = await createInode(this.ctx, this.inodes, {
-      mode: full,
-      uid: owner.uid ?? 0,
-      gid: owner.gid ?? 0,
-      nlink: 1,
-      time: t,
-      agno: this.agOf(pdir.ino),
-    });
-    inode.format = FMT_DEV;
-    if (type === "chardev" || type === "blockdev") {
-      setBe32(inode.raw, inode.version >= 3 ? 176 : 100, encodeRdev(major, minor));
-    }
-    await storeInode(this.ctx, inode);
-    await this.requireDirectories(path).addEntry(this, pdir, name, inode.ino, full);
-    this.touch(pdir, t);
-    await storeInode(this.ctx, pdir);
-    await this.finish();
-  }
-
-  /** Remove a file, or with `recursive` a whole tree; `force` ignores a missing path. */
-  async rm(path: string, options: { recursive?: boolean; force?: boolean } = {}): Promise<void> {
-    this.check();
-    if (!(await this.fs.exists(path).catch(() => false))) {
-      if (options.force) return;
-      throw new XfsFsError("ENOENT", "no such file or directory", path);
-    }
-    const st = await this.fs.lstat(path);
-    if (!st.isDirectory()) {
-      await this.unlink(path);
-      return;
-    }
-    if (!options.recursive) throw new XfsFsError("EISDIR", "is a directory (use recursive)", path);
-    const base = path.replace(/\/+$/, "");
-    for (const name of await this.fs.readdir(path)) await this.rm(`${base}/${name}`, { recursive: true });
-    await this.rmdir(path);
-  }
-
-  private touch(dir: XfsInode, t: XfsTimestamp): void {
-    dir.mtime = { ...t };
-    dir.ctime = { ...t };
-    if (dir.version >= 3) dir.changecount++;
-  }
-
-  private agOf(ino: number): number {
-    return Math.floor(ino / 2 ** (this.ctx.geo.agBlockLog + this.ctx.geo.inopbLog));
-  }
-
-  /** The parent directory (loaded through the buffer cache) and the last name of `path`. */
-  private async parentOf(path: string): Promise<{ pdir: XfsInode; name: Uint8Array }> {
-    const { parent, name } = splitPath(path);
-    if (!name || name === "." || name === "..") throw new XfsFsError("EINVAL", "bad file name", path);
-    const bytes = new TextEncoder().encode(name);
-    if (bytes.length > 255) throw new XfsFsError("ENAMETOOLONG", "name too long", path);
-    const pdir = await this.inodeOf(parent, true);
-    if ((pdir.mode & S_IFMT) !== S_IFDIR) throw new XfsFsError("ENOTDIR", "parent is not a directory", path);
-    return { pdir, name: bytes };
   }
 
   // ---- reading (through the reader, which sees every committed change) -------------------------
