@@ -6,12 +6,9 @@
 import { Readable } from "node:stream";
 import { type BlockDevice, ImgpatchError } from "@imgpatch/disk";
 import { linuxAttrName, POSIX_ACL_ACCESS, POSIX_ACL_DEFAULT, xfsAclToPosix } from "./attr.js";
-import { ATTR_LEAF_MAGIC, ATTR_ROOT, ATTR3_LEAF_MAGIC, decodeAttrLeaf } from "./attr-leaf.js";
-import { assembleRemoteValue, remoteBlocks } from "./attr-remote.js";
-import { decodeSfAttrs, type XfsRawAttr } from "./attr-sf.js";
+import { ATTR_ROOT } from "./attr-leaf.js";
 import { findExtent, readForkExtents } from "./bmap.js";
-import { be16, be32, be64, le32 } from "./bytes.js";
-import { checkDa3Block, DA_NODE_MAGIC, DA_NODE_MAXDEPTH, DA3_NODE_MAGIC, decodeDaNode } from "./da-btree.js";
+import { be16, be32 } from "./bytes.js";
 import { decodeBlockTail } from "./dir2-block.js";
 import {
   checkDir3Header,
@@ -27,14 +24,9 @@ import {
 import { asciiCiFold } from "./dir2-hash.js";
 import { hashedLookup } from "./dir2-lookup.js";
 import { decodeSfDir, type XfsRawDirent } from "./dir2-sf.js";
-import {
-  XfsChecksumError,
-  XfsFormatError,
-  XfsFsError,
-  type XfsLocation,
-  XfsUnsupportedError,
-} from "./errors.js";
-import { type ForkKind, forkArea, forkLocalBytes, type XfsExtent } from "./fork.js";
+import { XfsFormatError, XfsFsError, type XfsLocation, XfsUnsupportedError } from "./errors.js";
+import { type ForkKind, forkLocalBytes, type XfsExtent } from "./fork.js";
+import { attrFormOf, type ForkReadContext, readAttrs, readSymlink, type StoredAttr } from "./fork-reading.js";
 import {
   DIFLAG_REALTIME,
   decodeInode,
@@ -54,9 +46,7 @@ import {
 import { readLogState, type XfsLogState } from "./log.js";
 import {
   checkFeatures,
-  crcMatches,
   decodeSuperblock,
-  sectorCrc,
   validateSuperblock,
   type XfsFeatures,
   XfsGeometry,
@@ -68,14 +58,14 @@ const MAX_SYMLINKS = 40;
 const MAX_NAME_LEN = 255;
 const PATH_MAX = 4096;
 /** XFS_SYMLINK_MAXLEN. */
-const SYMLINK_MAXLEN = 1024;
-const SYMLINK_MAGIC = 0x58534c4d; // "XSLM"
+const _SYMLINK_MAXLEN = 1024;
+const _SYMLINK_MAGIC = 0x58534c4d; // "XSLM"
 /**
  * v5 remote symlink header, once per mapped extent: magic, offset, bytes, crc (over the whole
  * extent), uuid (16), owner @32, blkno @40, lsn @48.
  */
-const SYMLINK_HDR = 56;
-const XATTR_SIZE_MAX = 65536;
+const _SYMLINK_HDR = 56;
+const _XATTR_SIZE_MAX = 65536;
 const DEFAULT_MAX_READ = 2 ** 31 - 1;
 /** Largest single device read issued for file data. */
 const READ_CHUNK = 4 << 20;
@@ -104,12 +94,6 @@ interface Resolved {
   ino: number;
   inode: XfsInode;
   path: string;
-}
-
-interface StoredAttr {
-  flags: number;
-  name: Uint8Array;
-  value: Uint8Array;
 }
 
 class Lru<K, V> {
@@ -467,14 +451,7 @@ export class XfsFs {
 
   /** Which attribute fork form `inode` has (none, shortform, leaf, or node). */
   async attrForm(inode: XfsInode): Promise<"none" | "shortform" | "leaf" | "node"> {
-    const area = forkArea(inode, "attr");
-    if (!area) return "none";
-    if (area.format === FMT_LOCAL) return "shortform";
-    const exts = await this.forkExtents(inode, "attr");
-    if (exts.length === 0) return "none";
-    const { b } = await this.attrBlock(exts, 0, this.loc("attribute fork", { inode: inode.ino }));
-    const magic = be16(b, 8);
-    return magic === DA_NODE_MAGIC || magic === DA3_NODE_MAGIC ? "node" : "leaf";
+    return attrFormOf(this.forkCtx, inode);
   }
 
   /** The entry named `name` in directory `dir` (case-insensitively on ASCII-ci filesystems). */
@@ -508,149 +485,30 @@ export class XfsFs {
     return undefined;
   }
 
-  // ---------------------------------------------------------------- symlinks
+  // ---------------------------------------------------------------- symlinks and attributes
+
+  /** What fork-reading.ts needs from the reader. */
+  private get forkCtx(): ForkReadContext {
+    return {
+      geometry: this.geometry,
+      deviceName: this.device.name,
+      readAt: this.readAt,
+      forkExtents: (inode, which) => this.forkExtents(inode, which),
+    };
+  }
 
   /** Target bytes of a symlink inode (inline or in remote blocks). */
   async readSymlinkInode(inode: XfsInode): Promise<Uint8Array> {
-    const at = this.loc("symlink", { inode: inode.ino });
-    if ((inode.mode & S_IFMT) !== S_IFLNK) throw new XfsFormatError("not a symlink inode", at);
-    if (inode.size <= 0 || inode.size > SYMLINK_MAXLEN)
-      throw new XfsFormatError(`symlink length ${inode.size}`, at);
-    if (inode.format === FMT_LOCAL) return forkLocalBytes(inode, "data", at);
-    const g = this.geometry;
-    const exts = await this.forkExtents(inode, "data");
-    const out = new Uint8Array(inode.size);
-    let pos = 0;
-    // One header (v5) per mapped extent, its CRC covering the whole extent (xfs_readlink_bmap).
-    let next = 0;
-    for (const e of exts) {
-      if (pos >= inode.size) break;
-      if (e.startoff !== next || e.blockcount > 8)
-        throw new XfsFormatError(`symlink mapping at file block ${e.startoff} is not contiguous`, at);
-      next = e.startoff + e.blockcount;
-      const offset = g.fsbToByte(e.startblock);
-      const b = await this.readAt(offset, e.blockcount * g.blockSize);
-      const space = g.v5 ? b.length - SYMLINK_HDR : b.length;
-      const n = Math.min(space, inode.size - pos);
-      if (g.v5) {
-        const bat = { ...at, offset };
-        if (be32(b, 0) !== SYMLINK_MAGIC) throw new XfsFormatError("bad remote symlink magic", bat);
-        if (!crcMatches(b, b.length, 12))
-          throw new XfsChecksumError(
-            "remote symlink block CRC mismatch",
-            le32(b, 12),
-            sectorCrc(b, b.length, 12),
-            bat,
-          );
-        if (
-          be32(b, 4) !== pos ||
-          be32(b, 8) !== n ||
-          be64(b, 32) !== inode.ino ||
-          be64(b, 40) !== g.fsbToDaddr(e.startblock)
-        )
-          throw new XfsFormatError("remote symlink block header does not match", bat);
-        out.set(b.subarray(SYMLINK_HDR, SYMLINK_HDR + n), pos);
-      } else out.set(b.subarray(0, n), pos);
-      pos += n;
-    }
-    if (pos < inode.size) throw new XfsFormatError(`symlink blocks hold ${pos} of ${inode.size} bytes`, at);
-    return out;
+    return readSymlink(this.forkCtx, inode);
   }
-
-  // ---------------------------------------------------------------- attributes
 
   /** All attributes of an inode as stored (namespace flags, name, value bytes). */
   async inodeAttrs(inode: XfsInode): Promise<StoredAttr[]> {
     const hit = this.attrCache.get(inode.ino);
     if (hit) return hit;
-    const at = this.loc("attribute fork", { inode: inode.ino });
-    const area = forkArea(inode, "attr");
-    let raw: XfsRawAttr[] = [];
-    if (!area) raw = [];
-    else if (area.format === FMT_LOCAL) raw = decodeSfAttrs(forkLocalBytes(inode, "attr", at), at);
-    else if (inode.anextents > 0) raw = await this.attrLeafEntries(inode, at);
-    const out: StoredAttr[] = [];
-    for (const a of raw) {
-      let value = a.value;
-      if (!value) {
-        const r = a.remote;
-        if (!r || r.len > XATTR_SIZE_MAX)
-          throw new XfsFormatError(`remote attribute value of ${r?.len} bytes`, at);
-        value = await this.readRemoteValue(inode, r.blk, r.len, at);
-      }
-      out.push({ flags: a.flags, name: a.name, value });
-    }
+    const out = await readAttrs(this.forkCtx, inode);
     this.attrCache.set(inode.ino, out);
     return out;
-  }
-
-  private async attrBlock(
-    exts: XfsExtent[],
-    lblk: number,
-    at: XfsLocation,
-  ): Promise<{ b: Uint8Array; daddr: number }> {
-    const i = findExtent(exts, lblk);
-    if (i < 0) throw new XfsFormatError(`attribute block ${lblk} is not mapped`, at);
-    const e = exts[i];
-    const fsb = e.startblock + (lblk - e.startoff);
-    const g = this.geometry;
-    return { b: await this.readAt(g.fsbToByte(fsb), g.blockSize), daddr: g.fsbToDaddr(fsb) };
-  }
-
-  private async attrLeafEntries(inode: XfsInode, at: XfsLocation): Promise<XfsRawAttr[]> {
-    const g = this.geometry;
-    const exts = await this.forkExtents(inode, "attr");
-    const chk = { owner: inode.ino, uuid: g.metaUuid };
-    // Descend from block 0 to the leftmost leaf, then follow the leaf chain.
-    let lblk = 0;
-    let { b, daddr } = await this.attrBlock(exts, lblk, at);
-    let level = Number.POSITIVE_INFINITY;
-    for (let depth = 0; ; depth++) {
-      const magic = be16(b, 8);
-      if (magic !== DA_NODE_MAGIC && magic !== DA3_NODE_MAGIC) break;
-      const bat = { ...at, structure: "attribute node", block: lblk };
-      if (depth >= DA_NODE_MAXDEPTH || magic !== (g.v5 ? DA3_NODE_MAGIC : DA_NODE_MAGIC))
-        throw new XfsFormatError("bad attribute node", bat);
-      if (g.v5) checkDa3Block(b, { ...chk, daddr }, bat);
-      const node = decodeDaNode(b, g.v5, bat);
-      if (node.level >= level) throw new XfsFormatError("attribute node levels do not decrease", bat);
-      level = node.level;
-      lblk = node.entries[0].before;
-      ({ b, daddr } = await this.attrBlock(exts, lblk, at));
-    }
-    const out: XfsRawAttr[] = [];
-    const seen = new Set<number>();
-    for (;;) {
-      const bat = { ...at, structure: "attribute leaf", block: lblk };
-      if (seen.has(lblk)) throw new XfsFormatError("attribute leaf chain loops", bat);
-      seen.add(lblk);
-      if (be16(b, 8) !== (g.v5 ? ATTR3_LEAF_MAGIC : ATTR_LEAF_MAGIC))
-        throw new XfsFormatError(`bad attribute leaf magic 0x${be16(b, 8).toString(16)}`, bat);
-      if (g.v5) checkDa3Block(b, { ...chk, daddr }, bat);
-      const leaf = decodeAttrLeaf(b, g.v5, bat);
-      for (const e of leaf.entries) out.push(e);
-      if (leaf.forw === 0) break;
-      lblk = leaf.forw;
-      ({ b, daddr } = await this.attrBlock(exts, lblk, at));
-    }
-    return out;
-  }
-
-  private async readRemoteValue(
-    inode: XfsInode,
-    blk: number,
-    len: number,
-    at: XfsLocation,
-  ): Promise<Uint8Array> {
-    const g = this.geometry;
-    const exts = await this.forkExtents(inode, "attr");
-    const n = remoteBlocks(len, g.blockSize, g.v5);
-    const blocks: { data: Uint8Array; daddr: number }[] = [];
-    for (let k = 0; k < n; k++) {
-      const { b, daddr } = await this.attrBlock(exts, blk + k, at);
-      blocks.push({ data: b, daddr });
-    }
-    return assembleRemoteValue(blocks, len, g.v5, inode.ino, g.metaUuid, at);
   }
 
   /** Attributes under their Linux names, values as getxattr(2) returns them (ACLs converted). */

@@ -32,6 +32,7 @@ export * from "./editor.js";
 export * from "./errors.js";
 export * from "./file-write.js";
 export * from "./fork.js";
+export * from "./fork-reading.js";
 export * from "./fs.js";
 export * from "./ialloc.js";
 export * from "./inode.js";

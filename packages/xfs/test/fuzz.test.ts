@@ -150,6 +150,8 @@ describeWithTools(["mkfs.xfs", "xfs_repair"], "fuzzed XFS metadata", () => {
           }),
           fc.boolean(),
           async (which, rsel, muts, fix) => {
+            // In-memory reads never leave the microtask queue: give the worker's IPC a turn.
+            await new Promise<void>((r) => setImmediate(r));
             const img = images[which % images.length];
             const region = img.regions[rsel % img.regions.length];
             const b = img.bytes;
