@@ -9,18 +9,8 @@ import { linuxAttrName, POSIX_ACL_ACCESS, POSIX_ACL_DEFAULT, xfsAclToPosix } fro
 import { ATTR_ROOT } from "./attr-leaf.js";
 import { findExtent, readForkExtents } from "./bmap.js";
 import { be16, be32 } from "./bytes.js";
-import { decodeBlockTail } from "./dir2-block.js";
-import {
-  checkDir3Header,
-  DIR2_BLOCK_MAGIC,
-  DIR2_DATA_MAGIC,
-  DIR2_FREE_OFFSET_BYTES,
-  DIR2_LEAF_OFFSET_BYTES,
-  DIR3_BLOCK_MAGIC,
-  DIR3_DATA_MAGIC,
-  dataHeaderSize,
-  decodeDataEntries,
-} from "./dir2-data.js";
+import { dirBlockAt, dirFormOf, readDirDataEntries } from "./dir-reading.js";
+import { DIR2_LEAF_OFFSET_BYTES } from "./dir2-data.js";
 import { asciiCiFold } from "./dir2-hash.js";
 import { hashedLookup } from "./dir2-lookup.js";
 import { decodeSfDir, type XfsRawDirent } from "./dir2-sf.js";
@@ -366,87 +356,12 @@ export class XfsFs {
   }
 
   private async dirBlockEntries(dir: XfsInode, at: XfsLocation): Promise<XfsRawDirent[]> {
-    const g = this.geometry;
-    const exts = await this.forkExtents(dir, "data");
-    const dirFsbs = g.dirBlockFsbs;
-    const leafFsb = DIR2_LEAF_OFFSET_BYTES / g.blockSize;
-    if (dir.size % g.dirBlockSize !== 0 || dir.size > DIR2_LEAF_OFFSET_BYTES)
-      throw new XfsFormatError(`directory size ${dir.size} is not a whole number of directory blocks`, at);
-    const maxDb = dir.size / g.dirBlockSize;
-    const dbs: number[] = [];
-    for (const e of exts) {
-      if (e.startoff >= leafFsb) break;
-      const first = Math.floor(e.startoff / dirFsbs);
-      const last = Math.floor((Math.min(e.startoff + e.blockcount, leafFsb) - 1) / dirFsbs);
-      for (let db = first; db <= last; db++) {
-        if (db >= maxDb) throw new XfsFormatError(`directory block ${db} lies beyond the directory size`, at);
-        if (dbs.length === 0 || dbs[dbs.length - 1] !== db) dbs.push(db);
-      }
-    }
-    // Single-block form: nothing mapped past the first directory block (xfs_dir2_isblock).
-    const lastEnd = exts.length ? exts[exts.length - 1].startoff + exts[exts.length - 1].blockcount : 0;
-    const single = maxDb === 1 && lastEnd === dirFsbs;
-    const out: XfsRawDirent[] = [];
-    const v5 = g.v5;
-    for (const db of dbs) {
-      const b = await this.readDirBlock(exts, db, at);
-      const fsb = exts[findExtent(exts, db * dirFsbs)];
-      const daddr = g.fsbToDaddr(fsb.startblock + (db * dirFsbs - fsb.startoff));
-      const bat = { ...at, offset: g.fsbToByte(fsb.startblock + (db * dirFsbs - fsb.startoff)) };
-      const magics = single
-        ? [v5 ? DIR3_BLOCK_MAGIC : DIR2_BLOCK_MAGIC]
-        : [v5 ? DIR3_DATA_MAGIC : DIR2_DATA_MAGIC];
-      checkDir3Header(b, magics, { v5, daddr, owner: dir.ino, uuid: g.metaUuid }, bat);
-      const end = single ? decodeBlockTail(b, dataHeaderSize(v5), bat).leafStart : b.length;
-      for (const e of decodeDataEntries(b, v5, end, this.features.ftype, db * g.dirBlockSize, bat))
-        out.push(e);
-    }
-    return out;
-  }
-
-  /** Directory block `db` with the daddr of its first fs block (for v5 checks). */
-  private async dirBlockAt(
-    exts: XfsExtent[],
-    db: number,
-    at: XfsLocation,
-  ): Promise<{ b: Uint8Array; daddr: number }> {
-    const g = this.geometry;
-    const i = findExtent(exts, db * g.dirBlockFsbs);
-    if (i < 0) throw new XfsFormatError(`directory block ${db} is not mapped`, at);
-    const e = exts[i];
-    const fsb = e.startblock + (db * g.dirBlockFsbs - e.startoff);
-    return { b: await this.readDirBlock(exts, db, at), daddr: g.fsbToDaddr(fsb) };
-  }
-
-  /** One directory block (dirBlockFsbs fs blocks, possibly split across extents). */
-  private async readDirBlock(exts: XfsExtent[], db: number, at: XfsLocation): Promise<Uint8Array> {
-    const g = this.geometry;
-    const n = g.dirBlockFsbs;
-    const out = new Uint8Array(g.dirBlockSize);
-    let k = 0;
-    while (k < n) {
-      const fblock = db * n + k;
-      const i = findExtent(exts, fblock);
-      if (i < 0) throw new XfsFormatError(`directory block ${db} has a hole`, at);
-      const e = exts[i];
-      if (e.unwritten) throw new XfsFormatError(`directory block ${db} is unwritten`, at);
-      const run = Math.min(n - k, e.startoff + e.blockcount - fblock);
-      const dev = g.fsbToByte(e.startblock + (fblock - e.startoff));
-      out.set(await this.readAt(dev, run * g.blockSize), k * g.blockSize);
-      k += run;
-    }
-    return out;
+    return readDirDataEntries(this.forkCtx, dir, at);
   }
 
   /** Which of the four directory forms `dir` is in (shortform, block, leaf or node). */
   async dirForm(dir: XfsInode): Promise<"shortform" | "block" | "leaf" | "node"> {
-    if (dir.format === FMT_LOCAL) return "shortform";
-    const g = this.geometry;
-    const exts = await this.forkExtents(dir, "data");
-    const last = exts[exts.length - 1];
-    if (last && last.startoff + last.blockcount === g.dirBlockFsbs) return "block";
-    const freeFsb = DIR2_FREE_OFFSET_BYTES / g.blockSize;
-    return exts.some((e) => e.startoff + e.blockcount > freeFsb) ? "node" : "leaf";
+    return dirFormOf(this.forkCtx, dir);
   }
 
   /** Which attribute fork form `inode` has (none, shortform, leaf, or node). */
@@ -464,7 +379,7 @@ export class XfsFs {
       const last = exts[exts.length - 1];
       if (last && last.startoff + last.blockcount > DIR2_LEAF_OFFSET_BYTES / g.blockSize) {
         const at = this.loc("directory", { inode: dir.ino });
-        const e = await hashedLookup(g, dir.ino, name, (db) => this.dirBlockAt(exts, db, at), at);
+        const e = await hashedLookup(g, dir.ino, name, (db) => dirBlockAt(this.forkCtx, exts, db, at), at);
         if (e && !g.validIno(e.ino))
           throw new XfsFormatError(
             `entry '${utf8.decode(e.name)}' names inode ${e.ino}, outside the filesystem`,

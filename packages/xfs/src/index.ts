@@ -22,6 +22,7 @@ export * from "./btree-update.js";
 export * from "./buf.js";
 export * from "./bytes.js";
 export * from "./da-btree.js";
+export * from "./dir-reading.js";
 export * from "./dir2-block.js";
 export * from "./dir2-data.js";
 export * from "./dir2-hash.js";
