@@ -372,7 +372,9 @@ export class XfsFs {
   /** The entry named `name` in directory `dir` (case-insensitively on ASCII-ci filesystems). */
   async lookup(dir: XfsInode, name: Uint8Array): Promise<XfsRawDirent | undefined> {
     let idx = this.dirIndex.get(dir.ino);
-    if (!idx && dir.format !== FMT_LOCAL && (dir.mode & S_IFMT) === S_IFDIR) {
+    // A directory already read whole (readdir, walk) is looked up in memory; otherwise leaf and
+    // node directories go through their hash index.
+    if (!idx && !this.dirCache.get(dir.ino) && dir.format !== FMT_LOCAL && (dir.mode & S_IFMT) === S_IFDIR) {
       // Leaf and node directories: through the hash index, without reading every data block.
       const g = this.geometry;
       const exts = await this.forkExtents(dir, "data");
