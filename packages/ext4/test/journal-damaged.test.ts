@@ -1,0 +1,137 @@
+/**
+ * Hand-built journals (debugfs jo/jw/jc: two transactions, the second revoking a block of the
+ * first) with checksums none, v1 (ext3) and v3, then damaged where recovery checks them: our
+ * in-memory replay must leave the logged blocks as e2fsck -E journal_only does, or refuse with
+ * a typed error where e2fsck's recovery fails.
+ */
+import { copyFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { FileDevice } from "@imgpatch/disk";
+import { Ext4FormatError, Ext4Fs } from "@imgpatch/ext4";
+import { debugfs, debugfsRaw, describeWithTools, runTool, tempDir } from "@imgpatch/testkit";
+import { beforeAll, expect, it } from "vitest";
+import { mkfs, pseudoBytes } from "./helpers.js";
+
+const BS = 1024;
+const TARGETS = [5000, 5001, 5002, 5003];
+
+interface Built {
+  img: string;
+  /** Journal block (logical) → byte offset in the image. */
+  at: (journalBlock: number) => Promise<number>;
+  /** logdump: "type N ... at block B" for each log block, in order. */
+  log: { type: number; block: number }[];
+}
+
+async function build(dir: string, name: string, fsArgs: string[], jo: string): Promise<Built> {
+  const img = join(dir, `${name}.img`);
+  await mkfs(img, undefined, 16, [...fsArgs, "-b", String(BS)]);
+  const p3 = join(dir, `${name}.p3`);
+  const p1 = join(dir, `${name}.p1`);
+  await writeFile(p3, pseudoBytes(3 * BS, 7));
+  await writeFile(p1, pseudoBytes(BS, 8));
+  await debugfs(img, [jo, `jw -b 5000,5001,5002 ${p3}`, `jw -b 5003 -r 5000 ${p1}`, "jc"], { write: true });
+  const dump = (await debugfsRaw(img, ["logdump"])).stdout.toString();
+  const log = [...dump.matchAll(/type (\d+) \(.*?\) at block (\d+)/g)].map((m) => ({
+    type: Number(m[1]),
+    block: Number(m[2]),
+  }));
+  const fs = await Ext4Fs.open(await FileDevice.open(img, { readOnly: true }), { replayJournal: false });
+  const ji = await fs.readInode(fs.sb.journalInum);
+  const map = new Map<number, number>();
+  for (let i = 0; i < 16; i++) map.set(i, (await fs.mapBlock(ji, i)).physical * BS);
+  await fs.close();
+  return { img, at: async (b) => map.get(b)!, log };
+}
+
+async function flip(img: string, offset: number): Promise<void> {
+  const dev = await FileDevice.open(img);
+  const b = await dev.read(offset, 1);
+  await dev.write(offset, Uint8Array.of(b[0] ^ 0x5a));
+  await dev.close();
+}
+
+/** Our replayed TARGETS and e2fsck's (journal_only, on a copy). */
+async function compare(img: string): Promise<{ ours: Buffer[]; theirs: Buffer[]; replayed: unknown }> {
+  const fs = await Ext4Fs.open(await FileDevice.open(img, { readOnly: true }));
+  const ours = await Promise.all(TARGETS.map(async (b) => Buffer.from(await fs.device.read(b * BS, BS))));
+  const replayed = fs.journal.replayed;
+  await fs.close();
+  const copy = `${img}.e2fsck`;
+  await copyFile(img, copy);
+  const r = await runTool("e2fsck", ["-y", "-E", "journal_only", copy]);
+  expect(r.exitCode, r.stderr).toBeLessThan(4);
+  const o = await FileDevice.open(copy, { readOnly: true });
+  const theirs = await Promise.all(TARGETS.map(async (b) => Buffer.from(await o.read(b * BS, BS))));
+  await o.close();
+  return { ours, theirs, replayed };
+}
+
+describeWithTools(["mke2fs", "debugfs", "e2fsck"], "journal: hand-built and damaged", () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await tempDir("ext4-jdamage-");
+  });
+  const modes = [
+    { name: "none", fs: ["-t", "ext4", "-O", "^metadata_csum"], jo: "jo" },
+    { name: "v1", fs: ["-t", "ext3"], jo: "jo -c" },
+    { name: "v3", fs: ["-t", "ext4"], jo: "jo -c" },
+  ];
+  const commits = (b: Built) => b.log.filter((l) => l.type === 2).map((l) => l.block);
+  const descriptors = (b: Built) => b.log.filter((l) => l.type === 1).map((l) => l.block);
+
+  for (const m of modes) {
+    it(`${m.name}: intact, two transactions with a revoke, as e2fsck`, async () => {
+      const b = await build(dir, `${m.name}-ok`, m.fs, m.jo);
+      expect(commits(b)).toHaveLength(2);
+      const r = await compare(b.img);
+      // debugfs sums the revoke block into a v1 commit checksum; recovery (e2fsck's and
+      // the kernel's) does not, so it ends the log before the second transaction.
+      const transactions = m.name === "v1" ? 1 : 2;
+      expect(r.replayed).toEqual({ transactions, blocks: 3, badChecksums: 0 });
+      expect(r.ours).toEqual(r.theirs);
+    });
+  }
+
+  it("v1: a logged block changed after commit ends the log before its transaction, as e2fsck", async () => {
+    const b = await build(dir, "v1-data", ["-t", "ext3"], "jo -c");
+    // The first transaction's first logged block follows its descriptor.
+    await flip(b.img, (await b.at(descriptors(b)[0] + 1)) + 10);
+    const r = await compare(b.img);
+    expect(r.replayed).toEqual({ transactions: 0, blocks: 0, badChecksums: 0 });
+    expect(r.ours).toEqual(r.theirs);
+  });
+
+  it("v3: a bad commit checksum drops that transaction, as e2fsck", async () => {
+    const b = await build(dir, "v3-commit", ["-t", "ext4"], "jo -c");
+    await flip(b.img, (await b.at(commits(b)[1])) + 200);
+    const r = await compare(b.img);
+    expect(r.replayed).toEqual({ transactions: 1, blocks: 3, badChecksums: 0 });
+    expect(r.ours).toEqual(r.theirs);
+  });
+
+  it("v3: a logged block with a bad data checksum is not written, as e2fsck", async () => {
+    const b = await build(dir, "v3-data", ["-t", "ext4"], "jo -c");
+    await flip(b.img, (await b.at(descriptors(b)[0] + 2)) + 10); // 5001's copy
+    const r = await compare(b.img);
+    expect(r.replayed).toEqual({ transactions: 2, blocks: 2, badChecksums: 1 });
+    expect(r.ours).toEqual(r.theirs);
+  });
+
+  for (const what of ["descriptor", "revoke"] as const) {
+    it(`v3: a bad ${what} block tail in the newest transaction: refused (e2fsck's recovery fails)`, async () => {
+      const b = await build(dir, `v3-${what}`, ["-t", "ext4"], "jo -c");
+      const block = b.log.filter((l) => l.type === (what === "descriptor" ? 1 : 5)).at(-1)!.block;
+      await flip(b.img, (await b.at(block)) + 300);
+      const err = await Ext4Fs.open(await FileDevice.open(b.img, { readOnly: true })).catch(
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(Ext4FormatError);
+      expect(String(err)).toMatch(/bad checksum/);
+      const copy = `${b.img}.e2fsck`;
+      await copyFile(b.img, copy);
+      const r = await runTool("e2fsck", ["-y", "-E", "journal_only", copy]);
+      expect(r.stdout.toString() + r.stderr).toMatch(/Journal checksum error/);
+    });
+  }
+});
