@@ -29,6 +29,7 @@ export * from "./journal-fc.js";
 export * from "./journal-replay.js";
 export * from "./journal-scan.js";
 export * from "./lru.js";
+export { buildQuotaFile, parseQuotaFile, type QuotaFile } from "./quota.js";
 export * from "./replay-device.js";
 export * from "./stats.js";
 export * from "./superblock.js";
