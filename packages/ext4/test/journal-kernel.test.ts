@@ -291,6 +291,15 @@ describeWithTools(
         } finally {
           await fs.close();
         }
+        // The editor replays it onto the device (the jbd2 part) and edits: e2fsck -fn clean.
+        const ed = await Ext4Editor.open(await FileDevice.open(stale), {
+          replayJournal: true,
+          timestamp: 1_700_000_000,
+        });
+        await ed.writeFile("/b/after", "z");
+        await ed.close();
+        const r = await e2fsck(stale);
+        expect(r.problems, r.output).toEqual([]);
       },
       120_000,
     );
