@@ -46,6 +46,8 @@ export class EditContext {
   readonly kbytesBase: number;
   /** Device bytes written as of the last superblock stamp. */
   stampedBytes = 0;
+  /** Something was written since the quota files were last brought up to date (see sync). */
+  quotaStale = false;
 
   constructor(reader: Ext4Fs, options: Ext4EditorOptions) {
     this.reader = reader;

@@ -116,7 +116,6 @@ export class Ext4Editor {
     if (reader.readOnlyReasons.length) refuse("ro_compat", reader.readOnlyReasons.join("; "));
     if (hasRoCompat(sb, RO_COMPAT.bigalloc))
       refuse("bigalloc", "bigalloc (cluster allocation) is not supported for writing");
-    if (hasRoCompat(sb, RO_COMPAT.quota)) refuse("quota", "quota files would not be updated");
     if (hasRoCompat(sb, RO_COMPAT.shared_blocks))
       refuse("shared_blocks", "shared blocks are not supported for writing");
     if (hasRoCompat(sb, RO_COMPAT.has_snapshot))

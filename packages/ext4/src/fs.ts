@@ -15,7 +15,8 @@ import { Ext4FsError } from "./errors.js";
 import { COMPAT, featureNames, INCOMPAT, RO_COMPAT } from "./features.js";
 import type { GroupDesc } from "./group-desc.js";
 import { type Inode, S_IFDIR, S_IFLNK, S_IFMT } from "./inode.js";
-import type { JournalScan, JournalStatus } from "./journal.js";
+import type { JournalStatus } from "./journal.js";
+import type { JournalScan } from "./journal-scan.js";
 import { DATA_WINDOW, type ReadContext, readBlock } from "./read-context.js";
 import { isFastSymlink, iterateInode, readFileInode, readInodeRange, readSymlinkInode } from "./read-data.js";
 import { dirEntries, readdirInode, walk } from "./read-dir.js";
@@ -55,7 +56,10 @@ export interface Ext4OpenOptions {
   cacheBytes?: number;
   /**
    * When the journal needs recovery, replay it in memory (nothing is written) so reads see what
-   * the kernel would see after mounting. Default false: read the on-disk state and warn.
+   * e2fsck or the kernel would see after recovery. Default true: a journal that cannot be
+   * replayed exactly (fast commits to apply, v1 checksums, an external journal, corrupt
+   * descriptors) is refused with a typed error rather than read stale. `false` reads the
+   * on-disk (possibly stale) state and warns.
    */
   replayJournal?: boolean;
 }

@@ -28,7 +28,7 @@ export interface ReplayResult {
 
 /** Replay an internal journal that needs recovery. A clean filesystem is left untouched. */
 export async function replayJournal(device: BlockDevice): Promise<ReplayResult> {
-  const fs = await Ext4Fs.open(device, { superblock: 0 });
+  const fs = await Ext4Fs.open(device, { superblock: 0, replayJournal: false });
   if (!fs.journal.needsRecovery) return { transactions: 0, blocks: 0, badChecksums: 0 };
   if (!fs.journal.hasJournal || fs.journal.external || !fs.sb.journalInum)
     throw new Ext4UnsupportedError("journal_dev", "cannot replay an external journal", { file: device.name });
@@ -56,7 +56,7 @@ export async function replayJournal(device: BlockDevice): Promise<ReplayResult> 
   const jraw = encodeJournalSuperblock({ ...jsb, start: 0, sequence: (scan.endSequence + 1) >>> 0 });
   await device.write(jsbBlock.physical * bs, jraw);
   // Superblock (possibly just replayed): clear needs_recovery, free counts from the descriptors.
-  const fresh = await Ext4Fs.open(device, { superblock: 0, lenient: true });
+  const fresh = await Ext4Fs.open(device, { superblock: 0, lenient: true, replayJournal: false });
   const sb = parseSuperblock(await device.read(SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE));
   sb.featureIncompat &= ~INCOMPAT.recover;
   sb.freeBlocksCount = fresh.groups.reduce((n, g) => n + g.freeBlocksCount, 0);

@@ -31,6 +31,8 @@ export interface JournalSuperblock {
   checksumType: number;
   /** s_checksum (v2/v3 journals). */
   checksum: number;
+  /** s_num_fc_blks: blocks at the end of the journal kept for fast commits (0 = the default 256). */
+  numFcBlocks: number;
   /** The 1024 bytes parsed (a private copy), for re-encoding. */
   raw: Uint8Array;
 }
@@ -56,6 +58,7 @@ export function parseJournalSuperblock(b: Uint8Array): JournalSuperblock | undef
     uuid: b.slice(0x30, 0x40),
     checksumType: b[0x50],
     checksum: be32(b, JSB_CHECKSUM_OFFSET),
+    numFcBlocks: v2 ? be32(b, 0x54) : 0,
     raw: b.slice(0, 1024),
   };
 }
@@ -121,7 +124,7 @@ export function parseJournalHeader(b: Uint8Array): JournalBlockHeader {
   return { magic: be32(b, 0), blockType: be32(b, 4), sequence: be32(b, 8) };
 }
 
-function hasCsumV2V3(jsb: JournalSuperblock): boolean {
+export function hasCsumV2V3(jsb: JournalSuperblock): boolean {
   return (jsb.featureIncompat & (JBD2_FEATURE.incompatCsumV2 | JBD2_FEATURE.incompatCsumV3)) !== 0;
 }
 
@@ -174,12 +177,16 @@ export function parseDescriptorTags(block: Uint8Array, jsb: JournalSuperblock): 
   return tags;
 }
 
-/** Block numbers listed in a revoke block. */
+/**
+ * Block numbers listed in a revoke block (header, be32 r_count = bytes used including the
+ * 16-byte header, then be32 or be64 block numbers). Undefined when r_count is out of range
+ * (jbd2 recovery fails with EINVAL there).
+ */
 export function parseRevokeBlock(block: Uint8Array, jsb: JournalSuperblock): number[] | undefined {
   const count = be32(block, JBD2_HEADER_SIZE);
   const rec = jsb.featureIncompat & JBD2_FEATURE.incompat64bit ? 8 : 4;
   const limit = block.length - (hasCsumV2V3(jsb) ? 4 : 0);
-  if (count < 16 || count > limit) return undefined;
+  if (count > limit) return undefined;
   const out: number[] = [];
   for (let off = 16; off + rec <= count; off += rec) {
     out.push(rec === 8 ? be32(block, off) * 0x1_0000_0000 + be32(block, off + 4) : be32(block, off));
@@ -199,121 +206,22 @@ export function journalChecksumSeed(jsb: JournalSuperblock): number {
   return crc32c(0xffffffff, jsb.uuid);
 }
 
-/** One replayable block: filesystem block ← journal block (logical index in the journal). */
-export interface ReplayEntry {
-  fsBlock: number;
-  journalBlock: number;
-  /** The logged block had its first 4 bytes escaped (they were the jbd2 magic). */
-  escaped: boolean;
-  sequence: number;
-}
-
-export interface JournalScan {
-  /** Committed transactions found, first..last sequence. */
-  transactions: number;
-  firstSequence: number;
-  /** Sequence after the last committed transaction. */
-  endSequence: number;
-  /** Latest copy of each block to write, revokes applied, in no particular order. */
-  replay: Map<number, ReplayEntry>;
-  /** Logged blocks skipped because their checksum did not match. */
-  badChecksums: number;
+/**
+ * Descriptor and revoke blocks of v2/v3 journals end in a 4-byte tail: be32
+ * crc32c(journal seed, the whole block with the tail zeroed).
+ */
+export function verifyBlockTail(block: Uint8Array, seed: number): boolean {
+  const at = block.length - 4;
+  const c = crc32c(crc32c(seed, block, 0, at), new Uint8Array(4));
+  return c >>> 0 === be32(block, at);
 }
 
 /**
- * Walk an (unreplayed) journal the way recovery does: scan committed transactions from s_start,
- * collect revokes, then keep the newest logged copy of each block not revoked by a later or
- * equal transaction. `readJournalBlock(i)` reads logical block i of the journal. Bounded by the
- * journal length (a corrupt journal cannot loop).
+ * Commit block (v2/v3): h_chksum[0] (be32 at byte 16) = crc32c(journal seed, the whole block
+ * with h_chksum[0] zeroed).
  */
-export async function scanJournal(
-  jsb: JournalSuperblock,
-  readJournalBlock: (i: number) => Promise<Uint8Array>,
-): Promise<JournalScan> {
-  const scan: JournalScan = {
-    transactions: 0,
-    firstSequence: jsb.sequence,
-    endSequence: jsb.sequence,
-    replay: new Map(),
-    badChecksums: 0,
-  };
-  if (jsb.start === 0) return scan;
-  const first = jsb.first;
-  const maxLen = jsb.maxLen;
-  if (first === 0 || first >= maxLen || jsb.start < first || jsb.start >= maxLen) {
-    throw new RangeError(`journal geometry invalid (first ${first}, start ${jsb.start}, length ${maxLen})`);
-  }
-  const next = (i: number) => (i + 1 >= maxLen ? first : i + 1);
-  const seed = journalChecksumSeed(jsb);
-  const csum = hasCsumV2V3(jsb);
-  const csum3 = (jsb.featureIncompat & JBD2_FEATURE.incompatCsumV3) !== 0;
-  interface Logged {
-    tag: JournalTag;
-    at: number;
-  }
-  const txs: { sequence: number; logged: Logged[]; revoked: number[] }[] = [];
-  let pos = jsb.start;
-  let seq = jsb.sequence;
-  let current: { sequence: number; logged: Logged[]; revoked: number[] } = {
-    sequence: seq,
-    logged: [],
-    revoked: [],
-  };
-  const budget = maxLen - first;
-  for (let steps = 0; steps < budget; steps++) {
-    const b = await readJournalBlock(pos);
-    const h = parseJournalHeader(b);
-    if (h.magic !== JBD2_MAGIC || h.sequence !== seq) break;
-    if (h.blockType === JBD2_BLOCKTYPE.descriptor) {
-      const tags = parseDescriptorTags(b, jsb);
-      let at = next(pos);
-      for (const tag of tags) {
-        current.logged.push({ tag, at });
-        at = next(at);
-      }
-      steps += tags.length;
-      pos = at;
-      continue;
-    }
-    if (h.blockType === JBD2_BLOCKTYPE.revoke) {
-      const list = parseRevokeBlock(b, jsb);
-      if (list) current.revoked.push(...list);
-      pos = next(pos);
-      continue;
-    }
-    if (h.blockType === JBD2_BLOCKTYPE.commit) {
-      txs.push(current);
-      seq = (seq + 1) >>> 0;
-      current = { sequence: seq, logged: [], revoked: [] };
-      pos = next(pos);
-      continue;
-    }
-    break; // unknown block type: end of the log
-  }
-  // Revokes: block → newest revoking sequence.
-  const revoked = new Map<number, number>();
-  for (const t of txs) for (const r of t.revoked) revoked.set(r, t.sequence);
-  for (const t of txs) {
-    for (const { tag, at } of t.logged) {
-      const rs = revoked.get(tag.blockNr);
-      if (rs !== undefined && rs >= t.sequence) continue;
-      if (csum) {
-        const data = await readJournalBlock(at);
-        const c = journalDataChecksum(seed, t.sequence, data);
-        if ((csum3 ? c >>> 0 : c & 0xffff) !== tag.checksum) {
-          scan.badChecksums++;
-          continue;
-        }
-      }
-      scan.replay.set(tag.blockNr, {
-        fsBlock: tag.blockNr,
-        journalBlock: at,
-        escaped: (tag.flags & JBD2_TAG_FLAG.escape) !== 0,
-        sequence: t.sequence,
-      });
-    }
-  }
-  scan.transactions = txs.length;
-  scan.endSequence = seq;
-  return scan;
+export function verifyCommitBlock(block: Uint8Array, seed: number): boolean {
+  const c0 = crc32c(seed, block, 0, 16);
+  const c = crc32c(crc32c(c0, new Uint8Array(4)), block, 20, block.length);
+  return c >>> 0 === be32(block, 16);
 }

@@ -2,7 +2,9 @@
 
 import { ImgpatchError } from "@imgpatch/disk";
 import { Ext4FormatError, Ext4UnsupportedError } from "./errors.js";
-import { type JournalScan, parseJournalSuperblock, scanJournal as scanTransactions } from "./journal.js";
+import { JBD2_FEATURE, parseJournalSuperblock } from "./journal.js";
+import { scanFastCommits } from "./journal-fc.js";
+import { type JournalScan, scanJournal as scanTransactions } from "./journal-scan.js";
 import { locate, type ReadContext, readBlock, warn } from "./read-context.js";
 import { readInode } from "./read-inode.js";
 import { mapBlock } from "./read-map.js";
@@ -19,30 +21,49 @@ export async function readJournalBlock(ctx: ReadContext, i: number): Promise<Uin
   return readBlock(ctx, m.physical, "journal block", ji.ino);
 }
 
-/** Scan the journal for committed transactions that recovery would replay. */
+/**
+ * Scan the journal for committed transactions that recovery would replay. A fast-commit area
+ * holding commits to replay is refused (fast-commit replay is not implemented), as is an
+ * external journal: reading the filesystem without them would show stale blocks.
+ */
 export async function scanJournal(ctx: ReadContext): Promise<JournalScan> {
+  const where = locate(ctx, "journal");
+  if (ctx.journal.external)
+    throw new Ext4UnsupportedError(
+      "journal_dev",
+      "the journal that needs recovery is on another device: replay it with e2fsck or the kernel first",
+      where,
+    );
   const jsb = ctx.journal.superblock;
-  if (!jsb) throw new Ext4FormatError("no readable internal journal", locate(ctx, "journal"));
+  if (!jsb) throw new Ext4FormatError("no readable internal journal", where);
   if (jsb.blockSize !== ctx.blockSize) {
     throw new Ext4UnsupportedError(
       "journal",
       `journal block size ${jsb.blockSize} differs from the filesystem's`,
-      locate(ctx, "journal"),
+      where,
     );
   }
-  if (jsb.featureIncompat & ~0x1f) {
+  if (jsb.featureIncompat & ~0x3f) {
     throw new Ext4UnsupportedError(
       "journal",
       `journal uses unknown features 0x${jsb.featureIncompat.toString(16)}`,
-      locate(ctx, "journal"),
+      where,
     );
   }
-  try {
-    return await scanTransactions(jsb, (i) => readJournalBlock(ctx, i));
-  } catch (e) {
-    if (e instanceof RangeError) throw new Ext4FormatError(e.message, locate(ctx, "journal"));
-    throw e;
+  const read = (i: number) => readJournalBlock(ctx, i);
+  const scan = await scanTransactions(jsb, read, where);
+  if (jsb.featureIncompat & JBD2_FEATURE.incompatFastCommit && jsb.start !== 0) {
+    const fc = await scanFastCommits(jsb, read, scan.endSequence);
+    if (fc.replayTags > 0)
+      throw new Ext4UnsupportedError(
+        "fast_commit",
+        `the journal's fast-commit area holds ${fc.replayTags} records for transaction ${scan.endSequence} that recovery would replay; fast-commit replay is not implemented (mount the image with the kernel once to recover it)`,
+        where,
+      );
+    if (fc.problem)
+      throw new Ext4FormatError(`fast-commit area: ${fc.problem} (recovery fails on it)`, where);
   }
+  return scan;
 }
 
 /** A new reader state over a view of the device with the journal replayed in memory. */
@@ -61,6 +82,7 @@ export async function replayedView(
     readJournalBlock(ctx, i),
   );
   const fs = await tryOpen(view, { ...ctx.openOptions, replayJournal: false }, offset, sbBlock, [], replayed);
+  if (scan.endedBy) warn(fs, "EJOURNAL", `journal replay stopped early: ${scan.endedBy}`);
   if (scan.badChecksums > 0) {
     warn(fs, "EJOURNAL", `${scan.badChecksums} journal blocks failed their checksum and were not replayed`);
   }

@@ -70,23 +70,28 @@ export async function openContext(device: BlockDevice, options: Ext4OpenOptions 
   let firstError: unknown;
   for (const c of candidates) {
     if (c.offset + SUPERBLOCK_SIZE > device.size) continue;
+    let fs: ReadContext;
     try {
-      let fs = await tryOpen(device, options, c.offset, c.sbBlock, warnings);
-      if (options.replayJournal && fs.journal.needsRecovery) fs = await replayedView(fs, c.offset, c.sbBlock);
-      if (c.offset !== SUPERBLOCK_OFFSET && options.superblock === undefined) {
-        warn(
-          fs,
-          "EBACKUPSB",
-          `primary superblock unusable (${firstError instanceof Error ? firstError.message : String(firstError)}); using the backup at byte ${c.offset}`,
-        );
-      }
-      return fs;
+      fs = await tryOpen(device, options, c.offset, c.sbBlock, warnings);
     } catch (e) {
       if (!(e instanceof ImgpatchError)) throw e;
       // Refusals are about the filesystem, not about a damaged copy: do not look further.
       if (e instanceof Ext4UnsupportedError) throw e;
       if (firstError === undefined) firstError = e;
+      continue;
     }
+    // A journal that cannot be replayed is not a reason to try an older superblock (that
+    // would read the stale blocks the journal supersedes): its error propagates.
+    if (options.replayJournal !== false && fs.journal.needsRecovery)
+      fs = await replayedView(fs, c.offset, c.sbBlock);
+    if (c.offset !== SUPERBLOCK_OFFSET && options.superblock === undefined) {
+      warn(
+        fs,
+        "EBACKUPSB",
+        `primary superblock unusable (${firstError instanceof Error ? firstError.message : String(firstError)}); using the backup at byte ${c.offset}`,
+      );
+    }
+    return fs;
   }
   throw firstError ?? new Ext4FormatError("no ext2/3/4 superblock found", { file: device.name });
 }

@@ -5,7 +5,8 @@
  */
 import { BaseDevice, type BlockDevice } from "@imgpatch/disk";
 import { setBe32 } from "./bytes.js";
-import { JBD2_MAGIC, type ReplayEntry } from "./journal.js";
+import { JBD2_MAGIC } from "./journal.js";
+import type { ReplayEntry } from "./journal-scan.js";
 
 export class JournalReplayDevice extends BaseDevice {
   readonly name: string;

@@ -3,7 +3,10 @@
  * bitmaps and descriptors, the block cache; and refreshing the reader after writes.
  */
 import { type EditContext, timeNow } from "./edit-context.js";
+import { RO_COMPAT } from "./features.js";
 import { flushInodes } from "./inode-table.js";
+import { computeQuotaUsage, quotaInodes, updateQuotaFiles } from "./quota.js";
+import { hasRoCompat } from "./superblock.js";
 
 /**
  * Before metadata is flushed after changes: s_wtime from the editor's clock and
@@ -23,6 +26,13 @@ export function stampSuperblock(ctx: EditContext): void {
 
 /** Inodes into their blocks, the superblock stamp, bitmaps and descriptors, then the block cache. */
 async function flushMetadata(ctx: EditContext): Promise<void> {
+  if (
+    ctx.dirtyInodes.size ||
+    ctx.alloc.dirty ||
+    ctx.store.dirtyCount ||
+    ctx.store.counters.bytesWritten !== ctx.stampedBytes
+  )
+    ctx.quotaStale = true;
   await flushInodes(ctx);
   stampSuperblock(ctx);
   await ctx.alloc.flush();
@@ -56,6 +66,14 @@ export function refreshReader(ctx: EditContext): void {
 /** Write all pending metadata (bitmaps, descriptors, superblocks, inodes, directories). */
 export async function sync(ctx: EditContext): Promise<void> {
   await flushMetadata(ctx);
+  if (ctx.quotaStale && hasRoCompat(ctx.sb, RO_COMPAT.quota) && quotaInodes(ctx).some((n) => n !== 0)) {
+    // Usage is counted from the inode tables just flushed; rewriting the quota files changes
+    // only the quota inodes, which are not counted.
+    refreshReader(ctx);
+    await updateQuotaFiles(ctx, await computeQuotaUsage(ctx, ctx.reader.device));
+    await flushMetadata(ctx);
+  }
+  ctx.quotaStale = false;
   if (ctx.durable) await ctx.reader.device.flush();
   refreshReader(ctx);
 }

@@ -476,6 +476,32 @@ const CONFIGS: Config[] = [
     extra: ["-b", "1024", "-g", "1024"],
     backupSb: 1025,
   },
+  // Quota files (user, group, project) kept as e2fsck computes them: its -fn after every
+  // sequence compares each id's blocks and inodes with what the files say.
+  {
+    name: "ext4-quota (user, group, project)",
+    set: "ext4-csum",
+    size: "8M",
+    inodes: 256,
+    scale: 1,
+    extra: ["-O", "quota,project", "-E", "quotatype=usrquota:grpquota:prjquota"],
+  },
+  {
+    name: "ext3-quota (user, group)",
+    set: "ext3",
+    size: "8M",
+    inodes: 256,
+    scale: 1,
+    extra: ["-O", "quota"],
+  },
+  {
+    name: "ext4-inline-quota (full)",
+    set: "ext4-inline",
+    size: "2M",
+    inodes: 48,
+    scale: 20,
+    extra: ["-O", "quota"],
+  },
 ];
 
 /** The filesystem inside a container: partition of a GPT disk, or a qcow2 overlay. */
