@@ -190,7 +190,9 @@ async function openVolumes(
       warnings.push(`${volumeName(volume)}: ${w.message}`);
     if (!readOnly) {
       try {
-        const editor = await Ext4Editor.open(dev, { onWarning, timestamp: now });
+        // A journal left by a crash is replayed into the output first, as e2fsck would (the input
+        // itself is only written with --in-place, under its undo log).
+        const editor = await Ext4Editor.open(dev, { onWarning, timestamp: now, replayJournal: true });
         out.push({ volume, editor, guestFs: new Ext4GuestFs(editor) });
         continue;
       } catch (err) {
