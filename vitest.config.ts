@@ -11,6 +11,7 @@ export default defineConfig({
       "@imgpatch/qcow2": src("qcow2"),
       "@imgpatch/ext4": src("ext4"),
       "@imgpatch/xfs": src("xfs"),
+      "@imgpatch/pkgkit": src("pkgkit"),
       "@imgpatch/rpm-inject": src("rpm-inject"),
       "@imgpatch/testkit": src("testkit"),
       imgpatch: src("cli"),
