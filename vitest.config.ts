@@ -12,6 +12,7 @@ export default defineConfig({
       "@imgpatch/ext4": src("ext4"),
       "@imgpatch/xfs": src("xfs"),
       "@imgpatch/pkgkit": src("pkgkit"),
+      "@imgpatch/deb": src("deb"),
       "@imgpatch/rpm-inject": src("rpm-inject"),
       "@imgpatch/testkit": src("testkit"),
       imgpatch: src("cli"),
