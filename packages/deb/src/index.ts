@@ -5,6 +5,8 @@ export * from "./dpkg-db.js";
 export * from "./errors.js";
 export * from "./guest-io.js";
 export * from "./install.js";
+export * from "./relation.js";
 export * from "./status.js";
 export * from "./tar.js";
 export * from "./unpack.js";
+export * from "./version.js";
