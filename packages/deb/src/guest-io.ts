@@ -5,11 +5,11 @@ import { DebFormatError } from "./errors.js";
 /** Largest database file we read (dpkg's status of a full desktop is ~3 MiB). */
 export const MAX_DB_FILE = 64 * 1024 * 1024;
 
-export async function readGuestText(
+export async function readGuestBytes(
   target: PkgTarget,
   path: string,
   max = MAX_DB_FILE,
-): Promise<string | undefined> {
+): Promise<Uint8Array | undefined> {
   const st = await target.lstat(path);
   if (!st) return undefined;
   const parts: Uint8Array[] = [];
@@ -19,7 +19,16 @@ export async function readGuestText(
     if (total > max) throw new DebFormatError(`larger than ${max} bytes`, { file: path });
     parts.push(c);
   }
-  return Buffer.concat(parts).toString("utf8");
+  return Buffer.concat(parts);
+}
+
+export async function readGuestText(
+  target: PkgTarget,
+  path: string,
+  max = MAX_DB_FILE,
+): Promise<string | undefined> {
+  const b = await readGuestBytes(target, path, max);
+  return b === undefined ? undefined : Buffer.from(b).toString("utf8");
 }
 
 async function* once(data: Uint8Array): AsyncIterable<Uint8Array> {

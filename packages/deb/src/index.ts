@@ -6,6 +6,8 @@ export * from "./errors.js";
 export * from "./guest-io.js";
 export * from "./install.js";
 export * from "./relation.js";
+export * from "./release.js";
+export * from "./sources.js";
 export * from "./status.js";
 export * from "./tar.js";
 export * from "./unpack.js";
