@@ -1,0 +1,190 @@
+/**
+ * Loading repositories: for each source, the Release file (InRelease, else Release + Release.gpg)
+ * verified against the source's trusted keys, then the Packages index of every component for each
+ * of the guest's architectures (and "all" unless the Release says "No-Support-for-Architecture-all:
+ * Packages"), picked in apt's preference (.xz, .gz, plain), size and SHA256 checked against the
+ * Release before it is decompressed and parsed.
+ */
+import { readFile } from "node:fs/promises";
+import { type Compressor, decompress, type PkgTarget } from "@imgpatch/pkgkit";
+import { parseStanzas, type Stanza } from "./control.js";
+import { DebFormatError } from "./errors.js";
+import { DebFetchError, type Fetcher } from "./index-fetch.js";
+import { parseRelations, type Relation } from "./relation.js";
+import {
+  DebSignatureError,
+  loadSourceKeys,
+  parseRelease,
+  type ReleaseFile,
+  splitCleartext,
+  verifyDetachedRelease,
+  verifyInRelease,
+} from "./release.js";
+import type { SourceEntry } from "./sources.js";
+
+export interface RepoPackage {
+  name: string;
+  version: string;
+  architecture: string;
+  stanza: Stanza;
+  /** URL of the .deb, its size and SHA256 from the index. */
+  url: string;
+  size: number;
+  sha256: string;
+  source: SourceEntry;
+  release: ReleaseFile;
+  provides: Relation[];
+}
+
+export interface LoadedRepo {
+  source: SourceEntry;
+  release: ReleaseFile;
+  /** "verified by KEY" or the loud reason it was not. */
+  trust: string;
+  packages: RepoPackage[];
+}
+
+export interface LoadOptions {
+  fetcher: Fetcher;
+  /** The guest's architectures (native first). */
+  architectures: string[];
+  /** Accept repositories whose Release signature cannot be verified (apt's --allow-unauthenticated). */
+  allowUnauthenticated?: boolean;
+  /** Extra trusted key files on the host. */
+  hostKeys?: string[];
+  warn?: (message: string) => void;
+}
+
+const INDEX_EXT: [string, Compressor][] = [
+  [".xz", "xz"],
+  [".gz", "gzip"],
+  ["", "none"],
+];
+
+/** Largest decompressed Packages index we parse (Debian main amd64 is ~45 MiB). */
+const MAX_INDEX = 512 * 1024 * 1024;
+
+function distBase(s: SourceEntry): string {
+  return s.suite.endsWith("/") ? `${s.uri}${s.suite === "./" ? "" : s.suite}` : `${s.uri}dists/${s.suite}/`;
+}
+
+async function loadRelease(
+  target: PkgTarget,
+  s: SourceEntry,
+  opts: LoadOptions,
+): Promise<{ release: ReleaseFile; trust: string }> {
+  const base = distBase(s);
+  const inRelease = await opts.fetcher.fetchSmall(`${base}InRelease`);
+  const detached = inRelease ? undefined : await opts.fetcher.fetchSmall(`${base}Release`);
+  if (!inRelease && !detached)
+    throw new DebFetchError(`${s.origin}: ${base} has neither InRelease nor Release`, { file: base });
+  if (s.trusted) {
+    opts.warn?.(`WARNING: ${s.origin}: ${base} is marked trusted=yes: its Release signature is NOT checked`);
+    const text = Buffer.from((inRelease ?? detached) as Uint8Array).toString("utf8");
+    const body = text.startsWith("-----BEGIN PGP SIGNED MESSAGE-----")
+      ? splitCleartext(text, base).text
+      : text;
+    return { release: parseRelease(body, `${base}Release`), trust: "NOT VERIFIED (trusted=yes)" };
+  }
+  try {
+    const keys = await loadSourceKeys(target, s, opts.hostKeys);
+    if (inRelease) {
+      const r = verifyInRelease(Buffer.from(inRelease).toString("utf8"), keys, `${base}InRelease`);
+      return { release: r, trust: `verified (key ${r.signer?.fingerprint})` };
+    }
+    const sig = await opts.fetcher.fetchSmall(`${base}Release.gpg`);
+    if (!sig)
+      throw new DebSignatureError(`${base}Release is not signed (no Release.gpg)`, {
+        file: `${base}Release`,
+      });
+    const r = verifyDetachedRelease(
+      detached as Uint8Array,
+      Buffer.from(sig).toString("utf8"),
+      keys,
+      `${base}Release`,
+    );
+    return { release: r, trust: `verified (key ${r.signer?.fingerprint})` };
+  } catch (e) {
+    if (!(e instanceof DebSignatureError) || !opts.allowUnauthenticated) throw e;
+    opts.warn?.(`WARNING: ${s.origin}: ${e.message} — continuing UNAUTHENTICATED as asked`);
+    const text = Buffer.from((inRelease ?? detached) as Uint8Array).toString("utf8");
+    const body = inRelease ? splitCleartext(text, base).text : text;
+    return { release: parseRelease(body, `${base}Release`), trust: `NOT VERIFIED: ${e.message}` };
+  }
+}
+
+async function readIndex(path: string, kind: Compressor, name: string): Promise<string> {
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  async function* src() {
+    yield new Uint8Array(await readFile(path));
+  }
+  for await (const c of decompress(kind, src(), { file: name }, DebFormatError)) {
+    total += c.length;
+    if (total > MAX_INDEX) throw new DebFormatError(`index larger than ${MAX_INDEX} bytes`, { file: name });
+    parts.push(c);
+  }
+  return Buffer.concat(parts).toString("utf8");
+}
+
+/** Loads every source; packages keep their index order. */
+export async function loadRepositories(
+  target: PkgTarget,
+  sources: SourceEntry[],
+  opts: LoadOptions,
+): Promise<LoadedRepo[]> {
+  const out: LoadedRepo[] = [];
+  for (const s of sources) {
+    const { release, trust } = await loadRelease(target, s, opts);
+    const base = distBase(s);
+    const noAll = (release.stanza.get("No-Support-for-Architecture-all") ?? "").trim() === "Packages";
+    const arches = s.architectures ?? opts.architectures;
+    const packages: RepoPackage[] = [];
+    const comps = s.components.length === 0 ? [""] : s.components;
+    for (const comp of comps) {
+      for (const arch of noAll ? arches : [...arches, "all"]) {
+        const stem = comp === "" ? "Packages" : `${comp}/binary-${arch}/Packages`;
+        const pick = INDEX_EXT.map(([ext, kind]) => ({ path: `${stem}${ext}`, kind })).find((x) =>
+          release.sha256.has(x.path),
+        );
+        if (!pick) continue;
+        const entry = release.sha256.get(pick.path) as { size: number; hash: string };
+        const url = `${base}${pick.path}`;
+        const file = await opts.fetcher.fetchVerified(url, entry.size, entry.hash);
+        const text = await readIndex(file, pick.kind, url);
+        for (const st of parseStanzas(text, { file: url })) {
+          const name = st.get("Package");
+          const version = st.get("Version");
+          const architecture = st.get("Architecture");
+          const filename = st.get("Filename");
+          const size = st.get("Size");
+          const sha256 = st.get("SHA256");
+          if (!name || !version || !architecture || !filename || !size || !sha256) {
+            throw new DebFormatError(
+              `stanza at line ${st.line} lacks Package/Version/Architecture/Filename/Size/SHA256`,
+              { file: url },
+            );
+          }
+          if (architecture !== arch && architecture !== "all") continue;
+          if (filename.includes(".."))
+            throw new DebFormatError(`Filename "${filename}" contains ".."`, { file: url });
+          packages.push({
+            name,
+            version,
+            architecture,
+            stanza: st,
+            url: `${s.uri}${filename}`,
+            size: Number(size),
+            sha256,
+            source: s,
+            release,
+            provides: parseRelations(st.get("Provides"), { file: url, field: "Provides" }).map((g) => g[0]),
+          });
+        }
+        if (comp === "") break;
+      }
+    }
+    out.push({ source: s, release, trust, packages });
+  }
+  return out;
+}
