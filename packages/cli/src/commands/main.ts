@@ -8,6 +8,7 @@ import { basename, dirname, join } from "node:path";
 import { inspectDisk, readUndoHeader, undoPathFor } from "@imgpatch/disk";
 import { convertImage, createQcow2, qcow2Info } from "@imgpatch/qcow2";
 import yargs, { type Argv } from "yargs";
+import type { DebStepOptions } from "../customize/install-deb.js";
 import { applyOperation, type CustomizeContext, describeOperation } from "../customize/operations.js";
 import { modeString, walkGuest } from "../customize/walk.js";
 import type { GuestStats } from "../guest/guest-fs.js";
@@ -56,6 +57,7 @@ interface Common {
 // Loaded on first use: most runs need neither rpm-inject, the elements engine nor xxhash (start-up time).
 const rpmInject = () => import("@imgpatch/rpm-inject");
 const rpmBridge = () => import("../guest/rpm-bridge.js");
+const installDeb = () => import("../customize/install-deb.js");
 
 /** SOURCE_DATE_EPOCH as a Date (seconds since the epoch), when set and valid. */
 export function sourceDateEpoch(env: Record<string, string | undefined> = process.env): Date | undefined {
@@ -107,6 +109,8 @@ function lsLine(name: string, s: GuestStats, target?: string): string {
 }
 
 function stepLabel(step: Step): string {
+  if (step.op === "install") return `install ${step.packages.join(",")}`;
+  if (step.op === "deb") return `deb ${JSON.stringify({ host: step.host })}`;
   return step.op === "rpm" ? `rpm ${JSON.stringify({ host: step.host })}` : describeOperation(step);
 }
 
@@ -120,6 +124,51 @@ function rpmPolicyOf(a: {
   return { signature, keys };
 }
 
+/** customize's options for --install/--deb steps; `bars` draws one progress bar per download. */
+function debOptionsOf(
+  a: Record<string, unknown>,
+  err: (text: string) => void,
+  bars: boolean,
+): DebStepOptions {
+  const open = new Map<string, StepProgress>();
+  return {
+    repos: a.repo === undefined ? undefined : [a.repo].flat().map(String),
+    installRecommends: a["install-recommends"] as boolean | undefined,
+    allowUnauthenticated: a["allow-unauthenticated"] === true,
+    warn: (m) => err(`imgpatch: ${m}\n`),
+    progress: bars
+      ? (e) => {
+          if (e.cached) return;
+          let bar = open.get(e.url);
+          if (!bar) {
+            bar = progressBar(true, basename(e.url), err);
+            open.set(e.url, bar);
+          }
+          bar.update(e.received, e.total ?? e.received);
+          if (e.done) {
+            bar.finish();
+            open.delete(e.url);
+          }
+        }
+      : undefined,
+  };
+}
+
+/** The --dry-run text of a resolved plan: each package, version, size and why. */
+function formatDebPlan(plan: unknown): string[] {
+  const p = plan as {
+    packages: Array<{ package: string; version: string; size: number; reason: string }>;
+    repositories: Array<{ uri: string; suite: string; trust: string }>;
+  };
+  return [
+    ...p.repositories.map((r) => `repository ${r.uri} ${r.suite}: ${r.trust}`),
+    ...p.packages.map(
+      (x) => `install ${x.package} ${x.version} (${(x.size / 1024).toFixed(0)} KiB): ${x.reason}`,
+    ),
+    `${p.packages.length} packages, ${(p.packages.reduce((n, x) => n + x.size, 0) / 1048576).toFixed(1)} MiB to download`,
+  ];
+}
+
 /** The policy applies to every --rpm step. */
 function withRpmPolicy(steps: Step[], a: { "rpm-signature"?: string; "rpm-key"?: unknown }): Step[] {
   const { signature, keys } = rpmPolicyOf(a);
@@ -131,6 +180,8 @@ function withRpmPolicy(steps: Step[], a: { "rpm-signature"?: string; "rpm-key"?:
 export interface StepContext extends CustomizeContext {
   /** --rpm-owner-fallback: owners missing from the guest → root now, chowned at first boot after %pre. */
   rpmMissingOwner?: "error" | "root";
+  /** --repo, --no-install-recommends, --allow-unauthenticated for --install/--deb. */
+  deb?: DebStepOptions;
 }
 
 export async function runSteps(
@@ -160,6 +211,9 @@ export async function runSteps(
       } finally {
         await pkg.close();
       }
+    } else if (step.op === "install" || step.op === "deb") {
+      const { runDebStep } = await installDeb();
+      lines = await runDebStep(guest.fs, guest.image, step, ctx.deb ?? {});
     } else {
       lines = await applyOperation(guest.fs, step, ctx);
     }
@@ -644,6 +698,22 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
             choices: ["required", "if-present", "ignore"],
             describe:
               "--rpm: signature policy; if-present (default): a signed package must verify with a trusted key, unsigned ones pass; required: unsigned ones fail too",
+          })
+          .option("repo", {
+            type: "string",
+            array: true,
+            describe:
+              "--install/--deb: an extra apt source 'deb [options] URI SUITE COMPONENT...' (repeatable), besides the guest's own",
+          })
+          .option("install-recommends", {
+            type: "boolean",
+            describe:
+              "--install/--deb: --no-install-recommends as apt (default: the guest's APT::Install-Recommends)",
+          })
+          .option("allow-unauthenticated", {
+            type: "boolean",
+            describe:
+              "--install/--deb: use repositories whose Release signature does not verify (warned loudly)",
           });
         for (const name of OPERATION_NAMES) {
           const group = "Operations (applied in command-line order):";
@@ -674,7 +744,19 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
         if (dry) {
           await withGuest(img, { format: opts.format, mounts: opts.mounts }, async (g) => {
             const rpmPlans: Array<{ file: string; nevra: string; files: number; scriptlets: number }> = [];
+            const debPlans: Array<{ step: string; plan: unknown }> = [];
             for (const s of steps) {
+              if (s.op === "install" || s.op === "deb") {
+                const { planDebStep } = await installDeb();
+                const plan = await planDebStep(
+                  g.fs,
+                  g.image,
+                  s,
+                  debOptionsOf(a, io.err, ttyProgress(common)),
+                );
+                debPlans.push({ step: stepLabel(s), plan });
+                continue;
+              }
               if (s.op !== "rpm") continue;
               const { planTransaction, readRpm } = await rpmInject();
               const { injectTargetFromGuestFs } = await rpmBridge();
@@ -697,9 +779,11 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
                 await pkg.close();
               }
             }
-            if (a.json) return emitJson({ image: img, dryRun: true, operations: steps, rpm: rpmPlans });
+            if (a.json)
+              return emitJson({ image: img, dryRun: true, operations: steps, rpm: rpmPlans, deb: debPlans });
             say(common, `dry run on ${img} (nothing is written):`);
             for (const s of steps) say(common, `  ${stepLabel(s)}`);
+            for (const d of debPlans) for (const l of formatDebPlan(d.plan)) say(common, `  ${l}`);
             for (const r of rpmPlans)
               say(
                 common,
@@ -718,6 +802,7 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
             {
               now,
               rpmMissingOwner: a["rpm-owner-fallback"] ? "root" : "error",
+              deb: debOptionsOf(a, io.err, ttyProgress(common)),
               progress: ttyProgress(common)
                 ? (label: string): StepProgress => progressBar(true, label, io.err)
                 : undefined,
