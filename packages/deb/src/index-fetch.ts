@@ -109,7 +109,7 @@ export function createFetcher(opts: { cache?: string; progress?: FetchProgress }
         for await (const c of body(url)) {
           received += c.length;
           if (received > size)
-            throw new ChecksumError(`${url}: longer than the ${size} bytes its index states`, { file: url });
+            throw new ChecksumError(`longer than the ${size} bytes its index states`, { file: url });
           h.update(c);
           if (!out.write(c)) await new Promise<void>((r) => out.once("drain", () => r()));
           opts.progress?.({ url, received, total: size, done: false, cached: false });
@@ -120,7 +120,7 @@ export function createFetcher(opts: { cache?: string; progress?: FetchProgress }
         const got = h.digest("hex");
         if (received !== size || got !== sha256) {
           throw new ChecksumError(
-            `${url}: SHA256 ${got} (${received} bytes) does not match ${sha256} (${size} bytes)`,
+            `SHA256 ${got} (${received} bytes) does not match ${sha256} (${size} bytes)`,
             { file: url },
           );
         }

@@ -1,11 +1,12 @@
 /**
  * Loading repositories: for each source, the Release file (InRelease, else Release + Release.gpg)
  * verified against the source's trusted keys, then the Packages index of every component for each
- * of the guest's architectures (and "all" unless the Release says "No-Support-for-Architecture-all:
- * Packages"), picked in apt's preference (.xz, .gz, plain), size and SHA256 checked against the
+ * of the guest's architectures the Release lists (and "all" when it lists it, unless it says
+ * "No-Support-for-Architecture-all: Packages"), picked in apt's preference (.xz, .gz, plain), size and SHA256 checked against the
  * Release before it is decompressed and parsed.
  */
 import { readFile } from "node:fs/promises";
+import { ChecksumError } from "@imgpatch/disk";
 import { type Compressor, decompress, type PkgTarget } from "@imgpatch/pkgkit";
 import { parseStanzas, type Stanza } from "./control.js";
 import { DebFormatError } from "./errors.js";
@@ -142,16 +143,52 @@ export async function loadRepositories(
     const packages: RepoPackage[] = [];
     const comps = s.components.length === 0 ? [""] : s.components;
     for (const comp of comps) {
-      for (const arch of noAll ? arches : [...arches, "all"]) {
+      // As apt: binary-all only when the Release lists "all" among its Architectures (and does not say
+      // arch-all packages are in the per-architecture indexes); architectures it does not list, never.
+      const listed = (a: string) => release.architectures.length === 0 || release.architectures.includes(a);
+      const wanted = [
+        ...arches.filter(listed),
+        ...(!noAll && listed("all") && release.architectures.length > 0 ? ["all"] : []),
+      ];
+      for (const arch of wanted) {
         const stem = comp === "" ? "Packages" : `${comp}/binary-${arch}/Packages`;
-        const pick = INDEX_EXT.map(([ext, kind]) => ({ path: `${stem}${ext}`, kind })).find((x) =>
+        // apt's order: each compression by hash (when the Release offers it), then by name, the next
+        // one when a mirror serves something else (a newer index under the plain name, a missing
+        // by-hash file); every candidate is verified against the Release before it is used.
+        const picks = INDEX_EXT.map(([ext, kind]) => ({ path: `${stem}${ext}`, kind })).filter((x) =>
           release.sha256.has(x.path),
         );
-        if (!pick) continue;
-        const entry = release.sha256.get(pick.path) as { size: number; hash: string };
-        const url = `${base}${pick.path}`;
-        const file = await opts.fetcher.fetchVerified(url, entry.size, entry.hash);
-        const text = await readIndex(file, pick.kind, url);
+        if (picks.length === 0) continue;
+        let got: { file: string; url: string; kind: Compressor } | undefined;
+        const failures: string[] = [];
+        for (const pick of picks) {
+          const entry = release.sha256.get(pick.path) as { size: number; hash: string };
+          const dir = pick.path.includes("/") ? pick.path.slice(0, pick.path.lastIndexOf("/") + 1) : "";
+          const urls = [
+            ...(release.acquireByHash ? [`${base}${dir}by-hash/SHA256/${entry.hash}`] : []),
+            `${base}${pick.path}`,
+          ];
+          for (const url of urls) {
+            try {
+              got = {
+                file: await opts.fetcher.fetchVerified(url, entry.size, entry.hash),
+                url,
+                kind: pick.kind,
+              };
+              break;
+            } catch (e) {
+              if (!(e instanceof DebFetchError || e instanceof ChecksumError)) throw e;
+              failures.push(e.message);
+            }
+          }
+          if (got) break;
+        }
+        if (!got)
+          throw new DebFetchError(`${base}${stem}: no copy matches the Release: ${failures.join("; ")}`, {
+            file: `${base}${stem}`,
+          });
+        const { file, url } = got;
+        const text = await readIndex(file, got.kind, url);
         for (const st of parseStanzas(text, { file: url })) {
           const name = st.get("Package");
           const version = st.get("Version");
