@@ -38,7 +38,7 @@ const pkg = (name: string, fields: Record<string, string>, extra: Partial<DebSpe
 let repo: string;
 let localDeb: string;
 
-async function guestImage(base: string): Promise<string> {
+async function guestImage(base: string, prepare?: (tree: string) => Promise<void>): Promise<string> {
   const tree = join(base, "tree");
   for (const d of [
     "var/lib/dpkg/info",
@@ -58,6 +58,7 @@ async function guestImage(base: string): Promise<string> {
   );
   await writeFile(join(tree, "etc/group"), "root:x:0:\nnogroup:x:65534:\n");
   await writeFile(join(tree, "etc/apt/sources.list"), `deb [trusted=yes] file://${repo} stable main\n`);
+  await prepare?.(tree);
   const img = join(base, "guest.img");
   const r = await runTool("mke2fs", ["-q", "-F", "-t", "ext4", "-d", tree, img, "32M"]);
   expect(r.exitCode, r.stderr.toString()).toBe(0);
@@ -169,6 +170,47 @@ describeAsRootWithTools(
         expect(st.stdout.toString(), p).toContain("Status: install ok installed");
       }
       expect(await readFile(join(root, "etc/agent.conf"), "utf8")).toBe("x=1\n");
+    });
+
+    it("elements: package-installs entries installed at build time on a Debian guest, the rest deferred", async () => {
+      const base = await tempDir("deb-cli-elements-");
+      const img = await guestImage(base, async (t) => {
+        await writeFile(join(t, "etc/os-release"), 'ID=debian\nVERSION_ID="12"\n');
+      });
+      const el = join(base, "elements/agent-element");
+      await runTool("mkdir", ["-p", join(el, "install.d")]);
+      await writeFile(join(el, "package-installs.yaml"), "agent:\nagent-doc:\n  uninstall: true\n");
+      await writeFile(join(el, "element-deps"), "package-installs\n");
+      await runTool("mkdir", ["-p", join(base, "elements/package-installs")]);
+      await writeFile(
+        join(el, "install.d/50-agent-setup"),
+        "#!/bin/bash\necho configured > /etc/agent.setup\n",
+        { mode: 0o755 },
+      );
+      const out = join(base, "out.qcow2");
+      const r = await runBin(
+        ["elements", img, "--overlay", out, "--elements-path", join(base, "elements"), "agent-element", "-v"],
+        {
+          IMGPATCH_CACHE_DIR: join(base, "cache"),
+        },
+      );
+      expect(r.code, r.stderr + r.stdout).toBe(0);
+      const raw = join(base, "out.raw");
+      expect((await runTool("qemu-img", ["convert", "-O", "raw", out, raw])).exitCode).toBe(0);
+      expect((await e2fsck(raw)).clean).toBe(true);
+      await runTool("mkdir", [join(base, "dump")]);
+      const root = await debugfsRdump(raw, "/", join(base, "dump"));
+      const status = await readFile(join(root, "var/lib/dpkg/status"), "utf8");
+      expect(status, r.stdout + r.stderr).toMatch(/Package: agent\nStatus: install ok unpacked/);
+      const pending = (await readdir(join(root, "var/lib/imgpatch/firstboot/pending"))).sort();
+      expect(pending.findIndex((n) => n.endsWith("dpkg-configure"))).toBeLessThan(
+        pending.findIndex((n) => n.endsWith("dib-elements")),
+      );
+      const payload = await readFile(join(root, "usr/lib/imgpatch/elements/run-phases.sh"), "utf8").catch(
+        () => "",
+      );
+      expect(payload).not.toMatch(/imgpatch_pkg install[^\n]*'agent'/);
+      expect(payload).toMatch(/agent-doc/); // the uninstall entry stays with the first boot
     });
 
     it("an unknown package: a clear error naming it, nothing written", async () => {

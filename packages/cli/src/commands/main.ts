@@ -916,7 +916,11 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
                       offline: a.offline === true,
                       allowDuplicateHooks: a["allow-duplicate-hooks"] === true,
                     },
-                    { dryRun: dry, mtime: now },
+                    {
+                      dryRun: dry,
+                      mtime: now,
+                      debPackages: { image: img, warn: (m: string) => io.err(`imgpatch: ${m}\n`) },
+                    },
                   )
                 : undefined;
             if (rpms.length > 0 && !dry) {
