@@ -19,7 +19,7 @@ import { expect, it } from "vitest";
 import { buildDeb } from "../../deb/test/build-deb.js";
 import { DEMO, startTree } from "../../deb/test/guest-tree.js";
 import { comparable, describeAsRootWithTools, snapshotTree } from "../../rpm-inject/test/helpers.js";
-import { injectTargetFromGuestFs } from "../src/guest/rpm-bridge.js";
+import { debTargetFromGuestFs } from "../src/guest/deb-bridge.js";
 import { openGuest } from "../src/image/open-guest.js";
 
 async function mkImage(tree: string, img: string): Promise<void> {
@@ -34,7 +34,7 @@ async function unpackIntoImage(img: string, debPath: string | Uint8Array) {
   try {
     const deb = await readDeb(debPath, { name: "pkg.deb" });
     try {
-      const report = await unpackDebs(injectTargetFromGuestFs(guest.fs, img), [deb]);
+      const report = await unpackDebs(debTargetFromGuestFs(guest.fs, img), [deb]);
       await guest.commit();
       committed = true;
       return report;

@@ -169,10 +169,14 @@ export async function unpackDeb(deb: DebFile, target: PkgTarget, state: DpkgStat
           `${deb.package}: ${pkgPath} is a directory in the package but ${existing.type} in the guest`,
           at,
         );
-      await target.mkdir(dest, entry.mode);
-      await target.chown(dest, uid, gid);
-      await target.chmod(dest, entry.mode);
-      await target.utimes(dest, entry.mtime, entry.mtime);
+      if (target.mkdirAttrs)
+        await target.mkdirAttrs(dest, { perms: entry.mode, uid, gid, mtime: entry.mtime });
+      else {
+        await target.mkdir(dest, entry.mode);
+        await target.chown(dest, uid, gid);
+        await target.chmod(dest, entry.mode);
+        await target.utimes(dest, entry.mtime, entry.mtime);
+      }
       placed.set(pkgPath, dest);
       continue;
     }
@@ -186,21 +190,28 @@ export async function unpackDeb(deb: DebFile, target: PkgTarget, state: DpkgStat
     if (current?.type === "dir") {
       throw new DebConflictError(`${deb.package}: ${pkgPath} would replace a directory in the guest`, at);
     }
-    if (current && entry.type !== "file") await target.unlink(dest);
+    // dpkg replaces what is there; a symlink in the way is replaced, never followed.
+    if (current && (entry.type !== "file" || current.type !== "file")) await target.unlink(dest);
 
+    let fastFile = false;
     switch (entry.type) {
       case "file": {
         const rel = pkgPath.slice(1);
-        await target.writeFile(
-          dest,
-          hashing(data, (md5, size) => {
-            result.md5.set(rel, md5);
-            result.files++;
-            result.bytes += size;
-          }),
-          entry.mode,
-          entry.size,
-        );
+        const content = hashing(data, (md5, size) => {
+          result.md5.set(rel, md5);
+          result.files++;
+          result.bytes += size;
+        });
+        if (target.writeFileAttrs) {
+          await target.writeFileAttrs(dest, content, {
+            perms: entry.mode,
+            uid,
+            gid,
+            mtime: entry.mtime,
+            size: entry.size,
+          });
+          fastFile = true;
+        } else await target.writeFile(dest, content, entry.mode, entry.size);
         const want = expected?.get(rel);
         const got = result.md5.get(rel);
         if (want && got !== want) {
@@ -231,9 +242,11 @@ export async function unpackDeb(deb: DebFile, target: PkgTarget, state: DpkgStat
       default:
         await target.mknod(dest, entry.type, entry.mode, entry.devMajor, entry.devMinor);
     }
-    await target.chown(dest, uid, gid);
-    if (entry.type !== "symlink") await target.chmod(dest, entry.mode);
-    await target.utimes(dest, entry.mtime, entry.mtime);
+    if (!fastFile) {
+      await target.chown(dest, uid, gid);
+      if (entry.type !== "symlink") await target.chmod(dest, entry.mode);
+      await target.utimes(dest, entry.mtime, entry.mtime);
+    }
     placed.set(pkgPath, dest);
   }
   return result;

@@ -72,6 +72,25 @@ export interface PkgTarget {
    * only the guest keyring (signature checks) lists directories; without it the guest has no keys.
    */
   readdir?(path: string): Promise<string[]>;
+  /**
+   * Optional fast path: creates or replaces a regular file with its owner, permissions and mtime in
+   * one operation (an image writer resolves the path once instead of four times). The final
+   * component is never followed; the caller has removed a non-file there.
+   */
+  writeFileAttrs?(path: string, content: AsyncIterable<Uint8Array>, attrs: NewNodeAttrs): Promise<void>;
+  /** Optional fast path: mkdir with owner, permissions and mtime. */
+  mkdirAttrs?(path: string, attrs: NewNodeAttrs): Promise<void>;
+}
+
+/** Metadata of a node created in one operation. */
+export interface NewNodeAttrs {
+  perms: number;
+  uid: number;
+  gid: number;
+  /** Seconds since the epoch. */
+  mtime: number;
+  /** Exact content length, when known. */
+  size?: number;
 }
 
 /** Linux's limit on symlinks followed while resolving one path. */

@@ -5,10 +5,10 @@
  * script runs the deferred preinsts and `dpkg --configure -a`.
  */
 import type { DebInstallOptions, DebPlan } from "@imgpatch/deb";
+import { debTargetFromGuestFs } from "../guest/deb-bridge.js";
 import { addFirstbootScript } from "../guest/firstboot.js";
 import { lstatOrNull } from "../guest/fs-util.js";
 import type { GuestFs } from "../guest/guest-fs.js";
-import { injectTargetFromGuestFs } from "../guest/rpm-bridge.js";
 import { CustomizeUsageError } from "./operations.js";
 
 export type DebStep = { op: "install"; packages: string[] } | { op: "deb"; host: string };
@@ -76,7 +76,7 @@ export async function planDebStep(
     entries: _e,
     localFiles: _l,
     ...plan
-  } = await planDebInstall(injectTargetFromGuestFs(fs, image), installOptions(step, o));
+  } = await planDebInstall(debTargetFromGuestFs(fs, image), installOptions(step, o));
   return plan;
 }
 
@@ -89,7 +89,7 @@ export async function runDebStep(
 ): Promise<string[]> {
   await requireDebian(fs, image, step);
   const { planDebInstall, applyDebPlan } = await deb();
-  const target = injectTargetFromGuestFs(fs, image);
+  const target = debTargetFromGuestFs(fs, image);
   const opts = installOptions(step, o);
   const plan = await planDebInstall(target, opts);
   const lines = plan.repositories.map((r) => `repository ${r.uri} ${r.suite}: ${r.trust}`);

@@ -7,9 +7,9 @@
  */
 import { ImgpatchError } from "@imgpatch/disk";
 import type { DebStepOptions } from "../customize/install-deb.js";
+import { debTargetFromGuestFs } from "../guest/deb-bridge.js";
 import { addFirstbootScript } from "../guest/firstboot.js";
 import type { GuestFs } from "../guest/guest-fs.js";
-import { injectTargetFromGuestFs } from "../guest/rpm-bridge.js";
 import type { PackageRequest } from "./package-installs.js";
 
 export interface BuildTimePackages {
@@ -30,7 +30,7 @@ export async function installElementPackages(
   const out: BuildTimePackages = { installed: [], log: [], warnings: [] };
   if (names.length === 0) return out;
   const { planDebInstall, applyDebPlan } = await import("@imgpatch/deb");
-  const target = injectTargetFromGuestFs(fs, image);
+  const target = debTargetFromGuestFs(fs, image);
   let plan: Awaited<ReturnType<typeof planDebInstall>>;
   try {
     plan = await planDebInstall(target, { ...options, install: names });
