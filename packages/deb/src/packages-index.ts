@@ -8,7 +8,7 @@
 import { readFile } from "node:fs/promises";
 import { ChecksumError } from "@imgpatch/disk";
 import { type Compressor, decompress, type PkgTarget } from "@imgpatch/pkgkit";
-import { parseStanzas, type Stanza } from "./control.js";
+import { parseStanza, type Stanza } from "./control.js";
 import { DebFormatError } from "./errors.js";
 import { DebFetchError, type Fetcher } from "./index-fetch.js";
 import { parseRelations, type Relation } from "./relation.js";
@@ -128,6 +128,101 @@ async function readIndex(path: string, kind: Compressor, name: string): Promise<
   return Buffer.concat(parts).toString("utf8");
 }
 
+const QUICK = new Set(["package", "version", "architecture", "filename", "size", "sha256"]);
+
+/**
+ * One index entry: the few fields every entry needs are read by a quick line scan; the full stanza
+ * (and its Provides) is parsed only when the resolver looks at the package — most of an archive's
+ * 60,000 entries never are (this keeps the resolution's time and memory down).
+ */
+class IndexEntry implements RepoPackage {
+  private parsed?: Stanza;
+  private prov?: Relation[];
+  constructor(
+    readonly name: string,
+    readonly version: string,
+    readonly architecture: string,
+    readonly url: string,
+    readonly size: number,
+    readonly sha256: string,
+    readonly source: SourceEntry,
+    readonly release: ReleaseFile,
+    private readonly text: string,
+    private readonly file: string,
+    private readonly line: number,
+    readonly hasProvides: boolean,
+  ) {}
+  get stanza(): Stanza {
+    if (!this.parsed) {
+      this.parsed = parseStanza(this.text, { file: `${this.file} (stanza at line ${this.line})` });
+    }
+    return this.parsed;
+  }
+  get provides(): Relation[] {
+    if (!this.prov) {
+      this.prov = this.hasProvides
+        ? parseRelations(this.stanza.get("Provides"), { file: this.file, field: "Provides" }).map((g) => g[0])
+        : [];
+    }
+    return this.prov;
+  }
+}
+
+function* scanIndex(
+  text: string,
+  url: string,
+  arch: string,
+  source: SourceEntry,
+  release: ReleaseFile,
+): Iterable<RepoPackage> {
+  let pos = 0;
+  let line = 1;
+  while (pos < text.length) {
+    let end = text.indexOf("\n\n", pos);
+    if (end < 0) end = text.length;
+    const chunk = text.slice(pos, end);
+    const startLine = line;
+    line += (chunk.match(/\n/g)?.length ?? 0) + 2;
+    pos = end + 2;
+    if (chunk.trim() === "") continue;
+    const f: Record<string, string> = {};
+    let provides = false;
+    for (const l of chunk.split("\n")) {
+      const c = l.indexOf(":");
+      if (c <= 0 || l[0] === " " || l[0] === "\t") continue;
+      const k = l.slice(0, c).toLowerCase();
+      if (QUICK.has(k)) f[k] = l.slice(c + 1).trim();
+      else if (k === "provides") provides = true;
+    }
+    if (!f.package || !f.version || !f.architecture || !f.filename || !f.size || !f.sha256) {
+      throw new DebFormatError(
+        `stanza at line ${startLine} lacks Package/Version/Architecture/Filename/Size/SHA256`,
+        { file: url },
+      );
+    }
+    if (f.architecture !== arch && f.architecture !== "all") continue;
+    if (f.filename.includes(".."))
+      throw new DebFormatError(`Filename "${f.filename}" contains ".."`, { file: url });
+    if (!/^\d+$/.test(f.size) || !/^[0-9a-f]{64}$/.test(f.sha256)) {
+      throw new DebFormatError(`stanza at line ${startLine}: bad Size or SHA256`, { file: url });
+    }
+    yield new IndexEntry(
+      f.package,
+      f.version,
+      f.architecture,
+      `${source.uri}${f.filename}`,
+      Number(f.size),
+      f.sha256,
+      source,
+      release,
+      chunk,
+      url,
+      startLine,
+      provides,
+    );
+  }
+}
+
 /** Loads every source; packages keep their index order. */
 export async function loadRepositories(
   target: PkgTarget,
@@ -189,35 +284,7 @@ export async function loadRepositories(
           });
         const { file, url } = got;
         const text = await readIndex(file, got.kind, url);
-        for (const st of parseStanzas(text, { file: url })) {
-          const name = st.get("Package");
-          const version = st.get("Version");
-          const architecture = st.get("Architecture");
-          const filename = st.get("Filename");
-          const size = st.get("Size");
-          const sha256 = st.get("SHA256");
-          if (!name || !version || !architecture || !filename || !size || !sha256) {
-            throw new DebFormatError(
-              `stanza at line ${st.line} lacks Package/Version/Architecture/Filename/Size/SHA256`,
-              { file: url },
-            );
-          }
-          if (architecture !== arch && architecture !== "all") continue;
-          if (filename.includes(".."))
-            throw new DebFormatError(`Filename "${filename}" contains ".."`, { file: url });
-          packages.push({
-            name,
-            version,
-            architecture,
-            stanza: st,
-            url: `${s.uri}${filename}`,
-            size: Number(size),
-            sha256,
-            source: s,
-            release,
-            provides: parseRelations(st.get("Provides"), { file: url, field: "Provides" }).map((g) => g[0]),
-          });
-        }
+        for (const entry of scanIndex(text, url, arch, s, release)) packages.push(entry);
         if (comp === "") break;
       }
     }
