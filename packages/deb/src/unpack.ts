@@ -137,6 +137,7 @@ export async function unpackDeb(deb: DebFile, target: PkgTarget, state: DpkgStat
   const paths = new GuestPaths(target, state, deb.package);
   const result: UnpackResult = { list: [], md5: new Map(), files: 0, bytes: 0, newConffiles: [] };
   const placed = new Map<string, string>();
+  const created = new Set<string>();
   const where = `${deb.name}:data.tar`;
 
   for await (const { entry, data } of readTar(deb.data(), where)) {
@@ -148,7 +149,9 @@ export async function unpackDeb(deb: DebFile, target: PkgTarget, state: DpkgStat
     }
     result.list.push(pkgPath);
     let dest = await paths.place(pkgPath);
-    const existing = await target.lstat(dest);
+    // Inside a directory this unpack created, nothing exists yet: no lookup (a miss costs an error).
+    const fresh = created.has(guestDirname(dest));
+    const existing = fresh ? undefined : await target.lstat(dest);
     const { uid, gid } = ownerOf(entry, owners);
 
     if (entry.type === "dir") {
@@ -178,6 +181,7 @@ export async function unpackDeb(deb: DebFile, target: PkgTarget, state: DpkgStat
         await target.utimes(dest, entry.mtime, entry.mtime);
       }
       placed.set(pkgPath, dest);
+      created.add(dest);
       continue;
     }
 
@@ -186,7 +190,7 @@ export async function unpackDeb(deb: DebFile, target: PkgTarget, state: DpkgStat
       dest = `${dest}.dpkg-new`;
       result.newConffiles.push(dest);
     }
-    const current = isConffile ? await target.lstat(dest) : existing;
+    const current = isConffile && !fresh ? await target.lstat(dest) : existing;
     if (current?.type === "dir") {
       throw new DebConflictError(`${deb.package}: ${pkgPath} would replace a directory in the guest`, at);
     }
