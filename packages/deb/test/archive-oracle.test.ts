@@ -172,5 +172,5 @@ suite(`the Heat agents from the real archive${why ? ` [skipped: ${why}]` : ""}`,
       const st = await (await import("node:fs/promises")).lstat(join(root, m[3]));
       expect(st.size, m[3]).toBe(Number(m[2]));
     }
-  });
+  }, 600_000); // network: apt-get update, indexes and the closure's downloads on a cold cache
 });
