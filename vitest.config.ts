@@ -12,6 +12,8 @@ export default defineConfig({
       "@imgpatch/ext4": src("ext4"),
       "@imgpatch/xfs": src("xfs"),
       "@imgpatch/selinux": src("selinux"),
+      "@imgpatch/pkgkit": src("pkgkit"),
+      "@imgpatch/deb": src("deb"),
       "@imgpatch/rpm-inject": src("rpm-inject"),
       "@imgpatch/rpm-repo": src("rpm-repo"),
       "@imgpatch/testkit": src("testkit"),

@@ -10,16 +10,10 @@
  * own keyring: every file in /etc/pki/rpm-gpg and the file:// keys its yum/dnf repo files name,
  * read inside the guest.
  */
-import {
-  constants,
-  createHash,
-  createVerify,
-  verify as cryptoVerify,
-  type Hash,
-  type Verify,
-} from "node:crypto";
+import { createHash, createVerify, type Hash, type Verify } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { type ErrorLocation, ImgpatchError } from "@imgpatch/disk";
+import { keyMatches, SUPPORTED_SIG_ALGOS, verifiesStreamed, verifyWith } from "@imgpatch/pkgkit";
 import { guestDirname, joinGuestPath, splitGuestPath } from "./guest-path.js";
 import {
   HashAlgo,
@@ -27,8 +21,6 @@ import {
   OpenPgpError,
   type OpenPgpPublicKey,
   type OpenPgpSignature,
-  PubkeyAlgo,
-  padTo,
   parsePublicKeys,
   parseSignaturePacket,
   pubkeyAlgoName,
@@ -374,20 +366,6 @@ function labelOf(f: FoundSignature): string {
   return `${prefix}V${sig.version} ${pubkeyAlgoName(sig.pubkeyAlgo)}/${hashAlgoName(sig.hashAlgo)} Signature, key ID ${keyId}`;
 }
 
-/** Key algorithms that can make a signature of algorithm `sigAlgo` (RSA sign-only keys sign RSA). */
-function keyMatches(key: OpenPgpPublicKey, sigAlgo: number): boolean {
-  const rsa = (a: number) => a === PubkeyAlgo.RSA || a === PubkeyAlgo.RSA_SIGN;
-  return key.algo === sigAlgo || (rsa(key.algo) && rsa(sigAlgo));
-}
-
-const SUPPORTED_SIG_ALGOS = new Set<number>([
-  PubkeyAlgo.RSA,
-  PubkeyAlgo.RSA_SIGN,
-  PubkeyAlgo.DSA,
-  PubkeyAlgo.ECDSA,
-  PubkeyAlgo.EDDSA_LEGACY,
-]);
-
 /** One signature's hashing state while the covered bytes stream by. */
 interface Pending {
   found: FoundSignature;
@@ -439,7 +417,7 @@ function prepare(found: FoundSignature, keyring: RpmKeyring): { check: Signature
     check.detail = `no trusted key with ID ${sig.keyId}`;
     return { check };
   }
-  const streamed = sig.pubkeyAlgo !== PubkeyAlgo.EDDSA_LEGACY;
+  const streamed = verifiesStreamed(sig.pubkeyAlgo);
   try {
     const hash = createHash(hashAlgo.node);
     const verifiers = keys.map((key) => ({ key, v: streamed ? createVerify(hashAlgo.node) : undefined }));
@@ -476,44 +454,6 @@ function finish(p: Pending): void {
   }
   check.status = "BAD";
   check.detail = "signature does not verify";
-}
-
-function verifyWith(
-  key: OpenPgpPublicKey,
-  sig: OpenPgpSignature,
-  digest: Buffer,
-  v: Verify | undefined,
-): boolean {
-  try {
-    switch (sig.pubkeyAlgo) {
-      case PubkeyAlgo.RSA:
-      case PubkeyAlgo.RSA_SIGN: {
-        const bits = key.key.asymmetricKeyDetails?.modulusLength ?? 0;
-        const s = padTo(sig.mpis[0], Math.ceil(bits / 8));
-        return !!s && !!v && v.verify({ key: key.key, padding: constants.RSA_PKCS1_PADDING }, s);
-      }
-      case PubkeyAlgo.DSA:
-      case PubkeyAlgo.ECDSA: {
-        const size = key.scalarSize ?? 0;
-        const r = padTo(sig.mpis[0], size);
-        const s = padTo(sig.mpis[1], size);
-        if (!r || !s || !v) return false;
-        return v.verify({ key: key.key, dsaEncoding: "ieee-p1363" }, Buffer.concat([r, s]));
-      }
-      case PubkeyAlgo.EDDSA_LEGACY: {
-        // Legacy EdDSA signs the digest; r and s are the two 32-byte halves of the signature.
-        const r = padTo(sig.mpis[0], 32);
-        const s = padTo(sig.mpis[1], 32);
-        if (!r || !s) return false;
-        return cryptoVerify(null, digest, key.key, Buffer.concat([r, s]));
-      }
-      default:
-        return false;
-    }
-  } catch {
-    // node:crypto rejects malformed values (wrong length, point off the curve): not a valid signature.
-    return false;
-  }
 }
 
 /**

@@ -3,7 +3,7 @@ import { RANDOM_PASSWORD_NOTE } from "../customize/operations.js";
 import { UsageError } from "../image/open-image.js";
 import type { CommandSpec, Common } from "./context.js";
 import { printableStep, stepLabel } from "./formatting.js";
-import { type InstallPlanReport, planInstallStep } from "./install.js";
+import { debOptionsOf, type InstallPlanReport, planInstallStep } from "./install.js";
 import { imageOptions, outputModeOptions, outputOptions, sourceDateEpoch, withRpmPolicy } from "./options.js";
 import { progressBar, type StepProgress } from "./progress.js";
 import { NO_ARG_OPS, OPERATION_HELP, OPERATION_NAMES, orderedSteps } from "./recipe.js";
@@ -39,7 +39,17 @@ export const customizeCommand: CommandSpec = {
         type: "string",
         array: true,
         describe:
-          "--install: on RPM guests a repository base URL (directory, file://, http(s)://; repeatable), used instead of the guest's /etc/yum.repos.d",
+          "--install: on Debian guests an extra apt source 'deb [options] URI SUITE COMPONENT...' besides the guest's own; on RPM guests a repository base URL (directory, file://, http(s)://) used instead of /etc/yum.repos.d (repeatable)",
+      })
+      .option("install-recommends", {
+        type: "boolean",
+        describe:
+          "--install/--deb: --no-install-recommends as apt (default: the guest's APT::Install-Recommends)",
+      })
+      .option("allow-unauthenticated", {
+        type: "boolean",
+        describe:
+          "--install/--deb: use apt repositories whose Release signature does not verify (warned loudly)",
       })
       .option("rpm-signature", {
         type: "string",
@@ -81,7 +91,15 @@ export const customizeCommand: CommandSpec = {
           const rpmPlans: Array<{ file: string; nevra: string; files: number; scriptlets: number }> = [];
           const installs: InstallPlanReport[] = [];
           for (const s of steps) {
-            if (s.op === "install") installs.push(await planInstallStep(g, s, repoArg(a.repo)));
+            if (s.op === "install" || s.op === "deb")
+              installs.push(
+                await planInstallStep(
+                  g,
+                  s,
+                  repoArg(a.repo),
+                  debOptionsOf(a, ctx.io.err, ctx.ttyProgress(common)),
+                ),
+              );
           }
           for (const s of steps) {
             if (s.op !== "rpm") continue;
@@ -137,6 +155,7 @@ export const customizeCommand: CommandSpec = {
           now,
           rpmMissingOwner: a["rpm-owner-fallback"] ? "root" : "error",
           repos: repoArg(a.repo),
+          deb: debOptionsOf(a, ctx.io.err, ctx.ttyProgress(common)),
           progress: ctx.ttyProgress(common)
             ? (label: string): StepProgress => progressBar(true, label, ctx.io.err)
             : undefined,

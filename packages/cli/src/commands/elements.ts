@@ -96,7 +96,11 @@ export const elementsCommand: CommandSpec = {
                   offline: a.offline === true,
                   allowDuplicateHooks: a["allow-duplicate-hooks"] === true,
                 },
-                { dryRun: dry, mtime: now },
+                {
+                  dryRun: dry,
+                  mtime: now,
+                  debPackages: { image: img, warn: (m: string) => ctx.io.err(`imgpatch: ${m}\n`) },
+                },
               )
             : undefined;
         if (rpms.length > 0 && !dry) {

@@ -34,10 +34,13 @@ export function lsLine(name: string, s: GuestStats, target?: string): string {
 
 export function stepLabel(step: Step): string {
   if (step.op === "install") return `install ${step.packages.join(",")}`;
+  if (step.op === "deb") return `deb ${JSON.stringify({ host: step.host })}`;
   return step.op === "rpm" ? `rpm ${JSON.stringify({ host: step.host })}` : describeOperation(step);
 }
 
 /** A step as --json prints it: passwords never appear (publicOperation). */
 export function printableStep(step: Step): Record<string, unknown> {
-  return step.op === "rpm" || step.op === "install" ? { ...step } : publicOperation(step);
+  return step.op === "rpm" || step.op === "install" || step.op === "deb"
+    ? { ...step }
+    : publicOperation(step);
 }

@@ -1,22 +1,33 @@
 /**
- * customize --install PKG[,PKG…] (and --deb FILE.deb), virt-customize's one option for the guest's
- * package manager: routed by what the guest has — an rpmdb → @imgpatch/rpm-repo (dnf-like
- * resolution, rpm-inject unpacking); dpkg's status → @imgpatch/deb (apt-like resolution, dpkg
- * database). `--repo` means a base URL on RPM guests and an apt source line on Debian ones.
+ * customize --install PKG[,PKG…] and --deb FILE.deb, virt-customize's options for the guest's
+ * package manager: routed by what the guest has — dpkg's status → @imgpatch/deb (apt-like
+ * resolution, dpkg database, maintainer scripts at first boot); an rpmdb → @imgpatch/rpm-repo
+ * (dnf-like resolution, rpm-inject unpacking). `--repo` is an apt source line on Debian guests and a
+ * base URL on RPM guests.
  */
+import { basename } from "node:path";
+import type { DebStep, DebStepOptions } from "../customize/install-deb.js";
 import type { Guest } from "../image/open-guest.js";
 import { UsageError } from "../image/open-image.js";
+import { progressBar, type StepProgress } from "./progress.js";
 import type { StepContext } from "./steps.js";
 
-export interface InstallLikeStep {
-  op: "install";
-  packages: string[];
+const rpmRoute = () => import("../customize/install-rpm.js");
+const debRoute = () => import("../customize/install-deb.js");
+
+function noManager(image: string): UsageError {
+  return new UsageError(
+    "--install: the guest has neither dpkg's status nor an rpmdb (no package manager imgpatch can act for)",
+    image,
+  );
 }
 
-const rpmRoute = () => import("../customize/install-rpm.js");
-
-/** Applies one --install step; returns its change lines. */
-export async function installStep(guest: Guest, step: InstallLikeStep, ctx: StepContext): Promise<string[]> {
+/** Applies one --install/--deb step; returns its change lines. */
+export async function installStep(guest: Guest, step: DebStep, ctx: StepContext): Promise<string[]> {
+  const deb = await debRoute();
+  if (step.op === "deb" || (await deb.isDebianGuest(guest.fs))) {
+    return deb.runDebStep(guest.fs, guest.image, step, ctx.deb ?? {});
+  }
   const rpm = await rpmRoute();
   if (await rpm.isRpmGuest(guest.fs)) {
     return rpm.runRpmInstall(guest.fs, guest.image, step, {
@@ -25,32 +36,80 @@ export async function installStep(guest: Guest, step: InstallLikeStep, ctx: Step
       now: ctx.now,
     });
   }
-  throw new UsageError(
-    "--install: the guest has no rpmdb (only RPM-based guests are handled here)",
-    guest.image,
-  );
+  throw noManager(guest.image);
 }
 
 export interface InstallPlanReport {
-  packages: string[];
-  transaction: Record<string, unknown>;
+  step: string;
+  /** Debian: the resolved plan; RPM: the transaction summary. */
+  plan: Record<string, unknown>;
   lines: string[];
 }
 
-/** The --dry-run plan of one --install step. */
+/** The --dry-run plan of one --install/--deb step. */
 export async function planInstallStep(
   guest: Guest,
-  step: InstallLikeStep,
+  step: DebStep,
   repos: string[] | undefined,
+  debOptions: DebStepOptions,
 ): Promise<InstallPlanReport> {
-  const rpm = await rpmRoute();
-  if (!(await rpm.isRpmGuest(guest.fs))) {
-    throw new UsageError(
-      "--install: the guest has no rpmdb (only RPM-based guests are handled here)",
-      guest.image,
-    );
+  const label = step.op === "deb" ? `deb ${step.host}` : `install ${step.packages.join(",")}`;
+  const deb = await debRoute();
+  if (step.op === "deb" || (await deb.isDebianGuest(guest.fs))) {
+    const plan = (await deb.planDebStep(guest.fs, guest.image, step, debOptions)) as unknown as Record<
+      string,
+      unknown
+    >;
+    return { step: label, plan, lines: formatDebPlan(plan) };
   }
+  const rpm = await rpmRoute();
+  if (!(await rpm.isRpmGuest(guest.fs))) throw noManager(guest.image);
   const { planSummary } = await import("@imgpatch/rpm-repo");
   const plan = await rpm.planRpmInstall(guest.fs, step, { repos });
-  return { packages: step.packages, transaction: planSummary(plan), lines: rpm.describeRpmPlan(plan) };
+  return { step: label, plan: planSummary(plan), lines: rpm.describeRpmPlan(plan) };
+}
+
+/** customize's options for Debian --install/--deb steps; `bars` draws one progress bar per download. */
+export function debOptionsOf(
+  a: Record<string, unknown>,
+  err: (text: string) => void,
+  bars: boolean,
+): DebStepOptions {
+  const open = new Map<string, StepProgress>();
+  return {
+    repos: a.repo === undefined ? undefined : [a.repo].flat().map(String),
+    installRecommends: a["install-recommends"] as boolean | undefined,
+    allowUnauthenticated: a["allow-unauthenticated"] === true,
+    warn: (m) => err(`imgpatch: ${m}\n`),
+    progress: bars
+      ? (e) => {
+          if (e.cached) return;
+          let bar = open.get(e.url);
+          if (!bar) {
+            bar = progressBar(true, basename(e.url), err);
+            open.set(e.url, bar);
+          }
+          bar.update(e.received, e.total ?? e.received);
+          if (e.done) {
+            bar.finish();
+            open.delete(e.url);
+          }
+        }
+      : undefined,
+  };
+}
+
+/** The --dry-run text of a resolved Debian plan: each package, version, size and why. */
+function formatDebPlan(plan: unknown): string[] {
+  const p = plan as {
+    packages: Array<{ package: string; version: string; size: number; reason: string }>;
+    repositories: Array<{ uri: string; suite: string; trust: string }>;
+  };
+  return [
+    ...p.repositories.map((r) => `repository ${r.uri} ${r.suite}: ${r.trust}`),
+    ...p.packages.map(
+      (x) => `install ${x.package} ${x.version} (${(x.size / 1024).toFixed(0)} KiB): ${x.reason}`,
+    ),
+    `${p.packages.length} packages, ${(p.packages.reduce((n, x) => n + x.size, 0) / 1048576).toFixed(1)} MiB to download`,
+  ];
 }

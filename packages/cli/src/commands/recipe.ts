@@ -7,7 +7,7 @@
  *   [ {"mkdir": "/opt/x"}, {"write": "/etc/motd:hello"}, {"selinux-relabel": null} ]
  */
 import { readFile } from "node:fs/promises";
-import { type InstallStep, parseInstallStep } from "../customize/install-rpm.js";
+import { type DebStep, parseDebStep } from "../customize/install-deb.js";
 import {
   type CustomizeOp,
   CustomizeUsageError,
@@ -33,6 +33,7 @@ export const OPERATION_NAMES = [
   "copy",
   "rpm",
   "install",
+  "deb",
   "enable",
   "disable",
   "mask",
@@ -75,7 +76,9 @@ export const OPERATION_HELP: Record<(typeof OPERATION_NAMES)[number], string> = 
   move: "SRC:DST: rename in the guest",
   copy: "SRC:DST: copy in the guest",
   rpm: "FILE.rpm: unpack the payload; scriptlets run at first boot",
-  install: "PKG[,PKG...]: install packages with their dependencies from the guest's repositories or --repo",
+  install:
+    "PKG[,PKG...]: install packages and their dependencies from the guest's own repositories (apt sources on Debian guests, yum repos on RPM guests) or --repo",
+  deb: "FILE.deb: install a local package, dependencies resolved like apt install ./FILE.deb",
   enable: "UNIT: enable a systemd unit (the symlinks systemctl would make)",
   disable: "UNIT: disable a systemd unit",
   mask: "UNIT: mask a systemd unit",
@@ -110,15 +113,15 @@ export interface RpmStep {
   keys?: string[];
 }
 
-/** A customize step: the shared operations plus --rpm (rpm-inject) and --install. */
-export type Step = CustomizeOp | RpmStep | InstallStep;
+/** A customize step: the shared operations plus --rpm (rpm-inject) and --install/--deb. */
+export type Step = CustomizeOp | RpmStep | DebStep;
 
 export function parseStep(name: string, arg: string | undefined): Step {
+  if (name === "install" || name === "deb") return parseDebStep(name, arg);
   if (name === "rpm") {
     if (!arg) throw new CustomizeUsageError("--rpm needs an RPM file");
     return { op: "rpm", host: arg };
   }
-  if (name === "install") return parseInstallStep(arg);
   return parseOperation(name, arg);
 }
 

@@ -1,4 +1,6 @@
 /** `customize` steps (operations and --rpm packages) applied to an open guest. */
+
+import type { DebStepOptions } from "../customize/install-deb.js";
 import { applyOperation, type CustomizeContext } from "../customize/operations.js";
 import type { Guest } from "../image/open-guest.js";
 import type { Step } from "./recipe.js";
@@ -11,8 +13,10 @@ export const rpmBridge = () => import("../guest/rpm-bridge.js");
 export interface StepContext extends CustomizeContext {
   /** --rpm-owner-fallback: owners missing from the guest → root now, chowned at first boot after %pre. */
   rpmMissingOwner?: "error" | "root";
-  /** --repo values for --install. */
+  /** --repo values for --install on RPM guests (base URLs). */
   repos?: string[];
+  /** --repo, --no-install-recommends, --allow-unauthenticated for --install/--deb on Debian guests. */
+  deb?: DebStepOptions;
 }
 
 export async function runSteps(
@@ -44,7 +48,7 @@ export async function runSteps(
       } finally {
         await pkg.close();
       }
-    } else if (step.op === "install") {
+    } else if (step.op === "install" || step.op === "deb") {
       const { installStep } = await import("./install.js");
       lines = await installStep(guest, step, ctx);
     } else {

@@ -1,10 +1,12 @@
 /** Applying an elements plan through a GuestFs, and rendering it for --dry-run. */
 import { readFile } from "node:fs/promises";
+import { type DebStepOptions, isDebianGuest } from "../customize/install-deb.js";
 import { addFirstbootScript } from "../guest/firstboot.js";
 import { ensureDir, lstatOrNull } from "../guest/fs-util.js";
 import type { GuestFs } from "../guest/guest-fs.js";
 import { guestDirname } from "../guest/paths.js";
 import { enableUnit, type SystemdInstallOptions } from "../guest/systemd-install.js";
+import { type BuildTimePackages, installElementPackages } from "./deb-packages.js";
 import { type GuestOp, renderOp } from "./ops.js";
 import { buildElementsPlan, type ElementsPlan, type ElementsPlanOptions } from "./plan.js";
 
@@ -145,6 +147,11 @@ export function renderElementsPlan(plan: ElementsPlan): string {
 export interface BakeElementsOptions extends ApplyOptions {
   /** Plan and render only; the guest is not touched. */
   dryRun?: boolean;
+  /**
+   * Debian-family guests: install package-installs entries at build time (default); false leaves
+   * them all to the first boot. The options are customize's --repo etc.
+   */
+  debPackages?: false | (DebStepOptions & { image?: string });
 }
 
 /**
@@ -156,9 +163,20 @@ export async function bakeElements(
   planOptions: ElementsPlanOptions,
   options: BakeElementsOptions = {},
 ): Promise<{ plan: ElementsPlan; applied?: ApplyResult; text: string }> {
-  const plan = await buildElementsPlan(fs, planOptions);
+  let plan = await buildElementsPlan(fs, planOptions);
+  if (options.dryRun) return { plan, text: renderElementsPlan(plan) };
+  let built: BuildTimePackages | undefined;
+  if (options.debPackages !== false && (await isDebianGuest(fs))) {
+    const deb = options.debPackages ?? {};
+    built = await installElementPackages(fs, deb.image ?? "guest", plan.report.packages, deb);
+    if (built.installed.length > 0) {
+      plan = await buildElementsPlan(fs, { ...planOptions, installedAtBuild: built.installed });
+    }
+  }
   const text = renderElementsPlan(plan);
-  if (options.dryRun) return { plan, text };
   const applied = await applyElementsPlan(fs, plan, options);
+  if (built) {
+    applied.log.unshift(...built.log, ...built.warnings.map((w) => `WARNING   ${w}`));
+  }
   return { plan, applied, text };
 }

@@ -93,6 +93,11 @@ export interface ElementsPlanOptions {
   pythonVersion?: string;
   /** Extra DIB_* variables: exported to the deferred phases and used for package-installs `when:`. */
   environment?: Record<string, string>;
+  /**
+   * Packages already installed at build time (Debian guests, see deb-packages.ts): their
+   * package-installs entries are left out of the first-boot payload.
+   */
+  installedAtBuild?: readonly string[];
 }
 
 /** dib-python's choice: Python 2 on CentOS/RHEL 7 and older, Fedora ≤ 22, Ubuntu trusty; else 3. */
@@ -106,6 +111,17 @@ export function defaultPythonVersion(d: GuestDistro): string {
 }
 
 export const WHEELHOUSE = "/var/cache/imgpatch/wheels";
+
+/** Requests still to do at first boot: every package of an install entry already installed is dropped. */
+function withoutBuilt(reqs: PackageRequest[], built: readonly string[] | undefined): PackageRequest[] {
+  if (!built || built.length === 0) return reqs;
+  const done = new Set(built);
+  return reqs
+    .map((r) =>
+      r.uninstall || r.arch.length > 0 ? r : { ...r, packages: r.packages.filter((p) => !done.has(p)) },
+    )
+    .filter((r) => r.uninstall || r.packages.length > 0);
+}
 
 export interface DeferredScript {
   name: string;
@@ -546,7 +562,7 @@ export async function buildElementsPlan(fs: GuestFs, options: ElementsPlanOption
         text: elementsPayloadScript({
           elements: closure.elements.map((e) => e.name),
           phases,
-          packages: pk.requests,
+          packages: withoutBuilt(pk.requests, options.installedAtBuild),
           defaultInstallType: options.defaultInstallType ?? "source",
           installTypes,
           distro,
