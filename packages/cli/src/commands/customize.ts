@@ -3,7 +3,7 @@ import { RANDOM_PASSWORD_NOTE } from "../customize/operations.js";
 import { UsageError } from "../image/open-image.js";
 import type { CommandSpec, Common } from "./context.js";
 import { printableStep, stepLabel } from "./formatting.js";
-import { debOptionsOf, type InstallPlanReport, planInstallStep } from "./install.js";
+import { debOptionsOf, type InstallPlanReport, installPlansJson, planInstallStep } from "./install.js";
 import { imageOptions, outputModeOptions, outputOptions, sourceDateEpoch, withRpmPolicy } from "./options.js";
 import { progressBar, type StepProgress } from "./progress.js";
 import { NO_ARG_OPS, OPERATION_HELP, OPERATION_NAMES, orderedSteps } from "./recipe.js";
@@ -130,7 +130,7 @@ export const customizeCommand: CommandSpec = {
               dryRun: true,
               operations: steps.map(printableStep),
               rpm: rpmPlans,
-              install: installs.map(({ lines: _l, ...rest }) => rest),
+              ...installPlansJson(installs),
             });
           ctx.say(common, `dry run on ${img} (nothing is written):`);
           for (const s of steps) ctx.say(common, `  ${stepLabel(s)}`);

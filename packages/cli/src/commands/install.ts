@@ -40,10 +40,22 @@ export async function installStep(guest: Guest, step: DebStep, ctx: StepContext)
 }
 
 export interface InstallPlanReport {
+  /** Which route planned it. */
+  manager: "deb" | "rpm";
   step: string;
   /** Debian: the resolved plan; RPM: the transaction summary. */
   plan: Record<string, unknown>;
   lines: string[];
+}
+
+/** The --dry-run --json fields: Debian plans under `deb`, RPM transactions under `install`. */
+export function installPlansJson(plans: readonly InstallPlanReport[]): Record<string, unknown> {
+  return {
+    deb: plans.filter((p) => p.manager === "deb").map((p) => ({ step: p.step, plan: p.plan })),
+    install: plans
+      .filter((p) => p.manager === "rpm")
+      .map((p) => ({ packages: p.step.replace(/^install /, "").split(","), transaction: p.plan })),
+  };
 }
 
 /** The --dry-run plan of one --install/--deb step. */
@@ -60,13 +72,13 @@ export async function planInstallStep(
       string,
       unknown
     >;
-    return { step: label, plan, lines: formatDebPlan(plan) };
+    return { manager: "deb", step: label, plan, lines: formatDebPlan(plan) };
   }
   const rpm = await rpmRoute();
   if (!(await rpm.isRpmGuest(guest.fs))) throw noManager(guest.image);
   const { planSummary } = await import("@imgpatch/rpm-repo");
   const plan = await rpm.planRpmInstall(guest.fs, step, { repos });
-  return { step: label, plan: planSummary(plan), lines: rpm.describeRpmPlan(plan) };
+  return { manager: "rpm", step: label, plan: planSummary(plan), lines: rpm.describeRpmPlan(plan) };
 }
 
 /** customize's options for Debian --install/--deb steps; `bars` draws one progress bar per download. */
