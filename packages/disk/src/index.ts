@@ -1,6 +1,7 @@
 export { BaseDevice } from "./base-device.js";
 export type { BlockDevice, DeviceExtent, ExtentKind } from "./block-device.js";
 export { CountingDevice, type IoCounts, type IoRecord } from "./counting-device.js";
+export { crc32c, crc32cU32, crc32cZeros } from "./crc32c.js";
 export {
   assertSupportedFilesystem,
   assertSupportedImageFormat,

@@ -66,3 +66,13 @@ export {
   sweepPoints,
   ToolMissingError,
 } from "./tools.js";
+export type { MkfsXfsOptions, ProtoNode, XfsRepairResult } from "./xfs.js";
+export {
+  describeAsRoot,
+  isRoot,
+  mkfsXfs,
+  protofileText,
+  withLoopMount,
+  xfsDb,
+  xfsRepairCheck,
+} from "./xfs.js";

@@ -1,0 +1,308 @@
+/**
+ * File content (the data fork of regular files): read the block mapping, release it, and write new
+ * content. New content gets extents from alloc.ts near the inode (as long as each can be, up to the
+ * 21-bit extent length), the bytes are written straight to the device, and the fork is built in
+ * the form the kernel would use: extents format while the records fit in the inode's data fork,
+ * else a bmbt (xfs_bmap_extents_to_btree: an inode root over leaf blocks, through the generic
+ * B+tree). Runs of all-zero blocks can be left as holes (`sparse`). Every data extent and bmbt
+ * block is recorded in the rmapbt with the file's inode number and offset.
+ *
+ * On a reflink filesystem a file whose extents are shared is refused (dropping a reference needs
+ * refcount updates this package does not make).
+ */
+import { agbToFsb, fsbToAg, inoToAg } from "./ag.js";
+import type { Allocator, SpaceContext } from "./alloc.js";
+import { Btree, INODE_ROOT_PTR, NULL_PTR } from "./btree.js";
+import { type BmbtKey, type BmbtRec, bmbtOps, bmdrMaxRecs, readBmdr, writeBmdr } from "./btree-bmap.js";
+import { btreeInsert } from "./btree-update.js";
+import { XfsFormatError, XfsFsError, XfsUnsupportedError } from "./errors.js";
+import { forkArea, forkExtents, MAX_EXTLEN, packExtent, type XfsExtent } from "./fork.js";
+import { DIFLAG2_REFLINK, FMT_BTREE, FMT_EXTENTS, FMT_LOCAL, type XfsInode } from "./inode.js";
+import { sharedRanges } from "./refcount.js";
+
+/** The data fork's bytes inside `inode.raw`. */
+function dataFork(inode: XfsInode): Uint8Array {
+  const area = forkArea(inode, "data");
+  if (!area) throw new Error("no data fork");
+  return inode.raw.subarray(area.start, area.start + area.size);
+}
+
+function rmapOwner(inode: XfsInode, fileOff: number, bmbt = false) {
+  return { owner: BigInt(inode.ino), offset: BigInt(fileOff), bmbtBlock: bmbt };
+}
+
+/** The bmbt of an inode's data fork, rooted in `inode.raw`; block counts go to `inode.nblocks`. */
+export function bmbtTree(ctx: SpaceContext, alloc: Allocator, inode: XfsInode): Btree<BmbtRec, BmbtKey> {
+  const geo = ctx.geo;
+  const fork = () => dataFork(inode);
+  const home = inoToAg(geo, inode.ino).agno;
+  return new Btree<BmbtRec, BmbtKey>(bmbtOps, {
+    bufs: ctx.bufs,
+    blockSize: geo.blockSize,
+    crc: geo.crc,
+    uuid: geo.metaUuid,
+    owner: inode.ino,
+    ptrToOffset: (p) => {
+      const { agno, agbno } = fsbToAg(geo, p);
+      if (agno >= geo.agCount || agbno >= geo.agBlocks) {
+        throw new XfsFormatError(`bmbt pointer ${p} outside the filesystem`, {
+          inode: inode.ino,
+          file: geo.file,
+        });
+      }
+      return (agno * geo.agBlocks + agbno) * geo.blockSize;
+    },
+    getRoot: () => ({ ptr: INODE_ROOT_PTR, levels: readBmdr(fork()).level + 1 }),
+    setRoot: () => {
+      throw new Error("a bmbt root stays in the inode");
+    },
+    allocBlock: async (near) => {
+      const hint = near >= 0 ? fsbToAg(geo, near) : { agno: home, agbno: 0 };
+      const r = await alloc.alloc(hint.agno, {
+        minlen: 1,
+        maxlen: 1,
+        near: hint.agbno,
+        owner: rmapOwner(inode, 0, true),
+      });
+      if (!r) throw new XfsFsError("ENOSPC", "no space left for a bmbt block", `<inode ${inode.ino}>`);
+      inode.nblocks++;
+      return agbToFsb(geo, r.agno, r.ext.agbno);
+    },
+    freeBlock: async (p) => {
+      const { agno, agbno } = fsbToAg(geo, p);
+      await alloc.free(agno, agbno, 1, rmapOwner(inode, 0, true));
+      inode.nblocks--;
+    },
+    inodeRoot: {
+      read: () => readBmdr(fork()),
+      write: (root) => writeBmdr(fork(), root),
+      maxRecs: () => bmdrMaxRecs(fork().length),
+    },
+  });
+}
+
+/** Extents read from a damaged inode must stay inside one AG and must not overlap or go backwards. */
+function checkExtents(ctx: SpaceContext, inode: XfsInode, extents: XfsExtent[]): XfsExtent[] {
+  const geo = ctx.geo;
+  let end = 0;
+  for (const e of extents) {
+    const { agno, agbno } = fsbToAg(geo, e.startblock);
+    const agLen = agno < geo.agCount - 1 ? geo.agBlocks : geo.dblocks - agno * geo.agBlocks;
+    if (agno >= geo.agCount || e.blockcount === 0 || agbno + e.blockcount > agLen || e.startoff < end) {
+      throw new XfsFormatError(
+        `data extent ${e.startoff}+${e.blockcount} at block ${e.startblock} is invalid`,
+        {
+          structure: "data fork",
+          inode: inode.ino,
+          file: geo.file,
+        },
+      );
+    }
+    end = e.startoff + e.blockcount;
+  }
+  return extents;
+}
+
+/** The data fork's extents and (for a bmbt) its blocks. */
+export async function dataMapping(
+  ctx: SpaceContext,
+  alloc: Allocator,
+  inode: XfsInode,
+): Promise<{ extents: XfsExtent[]; bmbtBlocks: number[] }> {
+  if (inode.format === FMT_EXTENTS) {
+    return {
+      extents: checkExtents(ctx, inode, forkExtents(inode, "data", { file: ctx.geo.file })),
+      bmbtBlocks: [],
+    };
+  }
+  if (inode.format === FMT_BTREE) {
+    const t = bmbtTree(ctx, alloc, inode);
+    const extents: XfsExtent[] = [];
+    for await (const r of t.records()) extents.push(r);
+    return { extents: checkExtents(ctx, inode, extents), bmbtBlocks: await t.blocks() };
+  }
+  if (inode.format === FMT_LOCAL) return { extents: [], bmbtBlocks: [] };
+  throw new XfsFormatError(`data fork format ${inode.format}`, { inode: inode.ino, file: ctx.geo.file });
+}
+
+/** The data fork's mapping, refused when it shares blocks (reflink) — what releasing it will free. */
+async function releasableMapping(
+  ctx: SpaceContext,
+  alloc: Allocator,
+  inode: XfsInode,
+): Promise<{ extents: XfsExtent[]; bmbtBlocks: number[] }> {
+  const geo = ctx.geo;
+  const mapping = await dataMapping(ctx, alloc, inode);
+  if (geo.reflink && (inode.flags2 & DIFLAG2_REFLINK) !== 0n) {
+    for (const e of mapping.extents) {
+      const { agno, agbno } = fsbToAg(geo, e.startblock);
+      const ag = await alloc.ag(agno);
+      if ((await sharedRanges(geo, ctx.bufs, agno, ag.agf, agbno, e.blockcount)).length > 0) {
+        throw new XfsUnsupportedError(
+          "reflink-shared",
+          "the file shares blocks with another file (reflink)",
+          {
+            inode: inode.ino,
+            file: geo.file,
+          },
+        );
+      }
+    }
+  }
+  return mapping;
+}
+
+/** Free a mapping's blocks and reset the fork to an empty extent list. */
+async function freeMapping(
+  ctx: SpaceContext,
+  alloc: Allocator,
+  inode: XfsInode,
+  mapping: { extents: XfsExtent[]; bmbtBlocks: number[] },
+): Promise<void> {
+  const geo = ctx.geo;
+  for (const e of mapping.extents) {
+    const { agno, agbno } = fsbToAg(geo, e.startblock);
+    // Contents still waiting in the cache must not land on blocks that get a new owner.
+    ctx.bufs.forgetRange((agno * geo.agBlocks + agbno) * geo.blockSize, e.blockcount * geo.blockSize);
+    await alloc.free(agno, agbno, e.blockcount, { ...rmapOwner(inode, e.startoff), unwritten: e.unwritten });
+    inode.nblocks -= e.blockcount;
+  }
+  for (const b of mapping.bmbtBlocks) {
+    const { agno, agbno } = fsbToAg(geo, b);
+    ctx.bufs.forget((agno * geo.agBlocks + agbno) * geo.blockSize);
+    await alloc.free(agno, agbno, 1, rmapOwner(inode, 0, true));
+    inode.nblocks--;
+  }
+  dataFork(inode).fill(0);
+  inode.format = FMT_EXTENTS;
+  inode.nextents = 0;
+}
+
+/** Give back every block of the data fork; the fork becomes an empty extent list. */
+export async function releaseData(ctx: SpaceContext, alloc: Allocator, inode: XfsInode): Promise<void> {
+  await freeMapping(ctx, alloc, inode, await releasableMapping(ctx, alloc, inode));
+}
+
+/** Extents up to this many bytes are written through the buffer cache, larger ones directly. */
+const SMALL_DATA = 64 * 1024;
+
+function allZero(b: Uint8Array, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) if (b[i] !== 0) return false;
+  return true;
+}
+
+export interface WriteDataOptions {
+  /** Leave runs of all-zero blocks unallocated (holes). */
+  sparse?: boolean;
+}
+
+/**
+ * Replace a regular file's content: release the old blocks, allocate and write the new ones, build
+ * the fork, set size and block count. The caller stores the inode (and sets times).
+ */
+export async function writeData(
+  ctx: SpaceContext,
+  alloc: Allocator,
+  inode: XfsInode,
+  data: Uint8Array,
+  opts: WriteDataOptions = {},
+): Promise<void> {
+  const geo = ctx.geo;
+  const bs = geo.blockSize;
+  // All or nothing: the new blocks are allocated and written first; the old ones are freed only
+  // once that worked, so ENOSPC leaves the file as it was.
+  const old = await releasableMapping(ctx, alloc, inode);
+  const nblocks = Math.ceil(data.length / bs);
+  // Runs of file blocks to allocate: [start, end).
+  const runs: [number, number][] = [];
+  for (let b = 0; b < nblocks; ) {
+    if (opts.sparse && allZero(data, b * bs, Math.min((b + 1) * bs, data.length))) {
+      b++;
+      continue;
+    }
+    const s = b;
+    while (b < nblocks && !(opts.sparse && allZero(data, b * bs, Math.min((b + 1) * bs, data.length)))) b++;
+    runs.push([s, b]);
+  }
+  const { agno: home, agino } = inoToAg(geo, inode.ino);
+  let near = Math.floor(agino / geo.inopblock);
+  let agno = home;
+  const extents: XfsExtent[] = [];
+  for (const [s, e] of runs) {
+    for (let off = s; off < e; ) {
+      const want = Math.min(e - off, MAX_EXTLEN);
+      const r = await alloc.alloc(agno, { minlen: 1, maxlen: want, near, owner: rmapOwner(inode, off) });
+      if (!r) {
+        // Undo what this call allocated before failing.
+        for (const x of extents) {
+          const { agno: a, agbno } = fsbToAg(geo, x.startblock);
+          await alloc.free(a, agbno, x.blockcount, rmapOwner(inode, x.startoff));
+        }
+        throw new XfsFsError("ENOSPC", `no space left for ${data.length} bytes`, `<inode ${inode.ino}>`);
+      }
+      agno = r.agno;
+      near = r.ext.agbno + r.ext.len;
+      const fsb = agbToFsb(geo, r.agno, r.ext.agbno);
+      const last = extents[extents.length - 1];
+      if (
+        last &&
+        last.startoff + last.blockcount === off &&
+        last.startblock + last.blockcount === fsb &&
+        last.blockcount + r.ext.len <= MAX_EXTLEN
+      ) {
+        last.blockcount += r.ext.len;
+      } else extents.push({ startoff: off, startblock: fsb, blockcount: r.ext.len, unwritten: false });
+      // The bytes: whole blocks straight from the caller's buffer, a short last one padded.
+      const byteStart = off * bs;
+      const byteEnd = (off + r.ext.len) * bs;
+      const at = (r.agno * geo.agBlocks + r.ext.agbno) * bs;
+      if (byteEnd - byteStart <= SMALL_DATA) {
+        // Small contents wait in the buffer cache and go out with the metadata, adjacent ones
+        // in one write (and the editor's reader sees them before that).
+        const buf = ctx.bufs.fresh(at, byteEnd - byteStart, "file data");
+        buf.transient = true;
+        buf.data.set(data.subarray(byteStart, Math.min(byteEnd, data.length)));
+        ctx.bufs.dirty(buf, {});
+        off += r.ext.len;
+        continue;
+      }
+      const whole = Math.min(byteEnd, Math.floor(data.length / bs) * bs);
+      if (whole > byteStart) await ctx.bufs.dev.write(at, data.subarray(byteStart, whole));
+      if (whole < byteEnd) {
+        const tail = new Uint8Array(byteEnd - Math.max(whole, byteStart));
+        tail.set(data.subarray(Math.max(whole, byteStart), Math.min(byteEnd, data.length)));
+        await ctx.bufs.dev.write(at + Math.max(whole, byteStart) - byteStart, tail);
+      }
+      off += r.ext.len;
+    }
+  }
+  await freeMapping(ctx, alloc, inode, old);
+  const fork = dataFork(inode);
+  const room = Math.floor(fork.length / 16);
+  inode.nblocks += extents.reduce((n, x) => n + x.blockcount, 0);
+  inode.nextents = extents.length;
+  inode.size = data.length;
+  if (extents.length <= room) {
+    inode.format = FMT_EXTENTS;
+    extents.forEach((x, i) => {
+      packExtent(fork, 16 * i, x);
+    });
+    return;
+  }
+  // xfs_bmap_extents_to_btree: one leaf under an inode root of level 1, then the records.
+  inode.format = FMT_BTREE;
+  const t = bmbtTree(ctx, alloc, inode);
+  const leaf = await t.host.allocBlock(extents[0].startblock);
+  t.writeNode({
+    ptr: leaf,
+    level: 0,
+    left: NULL_PTR,
+    right: NULL_PTR,
+    recs: [],
+    keys: [],
+    highKeys: [],
+    ptrs: [],
+  });
+  writeBmdr(fork, { level: 1, keys: [{ startoff: 0 }], ptrs: [leaf] });
+  for (const x of extents) await btreeInsert(t, x);
+}
