@@ -9,6 +9,8 @@
 # /etc/fstab names the three filesystems by UUID; / has /etc/selinux/config (enforcing, targeted),
 # an empty sqlite rpmdb in /var/lib/rpm and CentOS Stream 9 os-release.
 # XFS_MKFS_ARGS adds mkfs.xfs options to both XFS volumes (e.g. "-m crc=0" for v4, as tests do).
+# LAYOUT=centos7 makes a CentOS 7 GenericCloud-shaped disk instead: MBR, one XFS / partition
+# (with /boot a directory of it), CentOS Linux 7 os-release, a one-line fstab.
 # Not byte-reproducible: mkfs.xfs 6.1 stamps the clock into inode times (UUIDs are fixed).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -28,11 +30,32 @@ E=$WORK/efi
 mkdir -p "$R" "$B" "$E"
 
 "$HERE/base-tree.sh" "$R" "$B" "$ROOT_UUID"
+if [ "${LAYOUT:-}" = centos7 ]; then
+  rmdir "$R/boot" && mv "$B" "$R/boot" && mkdir "$B"
+  rm "$R/etc/redhat-release" "$R/etc/system-release" "$R/etc/centos-release"
+  echo "CentOS Linux release 7.9.2009 (Core)" > "$R/etc/centos-release"
+  ln -s centos-release "$R/etc/redhat-release"
+  ln -s centos-release "$R/etc/system-release"
+  cat > "$R/usr/lib/os-release" <<'X'
+NAME="CentOS Linux"
+VERSION="7 (Core)"
+ID="centos"
+ID_LIKE="rhel fedora"
+VERSION_ID="7"
+PRETTY_NAME="CentOS Linux 7 (Core)"
+CPE_NAME="cpe:/o:centos:centos:7"
+HOME_URL="https://www.centos.org/"
+X
+  printf '# /etc/fstab (make-xfs-base-image.sh LAYOUT=centos7)\nUUID=%s / xfs defaults 0 0\n' "$ROOT_UUID" \
+    > "$R/etc/fstab"
+  mkdir -p "$R/var/lib/rpm"
+  protofile_only=1
+fi
 mkdir -p "$B/efi" "$E/EFI/centos" "$E/EFI/BOOT"
 printf 'search --no-floppy --fs-uuid --set=dev %s\nset prefix=($dev)/grub2\nconfigfile $prefix/grub.cfg\n' \
   "$BOOT_UUID" > "$E/EFI/centos/grub.cfg"
 printf 'stub shim\n' > "$E/EFI/BOOT/BOOTX64.EFI"
-cat > "$R/etc/fstab" <<X
+[ -n "${protofile_only:-}" ] || cat > "$R/etc/fstab" <<X
 # /etc/fstab (made by make-xfs-base-image.sh)
 UUID=$ROOT_UUID /         xfs  defaults 0 0
 UUID=$BOOT_UUID /boot     xfs  defaults 0 0
@@ -76,6 +99,18 @@ mkxfs() { # image size tree uuid label
   TEST_DIR=$WORK TEST_DEV=$1 QA_CHECK_FS=xfs \
     mkfs.xfs -q -f ${XFS_MKFS_ARGS:-} -m uuid="$4" -L "$5" -p "$WORK/$5.proto" "$1"
 }
+if [ -n "${protofile_only:-}" ]; then
+  mkxfs "$WORK/root.img" 300M "$R" "$ROOT_UUID" root
+  DISK=$WORK/disk.raw
+  truncate -s 301M "$DISK"
+  printf 'label: dos\nlabel-id: 0x000aec2a\nstart=2048, type=83, bootable\n' | sfdisk -q "$DISK"
+  dd if="$WORK/root.img" of="$DISK" bs=512 seek=2048 conv=notrunc,sparse status=none
+  xfs_repair -n -f "$WORK/root.img" >/dev/null 2>&1 || { echo "make-xfs-base-image: xfs_repair -n found problems" >&2; exit 4; }
+  qemu-img convert -q -f raw -O qcow2 -o compat=1.1,cluster_size=65536 "$DISK" "$OUT.tmp"
+  mv "$OUT.tmp" "$OUT"
+  echo "make-xfs-base-image: wrote $OUT (centos7 layout)"
+  exit 0
+fi
 mkxfs "$WORK/boot.img" 64M "$B" "$BOOT_UUID" boot
 mkxfs "$WORK/root.img" 190M "$R" "$ROOT_UUID" root
 # /tmp and /var/tmp: 1777 (the protofile made them 0777).

@@ -223,3 +223,52 @@ describeWithTools(
     });
   },
 );
+
+const MAKE_XFS_BASE = fileURLToPath(
+  new URL("../../../test-fixtures/base-image/make-xfs-base-image.sh", import.meta.url),
+);
+
+describeWithTools(
+  ["qemu-img", "mkfs.xfs", "sfdisk", "rpm", "xfs_repair", "xfs_db"],
+  "the README's CentOS 7 example: IMGPATCH_BASE=<MBR disk, one XFS partition> npm start",
+  () => {
+    for (const [name, mkfs] of [
+      [
+        "v5 as CentOS 7 made it (finobt, sparse inodes, reflink, rmapbt off)",
+        "-m crc=1,finobt=0,reflink=0,rmapbt=0 -i sparse=0",
+      ],
+      ["v4", "-m crc=0"],
+    ] as const) {
+      it(name, async () => {
+        const dir = await tempDir("main-job-c7");
+        const base = join(dir, "CentOS-7-x86_64-GenericCloud.qcow2");
+        await runToolOk("bash", [MAKE_XFS_BASE, base], { env: { LAYOUT: "centos7", XFS_MKFS_ARGS: mkfs } });
+        const gold = join(dir, "gold.qcow2");
+        const r = await runMain({
+          IMGPATCH_BASE: base,
+          IMGPATCH_GOLD: gold,
+          SOURCE_DATE_EPOCH: "1700000000",
+        });
+        expect(r.out).toContain("OK: ");
+        expect(r.code).toBe(0);
+        expect(r.out).toMatch(/partition 1 \(xfs "root"\): xfs_repair -n -f: clean/);
+        expect((await qemuImgCheck(gold)).clean).toBe(true);
+        const raw = join(dir, "gold.raw");
+        await qemuImg(["convert", "-O", "raw", gold, raw]);
+        const root = join(dir, "root.xfs");
+        await runToolOk("dd", [`if=${raw}`, `of=${root}`, "bs=512", "skip=2048", "status=none"]);
+        const rep = await xfsRepairCheck(root);
+        expect(rep.clean, rep.output).toBe(true);
+        expect(await dbStat(root, "/etc/os-collect-config.conf")).toMatchObject({
+          mode: "0100600",
+          uid: "0",
+        });
+        expect(await dbNames(root, "/usr/libexec/os-refresh-config")).toEqual(
+          expect.arrayContaining(["configure.d", "post-configure.d", "pre-configure.d"]),
+        );
+        expect(await dbNames(root, "/")).toContain(".autorelabel");
+        expect(await dbNames(root, "/boot/grub2")).toEqual(["grub.cfg"]);
+      });
+    }
+  },
+);
