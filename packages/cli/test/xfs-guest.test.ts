@@ -6,7 +6,7 @@
  * what imgpatch reads from the same image.
  */
 import { createHash } from "node:crypto";
-import { copyFile, lstat, mkdir, readdir, readFile, readlink, rm, writeFile } from "node:fs/promises";
+import { copyFile, lstat, mkdir, open, readdir, readFile, readlink, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import {
@@ -23,6 +23,7 @@ import {
 } from "@imgpatch/testkit";
 import { expect, it } from "vitest";
 import { walkGuest } from "../src/customize/walk.js";
+import { GuestFsError } from "../src/guest/guest-fs.js";
 import { openGuest } from "../src/image/open-guest.js";
 import { runBin } from "./support/run-bin.js";
 
@@ -296,6 +297,100 @@ for (const variant of VARIANTS) {
         const db = await dbStat(root, "/etc/shadow");
         expect(st.stdout).toContain(`size: ${db.size}`);
         expect(db.mode).toBe("0100000");
+      });
+
+      it("get copies a tree out; openGuest maps errors to GuestFsError codes and names read-only reasons", async () => {
+        const dir = await tempDir("xfs-guest");
+        const base = await xfsDisk(dir, variant.mkfs);
+        const got = join(dir, "etc");
+        expect((await runBin(["get", base, "/etc", got])).code).toBe(0);
+        expect(await readFile(join(got, "selinux/config"), "utf8")).toMatch(/^SELINUXTYPE=targeted$/m);
+        expect(await readlink(join(got, "os-release"))).toBe("../usr/lib/os-release");
+        const g = await openGuest(base);
+        try {
+          expect(g.mounts.map((m) => [m.mountpoint, m.editable])).toEqual([
+            ["/", false],
+            ["/boot", false],
+            ["/boot/efi", false],
+          ]);
+          const code = (p: Promise<unknown>) =>
+            p.then(
+              () => "ok",
+              (e: unknown) => (e instanceof GuestFsError ? e.code : String(e)),
+            );
+          expect(await code(g.fs.readFile("/etc/nope"))).toBe("ENOENT");
+          expect(await code(g.fs.readdir("/etc/hostname"))).toBe("ENOTDIR");
+          expect(await code(g.fs.readFile("/boot/efi/EFI/centos/grub.cfg"))).toBe("EPERM");
+          await expect(g.fs.writeFile("/x", "y")).rejects.toThrow(/opened read-only: give --overlay OUT/);
+          expect(await g.fs.getxattr("/etc/hostname", "user.none")).toBeUndefined();
+        } finally {
+          await g.close();
+        }
+        const w = await openGuest(base, { overlay: join(dir, "o.qcow2") });
+        try {
+          expect(w.mounts.map((m) => m.editable)).toEqual([true, true, false]);
+          const code = (p: Promise<unknown>) =>
+            p.then(
+              () => "ok",
+              (e: unknown) => (e instanceof GuestFsError ? e.code : String(e)),
+            );
+          expect(await code(w.fs.mkdir("/etc"))).toBe("EEXIST");
+          expect(await code(w.fs.rmdir("/etc"))).toBe("ENOTEMPTY");
+          expect(await code(w.fs.writeFile("/etc/hostname", "x", { flag: "wx" }))).toBe("EEXIST");
+          expect(await code(w.fs.rename("/etc/hostname", "/boot/hostname"))).toBe("EXDEV");
+          // no in-place overwrite on XFS: --scrub is refused instead of faked
+          expect(await code(w.fs.writeAt?.("/etc/hostname", 0, new Uint8Array(1)) ?? Promise.resolve())).toBe(
+            "EPERM",
+          );
+          const scrub = await runBin([
+            "customize",
+            base,
+            "--overlay",
+            join(dir, "s.qcow2"),
+            "--scrub",
+            "/etc/hostname",
+          ]);
+          expect(scrub.code).not.toBe(0);
+          expect(scrub.stderr).toMatch(/cannot overwrite in place/);
+        } finally {
+          await w.close();
+        }
+      });
+
+      it("check without xfs_repair: imgpatch's reader walks every volume, and a corrupt one is reported", async () => {
+        const dir = await tempDir("xfs-guest");
+        const base = await xfsDisk(dir, variant.mkfs);
+        const raw = join(dir, "disk.raw");
+        await qemuImg(["convert", "-O", "raw", base, raw]);
+        const noTools = { PATH: join(dir, "empty-path") };
+        const ok = await runBin(["check", raw], noTools);
+        expect(ok.stdout).toMatch(
+          /partition 4 \(xfs "root"\): XFS tree read cleanly \(\d+ entries; xfs_repair not installed\)/,
+        );
+        expect(ok.code).toBe(0);
+        // Break the root volume's root directory inode core (magic "IN" → "XX").
+        // xfs_db gives the root inode's sector (the first inode of its block: 128 on these volumes).
+        const { root } = await volumes(base, dir);
+        const ino = Number(/rootino = (\d+)/.exec(await xfsDb(root, ["sb 0", "print rootino"]))?.[1]);
+        const daddr = Number(
+          /current daddr is (\d+)/.exec(await xfsDb(root, [`inode ${ino}`, "daddr"]))?.[1],
+        );
+        const offset = ROOT.start * 512 + daddr * 512;
+        const fh = await open(raw, "r+");
+        try {
+          const cur = Buffer.alloc(2);
+          await fh.read(cur, 0, 2, offset);
+          expect(cur.toString("latin1")).toBe("IN");
+          await fh.write(Buffer.from("XX"), 0, 2, offset);
+        } finally {
+          await fh.close();
+        }
+        const bad = await runBin(["check", raw], noTools);
+        expect(bad.code).not.toBe(0);
+        expect(bad.stdout).toMatch(/partition 4 \(xfs "root"\): .*inode/i);
+        const withTool = await runBin(["check", raw]);
+        expect(withTool.code).not.toBe(0);
+        expect(withTool.stdout).toMatch(/partition 4 \(xfs "root"\): xfs_repair -n -f: exit/);
       });
 
       it("customize --overlay with every bin-e2e operation, then xfs_repair -n, xfs_db and the kernel", async () => {
