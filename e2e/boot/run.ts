@@ -563,6 +563,23 @@ async function scenarioXfs() {
   });
   const b = await boot(S, [ov], "/dev/vda2");
   expect(S, b, ["unit-ran", "xfs-root", "xfs-boot", "xfs-guest-write", "dmesg-xfs", "checks-done"]);
+  // After the guest wrote and powered off: xfs_repair -n (through imgpatch check) on both volumes,
+  // and imgpatch reads what the kernel wrote.
+  const check = await imgpatch(["check", ov]).catch((e: Error) => e.message);
+  const clean = (check.match(/xfs_repair -n -f: clean/g) ?? []).length;
+  record({
+    scenario: S,
+    marker: "xfs_repair -n after the boot",
+    ok: clean === 2,
+    detail: `${clean}/2 volumes clean`,
+  });
+  const guestWrote = await imgpatch(["cat", ov, "/opt/e2e/written-by-guest"]).catch((e: Error) => e.message);
+  record({
+    scenario: S,
+    marker: "imgpatch reads the guest's write",
+    ok: guestWrote === "guest\n",
+    detail: JSON.stringify(guestWrote.slice(0, 60)),
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
