@@ -357,6 +357,50 @@ for (const variant of VARIANTS) {
         }
       });
 
+      it.runIf(isRoot() && variant.name === "v5")(
+        "a root volume with a dirty log (kernel shutdown) opens read-only: reads work, writes name the reason",
+        async () => {
+          const dir = await tempDir("xfs-guest");
+          const base = await xfsDisk(dir, variant.mkfs);
+          const raw = join(dir, "dirty.raw");
+          await qemuImg(["convert", "-O", "raw", base, raw]);
+          const mnt = join(dir, "mnt");
+          await mkdir(mnt);
+          await runToolOk("mount", [
+            "-t",
+            "xfs",
+            "-o",
+            `loop,offset=${ROOT.start * 512},sizelimit=${ROOT.size * 512}`,
+            raw,
+            mnt,
+          ]);
+          try {
+            // a logged transaction (sync -f), then a shutdown without log flush: no unmount record
+            await writeFile(join(mnt, "etc/written-before-shutdown"), "x");
+            await runToolOk("sync", ["-f", join(mnt, "etc/written-before-shutdown")]);
+            await runToolOk("xfs_io", ["-x", "-c", "shutdown", mnt]);
+          } finally {
+            await runToolOk("umount", ["-d", mnt]);
+          }
+          const g = await openGuest(raw, { overlay: join(dir, "o.qcow2") });
+          try {
+            expect(g.mounts.map((m) => [m.mountpoint, m.editable])).toEqual([
+              ["/", false],
+              ["/boot", true],
+              ["/boot/efi", false],
+            ]);
+            expect(g.warnings.join("\n")).toMatch(/log/i);
+            expect(new TextDecoder().decode(await g.fs.readFile("/etc/hostname"))).toBe(
+              "localhost.localdomain\n",
+            );
+            await expect(g.fs.writeFile("/etc/x", "y")).rejects.toThrow(/cannot be edited: .*(dirty|log)/i);
+            await g.fs.writeFile("/boot/ok", "still editable");
+          } finally {
+            await g.close();
+          }
+        },
+      );
+
       it("check without xfs_repair: imgpatch's reader walks every volume, and a corrupt one is reported", async () => {
         const dir = await tempDir("xfs-guest");
         const base = await xfsDisk(dir, variant.mkfs);
