@@ -1,12 +1,13 @@
 /**
  * `npm start`: the main job. Bakes the Heat software-deployment agents into the embedded default
- * guest, the way
+ * guest (RHEL-family: GPT with BIOS boot and an ESP, XFS /boot and XFS /), the way
  *   disk-image-create vm centos7 selinux-permissive os-collect-config os-refresh-config \
  *     os-apply-config heat-config heat-config-script -o software-deployment-image-gold.qcow2
  * does with root, loop devices and a chroot — here rootless, through the imgpatch CLI:
  *   imgpatch elements BASE -o software-deployment-image-gold.qcow2 --elements-path test-fixtures/elements \
  *     selinux-permissive os-collect-config os-refresh-config os-apply-config heat-config heat-config-script
- * then checks the result (our qcow2 and e2fsck checks; qemu-img check too when it is installed).
+ * then checks the result (our qcow2 check, xfs_repair -n / e2fsck -fn on every volume; qemu-img
+ * check too when it is installed).
  *
  * Environment: IMGPATCH_BASE (another base image), ELEMENTS_PATH (other element directories, e.g.
  * real tripleo-image-elements + heat-templates checkouts), IMGPATCH_GOLD (output path).
@@ -20,7 +21,10 @@ import { checkImage } from "./commands/check.js";
 import { runCli } from "./commands/main.js";
 
 export const REPO_ROOT = fileURLToPath(new URL("../../../", import.meta.url));
+/** The ext4 base (Debian/Ubuntu-like layout on ext4; most tests use it). */
 export const BASE_GZ = join(REPO_ROOT, "test-fixtures/base-image/base.qcow2.gz");
+/** The RHEL-family base `npm start` edits by default (make-xfs-base-image.sh). */
+export const XFS_BASE_GZ = join(REPO_ROOT, "test-fixtures/base-image/base-xfs.qcow2.gz");
 export const MAIN_JOB_ELEMENTS = [
   "selinux-permissive",
   "os-collect-config",
@@ -30,11 +34,20 @@ export const MAIN_JOB_ELEMENTS = [
   "heat-config-script",
 ] as const;
 
-/** The committed base image, decompressed (once) under test-fixtures/base-image/.work/. */
-export async function baseImage(): Promise<string> {
+/** The committed ext4 base image, decompressed (once) under test-fixtures/base-image/.work/. */
+export function baseImage(): Promise<string> {
+  return unpacked(BASE_GZ, "base.qcow2");
+}
+
+/** The committed XFS base image (the main job's default), decompressed like baseImage(). */
+export function xfsBaseImage(): Promise<string> {
+  return unpacked(XFS_BASE_GZ, "base-xfs.qcow2");
+}
+
+async function unpacked(gzPath: string, name: string): Promise<string> {
   const dir = join(REPO_ROOT, "test-fixtures/base-image/.work");
-  const out = join(dir, "base.qcow2");
-  const gz = await readFile(BASE_GZ);
+  const out = join(dir, name);
+  const gz = await readFile(gzPath);
   const data = gunzipSync(gz);
   const existing = await stat(out).catch(() => undefined);
   if (existing?.size === data.length && Buffer.compare(await readFile(out), data) === 0) return out;
@@ -66,7 +79,7 @@ export async function mainJob(
   env: Record<string, string | undefined> = process.env,
 ): Promise<MainJobResult> {
   const rel = (p: string) => relative(process.cwd(), p) || p;
-  const base = env.IMGPATCH_BASE ?? (await baseImage());
+  const base = env.IMGPATCH_BASE ?? (await xfsBaseImage());
   const elementsPath = env.ELEMENTS_PATH ?? join(REPO_ROOT, "test-fixtures/elements");
   const gold = env.IMGPATCH_GOLD ?? join(REPO_ROOT, "software-deployment-image-gold.qcow2");
   const argv = ["elements", base, "-o", gold, "--elements-path", elementsPath, ...MAIN_JOB_ELEMENTS];

@@ -47,7 +47,7 @@ describe("openGuest (read-only)", () => {
     const dir = await tempDir("og");
     const junk = join(dir, "junk.img");
     await writeFile(junk, Buffer.alloc(65536, 7));
-    await expect(openGuest(junk)).rejects.toThrow(/no ext2\/ext3\/ext4 filesystem/);
+    await expect(openGuest(junk)).rejects.toThrow(/no ext2\/ext3\/ext4\/XFS filesystem/);
     await expect(openGuest(join(dir, "missing.img"))).rejects.toThrow(/no such image/);
     await expect(openGuest(junk, { mounts: ["nonsense"] })).rejects.toThrow();
   });

@@ -53,8 +53,8 @@ export async function inspectDisk(
 }
 
 /**
- * Throw UnsupportedFormatError unless `fs` is a filesystem imgpatch edits (ext2/3/4), with a
- * message like "partition 3 is xfs — not supported (imgpatch edits ext2, ext3 and ext4)".
+ * Throw UnsupportedFormatError unless `fs` is a filesystem imgpatch edits (ext2/3/4, XFS), with a
+ * message like "partition 3 is btrfs — not supported (imgpatch edits ext2, ext3, ext4 and XFS)".
  */
 export function assertSupportedFilesystem(
   fs: FilesystemInfo | null,
@@ -66,20 +66,20 @@ export function assertSupportedFilesystem(
   if (!fs) {
     throw new UnsupportedFormatError(
       "unknown",
-      `${subject} holds no recognisable filesystem (imgpatch edits ext2, ext3 and ext4)`,
+      `${subject} holds no recognisable filesystem (imgpatch edits ext2, ext3, ext4 and XFS)`,
       loc,
     );
   }
   const label = fs.label ? ` "${fs.label}"` : "";
   throw new UnsupportedFormatError(
     fs.type,
-    `${subject} is ${fs.type}${label} (${fs.description}) — not supported (imgpatch edits ext2, ext3 and ext4)`,
+    `${subject} is ${fs.type}${label} (${fs.description}) — not supported (imgpatch edits ext2, ext3, ext4 and XFS)`,
     loc,
   );
 }
 
 export interface SelectVolumeOptions {
-  /** Partition number to use; without it the one ext2/3/4 volume is chosen (see selectVolume). */
+  /** Partition number to use; without it the one ext2/3/4/XFS volume is chosen (see selectVolume). */
   partition?: number;
   /** Image path for error messages (default: the device name). */
   file?: string;
@@ -107,8 +107,8 @@ function describeFound(volumes: VolumeInspection[]): string {
 
 /**
  * Pick the volume to edit. With `partition`, that one (PartitionNotFoundError if absent,
- * UnsupportedFormatError if it is not ext2/3/4 — "partition 3 is xfs — not supported"). Without,
- * the only ext2/3/4 volume; when there are several, the only one whose GPT type is a "Linux root"
+ * UnsupportedFormatError if it is not ext2/3/4 or XFS — "partition 3 is btrfs — not supported"). Without,
+ * the only ext2/3/4/XFS volume; when there are several, the only one whose GPT type is a "Linux root"
  * type; otherwise an error listing them so the caller can ask for a partition number.
  */
 export function selectVolume(
@@ -149,7 +149,7 @@ export function selectVolume(
   if (supported.length === 0) {
     throw new UnsupportedFormatError(
       "none",
-      `no ext2/ext3/ext4 filesystem found (${describeFound(inspection.volumes)})`,
+      `no ext2/ext3/ext4/XFS filesystem found (${describeFound(inspection.volumes)})`,
       { file },
     );
   }
@@ -158,7 +158,7 @@ export function selectVolume(
   const list = supported.map((v) => `${v.partition!.number} (${v.filesystem!.type})`).join(", ");
   throw new UnsupportedFormatError(
     "ambiguous",
-    `several ext2/3/4 partitions: ${list}; choose one by number`,
+    `several ext2/3/4/XFS partitions: ${list}; choose one by number`,
     {
       file,
     },

@@ -22,7 +22,7 @@ export type FilesystemType =
 
 export interface FilesystemInfo {
   type: FilesystemType;
-  /** Whether imgpatch can edit it (ext2, ext3, ext4). */
+  /** Whether imgpatch can edit it (ext2, ext3, ext4, XFS). */
   supported: boolean;
   /** Human-readable, e.g. "ext4 filesystem", "LVM2 physical volume". */
   description: string;
@@ -190,7 +190,7 @@ function probeExt(v: ByteView): FilesystemInfo | null {
 function probeXfs(v: ByteView): FilesystemInfo | null {
   if (!v.has(0, XFS_SUPERBLOCK.magic) || v.length < 512) return null;
   return withOptional(
-    { type: "xfs", supported: false, description: "XFS filesystem", offset: 0 },
+    { type: "xfs", supported: true, description: "XFS filesystem", offset: 0 },
     {
       uuid: formatUuid(v.bytes, XFS_SUPERBLOCK.uuid),
       label: v.text(XFS_SUPERBLOCK.fname, XFS_SUPERBLOCK.fnameSize, { trimSpaces: false }),

@@ -98,9 +98,8 @@ describeWithTools(["blkid", "mkfs.xfs"], "filesystem detection vs blkid -p (xfs)
     const path = await sparseFile(join(dir, "xfs.img"), 320 * MiB);
     await runToolOk("mkfs.xfs", ["-q", "-f", "-L", "xfslab", "-m", `uuid=${UUID}`, path]);
     const fs = await expectLikeBlkid(path, "xfs");
-    expect(() => assertSupportedFilesystem(fs, { partition: 3 })).toThrow(
-      /partition 3 is xfs "xfslab" \(XFS filesystem\) — not supported/,
-    );
+    expect(fs.supported).toBe(true);
+    expect(() => assertSupportedFilesystem(fs, { partition: 3 })).not.toThrow();
   });
 });
 
@@ -251,7 +250,7 @@ describeWithTools(
   ["sfdisk", "mke2fs", "mkfs.vfat", "mkswap", "mkfs.xfs", "blkid"],
   "inspectDisk on a partitioned disk (oracle: blkid -p -O <offset>)",
   () => {
-    it("names every partition's filesystem, and says partition 4 is xfs — not supported", async () => {
+    it("names every partition's filesystem, and says partition 2 is vfat — not supported", async () => {
       const dir = await tempDir("disk-inspect-");
       const disk = await sparseFile(join(dir, "disk.img"), 400 * MiB);
       await runToolOk("sfdisk", ["-q", "--no-reread", "--no-tell-kernel", disk], {
@@ -297,10 +296,11 @@ describeWithTools(
         expect(v.filesystem.uuid?.toLowerCase()).toBe(blkid.UUID?.toLowerCase());
         expect(v.filesystem.label).toBe(blkid.LABEL);
       }
-      const xfs = result.volumes[3];
+      const esp = result.volumes[1];
       expect(() =>
-        assertSupportedFilesystem(xfs.filesystem, { file: disk, partition: 4, offset: xfs.partition!.start }),
-      ).toThrow(/partition 4 is xfs "data" \(XFS filesystem\) — not supported/);
+        assertSupportedFilesystem(esp.filesystem, { file: disk, partition: 2, offset: esp.partition!.start }),
+      ).toThrow(/partition 2 is vfat "EFI" \(FAT16 filesystem\) — not supported/);
+      expect(() => assertSupportedFilesystem(result.volumes[3].filesystem)).not.toThrow();
       expect(() => assertSupportedFilesystem(result.volumes[2].filesystem)).not.toThrow();
       // The whole disk's image format is raw; a bare filesystem image has no table.
       expect(await readFile(disk).then((b) => b.length)).toBe(400 * MiB);

@@ -373,7 +373,7 @@ describe("selectVolume", () => {
       ],
     });
     ext4At(img, 4096 * 512);
-    img.set(new TextEncoder().encode("XFSB"), 6144 * 512);
+    img.set(new TextEncoder().encode("hsqs"), 6144 * 512);
     const d = dev(img);
     const inspection = await inspectDisk(d);
     const chosen = selectVolume(d, inspection);
@@ -381,7 +381,7 @@ describe("selectVolume", () => {
     expect(chosen.device.size).toBe(2048 * 512);
     expect(chosen.device.name).toBe("test.img:p2");
     expect(() => selectVolume(d, inspection, { partition: 3 })).toThrow(
-      /test\.img @ offset 3145728 .*: partition 3 is xfs \(XFS filesystem\) — not supported/,
+      /test\.img @ offset 3145728 .*: partition 3 is squashfs \(SquashFS filesystem\) — not supported/,
     );
     expect(() => selectVolume(d, inspection, { partition: 1 })).toThrow(/partition 1 holds no recognisable/);
     expect(() => selectVolume(d, inspection, { partition: 7 })).toThrow(PartitionNotFoundError);
@@ -408,7 +408,7 @@ describe("selectVolume", () => {
       if (expected) expect(selectVolume(d, inspection).volume.partition?.number).toBe(expected);
       else
         expect(() => selectVolume(d, inspection)).toThrow(
-          /several ext2\/3\/4 partitions: 1 \(ext4\), 2 \(ext4\)/,
+          /several ext2\/3\/4\/XFS partitions: 1 \(ext4\), 2 \(ext4\)/,
         );
     }
   });
@@ -421,7 +421,7 @@ describe("selectVolume", () => {
     expect(chosen.device).toBe(d);
     const z = dev(new Uint8Array(MiB));
     expect(() => selectVolume(z, { table: null, volumes: [{ filesystem: null }] })).toThrow(
-      /no ext2\/ext3\/ext4 filesystem found \(the disk is unrecognised\)/,
+      /no ext2\/ext3\/ext4\/XFS filesystem found \(the disk is unrecognised\)/,
     );
   });
 });

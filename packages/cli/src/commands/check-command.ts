@@ -6,7 +6,7 @@ import { allowBackingOf } from "./options.js";
 
 export const checkCommand: CommandSpec = {
   command: "check <image>",
-  describe: "qcow2 metadata and ext4 consistency (e2fsck -fn when installed)",
+  describe: "qcow2 metadata, ext4 and XFS consistency (e2fsck -fn, xfs_repair -n when installed)",
   builder: (y) => y.positional("image", { type: "string", demandOption: true }),
   run: async (a, ctx) => {
     const path = a.image as string;

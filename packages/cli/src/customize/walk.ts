@@ -1,5 +1,5 @@
 /** Walking guest trees (ls -R, diff) and `ls -l` style mode strings. */
-import type { GuestFileType, GuestFs, GuestStats } from "../guest/guest-fs.js";
+import { type GuestFileType, type GuestFs, GuestFsError, type GuestStats } from "../guest/guest-fs.js";
 
 export interface WalkEntry {
   path: string;
@@ -8,7 +8,8 @@ export interface WalkEntry {
 
 /**
  * Depth-first, parents before children, names sorted bytewise; symlinks are reported, never
- * followed. `maxEntries` bounds the walk on hostile images.
+ * followed. `maxEntries` bounds the walk on hostile images. The mount point of a filesystem
+ * imgpatch cannot read (an ESP's vfat: readdir says EPERM) is reported, its contents are not.
  */
 export async function* walkGuest(
   fs: GuestFs,
@@ -23,7 +24,13 @@ export async function* walkGuest(
     if (++count > maxEntries) throw new Error(`more than ${maxEntries} entries under ${root}`);
     yield { path, stats };
     if (stats.type === "directory") {
-      const names = await fs.readdir(path);
+      let names: string[];
+      try {
+        names = await fs.readdir(path);
+      } catch (err) {
+        if (err instanceof GuestFsError && err.code === "EPERM") continue;
+        throw err;
+      }
       for (let i = names.length - 1; i >= 0; i--) stack.push(`${path === "/" ? "" : path}/${names[i]}`);
     }
   }

@@ -18,8 +18,8 @@ import {
   type GuestWriteOptions,
 } from "../guest/guest-fs.js";
 
-/** File type from the S_IFMT bits of an inode mode. */
-function typeOfMode(mode: number): GuestFileType {
+/** File type from the S_IFMT bits of an inode mode (the same bits on ext4 and XFS). */
+export function typeOfMode(mode: number): GuestFileType {
   switch (mode & 0xf000) {
     case 0x4000:
       return "directory";
@@ -55,7 +55,23 @@ function toDate(t: { sec: number; nsec: number }): Date {
   return new Date(t.sec * 1000 + Math.floor(t.nsec / 1e6));
 }
 
-export function ext4StatsToGuest(s: Ext4Stats): GuestStats {
+/** The inode fields GuestStats is made of; ext4's and XFS's stats objects both have them. */
+export type InodeStatsLike = Pick<
+  Ext4Stats,
+  | "mode"
+  | "uid"
+  | "gid"
+  | "size"
+  | "nlink"
+  | "ino"
+  | "rdevMajor"
+  | "rdevMinor"
+  | "mtimeSpec"
+  | "atimeSpec"
+  | "ctimeSpec"
+>;
+
+export function ext4StatsToGuest(s: InodeStatsLike): GuestStats {
   const type = typeOfMode(s.mode);
   return {
     type,
@@ -74,7 +90,7 @@ export function ext4StatsToGuest(s: Ext4Stats): GuestStats {
 }
 
 /** Path errors of the reader become GuestFsError (same code, guest path); others pass through. */
-function mapError(err: unknown, path: string): unknown {
+export function mapError(err: unknown, path: string): unknown {
   if (err instanceof GuestFsError) return err;
   if (err instanceof ImgpatchError && GUEST_CODES.has(err.code)) {
     // The reader's message is "FILE: CODE: reason, 'path'": keep the reason only.

@@ -25,3 +25,4 @@ export {
   type SafetyOptions,
   safetyLines,
 } from "./safety.js";
+export { XfsGuestFs, type XfsGuestFsOptions, xfsStatsToGuest } from "./xfs-guest-fs.js";

@@ -162,11 +162,30 @@ export class MountedGuestFs implements GuestFs {
     return f(this.fsOf(a, pa.mount), pa.rel, pb.rel);
   }
 
+  /**
+   * Stat of a path; the mount point of a filesystem we cannot read (an ESP's vfat) is answered by
+   * the directory it is mounted on, so listings of its parent work — its contents stay EPERM.
+   */
+  private async statOn(path: string, follow: boolean): Promise<GuestStats> {
+    const resolved = await this.resolve(path, follow);
+    const { mount, rel } = this.route(resolved);
+    if (!mount.fs && rel === "/") {
+      const below = this.byDepth.find(
+        (m) => m !== mount && m.fs && (m.mountpoint === "/" || resolved.startsWith(`${m.mountpoint}/`)),
+      );
+      if (below?.fs) {
+        const inner = below.mountpoint === "/" ? resolved : resolved.slice(below.mountpoint.length);
+        const st = await below.fs.lstat(inner).catch(() => undefined);
+        if (st?.type === "directory") return st;
+      }
+    }
+    return this.fsOf(path, mount)[follow ? "stat" : "lstat"](rel);
+  }
   lstat(path: string): Promise<GuestStats> {
-    return this.on(path, false, (fs, p) => fs.lstat(p));
+    return this.statOn(path, false);
   }
   stat(path: string): Promise<GuestStats> {
-    return this.on(path, true, (fs, p) => fs.stat(p));
+    return this.statOn(path, true);
   }
   readdir(path: string): Promise<string[]> {
     return this.on(path, true, (fs, p) => fs.readdir(p));

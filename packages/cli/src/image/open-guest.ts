@@ -30,6 +30,7 @@ import {
 } from "@imgpatch/disk";
 import { Ext4Editor, Ext4Fs, type Ext4OpenOptions } from "@imgpatch/ext4";
 import { convertImage, createOverlay } from "@imgpatch/qcow2";
+import { XfsEditor, XfsFs, type XfsOpenOptions } from "@imgpatch/xfs";
 import type { GuestFs } from "../guest/guest-fs.js";
 import { GuestIdentity } from "../guest/identity.js";
 import { normalizeGuestPath } from "../guest/paths.js";
@@ -39,6 +40,7 @@ import { findVolume, parseFstab, volumeName } from "./fstab.js";
 import { type GuestMount, MountedGuestFs } from "./mount-fs.js";
 import { type DiskFormat, formatFromName, openImage, UsageError } from "./open-image.js";
 import { type OsRelease, parseOsRelease } from "./os-release.js";
+import { XfsGuestFs } from "./xfs-guest-fs.js";
 
 export type OutputMode = "read-only" | "overlay" | "output" | "in-place";
 
@@ -140,7 +142,7 @@ export async function rollbackInPlace(image: string): Promise<{ records: number;
   return rollbackUndo(image, undo);
 }
 
-/** The image holds no guest we can open (no ext2/3/4 filesystem, no root among several). */
+/** The image holds no guest we can open (no ext2/3/4 or XFS filesystem, no root among several). */
 export class GuestOpenError extends ImgpatchError {
   constructor(message: string, file?: string) {
     super("ENOGUEST", message, { file });
@@ -162,11 +164,44 @@ async function samePath(a: string, b: string): Promise<boolean> {
 
 interface OpenVolume {
   volume: VolumeInspection;
-  editor?: Ext4Editor;
-  guestFs?: Ext4GuestFs;
+  /** The editor, when the volume is edited: commit() syncs it. */
+  editor?: { sync(): Promise<void> };
+  guestFs?: Ext4GuestFs | XfsGuestFs;
 }
 
-/** Opens every recognised ext2/3/4 volume (read views for probing; the same objects are used for editing). */
+/**
+ * Opens an XFS volume: with the editor when writable (a volume the editor refuses — a dirty log,
+ * an unknown ro_compat feature — is opened with the reader and its writes name the reason), else
+ * with the reader.
+ */
+async function openXfsVolume(
+  volume: VolumeInspection,
+  dev: BlockDevice,
+  readOnly: boolean,
+  readOnlyReason: string | undefined,
+  warnings: string[],
+  now: Date | undefined,
+): Promise<OpenVolume> {
+  const onWarning: XfsOpenOptions["onWarning"] = (w) => warnings.push(`${volumeName(volume)}: ${w.message}`);
+  let why = readOnlyReason;
+  if (!readOnly) {
+    try {
+      const editor = await XfsEditor.open(dev, { onWarning, timestamp: now });
+      return { volume, editor, guestFs: new XfsGuestFs(editor) };
+    } catch (err) {
+      why = `${volumeName(volume)} cannot be edited: ${(err as Error).message}`;
+    }
+  }
+  try {
+    const xfs = await XfsFs.open(dev, { onWarning });
+    return { volume, guestFs: new XfsGuestFs(xfs, { readOnlyReason: why ?? "read-only" }) };
+  } catch (err) {
+    warnings.push(`${volumeName(volume)}: cannot open: ${(err as Error).message}`);
+    return { volume };
+  }
+}
+
+/** Opens every recognised ext2/3/4 and XFS volume (read views for probing; the same objects are used for editing). */
 async function openVolumes(
   device: BlockDevice,
   disk: DiskInspection,
@@ -186,6 +221,10 @@ async function openVolumes(
     const dev = p
       ? new RangeDevice(device, p.start, p.size, { name: `${image}:p${p.number}`, readOnly })
       : device;
+    if (volume.filesystem.type === "xfs") {
+      out.push(await openXfsVolume(volume, dev, readOnly, readOnlyReason, warnings, now));
+      continue;
+    }
     const onWarning: Ext4OpenOptions["onWarning"] = (w) =>
       warnings.push(`${volumeName(volume)}: ${w.message}`);
     if (!readOnly) {
@@ -251,7 +290,7 @@ function mountFor(
     };
   }
   const reason = v.volume.filesystem
-    ? `${source} — ${v.volume.filesystem.type} is not supported (imgpatch edits ext2, ext3 and ext4)`
+    ? `${source} — ${v.volume.filesystem.type} is not supported (imgpatch edits ext2, ext3, ext4 and XFS)`
     : `${source} — no recognisable filesystem`;
   return {
     mount: { mountpoint, source, unsupported: reason },
@@ -525,7 +564,7 @@ async function chooseMounts(
   const candidates = vols.filter((v) => v.guestFs);
   if (candidates.length === 0) {
     throw new GuestOpenError(
-      `no ext2/ext3/ext4 filesystem found (${volumes.map(volumeName).join(", ") || "no volumes"})`,
+      `no ext2/ext3/ext4/XFS filesystem found (${volumes.map(volumeName).join(", ") || "no volumes"})`,
       image,
     );
   }

@@ -1,0 +1,161 @@
+/**
+ * GuestFs over an XFS filesystem. Reads go to `XfsFs` or `XfsEditor` (@imgpatch/xfs, same
+ * node:fs/promises shape and error codes as the ext4 package); writes go to the editor when there
+ * is one and the volume is writable, else they fail with EPERM naming the reason — never silently.
+ *
+ * There is no `writeAt`: the XFS editor replaces a file's content with new blocks (old ones are
+ * freed after), so an overwrite "where the data lies" (`--scrub`) cannot be honoured and is refused
+ * by the caller rather than faked.
+ */
+import { ImgpatchError } from "@imgpatch/disk";
+import type { XfsEditor, XfsStats } from "@imgpatch/xfs";
+import {
+  type GuestData,
+  type GuestFs,
+  GuestFsError,
+  type GuestMkdirOptions,
+  type GuestNodeType,
+  type GuestOwnerOptions,
+  type GuestStats,
+  type GuestWriteOptions,
+} from "../guest/guest-fs.js";
+import { ext4StatsToGuest, mapError } from "./ext4-guest-fs.js";
+
+/** The read side shared by the reader (XfsFs) and the editor (XfsEditor). */
+export interface XfsReadable {
+  stat(path: string): Promise<XfsStats>;
+  lstat(path: string): Promise<XfsStats>;
+  readdir(path: string): Promise<string[]>;
+  readFile(path: string): Promise<Uint8Array>;
+  readlink(path: string): Promise<string>;
+  listxattr(path: string): Promise<string[]>;
+  getxattr(path: string, name: string): Promise<Uint8Array>;
+}
+
+export interface XfsGuestFsOptions {
+  /** Why writes are refused; required when `xfs` is a reader. */
+  readOnlyReason?: string;
+}
+
+/** XfsStats → GuestStats (the fields are the ext4 package's, so the same mapping applies). */
+export function xfsStatsToGuest(s: XfsStats): GuestStats {
+  return ext4StatsToGuest(s);
+}
+
+export class XfsGuestFs implements GuestFs {
+  readonly xfs: XfsReadable;
+  private readonly readOnlyReason?: string;
+  private readonly editor?: XfsEditor;
+
+  constructor(xfs: XfsReadable | XfsEditor, options: XfsGuestFsOptions = {}) {
+    this.xfs = xfs;
+    const candidate = xfs as Partial<XfsEditor>;
+    const writable = typeof candidate.writeFile === "function" && typeof candidate.mkdir === "function";
+    if (writable) this.editor = xfs as XfsEditor;
+    this.readOnlyReason = options.readOnlyReason ?? (writable ? undefined : "the XFS volume is read-only");
+  }
+
+  /** True when writes can succeed. */
+  get writable(): boolean {
+    return this.editor !== undefined && this.readOnlyReason === undefined;
+  }
+
+  private w(path: string): XfsEditor {
+    if (!this.editor || this.readOnlyReason !== undefined) {
+      throw new GuestFsError("EPERM", path, this.readOnlyReason ?? "read-only");
+    }
+    return this.editor;
+  }
+
+  private async r<T>(path: string, f: () => Promise<T>): Promise<T> {
+    if (!path.startsWith("/")) throw new GuestFsError("EINVAL", path, "guest paths must be absolute");
+    try {
+      return await f();
+    } catch (err) {
+      throw mapError(err, path);
+    }
+  }
+
+  lstat(path: string): Promise<GuestStats> {
+    return this.r(path, async () => xfsStatsToGuest(await this.xfs.lstat(path)));
+  }
+  stat(path: string): Promise<GuestStats> {
+    return this.r(path, async () => xfsStatsToGuest(await this.xfs.stat(path)));
+  }
+  readdir(path: string): Promise<string[]> {
+    return this.r(path, async () => {
+      const names = await this.xfs.readdir(path);
+      return names
+        .filter((n) => n !== "." && n !== "..")
+        .sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+    });
+  }
+  readFile(path: string): Promise<Uint8Array> {
+    return this.r(path, async () => new Uint8Array(await this.xfs.readFile(path)));
+  }
+  readlink(path: string): Promise<string> {
+    return this.r(path, () => this.xfs.readlink(path));
+  }
+  listxattr(path: string): Promise<string[]> {
+    return this.r(path, () => this.xfs.listxattr(path));
+  }
+  async getxattr(path: string, name: string): Promise<Uint8Array | undefined> {
+    if (!path.startsWith("/")) throw new GuestFsError("EINVAL", path, "guest paths must be absolute");
+    try {
+      return new Uint8Array(await this.xfs.getxattr(path, name));
+    } catch (err) {
+      if (err instanceof ImgpatchError && err.code === "ENODATA") return undefined;
+      throw mapError(err, path);
+    }
+  }
+
+  mkdir(path: string, options?: GuestMkdirOptions): Promise<string | undefined> {
+    return this.r(path, () => this.w(path).mkdir(path, options));
+  }
+  writeFile(path: string, data: GuestData, options?: GuestWriteOptions): Promise<void> {
+    return this.r(path, () => this.w(path).writeFile(path, data, options));
+  }
+  symlink(target: string, path: string, options?: GuestOwnerOptions): Promise<void> {
+    return this.r(path, () => this.w(path).symlink(target, path, options));
+  }
+  link(existingPath: string, newPath: string): Promise<void> {
+    return this.r(newPath, () => this.w(newPath).link(existingPath, newPath));
+  }
+  unlink(path: string): Promise<void> {
+    return this.r(path, () => this.w(path).unlink(path));
+  }
+  rmdir(path: string): Promise<void> {
+    return this.r(path, () => this.w(path).rmdir(path));
+  }
+  rename(oldPath: string, newPath: string): Promise<void> {
+    return this.r(oldPath, () => this.w(oldPath).rename(oldPath, newPath));
+  }
+  chmod(path: string, mode: number): Promise<void> {
+    return this.r(path, () => this.w(path).chmod(path, mode));
+  }
+  chown(path: string, uid: number, gid: number): Promise<void> {
+    return this.r(path, () => this.w(path).chown(path, uid, gid));
+  }
+  lchown(path: string, uid: number, gid: number): Promise<void> {
+    return this.r(path, () => this.w(path).lchown(path, uid, gid));
+  }
+  utimes(path: string, atime: Date, mtime: Date): Promise<void> {
+    return this.r(path, () => this.w(path).utimes(path, atime, mtime));
+  }
+  lutimes(path: string, atime: Date, mtime: Date): Promise<void> {
+    return this.r(path, () => this.w(path).lutimes(path, atime, mtime));
+  }
+  mknod(
+    path: string,
+    type: GuestNodeType,
+    mode: number,
+    major?: number,
+    minor?: number,
+    owner?: GuestOwnerOptions,
+  ): Promise<void> {
+    return this.r(path, () => this.w(path).mknod(path, type, mode, major, minor, owner));
+  }
+  setxattr(path: string, name: string, value: Uint8Array): Promise<void> {
+    return this.r(path, () => this.w(path).setxattr(path, name, value));
+  }
+}
