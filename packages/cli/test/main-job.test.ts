@@ -195,7 +195,8 @@ describeWithTools(
       expect(await dbNames(root, "/usr/libexec/os-refresh-config")).toEqual(
         expect.arrayContaining(["configure.d", "migration.d", "post-configure.d", "pre-configure.d"]),
       );
-      expect(await dbNames(root, "/")).toContain(".autorelabel");
+      // The guest's own small policy labels what was written: no first-boot relabel marker.
+      expect(await dbNames(root, "/")).not.toContain(".autorelabel");
       expect(
         (await dbNames(root, "/var/lib/imgpatch/firstboot/pending")).some((n) => n.includes("dib-elements")),
       ).toBe(true);
@@ -219,6 +220,13 @@ describeWithTools(
             ),
           ).toMatch(/After=.*imgpatch-firstboot\.service/);
           expect(await readFile(join(mnt, "usr/lib/os-release"), "utf8")).toMatch(/^ID="centos"$/m);
+          // Labels from the guest's policy, as the kernel reads them.
+          const label = async (p: string) =>
+            (
+              await runToolOk("getfattr", ["--only-values", "-h", "-n", "security.selinux", join(mnt, p)])
+            ).toString();
+          expect(await label("etc/os-collect-config.conf")).toBe("system_u:object_r:etc_t:s0\0");
+          expect(await label("usr/local/bin/heat-config-notify")).toBe("system_u:object_r:default_t:s0\0");
           expect((await readdir(join(mnt, "usr/lib/systemd/system"))).sort()).toContain(
             "os-collect-config.service",
           );
@@ -272,7 +280,7 @@ describeWithTools(
         expect(await dbNames(root, "/usr/libexec/os-refresh-config")).toEqual(
           expect.arrayContaining(["configure.d", "post-configure.d", "pre-configure.d"]),
         );
-        expect(await dbNames(root, "/")).toContain(".autorelabel");
+        expect(await dbNames(root, "/")).not.toContain(".autorelabel");
         expect(await dbNames(root, "/boot/grub2")).toEqual(["grub.cfg"]);
       });
     }

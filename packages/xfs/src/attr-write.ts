@@ -33,10 +33,22 @@ import { readForkExtents } from "./bmap.js";
 import { be16, setBe16, setBe32, setBe64 } from "./bytes.js";
 import { DA_NODE_MAGIC, DA3_NODE_MAGIC } from "./da-btree.js";
 import { daHashName } from "./dir2-hash.js";
+import { dirLocalToBlock } from "./dir2-write.js";
 import type { XfsEditor } from "./editor.js";
 import { XfsFormatError, XfsFsError, type XfsLocation, XfsUnsupportedError } from "./errors.js";
 import { forkArea, packExtent, type XfsExtent } from "./fork.js";
-import { coreSize, FMT_BTREE, FMT_DEV, FMT_EXTENTS, FMT_LOCAL, type XfsInode } from "./inode.js";
+import {
+  coreSize,
+  FMT_BTREE,
+  FMT_DEV,
+  FMT_EXTENTS,
+  FMT_LOCAL,
+  S_IFDIR,
+  S_IFLNK,
+  S_IFMT,
+  type XfsInode,
+} from "./inode.js";
+import { writeSymlinkTarget } from "./symlink.js";
 
 /** Bytes of a bmdr root with n key/pointer pairs (XFS_BMDR_SPACE_CALC). */
 const bmdrSpace = (n: number) => 4 + n * 16;
@@ -543,7 +555,16 @@ async function store(
   }
   if (st.form === "sf" || st.form === "none") {
     // xfs_attr_shortform_to_leaf: an attribute fork in extents form.
-    if (!inode.forkoff) setForkoff(inode, bytesFit(ed, inode, 16) || defaultAttrOffset(ed, inode) >> 3);
+    if (!inode.forkoff) {
+      let fo = bytesFit(ed, inode, 16) || defaultAttrOffset(ed, inode) >> 3;
+      if (inode.format === FMT_LOCAL && inode.size > fo * 8) {
+        // xfs_bmap_add_attrfork_local: a local data fork that would not fit beside the new
+        // attribute fork moves to a block first (a directory to block form, a symlink target out).
+        await localDataToBlock(ed, inode);
+        fo = bytesFit(ed, inode, 16) || defaultAttrOffset(ed, inode) >> 3;
+      }
+      setForkoff(inode, fo);
+    }
     const area = forkArea(inode, "attr");
     if (area) inode.raw.fill(0, area.start, area.start + area.size);
     inode.aformat = FMT_EXTENTS;
@@ -551,6 +572,24 @@ async function store(
     st.exts = [];
   }
   await rebuild(ed, inode, st, next);
+}
+
+/** Moves a local (short-form) data fork into a block, as the kernel does before adding an attribute fork. */
+async function localDataToBlock(ed: XfsEditor, inode: XfsInode): Promise<void> {
+  const kind = inode.mode & S_IFMT;
+  if (kind === S_IFDIR) return dirLocalToBlock(ed, inode);
+  if (kind === S_IFLNK) {
+    const area = forkArea(inode, "data");
+    if (!area) throw new XfsFormatError("symlink without a data fork", { inode: inode.ino });
+    const target = inode.raw.slice(area.start, area.start + inode.size);
+    return writeSymlinkTarget(ed.ctx, ed.alloc, inode, target, true);
+  }
+  throw unsupported(
+    ed,
+    inode,
+    "local-data-attr",
+    "a local data fork of this file type beside an attribute fork",
+  );
 }
 
 /** Frees every block of the attribute fork (leaves, nodes, remote values); the fork stays, empty. */

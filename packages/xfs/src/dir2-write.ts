@@ -139,6 +139,15 @@ async function readBlockDir(ed: XfsEditor, dir: XfsInode, dg: DirGeo): Promise<B
   return { fsb: e.startblock, entries };
 }
 
+/**
+ * xfs_bmap_add_attrfork_local for a directory: a short-form directory that would not fit beside a
+ * new attribute fork becomes a single-block directory first.
+ */
+export async function dirLocalToBlock(ed: XfsEditor, dir: XfsInode): Promise<void> {
+  const { parent, entries } = readSf(ed, dir);
+  await sfToBlock(ed, dir, dirGeo(ed), parent, entries);
+}
+
 async function sfToBlock(
   ed: XfsEditor,
   dir: XfsInode,

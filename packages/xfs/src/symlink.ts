@@ -27,12 +27,16 @@ export const SYMLINK_MAXLEN = 1024;
 const SYMLINK_MAGIC = 0x58534c4d;
 const HDR = 56;
 
-/** Store `target` as the link's content (the inode is fresh: empty data fork). */
+/**
+ * Store `target` as the link's content (the inode is fresh: empty data fork). `inBlocks` forces the
+ * remote form (xfs_bmap_add_attrfork_local moving a local target out of the way of an attribute fork).
+ */
 export async function writeSymlinkTarget(
   ctx: SpaceContext,
   alloc: Allocator,
   inode: XfsInode,
   target: Uint8Array,
+  inBlocks = false,
 ): Promise<void> {
   const geo = ctx.geo;
   if (target.length === 0 || target.length > SYMLINK_MAXLEN) {
@@ -42,7 +46,7 @@ export async function writeSymlinkTarget(
   if (!area) throw new Error("no data fork");
   const fork = inode.raw.subarray(area.start, area.start + area.size);
   inode.size = target.length;
-  if (target.length <= area.size) {
+  if (target.length <= area.size && !inBlocks) {
     inode.format = FMT_LOCAL;
     fork.fill(0);
     fork.set(target);

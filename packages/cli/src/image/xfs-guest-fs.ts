@@ -30,6 +30,7 @@ export interface XfsReadable {
   readlink(path: string): Promise<string>;
   listxattr(path: string): Promise<string[]>;
   getxattr(path: string, name: string): Promise<Uint8Array>;
+  lgetxattr(path: string, name: string): Promise<Uint8Array>;
 }
 
 export interface XfsGuestFsOptions {
@@ -99,10 +100,17 @@ export class XfsGuestFs implements GuestFs {
   listxattr(path: string): Promise<string[]> {
     return this.r(path, () => this.xfs.listxattr(path));
   }
-  async getxattr(path: string, name: string): Promise<Uint8Array | undefined> {
+  getxattr(path: string, name: string): Promise<Uint8Array | undefined> {
+    return this.xattrOf(path, name, false);
+  }
+  /** A final symlink's own attributes (SELinux labels symlinks too). */
+  lgetxattr(path: string, name: string): Promise<Uint8Array | undefined> {
+    return this.xattrOf(path, name, true);
+  }
+  private async xattrOf(path: string, name: string, noFollow: boolean): Promise<Uint8Array | undefined> {
     if (!path.startsWith("/")) throw new GuestFsError("EINVAL", path, "guest paths must be absolute");
     try {
-      return new Uint8Array(await this.xfs.getxattr(path, name));
+      return new Uint8Array(await (noFollow ? this.xfs.lgetxattr(path, name) : this.xfs.getxattr(path, name)));
     } catch (err) {
       if (err instanceof ImgpatchError && err.code === "ENODATA") return undefined;
       throw mapError(err, path);
@@ -157,5 +165,8 @@ export class XfsGuestFs implements GuestFs {
   }
   setxattr(path: string, name: string, value: Uint8Array): Promise<void> {
     return this.r(path, () => this.w(path).setxattr(path, name, value));
+  }
+  lsetxattr(path: string, name: string, value: Uint8Array): Promise<void> {
+    return this.r(path, () => this.w(path).setxattr(path, name, value, { follow: false }));
   }
 }
