@@ -10,7 +10,7 @@ import {
   openPartition,
   readPartitionTable,
 } from "../src/index.js";
-import { buildGpt, fixGptCrcs, LINUX_FS } from "./helpers/tables.js";
+import { fixGptCrcs } from "./helpers/tables.js";
 
 // Random damage to real partition tables made by sfdisk: whatever the bytes, reading must end
 // in a valid table, null, or a typed ImgpatchError — never a hang, a RangeError or a crash.

@@ -110,7 +110,9 @@ export class XfsGuestFs implements GuestFs {
   private async xattrOf(path: string, name: string, noFollow: boolean): Promise<Uint8Array | undefined> {
     if (!path.startsWith("/")) throw new GuestFsError("EINVAL", path, "guest paths must be absolute");
     try {
-      return new Uint8Array(await (noFollow ? this.xfs.lgetxattr(path, name) : this.xfs.getxattr(path, name)));
+      return new Uint8Array(
+        await (noFollow ? this.xfs.lgetxattr(path, name) : this.xfs.getxattr(path, name)),
+      );
     } catch (err) {
       if (err instanceof ImgpatchError && err.code === "ENODATA") return undefined;
       throw mapError(err, path);
