@@ -94,6 +94,9 @@ protofile() { # tree > protofile
 }
 mkxfs() { # image size tree uuid label
   protofile "$3" > "$WORK/$5.proto"
+  # The protofile holds each file's guest mode; mkfs.xfs only needs to read the files, which an
+  # unprivileged user cannot do for 0000 ones like /etc/shadow (root can): make them readable here.
+  find "$3" -type f ! -perm -u+r -exec chmod u+r {} +
   truncate -s "$2" "$1"
   # The fstests switches let mkfs.xfs make volumes under its 300 MB floor.
   TEST_DIR=$WORK TEST_DEV=$1 QA_CHECK_FS=xfs \
