@@ -43,7 +43,8 @@ const FAST = args.includes("--fast");
 const KEEP = args.includes("--keep");
 const ONLY = args.includes("--only") ? args[args.indexOf("--only") + 1] : undefined;
 /** Seconds: guard inside the guest, hard kill outside it (boot under TCG takes ~20 s here). */
-const GUARD_S = Number(process.env.IMGPATCH_E2E_GUARD ?? 150);
+// The elements guest configures its build-time Debian packages at first boot (~140 s under TCG).
+const GUARD_S = Number(process.env.IMGPATCH_E2E_GUARD ?? 300);
 const HARD_TIMEOUT_S = GUARD_S + 90;
 
 const t0 = Date.now();

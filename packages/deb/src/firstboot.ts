@@ -191,13 +191,15 @@ export function configureScript(
     .filter((p) => p.hasPreinst)
     .map(
       (p) =>
-        `"$root"/var/lib/dpkg/info/${q(`${p.infoName}.preinst`)} install || { echo "imgpatch: preinst of ${p.package} failed" >&2; exit 1; }`,
+        // The environment dpkg gives maintainer scripts: dpkg-maintscript-helper needs it.
+        `DPKG_MAINTSCRIPT_PACKAGE=${q(p.package)} DPKG_MAINTSCRIPT_PACKAGE_REFCOUNT=1 DPKG_MAINTSCRIPT_NAME=preinst DPKG_MAINTSCRIPT_ARCH=${p.infoName.includes(":") ? q(p.infoName.slice(p.infoName.indexOf(":") + 1)) : '"$arch"'} DPKG_ADMINDIR="$root"/var/lib/dpkg DPKG_ROOT="$root" "$root"/var/lib/dpkg/info/${q(`${p.infoName}.preinst`)} install || { echo "imgpatch: preinst of ${p.package} failed" >&2; exit 1; }`,
     );
   return `#!/bin/sh
 # imgpatch: configure ${packages.length} packages unpacked at build time (${packages.map((p) => p.package).join(" ")})
 set -u
 root="\${IMGPATCH_FIRSTBOOT_ROOT:-}"
 export DEBIAN_FRONTEND=noninteractive
+arch=$(dpkg --print-architecture)
 # Deferred preinst scripts (they could not run before their unpack at build time).
 ${pre.join("\n")}
 dpkg \${root:+--root="$root"} --force-confdef --force-confold --configure -a || exit 1
