@@ -66,6 +66,8 @@ export class Pool {
 
   /** Record extra files of a package (from filelists). */
   addFiles(p: PackageMeta, files: string[]): void {
+    // primary's packages share one frozen empty list until they own files.
+    if (Object.isFrozen(p.files)) p.files = [...p.files];
     for (const f of files) {
       if (p.files.includes(f)) continue;
       p.files.push(f);

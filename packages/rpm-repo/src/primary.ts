@@ -20,7 +20,7 @@ import { Readable } from "node:stream";
 import { createGunzip } from "node:zlib";
 import { type Dep, depFromParts, xmlFlags } from "./dep.js";
 import { RepoFormatError, RepoLimitError } from "./errors.js";
-import { emptyPackage, type PackageMeta } from "./package-meta.js";
+import type { PackageMeta } from "./package-meta.js";
 import { type Checksum, type RepoSource, verified } from "./repo-source.js";
 import type { Evr } from "./rpmvercmp.js";
 import { DEFAULT_XML_LIMITS, parseXml } from "./xml.js";
@@ -131,6 +131,31 @@ export function entryEvr(a: Record<string, string>): Evr | null {
   return { epoch: a.epoch ?? "", version: a.ver, release: a.rel ?? "" };
 }
 
+/** Shared by every package without such entries; replaced (never pushed to) when entries come. */
+const NO_DEPS: Dep[] = Object.freeze([]) as unknown as Dep[];
+const NO_FILES: string[] = Object.freeze([]) as unknown as string[];
+
+function primaryPackage(repo: string): PackageMeta {
+  return {
+    name: "",
+    arch: "",
+    evr: { epoch: "", version: "", release: "" },
+    provides: NO_DEPS,
+    requires: NO_DEPS,
+    conflicts: NO_DEPS,
+    obsoletes: NO_DEPS,
+    recommends: NO_DEPS,
+    suggests: NO_DEPS,
+    supplements: NO_DEPS,
+    enhances: NO_DEPS,
+    files: NO_FILES,
+    repo,
+    location: "",
+    checksum: null,
+    size: 0,
+  };
+}
+
 /** Parse a primary.xml stream (already decompressed). `onPackage` sees each package as it ends. */
 export async function parsePrimaryXml(
   xml: AsyncIterable<Uint8Array>,
@@ -166,7 +191,7 @@ export async function parsePrimaryXml(
           if (count >= limits.maxPackages) {
             throw new RepoLimitError(`more than ${limits.maxPackages} packages`, { file: where });
           }
-          p = emptyPackage(repo);
+          p = primaryPackage(repo);
           entries = 0;
           return;
         }
@@ -201,13 +226,17 @@ export async function parsePrimaryXml(
             if (dn === undefined || dn === "") fail("dependency entry without a name");
             // primary does not mark rich deps; rpmlib() requirements are rpm's own, not the solver's.
             if (dn!.startsWith("rpmlib(")) return;
-            depList.push(depFromParts(dn!, xmlFlags(a.flags, where), entryEvr(a), where));
+            depList.push(depFromParts(a.name!, xmlFlags(a.flags, where), entryEvr(a), where));
             return;
           }
           default:
             if (name.startsWith("rpm:")) {
               const f = name.slice(4);
-              if (DEP_FIELDS.has(f)) depList = p[f as DepField];
+              if (DEP_FIELDS.has(f)) {
+                // A repeated list (<rpm:requires> twice) adds to the first.
+                if (p[f as DepField] === NO_DEPS) p[f as DepField] = [];
+                depList = p[f as DepField];
+              }
             }
         }
       },
@@ -232,6 +261,7 @@ export async function parsePrimaryXml(
           else if (field === "checksum") p.checksum = { type: checksumType, value: v.toLowerCase() };
           else if (field === "file") {
             if (++entries > limits.maxEntries) fail(`more than ${limits.maxEntries} files`, true);
+            if (p.files === NO_FILES) p.files = [];
             p.files.push(v);
           }
           field = null;
