@@ -66,6 +66,12 @@ export class Solver {
   private readonly chosen: PackageMeta[] = [];
   private readonly chosenSet = new Set<PackageMeta>();
   private readonly chosenNames = new Map<string, PackageMeta>();
+  /**
+   * The chosen packages that have conflicts or obsoletes, and those with recommends (a subsequence
+   * of `chosen`): most packages have neither, and every candidate is checked against these.
+   */
+  private readonly chosenCO: PackageMeta[] = [];
+  private readonly chosenRec: PackageMeta[] = [];
   private readonly installedNames = new Map<string, PackageMeta[]>();
   private readonly why = new Map<PackageMeta, Pending>();
   private readonly weak = new Set<PackageMeta>();
@@ -151,7 +157,9 @@ export class Solver {
         if (p.name !== c.name && this.pool.obsoletes(d, p))
           return `${nevra(c)} obsoletes the installed ${nevra(p)}`;
       }
-      for (const p of this.chosen) if (this.pool.obsoletes(d, p)) return `${nevra(c)} obsoletes ${nevra(p)}`;
+      // Obsoletes match by name, and a name is chosen at most once.
+      const p = d.kind === "simple" ? this.chosenNames.get(d.name) : undefined;
+      if (p !== undefined && this.pool.obsoletes(d, p)) return `${nevra(c)} obsoletes ${nevra(p)}`;
     }
     for (const d of c.conflicts) {
       if (d.kind === "simple") {
@@ -160,14 +168,14 @@ export class Solver {
         }
       } else if (this.satisfied(d)) return `${nevra(c)} conflicts with ${formatDep(d)}`;
     }
-    for (const set of [this.chosen, this.pool.installed]) {
+    for (const set of [this.chosenCO, this.pool.installed]) {
       for (const p of set) {
         for (const d of p.conflicts) {
           if (d.kind === "simple" && this.pool.provides(c, d)) {
             return `${nevra(p)} conflicts with ${nevra(c)} (${formatDep(d)})`;
           }
         }
-        if (set === this.chosen) {
+        if (set === this.chosenCO) {
           for (const d of p.obsoletes)
             if (this.pool.obsoletes(d, c)) return `${nevra(p)} obsoletes ${nevra(c)}`;
         }
@@ -177,7 +185,7 @@ export class Solver {
   }
 
   private isRecommended(c: PackageMeta): boolean {
-    for (const p of this.chosen) {
+    for (const p of this.chosenRec) {
       for (const d of p.recommends) {
         if (d.kind === "simple" ? this.pool.provides(c, d) : this.pkgSatisfiesAny(c, d)) return true;
       }
@@ -288,6 +296,8 @@ export class Solver {
     this.chosen.push(pkg);
     this.chosenSet.add(pkg);
     this.chosenNames.set(pkg.name, pkg);
+    if (pkg.conflicts.length > 0 || pkg.obsoletes.length > 0) this.chosenCO.push(pkg);
+    if (pkg.recommends.length > 0) this.chosenRec.push(pkg);
     this.why.set(pkg, req);
     for (const dep of pkg.requires) this.enqueue({ dep, by: pkg });
   }
@@ -297,6 +307,8 @@ export class Solver {
       const p = this.chosen.pop()!;
       this.chosenSet.delete(p);
       this.chosenNames.delete(p.name);
+      if (this.chosenCO[this.chosenCO.length - 1] === p) this.chosenCO.pop();
+      if (this.chosenRec[this.chosenRec.length - 1] === p) this.chosenRec.pop();
       this.why.delete(p);
       this.weak.delete(p);
     }
