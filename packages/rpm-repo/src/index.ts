@@ -16,5 +16,6 @@ export * from "./rpmdb-header.js";
 export * from "./rpmdb-sqlite.js";
 export * from "./rpmvercmp.js";
 export * from "./solver.js";
+export * from "./sqlite-metadata.js";
 export * from "./transaction.js";
 export * from "./yum-repos.js";

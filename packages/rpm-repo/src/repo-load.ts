@@ -3,15 +3,16 @@
  * for file dependencies that no primary file list answers — filelists, restricted to those paths.
  */
 
-import { simpleDepsOf } from "./dep.js";
-import { RepoUnsupportedError } from "./errors.js";
-import { readFilelists } from "./filelists.js";
+import type { Dep } from "./dep.js";
+import { RepoFormatError } from "./errors.js";
+import { type FileOwners, readFilelists } from "./filelists.js";
 import { filterModular, type ModuleState, readModules } from "./modules.js";
 import type { PackageMeta } from "./package-meta.js";
 import { Pool, type RepoInfo } from "./pool.js";
 import { DEFAULT_METADATA_LIMITS, type MetadataLimits, readPrimary } from "./primary.js";
 import { type RepoSource, repoSource } from "./repo-source.js";
 import { type Repomd, readRepomd } from "./repomd.js";
+import { readFilelistsSqlite, readPrimarySqlite } from "./sqlite-metadata.js";
 
 export interface RepoSpec {
   id: string;
@@ -48,12 +49,15 @@ export async function loadRepo(
 ): Promise<LoadedRepo> {
   const source = repoSource(spec.baseurl);
   const repomd = await readRepomd(source);
-  const e = repomd.data.get("primary");
-  if (e === undefined) {
-    throw new RepoUnsupportedError("repository has only primary_db (sqlite) metadata", { file: source.base });
-  }
   let packages: PackageMeta[] = [];
-  await readPrimary(source, e.href, e.checksum, spec.id, (p) => packages.push(p), limits);
+  const add = (p: PackageMeta) => packages.push(p);
+  // XML is preferred: it streams (sqlite needs the whole file in memory) and is always there in
+  // createrepo_c's output; primary_db alone (old yum repositories, --no-xml mirrors) is read too.
+  const e = repomd.data.get("primary");
+  const db = repomd.data.get("primary_db");
+  if (e !== undefined) await readPrimary(source, e.href, e.checksum, spec.id, add, limits);
+  else if (db !== undefined) await readPrimarySqlite(source, db.href, db.checksum, spec.id, add, limits);
+  else throw new RepoFormatError("repomd.xml lists no primary metadata", { file: source.base });
   let hiddenModular = 0;
   const mod = repomd.data.get("modules");
   if (mod !== undefined && !spec.moduleHotfixes) {
@@ -79,21 +83,27 @@ export async function buildPool(
   }
   for (const p of installed) pool.add(p, true);
   const wanted = new Set<string>();
+  const want = (d: Dep): void => {
+    if (d.kind === "rich") for (const a of d.args) want(a);
+    else if (d.name.charCodeAt(0) === 0x2f && !wanted.has(d.name) && pool.whatProvides(d).length === 0)
+      wanted.add(d.name);
+  };
   for (const p of pool.packages) {
-    for (const list of [p.requires, p.recommends, p.supplements, p.conflicts]) {
-      for (const d of list) {
-        for (const s of simpleDepsOf(d)) {
-          if (s.name.startsWith("/") && pool.whatProvides(s).length === 0) wanted.add(s.name);
-        }
-      }
-    }
+    for (const d of p.requires) want(d);
+    for (const d of p.recommends) want(d);
+    for (const d of p.supplements) want(d);
+    for (const d of p.conflicts) want(d);
   }
   const filelistsLoaded: string[] = [];
   if (wanted.size > 0) {
     for (const r of repos) {
       const fl = r.repomd.data.get("filelists");
-      if (fl === undefined) continue;
-      const owners = await readFilelists(r.source, fl.href, fl.checksum, wanted, limits);
+      const fldb = r.repomd.data.get("filelists_db");
+      let owners: FileOwners;
+      if (fl !== undefined) owners = await readFilelists(r.source, fl.href, fl.checksum, wanted, limits);
+      else if (fldb !== undefined)
+        owners = await readFilelistsSqlite(r.source, fldb.href, fldb.checksum, wanted, limits);
+      else continue;
       filelistsLoaded.push(r.info.id);
       const byId = new Map<string, PackageMeta>();
       for (const p of r.packages) if (p.checksum !== null) byId.set(p.checksum.value, p);
