@@ -7,6 +7,7 @@ import {
   type ErrorLocation,
   FormatError,
   ImgpatchError,
+  IoError,
   UnsupportedError,
 } from "@imgpatch/disk";
 
@@ -29,6 +30,9 @@ export class RepoChecksumError extends ChecksumError {
 
 /** Metadata larger or more numerous than any real repository: refused before it costs memory. */
 export class RepoLimitError extends RepoFormatError {}
+
+/** A repository that cannot be read (missing directory or file, refused connection, DNS...). */
+export class RepoUnreachableError extends IoError {}
 
 /** A valid input using something we do not handle (an unknown rpmdb backend, a compression...). */
 export class RepoUnsupportedError extends UnsupportedError {}

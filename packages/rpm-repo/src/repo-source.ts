@@ -7,7 +7,13 @@ import { createHash, type Hash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { RepoChecksumError, RepoFormatError, RepoLimitError, RepoUnsupportedError } from "./errors.js";
+import {
+  RepoChecksumError,
+  RepoFormatError,
+  RepoLimitError,
+  RepoUnreachableError,
+  RepoUnsupportedError,
+} from "./errors.js";
 
 export interface RepoSource {
   /** The base URL or directory as given (used in messages). */
@@ -42,9 +48,17 @@ export function repoSource(base: string): RepoSource {
       checkRel(rel, base);
       return join(dir, rel);
     },
-    open(rel) {
+    async *open(rel) {
       checkRel(rel, base);
-      return createReadStream(join(dir, rel), { highWaterMark: 4 * 1024 * 1024 });
+      const file = join(dir, rel);
+      try {
+        yield* createReadStream(file, { highWaterMark: 4 * 1024 * 1024 });
+      } catch (e) {
+        const code = (e as { code?: unknown }).code;
+        if (code === "ENOENT" || code === "EACCES" || code === "ENOTDIR" || code === "EISDIR")
+          throw new RepoUnreachableError(`cannot read: ${(e as Error).message}`, { file }, { cause: e });
+        throw e;
+      }
     },
   };
 }
@@ -60,7 +74,14 @@ function httpSource(base: string): RepoSource {
     locate,
     async *open(rel) {
       const url = locate(rel);
-      const res = await fetch(url);
+      let res: Response;
+      try {
+        res = await fetch(url);
+      } catch (e) {
+        // undici reports DNS failures, refused connections and TLS errors as "fetch failed".
+        const why = (e as { cause?: { message?: string } }).cause?.message ?? (e as Error).message;
+        throw new RepoUnreachableError(`cannot fetch: ${why}`, { file: url }, { cause: e });
+      }
       if (!res.ok || res.body === null) {
         throw new RepoFormatError(`HTTP ${res.status} ${res.statusText}`, { file: url });
       }

@@ -100,6 +100,11 @@ export const elementsCommand: CommandSpec = {
                   dryRun: dry,
                   mtime: now,
                   debPackages: { image: img, warn: (m: string) => ctx.io.err(`imgpatch: ${m}\n`) },
+                  rpmPackages: {
+                    image: img,
+                    now,
+                    missingOwner: a["rpm-owner-fallback"] ? "root" : "error",
+                  },
                 },
               )
             : undefined;

@@ -29,6 +29,8 @@ export interface InstallContext {
   missingOwner?: "error" | "root";
   /** Install time recorded in the rpmdb (SOURCE_DATE_EPOCH); now when absent. */
   now?: Date;
+  /** A plan already made by planRpmInstall for this step (not resolved again). */
+  plan?: InstallPlan;
 }
 
 /** A GuestFileReader over a GuestFs: missing paths are null. */
@@ -75,7 +77,7 @@ export async function runRpmInstall(
   const { fetchPackage, registerSqlite, transactionColor } = await import("@imgpatch/rpm-repo");
   const { injectRpms, readRpm } = await import("@imgpatch/rpm-inject");
   const { injectTargetFromGuestFs, queueFirstbootPlan } = await import("../guest/rpm-bridge.js");
-  const plan = await planRpmInstall(fs, step, ctx);
+  const plan = ctx.plan ?? (await planRpmInstall(fs, step, ctx));
   const lines = describeRpmPlan(plan);
   if (plan.items.length === 0) return lines;
   const pkgs = [];

@@ -1,6 +1,7 @@
 /** Applying an elements plan through a GuestFs, and rendering it for --dry-run. */
 import { readFile } from "node:fs/promises";
 import { type DebStepOptions, isDebianGuest } from "../customize/install-deb.js";
+import { isRpmGuest } from "../customize/install-rpm.js";
 import { addFirstbootScript } from "../guest/firstboot.js";
 import { ensureDir, lstatOrNull } from "../guest/fs-util.js";
 import type { GuestFs } from "../guest/guest-fs.js";
@@ -9,6 +10,7 @@ import { enableUnit, type SystemdInstallOptions } from "../guest/systemd-install
 import { type BuildTimePackages, installElementPackages } from "./deb-packages.js";
 import { type GuestOp, renderOp } from "./ops.js";
 import { buildElementsPlan, type ElementsPlan, type ElementsPlanOptions } from "./plan.js";
+import { installElementRpmPackages, type RpmElementOptions } from "./rpm-packages.js";
 
 export interface ApplyResult {
   /** One line per operation actually performed (or skipped, with why). */
@@ -152,6 +154,8 @@ export interface BakeElementsOptions extends ApplyOptions {
    * them all to the first boot. The options are customize's --repo etc.
    */
   debPackages?: false | (DebStepOptions & { image?: string });
+  /** RPM-family guests (an rpmdb): the same at build time through rpm-repo + rpm-inject. */
+  rpmPackages?: false | (RpmElementOptions & { image?: string });
 }
 
 /**
@@ -169,9 +173,12 @@ export async function bakeElements(
   if (options.debPackages !== false && (await isDebianGuest(fs))) {
     const deb = options.debPackages ?? {};
     built = await installElementPackages(fs, deb.image ?? "guest", plan.report.packages, deb);
-    if (built.installed.length > 0) {
-      plan = await buildElementsPlan(fs, { ...planOptions, installedAtBuild: built.installed });
-    }
+  } else if (options.rpmPackages !== false && (await isRpmGuest(fs))) {
+    const rpm = options.rpmPackages ?? {};
+    built = await installElementRpmPackages(fs, rpm.image ?? "guest", plan.report.packages, rpm);
+  }
+  if (built !== undefined && built.installed.length > 0) {
+    plan = await buildElementsPlan(fs, { ...planOptions, installedAtBuild: built.installed });
   }
   const text = renderElementsPlan(plan);
   const applied = await applyElementsPlan(fs, plan, options);
