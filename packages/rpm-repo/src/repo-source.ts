@@ -48,19 +48,22 @@ export function repoSource(base: string): RepoSource {
       checkRel(rel, base);
       return join(dir, rel);
     },
-    async *open(rel) {
+    open(rel) {
       checkRel(rel, base);
-      const file = join(dir, rel);
-      try {
-        yield* createReadStream(file, { highWaterMark: 4 * 1024 * 1024 });
-      } catch (e) {
-        const code = (e as { code?: unknown }).code;
-        if (code === "ENOENT" || code === "EACCES" || code === "ENOTDIR" || code === "EISDIR")
-          throw new RepoUnreachableError(`cannot read: ${(e as Error).message}`, { file }, { cause: e });
-        throw e;
-      }
+      return readLocal(join(dir, rel));
     },
   };
+}
+
+async function* readLocal(file: string): AsyncIterable<Uint8Array> {
+  try {
+    yield* createReadStream(file, { highWaterMark: 4 * 1024 * 1024 });
+  } catch (e) {
+    const code = (e as { code?: unknown }).code;
+    if (code === "ENOENT" || code === "EACCES" || code === "ENOTDIR" || code === "EISDIR")
+      throw new RepoUnreachableError(`cannot read: ${(e as Error).message}`, { file }, { cause: e });
+    throw e;
+  }
 }
 
 function httpSource(base: string): RepoSource {

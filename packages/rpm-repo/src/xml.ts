@@ -141,6 +141,8 @@ class Tokenizer {
   seenRoot = false;
   /** Characters consumed before the current buffer. */
   consumed = 0;
+  /** Where in the current buffer the token being read starts (for error offsets). */
+  at = 0;
 
   constructor(
     private readonly h: XmlHandlers,
@@ -160,6 +162,7 @@ class Tokenizer {
     const n = b.length;
     let i = 0;
     while (i < n) {
+      this.at = i;
       if (b.charCodeAt(i) !== LT) {
         let j = b.indexOf("<", i);
         if (j < 0) {
@@ -296,7 +299,7 @@ class Tokenizer {
     if (this.stack.length >= this.maxDepth) {
       throw new RepoLimitError(`XML nested deeper than ${this.maxDepth}`, {
         file: this.where,
-        offset: this.consumed,
+        offset: this.consumed + this.at,
       });
     }
     this.stack.push(name);
@@ -327,7 +330,8 @@ export async function parseXml(
       used = tok.run(b, final);
     } catch (e) {
       if (e instanceof Malformed) {
-        throw new RepoFormatError(`bad XML: ${e.message}`, { file: where, offset: tok.consumed });
+        // A character offset into the decompressed text (equal to the byte offset for ASCII).
+        throw new RepoFormatError(`bad XML: ${e.message}`, { file: where, offset: tok.consumed + tok.at });
       }
       throw e;
     }
