@@ -14,6 +14,10 @@ export default defineConfig({
       "@imgpatch/selinux": src("selinux"),
       "@imgpatch/pkgkit": src("pkgkit"),
       "@imgpatch/deb": src("deb"),
+      // Subpath exports first: an alias also matches ids that continue with "/".
+      "@imgpatch/rpm-inject/header": fileURLToPath(
+        new URL("./packages/rpm-inject/src/header.ts", import.meta.url),
+      ),
       "@imgpatch/rpm-inject": src("rpm-inject"),
       "@imgpatch/rpm-repo": src("rpm-repo"),
       "@imgpatch/testkit": src("testkit"),

@@ -46,7 +46,8 @@ let HeaderClass: typeof RpmHeader | null = null;
 
 /** rpm-inject's header parser, loaded on first use (it is a large module to load at start-up). */
 export async function loadHeaderParser(): Promise<void> {
-  HeaderClass ??= (await import("@imgpatch/rpm-inject")).RpmHeader;
+  // The header module alone: the package index would load every decompressor and writer.
+  HeaderClass ??= (await import("@imgpatch/rpm-inject/header")).RpmHeader;
 }
 
 /** Wrap a stored header blob in the lead RpmHeader expects (call loadHeaderParser first). */
