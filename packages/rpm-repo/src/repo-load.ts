@@ -83,10 +83,14 @@ export async function buildPool(
   }
   for (const p of installed) pool.add(p, true);
   const wanted = new Set<string>();
+  // Unversioned paths already found in the pool (the same path is required by many packages).
+  const answered = new Set<string>();
   const want = (d: Dep): void => {
     if (d.kind === "rich") for (const a of d.args) want(a);
-    else if (d.name.charCodeAt(0) === 0x2f && !wanted.has(d.name) && pool.whatProvides(d).length === 0)
-      wanted.add(d.name);
+    else if (d.name.charCodeAt(0) === 0x2f && !wanted.has(d.name) && !answered.has(d.name)) {
+      if (pool.whatProvides(d).length === 0) wanted.add(d.name);
+      else if (d.flags === 0) answered.add(d.name);
+    }
   };
   for (const p of pool.packages) {
     for (const d of p.requires) want(d);
