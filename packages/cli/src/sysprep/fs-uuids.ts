@@ -19,9 +19,14 @@
  * changes sb_uuid. Every AG's superblock is rewritten (and its CRC on v5). Fields:
  *   | 32 | 16 | sb_uuid | 216 | 4 | sb_features_incompat (v5; 0x4 META_UUID) |
  *   | 224| 4  | sb_crc (LE) | 248 | 16 | sb_meta_uuid (v5) |
+ * The kernel refuses a log whose record headers name another UUID ("empty log check failed"), so
+ * every record header in the internal log gets the new h_fs_uuid (offset 304) and its checksum
+ * (h_crc, offset 32, LE) recomputed — only after the stored checksum was reproduced from the
+ * record as it is (header, extended headers, data), so nothing is rewritten that is not understood.
+ * xfs_admin reformats the log instead; rewriting the headers keeps every cycle and LSN as it was.
  */
 import { randomBytes } from "node:crypto";
-import { type BlockDevice, ImgpatchError } from "@imgpatch/disk";
+import { type BlockDevice, crc32c, ImgpatchError } from "@imgpatch/disk";
 import {
   checksumSeed,
   gdtBlockCount,
@@ -164,6 +169,12 @@ export async function setXfsUuid(dev: BlockDevice, uuid: Uint8Array = newUuid())
   )
     throw new FsUuidError("fs-uuids: implausible XFS geometry", dev.name, 0);
   const oldUuid = head.slice(32, 48);
+  const logStart = Number((BigInt(be32(head, 48)) << 32n) | BigInt(be32(head, 52)));
+  const logBlocks = be32(head, 96);
+  const agblklog = head[124];
+  // sb_logstart is an XFS fsblock number: AG number in the high bits, block within the AG below
+  const logStartByte =
+    (Math.floor(logStart / 2 ** agblklog) * agblocks + (logStart % 2 ** agblklog)) * blocksize;
   const hadMeta = v5 && (be32(head, 216) & XFS_INCOMPAT_META_UUID) !== 0;
   for (let ag = 0; ag < agcount; ag++) {
     const at = ag * agblocks * blocksize;
@@ -179,7 +190,66 @@ export async function setXfsUuid(dev: BlockDevice, uuid: Uint8Array = newUuid())
     if (v5) setLe32(sec, 224, sectorCrc(sec, sectsize, 224));
     await dev.write(at, sec);
   }
+  if (logStart !== 0) await rewriteLogUuids(dev, logStartByte, logBlocks * blocksize, oldUuid, uuid);
   return `fs-uuids: xfs UUID ${formatUuid(oldUuid)} -> ${formatUuid(uuid)}${v5 && !hadMeta ? " (meta_uuid keeps the old one)" : ""}`;
+}
+
+const XLOG_MAGIC = 0xfeedbabe;
+const BB = 512;
+const XLOG_HEADER_CYCLE_SIZE = 32 * 1024;
+
+/**
+ * xlog_cksum of a record: crc32c over the header struct (`hsize` bytes, h_crc as zero), each
+ * extended header block's struct (`hsize` bytes... the kernel hashes the whole xlog_rec_ext_header,
+ * 260 bytes), then `dataLen` data bytes; stored inverted.
+ */
+function recordCrc(rec: Uint8Array, hsize: number, hblks: number, dataLen: number): number {
+  let c = crc32c(0xffffffff, rec, 0, 32);
+  c = crc32c(c, new Uint8Array(4));
+  c = crc32c(c, rec, 36, hsize);
+  for (let i = 1; i < hblks; i++) c = crc32c(c, rec, i * BB, i * BB + 260);
+  c = crc32c(c, rec, hblks * BB, hblks * BB + dataLen);
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+/** Rewrites h_fs_uuid (and h_crc) of every record header of the internal log naming `oldUuid`. */
+async function rewriteLogUuids(
+  dev: BlockDevice,
+  logStartByte: number,
+  logBytes: number,
+  oldUuid: Uint8Array,
+  uuid: Uint8Array,
+): Promise<number> {
+  if (logStartByte + logBytes > dev.size || logBytes > 2 ** 31)
+    throw new FsUuidError("fs-uuids: the XFS log lies outside the volume", dev.name, logStartByte);
+  const log = await dev.read(logStartByte, logBytes);
+  const same = (a: Uint8Array, off: number, b: Uint8Array) => b.every((x, i) => a[off + i] === x);
+  let n = 0;
+  for (let at = 0; at + BB <= log.length; at += BB) {
+    if (be32(log, at) !== XLOG_MAGIC || !same(log, at + 304, oldUuid)) continue;
+    const version = be32(log, at + 8);
+    const len = be32(log, at + 12);
+    const size = be32(log, at + 320);
+    const hblks = version & 2 && size > XLOG_HEADER_CYCLE_SIZE ? Math.ceil(size / XLOG_HEADER_CYCLE_SIZE) : 1;
+    const recBytes = hblks * BB + Math.ceil(len / BB) * BB;
+    // a record wrapping the end of the ring is copied out whole
+    const rec = new Uint8Array(recBytes);
+    for (let i = 0; i < recBytes; i += BB)
+      rec.set(log.subarray((at + i) % log.length, ((at + i) % log.length) + BB), i);
+    const stored = le32(rec, 32);
+    const hsize = [328, 324].find((h) => recordCrc(rec, h, hblks, len) === stored);
+    rec.set(uuid, 304);
+    if (hsize !== undefined) setLe32(rec, 32, recordCrc(rec, hsize, hblks, len));
+    else if (stored !== 0)
+      throw new FsUuidError(
+        "fs-uuids: an XFS log record's checksum could not be reproduced; not rewritten (use xfs_admin -U)",
+        dev.name,
+        logStartByte + at,
+      );
+    await dev.write(logStartByte + at, rec.subarray(0, BB));
+    n++;
+  }
+  return n;
 }
 
 /** The fs-uuids operation over the edited volumes. */

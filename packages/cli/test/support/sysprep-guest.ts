@@ -217,19 +217,20 @@ export function buildSysprepTree(root: string, flavour: GuestFlavour): void {
   symlinkSync("../run", join(root, "var/run"));
   symlinkSync("usr/bin", join(root, "bin"));
   symlinkSync("usr/bin", join(root, "sbin"));
-  // owners as the guest has them
-  for (const [p, id] of [
-    ["home/alice", 1000],
-    ["home/alice/.bash_history", 1000],
-    ["home/alice/.ssh", 1000],
-    ["home/alice/.ssh/authorized_keys", 1000],
-    ["home/alice/.bashrc", 1000],
-    ["home/alice/notes.bak", 1000],
-    ["home/bob", 1001],
-    ["home/bob/.bash_history", 1001],
-    ["home/bob/.profile", 1001],
-  ] as const)
-    chownSync(join(root, p), id, id);
+  // owners as the guest has them (root only: a rootless run keeps its own ids)
+  if (process.getuid?.() === 0)
+    for (const [p, id] of [
+      ["home/alice", 1000],
+      ["home/alice/.bash_history", 1000],
+      ["home/alice/.ssh", 1000],
+      ["home/alice/.ssh/authorized_keys", 1000],
+      ["home/alice/.bashrc", 1000],
+      ["home/alice/notes.bak", 1000],
+      ["home/bob", 1001],
+      ["home/bob/.bash_history", 1001],
+      ["home/bob/.profile", 1001],
+    ] as const)
+      chownSync(join(root, p), id, id);
   execFileSync("chmod", ["0700", join(root, "root"), join(root, "home/alice/.ssh")]);
   execFileSync("chmod", [
     "0600",
