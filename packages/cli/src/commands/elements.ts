@@ -76,7 +76,10 @@ export const elementsCommand: CommandSpec = {
             const total = pkgs.reduce((n, p) => n + payloadBytes(p.files), 0);
             let done = 0;
             bar.update(0, total);
-            const target = injectTargetFromGuestFs(g.fs, g.image, (n) => bar.update((done += n), total));
+            const target = injectTargetFromGuestFs(g.fs, g.image, (n) => {
+              done += n;
+              bar.update(done, total);
+            });
             const missingOwner = a["rpm-owner-fallback"] ? "root" : "error";
             const rpmOpts = { missingOwner, ...rpmPolicyOf(a) } as const;
             if (dry) {

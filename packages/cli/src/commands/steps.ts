@@ -46,7 +46,10 @@ export async function runSteps(
         const total = payloadBytes(pkg.files);
         let done = 0;
         bar?.update(0, total);
-        const onWritten = (n: number) => bar?.update((done += n), total);
+        const onWritten = (n: number) => {
+          done += n;
+          bar?.update(done, total);
+        };
         const r = await injectRpms([pkg], injectTargetFromGuestFs(guest.fs, guest.image, onWritten), {
           missingOwner: ctx.rpmMissingOwner ?? "error",
           signature: step.signature,

@@ -98,7 +98,10 @@ export async function runRpmInstall(
     try {
       r = await injectRpms(
         pkgs,
-        injectTargetFromGuestFs(fs, image, (n) => bar?.update((done += n), total)),
+        injectTargetFromGuestFs(fs, image, (n) => {
+          done += n;
+          bar?.update(done, total);
+        }),
         {
           missingOwner: ctx.missingOwner ?? "error",
           signature,

@@ -105,7 +105,10 @@ export async function applyElementsPlan(
   try {
     for (const op of plan.ops) {
       await applyOp(fs, op, result, options);
-      if (bar && op.op === "write") bar.update((done += await opBytes(op)), total);
+      if (bar && op.op === "write") {
+        done += await opBytes(op);
+        bar.update(done, total);
+      }
     }
   } finally {
     bar?.finish();
