@@ -271,6 +271,22 @@ describeWithTools(
           expect(execFileSync("xfs_db", ["-r", "-c", "sb 0", "-c", "p meta_uuid", raw]).toString()).toBe(
             `meta_uuid = ${UUID}\n`,
           );
+        if (name === "v5" && process.getuid?.() === 0) {
+          // the kernel checks the log's record headers against the UUID on mount (no norecovery here)
+          const mnt = join(dir, "mnt");
+          execFileSync("mkdir", ["-p", mnt]);
+          const dev = execFileSync("losetup", ["--find", "--show", "-r", raw]).toString().trim();
+          try {
+            execFileSync("mount", ["-t", "xfs", "-o", "ro", dev, mnt]);
+            try {
+              expect(readFileSync(join(mnt, "etc/os-release"), "utf8")).toMatch(/ID=debian/);
+            } finally {
+              execFileSync("umount", [mnt]);
+            }
+          } finally {
+            execFileSync("losetup", ["-d", dev]);
+          }
+        }
         const report = JSON.parse(r.stdout) as { operations: Array<{ op: string; changes: string[] }> };
         const changes = Object.fromEntries(report.operations.map((o) => [o.op, o.changes]));
         // Debian: apt cache, /var/log/account, no RHEL-only operations

@@ -3,8 +3,10 @@
  * sysprep/sysprep_operation_*.ml, path for path (their documentation lists the paths; the
  * operations' guards on the distribution and package manager are kept).
  */
+import { MAX_FIND } from "./guest-ops.js";
 import { DEBIAN_FAMILY, RED_HAT_FAMILY } from "./inspect.js";
 import type { SysprepContext } from "./types.js";
+import { SysprepGuestError } from "./user-account.js";
 
 type Perform = (ctx: SysprepContext) => Promise<void>;
 
@@ -21,9 +23,12 @@ async function backupFiles(ctx: SysprepContext): Promise<void> {
     // visit: every entry below TOP (symlinked directories are not entered); regular files only
     const stack = [top];
     const hits: string[] = [];
+    let seen = 0;
     while (stack.length > 0) {
       const d = stack.pop() as string;
       for (const name of await sfs.fs.readdir(d)) {
+        if (++seen > MAX_FIND)
+          throw new SysprepGuestError(`backup-files: more than ${MAX_FIND} entries under ${top}`, top);
         const p = `${d}/${name}`;
         const st = await sfs.fs.lstat(p);
         if (st.type === "directory") stack.push(p);

@@ -212,6 +212,9 @@ function recordCrc(rec: Uint8Array, hsize: number, hblks: number, dataLen: numbe
   return (c ^ 0xffffffff) >>> 0;
 }
 
+/** Bytes of the log ring scanned at a time (the log itself may be up to 2 GiB). */
+const LOG_WINDOW = 4 << 20;
+
 /** Rewrites h_fs_uuid (and h_crc) of every record header of the internal log naming `oldUuid`. */
 async function rewriteLogUuids(
   dev: BlockDevice,
@@ -220,34 +223,46 @@ async function rewriteLogUuids(
   oldUuid: Uint8Array,
   uuid: Uint8Array,
 ): Promise<number> {
-  if (logStartByte + logBytes > dev.size || logBytes > 2 ** 31)
+  if (logStartByte + logBytes > dev.size || logBytes % BB !== 0)
     throw new FsUuidError("fs-uuids: the XFS log lies outside the volume", dev.name, logStartByte);
-  const log = await dev.read(logStartByte, logBytes);
+  /** `len` bytes of the ring from offset `at` (a record may wrap past the end). */
+  const readRing = async (at: number, len: number): Promise<Uint8Array> => {
+    const out = new Uint8Array(len);
+    for (let done = 0; done < len; ) {
+      const off = (at + done) % logBytes;
+      const n = Math.min(len - done, logBytes - off);
+      out.set(await dev.read(logStartByte + off, n), done);
+      done += n;
+    }
+    return out;
+  };
   const same = (a: Uint8Array, off: number, b: Uint8Array) => b.every((x, i) => a[off + i] === x);
   let n = 0;
-  for (let at = 0; at + BB <= log.length; at += BB) {
-    if (be32(log, at) !== XLOG_MAGIC || !same(log, at + 304, oldUuid)) continue;
-    const version = be32(log, at + 8);
-    const len = be32(log, at + 12);
-    const size = be32(log, at + 320);
-    const hblks = version & 2 && size > XLOG_HEADER_CYCLE_SIZE ? Math.ceil(size / XLOG_HEADER_CYCLE_SIZE) : 1;
-    const recBytes = hblks * BB + Math.ceil(len / BB) * BB;
-    // a record wrapping the end of the ring is copied out whole
-    const rec = new Uint8Array(recBytes);
-    for (let i = 0; i < recBytes; i += BB)
-      rec.set(log.subarray((at + i) % log.length, ((at + i) % log.length) + BB), i);
-    const stored = le32(rec, 32);
-    const hsize = [328, 324].find((h) => recordCrc(rec, h, hblks, len) === stored);
-    rec.set(uuid, 304);
-    if (hsize !== undefined) setLe32(rec, 32, recordCrc(rec, hsize, hblks, len));
-    else if (stored !== 0)
-      throw new FsUuidError(
-        "fs-uuids: an XFS log record's checksum could not be reproduced; not rewritten (use xfs_admin -U)",
-        dev.name,
-        logStartByte + at,
-      );
-    await dev.write(logStartByte + at, rec.subarray(0, BB));
-    n++;
+  for (let w = 0; w < logBytes; w += LOG_WINDOW) {
+    const win = await dev.read(logStartByte + w, Math.min(LOG_WINDOW, logBytes - w));
+    for (let i = 0; i + BB <= win.length; i += BB) {
+      if (be32(win, i) !== XLOG_MAGIC || !same(win, i + 304, oldUuid)) continue;
+      const at = w + i;
+      const version = be32(win, i + 8);
+      const len = be32(win, i + 12);
+      const size = be32(win, i + 320);
+      if (len > 2 << 20 || size > 2 << 20) continue; // not a record header a kernel wrote (iclogs are ≤ 256 KiB)
+      const hblks =
+        version & 2 && size > XLOG_HEADER_CYCLE_SIZE ? Math.ceil(size / XLOG_HEADER_CYCLE_SIZE) : 1;
+      const rec = await readRing(at, hblks * BB + Math.ceil(len / BB) * BB);
+      const stored = le32(rec, 32);
+      const hsize = [328, 324].find((h) => recordCrc(rec, h, hblks, len) === stored);
+      rec.set(uuid, 304);
+      if (hsize !== undefined) setLe32(rec, 32, recordCrc(rec, hsize, hblks, len));
+      else if (stored !== 0)
+        throw new FsUuidError(
+          "fs-uuids: an XFS log record's checksum could not be reproduced; not rewritten (use xfs_admin -U)",
+          dev.name,
+          logStartByte + at,
+        );
+      await dev.write(logStartByte + at, rec.subarray(0, BB));
+      n++;
+    }
   }
   return n;
 }

@@ -10,9 +10,10 @@ import { removeTree } from "../customize/tree-ops.js";
 import { lstatOrNull, statOrNull } from "../guest/fs-util.js";
 import type { GuestFs, GuestStats } from "../guest/guest-fs.js";
 import { splitGuestPath } from "../guest/paths.js";
+import { SysprepGuestError } from "./user-account.js";
 
-/** Guest paths below a directory walked by rm_rf_only_files (bounded on hostile images). */
-const MAX_FIND = 1_000_000;
+/** Guest paths below a directory walked by rm_rf_only_files / backup-files (bounded on hostile images). */
+export const MAX_FIND = 1_000_000;
 
 export class SysprepFs {
   /** What changed, one line per path: "delete P", "truncate P", "write P", "touch P". */
@@ -101,7 +102,8 @@ export class SysprepFs {
     while (stack.length > 0) {
       const d = stack.pop() as string;
       for (const name of await this.fs.readdir(d)) {
-        if (++seen > MAX_FIND) throw new Error(`more than ${MAX_FIND} entries under ${root}`);
+        if (++seen > MAX_FIND)
+          throw new SysprepGuestError(`sysprep: more than ${MAX_FIND} entries under ${root}`, root);
         const p = `${d === "/" ? "" : d}/${name}`;
         const st = await this.fs.lstat(p);
         if (st.type === "directory") stack.push(p);
