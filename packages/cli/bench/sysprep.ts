@@ -63,7 +63,10 @@ for (let i = 0; i < RUNS; i++) {
 const theirsImg = join(OUT, "theirs.qcow2");
 rmSync(theirsImg, { force: true });
 execFileSync("qemu-img", ["create", "-q", "-f", "qcow2", "-b", base, "-F", "qcow2", theirsImg]);
-const theirs = run("virt-sysprep", ["--format", "qcow2", "-a", theirsImg], { LIBGUESTFS_BACKEND: "direct" });
+const theirs = run("virt-sysprep", ["--format", "qcow2", "-a", theirsImg], {
+  LIBGUESTFS_BACKEND: "direct",
+  LIBGUESTFS_BACKEND_SETTINGS: "force_tcg",
+});
 rmSync(theirsImg, { force: true });
 
 const kvm = existsSync("/dev/kvm") ? "KVM available" : "no KVM (TCG)";

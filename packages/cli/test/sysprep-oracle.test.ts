@@ -131,7 +131,7 @@ describeAsRoot(
 
           const t0 = performance.now();
           const r = await runTool("virt-sysprep", ["--format", "raw", "-a", theirs, ...c.args], {
-            env: { LIBGUESTFS_BACKEND: "direct" },
+            env: { LIBGUESTFS_BACKEND: "direct", LIBGUESTFS_BACKEND_SETTINGS: "force_tcg" },
             timeoutMs: BOOT_TIMEOUT_MS,
           });
           const secs = (performance.now() - t0) / 1000;
