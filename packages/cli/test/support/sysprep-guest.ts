@@ -241,11 +241,17 @@ export function buildSysprepTree(root: string, flavour: GuestFlavour): void {
 }
 
 /** A bare ext4 image of `dir` with a fixed UUID (its fstab names it). */
-export function makeExt4(dir: string, image: string, uuid: string, extra: readonly string[] = []): void {
+export function makeExt4(
+  dir: string,
+  image: string,
+  uuid: string,
+  extra: readonly string[] = [],
+  size = "96M",
+): void {
   writeFileSync(join(dir, "etc/fstab"), `UUID=${uuid} / ext4 defaults 1 1\n`);
   execFileSync(
     "mke2fs",
-    ["-q", "-F", "-t", "ext4", "-U", uuid, "-L", "root", ...extra, "-d", dir, image, "96M"],
+    ["-q", "-F", "-t", "ext4", "-U", uuid, "-L", "root", ...extra, "-d", dir, image, size],
     {
       env: { ...process.env, E2FSPROGS_FAKE_TIME: "1700000000" },
     },
