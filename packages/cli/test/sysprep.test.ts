@@ -204,6 +204,30 @@ describeWithTools(["mke2fs", "e2fsck", "debugfs", "blkid"], "sysprep on a RHEL 7
     expect(statSync(`${img}.imgpatch-undo`, { throwIfNoEntry: false })).toBeUndefined();
   });
 
+  it("ca-certificates: certificates and keys go, the bundles stay, the CA store update is queued for the first boot", async () => {
+    const out = join(dir, "ca.img");
+    const r = await cli(["sysprep", base, "-o", out, "--enable", "ca-certificates", "--json"]);
+    expect(r.code, r.stderr).toBe(0);
+    await e2fsckClean(out);
+    const report = JSON.parse(r.stdout) as {
+      operations: Array<{ op: string; changes: string[] }>;
+      notes: string[];
+    };
+    expect(report.operations).toEqual([
+      {
+        op: "ca-certificates",
+        changes: ["delete /etc/pki/tls/certs/localhost.crt", "delete /etc/pki/tls/private/localhost.key"],
+      },
+    ]);
+    expect((await debugfsLs(out, "/etc/pki/tls/certs")).map((e) => e.name).sort()).toEqual(
+      [".", "..", "ca-bundle.crt", "ca-bundle.trust.crt"].sort(),
+    );
+    const note = report.notes.find((n) => n.startsWith("CA store update queued"));
+    expect(note).toBeDefined();
+    const queued = (note as string).replace(/^.*: /, "");
+    expect((await debugfsCat(out, queued)).toString()).toBe("#!/bin/sh\nupdate-ca-trust extract\n");
+  });
+
   it("fs-uuids: metadata_csum (csum_seed set) and gdt_csum (descriptors rewritten) stay e2fsck-clean", async () => {
     for (const [name, extra] of [
       ["csum", [] as string[]],
