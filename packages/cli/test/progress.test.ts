@@ -178,4 +178,23 @@ describe("progress in the CLI (fake terminal)", () => {
     expect(piped.err).toBe("");
     expect((await qemuImgCompare(join(dir, "t1.qcow2"), join(dir, "t2.qcow2"))).identical).toBe(true);
   });
+
+  it("elements: a bar over the plan's files on a terminal, none when piped", async () => {
+    const elementsPath = fileURLToPath(new URL("../../../test-fixtures/elements", import.meta.url));
+    const args = (out: string) => [
+      "elements",
+      base,
+      "-o",
+      out,
+      "--elements-path",
+      elementsPath,
+      "os-apply-config",
+    ];
+    const tty = await cli(args(join(dir, "e1.qcow2")), true);
+    expect(tty.code, tty.err).toBe(0);
+    expectCompleteBar(tty.err, "elements");
+    const piped = await cli(args(join(dir, "e2.qcow2")), false);
+    expect(piped.code).toBe(0);
+    expect(piped.err).toBe("");
+  });
 });
