@@ -8,6 +8,7 @@
 import { execFileSync } from "node:child_process";
 import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { debugfsCat, debugfsLs, describeWithTools, e2fsck, runTool, tempDir } from "@imgpatch/testkit";
 import { beforeAll, describe, expect, it } from "vitest";
 import { type CliIo, runCli } from "../src/commands/main.js";
@@ -187,6 +188,9 @@ describeWithTools(["mke2fs", "e2fsck", "debugfs", "blkid"], "sysprep on a RHEL 7
       "clone",
       "--write",
       "/etc/motd:hello",
+      "--rpm",
+      fileURLToPath(new URL("../../../test-fixtures/rpm/out/imgpatch-demo-xz.noarch.rpm", import.meta.url)),
+      "--rpm-owner-fallback",
     ]);
     expect(r.code, r.stderr).toBe(0);
     await e2fsckClean(img);
@@ -201,6 +205,9 @@ describeWithTools(["mke2fs", "e2fsck", "debugfs", "blkid"], "sysprep on a RHEL 7
     expect((await debugfsLs(img, "/var/spool/mail")).map((e) => e.name)).toContain("bob");
     expect((await debugfsCat(img, "/etc/hostname")).toString()).toBe("clone\n");
     expect((await debugfsCat(img, "/etc/motd")).toString()).toBe("hello");
+    expect((await debugfsLs(img, "/var/lib/imgpatch/firstboot/pending")).map((e) => e.name)).toContain(
+      "000004-04-imgpatch-demo-post",
+    );
     expect(statSync(`${img}.imgpatch-undo`, { throwIfNoEntry: false })).toBeUndefined();
   });
 

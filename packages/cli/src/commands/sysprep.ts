@@ -80,7 +80,15 @@ export const sysprepCommand: CommandSpec = {
         type: "string",
         array: true,
         describe: "--rpm: trust this key file (as customize)",
-      });
+      })
+      .option("rpm-owner-fallback", { type: "boolean", describe: "--rpm: as customize --rpm-owner-fallback" })
+      .option("repo", {
+        type: "string",
+        array: true,
+        describe: "--install: as customize --repo (repeatable)",
+      })
+      .option("install-recommends", { type: "boolean", describe: "--install/--deb: as customize" })
+      .option("allow-unauthenticated", { type: "boolean", describe: "--install/--deb: as customize" });
     for (const name of CUSTOMIZE_OPS) {
       const group = "customize operations (run by the customize operation, last):";
       const describe = OPERATION_HELP[name];
@@ -183,6 +191,8 @@ export const sysprepCommand: CommandSpec = {
           customizeSteps: async () => {
             const done = await runSteps(g, steps, {
               now,
+              rpmMissingOwner: a["rpm-owner-fallback"] ? "root" : "error",
+              repos: a.repo === undefined ? undefined : list(a.repo),
               deb: debOptionsOf(a, ctx.io.err, ctx.ttyProgress(common)),
               progress: ctx.ttyProgress(common)
                 ? (label: string): StepProgress => progressBar(true, label, ctx.io.err)
