@@ -1,6 +1,8 @@
 /** Progress bars: rate-limited percentage frames on a terminal, nothing when piped, --quiet or --json. */
+import { execFileSync } from "node:child_process";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { qemuImgCompare, tempDir } from "@imgpatch/testkit";
 import { beforeAll, describe, expect, it } from "vitest";
 import { type CliIo, runCli } from "../src/commands/main.js";
@@ -145,5 +147,54 @@ describe("progress in the CLI (fake terminal)", () => {
     expect(piped.err).toBe("");
     // same result either way
     expect((await qemuImgCompare(join(dir, "o1.qcow2"), join(dir, "o2.qcow2"))).identical).toBe(true);
+  });
+
+  it("customize: bars for --tar-in (compressed bytes read) and --rpm payloads; none when piped", async () => {
+    const src = join(dir, "tar-src");
+    await mkdir(join(src, "app"), { recursive: true });
+    for (let i = 0; i < 30; i++) await writeFile(join(src, "app", `m${i}`), new Uint8Array(5000 + i).fill(i));
+    const tarball = join(dir, "app.tar.gz");
+    execFileSync("tar", ["-czf", tarball, "-C", src, "app"]);
+    const rpm = fileURLToPath(
+      new URL("../../../test-fixtures/rpm/out/imgpatch-demo-xz.noarch.rpm", import.meta.url),
+    );
+    const args = (out: string) => [
+      "customize",
+      base,
+      "-o",
+      out,
+      "--tar-in",
+      `${tarball}:/opt`,
+      "--rpm",
+      rpm,
+      "--rpm-owner-fallback",
+    ];
+    const tty = await cli(args(join(dir, "t1.qcow2")), true);
+    expect(tty.code, tty.err).toBe(0);
+    expectCompleteBar(tty.err, "tar-in app.tar.gz");
+    expectCompleteBar(tty.err, "rpm imgpatch-demo");
+    const piped = await cli(args(join(dir, "t2.qcow2")), false);
+    expect(piped.code).toBe(0);
+    expect(piped.err).toBe("");
+    expect((await qemuImgCompare(join(dir, "t1.qcow2"), join(dir, "t2.qcow2"))).identical).toBe(true);
+  });
+
+  it("elements: a bar over the plan's files on a terminal, none when piped", async () => {
+    const elementsPath = fileURLToPath(new URL("../../../test-fixtures/elements", import.meta.url));
+    const args = (out: string) => [
+      "elements",
+      base,
+      "-o",
+      out,
+      "--elements-path",
+      elementsPath,
+      "os-apply-config",
+    ];
+    const tty = await cli(args(join(dir, "e1.qcow2")), true);
+    expect(tty.code, tty.err).toBe(0);
+    expectCompleteBar(tty.err, "elements");
+    const piped = await cli(args(join(dir, "e2.qcow2")), false);
+    expect(piped.code).toBe(0);
+    expect(piped.err).toBe("");
   });
 });

@@ -1,6 +1,6 @@
 /** What every command module shares: the I/O, the run's state, and the shape of a command. */
 import type { Argv } from "yargs";
-import type { Guest, OpenGuestOptions } from "../image/open-guest.js";
+import type { CommitOptions, Guest, OpenGuestOptions } from "../image/open-guest.js";
 
 export interface CliIo {
   out(text: string): void;
@@ -49,8 +49,13 @@ export interface CommandContext {
   progress(a: Common, text: string): void;
   progressDone(a: Common): void;
   ttyProgress(a: Common): boolean;
-  /** Opens the guest, runs `f`, commits (writing any output) and closes. */
-  withGuest<T>(path: string, opts: OpenGuestOptions, f: (g: Guest) => Promise<T>): Promise<T>;
+  /** Opens the guest, runs `f`, commits (writing any output; `commit` adds hooks) and closes. */
+  withGuest<T>(
+    path: string,
+    opts: OpenGuestOptions,
+    f: (g: Guest) => Promise<T>,
+    commit?: Omit<CommitOptions, "onProgress">,
+  ): Promise<T>;
 }
 
 /** One `imgpatch` command: its yargs declaration and its handler. */

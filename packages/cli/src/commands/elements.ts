@@ -3,7 +3,8 @@ import { basename } from "node:path";
 import { UsageError } from "../image/open-image.js";
 import type { CommandSpec, Common } from "./context.js";
 import { imageOptions, outputModeOptions, outputOptions, rpmPolicyOf, sourceDateEpoch } from "./options.js";
-import { rpmBridge, rpmInject } from "./steps.js";
+import { progressBar } from "./progress.js";
+import { payloadBytes, rpmBridge, rpmInject } from "./steps.js";
 
 export const elementsCommand: CommandSpec = {
   command: "elements <image> [elements..]",
@@ -67,7 +68,18 @@ export const elementsCommand: CommandSpec = {
           const pkgs = [];
           try {
             for (const f of rpms) pkgs.push(await readRpm(f));
-            const target = injectTargetFromGuestFs(g.fs, g.image);
+            const bar = progressBar(
+              ctx.ttyProgress(common) && !dry,
+              `rpm payloads (${pkgs.length})`,
+              ctx.io.err,
+            );
+            const total = pkgs.reduce((n, p) => n + payloadBytes(p.files), 0);
+            let done = 0;
+            bar.update(0, total);
+            const target = injectTargetFromGuestFs(g.fs, g.image, (n) => {
+              done += n;
+              bar.update(done, total);
+            });
             const missingOwner = a["rpm-owner-fallback"] ? "root" : "error";
             const rpmOpts = { missingOwner, ...rpmPolicyOf(a) } as const;
             if (dry) {
@@ -75,7 +87,13 @@ export const elementsCommand: CommandSpec = {
               for (const plan of p.plans)
                 rpmLog.push(`rpm: would install ${plan.nevra} (${plan.files.length} entries)`);
             } else {
-              const t = await injectRpms(pkgs, target, rpmOpts);
+              let t: Awaited<ReturnType<typeof injectRpms>>;
+              try {
+                t = await injectRpms(pkgs, target, rpmOpts);
+                bar.update(total, total);
+              } finally {
+                bar.finish();
+              }
               for (const rep of t.reports)
                 rpmLog.push(`rpm: installed ${rep.nevra}: ${rep.written.length} files`);
               for (const p of await queueFirstbootPlan(g.fs, t.firstboot)) rpmLog.push(`rpm: firstboot ${p}`);
@@ -99,6 +117,7 @@ export const elementsCommand: CommandSpec = {
                 {
                   dryRun: dry,
                   mtime: now,
+                  progress: progressBar(ctx.ttyProgress(common) && !dry, "elements", ctx.io.err),
                   debPackages: { image: img, warn: (m: string) => ctx.io.err(`imgpatch: ${m}\n`) },
                   rpmPackages: {
                     image: img,

@@ -34,6 +34,7 @@ export async function installStep(guest: Guest, step: DebStep, ctx: StepContext)
       repos: ctx.repos,
       missingOwner: ctx.rpmMissingOwner,
       now: ctx.now,
+      progress: ctx.progress,
     });
   }
   throw noManager(guest.image);

@@ -7,7 +7,7 @@
 import { createRequire } from "node:module";
 import { basename } from "node:path";
 import yargs, { type Argv } from "yargs";
-import type { Guest, OpenGuestOptions } from "../image/open-guest.js";
+import type { CommitOptions, Guest, OpenGuestOptions } from "../image/open-guest.js";
 import { openGuest } from "../image/open-guest.js";
 import { UsageError } from "../image/open-image.js";
 import { catCommand } from "./cat.js";
@@ -27,6 +27,7 @@ import { withProgressBar } from "./progress.js";
 import { rollbackCommand } from "./rollback.js";
 import { sparsifyCommand } from "./sparsify.js";
 import { statCommand } from "./stat.js";
+import { sysprepCommand } from "./sysprep.js";
 
 export { type CliIo, processIo } from "./context.js";
 export { parseSize, sourceDateEpoch } from "./options.js";
@@ -51,6 +52,7 @@ const COMMANDS: readonly CommandSpec[] = [
   overlayCommand,
   customizeCommand,
   elementsCommand,
+  sysprepCommand,
 ];
 
 /**
@@ -89,13 +91,18 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
       if (io.isTTY && !a.quiet && !a.json) io.err("\r\x1b[K");
     },
     ttyProgress: (a: Common) => io.isTTY === true && !a.quiet && !a.json,
-    async withGuest<T>(path: string, opts: OpenGuestOptions, f: (g: Guest) => Promise<T>): Promise<T> {
+    async withGuest<T>(
+      path: string,
+      opts: OpenGuestOptions,
+      f: (g: Guest) => Promise<T>,
+      commit?: Omit<CommitOptions, "onProgress">,
+    ): Promise<T> {
       ctx.image = path;
       const g = await openGuest(path, opts);
       try {
         const r = await f(g);
         await withProgressBar(ctx.progressOn, `writing ${basename(g.target ?? path)}`, io.err, (onProgress) =>
-          g.commit({ onProgress }),
+          g.commit({ ...commit, onProgress }),
         );
         return r;
       } finally {

@@ -9,6 +9,13 @@ import type { Step } from "./recipe.js";
 export const rpmInject = () => import("@imgpatch/rpm-inject");
 export const rpmBridge = () => import("../guest/rpm-bridge.js");
 
+/** Bytes of the regular files of a payload (what a progress bar counts). */
+export function payloadBytes(files: ReadonlyArray<{ type: string; size: number; ghost?: boolean }>): number {
+  let n = 0;
+  for (const f of files) if (f.type === "file" && !f.ghost) n += f.size;
+  return n;
+}
+
 /** Runs `customize` steps on an open guest; returns per-step change lines. */
 export interface StepContext extends CustomizeContext {
   /** --rpm-owner-fallback: owners missing from the guest → root now, chowned at first boot after %pre. */
@@ -34,18 +41,28 @@ export async function runSteps(
       const { injectRpms, readRpm } = await rpmInject();
       const { injectTargetFromGuestFs, queueFirstbootPlan } = await rpmBridge();
       const pkg = await readRpm(step.host);
+      const bar = ctx.progress?.(`rpm ${pkg.info.name}`);
       try {
-        const r = await injectRpms([pkg], injectTargetFromGuestFs(guest.fs, guest.image), {
+        const total = payloadBytes(pkg.files);
+        let done = 0;
+        bar?.update(0, total);
+        const onWritten = (n: number) => {
+          done += n;
+          bar?.update(done, total);
+        };
+        const r = await injectRpms([pkg], injectTargetFromGuestFs(guest.fs, guest.image, onWritten), {
           missingOwner: ctx.rpmMissingOwner ?? "error",
           signature: step.signature,
           keys: step.keys,
         });
+        bar?.update(total, total); // done (hard links and unchanged %config files are not rewritten)
         lines = r.reports.flatMap((rep) => [
           `installed ${rep.nevra}: ${rep.written.length} files`,
           ...rep.warnings,
         ]);
         lines.push(...(await queueFirstbootPlan(guest.fs, r.firstboot)).map((p) => `firstboot ${p}`));
       } finally {
+        bar?.finish();
         await pkg.close();
       }
     } else if (step.op === "install" || step.op === "deb") {

@@ -5,6 +5,7 @@
  * rpmdb when register-sqlite can, else with rpm-inject's first-boot `rpm --justdb` registration.
  */
 import type { GuestFileReader, InstallPlan } from "@imgpatch/rpm-repo";
+import type { StepProgress } from "../commands/progress.js";
 import type { GuestFs } from "../guest/guest-fs.js";
 import { CustomizeUsageError } from "./operations.js";
 
@@ -31,6 +32,8 @@ export interface InstallContext {
   now?: Date;
   /** A plan already made by planRpmInstall for this step (not resolved again). */
   plan?: InstallPlan;
+  /** A progress display for the unpacking of the transaction's payloads (bytes of regular files). */
+  progress?: (label: string) => StepProgress;
 }
 
 /** A GuestFileReader over a GuestFs: missing paths are null. */
@@ -88,11 +91,28 @@ export async function runRpmInstall(
     const signature = gpg.length > 0 && gpg.every((r) => r.gpgcheck) ? "required" : "if-present";
     // sqlite rpmdbs are written here; BDB/ndb ones get rpm-inject's first-boot `rpm --justdb`.
     const direct = plan.rpmdb.backend === "sqlite";
-    const r = await injectRpms(pkgs, injectTargetFromGuestFs(fs, image), {
-      missingOwner: ctx.missingOwner ?? "error",
-      signature,
-      register: !direct,
-    });
+    const bar = ctx.progress?.(`unpacking ${pkgs.length} packages`);
+    let total = 0;
+    for (const p of pkgs) for (const f of p.files) if (f.type === "file" && !f.ghost) total += f.size;
+    let done = 0;
+    bar?.update(0, total);
+    let r: Awaited<ReturnType<typeof injectRpms>>;
+    try {
+      r = await injectRpms(
+        pkgs,
+        injectTargetFromGuestFs(fs, image, (n) => {
+          done += n;
+          bar?.update(done, total);
+        }),
+        {
+          missingOwner: ctx.missingOwner ?? "error",
+          signature,
+          register: !direct,
+        },
+      );
+    } finally {
+      bar?.finish();
+    }
     for (const rep of r.reports)
       lines.push(`unpacked ${rep.nevra}: ${rep.written.length} files`, ...rep.warnings);
     if (direct) {

@@ -359,7 +359,13 @@ export async function applyOperation(
       }
       // Loaded on use: tar-stream and the decompressors cost start-up time every other run would pay.
       const { tarIn } = await import("./tar-in.js");
-      const r = await tarIn(fs, op.host, op.dir, await identity(fs, ctx));
+      const bar = ctx.progress?.(`tar-in ${guestBasename(`/${op.host.split("/").pop()}`)}`);
+      let r: Awaited<ReturnType<typeof tarIn>>;
+      try {
+        r = await tarIn(fs, op.host, op.dir, await identity(fs, ctx), bar);
+      } finally {
+        bar?.finish();
+      }
       return [
         `tar-in ${op.host} -> ${op.dir} (${r.entries} entries)`,
         ...r.skipped.map((x) => `skipped ${x.name}: ${x.why}`),

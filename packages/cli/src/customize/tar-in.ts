@@ -10,9 +10,11 @@
  * GuestFs resolves symlinks within the guest root.
  */
 import { createReadStream } from "node:fs";
+import { stat } from "node:fs/promises";
 import { Readable } from "node:stream";
 import { decompress, sniffCompressor } from "@imgpatch/rpm-inject";
 import tar from "tar-stream";
+import type { StepProgress } from "../commands/progress.js";
 import { ensureDir, lstatOrNull } from "../guest/fs-util.js";
 import type { GuestFs } from "../guest/guest-fs.js";
 import type { GuestIdentity } from "../guest/identity.js";
@@ -22,13 +24,22 @@ export interface TarInResult {
   skipped: Array<{ name: string; why: string }>;
 }
 
-async function* readHost(path: string): AsyncIterable<Uint8Array> {
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 16 })) yield chunk as Buffer;
+/** The host file's bytes; `onRead` gets the running total (progress of the compressed input). */
+async function* readHost(path: string, onRead?: (done: number) => void): AsyncIterable<Uint8Array> {
+  let done = 0;
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 16 })) {
+    done += (chunk as Buffer).length;
+    onRead?.(done);
+    yield chunk as Buffer;
+  }
 }
 
 /** Peeks the first bytes to pick the decompressor, then yields the whole stream. */
-async function decompressed(path: string): Promise<AsyncIterable<Uint8Array>> {
-  const it = readHost(path)[Symbol.asyncIterator]();
+async function decompressed(
+  path: string,
+  onRead?: (done: number) => void,
+): Promise<AsyncIterable<Uint8Array>> {
+  const it = readHost(path, onRead)[Symbol.asyncIterator]();
   const first = await it.next();
   const head = first.done ? new Uint8Array(0) : first.value;
   const rest: AsyncIterable<Uint8Array> = {
@@ -53,13 +64,16 @@ export async function tarIn(
   tarball: string,
   guestDir: string,
   identity: GuestIdentity,
+  progress?: StepProgress,
 ): Promise<TarInResult> {
   const result: TarInResult = { entries: 0, skipped: [] };
   const base = guestDir === "/" ? "" : guestDir.replace(/\/+$/, "");
   const createdLinks = new Set<string>();
   const dirTimes: Array<[string, Date]> = [];
   const extract = tar.extract();
-  Readable.from(await decompressed(tarball)).pipe(extract);
+  const total = progress ? (await stat(tarball)).size : 0;
+  progress?.update(0, total);
+  Readable.from(await decompressed(tarball, progress && ((d) => progress.update(d, total)))).pipe(extract);
   for await (const entry of extract) {
     const h = entry.header;
     const pax = (h.pax ?? {}) as Record<string, string>;

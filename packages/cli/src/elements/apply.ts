@@ -1,5 +1,6 @@
 /** Applying an elements plan through a GuestFs, and rendering it for --dry-run. */
-import { readFile } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
+import type { StepProgress } from "../commands/progress.js";
 import { type DebStepOptions, isDebianGuest } from "../customize/install-deb.js";
 import { isRpmGuest } from "../customize/install-rpm.js";
 import { addFirstbootScript } from "../guest/firstboot.js";
@@ -24,6 +25,19 @@ export interface ApplyOptions {
   systemd?: SystemdInstallOptions;
   /** Timestamp for written files (SOURCE_DATE_EPOCH makes outputs reproducible). */
   mtime?: Date;
+  /** A progress display fed with the bytes of the plan's files as they are written. */
+  progress?: StepProgress;
+}
+
+/** Bytes a plan writes (host files by their size, generated text by its length). */
+async function planBytes(ops: readonly GuestOp[]): Promise<number> {
+  let n = 0;
+  for (const op of ops) if (op.op === "write") n += await opBytes(op);
+  return n;
+}
+
+async function opBytes(op: Extract<GuestOp, { op: "write" }>): Promise<number> {
+  return "host" in op.source ? (await stat(op.source.host)).size : Buffer.byteLength(op.source.text);
 }
 
 async function applyOp(fs: GuestFs, op: GuestOp, result: ApplyResult, options: ApplyOptions): Promise<void> {
@@ -86,7 +100,21 @@ export async function applyElementsPlan(
   options: ApplyOptions = {},
 ): Promise<ApplyResult> {
   const result: ApplyResult = { log: [], enabled: [], firstbootScripts: [] };
-  for (const op of plan.ops) await applyOp(fs, op, result, options);
+  const bar = options.progress;
+  const total = bar ? await planBytes(plan.ops) : 0;
+  let done = 0;
+  bar?.update(0, total);
+  try {
+    for (const op of plan.ops) {
+      await applyOp(fs, op, result, options);
+      if (bar && op.op === "write") {
+        done += await opBytes(op);
+        bar.update(done, total);
+      }
+    }
+  } finally {
+    bar?.finish();
+  }
   return result;
 }
 

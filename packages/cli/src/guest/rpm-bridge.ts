@@ -11,8 +11,15 @@ import type { GuestFs } from "./guest-fs.js";
 const secs = (d: Date) => Math.floor(d.getTime() / 1000);
 const date = (s: number) => new Date(s * 1000);
 
-/** rpm-inject writes through this: final components are never followed, as rpm does. */
-export function injectTargetFromGuestFs(fs: GuestFs, name: string): InjectTarget {
+/**
+ * rpm-inject writes through this: final components are never followed, as rpm does. `onWritten`
+ * receives the size of each regular file written (progress of a payload).
+ */
+export function injectTargetFromGuestFs(
+  fs: GuestFs,
+  name: string,
+  onWritten?: (bytes: number) => void,
+): InjectTarget {
   return {
     name,
     async lstat(path: string): Promise<TargetStat | undefined> {
@@ -44,7 +51,9 @@ export function injectTargetFromGuestFs(fs: GuestFs, name: string): InjectTarget
     async writeFile(path: string, content: AsyncIterable<Uint8Array>, perms: number): Promise<void> {
       const st = await lstatOrNull(fs, path);
       if (st && st.type !== "file" && st.type !== "directory") await fs.unlink(path);
-      await fs.writeFile(path, await collectGuestData(content), { mode: perms });
+      const data = await collectGuestData(content);
+      await fs.writeFile(path, data, { mode: perms });
+      onWritten?.(data.length);
     },
     symlink: (target, path) => fs.symlink(target, path),
     link: (existing, path) => fs.link(existing, path),

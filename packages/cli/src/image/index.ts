@@ -2,6 +2,8 @@ export { Ext4GuestFs, type Ext4GuestFsOptions, ext4StatsToGuest } from "./ext4-g
 export { type FstabEntry, findVolume, parseFstab, volumeName } from "./fstab.js";
 export { type GuestMount, MountedGuestFs } from "./mount-fs.js";
 export {
+  type CommitOptions,
+  type EditedVolume,
   type Guest,
   type GuestMountInfo,
   GuestOpenError,

@@ -116,6 +116,20 @@ export interface Guest {
 export interface CommitOptions {
   /** Bytes of the image written to a full output so far, of its virtual size. */
   onProgress?: (done: number, total: number) => void;
+  /**
+   * Runs once every filesystem editor has synced and before the final flush, with the devices of
+   * the edited volumes: whole-volume edits below the filesystem layer (sysprep's fs-uuids). The
+   * editors are not used afterwards. Within the run's undo log / temporary output like any write.
+   */
+  afterSync?: (volumes: EditedVolume[]) => Promise<void>;
+}
+
+/** An edited volume as CommitOptions.afterSync sees it. */
+export interface EditedVolume {
+  /** "partition 2" or "whole disk" (as messages name it). */
+  name: string;
+  type: "ext4" | "xfs";
+  device: BlockDevice;
 }
 
 /** An unfinished in-place run left its undo file: the image may be half-edited. */
@@ -167,6 +181,8 @@ interface OpenVolume {
   /** The editor, when the volume is edited: commit() syncs it. */
   editor?: { sync(): Promise<void> };
   guestFs?: Ext4GuestFs | XfsGuestFs;
+  /** The volume's own device (its partition's range) when it is edited. */
+  device?: BlockDevice;
 }
 
 /**
@@ -187,7 +203,7 @@ async function openXfsVolume(
   if (!readOnly) {
     try {
       const editor = await XfsEditor.open(dev, { onWarning, timestamp: now });
-      return { volume, editor, guestFs: new XfsGuestFs(editor) };
+      return { volume, editor, guestFs: new XfsGuestFs(editor), device: dev };
     } catch (err) {
       why = `${volumeName(volume)} cannot be edited: ${(err as Error).message}`;
     }
@@ -232,7 +248,7 @@ async function openVolumes(
         // A journal left by a crash is replayed into the output first, as e2fsck would (the input
         // itself is only written with --in-place, under its undo log).
         const editor = await Ext4Editor.open(dev, { onWarning, timestamp: now, replayJournal: true });
-        out.push({ volume, editor, guestFs: new Ext4GuestFs(editor) });
+        out.push({ volume, editor, guestFs: new Ext4GuestFs(editor), device: dev });
         continue;
       } catch (err) {
         // Readable but not editable (a feature the editor refuses, a journal to recover...):
@@ -462,6 +478,18 @@ export async function openGuest(image: string, options: OpenGuestOptions = {}): 
           }
           await labeler?.flushLabels();
           await flushAll();
+          if (commitOptions.afterSync) {
+            const edited: EditedVolume[] = [];
+            for (const v of vols)
+              if (v.editor && v.device)
+                edited.push({
+                  name: volumeName(v.volume),
+                  type: v.volume.filesystem?.type === "xfs" ? "xfs" : "ext4",
+                  device: v.device,
+                });
+            await commitOptions.afterSync(edited);
+            await device.flush();
+          }
           if (mode === "in-place") {
             for (const d of devices.reverse()) await d.close();
             devices.length = 0;
