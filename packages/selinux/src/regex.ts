@@ -337,6 +337,63 @@ export function specStem(regex: string): string {
   return regex.slice(0, slash);
 }
 
+/**
+ * A literal every path the spec matches starts with (the candidate filter of match.ts): the
+ * characters before the first meta character or non-plain escape, less the last one when a
+ * quantifier that may drop it (`?`, `*`, `{`) follows. "" when the expression has an alternation
+ * `|` outside any group or bracket (its branches need not share a prefix) or starts with a meta.
+ * Shorter than the longest true prefix is always safe: it only admits more candidates.
+ */
+export function specPrefix(regex: string): string {
+  if (hasTopLevelAlternation(regex)) return "";
+  let out = "";
+  let last = 0;
+  for (let i = 0; i < regex.length; i++) {
+    const c = regex[i];
+    if (c === "\\") {
+      const e = regex[i + 1];
+      if (e === undefined || /[A-Za-z0-9]/.test(e)) return out;
+      last = out.length;
+      out += e;
+      i++;
+      continue;
+    }
+    if (".^$?*+|[({".includes(c)) return c === "?" || c === "*" || c === "{" ? out.slice(0, last) : out;
+    last = out.length;
+    out += c;
+  }
+  return out;
+}
+
+/** Whether `|` occurs outside every group and bracket expression (escapes skipped). */
+function hasTopLevelAlternation(regex: string): boolean {
+  if (!regex.includes("|")) return false;
+  let depth = 0;
+  for (let i = 0; i < regex.length; i++) {
+    const c = regex[i];
+    if (c === "\\") i++;
+    else if (c === "(") depth++;
+    else if (c === ")") depth = Math.max(0, depth - 1);
+    else if (c === "|" && depth === 0) return true;
+    else if (c === "[") {
+      // a leading "]" (after an optional "^") is a member; [:class:] holds a "]" of its own
+      let j = i + 1;
+      if (regex[j] === "^") j++;
+      if (regex[j] === "]") j++;
+      for (; j < regex.length && regex[j] !== "]"; j++) {
+        if (regex[j] === "\\") j++;
+        else if (regex[j] === "[" && regex[j + 1] === ":") {
+          const close = regex.indexOf(":]", j + 2);
+          if (close < 0) return true; // malformed: translation refuses it; no prefix meanwhile
+          j = close + 1;
+        }
+      }
+      i = j;
+    }
+  }
+  return false;
+}
+
 /** The literal a meta-free spec stands for, or undefined when an escape is not a plain one. */
 export function specLiteral(regex: string): string | undefined {
   let out = "";

@@ -11,6 +11,7 @@ import {
   S_IFREG,
   SelinuxPolicyError,
   SelinuxRegexError,
+  specPrefix,
   substitutePath,
 } from "../src/index.js";
 
@@ -82,6 +83,46 @@ describe("precedence", () => {
     expect(substitutePath(local, dist, "/lib64/libc.so")).toBe("/usr/lib/libc.so");
     expect(substitutePath(local, dist, "/lib645")).toBe("/lib645");
     expect(substitutePath(local, dist, "/root/x")).toBe("/x");
+  });
+});
+
+describe("candidate prefixes", () => {
+  it("are literal text every match starts with", () => {
+    const cases: Array<[string, string]> = [
+      ["/usr/lib(/.*)?", "/usr/lib"],
+      ["/usr/libx?/y", "/usr/lib"],
+      ["/opt/.*\\.so", "/opt/"],
+      ["/a\\.b*", "/a."],
+      ["/var/run\\d+", "/var/run"],
+      ["/x{2}y", "/"],
+      ["/usr/bin/a|/usr/sbin/a", ""],
+      ["/usr/(bin|sbin)/a", "/usr/"],
+      ["/a(b)|/c", ""],
+      ["/a[|]b|/c", ""],
+      ["/a[]|]b", "/a"],
+      ["/a[[:alpha:]|]b", "/a"],
+      ["^/a", ""],
+      ["/a+b", "/a"],
+    ];
+    for (const [re, prefix] of cases) expect([re, specPrefix(re)]).toEqual([re, prefix]);
+  });
+  it("do not change which spec wins", () => {
+    const specs = parseFileContexts(
+      [
+        "/usr/bin/a|/usr/sbin/a -- u:r:alt_t:s0",
+        "/usr/(.*/)?lib(/.*)? u:r:lib_t:s0",
+        "/usr/lib/ab? u:r:x_t:s0",
+        "/usr/lib/python3(/.*)? u:r:py_t:s0",
+      ].join("\n"),
+      "fc",
+    );
+    const fc = new FileContexts({ specs });
+    expect(fc.lookup("/usr/sbin/a", S_IFREG)).toBe("u:r:alt_t:s0");
+    expect(fc.lookup("/usr/lib/python3/m.py", S_IFREG)).toBe("u:r:py_t:s0");
+    expect(fc.lookup("/usr/lib/a", S_IFDIR)).toBe("u:r:x_t:s0");
+    expect(fc.lookup("/usr/lib/", S_IFDIR)).toBe("u:r:lib_t:s0");
+    expect(fc.lookup("/usr/share/lib/z", S_IFREG)).toBe("u:r:lib_t:s0");
+    expect(fc.lookup("/etc/z", S_IFREG)).toBe(null);
   });
 });
 
