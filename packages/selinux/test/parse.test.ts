@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import {
   compileSpecRegex,
   FileContexts,
+  loadGuestPolicy,
   parseFcontextBin,
   parseFileContexts,
   parseSelinuxConfig,
@@ -123,6 +124,32 @@ describe("candidate prefixes", () => {
     expect(fc.lookup("/usr/lib/", S_IFDIR)).toBe("u:r:lib_t:s0");
     expect(fc.lookup("/usr/share/lib/z", S_IFREG)).toBe("u:r:lib_t:s0");
     expect(fc.lookup("/etc/z", S_IFREG)).toBe(null);
+  });
+});
+
+describe("loaded policies", () => {
+  it("are reused by content, never across a changed file", async () => {
+    const files: Record<string, string> = {
+      "/etc/selinux/config": "SELINUX=enforcing\nSELINUXTYPE=t\n",
+      "/etc/selinux/t/contexts/files/file_contexts": "/a(/.*)? u:r:a_t:s0\n",
+    };
+    const reader = {
+      readFile: async (p: string) => {
+        if (files[p] === undefined) throw Object.assign(new Error(p), { code: "ENOENT" });
+        return new TextEncoder().encode(files[p]);
+      },
+    };
+    const one = await loadGuestPolicy(reader);
+    const two = await loadGuestPolicy(reader);
+    expect(two?.contexts).toBe(one?.contexts);
+    files["/etc/selinux/t/contexts/files/file_contexts"] = "/a(/.*)? u:r:b_t:s0\n";
+    const three = await loadGuestPolicy(reader);
+    expect(three?.contexts).not.toBe(one?.contexts);
+    expect(three?.contexts.lookup("/a/x")).toBe("u:r:b_t:s0");
+    files["/etc/selinux/t/contexts/files/file_contexts.subs"] = "/b /a\n";
+    const four = await loadGuestPolicy(reader);
+    expect(four?.contexts).not.toBe(three?.contexts);
+    expect(four?.contexts.lookup("/b/x")).toBe("u:r:b_t:s0");
   });
 });
 
