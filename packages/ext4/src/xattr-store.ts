@@ -7,7 +7,7 @@ import { decodeName, setU32, u32 } from "./bytes.js";
 import { type EditContext, key, timeNow } from "./edit-context.js";
 import { Ext4EditError, Ext4UnsupportedError } from "./errors.js";
 import { COMPAT } from "./features.js";
-import { encodeInode, type Inode } from "./inode.js";
+import { encodeInode, GOOD_OLD_INODE_SIZE, type Inode } from "./inode.js";
 import { setBlocks } from "./inode-map.js";
 import { putInode } from "./inode-table.js";
 import { resolve } from "./namei.js";
@@ -146,15 +146,26 @@ export async function initXattrs(
   xattrs: Readonly<Record<string, Uint8Array>>,
   path: string,
 ): Promise<void> {
+  // A caller labelling many inodes alike passes the same object: its in-inode bytes are reused.
+  const start = GOOD_OLD_INODE_SIZE + inode.extraIsize;
+  const known = ibodyImages.get(xattrs);
+  if (known && known.ctx === ctx && known.start === start && inode.fileAcl === 0) {
+    inode.raw.set(known.bytes, start);
+    return;
+  }
   const items = Object.entries(xattrs).map(([name, value]) => xattrItem(ctx, name, value, path));
   if (items.length === 0) return;
-  const plan = planXattrs(items, ctx.sb.inodeSize - 128 - inode.extraIsize, ctx.bs);
+  const plan = planXattrs(items, ctx.sb.inodeSize - start, ctx.bs);
   if (plan && plan.block.length === 0 && inode.fileAcl === 0) {
     writeIbodyXattrs(inode.raw, inode.extraIsize, plan.ibody);
+    ibodyImages.set(xattrs, { ctx, start, bytes: inode.raw.slice(start) });
     return;
   }
   await storeXattrs(ctx, inode, items, path);
 }
+
+/** In-inode attribute areas initXattrs laid out, by the attribute object they came from. */
+const ibodyImages = new WeakMap<object, { ctx: EditContext; start: number; bytes: Uint8Array }>();
 
 export async function setxattr(
   ctx: EditContext,

@@ -95,6 +95,8 @@ export class SelinuxLabelingGuestFs implements GuestFs {
   private readonly createdDirs = new Set<string>();
   /** Real paths of symlinks this wrapper created. */
   private readonly createdLinks = new Set<string>();
+  /** The create hook's answer per context (see labelAtCreate). */
+  private readonly labelXattrs = new Map<string, Readonly<Record<string, Uint8Array>>>();
 
   constructor(inner: GuestFs, policy?: GuestPolicy) {
     this.inner = inner;
@@ -219,7 +221,13 @@ export class SelinuxLabelingGuestFs implements GuestFs {
     if (context === null) return undefined;
     this.stats.labelled++;
     this.stats.atCreate++;
-    return { [SELINUX_XATTR]: contextXattr(context) };
+    // one object per context: the editor reuses the in-inode bytes it laid out for it
+    let xattrs = this.labelXattrs.get(context);
+    if (!xattrs) {
+      xattrs = { [SELINUX_XATTR]: contextXattr(context) };
+      this.labelXattrs.set(context, xattrs);
+    }
+    return xattrs;
   }
 
   /**

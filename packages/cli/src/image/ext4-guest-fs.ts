@@ -95,10 +95,9 @@ export function ext4StatsToGuest(s: InodeStatsLike): GuestStats {
  * the file type instead.
  */
 export function withModeHook<T extends GuestOwnerOptions>(options: T | undefined): ModeHooked<T> | undefined {
-  if (!options) return undefined;
-  const { createXattrs: hook, ...rest } = options;
-  if (!hook) return rest;
-  return { ...rest, createXattrs: (path: string, mode: number) => hook(path, typeOfMode(mode)) };
+  const hook = options?.createXattrs;
+  if (!options || !hook) return options as ModeHooked<T> | undefined;
+  return { ...options, createXattrs: (path: string, mode: number) => hook(path, typeOfMode(mode)) };
 }
 
 /** Options as the ext4 and XFS editors take them: the create hook gets the st_mode. */
