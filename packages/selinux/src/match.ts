@@ -22,15 +22,7 @@
  */
 import type { FileContextSpec } from "./file-contexts.js";
 import { S_IFMT } from "./file-contexts.js";
-import {
-  compileSpecRegex,
-  pathKey,
-  specLiteral,
-  specMeta,
-  specPrefix,
-  specStem,
-  translateSpecRegex,
-} from "./regex.js";
+import { analyzeSpec, compileSpecRegex, pathKey, translateSpecRegex } from "./regex.js";
 import { type PathSub, substitutePath } from "./subs.js";
 
 export interface FileContextsSources {
@@ -100,16 +92,16 @@ export class FileContexts {
     this.exactSpecs = [];
     let odd = false;
     for (const spec of all) {
-      const e: Entry = { spec, index: 0, stem: specStem(spec.regex) };
-      if (specMeta(spec.regex).hasMeta) {
+      const a = analyzeSpec(spec.regex);
+      const e: Entry = { spec, index: 0, stem: a.stem };
+      if (a.hasMeta) {
         e.index = this.regexSpecs.length;
         this.regexSpecs.push(e);
-        const prefix = specPrefix(spec.regex);
-        const list = this.byPrefix.get(prefix);
+        const list = this.byPrefix.get(a.prefix);
         if (list) list.push(e);
-        else this.byPrefix.set(prefix, [e]);
+        else this.byPrefix.set(a.prefix, [e]);
       } else {
-        e.literal = specLiteral(spec.regex);
+        e.literal = a.literal;
         if (e.literal === undefined) odd = true;
         else {
           const list = this.exactByLiteral.get(e.literal) ?? [];

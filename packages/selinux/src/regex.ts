@@ -394,6 +394,65 @@ function hasTopLevelAlternation(regex: string): boolean {
   return false;
 }
 
+/** libselinux's meta characters `.^$?*+|[({` by char code. */
+const META = new Uint8Array(128);
+for (const c of ".^$?*+|[({") META[c.charCodeAt(0)] = 1;
+
+/**
+ * specMeta, specStem, specPrefix and specLiteral in one pass over the expression (a policy has
+ * thousands of specs and this runs once per spec at load, mostly before the JIT has warmed up).
+ */
+export function analyzeSpec(regex: string): {
+  hasMeta: boolean;
+  stem: string;
+  prefix: string;
+  literal: string | undefined;
+} {
+  const n = regex.length;
+  let firstMeta = -1;
+  let backslash = false;
+  for (let i = 0; i < n; i++) {
+    const c = regex.charCodeAt(i);
+    if (c === 0x5c) {
+      backslash = true;
+      i++;
+    } else if (c < 128 && META[c] === 1) {
+      firstMeta = i;
+      break;
+    }
+  }
+  const slash = regex.indexOf("/", 1);
+  // get_stem_from_spec: a backslash does not count as meta there
+  let stem = "";
+  if (slash > 0) {
+    let metaBeforeSlash = false;
+    for (let i = 0; i < slash; i++) {
+      const c = regex.charCodeAt(i);
+      if (c < 128 && META[c] === 1) {
+        metaBeforeSlash = true;
+        break;
+      }
+    }
+    if (!metaBeforeSlash) stem = regex.slice(0, slash);
+  }
+  if (firstMeta < 0) {
+    return { hasMeta: false, stem, prefix: "", literal: backslash ? specLiteral(regex) : regex };
+  }
+  return {
+    hasMeta: true,
+    stem,
+    prefix: backslash ? specPrefix(regex) : plainPrefix(regex, firstMeta),
+    literal: undefined,
+  };
+}
+
+/** specPrefix of an expression without backslashes before its first meta character at `at`. */
+function plainPrefix(regex: string, at: number): string {
+  if (hasTopLevelAlternation(regex)) return "";
+  const c = regex[at];
+  return regex.slice(0, c === "?" || c === "*" || c === "{" ? Math.max(0, at - 1) : at);
+}
+
 /** The literal a meta-free spec stands for, or undefined when an escape is not a plain one. */
 export function specLiteral(regex: string): string | undefined {
   let out = "";

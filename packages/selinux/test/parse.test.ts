@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import {
+  analyzeSpec,
   compileSpecRegex,
   FileContexts,
   loadGuestPolicy,
@@ -12,7 +13,10 @@ import {
   S_IFREG,
   SelinuxPolicyError,
   SelinuxRegexError,
+  specLiteral,
+  specMeta,
   specPrefix,
+  specStem,
   substitutePath,
 } from "../src/index.js";
 
@@ -106,6 +110,27 @@ describe("candidate prefixes", () => {
       ["/a+b", "/a"],
     ];
     for (const [re, prefix] of cases) expect([re, specPrefix(re)]).toEqual([re, prefix]);
+  });
+  it("analyzeSpec agrees with specMeta/specStem/specPrefix/specLiteral", () => {
+    const regexes = ["/a\\.b", "/a\\d", "/x\\.y(/.*)?", "/usr/lib(64)?/z", "/a|/b", "/q\\+r*", "/", "/etc"];
+    const debian = "/etc/selinux/default/contexts/files/file_contexts";
+    try {
+      for (const s of parseFileContexts(readFileSync(debian), debian)) regexes.push(s.regex);
+    } catch {
+      // no refpolicy on this host: the hand-written cases only
+    }
+    for (const r of regexes) {
+      const meta = specMeta(r).hasMeta;
+      expect([r, analyzeSpec(r)]).toEqual([
+        r,
+        {
+          hasMeta: meta,
+          stem: specStem(r),
+          prefix: meta ? specPrefix(r) : "",
+          literal: meta ? undefined : specLiteral(r),
+        },
+      ]);
+    }
   });
   it("do not change which spec wins", () => {
     const specs = parseFileContexts(
