@@ -32,6 +32,20 @@ describe("file_contexts text", () => {
       { regex: "/x", mode: S_IFDIR, context: "u:r:t:s0", file: "fc", line: 5 },
     ]);
   });
+  it("the plain-ASCII reading equals the byte-by-byte one; odd file types are typed errors", () => {
+    const debian = "/etc/selinux/default/contexts/files/file_contexts";
+    let text =
+      "# c\n\n/etc(/.*)?\tsystem_u:object_r:etc_t:s0\r\n  /tmp/.*   <<none>>\n/x -d u:r:t:s0 extra\n";
+    try {
+      text += readFileSync(debian, "latin1");
+    } catch {
+      // no refpolicy on this host: the hand-written lines only
+    }
+    // a NUL (here on a last line of its own) sends the text through the byte-by-byte reader
+    expect(parseFileContexts(text, "fc")).toEqual(parseFileContexts(`${text}\0`, "fc"));
+    for (const t of ["constructor", "__proto__", "toString"])
+      expect(() => parseFileContexts(`/a ${t} u:r:t:s0\n`, "FC")).toThrow(/FC: line 1: invalid file type/);
+  });
   it("typed errors name the file and line", () => {
     expect(() => parseFileContexts("/a u:r:t\n/b\n", "FC")).toThrow(/FC: line 2: missing fields/);
     expect(() => parseFileContexts("/a -x u:r:t\n", "FC")).toThrow(SelinuxPolicyError);
