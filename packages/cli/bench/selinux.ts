@@ -6,7 +6,10 @@
  *  (b) a full offline relabel of a 20,000-file ext4: `imgpatch customize --selinux-relabel` in
  *      process vs `setfiles -F` over a loop mount of the same filesystem (target: no slower).
  * The base is small (256 MiB of data) so the runs measure labelling, not the filesystem copy.
- * Run: `npx tsx packages/cli/bench/selinux.ts` (IMGPATCH_BENCH_RUNS, default 5).
+ * Run: `npx tsx packages/cli/bench/selinux.ts` (IMGPATCH_BENCH_RUNS, default 5;
+ * IMGPATCH_BENCH_PARTS=a, b or c runs those parts; default all three).
+ *  (c) = (a) through the bin (dist/bundle/imgpatch.js, `npm run bundle -w imgpatch` first), one
+ *      process per run: what a user of the CLI sees (no policy cache, the JIT cold every time).
  */
 import { execFileSync, spawnSync } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
@@ -18,6 +21,7 @@ const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 const OUT = join(ROOT, "bench-out/selinux");
 const FC_DIR = "/etc/selinux/default/contexts/files";
 const RUNS = Math.max(1, Number(process.env.IMGPATCH_BENCH_RUNS ?? 5));
+const PARTS = process.env.IMGPATCH_BENCH_PARTS ?? "abc";
 if (!existsSync(`${FC_DIR}/file_contexts`))
   throw new Error("needs selinux-policy-default (and policycoreutils)");
 mkdirSync(OUT, { recursive: true });
@@ -44,125 +48,154 @@ function policyTree(tree: string, mode: "enforcing" | "disabled"): void {
   writeFileSync(join(tree, "etc/passwd"), "root:x:0:0:root:/root:/bin/bash\n");
 }
 
-// --- (a) flagship with and without labels ---
-const bundle = join(OUT, "bundle/agent");
-if (!existsSync(bundle))
-  for (let i = 0; i < 500; i++) {
-    const d = join(bundle, `lib${i % 25}`);
-    mkdirSync(d, { recursive: true });
-    writeFileSync(join(d, `m${i}.py`), Buffer.alloc(i % 10 === 0 ? 300 << 10 : 3 << 10, i));
+// --- (a) flagship with and without labels; (c) the same through the bin ---
+if (PARTS.includes("a") || PARTS.includes("c")) {
+  const bundle = join(OUT, "bundle/agent");
+  if (!existsSync(bundle))
+    for (let i = 0; i < 500; i++) {
+      const d = join(bundle, `lib${i % 25}`);
+      mkdirSync(d, { recursive: true });
+      writeFileSync(join(d, `m${i}.py`), Buffer.alloc(i % 10 === 0 ? 300 << 10 : 3 << 10, i));
+    }
+  const unit = join(OUT, "bundle/agent.service");
+  writeFileSync(unit, "[Service]\nExecStart=/opt/agent/run\n[Install]\nWantedBy=multi-user.target\n");
+  const bases: Record<string, string> = {};
+  for (const mode of ["enforcing", "disabled"] as const) {
+    const base = join(OUT, `flagship-${mode}.qcow2`);
+    bases[mode] = base;
+    if (existsSync(base)) continue;
+    const tree = join(OUT, `tree-${mode}`);
+    rmSync(tree, { recursive: true, force: true });
+    policyTree(tree, mode);
+    for (let i = 0; i < 64; i++) {
+      mkdirSync(join(tree, "usr/share/data"), { recursive: true });
+      writeFileSync(join(tree, "usr/share/data", `blob${i}`), Buffer.alloc(4 << 20, i));
+    }
+    const raw = join(OUT, "base.raw");
+    sh("mke2fs", ["-q", "-F", "-t", "ext4", "-d", tree, raw, "2G"]);
+    sh("qemu-img", ["convert", "-c", "-O", "qcow2", raw, base]);
+    rmSync(raw);
+    rmSync(tree, { recursive: true });
   }
-const unit = join(OUT, "bundle/agent.service");
-writeFileSync(unit, "[Service]\nExecStart=/opt/agent/run\n[Install]\nWantedBy=multi-user.target\n");
-const bases: Record<string, string> = {};
-for (const mode of ["enforcing", "disabled"] as const) {
-  const base = join(OUT, `flagship-${mode}.qcow2`);
-  bases[mode] = base;
-  if (existsSync(base)) continue;
-  const tree = join(OUT, `tree-${mode}`);
-  rmSync(tree, { recursive: true, force: true });
-  policyTree(tree, mode);
-  for (let i = 0; i < 64; i++) {
-    mkdirSync(join(tree, "usr/share/data"), { recursive: true });
-    writeFileSync(join(tree, "usr/share/data", `blob${i}`), Buffer.alloc(4 << 20, i));
+  const quiet = { out: () => {}, err: (t: string) => process.stderr.write(t), env: process.env };
+  const job = (base: string, out: string) => [
+    "-q",
+    "customize",
+    base,
+    "--overlay",
+    out,
+    "--mkdir",
+    "/opt",
+    "--copy-in",
+    `${bundle}:/opt`,
+    "--upload",
+    `${unit}:/etc/systemd/system/agent.service`,
+    "--enable",
+    "agent.service",
+  ];
+  const times: Record<string, number[]> = { enforcing: [], disabled: [] };
+  for (let r = 0; PARTS.includes("a") && r < RUNS + 1; r++) {
+    for (const mode of ["disabled", "enforcing"] as const) {
+      const ov = join(OUT, `ov-${mode}.qcow2`);
+      rmSync(ov, { force: true });
+      const t = await timed(async () => {
+        const code = await runCli(job(bases[mode], ov), quiet);
+        if (code !== 0) throw new Error(`run failed: ${code}`);
+      });
+      if (r > 0) times[mode].push(t); // the first round warms the JIT
+    }
   }
-  const raw = join(OUT, "base.raw");
-  sh("mke2fs", ["-q", "-F", "-t", "ext4", "-d", tree, raw, "2G"]);
-  sh("qemu-img", ["convert", "-c", "-O", "qcow2", raw, base]);
-  rmSync(raw);
-  rmSync(tree, { recursive: true });
+  const report = (title: string) => {
+    const tOn = median(times.enforcing);
+    const tOff = median(times.disabled);
+    console.log(`${title}, median of ${RUNS}:`);
+    console.log(`    SELINUX=disabled (no labels):           ${(tOff * 1000).toFixed(0)} ms`);
+    console.log(
+      `    enforcing, refpolicy labels:            ${(tOn * 1000).toFixed(0)} ms   (+${(((tOn - tOff) / tOff) * 100).toFixed(1)} %; target ≤ 10 %)`,
+    );
+  };
+  if (PARTS.includes("a")) report("(a) flagship job in-process");
+  if (PARTS.includes("c")) {
+    const bin = join(ROOT, "packages/cli/dist/bundle/imgpatch.js");
+    if (!existsSync(bin)) throw new Error(`${bin}: run npm run bundle -w imgpatch first`);
+    times.enforcing = [];
+    times.disabled = [];
+    for (let r = 0; r < RUNS; r++) {
+      for (const mode of ["disabled", "enforcing"] as const) {
+        const ov = join(OUT, `ov-${mode}.qcow2`);
+        rmSync(ov, { force: true });
+        times[mode].push(await timed(() => sh(process.execPath, [bin, ...job(bases[mode], ov)])));
+      }
+    }
+    report("(c) flagship job through the bin, one process per run");
+  }
 }
-const quiet = { out: () => {}, err: (t: string) => process.stderr.write(t), env: process.env };
-const job = (base: string, out: string) => [
-  "-q",
-  "customize",
-  base,
-  "--overlay",
-  out,
-  "--mkdir",
-  "/opt",
-  "--copy-in",
-  `${bundle}:/opt`,
-  "--upload",
-  `${unit}:/etc/systemd/system/agent.service`,
-  "--enable",
-  "agent.service",
-];
-const times: Record<string, number[]> = { enforcing: [], disabled: [] };
-for (let r = 0; r < RUNS + 1; r++) {
-  for (const mode of ["disabled", "enforcing"] as const) {
-    const ov = join(OUT, `ov-${mode}.qcow2`);
-    rmSync(ov, { force: true });
-    const t = await timed(async () => {
-      const code = await runCli(job(bases[mode], ov), quiet);
-      if (code !== 0) throw new Error(`run failed: ${code}`);
-    });
-    if (r > 0) times[mode].push(t); // the first round warms the JIT
-  }
-}
-const tOn = median(times.enforcing);
-const tOff = median(times.disabled);
-console.log(`(a) flagship job in-process, median of ${RUNS}:`);
-console.log(`    SELINUX=disabled (no labels):           ${(tOff * 1000).toFixed(0)} ms`);
-console.log(
-  `    enforcing, refpolicy labels:            ${(tOn * 1000).toFixed(0)} ms   (+${(((tOn - tOff) / tOff) * 100).toFixed(1)} %; target ≤ 10 %)`,
-);
 
 // --- (b) full relabel of a 20,000-file ext4 vs setfiles -F over a loop mount ---
-const big = join(OUT, "relabel-20k.img");
-if (!existsSync(big)) {
-  const tree = join(OUT, "tree-20k");
-  rmSync(tree, { recursive: true, force: true });
-  policyTree(tree, "enforcing");
-  const tops = [
-    "usr/lib/python3/site-packages",
-    "usr/share/doc",
-    "etc/conf.d",
-    "var/lib/app",
-    "opt/agent/lib",
-    "usr/bin",
-  ];
-  let n = 0;
-  for (let d = 0; n < 20_000; d++) {
-    const dir = join(tree, tops[d % tops.length], `d${d}`);
-    mkdirSync(dir, { recursive: true });
-    for (let i = 0; i < 50 && n < 20_000; i++, n++) writeFileSync(join(dir, `f${i}.py`), "x");
+if (PARTS.includes("b")) {
+  const big = join(OUT, "relabel-20k.img");
+  if (!existsSync(big)) {
+    const tree = join(OUT, "tree-20k");
+    rmSync(tree, { recursive: true, force: true });
+    policyTree(tree, "enforcing");
+    const tops = [
+      "usr/lib/python3/site-packages",
+      "usr/share/doc",
+      "etc/conf.d",
+      "var/lib/app",
+      "opt/agent/lib",
+      "usr/bin",
+    ];
+    let n = 0;
+    for (let d = 0; n < 20_000; d++) {
+      const dir = join(tree, tops[d % tops.length], `d${d}`);
+      mkdirSync(dir, { recursive: true });
+      for (let i = 0; i < 50 && n < 20_000; i++, n++) writeFileSync(join(dir, `f${i}.py`), "x");
+    }
+    sh("mke2fs", ["-q", "-F", "-t", "ext4", "-N", "40000", "-d", tree, big, "512M"]);
+    rmSync(tree, { recursive: true });
   }
-  sh("mke2fs", ["-q", "-F", "-t", "ext4", "-N", "40000", "-d", tree, big, "512M"]);
-  rmSync(tree, { recursive: true });
-}
-const oursT: number[] = [];
-const theirsT: number[] = [];
-const mnt = join(OUT, "mnt");
-mkdirSync(mnt, { recursive: true });
-for (let r = 0; r < RUNS; r++) {
-  const a = join(OUT, "ours.img");
-  cpSync(big, a);
-  sh("sync", []);
-  oursT.push(
-    await timed(async () => {
-      const code = await runCli(["-q", "customize", a, "--in-place", "--selinux-relabel"], quiet);
-      if (code !== 0) throw new Error(`relabel failed: ${code}`);
-    }),
+  const oursT: number[] = [];
+  const theirsT: number[] = [];
+  const mnt = join(OUT, "mnt");
+  mkdirSync(mnt, { recursive: true });
+  for (let r = 0; r < RUNS; r++) {
+    const a = join(OUT, "ours.img");
+    cpSync(big, a);
+    sh("sync", []);
+    oursT.push(
+      await timed(async () => {
+        const code = await runCli(["-q", "customize", a, "--in-place", "--selinux-relabel"], quiet);
+        if (code !== 0) throw new Error(`relabel failed: ${code}`);
+      }),
+    );
+    const b = join(OUT, "theirs.img");
+    cpSync(big, b);
+    sh("sync", []);
+    theirsT.push(
+      await timed(() => {
+        execFileSync("mount", ["-o", "loop", b, mnt]);
+        try {
+          sh("setfiles", [
+            "-F",
+            "-r",
+            mnt,
+            join(mnt, "etc/selinux/default/contexts/files/file_contexts"),
+            mnt,
+          ]);
+        } finally {
+          execFileSync("umount", [mnt]); // the unmount writes the labels back: part of the job
+        }
+      }),
+    );
+  }
+  const to = median(oursT);
+  const tt = median(theirsT);
+  console.log(`(b) full relabel of a 20,000-file ext4, median of ${RUNS}:`);
+  console.log(
+    `    imgpatch customize --in-place --selinux-relabel (in-process): ${(to * 1000).toFixed(0)} ms`,
   );
-  const b = join(OUT, "theirs.img");
-  cpSync(big, b);
-  sh("sync", []);
-  theirsT.push(
-    await timed(() => {
-      execFileSync("mount", ["-o", "loop", b, mnt]);
-      try {
-        sh("setfiles", ["-F", "-r", mnt, join(mnt, "etc/selinux/default/contexts/files/file_contexts"), mnt]);
-      } finally {
-        execFileSync("umount", [mnt]); // the unmount writes the labels back: part of the job
-      }
-    }),
+  console.log(
+    `    mount -o loop + setfiles -F + umount:                         ${(tt * 1000).toFixed(0)} ms   (${(tt / to).toFixed(2)}× ours; target ≥ 1×)`,
   );
 }
-const to = median(oursT);
-const tt = median(theirsT);
-console.log(`(b) full relabel of a 20,000-file ext4, median of ${RUNS}:`);
-console.log(`    imgpatch customize --in-place --selinux-relabel (in-process): ${(to * 1000).toFixed(0)} ms`);
-console.log(
-  `    mount -o loop + setfiles -F + umount:                         ${(tt * 1000).toFixed(0)} ms   (${(tt / to).toFixed(2)}× ours; target ≥ 1×)`,
-);

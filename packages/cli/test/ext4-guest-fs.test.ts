@@ -76,4 +76,36 @@ describeWithTools(["mke2fs", "e2fsck", "sfdisk", "qemu-img"], "Ext4GuestFs and M
     expect(new TextDecoder().decode(await fs.readFile("/to-other/f"))).toBe("on p2");
     await expect(fs.rename("/to-other/f", "/f")).rejects.toThrow(/EXDEV/);
   });
+
+  it("create hooks see guest paths across mounts and their attributes land on the new inodes", async () => {
+    const fs = await fresh("gpt");
+    const asked: string[] = [];
+    const createXattrs = (p: string, t: string) => {
+      asked.push(`${t} ${p}`);
+      return { "user.made": new TextEncoder().encode(p) };
+    };
+    await fs.mkdir("/mnt/other/d/e", { recursive: true, createXattrs });
+    await fs.writeFile("/mnt/other/d/e/f", "x", { createXattrs });
+    await fs.symlink("/mnt/other/d", "/link", { createXattrs });
+    await fs.writeFile("/link/g", "y", { createXattrs }); // through a symlink on / into the mount
+    await fs.mknod("/mnt/other/p", "fifo", 0o600, 0, 0, { createXattrs });
+    expect(asked).toEqual([
+      "directory /mnt", // the mount point's directory, made on / (the mount answers for it before)
+      "directory /mnt/other/d",
+      "directory /mnt/other/d/e",
+      "file /mnt/other/d/e/f",
+      "symlink /link",
+      "file /mnt/other/d/g",
+      "fifo /mnt/other/p",
+    ]);
+    for (const p of [
+      "/mnt",
+      "/mnt/other/d",
+      "/mnt/other/d/e",
+      "/mnt/other/d/e/f",
+      "/mnt/other/d/g",
+      "/mnt/other/p",
+    ])
+      expect([p, new TextDecoder().decode(await fs.getxattr(p, "user.made"))]).toEqual([p, p]);
+  });
 });

@@ -81,7 +81,7 @@ function guestTree(root: string, policy: Policy): void {
 async function edit(
   image: string,
   out: string,
-): Promise<{ touched: Array<[string, string]>; labelled: number }> {
+): Promise<{ touched: Array<[string, string]>; labelled: number; atCreate: number }> {
   const g = await openGuest(image, { output: out, now: new Date("2026-01-01T00:00:00Z") });
   try {
     const fs = g.fs;
@@ -123,6 +123,7 @@ async function edit(
     const labeler = selinuxLabeler(fs);
     await g.commit();
     const labelled = labeler?.stats.labelled ?? 0;
+    const atCreate = labeler?.stats.atCreate ?? 0;
     const touched: Array<[string, string]> = [
       ["/usr/local-heat", "d"],
       ["/usr/local-heat/bin", "d"],
@@ -144,7 +145,7 @@ async function edit(
       ["/root/.ssh/authorized_keys", "f"],
       ["/etc/hostname", "f"],
     ];
-    return { touched, labelled };
+    return { touched, labelled, atCreate };
   } finally {
     await g.close();
   }
@@ -193,8 +194,10 @@ describeWithTools(
           const image = join(dir, "in.img");
           execFileSync("mke2fs", ["-q", "-t", "ext4", "-d", root, image, "64M"]);
           const out = join(dir, "out.img");
-          const { touched, labelled } = await edit(image, out);
+          const { touched, labelled, atCreate } = await edit(image, out);
           expect(labelled).toBeGreaterThanOrEqual(touched.length);
+          // new names in resolved directories are labelled as the editor creates them
+          expect(atCreate).toBeGreaterThanOrEqual(12);
           await runToolOk("e2fsck", ["-fn", out]);
           await withMount(out, async (mnt) => {
             const fc = join(mnt, `etc/selinux/${policy.type}/contexts/files/file_contexts`);

@@ -14,6 +14,7 @@ import { emptyMapRoot } from "./inode-map.js";
 import { blankInode, putInode, writeInode } from "./inode-table.js";
 import { incDirLinks } from "./link.js";
 import { resolveParent } from "./namei.js";
+import { initXattrs } from "./xattr-store.js";
 
 /**
  * Allocate an inode, fill it (`fill`), and give it `name` in `parent`: the common path of
@@ -48,6 +49,10 @@ export async function createInode(
     (await ctx.alloc.allocInode(parent.ino, isDir, topLevel, path));
   const inode = blankInode(ctx, ino, mode, owner.uid ?? 0, owner.gid ?? 0);
   try {
+    // Attributes first, as the kernel's security_inode_init_security: inline data and inline
+    // directories then see the room they leave.
+    const xattrs = owner.createXattrs?.(path, mode);
+    if (xattrs) await initXattrs(ctx, inode, xattrs, path);
     const pending = fill(inode);
     if (pending) await pending;
   } catch (e) {

@@ -58,9 +58,20 @@ export interface Ext4EditorOptions extends Ext4OpenOptions {
   durable?: boolean;
 }
 
+/**
+ * Extended attributes for an inode about to be created, asked for once per inode (each directory
+ * `mkdir -p` makes, a new file, symlink or node): `path` names it as the call spelled it (parents
+ * not resolved), `mode` is its full st_mode. They are written with the inode (in-inode space
+ * first), not by a later setxattr; undefined: none. The same object may be answered for many
+ * inodes (its in-inode layout is then reused): it must not change afterwards.
+ */
+export type CreateXattrs = (path: string, mode: number) => Readonly<Record<string, Uint8Array>> | undefined;
+
 export interface OwnerOptions {
   uid?: number;
   gid?: number;
+  /** Extended attributes given to each inode the call creates (a replaced file keeps its own). */
+  createXattrs?: CreateXattrs;
 }
 
 export interface WriteFileOptions extends OwnerOptions {

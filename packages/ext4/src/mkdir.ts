@@ -8,7 +8,7 @@ import type { MkdirOptions, OwnerOptions } from "./editor.js";
 import { Ext4EditError } from "./errors.js";
 import { INODE_FLAGS } from "./features.js";
 import { ROOT_INO } from "./fs.js";
-import { inlineCapacity, storeInlineDirValue } from "./inline.js";
+import { inlineCapacity, inlineParts, storeInlineDirValue } from "./inline.js";
 import { INLINE_DIR_PARENT_SIZE, INLINE_IBLOCK_SIZE, setInlineDirParent } from "./inline-data.js";
 import { type Inode, S_IFDIR, S_IFMT } from "./inode.js";
 import { emptyMapRoot, setMap } from "./inode-map.js";
@@ -61,7 +61,9 @@ export function mkdirIn(
   owner: OwnerOptions,
 ): Promise<Inode> {
   return createInode(ctx, dir, name, S_IFDIR | mode, owner, path, async (inode) => {
-    if (inlineCapacity(ctx, inode, []) >= INLINE_IBLOCK_SIZE) {
+    // attributes given at creation (createXattrs) stay next to system.data
+    const others = ctx.inlineData ? (await inlineParts(ctx, inode)).others : [];
+    if (inlineCapacity(ctx, inode, others) >= INLINE_IBLOCK_SIZE) {
       // inline_data: the parent's number, then one empty record over the rest of i_block.
       inode.linksCount = 2;
       inode.iBlock = new Uint8Array(INLINE_IBLOCK_SIZE);
@@ -75,7 +77,7 @@ export function mkdirIn(
         ctx.ft,
       );
       inode.flags |= INODE_FLAGS.INLINE_DATA;
-      await storeInlineDirValue(ctx, inode, new Uint8Array(0), [], path);
+      await storeInlineDirValue(ctx, inode, new Uint8Array(0), others, path);
       ctx.dirs.set(inode.ino, {
         ino: inode.ino,
         entries: new Map(),

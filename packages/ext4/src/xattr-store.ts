@@ -7,7 +7,7 @@ import { decodeName, setU32, u32 } from "./bytes.js";
 import { type EditContext, key, timeNow } from "./edit-context.js";
 import { Ext4EditError, Ext4UnsupportedError } from "./errors.js";
 import { COMPAT } from "./features.js";
-import { encodeInode, type Inode } from "./inode.js";
+import { encodeInode, GOOD_OLD_INODE_SIZE, type Inode } from "./inode.js";
 import { setBlocks } from "./inode-map.js";
 import { putInode } from "./inode-table.js";
 import { resolve } from "./namei.js";
@@ -119,13 +119,8 @@ export function xattrName(name: string, path: string): { index: number; suffix: 
   return s;
 }
 
-export async function setxattr(
-  ctx: EditContext,
-  path: string,
-  name: string,
-  value: Uint8Array | string,
-  options: { follow?: boolean } = {},
-): Promise<void> {
+/** An attribute as stored: name split by namespace, a POSIX ACL in its on-disk form. */
+function xattrItem(ctx: EditContext, name: string, value: Uint8Array | string, path: string): XattrItem {
   if (!hasCompat(ctx.sb, COMPAT.ext_attr))
     throw new Ext4UnsupportedError("ext_attr", "the filesystem has no ext_attr feature");
   const n = xattrName(name, path);
@@ -138,11 +133,54 @@ export async function setxattr(
     }
   }
   if (v.length > 65536) throw new Ext4EditError("EINVAL", "xattr value too large", path);
+  return { index: n.index, suffix: n.suffix, value: v.slice() };
+}
+
+/**
+ * The attributes of an inode being created (blank, none yet): into its own bytes when they fit
+ * the in-inode area (a SELinux label does with 256-byte inodes), else laid out as storeXattrs does.
+ */
+export async function initXattrs(
+  ctx: EditContext,
+  inode: Inode,
+  xattrs: Readonly<Record<string, Uint8Array>>,
+  path: string,
+): Promise<void> {
+  // A caller labelling many inodes alike passes the same object: its in-inode bytes are reused.
+  const start = GOOD_OLD_INODE_SIZE + inode.extraIsize;
+  const known = ibodyImages.get(xattrs);
+  if (known && known.ctx === ctx && known.start === start && inode.fileAcl === 0) {
+    inode.raw.set(known.bytes, start);
+    return;
+  }
+  const items = Object.entries(xattrs).map(([name, value]) => xattrItem(ctx, name, value, path));
+  if (items.length === 0) return;
+  const plan = planXattrs(items, ctx.sb.inodeSize - start, ctx.bs);
+  if (plan && plan.block.length === 0 && inode.fileAcl === 0) {
+    writeIbodyXattrs(inode.raw, inode.extraIsize, plan.ibody);
+    ibodyImages.set(xattrs, { ctx, start, bytes: inode.raw.slice(start) });
+    return;
+  }
+  await storeXattrs(ctx, inode, items, path);
+}
+
+/** In-inode attribute areas initXattrs laid out, by the attribute object they came from. */
+const ibodyImages = new WeakMap<object, { ctx: EditContext; start: number; bytes: Uint8Array }>();
+
+export async function setxattr(
+  ctx: EditContext,
+  path: string,
+  name: string,
+  value: Uint8Array | string,
+  options: { follow?: boolean } = {},
+): Promise<void> {
+  const item = xattrItem(ctx, name, value, path);
+  const n = { index: item.index, suffix: item.suffix };
   const { inode } = await resolve(ctx, path, options.follow ?? true);
   const items = (await loadXattrs(ctx, inode)).filter(
     (x) => !(x.index === n.index && key(x.suffix) === key(n.suffix)),
   );
-  items.push({ index: n.index, suffix: n.suffix, value: v.slice() });
+  items.push(item);
   await storeXattrs(ctx, inode, items, path);
   inode.ctime = timeNow(ctx);
   putInode(ctx, inode);

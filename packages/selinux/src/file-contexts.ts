@@ -32,6 +32,11 @@ const TYPE_FLAGS: Record<string, number> = {
   "-b": S_IFBLK,
 };
 
+/** The S_IFMT value of a FILETYPE field, or undefined (own keys only: "constructor" is no type). */
+function typeFlag(field: string): number | undefined {
+  return Object.hasOwn(TYPE_FLAGS, field) ? TYPE_FLAGS[field] : undefined;
+}
+
 /** The FILETYPE flag written for an S_IFMT value ("" for 0 = any). */
 export function fileTypeFlag(mode: number): string {
   for (const [flag, m] of Object.entries(TYPE_FLAGS)) if (m === mode) return flag;
@@ -55,9 +60,44 @@ function isCSpace(c: number): boolean {
   return c === 0x20 || (c >= 0x09 && c <= 0x0d);
 }
 
+/** Up to three fields of a line (C-locale whitespace; the line has no newline, NUL or byte > 0x7f). */
+const FIELDS = /^[\t\v\f\r ]*([^\t\v\f\r ]+)(?:[\t\v\f\r ]+([^\t\v\f\r ]+))?(?:[\t\v\f\r ]+([^\t\v\f\r ]+))?/;
+const NUL_OR_HIGH = /[\0\x80-\uffff]/;
+
 /** Parses a text file_contexts; `file` names it in errors. */
 export function parseFileContexts(data: Uint8Array | string, file: string): FileContextSpec[] {
   const text = typeof data === "string" ? data : Buffer.from(data).toString("latin1");
+  // The common case (plain ASCII, no NUL) split by the regular-expression engine: this runs once
+  // per policy line at load, mostly before the JIT has warmed up.
+  return NUL_OR_HIGH.test(text) ? parseSlow(text, file) : parseAscii(text, file);
+}
+
+function parseAscii(text: string, file: string): FileContextSpec[] {
+  const specs: FileContextSpec[] = [];
+  const lines = text.split("\n");
+  // a final newline ends the last line, it does not start another
+  const n = lines.length > 0 && lines[lines.length - 1] === "" ? lines.length - 1 : lines.length;
+  for (let i = 0; i < n; i++) {
+    const m = FIELDS.exec(lines[i]);
+    if (m === null || m[1].charCodeAt(0) === 0x23) continue; // blank, or a comment
+    const lineNo = i + 1;
+    if (m[2] === undefined) throw new SelinuxPolicyError(file, "missing fields", { line: lineNo });
+    let mode = 0;
+    let context = m[2];
+    if (m[3] !== undefined) {
+      const t = typeFlag(m[2]);
+      if (t === undefined)
+        throw new SelinuxPolicyError(file, `invalid file type ${JSON.stringify(m[2])}`, { line: lineNo });
+      mode = t;
+      context = m[3];
+    }
+    specs.push({ regex: m[1], mode, context: context === "<<none>>" ? null : context, file, line: lineNo });
+  }
+  return specs;
+}
+
+/** Byte by byte: NULs end lines, bytes above 0x7f in a field are refused. */
+function parseSlow(text: string, file: string): FileContextSpec[] {
   const specs: FileContextSpec[] = [];
   let lineNo = 0;
   let start = 0;
@@ -89,7 +129,7 @@ export function parseFileContexts(data: Uint8Array | string, file: string): File
     let mode = 0;
     let context = typeOrContext;
     if (maybeContext !== undefined) {
-      const m = TYPE_FLAGS[typeOrContext];
+      const m = typeFlag(typeOrContext);
       if (m === undefined)
         throw new SelinuxPolicyError(file, `invalid file type ${JSON.stringify(typeOrContext)}`, {
           line: lineNo,

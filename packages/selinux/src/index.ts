@@ -27,7 +27,15 @@ export {
   type SelinuxConfig,
   type SelinuxMode,
 } from "./policy.js";
-export { compileSpecRegex, pathKey, specLiteral, specMeta, specStem } from "./regex.js";
+export {
+  analyzeSpec,
+  compileSpecRegex,
+  pathKey,
+  specLiteral,
+  specMeta,
+  specPrefix,
+  specStem,
+} from "./regex.js";
 export {
   type LabelTree,
   modeOfType,

@@ -13,10 +13,16 @@
  *   spec is only tried for keys with the same first component. A key in the root directory ("/x")
  *   has no stem and only meets specs without one.
  * - A winning `<<none>>` means "no label" (null), and so does no match at all.
+ *
+ * Speed (not semantics): expressions are indexed by a literal prefix every match must start
+ * with (`specPrefix`); a key only meets the specs whose prefix it starts with, so `/opt/x/y.py`
+ * is tried against ~20 of refpolicy's ~2,400 expressions instead of the ~70 of stem /opt and
+ * none of the others. Each such candidate set (per longest matching prefix, stem and file type)
+ * is one alternation, built and compiled on first use.
  */
 import type { FileContextSpec } from "./file-contexts.js";
 import { S_IFMT } from "./file-contexts.js";
-import { compileSpecRegex, pathKey, specLiteral, specMeta, specStem, translateSpecRegex } from "./regex.js";
+import { analyzeSpec, compileSpecRegex, pathKey, translateSpecRegex } from "./regex.js";
 import { type PathSub, substitutePath } from "./subs.js";
 
 export interface FileContextsSources {
@@ -34,6 +40,8 @@ export interface FileContextsSources {
 
 interface Entry {
   spec: FileContextSpec;
+  /** Position among the regex specs (later wins). */
+  index: number;
   stem: string;
   /** Set for meta-free specs whose escapes are all plain: compared as a string. */
   literal?: string;
@@ -68,8 +76,10 @@ export class FileContexts {
   private readonly exactByLiteral = new Map<string, Entry[]>();
   /** Meta-free specs that still need the expression (an escape like \d). */
   private readonly exactOdd: boolean;
-  private readonly byStem = new Map<string, Entry[]>();
-  /** Per stem and file type: the candidates as one sticky alternation, last spec first. */
+  /** Regex specs by their literal prefix (specPrefix), in order; and the distinct prefix lengths, longest first. */
+  private readonly byPrefix = new Map<string, Entry[]>();
+  private readonly prefixLengths: number[];
+  /** Per longest prefix, stem and file type: the candidates as one sticky alternation, last spec first. */
   private readonly combined = new Map<string, { re: RegExp; groups: number[]; entries: Entry[] }>();
   private readonly subs: readonly PathSub[];
   private readonly distSubs: readonly PathSub[];
@@ -82,10 +92,16 @@ export class FileContexts {
     this.exactSpecs = [];
     let odd = false;
     for (const spec of all) {
-      const e: Entry = { spec, stem: specStem(spec.regex) };
-      if (specMeta(spec.regex).hasMeta) this.regexSpecs.push(e);
-      else {
-        e.literal = specLiteral(spec.regex);
+      const a = analyzeSpec(spec.regex);
+      const e: Entry = { spec, index: 0, stem: a.stem };
+      if (a.hasMeta) {
+        e.index = this.regexSpecs.length;
+        this.regexSpecs.push(e);
+        const list = this.byPrefix.get(a.prefix);
+        if (list) list.push(e);
+        else this.byPrefix.set(a.prefix, [e]);
+      } else {
+        e.literal = a.literal;
         if (e.literal === undefined) odd = true;
         else {
           const list = this.exactByLiteral.get(e.literal) ?? [];
@@ -96,6 +112,7 @@ export class FileContexts {
       }
     }
     this.exactOdd = odd;
+    this.prefixLengths = [...new Set([...this.byPrefix.keys()].map((k) => k.length))].sort((a, b) => b - a);
     this.size = all.length;
     this.subs = sources.subs ?? [];
     this.distSubs = sources.distSubs ?? [];
@@ -108,14 +125,25 @@ export class FileContexts {
     return this;
   }
 
-  /** The regex specs a key with this stem can meet, in order. */
-  private candidates(stem: string): Entry[] {
-    let list = this.byStem.get(stem);
-    if (!list) {
-      list = this.regexSpecs.filter((e) => e.stem === "" || e.stem === stem);
-      this.byStem.set(stem, list);
+  /** The longest spec prefix `bkey` starts with ("" at least, when any spec has no prefix). */
+  private longestPrefix(bkey: string): string | undefined {
+    for (const n of this.prefixLengths) {
+      if (n > bkey.length) continue;
+      const p = n === bkey.length ? bkey : bkey.slice(0, n);
+      if (this.byPrefix.has(p)) return p;
     }
-    return list;
+    return undefined;
+  }
+
+  /** The regex specs a key with this longest prefix and stem can meet, in order. */
+  private candidates(prefix: string, stem: string): Entry[] {
+    const out: Entry[] = [];
+    for (const n of this.prefixLengths) {
+      if (n > prefix.length) continue;
+      const list = this.byPrefix.get(n === prefix.length ? prefix : prefix.slice(0, n));
+      if (list) for (const e of list) if (e.stem === "" || e.stem === stem) out.push(e);
+    }
+    return out.sort((a, b) => a.index - b.index);
   }
 
   /**
@@ -146,7 +174,9 @@ export class FileContexts {
           if (fits(list[i])) return hit(list[i]);
         }
     }
-    const c = this.combinedFor(fileStem, m);
+    const prefix = this.longestPrefix(bkey);
+    if (prefix === undefined) return undefined;
+    const c = this.combinedFor(prefix, fileStem, m);
     c.re.lastIndex = 0;
     const r = c.re.exec(bkey);
     if (!r) return undefined;
@@ -159,11 +189,15 @@ export class FileContexts {
    * engine tries the alternatives in order, so the first that matches is the spec libselinux's
    * backward scan would stop at — one exec instead of hundreds of tests.
    */
-  private combinedFor(stem: string, m: number): { re: RegExp; groups: number[]; entries: Entry[] } {
-    const key = `${stem}\0${m}`;
+  private combinedFor(
+    prefix: string,
+    stem: string,
+    m: number,
+  ): { re: RegExp; groups: number[]; entries: Entry[] } {
+    const key = `${prefix}\0${stem}\0${m}`;
     let c = this.combined.get(key);
     if (c) return c;
-    const entries = this.candidates(stem)
+    const entries = this.candidates(prefix, stem)
       .filter((e) => m === 0 || e.spec.mode === 0 || e.spec.mode === m)
       .reverse();
     const parts: string[] = [];

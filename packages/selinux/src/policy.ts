@@ -9,7 +9,13 @@
  * Which of `file_contexts` / `file_contexts.bin` is read follows libselinux's open_file: the newer
  * by mtime, the compiled one on a tie; when that one cannot be read (e.g. a compiled format we do
  * not know), the other. The same for `.homedirs` and `.local`; `.subs_dist` and `.subs` are text.
+ *
+ * Loaded policies are kept per process by content (a hash of every file read): a process that
+ * opens several guests with the same policy (a batch, a service, the benchmarks) parses and
+ * indexes it once, and reuses the expressions already compiled. The files are still read each
+ * time, so a changed policy is never served from the cache.
  */
+import { createHash } from "node:crypto";
 import { SelinuxPolicyError } from "./errors.js";
 import { isFcontextBin, parseFcontextBin } from "./fcontext-bin.js";
 import { type FileContextSpec, parseFileContexts } from "./file-contexts.js";
@@ -97,11 +103,33 @@ function parseSpecs(data: Uint8Array, file: string): FileContextSpec[] {
   return isFcontextBin(data) ? parseFcontextBin(data, file) : parseFileContexts(data, file);
 }
 
+/** Policies loaded in this process, by content (most recently used last). */
+const CACHE_ENTRIES = 4;
+const loaded = new Map<string, FileContexts>();
+
+function contentKey(parts: ReadonlyArray<readonly [string, Uint8Array | undefined]>): string {
+  const h = createHash("sha256");
+  for (const [name, data] of parts) {
+    h.update(`${name}\0${data === undefined ? -1 : data.length}\0`);
+    if (data) h.update(data);
+  }
+  return h.digest("hex");
+}
+
 /** One spec file (text and/or `.bin`), chosen as libselinux chooses; undefined when neither exists. */
 export async function loadSpecFile(
   reader: PolicyReader,
   path: string,
 ): Promise<{ specs: FileContextSpec[]; file: string } | undefined> {
+  const r = await readSpecFile(reader, path);
+  return r && { specs: r.specs(), file: r.file };
+}
+
+/** loadSpecFile's choice and bytes; the specs parsed on demand. */
+async function readSpecFile(
+  reader: PolicyReader,
+  path: string,
+): Promise<{ specs: () => FileContextSpec[]; file: string; data: Uint8Array } | undefined> {
   const tText = await mtimeOf(reader, path);
   const tBin = await mtimeOf(reader, `${path}.bin`);
   let order: string[];
@@ -116,7 +144,10 @@ export async function loadSpecFile(
     try {
       data = await readOpt(reader, file);
       if (data === undefined) continue;
-      return { specs: parseSpecs(data, file), file };
+      // parsed here when another file could stand in for it (so a bad one falls back), else later
+      const bytes = data;
+      const specs = order.length > 1 ? parseSpecs(bytes, file) : undefined;
+      return { specs: () => specs ?? parseSpecs(bytes, file), file, data: bytes };
     } catch (err) {
       if (!(err instanceof SelinuxPolicyError)) throw err;
       firstError ??= err;
@@ -145,20 +176,33 @@ export async function loadGuestPolicy(
     throw new SelinuxPolicyError(configPath, `SELINUXTYPE=${config.type} is not a policy name`);
   const dir = `/etc/selinux/${config.type}/contexts/files`;
   const path = `${dir}/file_contexts`;
-  const main = await loadSpecFile(reader, path);
+  const main = await readSpecFile(reader, path);
   if (!main) return undefined;
-  const homedirs = await loadSpecFile(reader, `${path}.homedirs`);
-  const local = await loadSpecFile(reader, `${path}.local`);
+  const homedirs = await readSpecFile(reader, `${path}.homedirs`);
+  const local = await readSpecFile(reader, `${path}.local`);
   const subsDist = await readOpt(reader, `${path}.subs_dist`);
   const subs = await readOpt(reader, `${path}.subs`);
-  const contexts = new FileContexts({
-    specs: main.specs,
-    homedirs: homedirs?.specs,
-    local: local?.specs,
-    distSubs: subsDist ? parseSubs(subsDist) : [],
-    subs: subs ? parseSubs(subs) : [],
-  });
+  const key = contentKey([
+    [main.file, main.data],
+    [homedirs?.file ?? "-", homedirs?.data],
+    [local?.file ?? "-", local?.data],
+    ["subs_dist", subsDist],
+    ["subs", subs],
+  ]);
+  let contexts = loaded.get(key);
+  if (contexts) loaded.delete(key);
+  else
+    contexts = new FileContexts({
+      specs: main.specs(),
+      homedirs: homedirs?.specs(),
+      local: local?.specs(),
+      distSubs: subsDist ? parseSubs(subsDist) : [],
+      subs: subs ? parseSubs(subs) : [],
+    });
+  // compiled before it is cached: a policy that fails to compile is not kept
   if (options.compile !== false) contexts.compileAll();
+  loaded.set(key, contexts);
+  if (loaded.size > CACHE_ENTRIES) loaded.delete(loaded.keys().next().value as string);
   const files = [main.file, homedirs?.file, local?.file].filter((f): f is string => f !== undefined);
   if (subsDist) files.push(`${path}.subs_dist`);
   if (subs) files.push(`${path}.subs`);

@@ -337,6 +337,122 @@ export function specStem(regex: string): string {
   return regex.slice(0, slash);
 }
 
+/**
+ * A literal every path the spec matches starts with (the candidate filter of match.ts): the
+ * characters before the first meta character or non-plain escape, less the last one when a
+ * quantifier that may drop it (`?`, `*`, `{`) follows. "" when the expression has an alternation
+ * `|` outside any group or bracket (its branches need not share a prefix) or starts with a meta.
+ * Shorter than the longest true prefix is always safe: it only admits more candidates.
+ */
+export function specPrefix(regex: string): string {
+  if (hasTopLevelAlternation(regex)) return "";
+  let out = "";
+  let last = 0;
+  for (let i = 0; i < regex.length; i++) {
+    const c = regex[i];
+    if (c === "\\") {
+      const e = regex[i + 1];
+      if (e === undefined || /[A-Za-z0-9]/.test(e)) return out;
+      last = out.length;
+      out += e;
+      i++;
+      continue;
+    }
+    if (".^$?*+|[({".includes(c)) return c === "?" || c === "*" || c === "{" ? out.slice(0, last) : out;
+    last = out.length;
+    out += c;
+  }
+  return out;
+}
+
+/** Whether `|` occurs outside every group and bracket expression (escapes skipped). */
+function hasTopLevelAlternation(regex: string): boolean {
+  if (!regex.includes("|")) return false;
+  let depth = 0;
+  for (let i = 0; i < regex.length; i++) {
+    const c = regex[i];
+    if (c === "\\") i++;
+    else if (c === "(") depth++;
+    else if (c === ")") depth = Math.max(0, depth - 1);
+    else if (c === "|" && depth === 0) return true;
+    else if (c === "[") {
+      // a leading "]" (after an optional "^") is a member; [:class:] holds a "]" of its own
+      let j = i + 1;
+      if (regex[j] === "^") j++;
+      if (regex[j] === "]") j++;
+      for (; j < regex.length && regex[j] !== "]"; j++) {
+        if (regex[j] === "\\") j++;
+        else if (regex[j] === "[" && regex[j + 1] === ":") {
+          const close = regex.indexOf(":]", j + 2);
+          if (close < 0) return true; // malformed: translation refuses it; no prefix meanwhile
+          j = close + 1;
+        }
+      }
+      i = j;
+    }
+  }
+  return false;
+}
+
+/** libselinux's meta characters `.^$?*+|[({` by char code. */
+const META = new Uint8Array(128);
+for (const c of ".^$?*+|[({") META[c.charCodeAt(0)] = 1;
+
+/**
+ * specMeta, specStem, specPrefix and specLiteral in one pass over the expression (a policy has
+ * thousands of specs and this runs once per spec at load, mostly before the JIT has warmed up).
+ */
+export function analyzeSpec(regex: string): {
+  hasMeta: boolean;
+  stem: string;
+  prefix: string;
+  literal: string | undefined;
+} {
+  const n = regex.length;
+  let firstMeta = -1;
+  let backslash = false;
+  for (let i = 0; i < n; i++) {
+    const c = regex.charCodeAt(i);
+    if (c === 0x5c) {
+      backslash = true;
+      i++;
+    } else if (c < 128 && META[c] === 1) {
+      firstMeta = i;
+      break;
+    }
+  }
+  const slash = regex.indexOf("/", 1);
+  // get_stem_from_spec: a backslash does not count as meta there
+  let stem = "";
+  if (slash > 0) {
+    let metaBeforeSlash = false;
+    for (let i = 0; i < slash; i++) {
+      const c = regex.charCodeAt(i);
+      if (c < 128 && META[c] === 1) {
+        metaBeforeSlash = true;
+        break;
+      }
+    }
+    if (!metaBeforeSlash) stem = regex.slice(0, slash);
+  }
+  if (firstMeta < 0) {
+    return { hasMeta: false, stem, prefix: "", literal: backslash ? specLiteral(regex) : regex };
+  }
+  return {
+    hasMeta: true,
+    stem,
+    prefix: backslash ? specPrefix(regex) : plainPrefix(regex, firstMeta),
+    literal: undefined,
+  };
+}
+
+/** specPrefix of an expression without backslashes before its first meta character at `at`. */
+function plainPrefix(regex: string, at: number): string {
+  if (hasTopLevelAlternation(regex)) return "";
+  const c = regex[at];
+  return regex.slice(0, c === "?" || c === "*" || c === "{" ? Math.max(0, at - 1) : at);
+}
+
 /** The literal a meta-free spec stands for, or undefined when an escape is not a plain one. */
 export function specLiteral(regex: string): string | undefined {
   let out = "";

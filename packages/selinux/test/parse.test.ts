@@ -1,8 +1,10 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import {
+  analyzeSpec,
   compileSpecRegex,
   FileContexts,
+  loadGuestPolicy,
   parseFcontextBin,
   parseFileContexts,
   parseSelinuxConfig,
@@ -11,6 +13,10 @@ import {
   S_IFREG,
   SelinuxPolicyError,
   SelinuxRegexError,
+  specLiteral,
+  specMeta,
+  specPrefix,
+  specStem,
   substitutePath,
 } from "../src/index.js";
 
@@ -25,6 +31,20 @@ describe("file_contexts text", () => {
       { regex: "/tmp/.*", mode: 0, context: null, file: "fc", line: 4 },
       { regex: "/x", mode: S_IFDIR, context: "u:r:t:s0", file: "fc", line: 5 },
     ]);
+  });
+  it("the plain-ASCII reading equals the byte-by-byte one; odd file types are typed errors", () => {
+    const debian = "/etc/selinux/default/contexts/files/file_contexts";
+    let text =
+      "# c\n\n/etc(/.*)?\tsystem_u:object_r:etc_t:s0\r\n  /tmp/.*   <<none>>\n/x -d u:r:t:s0 extra\n";
+    try {
+      text += readFileSync(debian, "latin1");
+    } catch {
+      // no refpolicy on this host: the hand-written lines only
+    }
+    // a NUL (here on a last line of its own) sends the text through the byte-by-byte reader
+    expect(parseFileContexts(text, "fc")).toEqual(parseFileContexts(`${text}\0`, "fc"));
+    for (const t of ["constructor", "__proto__", "toString"])
+      expect(() => parseFileContexts(`/a ${t} u:r:t:s0\n`, "FC")).toThrow(/FC: line 1: invalid file type/);
   });
   it("typed errors name the file and line", () => {
     expect(() => parseFileContexts("/a u:r:t\n/b\n", "FC")).toThrow(/FC: line 2: missing fields/);
@@ -82,6 +102,93 @@ describe("precedence", () => {
     expect(substitutePath(local, dist, "/lib64/libc.so")).toBe("/usr/lib/libc.so");
     expect(substitutePath(local, dist, "/lib645")).toBe("/lib645");
     expect(substitutePath(local, dist, "/root/x")).toBe("/x");
+  });
+});
+
+describe("candidate prefixes", () => {
+  it("are literal text every match starts with", () => {
+    const cases: Array<[string, string]> = [
+      ["/usr/lib(/.*)?", "/usr/lib"],
+      ["/usr/libx?/y", "/usr/lib"],
+      ["/opt/.*\\.so", "/opt/"],
+      ["/a\\.b*", "/a."],
+      ["/var/run\\d+", "/var/run"],
+      ["/x{2}y", "/"],
+      ["/usr/bin/a|/usr/sbin/a", ""],
+      ["/usr/(bin|sbin)/a", "/usr/"],
+      ["/a(b)|/c", ""],
+      ["/a[|]b|/c", ""],
+      ["/a[]|]b", "/a"],
+      ["/a[[:alpha:]|]b", "/a"],
+      ["^/a", ""],
+      ["/a+b", "/a"],
+    ];
+    for (const [re, prefix] of cases) expect([re, specPrefix(re)]).toEqual([re, prefix]);
+  });
+  it("analyzeSpec agrees with specMeta/specStem/specPrefix/specLiteral", () => {
+    const regexes = ["/a\\.b", "/a\\d", "/x\\.y(/.*)?", "/usr/lib(64)?/z", "/a|/b", "/q\\+r*", "/", "/etc"];
+    const debian = "/etc/selinux/default/contexts/files/file_contexts";
+    try {
+      for (const s of parseFileContexts(readFileSync(debian), debian)) regexes.push(s.regex);
+    } catch {
+      // no refpolicy on this host: the hand-written cases only
+    }
+    for (const r of regexes) {
+      const meta = specMeta(r).hasMeta;
+      expect([r, analyzeSpec(r)]).toEqual([
+        r,
+        {
+          hasMeta: meta,
+          stem: specStem(r),
+          prefix: meta ? specPrefix(r) : "",
+          literal: meta ? undefined : specLiteral(r),
+        },
+      ]);
+    }
+  });
+  it("do not change which spec wins", () => {
+    const specs = parseFileContexts(
+      [
+        "/usr/bin/a|/usr/sbin/a -- u:r:alt_t:s0",
+        "/usr/(.*/)?lib(/.*)? u:r:lib_t:s0",
+        "/usr/lib/ab? u:r:x_t:s0",
+        "/usr/lib/python3(/.*)? u:r:py_t:s0",
+      ].join("\n"),
+      "fc",
+    );
+    const fc = new FileContexts({ specs });
+    expect(fc.lookup("/usr/sbin/a", S_IFREG)).toBe("u:r:alt_t:s0");
+    expect(fc.lookup("/usr/lib/python3/m.py", S_IFREG)).toBe("u:r:py_t:s0");
+    expect(fc.lookup("/usr/lib/a", S_IFDIR)).toBe("u:r:x_t:s0");
+    expect(fc.lookup("/usr/lib/", S_IFDIR)).toBe("u:r:lib_t:s0");
+    expect(fc.lookup("/usr/share/lib/z", S_IFREG)).toBe("u:r:lib_t:s0");
+    expect(fc.lookup("/etc/z", S_IFREG)).toBe(null);
+  });
+});
+
+describe("loaded policies", () => {
+  it("are reused by content, never across a changed file", async () => {
+    const files: Record<string, string> = {
+      "/etc/selinux/config": "SELINUX=enforcing\nSELINUXTYPE=t\n",
+      "/etc/selinux/t/contexts/files/file_contexts": "/a(/.*)? u:r:a_t:s0\n",
+    };
+    const reader = {
+      readFile: async (p: string) => {
+        if (files[p] === undefined) throw Object.assign(new Error(p), { code: "ENOENT" });
+        return new TextEncoder().encode(files[p]);
+      },
+    };
+    const one = await loadGuestPolicy(reader);
+    const two = await loadGuestPolicy(reader);
+    expect(two?.contexts).toBe(one?.contexts);
+    files["/etc/selinux/t/contexts/files/file_contexts"] = "/a(/.*)? u:r:b_t:s0\n";
+    const three = await loadGuestPolicy(reader);
+    expect(three?.contexts).not.toBe(one?.contexts);
+    expect(three?.contexts.lookup("/a/x")).toBe("u:r:b_t:s0");
+    files["/etc/selinux/t/contexts/files/file_contexts.subs"] = "/b /a\n";
+    const four = await loadGuestPolicy(reader);
+    expect(four?.contexts).not.toBe(three?.contexts);
+    expect(four?.contexts.lookup("/b/x")).toBe("u:r:b_t:s0");
   });
 });
 

@@ -532,7 +532,19 @@ async function store(
   // Short form when everything fits the inode.
   if (canBeSf(next)) {
     const bytes = sfBytes(next);
-    const fo = inode.format === FMT_BTREE && !inode.forkoff ? 0 : bytesFitFor(ed, inode, bytes, st.form);
+    let fo = inode.format === FMT_BTREE && !inode.forkoff ? 0 : bytesFitFor(ed, inode, bytes, st.form);
+    if (
+      !inode.forkoff &&
+      inode.format === FMT_LOCAL &&
+      inode.size > (fo ? fo * 8 : defaultAttrOffset(ed, inode))
+    ) {
+      // xfs_bmap_add_attrfork: the new fork goes at bytesfit's offset (capped at maxforkoff, which
+      // can lie inside the local data) or the default one; local data that does not fit before it
+      // moves out first (xfs_bmap_add_attrfork_local), then the short form is tried again — a
+      // 300-byte symlink target on a 512-byte inode beside a label
+      await localDataToBlock(ed, inode);
+      fo = bytesFitFor(ed, inode, bytes, st.form);
+    }
     if (fo) {
       await freeAll(ed, inode, st);
       for (const a of next) a.remote = undefined;

@@ -5,13 +5,16 @@
  * the editor's DirectoryWriter, inodes come from inode-create.ts, file blocks go back through
  * file-write.ts.
  */
+import { ensureVersionBit } from "./alloc.js";
+import { setXattr } from "./attr-write.js";
 import { setBe32 } from "./bytes.js";
-import type { DirectoryWriter, XfsEditor } from "./editor.js";
+import type { CreateXattrs, DirectoryWriter, XfsEditor } from "./editor.js";
 import { XfsFsError } from "./errors.js";
 import { releaseData } from "./file-write.js";
 import { encodeRdev, FMT_DEV, S_IFMT, type XfsInode, type XfsTimestamp } from "./inode.js";
 import { createInode, initShortformDir, loadInode, releaseInode, storeInode } from "./inode-create.js";
 import { setDotDot } from "./rename.js";
+import { VERSION_ATTRBIT } from "./sb.js";
 import { writeSymlinkTarget } from "./symlink.js";
 
 const S_IFDIR = 0o040000;
@@ -22,6 +25,26 @@ export function splitPath(path: string): { parent: string; name: string } {
   const clean = path.replace(/\/+$/, "");
   const i = clean.lastIndexOf("/");
   return { parent: i <= 0 ? "/" : clean.slice(0, i), name: clean.slice(i + 1) };
+}
+
+/**
+ * The attributes a create hook gives a new inode (written with it, in the same call: the short
+ * form of the attribute fork when they fit); the caller stores the inode.
+ */
+export async function initXattrs(
+  ed: XfsEditor,
+  inode: XfsInode,
+  path: string,
+  hook: CreateXattrs | undefined,
+): Promise<void> {
+  const xattrs = hook?.(path, inode.mode);
+  if (!xattrs) return;
+  let any = false;
+  for (const [name, value] of Object.entries(xattrs)) {
+    await setXattr(ed, inode, name, value);
+    any = true;
+  }
+  if (any) await ensureVersionBit(ed.ctx, VERSION_ATTRBIT);
 }
 
 /** Remove a file name; the inode goes when its last link does. */
@@ -56,7 +79,7 @@ export async function createFile(
   ed: XfsEditor,
   path: string,
   mode: number,
-  owner: { uid?: number; gid?: number },
+  owner: { uid?: number; gid?: number; createXattrs?: CreateXattrs },
 ): Promise<XfsInode> {
   const dirs = directoriesOf(ed, path);
   const { parent, name } = splitPath(path);
@@ -73,6 +96,8 @@ export async function createFile(
     time: t,
     agno: Math.floor(dir.ino / 2 ** (ed.ctx.geo.agBlockLog + ed.ctx.geo.inopbLog)),
   });
+  // before the data, as the kernel (the data fork is then laid out beside the attribute fork)
+  await initXattrs(ed, inode, path, owner.createXattrs);
   await dirs.addEntry(ed, dir, new TextEncoder().encode(name), inode.ino, mode);
   dir.mtime = t;
   dir.ctime = { ...t };
@@ -84,7 +109,13 @@ export async function createFile(
 export async function mkdir(
   ed: XfsEditor,
   path: string,
-  options: { mode?: number; uid?: number; gid?: number; recursive?: boolean } = {},
+  options: {
+    mode?: number;
+    uid?: number;
+    gid?: number;
+    recursive?: boolean;
+    createXattrs?: CreateXattrs;
+  } = {},
 ): Promise<string | undefined> {
   ed.check();
   if (await ed.fs.exists(path)) {
@@ -110,6 +141,7 @@ export async function mkdir(
     agno: agOf(ed, pdir.ino),
   });
   initShortformDir(inode, pdir.ino);
+  await initXattrs(ed, inode, path, options.createXattrs);
   await storeInode(ed.ctx, inode);
   await dirs.addEntry(ed, pdir, name, inode.ino, mode);
   pdir.nlink++;
@@ -141,7 +173,7 @@ export async function symlink(
   ed: XfsEditor,
   target: string,
   path: string,
-  owner: { uid?: number; gid?: number } = {},
+  owner: { uid?: number; gid?: number; createXattrs?: CreateXattrs } = {},
 ): Promise<void> {
   ed.check();
   if (await ed.fs.exists(path).catch(() => false))
@@ -157,6 +189,7 @@ export async function symlink(
     agno: agOf(ed, pdir.ino),
   });
   await writeSymlinkTarget(ed.ctx, ed.alloc, inode, new TextEncoder().encode(target));
+  await initXattrs(ed, inode, path, owner.createXattrs);
   await storeInode(ed.ctx, inode);
   await directoriesOf(ed, path).addEntry(ed, pdir, name, inode.ino, mode);
   touch(pdir, ed.now());
@@ -247,7 +280,7 @@ export async function mknod(
   mode: number,
   major = 0,
   minor = 0,
-  owner: { uid?: number; gid?: number } = {},
+  owner: { uid?: number; gid?: number; createXattrs?: CreateXattrs } = {},
 ): Promise<void> {
   ed.check();
   const fmt = { chardev: 0o020000, blockdev: 0o060000, fifo: 0o010000, socket: 0o140000 }[type];
@@ -269,6 +302,7 @@ export async function mknod(
   if (type === "chardev" || type === "blockdev") {
     setBe32(inode.raw, inode.version >= 3 ? 176 : 100, encodeRdev(major, minor));
   }
+  await initXattrs(ed, inode, path, owner.createXattrs);
   await storeInode(ed.ctx, inode);
   await directoriesOf(ed, path).addEntry(ed, pdir, name, inode.ino, full);
   touch(pdir, t);

@@ -56,7 +56,16 @@ export interface XfsEditorOptions extends XfsOpenOptions {
   directories?: DirectoryWriter;
 }
 
+/**
+ * Extended attributes for an inode about to be created, asked for once per inode (each directory
+ * `mkdir -p` makes, a new file, symlink or node; not a replaced file): `path` as the call spelled
+ * it, `mode` the full st_mode. Written in the call that creates the inode; undefined: none.
+ */
+export type CreateXattrs = (path: string, mode: number) => Readonly<Record<string, Uint8Array>> | undefined;
+
 export interface XfsWriteFileOptions {
+  /** Attributes for the file when this call creates it (see CreateXattrs). */
+  createXattrs?: CreateXattrs;
   mode?: number;
   uid?: number;
   gid?: number;
@@ -326,7 +335,13 @@ export class XfsEditor {
   /** Create a directory (with `recursive`, its missing parents too; returns the first one made). */
   mkdir(
     path: string,
-    options: { mode?: number; uid?: number; gid?: number; recursive?: boolean } = {},
+    options: {
+      mode?: number;
+      uid?: number;
+      gid?: number;
+      recursive?: boolean;
+      createXattrs?: CreateXattrs;
+    } = {},
   ): Promise<string | undefined> {
     return names.mkdir(this, path, options);
   }
@@ -337,7 +352,11 @@ export class XfsEditor {
   }
 
   /** Create a symbolic link at `path` pointing to `target`. */
-  symlink(target: string, path: string, owner: { uid?: number; gid?: number } = {}): Promise<void> {
+  symlink(
+    target: string,
+    path: string,
+    owner: { uid?: number; gid?: number; createXattrs?: CreateXattrs } = {},
+  ): Promise<void> {
     return names.symlink(this, target, path, owner);
   }
 
@@ -362,7 +381,7 @@ export class XfsEditor {
     mode: number,
     major = 0,
     minor = 0,
-    owner: { uid?: number; gid?: number } = {},
+    owner: { uid?: number; gid?: number; createXattrs?: CreateXattrs } = {},
   ): Promise<void> {
     return names.mknod(this, path, type, mode, major, minor, owner);
   }

@@ -28,9 +28,24 @@ export interface GuestStats {
 
 export type GuestNodeType = "chardev" | "blockdev" | "fifo" | "socket";
 
+/**
+ * A hook a filesystem calls for each inode it is about to create (each directory `mkdir -p`
+ * makes, a new file, symlink or node; not a file that is replaced): the extended attributes to
+ * create it with, or undefined. `path` is the new name in this GuestFs's own paths, as the call
+ * spelled it (parents not resolved). The SELinux labeler uses it to write labels with the inode
+ * instead of a setxattr per file afterwards. Optional for implementations: one that does not call
+ * it creates the inode without them (the caller sees the hook was not called).
+ */
+export type GuestCreateXattrs = (
+  path: string,
+  type: GuestFileType,
+) => Readonly<Record<string, Uint8Array>> | undefined;
+
 export interface GuestOwnerOptions {
   uid?: number;
   gid?: number;
+  /** Extended attributes for each inode the call creates (see GuestCreateXattrs). */
+  createXattrs?: GuestCreateXattrs;
 }
 
 export interface GuestMkdirOptions extends GuestOwnerOptions {

@@ -10,12 +10,20 @@
  * Labels are computed from the path the file really has: symlinks in the parent chain are
  * resolved inside the guest first (a file written to /var/run/x.pid lives at /run/x.pid).
  *
- * The labels are written by `flushLabels()` (openGuest's commit calls it), not one by one: the
- * ext4 editor must flush its pending writes before any read, so resolving paths between writes
- * would flush once per file. At the flush every recorded path is read first (real path, type),
- * then every label is written; what was created under a directory this wrapper created needs no
- * read at all (its real path and type are known from the creation). A path removed since is skipped; a renamed one is followed; a
- * label a caller set explicitly (tar --xattrs) is kept.
+ * Labels are written with the inode when the filesystem offers it: every create call passes a
+ * `createXattrs` hook (GuestCreateXattrs), which the ext4 and XFS editors call for each inode
+ * they make; when the new name's directory has a known real path (resolved before the write, or
+ * made by this wrapper) the label is computed there and stored with the inode (ext4: in-inode
+ * space; XFS: the attribute fork's short form) — no second pass, no setxattr per file.
+ *
+ * Everything else (a replaced file, a hard link, a moved tree, a filesystem that does not call
+ * the hook, a name under a directory not resolved yet) is recorded and labelled by
+ * `flushLabels()` (openGuest's commit calls it), not one by one: the ext4 editor must flush its
+ * pending writes before any read, so resolving paths between writes would flush once per file.
+ * At the flush every recorded path is read first (real path, type), then every label is written;
+ * what was created under a directory this wrapper created needs no read at all. A path removed
+ * since is skipped; a renamed one is followed; a label a caller set explicitly (tar --xattrs) is
+ * kept.
  */
 import {
   contextXattr,
@@ -29,7 +37,9 @@ import {
   type TreeFileType,
 } from "@imgpatch/selinux";
 import {
+  type GuestCreateXattrs,
   type GuestData,
+  type GuestFileType,
   type GuestFs,
   GuestFsError,
   type GuestMkdirOptions,
@@ -57,6 +67,8 @@ function joinPath(dir: string, name: string): string {
 export interface SelinuxLabelStats {
   /** Labels written by flushLabels (not counting relabelAll). */
   labelled: number;
+  /** Of those, labels given to inodes as they were created (the create hook). */
+  atCreate: number;
 }
 
 interface PendingLabel {
@@ -74,7 +86,7 @@ interface PendingLabel {
 export class SelinuxLabelingGuestFs implements GuestFs {
   readonly inner: GuestFs;
   readonly policy?: GuestPolicy;
-  readonly stats: SelinuxLabelStats = { labelled: 0 };
+  readonly stats: SelinuxLabelStats = { labelled: 0, atCreate: 0 };
   private readonly contexts?: FileContexts;
   /** Real (symlink-free) paths of directories already resolved; dropped when a path is removed or moved. */
   private readonly realDirs = new Map<string, string>();
@@ -83,6 +95,8 @@ export class SelinuxLabelingGuestFs implements GuestFs {
   private readonly createdDirs = new Set<string>();
   /** Real paths of symlinks this wrapper created. */
   private readonly createdLinks = new Set<string>();
+  /** The create hook's answer per context (see labelAtCreate). */
+  private readonly labelXattrs = new Map<string, Readonly<Record<string, Uint8Array>>>();
 
   constructor(inner: GuestFs, policy?: GuestPolicy) {
     this.inner = inner;
@@ -176,6 +190,73 @@ export class SelinuxLabelingGuestFs implements GuestFs {
     if (dir === undefined || !this.createdDirs.has(dir)) return undefined;
     const real = joinPath(dir, baseOf(p));
     return this.createdLinks.has(real) ? undefined : real;
+  }
+
+  /**
+   * The create hook: the label of a new inode when its directory's real path is known (cached
+   * by warmParent or a directory made in this run); undefined otherwise, and the path is then
+   * recorded for the flush by the caller (it is not in `seen`, the call's answered paths).
+   */
+  private labelAtCreate(
+    path: string,
+    type: GuestFileType,
+    seen: Set<string>,
+  ): Readonly<Record<string, Uint8Array>> | undefined {
+    const contexts = this.contexts;
+    // "." and ".." are resolved by the filesystem after symlinks: leave those names to the flush
+    if (!contexts || /(^|\/)\.\.?(\/|$)/.test(path)) return undefined;
+    const p = normalizeGuestPath(path);
+    if (p === "/") return undefined;
+    const dir = parentOf(p);
+    const parentReal = dir === "/" ? "/" : this.realDirs.get(dir);
+    if (parentReal === undefined) return undefined;
+    const real = joinPath(parentReal, baseOf(p));
+    seen.add(p);
+    if (type === "directory") {
+      // mkdir -p: the next level's parent
+      this.realDirs.set(p, real);
+      this.createdDirs.add(real);
+    }
+    const context = contexts.lookup(real, modeOfType(type));
+    if (context === null) return undefined;
+    this.stats.labelled++;
+    this.stats.atCreate++;
+    // one object per context: the editor reuses the in-inode bytes it laid out for it
+    let xattrs = this.labelXattrs.get(context);
+    if (!xattrs) {
+      xattrs = { [SELINUX_XATTR]: contextXattr(context) };
+      this.labelXattrs.set(context, xattrs);
+    }
+    return xattrs;
+  }
+
+  /**
+   * Runs a create call with the create hook in its options (when labels are written; chained
+   * after a caller's own hook); returns the paths the hook labelled. A failed call forgets what
+   * the hook assumed about the names it saw.
+   */
+  private async created<T extends GuestOwnerOptions>(
+    options: T | undefined,
+    call: (options: T | undefined) => Promise<unknown>,
+  ): Promise<Set<string>> {
+    const seen = new Set<string>();
+    if (!this.contexts) {
+      await call(options);
+      return seen;
+    }
+    const own = options?.createXattrs;
+    const hook: GuestCreateXattrs = (p, t) => {
+      const mine = this.labelAtCreate(p, t, seen);
+      const theirs = own?.(p, t);
+      return mine && theirs ? { ...mine, ...theirs } : (theirs ?? mine);
+    };
+    try {
+      await call({ ...(options ?? ({} as T)), createXattrs: hook });
+    } catch (err) {
+      for (const p of seen) this.invalidate(p);
+      throw err;
+    }
+    return seen;
   }
 
   private note(entry: PendingLabel): void {
@@ -343,9 +424,13 @@ export class SelinuxLabelingGuestFs implements GuestFs {
 
   async mkdir(path: string, options?: GuestMkdirOptions): Promise<string | undefined> {
     if (this.contexts) await this.warmParent(normalizeGuestPath(path));
-    const first = await this.inner.mkdir(path, options);
+    let first: string | undefined;
+    const seen = await this.created(options, async (o) => {
+      first = await this.inner.mkdir(path, o);
+    });
     if (!this.contexts) return first;
     const made = (p: string) => {
+      if (seen.has(p)) return; // labelled with the inode
       // a new directory: its real path is its parent's real path (when cached) and its name
       const parentReal = this.realDirs.get(parentOf(p)) ?? (parentOf(p) === "/" ? "/" : undefined);
       const real = parentReal === undefined ? undefined : joinPath(parentReal, baseOf(p));
@@ -378,17 +463,20 @@ export class SelinuxLabelingGuestFs implements GuestFs {
   }
 
   async writeFile(path: string, data: GuestData, options?: GuestWriteOptions): Promise<void> {
-    await this.inner.writeFile(path, data, options);
-    if (!this.contexts) return;
+    if (this.contexts) await this.warmParent(normalizeGuestPath(path));
+    const seen = await this.created(options, (o) => this.inner.writeFile(path, data, o));
+    if (!this.contexts || seen.has(normalizeGuestPath(path))) return;
     const real = this.knownReal(path);
     this.note(real !== undefined ? { path, real, type: "file" } : { path, type: "file", follow: true });
   }
   async symlink(target: string, path: string, options?: GuestOwnerOptions): Promise<void> {
+    if (this.contexts) await this.warmParent(normalizeGuestPath(path));
     const real = this.knownReal(path);
-    await this.inner.symlink(target, path, options);
+    const seen = await this.created(options, (o) => this.inner.symlink(target, path, o));
+    const labelled = seen.has(normalizeGuestPath(path));
     this.invalidate(path);
     if (real !== undefined) this.createdLinks.add(real);
-    this.note({ path, real, type: "symlink" });
+    if (!labelled) this.note({ path, real, type: "symlink" });
   }
   async link(existingPath: string, newPath: string): Promise<void> {
     await this.inner.link(existingPath, newPath);
@@ -442,9 +530,10 @@ export class SelinuxLabelingGuestFs implements GuestFs {
     minor?: number,
     owner?: GuestOwnerOptions,
   ): Promise<void> {
+    if (this.contexts) await this.warmParent(normalizeGuestPath(path));
     const real = this.knownReal(path);
-    await this.inner.mknod(path, type, mode, major, minor, owner);
-    this.note({ path, real, type });
+    const seen = await this.created(owner, (o) => this.inner.mknod(path, type, mode, major, minor, o));
+    if (!seen.has(normalizeGuestPath(path))) this.note({ path, real, type });
   }
   setxattr(path: string, name: string, value: Uint8Array): Promise<void> {
     if (name === SELINUX_XATTR) this.forget(path);

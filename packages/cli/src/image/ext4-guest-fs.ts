@@ -6,6 +6,7 @@
 import { ImgpatchError } from "@imgpatch/disk";
 import type { Ext4Stats } from "@imgpatch/ext4";
 import {
+  type GuestCreateXattrs,
   type GuestData,
   type GuestErrorCode,
   type GuestFileType,
@@ -89,6 +90,21 @@ export function ext4StatsToGuest(s: InodeStatsLike): GuestStats {
   };
 }
 
+/**
+ * Options for an editor whose create hook takes the st_mode (ext4 and XFS): the hook is given
+ * the file type instead.
+ */
+export function withModeHook<T extends GuestOwnerOptions>(options: T | undefined): ModeHooked<T> | undefined {
+  const hook = options?.createXattrs;
+  if (!options || !hook) return options as ModeHooked<T> | undefined;
+  return { ...options, createXattrs: (path: string, mode: number) => hook(path, typeOfMode(mode)) };
+}
+
+/** Options as the ext4 and XFS editors take them: the create hook gets the st_mode. */
+export type ModeHooked<T extends GuestOwnerOptions> = Omit<T, "createXattrs"> & {
+  createXattrs?: (path: string, mode: number) => ReturnType<GuestCreateXattrs>;
+};
+
 /** Path errors of the reader become GuestFsError (same code, guest path); others pass through. */
 export function mapError(err: unknown, path: string): unknown {
   if (err instanceof GuestFsError) return err;
@@ -103,21 +119,19 @@ export function mapError(err: unknown, path: string): unknown {
 /** Methods the ext4 editor adds; present when Ext4Fs is writable. */
 type WriteMethods = Pick<
   GuestFs,
-  | "mkdir"
-  | "writeFile"
-  | "symlink"
-  | "link"
-  | "unlink"
-  | "rmdir"
-  | "rename"
-  | "chmod"
-  | "chown"
-  | "lchown"
-  | "utimes"
-  | "lutimes"
-  | "mknod"
-  | "setxattr"
+  "link" | "unlink" | "rmdir" | "rename" | "chmod" | "chown" | "lchown" | "utimes" | "lutimes" | "setxattr"
 > & {
+  mkdir(path: string, options?: ModeHooked<GuestMkdirOptions>): Promise<string | undefined>;
+  writeFile(path: string, data: GuestData, options?: ModeHooked<GuestWriteOptions>): Promise<void>;
+  symlink(target: string, path: string, options?: ModeHooked<GuestOwnerOptions>): Promise<void>;
+  mknod(
+    path: string,
+    type: GuestNodeType,
+    mode: number,
+    major?: number,
+    minor?: number,
+    owner?: ModeHooked<GuestOwnerOptions>,
+  ): Promise<void>;
   setxattr(path: string, name: string, value: Uint8Array, options?: { follow?: boolean }): Promise<void>;
   writeAt(path: string, offset: number, data: Uint8Array): Promise<void>;
 };
@@ -227,16 +241,16 @@ export class Ext4GuestFs implements GuestFs {
   }
 
   mkdir(path: string, options?: GuestMkdirOptions): Promise<string | undefined> {
-    return this.r(path, () => this.w(path).mkdir(path, options));
+    return this.r(path, () => this.w(path).mkdir(path, withModeHook(options)));
   }
   writeFile(path: string, data: GuestData, options?: GuestWriteOptions): Promise<void> {
-    return this.r(path, () => this.w(path).writeFile(path, data, options));
+    return this.r(path, () => this.w(path).writeFile(path, data, withModeHook(options)));
   }
   writeAt(path: string, offset: number, data: Uint8Array): Promise<void> {
     return this.r(path, () => this.w(path).writeAt(path, offset, data));
   }
   symlink(target: string, path: string, options?: GuestOwnerOptions): Promise<void> {
-    return this.r(path, () => this.w(path).symlink(target, path, options));
+    return this.r(path, () => this.w(path).symlink(target, path, withModeHook(options)));
   }
   link(existingPath: string, newPath: string): Promise<void> {
     return this.r(newPath, () => this.w(newPath).link(existingPath, newPath));
@@ -273,7 +287,7 @@ export class Ext4GuestFs implements GuestFs {
     minor?: number,
     owner?: GuestOwnerOptions,
   ): Promise<void> {
-    return this.r(path, () => this.w(path).mknod(path, type, mode, major, minor, owner));
+    return this.r(path, () => this.w(path).mknod(path, type, mode, major, minor, withModeHook(owner)));
   }
   setxattr(path: string, name: string, value: Uint8Array): Promise<void> {
     return this.r(path, () => this.w(path).setxattr(path, name, value));

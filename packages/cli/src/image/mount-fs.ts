@@ -6,6 +6,7 @@
  */
 import {
   type GuestData,
+  type GuestFileType,
   type GuestFs,
   GuestFsError,
   type GuestMkdirOptions,
@@ -144,6 +145,27 @@ export class MountedGuestFs implements GuestFs {
     return f(this.fsOf(path, mount), rel);
   }
 
+  /**
+   * `on` for a call that creates inodes: a create hook (GuestCreateXattrs) is given guest paths,
+   * not the paths inside the mount.
+   */
+  private async onCreate<T, O extends GuestOwnerOptions>(
+    path: string,
+    follow: boolean,
+    options: O | undefined,
+    f: (fs: GuestFs, rel: string, options: O | undefined) => Promise<T>,
+  ): Promise<T> {
+    const resolved = await this.resolve(path, follow);
+    const { mount, rel } = this.route(resolved);
+    const hook = options?.createXattrs;
+    const at = mount.mountpoint;
+    const mapped =
+      hook && options && at !== "/"
+        ? { ...options, createXattrs: (p: string, t: GuestFileType) => hook(p === "/" ? at : at + p, t) }
+        : options;
+    return f(this.fsOf(path, mount), rel, mapped);
+  }
+
   private async two<T>(
     a: string,
     b: string,
@@ -198,7 +220,7 @@ export class MountedGuestFs implements GuestFs {
   }
   async mkdir(path: string, options?: GuestMkdirOptions): Promise<string | undefined> {
     if (!options?.recursive || this.mounts.length === 1)
-      return this.on(path, false, (fs, p) => fs.mkdir(p, options));
+      return this.onCreate(path, false, options, (fs, p, o) => fs.mkdir(p, o));
     // Recursive creation may cross mount points: create one level at a time.
     const parts = split(normalizeGuestPath(path));
     let first: string | undefined;
@@ -211,13 +233,13 @@ export class MountedGuestFs implements GuestFs {
       } catch (err) {
         if (!(err instanceof GuestFsError && err.code === "ENOENT")) throw err;
       }
-      await this.on(p, false, (fs, r) => fs.mkdir(r, { ...options, recursive: false }));
+      await this.onCreate(p, false, { ...options, recursive: false }, (fs, r, o) => fs.mkdir(r, o));
       first ??= p;
     }
     return first;
   }
   writeFile(path: string, data: GuestData, options?: GuestWriteOptions): Promise<void> {
-    return this.on(path, true, (fs, p) => fs.writeFile(p, data, options));
+    return this.onCreate(path, true, options, (fs, p, o) => fs.writeFile(p, data, o));
   }
   writeAt(path: string, offset: number, data: Uint8Array): Promise<void> {
     return this.on(path, true, (fs, p) => {
@@ -226,7 +248,7 @@ export class MountedGuestFs implements GuestFs {
     });
   }
   symlink(target: string, path: string, options?: GuestOwnerOptions): Promise<void> {
-    return this.on(path, false, (fs, p) => fs.symlink(target, p, options));
+    return this.onCreate(path, false, options, (fs, p, o) => fs.symlink(target, p, o));
   }
   link(existingPath: string, newPath: string): Promise<void> {
     return this.two(existingPath, newPath, false, (fs, a, b) => fs.link(a, b));
@@ -267,7 +289,7 @@ export class MountedGuestFs implements GuestFs {
     minor?: number,
     owner?: GuestOwnerOptions,
   ): Promise<void> {
-    return this.on(path, false, (fs, p) => fs.mknod(p, type, mode, major, minor, owner));
+    return this.onCreate(path, false, owner, (fs, p, o) => fs.mknod(p, type, mode, major, minor, o));
   }
   setxattr(path: string, name: string, value: Uint8Array): Promise<void> {
     return this.on(path, true, (fs, p) => fs.setxattr(p, name, value));

@@ -19,7 +19,7 @@ import {
   type GuestStats,
   type GuestWriteOptions,
 } from "../guest/guest-fs.js";
-import { ext4StatsToGuest, mapError } from "./ext4-guest-fs.js";
+import { ext4StatsToGuest, mapError, withModeHook } from "./ext4-guest-fs.js";
 
 /** The read side shared by the reader (XfsFs) and the editor (XfsEditor). */
 export interface XfsReadable {
@@ -120,13 +120,13 @@ export class XfsGuestFs implements GuestFs {
   }
 
   mkdir(path: string, options?: GuestMkdirOptions): Promise<string | undefined> {
-    return this.r(path, () => this.w(path).mkdir(path, options));
+    return this.r(path, () => this.w(path).mkdir(path, withModeHook(options)));
   }
   writeFile(path: string, data: GuestData, options?: GuestWriteOptions): Promise<void> {
-    return this.r(path, () => this.w(path).writeFile(path, data, options));
+    return this.r(path, () => this.w(path).writeFile(path, data, withModeHook(options)));
   }
   symlink(target: string, path: string, options?: GuestOwnerOptions): Promise<void> {
-    return this.r(path, () => this.w(path).symlink(target, path, options));
+    return this.r(path, () => this.w(path).symlink(target, path, withModeHook(options)));
   }
   link(existingPath: string, newPath: string): Promise<void> {
     return this.r(newPath, () => this.w(newPath).link(existingPath, newPath));
@@ -163,7 +163,7 @@ export class XfsGuestFs implements GuestFs {
     minor?: number,
     owner?: GuestOwnerOptions,
   ): Promise<void> {
-    return this.r(path, () => this.w(path).mknod(path, type, mode, major, minor, owner));
+    return this.r(path, () => this.w(path).mknod(path, type, mode, major, minor, withModeHook(owner)));
   }
   setxattr(path: string, name: string, value: Uint8Array): Promise<void> {
     return this.r(path, () => this.w(path).setxattr(path, name, value));
