@@ -10,8 +10,8 @@
  *   </filelists>
  */
 import { RepoFormatError, RepoLimitError } from "./errors.js";
-import { DEFAULT_METADATA_LIMITS, decompressed, type MetadataLimits } from "./primary.js";
-import { type Checksum, type RepoSource, verified } from "./repo-source.js";
+import { DEFAULT_METADATA_LIMITS, type MetadataLimits, openMetadata } from "./primary.js";
+import type { Checksum, RepoSource } from "./repo-source.js";
 import { DEFAULT_XML_LIMITS, parseXml } from "./xml.js";
 
 /** pkgid → the wanted paths that package holds. */
@@ -88,7 +88,6 @@ export async function readFilelists(
   wanted: ReadonlySet<string>,
   limits: MetadataLimits = DEFAULT_METADATA_LIMITS,
 ): Promise<FileOwners> {
-  const where = src.locate(href);
-  const raw = verified(src.open(href), checksum, limits.maxBytes, where);
-  return parseFilelistsXml(decompressed(raw, href, where), wanted, where, limits);
+  const { where, data } = openMetadata(src, href, checksum, limits);
+  return parseFilelistsXml(data, wanted, where, limits);
 }

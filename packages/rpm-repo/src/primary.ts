@@ -156,6 +156,23 @@ function primaryPackage(repo: string): PackageMeta {
   };
 }
 
+/**
+ * A metadata file of a repository as a decompressed stream: its bytes are checked against the
+ * checksum repomd.xml gives (and bounded by `maxBytes`) while they are read. `where` names it in errors.
+ */
+export function openMetadata(
+  src: RepoSource,
+  href: string,
+  checksum: Checksum | null,
+  limits: MetadataLimits,
+): { where: string; data: AsyncIterable<Uint8Array> } {
+  const where = src.locate(href);
+  return {
+    where,
+    data: decompressed(verified(src.open(href), checksum, limits.maxBytes, where), href, where),
+  };
+}
+
 /** Parse a primary.xml stream (already decompressed). `onPackage` sees each package as it ends. */
 export async function parsePrimaryXml(
   xml: AsyncIterable<Uint8Array>,
@@ -285,7 +302,6 @@ export async function readPrimary(
   onPackage: (p: PackageMeta) => void,
   limits: MetadataLimits = DEFAULT_METADATA_LIMITS,
 ): Promise<number> {
-  const where = src.locate(href);
-  const raw = verified(src.open(href), checksum, limits.maxBytes, where);
-  return parsePrimaryXml(decompressed(raw, href, where), repo, where, onPackage, limits);
+  const { where, data } = openMetadata(src, href, checksum, limits);
+  return parsePrimaryXml(data, repo, where, onPackage, limits);
 }

@@ -8,7 +8,7 @@
  * the headers; register-sqlite.ts keeps them in step when it adds a package.
  */
 import { readFile } from "node:fs/promises";
-import type { Database, SqlJsStatic } from "sql.js";
+import type { Database, SqlJsStatic, SqlValue } from "sql.js";
 import { RepoFormatError } from "./errors.js";
 import { type InstalledPackage, installedFromBlob, loadHeaderParser } from "./rpmdb-header.js";
 
@@ -46,13 +46,26 @@ export async function openSqlite(bytes: Uint8Array, where: string): Promise<Data
   }
 }
 
-export function readSqliteHeaders(db: Database, where: string): InstalledPackage[] {
-  const out: InstalledPackage[] = [];
+/**
+ * Run a query row by row; sql.js's plain Errors (a damaged file, "database disk image is malformed";
+ * a missing table) become typed errors naming the file.
+ */
+export function eachRow(
+  db: Database,
+  sql: string,
+  where: string,
+  fn: (row: SqlValue[]) => void,
+  params: SqlValue[] = [],
+): void {
   let stmt: ReturnType<Database["prepare"]>;
   try {
-    stmt = db.prepare("SELECT hnum, blob FROM Packages ORDER BY hnum");
+    stmt = db.prepare(sql, params);
   } catch (e) {
-    throw new RepoFormatError(`no Packages table: ${(e as Error).message}`, { file: where }, { cause: e });
+    throw new RepoFormatError(
+      `unexpected database layout: ${(e as Error).message}`,
+      { file: where },
+      { cause: e },
+    );
   }
   try {
     for (;;) {
@@ -60,19 +73,24 @@ export function readSqliteHeaders(db: Database, where: string): InstalledPackage
       try {
         more = stmt.step();
       } catch (e) {
-        // sql.js reports a damaged file ("database disk image is malformed") as a plain Error.
         throw new RepoFormatError(`damaged database: ${(e as Error).message}`, { file: where }, { cause: e });
       }
       if (!more) break;
-      const [hnum, blob] = stmt.get();
-      if (typeof hnum !== "number" || !(blob instanceof Uint8Array)) {
-        throw new RepoFormatError(`Packages row ${String(hnum)} is not (integer, blob)`, { file: where });
-      }
-      out.push(installedFromBlob(hnum, blob, `${where} header ${hnum}`));
+      fn(stmt.get());
     }
   } finally {
     stmt.free();
   }
+}
+
+export function readSqliteHeaders(db: Database, where: string): InstalledPackage[] {
+  const out: InstalledPackage[] = [];
+  eachRow(db, "SELECT hnum, blob FROM Packages ORDER BY hnum", where, ([hnum, blob]) => {
+    if (typeof hnum !== "number" || !(blob instanceof Uint8Array)) {
+      throw new RepoFormatError(`Packages row ${String(hnum)} is not (integer, blob)`, { file: where });
+    }
+    out.push(installedFromBlob(hnum, blob, `${where} header ${hnum}`));
+  });
   return out;
 }
 

@@ -17,14 +17,14 @@
  * Packages come out in pkgKey order with every column checked for its type: a hostile database
  * gets RepoFormatError, not a TypeError.
  */
-import type { Database, SqlValue } from "sql.js";
+import type { SqlValue } from "sql.js";
 import { type Dep, depFromParts, xmlFlags } from "./dep.js";
 import { RepoFormatError, RepoLimitError } from "./errors.js";
 import type { FileOwners } from "./filelists.js";
 import { emptyPackage, type PackageMeta } from "./package-meta.js";
-import { DEFAULT_METADATA_LIMITS, decompressed, type MetadataLimits } from "./primary.js";
-import { type Checksum, type RepoSource, readAll, verified } from "./repo-source.js";
-import { openSqlite } from "./rpmdb-sqlite.js";
+import { DEFAULT_METADATA_LIMITS, type MetadataLimits, openMetadata } from "./primary.js";
+import { type Checksum, type RepoSource, readAll } from "./repo-source.js";
+import { eachRow, openSqlite } from "./rpmdb-sqlite.js";
 
 const DEP_TABLES = [
   "provides",
@@ -36,40 +36,6 @@ const DEP_TABLES = [
   "supplements",
   "enhances",
 ] as const;
-
-/** Run a query row by row; sql.js's plain Errors (a damaged file, a missing table) become typed. */
-function eachRow(
-  db: Database,
-  sql: string,
-  where: string,
-  fn: (row: SqlValue[]) => void,
-  params: SqlValue[] = [],
-): void {
-  let stmt: ReturnType<Database["prepare"]>;
-  try {
-    stmt = db.prepare(sql, params);
-  } catch (e) {
-    throw new RepoFormatError(
-      `not a primary database: ${(e as Error).message}`,
-      { file: where },
-      { cause: e },
-    );
-  }
-  try {
-    for (;;) {
-      let more: boolean;
-      try {
-        more = stmt.step();
-      } catch (e) {
-        throw new RepoFormatError(`damaged database: ${(e as Error).message}`, { file: where }, { cause: e });
-      }
-      if (!more) break;
-      fn(stmt.get());
-    }
-  } finally {
-    stmt.free();
-  }
-}
 
 /** Parse a decompressed primary.sqlite; `onPackage` sees each package once all its rows are read. */
 export async function parsePrimarySqlite(
@@ -175,10 +141,9 @@ export async function readPrimarySqlite(
   onPackage: (p: PackageMeta) => void,
   limits: MetadataLimits = DEFAULT_METADATA_LIMITS,
 ): Promise<number> {
-  const where = src.locate(href);
-  const raw = verified(src.open(href), checksum, limits.maxBytes, where);
+  const { where, data } = openMetadata(src, href, checksum, limits);
   // sqlite needs the whole file; the decompressed size is bounded like the compressed one.
-  const bytes = await readAll(decompressed(raw, href, where), limits.maxBytes, where);
+  const bytes = await readAll(data, limits.maxBytes, where);
   return parsePrimarySqlite(bytes, repo, where, onPackage, limits);
 }
 
@@ -233,8 +198,7 @@ export async function readFilelistsSqlite(
   wanted: ReadonlySet<string>,
   limits: MetadataLimits = DEFAULT_METADATA_LIMITS,
 ): Promise<FileOwners> {
-  const where = src.locate(href);
-  const raw = verified(src.open(href), checksum, limits.maxBytes, where);
-  const bytes = await readAll(decompressed(raw, href, where), limits.maxBytes, where);
+  const { where, data } = openMetadata(src, href, checksum, limits);
+  const bytes = await readAll(data, limits.maxBytes, where);
   return parseFilelistsSqlite(bytes, wanted, where);
 }
