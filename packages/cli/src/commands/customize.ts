@@ -6,7 +6,7 @@ import { printableStep, stepLabel } from "./formatting.js";
 import { debOptionsOf, type InstallPlanReport, installPlansJson, planInstallStep } from "./install.js";
 import { imageOptions, outputModeOptions, outputOptions, sourceDateEpoch, withRpmPolicy } from "./options.js";
 import { progressBar, type StepProgress } from "./progress.js";
-import { NO_ARG_OPS, OPERATION_HELP, OPERATION_NAMES, orderedSteps } from "./recipe.js";
+import { OPERATION_NAMES, orderedSteps, withOperationOptions } from "./recipe.js";
 import { rpmBridge, rpmInject, runSteps } from "./steps.js";
 
 function repoArg(v: unknown): string[] | undefined {
@@ -18,7 +18,7 @@ export const customizeCommand: CommandSpec = {
   command: "customize [image]",
   describe: "apply virt-customize-style operations in command-line order",
   builder: (y) => {
-    let z = outputModeOptions(imageOptions(y.positional("image", { type: "string" })))
+    const z = outputModeOptions(imageOptions(y.positional("image", { type: "string" })))
       .option("add", {
         alias: "a",
         type: "string",
@@ -57,14 +57,7 @@ export const customizeCommand: CommandSpec = {
         describe:
           "--rpm: signature policy; if-present (default): a signed package must verify with a trusted key, unsigned ones pass; required: unsigned ones fail too",
       });
-    for (const name of OPERATION_NAMES) {
-      const group = "Operations (applied in command-line order):";
-      const describe = OPERATION_HELP[name];
-      z = NO_ARG_OPS.has(name)
-        ? z.option(name, { type: "boolean", group, describe })
-        : z.option(name, { type: "string", group, describe });
-    }
-    return z;
+    return withOperationOptions(z, OPERATION_NAMES, "Operations (applied in command-line order):");
   },
   run: async (a, ctx) => {
     const img = (a.image ?? a.add) as string | undefined;

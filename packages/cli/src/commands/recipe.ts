@@ -7,6 +7,7 @@
  *   [ {"mkdir": "/opt/x"}, {"write": "/etc/motd:hello"}, {"selinux-relabel": null} ]
  */
 import { readFile } from "node:fs/promises";
+import type { Argv } from "yargs";
 import { type DebStep, parseDebStep } from "../customize/install-deb.js";
 import {
   type CustomizeOp,
@@ -199,4 +200,20 @@ export async function orderedSteps(args: readonly string[]): Promise<Step[]> {
     else steps.push(parseStep(name, value));
   }
   return steps;
+}
+
+/** Declare `names` as long options under one --help group (boolean for the operations without an argument). */
+export function withOperationOptions<T>(
+  z: Argv<T>,
+  names: readonly (typeof OPERATION_NAMES)[number][],
+  group: string,
+): Argv<T> {
+  let y = z;
+  for (const name of names) {
+    const describe = OPERATION_HELP[name];
+    y = NO_ARG_OPS.has(name)
+      ? y.option(name, { type: "boolean", group, describe })
+      : y.option(name, { type: "string", group, describe });
+  }
+  return y;
 }

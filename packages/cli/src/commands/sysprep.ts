@@ -20,7 +20,7 @@ import { printableStep, stepLabel } from "./formatting.js";
 import { debOptionsOf } from "./install.js";
 import { imageOptions, outputModeOptions, outputOptions, sourceDateEpoch, withRpmPolicy } from "./options.js";
 import { progressBar, type StepProgress } from "./progress.js";
-import { NO_ARG_OPS, OPERATION_HELP, OPERATION_NAMES, orderedSteps } from "./recipe.js";
+import { OPERATION_NAMES, orderedSteps, withOperationOptions } from "./recipe.js";
 import { runSteps } from "./steps.js";
 
 const list = (v: unknown): string[] => (v === undefined ? [] : [v].flat().map(String));
@@ -47,7 +47,7 @@ export const sysprepCommand: CommandSpec = {
   command: "sysprep [image]",
   describe: "virt-sysprep's operations: remove machine-id, host keys, logs, leases... (43 operations)",
   builder: (y) => {
-    let z = outputModeOptions(imageOptions(y.positional("image", { type: "string" })))
+    const z = outputModeOptions(imageOptions(y.positional("image", { type: "string" })))
       .option("add", { alias: "a", type: "string", describe: "the image (virt-sysprep style)" })
       .option("operations", {
         alias: "operation",
@@ -89,14 +89,11 @@ export const sysprepCommand: CommandSpec = {
       })
       .option("install-recommends", { type: "boolean", describe: "--install/--deb: as customize" })
       .option("allow-unauthenticated", { type: "boolean", describe: "--install/--deb: as customize" });
-    for (const name of CUSTOMIZE_OPS) {
-      const group = "customize operations (run by the customize operation, last):";
-      const describe = OPERATION_HELP[name];
-      z = NO_ARG_OPS.has(name)
-        ? z.option(name, { type: "boolean", group, describe })
-        : z.option(name, { type: "string", group, describe });
-    }
-    return z;
+    return withOperationOptions(
+      z,
+      CUSTOMIZE_OPS,
+      "customize operations (run by the customize operation, last):",
+    );
   },
   run: async (a, ctx) => {
     const common = a as unknown as Common;
