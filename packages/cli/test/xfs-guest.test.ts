@@ -463,8 +463,7 @@ for (const variant of VARIANTS) {
           expect(bad, `block #${i} at byte ${at}`).toBe(-1);
         });
         expect(img.includes("SCRUB-ME-PLEASE")).toBe(false);
-        if (isRoot() && variant.name === "v5")
-          expect(await kernelMatches(raw, out, dir)).toBeGreaterThan(50);
+        if (isRoot() && variant.name === "v5") expect(await kernelMatches(raw, out, dir)).toBeGreaterThan(50);
       });
 
       it("customize --overlay with every bin-e2e operation, then xfs_repair -n, xfs_db and the kernel", async () => {
