@@ -517,7 +517,7 @@ export async function leafAddName(ed: XfsEditor, dir: XfsInode, dg: DirGeo, entr
   const size = dg.entsize(entry.name.length);
   // A data block with room, else a new one at the first unused data block number.
   let db = -1;
-  for (let i = 0; i < free.count(); i++) {
+  for (let i = 0, n = free.count(); i < n; i++) {
     const v = free.get(i);
     if (v !== NULL_DATAOFF && v >= size) {
       db = i;

@@ -11,7 +11,7 @@ import { findExtent, readForkExtents } from "./bmap.js";
 import { be16, be32 } from "./bytes.js";
 import { dirBlockAt, dirFormOf, readDirDataEntries } from "./dir-reading.js";
 import { DIR2_LEAF_OFFSET_BYTES } from "./dir2-data.js";
-import { asciiCiFold } from "./dir2-hash.js";
+import { asciiCiEqual, asciiCiFold } from "./dir2-hash.js";
 import { hashedLookup } from "./dir2-lookup.js";
 import { decodeSfDir, type XfsRawDirent } from "./dir2-sf.js";
 import { XfsFormatError, XfsFsError, type XfsLocation, XfsUnsupportedError } from "./errors.js";
@@ -148,8 +148,9 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return true;
 }
 
+/** A name's bytes as a string key (one char per byte; names are at most 255 bytes). */
 function nameKey(b: Uint8Array): string {
-  return Buffer.from(b).toString("latin1");
+  return String.fromCharCode.apply(null, b as unknown as number[]);
 }
 
 export class XfsFs {
@@ -169,6 +170,8 @@ export class XfsFs {
   private readonly bmbtOwners = new Map<number, number>();
   private readonly dirCache = new Lru<number, XfsRawDirent[]>(64);
   private readonly dirIndex = new Lru<number, Map<string, XfsRawDirent>>(64);
+  /** Directory entry lists looked up once already (see lookup). */
+  private readonly scannedOnce = new WeakSet<XfsRawDirent[]>();
   private readonly attrCache = new Lru<number, StoredAttr[]>(256);
   /** Raw inode chunks by device offset. */
   private readonly chunkCache = new Lru<number, Uint8Array>(64);
@@ -456,8 +459,21 @@ export class XfsFs {
       }
     }
     if (!idx) {
+      const entries = await this.dirEntries(dir);
+      // A directory looked up once since it was read (an editor changes it between lookups) is
+      // scanned; one looked up again gets an index.
+      if (!this.scannedOnce.has(entries)) {
+        this.scannedOnce.add(entries);
+        for (const e of entries) if (sameBytes(e.name, name)) return e;
+        if (!this.features.asciiCi) return undefined;
+        for (const e of entries) if (asciiCiEqual(e.name, name)) return e;
+        return undefined;
+      }
       idx = new Map();
-      for (const e of await this.dirEntries(dir)) if (!idx.has(nameKey(e.name))) idx.set(nameKey(e.name), e);
+      for (const e of entries) {
+        const k = nameKey(e.name);
+        if (!idx.has(k)) idx.set(k, e);
+      }
       this.dirIndex.set(dir.ino, idx);
     }
     const exact = idx.get(nameKey(name));
