@@ -14,6 +14,7 @@
 import { BaseDevice, type BlockDevice, crc32c, crc32cZeros } from "@imgpatch/disk";
 import { le32, setBe64big, setLe32 } from "./bytes.js";
 import { XfsChecksumError, XfsFormatError } from "./errors.js";
+import { vouchSealedCopy } from "./sb.js";
 
 /** Where a buffer keeps its v5 self-describing fields (byte offsets inside the buffer). */
 export interface BufLayout {
@@ -463,6 +464,8 @@ export class CacheView extends BaseDevice {
     if (hit) {
       this.cache.seal(hit.buf);
       target.set(hit.buf.data.subarray(hit.at, hit.at + target.length));
+      if (hit.buf.dirty && hit.buf.sealed && hit.at === 0 && target.length === hit.buf.length)
+        vouchSealedCopy(target);
       return;
     }
     await this.cache.dev.readInto(offset, target);
