@@ -14,6 +14,7 @@
 import { BaseDevice, type BlockDevice, crc32c, crc32cZeros } from "@imgpatch/disk";
 import { le32, setBe64big, setLe32 } from "./bytes.js";
 import { XfsChecksumError, XfsFormatError } from "./errors.js";
+import { vouchSealedCopy } from "./sb.js";
 
 /** Where a buffer keeps its v5 self-describing fields (byte offsets inside the buffer). */
 export interface BufLayout {
@@ -31,6 +32,12 @@ export class MetaBuf {
   pinned = false;
   /** File contents waiting to be written: dropped from the cache once written. */
   transient = false;
+  /** LSN and CRC stamped since the last `dirty()` (a view read need not stamp them again). */
+  sealed = false;
+  /** An inode block: changes to it are changes to the inodes in it (see ChangeListener). */
+  inodes = false;
+  /** When it last moved to the LRU's back (BufCache's clock). */
+  used = 0;
   layout: BufLayout = {};
   constructor(
     /** Byte offset on the device. */
@@ -85,12 +92,28 @@ interface PreImage {
   dirty: boolean;
 }
 
+/**
+ * Told about every change to what the cache shows of [offset, offset+length): `data` holds the
+ * range's new bytes when they are known, else (reverted to the device's bytes, written around
+ * the cache, or rolled back) it is undefined; `inodes` is false when the range is known to hold
+ * no inode in use (a metadata or data block that is not an inode block). The editor's reader
+ * keeps its caches by it.
+ */
+export type ChangeListener = (offset: number, length: number, data?: Uint8Array, inodes?: boolean) => void;
+
 export class BufCache {
   private readonly bufs = new Map<number, MetaBuf>();
+  /** See ChangeListener; `rollback` calls it with length 0 for "anything may have changed". */
+  onChange?: ChangeListener;
   private readonly dirtySet = new Set<MetaBuf>();
+  private dirtyTotal = 0;
+  /** Counts moves to the LRU's back. */
+  private clock = 0;
   private cleanBytes = 0;
   private readonly maxClean: number;
   private tx: Map<number, PreImage> | null = null;
+  /** Pre-image arrays for reuse, by length (see copyOf). */
+  private readonly spare = new Map<number, Uint8Array[]>();
   readonly crc: boolean;
   lsn: bigint;
   /** Device reads and writes done (tests and benchmarks look at these). */
@@ -126,9 +149,13 @@ export class BufCache {
         structure,
       });
     }
-    // LRU: move to the back.
-    this.bufs.delete(offset);
-    this.bufs.set(offset, b);
+    // LRU: move to the back — unless it is among the most recently used quarter already
+    // (re-inserting into a Map on every hit costs more than the lookup itself).
+    if (this.clock - b.used > this.bufs.size >> 2) {
+      this.bufs.delete(offset);
+      this.bufs.set(offset, b);
+      b.used = ++this.clock;
+    }
     return b;
   }
 
@@ -140,6 +167,7 @@ export class BufCache {
   }
   /** Forget the pre-images: what was done stays (committed or not). */
   end(): void {
+    if (this.tx) this.recycle(this.tx);
     this.tx = null;
   }
   get inTransaction(): boolean {
@@ -149,8 +177,28 @@ export class BufCache {
     if (!this.tx || this.tx.has(offset)) return;
     // A clean buffer equals the device: undoing means dropping it (no copy). Only a buffer with
     // changes of earlier, not yet written calls needs its bytes kept.
-    if (b?.dirty) this.tx.set(offset, { buf: b, data: b.data.slice(), dirty: true });
+    if (b?.dirty) this.tx.set(offset, { buf: b, data: this.copyOf(b.data), dirty: true });
     else this.tx.set(offset, { dirty: false });
+  }
+  /**
+   * Pre-image copies come from arrays of earlier transactions: most calls copy the same dozen
+   * dirty btree, directory and inode blocks, and fresh arrays each time cost more than the copy.
+   */
+  private copyOf(data: Uint8Array): Uint8Array {
+    const c = this.spare.get(data.length)?.pop() ?? new Uint8Array(data.length);
+    c.set(data);
+    return c;
+  }
+  private recycle(tx: Map<number, PreImage>): void {
+    for (const pre of tx.values()) {
+      if (!pre.data) continue;
+      let list = this.spare.get(pre.data.length);
+      if (!list) {
+        list = [];
+        this.spare.set(pre.data.length, list);
+      }
+      if (list.length < 256) list.push(pre.data);
+    }
   }
   /** Callers that change a buffer they hold across calls (AG headers) say so before changing it. */
   willChange(b: MetaBuf): void {
@@ -164,18 +212,21 @@ export class BufCache {
     for (const [offset, pre] of tx) {
       const cur = this.bufs.get(offset);
       if (cur) {
-        this.dirtySet.delete(cur);
+        this.dropDirty(cur);
         this.bufs.delete(offset);
       }
       if (pre.buf && pre.data) {
         pre.buf.data.set(pre.data);
         pre.buf.dirty = pre.dirty;
+        pre.buf.sealed = false;
         this.bufs.set(offset, pre.buf);
-        if (pre.dirty) this.dirtySet.add(pre.buf);
+        if (pre.dirty) this.addDirty(pre.buf);
       }
     }
+    this.recycle(tx);
     this.cleanBytes = 0;
     for (const b of this.bufs.values()) if (!b.dirty) this.cleanBytes += b.length;
+    this.onChange?.(0, 0);
   }
 
   // ---- buffers ---------------------------------------------------------------------------------
@@ -212,19 +263,25 @@ export class BufCache {
     this.note(offset, old);
     if (old) {
       if (!old.dirty) this.cleanBytes -= old.length;
-      this.dirtySet.delete(old);
+      this.dropDirty(old);
       this.bufs.delete(offset);
     }
     const b = new MetaBuf(offset, new Uint8Array(length));
     b.checked = true;
     this.bufs.set(offset, b);
     this.cleanBytes += length;
+    this.onChange?.(offset, length, b.data, false);
     return b;
   }
 
-  /** Mark a buffer changed; `layout` says where its CRC and LSN live (v5). */
-  dirty(b: MetaBuf, layout: BufLayout = b.layout): void {
+  /**
+   * Mark a buffer changed; `layout` says where its CRC and LSN live (v5). `start`/`length` narrow
+   * the bytes that changed (an inode in its block), for the change listener.
+   */
+  dirty(b: MetaBuf, layout: BufLayout = b.layout, start = 0, length = b.length - start): void {
     b.layout = layout;
+    b.sealed = false;
+    this.onChange?.(b.offset + start, length, b.data.subarray(start, start + length), b.inodes);
     const cached = this.bufs.get(b.offset);
     if (cached !== b) {
       // Evicted while its holder kept it: take it back (a clean copy read since is older).
@@ -233,13 +290,13 @@ export class BufCache {
       if (cached) this.cleanBytes -= cached.length;
       this.bufs.set(b.offset, b);
       b.dirty = true;
-      this.dirtySet.add(b);
+      this.addDirty(b);
       return;
     }
     if (!b.dirty) {
       b.dirty = true;
       this.cleanBytes -= b.length;
-      this.dirtySet.add(b);
+      this.addDirty(b);
     }
   }
 
@@ -254,15 +311,25 @@ export class BufCache {
     if (!b) return;
     this.note(offset, b);
     if (!b.dirty) this.cleanBytes -= b.length;
-    this.dirtySet.delete(b);
+    this.dropDirty(b);
     this.bufs.delete(offset);
+    if (b.dirty) this.onChange?.(offset, b.length, undefined, true);
+  }
+
+  /** Write bytes straight to the device (large file contents), telling the listener. */
+  async writeThrough(offset: number, data: Uint8Array): Promise<void> {
+    this.checkRange(offset, data.length, "file data");
+    await this.dev.write(offset, data);
+    this.writes++;
+    this.onChange?.(offset, data.length, undefined, true);
   }
 
   /** Stamp a changed v5 buffer's LSN and CRC now (commit does it too), so readers can verify it. */
   seal(b: MetaBuf): void {
-    if (!this.crc || !b.dirty) return;
+    if (!this.crc || !b.dirty || b.sealed) return;
     if (b.layout.lsnOffset !== undefined) setBe64big(b.data, b.layout.lsnOffset, this.lsn);
     if (b.layout.crcOffset !== undefined) stampCrc(b.data, b.layout.crcOffset);
+    b.sealed = true;
   }
 
   /** Drop every changed buffer inside [offset, offset+length) (freed file blocks). */
@@ -306,9 +373,15 @@ export class BufCache {
   }
   /** Bytes waiting for `commit`. */
   get dirtyBytes(): number {
-    let n = 0;
-    for (const b of this.dirtySet) n += b.length;
-    return n;
+    return this.dirtyTotal;
+  }
+  private addDirty(b: MetaBuf): void {
+    if (this.dirtySet.has(b)) return;
+    this.dirtySet.add(b);
+    this.dirtyTotal += b.length;
+  }
+  private dropDirty(b: MetaBuf): void {
+    if (this.dirtySet.delete(b)) this.dirtyTotal -= b.length;
   }
 
   /** Stamp LSN and CRC on every dirty buffer and write them in offset order. */
@@ -351,6 +424,7 @@ export class BufCache {
       else this.cleanBytes += b.length;
     }
     this.dirtySet.clear();
+    this.dirtyTotal = 0;
     this.evict();
   }
 
@@ -390,6 +464,8 @@ export class CacheView extends BaseDevice {
     if (hit) {
       this.cache.seal(hit.buf);
       target.set(hit.buf.data.subarray(hit.at, hit.at + target.length));
+      if (hit.buf.dirty && hit.buf.sealed && hit.at === 0 && target.length === hit.buf.length)
+        vouchSealedCopy(target);
       return;
     }
     await this.cache.dev.readInto(offset, target);

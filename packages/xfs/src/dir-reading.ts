@@ -90,6 +90,13 @@ export async function readDirBlock(
 ): Promise<Uint8Array> {
   const g = ctx.geometry;
   const n = g.dirBlockFsbs;
+  // One extent holding the whole directory block: its bytes as read, not a copy.
+  const one = findExtent(exts, db * n);
+  if (one >= 0) {
+    const e = exts[one];
+    if (!e.unwritten && e.startoff + e.blockcount >= db * n + n)
+      return ctx.readAt(g.fsbToByte(e.startblock + (db * n - e.startoff)), g.dirBlockSize);
+  }
   const out = new Uint8Array(g.dirBlockSize);
   let k = 0;
   while (k < n) {

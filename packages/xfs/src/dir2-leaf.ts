@@ -71,6 +71,46 @@ export function decodeDirLeaf(b: Uint8Array, v5: boolean, at: XfsLocation): DirL
   return { magic, forw: be32(b, 0), back: be32(b, 4), ents, stale, bests };
 }
 
+/**
+ * The live entries of a leaf (leaf1 or leafn) whose hash is `hash`, found by binary search on the
+ * block's bytes (xfs_dir2_leaf_search_hash) without decoding the rest; with the leaf's forward
+ * link and last hash, which say whether equal hashes may continue in the next leafn.
+ */
+export function leafHashMatches(
+  b: Uint8Array,
+  v5: boolean,
+  hash: number,
+  at: XfsLocation,
+): { addresses: number[]; forw: number; lastHash: number | undefined } {
+  const hdr = leafHeaderSize(v5);
+  const magic = be16(b, 8);
+  const leaf1 = magic === (v5 ? DIR3_LEAF1_MAGIC : DIR2_LEAF1_MAGIC);
+  if (!leaf1 && magic !== (v5 ? DIR3_LEAFN_MAGIC : DIR2_LEAFN_MAGIC))
+    throw new XfsFormatError(`bad directory leaf magic 0x${magic.toString(16)}`, at);
+  const count = be16(b, v5 ? 56 : 12);
+  let end = b.length;
+  if (leaf1) {
+    const bestcount = be32(b, b.length - 4);
+    end = b.length - 4 - bestcount * 2;
+    if (bestcount > b.length / 2 || end < hdr) throw new XfsFormatError(`leaf claims ${bestcount} bests`, at);
+  }
+  if (hdr + count * 8 > end || be16(b, v5 ? 58 : 14) > count)
+    throw new XfsFormatError(`leaf claims ${count} entries`, at);
+  let lo = 0;
+  let hi = count;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (be32(b, hdr + mid * 8) < hash) lo = mid + 1;
+    else hi = mid;
+  }
+  const addresses: number[] = [];
+  for (let i = lo; i < count && be32(b, hdr + i * 8) === hash; i++) {
+    const address = be32(b, hdr + i * 8 + 4);
+    if (address !== NULL_DATAPTR) addresses.push(address);
+  }
+  return { addresses, forw: be32(b, 0), lastHash: count ? be32(b, hdr + (count - 1) * 8) : undefined };
+}
+
 /** Room left for entries in a leaf with these contents. */
 export function leafFits(
   blksize: number,

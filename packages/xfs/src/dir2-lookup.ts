@@ -8,7 +8,7 @@ import { be16, be64 } from "./bytes.js";
 import { checkDa3Block, DA_NODE_MAGIC, DA_NODE_MAXDEPTH, DA3_NODE_MAGIC, decodeDaNode } from "./da-btree.js";
 import { checkDir3Header, DIR2_DATA_MAGIC, DIR3_DATA_MAGIC, dataEntrySize } from "./dir2-data.js";
 import { asciiCiEqual, dirHashName } from "./dir2-hash.js";
-import { decodeDirLeaf, NULL_DATAPTR } from "./dir2-leaf.js";
+import { leafHashMatches } from "./dir2-leaf.js";
 import type { XfsRawDirent } from "./dir2-sf.js";
 import { XfsFormatError, type XfsLocation } from "./errors.js";
 import type { XfsGeometry } from "./sb.js";
@@ -54,10 +54,9 @@ export async function hashedLookup(
   for (let hop = 0; hop < MAX_LEAF_HOPS; hop++) {
     const lat = { ...at, structure: "directory leaf" };
     if (g.v5) checkDa3Block(b, { ...chk, daddr }, lat);
-    const leaf = decodeDirLeaf(b, g.v5, lat);
-    for (const ent of leaf.ents) {
-      if (ent.hashval !== hash || ent.address === NULL_DATAPTR) continue;
-      const byte = ent.address * 8;
+    const leaf = leafHashMatches(b, g.v5, hash, lat);
+    for (const address of leaf.addresses) {
+      const byte = address * 8;
       const db = Math.floor(byte / g.dirBlockSize);
       const off = byte % g.dirBlockSize;
       if (byte >= 2 ** 35) throw new XfsFormatError("leaf entry points outside the data section", lat);
@@ -84,8 +83,7 @@ export async function hashedLookup(
       if (ci && !ciMatch && asciiCiEqual(entName, name)) ciMatch = e;
     }
     // Equal hashes may continue in the next leaf (node form).
-    const last = leaf.ents[leaf.ents.length - 1];
-    if (!last || last.hashval > hash || leaf.forw === 0) break;
+    if (leaf.lastHash === undefined || leaf.lastHash > hash || leaf.forw === 0) break;
     if (seen.has(leaf.forw) || leaf.forw % dirFsbs !== 0)
       throw new XfsFormatError("directory leaf chain loops", lat);
     seen.add(leaf.forw);

@@ -14,7 +14,6 @@
  * block, a new block that needs the fork to turn from extents into a bmbt, a new free-index block.
  */
 
-import { readForkExtents } from "./bmap.js";
 import { NULL_PTR } from "./btree.js";
 import { type BmbtRec, writeBmdr } from "./btree-bmap.js";
 import { btreeDeleteAt, btreeInsert, btreeUpdateAt } from "./btree-update.js";
@@ -22,7 +21,7 @@ import type { MetaBuf } from "./buf.js";
 import { be16, be32, setBe16, setBe32, setBe64 } from "./bytes.js";
 import { DA_NODE_MAGIC, DA3_NODE_MAGIC, decodeDaNode } from "./da-btree.js";
 import { DIR2_DATA_MAGIC, DIR3_DATA_MAGIC, decodeDataEntries } from "./dir2-data.js";
-import { dirHashName } from "./dir2-hash.js";
+import { asciiCiEqual, dirHashName } from "./dir2-hash.js";
 import {
   DIR2_LEAF1_MAGIC,
   DIR2_LEAFN_MAGIC,
@@ -35,6 +34,7 @@ import {
   encodeDirLeaf,
   freeHeaderSize,
   leafFits,
+  leafHashMatches,
   NULL_DATAOFF,
   NULL_DATAPTR,
 } from "./dir2-leaf.js";
@@ -59,11 +59,12 @@ function unsupported(ed: XfsEditor, dir: XfsInode, feature: string, what: string
   });
 }
 
-/** The directory's data fork mapping, read from the inode being edited. */
+/**
+ * The directory's data fork mapping, from the inode being edited (through the reader's extent
+ * cache, which checks the fork's bytes; copied, since the writers change it).
+ */
 async function dirExtents(ed: XfsEditor, dir: XfsInode): Promise<XfsExtent[]> {
-  return readForkExtents(ed.fs.geometry, dir, "data", (o, l) => ed.device.read(o, l), {
-    file: ed.device.name,
-  });
+  return (await ed.fs.forkExtents(dir, "data")).map((e) => ({ ...e }));
 }
 
 /** First fs block of directory block starting at file block `fblock` (contiguous), or -1. */
@@ -456,12 +457,49 @@ async function leafToNode(
 
 // ---------------------------------------------------------------- add and remove
 
-/** Adds a name to a leaf- or node-form directory. */
+/**
+ * Is `name` in the directory already (ASCII case ignored on ci filesystems)? Only the data entries
+ * the leaf's entries with its hash point at are read, following the leafn chain while that hash
+ * continues (node form).
+ */
+async function hasName(
+  ed: XfsEditor,
+  dir: XfsInode,
+  dg: DirGeo,
+  exts: XfsExtent[],
+  leafBlk: Blk,
+  hash: number,
+  name: Uint8Array,
+): Promise<boolean> {
+  const at = { file: ed.device.name, inode: dir.ino, structure: "directory leaf" };
+  let blk = leafBlk;
+  for (let hop = 0; hop < 64; hop++) {
+    const m = leafHashMatches(blk.buf.data, dg.v5, hash, at);
+    for (const address of m.addresses) {
+      const byte = address * 8;
+      const data = await readBlk(ed, dir, dg, exts, Math.floor(byte / dg.blksize) * dg.g.dirBlockFsbs);
+      const b = data.buf.data;
+      const off = byte % dg.blksize;
+      const len = b[off + 8];
+      if (off < dg.hdr || off + 9 + len > b.length)
+        throw new XfsFormatError("leaf entry points at a bad data entry", at);
+      const other = b.subarray(off + 9, off + 9 + len);
+      if (dg.ci ? asciiCiEqual(other, name) : sameName(other, name)) return true;
+    }
+    if (m.lastHash !== hash || m.forw === 0) return false;
+    blk = await readBlk(ed, dir, dg, exts, m.forw);
+  }
+  throw new XfsFormatError("directory leaf chain too long", at);
+}
+
+/** Adds a name to a leaf- or node-form directory (EEXIST when it is there). */
 export async function leafAddName(ed: XfsEditor, dir: XfsInode, dg: DirGeo, entry: DirEntryW): Promise<void> {
   const exts = await dirExtents(ed, dir);
   const hash = dirHashName(entry.name, dg.ci);
   let node = exts.some((e) => e.startoff + e.blockcount > dg.freeFsb);
   let { path, leafBlk } = await descend(ed, dir, dg, exts, hash);
+  if (await hasName(ed, dir, dg, exts, leafBlk, hash, entry.name))
+    throw new XfsFsError("EEXIST", "name exists", `<inode ${dir.ino}>/${Buffer.from(entry.name).toString()}`);
   let leaf = decodeDirLeaf(leafBlk.buf.data, dg.v5, { inode: dir.ino, structure: "directory leaf" });
   if (!node && leaf.bests === undefined)
     throw new XfsFormatError("leafn without free blocks", { inode: dir.ino });
@@ -479,7 +517,7 @@ export async function leafAddName(ed: XfsEditor, dir: XfsInode, dg: DirGeo, entr
   const size = dg.entsize(entry.name.length);
   // A data block with room, else a new one at the first unused data block number.
   let db = -1;
-  for (let i = 0; i < free.count(); i++) {
+  for (let i = 0, n = free.count(); i < n; i++) {
     const v = free.get(i);
     if (v !== NULL_DATAOFF && v >= size) {
       db = i;

@@ -228,7 +228,6 @@ async function addEntry(
     return;
   }
   if (!isSingleBlock(dir, dg)) {
-    if (await ed.fs.lookup(dir, name)) throw new XfsFsError("EEXIST", "name exists", path);
     await leafAddName(ed, dir, dg, entry);
     return;
   }

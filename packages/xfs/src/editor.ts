@@ -29,6 +29,7 @@ import { loadInode, storeInode } from "./inode-create.js";
 import type { XfsLogState } from "./log.js";
 import { checkFeatures, VERSION_ATTRBIT } from "./sb.js";
 import type { XfsStats } from "./stats.js";
+import { writeAtInode } from "./write-at.js";
 
 const S_IFREG = 0o100000;
 const S_IFDIR = 0o040000;
@@ -75,26 +76,6 @@ export interface XfsWriteFileOptions {
   flag?: "w" | "wx";
   mtime?: Date | number;
   atime?: Date | number;
-}
-
-async function gather(
-  data: string | Uint8Array | AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
-): Promise<Uint8Array> {
-  if (typeof data === "string") return new TextEncoder().encode(data);
-  if (data instanceof Uint8Array) return data;
-  const parts: Uint8Array[] = [];
-  let n = 0;
-  for await (const chunk of data as AsyncIterable<Uint8Array>) {
-    parts.push(chunk);
-    n += chunk.length;
-  }
-  const out = new Uint8Array(n);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 /**
@@ -166,6 +147,8 @@ export class XfsEditor {
     // The reader the editor resolves paths with reads through the buffer cache.
     const cacheView = new CacheView(ctx.bufs);
     const view = await XfsFs.open(cacheView, options);
+    // Its caches live as long as the editor: every change the cache sees is passed on to them.
+    ctx.bufs.onChange = (offset, length, data, inodes) => view.invalidate(offset, length, data, inodes);
     const alloc = new Allocator(ctx);
     return new XfsEditor(cacheView, view, ctx, alloc, new InodeAllocator(alloc), options);
   }
@@ -222,7 +205,6 @@ export class XfsEditor {
   /** @internal */
   async finish(): Promise<void> {
     this.ctx.bufs.end();
-    this.fs.clearCaches();
     const bufs = this.ctx.bufs;
     if (bufs.dirtyCount >= PENDING_BUFFERS || bufs.dirtyBytes >= PENDING_BYTES) await this.commit();
   }
@@ -230,7 +212,6 @@ export class XfsEditor {
   /** Write every change made so far and let the reader see it. */
   async commit(): Promise<void> {
     await this.alloc.commit();
-    this.fs.clearCaches();
   }
 
   /** @internal The inode a path names, read through the buffer cache. */
@@ -277,11 +258,12 @@ export class XfsEditor {
     data: string | Uint8Array | AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
     options: XfsWriteFileOptions = {},
   ): Promise<void> {
-    // A streamed source is gathered first: if it throws, nothing has changed yet.
-    const bytes = await gather(data);
+    // A streamed source is written as it arrives (bounded memory); if it throws, the call's
+    // transaction puts everything back.
+    const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
     this.check();
     let inode: XfsInode | undefined;
-    if (await this.fs.exists(path)) {
+    if (await this.fs.statIfExists(path)) {
       if (options.flag === "wx") throw new XfsFsError("EEXIST", "file already exists", path);
       inode = await this.inodeOf(path, true);
       if ((inode.mode & S_IFMT) !== S_IFREG) {
@@ -304,6 +286,26 @@ export class XfsEditor {
     inode.ctime = { ...t };
     if (inode.version >= 3) inode.changecount++;
     await storeInode(this.ctx, inode);
+    await this.finish();
+  }
+
+  /**
+   * Write `data` into an existing regular file at byte `offset`, like pwrite(2) (a final symlink
+   * is followed): written blocks are overwritten where they lie, holes get new blocks, the size
+   * grows when the write ends past it (see write-at.ts for what is refused).
+   */
+  async writeAt(path: string, offset: number, data: Uint8Array | string): Promise<void> {
+    const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
+    if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(offset + bytes.length))
+      throw new XfsFsError("EINVAL", "invalid offset", path);
+    // Bytes written in place cannot be taken back, nor be overtaken by pending older contents of
+    // the same blocks: what earlier calls changed goes out first, outside this call's transaction.
+    if (this.closed) throw new Error("XfsEditor is closed");
+    this.settle();
+    await this.commit();
+    this.check();
+    const inode = await this.inodeOf(path, true);
+    await writeAtInode(this, inode, path, offset, bytes);
     await this.finish();
   }
 

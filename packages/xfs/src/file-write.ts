@@ -126,7 +126,7 @@ export async function dataMapping(
 }
 
 /** The data fork's mapping, refused when it shares blocks (reflink) — what releasing it will free. */
-async function releasableMapping(
+export async function releasableMapping(
   ctx: SpaceContext,
   alloc: Allocator,
   inode: XfsInode,
@@ -196,62 +196,93 @@ export interface WriteDataOptions {
   sparse?: boolean;
 }
 
+/** Bytes a streamed source is gathered into before its blocks are allocated and written. */
+const STAGE_BYTES = 8 << 20;
+
+/** File content as the writers take it: one buffer, or chunks (a stream). */
+export type DataSource = Uint8Array | AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
+
 /**
- * Replace a regular file's content: release the old blocks, allocate and write the new ones, build
- * the fork, set size and block count. The caller stores the inode (and sets times).
+ * Places file blocks: allocates extents for runs of blocks (near the previous one, so a file
+ * written in pieces still gets long contiguous extents, merged as they touch), writes the bytes
+ * (small runs through the buffer cache, large ones straight to the device), and records them.
  */
-export async function writeData(
-  ctx: SpaceContext,
-  alloc: Allocator,
-  inode: XfsInode,
-  data: Uint8Array,
-  opts: WriteDataOptions = {},
-): Promise<void> {
-  const geo = ctx.geo;
-  const bs = geo.blockSize;
-  // All or nothing: the new blocks are allocated and written first; the old ones are freed only
-  // once that worked, so ENOSPC leaves the file as it was.
-  const old = await releasableMapping(ctx, alloc, inode);
-  const nblocks = Math.ceil(data.length / bs);
-  // Runs of file blocks to allocate: [start, end).
-  const runs: [number, number][] = [];
-  for (let b = 0; b < nblocks; ) {
-    if (opts.sparse && allZero(data, b * bs, Math.min((b + 1) * bs, data.length))) {
-      b++;
-      continue;
-    }
-    const s = b;
-    while (b < nblocks && !(opts.sparse && allZero(data, b * bs, Math.min((b + 1) * bs, data.length)))) b++;
-    runs.push([s, b]);
+export class BlockPlacer {
+  readonly extents: XfsExtent[] = [];
+  private agno: number;
+  private near: number;
+  constructor(
+    private readonly ctx: SpaceContext,
+    private readonly alloc: Allocator,
+    private readonly inode: XfsInode,
+    private readonly sparse: boolean,
+  ) {
+    const { agno, agino } = inoToAg(ctx.geo, inode.ino);
+    this.agno = agno;
+    this.near = Math.floor(agino / ctx.geo.inopblock);
   }
-  const { agno: home, agino } = inoToAg(geo, inode.ino);
-  let near = Math.floor(agino / geo.inopblock);
-  let agno = home;
-  const extents: XfsExtent[] = [];
-  for (const [s, e] of runs) {
+
+  /**
+   * Place `len` bytes of `data` as the file's blocks from `firstBlock` on (`len` a whole number
+   * of blocks except at the end of the file, whose last block is padded with zeros).
+   */
+  async put(firstBlock: number, data: Uint8Array, len: number): Promise<void> {
+    const bs = this.ctx.geo.blockSize;
+    const nblocks = Math.ceil(len / bs);
+    const zero = (b: number) => this.sparse && allZero(data, b * bs, Math.min((b + 1) * bs, len));
+    for (let b = 0; b < nblocks; ) {
+      if (zero(b)) {
+        b++;
+        continue;
+      }
+      const s = b;
+      while (b < nblocks && !zero(b)) b++;
+      await this.putRun(firstBlock, data, len, s, b);
+    }
+  }
+
+  /** Blocks [s, e) of `data` (file blocks firstBlock+s ...). */
+  private async putRun(
+    firstBlock: number,
+    data: Uint8Array,
+    len: number,
+    s: number,
+    e: number,
+  ): Promise<void> {
+    const { ctx, alloc, inode } = this;
+    const geo = ctx.geo;
+    const bs = geo.blockSize;
     for (let off = s; off < e; ) {
+      const fileOff = firstBlock + off;
       const want = Math.min(e - off, MAX_EXTLEN);
-      const r = await alloc.alloc(agno, { minlen: 1, maxlen: want, near, owner: rmapOwner(inode, off) });
+      const r = await alloc.alloc(this.agno, {
+        minlen: 1,
+        maxlen: want,
+        near: this.near,
+        owner: rmapOwner(inode, fileOff),
+      });
       if (!r) {
-        // Undo what this call allocated before failing.
-        for (const x of extents) {
+        // Undo what this write allocated before failing.
+        for (const x of this.extents) {
           const { agno: a, agbno } = fsbToAg(geo, x.startblock);
           await alloc.free(a, agbno, x.blockcount, rmapOwner(inode, x.startoff));
         }
-        throw new XfsFsError("ENOSPC", `no space left for ${data.length} bytes`, `<inode ${inode.ino}>`);
+        this.extents.length = 0;
+        throw new XfsFsError("ENOSPC", "no space left for the file's data", `<inode ${inode.ino}>`);
       }
-      agno = r.agno;
-      near = r.ext.agbno + r.ext.len;
+      this.agno = r.agno;
+      this.near = r.ext.agbno + r.ext.len;
       const fsb = agbToFsb(geo, r.agno, r.ext.agbno);
-      const last = extents[extents.length - 1];
+      const last = this.extents[this.extents.length - 1];
       if (
         last &&
-        last.startoff + last.blockcount === off &&
+        last.startoff + last.blockcount === fileOff &&
         last.startblock + last.blockcount === fsb &&
         last.blockcount + r.ext.len <= MAX_EXTLEN
       ) {
         last.blockcount += r.ext.len;
-      } else extents.push({ startoff: off, startblock: fsb, blockcount: r.ext.len, unwritten: false });
+      } else
+        this.extents.push({ startoff: fileOff, startblock: fsb, blockcount: r.ext.len, unwritten: false });
       // The bytes: whole blocks straight from the caller's buffer, a short last one padded.
       const byteStart = off * bs;
       const byteEnd = (off + r.ext.len) * bs;
@@ -261,27 +292,96 @@ export async function writeData(
         // in one write (and the editor's reader sees them before that).
         const buf = ctx.bufs.fresh(at, byteEnd - byteStart, "file data");
         buf.transient = true;
-        buf.data.set(data.subarray(byteStart, Math.min(byteEnd, data.length)));
+        buf.data.set(data.subarray(byteStart, Math.min(byteEnd, len)));
         ctx.bufs.dirty(buf, {});
         off += r.ext.len;
         continue;
       }
-      const whole = Math.min(byteEnd, Math.floor(data.length / bs) * bs);
-      if (whole > byteStart) await ctx.bufs.dev.write(at, data.subarray(byteStart, whole));
+      const whole = Math.min(byteEnd, Math.floor(len / bs) * bs);
+      if (whole > byteStart) await ctx.bufs.writeThrough(at, data.subarray(byteStart, whole));
       if (whole < byteEnd) {
         const tail = new Uint8Array(byteEnd - Math.max(whole, byteStart));
-        tail.set(data.subarray(Math.max(whole, byteStart), Math.min(byteEnd, data.length)));
-        await ctx.bufs.dev.write(at + Math.max(whole, byteStart) - byteStart, tail);
+        tail.set(data.subarray(Math.max(whole, byteStart), Math.min(byteEnd, len)));
+        await ctx.bufs.writeThrough(at + Math.max(whole, byteStart) - byteStart, tail);
       }
       off += r.ext.len;
     }
   }
+}
+
+/**
+ * Replace a regular file's content: allocate and write the new blocks, release the old ones,
+ * build the fork, set size and block count. A stream is taken a stage (8 MiB) at a time, so
+ * memory stays bounded whatever the file's size. The caller stores the inode (and sets times);
+ * a source that throws leaves the new blocks allocated — the editor's transaction undoes them.
+ */
+export async function writeData(
+  ctx: SpaceContext,
+  alloc: Allocator,
+  inode: XfsInode,
+  data: DataSource,
+  opts: WriteDataOptions = {},
+): Promise<void> {
+  const bs = ctx.geo.blockSize;
+  // All or nothing: the new blocks are allocated and written first; the old ones are freed only
+  // once that worked, so ENOSPC leaves the file as it was.
+  const old = await releasableMapping(ctx, alloc, inode);
+  const placer = new BlockPlacer(ctx, alloc, inode, opts.sparse === true);
+  let size = 0;
+  if (data instanceof Uint8Array) {
+    await placer.put(0, data, data.length);
+    size = data.length;
+  } else {
+    let stage: Uint8Array | undefined;
+    let filled = 0;
+    for await (const chunk of data as AsyncIterable<Uint8Array>) {
+      if (!(chunk instanceof Uint8Array))
+        throw new XfsFsError("EINVAL", "file data chunks must be bytes", `<inode ${inode.ino}>`);
+      let at = 0;
+      // Whole stages straight from a large chunk, without copying.
+      while (filled === 0 && chunk.length - at >= STAGE_BYTES) {
+        await placer.put(size / bs, chunk.subarray(at, at + STAGE_BYTES), STAGE_BYTES);
+        at += STAGE_BYTES;
+        size += STAGE_BYTES;
+      }
+      while (at < chunk.length) {
+        stage ??= new Uint8Array(STAGE_BYTES);
+        const n = Math.min(chunk.length - at, STAGE_BYTES - filled);
+        stage.set(chunk.subarray(at, at + n), filled);
+        filled += n;
+        at += n;
+        if (filled === STAGE_BYTES) {
+          await placer.put(size / bs, stage, STAGE_BYTES);
+          size += STAGE_BYTES;
+          filled = 0;
+        }
+      }
+    }
+    if (filled > 0) await placer.put(size / bs, stage as Uint8Array, filled);
+    size += filled;
+  }
+  const extents = placer.extents;
   await freeMapping(ctx, alloc, inode, old);
-  const fork = dataFork(inode);
-  const room = Math.floor(fork.length / 16);
   inode.nblocks += extents.reduce((n, x) => n + x.blockcount, 0);
+  inode.size = size;
+  await buildFork(ctx, alloc, inode, extents);
+}
+
+/**
+ * Write a data fork holding `extents` (sorted, already allocated and counted in nblocks) into an
+ * inode whose fork is empty: extents format while the records fit, else a bmbt
+ * (xfs_bmap_extents_to_btree: one leaf under an inode root of level 1, then the records).
+ */
+export async function buildFork(
+  ctx: SpaceContext,
+  alloc: Allocator,
+  inode: XfsInode,
+  extents: XfsExtent[],
+): Promise<void> {
+  const fork = dataFork(inode);
+  fork.fill(0);
+  const room = Math.floor(fork.length / 16);
   inode.nextents = extents.length;
-  inode.size = data.length;
   if (extents.length <= room) {
     inode.format = FMT_EXTENTS;
     extents.forEach((x, i) => {
@@ -289,7 +389,6 @@ export async function writeData(
     });
     return;
   }
-  // xfs_bmap_extents_to_btree: one leaf under an inode root of level 1, then the records.
   inode.format = FMT_BTREE;
   const t = bmbtTree(ctx, alloc, inode);
   const leaf = await t.host.allocBlock(extents[0].startblock);
@@ -305,4 +404,23 @@ export async function writeData(
   });
   writeBmdr(fork, { level: 1, keys: [{ startoff: 0 }], ptrs: [leaf] });
   for (const x of extents) await btreeInsert(t, x);
+}
+
+/** Free a bmbt's blocks (the fork is rebuilt after); the data extents stay. */
+export async function freeBmbtBlocks(
+  ctx: SpaceContext,
+  alloc: Allocator,
+  inode: XfsInode,
+  blocks: number[],
+): Promise<void> {
+  const geo = ctx.geo;
+  for (const b of blocks) {
+    const { agno, agbno } = fsbToAg(geo, b);
+    ctx.bufs.forget((agno * geo.agBlocks + agbno) * geo.blockSize);
+    await alloc.free(agno, agbno, 1, rmapOwner(inode, 0, true));
+    inode.nblocks--;
+  }
+  dataFork(inode).fill(0);
+  inode.format = FMT_EXTENTS;
+  inode.nextents = 0;
 }

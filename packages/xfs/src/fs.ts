@@ -11,11 +11,11 @@ import { findExtent, readForkExtents } from "./bmap.js";
 import { be16, be32 } from "./bytes.js";
 import { dirBlockAt, dirFormOf, readDirDataEntries } from "./dir-reading.js";
 import { DIR2_LEAF_OFFSET_BYTES } from "./dir2-data.js";
-import { asciiCiFold } from "./dir2-hash.js";
+import { asciiCiEqual, asciiCiFold } from "./dir2-hash.js";
 import { hashedLookup } from "./dir2-lookup.js";
 import { decodeSfDir, type XfsRawDirent } from "./dir2-sf.js";
 import { XfsFormatError, XfsFsError, type XfsLocation, XfsUnsupportedError } from "./errors.js";
-import { type ForkKind, forkLocalBytes, type XfsExtent } from "./fork.js";
+import { type ForkKind, forkArea, forkLocalBytes, type XfsExtent } from "./fork.js";
 import { attrFormOf, type ForkReadContext, readAttrs, readSymlink, type StoredAttr } from "./fork-reading.js";
 import {
   DIFLAG_REALTIME,
@@ -88,7 +88,10 @@ interface Resolved {
 
 class Lru<K, V> {
   private readonly map = new Map<K, V>();
-  constructor(private readonly max: number) {}
+  constructor(
+    private readonly max: number,
+    private readonly onEvict?: (k: K, v: V) => void,
+  ) {}
   get(k: K): V | undefined {
     const v = this.map.get(k);
     if (v !== undefined) {
@@ -100,17 +103,54 @@ class Lru<K, V> {
   set(k: K, v: V): void {
     this.map.delete(k);
     this.map.set(k, v);
-    if (this.map.size > this.max) this.map.delete(this.map.keys().next().value as K);
+    if (this.map.size > this.max) {
+      const [oldK, oldV] = this.map.entries().next().value as [K, V];
+      this.map.delete(oldK);
+      this.onEvict?.(oldK, oldV);
+    }
+  }
+  delete(k: K): void {
+    const v = this.map.get(k);
+    if (v === undefined) return;
+    this.map.delete(k);
+    this.onEvict?.(k, v);
+  }
+  get size(): number {
+    return this.map.size;
+  }
+  entries(): IterableIterator<[K, V]> {
+    return this.map.entries();
   }
   clear(): void {
+    if (this.onEvict) for (const [k, v] of this.map) this.onEvict(k, v);
     this.map.clear();
   }
 }
 
+/**
+ * A fork's extents as read, valid while the fork's bytes in the inode are `fork` (format and
+ * count included) and none of the bmbt blocks they came from has changed (see `invalidate`).
+ */
+interface ForkMap {
+  fork: Uint8Array;
+  format: number;
+  count: number;
+  exts: XfsExtent[];
+  /** Device byte offsets of the bmbt blocks read. */
+  blocks: number[];
+}
+
 const utf8 = new TextDecoder("utf-8");
 const utf8enc = new TextEncoder();
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** A name's bytes as a string key (one char per byte; names are at most 255 bytes). */
 function nameKey(b: Uint8Array): string {
-  return Buffer.from(b).toString("latin1");
+  return String.fromCharCode.apply(null, b as unknown as number[]);
 }
 
 export class XfsFs {
@@ -122,9 +162,16 @@ export class XfsFs {
   readonly blockSize: number;
   private readonly onWarning?: (w: XfsWarning) => void;
   private readonly inodeCache: Lru<number, XfsInode>;
-  private readonly extentCache = new Lru<string, XfsExtent[]>(1024);
+  /** Fork extents per inode (data, attr), checked against the fork's bytes on use. */
+  private readonly extentCache = new Lru<number, Map<ForkKind, ForkMap>>(1024, (ino, forks) => {
+    for (const m of forks.values()) for (const b of m.blocks) this.bmbtOwners.delete(b);
+  });
+  /** The inode whose cached extents were read from the bmbt block at this byte offset. */
+  private readonly bmbtOwners = new Map<number, number>();
   private readonly dirCache = new Lru<number, XfsRawDirent[]>(64);
   private readonly dirIndex = new Lru<number, Map<string, XfsRawDirent>>(64);
+  /** Directory entry lists looked up once already (see lookup). */
+  private readonly scannedOnce = new WeakSet<XfsRawDirent[]>();
   private readonly attrCache = new Lru<number, StoredAttr[]>(256);
   /** Raw inode chunks by device offset. */
   private readonly chunkCache = new Lru<number, Uint8Array>(64);
@@ -267,11 +314,32 @@ export class XfsFs {
 
   /** Extents of a fork (validated, cached per inode and fork). */
   async forkExtents(inode: XfsInode, which: ForkKind = "data"): Promise<XfsExtent[]> {
-    const key = `${inode.ino}:${which}:${inode.crc}:${inode.nextents}`;
-    const hit = this.extentCache.get(key);
-    if (hit) return hit;
-    const exts = await readForkExtents(this.geometry, inode, which, this.readAt, { file: this.device.name });
-    this.extentCache.set(key, exts);
+    const area = forkArea(inode, which);
+    if (!area) return [];
+    const count = which === "data" ? inode.nextents : inode.anextents;
+    const bytes = inode.raw.subarray(area.start, area.start + area.size);
+    let forks = this.extentCache.get(inode.ino);
+    const hit = forks?.get(which);
+    if (hit && hit.format === area.format && hit.count === count && sameBytes(hit.fork, bytes))
+      return hit.exts;
+    const blocks: number[] = [];
+    const exts = await readForkExtents(
+      this.geometry,
+      inode,
+      which,
+      (o, l) => {
+        blocks.push(o);
+        return this.readAt(o, l);
+      },
+      { file: this.device.name },
+    );
+    if (!forks) {
+      forks = new Map();
+      this.extentCache.set(inode.ino, forks);
+    }
+    if (hit) for (const b of hit.blocks) this.bmbtOwners.delete(b);
+    for (const b of blocks) this.bmbtOwners.set(b, inode.ino);
+    forks.set(which, { fork: bytes.slice(), format: area.format, count, exts, blocks });
     return exts;
   }
 
@@ -391,8 +459,21 @@ export class XfsFs {
       }
     }
     if (!idx) {
+      const entries = await this.dirEntries(dir);
+      // A directory looked up once since it was read (an editor changes it between lookups) is
+      // scanned; one looked up again gets an index.
+      if (!this.scannedOnce.has(entries)) {
+        this.scannedOnce.add(entries);
+        for (const e of entries) if (sameBytes(e.name, name)) return e;
+        if (!this.features.asciiCi) return undefined;
+        for (const e of entries) if (asciiCiEqual(e.name, name)) return e;
+        return undefined;
+      }
       idx = new Map();
-      for (const e of await this.dirEntries(dir)) if (!idx.has(nameKey(e.name))) idx.set(nameKey(e.name), e);
+      for (const e of entries) {
+        const k = nameKey(e.name);
+        if (!idx.has(k)) idx.set(k, e);
+      }
       this.dirIndex.set(dir.ino, idx);
     }
     const exact = idx.get(nameKey(name));
@@ -446,6 +527,14 @@ export class XfsFs {
   // ---------------------------------------------------------------- paths
 
   private async resolve(path: string, followLast: boolean): Promise<Resolved> {
+    const r = await this.tryResolve(path, followLast);
+    if (r === "ENOENT") throw new XfsFsError("ENOENT", "no such file or directory", path);
+    if (r === "ENOTDIR") throw new XfsFsError("ENOTDIR", "not a directory", path);
+    return r;
+  }
+
+  /** `resolve`, with a missing name or a non-directory on the way answered instead of thrown. */
+  private async tryResolve(path: string, followLast: boolean): Promise<Resolved | "ENOENT" | "ENOTDIR"> {
     if (typeof path !== "string") throw new XfsFsError("EINVAL", "path must be a string", String(path));
     if (path.length > PATH_MAX * 4) throw new XfsFsError("ENAMETOOLONG", "path too long", path.slice(0, 64));
     const rootIno = this.sb.rootino;
@@ -461,11 +550,11 @@ export class XfsFs {
         cur = await dirAt();
         continue;
       }
-      if ((cur.mode & S_IFMT) !== S_IFDIR) throw new XfsFsError("ENOTDIR", "not a directory", path);
+      if ((cur.mode & S_IFMT) !== S_IFDIR) return "ENOTDIR";
       const nameBytes = utf8enc.encode(comp);
       if (nameBytes.length > MAX_NAME_LEN) throw new XfsFsError("ENAMETOOLONG", "name too long", path);
       const e = await this.lookup(cur, nameBytes);
-      if (!e) throw new XfsFsError("ENOENT", "no such file or directory", path);
+      if (!e) return "ENOENT";
       const child = await this.readInode(e.ino);
       const isLast = todo.length === 0;
       if ((child.mode & S_IFMT) === S_IFLNK && (!isLast || followLast)) {
@@ -506,13 +595,13 @@ export class XfsFs {
 
   /** Whether `path` exists (without following a final symlink). */
   async exists(path: string): Promise<boolean> {
-    try {
-      await this.resolve(path, false);
-      return true;
-    } catch (e) {
-      if (e instanceof XfsFsError && (e.code === "ENOENT" || e.code === "ENOTDIR")) return false;
-      throw e;
-    }
+    return typeof (await this.tryResolve(path, false)) !== "string";
+  }
+
+  /** `lstat`/`stat` (by `follow`), or undefined when the path does not resolve (ENOENT, ENOTDIR). */
+  async statIfExists(path: string, follow = false): Promise<XfsStats | undefined> {
+    const r = await this.tryResolve(path, follow);
+    return typeof r === "string" ? undefined : this.statsOf(r.inode);
   }
 
   /** Canonical absolute path inside the guest. */
@@ -691,11 +780,76 @@ export class XfsFs {
     };
   }
 
+  /**
+   * The device's bytes [offset, offset+length) changed (to `data` when given): cached inode chunks
+   * are patched (or dropped), and every inode stored there (unless `inodes` is false: no inode
+   * in use lies there) is forgotten with what was read through it (extents, directory entries,
+   * attributes). Writers that change a directory's or
+   * attribute fork's blocks store its inode too, which is what drops those. Length 0: anything
+   * may have changed.
+   */
+  invalidate(offset: number, length: number, data?: Uint8Array, inodes = true): void {
+    if (length === 0) {
+      this.clearCaches();
+      return;
+    }
+    const end = offset + length;
+    const gone: number[] = [];
+    for (const [start, chunk] of this.chunkCache.entries()) {
+      const s = Math.max(start, offset);
+      const e = Math.min(start + chunk.length, end);
+      if (s >= e) continue;
+      if (data) chunk.set(data.subarray(s - offset, e - offset), s - start);
+      else gone.push(start);
+    }
+    for (const start of gone) this.chunkCache.delete(start);
+    if (this.bmbtOwners.size > 0) {
+      const bs = this.blockSize;
+      if (length / bs <= this.bmbtOwners.size) {
+        for (let o = offset - (offset % bs); o < end; o += bs) {
+          const ino = this.bmbtOwners.get(o);
+          if (ino !== undefined) this.extentCache.delete(ino);
+        }
+      } else {
+        for (const [o, ino] of [...this.bmbtOwners])
+          if (o < end && o + bs > offset) this.extentCache.delete(ino);
+      }
+    }
+    if (!inodes || this.inodeCache.size === 0) return;
+    const g = this.geometry;
+    const isz = g.inodeSize;
+    if (length / isz <= 256) {
+      // The inode slots the range covers (inodes never straddle blocks, blocks never AGs).
+      const agBytes = g.agBlocks * g.blockSize;
+      for (let o = offset - (offset % isz); o < end; o += isz) {
+        const agno = Math.floor(o / agBytes);
+        const inAg = o - agno * agBytes;
+        const agino =
+          Math.floor(inAg / g.blockSize) * g.inodesPerBlock + Math.floor((inAg % g.blockSize) / isz);
+        this.forgetInode(g.aginoToIno(agno, agino));
+      }
+    } else {
+      for (const [ino] of [...this.inodeCache.entries()]) {
+        const at = g.inoToByte(ino);
+        if (at < end && at + isz > offset) this.forgetInode(ino);
+      }
+    }
+  }
+
+  private forgetInode(ino: number): void {
+    // Its cached extents stay: they are checked against the fork's bytes on use.
+    this.inodeCache.delete(ino);
+    this.dirCache.delete(ino);
+    this.dirIndex.delete(ino);
+    this.attrCache.delete(ino);
+  }
+
   /** Drops every cache (after the device changed underneath). */
   clearCaches(): void {
     this.inodeCache.clear();
     this.chunkCache.clear();
     this.extentCache.clear();
+    this.bmbtOwners.clear();
     this.dirCache.clear();
     this.dirIndex.clear();
     this.attrCache.clear();

@@ -62,6 +62,7 @@ export function initInodeBlocks(ctx: SpaceContext, agno: number, agbno: number, 
   const geo = ctx.geo;
   for (let k = 0; k < blocks; k++) {
     const buf = ctx.bufs.fresh(agbOffset(geo, agno, agbno + k), geo.blockSize, "inode block");
+    buf.inodes = true;
     const b = buf.data;
     for (let i = 0; i < geo.inopblock; i++) {
       const off = i * geo.inodeSize;

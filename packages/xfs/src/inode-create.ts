@@ -29,6 +29,7 @@ async function inodeBuf(ctx: SpaceContext, ino: number): Promise<{ buf: MetaBuf;
     throw new XfsFormatError(`inode ${ino} lies past the last AG`, { inode: ino, file: geo.file });
   const agbno = Math.floor(agino / geo.inopblock);
   const buf = await ctx.bufs.read(agbOffset(geo, agno, agbno), geo.blockSize, "inode block");
+  buf.inodes = true;
   return { buf, off: (agino % geo.inopblock) * geo.inodeSize };
 }
 
@@ -43,7 +44,7 @@ export async function storeInode(ctx: SpaceContext, inode: XfsInode): Promise<vo
   const { buf, off } = await inodeBuf(ctx, inode.ino);
   encodeInode(inode, buf.data, off, ctx.geo.inodeSize, ctx.geo.metaUuid);
   // Inode CRCs are per inode and computed by encodeInode; the block has no CRC of its own.
-  ctx.bufs.dirty(buf, {});
+  ctx.bufs.dirty(buf, {}, off, ctx.geo.inodeSize);
 }
 
 export interface NewInode {
@@ -109,7 +110,7 @@ export async function createInode(
     uuid: geo.crc ? geo.metaUuid : undefined,
   };
   encodeInode(inode, buf.data, off, geo.inodeSize, geo.metaUuid);
-  ctx.bufs.dirty(buf, {});
+  ctx.bufs.dirty(buf, {}, off, geo.inodeSize);
   return inode;
 }
 

@@ -3,9 +3,8 @@
  * node:fs/promises shape and error codes as the ext4 package); writes go to the editor when there
  * is one and the volume is writable, else they fail with EPERM naming the reason — never silently.
  *
- * There is no `writeAt`: the XFS editor replaces a file's content with new blocks (old ones are
- * freed after), so an overwrite "where the data lies" (`--scrub`) cannot be honoured and is refused
- * by the caller rather than faked.
+ * `writeAt` overwrites a file's blocks where they lie (`--scrub`); the editor refuses, with a
+ * typed error, ranges whose blocks another file shares (reflink) or that are preallocated.
  */
 import { ImgpatchError } from "@imgpatch/disk";
 import type { XfsEditor, XfsStats } from "@imgpatch/xfs";
@@ -124,6 +123,9 @@ export class XfsGuestFs implements GuestFs {
   }
   writeFile(path: string, data: GuestData, options?: GuestWriteOptions): Promise<void> {
     return this.r(path, () => this.w(path).writeFile(path, data, withModeHook(options)));
+  }
+  writeAt(path: string, offset: number, data: Uint8Array): Promise<void> {
+    return this.r(path, () => this.w(path).writeAt(path, offset, data));
   }
   symlink(target: string, path: string, options?: GuestOwnerOptions): Promise<void> {
     return this.r(path, () => this.w(path).symlink(target, path, withModeHook(options)));

@@ -1,0 +1,162 @@
+/**
+ * writeAt: pwrite(2) into an existing regular file, touching only the blocks written — what
+ * `customize --scrub` needs (the old bytes overwritten where they lie).
+ *
+ * Blocks of written extents are overwritten in place; holes in the range get new blocks (the
+ * parts of them the write does not cover are zeros), merged into the data fork's mapping, which
+ * is rebuilt (extents or bmbt) when it changed; the size grows when the write ends past it.
+ * Refused with typed errors, nothing changed: blocks shared with another file (reflink: never
+ * written into, and copy-on-write is not done here), and preallocated (unwritten) extents in the
+ * range (converting them is not done yet).
+ *
+ * Order, for all or nothing: the editor writes out earlier calls' changes first (an in-place
+ * write cannot be undone, and must not be overtaken by older pending contents of the same
+ * blocks); this call then allocates and maps everything it needs — ENOSPC stops it before any
+ * byte of the file changed — and only then writes the bytes in place.
+ */
+import { fsbToAg } from "./ag.js";
+import type { XfsEditor } from "./editor.js";
+import { XfsFsError, XfsUnsupportedError } from "./errors.js";
+import { BlockPlacer, buildFork, dataMapping, freeBmbtBlocks } from "./file-write.js";
+import { MAX_EXTLEN, type XfsExtent } from "./fork.js";
+import { DIFLAG2_REFLINK, S_IFMT, type XfsInode } from "./inode.js";
+import { storeInode } from "./inode-create.js";
+import { sharedRanges } from "./refcount.js";
+
+const S_IFREG = 0o100000;
+const S_IFDIR = 0o040000;
+
+/** Sorted extents with touching ones (logically and physically, same state) joined. */
+function mergeExtents(exts: XfsExtent[]): XfsExtent[] {
+  const out: XfsExtent[] = [];
+  for (const x of [...exts].sort((a, b) => a.startoff - b.startoff)) {
+    const last = out[out.length - 1];
+    if (
+      last &&
+      last.startoff + last.blockcount === x.startoff &&
+      last.startblock + last.blockcount === x.startblock &&
+      last.unwritten === x.unwritten &&
+      last.blockcount + x.blockcount <= MAX_EXTLEN
+    )
+      last.blockcount += x.blockcount;
+    else out.push({ ...x });
+  }
+  return out;
+}
+
+/**
+ * The body of XfsEditor.writeAt (the editor has written out pending changes and opened the
+ * call's transaction); `inode` is the file, loaded for change. The caller stores nothing: this
+ * stores the inode.
+ */
+export async function writeAtInode(
+  ed: XfsEditor,
+  inode: XfsInode,
+  path: string,
+  offset: number,
+  bytes: Uint8Array,
+): Promise<void> {
+  const fmt = inode.mode & S_IFMT;
+  if (fmt !== S_IFREG)
+    throw new XfsFsError(fmt === S_IFDIR ? "EISDIR" : "EINVAL", "not a regular file", path);
+  if (bytes.length === 0) return;
+  const ctx = ed.ctx;
+  const geo = ctx.geo;
+  const bs = geo.blockSize;
+  // Past the end: the rest of the old last block must read as zeros (as xfs_zero_eof makes it).
+  if (offset > inode.size && inode.size % bs !== 0) {
+    const upTo = Math.min(offset, Math.ceil(inode.size / bs) * bs);
+    await writeAtInode(ed, inode, path, inode.size, new Uint8Array(upTo - inode.size));
+  }
+  const end = offset + bytes.length;
+  const first = Math.floor(offset / bs);
+  const last = Math.floor((end - 1) / bs);
+  if (last >= 2 ** 52) throw new XfsFsError("EFBIG", "write past the largest file offset", path);
+  const map = await dataMapping(ctx, ed.alloc, inode);
+  // What the range covers: parts of existing extents (checked first), and holes.
+  const inPlace: { fileBlock: number; fsb: number; count: number }[] = [];
+  const holes: [number, number][] = [];
+  let at = first;
+  for (const e of map.extents) {
+    const s = Math.max(e.startoff, first);
+    const t = Math.min(e.startoff + e.blockcount, last + 1);
+    if (s >= t) continue;
+    if (s > at) holes.push([at, s]);
+    at = t;
+    if (e.unwritten)
+      throw new XfsUnsupportedError(
+        "unwritten-overwrite",
+        "writing into preallocated (unwritten) space is not supported yet",
+        { inode: inode.ino, file: geo.file },
+      );
+    const fsb = e.startblock + (s - e.startoff);
+    if (geo.reflink && (inode.flags2 & DIFLAG2_REFLINK) !== 0n) {
+      const { agno, agbno } = fsbToAg(geo, fsb);
+      const ag = await ed.alloc.ag(agno);
+      if ((await sharedRanges(geo, ctx.bufs, agno, ag.agf, agbno, t - s)).length > 0)
+        throw new XfsUnsupportedError(
+          "reflink-shared",
+          "the range shares blocks with another file (reflink): not overwritten in place",
+          { inode: inode.ino, file: geo.file },
+        );
+    }
+    inPlace.push({ fileBlock: s, fsb, count: t - s });
+  }
+  if (at <= last) holes.push([at, last + 1]);
+
+  // New blocks for the holes, with their bytes (zeros where the write does not reach).
+  if (holes.length > 0) {
+    const placer = new BlockPlacer(ctx, ed.alloc, inode, false);
+    for (const [s, t] of holes) {
+      const buf = new Uint8Array((t - s) * bs);
+      const from = Math.max(offset, s * bs);
+      const to = Math.min(end, t * bs);
+      buf.set(bytes.subarray(from - offset, to - offset), from - s * bs);
+      await placer.put(s, buf, buf.length);
+    }
+    const added = placer.extents;
+    inode.nblocks += added.reduce((n, x) => n + x.blockcount, 0);
+    if (map.bmbtBlocks.length > 0) await freeBmbtBlocks(ctx, ed.alloc, inode, map.bmbtBlocks);
+    await buildFork(ctx, ed.alloc, inode, mergeExtents([...map.extents, ...added]));
+  }
+
+  // Last, the bytes over existing blocks; partial end blocks are read, patched and written whole.
+  for (const p of inPlace) {
+    const dev = ed.fs.geometry.fsbToByte(p.fsb);
+    const from = Math.max(offset, p.fileBlock * bs);
+    const to = Math.min(end, (p.fileBlock + p.count) * bs);
+    const headBlock = Math.floor(from / bs);
+    const tailBlock = Math.floor((to - 1) / bs);
+    const devOf = (fileByte: number) => dev + fileByte - p.fileBlock * bs;
+    const patchBlock = async (fb: number) => {
+      const blockAt = devOf(fb * bs);
+      const b = await ed.device.read(blockAt, bs);
+      const s = Math.max(from, fb * bs);
+      const e = Math.min(to, (fb + 1) * bs);
+      b.set(bytes.subarray(s - offset, e - offset), s - fb * bs);
+      await ctx.bufs.writeThrough(blockAt, b);
+    };
+    let wholeFrom = headBlock;
+    let wholeTo = tailBlock + 1;
+    if (from % bs !== 0) {
+      await patchBlock(headBlock);
+      wholeFrom = headBlock + 1;
+    }
+    if (to % bs !== 0 && tailBlock >= wholeFrom) {
+      await patchBlock(tailBlock);
+      wholeTo = tailBlock;
+    }
+    if (wholeTo > wholeFrom)
+      await ctx.bufs.writeThrough(
+        devOf(wholeFrom * bs),
+        bytes.subarray(wholeFrom * bs - offset, wholeTo * bs - offset),
+      );
+  }
+
+  inode.size = Math.max(inode.size, end);
+  const t = ed.now();
+  inode.mtime = t;
+  inode.ctime = { ...t };
+  if (inode.version >= 3) inode.changecount++;
+  await storeInode(ctx, inode);
+}
