@@ -37,8 +37,12 @@ export interface DebInstallOptions {
   installRecommends?: boolean;
   /** Accept repositories whose signature cannot be verified (loud). */
   allowUnauthenticated?: boolean;
+  /** Accept a Release whose Valid-Until has passed (loud), as --allow-expired. */
+  allowExpired?: boolean;
   /** Extra trusted key files on the host. */
   hostKeys?: string[];
+  /** "Now" for the Release date checks (ms since the epoch; tests). */
+  now?: number;
   fetcher?: Fetcher;
   cache?: string;
   progress?: FetchProgress;
@@ -111,6 +115,9 @@ export async function planDebInstall(target: PkgTarget, opts: DebInstallOptions)
     architectures,
     allowUnauthenticated: opts.allowUnauthenticated,
     hostKeys: opts.hostKeys,
+    aptValues: settings.values,
+    allowExpired: opts.allowExpired,
+    now: opts.now,
     warn: opts.warn,
   });
   const localFiles = new Map<string, string>();
