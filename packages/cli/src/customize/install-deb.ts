@@ -71,12 +71,13 @@ export async function planDebStep(
   image: string,
   step: DebStep,
   o: DebStepOptions,
-): Promise<Omit<DebPlan, "entries" | "localFiles">> {
+): Promise<Omit<DebPlan, "entries" | "localFiles" | "timings">> {
   await requireDebian(fs, image, step);
   const { planDebInstall } = await deb();
   const {
     entries: _e,
     localFiles: _l,
+    timings: _t,
     ...plan
   } = await planDebInstall(debTargetFromGuestFs(fs, image), installOptions(step, o));
   return plan;
