@@ -16,7 +16,7 @@
  * After the runs: the last overlay passes `qemu-img check` and `e2fsck -fn`, and both sides installed
  * the same package versions. Root; work files in bench-out/deb at the repository root.
  *
- *   sudo npm run bench:deb -w @imgpatch/cli
+ *   npm run bench:deb -w packages/cli   (as root)
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
