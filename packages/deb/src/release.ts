@@ -18,6 +18,8 @@
  * Acquire::Check-Valid-Until is false or the source says check-valid-until=no), and so does a Date
  * more than Acquire::Max-FutureTime (default 10 s; source option date-max-future) in the future
  * (unless Acquire::Check-Date is false or check-date=no — which also turns the Valid-Until check off).
+ * Acquire::Max-ValidTime / Min-ValidTime (and the source's valid-until-max/min) cap or extend the
+ * Valid-Until, counted from Date.
  */
 import { readFile } from "node:fs/promises";
 import { type ErrorLocation, ImgpatchError } from "@imgpatch/disk";
@@ -363,13 +365,34 @@ export function checkReleaseDates(
       );
   }
   const checkValidUntil = source.checkValidUntil ?? conf(o.aptValues, "acquire::check-valid-until", true);
+  if (!checkValidUntil) return;
   const untilText = release.stanza.get("Valid-Until");
-  if (!checkValidUntil || untilText === undefined) return;
-  const until = parseReleaseDate(untilText);
-  if (until === undefined)
-    throw new DebFormatError(`invalid 'Valid-Until' entry "${untilText.trim().slice(0, 60)}"`, { file });
-  if (until < now) {
-    const msg = `Release file for ${source.uri} ${source.suite} is expired (invalid since ${span(now - until)}: Valid-Until ${untilText.trim()})`;
+  let until: number | undefined;
+  if (untilText !== undefined) {
+    until = parseReleaseDate(untilText);
+    if (until === undefined)
+      throw new DebFormatError(`invalid 'Valid-Until' entry "${untilText.trim().slice(0, 60)}"`, { file });
+  }
+  // Acquire::Max-ValidTime / Min-ValidTime (seconds after Date; "::LABEL" variants first, the
+  // source's valid-until-max/min before both) cap or extend Valid-Until, as apt does.
+  const label = release.stanza.get("Label")?.trim().toLowerCase();
+  const seconds = (key: string): number | undefined => {
+    const v = (label ? o.aptValues?.get(`${key}::${label}`) : undefined) ?? o.aptValues?.get(key);
+    return v !== undefined && /^\d{1,10}$/.test(v.trim()) && Number(v) > 0 ? Number(v) : undefined;
+  };
+  const maxAge = source.validUntilMax ?? seconds("acquire::max-validtime");
+  const minAge = source.validUntilMin ?? seconds("acquire::min-validtime");
+  let why = untilText === undefined ? "" : `Valid-Until ${untilText.trim()}`;
+  if (minAge !== undefined && until !== undefined && date !== undefined && date + minAge * 1000 > until) {
+    until = date + minAge * 1000;
+    why = `Date + Min-ValidTime ${minAge} s`;
+  }
+  if (maxAge !== undefined && date !== undefined && (until === undefined || date + maxAge * 1000 < until)) {
+    until = date + maxAge * 1000;
+    why = `Date + Max-ValidTime ${maxAge} s`;
+  }
+  if (until !== undefined && until < now) {
+    const msg = `Release file for ${source.uri} ${source.suite} is expired (invalid since ${span(now - until)}: ${why})`;
     if (!o.allowExpired)
       throw new DebReleaseDateError(
         `${msg}; --allow-expired, Acquire::Check-Valid-Until "false" in the guest's apt.conf or check-valid-until=no on the source accepts it`,

@@ -5,7 +5,7 @@
  *
  * in /etc/apt/sources.list and sources.list.d/*.list, and deb822 stanzas (Types, URIs, Suites,
  * Components, Architectures, Signed-By, Trusted, Enabled, Check-Valid-Until, Check-Date,
- * Date-Max-Future) in sources.list.d/*.sources. "deb-src" entries are ignored. A suite ending in "/"
+ * Date-Max-Future, Valid-Until-Max/Min) in sources.list.d/*.sources. "deb-src" entries are ignored. A suite ending in "/"
  * is a flat repository (no components). Signed-By holds absolute keyring paths and/or key
  * fingerprints (40 hex digits, "!" appended to accept that exact key only, not its subkeys).
  */
@@ -31,6 +31,9 @@ export interface SourceEntry {
   checkDate?: boolean;
   /** date-max-future=SECONDS: how far in the future the Release's Date may be (Acquire::Max-FutureTime). */
   dateMaxFuture?: number;
+  /** valid-until-max/min=SECONDS after the Release's Date (Acquire::Max-ValidTime / Min-ValidTime). */
+  validUntilMax?: number;
+  validUntilMin?: number;
   /** Where the entry came from ("/etc/apt/sources.list:3", "--repo"). */
   origin: string;
 }
@@ -57,12 +60,15 @@ const yesNo = (v: string, what: string, where: string, file: string): boolean =>
 function setTimeOption(entry: SourceEntry, key: string, value: string, where: string, file: string): void {
   if (key === "check-valid-until") entry.checkValidUntil = yesNo(value, key, where, file);
   else if (key === "check-date") entry.checkDate = yesNo(value, key, where, file);
-  else if (key === "date-max-future") {
+  else if (key === "date-max-future" || key === "valid-until-max" || key === "valid-until-min") {
     if (!/^\d{1,10}$/.test(value.trim()))
-      throw new DebFormatError(`${where}: date-max-future "${value.trim()}" is not a number of seconds`, {
+      throw new DebFormatError(`${where}: ${key} "${value.trim()}" is not a number of seconds`, {
         file,
       });
-    entry.dateMaxFuture = Number(value.trim());
+    const n = Number(value.trim());
+    if (key === "date-max-future") entry.dateMaxFuture = n;
+    else if (key === "valid-until-max") entry.validUntilMax = n;
+    else entry.validUntilMin = n;
   }
 }
 
@@ -153,7 +159,13 @@ export function parseDeb822Sources(text: string, origin: string): SourceEntry[] 
           trusted: (s.get("Trusted") ?? "").trim() === "yes" ? true : undefined,
           origin: where,
         };
-        for (const field of ["Check-Valid-Until", "Check-Date", "Date-Max-Future"]) {
+        for (const field of [
+          "Check-Valid-Until",
+          "Check-Date",
+          "Date-Max-Future",
+          "Valid-Until-Max",
+          "Valid-Until-Min",
+        ]) {
           const v = s.get(field);
           if (v !== undefined) setTimeOption(entry, field.toLowerCase(), v, where, origin);
         }

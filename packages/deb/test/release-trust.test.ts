@@ -6,7 +6,8 @@
  * gpgv's VALIDSIG line confirms which subkey made the signature (the fact apt decides on).
  *
  *   dates        Valid-Until passed / Date a day ahead, with Acquire::Check-Valid-Until,
- *                Acquire::Check-Date, check-valid-until=no, check-date=no, --allow-expired
+ *                Acquire::Check-Date, check-valid-until=no, check-date=no, --allow-expired;
+ *                Acquire::Max-ValidTime(::LABEL) / Min-ValidTime, valid-until-max/min
  *   fingerprints Signed-By: primary (accepts its subkeys), primary! (does not), subkey, subkey!,
  *                the other subkey!, another key, a list, a keyring file plus a fingerprint outside it
  */
@@ -228,6 +229,29 @@ describeWithTools(
           )
         ).ok,
       ).toBe(false);
+      // Max-ValidTime / Min-ValidTime cap or extend Valid-Until, counted from Date.
+      const maxValid: [GuestSpec, string, boolean][] = [
+        [{ repo: fresh, aptConf: 'Acquire::Max-ValidTime "3600";\n' }, "Max-ValidTime caps", false],
+        [{ repo: fresh, options: "valid-until-max=3600" }, "valid-until-max caps", false],
+        [
+          { repo: fresh, aptConf: 'Acquire::Max-ValidTime::imgpatch-test-label "3600";\n' },
+          "Max-ValidTime::LABEL",
+          false,
+        ],
+        [{ repo: fresh, aptConf: 'Acquire::Max-ValidTime::other-label "3600";\n' }, "another label", true],
+        [
+          { repo: undated, aptConf: 'Acquire::Max-ValidTime "60";\n' },
+          "Max-ValidTime without Valid-Until",
+          false,
+        ],
+        [{ repo: expired, aptConf: 'Acquire::Min-ValidTime "604800";\n' }, "Min-ValidTime extends", true],
+        [{ repo: expired, options: "valid-until-min=604800" }, "valid-until-min extends", true],
+      ];
+      for (const [g, label, ok] of maxValid) {
+        const r = await same(g, label);
+        expect(r.ok, label).toBe(ok);
+        if (!ok) expect(String(r.error), label).toMatch(/is expired .*Max-ValidTime/);
+      }
       // --allow-expired (ours; apt's equivalent is -o Acquire::Check-Valid-Until=false): accepted, loudly.
       const allowed = await ours(await guest({ repo: expired }), { allowExpired: true });
       expect(allowed.ok).toBe(true);
