@@ -46,7 +46,7 @@ const ONLY = args.includes("--only") ? args[args.indexOf("--only") + 1] : undefi
 // The elements guest configures its build-time Debian packages at first boot (~140 s under TCG).
 const GUARD_S = Number(process.env.IMGPATCH_E2E_GUARD ?? 300);
 // The Heat agents' guest configures ~300 packages (py3compile of every Python module) at first boot.
-const AGENTS_GUARD_S = Math.max(GUARD_S, Number(process.env.IMGPATCH_E2E_AGENTS_GUARD ?? 900));
+const AGENTS_GUARD_S = Math.max(GUARD_S, Number(process.env.IMGPATCH_E2E_AGENTS_GUARD ?? 3000));
 
 const t0 = Date.now();
 const since = (t: number) => ((Date.now() - t) / 1000).toFixed(1);
