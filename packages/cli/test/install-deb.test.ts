@@ -213,6 +213,37 @@ describeAsRootWithTools(
       expect(payload).toMatch(/agent-doc/); // the uninstall entry stays with the first boot
     });
 
+    it("an expired Release: refused naming it, nothing written; --allow-expired installs, loudly", async () => {
+      const base = await tempDir("deb-cli-expired-");
+      const expired = join(base, "expired-repo");
+      const lib = await buildDeb(pkg("agent-lib", {}), base);
+      const until = new Date(Date.now() - 3 * 86400_000).toUTCString();
+      await makeRepo(expired, [lib], "stable", "amd64", `Valid-Until: ${until}\n`);
+      const img = await guestImage(base, async (t) => {
+        await writeFile(join(t, "etc/apt/sources.list"), `deb [trusted=yes] file://${expired} stable main\n`);
+      });
+      const before = await readFile(img);
+      const out = join(base, "out.qcow2");
+      const env = { IMGPATCH_CACHE_DIR: join(base, "cache") };
+      const refused = await runBin(["customize", img, "--install", "agent-lib", "--overlay", out], env);
+      expect(refused.code).not.toBe(0);
+      expect(refused.stderr).toMatch(
+        /dists\/stable\/Release: Release file for file:\/\/\S+ stable is expired \(invalid since 3d /,
+      );
+      expect(Buffer.compare(await readFile(img), before)).toBe(0);
+      expect(await readFile(out).catch(() => undefined)).toBeUndefined();
+      const allowed = await runBin(
+        ["customize", img, "--install", "agent-lib", "--overlay", out, "--allow-expired"],
+        env,
+      );
+      expect(allowed.code, allowed.stderr).toBe(0);
+      expect(allowed.stderr).toMatch(/WARNING: .*is expired.*used anyway as asked \(--allow-expired\)/);
+      const raw = join(base, "out.raw");
+      expect((await runTool("qemu-img", ["convert", "-O", "raw", out, raw])).exitCode).toBe(0);
+      const fsck = await e2fsck(raw);
+      expect(fsck.clean, fsck.output).toBe(true);
+    });
+
     it("an unknown package: a clear error naming it, nothing written", async () => {
       const base = await tempDir("deb-cli-unknown-");
       const img = await guestImage(base);

@@ -6,8 +6,9 @@
  *     APT::Install-Recommends, APT::Install-Suggests, APT::Default-Release, APT::Architectures
  *   /etc/apt/preferences, /etc/apt/preferences.d/*   (apt_preferences(5) stanzas: Package, Pin,
  *                                               Pin-Priority; "release a=,n=,o=,l=,c=,v=",
- *                                               "version GLOB", "origin HOST"; specific pins win
- *                                               over "*", the first match in file order otherwise)
+ *                                               "version GLOB", "origin HOST"; specific pins win,
+ *                                               then the Default-Release's 990, then "*" pins; the
+ *                                               first match in file order in each group)
  */
 import type { PkgTarget } from "@imgpatch/pkgkit";
 import { parseStanzas } from "./control.js";
@@ -224,13 +225,15 @@ export function pinPriority(settings: AptSettings, t: PinTarget, dflt: number): 
     (p) => !p.packages.includes("*") && p.packages.some((g) => glob(g, t.name)) && pinMatches(p, t),
   );
   if (specific) return specific.priority;
-  const general = settings.pins.find((p) => p.packages.includes("*") && pinMatches(p, t));
-  if (general) return general.priority;
+  // apt creates the Default-Release pin before it reads preferences: for its release it comes
+  // before every general pin (first match wins).
   if (
     settings.defaultRelease &&
     t.release &&
     (t.release.suite === settings.defaultRelease || t.release.codename === settings.defaultRelease)
   )
     return 990;
+  const general = settings.pins.find((p) => p.packages.includes("*") && pinMatches(p, t));
+  if (general) return general.priority;
   return dflt;
 }

@@ -25,6 +25,8 @@ export interface UnpackedPackage {
 
 export interface UnpackReport {
   packages: UnpackedPackage[];
+  /** Milliseconds spent writing files (unpack) and dpkg's database (info files, triggers, status). */
+  timings: { unpackMs: number; databaseMs: number };
 }
 
 /** Unpacks and records every package; the status file is written once at the end. */
@@ -38,10 +40,14 @@ export async function unpackDebs(target: PkgTarget, debs: DebFile[]): Promise<Un
       },
     );
   }
-  const report: UnpackReport = { packages: [] };
+  const report: UnpackReport = { packages: [], timings: { unpackMs: 0, databaseMs: 0 } };
   for (const deb of debs) {
+    const t0 = performance.now();
     const unpacked = await unpackDeb(deb, target, state);
+    const t1 = performance.now();
     await recordUnpacked(target, state, deb, unpacked);
+    report.timings.unpackMs += t1 - t0;
+    report.timings.databaseMs += performance.now() - t1;
     report.packages.push({
       package: deb.package,
       version: deb.version,
@@ -52,6 +58,8 @@ export async function unpackDebs(target: PkgTarget, debs: DebFile[]): Promise<Un
       deferredScripts: ["preinst", "postinst"].filter((s) => deb.controlFiles.has(s)),
     });
   }
+  const t2 = performance.now();
   await writeStatus(target, state);
+  report.timings.databaseMs += performance.now() - t2;
   return report;
 }

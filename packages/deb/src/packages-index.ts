@@ -13,6 +13,7 @@ import { DebFormatError } from "./errors.js";
 import { DebFetchError, type Fetcher } from "./index-fetch.js";
 import { parseRelations, type Relation } from "./relation.js";
 import {
+  checkReleaseDates,
   DebSignatureError,
   loadSourceKeys,
   parseRelease,
@@ -53,6 +54,12 @@ export interface LoadOptions {
   allowUnauthenticated?: boolean;
   /** Extra trusted key files on the host. */
   hostKeys?: string[];
+  /** The guest's apt.conf values (lowercased keys): Acquire::Check-Valid-Until, Check-Date, Max-FutureTime. */
+  aptValues?: ReadonlyMap<string, string>;
+  /** Accept expired Release files (loud). */
+  allowExpired?: boolean;
+  /** "Now" for the Release date checks (ms since the epoch; tests). */
+  now?: number;
   warn?: (message: string) => void;
 }
 
@@ -69,6 +76,7 @@ function distBase(s: SourceEntry): string {
   return s.suite.endsWith("/") ? `${s.uri}${s.suite === "./" ? "" : s.suite}` : `${s.uri}dists/${s.suite}/`;
 }
 
+/** The Release (verified, or loudly not), then refused if apt would refuse its dates. */
 async function loadRelease(
   target: PkgTarget,
   s: SourceEntry,
@@ -79,6 +87,24 @@ async function loadRelease(
   const detached = inRelease ? undefined : await opts.fetcher.fetchSmall(`${base}Release`);
   if (!inRelease && !detached)
     throw new DebFetchError(`${s.origin}: ${base} has neither InRelease nor Release`, { file: base });
+  const r = await verifyRelease(target, s, opts, base, inRelease, detached);
+  checkReleaseDates(r.release, s, `${base}${inRelease ? "InRelease" : "Release"}`, {
+    aptValues: opts.aptValues,
+    allowExpired: opts.allowExpired,
+    now: opts.now,
+    warn: opts.warn,
+  });
+  return r;
+}
+
+async function verifyRelease(
+  target: PkgTarget,
+  s: SourceEntry,
+  opts: LoadOptions,
+  base: string,
+  inRelease: Uint8Array | undefined,
+  detached: Uint8Array | undefined,
+): Promise<{ release: ReleaseFile; trust: string }> {
   if (s.trusted) {
     opts.warn?.(`WARNING: ${s.origin}: ${base} is marked trusted=yes: its Release signature is NOT checked`);
     const text = Buffer.from((inRelease ?? detached) as Uint8Array).toString("utf8");
@@ -233,6 +259,7 @@ export async function loadRepositories(
   for (const s of sources) {
     const { release, trust } = await loadRelease(target, s, opts);
     const base = distBase(s);
+
     const noAll = (release.stanza.get("No-Support-for-Architecture-all") ?? "").trim() === "Packages";
     const arches = s.architectures ?? opts.architectures;
     const packages: RepoPackage[] = [];

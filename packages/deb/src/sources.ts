@@ -4,8 +4,10 @@
  *   deb [arch=amd64,arm64 signed-by=/usr/share/keyrings/x.gpg trusted=yes] URI SUITE COMPONENT...
  *
  * in /etc/apt/sources.list and sources.list.d/*.list, and deb822 stanzas (Types, URIs, Suites,
- * Components, Architectures, Signed-By, Trusted, Enabled) in sources.list.d/*.sources. "deb-src"
- * entries are ignored. A suite ending in "/" is a flat repository (no components).
+ * Components, Architectures, Signed-By, Trusted, Enabled, Check-Valid-Until, Check-Date,
+ * Date-Max-Future, Valid-Until-Max/Min) in sources.list.d/*.sources. "deb-src" entries are ignored. A suite ending in "/"
+ * is a flat repository (no components). Signed-By holds absolute keyring paths and/or key
+ * fingerprints (40 hex digits, "!" appended to accept that exact key only, not its subkeys).
  */
 import type { PkgTarget } from "@imgpatch/pkgkit";
 import { parseStanzas } from "./control.js";
@@ -23,6 +25,15 @@ export interface SourceEntry {
   signedBy?: string[] | { inline: string };
   /** trusted=yes: no signature check at all (apt's own opt-out; reported loudly). */
   trusted?: boolean;
+  /** check-valid-until=no/yes: overrides Acquire::Check-Valid-Until for this source. */
+  checkValidUntil?: boolean;
+  /** check-date=no/yes: overrides Acquire::Check-Date (no also disables the Valid-Until check). */
+  checkDate?: boolean;
+  /** date-max-future=SECONDS: how far in the future the Release's Date may be (Acquire::Max-FutureTime). */
+  dateMaxFuture?: number;
+  /** valid-until-max/min=SECONDS after the Release's Date (Acquire::Max-ValidTime / Min-ValidTime). */
+  validUntilMax?: number;
+  validUntilMin?: number;
   /** Where the entry came from ("/etc/apt/sources.list:3", "--repo"). */
   origin: string;
 }
@@ -36,6 +47,29 @@ function normalizeUri(uri: string, origin: string): string {
     });
   }
   return uri.endsWith("/") ? uri : `${uri}/`;
+}
+
+const yesNo = (v: string, what: string, where: string, file: string): boolean => {
+  const t = v.trim().toLowerCase();
+  if (["yes", "true", "1"].includes(t)) return true;
+  if (["no", "false", "0"].includes(t)) return false;
+  throw new DebFormatError(`${where}: ${what} "${v.trim()}" is not yes or no`, { file });
+};
+
+/** The time-related options (one-line keys, lowercased deb822 field names are the same words). */
+function setTimeOption(entry: SourceEntry, key: string, value: string, where: string, file: string): void {
+  if (key === "check-valid-until") entry.checkValidUntil = yesNo(value, key, where, file);
+  else if (key === "check-date") entry.checkDate = yesNo(value, key, where, file);
+  else if (key === "date-max-future" || key === "valid-until-max" || key === "valid-until-min") {
+    if (!/^\d{1,10}$/.test(value.trim()))
+      throw new DebFormatError(`${where}: ${key} "${value.trim()}" is not a number of seconds`, {
+        file,
+      });
+    const n = Number(value.trim());
+    if (key === "date-max-future") entry.dateMaxFuture = n;
+    else if (key === "valid-until-max") entry.validUntilMax = n;
+    else entry.validUntilMin = n;
+  }
 }
 
 /** Parses one-line entries; `origin` names the file for messages. */
@@ -65,6 +99,7 @@ export function parseOneLineSources(text: string, origin: string): SourceEntry[]
       if (key === "arch") entry.architectures = value.split(",");
       else if (key === "signed-by") entry.signedBy = value.split(",");
       else if (key === "trusted") entry.trusted = value === "yes";
+      else setTimeOption(entry, key, value, where, origin);
     }
     if (!entry.suite.endsWith("/") && entry.components.length === 0) {
       throw new DebFormatError(`${where}: suite "${entry.suite}" needs components`, { file: origin });
@@ -115,7 +150,7 @@ export function parseDeb822Sources(text: string, origin: string): SourceEntry[] 
         if (!suite.endsWith("/") && components.length === 0) {
           throw new DebFormatError(`${where}: suite "${suite}" needs Components`, { file: origin });
         }
-        out.push({
+        const entry: SourceEntry = {
           uri: normalizeUri(uri, where),
           suite,
           components: suite.endsWith("/") ? [] : components,
@@ -123,7 +158,18 @@ export function parseDeb822Sources(text: string, origin: string): SourceEntry[] 
           signedBy,
           trusted: (s.get("Trusted") ?? "").trim() === "yes" ? true : undefined,
           origin: where,
-        });
+        };
+        for (const field of [
+          "Check-Valid-Until",
+          "Check-Date",
+          "Date-Max-Future",
+          "Valid-Until-Max",
+          "Valid-Until-Min",
+        ]) {
+          const v = s.get(field);
+          if (v !== undefined) setTimeOption(entry, field.toLowerCase(), v, where, origin);
+        }
+        out.push(entry);
       }
     }
   }

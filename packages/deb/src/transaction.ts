@@ -37,8 +37,12 @@ export interface DebInstallOptions {
   installRecommends?: boolean;
   /** Accept repositories whose signature cannot be verified (loud). */
   allowUnauthenticated?: boolean;
+  /** Accept a Release whose Valid-Until has passed (loud), as --allow-expired. */
+  allowExpired?: boolean;
   /** Extra trusted key files on the host. */
   hostKeys?: string[];
+  /** "Now" for the Release date checks (ms since the epoch; tests). */
+  now?: number;
   fetcher?: Fetcher;
   cache?: string;
   progress?: FetchProgress;
@@ -61,6 +65,8 @@ export interface DebPlan {
   packages: PlanEntry[];
   repositories: { origin: string; uri: string; suite: string; trust: string; packages: number }[];
   skippedRecommends: string[];
+  /** Milliseconds: loading the repositories (Release, Packages fetched or cached, parsed) and resolving. */
+  timings: { indexesMs: number; resolveMs: number };
   /** Internal: what apply needs. */
   readonly entries: RepoPackage[];
   readonly localFiles: Map<string, string>;
@@ -106,13 +112,19 @@ export async function planDebInstall(target: PkgTarget, opts: DebInstallOptions)
     ...(opts.repos ?? []).map(parseRepoOption),
   ];
   const fetcher = opts.fetcher ?? createFetcher({ cache: opts.cache, progress: opts.progress });
+  const tIndexes = performance.now();
   const repos = await loadRepositories(target, sources, {
     fetcher,
     architectures,
     allowUnauthenticated: opts.allowUnauthenticated,
     hostKeys: opts.hostKeys,
+    aptValues: settings.values,
+    allowExpired: opts.allowExpired,
+    now: opts.now,
     warn: opts.warn,
   });
+  const indexesMs = performance.now() - tIndexes;
+  const tResolve = performance.now();
   const localFiles = new Map<string, string>();
   const requests: Request[] = [];
   const local: RepoPackage[] = [];
@@ -136,6 +148,7 @@ export async function planDebInstall(target: PkgTarget, opts: DebInstallOptions)
     architectures,
     installRecommends: opts.installRecommends,
   });
+  const resolveMs = performance.now() - tResolve;
   return {
     packages: plan.install.map(({ pkg, reason }) => ({
       package: pkg.name,
@@ -154,6 +167,7 @@ export async function planDebInstall(target: PkgTarget, opts: DebInstallOptions)
       packages: r.packages.length,
     })),
     skippedRecommends: plan.skippedRecommends,
+    timings: { indexesMs, resolveMs },
     entries: plan.install.map((p) => p.pkg),
     localFiles,
   };
@@ -171,6 +185,8 @@ export interface DebApplyReport {
   accounts: string[];
   /** The first-boot script (the caller queues it). */
   firstbootScript: string;
+  /** Milliseconds: .debs fetched (or found in the cache) and opened, files written, database written. */
+  timings: { fetchMs: number; unpackMs: number; databaseMs: number };
 }
 
 export async function applyDebPlan(
@@ -180,12 +196,16 @@ export async function applyDebPlan(
 ): Promise<DebApplyReport> {
   const fetcher = opts.fetcher ?? createFetcher({ cache: opts.cache, progress: opts.progress });
   const debs: DebFile[] = [];
+  const tFetch = performance.now();
   try {
     for (const p of plan.entries) {
       const path = p.sha256 === "" ? p.url : await fetcher.fetchVerified(p.url, p.size, p.sha256);
       debs.push(await readDeb(path, { name: p.sha256 === "" ? path : p.url.replace(/^.*\//, "") }));
     }
+    const fetchMs = performance.now() - tFetch;
+    const tAccounts = performance.now();
     const accounts = await createSystemAccounts(target, packagesAccounts(debs));
+    const accountsMs = performance.now() - tAccounts;
     const report = await unpackDebs(target, debs);
     return {
       packages: report.packages.map((r, i) => ({
@@ -205,6 +225,11 @@ export async function applyDebPlan(
           version: d.version,
         })),
       ),
+      timings: {
+        fetchMs,
+        unpackMs: report.timings.unpackMs,
+        databaseMs: report.timings.databaseMs + accountsMs,
+      },
     };
   } finally {
     for (const d of debs) await d.close();

@@ -15,6 +15,7 @@ export async function makeRepo(
   suite = "stable",
   arch = "amd64",
   releaseExtra = "",
+  origin = "imgpatch-test",
 ): Promise<void> {
   await mkdir(join(dir, "pool/main"), { recursive: true });
   const stanzas: string[] = [];
@@ -33,7 +34,7 @@ export async function makeRepo(
   await mkdir(join(dir, "dists", suite, `main/binary-${arch}`), { recursive: true });
   const packages = Buffer.from(stanzas.join("\n"));
   await writeFile(join(dir, "dists", suite, rel), packages);
-  const release = `Origin: imgpatch-test\nLabel: imgpatch-test\nSuite: ${suite}\nCodename: ${suite}\nArchitectures: ${arch}\nComponents: main\n${releaseExtra}SHA256:\n ${sha256(packages)} ${packages.length} ${rel}\n`;
+  const release = `Origin: ${origin}\nLabel: ${origin}-label\nSuite: ${suite}\nCodename: ${suite === "unstable" ? "sid" : suite}\nArchitectures: ${arch}\nComponents: main\n${releaseExtra}SHA256:\n ${sha256(packages)} ${packages.length} ${rel}\n`;
   await writeFile(join(dir, "dists", suite, "Release"), release);
 }
 
@@ -42,7 +43,15 @@ export async function aptSimulate(
   root: string,
   args: string[],
   arch = "amd64",
-): Promise<{ ok: boolean; inst: string[]; output: string; remv: string[]; upgraded: string[] }> {
+): Promise<{
+  ok: boolean;
+  inst: string[];
+  output: string;
+  remv: string[];
+  upgraded: string[];
+  /** "name=version" of every Inst line, sorted. */
+  versions: string[];
+}> {
   const opts = [
     "-o",
     `Dir=${root}`,
@@ -76,5 +85,8 @@ export async function aptSimulate(
   const inst = [...output.matchAll(/^Inst (\S+)/gm)].map((m) => m[1].replace(/:.*$/, "")).sort();
   const remv = [...output.matchAll(/^Remv (\S+)/gm)].map((m) => m[1]);
   const upgraded = [...output.matchAll(/^Inst (\S+) \[/gm)].map((m) => m[1].replace(/:.*$/, ""));
-  return { ok: r.exitCode === 0, inst, output, remv, upgraded };
+  const versions = [...output.matchAll(/^Inst (\S+) (?:\[\S+\] )?\((\S+)/gm)]
+    .map((m) => `${m[1].replace(/:.*$/, "")}=${m[2]}`)
+    .sort();
+  return { ok: r.exitCode === 0, inst, output, remv, upgraded, versions };
 }

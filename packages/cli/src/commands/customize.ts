@@ -51,6 +51,11 @@ export const customizeCommand: CommandSpec = {
         describe:
           "--install/--deb: use apt repositories whose Release signature does not verify (warned loudly)",
       })
+      .option("allow-expired", {
+        type: "boolean",
+        describe:
+          "--install/--deb: use apt repositories whose Release is past its Valid-Until (warned loudly; the guest's Acquire::Check-Valid-Until \"false\" or a source's check-valid-until=no also do)",
+      })
       .option("rpm-signature", {
         type: "string",
         choices: ["required", "if-present", "ignore"],

@@ -93,6 +93,7 @@ export function debOptionsOf(
     repos: a.repo === undefined ? undefined : [a.repo].flat().map(String),
     installRecommends: a["install-recommends"] as boolean | undefined,
     allowUnauthenticated: a["allow-unauthenticated"] === true,
+    allowExpired: a["allow-expired"] === true,
     warn: (m) => err(`imgpatch: ${m}\n`),
     progress: bars
       ? (e) => {

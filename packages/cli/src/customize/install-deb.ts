@@ -18,6 +18,7 @@ export interface DebStepOptions {
   repos?: string[];
   installRecommends?: boolean;
   allowUnauthenticated?: boolean;
+  allowExpired?: boolean;
   noGuestSources?: boolean;
   warn?: (message: string) => void;
   progress?: DebInstallOptions["progress"];
@@ -48,6 +49,7 @@ function installOptions(step: DebStep, o: DebStepOptions): DebInstallOptions {
     repos: o.repos,
     installRecommends: o.installRecommends,
     allowUnauthenticated: o.allowUnauthenticated,
+    allowExpired: o.allowExpired,
     noGuestSources: o.noGuestSources,
     warn: o.warn,
     progress: o.progress,
@@ -69,12 +71,13 @@ export async function planDebStep(
   image: string,
   step: DebStep,
   o: DebStepOptions,
-): Promise<Omit<DebPlan, "entries" | "localFiles">> {
+): Promise<Omit<DebPlan, "entries" | "localFiles" | "timings">> {
   await requireDebian(fs, image, step);
   const { planDebInstall } = await deb();
   const {
     entries: _e,
     localFiles: _l,
+    timings: _t,
     ...plan
   } = await planDebInstall(debTargetFromGuestFs(fs, image), installOptions(step, o));
   return plan;
