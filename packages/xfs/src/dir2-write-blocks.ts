@@ -31,11 +31,45 @@ export function unsupported(
   });
 }
 
+/**
+ * Mappings of bmbt-format directories, kept up to date by the writers here (every change to a
+ * directory's mapping goes through addMapping/freeDirBlock, which edit the array in place), so a
+ * big directory's bmbt is walked once per editor rather than once per name. Keyed by the
+ * allocator: a call that fails is rolled back with a new one, and the cache goes with it.
+ */
+const bmbtExtents = new WeakMap<object, Map<number, XfsExtent[]>>();
+
 /** The directory's data fork mapping, read from the inode being edited. */
 export async function dirExtents(ed: XfsEditor, dir: XfsInode): Promise<XfsExtent[]> {
-  return readForkExtents(ed.fs.geometry, dir, "data", (o, l) => ed.device.read(o, l), {
+  let cache = bmbtExtents.get(ed.alloc);
+  if (dir.format !== FMT_BTREE) cache?.delete(dir.ino);
+  else {
+    const hit = cache?.get(dir.ino);
+    if (hit && hit.length === dir.nextents) return hit;
+  }
+  const exts = await readForkExtents(ed.fs.geometry, dir, "data", (o, l) => ed.device.read(o, l), {
     file: ed.device.name,
   });
+  if (dir.format === FMT_BTREE) {
+    if (!cache) {
+      cache = new Map();
+      bmbtExtents.set(ed.alloc, cache);
+    }
+    cache.set(dir.ino, exts);
+  }
+  return exts;
+}
+
+/** Index of the first extent (sorted by file offset) that ends after file block `fblock`. */
+export function extentAfter(exts: XfsExtent[], fblock: number): number {
+  let lo = 0;
+  let hi = exts.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (exts[mid].startoff + exts[mid].blockcount <= fblock) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 /** First fs block of directory block starting at file block `fblock` (contiguous), or -1. */
@@ -46,14 +80,17 @@ export function mapDirBlock(
   exts: XfsExtent[],
   fblock: number,
 ): number {
-  for (const e of exts) {
-    if (fblock >= e.startoff && fblock < e.startoff + e.blockcount) {
-      if (fblock + dg.g.dirBlockFsbs > e.startoff + e.blockcount)
-        throw unsupported(ed, dir, "dir-discontiguous", "a directory block split across extents");
-      return e.startblock + (fblock - e.startoff);
-    }
-  }
-  return -1;
+  const e = exts[extentAfter(exts, fblock)];
+  if (!e || fblock < e.startoff) return -1;
+  if (fblock + dg.g.dirBlockFsbs > e.startoff + e.blockcount)
+    throw unsupported(ed, dir, "dir-discontiguous", "a directory block split across extents");
+  return e.startblock + (fblock - e.startoff);
+}
+
+/** Is the directory in node form (anything mapped in the free section)? */
+export function isNodeForm(dg: DirGeo, exts: XfsExtent[]): boolean {
+  const last = exts[exts.length - 1];
+  return last !== undefined && last.startoff + last.blockcount > dg.freeFsb;
 }
 
 /**

@@ -1,5 +1,21 @@
+/**
+ * Name adds and removes in leaf and node directories, and the conversions between the forms
+ * (xfs_dir2_block_to_leaf, xfs_dir2_leaf_to_node, and back: node → leaf in dir2-write-node.ts,
+ * xfs_dir2_leaf_to_block here):
+ *
+ * - a new name goes into the first data block whose longest free region fits it (the leaf's bests
+ *   table or the free index says which), else into a new data block at the first unused data
+ *   block number; the bests follow the data block's new longest free region;
+ * - the hash entry is inserted in hash order into the leaf (leaf form) or into the leafn the
+ *   dabtree leads to (node form), stale entries compacted away first when room is needed; the
+ *   dabtree's hash values on the path are kept equal to each subtree's last hash; a full leafn
+ *   splits (dir2-write-node.ts);
+ * - a removed name leaves a stale hash entry (hash kept, so the dabtree stays exact), as the
+ *   kernel does; an emptied data block is unmapped and freed; a leaf directory left with only its
+ *   first data block, whose free space at the end takes the leaf, becomes a block directory.
+ */
 import { daFixHashPath } from "./da-btree-write.js";
-import { dirHashName } from "./dir2-hash.js";
+import { asciiCiEqual, dirHashName } from "./dir2-hash.js";
 import {
   DIR2_LEAF1_MAGIC,
   DIR3_LEAF1_MAGIC,
@@ -9,7 +25,15 @@ import {
   NULL_DATAOFF,
   NULL_DATAPTR,
 } from "./dir2-leaf.js";
-import { dirExtents, freeDirBlock, newDirBlock, readBlk, readData, writeLeaf } from "./dir2-write-blocks.js";
+import {
+  dirExtents,
+  freeDirBlock,
+  isNodeForm,
+  newDirBlock,
+  readBlk,
+  readData,
+  writeLeaf,
+} from "./dir2-write-blocks.js";
 import {
   type DirEntryW,
   type DirGeo,
@@ -100,12 +124,20 @@ async function leafToBlock(ed: XfsEditor, dir: XfsInode, dg: DirGeo, exts: XfsEx
 // ---------------------------------------------------------------- add and remove
 
 /** Adds a name to a leaf- or node-form directory. */
-export async function leafAddName(ed: XfsEditor, dir: XfsInode, dg: DirGeo, entry: DirEntryW): Promise<void> {
+export async function leafAddName(
+  ed: XfsEditor,
+  dir: XfsInode,
+  dg: DirGeo,
+  entry: DirEntryW,
+  path0: string,
+): Promise<void> {
   const exts = await dirExtents(ed, dir);
   const hash = dirHashName(entry.name, dg.ci);
-  let node = exts.some((e) => e.startoff + e.blockcount > dg.freeFsb);
+  let node = isNodeForm(dg, exts);
   let { path, leafBlk, host } = await descend(ed, dir, dg, exts, hash);
   let leaf = decodeDirLeaf(leafBlk.buf.data, dg.v5, { inode: dir.ino, structure: "directory leaf" });
+  if (await hasName(ed, dir, dg, exts, leaf, hash, entry.name))
+    throw new XfsFsError("EEXIST", "name exists", path0);
   if (!node && leaf.bests === undefined)
     throw new XfsFormatError("leafn without free blocks", { inode: dir.ino });
   if (!node) {
@@ -148,6 +180,36 @@ export async function leafAddName(ed: XfsEditor, dir: XfsInode, dg: DirGeo, entr
   if (path.length) daFixHashPath(host, path, leaf.ents[leaf.ents.length - 1].hashval);
 }
 
+/**
+ * Is `name` (hash `hash`) in the directory? Looks at the data entries the leaf's equal hashes
+ * point at, following the leafn chain while the hash continues (ASCII-ci: equal ignoring case).
+ */
+async function hasName(
+  ed: XfsEditor,
+  dir: XfsInode,
+  dg: DirGeo,
+  exts: XfsExtent[],
+  first: DirLeaf,
+  hash: number,
+  name: Uint8Array,
+): Promise<boolean> {
+  let leaf = first;
+  for (let hops = 0; hops < 1024; hops++) {
+    for (const ent of leaf.ents) {
+      if (ent.hashval !== hash || ent.address === NULL_DATAPTR) continue;
+      const byte = ent.address * 8;
+      const { entries } = await readData(ed, dir, dg, exts, Math.floor(byte / dg.blksize));
+      const e = entries.find((x) => x.offset === byte % dg.blksize);
+      if (e && (sameName(e.name, name) || (dg.ci && asciiCiEqual(e.name, name)))) return true;
+    }
+    const last = leaf.ents[leaf.ents.length - 1];
+    if (!last || last.hashval > hash || leaf.forw === 0) return false;
+    const blk = await readBlk(ed, dir, dg, exts, leaf.forw);
+    leaf = decodeDirLeaf(blk.buf.data, dg.v5, { inode: dir.ino, structure: "directory leaf" });
+  }
+  throw new XfsFormatError("directory leaf chain too long", { inode: dir.ino });
+}
+
 /** Removes a name from a leaf- or node-form directory. */
 export async function leafRemoveName(
   ed: XfsEditor,
@@ -157,7 +219,7 @@ export async function leafRemoveName(
   path0: string,
 ): Promise<void> {
   const exts = await dirExtents(ed, dir);
-  const node = exts.some((e) => e.startoff + e.blockcount > dg.freeFsb);
+  const node = isNodeForm(dg, exts);
   const hash = dirHashName(name, dg.ci);
   // Equal hashes may continue into the next leafn; follow forw while the hash still matches.
   let { leafBlk } = await descend(ed, dir, dg, exts, hash);

@@ -45,6 +45,7 @@ import {
 } from "./dir2-leaf.js";
 import {
   type Blk,
+  extentAfter,
   freeDirBlock,
   mapDirBlock,
   newDirBlock,
@@ -244,9 +245,9 @@ export async function nodeFreeView(
   const blocks = new Map<number, Blk>();
   // All bests, block k's at k·per (unused slots NULL_DATAOFF).
   const bests: number[] = [];
-  for (const e of exts) {
+  for (let x = extentAfter(exts, dg.freeFsb); x < exts.length; x++) {
+    const e = exts[x];
     const end = e.startoff + e.blockcount;
-    if (end <= dg.freeFsb) continue;
     for (let f = Math.max(e.startoff, dg.freeFsb); f < end; f++) {
       if ((f - dg.freeFsb) % fpb !== 0) continue;
       const k = (f - dg.freeFsb) / fpb;

@@ -228,8 +228,7 @@ async function addEntry(
     return;
   }
   if (!isSingleBlock(dir, dg)) {
-    if (await ed.fs.lookup(dir, name)) throw new XfsFsError("EEXIST", "name exists", path);
-    await leafAddName(ed, dir, dg, entry);
+    await leafAddName(ed, dir, dg, entry, path);
     return;
   }
   const blk = await readBlockDir(ed, dir, dg);
@@ -250,7 +249,7 @@ async function blockAdd(
     if (total + (entries.length + 1) * 8 + 8 > dg.blksize) {
       // Outgrows the block: it becomes the first data block of a leaf directory.
       await blockToLeaf(ed, dir, dg, blk.fsb, entries);
-      await leafAddName(ed, dir, dg, entry);
+      await leafAddName(ed, dir, dg, entry, `<inode ${dir.ino}>`);
       return;
     }
     compact(entries, dg);
