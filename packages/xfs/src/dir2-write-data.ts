@@ -54,6 +54,8 @@ export function dirGeo(ed: XfsEditor) {
     freeFsb: 2 ** 36 / g.blockSize,
     /** Entries per dabtree node (a writer made for tests may use fewer). */
     nodeMax: daNodeEntries(g.dirBlockSize, g.v5),
+    /** Entries after which a leafn splits (a writer made for tests may use fewer). */
+    leafMax: Number.POSITIVE_INFINITY,
   };
 }
 export type DirGeo = ReturnType<typeof dirGeo>;

@@ -172,7 +172,8 @@ export async function leafAddName(
   await free.set(db, best);
   if (leaf.stale && !leafFits(dg.blksize, dg.v5, leaf.ents.length + 1, leaf.bests?.length)) dropStale(leaf);
   insertEnt(leaf, hash, (db * dg.blksize + entry.offset) / 8);
-  if (!leafFits(dg.blksize, dg.v5, leaf.ents.length, leaf.bests?.length)) {
+  const full = node && leaf.ents.length > dg.leafMax;
+  if (full || !leafFits(dg.blksize, dg.v5, leaf.ents.length, leaf.bests?.length)) {
     await splitLeafn(ed, dir, dg, exts, path, leafBlk, leaf);
     return;
   }

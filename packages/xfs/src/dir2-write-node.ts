@@ -330,9 +330,9 @@ export async function leafToNode(
 
 // ---------------------------------------------------------------- shrinking
 
-/** Leaf entries a leaf block holds (without a bests table). */
+/** Leaf entries a leafn block holds (or fewer, for a writer made for tests). */
 export function leafCapacity(dg: DirGeo): number {
-  return Math.floor((dg.blksize - leafHeaderSize(dg.v5)) / 8);
+  return Math.min(dg.leafMax, Math.floor((dg.blksize - leafHeaderSize(dg.v5)) / 8));
 }
 
 /**

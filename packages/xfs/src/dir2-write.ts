@@ -316,13 +316,18 @@ function writer(geo: (ed: XfsEditor) => DirGeo): DirectoryWriter {
 export const dir2Writer: DirectoryWriter = writer(dirGeo);
 
 /**
- * A DirectoryWriter whose dabtree nodes hold at most `nodeEntries` entries (valid on disk, as
- * the format sets only the maximum): tests reach deep trees with few names this way.
+ * A DirectoryWriter whose dabtree nodes hold at most `nodeEntries` entries and whose leafn
+ * blocks split past `leafEntries` (valid on disk, as the format sets only the maximum): tests
+ * reach deep trees with few names this way.
  */
-export function dir2WriterWith(limits: { nodeEntries: number }): DirectoryWriter {
+export function dir2WriterWith(limits: { nodeEntries?: number; leafEntries?: number }): DirectoryWriter {
   return writer((ed) => {
     const dg = dirGeo(ed);
-    return { ...dg, nodeMax: Math.max(2, Math.min(limits.nodeEntries, dg.nodeMax)) };
+    return {
+      ...dg,
+      nodeMax: Math.max(2, Math.min(limits.nodeEntries ?? dg.nodeMax, dg.nodeMax)),
+      leafMax: Math.max(4, limits.leafEntries ?? dg.leafMax),
+    };
   });
 }
 
