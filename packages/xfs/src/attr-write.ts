@@ -15,8 +15,10 @@
  *   attribute-fork blocks (v5: one XARM header per block).
  * - More than one leaf: node form, laid out whole on every change, the leaves under a dabtree
  *   as deep as their number needs (da-btree-write.ts, shared with directories).
- * Refused for now: a btree data fork on an inode without an attribute fork
- * ("attr-fork-beside-bmbt"), an attribute fork whose mappings outgrow the inode.
+ * - A first attribute beside a data-fork bmbt: the fork offset leaves the data fork room for its
+ *   root as it is (xfs_attr_shortform_bytesfit), or the default offset, and the root moves into a
+ *   block when it no longer fits (xfs_bmap_add_attrfork_btree).
+ * Refused for now: an attribute fork whose mappings outgrow the inode.
  */
 
 import { POSIX_ACL_ACCESS, POSIX_ACL_DEFAULT, SGI_ACL_DEFAULT, SGI_ACL_FILE } from "./attr.js";
@@ -32,6 +34,8 @@ import {
 import { ATTR3_RMT_HDR_SIZE, ATTR3_RMT_MAGIC, remoteBlocks } from "./attr-remote.js";
 import { decodeSfAttrs, type XfsRawAttr } from "./attr-sf.js";
 import { readForkExtents } from "./bmap.js";
+import { NULL_PTR } from "./btree.js";
+import { readBmdr, writeBmdr } from "./btree-bmap.js";
 import { be16, setBe16, setBe32, setBe64 } from "./bytes.js";
 import { DA_NODE_MAGIC, DA3_NODE_MAGIC } from "./da-btree.js";
 import { type DaBlock, type DaHost, daBuild, daNodeEntries } from "./da-btree-write.js";
@@ -39,6 +43,7 @@ import { daHashName } from "./dir2-hash.js";
 import { dirLocalToBlock } from "./dir2-write.js";
 import type { XfsEditor } from "./editor.js";
 import { XfsFormatError, XfsFsError, type XfsLocation, XfsUnsupportedError } from "./errors.js";
+import { bmbtTree } from "./file-write.js";
 import { forkArea, packExtent, type XfsExtent } from "./fork.js";
 import {
   coreSize,
@@ -107,7 +112,9 @@ function bytesFit(ed: XfsEditor, inode: XfsInode, bytes: number): number {
   let dsize = dataBytes(inode);
   if (inode.format === FMT_BTREE) {
     if (inode.forkoff) return offset < inode.forkoff ? 0 : inode.forkoff;
-    return 0; // a new attribute fork beside a bmbt root: not handled
+    // A new attribute fork: the data fork keeps room for its root as it is now.
+    const data = forkArea(inode, "data");
+    if (data) dsize = bmdrSpace(readBmdr(inode.raw.subarray(data.start, data.start + data.size)).ptrs.length);
   }
   if (inode.format === FMT_EXTENTS && !inode.forkoff && dsize > defaultAttrOffset(ed, inode))
     dsize = bmdrSpace(MINDBTPTRS);
@@ -136,14 +143,56 @@ function canBeSf(attrs: Attr[]): boolean {
   return attrs.every((a) => a.name.length < SF_ENTSIZE_MAX && a.value.length < SF_ENTSIZE_MAX);
 }
 
-/** Moves the attribute fork offset, keeping the data fork's bytes where they are. */
+/**
+ * Moves the attribute fork offset, keeping the data fork's bytes where they are. A bmbt root in
+ * the data fork is encoded again for its new size (its pointers sit after `maxrecs` keys, and
+ * maxrecs follows the fork size), as the kernel writes the in-memory root back at flush.
+ */
 function setForkoff(inode: XfsInode, forkoff: number): void {
   const lit = coreSize(inode.version);
   const data = forkArea(inode, "data");
+  const root =
+    inode.format === FMT_BTREE && data
+      ? readBmdr(inode.raw.subarray(data.start, data.start + data.size))
+      : null;
   // The data fork's content stays at the start of the literal area; clear what it no longer owns.
   inode.forkoff = forkoff;
   const newData = forkArea(inode, "data");
   if (data && newData && newData.size < data.size) inode.raw.fill(0, lit + newData.size, lit + data.size);
+  if (root && newData) writeBmdr(inode.raw.subarray(newData.start, newData.start + newData.size), root);
+}
+
+/**
+ * xfs_bmap_add_attrfork_btree: a new attribute fork at `forkoff` beside a data-fork bmbt. The root
+ * stays in the inode when its entries fit the smaller data fork; else it moves into a new bmbt
+ * block and the inode keeps one pointer to it (xfs_btree_new_iroot).
+ */
+async function attrForkBesideBmbt(ed: XfsEditor, inode: XfsInode, forkoff: number): Promise<void> {
+  const data = forkArea(inode, "data");
+  if (!data) throw new XfsFormatError("btree data fork without an area", { inode: inode.ino });
+  const root = readBmdr(inode.raw.subarray(data.start, data.start + data.size));
+  if (bmdrSpace(root.ptrs.length) <= forkoff * 8) {
+    setForkoff(inode, forkoff);
+    return;
+  }
+  const t = bmbtTree(ed.ctx, ed.alloc, inode);
+  const child = await t.host.allocBlock(root.ptrs[0]);
+  t.writeNode({
+    ptr: child,
+    level: root.level,
+    left: NULL_PTR,
+    right: NULL_PTR,
+    recs: [],
+    keys: root.keys,
+    highKeys: [],
+    ptrs: root.ptrs,
+  });
+  writeBmdr(inode.raw.subarray(data.start, data.start + data.size), {
+    level: root.level + 1,
+    keys: [root.keys[0]],
+    ptrs: [child],
+  });
+  setForkoff(inode, forkoff);
 }
 
 function writeSfAttrs(inode: XfsInode, attrs: Attr[]): void {
@@ -554,7 +603,7 @@ async function store(
     // xfs_attr_fork_remove: no attribute fork at all.
     const area = forkArea(inode, "attr");
     if (area) inode.raw.fill(0, area.start, area.start + area.size);
-    inode.forkoff = 0;
+    setForkoff(inode, 0);
     inode.aformat = FMT_EXTENTS;
     inode.anextents = 0;
     return;
@@ -562,17 +611,16 @@ async function store(
   // Short form when everything fits the inode.
   if (canBeSf(next)) {
     const bytes = sfBytes(next);
-    const fo = inode.format === FMT_BTREE && !inode.forkoff ? 0 : bytesFitFor(ed, inode, bytes, st.form);
+    const fo = bytesFitFor(ed, inode, bytes, st.form);
     if (fo) {
       await freeAll(ed, inode, st);
       for (const a of next) a.remote = undefined;
-      setForkoff(inode, fo);
+      if (inode.format === FMT_BTREE && !inode.forkoff) await attrForkBesideBmbt(ed, inode, fo);
+      else setForkoff(inode, fo);
       writeSfAttrs(inode, next);
       return;
     }
   }
-  if (inode.format === FMT_BTREE && !inode.forkoff)
-    throw unsupported(ed, inode, "attr-fork-beside-bmbt", "a new attribute fork beside a data fork bmbt");
   if (st.form === "leaf") {
     // In place while one leaf holds everything.
     await fillRemote(ed, inode, st, next);
@@ -593,7 +641,8 @@ async function store(
         await localDataToBlock(ed, inode);
         fo = bytesFit(ed, inode, 16) || defaultAttrOffset(ed, inode) >> 3;
       }
-      setForkoff(inode, fo);
+      if (inode.format === FMT_BTREE) await attrForkBesideBmbt(ed, inode, fo);
+      else setForkoff(inode, fo);
     }
     const area = forkArea(inode, "attr");
     if (area) inode.raw.fill(0, area.start, area.start + area.size);
