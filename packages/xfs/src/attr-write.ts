@@ -22,6 +22,7 @@
  */
 
 import { POSIX_ACL_ACCESS, POSIX_ACL_DEFAULT, SGI_ACL_DEFAULT, SGI_ACL_FILE } from "./attr.js";
+import { attrForkBesideBmbt, bytesFit, defaultAttrOffset, setForkoff } from "./attr-fork.js";
 import {
   ATTR_LEAF_MAGIC,
   ATTR_LOCAL,
@@ -34,8 +35,6 @@ import {
 import { ATTR3_RMT_HDR_SIZE, ATTR3_RMT_MAGIC, remoteBlocks } from "./attr-remote.js";
 import { decodeSfAttrs, type XfsRawAttr } from "./attr-sf.js";
 import { readForkExtents } from "./bmap.js";
-import { NULL_PTR } from "./btree.js";
-import { readBmdr, writeBmdr } from "./btree-bmap.js";
 import { be16, setBe16, setBe32, setBe64 } from "./bytes.js";
 import { DA_NODE_MAGIC, DA3_NODE_MAGIC } from "./da-btree.js";
 import { type DaBlock, type DaHost, daBuild, daNodeEntries } from "./da-btree-write.js";
@@ -43,25 +42,10 @@ import { daHashName } from "./dir2-hash.js";
 import { dirLocalToBlock } from "./dir2-write.js";
 import type { XfsEditor } from "./editor.js";
 import { XfsFormatError, XfsFsError, type XfsLocation, XfsUnsupportedError } from "./errors.js";
-import { bmbtTree } from "./file-write.js";
 import { forkArea, packExtent, type XfsExtent } from "./fork.js";
-import {
-  coreSize,
-  FMT_BTREE,
-  FMT_DEV,
-  FMT_EXTENTS,
-  FMT_LOCAL,
-  S_IFDIR,
-  S_IFLNK,
-  S_IFMT,
-  type XfsInode,
-} from "./inode.js";
+import { FMT_BTREE, FMT_EXTENTS, FMT_LOCAL, S_IFDIR, S_IFLNK, S_IFMT, type XfsInode } from "./inode.js";
 import { writeSymlinkTarget } from "./symlink.js";
 
-/** Bytes of a bmdr root with n key/pointer pairs (XFS_BMDR_SPACE_CALC). */
-const bmdrSpace = (n: number) => 4 + n * 16;
-const MINDBTPTRS = 3;
-const MINABTPTRS = 2;
 /** Names and values this long or longer cannot be short-form (XFS_ATTR_SF_ENTSIZE_MAX). */
 const SF_ENTSIZE_MAX = 0xff;
 const XATTR_SIZE_MAX = 65536;
@@ -85,54 +69,6 @@ function unsupported(ed: XfsEditor, inode: XfsInode, feature: string, what: stri
   });
 }
 
-// ---------------------------------------------------------------- fork offset
-
-function litSize(inode: XfsInode): number {
-  return inode.raw.length - coreSize(inode.version);
-}
-
-/** Bytes the data fork needs now (xfs_attr_shortform_bytesfit's dsize). */
-function dataBytes(inode: XfsInode): number {
-  if (inode.format === FMT_LOCAL) return inode.size;
-  if (inode.format === FMT_EXTENTS) return inode.nextents * 16;
-  return 0;
-}
-
-/** xfs_attr_shortform_bytesfit: the fork offset (8-byte units) that fits `bytes` of short-form attributes, or 0. */
-function bytesFit(ed: XfsEditor, inode: XfsInode, bytes: number): number {
-  const lit = litSize(inode);
-  const offset = (lit - bytes) >> 3;
-  if (inode.format === FMT_DEV) {
-    const min = 8 >> 3;
-    return offset >= min ? min : 0;
-  }
-  const area = forkArea(inode, "attr");
-  if (area && bytes <= area.size) return inode.forkoff;
-  if (!ed.fs.features.attr2) return 0;
-  let dsize = dataBytes(inode);
-  if (inode.format === FMT_BTREE) {
-    if (inode.forkoff) return offset < inode.forkoff ? 0 : inode.forkoff;
-    // A new attribute fork: the data fork keeps room for its root as it is now.
-    const data = forkArea(inode, "data");
-    if (data) dsize = bmdrSpace(readBmdr(inode.raw.subarray(data.start, data.start + data.size)).ptrs.length);
-  }
-  if (inode.format === FMT_EXTENTS && !inode.forkoff && dsize > defaultAttrOffset(ed, inode))
-    dsize = bmdrSpace(MINDBTPTRS);
-  const minforkoff = (Math.max(dsize, bmdrSpace(MINDBTPTRS)) + 7) >> 3;
-  const maxforkoff = (lit - bmdrSpace(MINABTPTRS)) >> 3;
-  if (offset >= maxforkoff) return maxforkoff;
-  if (offset >= minforkoff) return offset;
-  return 0;
-}
-
-/** xfs_default_attroffset (bytes): where an attribute fork starts when nothing better fits. */
-function defaultAttrOffset(ed: XfsEditor, inode: XfsInode): number {
-  if (inode.format === FMT_DEV) return 8;
-  return ed.fs.geometry.inodeSize === 256
-    ? litSize(inode) - bmdrSpace(MINABTPTRS)
-    : bmdrSpace(6 * MINABTPTRS);
-}
-
 // ---------------------------------------------------------------- short form
 
 function sfBytes(attrs: Attr[]): number {
@@ -141,58 +77,6 @@ function sfBytes(attrs: Attr[]): number {
 
 function canBeSf(attrs: Attr[]): boolean {
   return attrs.every((a) => a.name.length < SF_ENTSIZE_MAX && a.value.length < SF_ENTSIZE_MAX);
-}
-
-/**
- * Moves the attribute fork offset, keeping the data fork's bytes where they are. A bmbt root in
- * the data fork is encoded again for its new size (its pointers sit after `maxrecs` keys, and
- * maxrecs follows the fork size), as the kernel writes the in-memory root back at flush.
- */
-function setForkoff(inode: XfsInode, forkoff: number): void {
-  const lit = coreSize(inode.version);
-  const data = forkArea(inode, "data");
-  const root =
-    inode.format === FMT_BTREE && data
-      ? readBmdr(inode.raw.subarray(data.start, data.start + data.size))
-      : null;
-  // The data fork's content stays at the start of the literal area; clear what it no longer owns.
-  inode.forkoff = forkoff;
-  const newData = forkArea(inode, "data");
-  if (data && newData && newData.size < data.size) inode.raw.fill(0, lit + newData.size, lit + data.size);
-  if (root && newData) writeBmdr(inode.raw.subarray(newData.start, newData.start + newData.size), root);
-}
-
-/**
- * xfs_bmap_add_attrfork_btree: a new attribute fork at `forkoff` beside a data-fork bmbt. The root
- * stays in the inode when its entries fit the smaller data fork; else it moves into a new bmbt
- * block and the inode keeps one pointer to it (xfs_btree_new_iroot).
- */
-async function attrForkBesideBmbt(ed: XfsEditor, inode: XfsInode, forkoff: number): Promise<void> {
-  const data = forkArea(inode, "data");
-  if (!data) throw new XfsFormatError("btree data fork without an area", { inode: inode.ino });
-  const root = readBmdr(inode.raw.subarray(data.start, data.start + data.size));
-  if (bmdrSpace(root.ptrs.length) <= forkoff * 8) {
-    setForkoff(inode, forkoff);
-    return;
-  }
-  const t = bmbtTree(ed.ctx, ed.alloc, inode);
-  const child = await t.host.allocBlock(root.ptrs[0]);
-  t.writeNode({
-    ptr: child,
-    level: root.level,
-    left: NULL_PTR,
-    right: NULL_PTR,
-    recs: [],
-    keys: root.keys,
-    highKeys: [],
-    ptrs: root.ptrs,
-  });
-  writeBmdr(inode.raw.subarray(data.start, data.start + data.size), {
-    level: root.level + 1,
-    keys: [root.keys[0]],
-    ptrs: [child],
-  });
-  setForkoff(inode, forkoff);
 }
 
 function writeSfAttrs(inode: XfsInode, attrs: Attr[]): void {
