@@ -22,7 +22,7 @@ import { imageDir, pseudoBytes, V4_ARGS } from "./images.js";
 
 const run = promisify(execFile);
 
-interface Set {
+interface BmbtCase {
   name: string;
   args: string[];
   /**
@@ -34,7 +34,7 @@ interface Set {
   kernel: boolean;
 }
 
-const SETS: Set[] = [
+const SETS: BmbtCase[] = [
   { name: "v5 1 KiB blocks", args: ["-b", "size=1024"], narrow: 300, wide: 1160, kernel: true },
   {
     name: "v4 1 KiB blocks, 256 B inodes",
