@@ -23,6 +23,7 @@ import {
   readAgflBuf,
   type SpaceGeometry,
 } from "./ag.js";
+import { agReservation } from "./ag-resv.js";
 import { Btree, type BtreeHost, computeMaxLevels, type Ptr } from "./btree.js";
 import { type AllocRec, bnobtOps, cntbtOps } from "./btree-alloc.js";
 import { RMAP_OWN, type RmapKey, type RmapRec, rmapbtOps } from "./btree-rmap.js";
@@ -421,8 +422,16 @@ export class AgSpace {
    */
   async alloc(req: AllocRequest): Promise<Extent | null> {
     if (req.minlen < 1 || req.maxlen < req.minlen) throw new RangeError("bad allocation length");
-    // The AGFL refill and the btree splits need room beyond the request.
-    if (this.agf.freeblks + this.agf.flcount < req.minlen + this.minFreelist() + 1) return null;
+    // The AGFL refill and the btree splits need room beyond the request, and the blocks the
+    // kernel reserves for its metadata btrees in this AG are not ours (xfs_alloc_space_available).
+    const avail =
+      this.agf.freeblks +
+      this.agf.flcount -
+      this.minFreelist() -
+      1 -
+      agReservation(this.ctx.geo, this.agno, this.agf);
+    if (avail < req.minlen) return null;
+    if (req.maxlen > avail) req = { ...req, maxlen: avail };
     await this.fixFreelist();
     let ext: Extent | null;
     if (req.exact !== undefined) ext = await this.findExact(req, req.exact);

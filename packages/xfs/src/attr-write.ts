@@ -13,11 +13,16 @@
  *   everything fits again (xfs_attr_leaf_to_shortform).
  * - Values too large for a leaf entry (3/4 of a block) are stored remote, in their own
  *   attribute-fork blocks (v5: one XARM header per block).
- * Refused for now (XfsUnsupportedError "attr-node-write"): a leaf that would overflow (node form),
- * attribute forks already in node form, a btree data fork on an inode without an attribute fork.
+ * - More than one leaf: node form, laid out whole on every change, the leaves under a dabtree
+ *   as deep as their number needs (da-btree-write.ts, shared with directories).
+ * - A first attribute beside a data-fork bmbt: the fork offset leaves the data fork room for its
+ *   root as it is (xfs_attr_shortform_bytesfit), or the default offset, and the root moves into a
+ *   block when it no longer fits (xfs_bmap_add_attrfork_btree).
+ * Refused for now: an attribute fork whose mappings outgrow the inode.
  */
 
 import { POSIX_ACL_ACCESS, POSIX_ACL_DEFAULT, SGI_ACL_DEFAULT, SGI_ACL_FILE } from "./attr.js";
+import { attrForkBesideBmbt, bytesFit, defaultAttrOffset, setForkoff } from "./attr-fork.js";
 import {
   ATTR_LEAF_MAGIC,
   ATTR_LOCAL,
@@ -32,28 +37,15 @@ import { decodeSfAttrs, type XfsRawAttr } from "./attr-sf.js";
 import { readForkExtents } from "./bmap.js";
 import { be16, setBe16, setBe32, setBe64 } from "./bytes.js";
 import { DA_NODE_MAGIC, DA3_NODE_MAGIC } from "./da-btree.js";
+import { type DaBlock, type DaHost, daBuild, daNodeEntries } from "./da-btree-write.js";
 import { daHashName } from "./dir2-hash.js";
 import { dirLocalToBlock } from "./dir2-write.js";
 import type { XfsEditor } from "./editor.js";
 import { XfsFormatError, XfsFsError, type XfsLocation, XfsUnsupportedError } from "./errors.js";
 import { forkArea, packExtent, type XfsExtent } from "./fork.js";
-import {
-  coreSize,
-  FMT_BTREE,
-  FMT_DEV,
-  FMT_EXTENTS,
-  FMT_LOCAL,
-  S_IFDIR,
-  S_IFLNK,
-  S_IFMT,
-  type XfsInode,
-} from "./inode.js";
+import { FMT_BTREE, FMT_EXTENTS, FMT_LOCAL, S_IFDIR, S_IFLNK, S_IFMT, type XfsInode } from "./inode.js";
 import { writeSymlinkTarget } from "./symlink.js";
 
-/** Bytes of a bmdr root with n key/pointer pairs (XFS_BMDR_SPACE_CALC). */
-const bmdrSpace = (n: number) => 4 + n * 16;
-const MINDBTPTRS = 3;
-const MINABTPTRS = 2;
 /** Names and values this long or longer cannot be short-form (XFS_ATTR_SF_ENTSIZE_MAX). */
 const SF_ENTSIZE_MAX = 0xff;
 const XATTR_SIZE_MAX = 65536;
@@ -77,52 +69,6 @@ function unsupported(ed: XfsEditor, inode: XfsInode, feature: string, what: stri
   });
 }
 
-// ---------------------------------------------------------------- fork offset
-
-function litSize(inode: XfsInode): number {
-  return inode.raw.length - coreSize(inode.version);
-}
-
-/** Bytes the data fork needs now (xfs_attr_shortform_bytesfit's dsize). */
-function dataBytes(inode: XfsInode): number {
-  if (inode.format === FMT_LOCAL) return inode.size;
-  if (inode.format === FMT_EXTENTS) return inode.nextents * 16;
-  return 0;
-}
-
-/** xfs_attr_shortform_bytesfit: the fork offset (8-byte units) that fits `bytes` of short-form attributes, or 0. */
-function bytesFit(ed: XfsEditor, inode: XfsInode, bytes: number): number {
-  const lit = litSize(inode);
-  const offset = (lit - bytes) >> 3;
-  if (inode.format === FMT_DEV) {
-    const min = 8 >> 3;
-    return offset >= min ? min : 0;
-  }
-  const area = forkArea(inode, "attr");
-  if (area && bytes <= area.size) return inode.forkoff;
-  if (!ed.fs.features.attr2) return 0;
-  let dsize = dataBytes(inode);
-  if (inode.format === FMT_BTREE) {
-    if (inode.forkoff) return offset < inode.forkoff ? 0 : inode.forkoff;
-    return 0; // a new attribute fork beside a bmbt root: not handled
-  }
-  if (inode.format === FMT_EXTENTS && !inode.forkoff && dsize > defaultAttrOffset(ed, inode))
-    dsize = bmdrSpace(MINDBTPTRS);
-  const minforkoff = (Math.max(dsize, bmdrSpace(MINDBTPTRS)) + 7) >> 3;
-  const maxforkoff = (lit - bmdrSpace(MINABTPTRS)) >> 3;
-  if (offset >= maxforkoff) return maxforkoff;
-  if (offset >= minforkoff) return offset;
-  return 0;
-}
-
-/** xfs_default_attroffset (bytes): where an attribute fork starts when nothing better fits. */
-function defaultAttrOffset(ed: XfsEditor, inode: XfsInode): number {
-  if (inode.format === FMT_DEV) return 8;
-  return ed.fs.geometry.inodeSize === 256
-    ? litSize(inode) - bmdrSpace(MINABTPTRS)
-    : bmdrSpace(6 * MINABTPTRS);
-}
-
 // ---------------------------------------------------------------- short form
 
 function sfBytes(attrs: Attr[]): number {
@@ -131,16 +77,6 @@ function sfBytes(attrs: Attr[]): number {
 
 function canBeSf(attrs: Attr[]): boolean {
   return attrs.every((a) => a.name.length < SF_ENTSIZE_MAX && a.value.length < SF_ENTSIZE_MAX);
-}
-
-/** Moves the attribute fork offset, keeping the data fork's bytes where they are. */
-function setForkoff(inode: XfsInode, forkoff: number): void {
-  const lit = coreSize(inode.version);
-  const data = forkArea(inode, "data");
-  // The data fork's content stays at the start of the literal area; clear what it no longer owns.
-  inode.forkoff = forkoff;
-  const newData = forkArea(inode, "data");
-  if (data && newData && newData.size < data.size) inode.raw.fill(0, lit + newData.size, lit + data.size);
 }
 
 function writeSfAttrs(inode: XfsInode, attrs: Attr[]): void {
@@ -290,6 +226,33 @@ async function freeAttrBlocks(
     throw new XfsFormatError(`attribute blocks ${lblk}+${n} are not all mapped`, { inode: inode.ino });
   exts.splice(0, exts.length, ...out);
   writeAttrExtents(ed, inode, exts);
+}
+
+/**
+ * Maps attribute-fork blocks 0..n-1: one contiguous run when the free space has one, else
+ * block by block. Returns each block's fs block.
+ */
+async function allocAttrRun(ed: XfsEditor, inode: XfsInode, exts: XfsExtent[], n: number): Promise<number[]> {
+  const g = ed.fs.geometry;
+  const r =
+    n > 1
+      ? await ed.alloc.alloc(g.inoToAgno(inode.ino), {
+          minlen: n,
+          maxlen: n,
+          near: g.inoToAgbno(inode.ino),
+          owner: attrOwner(inode, 0),
+        })
+      : null;
+  if (!r) {
+    const out: number[] = [];
+    for (let i = 0; i < n; i++) out.push(await allocAttrBlocks(ed, inode, exts, i, 1));
+    return out;
+  }
+  const fsb = g.agbToFsb(r.agno, r.ext.agbno);
+  exts.push({ startoff: 0, startblock: fsb, blockcount: n, unwritten: false });
+  writeAttrExtents(ed, inode, exts);
+  inode.nblocks += n;
+  return Array.from({ length: n }, (_, i) => fsb + i);
 }
 
 /** First unmapped run of `n` attribute-fork blocks at or after block 1 (block 0 is the leaf). */
@@ -524,7 +487,7 @@ async function store(
     // xfs_attr_fork_remove: no attribute fork at all.
     const area = forkArea(inode, "attr");
     if (area) inode.raw.fill(0, area.start, area.start + area.size);
-    inode.forkoff = 0;
+    setForkoff(inode, 0);
     inode.aformat = FMT_EXTENTS;
     inode.anextents = 0;
     return;
@@ -532,7 +495,7 @@ async function store(
   // Short form when everything fits the inode.
   if (canBeSf(next)) {
     const bytes = sfBytes(next);
-    let fo = inode.format === FMT_BTREE && !inode.forkoff ? 0 : bytesFitFor(ed, inode, bytes, st.form);
+    let fo = bytesFitFor(ed, inode, bytes, st.form);
     if (
       !inode.forkoff &&
       inode.format === FMT_LOCAL &&
@@ -548,13 +511,12 @@ async function store(
     if (fo) {
       await freeAll(ed, inode, st);
       for (const a of next) a.remote = undefined;
-      setForkoff(inode, fo);
+      if (inode.format === FMT_BTREE && !inode.forkoff) await attrForkBesideBmbt(ed, inode, fo);
+      else setForkoff(inode, fo);
       writeSfAttrs(inode, next);
       return;
     }
   }
-  if (inode.format === FMT_BTREE && !inode.forkoff)
-    throw unsupported(ed, inode, "attr-fork-beside-bmbt", "a new attribute fork beside a data fork bmbt");
   if (st.form === "leaf") {
     // In place while one leaf holds everything.
     await fillRemote(ed, inode, st, next);
@@ -575,7 +537,8 @@ async function store(
         await localDataToBlock(ed, inode);
         fo = bytesFit(ed, inode, 16) || defaultAttrOffset(ed, inode) >> 3;
       }
-      setForkoff(inode, fo);
+      if (inode.format === FMT_BTREE) await attrForkBesideBmbt(ed, inode, fo);
+      else setForkoff(inode, fo);
     }
     const area = forkArea(inode, "attr");
     if (area) inode.raw.fill(0, area.start, area.start + area.size);
@@ -634,14 +597,19 @@ async function rebuild(ed: XfsEditor, inode: XfsInode, st: AttrState, attrs: Lea
     used += size(a);
   }
   const single = leaves.length === 1;
-  const nodeMax = Math.floor((bs - (v5 ? 64 : 16)) / 8);
-  if (leaves.length > nodeMax)
-    throw unsupported(ed, inode, "attr-node-write", "attributes beyond one dabtree node");
-  // Blocks: leaf at 0 (single), or node at 0 and leaves at 1..L.
+  // Blocks: leaf at 0 (single), or the dabtree root at 0 and leaves at 1..L; any lower nodes
+  // and remote values after them.
   const leafLblk = leaves.map((_, i) => (single ? 0 : i + 1));
-  const nodeFsb = single ? -1 : await allocAttrBlocks(ed, inode, st.exts, 0, 1);
-  const leafFsbs: number[] = [];
-  for (const l of leafLblk) leafFsbs.push(await allocAttrBlocks(ed, inode, st.exts, l, 1));
+  // One run for the root, the leaves and the lower nodes when there is one, so the mapping stays a
+  // single extent (small inodes have room for only a couple).
+  const nodeMax = daNodeEntries(bs, v5);
+  let lower = 0;
+  for (let row = leaves.length; !single && row > nodeMax; row = Math.ceil(row / nodeMax))
+    lower += Math.ceil(row / nodeMax);
+  const run = await allocAttrRun(ed, inode, st.exts, leaves.length + (single ? 0 : 1 + lower));
+  const rootFsb = single ? -1 : run[0];
+  const leafFsbs = single ? run : run.slice(1, 1 + leaves.length);
+  const nodeLblks = run.slice(1 + leaves.length).map((_, i) => 1 + leaves.length + i);
   await fillRemote(ed, inode, st, attrs);
   for (let i = 0; i < leaves.length; i++) {
     const forw = i + 1 < leaves.length ? leafLblk[i + 1] : 0;
@@ -651,22 +619,37 @@ async function rebuild(ed: XfsEditor, inode: XfsInode, st: AttrState, attrs: Lea
   st.form = single ? "leaf" : "node";
   st.leafFsb = single ? leafFsbs[0] : -1;
   if (single) return;
-  const buf = ed.ctx.bufs.fresh(g.fsbToByte(nodeFsb), bs, "attribute node");
-  const b = buf.data;
-  const hdr = v5 ? 64 : 16;
-  setBe16(b, 8, v5 ? DA3_NODE_MAGIC : DA_NODE_MAGIC);
-  setBe16(b, v5 ? 56 : 12, leaves.length);
-  setBe16(b, v5 ? 58 : 14, 1);
-  leaves.forEach((l, i) => {
-    setBe32(b, hdr + i * 8, daHashName(l[l.length - 1].name));
-    setBe32(b, hdr + i * 8 + 4, leafLblk[i]);
+  // The dabtree over the leaves, as deep as their number needs (da-btree-write.ts).
+  const block = (fsb: number, fblock: number): DaBlock => ({
+    buf: ed.ctx.bufs.fresh(g.fsbToByte(fsb), bs, "attribute node"),
+    fsb,
+    fblock,
   });
-  if (v5) {
-    setBe64(b, 16, g.fsbToDaddr(nodeFsb));
-    b.set(g.metaUuid.subarray(0, 16), 32);
-    setBe64(b, 48, inode.ino);
-  }
-  ed.ctx.bufs.dirty(buf, v5 ? { crcOffset: 12, lsnOffset: 24 } : {});
+  const host: DaHost = {
+    v5,
+    nodeMax,
+    at: { file: ed.device.name, inode: inode.ino, structure: "attribute dabtree node" },
+    read: async () => {
+      throw new Error("attribute dabtree layout reads nothing");
+    },
+    fresh: async () => {
+      const lblk = nodeLblks.shift();
+      if (lblk !== undefined) return block(run[lblk], lblk);
+      const at = firstUnused(st.exts, 1);
+      return block(await allocAttrBlocks(ed, inode, st.exts, at, 1), at);
+    },
+    written: (blk) => {
+      const b = blk.buf.data;
+      if (v5) {
+        setBe64(b, 16, g.fsbToDaddr(blk.fsb));
+        b.set(g.metaUuid.subarray(0, 16), 32);
+        setBe64(b, 48, inode.ino);
+      }
+      ed.ctx.bufs.dirty(blk.buf, v5 ? { crcOffset: 12, lsnOffset: 24 } : {});
+    },
+  };
+  const children = leaves.map((l, i) => ({ hashval: daHashName(l[l.length - 1].name), before: leafLblk[i] }));
+  await daBuild(host, children, block(rootFsb, 0), host.nodeMax);
 }
 
 /** bytesFit for the short form (a leaf being converted back frees its fork first). */

@@ -4,6 +4,7 @@
  * block of a leaf/node directory) with its unused regions, bestfree table and v5 header.
  */
 import { setBe16, setBe32, setBe64 } from "./bytes.js";
+import { daNodeEntries } from "./da-btree-write.js";
 import {
   DATA_FREE_TAG,
   DIR2_BLOCK_MAGIC,
@@ -51,6 +52,10 @@ export function dirGeo(ed: XfsEditor) {
     /** File block offsets of the leaf and free sections (32 GiB and 64 GiB). */
     leafFsb: 2 ** 35 / g.blockSize,
     freeFsb: 2 ** 36 / g.blockSize,
+    /** Entries per dabtree node (a writer made for tests may use fewer). */
+    nodeMax: daNodeEntries(g.dirBlockSize, g.v5),
+    /** Entries after which a leafn splits (a writer made for tests may use fewer). */
+    leafMax: Number.POSITIVE_INFINITY,
   };
 }
 export type DirGeo = ReturnType<typeof dirGeo>;

@@ -11,8 +11,8 @@
  *   The leaf is kept without stale entries, the bestfree table holds the three largest free
  *   regions (longest first, earlier first on ties). When all names fit the inode again after a
  *   removal, the block goes back to short form (xfs_dir2_block_to_sf).
- * - Names that no longer fit one directory block need leaf/node writes: refused for now with
- *   XfsUnsupportedError("dir-leaf-write").
+ * - Names that no longer fit one directory block go to leaf and node form (dir2-write-leaf.ts,
+ *   dir2-write-node.ts), and come back to block and short form as names go.
  */
 import { be32, setBe16, setBe32, setBe64 } from "./bytes.js";
 import { decodeBlockTail } from "./dir2-block.js";
@@ -190,8 +190,8 @@ async function addEntry(
   name: Uint8Array,
   ino: number,
   mode: number,
+  dg: DirGeo,
 ): Promise<void> {
-  const dg = dirGeo(ed);
   const ftype = dg.ftype ? fileTypeFromMode(mode & S_IFMT) : 0;
   const path = `<inode ${dir.ino}>/${Buffer.from(name).toString()}`;
   if (name.length === 0 || name.length > 255) throw new XfsFsError("EINVAL", "bad name length", path);
@@ -228,7 +228,7 @@ async function addEntry(
     return;
   }
   if (!isSingleBlock(dir, dg)) {
-    await leafAddName(ed, dir, dg, entry);
+    await leafAddName(ed, dir, dg, entry, path);
     return;
   }
   const blk = await readBlockDir(ed, dir, dg);
@@ -249,7 +249,7 @@ async function blockAdd(
     if (total + (entries.length + 1) * 8 + 8 > dg.blksize) {
       // Outgrows the block: it becomes the first data block of a leaf directory.
       await blockToLeaf(ed, dir, dg, blk.fsb, entries);
-      await leafAddName(ed, dir, dg, entry);
+      await leafAddName(ed, dir, dg, entry, `<inode ${dir.ino}>`);
       return;
     }
     compact(entries, dg);
@@ -258,8 +258,7 @@ async function blockAdd(
   await writeDirDataBlock(ed, dir, dg, blk.fsb, [...entries, entry], false, "block");
 }
 
-async function removeEntry(ed: XfsEditor, dir: XfsInode, name: Uint8Array): Promise<void> {
-  const dg = dirGeo(ed);
+async function removeEntry(ed: XfsEditor, dir: XfsInode, name: Uint8Array, dg: DirGeo): Promise<void> {
   const path = `<inode ${dir.ino}>/${Buffer.from(name).toString()}`;
   if (dir.format === FMT_LOCAL) {
     const { parent, entries } = readSf(ed, dir);
@@ -271,6 +270,8 @@ async function removeEntry(ed: XfsEditor, dir: XfsInode, name: Uint8Array): Prom
   }
   if (!isSingleBlock(dir, dg)) {
     await leafRemoveName(ed, dir, dg, name, path);
+    // A leaf directory that just became a block directory may fit the inode already.
+    if (isSingleBlock(dir, dg)) await blockToSfIfFits(ed, dir, dg, await readBlockDir(ed, dir, dg));
     return;
   }
   const blk = await readBlockDir(ed, dir, dg);
@@ -278,30 +279,57 @@ async function removeEntry(ed: XfsEditor, dir: XfsInode, name: Uint8Array): Prom
   if (i < 0 || sameName(name, DOT) || sameName(name, DOTDOT))
     throw new XfsFsError("ENOENT", "no such name", path);
   blk.entries.splice(i, 1);
-  // Back to short form when everything fits the inode (xfs_dir2_block_to_sf).
-  const parent = blk.entries.find((e) => sameName(e.name, DOTDOT))?.ino ?? dir.ino;
-  const rest = blk.entries.filter((e) => !sameName(e.name, DOT) && !sameName(e.name, DOTDOT));
-  const area = forkArea(dir, "data");
-  if (area && sfSize(rest, needsI8(parent, rest) > 0, dg.ftype) <= area.size && rest.length <= 255) {
-    const g = dg.g;
-    const n = g.dirBlockFsbs;
-    ed.ctx.bufs.forget(g.fsbToByte(blk.fsb));
-    await ed.alloc.free(g.fsbToAgno(blk.fsb), g.fsbToAgbno(blk.fsb), n, rmapOwner(dir, 0));
-    dir.nblocks -= n;
-    // Short-form entries keep the offsets they had in the block.
-    writeSf(
-      dir,
-      parent,
-      rest.sort((a, b) => a.offset - b.offset),
-      dg.ftype,
-    );
-    return;
-  }
+  if (await blockToSfIfFits(ed, dir, dg, blk)) return;
   await writeDirDataBlock(ed, dir, dg, blk.fsb, blk.entries, false, "block");
 }
 
-/** The DirectoryWriter for XfsEditor: short-form and block directories. */
-export const dir2Writer: DirectoryWriter = { addEntry, removeEntry };
+/** xfs_dir2_block_to_sf: back to short form when every name fits the inode. */
+async function blockToSfIfFits(ed: XfsEditor, dir: XfsInode, dg: DirGeo, blk: BlockDir): Promise<boolean> {
+  const parent = blk.entries.find((e) => sameName(e.name, DOTDOT))?.ino ?? dir.ino;
+  const rest = blk.entries.filter((e) => !sameName(e.name, DOT) && !sameName(e.name, DOTDOT));
+  const area = forkArea(dir, "data");
+  if (!area || sfSize(rest, needsI8(parent, rest) > 0, dg.ftype) > area.size || rest.length > 255)
+    return false;
+  const g = dg.g;
+  const n = g.dirBlockFsbs;
+  ed.ctx.bufs.forget(g.fsbToByte(blk.fsb));
+  await ed.alloc.free(g.fsbToAgno(blk.fsb), g.fsbToAgbno(blk.fsb), n, rmapOwner(dir, 0));
+  dir.nblocks -= n;
+  // Short-form entries keep the offsets they had in the block.
+  writeSf(
+    dir,
+    parent,
+    rest.sort((a, b) => a.offset - b.offset),
+    dg.ftype,
+  );
+  return true;
+}
+
+function writer(geo: (ed: XfsEditor) => DirGeo): DirectoryWriter {
+  return {
+    addEntry: (ed, dir, name, ino, mode) => addEntry(ed, dir, name, ino, mode, geo(ed)),
+    removeEntry: (ed, dir, name) => removeEntry(ed, dir, name, geo(ed)),
+  };
+}
+
+/** The DirectoryWriter for XfsEditor: every directory form. */
+export const dir2Writer: DirectoryWriter = writer(dirGeo);
+
+/**
+ * A DirectoryWriter whose dabtree nodes hold at most `nodeEntries` entries and whose leafn
+ * blocks split past `leafEntries` (valid on disk, as the format sets only the maximum): tests
+ * reach deep trees with few names this way.
+ */
+export function dir2WriterWith(limits: { nodeEntries?: number; leafEntries?: number }): DirectoryWriter {
+  return writer((ed) => {
+    const dg = dirGeo(ed);
+    return {
+      ...dg,
+      nodeMax: Math.max(2, Math.min(limits.nodeEntries ?? dg.nodeMax, dg.nodeMax)),
+      leafMax: Math.max(4, limits.leafEntries ?? dg.leafMax),
+    };
+  });
+}
 
 /** Exposed for tests: the on-disk name list of a block directory block as written. */
 export function blockDirNames(b: Uint8Array, v5: boolean, ftype: boolean): string[] {
