@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 /**
  * The `imgpatch` bin, kept tiny: `imgpatch --version` is answered here from package.json (two levels
- * up from both src/bin and dist/bundle), and only every other command line loads the CLI (yargs and
- * the command modules) — for --version that load was most of the process's run time. The bundle
- * (scripts/bundle.mjs) keeps the dynamic import as a separate chunk.
+ * up from both src/bin and dist/bundle), and only every other command line loads the CLI (yargs,
+ * then the module of the command named) — for --version that load was most of the process's run
+ * time. The bundle (scripts/bundle.mjs) keeps each dynamic import as a separate chunk.
  */
 import { readFileSync } from "node:fs";
 
@@ -14,6 +14,6 @@ if (argv.length === 1 && argv[0] === "--version") {
   };
   process.stdout.write(`${pkg.version}\n`);
 } else {
-  const { runCli } = await import("../commands/main.js");
+  const { runCli } = await import("../commands/cli.js");
   process.exitCode = await runCli(argv);
 }
