@@ -1,6 +1,8 @@
 import { type FileHandle, open, stat } from "node:fs/promises";
 import { BaseDevice } from "./base-device.js";
+import type { DeviceExtent } from "./block-device.js";
 import { IoError } from "./errors.js";
+import { type HostDataRange, hostDataRanges } from "./host-extents.js";
 
 export interface OpenFileOptions {
   /** Open for reading only (the default is read-write). */
@@ -30,9 +32,41 @@ export class FileDevice extends BaseDevice {
     readonly readOnly: boolean,
     sectorSize: number,
     private readonly writebackBytes = DEFAULT_WRITEBACK,
+    /** A read-only regular file with fewer blocks allocated than its size: its holes can be mapped. */
+    private readonly sparse = false,
   ) {
     super();
     this.sectorSize = sectorSize;
+  }
+
+  /** The data ranges of a sparse read-only file (hostDataRanges), looked up once; null: unknown. */
+  private dataRanges: Promise<HostDataRange[] | undefined> | undefined;
+
+  /**
+   * Holes of a sparse read-only file are "zero" (so a convert does not read them); everything else,
+   * and every range of a writable or non-sparse file or when the holes cannot be known, is "data".
+   */
+  protected override async doMapExtents(offset: number, length: number): Promise<DeviceExtent[]> {
+    if (!this.sparse) return [{ offset, length, kind: "data" }];
+    this.dataRanges ??= hostDataRanges(this.name);
+    const ranges = await this.dataRanges;
+    if (!ranges) return [{ offset, length, kind: "data" }];
+    const end = offset + length;
+    const out: DeviceExtent[] = [];
+    let at = offset;
+    for (const r of ranges) {
+      const a = Math.max(at, r.offset);
+      const b = Math.min(end, r.offset + r.length);
+      if (b <= a) {
+        if (r.offset >= end) break;
+        continue;
+      }
+      if (a > at) out.push({ offset: at, length: a - at, kind: "zero" });
+      out.push({ offset: a, length: b - a, kind: "data" });
+      at = b;
+    }
+    if (at < end) out.push({ offset: at, length: end - at, kind: "zero" });
+    return out;
   }
 
   /** Bytes written since the last fdatasync started. */
@@ -80,7 +114,16 @@ export class FileDevice extends BaseDevice {
       const st = await fh.stat();
       let size = st.size;
       if (st.isBlockDevice()) size = (await stat(path)).size;
-      return new FileDevice(path, fh, size, readOnly, options.sectorSize ?? 512, options.writebackBytes);
+      const sparse = readOnly && st.isFile() && st.blocks * 512 < st.size;
+      return new FileDevice(
+        path,
+        fh,
+        size,
+        readOnly,
+        options.sectorSize ?? 512,
+        options.writebackBytes,
+        sparse,
+      );
     } catch (err) {
       throw wrapIo(err, path);
     }

@@ -38,6 +38,7 @@ export { FaultyDevice, type FaultyDeviceOptions, SimulatedFaultError } from "./f
 export { FileDevice, type OpenFileOptions } from "./file-device.js";
 export { MAX_GPT_ENTRY_ARRAY_BYTES } from "./gpt.js";
 export { formatGuid, formatUuid, parseGuid } from "./guid.js";
+export { type HostDataRange, hostDataRanges, parseFilefrag } from "./host-extents.js";
 export {
   type HostLink,
   type HostLinkPolicy,

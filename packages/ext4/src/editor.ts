@@ -22,7 +22,7 @@ import { mknod, symlink } from "./create.js";
 import { EditContext } from "./edit-context.js";
 import { Ext4EditError, Ext4UnsupportedError } from "./errors.js";
 import { COMPAT, INCOMPAT, RO_COMPAT } from "./features.js";
-import { Ext4Fs, type Ext4OpenOptions } from "./fs.js";
+import { type Ext4EntryStats, Ext4Fs, type Ext4OpenOptions } from "./fs.js";
 import type { Inode } from "./inode.js";
 import { getInode } from "./inode-table.js";
 import { replayJournal } from "./journal-replay.js";
@@ -262,6 +262,10 @@ export class Ext4Editor {
     await settle(this.ctx);
     if (options?.withFileTypes) return this.reader.readdir(path, { withFileTypes: true });
     return this.reader.readdir(path);
+  }
+  async lstatEntries(path: string): Promise<Ext4EntryStats[]> {
+    await settle(this.ctx);
+    return this.reader.lstatEntries(path);
   }
   async readlink(path: string): Promise<string> {
     await settle(this.ctx);

@@ -19,7 +19,7 @@ import type { JournalStatus } from "./journal.js";
 import type { JournalScan } from "./journal-scan.js";
 import { DATA_WINDOW, type ReadContext, readBlock } from "./read-context.js";
 import { isFastSymlink, iterateInode, readFileInode, readInodeRange, readSymlinkInode } from "./read-data.js";
-import { dirEntries, readdirInode, walk } from "./read-dir.js";
+import { dirEntries, type Ext4EntryStats, lstatEntriesInode, readdirInode, walk } from "./read-dir.js";
 import { inodeLocation, readInode, statsOf } from "./read-inode.js";
 import { readJournalBlock, scanJournal } from "./read-journal.js";
 import { lookup, resolve } from "./read-lookup.js";
@@ -28,6 +28,8 @@ import { openContext, verifyBitmaps } from "./read-open.js";
 import { getxattr, inodeXattrs } from "./read-xattr.js";
 import type { Ext4Dirent, Ext4Stats } from "./stats.js";
 import { groupFirstBlock, type Superblock } from "./superblock.js";
+
+export type { Ext4EntryStats } from "./read-dir.js";
 
 export { decodeDeviceNumber } from "./stats.js";
 
@@ -225,6 +227,24 @@ export class Ext4Fs {
     if ((r.inode.mode & S_IFMT) !== S_IFDIR) throw new Ext4FsError("ENOTDIR", "not a directory", path);
     const list = await readdirInode(this.ctx, r.inode, r.path);
     return options?.withFileTypes ? list : list.map((d) => d.name);
+  }
+
+  /**
+   * Entries of a directory (following symlinks to it; without "." and "..") with each entry's lstat,
+   * read by inode number: what a tree walk needs, in one call per directory.
+   */
+  async lstatEntries(path: string): Promise<Ext4EntryStats[]> {
+    const r = await resolve(this.ctx, path, true);
+    if ((r.inode.mode & S_IFMT) !== S_IFDIR) throw new Ext4FsError("ENOTDIR", "not a directory", path);
+    return lstatEntriesInode(this.ctx, r.inode);
+  }
+
+  /** lstatEntries of the directory with inode number `ino` (a walk that already has it skips the path lookup). */
+  async lstatEntriesOfInode(ino: number): Promise<Ext4EntryStats[]> {
+    const inode = await readInode(this.ctx, ino);
+    if ((inode.mode & S_IFMT) !== S_IFDIR)
+      throw new Ext4FsError("ENOTDIR", "not a directory", `<inode ${ino}>`);
+    return lstatEntriesInode(this.ctx, inode);
   }
 
   /** Entries of a directory inode, without "." and "..". */

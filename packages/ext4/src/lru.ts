@@ -2,7 +2,7 @@
 export class Lru<K, V> {
   private readonly map = new Map<K, V>();
   constructor(
-    private readonly capacity: number,
+    readonly capacity: number,
     /** Called with each entry pushed out by `set` (e.g. to recycle buffers). */
     private readonly onEvict?: (value: V, key: K) => void,
   ) {}

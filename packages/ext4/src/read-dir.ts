@@ -26,11 +26,11 @@ import { INLINE_DIR_PARENT_SIZE } from "./inline-data.js";
 import { type Inode, S_IFDIR, S_IFMT } from "./inode.js";
 import { allocBytes, checkBlockRange, locate, type ReadContext, reportProblem } from "./read-context.js";
 import { copyIfCached } from "./read-data.js";
-import { cachedInode, inodeSeed, loadInode, readInode, statsOf } from "./read-inode.js";
+import { cachedInode, inodeSeed, itableChunkKey, loadInode, readInode, statsOf } from "./read-inode.js";
 import { isDotOrDotDot, resolve } from "./read-lookup.js";
 import { blockRuns, rootRuns } from "./read-map.js";
 import { ibodyXattrs } from "./read-xattr.js";
-import { Ext4Dirent } from "./stats.js";
+import { Ext4Dirent, type Ext4Stats } from "./stats.js";
 
 export function dirProblem(
   ctx: ReadContext,
@@ -222,6 +222,134 @@ export async function readdirInode(
     out.push(Ext4Dirent.fromFileType(direntName(e.name), e.name, e.inode, ft, parentPath));
   }
   return out;
+}
+
+/** A directory entry with its inode's stats (a symlink's own, as lstat gives). */
+export interface Ext4EntryStats {
+  name: string;
+  /** The name's bytes as stored. */
+  nameBytes: Uint8Array;
+  ino: number;
+  stats: Ext4Stats;
+}
+
+/**
+ * The entries of a directory inode (without "." and "..") with each one's stats, read by inode
+ * number: no path lookup per entry. The inode-table chunks the entries need and that are not cached
+ * are read together (one read per 64 KiB of table, all in flight at once) before the entries are
+ * parsed without further waiting; then the blocks of the subdirectories found are read ahead
+ * (readAheadDirBlocks). The inodes are not kept in the inode cache (a walk sees each once).
+ */
+export async function lstatEntriesInode(ctx: ReadContext, dir: Inode): Promise<Ext4EntryStats[]> {
+  const entries = (await dirEntryList(ctx, dir)).filter((e) => !isDotOrDotDot(e.name));
+  const missing = new Map<number, number>();
+  for (const e of entries) {
+    if (ctx.inodeCache.has(e.inode)) continue;
+    const key = itableChunkKey(ctx, e.inode);
+    if (!missing.has(key) && !ctx.itableCache.has(key)) missing.set(key, e.inode);
+  }
+  if (missing.size > 0) await Promise.all([...missing.values()].map((ino) => loadInode(ctx, ino, false)));
+  const out: Ext4EntryStats[] = [];
+  const subdirs: Inode[] = [];
+  for (const e of entries) {
+    // Usually cached now; a chunk evicted meanwhile (tiny cache) is read again.
+    const inode = cachedInode(ctx, e.inode, false) ?? (await loadInode(ctx, e.inode, false));
+    if ((inode.mode & S_IFMT) === S_IFDIR) subdirs.push(inode);
+    out.push({ name: direntName(e.name), nameBytes: e.name, ino: e.inode, stats: statsOf(ctx, inode) });
+  }
+  // Only an optimisation: a failed read is reported when the directory itself is listed.
+  if (subdirs.length > 1) await readAheadDirBlocks(ctx, subdirs).catch(() => {});
+  return out;
+}
+
+/** Read-ahead of directory blocks: blocks at most this far apart share one read... */
+const AHEAD_GAP_BYTES = 32 * 1024;
+/** ...of at most this many bytes. */
+const AHEAD_SPAN_BYTES = 1 << 20;
+/** Blocks kept per buffer (a cached block pins its buffer: this bounds what stays pinned). */
+const AHEAD_PACK_BLOCKS = 16;
+
+/** Span buffers of readAheadDirBlocks, reused: a walk reads hundreds of MiB through them. */
+const spanPool = new WeakMap<ReadContext, Uint8Array[]>();
+
+/** Reads `length` bytes at `offset` into a pooled buffer, hands them to `use`, and returns the buffer. */
+async function readSpan(
+  ctx: ReadContext,
+  offset: number,
+  length: number,
+  use: (buf: Uint8Array) => void,
+): Promise<void> {
+  let pool = spanPool.get(ctx);
+  if (!pool) {
+    pool = [];
+    spanPool.set(ctx, pool);
+  }
+  const i = pool.findIndex((b) => b.length >= length);
+  const whole = i >= 0 ? pool.splice(i, 1)[0] : allocBytes(Math.max(length, AHEAD_SPAN_BYTES));
+  const buf = whole.subarray(0, length);
+  try {
+    ctx.counters.reads++;
+    ctx.counters.bytes += length;
+    await ctx.device.readInto(offset, buf);
+    use(buf);
+  } finally {
+    if (pool.length < 8) pool.push(whole);
+  }
+}
+
+/**
+ * Reads the blocks of one-block directories (the common case; a block mapped by the extent root)
+ * into the block cache, where dirEntryList finds them. A walk lists a directory's subdirectories
+ * next, and their blocks usually lie close together (between their files' data), so a few reads
+ * of up to 1 MiB replace one small read per directory. Other directories are read when listed.
+ */
+async function readAheadDirBlocks(ctx: ReadContext, dirs: readonly Inode[]): Promise<void> {
+  const bs = ctx.blockSize;
+  const want: number[] = [];
+  // At most half the block cache, so the first blocks read are still cached when they are used.
+  const budget = ctx.blockCache.capacity >> 1;
+  for (const d of dirs) {
+    if (want.length >= budget) break;
+    if (d.size !== bs || d.flags & (INODE_FLAGS.INLINE_DATA | INODE_FLAGS.ENCRYPT)) continue;
+    let runs: ReturnType<typeof rootRuns>;
+    try {
+      runs = rootRuns(ctx, d);
+    } catch {
+      continue; // damaged: reported when the directory is listed
+    }
+    const r = runs?.[0];
+    if (r?.logical !== 0 || r.uninit) continue;
+    if (r.physical < ctx.sb.firstDataBlock || r.physical >= ctx.sb.blocksCount) continue;
+    if (!ctx.blockCache.has(r.physical)) want.push(r.physical);
+  }
+  if (want.length < 2) return;
+  want.sort((a, b) => a - b);
+  const gap = Math.max(1, Math.floor(AHEAD_GAP_BYTES / bs));
+  const span = Math.max(1, Math.floor(AHEAD_SPAN_BYTES / bs));
+  const reads: Promise<void>[] = [];
+  for (let i = 0; i < want.length; ) {
+    let j = i;
+    while (j + 1 < want.length && want[j + 1] - want[j] <= gap && want[j + 1] - want[i] < span) j++;
+    const blocks = [...new Set(want.slice(i, j + 1))];
+    const first = blocks[0];
+    const count = blocks[blocks.length - 1] - first + 1;
+    i = j + 1;
+    reads.push(
+      readSpan(ctx, first * bs, count * bs, (buf) => {
+        ctx.counters.metadataBlocks += blocks.length;
+        for (let k = 0; k < blocks.length; k += AHEAD_PACK_BLOCKS) {
+          const n = Math.min(AHEAD_PACK_BLOCKS, blocks.length - k);
+          const pack = allocBytes(n * bs);
+          for (let m = 0; m < n; m++) {
+            const b = blocks[k + m];
+            pack.set(buf.subarray((b - first) * bs, (b - first + 1) * bs), m * bs);
+            if (!ctx.blockCache.has(b)) ctx.blockCache.set(b, pack.subarray(m * bs, (m + 1) * bs));
+          }
+        }
+      }),
+    );
+  }
+  await Promise.all(reads);
 }
 
 /**

@@ -54,6 +54,13 @@ export function cachedInode(ctx: ReadContext, ino: number, remember = true): Ino
   return inodeFromChunk(ctx, ino, buf, remember);
 }
 
+/** The inode-table chunk (the itableCache key) holding inode `ino`. */
+export function itableChunkKey(ctx: ReadContext, ino: number): number {
+  const { group, index } = inodeLocation(ctx, ino);
+  const blockInTable = Math.floor(index / (ctx.blockSize / ctx.sb.inodeSize));
+  return group * 0x10000 + Math.floor(blockInTable / ctx.itableChunkBlocks);
+}
+
 export async function loadInode(ctx: ReadContext, ino: number, remember = true): Promise<Inode> {
   const { group, index, gd } = inodeLocation(ctx, ino);
   const isz = ctx.sb.inodeSize;

@@ -22,6 +22,24 @@ export const lsCommand: CommandSpec = {
       const root = a.path as string;
       const entries: Array<{ path: string; stats: GuestStats; target?: string }> = [];
       const rootStat = await g.fs.stat(root);
+      const labels = new Map<string, string | null>();
+      const name = (p: string) => (a.R ? p : basename(p) || p);
+      const z = (p: string) => (a.Z ? `${labels.get(p) ?? "?"} ` : "");
+      if (a.R && !a.json) {
+        // Printed as the walk goes (a tree of 100,000s of entries is not held in memory).
+        let lines: string[] = [];
+        for await (const e of walkGuest(g.fs, root)) {
+          const target = e.stats.type === "symlink" ? await g.fs.readlink(e.path) : undefined;
+          const label = a.Z ? `${(await readSelinuxLabel(g.fs, e.path, e.stats)) ?? "?"} ` : "";
+          lines.push(a.l ? lsLine(`${label}${e.path}`, e.stats, target) : `${label}${e.path}`);
+          if (lines.length >= 4096) {
+            ctx.io.out(`${lines.join("\n")}\n`);
+            lines = [];
+          }
+        }
+        if (lines.length) ctx.io.out(`${lines.join("\n")}\n`);
+        return;
+      }
       if (a.R) {
         for await (const e of walkGuest(g.fs, root)) entries.push({ ...e });
       } else if (rootStat.type === "directory") {
@@ -31,7 +49,6 @@ export const lsCommand: CommandSpec = {
         }
       } else entries.push({ path: root, stats: await g.fs.lstat(root) });
       for (const e of entries) if (e.stats.type === "symlink") e.target = await g.fs.readlink(e.path);
-      const labels = new Map<string, string | null>();
       if (a.json || a.Z)
         for (const e of entries) labels.set(e.path, await readSelinuxLabel(g.fs, e.path, e.stats));
       if (a.json)
@@ -42,8 +59,6 @@ export const lsCommand: CommandSpec = {
             selinux: labels.get(e.path) ?? null,
           })),
         );
-      const name = (p: string) => (a.R ? p : basename(p) || p);
-      const z = (p: string) => (a.Z ? `${labels.get(p) ?? "?"} ` : "");
       ctx.io.out(
         entries
           .map((e) =>

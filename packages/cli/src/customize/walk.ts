@@ -1,15 +1,29 @@
 /** Walking guest trees (ls -R, diff) and `ls -l` style mode strings. */
-import { type GuestFileType, type GuestFs, GuestFsError, type GuestStats } from "../guest/guest-fs.js";
+import {
+  type GuestDirEntry,
+  type GuestFileType,
+  type GuestFs,
+  GuestFsError,
+  type GuestStats,
+} from "../guest/guest-fs.js";
 
 export interface WalkEntry {
   path: string;
   stats: GuestStats;
 }
 
+/** Directory listings a walk keeps in flight ahead of where it is (readdirStats only). */
+const PREFETCH = 16;
+/** How far below the top of the walk's stack it looks for directories to prefetch. */
+const PREFETCH_SCAN = 256;
+
 /**
  * Depth-first, parents before children, names sorted bytewise; symlinks are reported, never
  * followed. `maxEntries` bounds the walk on hostile images. The mount point of a filesystem
  * imgpatch cannot read (an ESP's vfat: readdir says EPERM) is reported, its contents are not.
+ * Where the filesystem has readdirStats, entries come with their stats (no lookup per path) and
+ * the listings of the next directories the walk will enter are read ahead, several at once, so the
+ * image reads overlap instead of each waiting for the one before.
  */
 export async function* walkGuest(
   fs: GuestFs,
@@ -17,21 +31,49 @@ export async function* walkGuest(
   maxEntries = 10_000_000,
 ): AsyncGenerator<WalkEntry> {
   let count = 0;
-  const stack: string[] = [root];
+  type Item = { path: string; stats?: GuestStats; listing?: Promise<GuestDirEntry[]> };
+  // Entries listed by readdirStats carry their stats; the others are lstat'ed when popped.
+  const stack: Item[] = [{ path: root }];
+  let inFlight = 0;
+  const list = (item: Item): Promise<GuestDirEntry[]> => {
+    const p = fs.readdirStats!(item.path);
+    inFlight++;
+    const done = () => {
+      inFlight--;
+    };
+    p.then(done, done);
+    return p;
+  };
+  const prefetch = () => {
+    for (let i = stack.length - 1; i >= 0 && i >= stack.length - PREFETCH_SCAN && inFlight < PREFETCH; i--) {
+      const it = stack[i];
+      if (it.listing || it.stats?.type !== "directory") continue;
+      it.listing = list(it);
+      // Awaited when the walk gets there; until then a failure must not count as unhandled.
+      it.listing.catch(() => {});
+    }
+  };
   while (stack.length > 0) {
-    const path = stack.pop()!;
-    const stats = await fs.lstat(path);
+    const top = stack.pop()!;
+    const path = top.path;
+    const stats = top.stats ?? (await fs.lstat(path));
     if (++count > maxEntries) throw new Error(`more than ${maxEntries} entries under ${root}`);
     yield { path, stats };
-    if (stats.type === "directory") {
-      let names: string[];
-      try {
-        names = await fs.readdir(path);
-      } catch (err) {
-        if (err instanceof GuestFsError && err.code === "EPERM") continue;
-        throw err;
+    if (stats.type !== "directory") continue;
+    const prefix = path === "/" ? "/" : `${path}/`;
+    try {
+      if (fs.readdirStats) {
+        const entries = await (top.listing ?? list(top));
+        for (let i = entries.length - 1; i >= 0; i--)
+          stack.push({ path: prefix + entries[i].name, stats: entries[i].stats });
+        prefetch();
+      } else {
+        const names = await fs.readdir(path);
+        for (let i = names.length - 1; i >= 0; i--) stack.push({ path: prefix + names[i] });
       }
-      for (let i = names.length - 1; i >= 0; i--) stack.push(`${path === "/" ? "" : path}/${names[i]}`);
+    } catch (err) {
+      if (err instanceof GuestFsError && err.code === "EPERM") continue;
+      throw err;
     }
   }
 }

@@ -65,6 +65,12 @@ export interface GuestWriteOptions extends GuestOwnerOptions {
 
 export type GuestData = string | Uint8Array | AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
 
+/** A directory entry with its lstat (`readdirStats`). */
+export interface GuestDirEntry {
+  name: string;
+  stats: GuestStats;
+}
+
 export interface GuestFs {
   /** Stat without following a final symlink. */
   lstat(path: string): Promise<GuestStats>;
@@ -72,6 +78,12 @@ export interface GuestFs {
   stat(path: string): Promise<GuestStats>;
   /** Entry names of a directory (without "." and ".."), sorted bytewise. */
   readdir(path: string): Promise<string[]>;
+  /**
+   * The entries of a directory (as `readdir` lists them) with each one's lstat: what a tree walk
+   * needs in one call per directory, where the filesystem can answer without a path lookup per
+   * entry. Optional: walks fall back to readdir + lstat.
+   */
+  readdirStats?(path: string): Promise<GuestDirEntry[]>;
   readFile(path: string): Promise<Uint8Array>;
   readlink(path: string): Promise<string>;
   /** Returns the first directory created (like node), or undefined when nothing was created. */

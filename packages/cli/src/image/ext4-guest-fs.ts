@@ -4,10 +4,11 @@
  * when the volume was opened read-only, they fail with EPERM naming the reason — never silently.
  */
 import { ImgpatchError } from "@imgpatch/disk";
-import type { Ext4Stats } from "@imgpatch/ext4";
+import type { Ext4EntryStats, Ext4Stats } from "@imgpatch/ext4";
 import {
   type GuestCreateXattrs,
   type GuestData,
+  type GuestDirEntry,
   type GuestErrorCode,
   type GuestFileType,
   type GuestFs,
@@ -116,6 +117,21 @@ export function mapError(err: unknown, path: string): unknown {
   return err;
 }
 
+/** Most directory inode numbers Ext4GuestFs remembers for readdirStats. */
+const DIR_INODE_HINTS = 1 << 18;
+
+/**
+ * Sorts entries by the UTF-8 bytes of their names (readdir's order). UTF-16 order is the same
+ * except where surrogates meet U+E000..U+FFFF: only names with such characters are encoded.
+ */
+function sortBytewise<T extends { name: string }>(list: T[]): T[] {
+  if (!list.some((e) => /[\uD800-\uFFFF]/.test(e.name)))
+    return list.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const keyed = list.map((e) => ({ key: Buffer.from(e.name), e }));
+  keyed.sort((a, b) => Buffer.compare(a.key, b.key));
+  return keyed.map((k) => k.e);
+}
+
 /** Methods the ext4 editor adds; present when Ext4Fs is writable. */
 type WriteMethods = Pick<
   GuestFs,
@@ -141,6 +157,10 @@ export interface Ext4Readable {
   stat(path: string): Promise<Ext4Stats>;
   lstat(path: string): Promise<Ext4Stats>;
   readdir(path: string): Promise<string[]>;
+  /** Entries with their lstat by inode number (Ext4Fs and Ext4Editor have it). */
+  lstatEntries?(path: string): Promise<Ext4EntryStats[]>;
+  /** The same for a directory given by inode number (Ext4Fs). */
+  lstatEntriesOfInode?(ino: number): Promise<Ext4EntryStats[]>;
   readFile(path: string): Promise<Uint8Array>;
   readlink(path: string): Promise<string>;
   listxattr(path: string): Promise<string[]>;
@@ -158,6 +178,12 @@ export class Ext4GuestFs implements GuestFs {
   readonly ext4: Ext4Readable;
   private readonly readOnlyReason?: string;
   private readonly editor?: WriteMethods;
+  /**
+   * Inode numbers of the directories readdirStats listed, by path, kept only when nothing can
+   * change the filesystem (the reader, not the editor): a walk's readdirStats of each of them then
+   * skips the path lookup. Each is used once; bounded.
+   */
+  private readonly dirInodes = new Map<string, number>();
 
   constructor(ext4: Ext4Readable, options: Ext4GuestFsOptions = {}) {
     this.ext4 = ext4;
@@ -205,6 +231,31 @@ export class Ext4GuestFs implements GuestFs {
       return names
         .filter((n) => n !== "." && n !== "..")
         .sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+    });
+  }
+  readdirStats(path: string): Promise<GuestDirEntry[]> {
+    return this.r(path, async () => {
+      const ext4 = this.ext4;
+      const prefix = path.endsWith("/") ? path : `${path}/`;
+      const ino = this.dirInodes.get(path);
+      let raw: Ext4EntryStats[] | undefined;
+      if (ino !== undefined && ext4.lstatEntriesOfInode) {
+        this.dirInodes.delete(path);
+        raw = await ext4.lstatEntriesOfInode(ino);
+      } else if (ext4.lstatEntries) raw = await ext4.lstatEntries(path);
+      if (!raw) {
+        const names = await ext4.readdir(path);
+        return sortBytewise(
+          await Promise.all(
+            names.map(async (name) => ({ name, stats: ext4StatsToGuest(await ext4.lstat(prefix + name)) })),
+          ),
+        );
+      }
+      if (!this.editor) {
+        if (this.dirInodes.size > DIR_INODE_HINTS) this.dirInodes.clear();
+        for (const e of raw) if (e.stats.isDirectory()) this.dirInodes.set(prefix + e.name, e.ino);
+      }
+      return sortBytewise(raw.map((e) => ({ name: e.name, stats: ext4StatsToGuest(e.stats) })));
     });
   }
   readFile(path: string): Promise<Uint8Array> {

@@ -7,6 +7,7 @@
 import {
   type GuestData,
   type GuestFileType,
+  type GuestDirEntry,
   type GuestFs,
   GuestFsError,
   type GuestMkdirOptions,
@@ -211,6 +212,28 @@ export class MountedGuestFs implements GuestFs {
   }
   readdir(path: string): Promise<string[]> {
     return this.on(path, true, (fs, p) => fs.readdir(p));
+  }
+  async readdirStats(path: string): Promise<GuestDirEntry[]> {
+    const resolved = await this.resolve(path, true);
+    const { mount, rel } = this.route(resolved);
+    const fs = this.fsOf(path, mount);
+    const inner = rel === "/" ? "/" : `${rel}/`;
+    const entries = fs.readdirStats
+      ? await fs.readdirStats(rel)
+      : await Promise.all(
+          (await fs.readdir(rel)).map(async (name) => ({ name, stats: await fs.lstat(inner + name) })),
+        );
+    if (this.mounts.length === 1) return entries;
+    // A child that is a mount point stats as what lstat gives there (the mounted root, or for a
+    // mount we cannot read, the directory below it).
+    const prefix = resolved === "/" ? "/" : `${resolved}/`;
+    return Promise.all(
+      entries.map(async (e) =>
+        this.mounts.some((m) => m.mountpoint === prefix + e.name)
+          ? { name: e.name, stats: await this.lstat(prefix + e.name) }
+          : e,
+      ),
+    );
   }
   readFile(path: string): Promise<Uint8Array> {
     return this.on(path, true, (fs, p) => fs.readFile(p));
