@@ -9,7 +9,7 @@
 import { createRequire } from "node:module";
 import { basename } from "node:path";
 import yargs, { type Argv } from "yargs";
-import type { Guest, OpenGuestOptions } from "../image/open-guest.js";
+import type { CommitOptions, Guest, OpenGuestOptions } from "../image/open-guest.js";
 import type { CliIo, CommandContext, CommandSpec, Common } from "./context.js";
 import { processIo } from "./context.js";
 import { withProgressBar } from "./progress.js";
@@ -148,14 +148,19 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
       if (io.isTTY && !a.quiet && !a.json) io.err("\r\x1b[K");
     },
     ttyProgress: (a: Common) => io.isTTY === true && !a.quiet && !a.json,
-    async withGuest<T>(path: string, opts: OpenGuestOptions, f: (g: Guest) => Promise<T>): Promise<T> {
+    async withGuest<T>(
+      path: string,
+      opts: OpenGuestOptions,
+      f: (g: Guest) => Promise<T>,
+      commit?: Omit<CommitOptions, "onProgress">,
+    ): Promise<T> {
       ctx.image = path;
       const { openGuest } = await import("../image/open-guest.js");
       const g = await openGuest(path, opts);
       try {
         const r = await f(g);
         await withProgressBar(ctx.progressOn, `writing ${basename(g.target ?? path)}`, io.err, (onProgress) =>
-          g.commit({ onProgress }),
+          g.commit({ ...commit, onProgress }),
         );
         return r;
       } finally {

@@ -6,8 +6,8 @@
  */
 import {
   type GuestData,
-  type GuestFileType,
   type GuestDirEntry,
+  type GuestFileType,
   type GuestFs,
   GuestFsError,
   type GuestMkdirOptions,
