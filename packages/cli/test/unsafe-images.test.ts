@@ -136,6 +136,8 @@ describeWithTools(["qemu-img", "qemu-io"], "hostile images are refused by every 
     ["customize --overlay", ["customize", img, "--overlay", join(out, "o.qcow2"), "--mkdir", "/x"]],
     ["customize --in-place", ["customize", img, "--in-place", "--mkdir", "/x"]],
     ["elements", ["elements", img, "--overlay", join(out, "e.qcow2"), "--elements-path", out, "none"]],
+    ["sysprep -o", ["sysprep", img, "-o", join(out, "sp-out.qcow2")]],
+    ["sysprep --in-place", ["sysprep", img, "--in-place"]],
     ["overlay", ["overlay", img, join(out, "ov.qcow2")]],
     ["ls", ["ls", img, "/"]],
     ["cat", ["cat", img, "/etc/hostname"]],
@@ -156,7 +158,7 @@ describeWithTools(["qemu-img", "qemu-io"], "hostile images are refused by every 
         expect(r.code, `${what}: ${r.err}`).toBe(3);
         // (writing an image with an external data file is refused even before its link is judged)
         const why =
-          what === "customize --in-place datafile.qcow2"
+          what === "customize --in-place datafile.qcow2" || what === "sysprep --in-place datafile.qcow2"
             ? /external data file: .* can only be opened read-only/
             : /unsafe image: (backing|data) file "/;
         expect(r.err, what).toMatch(why);
