@@ -3,7 +3,7 @@
 // under IMGPATCH_ORACLES=required.
 
 export type { BuildInputs } from "./built.js";
-export { BUILT_DIR, buildKey, built, builtCopy } from "./built.js";
+export { BUILT_DIR, buildKey, built, builtCopy, copySparse } from "./built.js";
 export type { DebugfsBatchRequest } from "./debugfs-batch.js";
 export { DebugfsBatch } from "./debugfs-batch.js";
 export type {
