@@ -17,7 +17,13 @@ function inputs(env: XfsBaseEnv): BuildInputs {
   return {
     name: `xfs-base${env.LAYOUT ? `-${env.LAYOUT}` : ""}.qcow2`,
     files: [MAKE_XFS_BASE, join(DIR, "base-tree.sh")],
-    params: [`XFS_MKFS_ARGS=${env.XFS_MKFS_ARGS ?? ""}`, `LAYOUT=${env.LAYOUT ?? ""}`],
+    // The user is part of the key: CI reruns these tests as nobody, and the script must build
+    // rootless there (an unreadable /etc/shadow once failed it), not reuse root's build.
+    params: [
+      `XFS_MKFS_ARGS=${env.XFS_MKFS_ARGS ?? ""}`,
+      `LAYOUT=${env.LAYOUT ?? ""}`,
+      `uid=${process.getuid?.()}`,
+    ],
     tools: ["mkfs.xfs", "xfs_db", "xfs_repair", "mkfs.vfat", "mcopy", "sfdisk", "qemu-img", "rpm"],
   };
 }
