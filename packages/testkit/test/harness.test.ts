@@ -1,7 +1,9 @@
-import { chmod, mkdir, readdir, readFile, stat, symlink, utimes, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readdir, readFile, rm, stat, symlink, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
+  built,
+  builtCopy,
   DebugfsBatch,
   debugfs,
   debugfsBlocks,
@@ -48,6 +50,36 @@ async function makeExt4(dir: string, extra: string[] = []): Promise<string> {
   });
   return img;
 }
+
+describe("built", () => {
+  it("builds once per key, shares the result, rebuilds when an input changes", async () => {
+    const dir = await tempDir();
+    const script = join(dir, "script");
+    await writeFile(script, "one");
+    let builds = 0;
+    const build = async (out: string) => {
+      builds++;
+      await writeFile(out, await readFile(script));
+    };
+    const name = `harness-${process.pid}-${Date.now()}`;
+    const inputs = { name, files: [script], params: ["x=1"] };
+    const [a, b] = await Promise.all([built(inputs, build), built(inputs, build)]);
+    expect(a).toBe(b);
+    expect(builds).toBe(1);
+    expect(await readFile(a, "utf8")).toBe("one");
+    const copy = await builtCopy(inputs, build, join(dir, "copy"));
+    expect(await readFile(copy, "utf8")).toBe("one");
+    expect(builds).toBe(1);
+    await writeFile(script, "two");
+    const c = await built(inputs, build);
+    expect(c).not.toBe(a);
+    expect(await readFile(c, "utf8")).toBe("two");
+    const d = await built({ ...inputs, params: ["x=2"] }, build);
+    expect(d).not.toBe(c);
+    expect(builds).toBe(3);
+    for (const p of [a, c, d]) await rm(p, { force: true });
+  });
+});
 
 describe("oracleTools", () => {
   it("reports a missing tool with a reason, or throws when oracles are required", () => {
