@@ -5,10 +5,7 @@ import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import {
-  debugfsCat,
-  debugfsLs,
-  debugfsStat,
-  debugfsXattrs,
+  DebugfsBatch,
   describeWithTools,
   dumpe2fs,
   e2fsck,
@@ -241,19 +238,29 @@ describeWithTools(["e2fsck", "debugfs", "dumpe2fs"], "fixture filesystems (e2fsp
       const bigInodes = Number(sb["Inode size"]) > 128;
       // Every entry outside the big directory, and a sample of it (all its names are checked by ls).
       const sample = manifest.filter((e, i) => !e.path.startsWith("/bigdir/") || i % 997 === 0);
+      const extra = fixtureInfo(t.name).extraFiles ?? [];
+      const dirs = manifest.filter((e) => e.type === "dir");
+      const hasBig = manifest.some((e) => e.path === "/bigdir");
+      // Every debugfs read below, from one debugfs process (answers as from debugfsStat etc.).
+      const dfs = await DebugfsBatch.read(target, {
+        stat: [...sample.map((e) => e.path), ...extra.map((x) => x.path), ...(hasBig ? ["/bigdir"] : [])],
+        cat: [...sample.filter((e) => e.type === "file").map((e) => e.path), ...extra.map((x) => x.path)],
+        xattrs: sample.map((e) => e.path),
+        ls: dirs.map((d) => d.path),
+      });
       const inodeOfGroup = new Map<number, number>();
-      for (const e of sample) await checkEntry(target, e, bigInodes, inodeOfGroup);
-      for (const x of fixtureInfo(t.name).extraFiles ?? []) {
-        const st = await debugfsStat(target, x.path);
+      for (const e of sample) await checkEntry(dfs, e, bigInodes, inodeOfGroup);
+      for (const x of extra) {
+        const st = await dfs.stat(x.path);
         expect([st.mode, st.uid, st.gid], x.path).toEqual([x.mode, x.uid, x.gid]);
-        expect((await debugfsCat(target, x.path)).toString(), x.path).toBe(x.text);
+        expect((await dfs.cat(x.path)).toString(), x.path).toBe(x.text);
       }
-      if (manifest.some((e) => e.path === "/bigdir")) {
-        const big = await debugfsStat(target, "/bigdir");
+      if (hasBig) {
+        const big = await dfs.stat("/bigdir");
         expect(big.flags & 0x1000, "/bigdir is htree-indexed (EXT4_INDEX_FL)").toBe(0x1000);
       }
       // Directory listings: exactly the manifest's children (plus lost+found at the root).
-      for (const dir of manifest.filter((e) => e.type === "dir")) {
+      for (const dir of dirs) {
         const prefix = dir.path === "/" ? "/" : `${dir.path}/`;
         const want = manifest
           .filter(
@@ -262,9 +269,7 @@ describeWithTools(["e2fsck", "debugfs", "dumpe2fs"], "fixture filesystems (e2fsp
           .map((e) => e.path.slice(prefix.length));
         if (dir.path === "/") want.push("lost+found");
         // (lost+found itself is not in the manifest; ext4-overlay adds a file there)
-        const got = (await debugfsLs(target, dir.path))
-          .map((e) => e.name)
-          .filter((x) => x !== "." && x !== "..");
+        const got = (await dfs.ls(dir.path)).map((e) => e.name).filter((x) => x !== "." && x !== "..");
         expect(got.sort(), dir.path).toEqual(want.sort());
       }
     });
@@ -272,24 +277,24 @@ describeWithTools(["e2fsck", "debugfs", "dumpe2fs"], "fixture filesystems (e2fsp
 });
 
 async function checkEntry(
-  target: FsTarget,
+  dfs: DebugfsBatch,
   e: ManifestEntry,
   bigInodes: boolean,
   groups: Map<number, number>,
 ) {
   const where = e.path;
-  const st = await debugfsStat(target, e.path);
+  const st = await dfs.stat(e.path);
   expect(st.type, where).toBe(e.type);
   expect(st.mode, where).toBe(e.mode);
   expect([st.uid, st.gid], where).toEqual([e.uid, e.gid]);
   if (e.type !== "dir") expect(st.links, where).toBe(e.nlink);
   if (e.type === "file" || e.type === "symlink") expect(st.size, where).toBe(e.size);
   if (e.type === "symlink") expect(st.linkTarget, where).toBe(e.target);
-  if (e.type === "file") expect(sha256(await debugfsCat(target, e.path)), where).toBe(e.sha256);
+  if (e.type === "file") expect(sha256(await dfs.cat(e.path)), where).toBe(e.sha256);
   if (e.rdev) expect(st.rdev, where).toEqual(e.rdev);
   // 128-byte inodes keep whole seconds only.
   expect(st.mtime, where).toEqual(bigInodes ? e.mtime : { sec: e.mtime.sec, nsec: 0 });
-  const xa = await debugfsXattrs(target, e.path);
+  const xa = await dfs.xattrs(e.path);
   const got = Object.fromEntries(Object.entries(xa).map(([k, v]) => [k, v.toString("base64")]));
   expect(got, where).toEqual(e.xattrs);
   if (e.hardlinkGroup !== undefined) {

@@ -9,7 +9,7 @@ import { copyFile, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { FaultyDevice, undoPathFor } from "@imgpatch/disk";
 import { convertImage } from "@imgpatch/qcow2";
-import { tempDir } from "@imgpatch/testkit";
+import { copySparse, tempDir } from "@imgpatch/testkit";
 import { beforeAll, describe, expect, it } from "vitest";
 import { type CliIo, runCli, runSteps } from "../src/commands/main.js";
 import { orderedSteps } from "../src/commands/recipe.js";
@@ -52,7 +52,7 @@ describe.each(["qcow2", "raw"] as const)("--in-place undo log (%s input)", (form
   });
   async function copy(): Promise<{ img: string; sum: string }> {
     const img = join(dir, `img-${n++}.${format}`);
-    await copyFile(pristine, img);
+    await copySparse(pristine, img);
     return { img, sum: await sha(img) };
   }
   const steps = () =>

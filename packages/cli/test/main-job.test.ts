@@ -29,6 +29,7 @@ import {
 import { expect, it } from "vitest";
 import { baseImage } from "../src/main-job.js";
 import { TSX } from "./support/run-bin.js";
+import { xfsBaseCopy } from "./support/xfs-base.js";
 
 const MAIN = fileURLToPath(new URL("../src/main-job.ts", import.meta.url));
 const REGISTER = fileURLToPath(new URL("./support/register-sources.mjs", import.meta.url));
@@ -238,10 +239,6 @@ describeWithTools(
   },
 );
 
-const MAKE_XFS_BASE = fileURLToPath(
-  new URL("../../../test-fixtures/base-image/make-xfs-base-image.sh", import.meta.url),
-);
-
 describeWithTools(
   ["qemu-img", "mkfs.xfs", "sfdisk", "rpm", "xfs_repair", "xfs_db"],
   "the README's CentOS 7 example: IMGPATCH_BASE=<MBR disk, one XFS partition> npm start",
@@ -256,7 +253,7 @@ describeWithTools(
       it(name, async () => {
         const dir = await tempDir("main-job-c7");
         const base = join(dir, "CentOS-7-x86_64-GenericCloud.qcow2");
-        await runToolOk("bash", [MAKE_XFS_BASE, base], { env: { LAYOUT: "centos7", XFS_MKFS_ARGS: mkfs } });
+        await xfsBaseCopy({ LAYOUT: "centos7", XFS_MKFS_ARGS: mkfs }, base);
         const gold = join(dir, "gold.qcow2");
         const r = await runMain({
           IMGPATCH_BASE: base,

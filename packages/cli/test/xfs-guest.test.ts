@@ -26,10 +26,8 @@ import { walkGuest } from "../src/customize/walk.js";
 import { GuestFsError } from "../src/guest/guest-fs.js";
 import { openGuest } from "../src/image/open-guest.js";
 import { runBin } from "./support/run-bin.js";
+import { xfsBaseCopy } from "./support/xfs-base.js";
 
-const SCRIPT = fileURLToPath(
-  new URL("../../../test-fixtures/base-image/make-xfs-base-image.sh", import.meta.url),
-);
 const ELEMENTS = fileURLToPath(new URL("../../../test-fixtures/elements", import.meta.url));
 const RPM = fileURLToPath(
   new URL("../../../test-fixtures/rpm/out/imgpatch-demo-xz.noarch.rpm", import.meta.url),
@@ -48,10 +46,9 @@ const sha = async (p: string) =>
     .update(await readFile(p))
     .digest("hex");
 
-async function xfsDisk(dir: string, mkfs: string): Promise<string> {
-  const out = join(dir, "base.qcow2");
-  await runToolOk("bash", [SCRIPT, out], { env: { XFS_MKFS_ARGS: mkfs } });
-  return out;
+/** A private copy of the script's disk (built once per script version and variant: support/xfs-base.ts). */
+function xfsDisk(dir: string, mkfs: string): Promise<string> {
+  return xfsBaseCopy({ XFS_MKFS_ARGS: mkfs }, join(dir, "base.qcow2"));
 }
 
 /** The image as raw, and each XFS volume copied out (xfs_repair and xfs_db take no offset). */

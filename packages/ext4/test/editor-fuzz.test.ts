@@ -193,6 +193,8 @@ describeWithTools(["mke2fs", "debugfs", "e2fsck", "setfattr"], "ext4 editor on m
     const tally = { runs: 0, typed: 0, completed: 0 };
     await fc.assert(
       fc.asyncProperty(fc.nat(), fc.nat(), mutationsArb, async (which, tsel, muts) => {
+        // In-memory reads never leave the microtask queue: give the worker's IPC a turn (vitest's 60 s RPC).
+        await new Promise<void>((r) => setImmediate(r));
         const { img, target, bytes } = mutated(images, which, tsel, muts);
         // A hang cannot be reported by the property: the case is logged before it runs.
         if (process.env.EXT4_EDIT_FUZZ_LOG)

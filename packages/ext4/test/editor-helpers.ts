@@ -6,15 +6,7 @@
 import { join } from "node:path";
 import { FileDevice } from "@imgpatch/disk";
 import { Ext4Editor, type Ext4EditorOptions, Ext4Fs } from "@imgpatch/ext4";
-import {
-  debugfsCat,
-  debugfsLs,
-  debugfsStat,
-  debugfsXattrs,
-  e2fsck,
-  type FsTarget,
-  runToolOk,
-} from "@imgpatch/testkit";
+import { DebugfsBatch, e2fsck, type FsTarget, runToolOk } from "@imgpatch/testkit";
 import { expect } from "vitest";
 
 export const FEATURE_SETS: Record<string, string[]> = {
@@ -83,8 +75,17 @@ export async function verify(
   expect(fsck.clean, fsck.output).toBe(true);
   // Directory listings.
   const dirs = [...expected].filter(([, e]) => e.type === "dir").map(([p]) => p);
+  // Every debugfs read below, from one debugfs process (answers as from debugfsStat etc.).
+  const dfs = await DebugfsBatch.read(target, {
+    ls: dirs,
+    stat: [...expected.keys()],
+    cat: [...expected].filter(([, e]) => e.type === "file").map(([p]) => p),
+    xattrs: [...expected]
+      .filter(([, e]) => (e.type === "file" || e.type === "dir") && e.xattrs)
+      .map(([p]) => p),
+  });
   for (const d of dirs) {
-    const names = (await debugfsLs(target, d)).map((e) => e.name).filter((n) => n !== "." && n !== "..");
+    const names = (await dfs.ls(d)).map((e) => e.name).filter((n) => n !== "." && n !== "..");
     const want = [...expected.keys()]
       .filter((p) => parentOf(p) === d)
       .map((p) => p.slice(p.lastIndexOf("/") + 1));
@@ -92,17 +93,17 @@ export async function verify(
   }
   for (const root of roots) expect(expected.has(root), root).toBe(true);
   for (const [path, e] of expected) {
-    const st = await debugfsStat(target, path);
+    const st = await dfs.stat(path);
     expect(st.type, path).toBe(e.type);
     expect(st.uid, path).toBe(e.uid);
     expect(st.gid, path).toBe(e.gid);
     if (e.type === "symlink") {
-      expect(st.linkTarget ?? (await debugfsCat(target, path)).toString(), path).toBe(e.target);
+      expect(st.linkTarget ?? (await dfs.cat(path)).toString(), path).toBe(e.target);
       continue;
     }
     expect(st.perm, path).toBe(e.mode);
     if (e.type === "file") {
-      const data = await debugfsCat(target, path);
+      const data = await dfs.cat(path);
       expect(data.length, path).toBe(e.content.length);
       expect(Buffer.compare(data, Buffer.from(e.content)), path).toBe(0);
       if (e.mtime !== undefined) expect(st.mtime?.sec, path).toBe(e.mtime);
@@ -112,7 +113,7 @@ export async function verify(
       expect(st.rdev, path).toEqual({ major: e.major, minor: e.minor });
     }
     if ((e.type === "file" || e.type === "dir") && e.xattrs) {
-      const xs = await debugfsXattrs(target, path);
+      const xs = await dfs.xattrs(path);
       const got = Object.fromEntries(Object.entries(xs).map(([k, v]) => [k, Buffer.from(v).toString("hex")]));
       const want = Object.fromEntries(
         Object.entries(e.xattrs).map(([k, v]) => [k, Buffer.from(v).toString("hex")]),

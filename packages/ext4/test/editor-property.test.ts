@@ -20,10 +20,7 @@ import { type BlockDevice, FileDevice, RangeDevice, readPartitionTable } from "@
 import { Ext4Editor, Ext4Fs, Ext4NoSpaceError } from "@imgpatch/ext4";
 import { createOverlay } from "@imgpatch/qcow2";
 import {
-  debugfsCat,
-  debugfsLs,
-  debugfsStat,
-  debugfsXattrs,
+  DebugfsBatch,
   describeWithTools,
   e2fsck,
   type FsTarget,
@@ -376,6 +373,20 @@ async function check(path: FsTarget, m: Model, inline: boolean): Promise<number>
   expect(r.clean, r.output).toBe(true);
   const file = typeof path === "string" ? path : path.path;
   const offset = typeof path === "string" ? 0 : (path.offset ?? 0);
+  // Every debugfs read of the walk below, from one debugfs process (answers as from debugfsStat etc.).
+  const req = { ls: [] as string[], stat: [] as string[], cat: [] as string[], xattrs: [] as string[] };
+  const collect = (dir: Node, p: string[]) => {
+    req.ls.push(str(p));
+    for (const [name, n] of dir.children) {
+      const s = str([...p, name]);
+      req.stat.push(s);
+      if (n.kind === "file" && n.data.length < 100_000) req.cat.push(s);
+      if (n.kind === "file" || n.kind === "dir") req.xattrs.push(s);
+      if (n.kind === "dir") collect(n, [...p, name]);
+    }
+  };
+  collect(m.root, []);
+  const dfs = await DebugfsBatch.read(path, req);
   const dev = await FileDevice.open(file, { readOnly: true });
   const fs = await Ext4Fs.open(offset ? new RangeDevice(dev, offset, dev.size - offset) : dev);
   try {
@@ -383,14 +394,12 @@ async function check(path: FsTarget, m: Model, inline: boolean): Promise<number>
       const want = [...dir.children.keys()].sort();
       const ours = (await fs.readdir(str(p))).sort();
       expect(ours, `reader listing of ${str(p)}`).toEqual(want);
-      const theirs = (await debugfsLs(path, str(p)))
-        .map((e) => e.name)
-        .filter((n) => n !== "." && n !== "..");
+      const theirs = (await dfs.ls(str(p))).map((e) => e.name).filter((n) => n !== "." && n !== "..");
       expect(theirs.sort(), `debugfs listing of ${str(p)}`).toEqual(want);
       for (const [name, n] of dir.children) {
         const cp = [...p, name];
         const s = str(cp);
-        const st = await debugfsStat(path, s);
+        const st = await dfs.stat(s);
         const ls = await fs.lstat(s);
         expect(st.type, s).toBe(TYPE[n.kind]);
         if (n.kind !== "fifo") {
@@ -413,11 +422,11 @@ async function check(path: FsTarget, m: Model, inline: boolean): Promise<number>
           const data = await fs.readFile(s);
           expect(Buffer.compare(data, Buffer.from(n.data)), s).toBe(0);
           if (n.data.length < 100_000)
-            expect(Buffer.compare(await debugfsCat(path, s), Buffer.from(n.data)), s).toBe(0);
+            expect(Buffer.compare(await dfs.cat(s), Buffer.from(n.data)), s).toBe(0);
         }
         if (n.kind === "symlink") expect(await fs.readlink(s), s).toBe(n.target);
         if (n.kind === "file" || n.kind === "dir") {
-          const xs = await debugfsXattrs(path, s);
+          const xs = await dfs.xattrs(s);
           const got = Object.fromEntries(
             Object.entries(xs).map(([k, v]) => [k, Buffer.from(v).toString("hex")]),
           );

@@ -5,7 +5,7 @@
  * file_contexts and its compiled .bin) and a RHEL-targeted-style fixture with equivalences,
  * homedirs and local customisations.
  */
-import { execFileSync } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
 import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -29,13 +29,20 @@ const FIXTURE_FC = join(FIXTURE_ROOT, "etc/selinux/targeted/contexts/files/file_
 const tmp = mkdtempSync(join(tmpdir(), "imgpatch-selinux-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
+/** `find` over the host, once per test file and without blocking the worker (vitest's 60 s RPC). */
+let hostFind: Promise<string> | undefined;
+
 /** Paths of this host's tree (every k-th, with its type), a realistic guest layout. */
-function hostTree(limit: number): Array<{ path: string; mode: number }> {
-  const out = execFileSync(
-    "find",
-    ["/usr", "/etc", "/var", "/opt", "/root", "/home", "/boot", "/srv", "-xdev", "-printf", "%y %p\\0"],
-    { maxBuffer: 1 << 28, stdio: ["ignore", "pipe", "ignore"] },
-  ).toString("latin1");
+async function hostTree(limit: number): Promise<Array<{ path: string; mode: number }>> {
+  hostFind ??= new Promise((resolve, reject) =>
+    execFile(
+      "find",
+      ["/usr", "/etc", "/var", "/opt", "/root", "/home", "/boot", "/srv", "-xdev", "-printf", "%y %p\\0"],
+      { maxBuffer: 1 << 28, encoding: "latin1" },
+      (err, stdout) => (err ? reject(err) : resolve(stdout)),
+    ),
+  );
+  const out = await hostFind;
   const all = out.split("\0").filter((l) => l.length > 2 && !/[\n\t]/.test(l));
   const step = Math.max(1, Math.floor(all.length / limit));
   const types: Record<string, number> = Object.fromEntries(MODES.map(([m, f]) => [f, m]));
@@ -83,6 +90,9 @@ const EDGE_PATHS = [
   "/etc/ssh/ssh_host_ed25519_key.pub",
 ];
 
+/** Let the worker answer vitest between long synchronous stretches (its RPC times out after 60 s). */
+const breathe = () => new Promise<void>((r) => setImmediate(r));
+
 async function compare(
   name: string,
   ours: FileContexts,
@@ -95,7 +105,7 @@ async function compare(
     line: number;
   }[],
 ): Promise<number> {
-  const tree = hostTree(6000);
+  const tree = await hostTree(6000);
   const generated = new Set<string>(EDGE_PATHS);
   for (const s of specsForSamples) for (const p of samplesFor(s)) generated.add(p);
   let compared = 0;
@@ -105,17 +115,19 @@ async function compare(
     const paths = tree.filter((p) => p.mode === mode).map((p) => p.path);
     if (paths.length === 0) continue;
     const theirs = await matchpathcon(fcForOracle, flag, paths);
-    paths.forEach((p, i) => {
+    for (const [i, p] of paths.entries()) {
+      if (i % 500 === 0) await breathe();
       const mine = ours.lookup(p, mode) ?? "<<none>>";
       compared++;
       if (mine !== theirs[i]) mismatches.push(`${flag} ${p}: ours ${mine}, matchpathcon ${theirs[i]}`);
-    });
+    }
   }
   // generated paths under every file type
   const gen = [...generated].filter((p) => !p.includes("\n"));
   for (const [mode, flag] of MODES) {
     const theirs = await matchpathcon(fcForOracle, flag, gen);
-    gen.forEach((p, i) => {
+    for (const [i, p] of gen.entries()) {
+      if (i % 500 === 0) await breathe();
       const m = ours.match(p, mode);
       const mine = m?.context ?? "<<none>>";
       compared++;
@@ -123,7 +135,7 @@ async function compare(
         mismatches.push(
           `${flag} ${p}: ours ${mine} (${m ? `${m.spec.file}:${m.spec.line} ${m.spec.regex} ${fileTypeFlag(m.spec.mode)}` : "no spec"}), matchpathcon ${theirs[i]}`,
         );
-    });
+    }
   }
   expect(mismatches.slice(0, 20), `${name}: ${mismatches.length} of ${compared} differ`).toEqual([]);
   return compared;

@@ -203,12 +203,21 @@ export async function debugfsCat(target: FsTarget, path: string): Promise<Buffer
       r.stderr,
     );
   }
-  const st = parseDebugfsStat(await debugfs(target, [`stat ${debugfsQuote(path)}`]));
-  if (r.stdout.length > st.size) return r.stdout.subarray(0, st.size);
-  if (r.stdout.length < st.size && st.flags & INLINE_DATA_FL) {
-    return Buffer.concat([r.stdout, Buffer.alloc(st.size - r.stdout.length)]);
+  return catToSize(r.stdout, parseDebugfsStat(await debugfs(target, [`stat ${debugfsQuote(path)}`])));
+}
+
+/** What `debugfs cat` printed, cut or zero-extended to i_size as debugfsCat describes. */
+export function catToSize(out: Buffer, st: DebugfsStat): Buffer {
+  if (out.length > st.size) return out.subarray(0, st.size);
+  if (out.length < st.size && st.flags & INLINE_DATA_FL) {
+    return Buffer.concat([out, Buffer.alloc(st.size - out.length)]);
   }
-  return r.stdout;
+  return out;
+}
+
+/** A slow symlink keeps its target in a data block (no "Fast link dest" in its stat). */
+export function isSlowSymlink(st: DebugfsStat): boolean {
+  return st.type === "symlink" && st.linkTarget === undefined;
 }
 
 const INLINE_DATA_FL = 0x10000000;
@@ -328,7 +337,7 @@ export function parseDebugfsStat(raw: string): DebugfsStat {
 export async function debugfsStat(target: FsTarget, path: string): Promise<DebugfsStat> {
   const raw = await debugfs(target, [`stat ${debugfsQuote(path)}`]);
   const st = parseDebugfsStat(raw);
-  if (st.type === "symlink" && st.linkTarget === undefined) {
+  if (isSlowSymlink(st)) {
     // A slow symlink keeps its target in a data block; cat reads it (it does not follow links).
     st.linkTarget = (await debugfsCat(target, path)).toString("utf8");
   }
@@ -349,7 +358,11 @@ export interface DebugfsDirEntry {
 
 /** `debugfs ls -p`: the live entries of a directory, including `.` and `..`, in on-disk order. */
 export async function debugfsLs(target: FsTarget, dir: string): Promise<DebugfsDirEntry[]> {
-  const out = await debugfs(target, [`ls -p ${debugfsQuote(dir)}`]);
+  return parseDebugfsLs(await debugfs(target, [`ls -p ${debugfsQuote(dir)}`]));
+}
+
+/** Parse the text printed by debugfs `ls -p`. */
+export function parseDebugfsLs(out: string): DebugfsDirEntry[] {
   const entries: DebugfsDirEntry[] = [];
   for (const line of out.split("\n")) {
     if (line === "") continue;
@@ -377,12 +390,7 @@ export async function debugfsLs(target: FsTarget, dir: string): Promise<DebugfsD
  * `ea_get -f`. `system.data` (the inline_data storage, not a user-visible xattr) is left out.
  */
 export async function debugfsXattrs(target: FsTarget, path: string): Promise<Record<string, Buffer>> {
-  const listing = await debugfs(target, [`ea_list ${debugfsQuote(path)}`]);
-  const names: string[] = [];
-  for (const line of listing.split("\n")) {
-    const m = /^ {2}(\S+) \((\d+)\)/.exec(line);
-    if (m && m[1] !== "system.data") names.push(m[1]);
-  }
+  const names = parseEaListNames(await debugfs(target, [`ea_list ${debugfsQuote(path)}`]));
   const result: Record<string, Buffer> = {};
   if (names.length === 0) return result;
   const dir = await tempDir("imgpatch-xattr-");
@@ -394,6 +402,16 @@ export async function debugfsXattrs(target: FsTarget, path: string): Promise<Rec
   );
   for (const [i, n] of names.entries()) result[n] = await readFile(join(dir, String(i)));
   return result;
+}
+
+/** The attribute names debugfs `ea_list` printed, without `system.data` (inline data storage). */
+export function parseEaListNames(listing: string): string[] {
+  const names: string[] = [];
+  for (const line of listing.split("\n")) {
+    const m = /^ {2}(\S+) \((\d+)\)/.exec(line);
+    if (m && m[1] !== "system.data") names.push(m[1]);
+  }
+  return names;
 }
 
 /**

@@ -286,8 +286,9 @@ async function removeStaleCaches(current: string): Promise<void> {
   }
   for (const n of names) {
     const p = join(FIXTURES_WORK, n);
-    // "gen" is generate.sh's scratch space.
-    if (p !== current && n !== "gen") await rm(p, { recursive: true, force: true }).catch(() => {});
+    // "gen" is generate.sh's scratch space, "built" the cache of built.ts (keyed on its own).
+    if (p !== current && n !== "gen" && n !== "built")
+      await rm(p, { recursive: true, force: true }).catch(() => {});
   }
 }
 

@@ -2,6 +2,10 @@
 // to the committed fixtures. Oracle tests skip with a reason when a tool is missing, or fail
 // under IMGPATCH_ORACLES=required.
 
+export type { BuildInputs } from "./built.js";
+export { BUILT_DIR, buildKey, built, builtCopy, copySparse } from "./built.js";
+export type { DebugfsBatchRequest } from "./debugfs-batch.js";
+export { DebugfsBatch } from "./debugfs-batch.js";
 export type {
   DebugfsDirEntry,
   DebugfsOptions,
@@ -13,6 +17,7 @@ export type {
   Timestamp,
 } from "./e2fs.js";
 export {
+  catToSize,
   debugfs,
   debugfsBlocks,
   debugfsCat,
@@ -25,7 +30,10 @@ export {
   dumpe2fs,
   e2fsck,
   fileTypeOfMode,
+  isSlowSymlink,
+  parseDebugfsLs,
   parseDebugfsStat,
+  parseEaListNames,
 } from "./e2fs.js";
 export type {
   FixtureIndex,

@@ -1,7 +1,10 @@
-import { chmod, mkdir, readdir, readFile, stat, symlink, utimes, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readdir, readFile, rm, stat, symlink, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
+  built,
+  builtCopy,
+  DebugfsBatch,
   debugfs,
   debugfsBlocks,
   debugfsCat,
@@ -47,6 +50,36 @@ async function makeExt4(dir: string, extra: string[] = []): Promise<string> {
   });
   return img;
 }
+
+describe("built", () => {
+  it("builds once per key, shares the result, rebuilds when an input changes", async () => {
+    const dir = await tempDir();
+    const script = join(dir, "script");
+    await writeFile(script, "one");
+    let builds = 0;
+    const build = async (out: string) => {
+      builds++;
+      await writeFile(out, await readFile(script));
+    };
+    const name = `harness-${process.pid}-${Date.now()}`;
+    const inputs = { name, files: [script], params: ["x=1"] };
+    const [a, b] = await Promise.all([built(inputs, build), built(inputs, build)]);
+    expect(a).toBe(b);
+    expect(builds).toBe(1);
+    expect(await readFile(a, "utf8")).toBe("one");
+    const copy = await builtCopy(inputs, build, join(dir, "copy"));
+    expect(await readFile(copy, "utf8")).toBe("one");
+    expect(builds).toBe(1);
+    await writeFile(script, "two");
+    const c = await built(inputs, build);
+    expect(c).not.toBe(a);
+    expect(await readFile(c, "utf8")).toBe("two");
+    const d = await built({ ...inputs, params: ["x=2"] }, build);
+    expect(d).not.toBe(c);
+    expect(builds).toBe(3);
+    for (const p of [a, c, d]) await rm(p, { force: true });
+  });
+});
 
 describe("oracleTools", () => {
   it("reports a missing tool with a reason, or throws when oracles are required", () => {
@@ -223,6 +256,42 @@ describeWithTools(["mke2fs", "e2fsck", "debugfs", "dumpe2fs"], "e2fsprogs oracle
     expect(sb["Filesystem UUID"]).toBe("0b1d2c3e-0000-4000-8000-000000000001");
     expect(sb["Filesystem features"].split(" ")).toContain("metadata_csum");
     expect(sb["Inode size"]).toBe("256");
+  });
+
+  it("DebugfsBatch answers exactly as the one-path functions, and falls back to them on an error", async () => {
+    for (const extra of [[], ["-O", "inline_data"]]) {
+      const dir = await tempDir();
+      const img = await makeExt4(dir, extra);
+      const val = join(dir, "val");
+      await writeFile(val, Buffer.from([0, 0xff, 10, 0x22]));
+      await debugfs(img, [`ea_set -f ${val} /hello.txt user.bin`, "ea_set /sub user.txt abc"], {
+        write: true,
+      });
+      // A name with a space and a line that looks like the batch's echo: the split must hold.
+      await writeFile(val, "x\ndebugfs: stat /fast\n");
+      await debugfs(img, [`write ${val} "/with space"`], { write: true });
+      const files = ["/hello.txt", "/sub/bin", "/with space"];
+      const all = [...files, "/fast", "/slow", "/sub", "/"];
+      const b = await DebugfsBatch.read(
+        { path: img },
+        { stat: all, cat: files, xattrs: all, ls: ["/", "/sub"] },
+      );
+      expect(b.batched).toBe(true);
+      for (const p of all) {
+        expect(await b.stat(p), p).toEqual(await debugfsStat(img, p));
+        expect(await b.xattrs(p), p).toEqual(await debugfsXattrs(img, p));
+      }
+      for (const p of files) expect(await b.cat(p), p).toEqual(await debugfsCat(img, p));
+      for (const d of ["/", "/sub"]) expect(await b.ls(d), d).toEqual(await debugfsLs(img, d));
+      expect((await b.xattrs("/hello.txt"))["user.bin"]).toEqual(Buffer.from([0, 0xff, 10, 0x22]));
+      expect((await b.stat("/slow")).linkTarget).toBe("x".repeat(200));
+      // A missing path: debugfs complains, so every answer comes from the one-path functions.
+      const bad = await DebugfsBatch.read(img, { stat: ["/hello.txt", "/nope"], cat: ["/sub/bin"] });
+      expect(bad.batched).toBe(false);
+      expect(await bad.stat("/hello.txt")).toEqual(await debugfsStat(img, "/hello.txt"));
+      expect(await bad.cat("/sub/bin")).toEqual(Buffer.from([0, 1, 2, 255]));
+      await expect(bad.stat("/nope")).rejects.toThrow(OracleError);
+    }
   });
 
   it("every wrapper reaches a filesystem at a byte offset (a partition)", async () => {
