@@ -22,6 +22,12 @@ export class DebFetchError extends ImgpatchError {
   }
 }
 
+/**
+ * The repository could not be reached at all (network error, HTTP error status, no Release):
+ * callers may leave the work to the guest's first boot. Damaged or oversized content is never this.
+ */
+export class DebUnreachableError extends DebFetchError {}
+
 export function cacheDir(): string {
   const base =
     process.env.IMGPATCH_CACHE_DIR ??
@@ -55,9 +61,14 @@ async function* body(url: string): AsyncIterable<Uint8Array> {
   try {
     res = await fetch(url, { redirect: "follow" });
   } catch (cause) {
-    throw new DebFetchError(`cannot fetch ${url}: ${(cause as Error).message}`, { file: url }, { cause });
+    throw new DebUnreachableError(
+      `cannot fetch ${url}: ${(cause as Error).message}`,
+      { file: url },
+      { cause },
+    );
   }
-  if (!res.ok || !res.body) throw new DebFetchError(`cannot fetch ${url}: HTTP ${res.status}`, { file: url });
+  if (!res.ok || !res.body)
+    throw new DebUnreachableError(`cannot fetch ${url}: HTTP ${res.status}`, { file: url });
   for await (const c of res.body as unknown as AsyncIterable<Uint8Array>) yield c;
 }
 
@@ -83,10 +94,14 @@ export function createFetcher(opts: { cache?: string; progress?: FetchProgress }
       try {
         res = await fetch(url, { redirect: "follow" });
       } catch (cause) {
-        throw new DebFetchError(`cannot fetch ${url}: ${(cause as Error).message}`, { file: url }, { cause });
+        throw new DebUnreachableError(
+          `cannot fetch ${url}: ${(cause as Error).message}`,
+          { file: url },
+          { cause },
+        );
       }
       if (res.status === 404) return undefined;
-      if (!res.ok) throw new DebFetchError(`cannot fetch ${url}: HTTP ${res.status}`, { file: url });
+      if (!res.ok) throw new DebUnreachableError(`cannot fetch ${url}: HTTP ${res.status}`, { file: url });
       const buf = new Uint8Array(await res.arrayBuffer());
       if (buf.length > max)
         throw new DebFetchError(`${url}: ${buf.length} bytes is too large`, { file: url });

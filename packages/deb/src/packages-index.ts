@@ -10,7 +10,7 @@ import { ChecksumError } from "@imgpatch/disk";
 import { type Compressor, decompress, type PkgTarget } from "@imgpatch/pkgkit";
 import { parseStanza, type Stanza } from "./control.js";
 import { DebFormatError } from "./errors.js";
-import { DebFetchError, type Fetcher } from "./index-fetch.js";
+import { DebFetchError, DebUnreachableError, type Fetcher } from "./index-fetch.js";
 import { parseRelations, type Relation } from "./relation.js";
 import {
   checkReleaseDates,
@@ -86,7 +86,7 @@ async function loadRelease(
   const inRelease = await opts.fetcher.fetchSmall(`${base}InRelease`);
   const detached = inRelease ? undefined : await opts.fetcher.fetchSmall(`${base}Release`);
   if (!inRelease && !detached)
-    throw new DebFetchError(`${s.origin}: ${base} has neither InRelease nor Release`, { file: base });
+    throw new DebUnreachableError(`${s.origin}: ${base} has neither InRelease nor Release`, { file: base });
   const r = await verifyRelease(target, s, opts, base, inRelease, detached);
   checkReleaseDates(r.release, s, `${base}${inRelease ? "InRelease" : "Release"}`, {
     aptValues: opts.aptValues,

@@ -22,8 +22,35 @@ function noManager(image: string): UsageError {
   );
 }
 
-/** Applies one --install/--deb step; returns its change lines. */
+/**
+ * Applies one --install/--deb step; returns its change lines. An --install whose repositories
+ * cannot be reached at all is left to the guest's first boot (its own package manager, as
+ * virt-customize would run it in its VM), saying so; any other failure (a bad signature or index,
+ * an unsatisfiable request) stays an error.
+ */
 export async function installStep(guest: Guest, step: DebStep, ctx: StepContext): Promise<string[]> {
+  try {
+    return await installNow(guest, step, ctx);
+  } catch (e) {
+    if (step.op !== "install" || !(await unreachable(e))) throw e;
+    const { addFirstbootScript } = await import("../guest/firstboot.js");
+    const { packageFirstbootScript } = await import("../customize/package-firstboot.js");
+    const p = await addFirstbootScript(guest.fs, "install", packageFirstbootScript("install", step.packages));
+    return [
+      `install ${step.packages.join(",")}: repositories unreachable at build time (${(e as Error).message}); queued for the first boot: ${p}`,
+    ];
+  }
+}
+
+async function unreachable(e: unknown): Promise<boolean> {
+  const [{ DebUnreachableError }, { RepoUnreachableError }] = await Promise.all([
+    import("@imgpatch/deb"),
+    import("@imgpatch/rpm-repo"),
+  ]);
+  return e instanceof DebUnreachableError || e instanceof RepoUnreachableError;
+}
+
+async function installNow(guest: Guest, step: DebStep, ctx: StepContext): Promise<string[]> {
   const deb = await debRoute();
   if (step.op === "deb" || (await deb.isDebianGuest(guest.fs))) {
     return deb.runDebStep(guest.fs, guest.image, step, ctx.deb ?? {});

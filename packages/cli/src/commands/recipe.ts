@@ -52,6 +52,8 @@ export const OPERATION_NAMES = [
   "scrub",
   "run",
   "run-command",
+  "update",
+  "uninstall",
   "selinux-relabel",
   "selinux-autorelabel",
   "selinux-permissive",
@@ -59,7 +61,7 @@ export const OPERATION_NAMES = [
   "recipe",
 ] as const;
 
-export const NO_ARG_OPS = new Set(["selinux-relabel", "selinux-autorelabel", "selinux-permissive"]);
+export const NO_ARG_OPS = new Set(["selinux-relabel", "selinux-autorelabel", "selinux-permissive", "update"]);
 
 /** Each operation's argument and effect, for --help (the README's table says more). */
 export const OPERATION_HELP: Record<(typeof OPERATION_NAMES)[number], string> = {
@@ -98,6 +100,10 @@ export const OPERATION_HELP: Record<(typeof OPERATION_NAMES)[number], string> = 
   scrub: "FILE: overwrite the file's data where it lies, then remove it",
   run: "SCRIPT: run this host script in the guest — at first boot (there is no VM at build time)",
   "run-command": "CMD: run this command in the guest — at first boot (there is no VM at build time)",
+  update:
+    "update every package with the guest's package manager — at first boot (there is no VM at build time)",
+  uninstall:
+    "PKG[,PKG...]: remove packages with the guest's package manager — at first boot (no VM at build time)",
   "selinux-relabel": "relabel the whole guest now from its own policy (offline setfiles -F)",
   "selinux-autorelabel": "relabel at first boot instead (/.autorelabel; the guest reboots once)",
   "selinux-permissive": "set SELINUX=permissive in /etc/selinux/config",

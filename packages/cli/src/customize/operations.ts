@@ -15,6 +15,7 @@ import { selinuxRelabel } from "../guest/selinux-relabel-op.js";
 import { disableUnit, enableUnit, maskUnit, type SystemdInstallOptions } from "../guest/systemd-install.js";
 import { compileEditExpr, EditExprError, editText, type LineEdit } from "./edit-expr.js";
 import { guestGlob } from "./glob.js";
+import { packageFirstbootScript } from "./package-firstboot.js";
 import {
   describeSelector,
   type PasswordSelector,
@@ -57,7 +58,9 @@ export type CustomizeOp =
   | { op: "truncate-recursive"; path: string }
   | { op: "scrub"; path: string }
   | { op: "run"; host: string }
-  | { op: "run-command"; command: string };
+  | { op: "run-command"; command: string }
+  | { op: "update" }
+  | { op: "uninstall"; packages: string[] };
 
 export type CustomizeOpName = CustomizeOp["op"];
 
@@ -79,13 +82,13 @@ function split2(arg: string, op: string, shape: string): [string, string] {
   return [arg.slice(0, i), arg.slice(i + 1)];
 }
 
-const NO_ARG = new Set(["selinux-relabel", "selinux-autorelabel", "selinux-permissive"]);
+const NO_ARG = new Set(["selinux-relabel", "selinux-autorelabel", "selinux-permissive", "update"]);
 
 /** Parses one operation given as on the command line (`name` without dashes). */
 export function parseOperation(name: string, arg: string | undefined): CustomizeOp {
   if (NO_ARG.has(name)) {
     if (arg !== undefined && arg !== "") throw new CustomizeUsageError(`--${name} takes no argument`);
-    return { op: name as "selinux-relabel" | "selinux-autorelabel" | "selinux-permissive" };
+    return { op: name as "selinux-relabel" | "selinux-autorelabel" | "selinux-permissive" | "update" };
   }
   if (arg === undefined) throw new CustomizeUsageError(`--${name} needs an argument`);
   switch (name) {
@@ -198,6 +201,14 @@ export function parseOperation(name: string, arg: string | undefined): Customize
       return { op: "run", host: arg };
     case "run-command":
       return { op: "run-command", command: arg };
+    case "uninstall": {
+      const packages = arg
+        .split(",")
+        .map((p) => p.trim())
+        .filter((p) => p !== "");
+      if (packages.length === 0) throw new CustomizeUsageError("--uninstall expects PKG[,PKG...]");
+      return { op: "uninstall", packages };
+    }
     default:
       throw new CustomizeUsageError(`unknown operation --${name}`);
   }
@@ -489,6 +500,15 @@ export async function applyOperation(
       const name =
         op.op === "run" ? (op.host.split("/").pop() ?? "script") : (op.command.split(/\s+/)[0] ?? "command");
       const p = await addFirstbootScript(fs, name, script);
+      return [`${op.op}: queued for the first boot (no VM at build time): ${p}`];
+    }
+    case "update":
+    case "uninstall": {
+      const p = await addFirstbootScript(
+        fs,
+        op.op,
+        packageFirstbootScript(op.op, op.op === "uninstall" ? op.packages : []),
+      );
       return [`${op.op}: queued for the first boot (no VM at build time): ${p}`];
     }
     case "selinux-permissive": {
