@@ -17,7 +17,7 @@ import type { BlockDevice } from "@imgpatch/disk";
 import { Ext4NoSpaceError } from "./alloc.js";
 import { chmod, chown, lchown, lutimes, utimes } from "./attrs.js";
 import type { BlockStore } from "./block-store.js";
-import { truncate, writeFile } from "./content.js";
+import { setxattr, truncate, writeFile } from "./content.js";
 import { mknod, symlink } from "./create.js";
 import { EditContext } from "./edit-context.js";
 import { Ext4EditError, Ext4UnsupportedError } from "./errors.js";
@@ -35,7 +35,7 @@ import { settle, sync } from "./sb-stamp.js";
 import type { Ext4Dirent, Ext4Stats } from "./stats.js";
 import { hasCompat, hasIncompat, hasRoCompat } from "./superblock.js";
 import { writeAt } from "./write-at.js";
-import { removexattr, setxattr } from "./xattr-store.js";
+import { removexattr } from "./xattr-store.js";
 
 export type { EditErrorCode } from "./errors.js";
 export { Ext4EditError, Ext4NoSpaceError };

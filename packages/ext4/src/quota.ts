@@ -5,8 +5,11 @@
  * and inodes — keeping each id's limits and grace times. e2fsck -fn compares exactly that.
  *
  * Counted inodes (as e2fsck's pass 1): in use (i_links_count > 0), the root or numbered from
- * s_first_ino on, not the project quota inode, not the orphan file, not an EA inode. The
- * project id is i_projid when the inode's extra fields reach it, else 0.
+ * s_first_ino on, not the project quota inode, not the orphan file, not an EA inode, and not
+ * an inline-data symlink: e2fsck's pass 1 finishes those before the block check where it counts
+ * usage (still so in e2fsprogs 1.47.4), so it expects neither their inode nor any block of theirs
+ * in the files, though the kernel charges them. The project id is i_projid when the inode's extra
+ * fields reach it, else 0.
  *
  * File format (quota v2 "vfsv1", little-endian, in 1 KiB quota blocks):
  *
@@ -31,7 +34,7 @@ import type { EditContext } from "./edit-context.js";
 import { Ext4FormatError, Ext4UnsupportedError } from "./errors.js";
 import { INODE_FLAGS, RO_COMPAT } from "./features.js";
 import { BG_FLAGS } from "./group-desc.js";
-import { inodeBlocks512, parseInode } from "./inode.js";
+import { inodeBlocks512, parseInode, S_IFLNK, S_IFMT } from "./inode.js";
 import { inodeRef } from "./inode-table.js";
 import { hasRoCompat } from "./superblock.js";
 
@@ -40,7 +43,6 @@ const ENTRY = 72;
 const PER_BLOCK = Math.floor((QBLK - 16) / ENTRY);
 const MAGICS = [0xd9c01f11, 0xd9c01927, 0xd9c03f14] as const;
 const NAMES = ["user", "group", "project"] as const;
-const EA_INODE_FL = 0x200000;
 
 export interface QuotaUsage {
   space: number;
@@ -84,7 +86,8 @@ export async function computeQuotaUsage(ctx: EditContext, device: BlockDevice): 
       // i_links_count (le16 at 0x1a): 0 = not in use.
       if ((raw[0x1a] | (raw[0x1b] << 8)) === 0) continue;
       const inode = parseInode(ino, raw, isz);
-      if (inode.flags & EA_INODE_FL) continue;
+      if (inode.flags & INODE_FLAGS.EA_INODE) continue;
+      if ((inode.mode & S_IFMT) === S_IFLNK && inode.flags & INODE_FLAGS.INLINE_DATA) continue;
       const space = inodeBlocks512(inode, huge, ctx.bs) * 512;
       add(maps[0], inode.uid, space);
       add(maps[1], inode.gid, space);

@@ -167,23 +167,26 @@ export async function initXattrs(
 /** In-inode attribute areas initXattrs laid out, by the attribute object they came from. */
 const ibodyImages = new WeakMap<object, { ctx: EditContext; start: number; bytes: Uint8Array }>();
 
-export async function setxattr(
+/** The attributes `inode` has with `name` set to `value` (to be stored by the caller). */
+export async function withXattr(
   ctx: EditContext,
-  path: string,
+  inode: Inode,
   name: string,
   value: Uint8Array | string,
-  options: { follow?: boolean } = {},
-): Promise<void> {
+  path: string,
+): Promise<XattrItem[]> {
   const item = xattrItem(ctx, name, value, path);
-  const n = { index: item.index, suffix: item.suffix };
-  const { inode } = await resolve(ctx, path, options.follow ?? true);
   const items = (await loadXattrs(ctx, inode)).filter(
-    (x) => !(x.index === n.index && key(x.suffix) === key(n.suffix)),
+    (x) => !(x.index === item.index && key(x.suffix) === key(item.suffix)),
   );
   items.push(item);
-  await storeXattrs(ctx, inode, items, path);
-  inode.ctime = timeNow(ctx);
-  putInode(ctx, inode);
+  return items;
+}
+
+/** Would `items` need an attribute block next to the inode body? undefined: they do not fit at all. */
+export function needsXattrBlock(ctx: EditContext, inode: Inode, items: XattrItem[]): boolean | undefined {
+  const plan = planXattrs(items, ctx.sb.inodeSize - 128 - inode.extraIsize, ctx.bs);
+  return plan && plan.block.length > 0;
 }
 
 export async function removexattr(

@@ -10,7 +10,9 @@
  * parser, edited through a RangeDevice; not one byte outside the partition may change), and in a
  * qcow2 v3 overlay with small clusters over a qcow2 base (qemu-img check clean, the base
  * untouched; the checks run on `qemu-img convert -O raw` of the overlay).
- * IMGPATCH_PROPERTY_RUNS sets the number of runs per configuration (default 5).
+ * IMGPATCH_PROPERTY_RUNS sets the number of runs per configuration (default 5);
+ * IMGPATCH_FC_SEED / IMGPATCH_FC_PATH replay a seed and path fast-check reported;
+ * IMGPATCH_FC_SHRINK=1 shrinks a failure instead of stopping at the first counterexample.
  */
 
 import { createHash, randomBytes } from "node:crypto";
@@ -35,6 +37,10 @@ import { expect, it } from "vitest";
 import { FEATURE_SETS, makeImage } from "./editor-helpers.js";
 
 const RUNS = Number(process.env.IMGPATCH_PROPERTY_RUNS ?? 5);
+/** Replay a reported failure: IMGPATCH_FC_SEED (and IMGPATCH_FC_PATH) as fast-check printed them. */
+const REPLAY = process.env.IMGPATCH_FC_SEED
+  ? { seed: Number(process.env.IMGPATCH_FC_SEED), path: process.env.IMGPATCH_FC_PATH || undefined }
+  : {};
 const NAMES = ["a", "b", "c", "d"];
 /** Rarer long names: a directory holding them outgrows i_block (and then system.data). */
 const LONG_NAMES = ["entry-with-a-longer-name-1", "entry-with-a-longer-name-2"];
@@ -744,7 +750,7 @@ function propertyTest(cfg: Config): () => Promise<void> {
           expect(await counts(["-s", String(cfg.backupSb), "-b", "1024"])).toEqual(await counts([]));
         }
       }),
-      { numRuns: RUNS, endOnFailure: true },
+      { numRuns: RUNS, endOnFailure: !process.env.IMGPATCH_FC_SHRINK, ...REPLAY },
     );
     // The inline configuration really made inline inodes.
     if (cfg.set === "ext4-inline") expect(inlineSeen).toBeGreaterThan(0);

@@ -6,7 +6,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { FileDevice } from "@imgpatch/disk";
-import { Ext4Editor, Ext4FormatError, parseQuotaFile } from "@imgpatch/ext4";
+import { Ext4Editor, Ext4FormatError, Ext4Fs, parseQuotaFile } from "@imgpatch/ext4";
 import { debugfsRaw, describeWithTools, e2fsck, runTool, tempDir } from "@imgpatch/testkit";
 import { expect, it } from "vitest";
 import { makeImage, openEditor } from "./editor-helpers.js";
@@ -87,6 +87,56 @@ describeWithTools(["mke2fs", "e2fsck", "debugfs"], "ext4 editor: quota files", (
       );
     });
   }
+
+  it("inline_data: an inline symlink is not counted, as e2fsck counts (property seed -1419768261)", async () => {
+    // The shrunk property failure: a 94-byte target is stored inline (60..128 bytes with
+    // 256-byte inodes); e2fsck's pass 1 never charges such a symlink to any id.
+    const dir = await tempDir("edq-");
+    const img = await makeImage(dir, "inl", ["-t", "ext4", "-O", "inline_data,quota", "-N", "48"], "2M");
+    const ed = await openEditor(img);
+    await ed.mkdir("/a", { mode: 0o755 });
+    await ed.symlink(`/no/${"where/".repeat(15)}`, "/a/a");
+    await ed.symlink("x", "/a/fast"); // in i_block, no inline flag: counted
+    await ed.symlink(`/far/${"away/".repeat(60)}`, "/a/slow"); // in a block: counted
+    await ed.close();
+    expect((await debugfsRaw(img, ["stat /a/a"])).stdout.toString()).toMatch(/Flags: 0x10000000/);
+    const r = await e2fsck(img);
+    expect(r.problems, r.output).toEqual([]);
+    expect(r.clean, r.output).toBe(true);
+    // Id 0 holds root, lost+found, /a and the two symlinks without the inline flag.
+    const lq = (await debugfsRaw(img, ["lq user"])).stdout.toString();
+    expect(lq).toMatch(/^\s+0\s+\d+\s+0\s+0\s+5\s+0\s+0$/m);
+  });
+
+  it("inline_data: attributes too big for an inline symlink's inode move its target to a block", async () => {
+    // e2fsck never visits an inline symlink's attribute block: it would call it free and leave
+    // it out of the quota. The editor makes such a symlink a slow one instead.
+    const dir = await tempDir("edq-");
+    const img = await makeImage(dir, "inlx", ["-t", "ext4", "-O", "inline_data,quota", "-N", "48"], "2M");
+    const target = `/no/${"where/".repeat(15)}`;
+    const ed = await openEditor(img);
+    await ed.symlink(target, "/big");
+    await ed.symlink(target, "/small");
+    await ed.setxattr("/big", "security.selinux", Buffer.alloc(300, 0x41), { follow: false });
+    await ed.setxattr("/small", "trusted.t", Buffer.alloc(4, 0x42), { follow: false }); // fits: stays inline
+    await ed.close();
+    const r = await e2fsck(img);
+    expect(r.problems, r.output).toEqual([]);
+    expect(r.clean, r.output).toBe(true);
+    const big = (await debugfsRaw(img, ["stat /big"])).stdout.toString();
+    expect(big).toMatch(/Flags: 0x80000\b/);
+    expect(big).toMatch(/File ACL: [1-9]/);
+    expect((await debugfsRaw(img, ["stat /small"])).stdout.toString()).toMatch(/Flags: 0x10000000/);
+    for (const p of ["/big", "/small"])
+      expect((await debugfsRaw(img, [`cat ${p}`])).stdout.toString(), p).toBe(target);
+    const fs = await Ext4Fs.open(await FileDevice.open(img, { readOnly: true }));
+    try {
+      expect(await fs.readlink("/big")).toBe(target);
+      expect(await fs.readlink("/small")).toBe(target);
+    } finally {
+      await fs.close();
+    }
+  });
 
   it("a damaged quota file is a typed error naming it (nothing refused at open)", async () => {
     const dir = await tempDir("edq-");
