@@ -1,6 +1,6 @@
 /**
  * primary.xml(.gz/.xz/.zst/.bz2): every package's NEVRA, location, checksum and dependencies,
- * streamed (saxes over the decompressor) so memory holds only the parsed packages.
+ * streamed (the tokenizer of xml.ts over the decompressor) so memory holds only the parsed packages.
  *
  *   <metadata packages="N">
  *     <package type="rpm">
