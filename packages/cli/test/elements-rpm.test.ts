@@ -10,15 +10,9 @@ import { join } from "node:path";
 import { describeWithTools, e2fsck, runTool, tempDir } from "@imgpatch/testkit";
 import { beforeAll, expect, it } from "vitest";
 import { buildRpms, makeRepo, type SpecPkg } from "../../rpm-repo/test/repo-builder.js";
-import { type CliIo, runCli } from "../src/commands/main.js";
+import { cliInProcess } from "./support/cli-in-process.js";
 
-async function cli(args: string[]) {
-  let out = "";
-  let err = "";
-  const io: CliIo = { out: (t) => (out += t), err: (t) => (err += t), env: {} };
-  const code = await runCli(args, io);
-  return { code, out, err };
-}
+const cli = (args: string[]) => cliInProcess(args);
 
 const BASE: SpecPkg[] = [
   { name: "el-release", version: "9.4", provides: ["system-release(releasever) = 9", "system-release"] },

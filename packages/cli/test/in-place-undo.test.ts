@@ -11,10 +11,11 @@ import { FaultyDevice, undoPathFor } from "@imgpatch/disk";
 import { convertImage } from "@imgpatch/qcow2";
 import { copySparse, tempDir } from "@imgpatch/testkit";
 import { beforeAll, describe, expect, it } from "vitest";
-import { type CliIo, runCli, runSteps } from "../src/commands/main.js";
+import { runSteps } from "../src/commands/main.js";
 import { orderedSteps } from "../src/commands/recipe.js";
 import { openGuest } from "../src/image/open-guest.js";
 import { baseImage } from "../src/main-job.js";
+import { cliInProcess } from "./support/cli-in-process.js";
 
 const sha = async (p: string) =>
   createHash("sha256")
@@ -26,13 +27,7 @@ const exists = (p: string) =>
     () => false,
   );
 
-async function cli(args: string[]) {
-  let out = "";
-  let err = "";
-  const io: CliIo = { out: (t) => (out += t), err: (t) => (err += t), env: {} };
-  const code = await runCli(args, io);
-  return { code, out, err };
-}
+const cli = (args: string[]) => cliInProcess(args);
 
 describe.each(["qcow2", "raw"] as const)("--in-place undo log (%s input)", (format) => {
   let dir: string;

@@ -9,15 +9,9 @@ import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { debugfs, debugfsRdump, describeWithTools, e2fsck, runTool, tempDir } from "@imgpatch/testkit";
 import { beforeAll, expect, it } from "vitest";
-import { type CliIo, runCli } from "../src/commands/main.js";
+import { cliInProcess } from "./support/cli-in-process.js";
 
-async function cli(args: string[]) {
-  let out = "";
-  let err = "";
-  const io: CliIo = { out: (t) => (out += t), err: (t) => (err += t), env: {} };
-  const code = await runCli(args, io);
-  return { code, out, err };
-}
+const cli = (args: string[]) => cliInProcess(args);
 
 const PENDING = "/var/lib/imgpatch/firstboot/pending";
 

@@ -8,16 +8,10 @@ import { copyFile, mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describeWithTools, findTool, runTool, runToolOk, tempDir } from "@imgpatch/testkit";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { type CliIo, runCli } from "../src/commands/main.js";
 import { baseImage } from "../src/main-job.js";
+import { cliInProcess } from "./support/cli-in-process.js";
 
-async function cli(args: string[]) {
-  let out = "";
-  let err = "";
-  const io: CliIo = { out: (t) => (out += t), err: (t) => (err += t), env: {} };
-  const code = await runCli(args, io);
-  return { code, out, err };
-}
+const cli = (args: string[]) => cliInProcess(args);
 const sha = async (p: string) =>
   createHash("sha256")
     .update(await readFile(p))

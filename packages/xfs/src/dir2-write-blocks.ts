@@ -16,7 +16,7 @@ import { type DirEntryW, type DirGeo, rmapOwner } from "./dir2-write-data.js";
 import type { XfsEditor } from "./editor.js";
 import { XfsFormatError, XfsFsError, XfsUnsupportedError } from "./errors.js";
 import { bmbtTree } from "./file-write.js";
-import { forkArea, MAX_EXTLEN, packExtent, type XfsExtent } from "./fork.js";
+import { forkArea, mergeExtents, packExtent, type XfsExtent } from "./fork.js";
 import { FMT_BTREE, FMT_EXTENTS, type XfsInode } from "./inode.js";
 
 export function unsupported(
@@ -107,20 +107,7 @@ export async function addMapping(
   const area = forkArea(dir, "data");
   if (!area) throw new XfsFormatError("directory without a data fork", { inode: dir.ino });
   if (dir.format === FMT_EXTENTS) {
-    const all = [...exts, ext].sort((a, b) => a.startoff - b.startoff);
-    const merged: XfsExtent[] = [];
-    for (const x of all) {
-      const last = merged[merged.length - 1];
-      if (
-        last &&
-        last.startoff + last.blockcount === x.startoff &&
-        last.startblock + last.blockcount === x.startblock &&
-        last.unwritten === x.unwritten &&
-        last.blockcount + x.blockcount <= MAX_EXTLEN
-      )
-        last.blockcount += x.blockcount;
-      else merged.push({ ...x });
-    }
+    const merged = mergeExtents([...exts, ext]);
     if (merged.length * 16 <= area.size) {
       dir.raw.fill(0, area.start, area.start + area.size);
       merged.forEach((x, i) => {

@@ -111,3 +111,21 @@ export function isBtreeFork(inode: XfsInode, which: ForkKind): boolean {
   const area = forkArea(inode, which);
   return area?.format === FMT_BTREE;
 }
+
+/** Sorted extents with touching ones (logically and physically, same state) joined. */
+export function mergeExtents(exts: XfsExtent[]): XfsExtent[] {
+  const out: XfsExtent[] = [];
+  for (const x of [...exts].sort((a, b) => a.startoff - b.startoff)) {
+    const last = out[out.length - 1];
+    if (
+      last &&
+      last.startoff + last.blockcount === x.startoff &&
+      last.startblock + last.blockcount === x.startblock &&
+      last.unwritten === x.unwritten &&
+      last.blockcount + x.blockcount <= MAX_EXTLEN
+    )
+      last.blockcount += x.blockcount;
+    else out.push({ ...x });
+  }
+  return out;
+}

@@ -18,31 +18,13 @@ import { fsbToAg } from "./ag.js";
 import type { XfsEditor } from "./editor.js";
 import { XfsFsError, XfsUnsupportedError } from "./errors.js";
 import { BlockPlacer, buildFork, dataMapping, freeBmbtBlocks } from "./file-write.js";
-import { MAX_EXTLEN, type XfsExtent } from "./fork.js";
+import { mergeExtents, type XfsExtent } from "./fork.js";
 import { DIFLAG2_REFLINK, S_IFMT, type XfsInode } from "./inode.js";
 import { storeInode } from "./inode-create.js";
 import { sharedRanges } from "./refcount.js";
 
 const S_IFREG = 0o100000;
 const S_IFDIR = 0o040000;
-
-/** Sorted extents with touching ones (logically and physically, same state) joined. */
-function mergeExtents(exts: XfsExtent[]): XfsExtent[] {
-  const out: XfsExtent[] = [];
-  for (const x of [...exts].sort((a, b) => a.startoff - b.startoff)) {
-    const last = out[out.length - 1];
-    if (
-      last &&
-      last.startoff + last.blockcount === x.startoff &&
-      last.startblock + last.blockcount === x.startblock &&
-      last.unwritten === x.unwritten &&
-      last.blockcount + x.blockcount <= MAX_EXTLEN
-    )
-      last.blockcount += x.blockcount;
-    else out.push({ ...x });
-  }
-  return out;
-}
 
 /**
  * The body of XfsEditor.writeAt (the editor has written out pending changes and opened the
