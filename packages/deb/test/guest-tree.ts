@@ -1,5 +1,5 @@
 /** A small Debian-like starting tree and a demo package touching every unpack rule, shared by the oracles. */
-import { cp, mkdir, symlink, writeFile } from "node:fs/promises";
+import { cp, lutimes, mkdir, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { DebSpec } from "./build-deb.js";
 
@@ -15,6 +15,15 @@ Description: watches /usr/share/demo-doc
  test stanza
 
 `;
+
+/**
+ * The start tree's symlinks get a fixed time: copying a tree (fs.cp's preserveTimestamps follows
+ * symlinks) would otherwise give a copy's links the clock of the copy, a second apart at times.
+ */
+export async function pinSymlinkTimes(root: string): Promise<void> {
+  const t = new Date("2024-01-01T00:00:00Z");
+  await lutimes(join(root, "lib"), t, t);
+}
 
 export async function startTree(root: string): Promise<void> {
   for (const d of [
@@ -40,6 +49,7 @@ export async function startTree(root: string): Promise<void> {
   await cp("/etc/passwd", join(root, "etc/passwd"));
   await cp("/etc/group", join(root, "etc/group"));
   await symlink("usr/lib", join(root, "lib")); // merged /usr
+  await pinSymlinkTimes(root);
   await writeFile(join(root, "etc/demo.conf"), "locally modified\n");
 }
 

@@ -14,7 +14,7 @@ import { HostDirTarget } from "../../rpm-inject/src/host-target.js";
 import { comparable, describeAsRootWithTools, snapshotTree } from "../../rpm-inject/test/helpers.js";
 import { readDeb, unpackDebs } from "../src/index.js";
 import { buildDeb } from "./build-deb.js";
-import { DEMO, startTree } from "./guest-tree.js";
+import { DEMO, pinSymlinkTimes, startTree } from "./guest-tree.js";
 
 describeAsRootWithTools(["dpkg", "dpkg-deb", "getfattr"], "unpack vs dpkg --root --unpack", () => {
   for (const compression of ["gzip", "xz", "zstd", "none"] as const) {
@@ -25,6 +25,7 @@ describeAsRootWithTools(["dpkg", "dpkg-deb", "getfattr"], "unpack vs dpkg --root
       const theirs = join(base, "theirs");
       await startTree(ours);
       await cp(ours, theirs, { recursive: true, preserveTimestamps: true, verbatimSymlinks: true });
+      await pinSymlinkTimes(theirs);
 
       const r = await runTool(
         "dpkg",
