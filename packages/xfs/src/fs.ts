@@ -10,7 +10,7 @@ import { ATTR_ROOT } from "./attr-leaf.js";
 import { findExtent, readForkExtents } from "./bmap.js";
 import { be16, be32 } from "./bytes.js";
 import { dirBlockAt, dirFormOf, readDirDataEntries } from "./dir-reading.js";
-import { DIR2_LEAF_OFFSET_BYTES } from "./dir2-data.js";
+import { DIR2_LEAF_OFFSET_BYTES, sameBytes } from "./dir2-data.js";
 import { asciiCiEqual, asciiCiFold } from "./dir2-hash.js";
 import { hashedLookup } from "./dir2-lookup.js";
 import { decodeSfDir, type XfsRawDirent } from "./dir2-sf.js";
@@ -34,6 +34,7 @@ import {
   type XfsInode,
 } from "./inode.js";
 import { readLogState, type XfsLogState } from "./log.js";
+import { Lru } from "./lru.js";
 import {
   checkFeatures,
   decodeSuperblock,
@@ -47,15 +48,6 @@ import { FT_NAMES, fileTypeFromMode, XfsDirent, XfsStats } from "./stats.js";
 const MAX_SYMLINKS = 40;
 const MAX_NAME_LEN = 255;
 const PATH_MAX = 4096;
-/** XFS_SYMLINK_MAXLEN. */
-const _SYMLINK_MAXLEN = 1024;
-const _SYMLINK_MAGIC = 0x58534c4d; // "XSLM"
-/**
- * v5 remote symlink header, once per mapped extent: magic, offset, bytes, crc (over the whole
- * extent), uuid (16), owner @32, blkno @40, lsn @48.
- */
-const _SYMLINK_HDR = 56;
-const _XATTR_SIZE_MAX = 65536;
 const DEFAULT_MAX_READ = 2 ** 31 - 1;
 /** Largest single device read issued for file data. */
 const READ_CHUNK = 4 << 20;
@@ -86,47 +78,6 @@ interface Resolved {
   path: string;
 }
 
-class Lru<K, V> {
-  private readonly map = new Map<K, V>();
-  constructor(
-    private readonly max: number,
-    private readonly onEvict?: (k: K, v: V) => void,
-  ) {}
-  get(k: K): V | undefined {
-    const v = this.map.get(k);
-    if (v !== undefined) {
-      this.map.delete(k);
-      this.map.set(k, v);
-    }
-    return v;
-  }
-  set(k: K, v: V): void {
-    this.map.delete(k);
-    this.map.set(k, v);
-    if (this.map.size > this.max) {
-      const [oldK, oldV] = this.map.entries().next().value as [K, V];
-      this.map.delete(oldK);
-      this.onEvict?.(oldK, oldV);
-    }
-  }
-  delete(k: K): void {
-    const v = this.map.get(k);
-    if (v === undefined) return;
-    this.map.delete(k);
-    this.onEvict?.(k, v);
-  }
-  get size(): number {
-    return this.map.size;
-  }
-  entries(): IterableIterator<[K, V]> {
-    return this.map.entries();
-  }
-  clear(): void {
-    if (this.onEvict) for (const [k, v] of this.map) this.onEvict(k, v);
-    this.map.clear();
-  }
-}
-
 /**
  * A fork's extents as read, valid while the fork's bytes in the inode are `fork` (format and
  * count included) and none of the bmbt blocks they came from has changed (see `invalidate`).
@@ -142,11 +93,6 @@ interface ForkMap {
 
 const utf8 = new TextDecoder("utf-8");
 const utf8enc = new TextEncoder();
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
 
 /** A name's bytes as a string key (one char per byte; names are at most 255 bytes). */
 function nameKey(b: Uint8Array): string {
