@@ -11,11 +11,13 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 CACHE=${IMGPATCH_E2E_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/imgpatch-e2e}
-MIRROR=${IMGPATCH_E2E_MIRROR:-http://deb.debian.org/debian}
 SUITE=bookworm
+. "$HERE/guest-tree.sh"
+MIRROR=${IMGPATCH_E2E_MIRROR:-$(apt_mirror "$SUITE")}
 INCLUDE=systemd-sysv,udev,e2fsprogs
 ROOT_MB=1536
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1700000000}
+[ -n "$MIRROR" ] || { echo "build-guest.sh: no Debian $SUITE archive in apt's sources (set IMGPATCH_E2E_MIRROR)" >&2; exit 2; }
 mkdir -p "$CACHE"
 cd "$CACHE"
 log() { printf '[build-guest %s] %s\n' "$(date +%T)" "$*" >&2; }
@@ -61,7 +63,7 @@ if [ ! -f rootfs/.e2e-debootstrap ] || [ "$(cat rootfs/.e2e-debootstrap)" != "$k
   log "debootstrap took $(( $(date +%s) - t0 )) s"
 fi
 
-stamp="$(sha256sum "$HERE/build-guest.sh" | cut -c1-16) $(cat rootfs/.e2e-debootstrap) $KVER"
+stamp="$(cat "$HERE/build-guest.sh" "$HERE/guest-tree.sh" | sha256sum | cut -c1-16) $(cat rootfs/.e2e-debootstrap) $KVER"
 if [ -f images.stamp ] && [ "$(cat images.stamp)" = "$stamp" ] && [ -f gpt.qcow2 ] && [ -f bare.qcow2 ] && [ -f data.qcow2 ] && [ -f xfs.qcow2 ]; then
   log "images up to date"
   exit 0
@@ -69,40 +71,7 @@ fi
 rm -f images.stamp
 
 # 2. The guest tree: the debootstrap plus what any test VM needs (none of it is what we test).
-log "preparing guest tree"
-rm -rf tree && cp -a rootfs tree && rm -f tree/.e2e-debootstrap
-echo e2e-guest > tree/etc/hostname
-# A fixed machine-id: no ConditionFirstBoot units (systemd-firstboot would prompt on the console).
-echo 0123456789abcdef0123456789abcdef > tree/etc/machine-id
-printf '# root is mounted rw from the kernel command line\n' > tree/etc/fstab
-# No login prompts on the serial console: the run is driven by units, not by a shell.
-ln -sf /dev/null tree/etc/systemd/system/serial-getty@.service
-ln -sf /dev/null tree/etc/systemd/system/getty@.service
-# The guard (part of the base, not of what is tested): says the guest reached multi-user.target, and
-# powers it off if nothing else does within the guard time (kernel command line e2e.guard=SECONDS).
-cat > tree/usr/local/sbin/e2e-guard <<'GUARD'
-#!/bin/sh
-echo "@@E2E booted" > /dev/ttyS0
-g=$(sed -n 's/.*e2e\.guard=\([0-9]*\).*/\1/p' /proc/cmdline); g=${g:-120}
-sleep "$g"
-echo "@@E2E guard-timeout after ${g}s: powering off" > /dev/ttyS0
-systemctl poweroff --no-block
-GUARD
-chmod 0755 tree/usr/local/sbin/e2e-guard
-cat > tree/etc/systemd/system/e2e-guard.service <<'UNIT'
-[Unit]
-Description=e2e boot guard (reports boot, powers off after a bound)
-[Service]
-Type=simple
-ExecStart=/usr/local/sbin/e2e-guard
-[Install]
-WantedBy=multi-user.target
-UNIT
-ln -sf /etc/systemd/system/e2e-guard.service tree/etc/systemd/system/multi-user.target.wants/e2e-guard.service
-# Units that only slow a TCG boot down and do nothing in this VM.
-for u in apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service fstrim.timer; do
-  ln -sf /dev/null "tree/etc/systemd/system/$u"
-done
+prepare_tree rootfs tree
 
 # 3. Images with the real tools.
 log "mke2fs -d (bare ext4, ${ROOT_MB} MiB)"

@@ -4,7 +4,7 @@
  *
  *   npm run e2e:boot                 whole suite
  *   npm run e2e:boot -- --fast       the CI subset (see README.md)
- *   npm run e2e:boot -- --only NAME  one scenario (bare | gpt-overlay | elements | xfs | deb-agents)
+ *   npm run e2e:boot -- --only NAME  one scenario (bare | gpt-overlay | elements | xfs | deb-agents | selinux)
  *   npm run e2e:boot -- --keep       keep the work directory (images, serial logs)
  *   npm run e2e:boot -- --no-build   use packages/cli/dist as it is (default: `npm run build` first)
  *
@@ -111,7 +111,13 @@ interface Boot {
   log: string;
 }
 
-async function boot(name: string, disks: string[], root: string, guardS = GUARD_S): Promise<Boot> {
+async function boot(
+  name: string,
+  disks: string[],
+  root: string,
+  guardS = GUARD_S,
+  append = "",
+): Promise<Boot> {
   const hardTimeoutS = guardS + 90;
   const log = join(work, `${name}.serial.log`);
   const logStream = createWriteStream(log);
@@ -131,7 +137,7 @@ async function boot(name: string, disks: string[], root: string, guardS = GUARD_
     "-initrd",
     join(CACHE, "initrd.img"),
     "-append",
-    `root=${root} rw console=ttyS0 panic=-1 loglevel=4 systemd.show_status=0 e2e.guard=${guardS}`,
+    `root=${root} rw console=ttyS0 panic=-1 loglevel=4 systemd.show_status=0 e2e.guard=${guardS}${append}`,
     ...disks.flatMap((d) => ["-drive", `file=${d},if=virtio,format=qcow2,cache=unsafe`]),
     "-nic",
     "none",
@@ -665,6 +671,92 @@ async function scenarioXfs() {
   });
 }
 
+// Scenario: a Debian guest with SELinux enforcing (refpolicy, labelled by setfiles at build time),
+// edited through an overlay with no relabel of any kind: the policy enforces from the first boot and
+// the guest's own matchpathcon/restorecon judge every label imgpatch wrote.
+async function scenarioSelinux() {
+  const S = "selinux";
+  await new Promise<void>((resolve, reject) => {
+    const p = spawn("bash", [join(HERE, "build-guest-selinux.sh")], {
+      stdio: ["ignore", "inherit", "inherit"],
+    });
+    p.on("exit", (c) => (c === 0 ? resolve() : reject(new Error(`build-guest-selinux.sh exited ${c}`))));
+    p.on("error", reject);
+  });
+  const base = join(CACHE, "selinux.qcow2");
+  const before = await sha256File(base);
+  const ov = join(work, "selinux-overlay.qcow2");
+  // Every path the edit creates, for the guest's check (the check list itself is one of them).
+  const created = [
+    "/usr/local/sbin/e2e-check",
+    "/etc/systemd/system/e2e-check.service",
+    "/etc/systemd/system/multi-user.target.wants/e2e-check.service",
+    "/etc/e2e",
+    "/etc/e2e/checks.d",
+    "/etc/e2e/checks.d/selinux.sh",
+    "/etc/e2e/selinux-paths",
+    "/opt/e2e",
+    "/opt/e2e/hello",
+    "/srv/e2e-web",
+    "/srv/e2e-web/index.html",
+    "/usr/local/bin/e2e-tool",
+    "/var/log/e2e",
+    "/var/log/e2e/imgpatch.log",
+    "/etc/e2e-motd",
+  ];
+  await writeFile(join(work, "selinux-paths"), `${created.join("\n")}\n`);
+  await imgpatch([
+    "customize",
+    base,
+    "--overlay",
+    ov,
+    ...checkOps(["selinux.sh"]),
+    "--upload",
+    `${join(work, "selinux-paths")}:/etc/e2e/selinux-paths`,
+    "--mkdir",
+    "/opt/e2e",
+    "--write",
+    "/opt/e2e/hello:hello from imgpatch",
+    "--mkdir",
+    "/srv/e2e-web",
+    "--write",
+    "/srv/e2e-web/index.html:served by imgpatch",
+    "--write",
+    "/usr/local/bin/e2e-tool:#!/bin/sh\necho tool",
+    "--chmod",
+    "0755:/usr/local/bin/e2e-tool",
+    "--mkdir",
+    "/var/log/e2e",
+    "--write",
+    "/var/log/e2e/imgpatch.log:edited offline",
+    "--write",
+    "/etc/e2e-motd:labelled without a relabel",
+    // The control that shows the checks can fail: the same edit with no labels written.
+    ...(process.env.IMGPATCH_E2E_SELINUX_NO_LABELS === "1" ? ["--no-selinux-labels"] : []),
+  ]);
+  const relabel = await imgpatch(["cat", ov, "/.autorelabel"]).then(
+    () => "present",
+    () => "absent",
+  );
+  record({ scenario: S, marker: "no /.autorelabel written", ok: relabel === "absent", detail: relabel });
+  record({
+    scenario: S,
+    marker: "base unchanged by imgpatch",
+    ok: (await sha256File(base)) === before,
+    detail: "",
+  });
+  const b = await boot(S, [ov], "/dev/vda", GUARD_S, " security=selinux selinux=1");
+  expect(S, b, [
+    "unit-ran",
+    "selinux-enforcing",
+    "selinux-labels",
+    "selinux-avc",
+    "selinux-read",
+    "dmesg-ext4",
+    "checks-done",
+  ]);
+}
+
 // ---------------------------------------------------------------------------------------------
 
 async function main() {
@@ -689,6 +781,7 @@ async function main() {
     ["elements", scenarioElements],
     ["xfs", scenarioXfs],
     ["deb-agents", scenarioDebAgents],
+    ["selinux", scenarioSelinux],
   ];
   for (const [name, fn] of scenarios) {
     if (ONLY && ONLY !== name) continue;
