@@ -122,20 +122,22 @@ export function isRoot(): boolean {
 }
 
 /**
- * Attaches `image` to a loop device, mounts it at `mountpoint` (read-only unless `rw`), runs `fn`,
+ * Attaches `image` to a loop device, mounts it at `mountpoint` (read-only unless `rw`; extra mount
+ * `options` such as noatime appended), runs `fn`,
  * then unmounts and detaches in `finally`.
  */
 export async function withLoopMount<T>(
   image: string,
   mountpoint: string,
-  opts: { rw?: boolean },
+  opts: { rw?: boolean; options?: string },
   fn: (mountpoint: string) => Promise<T>,
 ): Promise<T> {
   const dev = (await runToolOk("losetup", ["--find", "--show", ...(opts.rw ? [] : ["-r"]), image]))
     .toString("utf8")
     .trim();
   try {
-    await runToolOk("mount", ["-t", "xfs", "-o", opts.rw ? "rw" : "ro,norecovery", dev, mountpoint]);
+    const o = `${opts.rw ? "rw" : "ro,norecovery"}${opts.options ? `,${opts.options}` : ""}`;
+    await runToolOk("mount", ["-t", "xfs", "-o", o, dev, mountpoint]);
     try {
       return await fn(mountpoint);
     } finally {

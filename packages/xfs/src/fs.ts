@@ -34,11 +34,16 @@ import {
   type XfsInode,
 } from "./inode.js";
 import { readLogState, type XfsLogState } from "./log.js";
+import { readLogTransactions } from "./log-records.js";
+import { type LogReplay, type LogReplayStats, replayLogTransactions } from "./log-replay.js";
 import { Lru } from "./lru.js";
+import { RecoveredDevice } from "./recovered-device.js";
 import {
   checkFeatures,
   decodeSuperblock,
+  featuresOf,
   validateSuperblock,
+  type XfsAccess,
   type XfsFeatures,
   XfsGeometry,
   type XfsSuperblock,
@@ -62,6 +67,12 @@ export interface XfsOpenOptions {
   onWarning?: (w: XfsWarning) => void;
   /** Number of inodes kept decoded (default 4096). */
   inodeCache?: number;
+  /**
+   * A dirty log is replayed in memory so reads see what the kernel sees after mounting (default);
+   * a log this reader cannot replay is refused (XfsUnsupportedError "dirty-log"). `false` reads
+   * the blocks as they are on disk, with an ELOGDIRTY warning: possibly stale.
+   */
+  replayLog?: boolean;
 }
 
 export interface XfsWalkEntry {
@@ -122,6 +133,8 @@ export class XfsFs {
   /** Raw inode chunks by device offset. */
   private readonly chunkCache = new Lru<number, Uint8Array>(64);
   private log?: XfsLogState;
+  /** What in-memory log recovery applied when the log was dirty (undefined otherwise). */
+  replayStats?: LogReplayStats;
 
   private constructor(
     readonly device: BlockDevice,
@@ -137,6 +150,50 @@ export class XfsFs {
 
   /** Opens the filesystem from its primary superblock; refuses unknown incompatible features. */
   static async open(device: BlockDevice, options: XfsOpenOptions = {}): Promise<XfsFs> {
+    let { sb, access } = await XfsFs.readSuperblock(device);
+    let log: XfsLogState | undefined;
+    let replay: LogReplay | undefined;
+    if (!featuresOf(sb).externalLog) {
+      const geo = new XfsGeometry(sb);
+      log = await readLogState(geo, (o, l) => device.read(o, l));
+      if (log.state === "dirty" && options.replayLog !== false) {
+        // Read what the kernel would see after recovery, or refuse: never the stale blocks.
+        const where = { file: device.name, offset: geo.fsbToByte(geo.logStart), structure: "log" };
+        const records = await readLogTransactions(geo, (o, l) => device.read(o, l), log, where);
+        replay = await replayLogTransactions(geo, (o, l) => device.read(o, l), records.transactions, where);
+        device = new RecoveredDevice(device, replay.sectors);
+        ({ sb, access } = await XfsFs.readSuperblock(device));
+      }
+    }
+    const fs = new XfsFs(device, sb, options);
+    fs.log = log;
+    if (access.writeRefusal) fs.readOnlyReasons.push(access.writeRefusal.reason);
+    if (log && log.state !== "clean") {
+      const why = log.reason ?? log.state;
+      fs.readOnlyReasons.push(`the log is not clean (${why}): boot the guest once or run xfs_repair`);
+      if (replay) {
+        const s = replay.stats;
+        fs.replayStats = s;
+        fs.warn(
+          "ELOGREPLAYED",
+          `the log is not clean (${why}): ${s.transactions} transactions replayed in memory for reading (${s.buffers} buffers, ${s.inodes} inodes, ${s.icreates} inode chunks; nothing written)`,
+        );
+      } else {
+        fs.warn(
+          "ELOGDIRTY",
+          `the log is not clean (${why}): the filesystem was not unmounted cleanly and data read may be stale`,
+        );
+      }
+    }
+    const root = await fs.readInode(sb.rootino);
+    if ((root.mode & S_IFMT) !== S_IFDIR)
+      throw new XfsFormatError("root inode is not a directory", fs.loc("inode", { inode: sb.rootino }));
+    return fs;
+  }
+
+  private static async readSuperblock(
+    device: BlockDevice,
+  ): Promise<{ sb: XfsSuperblock; access: XfsAccess }> {
     const where = { file: device.name, offset: 0, structure: "superblock" };
     if (device.size < 512) throw new XfsFormatError("device too small for an XFS superblock", where);
     const head = await device.read(0, 512);
@@ -153,23 +210,7 @@ export class XfsFs {
         `filesystem of ${sb.dblocks} blocks (${sb.dblocks * sb.blocksize} bytes) is larger than the device (${device.size} bytes)`,
         where,
       );
-    const fs = new XfsFs(device, sb, options);
-    if (access.writeRefusal) fs.readOnlyReasons.push(access.writeRefusal.reason);
-    if (!fs.features.externalLog) {
-      fs.log = await readLogState(fs.geometry, (o, l) => device.read(o, l));
-      if (fs.log.state !== "clean") {
-        const why = fs.log.reason ?? fs.log.state;
-        fs.readOnlyReasons.push(`the log is not clean (${why}): boot the guest once or run xfs_repair`);
-        fs.warn(
-          "ELOGDIRTY",
-          `the log is not clean (${why}): the filesystem was not unmounted cleanly and data read may be stale`,
-        );
-      }
-    }
-    const root = await fs.readInode(sb.rootino);
-    if ((root.mode & S_IFMT) !== S_IFDIR)
-      throw new XfsFormatError("root inode is not a directory", fs.loc("inode", { inode: sb.rootino }));
-    return fs;
+    return { sb, access };
   }
 
   /** Clean/dirty state of the internal log and its head (for LSN stamping). */

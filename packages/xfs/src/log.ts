@@ -15,6 +15,7 @@
  * Op header (start of the record's data): | 0 tid | 4 len | 8 clientid u8 | 9 flags u8 | 10 pad |
  */
 
+import { crc32c } from "@imgpatch/disk";
 import type { ReadAt } from "./bmap.js";
 import { be32, be64big } from "./bytes.js";
 import type { XfsGeometry } from "./sb.js";
@@ -25,6 +26,21 @@ const BB = 512;
 const HEADER_CYCLE_SIZE = 32 * 1024;
 /** How far back from the head a record header is searched (max record 256 KiB + headers). */
 const MAX_RECORD_BBS = (256 * 1024) / BB + 16;
+
+/**
+ * xlog_cksum of a record read with its header block(s) first: crc32c over the header struct
+ * (`hsize` bytes: 328 as x86-64 lays it out, 324 on i386; h_crc taken as zero), the 260-byte
+ * struct of each extended header block, then `dataLen` data bytes as they lie in the log; stored
+ * inverted, little-endian.
+ */
+export function logRecordCrc(rec: Uint8Array, hsize: number, hblks: number, dataLen: number): number {
+  let c = crc32c(0xffffffff, rec, 0, 32);
+  c = crc32c(c, new Uint8Array(4));
+  c = crc32c(c, rec, 36, hsize);
+  for (let i = 1; i < hblks; i++) c = crc32c(c, rec, i * BB, i * BB + 260);
+  c = crc32c(c, rec, hblks * BB, hblks * BB + dataLen);
+  return (c ^ 0xffffffff) >>> 0;
+}
 
 export type LogStateKind = "clean" | "dirty" | "unknown";
 

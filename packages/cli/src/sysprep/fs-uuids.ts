@@ -26,7 +26,7 @@
  * xfs_admin reformats the log instead; rewriting the headers keeps every cycle and LSN as it was.
  */
 import { randomBytes } from "node:crypto";
-import { type BlockDevice, crc32c, ImgpatchError } from "@imgpatch/disk";
+import { type BlockDevice, ImgpatchError } from "@imgpatch/disk";
 import {
   checksumSeed,
   gdtBlockCount,
@@ -42,7 +42,7 @@ import {
   setGroupDescChecksum,
   setSuperblockChecksum,
 } from "@imgpatch/ext4";
-import { sectorCrc } from "@imgpatch/xfs";
+import { logRecordCrc, sectorCrc } from "@imgpatch/xfs";
 import type { EditedVolume } from "../image/open-guest.js";
 
 /** A volume whose UUID cannot be changed safely (names the device and the structure's offset). */
@@ -198,20 +198,6 @@ const XLOG_MAGIC = 0xfeedbabe;
 const BB = 512;
 const XLOG_HEADER_CYCLE_SIZE = 32 * 1024;
 
-/**
- * xlog_cksum of a record: crc32c over the header struct (`hsize` bytes, h_crc as zero), each
- * extended header block's struct (`hsize` bytes... the kernel hashes the whole xlog_rec_ext_header,
- * 260 bytes), then `dataLen` data bytes; stored inverted.
- */
-function recordCrc(rec: Uint8Array, hsize: number, hblks: number, dataLen: number): number {
-  let c = crc32c(0xffffffff, rec, 0, 32);
-  c = crc32c(c, new Uint8Array(4));
-  c = crc32c(c, rec, 36, hsize);
-  for (let i = 1; i < hblks; i++) c = crc32c(c, rec, i * BB, i * BB + 260);
-  c = crc32c(c, rec, hblks * BB, hblks * BB + dataLen);
-  return (c ^ 0xffffffff) >>> 0;
-}
-
 /** Bytes of the log ring scanned at a time (the log itself may be up to 2 GiB). */
 const LOG_WINDOW = 4 << 20;
 
@@ -251,9 +237,9 @@ async function rewriteLogUuids(
         version & 2 && size > XLOG_HEADER_CYCLE_SIZE ? Math.ceil(size / XLOG_HEADER_CYCLE_SIZE) : 1;
       const rec = await readRing(at, hblks * BB + Math.ceil(len / BB) * BB);
       const stored = le32(rec, 32);
-      const hsize = [328, 324].find((h) => recordCrc(rec, h, hblks, len) === stored);
+      const hsize = [328, 324].find((h) => logRecordCrc(rec, h, hblks, len) === stored);
       rec.set(uuid, 304);
-      if (hsize !== undefined) setLe32(rec, 32, recordCrc(rec, hsize, hblks, len));
+      if (hsize !== undefined) setLe32(rec, 32, logRecordCrc(rec, hsize, hblks, len));
       else if (stored !== 0)
         throw new FsUuidError(
           "fs-uuids: an XFS log record's checksum could not be reproduced; not rewritten (use xfs_admin -U)",
