@@ -27,6 +27,8 @@ import { InodeAllocator } from "./ialloc.js";
 import { S_IFMT, type XfsInode, type XfsTimestamp } from "./inode.js";
 import { loadInode, storeInode } from "./inode-create.js";
 import type { XfsLogState } from "./log.js";
+import { persistLogRecovery } from "./log-recover-write.js";
+import { RecoveredDevice } from "./recovered-device.js";
 import { checkFeatures, VERSION_ATTRBIT } from "./sb.js";
 import type { XfsStats } from "./stats.js";
 import { writeAtInode } from "./write-at.js";
@@ -55,6 +57,12 @@ export interface XfsEditorOptions extends XfsOpenOptions {
   durable?: boolean;
   /** The directory writers (see DirectoryWriter); default: dir2-write.ts. */
   directories?: DirectoryWriter;
+  /**
+   * A dirty log (v5) is recovered before editing, as a mount would: the in-memory replay is
+   * written to the device with fresh summary counters and an unmount record (default). `false`:
+   * refuse a dirty log (XfsUnsupportedError "dirty-log").
+   */
+  recoverLog?: boolean;
 }
 
 /**
@@ -120,7 +128,7 @@ export class XfsEditor {
 
   static async open(device: BlockDevice, options: XfsEditorOptions = {}): Promise<XfsEditor> {
     if (device.readOnly) throw new ReadOnlyError("the device is open read-only", { file: device.name });
-    const fs = await XfsFs.open(device, options);
+    let fs = await XfsFs.open(device, options);
     const where = { file: device.name };
     const access = checkFeatures(fs.sb, where);
     if (access.writeRefusal) {
@@ -130,7 +138,25 @@ export class XfsEditor {
         where,
       );
     }
-    const log = fs.logState();
+    let log = fs.logState();
+    if (
+      log.state === "dirty" &&
+      options.recoverLog !== false &&
+      fs.replayStats &&
+      fs.device instanceof RecoveredDevice
+    ) {
+      const view = fs.device;
+      await persistLogRecovery(device, fs.geometry, log, view.sectors, fs.replayStats, (o, l) =>
+        view.read(o, l),
+      );
+      fs = await XfsFs.open(device, options);
+      log = fs.logState();
+      options.onWarning?.({
+        code: "ELOGRECOVERED",
+        message:
+          "the log was recovered before editing (its replay written, summary counters recomputed, an unmount record added), as a mount would",
+      });
+    }
     if (log.state !== "clean") {
       throw new XfsUnsupportedError(
         "dirty-log",

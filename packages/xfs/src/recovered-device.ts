@@ -11,7 +11,8 @@ export class RecoveredDevice implements BlockDevice {
   readonly readOnly = true;
   constructor(
     readonly inner: BlockDevice,
-    private readonly sectors: ReadonlyMap<number, Uint8Array>,
+    /** Replayed sectors by 512-byte sector number. */
+    readonly sectors: ReadonlyMap<number, Uint8Array>,
   ) {}
 
   get name(): string {

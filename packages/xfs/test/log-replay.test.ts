@@ -9,9 +9,9 @@ import { copyFile, mkdir, open } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { FileDevice } from "@imgpatch/disk";
-import { describeAsRoot, mkfsXfs, runToolOk, withLoopMount } from "@imgpatch/testkit";
+import { describeAsRoot, mkfsXfs, runToolOk, withLoopMount, xfsRepairCheck } from "@imgpatch/testkit";
 import { expect, it } from "vitest";
-import { readLogTransactions, XfsFormatError, XfsFs, type XfsWarning } from "../src/index.js";
+import { readLogTransactions, XfsEditor, XfsFormatError, XfsFs, type XfsWarning } from "../src/index.js";
 import { imageDir } from "./images.js";
 import { diffTrees, kernelTree, readerTree } from "./kernel-view.js";
 
@@ -134,6 +134,46 @@ describeAsRoot(
         expect(ours.reasons.join(" ")).toMatch(/log is not clean/);
       });
     }
+
+    it("the editor recovers a dirty log first (replay written, counters recomputed, unmount record): xfs_repair -n clean, the kernel mounts it without recovery and sees its tree plus our edit", async () => {
+      const p = await dirtyImage("edit", [], CASES[0].setup, CASES[0].script);
+      const copy = `${p}.kernel`;
+      await copyFile(p, copy);
+      const mnt = join(p, "..", "emnt");
+      await mkdir(mnt, { recursive: true });
+      const recovered = await withLoopMount(copy, mnt, { rw: true, options: "noatime" }, (m) =>
+        kernelTree(m),
+      );
+
+      const warnings: XfsWarning[] = [];
+      const dev = await FileDevice.open(p);
+      const ed = await XfsEditor.open(dev, { onWarning: (w) => warnings.push(w), timestamp: 1700000000 });
+      await ed.mkdir("/imgpatch-new");
+      await ed.writeFile("/imgpatch-new/hello", new TextEncoder().encode("written after recovery"));
+      await ed.writeFile("/a/file9", new TextEncoder().encode("replaced"));
+      await ed.close();
+      await dev.close();
+      expect(warnings.map((w) => w.code)).toEqual(expect.arrayContaining(["ELOGREPLAYED", "ELOGRECOVERED"]));
+
+      const repair = await xfsRepairCheck(p);
+      expect(repair.output).toBe(repair.clean ? repair.output : "clean");
+      expect(repair.clean).toBe(true);
+      const dev2 = await FileDevice.open(p, { readOnly: true });
+      try {
+        expect((await XfsFs.open(dev2)).logState().state).toBe("clean");
+      } finally {
+        await dev2.close();
+      }
+      // The kernel mounts it read-write (it checks metadata LSNs against the log head) and, with
+      // norecovery, shows the filesystem exactly as it is on disk.
+      await withLoopMount(p, mnt, { rw: true, options: "noatime" }, async () => {});
+      const ours = await withLoopMount(p, mnt, { options: "noatime" }, (m) => kernelTree(m));
+      const changed = new Set(["/", "/a", "/a/file9", "/imgpatch-new", "/imgpatch-new/hello"]);
+      const strip = (t: Map<string, unknown>) => new Map([...t].filter(([k]) => !changed.has(k)));
+      expect(diffTrees(strip(recovered) as typeof recovered, strip(ours) as typeof ours)).toEqual([]);
+      expect(ours.get("/imgpatch-new/hello")?.size).toBe(22);
+      expect(ours.get("/a/file9")?.size).toBe(8);
+    });
 
     it("a damaged log record before the last few is refused with the log offset, never read stale", async () => {
       const p = await dirtyImage("damaged", ["-l", "size=1368b"], "", CASES[2].script);
