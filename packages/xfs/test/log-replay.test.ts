@@ -8,10 +8,25 @@ import { execFile } from "node:child_process";
 import { copyFile, mkdir, open } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { FileDevice } from "@imgpatch/disk";
-import { describeAsRoot, mkfsXfs, runToolOk, withLoopMount, xfsRepairCheck } from "@imgpatch/testkit";
+import { FileDevice, ImgpatchError } from "@imgpatch/disk";
+import {
+  describeAsRoot,
+  fullSuite,
+  mkfsXfs,
+  runToolOk,
+  withLoopMount,
+  xfsRepairCheck,
+} from "@imgpatch/testkit";
 import { expect, it } from "vitest";
-import { readLogTransactions, XfsEditor, XfsFormatError, XfsFs, type XfsWarning } from "../src/index.js";
+import {
+  logRecordCrc,
+  RecoveredDevice,
+  readLogTransactions,
+  XfsEditor,
+  XfsFormatError,
+  XfsFs,
+  type XfsWarning,
+} from "../src/index.js";
 import { imageDir } from "./images.js";
 import { diffTrees, kernelTree, readerTree } from "./kernel-view.js";
 
@@ -173,6 +188,64 @@ describeAsRoot(
       expect(diffTrees(strip(recovered) as typeof recovered, strip(ours) as typeof ours)).toEqual([]);
       expect(ours.get("/imgpatch-new/hello")?.size).toBe(22);
       expect(ours.get("/a/file9")?.size).toBe(8);
+    });
+
+    it("fuzzed log records (half with their CRC recomputed) give typed errors or a readable tree, never anything else", async () => {
+      const p = await dirtyImage("fuzz", [], CASES[0].setup, CASES[0].script);
+      const dev = await FileDevice.open(p, { readOnly: true });
+      try {
+        const fs0 = await XfsFs.open(dev, { replayLog: false });
+        const log = fs0.logState();
+        const geo = fs0.geometry;
+        const base = geo.fsbToByte(geo.logStart);
+        // Record headers between tail and head, with their sizes.
+        const recs: Array<{ bb: number; hblks: number; len: number }> = [];
+        for (let bb = Number(log.tailLsn & 0xffffffffn); bb !== log.headBlock; ) {
+          const h = Buffer.from(await dev.read(base + bb * 512, 512));
+          const len = h.readUInt32BE(12);
+          const size = h.readUInt32BE(320);
+          const hblks = size > 32768 ? Math.ceil(size / 32768) : 1;
+          recs.push({ bb, hblks, len });
+          bb = (bb + hblks + Math.ceil(len / 512)) % log.logBBs;
+        }
+        let seed = 0x5eed1234;
+        const rand = (n: number) => {
+          seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+          return seed % n;
+        };
+        const cases = fullSuite() ? 600 : 120;
+        let typed = 0;
+        let ok = 0;
+        for (let c = 0; c < cases; c++) {
+          const r = recs[rand(recs.length)];
+          const span = (r.hblks + Math.ceil(r.len / 512)) * 512;
+          const rec = Buffer.from(await dev.read(base + r.bb * 512, span));
+          const at = rand(span);
+          rec[at] ^= 1 << rand(8);
+          if (c % 2 === 0) {
+            const crc = logRecordCrc(rec, 328, r.hblks, r.len);
+            rec.writeUInt32LE(crc, 32);
+          }
+          const patch = new Map<number, Uint8Array>();
+          for (let i = 0; i < span / 512; i++)
+            patch.set(base / 512 + r.bb + i, rec.subarray(i * 512, (i + 1) * 512));
+          try {
+            const fs = await XfsFs.open(new RecoveredDevice(dev, patch));
+            for await (const _ of fs.walk("/")) {
+              // every entry decodes
+            }
+            ok++;
+          } catch (e) {
+            if (!(e instanceof ImgpatchError))
+              throw new Error(`case ${c} (record ${r.bb}, byte ${at}): ${String(e)}`);
+            typed++;
+          }
+        }
+        expect(typed + ok).toBe(cases);
+        expect(typed).toBeGreaterThan(cases / 4);
+      } finally {
+        await dev.close();
+      }
     });
 
     it("a damaged log record before the last few is refused with the log offset, never read stale", async () => {
