@@ -18,7 +18,7 @@
 
 import type { BlockDevice } from "@imgpatch/disk";
 import { xfsCrc } from "./buf.js";
-import { be32, setBe32, setBe64big } from "./bytes.js";
+import { be32, setBe32, setBe64big, setLe32 } from "./bytes.js";
 import { XfsUnsupportedError } from "./errors.js";
 import { logRecordCrc, type XfsLogState, XLOG_HEADER_MAGIC } from "./log.js";
 import type { LogReplayStats } from "./log-replay.js";
@@ -91,11 +91,7 @@ export async function persistLogRecovery(
   setBe64big(sb, 136, ifree);
   setBe64big(sb, 144, fdblocks);
   if (geo.v5) {
-    const v = xfsCrc(sb, 224);
-    sb[224] = v & 0xff;
-    sb[225] = (v >>> 8) & 0xff;
-    sb[226] = (v >>> 16) & 0xff;
-    sb[227] = (v >>> 24) & 0xff;
+    setLe32(sb, 224, xfsCrc(sb, 224));
   }
   await device.write(0, sb);
 
@@ -121,11 +117,7 @@ export async function persistLogRecovery(
   rec[BB + 13] = 0x55;
   rec.set(rec.subarray(BB, BB + 4), 44);
   setBe32(rec, BB, C);
-  const crc = logRecordCrc(rec, 328, 1, BB);
-  rec[32] = crc & 0xff;
-  rec[33] = (crc >>> 8) & 0xff;
-  rec[34] = (crc >>> 16) & 0xff;
-  rec[35] = (crc >>> 24) & 0xff;
+  setLe32(rec, 32, logRecordCrc(rec, 328, 1, BB));
   await device.write(geo.fsbToByte(geo.logStart) + H * BB, rec);
   await device.flush();
 }

@@ -22,7 +22,7 @@
  */
 
 import { xfsCrc } from "./buf.js";
-import { be16, be32, be64big, le32, setBe16, setBe32, setBe64big } from "./bytes.js";
+import { be16, be32, be64big, le32, setBe16, setBe32, setBe64big, setLe32 } from "./bytes.js";
 import { XfsFormatError, type XfsLocation, XfsUnsupportedError } from "./errors.js";
 import type { LogItem, LogTransaction } from "./log-records.js";
 import type { XfsGeometry } from "./sb.js";
@@ -258,11 +258,7 @@ export async function replayLogTransactions(
     if (!lay || lay.crc + 4 > b.length) continue;
     if (lay.lsn + 8 <= b.length) setBe64big(b, lay.lsn, lsn);
     const crcLen = be32(b, 0) === 0x58465342 ? geo.sectSize : b.length;
-    const v = xfsCrc(b.subarray(0, crcLen), lay.crc);
-    b[lay.crc] = v & 0xff;
-    b[lay.crc + 1] = (v >>> 8) & 0xff;
-    b[lay.crc + 2] = (v >>> 16) & 0xff;
-    b[lay.crc + 3] = (v >>> 24) & 0xff;
+    setLe32(b, lay.crc, xfsCrc(b.subarray(0, crcLen), lay.crc));
     putBuf(daddr, b);
   }
   return { sectors, stats };
@@ -375,41 +371,26 @@ export async function replayLogTransactions(
   }
 
   function stampInodeCrc(dino: Uint8Array): void {
-    const v = xfsCrc(dino, 100);
-    dino[100] = v & 0xff;
-    dino[101] = (v >>> 8) & 0xff;
-    dino[102] = (v >>> 16) & 0xff;
-    dino[103] = (v >>> 24) & 0xff;
+    setLe32(dino, 100, xfsCrc(dino, 100));
   }
 
   async function applyInode(it: LogItem, lsn: bigint): Promise<void> {
     const f = it.regions[0];
-    let fields: number;
-    let asize: number;
-    let dsize: number;
-    let rdev: number;
-    let blkno: bigint;
-    let lenBB: number;
-    let boffset: number;
-    if (f.length === 56) {
-      fields = le32(f, 4);
-      asize = le16(f, 8);
-      dsize = le16(f, 10);
-      rdev = le32(f, 24);
-      blkno = le64big(f, 40);
-      lenBB = le32(f, 48);
-      boffset = le32(f, 52);
-    } else if (f.length === 52) {
-      fields = le32(f, 4);
-      asize = le16(f, 8);
-      dsize = le16(f, 10);
-      rdev = le32(f, 20);
-      blkno = le64big(f, 36);
-      lenBB = le32(f, 44);
-      boffset = le32(f, 48);
-    } else {
-      throw new XfsFormatError(`inode log item of ${f.length} bytes`, loc("log inode item"));
-    }
+    // The 64-bit layout pads ilf_ino to 8 bytes; the packed 32-bit one (52 bytes) does not.
+    const o =
+      f.length === 56
+        ? { rdev: 24, blkno: 40, len: 48, boffset: 52 }
+        : f.length === 52
+          ? { rdev: 20, blkno: 36, len: 44, boffset: 48 }
+          : undefined;
+    if (!o) throw new XfsFormatError(`inode log item of ${f.length} bytes`, loc("log inode item"));
+    const fields = le32(f, 4);
+    const asize = le16(f, 8);
+    const dsize = le16(f, 10);
+    const rdev = le32(f, o.rdev);
+    const blkno = le64big(f, o.blkno);
+    const lenBB = le32(f, o.len);
+    const boffset = le32(f, o.boffset);
     if (isCancelled(blkno, lenBB)) {
       stats.skipped++;
       return;
