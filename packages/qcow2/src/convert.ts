@@ -272,9 +272,10 @@ async function* runs(
     let out = 0;
     let returned = 0;
     const recycle = (p: Promise<unknown>) => {
-      void p.finally(() => {
+      const back = () => {
         if (++returned === out) free.push(buf);
-      });
+      };
+      p.then(back, back); // a failed write is reported by the writer, not here
     };
     const pieces: Run[] = [];
     let k = 0;
@@ -360,6 +361,13 @@ async function toQcow2(src: BlockDevice, target: string, options: ConvertOptions
       report(run.index * cs);
       if (run.data === null && !backing) {
         stats.zeroClusters += run.count;
+        continue;
+      }
+      if (run.data !== null && !backing && !compress) {
+        // the common case: the whole run in one call, its buffer reused once written
+        const { released } = await writer.putDataRun(run.index, run.data);
+        run.recycle?.(released);
+        stats.dataClusters += run.count;
         continue;
       }
       for (let k = 0; k < run.count; k++) {
