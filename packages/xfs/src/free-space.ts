@@ -4,14 +4,15 @@
  * never the editor's.
  *
  * What counts as free is exactly the bnobt records (free extents sorted by start block, see
- * btree-alloc.ts). Everything else is kept: AG headers, the AGFL and the blocks it holds (counted
- * in agf_freeblks but reserved for the btrees), btree blocks, inode chunks, file data and the
- * internal log (used space, even when clean: its blocks are never in the bnobt).
+ * btree-alloc.ts), whose total is agf_freeblks. Everything else is kept: AG headers, the AGFL and
+ * the blocks it holds (xfs_db's freesp lists them as free, but they are reserved for the btrees),
+ * btree blocks, inode chunks, file data and the internal log (used space, even when clean: its
+ * blocks are never in the bnobt).
  *
  * Conservative by construction: a filesystem whose log is not known clean (a logged transaction
  * may allocate blocks the on-disk bnobt still shows free), or with an external log whose state we
  * cannot read, reports nothing free. An AG whose AGF or bnobt is damaged (bad magic/CRC, records
- * outside the AG, out of order or overlapping, more free blocks than agf_freeblks) is reported
+ * outside the AG, out of order or overlapping, a total other than agf_freeblks) is reported
  * used as a whole, with a note; one bad AG does not stop the others.
  */
 import { agbOffset, agLength, decodeAgf, readAgfBuf, spaceGeometry } from "./ag.js";
@@ -94,6 +95,9 @@ export async function xfsFreeSpace(fs: XfsFs): Promise<XfsFreeSpace> {
         const last = agRanges[agRanges.length - 1];
         if (last && last.offset + last.length === offset) last.length += length;
         else agRanges.push({ offset, length });
+      }
+      if (agFree !== agf.freeblks) {
+        throw new XfsFormatError(`${agFree} free blocks in the bnobt, agf_freeblks ${agf.freeblks}`, where);
       }
     } catch (err) {
       if (!(err instanceof XfsFormatError) && !(err instanceof XfsChecksumError)) throw err;
