@@ -209,6 +209,7 @@ async function* runs(
   stats: ConvertStats,
 ): AsyncGenerator<Run> {
   const perChunk = Math.max(1, Math.floor(chunkBytes / cs));
+  const full = perChunk * cs;
   const free: Uint8Array[] = [];
   const ahead: { item: PlanItem; buf: Uint8Array; done: Promise<void> }[] = [];
   const steps = plan(src, cs, perChunk);
@@ -228,7 +229,11 @@ async function* runs(
         queue.push(item);
         continue;
       }
-      const buf = free.pop() ?? new Uint8Array(perChunk * cs);
+      // Whole-chunk buffers are reused; a shorter run gets a buffer of its own size. Not zeroed
+      // (the read fills it, the tail past the device is zeroed below): a fresh zeroed 8 MiB
+      // buffer per 1 MiB of data was most of a sparse convert's CPU.
+      const bytes = item.count * cs;
+      const buf = (bytes === full ? free.pop() : undefined) ?? Buffer.allocUnsafeSlow(bytes);
       const start = item.index * cs;
       const len = Math.min(src.size, (item.index + item.count) * cs) - start;
       const view = buf.subarray(0, item.count * cs);
@@ -273,7 +278,7 @@ async function* runs(
     let returned = 0;
     const recycle = (p: Promise<unknown>) => {
       const back = () => {
-        if (++returned === out) free.push(buf);
+        if (++returned === out && buf.length === full) free.push(buf);
       };
       p.then(back, back); // a failed write is reported by the writer, not here
     };
@@ -289,7 +294,7 @@ async function* runs(
       }
       k = m;
     }
-    if (out === 0) free.push(buf);
+    if (out === 0 && buf.length === full) free.push(buf);
     for (const p of pieces) {
       if (p.data === null) {
         if (z.pending && !zeroFollows(p.index)) yield* flushZero();

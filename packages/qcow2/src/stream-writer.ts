@@ -160,7 +160,11 @@ export class Qcow2StreamWriter {
     this.batch = [data];
   }
 
-  /** Writes in flight: the next batch is gathered (and the source read) while they run. */
+  /**
+   * The write in flight (at most one): the next batch is gathered, and the source read, while it
+   * runs. One at a time, as qemu-img writes in order: buffered writes to one file serialize on its
+   * inode lock anyway, and a second writer waiting for it only burns a core.
+   */
   private inFlight: Promise<void>[] = [];
 
   private async flushBatch(): Promise<void> {
@@ -168,13 +172,13 @@ export class Qcow2StreamWriter {
     const parts = this.batch;
     this.batch = [];
     const start = this.batchStart;
-    const w = parts.length === 1 ? this.host.write(start, parts[0]!) : this.host.writev(start, parts);
     const released = this.batchReleased;
     this.batchReleased = null;
+    while (this.inFlight.length > 0) await this.inFlight.shift();
+    const w = parts.length === 1 ? this.host.write(start, parts[0]!) : this.host.writev(start, parts);
     // Settles either way: a failed write is reported through inFlight, not through the release.
     if (released) w.then(released.settle, released.settle);
     this.inFlight.push(w);
-    while (this.inFlight.length > 2) await this.inFlight.shift();
   }
 
   /**
