@@ -6,8 +6,6 @@
  * unrecognised or damaged volumes — is kept as it is.
  */
 import { type BlockDevice, inspectDisk, RangeDevice, type ZeroRange } from "@imgpatch/disk";
-import { Ext4Fs, ext4FreeSpace } from "@imgpatch/ext4";
-import { XfsFs, xfsFreeSpace } from "@imgpatch/xfs";
 
 export interface VolumeFreeSpace {
   /** Partition number, or null for a bare filesystem. */
@@ -39,9 +37,8 @@ export async function freeSpaceMap(disk: BlockDevice): Promise<FreeSpaceMap> {
     }
     const view = new RangeDevice(disk, start, size, { readOnly: true });
     try {
-      const fsFree = ext
-        ? await ext4FreeSpace(await Ext4Fs.open(view))
-        : await xfsFreeSpace(await XfsFs.open(view));
+      // each reader is loaded when a volume of its kind is found (the bin's start-up stays small)
+      const fsFree = ext ? await ext4Free(view) : await xfsFree(view);
       for (const r of fsFree.free) out.free.push({ offset: start + r.offset, length: r.length });
       out.freeBytes += fsFree.freeBytes;
       out.volumes.push({ partition, filesystem: type, freeBytes: fsFree.freeBytes, notes: fsFree.notes });
@@ -56,4 +53,14 @@ export async function freeSpaceMap(disk: BlockDevice): Promise<FreeSpaceMap> {
     }
   }
   return out;
+}
+
+async function ext4Free(view: BlockDevice) {
+  const { Ext4Fs, ext4FreeSpace } = await import("@imgpatch/ext4");
+  return ext4FreeSpace(await Ext4Fs.open(view));
+}
+
+async function xfsFree(view: BlockDevice) {
+  const { XfsFs, xfsFreeSpace } = await import("@imgpatch/xfs");
+  return xfsFreeSpace(await XfsFs.open(view));
 }
