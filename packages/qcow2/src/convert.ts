@@ -31,7 +31,7 @@ export interface ConvertOptions {
   allowBacking?: readonly string[];
   /** Compressions in flight at once (default 16; they run on libuv's thread pool, every core). */
   parallel?: number;
-  /** Bytes read from the source per step (default 8 MiB, rounded to clusters). */
+  /** Bytes read from the source per step (default 2 MiB, rounded to clusters; see stream-writer.ts). */
   chunkBytes?: number;
   /**
    * fdatasync the output before returning (default false: like `qemu-img convert`, whose
@@ -140,6 +140,9 @@ async function markData(
 }
 
 const ZERO_CHUNK = Buffer.alloc(2 * 1024 * 1024);
+
+/** Source bytes read per step (2 MiB: see BATCH_BYTES in stream-writer.ts). */
+const DEFAULT_CHUNK = 2 * 1024 * 1024;
 
 /** Whether `d` is all zeros (native memcmp against a zero buffer). */
 export function isZero(d: Uint8Array): boolean {
@@ -361,7 +364,7 @@ async function toQcow2(src: BlockDevice, target: string, options: ConvertOptions
   const report = progressReporter(src.size, options.onProgress);
   let ok = false;
   try {
-    for await (const run of runs(src, cs, options.chunkBytes ?? 8 * 1024 * 1024, stats)) {
+    for await (const run of runs(src, cs, options.chunkBytes ?? DEFAULT_CHUNK, stats)) {
       // a run is yielded once everything before it has been handed to the writer
       report(run.index * cs);
       if (run.data === null && !backing) {
@@ -439,7 +442,7 @@ async function toRaw(src: BlockDevice, target: string, options: ConvertOptions):
   try {
     await fh.truncate(src.size);
     const report = progressReporter(src.size, options.onProgress);
-    for await (const r of runs(src, cs, options.chunkBytes ?? 8 * 1024 * 1024, stats)) {
+    for await (const r of runs(src, cs, options.chunkBytes ?? DEFAULT_CHUNK, stats)) {
       report(r.index * cs);
       if (r.data === null) {
         stats.zeroClusters += r.count;

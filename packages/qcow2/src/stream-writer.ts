@@ -35,8 +35,12 @@ export interface StreamWriterOptions {
 
 const noop = (): void => {};
 
-/** Bytes of data gathered before one vectored write. */
-const BATCH_BYTES = 8 * 1024 * 1024;
+/**
+ * Bytes of data gathered before one vectored write. 2 MiB, as qemu-img's buffer: the source
+ * buffers come back for reuse sooner, and a few small ones stay in the CPU cache between the read
+ * that fills them and the write that empties them (8 MiB cost ~1.5x the system time).
+ */
+const BATCH_BYTES = 2 * 1024 * 1024;
 
 /**
  * Writes a NEW qcow2 image front to back, for convert: guest clusters arrive in increasing
