@@ -12,8 +12,9 @@
  * Conservative by construction: a filesystem whose log is not known clean (a logged transaction
  * may allocate blocks the on-disk bnobt still shows free), or with an external log whose state we
  * cannot read, reports nothing free. An AG whose AGF or bnobt is damaged (bad magic/CRC, records
- * outside the AG, out of order or overlapping, a total other than agf_freeblks) is reported
- * used as a whole, with a note; one bad AG does not stop the others.
+ * outside the AG, out of order or overlapping, covering the AG headers, an AGF btree root or the
+ * log, a total other than agf_freeblks) is reported used as a whole, with a note; one bad AG does
+ * not stop the others.
  */
 import { agbOffset, agLength, decodeAgf, readAgfBuf, spaceGeometry } from "./ag.js";
 import { Btree, type BtreeHost, type Ptr } from "./btree.js";
@@ -76,6 +77,19 @@ export async function xfsFreeSpace(fs: XfsFs): Promise<XfsFreeSpace> {
         allocBlock: () => Promise.reject(new XfsFormatError("read-only walk", where)),
         freeBlock: () => Promise.reject(new XfsFormatError("read-only walk", where)),
       };
+      // Blocks no free extent may touch, whatever the tree says: the AG headers (superblock, AGF,
+      // AGI, AGFL sectors), the AGF's btree roots and the internal log. A tree claiming them is
+      // damaged (or lying), and copying its AG whole costs less than dropping a live block.
+      const reserved: [number, number][] = [[0, Math.ceil((4 * geo.sectorSize) / bs)]];
+      for (const [root, on] of [
+        [agf.bnoRoot, true],
+        [agf.cntRoot, true],
+        [agf.rmapRoot, geo.rmapbt],
+        [agf.refcountRoot, geo.reflink],
+      ] as const)
+        if (on) reserved.push([root, root + 1]);
+      if (geo.logAgno === agno && geo.logStart !== undefined && geo.logBlocks !== undefined)
+        reserved.push([geo.logStart, geo.logStart + geo.logBlocks]);
       let next = 0; // records are sorted and disjoint: each starts at or after the last one's end
       for await (const r of new Btree(bnobtOps, host).records()) {
         if (r.blockcount === 0 || r.startblock < next || r.startblock + r.blockcount > len) {
@@ -85,6 +99,13 @@ export async function xfsFreeSpace(fs: XfsFs): Promise<XfsFreeSpace> {
           );
         }
         next = r.startblock + r.blockcount;
+        for (const [a, b] of reserved) {
+          if (r.startblock < b && next > a)
+            throw new XfsFormatError(
+              `free extent ${r.startblock}+${r.blockcount} covers AG headers, a btree root or the log`,
+              where,
+            );
+        }
         agFree += r.blockcount;
         // A damaged tree repeating records cannot loop long: the order check above ends it.
         if (agFree > agf.freeblks) {

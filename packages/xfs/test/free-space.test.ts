@@ -3,13 +3,17 @@
  * blocks (freesp counts them; they belong to the btrees), must be exactly what we report. On fresh
  * mkfs.xfs images of every feature set, and (root) on a kernel-written filesystem fragmented by
  * deleting every other file (a bnobt of several levels). A damaged bnobt costs only its AG; a log
- * left dirty by a shutdown makes the whole filesystem count as used.
+ * left dirty by a shutdown makes the whole filesystem count as used. Fuzzed AGFs and bnobt blocks
+ * (half with the CRC recomputed) give typed errors or a map that never frees an AG header, btree
+ * root or log block.
  */
-import { closeSync, mkdirSync, openSync, readSync, writeSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, readFileSync, readSync, writeSync } from "node:fs";
 import { join } from "node:path";
-import { FileDevice } from "@imgpatch/disk";
+import { FileDevice, ImgpatchError, MemoryDevice } from "@imgpatch/disk";
 import { describeAsRoot, describeWithTools, runToolOk, tempDir, withLoopMount } from "@imgpatch/testkit";
 import { expect, it } from "vitest";
+import { agbOffset, decodeAgf, readAgfBuf, spaceGeometry } from "../src/ag.js";
+import { BufCache, stampCrc } from "../src/buf.js";
 import { xfsFreeSpace } from "../src/free-space.js";
 import { XfsFs } from "../src/fs.js";
 import { FEATURE_SETS, mkfsImage, xfsDb } from "./space-helpers.js";
@@ -95,6 +99,81 @@ describeWithTools(["mkfs.xfs", "xfs_db"], "xfsFreeSpace (bnobt) against xfs_db f
   });
 });
 
+describeWithTools(["mkfs.xfs"], "xfsFreeSpace on damaged images", () => {
+  it("random damage to AGFs and bnobt blocks: typed errors or a map that spares headers, roots and log", async () => {
+    const dir = await tempDir("xfs-free-fuzz-");
+    for (const name of ["v4", "v5"]) {
+      const base = new Uint8Array(
+        readFileSync(mkfsImage(dir, `${name}.img`, [...FEATURE_SETS[name]!, "-d", "agcount=3"], 48, 10)),
+      );
+      const fs0 = await XfsFs.open(new MemoryDevice(base.slice(), { readOnly: true }));
+      const geo = spaceGeometry(fs0.geometry, "fuzz");
+      const bufs = new BufCache(fs0.device, { crc: geo.crc });
+      const targets: { offset: number; length: number; crcAt?: number }[] = [];
+      const roots: number[] = [];
+      for (let agno = 0; agno < geo.agCount; agno++) {
+        const agf = decodeAgf(geo, await readAgfBuf(geo, bufs, agno), agno);
+        targets.push({ offset: agbOffset(geo, agno, 0) + geo.sectorSize, length: 64, crcAt: 216 });
+        targets.push({ offset: agbOffset(geo, agno, agf.bnoRoot), length: geo.blockSize, crcAt: 52 });
+        roots.push(agbOffset(geo, agno, agf.bnoRoot), agbOffset(geo, agno, agf.cntRoot));
+      }
+      const logAt = agbOffset(geo, geo.logAgno!, geo.logStart!);
+      const logEnd = logAt + geo.logBlocks! * geo.blockSize;
+      let seed = 12345;
+      const rnd = (n: number) => {
+        seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+        return seed % n;
+      };
+      let mapped = 0;
+      const img = base; // damaged in place, restored after each round (a copy per round is slow)
+      for (let iter = 0; iter < 80; iter++) {
+        const t = targets[rnd(targets.length)]!;
+        const span = t.crcAt === 216 ? geo.sectorSize : t.length;
+        const saved = img.slice(t.offset, t.offset + span);
+        try {
+          for (let k = 1 + rnd(4); k > 0; k--) img[t.offset + rnd(t.length)] = rnd(256);
+          if (geo.crc && t.crcAt !== undefined && rnd(2) === 0)
+            stampCrc(img.subarray(t.offset, t.offset + span), t.crcAt);
+          let r: Awaited<ReturnType<typeof xfsFreeSpace>>;
+          try {
+            r = await xfsFreeSpace(await XfsFs.open(new MemoryDevice(img, { readOnly: true })));
+          } catch (err) {
+            expect(err, String(err)).toBeInstanceOf(ImgpatchError);
+            continue; // the finally block restores the image
+          }
+          mapped++;
+          let prev = 0;
+          for (const f of r.free) {
+            expect(f.offset).toBeGreaterThanOrEqual(prev);
+            prev = f.offset + f.length;
+            expect(prev).toBeLessThanOrEqual(img.length);
+            for (let agno = 0; agno < geo.agCount; agno++) {
+              const h = agbOffset(geo, agno, 0);
+              expect(f.offset >= h + 4 * geo.sectorSize || prev <= h, `${name} #${iter}: header`).toBe(true);
+            }
+            for (const root of roots)
+              expect(f.offset > root || prev <= root, `${name} #${iter}: root`).toBe(true);
+            expect(f.offset >= logEnd || prev <= logAt, `${name} #${iter}: log`).toBe(true);
+          }
+          expect(r.freeBytes).toBe(r.free.reduce((n, f) => n + f.length, 0));
+        } finally {
+          img.set(saved, t.offset);
+        }
+      }
+      expect(mapped).toBeGreaterThan(10);
+      // a consistent lie (CRC and agf_freeblks still right): AG 1's first free extent moved to
+      // block 0, over the AG headers
+      const leaf = targets[3]!.offset; // AG 1's bnobt root, a leaf on a fresh filesystem
+      const hdr = geo.crc ? 56 : 16;
+      const lie = base.slice();
+      lie.fill(0, leaf + hdr, leaf + hdr + 4);
+      if (geo.crc) stampCrc(lie.subarray(leaf, leaf + geo.blockSize), 52);
+      const r = await xfsFreeSpace(await XfsFs.open(new MemoryDevice(lie, { readOnly: true })));
+      expect(r.notes.join(" "), name).toMatch(/AG 1: .*covers AG headers/);
+    }
+  });
+});
+
 describeAsRoot(["mkfs.xfs", "xfs_db", "xfs_io", "losetup"], "xfsFreeSpace on kernel-written XFS", () => {
   it("fragmented by deleting every other file: equal to xfs_db; a dirty log: nothing free", async () => {
     const dir = await tempDir("xfs-free-k-");
@@ -108,8 +187,10 @@ describeAsRoot(["mkfs.xfs", "xfs_db", "xfs_io", "losetup"], "xfsFreeSpace on ker
         `cd ${m} && for i in $(seq 1 1600); do head -c 3072 /dev/urandom > f$i; done && sync && rm -f f*[13579] && sync`,
       ]);
     });
-    const levels = xfsDb(p, ["agf 0", "print bnolevel"]);
-    expect(Number(/bnolevel = (\d+)/.exec(levels)![1])).toBeGreaterThan(1);
+    const levels = [0, 1].map((ag) =>
+      Number(/bnolevel = (\d+)/.exec(xfsDb(p, [`agf ${ag}`, "print bnolevel"]))![1]),
+    );
+    expect(Math.max(...levels)).toBeGreaterThan(1);
     const got = await ours(p);
     expect(got.notes).toEqual([]);
     const want = dbFree(p);
