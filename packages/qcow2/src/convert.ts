@@ -174,17 +174,26 @@ function deflateCluster(data: Uint8Array): Promise<Buffer> {
 /** One step of the plan: a run of clusters known to read as zeros, or one to read. */
 type PlanItem = { index: number; count: number; read: boolean };
 
-/** Cluster runs in order, from the source's mapping, chunk by chunk (bounded memory). */
+/** Clusters whose mapping is looked up at once (the reads stay `perChunk` long). */
+const MAP_WINDOW_CHUNKS = 32;
+
+/**
+ * Cluster runs in order, from the source's mapping looked up a window of chunks at a time
+ * (bounded memory, few mapExtents calls); runs to read are cut to `perChunk` clusters.
+ */
 async function* plan(src: BlockDevice, cs: number, perChunk: number): AsyncGenerator<PlanItem> {
   const total = Math.ceil(src.size / cs);
-  for (let first = 0; first < total; first += perChunk) {
-    const count = Math.min(perChunk, total - first);
+  const window = perChunk * MAP_WINDOW_CHUNKS;
+  for (let first = 0; first < total; first += window) {
+    const count = Math.min(window, total - first);
     const map = await dataMap(src, first, count, cs);
     let i = 0;
     while (i < count) {
+      const read = map[i] === 1;
       let j = i + 1;
-      while (j < count && map[j] === map[i]) j++;
-      yield { index: first + i, count: j - i, read: map[i] === 1 };
+      const limit = read ? Math.min(count, i + perChunk) : count;
+      while (j < limit && map[j] === map[i]) j++;
+      yield { index: first + i, count: j - i, read };
       i = j;
     }
   }
