@@ -241,11 +241,11 @@ async function* runs(
         queue.push(item);
         continue;
       }
-      // Whole-chunk buffers are reused; a shorter run gets a buffer of its own size. Not zeroed
-      // (the read fills it, the tail past the device is zeroed below): a fresh zeroed 8 MiB
-      // buffer per 1 MiB of data was most of a sparse convert's CPU.
+      // Whole-chunk buffers are reused; a shorter run gets a buffer of its own size (a fresh
+      // zeroed whole-chunk buffer per short run was most of a sparse convert's CPU). Fresh ones
+      // are zeroed all the same: a device breaking the readInto contract must not leak our heap.
       const bytes = item.count * cs;
-      const buf = (bytes === full ? free.pop() : undefined) ?? Buffer.allocUnsafeSlow(bytes);
+      const buf = (bytes === full ? free.pop() : undefined) ?? new Uint8Array(bytes);
       const start = item.index * cs;
       const len = Math.min(src.size, (item.index + item.count) * cs) - start;
       const view = buf.subarray(0, item.count * cs);
