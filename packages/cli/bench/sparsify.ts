@@ -4,7 +4,8 @@
  * 1. a 4 GiB GPT disk whose ext4 holds ~600 MiB of live files and ~1.2 GiB of deleted-file garbage
  *    (written, then removed with debugfs: the bytes stay on disk): `qemu-img convert -O qcow2`
  *    (copies the garbage) against `imgpatch sparsify` (the bin) and the library in-process; the
- *    output is checked with e2fsck -fn and qemu-img check;
+ *    output is checked with e2fsck -fn and qemu-img check. IMGPATCH_BENCH_FS=xfs makes it XFS
+ *    instead (root: the kernel writes and deletes the files; checked with xfs_repair -n);
  * 2. a 4 GiB sparse raw file holding 64 MiB of data in 16 pieces: `qemu-img convert -O qcow2`
  *    against `imgpatch convert` (the bin) and convertImage in-process.
  * Prints wall and CPU (user+sys, from /usr/bin/time) medians, the ratios, `uptime` before and
@@ -25,6 +26,8 @@ const OUT = join(ROOT, "bench-out/sparsify");
 const LIVE_MB = Number(process.env.IMGPATCH_BENCH_LIVE_MB ?? 600);
 const GARBAGE_MB = Number(process.env.IMGPATCH_BENCH_GARBAGE_MB ?? 1200);
 const BIN = join(ROOT, "packages/cli/dist/bundle/imgpatch.js");
+/** The disk's filesystem: ext4 (default) or xfs (IMGPATCH_BENCH_FS=xfs; root: loop mount). */
+const FS = process.env.IMGPATCH_BENCH_FS === "xfs" ? "xfs" : "ext4";
 const PART = 1024 * 1024;
 
 const sh = (cmd: string, args: string[], input?: string) =>
@@ -146,13 +149,46 @@ function buildSparseRaw(path: string): void {
   }
 }
 
+/**
+ * The XFS disk: the kernel writes the files through a loop mount and deletes the garbage (the
+ * blocks keep its bytes), then the filesystem goes into the GPT partition.
+ */
+function buildXfsImage(disk: string): void {
+  const fsImg = join(OUT, "xfs-part.img");
+  const mnt = join(OUT, "mnt");
+  mkdirSync(mnt, { recursive: true });
+  writeFileSync(fsImg, "");
+  sh("truncate", ["-s", `${4 * 1024 - 2}M`, fsImg]);
+  sh("mkfs.xfs", ["-q", "-f", fsImg]);
+  const dev = sh("losetup", ["--find", "--show", fsImg]).toString().trim();
+  try {
+    sh("mount", [dev, mnt]);
+    try {
+      execFileSync("sh", [
+        "-c",
+        `mkdir ${mnt}/live ${mnt}/garbage && for i in $(seq 1 ${LIVE_MB / 4}); do head -c ${4 << 20} /dev/urandom > ${mnt}/live/f$i; done && for i in $(seq 1 ${GARBAGE_MB / 64}); do head -c ${64 << 20} /dev/urandom > ${mnt}/garbage/g$i; done && sync && rm -r ${mnt}/garbage && sync`,
+      ]);
+    } finally {
+      sh("umount", [mnt]);
+    }
+  } finally {
+    sh("losetup", ["-d", dev]);
+  }
+  writeFileSync(disk, "");
+  sh("truncate", ["-s", "4G", disk]);
+  sh("sfdisk", ["-q", disk], "label: gpt\nstart=2048, type=L\n");
+  sh("dd", [`if=${fsImg}`, `of=${disk}`, "bs=1M", "seek=1", "conv=notrunc,sparse", "status=none"]);
+  rmSync(fsImg, { force: true });
+}
+
 async function main(): Promise<void> {
   mkdirSync(OUT, { recursive: true });
   console.log(`before: ${uptime()}`);
-  const disk = join(OUT, `disk-${LIVE_MB}-${GARBAGE_MB}.raw`);
+  const disk = join(OUT, `disk-${FS === "xfs" ? "xfs-" : ""}${LIVE_MB}-${GARBAGE_MB}.raw`);
   if (!existsSync(disk)) {
-    console.log(`building ${disk} (${LIVE_MB} MiB live, ${GARBAGE_MB} MiB deleted)...`);
-    buildImage(disk);
+    console.log(`building ${disk} (${FS}, ${LIVE_MB} MiB live, ${GARBAGE_MB} MiB deleted)...`);
+    if (FS === "xfs") buildXfsImage(disk);
+    else buildImage(disk);
   }
   const sparse = join(OUT, "sparse-4g-64m.raw");
   if (!existsSync(sparse)) buildSparseRaw(sparse);
@@ -201,7 +237,9 @@ async function main(): Promise<void> {
     .trim();
   const fsck = execFileSync("sh", [
     "-c",
-    `qemu-img convert -O raw ${b} ${OUT}/check.raw && e2fsck -fn '${OUT}/check.raw?offset=${PART}' >/dev/null 2>&1; echo $?`,
+    FS === "xfs"
+      ? `qemu-img convert -O raw ${b} ${OUT}/check.raw && dd if=${OUT}/check.raw of=${OUT}/check.part bs=1M skip=1 conv=sparse status=none && xfs_repair -n -f ${OUT}/check.part >/dev/null 2>&1; echo $?; rm -f ${OUT}/check.part`
+      : `qemu-img convert -O raw ${b} ${OUT}/check.raw && e2fsck -fn '${OUT}/check.raw?offset=${PART}' >/dev/null 2>&1; echo $?`,
   ])
     .toString()
     .trim();
@@ -209,13 +247,13 @@ async function main(): Promise<void> {
   const sq = statSync(q).size;
   const sb = statSync(b).size;
   console.log(
-    `sparsify, 4 GiB GPT disk, ${LIVE_MB} MiB live + ${GARBAGE_MB} MiB deleted (median of ${runs}):`,
+    `sparsify, 4 GiB GPT disk, ${FS} with ${LIVE_MB} MiB live + ${GARBAGE_MB} MiB deleted (median of ${runs}):`,
   );
   console.log(`${line("qemu-img convert -O qcow2", t.q)}  output ${mib(sq)}`);
   console.log(`${line("imgpatch sparsify (bin)", t.b, t.q)}  output ${mib(sb)}  (target >= 2.5x)`);
   console.log(line("sparsifyCopy (in-process)", t.l, t.q));
   console.log(
-    `  size saved: ${mib(sq - sb)} (target >= 1 GiB); qemu-img check: exit ${qcheck}; e2fsck -fn: exit ${fsck}`,
+    `  size saved: ${mib(sq - sb)} (target >= 1 GiB); qemu-img check: exit ${qcheck}; ${FS === "xfs" ? "xfs_repair -n" : "e2fsck -fn"}: exit ${fsck}`,
   );
   console.log("convert of a 4 GiB sparse raw file holding 64 MiB:");
   console.log(line("qemu-img convert -O qcow2", t.sq));
