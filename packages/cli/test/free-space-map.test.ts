@@ -3,16 +3,18 @@
  * file (its bytes still on disk, as after `rm`) is converted through the free-space map. Oracles:
  * e2fsck -fn on the output, qemu-img check, every live file identical (diffGuests of input and
  * output, plus debugfs cat), the deleted file's bytes gone, and the output smaller than a plain
- * convert by about the garbage.
+ * convert by about the garbage. The same for XFS (root: the kernel writes and deletes the files,
+ * and a read-only loop mount of the output must show the input's tree): xfs_repair -n as oracle.
  */
 import { randomBytes } from "node:crypto";
-import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { FileDevice, ZeroedRangesDevice } from "@imgpatch/disk";
 import { convertImage } from "@imgpatch/qcow2";
 import {
   debugfs,
   debugfsCat,
+  describeAsRoot,
   describeWithTools,
   e2fsck,
   qemuImg,
@@ -20,6 +22,8 @@ import {
   runTool,
   runToolOk,
   tempDir,
+  withLoopMount,
+  xfsRepairCheck,
 } from "@imgpatch/testkit";
 import { expect, it } from "vitest";
 import { runCli } from "../src/commands/main.js";
@@ -141,3 +145,95 @@ describeWithTools(["sfdisk", "mke2fs", "debugfs", "e2fsck", "qemu-img"], "free-s
     expect(bad.code).toBe(2); // a raw file cannot have holes punched: refused, untouched
   });
 });
+
+/** Every path with its type, size, mode and content hash, as the kernel shows them. */
+async function kernelTree(mnt: string): Promise<string> {
+  const list = await runToolOk("bash", [
+    "-c",
+    `cd ${mnt} && find . -printf '%p %y %s %m %U %G\\n' | LC_ALL=C sort && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum`,
+  ]);
+  return list.toString("utf8");
+}
+
+describeAsRoot(
+  ["sfdisk", "mkfs.xfs", "xfs_repair", "qemu-img", "losetup", "dd"],
+  "free-space map (sparsify) of XFS",
+  () => {
+    it("drops an XFS partition's deleted garbage: xfs_repair -n clean, same kernel tree, diff empty", async () => {
+      const dir = await tempDir("sparsify-xfs-");
+      const fsImg = join(dir, "fs.img");
+      const mnt = join(dir, "mnt");
+      await mkdir(mnt);
+      await writeFile(fsImg, "");
+      await runToolOk("truncate", ["-s", "300M", fsImg]);
+      await runToolOk("mkfs.xfs", ["-q", "-f", "-d", "agcount=4", fsImg]);
+      await withLoopMount(fsImg, mnt, { rw: true }, async (m) => {
+        await runToolOk("bash", [
+          "-c",
+          [
+            `cd ${m} && mkdir -p live/sub && for i in $(seq 1 60); do head -c $((i * 7919)) /dev/urandom > live/f$i; done`,
+            "ln -s f1 live/link && echo small > live/sub/s",
+            // the garbage: 64 MiB that is nowhere else, then deleted (its blocks keep the bytes)
+            "yes GARBAGE-MARKER-9012 | head -c 67108864 > garbage && sync && rm garbage && sync",
+          ].join(" && "),
+        ]);
+      });
+      expect((await readFile(fsImg)).includes("GARBAGE-MARKER-9012")).toBe(true); // still on disk
+      const disk = join(dir, "disk.raw");
+      await writeFile(disk, "");
+      await runToolOk("truncate", ["-s", "302M", disk]);
+      await runToolOk("sfdisk", ["-q", disk], { input: "label: gpt\nstart=2048, size=614400, type=L\n" });
+      await runToolOk("dd", [
+        `if=${fsImg}`,
+        `of=${disk}`,
+        "bs=1M",
+        "seek=1",
+        "conv=notrunc,sparse",
+        "status=none",
+      ]);
+
+      const sparse = join(dir, "s.qcow2");
+      let out = "";
+      let err = "";
+      const code = await runCli(["sparsify", "-O", "qcow2", disk, sparse, "--json"], {
+        out: (t) => (out += t),
+        err: (t) => (err += t),
+        env: {},
+      });
+      expect(code, err).toBe(0);
+      const report = JSON.parse(out) as {
+        freeBytes: number;
+        volumes: { filesystem: string; notes: string[] }[];
+      };
+      expect(report.volumes.map((v) => [v.filesystem, v.notes])).toEqual([["xfs", []]]);
+      expect(report.freeBytes).toBeGreaterThan(64 * MiB);
+      expect((await qemuImgCheck(sparse)).clean).toBe(true);
+      const plain = join(dir, "plain.qcow2");
+      await qemuImg(["convert", "-O", "qcow2", disk, plain]);
+      expect((await stat(plain)).size - (await stat(sparse)).size).toBeGreaterThan(63 * MiB);
+
+      const back = join(dir, "back.raw");
+      await qemuImg(["convert", "-O", "raw", sparse, back]);
+      expect((await readFile(back)).includes("GARBAGE-MARKER-9012")).toBe(false);
+      const part = join(dir, "part.img");
+      await runToolOk("dd", [`if=${back}`, `of=${part}`, "bs=1M", "skip=1", "count=300", "status=none"]);
+      const repair = await xfsRepairCheck(part);
+      expect(repair.clean, repair.output).toBe(true);
+      const a = await openGuest(disk);
+      const b = await openGuest(sparse);
+      try {
+        expect(await diffGuests(a.fs, b.fs)).toEqual([]);
+      } finally {
+        await a.close();
+        await b.close();
+      }
+      // xfs_repair -n may not write, but the kernel's view is compared on copies all the same
+      const before = join(dir, "before.img");
+      await copyFile(fsImg, before);
+      const want = await withLoopMount(before, mnt, {}, kernelTree);
+      const got = await withLoopMount(part, mnt, {}, kernelTree);
+      expect(want.split("\n").length).toBeGreaterThan(120);
+      expect(got).toBe(want);
+    });
+  },
+);

@@ -31,7 +31,7 @@ export interface ConvertOptions {
   allowBacking?: readonly string[];
   /** Compressions in flight at once (default 16; they run on libuv's thread pool, every core). */
   parallel?: number;
-  /** Bytes read from the source per step (default 8 MiB, rounded to clusters). */
+  /** Bytes read from the source per step (default 2 MiB, rounded to clusters; see stream-writer.ts). */
   chunkBytes?: number;
   /**
    * fdatasync the output before returning (default false: like `qemu-img convert`, whose
@@ -141,6 +141,9 @@ async function markData(
 
 const ZERO_CHUNK = Buffer.alloc(2 * 1024 * 1024);
 
+/** Source bytes read per step (2 MiB: see BATCH_BYTES in stream-writer.ts). */
+const DEFAULT_CHUNK = 2 * 1024 * 1024;
+
 /** Whether `d` is all zeros (native memcmp against a zero buffer). */
 export function isZero(d: Uint8Array): boolean {
   let pos = 0;
@@ -171,17 +174,26 @@ function deflateCluster(data: Uint8Array): Promise<Buffer> {
 /** One step of the plan: a run of clusters known to read as zeros, or one to read. */
 type PlanItem = { index: number; count: number; read: boolean };
 
-/** Cluster runs in order, from the source's mapping, chunk by chunk (bounded memory). */
+/** Clusters whose mapping is looked up at once (the reads stay `perChunk` long). */
+const MAP_WINDOW_CHUNKS = 32;
+
+/**
+ * Cluster runs in order, from the source's mapping looked up a window of chunks at a time
+ * (bounded memory, few mapExtents calls); runs to read are cut to `perChunk` clusters.
+ */
 async function* plan(src: BlockDevice, cs: number, perChunk: number): AsyncGenerator<PlanItem> {
   const total = Math.ceil(src.size / cs);
-  for (let first = 0; first < total; first += perChunk) {
-    const count = Math.min(perChunk, total - first);
+  const window = perChunk * MAP_WINDOW_CHUNKS;
+  for (let first = 0; first < total; first += window) {
+    const count = Math.min(window, total - first);
     const map = await dataMap(src, first, count, cs);
     let i = 0;
     while (i < count) {
+      const read = map[i] === 1;
       let j = i + 1;
-      while (j < count && map[j] === map[i]) j++;
-      yield { index: first + i, count: j - i, read: map[i] === 1 };
+      const limit = read ? Math.min(count, i + perChunk) : count;
+      while (j < limit && map[j] === map[i]) j++;
+      yield { index: first + i, count: j - i, read };
       i = j;
     }
   }
@@ -209,6 +221,7 @@ async function* runs(
   stats: ConvertStats,
 ): AsyncGenerator<Run> {
   const perChunk = Math.max(1, Math.floor(chunkBytes / cs));
+  const full = perChunk * cs;
   const free: Uint8Array[] = [];
   const ahead: { item: PlanItem; buf: Uint8Array; done: Promise<void> }[] = [];
   const steps = plan(src, cs, perChunk);
@@ -228,7 +241,11 @@ async function* runs(
         queue.push(item);
         continue;
       }
-      const buf = free.pop() ?? new Uint8Array(perChunk * cs);
+      // Whole-chunk buffers are reused; a shorter run gets a buffer of its own size (a fresh
+      // zeroed whole-chunk buffer per short run was most of a sparse convert's CPU). Fresh ones
+      // are zeroed all the same: a device breaking the readInto contract must not leak our heap.
+      const bytes = item.count * cs;
+      const buf = (bytes === full ? free.pop() : undefined) ?? new Uint8Array(bytes);
       const start = item.index * cs;
       const len = Math.min(src.size, (item.index + item.count) * cs) - start;
       const view = buf.subarray(0, item.count * cs);
@@ -272,9 +289,10 @@ async function* runs(
     let out = 0;
     let returned = 0;
     const recycle = (p: Promise<unknown>) => {
-      void p.finally(() => {
-        if (++returned === out) free.push(buf);
-      });
+      const back = () => {
+        if (++returned === out && buf.length === full) free.push(buf);
+      };
+      p.then(back, back); // a failed write is reported by the writer, not here
     };
     const pieces: Run[] = [];
     let k = 0;
@@ -288,7 +306,7 @@ async function* runs(
       }
       k = m;
     }
-    if (out === 0) free.push(buf);
+    if (out === 0 && buf.length === full) free.push(buf);
     for (const p of pieces) {
       if (p.data === null) {
         if (z.pending && !zeroFollows(p.index)) yield* flushZero();
@@ -355,11 +373,18 @@ async function toQcow2(src: BlockDevice, target: string, options: ConvertOptions
   const report = progressReporter(src.size, options.onProgress);
   let ok = false;
   try {
-    for await (const run of runs(src, cs, options.chunkBytes ?? 8 * 1024 * 1024, stats)) {
+    for await (const run of runs(src, cs, options.chunkBytes ?? DEFAULT_CHUNK, stats)) {
       // a run is yielded once everything before it has been handed to the writer
       report(run.index * cs);
       if (run.data === null && !backing) {
         stats.zeroClusters += run.count;
+        continue;
+      }
+      if (run.data !== null && !backing && !compress) {
+        // the common case: the whole run in one call, its buffer reused once written
+        const { released } = await writer.putDataRun(run.index, run.data);
+        run.recycle?.(released);
+        stats.dataClusters += run.count;
         continue;
       }
       for (let k = 0; k < run.count; k++) {
@@ -426,7 +451,7 @@ async function toRaw(src: BlockDevice, target: string, options: ConvertOptions):
   try {
     await fh.truncate(src.size);
     const report = progressReporter(src.size, options.onProgress);
-    for await (const r of runs(src, cs, options.chunkBytes ?? 8 * 1024 * 1024, stats)) {
+    for await (const r of runs(src, cs, options.chunkBytes ?? DEFAULT_CHUNK, stats)) {
       report(r.index * cs);
       if (r.data === null) {
         stats.zeroClusters += r.count;

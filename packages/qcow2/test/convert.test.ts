@@ -92,6 +92,26 @@ describeWithTools(["qemu-img", "qemu-io"], "convert, checked by qemu-img", () =>
     expect(st.blocks * 512).toBeLessThan(st.size); // sparse
   });
 
+  it("runs of data clusters written in one call across L2 tables (512-byte clusters, odd chunks)", async () => {
+    // 512-byte clusters: an L2 table maps 32 KiB, so every data run of a read chunk spans many tables
+    const raw = join(dir, "runs.raw");
+    const bytes = new Uint8Array(3 * 1024 * 1024 + 512);
+    for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 7 + (i >>> 9)) & 0xff || 1;
+    bytes.fill(0, 1024 * 1024, 1024 * 1024 + 40_000); // a zero run inside: the data run breaks there
+    await writeFile(raw, bytes);
+    for (const options of [
+      { clusterSize: 512 },
+      { clusterSize: 512, chunkBytes: 3 * 512 * 1000 + 512 },
+      { clusterSize: 16384, extendedL2: true, chunkBytes: 5 * 16384 },
+    ] as ConvertOptions[]) {
+      const { stats } = await convertAndVerify(raw, options);
+      const cs = options.clusterSize ?? 65536;
+      expect(stats.dataClusters, JSON.stringify(options)).toBeGreaterThan(
+        Math.floor((bytes.length - 40_000) / cs) - 2,
+      );
+    }
+  });
+
   it("a raw file whose size is not a whole number of sectors", async () => {
     const raw = join(dir, "odd.raw");
     await writeFile(raw, new Uint8Array(1024 * 1024 + 1000).fill(0x6b));

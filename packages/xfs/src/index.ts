@@ -34,6 +34,7 @@ export * from "./errors.js";
 export * from "./file-write.js";
 export * from "./fork.js";
 export * from "./fork-reading.js";
+export * from "./free-space.js";
 export * from "./fs.js";
 export * from "./ialloc.js";
 export * from "./inode.js";

@@ -6,7 +6,6 @@ import { type DiskFormat, openImage } from "../image/open-image.js";
 import type { CommandSpec, Common } from "./context.js";
 import { allowBackingOf, fmtArg } from "./options.js";
 import { withProgressBar } from "./progress.js";
-import { sparsifyCopy } from "./sparsify.js";
 
 export const convertCommand: CommandSpec = {
   command: "convert <src> <dst>",
@@ -48,6 +47,8 @@ export const convertCommand: CommandSpec = {
               overwrite: true,
               onProgress,
             });
+          // loaded only here: the free-space map pulls in the ext4 and XFS readers
+          const { sparsifyCopy } = await import("./sparsify.js");
           const r = await sparsifyCopy(device, tmp, fmt, { compress: a.c === true, onProgress });
           freeBytes = r.map.freeBytes;
           return r.stats;

@@ -1,8 +1,9 @@
 /**
  * `imgpatch sparsify IN OUT [--in-place]` and `convert --sparsify`: copy only what the filesystems
- * use (virt-sparsify without its VM). Every ext2/3/4 volume's free blocks (from its bitmaps; see
- * image/free-space-map.ts) are left unallocated in a qcow2 output (holes in a raw one); partition
- * tables, gaps and volumes we do not read are copied as they are. `--in-place` on a qcow2 image
+ * use (virt-sparsify without its VM). Every ext2/3/4 volume's free blocks (from its bitmaps) and
+ * every XFS volume's free extents (from each AG's bnobt; see image/free-space-map.ts) are left
+ * unallocated in a qcow2 output (holes in a raw one); partition tables, gaps and volumes we do not
+ * read are copied as they are. `--in-place` on a qcow2 image
  * discards the free clusters instead (and zeroes the free part of partly used clusters).
  */
 import { rename, rm } from "node:fs/promises";
