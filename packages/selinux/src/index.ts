@@ -13,7 +13,13 @@ export {
   S_IFREG,
   S_IFSOCK,
 } from "./file-contexts.js";
-export { cleanKey, FileContexts, type FileContextsSources, type LabelMatch } from "./match.js";
+export {
+  cleanKey,
+  FileContexts,
+  type FileContextsSources,
+  firstComponentBucket,
+  type LabelMatch,
+} from "./match.js";
 export {
   contextFromXattr,
   contextXattr,

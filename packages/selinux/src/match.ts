@@ -19,10 +19,21 @@
  * is tried against ~20 of refpolicy's ~2,400 expressions instead of the ~70 of stem /opt and
  * none of the others. Each such candidate set (per longest matching prefix, stem and file type)
  * is one alternation, built and compiled on first use.
+ *
+ * Laziness (speed, not semantics): the constructor only sorts the specs into buckets by what
+ * their first path component must look like (`firstComponentBucket`, a short scan); a spec is
+ * analysed and indexed when the first key whose first component could match it is looked up.
+ * A one-shot job writing under /opt and /etc never indexes the ~3,000 specs of /usr, /var ….
  */
 import type { FileContextSpec } from "./file-contexts.js";
 import { S_IFMT } from "./file-contexts.js";
-import { analyzeSpec, compileSpecRegex, pathKey, translateSpecRegex } from "./regex.js";
+import {
+  analyzeSpec,
+  compileSpecRegex,
+  hasTopLevelAlternation,
+  pathKey,
+  translateSpecRegex,
+} from "./regex.js";
 import { type PathSub, substitutePath } from "./subs.js";
 
 export interface FileContextsSources {
@@ -40,7 +51,7 @@ export interface FileContextsSources {
 
 interface Entry {
   spec: FileContextSpec;
-  /** Position among the regex specs (later wins). */
+  /** Position in load order (file_contexts, .homedirs, .local): among regex specs, later wins. */
   index: number;
   stem: string;
   /** Set for meta-free specs whose escapes are all plain: compared as a string. */
@@ -61,6 +72,44 @@ function regexOf(e: Entry): RegExp {
   return e.re;
 }
 
+/** Buckets of specs a key may meet whatever its first component is. */
+const ANY = "*";
+const META_CHARS = ".^$?*+|[({";
+
+/**
+ * What the first path component of every key a spec can match looks like, as a bucket name:
+ * `=NAME` — exactly NAME (the spec's text up to its second "/" or its end has no meta character
+ * or escape); `<HEAD` — it starts with HEAD (the literal text before the first meta character or
+ * escape, less the character a following `?`, `*` or `{` may drop); ANY when nothing is known
+ * (no literal head, not starting with "/", or a top-level `|`, which unanchors both halves).
+ */
+export function firstComponentBucket(regex: string): string {
+  if (regex.charCodeAt(0) !== 0x2f || hasTopLevelAlternation(regex)) return ANY;
+  for (let i = 1; i < regex.length; i++) {
+    const c = regex[i];
+    if (c === "/") return `=${regex.slice(1, i)}`;
+    if (c === "\\" || META_CHARS.includes(c)) {
+      const end = c === "?" || c === "*" || c === "{" ? i - 1 : i;
+      return end > 1 ? `<${regex.slice(1, end)}` : ANY;
+    }
+  }
+  return `=${regex.slice(1)}`;
+}
+
+/** The buckets a key (cleaned, substituted, starting with "/") may meet, ANY included. */
+function keyBuckets(bkey: string): string[] {
+  const first = firstComponent(bkey);
+  const out = [ANY, `=${first}`];
+  for (let n = 1; n <= first.length; n++) out.push(`<${first.slice(0, n)}`);
+  return out;
+}
+
+/** The text between a key's leading "/" and the next one (or its end). */
+function firstComponent(key: string): string {
+  const slash = key.indexOf("/", 1);
+  return slash < 0 ? key.slice(1) : key.slice(1, slash);
+}
+
 /** libselinux's key cleaning: collapse "//" runs, drop one trailing "/". */
 export function cleanKey(path: string): string {
   let key = path.includes("//") ? path.replace(/\/{2,}/g, "/") : path;
@@ -75,59 +124,140 @@ export class FileContexts {
   private readonly exactSpecs: Entry[];
   private readonly exactByLiteral = new Map<string, Entry[]>();
   /** Meta-free specs that still need the expression (an escape like \d). */
-  private readonly exactOdd: boolean;
+  private exactOdd: boolean;
   /** Regex specs by their literal prefix (specPrefix), in order; and the distinct prefix lengths, longest first. */
   private readonly byPrefix = new Map<string, Entry[]>();
-  private readonly prefixLengths: number[];
+  private prefixLengths: number[];
   /** Per longest prefix, stem and file type: the candidates as one sticky alternation, last spec first. */
   private readonly combined = new Map<string, { re: RegExp; groups: number[]; entries: Entry[] }>();
   private readonly subs: readonly PathSub[];
   private readonly distSubs: readonly PathSub[];
   /** Every spec, in lookup order (for checks and `compileAll`). */
   readonly size: number;
+  private readonly all: readonly FileContextSpec[];
+  /** Spec positions not indexed yet, by firstComponentBucket. */
+  private readonly unindexed = new Map<string, number[]>();
+  /** First components whose buckets are indexed ("" for keys in the root directory). */
+  private readonly indexedFirst = new Set<string>();
+  /** lengthsFor's answers, per first component. */
+  private readonly lengthsByFirst = new Map<string, number[]>();
+  /** The first components of every equivalence source; undefined when one is not absolute. */
+  private readonly subFirsts: Set<string> | undefined;
 
   constructor(sources: FileContextsSources) {
     const all = [...sources.specs, ...(sources.homedirs ?? []), ...(sources.local ?? [])];
+    this.all = all;
     this.regexSpecs = [];
     this.exactSpecs = [];
-    let odd = false;
-    for (const spec of all) {
+    this.exactOdd = false;
+    this.prefixLengths = [];
+    for (let i = 0; i < all.length; i++) {
+      const b = firstComponentBucket(all[i].regex);
+      const list = this.unindexed.get(b);
+      if (list) list.push(i);
+      else this.unindexed.set(b, [i]);
+    }
+    this.size = all.length;
+    this.subs = sources.subs ?? [];
+    this.distSubs = sources.distSubs ?? [];
+    const subs = [...this.subs, ...this.distSubs];
+    this.subFirsts = subs.every((x) => x.src.startsWith("/"))
+      ? new Set(subs.map((x) => firstComponent(x.src)))
+      : undefined;
+  }
+
+  /** Indexes the specs of these buckets (those not indexed yet), keeping every list in spec order. */
+  private index(buckets: readonly string[]): void {
+    const add: number[] = [];
+    for (const b of buckets) {
+      const list = this.unindexed.get(b);
+      if (!list) continue;
+      this.unindexed.delete(b);
+      for (const i of list) add.push(i);
+    }
+    if (add.length === 0) return;
+    add.sort((a, b) => a - b);
+    const touched = new Set<Entry[]>();
+    let exact = false;
+    let regex = false;
+    for (const i of add) {
+      const spec = this.all[i];
       const a = analyzeSpec(spec.regex);
-      const e: Entry = { spec, index: 0, stem: a.stem };
+      const e: Entry = { spec, index: i, stem: a.stem };
       if (a.hasMeta) {
-        e.index = this.regexSpecs.length;
+        regex = true;
         this.regexSpecs.push(e);
         const list = this.byPrefix.get(a.prefix);
-        if (list) list.push(e);
-        else this.byPrefix.set(a.prefix, [e]);
-      } else {
-        e.literal = a.literal;
-        if (e.literal === undefined) odd = true;
-        else {
-          const list = this.exactByLiteral.get(e.literal) ?? [];
+        if (list) {
           list.push(e);
-          this.exactByLiteral.set(e.literal, list);
+          touched.add(list);
+        } else this.byPrefix.set(a.prefix, [e]);
+      } else {
+        exact = true;
+        e.literal = a.literal;
+        if (e.literal === undefined) this.exactOdd = true;
+        else {
+          const list = this.exactByLiteral.get(e.literal);
+          if (list) {
+            list.push(e);
+            touched.add(list);
+          } else this.exactByLiteral.set(e.literal, [e]);
         }
         this.exactSpecs.push(e);
       }
     }
-    this.exactOdd = odd;
-    this.prefixLengths = [...new Set([...this.byPrefix.keys()].map((k) => k.length))].sort((a, b) => b - a);
-    this.size = all.length;
-    this.subs = sources.subs ?? [];
-    this.distSubs = sources.distSubs ?? [];
+    const byIndex = (x: Entry, y: Entry) => x.index - y.index;
+    for (const list of touched) list.sort(byIndex);
+    if (exact) this.exactSpecs.sort(byIndex);
+    if (regex) {
+      this.regexSpecs.sort(byIndex);
+      const lengths = [...new Set([...this.byPrefix.keys()].map((k) => k.length))].sort((a, b) => b - a);
+      this.prefixLengths = lengths;
+      this.lengthsByFirst.clear();
+      // alternations built before may lack the new specs
+      this.combined.clear();
+    }
+  }
+
+  /** Indexes what a key (cleaned and substituted) with this first component may meet. */
+  private indexFor(bkey: string, first: string): void {
+    if (this.unindexed.size === 0) return;
+    if (bkey.charCodeAt(0) !== 0x2f) {
+      this.index([...this.unindexed.keys()]);
+      return;
+    }
+    if (this.indexedFirst.has(first)) return;
+    this.indexedFirst.add(first);
+    this.index(keyBuckets(bkey));
   }
 
   /** Compiles every expression now (so a policy we cannot follow fails at load, not mid-edit). */
   compileAll(): this {
+    this.index([...this.unindexed.keys()]);
     for (const e of this.regexSpecs) regexOf(e);
     for (const e of this.exactSpecs) if (e.literal === undefined) regexOf(e);
     return this;
   }
 
+  /**
+   * The prefix lengths a key with this first component K can start with: those of prefixes of
+   * "/K/" and of prefixes below "/K/" (a few, instead of every length in the policy).
+   */
+  private lengthsFor(first: string): number[] {
+    let out = this.lengthsByFirst.get(first);
+    if (out) return out;
+    const head = `/${first}/`;
+    const set = new Set<number>();
+    for (const p of this.byPrefix.keys()) if (head.startsWith(p) || p.startsWith(head)) set.add(p.length);
+    out = [...set].sort((a, b) => b - a);
+    this.lengthsByFirst.set(first, out);
+    return out;
+  }
+
   /** The longest spec prefix `bkey` starts with ("" at least, when any spec has no prefix). */
-  private longestPrefix(bkey: string): string | undefined {
-    for (const n of this.prefixLengths) {
+  private longestPrefix(bkey: string, first: string): string | undefined {
+    const lengths = bkey.charCodeAt(0) === 0x2f ? this.lengthsFor(first) : this.prefixLengths;
+    for (const n of lengths) {
       if (n > bkey.length) continue;
       const p = n === bkey.length ? bkey : bkey.slice(0, n);
       if (this.byPrefix.has(p)) return p;
@@ -153,9 +283,13 @@ export class FileContexts {
   match(path: string, mode = 0): LabelMatch | undefined {
     if (path === "") return undefined;
     let key = cleanKey(path);
-    key = substitutePath(this.subs, this.distSubs, key);
+    // an equivalence applies only to keys in its source's first directory
+    if (this.subFirsts === undefined || this.subFirsts.has(firstComponent(key)))
+      key = substitutePath(this.subs, this.distSubs, key);
     const bkey = pathKey(key);
     const slash = bkey.indexOf("/", 1);
+    const first = slash < 0 ? bkey.slice(1) : bkey.slice(1, slash);
+    this.indexFor(bkey, first);
     const fileStem = slash < 0 ? "" : bkey.slice(0, slash);
     const m = mode & S_IFMT;
     const fits = (e: Entry) =>
@@ -174,7 +308,7 @@ export class FileContexts {
           if (fits(list[i])) return hit(list[i]);
         }
     }
-    const prefix = this.longestPrefix(bkey);
+    const prefix = this.longestPrefix(bkey, first);
     if (prefix === undefined) return undefined;
     const c = this.combinedFor(prefix, fileStem, m);
     c.re.lastIndex = 0;
@@ -207,7 +341,9 @@ export class FileContexts {
       const t = translateSpecRegex(e.spec.regex, e.spec.file, e.spec.line);
       groups.push(next);
       next += 1 + t.captures;
-      parts.push(`(${t.source})`);
+      // `^A|B$`: libselinux searches unanchored, so B may match after any lead (the sticky
+      // alternation only tries position 0)
+      parts.push(hasTopLevelAlternation(e.spec.regex) ? `([^]*?(?:${t.source}))` : `(${t.source})`);
     }
     // (?!) never matches: an empty candidate list
     c = { re: new RegExp(parts.length ? parts.join("|") : "(?!)", "sy"), groups, entries };

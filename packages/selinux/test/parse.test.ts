@@ -4,6 +4,7 @@ import {
   analyzeSpec,
   compileSpecRegex,
   FileContexts,
+  firstComponentBucket,
   loadGuestPolicy,
   parseFcontextBin,
   parseFileContexts,
@@ -163,6 +164,68 @@ describe("candidate prefixes", () => {
     expect(fc.lookup("/usr/lib/", S_IFDIR)).toBe("u:r:lib_t:s0");
     expect(fc.lookup("/usr/share/lib/z", S_IFREG)).toBe("u:r:lib_t:s0");
     expect(fc.lookup("/etc/z", S_IFREG)).toBe(null);
+  });
+});
+
+describe("lazy indexing", () => {
+  it("buckets specs by what their first path component must be", () => {
+    const cases: Array<[string, string]> = [
+      ["/usr/lib(/.*)?", "=usr"],
+      ["/opt", "=opt"],
+      ["/", "="],
+      ["/opt(/.*)?", "<opt"],
+      ["/lib64?/x", "<lib6"],
+      ["/lib{1,2}", "<li"],
+      ["/etc\\.d/x", "<etc"],
+      ["/a+b", "<a"],
+      ["/.*", "*"],
+      ["/(usr|opt)/x", "*"],
+      ["/usr/bin/a|/opt/a", "*"],
+      ["/a[(]b|/c", "*"],
+      ["^/a", "*"],
+      ["/x?", "*"],
+    ];
+    for (const [re, b] of cases) expect([re, firstComponentBucket(re)]).toEqual([re, b]);
+  });
+  it("answers as an index built up front, whatever order keys come in", () => {
+    const specs = parseFileContexts(
+      [
+        "/.* u:r:default_t:s0",
+        "/opt(/.*)? u:r:opt_t:s0",
+        "/optional/x u:r:optx_t:s0",
+        "/lib64?(/.*)? u:r:lib_t:s0",
+        "/usr/bin/a|/opt/b -- u:r:alt_t:s0",
+        "/o.t/c -d u:r:ot_t:s0",
+        "/etc/a\\d u:r:odd_t:s0",
+        "/etc u:r:etc_t:s0",
+        "/etc/.* u:r:etcx_t:s0",
+      ].join("\n"),
+      "fc",
+    );
+    const keys = [
+      "/opt/b",
+      "/optional/x",
+      "/lib6/y",
+      "/lib/z",
+      "/usr/bin/a",
+      "/usr/x/opt/b",
+      "/oat/c",
+      "/etc/a1",
+      "/etc",
+      "/x",
+      "/",
+    ];
+    const eager = new FileContexts({ specs }).compileAll();
+    for (const order of [keys, [...keys].reverse()]) {
+      const lazy = new FileContexts({ specs });
+      for (const k of order)
+        for (const m of [0, S_IFREG, S_IFDIR])
+          expect([k, m, lazy.lookup(k, m)]).toEqual([k, m, eager.lookup(k, m)]);
+    }
+    // a top-level "|" unanchors the halves: "/opt/b$" matches any key of stem /usr ending so
+    expect(eager.lookup("/usr/x/opt/b", S_IFREG)).toBe("u:r:alt_t:s0");
+    expect(eager.lookup("/oat/c", S_IFDIR)).toBe("u:r:ot_t:s0");
+    expect(eager.lookup("/etc/a1", S_IFREG)).toBe("u:r:odd_t:s0");
   });
 });
 
