@@ -13,6 +13,7 @@ export {
   S_IFREG,
   S_IFSOCK,
 } from "./file-contexts.js";
+export { expandHomedirTemplate, findConfigValue, type HomedirInputs, homeRoots } from "./homedirs.js";
 export {
   cleanKey,
   FileContexts,

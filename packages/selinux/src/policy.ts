@@ -19,6 +19,7 @@ import { createHash } from "node:crypto";
 import { SelinuxPolicyError } from "./errors.js";
 import { isFcontextBin, parseFcontextBin } from "./fcontext-bin.js";
 import { type FileContextSpec, parseFileContexts } from "./file-contexts.js";
+import { expandHomedirTemplate } from "./homedirs.js";
 import { FileContexts } from "./match.js";
 import { parseSubs } from "./subs.js";
 
@@ -26,7 +27,7 @@ import { parseSubs } from "./subs.js";
 export interface PolicyReader {
   readFile(path: string): Promise<Uint8Array>;
   /** mtime decides between a text file and its `.bin` (both present); absent: the text is used. */
-  stat?(path: string): Promise<{ mtime: Date; size?: number }>;
+  stat?(path: string): Promise<{ mtime: Date; size?: number; type?: string }>;
 }
 
 export type SelinuxMode = "enforcing" | "permissive" | "disabled";
@@ -65,6 +66,11 @@ export interface GuestPolicy {
   contexts: FileContexts;
   /** The files the specs came from, in load order. */
   files: string[];
+  /**
+   * True when file_contexts.homedirs was replaced by the expansion of the store's
+   * homedir_template (it lacked users or home roots that genhomedircon would write now).
+   */
+  homedirsExpanded: boolean;
 }
 
 function isMissing(err: unknown): boolean {
@@ -164,7 +170,12 @@ async function readSpecFile(
  */
 export async function loadGuestPolicy(
   reader: PolicyReader,
-  options: { compile?: boolean; configPath?: string } = {},
+  options: {
+    compile?: boolean;
+    configPath?: string;
+    /** "shipped": file_contexts.homedirs as it is, never expanded from the template. */
+    homedirs?: "shipped" | "expand";
+  } = {},
 ): Promise<GuestPolicy | undefined> {
   const configPath = options.configPath ?? SELINUX_CONFIG;
   const raw = await readOpt(reader, configPath);
@@ -178,10 +189,26 @@ export async function loadGuestPolicy(
   const path = `${dir}/file_contexts`;
   const main = await readSpecFile(reader, path);
   if (!main) return undefined;
-  const homedirs = await readSpecFile(reader, `${path}.homedirs`);
+  let homedirs = await readSpecFile(reader, `${path}.homedirs`);
   const local = await readSpecFile(reader, `${path}.local`);
   const subsDist = await readOpt(reader, `${path}.subs_dist`);
   const subs = await readOpt(reader, `${path}.subs`);
+  let homedirsFromTemplate: string | undefined;
+  if (options.homedirs !== "shipped") {
+    const expanded = await expandGuestHomedirs(reader, config.type, () => [
+      ...main.specs(),
+      ...(local?.specs() ?? []),
+    ]);
+    // the shipped file is used when it is what genhomedircon would write now
+    if (expanded && !sameSpecs(expanded.specs, homedirs?.specs())) {
+      homedirsFromTemplate = expanded.template;
+      homedirs = {
+        file: expanded.file,
+        data: Buffer.from(expanded.text, "latin1"),
+        specs: () => expanded.specs,
+      };
+    }
+  }
   const key = contentKey([
     [main.file, main.data],
     [homedirs?.file ?? "-", homedirs?.data],
@@ -206,12 +233,68 @@ export async function loadGuestPolicy(
   const files = [main.file, homedirs?.file, local?.file].filter((f): f is string => f !== undefined);
   if (subsDist) files.push(`${path}.subs_dist`);
   if (subs) files.push(`${path}.subs`);
+  if (homedirsFromTemplate) files.push(homedirsFromTemplate);
   return {
     config: { ...config, mode: config.mode, type: config.type },
     path,
     contexts,
     files,
+    homedirsExpanded: homedirsFromTemplate !== undefined,
   };
+}
+
+/** Same regex, file type and context, in order (comments and file names aside). */
+function sameSpecs(a: readonly FileContextSpec[], b: readonly FileContextSpec[] | undefined): boolean {
+  if (!b || a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++)
+    if (a[i].regex !== b[i].regex || a[i].mode !== b[i].mode || a[i].context !== b[i].context) return false;
+  return true;
+}
+
+/** Where the policy store keeps homedir_template, seusers and users_extra (EL8+/Debian, then EL7). */
+const STORE_DIRS = (type: string) => [
+  `/var/lib/selinux/${type}/active`,
+  `/etc/selinux/${type}/modules/active`,
+];
+
+/**
+ * The guest's homedirs as genhomedircon would write them from its store's template and its
+ * current passwd (homedirs.ts); undefined without a template.
+ */
+async function expandGuestHomedirs(
+  reader: PolicyReader,
+  type: string,
+  policySpecs: () => FileContextSpec[],
+): Promise<{ file: string; template: string; text: string; specs: FileContextSpec[] } | undefined> {
+  const latin1 = (d: Uint8Array | undefined) =>
+    d === undefined ? undefined : Buffer.from(d).toString("latin1");
+  for (const dir of STORE_DIRS(type)) {
+    const template = await readOpt(reader, `${dir}/homedir_template`);
+    if (template === undefined) continue;
+    const text = async (p: string) => latin1(await readOpt(reader, p));
+    let exportHomeIsDir = false;
+    if (reader.stat)
+      try {
+        exportHomeIsDir = (await reader.stat("/export/home")).type === "directory";
+      } catch (err) {
+        if (!isMissing(err)) throw err;
+      }
+    const out = expandHomedirTemplate({
+      template: latin1(template) ?? "",
+      seusers: await text(`${dir}/seusers`),
+      usersExtra: await text(`${dir}/users_extra`),
+      passwd: await text("/etc/passwd"),
+      loginDefs: await text("/etc/login.defs"),
+      useradd: await text("/etc/default/useradd"),
+      libuserConf: await text("/etc/libuser.conf"),
+      shells: await text("/etc/shells"),
+      exportHomeIsDir,
+      policySpecs: policySpecs(),
+    });
+    const file = `${dir}/homedir_template (expanded)`;
+    return { file, template: `${dir}/homedir_template`, text: out, specs: parseFileContexts(out, file) };
+  }
+  return undefined;
 }
 
 /** The xattr value the kernel stores for a context: the string and a NUL. */
