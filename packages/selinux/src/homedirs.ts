@@ -49,8 +49,13 @@ export interface HomedirInputs {
   shells?: string;
   /** Whether /export/home exists as a directory. */
   exportHomeIsDir?: boolean;
-  /** The policy's own specs (file_contexts and .local): a home root they claim is not one. */
-  policySpecs?: ReadonlyArray<{ regex: string; mode: number }>;
+  /**
+   * The policy's own specs (file_contexts and .local): a home root they claim is not one. A
+   * function gives, per directory, a list holding at least the specs that could claim it.
+   */
+  policySpecs?:
+    | ReadonlyArray<{ regex: string; mode: number }>
+    | ((dir: string) => ReadonlyArray<{ regex: string; mode: number }>);
 }
 
 interface UserEntry {
@@ -142,7 +147,7 @@ function trimSlashes(dir: string): string {
 
 /** Whether a policy spec claims `dir` (genhomedircon's fcontext_matches). */
 function claimedByPolicy(dir: string, specs: HomedirInputs["policySpecs"]): boolean {
-  for (const spec of specs ?? []) {
+  for (const spec of (typeof specs === "function" ? specs(dir) : specs) ?? []) {
     if (spec.mode !== 0 && spec.mode !== S_IFDIR) continue;
     let expr = spec.regex;
     for (const tail of [".+", ".*", "(/.*)?", "/"])

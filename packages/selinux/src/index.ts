@@ -14,6 +14,7 @@ export {
   S_IFSOCK,
 } from "./file-contexts.js";
 export { expandHomedirTemplate, findConfigValue, type HomedirInputs, homeRoots } from "./homedirs.js";
+export { LazySpecText } from "./lazy-specs.js";
 export {
   cleanKey,
   FileContexts,

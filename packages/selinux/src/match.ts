@@ -27,6 +27,7 @@
  */
 import type { FileContextSpec } from "./file-contexts.js";
 import { S_IFMT } from "./file-contexts.js";
+import { LazySpecText } from "./lazy-specs.js";
 import {
   analyzeSpec,
   compileSpecRegex,
@@ -37,12 +38,12 @@ import {
 import { type PathSub, substitutePath } from "./subs.js";
 
 export interface FileContextsSources {
-  /** file_contexts (text or compiled). */
-  specs: readonly FileContextSpec[];
+  /** file_contexts (text or compiled; a text may be read lazily). */
+  specs: readonly FileContextSpec[] | LazySpecText;
   /** file_contexts.homedirs. */
-  homedirs?: readonly FileContextSpec[];
+  homedirs?: readonly FileContextSpec[] | LazySpecText;
   /** file_contexts.local. */
-  local?: readonly FileContextSpec[];
+  local?: readonly FileContextSpec[] | LazySpecText;
   /** file_contexts.subs (local equivalences), in lookup order (parseSubs). */
   subs?: readonly PathSub[];
   /** file_contexts.subs_dist. */
@@ -74,7 +75,6 @@ function regexOf(e: Entry): RegExp {
 
 /** Buckets of specs a key may meet whatever its first component is. */
 const ANY = "*";
-const META_CHARS = ".^$?*+|[({";
 
 /**
  * What the first path component of every key a spec can match looks like, as a bucket name:
@@ -84,17 +84,18 @@ const META_CHARS = ".^$?*+|[({";
  * (no literal head, not starting with "/", or a top-level `|`, which unanchors both halves).
  */
 export function firstComponentBucket(regex: string): string {
-  if (regex.charCodeAt(0) !== 0x2f || hasTopLevelAlternation(regex)) return ANY;
-  for (let i = 1; i < regex.length; i++) {
-    const c = regex[i];
-    if (c === "/") return `=${regex.slice(1, i)}`;
-    if (c === "\\" || META_CHARS.includes(c)) {
-      const end = c === "?" || c === "*" || c === "{" ? i - 1 : i;
-      return end > 1 ? `<${regex.slice(1, end)}` : ANY;
-    }
-  }
-  return `=${regex.slice(1)}`;
+  // the literal run after the leading "/" and the character that ends it (one native match:
+  // this runs for every spec at load, before the JIT has warmed up)
+  const m = HEAD.exec(regex);
+  if (m === null || hasTopLevelAlternation(regex)) return ANY;
+  const stop = m[2];
+  if (stop === undefined || stop === "/") return `=${m[1]}`;
+  const head = stop === "?" || stop === "*" || stop === "{" ? m[1].slice(0, -1) : m[1];
+  return head === "" ? ANY : `<${head}`;
 }
+
+/** "/", a run without "/", escapes or meta characters, and what ends it (absent: the end). */
+const HEAD = /^\/([^/\\.^$?*+|[({]*)([/\\.^$?*+|[({])?/;
 
 /** The buckets a key (cleaned, substituted, starting with "/") may meet, ANY included. */
 function keyBuckets(bkey: string): string[] {
@@ -132,32 +133,43 @@ export class FileContexts {
   private readonly combined = new Map<string, { re: RegExp; groups: number[]; entries: Entry[] }>();
   private readonly subs: readonly PathSub[];
   private readonly distSubs: readonly PathSub[];
-  /** Every spec, in lookup order (for checks and `compileAll`). */
-  readonly size: number;
-  private readonly all: readonly FileContextSpec[];
-  /** Spec positions not indexed yet, by firstComponentBucket. */
-  private readonly unindexed = new Map<string, number[]>();
+  /** Specs of array sources not indexed yet, by firstComponentBucket, with their lookup-order index. */
+  private readonly unindexed = new Map<string, Array<{ spec: FileContextSpec; index: number }>>();
+  /** Text sources read lazily, each with the index its line numbers start from. */
+  private readonly lazy: Array<{ src: LazySpecText; base: number }> = [];
+  /** Lookup-order indexes of the lazy specs indexed so far. */
+  private readonly lazyIndexed = new Set<number>();
   /** First components whose buckets are indexed ("" for keys in the root directory). */
   private readonly indexedFirst = new Set<string>();
   /** lengthsFor's answers, per first component. */
   private readonly lengthsByFirst = new Map<string, number[]>();
   /** The first components of every equivalence source; undefined when one is not absolute. */
   private readonly subFirsts: Set<string> | undefined;
+  private everything = false;
 
   constructor(sources: FileContextsSources) {
-    const all = [...sources.specs, ...(sources.homedirs ?? []), ...(sources.local ?? [])];
-    this.all = all;
     this.regexSpecs = [];
     this.exactSpecs = [];
     this.exactOdd = false;
     this.prefixLengths = [];
-    for (let i = 0; i < all.length; i++) {
-      const b = firstComponentBucket(all[i].regex);
-      const list = this.unindexed.get(b);
-      if (list) list.push(i);
-      else this.unindexed.set(b, [i]);
+    // lookup order: file_contexts, .homedirs, .local; within a file, line order
+    let base = 0;
+    for (const source of [sources.specs, sources.homedirs, sources.local]) {
+      if (source === undefined) continue;
+      if (source instanceof LazySpecText) {
+        this.lazy.push({ src: source, base });
+        base += source.lineBound + 1;
+        continue;
+      }
+      for (let i = 0; i < source.length; i++) {
+        const b = firstComponentBucket(source[i].regex);
+        const item = { spec: source[i], index: base + i };
+        const list = this.unindexed.get(b);
+        if (list) list.push(item);
+        else this.unindexed.set(b, [item]);
+      }
+      base += source.length;
     }
-    this.size = all.length;
     this.subs = sources.subs ?? [];
     this.distSubs = sources.distSubs ?? [];
     const subs = [...this.subs, ...this.distSubs];
@@ -166,24 +178,32 @@ export class FileContexts {
       : undefined;
   }
 
-  /** Indexes the specs of these buckets (those not indexed yet), keeping every list in spec order. */
-  private index(buckets: readonly string[]): void {
-    const add: number[] = [];
-    for (const b of buckets) {
-      const list = this.unindexed.get(b);
-      if (!list) continue;
+  /** Indexes the specs of these buckets not indexed yet (all with `buckets` undefined). */
+  private index(buckets: ReadonlySet<string> | undefined, first: string): void {
+    const add: Array<{ spec: FileContextSpec; index: number }> = [];
+    for (const [b, list] of this.unindexed) {
+      if (buckets && !buckets.has(b)) continue;
       this.unindexed.delete(b);
-      for (const i of list) add.push(i);
+      for (const item of list) add.push(item);
+    }
+    for (const { src, base } of this.lazy) {
+      const specs = buckets ? [...src.candidates(first.slice(0, 1)), ...src.candidates("")] : src.all();
+      for (const spec of specs) {
+        const index = base + spec.line;
+        if (this.lazyIndexed.has(index)) continue;
+        if (buckets && !buckets.has(firstComponentBucket(spec.regex))) continue;
+        this.lazyIndexed.add(index);
+        add.push({ spec, index });
+      }
     }
     if (add.length === 0) return;
-    add.sort((a, b) => a - b);
+    add.sort((a, b) => a.index - b.index);
     const touched = new Set<Entry[]>();
     let exact = false;
     let regex = false;
-    for (const i of add) {
-      const spec = this.all[i];
+    for (const { spec, index } of add) {
       const a = analyzeSpec(spec.regex);
-      const e: Entry = { spec, index: i, stem: a.stem };
+      const e: Entry = { spec, index, stem: a.stem };
       if (a.hasMeta) {
         regex = true;
         this.regexSpecs.push(e);
@@ -221,19 +241,24 @@ export class FileContexts {
 
   /** Indexes what a key (cleaned and substituted) with this first component may meet. */
   private indexFor(bkey: string, first: string): void {
-    if (this.unindexed.size === 0) return;
+    if (this.everything) return;
     if (bkey.charCodeAt(0) !== 0x2f) {
-      this.index([...this.unindexed.keys()]);
+      this.indexEverything();
       return;
     }
     if (this.indexedFirst.has(first)) return;
     this.indexedFirst.add(first);
-    this.index(keyBuckets(bkey));
+    this.index(new Set(keyBuckets(bkey)), first);
+  }
+
+  private indexEverything(): void {
+    this.index(undefined, "");
+    this.everything = true;
   }
 
   /** Compiles every expression now (so a policy we cannot follow fails at load, not mid-edit). */
   compileAll(): this {
-    this.index([...this.unindexed.keys()]);
+    this.indexEverything();
     for (const e of this.regexSpecs) regexOf(e);
     for (const e of this.exactSpecs) if (e.literal === undefined) regexOf(e);
     return this;

@@ -20,6 +20,7 @@ import { SelinuxPolicyError } from "./errors.js";
 import { isFcontextBin, parseFcontextBin } from "./fcontext-bin.js";
 import { type FileContextSpec, parseFileContexts } from "./file-contexts.js";
 import { expandHomedirTemplate } from "./homedirs.js";
+import { LazySpecText } from "./lazy-specs.js";
 import { FileContexts } from "./match.js";
 import { parseSubs } from "./subs.js";
 
@@ -105,8 +106,13 @@ async function mtimeOf(reader: PolicyReader, path: string): Promise<number | und
   }
 }
 
-function parseSpecs(data: Uint8Array, file: string): FileContextSpec[] {
-  return isFcontextBin(data) ? parseFcontextBin(data, file) : parseFileContexts(data, file);
+/** A compiled file in full; a text one lazily (lazy-specs.ts; its errors are still found now). */
+function parseSpecs(data: Uint8Array, file: string): readonly FileContextSpec[] | LazySpecText {
+  return isFcontextBin(data) ? parseFcontextBin(data, file) : new LazySpecText(data, file);
+}
+
+function allSpecs(source: readonly FileContextSpec[] | LazySpecText): FileContextSpec[] {
+  return source instanceof LazySpecText ? source.all() : [...source];
 }
 
 /** Policies loaded in this process, by content (most recently used last). */
@@ -128,14 +134,16 @@ export async function loadSpecFile(
   path: string,
 ): Promise<{ specs: FileContextSpec[]; file: string } | undefined> {
   const r = await readSpecFile(reader, path);
-  return r && { specs: r.specs(), file: r.file };
+  return r && { specs: allSpecs(r.specs()), file: r.file };
 }
 
 /** loadSpecFile's choice and bytes; the specs parsed on demand. */
 async function readSpecFile(
   reader: PolicyReader,
   path: string,
-): Promise<{ specs: () => FileContextSpec[]; file: string; data: Uint8Array } | undefined> {
+): Promise<
+  { specs: () => readonly FileContextSpec[] | LazySpecText; file: string; data: Uint8Array } | undefined
+> {
   const tText = await mtimeOf(reader, path);
   const tBin = await mtimeOf(reader, `${path}.bin`);
   let order: string[];
@@ -153,7 +161,8 @@ async function readSpecFile(
       // parsed here when another file could stand in for it (so a bad one falls back), else later
       const bytes = data;
       const specs = order.length > 1 ? parseSpecs(bytes, file) : undefined;
-      return { specs: () => specs ?? parseSpecs(bytes, file), file, data: bytes };
+      let parsed = specs;
+      return { specs: () => (parsed ??= parseSpecs(bytes, file)), file, data: bytes };
     } catch (err) {
       if (!(err instanceof SelinuxPolicyError)) throw err;
       firstError ??= err;
@@ -195,12 +204,16 @@ export async function loadGuestPolicy(
   const subs = await readOpt(reader, `${path}.subs`);
   let homedirsFromTemplate: string | undefined;
   if (options.homedirs !== "shipped") {
-    const expanded = await expandGuestHomedirs(reader, config.type, () => [
-      ...main.specs(),
-      ...(local?.specs() ?? []),
-    ]);
+    const sources = [main.specs(), ...(local ? [local.specs()] : [])];
+    // the specs that could claim a directory: those of its first character (lazy-specs.ts)
+    const claimants = (dir: string) =>
+      sources.flatMap((src) =>
+        src instanceof LazySpecText ? [...src.candidates(dir.slice(1, 2)), ...src.candidates("")] : src,
+      );
+    const expanded = await expandGuestHomedirs(reader, config.type, claimants);
     // the shipped file is used when it is what genhomedircon would write now
-    if (expanded && !sameSpecs(expanded.specs, homedirs?.specs())) {
+    const shipped = homedirs?.specs();
+    if (expanded && !sameSpecs(expanded.specs, shipped && allSpecs(shipped))) {
       homedirsFromTemplate = expanded.template;
       homedirs = {
         file: expanded.file,
@@ -264,7 +277,7 @@ const STORE_DIRS = (type: string) => [
 async function expandGuestHomedirs(
   reader: PolicyReader,
   type: string,
-  policySpecs: () => FileContextSpec[],
+  policySpecs: (dir: string) => readonly FileContextSpec[],
 ): Promise<{ file: string; template: string; text: string; specs: FileContextSpec[] } | undefined> {
   const latin1 = (d: Uint8Array | undefined) =>
     d === undefined ? undefined : Buffer.from(d).toString("latin1");
@@ -289,7 +302,7 @@ async function expandGuestHomedirs(
       libuserConf: await text("/etc/libuser.conf"),
       shells: await text("/etc/shells"),
       exportHomeIsDir,
-      policySpecs: policySpecs(),
+      policySpecs,
     });
     const file = `${dir}/homedir_template (expanded)`;
     return { file, template: `${dir}/homedir_template`, text: out, specs: parseFileContexts(out, file) };

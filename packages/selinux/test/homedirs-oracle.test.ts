@@ -6,7 +6,7 @@
  * with it must agree with the labels of a guest policy loaded from a tree whose shipped homedirs
  * file is stale (the host's, generated without these users).
  */
-import { execFileSync } from "node:child_process";
+import { execFile } from "node:child_process";
 import {
   appendFileSync,
   cpSync,
@@ -20,11 +20,13 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { describeAsRoot, oraclesRequired } from "@imgpatch/testkit";
 import { afterAll, expect, it } from "vitest";
 import { expandHomedirTemplate, loadGuestPolicy, parseFileContexts, S_IFREG } from "../src/index.js";
 import { hostReader, MODES, matchpathcon, samplesFor } from "./oracle-helpers.js";
 
+const execFileAsync = promisify(execFile);
 const STORE = "/var/lib/selinux/default";
 const POLICY = "/etc/selinux/default";
 const tmp = mkdtempSync(join(tmpdir(), "imgpatch-homedirs-"));
@@ -90,11 +92,17 @@ describeAsRoot(
         };
         const ours = expandHomedirTemplate(inputs);
 
-        execFileSync(
-          "unshare",
-          ["-m", "sh", "-c", 'mount --bind "$1" /etc/passwd && semodule -p "$2" -B -n', "sh", passwd, root],
-          { stdio: ["ignore", "ignore", "pipe"] },
-        );
+        // asynchronously: the rebuild takes tens of seconds on a busy host (vitest's RPC times
+        // out after 60 s of a blocked worker)
+        await execFileAsync("unshare", [
+          "-m",
+          "sh",
+          "-c",
+          'mount --bind "$1" /etc/passwd && semodule -p "$2" -B -n',
+          "sh",
+          passwd,
+          root,
+        ]);
         const theirs = readFileSync(`${fc}.homedirs`, "latin1");
         expect(theirs).toContain("# Home Context for user alice");
         expect(ours.split("\n")).toEqual(theirs.split("\n"));

@@ -5,6 +5,7 @@ import {
   compileSpecRegex,
   FileContexts,
   firstComponentBucket,
+  LazySpecText,
   loadGuestPolicy,
   parseFcontextBin,
   parseFileContexts,
@@ -226,6 +227,53 @@ describe("lazy indexing", () => {
     expect(eager.lookup("/usr/x/opt/b", S_IFREG)).toBe("u:r:alt_t:s0");
     expect(eager.lookup("/oat/c", S_IFDIR)).toBe("u:r:ot_t:s0");
     expect(eager.lookup("/etc/a1", S_IFREG)).toBe("u:r:odd_t:s0");
+  });
+});
+
+describe("lazily read text", () => {
+  it("finds a malformed line at load even where no lookup goes", () => {
+    const good = "/opt(/.*)? u:r:opt_t:s0\n/usr/bin/x -- u:r:bin_t:s0\n";
+    expect(() => new LazySpecText(`${good}/zzz/y\n`, "FC")).toThrow(/FC: line 3: missing fields/);
+    expect(() => new LazySpecText(`${good}/zzz/y -q u:r:t:s0\n`, "FC")).toThrow(
+      /FC: line 3: invalid file type/,
+    );
+    expect(() => new LazySpecText(`${good}# only a comment\n\n  \n`, "FC")).not.toThrow();
+  });
+  it("gives every spec with its line, as the full parse does", () => {
+    const text = [
+      "# c",
+      "/opt(/.*)? u:r:opt_t:s0",
+      "",
+      "/.* u:r:default_t:s0",
+      "/usr/bin/a|/opt/b -- u:r:alt_t:s0",
+      "/o.t/c -d u:r:ot_t:s0",
+      "  /etc\\.d u:r:x_t:s0",
+      "/x? u:r:q_t:s0",
+      "/ -d u:r:root_t:s0",
+      "relative u:r:rel_t:s0",
+    ].join("\n");
+    const full = parseFileContexts(text, "fc");
+    const lazy = new LazySpecText(text, "fc");
+    const seen = new Map<number, unknown>();
+    for (const c of ["o", "u", "e", "", "x", "r"]) for (const s of lazy.candidates(c)) seen.set(s.line, s);
+    expect(
+      [...seen.values()].sort((a, b) => (a as { line: number }).line - (b as { line: number }).line),
+    ).toEqual(full);
+    expect(lazy.all()).toEqual(full);
+  });
+  it("answers every refpolicy path as the full parse does", () => {
+    const debian = "/etc/selinux/default/contexts/files/file_contexts";
+    let data: Buffer;
+    try {
+      data = readFileSync(debian);
+    } catch {
+      return; // no refpolicy here: the oracle test covers it where it is installed
+    }
+    const eager = new FileContexts({ specs: parseFileContexts(data, debian) });
+    const lazy = new FileContexts({ specs: new LazySpecText(data, debian) });
+    const keys = parseFileContexts(data, debian).map((s) => s.regex.replace(/\(.*$|[.^$?*+|[{\\].*$/, "x"));
+    for (const k of keys)
+      for (const m of [0, S_IFREG, S_IFDIR]) expect([k, lazy.lookup(k, m)]).toEqual([k, eager.lookup(k, m)]);
   });
 });
 
