@@ -26,6 +26,7 @@ export {
   contextFromXattr,
   contextXattr,
   type GuestPolicy,
+  HOMEDIR_INPUTS,
   loadGuestPolicy,
   loadSpecFile,
   type PolicyReader,

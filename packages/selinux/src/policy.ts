@@ -72,7 +72,21 @@ export interface GuestPolicy {
    * homedir_template (it lacked users or home roots that genhomedircon would write now).
    */
   homedirsExpanded: boolean;
+  /** The store's homedir_template, when the guest has one (and homedirs were not "shipped"). */
+  homedirTemplate?: string;
 }
+
+/**
+ * The guest files the homedirs expansion reads besides the store: a job that writes one of them
+ * (a user added) should load the policy again before labelling what follows.
+ */
+export const HOMEDIR_INPUTS: ReadonlySet<string> = new Set([
+  "/etc/passwd",
+  "/etc/login.defs",
+  "/etc/default/useradd",
+  "/etc/libuser.conf",
+  "/etc/shells",
+]);
 
 function isMissing(err: unknown): boolean {
   const code = (err as { code?: unknown }).code;
@@ -203,6 +217,7 @@ export async function loadGuestPolicy(
   const subsDist = await readOpt(reader, `${path}.subs_dist`);
   const subs = await readOpt(reader, `${path}.subs`);
   let homedirsFromTemplate: string | undefined;
+  let homedirTemplate: string | undefined;
   if (options.homedirs !== "shipped") {
     const sources = [main.specs(), ...(local ? [local.specs()] : [])];
     // the specs that could claim a directory: those of its first character (lazy-specs.ts)
@@ -211,6 +226,7 @@ export async function loadGuestPolicy(
         src instanceof LazySpecText ? [...src.candidates(dir.slice(1, 2)), ...src.candidates("")] : src,
       );
     const expanded = await expandGuestHomedirs(reader, config.type, claimants);
+    homedirTemplate = expanded?.template;
     // the shipped file is used when it is what genhomedircon would write now
     const shipped = homedirs?.specs();
     if (expanded && !sameSpecs(expanded.specs, shipped && allSpecs(shipped))) {
@@ -253,6 +269,7 @@ export async function loadGuestPolicy(
     contexts,
     files,
     homedirsExpanded: homedirsFromTemplate !== undefined,
+    homedirTemplate,
   };
 }
 
