@@ -63,15 +63,15 @@ export class LazySpecText {
     return this.allSpecs;
   }
 
-  /** The specs of the line after the newline at `nl`. */
-  private specsAt(nl: number, out: FileContextSpec[]): void {
+  /** The line number of the line after the newline at `nl`. */
+  private lineAt(nl: number): number {
     if (!this.lineStarts) {
       const starts: number[] = [];
-      for (let i = this.scan.indexOf("\n"); i >= 0 && i < this.scan.length - 1; i = this.scan.indexOf("\n", i + 1))
+      const scan = this.scan;
+      for (let i = scan.indexOf("\n"); i >= 0 && i < scan.length - 1; i = scan.indexOf("\n", i + 1))
         starts.push(i);
       this.lineStarts = starts;
     }
-    // binary search: the line whose leading newline is `nl`
     const starts = this.lineStarts;
     let lo = 0;
     let hi = starts.length - 1;
@@ -80,8 +80,18 @@ export class LazySpecText {
       if (starts[mid] < nl) lo = mid + 1;
       else hi = mid;
     }
-    const end = this.scan.indexOf("\n", nl + 1);
-    for (const s of parseFileContexts(this.scan.slice(nl + 1, end), this.file)) out.push({ ...s, line: lo + 1 });
+    return lo + 1;
+  }
+
+  /** The specs of the lines after the newlines at `nls` (ascending), parsed as one text. */
+  private specsAt(nls: readonly number[]): FileContextSpec[] {
+    if (nls.length === 0) return [];
+    const lines: string[] = [];
+    for (const nl of nls) lines.push(this.scan.slice(nl + 1, this.scan.indexOf("\n", nl + 1)));
+    // every line holds a spec (comments and blank lines are never picked): specs[i] is line i's
+    const specs = parseFileContexts(lines.join("\n"), this.file);
+    for (let i = 0; i < specs.length; i++) specs[i].line = this.lineAt(nls[specs[i].line - 1]);
+    return specs;
   }
 
   /**
@@ -97,23 +107,28 @@ export class LazySpecText {
     if (out) return out;
     out = [];
     const head =
-      c === ""
-        ? `(?:[^\\t\\v\\f\\r #\\n/]|/[^A-Za-z0-9_~@%,:=!"'<>&;\`-]|/.[?*{])`
-        : `/${escapeRe(c)}`;
+      c === "" ? `(?:[^\\t\\v\\f\\r #\\n/]|/[^A-Za-z0-9_~@%,:=!"'<>&;\`-]|/.[?*{])` : `/${escapeRe(c)}`;
     const re = new RegExp(`\\n${B}*${head}`, "g");
     const scan = this.scan;
+    const nls: number[] = [];
     for (let m = re.exec(scan); m !== null; m = re.exec(scan)) {
-      this.specsAt(m.index, out);
+      nls.push(m.index);
       re.lastIndex = scan.indexOf("\n", m.index + 1);
     }
+    for (const s of this.specsAt(nls)) out.push(s);
     if (!this.barSpecs) {
-      const bars: FileContextSpec[] = [];
+      const bars: number[] = [];
       for (let i = scan.indexOf("|"); i >= 0; i = scan.indexOf("|", i + 1)) {
         const nl = scan.lastIndexOf("\n", i);
-        this.specsAt(nl, bars);
+        // a "|" in a comment is no spec's
+        if (/^[\t\v\f\r ]*#/.test(scan.slice(nl + 1, i))) {
+          i = scan.indexOf("\n", i);
+          continue;
+        }
+        bars.push(nl);
         i = scan.indexOf("\n", i);
       }
-      this.barSpecs = bars;
+      this.barSpecs = this.specsAt(bars);
     }
     // a line may be in both lists: the caller keeps one of each line
     for (const s of this.barSpecs) out.push(s);
