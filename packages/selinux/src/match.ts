@@ -73,6 +73,9 @@ function regexOf(e: Entry): RegExp {
   return e.re;
 }
 
+/** How many lookups of a candidate set test its specs one by one before it becomes an alternation. */
+const SEQUENTIAL_TRIES = 2;
+
 /** Buckets of specs a key may meet whatever its first component is. */
 const ANY = "*";
 
@@ -131,6 +134,8 @@ export class FileContexts {
   private prefixLengths: number[];
   /** Per longest prefix, stem and file type: the candidates as one sticky alternation, last spec first. */
   private readonly combined = new Map<string, { re: RegExp; groups: number[]; entries: Entry[] }>();
+  /** Candidate sets used fewer than SEQUENTIAL_TRIES times: their entries and uses so far. */
+  private readonly candidateTries = new Map<string, { n: number; entries: Entry[] }>();
   private readonly subs: readonly PathSub[];
   private readonly distSubs: readonly PathSub[];
   /** Specs of array sources not indexed yet, by firstComponentBucket, with their lookup-order index. */
@@ -236,6 +241,7 @@ export class FileContexts {
       this.lengthsByFirst.clear();
       // alternations built before may lack the new specs
       this.combined.clear();
+      this.candidateTries.clear();
     }
   }
 
@@ -335,12 +341,35 @@ export class FileContexts {
     }
     const prefix = this.longestPrefix(bkey, first);
     if (prefix === undefined) return undefined;
-    const c = this.combinedFor(prefix, fileStem, m);
-    c.re.lastIndex = 0;
-    const r = c.re.exec(bkey);
+    const ckey = `${prefix}\0${fileStem}\0${m}`;
+    const c = this.combined.get(ckey);
+    if (c === undefined) {
+      // the first keys of a candidate set try its specs one by one, last first (libselinux's
+      // scan), each expression compiled when reached: a key met once (a unit under /etc/systemd)
+      // does not pay for translating and compiling an alternation of ~100 specs
+      let tries = this.candidateTries.get(ckey);
+      if (tries === undefined) {
+        tries = { n: 0, entries: this.candidateEntries(prefix, fileStem, m) };
+        this.candidateTries.set(ckey, tries);
+      }
+      if (++tries.n <= SEQUENTIAL_TRIES) {
+        for (const e of tries.entries) if (regexOf(e).test(bkey)) return hit(e);
+        return undefined;
+      }
+    }
+    const cc = c ?? this.combinedFor(prefix, fileStem, m);
+    cc.re.lastIndex = 0;
+    const r = cc.re.exec(bkey);
     if (!r) return undefined;
-    for (let i = 0; i < c.groups.length; i++) if (r[c.groups[i]] !== undefined) return hit(c.entries[i]);
+    for (let i = 0; i < cc.groups.length; i++) if (r[cc.groups[i]] !== undefined) return hit(cc.entries[i]);
     return undefined;
+  }
+
+  /** The candidates of a longest prefix, stem and file type, last spec first. */
+  private candidateEntries(prefix: string, stem: string, m: number): Entry[] {
+    return this.candidates(prefix, stem)
+      .filter((e) => m === 0 || e.spec.mode === 0 || e.spec.mode === m)
+      .reverse();
   }
 
   /**
@@ -356,9 +385,7 @@ export class FileContexts {
     const key = `${prefix}\0${stem}\0${m}`;
     let c = this.combined.get(key);
     if (c) return c;
-    const entries = this.candidates(prefix, stem)
-      .filter((e) => m === 0 || e.spec.mode === 0 || e.spec.mode === m)
-      .reverse();
+    const entries = this.candidateEntries(prefix, stem, m);
     const parts: string[] = [];
     const groups: number[] = [];
     let next = 1;
