@@ -80,31 +80,54 @@ const SEQUENTIAL_TRIES = 2;
 const ANY = "*";
 
 /**
- * What the first path component of every key a spec can match looks like, as a bucket name:
- * `=NAME` — exactly NAME (the spec's text up to its second "/" or its end has no meta character
- * or escape); `<HEAD` — it starts with HEAD (the literal text before the first meta character or
- * escape, less the character a following `?`, `*` or `{` may drop); ANY when nothing is known
- * (no literal head, not starting with "/", or a top-level `|`, which unanchors both halves).
+ * What the first two path components of every key a spec can match look like, as a bucket name:
+ * `=K` — the spec is exactly "/K" (no meta character or escape); `<H` — the first component
+ * starts with H (the literal text before the first meta character or escape, less the character
+ * a following `?`, `*` or `{` may drop); `=K/S` — the first component is K and the second S (the
+ * spec's text up to its third "/" or its end is literal); `=K<H` — the first is K and the second
+ * starts with H; `=K*` — the first is K, the second anything; ANY when nothing is known (no
+ * literal head, not starting with "/", or a top-level `|`, which unanchors both halves).
  */
 export function firstComponentBucket(regex: string): string {
-  // the literal run after the leading "/" and the character that ends it (one native match:
-  // this runs for every spec at load, before the JIT has warmed up)
+  // the literal runs and the characters that end them (native matches: this runs for every
+  // spec at load, before the JIT has warmed up)
   const m = HEAD.exec(regex);
   if (m === null || hasTopLevelAlternation(regex)) return ANY;
   const stop = m[2];
-  if (stop === undefined || stop === "/") return `=${m[1]}`;
-  const head = stop === "?" || stop === "*" || stop === "{" ? m[1].slice(0, -1) : m[1];
-  return head === "" ? ANY : `<${head}`;
+  if (stop === undefined) return `=${m[1]}`;
+  if (stop !== "/") {
+    const head = stop === "?" || stop === "*" || stop === "{" ? m[1].slice(0, -1) : m[1];
+    return head === "" ? ANY : `<${head}`;
+  }
+  const k = m[1];
+  const m2 = HEAD2.exec(regex.slice(k.length + 2));
+  const run = m2 ? m2[1] : "";
+  const stop2 = m2?.[2];
+  if (stop2 === undefined || stop2 === "/") return `=${k}/${run}`;
+  const drop = stop2 === "?" || stop2 === "*" || stop2 === "{";
+  // "/K/?": the quantifier takes the "/" itself
+  if (drop && run === "") return k === "" ? ANY : `<${k}`;
+  const head = drop ? run.slice(0, -1) : run;
+  return head === "" ? `=${k}*` : `=${k}<${head}`;
 }
 
 /** "/", a run without "/", escapes or meta characters, and what ends it (absent: the end). */
 const HEAD = /^\/([^/\\.^$?*+|[({]*)([/\\.^$?*+|[({])?/;
+/** The same for the text after the first component's "/". */
+const HEAD2 = /^([^/\\.^$?*+|[({]*)([/\\.^$?*+|[({])?/;
 
 /** The buckets a key (cleaned, substituted, starting with "/") may meet, ANY included. */
 function keyBuckets(bkey: string): string[] {
-  const first = firstComponent(bkey);
-  const out = [ANY, `=${first}`];
+  const slash = bkey.indexOf("/", 1);
+  const first = slash < 0 ? bkey.slice(1) : bkey.slice(1, slash);
+  const out = [ANY, `=${first}`, `=${first}*`];
   for (let n = 1; n <= first.length; n++) out.push(`<${first.slice(0, n)}`);
+  if (slash >= 0) {
+    const end = bkey.indexOf("/", slash + 1);
+    const second = end < 0 ? bkey.slice(slash + 1) : bkey.slice(slash + 1, end);
+    out.push(`=${first}/${second}`);
+    for (let n = 1; n <= second.length; n++) out.push(`=${first}<${second.slice(0, n)}`);
+  }
   return out;
 }
 
@@ -144,7 +167,7 @@ export class FileContexts {
   private readonly lazy: Array<{ src: LazySpecText; base: number }> = [];
   /** Lookup-order indexes of the lazy specs indexed so far. */
   private readonly lazyIndexed = new Set<number>();
-  /** First components whose buckets are indexed ("" for keys in the root directory). */
+  /** Keys' first two components ("/K/S", or "/K") whose buckets are indexed. */
   private readonly indexedFirst = new Set<string>();
   /** lengthsFor's answers, per first component. */
   private readonly lengthsByFirst = new Map<string, number[]>();
@@ -252,8 +275,11 @@ export class FileContexts {
       this.indexEverything();
       return;
     }
-    if (this.indexedFirst.has(first)) return;
-    this.indexedFirst.add(first);
+    const slash = bkey.indexOf("/", 1);
+    const end = slash < 0 ? -1 : bkey.indexOf("/", slash + 1);
+    const firstTwo = end < 0 ? bkey : bkey.slice(0, end);
+    if (this.indexedFirst.has(firstTwo)) return;
+    this.indexedFirst.add(firstTwo);
     this.index(new Set(keyBuckets(bkey)), first);
   }
 

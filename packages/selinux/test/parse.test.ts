@@ -171,7 +171,14 @@ describe("candidate prefixes", () => {
 describe("lazy indexing", () => {
   it("buckets specs by what their first path component must be", () => {
     const cases: Array<[string, string]> = [
-      ["/usr/lib(/.*)?", "=usr"],
+      ["/usr/lib(/.*)?", "=usr<lib"],
+      ["/usr/lib/x", "=usr/lib"],
+      ["/usr/lib", "=usr/lib"],
+      ["/usr/(.*/)?lib", "=usr*"],
+      ["/usr/b?x", "=usr*"],
+      ["/usr/bin?x", "=usr<bi"],
+      ["/usr/?x", "<usr"],
+      ["/usr/\\.x", "=usr*"],
       ["/opt", "=opt"],
       ["/", "="],
       ["/opt(/.*)?", "<opt"],
@@ -200,6 +207,10 @@ describe("lazy indexing", () => {
         "/etc/a\\d u:r:odd_t:s0",
         "/etc u:r:etc_t:s0",
         "/etc/.* u:r:etcx_t:s0",
+        "/usr/lib(64)?/x u:r:lx_t:s0",
+        "/usr/(.*/)?bin/z u:r:bz_t:s0",
+        "/usr/?q u:r:uq_t:s0",
+        "/usr/local/bin u:r:lb_t:s0",
       ].join("\n"),
       "fc",
     );
