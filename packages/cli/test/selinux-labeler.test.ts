@@ -4,8 +4,9 @@
  * for the path the file really has.
  */
 import { execFileSync } from "node:child_process";
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { expandHomedirTemplate, parseFileContexts } from "@imgpatch/selinux";
 import { describeWithTools, runToolOk, tempDir } from "@imgpatch/testkit";
 import { expect, it } from "vitest";
 import { type CliIo, runCli } from "../src/commands/main.js";
@@ -124,4 +125,60 @@ describeWithTools(["matchpathcon", "mke2fs", "debugfs"], "SelinuxLabelingGuestFs
     });
     expect(cat.toString()).toBe("hi");
   });
+
+  const DEBIAN_FILES = "/etc/selinux/default/contexts/files";
+  const DEBIAN_STORE = "/var/lib/selinux/default/active";
+  it.skipIf(!existsSync(`${DEBIAN_STORE}/homedir_template`))(
+    "a user added in the job gets its home's labels from the expanded homedir_template",
+    async () => {
+      // Debian's refpolicy and store; the shipped homedirs knows /home and /root only
+      const inner = new MemoryGuestFs();
+      await inner.mkdir(DEBIAN_FILES, { recursive: true });
+      await inner.mkdir(DEBIAN_STORE, { recursive: true });
+      await inner.mkdir("/srv", { recursive: true });
+      await inner.writeFile("/etc/selinux/config", "SELINUX=enforcing\nSELINUXTYPE=default\n");
+      for (const f of ["file_contexts", "file_contexts.homedirs", "file_contexts.subs_dist"])
+        await inner.writeFile(`${DEBIAN_FILES}/${f}`, readFileSync(`${DEBIAN_FILES}/${f}`));
+      for (const f of ["homedir_template", "seusers", "users_extra"])
+        await inner.writeFile(`${DEBIAN_STORE}/${f}`, readFileSync(`${DEBIAN_STORE}/${f}`));
+      const passwd = "root:x:0:0:root:/root:/bin/bash\n";
+      await inner.writeFile("/etc/passwd", passwd);
+      const fs = await SelinuxLabelingGuestFs.open(inner);
+      expect(fs.policy?.homedirsExpanded).toBe(false); // the shipped file is what genhomedircon writes
+      await fs.writeFile("/etc/passwd", `${passwd}bob:x:1002:1002::/srv/users/bob:/bin/bash\n`);
+      await fs.mkdir("/srv/users/bob/.ssh", { recursive: true });
+      await fs.writeFile("/srv/users/bob/.ssh/authorized_keys", "ssh-ed25519 AAAA x\n");
+      await fs.flushLabels();
+      expect(fs.policy?.homedirsExpanded).toBe(true);
+      // oracle: matchpathcon over the policy with the homedirs genhomedircon writes for that passwd
+      // (our expansion, equal to semodule -B's output: packages/selinux/test/homedirs-oracle.test.ts)
+      const dir = await tempDir("imgpatch-sel-home-");
+      for (const f of ["file_contexts", "file_contexts.subs_dist"])
+        writeFileSync(join(dir, f), readFileSync(`${DEBIAN_FILES}/${f}`));
+      const store = (f: string) => readFileSync(`${DEBIAN_STORE}/${f}`, "latin1");
+      const fc = join(dir, "file_contexts");
+      writeFileSync(
+        `${fc}.homedirs`,
+        expandHomedirTemplate({
+          template: store("homedir_template"),
+          seusers: store("seusers"),
+          usersExtra: store("users_extra"),
+          passwd: `${passwd}bob:x:1002:1002::/srv/users/bob:/bin/bash\n`,
+          policySpecs: parseFileContexts(readFileSync(fc), fc),
+        }),
+      );
+      for (const [p, t] of [
+        ["/srv/users/bob/.ssh/authorized_keys", "file"],
+        ["/srv/users/bob/.ssh", "dir"],
+        ["/srv/users/bob", "dir"],
+        ["/srv/users", "dir"],
+      ] as const) {
+        const want = (await runToolOk("matchpathcon", ["-N", "-n", "-f", fc, "-m", t, p])).toString().trim();
+        expect([p, await label(inner, p)]).toEqual([p, want]);
+      }
+      expect(await label(inner, "/srv/users/bob/.ssh/authorized_keys")).toBe(
+        "unconfined_u:object_r:ssh_home_t:s0",
+      );
+    },
+  );
 });

@@ -13,11 +13,20 @@ export {
   S_IFREG,
   S_IFSOCK,
 } from "./file-contexts.js";
-export { cleanKey, FileContexts, type FileContextsSources, type LabelMatch } from "./match.js";
+export { expandHomedirTemplate, findConfigValue, type HomedirInputs, homeRoots } from "./homedirs.js";
+export { LazySpecText } from "./lazy-specs.js";
+export {
+  cleanKey,
+  FileContexts,
+  type FileContextsSources,
+  firstComponentBucket,
+  type LabelMatch,
+} from "./match.js";
 export {
   contextFromXattr,
   contextXattr,
   type GuestPolicy,
+  HOMEDIR_INPUTS,
   loadGuestPolicy,
   loadSpecFile,
   type PolicyReader,

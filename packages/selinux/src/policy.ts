@@ -19,6 +19,8 @@ import { createHash } from "node:crypto";
 import { SelinuxPolicyError } from "./errors.js";
 import { isFcontextBin, parseFcontextBin } from "./fcontext-bin.js";
 import { type FileContextSpec, parseFileContexts } from "./file-contexts.js";
+import { expandHomedirTemplate } from "./homedirs.js";
+import { LazySpecText } from "./lazy-specs.js";
 import { FileContexts } from "./match.js";
 import { parseSubs } from "./subs.js";
 
@@ -26,7 +28,7 @@ import { parseSubs } from "./subs.js";
 export interface PolicyReader {
   readFile(path: string): Promise<Uint8Array>;
   /** mtime decides between a text file and its `.bin` (both present); absent: the text is used. */
-  stat?(path: string): Promise<{ mtime: Date; size?: number }>;
+  stat?(path: string): Promise<{ mtime: Date; size?: number; type?: string }>;
 }
 
 export type SelinuxMode = "enforcing" | "permissive" | "disabled";
@@ -65,7 +67,26 @@ export interface GuestPolicy {
   contexts: FileContexts;
   /** The files the specs came from, in load order. */
   files: string[];
+  /**
+   * True when file_contexts.homedirs was replaced by the expansion of the store's
+   * homedir_template (it lacked users or home roots that genhomedircon would write now).
+   */
+  homedirsExpanded: boolean;
+  /** The store's homedir_template, when the guest has one (and homedirs were not "shipped"). */
+  homedirTemplate?: string;
 }
+
+/**
+ * The guest files the homedirs expansion reads besides the store: a job that writes one of them
+ * (a user added) should load the policy again before labelling what follows.
+ */
+export const HOMEDIR_INPUTS: ReadonlySet<string> = new Set([
+  "/etc/passwd",
+  "/etc/login.defs",
+  "/etc/default/useradd",
+  "/etc/libuser.conf",
+  "/etc/shells",
+]);
 
 function isMissing(err: unknown): boolean {
   const code = (err as { code?: unknown }).code;
@@ -99,8 +120,13 @@ async function mtimeOf(reader: PolicyReader, path: string): Promise<number | und
   }
 }
 
-function parseSpecs(data: Uint8Array, file: string): FileContextSpec[] {
-  return isFcontextBin(data) ? parseFcontextBin(data, file) : parseFileContexts(data, file);
+/** A compiled file in full; a text one lazily (lazy-specs.ts; its errors are still found now). */
+function parseSpecs(data: Uint8Array, file: string): readonly FileContextSpec[] | LazySpecText {
+  return isFcontextBin(data) ? parseFcontextBin(data, file) : new LazySpecText(data, file);
+}
+
+function allSpecs(source: readonly FileContextSpec[] | LazySpecText): FileContextSpec[] {
+  return source instanceof LazySpecText ? source.all() : [...source];
 }
 
 /** Policies loaded in this process, by content (most recently used last). */
@@ -122,14 +148,16 @@ export async function loadSpecFile(
   path: string,
 ): Promise<{ specs: FileContextSpec[]; file: string } | undefined> {
   const r = await readSpecFile(reader, path);
-  return r && { specs: r.specs(), file: r.file };
+  return r && { specs: allSpecs(r.specs()), file: r.file };
 }
 
 /** loadSpecFile's choice and bytes; the specs parsed on demand. */
 async function readSpecFile(
   reader: PolicyReader,
   path: string,
-): Promise<{ specs: () => FileContextSpec[]; file: string; data: Uint8Array } | undefined> {
+): Promise<
+  { specs: () => readonly FileContextSpec[] | LazySpecText; file: string; data: Uint8Array } | undefined
+> {
   const tText = await mtimeOf(reader, path);
   const tBin = await mtimeOf(reader, `${path}.bin`);
   let order: string[];
@@ -147,7 +175,8 @@ async function readSpecFile(
       // parsed here when another file could stand in for it (so a bad one falls back), else later
       const bytes = data;
       const specs = order.length > 1 ? parseSpecs(bytes, file) : undefined;
-      return { specs: () => specs ?? parseSpecs(bytes, file), file, data: bytes };
+      let parsed = specs;
+      return { specs: () => (parsed ??= parseSpecs(bytes, file)), file, data: bytes };
     } catch (err) {
       if (!(err instanceof SelinuxPolicyError)) throw err;
       firstError ??= err;
@@ -164,7 +193,12 @@ async function readSpecFile(
  */
 export async function loadGuestPolicy(
   reader: PolicyReader,
-  options: { compile?: boolean; configPath?: string } = {},
+  options: {
+    compile?: boolean;
+    configPath?: string;
+    /** "shipped": file_contexts.homedirs as it is, never expanded from the template. */
+    homedirs?: "shipped" | "expand";
+  } = {},
 ): Promise<GuestPolicy | undefined> {
   const configPath = options.configPath ?? SELINUX_CONFIG;
   const raw = await readOpt(reader, configPath);
@@ -178,10 +212,32 @@ export async function loadGuestPolicy(
   const path = `${dir}/file_contexts`;
   const main = await readSpecFile(reader, path);
   if (!main) return undefined;
-  const homedirs = await readSpecFile(reader, `${path}.homedirs`);
+  let homedirs = await readSpecFile(reader, `${path}.homedirs`);
   const local = await readSpecFile(reader, `${path}.local`);
   const subsDist = await readOpt(reader, `${path}.subs_dist`);
   const subs = await readOpt(reader, `${path}.subs`);
+  let homedirsFromTemplate: string | undefined;
+  let homedirTemplate: string | undefined;
+  if (options.homedirs !== "shipped") {
+    const sources = [main.specs(), ...(local ? [local.specs()] : [])];
+    // the specs that could claim a directory: those of its first character (lazy-specs.ts)
+    const claimants = (dir: string) =>
+      sources.flatMap((src) =>
+        src instanceof LazySpecText ? [...src.candidates(dir.slice(1, 2)), ...src.candidates("")] : src,
+      );
+    const expanded = await expandGuestHomedirs(reader, config.type, claimants);
+    homedirTemplate = expanded?.template;
+    // the shipped file is used when it is what genhomedircon would write now
+    const shipped = homedirs?.specs();
+    if (expanded && !sameSpecs(expanded.specs, shipped && allSpecs(shipped))) {
+      homedirsFromTemplate = expanded.template;
+      homedirs = {
+        file: expanded.file,
+        data: Buffer.from(expanded.text, "latin1"),
+        specs: () => expanded.specs,
+      };
+    }
+  }
   const key = contentKey([
     [main.file, main.data],
     [homedirs?.file ?? "-", homedirs?.data],
@@ -206,12 +262,69 @@ export async function loadGuestPolicy(
   const files = [main.file, homedirs?.file, local?.file].filter((f): f is string => f !== undefined);
   if (subsDist) files.push(`${path}.subs_dist`);
   if (subs) files.push(`${path}.subs`);
+  if (homedirsFromTemplate) files.push(homedirsFromTemplate);
   return {
     config: { ...config, mode: config.mode, type: config.type },
     path,
     contexts,
     files,
+    homedirsExpanded: homedirsFromTemplate !== undefined,
+    homedirTemplate,
   };
+}
+
+/** Same regex, file type and context, in order (comments and file names aside). */
+function sameSpecs(a: readonly FileContextSpec[], b: readonly FileContextSpec[] | undefined): boolean {
+  if (!b || a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++)
+    if (a[i].regex !== b[i].regex || a[i].mode !== b[i].mode || a[i].context !== b[i].context) return false;
+  return true;
+}
+
+/** Where the policy store keeps homedir_template, seusers and users_extra (EL8+/Debian, then EL7). */
+const STORE_DIRS = (type: string) => [
+  `/var/lib/selinux/${type}/active`,
+  `/etc/selinux/${type}/modules/active`,
+];
+
+/**
+ * The guest's homedirs as genhomedircon would write them from its store's template and its
+ * current passwd (homedirs.ts); undefined without a template.
+ */
+async function expandGuestHomedirs(
+  reader: PolicyReader,
+  type: string,
+  policySpecs: (dir: string) => readonly FileContextSpec[],
+): Promise<{ file: string; template: string; text: string; specs: FileContextSpec[] } | undefined> {
+  const latin1 = (d: Uint8Array | undefined) =>
+    d === undefined ? undefined : Buffer.from(d).toString("latin1");
+  for (const dir of STORE_DIRS(type)) {
+    const template = await readOpt(reader, `${dir}/homedir_template`);
+    if (template === undefined) continue;
+    const text = async (p: string) => latin1(await readOpt(reader, p));
+    let exportHomeIsDir = false;
+    if (reader.stat)
+      try {
+        exportHomeIsDir = (await reader.stat("/export/home")).type === "directory";
+      } catch (err) {
+        if (!isMissing(err)) throw err;
+      }
+    const out = expandHomedirTemplate({
+      template: latin1(template) ?? "",
+      seusers: await text(`${dir}/seusers`),
+      usersExtra: await text(`${dir}/users_extra`),
+      passwd: await text("/etc/passwd"),
+      loginDefs: await text("/etc/login.defs"),
+      useradd: await text("/etc/default/useradd"),
+      libuserConf: await text("/etc/libuser.conf"),
+      shells: await text("/etc/shells"),
+      exportHomeIsDir,
+      policySpecs,
+    });
+    const file = `${dir}/homedir_template (expanded)`;
+    return { file, template: `${dir}/homedir_template`, text: out, specs: parseFileContexts(out, file) };
+  }
+  return undefined;
 }
 
 /** The xattr value the kernel stores for a context: the string and a NUL. */

@@ -366,7 +366,7 @@ export function specPrefix(regex: string): string {
 }
 
 /** Whether `|` occurs outside every group and bracket expression (escapes skipped). */
-function hasTopLevelAlternation(regex: string): boolean {
+export function hasTopLevelAlternation(regex: string): boolean {
   if (!regex.includes("|")) return false;
   let depth = 0;
   for (let i = 0; i < regex.length; i++) {

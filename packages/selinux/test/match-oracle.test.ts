@@ -6,7 +6,7 @@
  * homedirs and local customisations.
  */
 import { execFile, execFileSync } from "node:child_process";
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describeWithTools, oraclesRequired } from "@imgpatch/testkit";
@@ -14,11 +14,13 @@ import { afterAll, expect, it } from "vitest";
 import {
   FileContexts,
   fileTypeFlag,
+  LazySpecText,
   loadGuestPolicy,
   loadSpecFile,
   parseFcontextBin,
   parseFileContexts,
   parseSubs,
+  S_IFREG,
 } from "../src/index.js";
 import { hostReader, MODES, matchpathcon, samplesFor } from "./oracle-helpers.js";
 
@@ -159,11 +161,13 @@ describeWithTools(["matchpathcon"], "labels agree with matchpathcon", () => {
     const specs = parseFileContexts(readFileSync(fc), fc);
     const homedirs = parseFileContexts(readFileSync(`${fc}.homedirs`), `${fc}.homedirs`);
     expect(specs.length).toBeGreaterThan(4000);
+    // read and indexed lazily, as the CLI reads a guest's text policy (the .bin case below
+    // compiles everything up front)
     const ours = new FileContexts({
-      specs,
-      homedirs,
+      specs: new LazySpecText(readFileSync(fc), fc),
+      homedirs: new LazySpecText(readFileSync(`${fc}.homedirs`), `${fc}.homedirs`),
       distSubs: parseSubs(readFileSync(`${fc}.subs_dist`)),
-    }).compileAll();
+    });
     const n = await compare("debian text", ours, fc, [...specs, ...homedirs]);
     expect(n).toBeGreaterThan(30_000);
   });
@@ -204,6 +208,24 @@ describeWithTools(["matchpathcon"], "labels agree with matchpathcon", () => {
       subs: parseSubs(readFileSync(`${FIXTURE_FC}.subs`)),
     });
     await compare("rhel-like v6", ours, FIXTURE_FC, [...text, ...extra(".homedirs"), ...extra(".local")]);
+  });
+
+  it("a top-level | unanchors both halves (libselinux searches ^A|B$ unanchored)", async () => {
+    const fc = join(tmp, "alternation_fc");
+    const text = [
+      "/.* system_u:object_r:default_t:s0",
+      "/usr/bin/a|/opt/b -- system_u:object_r:bin_t:s0",
+      "/usr/lib/x -- system_u:object_r:lib_t:s0",
+    ].join("\n");
+    writeFileSync(fc, `${text}\n`);
+    const keys = ["/usr/x/opt/b", "/usr/bin/a", "/usr/bin/ab", "/opt/b", "/usr/lib/x", "/usr/opt/b/c"];
+    const theirs = await matchpathcon(fc, "file", keys);
+    for (const compiled of [false, true]) {
+      const ours = new FileContexts({ specs: parseFileContexts(text, fc) });
+      if (compiled) ours.compileAll();
+      expect(keys.map((k) => ours.lookup(k, S_IFREG) ?? "<<none>>")).toEqual(theirs);
+    }
+    expect(theirs[0]).toBe("system_u:object_r:bin_t:s0");
   });
 
   it("RHEL-targeted-style fixture: equivalences, homedirs, local, <<none>>, file types", async () => {

@@ -30,7 +30,7 @@ export function hostReader(root: string): PolicyReader {
     readFile: async (p) => new Uint8Array(await readFile(join(root, p))),
     stat: async (p) => {
       const s = await stat(join(root, p));
-      return { mtime: s.mtime, size: s.size };
+      return { mtime: s.mtime, size: s.size, type: s.isDirectory() ? "directory" : "file" };
     },
   };
 }

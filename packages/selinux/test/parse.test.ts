@@ -4,6 +4,8 @@ import {
   analyzeSpec,
   compileSpecRegex,
   FileContexts,
+  firstComponentBucket,
+  LazySpecText,
   loadGuestPolicy,
   parseFcontextBin,
   parseFileContexts,
@@ -163,6 +165,126 @@ describe("candidate prefixes", () => {
     expect(fc.lookup("/usr/lib/", S_IFDIR)).toBe("u:r:lib_t:s0");
     expect(fc.lookup("/usr/share/lib/z", S_IFREG)).toBe("u:r:lib_t:s0");
     expect(fc.lookup("/etc/z", S_IFREG)).toBe(null);
+  });
+});
+
+describe("lazy indexing", () => {
+  it("buckets specs by what their first path component must be", () => {
+    const cases: Array<[string, string]> = [
+      ["/usr/lib(/.*)?", "=usr<lib"],
+      ["/usr/lib/x", "=usr/lib"],
+      ["/usr/lib", "=usr/lib"],
+      ["/usr/(.*/)?lib", "=usr*"],
+      ["/usr/b?x", "=usr*"],
+      ["/usr/bin?x", "=usr<bi"],
+      ["/usr/?x", "<usr"],
+      ["/usr/\\.x", "=usr*"],
+      ["/opt", "=opt"],
+      ["/", "="],
+      ["/opt(/.*)?", "<opt"],
+      ["/lib64?/x", "<lib6"],
+      ["/lib{1,2}", "<li"],
+      ["/etc\\.d/x", "<etc"],
+      ["/a+b", "<a"],
+      ["/.*", "*"],
+      ["/(usr|opt)/x", "*"],
+      ["/usr/bin/a|/opt/a", "*"],
+      ["/a[(]b|/c", "*"],
+      ["^/a", "*"],
+      ["/x?", "*"],
+    ];
+    for (const [re, b] of cases) expect([re, firstComponentBucket(re)]).toEqual([re, b]);
+  });
+  it("answers as an index built up front, whatever order keys come in", () => {
+    const specs = parseFileContexts(
+      [
+        "/.* u:r:default_t:s0",
+        "/opt(/.*)? u:r:opt_t:s0",
+        "/optional/x u:r:optx_t:s0",
+        "/lib64?(/.*)? u:r:lib_t:s0",
+        "/usr/bin/a|/opt/b -- u:r:alt_t:s0",
+        "/o.t/c -d u:r:ot_t:s0",
+        "/etc/a\\d u:r:odd_t:s0",
+        "/etc u:r:etc_t:s0",
+        "/etc/.* u:r:etcx_t:s0",
+        "/usr/lib(64)?/x u:r:lx_t:s0",
+        "/usr/(.*/)?bin/z u:r:bz_t:s0",
+        "/usr/?q u:r:uq_t:s0",
+        "/usr/local/bin u:r:lb_t:s0",
+      ].join("\n"),
+      "fc",
+    );
+    const keys = [
+      "/opt/b",
+      "/optional/x",
+      "/lib6/y",
+      "/lib/z",
+      "/usr/bin/a",
+      "/usr/x/opt/b",
+      "/oat/c",
+      "/etc/a1",
+      "/etc",
+      "/x",
+      "/",
+    ];
+    const eager = new FileContexts({ specs }).compileAll();
+    for (const order of [keys, [...keys].reverse()]) {
+      const lazy = new FileContexts({ specs });
+      for (const k of order)
+        for (const m of [0, S_IFREG, S_IFDIR])
+          expect([k, m, lazy.lookup(k, m)]).toEqual([k, m, eager.lookup(k, m)]);
+    }
+    // a top-level "|" unanchors the halves: "/opt/b$" matches any key of stem /usr ending so
+    expect(eager.lookup("/usr/x/opt/b", S_IFREG)).toBe("u:r:alt_t:s0");
+    expect(eager.lookup("/oat/c", S_IFDIR)).toBe("u:r:ot_t:s0");
+    expect(eager.lookup("/etc/a1", S_IFREG)).toBe("u:r:odd_t:s0");
+  });
+});
+
+describe("lazily read text", () => {
+  it("finds a malformed line at load even where no lookup goes", () => {
+    const good = "/opt(/.*)? u:r:opt_t:s0\n/usr/bin/x -- u:r:bin_t:s0\n";
+    expect(() => new LazySpecText(`${good}/zzz/y\n`, "FC")).toThrow(/FC: line 3: missing fields/);
+    expect(() => new LazySpecText(`${good}/zzz/y -q u:r:t:s0\n`, "FC")).toThrow(
+      /FC: line 3: invalid file type/,
+    );
+    expect(() => new LazySpecText(`${good}# only a comment\n\n  \n`, "FC")).not.toThrow();
+  });
+  it("gives every spec with its line, as the full parse does", () => {
+    const text = [
+      "# c",
+      "/opt(/.*)? u:r:opt_t:s0",
+      "",
+      "/.* u:r:default_t:s0",
+      "/usr/bin/a|/opt/b -- u:r:alt_t:s0",
+      "/o.t/c -d u:r:ot_t:s0",
+      "  /etc\\.d u:r:x_t:s0",
+      "/x? u:r:q_t:s0",
+      "/ -d u:r:root_t:s0",
+      "relative u:r:rel_t:s0",
+    ].join("\n");
+    const full = parseFileContexts(text, "fc");
+    const lazy = new LazySpecText(text, "fc");
+    const seen = new Map<number, unknown>();
+    for (const c of ["o", "u", "e", "", "x", "r"]) for (const s of lazy.candidates(c)) seen.set(s.line, s);
+    expect(
+      [...seen.values()].sort((a, b) => (a as { line: number }).line - (b as { line: number }).line),
+    ).toEqual(full);
+    expect(lazy.all()).toEqual(full);
+  });
+  it("answers every refpolicy path as the full parse does", () => {
+    const debian = "/etc/selinux/default/contexts/files/file_contexts";
+    let data: Buffer;
+    try {
+      data = readFileSync(debian);
+    } catch {
+      return; // no refpolicy here: the oracle test covers it where it is installed
+    }
+    const eager = new FileContexts({ specs: parseFileContexts(data, debian) });
+    const lazy = new FileContexts({ specs: new LazySpecText(data, debian) });
+    const keys = parseFileContexts(data, debian).map((s) => s.regex.replace(/\(.*$|[.^$?*+|[{\\].*$/, "x"));
+    for (const k of keys)
+      for (const m of [0, S_IFREG, S_IFDIR]) expect([k, lazy.lookup(k, m)]).toEqual([k, eager.lookup(k, m)]);
   });
 });
 

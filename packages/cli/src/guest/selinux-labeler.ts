@@ -29,6 +29,7 @@ import {
   contextXattr,
   type FileContexts,
   type GuestPolicy,
+  HOMEDIR_INPUTS,
   loadGuestPolicy,
   modeOfType,
   type RelabelReport,
@@ -85,9 +86,11 @@ interface PendingLabel {
 
 export class SelinuxLabelingGuestFs implements GuestFs {
   readonly inner: GuestFs;
-  readonly policy?: GuestPolicy;
+  private policyNow?: GuestPolicy;
   readonly stats: SelinuxLabelStats = { labelled: 0, atCreate: 0 };
-  private readonly contexts?: FileContexts;
+  private contexts?: FileContexts;
+  /** A file the homedirs expansion reads (passwd …) was written: load the policy again. */
+  private homedirInputsChanged = false;
   /** Real (symlink-free) paths of directories already resolved; dropped when a path is removed or moved. */
   private readonly realDirs = new Map<string, string>();
   private pending: PendingLabel[] = [];
@@ -100,8 +103,32 @@ export class SelinuxLabelingGuestFs implements GuestFs {
 
   constructor(inner: GuestFs, policy?: GuestPolicy) {
     this.inner = inner;
-    this.policy = policy;
+    this.policyNow = policy;
     this.contexts = policy?.contexts;
+  }
+
+  /** The policy labels come from (loaded again after a user was added, see homedirs). */
+  get policy(): GuestPolicy | undefined {
+    return this.policyNow;
+  }
+
+  /** Records a write to a file the homedirs expansion reads (when the guest has a template). */
+  private touched(path: string): void {
+    if (this.policyNow?.homedirTemplate !== undefined && HOMEDIR_INPUTS.has(normalizeGuestPath(path)))
+      this.homedirInputsChanged = true;
+  }
+
+  /**
+   * After passwd (or login.defs …) changed: the homedirs genhomedircon would write now, so a
+   * user added in this job gets its home's labels (the files, and the labels of what follows).
+   */
+  private async refreshHomedirs(): Promise<void> {
+    if (!this.homedirInputsChanged) return;
+    this.homedirInputsChanged = false;
+    const policy = await loadGuestPolicy(this.inner, { compile: false });
+    if (!policy) return;
+    this.policyNow = policy;
+    this.contexts = policy.contexts;
   }
 
   /** Wraps `fs` with the guest's own policy (loaded now); no policy: calls pass through. */
@@ -244,6 +271,7 @@ export class SelinuxLabelingGuestFs implements GuestFs {
       await call(options);
       return seen;
     }
+    await this.refreshHomedirs();
     const own = options?.createXattrs;
     const hook: GuestCreateXattrs = (p, t) => {
       const mine = this.labelAtCreate(p, t, seen);
@@ -271,6 +299,7 @@ export class SelinuxLabelingGuestFs implements GuestFs {
 
   /** Writes the labels of every path recorded since the last flush (see the module comment). */
   async flushLabels(): Promise<number> {
+    await this.refreshHomedirs();
     const contexts = this.contexts;
     if (!contexts || this.pending.length === 0) return 0;
     const pending = this.pending;
@@ -459,12 +488,14 @@ export class SelinuxLabelingGuestFs implements GuestFs {
   writeAt(path: string, offset: number, data: Uint8Array): Promise<void> {
     if (!this.inner.writeAt)
       throw new GuestFsError("EPERM", path, "this filesystem cannot overwrite in place");
+    this.touched(path);
     return this.inner.writeAt(path, offset, data);
   }
 
   async writeFile(path: string, data: GuestData, options?: GuestWriteOptions): Promise<void> {
     if (this.contexts) await this.warmParent(normalizeGuestPath(path));
     const seen = await this.created(options, (o) => this.inner.writeFile(path, data, o));
+    this.touched(path);
     if (!this.contexts || seen.has(normalizeGuestPath(path))) return;
     const real = this.knownReal(path);
     this.note(real !== undefined ? { path, real, type: "file" } : { path, type: "file", follow: true });
@@ -492,6 +523,7 @@ export class SelinuxLabelingGuestFs implements GuestFs {
   }
   async rename(oldPath: string, newPath: string): Promise<void> {
     await this.inner.rename(oldPath, newPath);
+    this.touched(newPath);
     // rare: drop what is known and resolve everything recorded again at the flush
     this.realDirs.clear();
     this.createdDirs.clear();
