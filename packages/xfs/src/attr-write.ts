@@ -18,7 +18,8 @@
  * - A first attribute beside a data-fork bmbt: the fork offset leaves the data fork room for its
  *   root as it is (xfs_attr_shortform_bytesfit), or the default offset, and the root moves into a
  *   block when it no longer fits (xfs_bmap_add_attrfork_btree).
- * Refused for now: an attribute fork whose mappings outgrow the inode.
+ * - An attribute fork whose mappings outgrow the inode becomes a bmbt (and extents again when
+ *   they fit), through the data fork's generic bmbt code (file-write.ts, whichfork = attr).
  */
 
 import { POSIX_ACL_ACCESS, POSIX_ACL_DEFAULT, SGI_ACL_DEFAULT, SGI_ACL_FILE } from "./attr.js";
@@ -42,7 +43,8 @@ import { daHashName } from "./dir2-hash.js";
 import { dirLocalToBlock } from "./dir2-write.js";
 import type { XfsEditor } from "./editor.js";
 import { XfsFormatError, XfsFsError, type XfsLocation, XfsUnsupportedError } from "./errors.js";
-import { forkArea, packExtent, type XfsExtent } from "./fork.js";
+import { bmbtTree, buildFork, freeBmbtBlocks } from "./file-write.js";
+import { forkArea, mergeExtents, type XfsExtent } from "./fork.js";
 import { FMT_BTREE, FMT_EXTENTS, FMT_LOCAL, S_IFDIR, S_IFLNK, S_IFMT, type XfsInode } from "./inode.js";
 import { writeSymlinkTarget } from "./symlink.js";
 
@@ -138,30 +140,36 @@ function mapAttrBlock(exts: XfsExtent[], lblk: number): number {
   return -1;
 }
 
-function writeAttrExtents(ed: XfsEditor, inode: XfsInode, exts: XfsExtent[]): void {
-  const area = forkArea(inode, "attr");
-  if (!area) throw new Error("no attribute fork");
-  // Neighbouring mappings merge (logically and physically contiguous), as the kernel's do.
-  const sorted: XfsExtent[] = [];
-  for (const x of [...exts].sort((a, b) => a.startoff - b.startoff)) {
-    const last = sorted[sorted.length - 1];
-    if (
-      last &&
-      last.startoff + last.blockcount === x.startoff &&
-      last.startblock + last.blockcount === x.startblock
-    )
-      last.blockcount += x.blockcount;
-    else sorted.push({ ...x });
+/**
+ * Records a change of the attribute fork's mapping in `exts` (merged: logically and physically
+ * contiguous neighbours join, as the kernel's do). The fork itself is written once per call, by
+ * flushAttrExtents, so a change that maps many blocks does not rebuild a bmbt per block.
+ */
+function writeAttrExtents(exts: XfsExtent[]): void {
+  exts.splice(0, exts.length, ...mergeExtents(exts));
+}
+
+/**
+ * Stores the attribute fork's mapping: extents format while the records fit the fork, else a bmbt
+ * (the data fork's generic bmbt with whichfork = attr: xfs_bmap_extents_to_btree), and back to
+ * extents once they fit again (xfs_bmap_btree_to_extents). A bmbt is laid out again from the
+ * records: the fork holds few mappings (one per leaf, node or remote value run), so rebuilding
+ * costs little and keeps one code path for both directions.
+ */
+async function flushAttrExtents(ed: XfsEditor, inode: XfsInode, exts: XfsExtent[]): Promise<void> {
+  if (!forkArea(inode, "attr") || inode.aformat === FMT_LOCAL) return;
+  writeAttrExtents(exts);
+  if (inode.aformat === FMT_BTREE) {
+    const blocks = await bmbtTree(ed.ctx, ed.alloc, inode, "attr").blocks();
+    await freeBmbtBlocks(ed.ctx, ed.alloc, inode, blocks, "attr");
   }
-  exts.splice(0, exts.length, ...sorted);
-  if (sorted.length * 16 > area.size)
-    throw unsupported(ed, inode, "attr-extents-to-btree", "an attribute fork that outgrows the inode");
-  inode.raw.fill(0, area.start, area.start + area.size);
-  sorted.forEach((x, i) => {
-    packExtent(inode.raw, area.start + i * 16, x);
-  });
-  inode.aformat = FMT_EXTENTS;
-  inode.anextents = sorted.length;
+  await buildFork(
+    ed.ctx,
+    ed.alloc,
+    inode,
+    exts.map((x) => ({ ...x })),
+    "attr",
+  );
 }
 
 const attrOwner = (inode: XfsInode, off: number) => ({
@@ -188,7 +196,7 @@ async function allocAttrBlocks(
   if (!r) throw new XfsFsError("ENOSPC", "no space for attribute blocks", `<inode ${inode.ino}>`);
   const fsb = g.agbToFsb(r.agno, r.ext.agbno);
   exts.push({ startoff: lblk, startblock: fsb, blockcount: n, unwritten: false });
-  writeAttrExtents(ed, inode, exts);
+  writeAttrExtents(exts);
   inode.nblocks += n;
   return fsb;
 }
@@ -225,7 +233,7 @@ async function freeAttrBlocks(
   if (freed !== n)
     throw new XfsFormatError(`attribute blocks ${lblk}+${n} are not all mapped`, { inode: inode.ino });
   exts.splice(0, exts.length, ...out);
-  writeAttrExtents(ed, inode, exts);
+  writeAttrExtents(exts);
 }
 
 /**
@@ -250,7 +258,7 @@ async function allocAttrRun(ed: XfsEditor, inode: XfsInode, exts: XfsExtent[], n
   }
   const fsb = g.agbToFsb(r.agno, r.ext.agbno);
   exts.push({ startoff: 0, startblock: fsb, blockcount: n, unwritten: false });
-  writeAttrExtents(ed, inode, exts);
+  writeAttrExtents(exts);
   inode.nblocks += n;
   return Array.from({ length: n }, (_, i) => fsb + i);
 }
@@ -460,7 +468,19 @@ export async function removeAttr(
   );
 }
 
+/** Lays the attributes `next` out in the form they need, then writes the fork's mapping. */
 async function store(
+  ed: XfsEditor,
+  inode: XfsInode,
+  st: AttrState,
+  next: LeafAttr[],
+  dropped?: LeafAttr,
+): Promise<void> {
+  await storeForms(ed, inode, st, next, dropped);
+  await flushAttrExtents(ed, inode, st.exts);
+}
+
+async function storeForms(
   ed: XfsEditor,
   inode: XfsInode,
   st: AttrState,
@@ -571,6 +591,8 @@ async function localDataToBlock(ed: XfsEditor, inode: XfsInode): Promise<void> {
 async function freeAll(ed: XfsEditor, inode: XfsInode, st: AttrState): Promise<void> {
   if (st.form !== "leaf" && st.form !== "node") return;
   for (const e of [...st.exts]) await freeAttrBlocks(ed, inode, st.exts, e.startoff, e.blockcount);
+  // The mapping (and a bmbt's blocks) goes now, before the fork changes form.
+  await flushAttrExtents(ed, inode, st.exts);
   st.form = "none";
   st.leafFsb = -1;
 }

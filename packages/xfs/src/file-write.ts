@@ -16,25 +16,34 @@ import { Btree, INODE_ROOT_PTR, NULL_PTR } from "./btree.js";
 import { type BmbtKey, type BmbtRec, bmbtOps, bmdrMaxRecs, readBmdr, writeBmdr } from "./btree-bmap.js";
 import { btreeInsert } from "./btree-update.js";
 import { XfsFormatError, XfsFsError, XfsUnsupportedError } from "./errors.js";
-import { forkArea, forkExtents, MAX_EXTLEN, packExtent, type XfsExtent } from "./fork.js";
+import { type ForkKind, forkArea, forkExtents, MAX_EXTLEN, packExtent, type XfsExtent } from "./fork.js";
 import { DIFLAG2_REFLINK, FMT_BTREE, FMT_EXTENTS, FMT_LOCAL, type XfsInode } from "./inode.js";
 import { sharedRanges } from "./refcount.js";
 
-/** The data fork's bytes inside `inode.raw`. */
-function dataFork(inode: XfsInode): Uint8Array {
-  const area = forkArea(inode, "data");
-  if (!area) throw new Error("no data fork");
+/** A fork's bytes inside `inode.raw` (the data fork unless `which` says otherwise). */
+function dataFork(inode: XfsInode, which: ForkKind = "data"): Uint8Array {
+  const area = forkArea(inode, which);
+  if (!area) throw new Error(`no ${which} fork`);
   return inode.raw.subarray(area.start, area.start + area.size);
 }
 
-function rmapOwner(inode: XfsInode, fileOff: number, bmbt = false) {
-  return { owner: BigInt(inode.ino), offset: BigInt(fileOff), bmbtBlock: bmbt };
+function rmapOwner(inode: XfsInode, fileOff: number, bmbt = false, which: ForkKind = "data") {
+  return { owner: BigInt(inode.ino), offset: BigInt(fileOff), bmbtBlock: bmbt, attrFork: which === "attr" };
 }
 
-/** The bmbt of an inode's data fork, rooted in `inode.raw`; block counts go to `inode.nblocks`. */
-export function bmbtTree(ctx: SpaceContext, alloc: Allocator, inode: XfsInode): Btree<BmbtRec, BmbtKey> {
+/**
+ * The bmbt of an inode's data fork (or, with `which` = "attr", its attribute fork: one generic
+ * bmbt for both, as xfs_bmbt_init_cursor's whichfork), rooted in `inode.raw`; block counts go to
+ * `inode.nblocks`.
+ */
+export function bmbtTree(
+  ctx: SpaceContext,
+  alloc: Allocator,
+  inode: XfsInode,
+  which: ForkKind = "data",
+): Btree<BmbtRec, BmbtKey> {
   const geo = ctx.geo;
-  const fork = () => dataFork(inode);
+  const fork = () => dataFork(inode, which);
   const home = inoToAg(geo, inode.ino).agno;
   return new Btree<BmbtRec, BmbtKey>(bmbtOps, {
     bufs: ctx.bufs,
@@ -62,7 +71,7 @@ export function bmbtTree(ctx: SpaceContext, alloc: Allocator, inode: XfsInode): 
         minlen: 1,
         maxlen: 1,
         near: hint.agbno,
-        owner: rmapOwner(inode, 0, true),
+        owner: rmapOwner(inode, 0, true, which),
       });
       if (!r) throw new XfsFsError("ENOSPC", "no space left for a bmbt block", `<inode ${inode.ino}>`);
       inode.nblocks++;
@@ -70,7 +79,7 @@ export function bmbtTree(ctx: SpaceContext, alloc: Allocator, inode: XfsInode): 
     },
     freeBlock: async (p) => {
       const { agno, agbno } = fsbToAg(geo, p);
-      await alloc.free(agno, agbno, 1, rmapOwner(inode, 0, true));
+      await alloc.free(agno, agbno, 1, rmapOwner(inode, 0, true, which));
       inode.nblocks--;
     },
     inodeRoot: {
@@ -368,29 +377,35 @@ export async function writeData(
 }
 
 /**
- * Write a data fork holding `extents` (sorted, already allocated and counted in nblocks) into an
- * inode whose fork is empty: extents format while the records fit, else a bmbt
- * (xfs_bmap_extents_to_btree: one leaf under an inode root of level 1, then the records).
+ * Write a fork (data, or attr with `which`) holding `extents` (sorted, already allocated and
+ * counted in nblocks) into an inode whose fork is empty: extents format while the records fit,
+ * else a bmbt (xfs_bmap_extents_to_btree: one leaf under an inode root of level 1, then the
+ * records). xfs_repair wants exactly this threshold: a btree fork whose records would fit the
+ * inode is "too low for file format".
  */
 export async function buildFork(
   ctx: SpaceContext,
   alloc: Allocator,
   inode: XfsInode,
   extents: XfsExtent[],
+  which: ForkKind = "data",
 ): Promise<void> {
-  const fork = dataFork(inode);
+  const fork = dataFork(inode, which);
   fork.fill(0);
   const room = Math.floor(fork.length / 16);
-  inode.nextents = extents.length;
+  const setForm = (format: number) => {
+    if (which === "data") [inode.format, inode.nextents] = [format, extents.length];
+    else [inode.aformat, inode.anextents] = [format, extents.length];
+  };
   if (extents.length <= room) {
-    inode.format = FMT_EXTENTS;
+    setForm(FMT_EXTENTS);
     extents.forEach((x, i) => {
       packExtent(fork, 16 * i, x);
     });
     return;
   }
-  inode.format = FMT_BTREE;
-  const t = bmbtTree(ctx, alloc, inode);
+  setForm(FMT_BTREE);
+  const t = bmbtTree(ctx, alloc, inode, which);
   const leaf = await t.host.allocBlock(extents[0].startblock);
   t.writeNode({
     ptr: leaf,
@@ -406,21 +421,22 @@ export async function buildFork(
   for (const x of extents) await btreeInsert(t, x);
 }
 
-/** Free a bmbt's blocks (the fork is rebuilt after); the data extents stay. */
+/** Free a bmbt's blocks (the fork is rebuilt after); the fork's extents stay allocated. */
 export async function freeBmbtBlocks(
   ctx: SpaceContext,
   alloc: Allocator,
   inode: XfsInode,
   blocks: number[],
+  which: ForkKind = "data",
 ): Promise<void> {
   const geo = ctx.geo;
   for (const b of blocks) {
     const { agno, agbno } = fsbToAg(geo, b);
     ctx.bufs.forget((agno * geo.agBlocks + agbno) * geo.blockSize);
-    await alloc.free(agno, agbno, 1, rmapOwner(inode, 0, true));
+    await alloc.free(agno, agbno, 1, rmapOwner(inode, 0, true, which));
     inode.nblocks--;
   }
-  dataFork(inode).fill(0);
-  inode.format = FMT_EXTENTS;
-  inode.nextents = 0;
+  dataFork(inode, which).fill(0);
+  if (which === "data") [inode.format, inode.nextents] = [FMT_EXTENTS, 0];
+  else [inode.aformat, inode.anextents] = [FMT_EXTENTS, 0];
 }
