@@ -58,7 +58,7 @@ async function dbField(img: string, ino: number, field: string): Promise<string>
   return m[1];
 }
 
-const valueOf = (i: number, size: number, gen: number) => pseudoBytes(size + (i % 7), 1000 * gen + i);
+const attrValue = (i: number, size: number, gen: number) => pseudoBytes(size + (i % 7), 1000 * gen + i);
 
 describeWithTools(["mkfs.xfs", "xfs_db", "xfs_repair"], "attribute fork as a bmbt", () => {
   for (const set of SETS) {
@@ -105,7 +105,7 @@ describeWithTools(["mkfs.xfs", "xfs_db", "xfs_repair"], "attribute fork as a bmb
         await ed.mkdir("/spacers");
         for (let i = 0; i < set.count; i++) {
           const name = `user.v${String(i).padStart(4, "0")}`;
-          const v = valueOf(i, set.value, 0);
+          const v = attrValue(i, set.value, 0);
           await ed.setxattr("/target", name, v);
           model.set(name, v);
           // A one-block file allocated next: the next value's block is not adjacent to this one.
@@ -127,7 +127,7 @@ describeWithTools(["mkfs.xfs", "xfs_db", "xfs_repair"], "attribute fork as a bmb
             await ed2.removexattr("/target", name);
             model.delete(name);
           } else if (i % 3 === 0) {
-            const v = valueOf(i, set.value, 1);
+            const v = attrValue(i, set.value, 1);
             await ed2.setxattr("/target", name, v);
             model.set(name, v);
           }
