@@ -13,8 +13,10 @@
  *   everything fits again (xfs_attr_leaf_to_shortform).
  * - Values too large for a leaf entry (3/4 of a block) are stored remote, in their own
  *   attribute-fork blocks (v5: one XARM header per block).
- * - More than one leaf: node form, laid out whole on every change, the leaves under a dabtree
- *   as deep as their number needs (da-btree-write.ts, shared with directories).
+ * - More than one leaf: node form, the leaves under a dabtree as deep as their number needs
+ *   (da-btree-write.ts, shared with directories), laid out whole when a leaf form outgrows its
+ *   block and when a tree is down to two leaves; in between changed one leaf at a time
+ *   (attr-node-write.ts).
  * - A first attribute beside a data-fork bmbt: the fork offset leaves the data fork room for its
  *   root as it is (xfs_attr_shortform_bytesfit), or the default offset, and the root moves into a
  *   block when it no longer fits (xfs_bmap_add_attrfork_btree).
@@ -33,6 +35,7 @@ import {
   ATTR3_LEAF_MAGIC,
   decodeAttrLeaf,
 } from "./attr-leaf.js";
+import { nodeRemoveAttr, nodeSetAttr } from "./attr-node-write.js";
 import { ATTR3_RMT_HDR_SIZE, ATTR3_RMT_MAGIC, remoteBlocks } from "./attr-remote.js";
 import { decodeSfAttrs, type XfsRawAttr } from "./attr-sf.js";
 import { readForkExtents } from "./bmap.js";
@@ -52,13 +55,13 @@ import { writeSymlinkTarget } from "./symlink.js";
 const SF_ENTSIZE_MAX = 0xff;
 const XATTR_SIZE_MAX = 65536;
 
-interface Attr {
+export interface Attr {
   flags: number;
   name: Uint8Array;
   value: Uint8Array;
 }
 
-function sameAttr(a: { flags: number; name: Uint8Array }, flags: number, name: Uint8Array): boolean {
+export function sameAttr(a: { flags: number; name: Uint8Array }, flags: number, name: Uint8Array): boolean {
   if ((a.flags & ATTR_NSP_MASK) !== (flags & ATTR_NSP_MASK) || a.name.length !== name.length) return false;
   for (let i = 0; i < name.length; i++) if (a.name[i] !== name[i]) return false;
   return true;
@@ -110,21 +113,21 @@ function leafHdrSize(v5: boolean): number {
 const localSize = (a: Attr) => (3 + a.name.length + a.value.length + 3) & ~3;
 const remoteSize = (a: { name: Uint8Array }) => (11 + a.name.length + 3) & ~3;
 
-interface LeafAttr extends Attr {
+export interface LeafAttr extends Attr {
   /** Remote value location (attribute-fork block) when stored remote. */
   remote?: { blk: number; len: number };
 }
 
-function isLocal(a: Attr, blksize: number): boolean {
+export function isLocal(a: Attr, blksize: number): boolean {
   return localSize(a) < (blksize >> 1) + (blksize >> 2);
 }
 
-function leafBytes(attrs: LeafAttr[], v5: boolean): number {
+export function leafBytes(attrs: LeafAttr[], v5: boolean): number {
   let used = leafHdrSize(v5) + attrs.length * 8;
   for (const a of attrs) used += a.remote ? remoteSize(a) : localSize(a);
   return used;
 }
-function leafFits(attrs: LeafAttr[], blksize: number, v5: boolean): boolean {
+export function attrLeafFits(attrs: LeafAttr[], blksize: number, v5: boolean): boolean {
   return leafBytes(attrs, v5) <= blksize;
 }
 
@@ -134,7 +137,7 @@ async function attrExtents(ed: XfsEditor, inode: XfsInode): Promise<XfsExtent[]>
   });
 }
 
-function mapAttrBlock(exts: XfsExtent[], lblk: number): number {
+export function mapAttrBlock(exts: XfsExtent[], lblk: number): number {
   for (const e of exts)
     if (lblk >= e.startoff && lblk < e.startoff + e.blockcount) return e.startblock + (lblk - e.startoff);
   return -1;
@@ -156,7 +159,7 @@ function writeAttrExtents(exts: XfsExtent[]): void {
  * records: the fork holds few mappings (one per leaf, node or remote value run), so rebuilding
  * costs little and keeps one code path for both directions.
  */
-async function flushAttrExtents(ed: XfsEditor, inode: XfsInode, exts: XfsExtent[]): Promise<void> {
+export async function flushAttrExtents(ed: XfsEditor, inode: XfsInode, exts: XfsExtent[]): Promise<void> {
   if (!forkArea(inode, "attr") || inode.aformat === FMT_LOCAL) return;
   writeAttrExtents(exts);
   if (inode.aformat === FMT_BTREE) {
@@ -179,7 +182,7 @@ const attrOwner = (inode: XfsInode, off: number) => ({
 });
 
 /** Allocates `n` contiguous blocks mapped at attribute-fork block `lblk`. */
-async function allocAttrBlocks(
+export async function allocAttrBlocks(
   ed: XfsEditor,
   inode: XfsInode,
   exts: XfsExtent[],
@@ -202,7 +205,7 @@ async function allocAttrBlocks(
 }
 
 /** Frees the blocks mapped at [lblk, lblk + n), trimming or splitting the extents that hold them. */
-async function freeAttrBlocks(
+export async function freeAttrBlocks(
   ed: XfsEditor,
   inode: XfsInode,
   exts: XfsExtent[],
@@ -264,7 +267,7 @@ async function allocAttrRun(ed: XfsEditor, inode: XfsInode, exts: XfsExtent[], n
 }
 
 /** First unmapped run of `n` attribute-fork blocks at or after block 1 (block 0 is the leaf). */
-function firstUnused(exts: XfsExtent[], n: number): number {
+export function firstUnused(exts: XfsExtent[], n: number): number {
   let at = 1;
   for (const e of [...exts].sort((a, b) => a.startoff - b.startoff)) {
     if (e.startoff + e.blockcount <= at) continue;
@@ -274,7 +277,7 @@ function firstUnused(exts: XfsExtent[], n: number): number {
   return at;
 }
 
-async function writeRemoteValue(
+export async function writeRemoteValue(
   ed: XfsEditor,
   inode: XfsInode,
   exts: XfsExtent[],
@@ -310,7 +313,7 @@ async function writeRemoteValue(
 }
 
 /** Writes the whole leaf block at attribute-fork block 0. */
-async function writeLeaf(
+export async function writeLeaf(
   ed: XfsEditor,
   inode: XfsInode,
   fsb: number,
@@ -442,6 +445,8 @@ export async function setAttr(
     throw new XfsFsError("EINVAL", "bad attribute name length", `<inode ${inode.ino}>`);
   if (value.length > XATTR_SIZE_MAX)
     throw new XfsFsError("EFBIG", "attribute value too large", `<inode ${inode.ino}>`);
+  // Node form: only the leaf the hash leads to changes (attr-node-write.ts).
+  if (await nodeSetAttr(ed, inode, flags, name, value)) return;
   const st = await readState(ed, inode);
   const next: LeafAttr[] = st.attrs.filter((a) => !sameAttr(a, flags, name));
   const replaced = st.attrs.find((a) => sameAttr(a, flags, name));
@@ -456,6 +461,7 @@ export async function removeAttr(
   flags: number,
   name: Uint8Array,
 ): Promise<void> {
+  if (await nodeRemoveAttr(ed, inode, flags, name)) return;
   const st = await readState(ed, inode);
   const old = st.attrs.find((a) => sameAttr(a, flags, name));
   if (!old) throw new XfsFsError("ENODATA", "no such attribute", `<inode ${inode.ino}>`);
@@ -540,7 +546,7 @@ async function storeForms(
   if (st.form === "leaf") {
     // In place while one leaf holds everything.
     await fillRemote(ed, inode, st, next);
-    if (leafFits(next, g.blockSize, g.v5)) {
+    if (attrLeafFits(next, g.blockSize, g.v5)) {
       await writeLeaf(ed, inode, st.leafFsb, next, false);
       return;
     }
