@@ -153,6 +153,17 @@ function leafAttrs(nf: NodeFork, blk: DaBlock): LeafAttr[] {
 
 const lastHashOf = (attrs: LeafAttr[]) => attrs.reduce((m, a) => Math.max(m, daHashName(a.name)), 0);
 
+/**
+ * Is the fork a node tree down to one or two leaves under its root (after a removal that
+ * collapsed it)? The caller then lays it out whole: one leaf, or short form, when it fits.
+ */
+export async function nodeTreeSmall(ed: XfsEditor, inode: XfsInode): Promise<boolean> {
+  const nf = await openNodeFork(ed, inode);
+  if (!nf) return false;
+  const root = readDaNode(nf.host, await nf.host.read(0));
+  return root.level === 1 && root.entries.length <= 2;
+}
+
 /** Root node has one or two children that are leaves: small enough for the whole layout. */
 function tooSmall(nf: NodeFork, at: LeafAt): boolean {
   if (at.path.length !== 1) return false;

@@ -35,10 +35,11 @@ import {
   ATTR3_LEAF_MAGIC,
   decodeAttrLeaf,
 } from "./attr-leaf.js";
-import { nodeRemoveAttr, nodeSetAttr } from "./attr-node-write.js";
+import { nodeRemoveAttr, nodeSetAttr, nodeTreeSmall } from "./attr-node-write.js";
 import { ATTR3_RMT_HDR_SIZE, ATTR3_RMT_MAGIC, remoteBlocks } from "./attr-remote.js";
 import { decodeSfAttrs, type XfsRawAttr } from "./attr-sf.js";
 import { readForkExtents } from "./bmap.js";
+import { btreeDeleteAt, btreeInsert } from "./btree-update.js";
 import { be16, setBe16, setBe32, setBe64 } from "./bytes.js";
 import { DA_NODE_MAGIC, DA3_NODE_MAGIC } from "./da-btree.js";
 import { type DaBlock, type DaHost, daBuild, daNodeEntries } from "./da-btree-write.js";
@@ -155,16 +156,34 @@ function writeAttrExtents(exts: XfsExtent[]): void {
 /**
  * Stores the attribute fork's mapping: extents format while the records fit the fork, else a bmbt
  * (the data fork's generic bmbt with whichfork = attr: xfs_bmap_extents_to_btree), and back to
- * extents once they fit again (xfs_bmap_btree_to_extents). A bmbt is laid out again from the
- * records: the fork holds few mappings (one per leaf, node or remote value run), so rebuilding
- * costs little and keeps one code path for both directions.
+ * extents once they fit again (xfs_bmap_btree_to_extents).
  */
 export async function flushAttrExtents(ed: XfsEditor, inode: XfsInode, exts: XfsExtent[]): Promise<void> {
-  if (!forkArea(inode, "attr") || inode.aformat === FMT_LOCAL) return;
+  const area = forkArea(inode, "attr");
+  if (!area || inode.aformat === FMT_LOCAL) return;
   writeAttrExtents(exts);
   if (inode.aformat === FMT_BTREE) {
-    const blocks = await bmbtTree(ed.ctx, ed.alloc, inode, "attr").blocks();
-    await freeBmbtBlocks(ed.ctx, ed.alloc, inode, blocks, "attr");
+    const t = bmbtTree(ed.ctx, ed.alloc, inode, "attr");
+    if (exts.length > Math.floor(area.size / 16)) {
+      // Still a bmbt: only the records that changed go out and in (a node-form change maps or
+      // unmaps a block or two; relaying the whole tree each time would cost O(attributes)).
+      const key = (e: XfsExtent) => `${e.startoff}:${e.startblock}:${e.blockcount}:${e.unwritten}`;
+      const old: XfsExtent[] = [];
+      for await (const r of t.records()) old.push(r);
+      const want = new Set(exts.map(key));
+      const have = new Set(old.map(key));
+      for (const r of old) {
+        if (want.has(key(r))) continue;
+        const cur = await t.lookup({ startoff: r.startoff }, "eq");
+        if (!cur)
+          throw new XfsFormatError(`attribute bmbt lost its record at ${r.startoff}`, { inode: inode.ino });
+        await btreeDeleteAt(t, cur);
+      }
+      for (const r of exts) if (!have.has(key(r))) await btreeInsert(t, { ...r });
+      inode.anextents = exts.length;
+      return;
+    }
+    await freeBmbtBlocks(ed.ctx, ed.alloc, inode, await t.blocks(), "attr");
   }
   await buildFork(
     ed.ctx,
@@ -461,7 +480,13 @@ export async function removeAttr(
   flags: number,
   name: Uint8Array,
 ): Promise<void> {
-  if (await nodeRemoveAttr(ed, inode, flags, name)) return;
+  if (await nodeRemoveAttr(ed, inode, flags, name)) {
+    if (!(await nodeTreeSmall(ed, inode))) return;
+    // Collapsed to a leaf or two: laid out whole, into one leaf or short form when it fits.
+    const st = await readState(ed, inode);
+    await store(ed, inode, st, st.attrs);
+    return;
+  }
   const st = await readState(ed, inode);
   const old = st.attrs.find((a) => sameAttr(a, flags, name));
   if (!old) throw new XfsFsError("ENODATA", "no such attribute", `<inode ${inode.ino}>`);
