@@ -5,20 +5,26 @@
  * shrinking it again, changed one leaf at a time in node form (splits, joins, emptied leaves);
  * then all but one small attribute removed: short form again.
  * Oracles at the peak and at the end: our reader lists exactly the model's names and values,
- * `xfs_repair -n` is clean and `xfs_db check` silent.
+ * `xfs_repair -n` is clean and `xfs_db check` silent, and as root (v5: this kernel refuses v4)
+ * `getfattr -d -m -` through a read-only loop mount lists exactly the model.
  */
+import { execFile } from "node:child_process";
+import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { FileDevice } from "@imgpatch/disk";
-import { describeWithTools, mkfsXfs, xfsDb, xfsRepairCheck } from "@imgpatch/testkit";
+import { describeWithTools, isRoot, mkfsXfs, withLoopMount, xfsDb, xfsRepairCheck } from "@imgpatch/testkit";
 import fc from "fast-check";
 import { expect, it } from "vitest";
 import { XfsEditor } from "../src/index.js";
 import { imageDir, pseudoBytes, V4_ARGS } from "./images.js";
 
+const exec = promisify(execFile);
 const RUNS = Number(process.env.XFS_ATTR_PROPERTY_RUNS ?? 3);
-const SETS: [string, string[]][] = [
-  ["v5 rmapbt 1 KiB", ["-m", "rmapbt=1", "-b", "size=1024"]],
-  ["v4 1 KiB", [...V4_ARGS, "-b", "size=1024"]],
+/** Name, mkfs arguments, whether this kernel mounts it (it refuses v4). */
+const SETS: [string, string[], boolean][] = [
+  ["v5 rmapbt 1 KiB", ["-m", "rmapbt=1", "-b", "size=1024"], true],
+  ["v4 1 KiB", [...V4_ARGS, "-b", "size=1024"], false],
 ];
 /** Value sizes: short-form, local in a leaf, near a leaf's local limit (one per 1 KiB leaf: many leaves), remote. */
 const SIZES = [10, 120, 300, 700, 700, 700, 900, 2500];
@@ -38,7 +44,31 @@ const opsArb = fc.array(
 
 const attrName = (n: number) => `user.p${n}${"x".repeat(n % 23)}`;
 
-async function checkImage(img: string, dev: FileDevice, model: Map<string, Buffer>, stage: string) {
+/** As root, on a set the kernel mounts: `getfattr -d -m -` through a read-only mount lists exactly the model. */
+async function kernelCheck(img: string, model: Map<string, Buffer>, stage: string): Promise<void> {
+  const mnt = `${img}.mnt`;
+  await mkdir(mnt, { recursive: true });
+  await withLoopMount(img, mnt, {}, async (m) => {
+    const { stdout } = await exec("getfattr", ["-d", "-m", "-", "-e", "hex", join(m, "f")], {
+      maxBuffer: 64 << 20,
+    });
+    const seen = new Map<string, string>();
+    for (const line of stdout.split("\n")) {
+      const eq = line.indexOf("=0x");
+      if (eq > 0) seen.set(line.slice(0, eq), line.slice(eq + 3));
+    }
+    expect([...seen.keys()].sort(), stage).toEqual([...model.keys()].sort());
+    for (const [n, v] of model) expect(seen.get(n), `${stage} kernel ${n}`).toBe(v.toString("hex"));
+  });
+}
+
+async function checkImage(
+  img: string,
+  dev: FileDevice,
+  model: Map<string, Buffer>,
+  stage: string,
+  kernel: boolean,
+) {
   const r = await xfsRepairCheck(img);
   expect(r.clean, `${stage}: ${r.output}`).toBe(true);
   expect((await xfsDb(img, ["check"])).trim(), stage).toBe("");
@@ -50,10 +80,11 @@ async function checkImage(img: string, dev: FileDevice, model: Map<string, Buffe
   } finally {
     await ed.close();
   }
+  if (kernel && isRoot()) await kernelCheck(img, model, stage);
 }
 
 describeWithTools(["mkfs.xfs", "xfs_db", "xfs_repair"], "attribute write property", () => {
-  for (const [set, args] of SETS) {
+  for (const [set, args, kernel] of SETS) {
     it(`${set}: random set/remove sequences through short form, leaf and node and back`, {
       timeout: 1_800_000,
     }, async () => {
@@ -105,7 +136,7 @@ describeWithTools(["mkfs.xfs", "xfs_db", "xfs_repair"], "attribute write propert
                   }
                 }
                 await ed.sync();
-                await checkImage(img, dev, model, `run ${run} peak (${model.size} attributes)`);
+                await checkImage(img, dev, model, `run ${run} peak (${model.size} attributes)`, kernel);
               }
             }
             // All but one small attribute go: short form again.
@@ -120,7 +151,7 @@ describeWithTools(["mkfs.xfs", "xfs_db", "xfs_repair"], "attribute write propert
             forms.add(last);
             expect(last).toBe("shortform");
             await ed.close();
-            await checkImage(img, dev, model, `run ${run} end`);
+            await checkImage(img, dev, model, `run ${run} end`, kernel);
           } finally {
             await dev.close();
           }
