@@ -10,8 +10,9 @@
  * written middle, unwritten tail), the rmap record of the written part loses its unwritten flag,
  * and the converted blocks are written whole — zeros where the write does not reach, since their
  * old bytes were never the file's.
- * Refused with typed errors, nothing changed: blocks shared with another file (reflink: never
- * written into, and copy-on-write is not done here).
+ * Blocks shared with another file (reflink) are never written into: they are copied to new
+ * blocks with the write laid over them, and the old ones lose a reference (copyOnWrite).
+ * Refused with a typed error, nothing changed: preallocated (unwritten) blocks that are shared.
  *
  * Order, for all or nothing: the editor writes out earlier calls' changes first (an in-place
  * write cannot be undone, and must not be overtaken by older pending contents of the same
@@ -26,6 +27,7 @@ import { mergeExtents, type XfsExtent } from "./fork.js";
 import { DIFLAG2_REFLINK, S_IFMT, type XfsInode } from "./inode.js";
 import { storeInode } from "./inode-create.js";
 import { sharedRanges } from "./refcount.js";
+import { refcountDecrement } from "./refcount-write.js";
 import { rmapMap, rmapUnmap } from "./rmap.js";
 
 const S_IFREG = 0o100000;
@@ -63,6 +65,7 @@ export async function writeAtInode(
   // What the range covers: parts of existing extents (checked first), and holes.
   const inPlace: { fileBlock: number; fsb: number; count: number; unwritten: boolean }[] = [];
   const holes: [number, number][] = [];
+  const cow: { fileBlock: number; fsb: number; count: number }[] = [];
   let at = first;
   for (const e of map.extents) {
     const s = Math.max(e.startoff, first);
@@ -74,12 +77,24 @@ export async function writeAtInode(
     if (geo.reflink && (inode.flags2 & DIFLAG2_REFLINK) !== 0n) {
       const { agno, agbno } = fsbToAg(geo, fsb);
       const ag = await ed.alloc.ag(agno);
-      if ((await sharedRanges(geo, ctx.bufs, agno, ag.agf, agbno, t - s)).length > 0)
+      const shared = await sharedRanges(geo, ctx.bufs, agno, ag.agf, agbno, t - s);
+      if (shared.length > 0 && e.unwritten)
         throw new XfsUnsupportedError(
           "reflink-shared",
-          "the range shares blocks with another file (reflink): not overwritten in place",
+          "the range shares preallocated blocks with another file (reflink): not written",
           { inode: inode.ino, file: geo.file },
         );
+      // Shared blocks are copied (cow), the rest is written in place.
+      let cur = s;
+      for (const sh of shared) {
+        const shStart = s + (sh.agbno - agbno);
+        if (shStart > cur)
+          inPlace.push({ fileBlock: cur, fsb: fsb + (cur - s), count: shStart - cur, unwritten: false });
+        cow.push({ fileBlock: shStart, fsb: fsb + (shStart - s), count: sh.len });
+        cur = shStart + sh.len;
+      }
+      if (cur < t) inPlace.push({ fileBlock: cur, fsb: fsb + (cur - s), count: t - cur, unwritten: false });
+      continue;
     }
     inPlace.push({ fileBlock: s, fsb, count: t - s, unwritten: e.unwritten });
   }
@@ -91,8 +106,10 @@ export async function writeAtInode(
     if (geo.rmapbt) for (const p of converted) await rmapWritten(ed, inode, p.fileBlock, p.fsb, p.count);
   }
 
+  if (cow.length > 0) extents = await copyOnWrite(ed, inode, extents, cow, offset, bytes);
+
   // New blocks for the holes, with their bytes (zeros where the write does not reach).
-  if (holes.length > 0 || converted.length > 0) {
+  if (holes.length > 0 || converted.length > 0 || cow.length > 0) {
     const placer = new BlockPlacer(ctx, ed.alloc, inode, false);
     for (const [s, t] of holes) {
       const buf = new Uint8Array((t - s) * bs);
@@ -191,4 +208,63 @@ async function rmapWritten(
   const owner = { owner: BigInt(inode.ino), offset: BigInt(fileBlock) };
   await rmapUnmap(ag.rmap, agbno, count, { ...owner, unwritten: true });
   await rmapMap(ag.rmap, agbno, count, { ...owner, unwritten: false });
+}
+
+/**
+ * Copy-on-write of shared blocks (xfs_reflink_end_cow, done in one step): each shared run gets
+ * new blocks holding its old bytes with the write laid over them, the file's rmap record on the
+ * old blocks goes, and the old blocks lose one reference (refcount-write.ts) — the other file
+ * keeps them. Returns the mapping with the runs moved to their new blocks.
+ */
+async function copyOnWrite(
+  ed: XfsEditor,
+  inode: XfsInode,
+  extents: XfsExtent[],
+  cow: { fileBlock: number; fsb: number; count: number }[],
+  offset: number,
+  bytes: Uint8Array,
+): Promise<XfsExtent[]> {
+  const geo = ed.ctx.geo;
+  const bs = geo.blockSize;
+  const end = offset + bytes.length;
+  const placer = new BlockPlacer(ed.ctx, ed.alloc, inode, false);
+  let out = extents;
+  for (const c of cow) {
+    const data = await ed.device.read(ed.fs.geometry.fsbToByte(c.fsb), c.count * bs);
+    const from = Math.max(offset, c.fileBlock * bs);
+    const to = Math.min(end, (c.fileBlock + c.count) * bs);
+    data.set(bytes.subarray(from - offset, to - offset), from - c.fileBlock * bs);
+    await placer.put(c.fileBlock, data, data.length);
+    const { agno, agbno } = fsbToAg(geo, c.fsb);
+    const ag = await ed.alloc.ag(agno);
+    if (ag.rmap) {
+      await ag.fixFreelist();
+      await rmapUnmap(ag.rmap, agbno, c.count, { owner: BigInt(inode.ino), offset: BigInt(c.fileBlock) });
+    }
+    await refcountDecrement(ag, agbno, c.count);
+    out = cutRange(out, c.fileBlock, c.count);
+  }
+  return [...out, ...placer.extents].sort((a, b) => a.startoff - b.startoff);
+}
+
+/** The mapping without file blocks [start, start+count). */
+function cutRange(extents: XfsExtent[], start: number, count: number): XfsExtent[] {
+  const stop = start + count;
+  const out: XfsExtent[] = [];
+  for (const e of extents) {
+    const eEnd = e.startoff + e.blockcount;
+    if (eEnd <= start || e.startoff >= stop) {
+      out.push(e);
+      continue;
+    }
+    if (e.startoff < start) out.push({ ...e, blockcount: start - e.startoff });
+    if (eEnd > stop)
+      out.push({
+        ...e,
+        startoff: stop,
+        startblock: e.startblock + (stop - e.startoff),
+        blockcount: eEnd - stop,
+      });
+  }
+  return out;
 }
