@@ -7,18 +7,20 @@
  * B+tree). Runs of all-zero blocks can be left as holes (`sparse`). Every data extent and bmbt
  * block is recorded in the rmapbt with the file's inode number and offset.
  *
- * On a reflink filesystem a file whose extents are shared is refused (dropping a reference needs
- * refcount updates this package does not make).
+ * On a reflink filesystem, releasing a file's shared blocks drops its reference to them
+ * (refcount-write.ts) instead of freeing them.
  */
 import { agbToFsb, fsbToAg, inoToAg } from "./ag.js";
 import type { Allocator, SpaceContext } from "./alloc.js";
 import { Btree, INODE_ROOT_PTR, NULL_PTR } from "./btree.js";
 import { type BmbtKey, type BmbtRec, bmbtOps, bmdrMaxRecs, readBmdr, writeBmdr } from "./btree-bmap.js";
 import { btreeInsert } from "./btree-update.js";
-import { XfsFormatError, XfsFsError, XfsUnsupportedError } from "./errors.js";
+import { XfsFormatError, XfsFsError } from "./errors.js";
 import { type ForkKind, forkArea, forkExtents, MAX_EXTLEN, packExtent, type XfsExtent } from "./fork.js";
 import { DIFLAG2_REFLINK, FMT_BTREE, FMT_EXTENTS, FMT_LOCAL, type XfsInode } from "./inode.js";
 import { sharedRanges } from "./refcount.js";
+import { refcountDecrement } from "./refcount-write.js";
+import { rmapUnmap } from "./rmap.js";
 
 /** A fork's bytes inside `inode.raw` (the data fork unless `which` says otherwise). */
 function dataFork(inode: XfsInode, which: ForkKind = "data"): Uint8Array {
@@ -134,31 +136,16 @@ export async function dataMapping(
   throw new XfsFormatError(`data fork format ${inode.format}`, { inode: inode.ino, file: ctx.geo.file });
 }
 
-/** The data fork's mapping, refused when it shares blocks (reflink) — what releasing it will free. */
+/**
+ * The data fork's mapping — what releasing it gives back. Blocks shared with another file
+ * (reflink) are not freed by the release but lose this file's reference (freeMapping).
+ */
 export async function releasableMapping(
   ctx: SpaceContext,
   alloc: Allocator,
   inode: XfsInode,
 ): Promise<{ extents: XfsExtent[]; bmbtBlocks: number[] }> {
-  const geo = ctx.geo;
-  const mapping = await dataMapping(ctx, alloc, inode);
-  if (geo.reflink && (inode.flags2 & DIFLAG2_REFLINK) !== 0n) {
-    for (const e of mapping.extents) {
-      const { agno, agbno } = fsbToAg(geo, e.startblock);
-      const ag = await alloc.ag(agno);
-      if ((await sharedRanges(geo, ctx.bufs, agno, ag.agf, agbno, e.blockcount)).length > 0) {
-        throw new XfsUnsupportedError(
-          "reflink-shared",
-          "the file shares blocks with another file (reflink)",
-          {
-            inode: inode.ino,
-            file: geo.file,
-          },
-        );
-      }
-    }
-  }
-  return mapping;
+  return dataMapping(ctx, alloc, inode);
 }
 
 /** Free a mapping's blocks and reset the fork to an empty extent list. */
@@ -169,11 +156,29 @@ async function freeMapping(
   mapping: { extents: XfsExtent[]; bmbtBlocks: number[] },
 ): Promise<void> {
   const geo = ctx.geo;
+  const reflinked = geo.reflink && (inode.flags2 & DIFLAG2_REFLINK) !== 0n;
   for (const e of mapping.extents) {
     const { agno, agbno } = fsbToAg(geo, e.startblock);
-    // Contents still waiting in the cache must not land on blocks that get a new owner.
-    ctx.bufs.forgetRange((agno * geo.agBlocks + agbno) * geo.blockSize, e.blockcount * geo.blockSize);
-    await alloc.free(agno, agbno, e.blockcount, { ...rmapOwner(inode, e.startoff), unwritten: e.unwritten });
+    const ag = await alloc.ag(agno);
+    const owner = (b: number) => ({ ...rmapOwner(inode, e.startoff + (b - agbno)), unwritten: e.unwritten });
+    const free = async (b: number, n: number) => {
+      // Contents still waiting in the cache must not land on blocks that get a new owner.
+      ctx.bufs.forgetRange((agno * geo.agBlocks + b) * geo.blockSize, n * geo.blockSize);
+      await alloc.free(agno, b, n, owner(b));
+    };
+    // Shared blocks stay with the other files: this file's rmap record and reference go.
+    const shared = reflinked ? await sharedRanges(geo, ctx.bufs, agno, ag.agf, agbno, e.blockcount) : [];
+    let cur = agbno;
+    for (const sh of shared) {
+      if (sh.agbno > cur) await free(cur, sh.agbno - cur);
+      if (ag.rmap) {
+        await ag.fixFreelist();
+        await rmapUnmap(ag.rmap, sh.agbno, sh.len, owner(sh.agbno));
+      }
+      await refcountDecrement(ag, sh.agbno, sh.len);
+      cur = sh.agbno + sh.len;
+    }
+    if (cur < agbno + e.blockcount) await free(cur, agbno + e.blockcount - cur);
     inode.nblocks -= e.blockcount;
   }
   for (const b of mapping.bmbtBlocks) {

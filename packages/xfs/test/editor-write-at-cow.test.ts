@@ -6,7 +6,9 @@
 // shares (written in place). After each: every file's bytes through our reader equal the model,
 // and xfs_repair -n + xfs_db check are clean — xfs_repair rebuilds the reference counts from the
 // reverse map and compares them with the refcount btree, so a wrong decrement, a record left at
-// refcount 1 or an unmerged pair fails it. At the end the kernel reads every file back.
+// refcount 1 or an unmerged pair fails it. Then a shared file is replaced and another removed:
+// their shared blocks lose a reference instead of being freed, and the refcount btree ends empty.
+// At the end the kernel reads every file back.
 import { execFileSync } from "node:child_process";
 import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -37,7 +39,7 @@ describeAsRoot(
   [...XFS_TOOLS, "xfs_io"],
   "XfsEditor.writeAt into reflink-shared blocks (copy-on-write)",
   () => {
-    it("v5 rmapbt+reflink: shared blocks copied, refcounts dropped, private ones in place", async () => {
+    it("v5 rmapbt+reflink: shared blocks copied or released by reference, private ones in place", async () => {
       const dir = await tempDir("xfs-writeat-cow-");
       const img = mkfsImage(dir, "c.img", FEATURE_SETS["v5-rmap-reflink"], 64);
       const mnt = join(dir, "mnt");
@@ -52,10 +54,12 @@ describeAsRoot(
             `cp --reflink=always ${m}/a ${m}/c`,
             `head -c 65536 /dev/urandom > ${m}/d`,
             `xfs_io -f -c "reflink ${m}/d 16384 0 16384" ${m}/e`,
+            `head -c 65536 /dev/urandom > ${m}/f`,
+            `cp --reflink=always ${m}/f ${m}/g`,
             "sync",
           ].join(" && "),
         ]);
-        for (const f of ["a", "b", "c", "d", "e"])
+        for (const f of ["a", "b", "c", "d", "e", "f", "g"])
           model.set(`/${f}`, new Uint8Array(readFileSync(join(m, f))));
       });
       expect(fsCheck(img).clean).toBe(true);
@@ -95,6 +99,29 @@ describeAsRoot(
       }
       // /c no longer shares anything: no record is left at 3.
       expect(refcountRecords(img)).not.toMatch(/\[\d+,\d+,3,0\]/);
+      // Releasing shared blocks drops references instead of freeing: /g replaced (shared with /f),
+      // /a removed (shared with /b). Nothing is shared after that: the refcount btree is empty.
+      const dev2 = await FileDevice.open(img, { readOnly: false });
+      try {
+        const ed = await XfsEditor.open(dev2, { timestamp: 9 });
+        const g = pattern(10000, 99);
+        await ed.writeFile("/g", g);
+        model.set("/g", g);
+        await ed.unlink("/a");
+        model.delete("/a");
+        for (const [p, want] of model)
+          expect(Buffer.from(await ed.readFile(p)).equals(Buffer.from(want)), `${p} after release`).toBe(
+            true,
+          );
+        await ed.close();
+        await dev2.flush();
+      } finally {
+        await dev2.close();
+      }
+      const c = fsCheck(img);
+      expect(c.output, "after release").toBe("");
+      expect(c.clean).toBe(true);
+      expect(xfsDb(img, ["agf 0", "addr refcntroot", "print numrecs"])).toMatch(/numrecs = 0/);
       await withLoopMount(img, mnt, {}, async (m) => {
         for (const [p, want] of model)
           expect(Buffer.from(readFileSync(join(m, p))).equals(Buffer.from(want)), `kernel ${p}`).toBe(true);
