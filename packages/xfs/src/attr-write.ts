@@ -13,12 +13,15 @@
  *   everything fits again (xfs_attr_leaf_to_shortform).
  * - Values too large for a leaf entry (3/4 of a block) are stored remote, in their own
  *   attribute-fork blocks (v5: one XARM header per block).
- * - More than one leaf: node form, laid out whole on every change, the leaves under a dabtree
- *   as deep as their number needs (da-btree-write.ts, shared with directories).
+ * - More than one leaf: node form, the leaves under a dabtree as deep as their number needs
+ *   (da-btree-write.ts, shared with directories), laid out whole when a leaf form outgrows its
+ *   block and when a tree is down to two leaves; in between changed one leaf at a time
+ *   (attr-node-write.ts).
  * - A first attribute beside a data-fork bmbt: the fork offset leaves the data fork room for its
  *   root as it is (xfs_attr_shortform_bytesfit), or the default offset, and the root moves into a
  *   block when it no longer fits (xfs_bmap_add_attrfork_btree).
- * Refused for now: an attribute fork whose mappings outgrow the inode.
+ * - An attribute fork whose mappings outgrow the inode becomes a bmbt (and extents again when
+ *   they fit), through the data fork's generic bmbt code (file-write.ts, whichfork = attr).
  */
 
 import { POSIX_ACL_ACCESS, POSIX_ACL_DEFAULT, SGI_ACL_DEFAULT, SGI_ACL_FILE } from "./attr.js";
@@ -32,9 +35,11 @@ import {
   ATTR3_LEAF_MAGIC,
   decodeAttrLeaf,
 } from "./attr-leaf.js";
+import { nodeRemoveAttr, nodeSetAttr, nodeTreeSmall } from "./attr-node-write.js";
 import { ATTR3_RMT_HDR_SIZE, ATTR3_RMT_MAGIC, remoteBlocks } from "./attr-remote.js";
 import { decodeSfAttrs, type XfsRawAttr } from "./attr-sf.js";
 import { readForkExtents } from "./bmap.js";
+import { btreeDeleteAt, btreeInsert } from "./btree-update.js";
 import { be16, setBe16, setBe32, setBe64 } from "./bytes.js";
 import { DA_NODE_MAGIC, DA3_NODE_MAGIC } from "./da-btree.js";
 import { type DaBlock, type DaHost, daBuild, daNodeEntries } from "./da-btree-write.js";
@@ -42,7 +47,8 @@ import { daHashName } from "./dir2-hash.js";
 import { dirLocalToBlock } from "./dir2-write.js";
 import type { XfsEditor } from "./editor.js";
 import { XfsFormatError, XfsFsError, type XfsLocation, XfsUnsupportedError } from "./errors.js";
-import { forkArea, packExtent, type XfsExtent } from "./fork.js";
+import { bmbtTree, buildFork, freeBmbtBlocks } from "./file-write.js";
+import { forkArea, mergeExtents, type XfsExtent } from "./fork.js";
 import { FMT_BTREE, FMT_EXTENTS, FMT_LOCAL, S_IFDIR, S_IFLNK, S_IFMT, type XfsInode } from "./inode.js";
 import { writeSymlinkTarget } from "./symlink.js";
 
@@ -50,13 +56,13 @@ import { writeSymlinkTarget } from "./symlink.js";
 const SF_ENTSIZE_MAX = 0xff;
 const XATTR_SIZE_MAX = 65536;
 
-interface Attr {
+export interface Attr {
   flags: number;
   name: Uint8Array;
   value: Uint8Array;
 }
 
-function sameAttr(a: { flags: number; name: Uint8Array }, flags: number, name: Uint8Array): boolean {
+export function sameAttr(a: { flags: number; name: Uint8Array }, flags: number, name: Uint8Array): boolean {
   if ((a.flags & ATTR_NSP_MASK) !== (flags & ATTR_NSP_MASK) || a.name.length !== name.length) return false;
   for (let i = 0; i < name.length; i++) if (a.name[i] !== name[i]) return false;
   return true;
@@ -108,21 +114,21 @@ function leafHdrSize(v5: boolean): number {
 const localSize = (a: Attr) => (3 + a.name.length + a.value.length + 3) & ~3;
 const remoteSize = (a: { name: Uint8Array }) => (11 + a.name.length + 3) & ~3;
 
-interface LeafAttr extends Attr {
+export interface LeafAttr extends Attr {
   /** Remote value location (attribute-fork block) when stored remote. */
   remote?: { blk: number; len: number };
 }
 
-function isLocal(a: Attr, blksize: number): boolean {
+export function isLocal(a: Attr, blksize: number): boolean {
   return localSize(a) < (blksize >> 1) + (blksize >> 2);
 }
 
-function leafBytes(attrs: LeafAttr[], v5: boolean): number {
+export function leafBytes(attrs: LeafAttr[], v5: boolean): number {
   let used = leafHdrSize(v5) + attrs.length * 8;
   for (const a of attrs) used += a.remote ? remoteSize(a) : localSize(a);
   return used;
 }
-function leafFits(attrs: LeafAttr[], blksize: number, v5: boolean): boolean {
+export function attrLeafFits(attrs: LeafAttr[], blksize: number, v5: boolean): boolean {
   return leafBytes(attrs, v5) <= blksize;
 }
 
@@ -132,36 +138,60 @@ async function attrExtents(ed: XfsEditor, inode: XfsInode): Promise<XfsExtent[]>
   });
 }
 
-function mapAttrBlock(exts: XfsExtent[], lblk: number): number {
+export function mapAttrBlock(exts: XfsExtent[], lblk: number): number {
   for (const e of exts)
     if (lblk >= e.startoff && lblk < e.startoff + e.blockcount) return e.startblock + (lblk - e.startoff);
   return -1;
 }
 
-function writeAttrExtents(ed: XfsEditor, inode: XfsInode, exts: XfsExtent[]): void {
+/**
+ * Records a change of the attribute fork's mapping in `exts` (merged: logically and physically
+ * contiguous neighbours join, as the kernel's do). The fork itself is written once per call, by
+ * flushAttrExtents, so a change that maps many blocks does not rebuild a bmbt per block.
+ */
+function writeAttrExtents(exts: XfsExtent[]): void {
+  exts.splice(0, exts.length, ...mergeExtents(exts));
+}
+
+/**
+ * Stores the attribute fork's mapping: extents format while the records fit the fork, else a bmbt
+ * (the data fork's generic bmbt with whichfork = attr: xfs_bmap_extents_to_btree), and back to
+ * extents once they fit again (xfs_bmap_btree_to_extents).
+ */
+export async function flushAttrExtents(ed: XfsEditor, inode: XfsInode, exts: XfsExtent[]): Promise<void> {
   const area = forkArea(inode, "attr");
-  if (!area) throw new Error("no attribute fork");
-  // Neighbouring mappings merge (logically and physically contiguous), as the kernel's do.
-  const sorted: XfsExtent[] = [];
-  for (const x of [...exts].sort((a, b) => a.startoff - b.startoff)) {
-    const last = sorted[sorted.length - 1];
-    if (
-      last &&
-      last.startoff + last.blockcount === x.startoff &&
-      last.startblock + last.blockcount === x.startblock
-    )
-      last.blockcount += x.blockcount;
-    else sorted.push({ ...x });
+  if (!area || inode.aformat === FMT_LOCAL) return;
+  writeAttrExtents(exts);
+  if (inode.aformat === FMT_BTREE) {
+    const t = bmbtTree(ed.ctx, ed.alloc, inode, "attr");
+    if (exts.length > Math.floor(area.size / 16)) {
+      // Still a bmbt: only the records that changed go out and in (a node-form change maps or
+      // unmaps a block or two; relaying the whole tree each time would cost O(attributes)).
+      const key = (e: XfsExtent) => `${e.startoff}:${e.startblock}:${e.blockcount}:${e.unwritten}`;
+      const old: XfsExtent[] = [];
+      for await (const r of t.records()) old.push(r);
+      const want = new Set(exts.map(key));
+      const have = new Set(old.map(key));
+      for (const r of old) {
+        if (want.has(key(r))) continue;
+        const cur = await t.lookup({ startoff: r.startoff }, "eq");
+        if (!cur)
+          throw new XfsFormatError(`attribute bmbt lost its record at ${r.startoff}`, { inode: inode.ino });
+        await btreeDeleteAt(t, cur);
+      }
+      for (const r of exts) if (!have.has(key(r))) await btreeInsert(t, { ...r });
+      inode.anextents = exts.length;
+      return;
+    }
+    await freeBmbtBlocks(ed.ctx, ed.alloc, inode, await t.blocks(), "attr");
   }
-  exts.splice(0, exts.length, ...sorted);
-  if (sorted.length * 16 > area.size)
-    throw unsupported(ed, inode, "attr-extents-to-btree", "an attribute fork that outgrows the inode");
-  inode.raw.fill(0, area.start, area.start + area.size);
-  sorted.forEach((x, i) => {
-    packExtent(inode.raw, area.start + i * 16, x);
-  });
-  inode.aformat = FMT_EXTENTS;
-  inode.anextents = sorted.length;
+  await buildFork(
+    ed.ctx,
+    ed.alloc,
+    inode,
+    exts.map((x) => ({ ...x })),
+    "attr",
+  );
 }
 
 const attrOwner = (inode: XfsInode, off: number) => ({
@@ -171,7 +201,7 @@ const attrOwner = (inode: XfsInode, off: number) => ({
 });
 
 /** Allocates `n` contiguous blocks mapped at attribute-fork block `lblk`. */
-async function allocAttrBlocks(
+export async function allocAttrBlocks(
   ed: XfsEditor,
   inode: XfsInode,
   exts: XfsExtent[],
@@ -188,13 +218,13 @@ async function allocAttrBlocks(
   if (!r) throw new XfsFsError("ENOSPC", "no space for attribute blocks", `<inode ${inode.ino}>`);
   const fsb = g.agbToFsb(r.agno, r.ext.agbno);
   exts.push({ startoff: lblk, startblock: fsb, blockcount: n, unwritten: false });
-  writeAttrExtents(ed, inode, exts);
+  writeAttrExtents(exts);
   inode.nblocks += n;
   return fsb;
 }
 
 /** Frees the blocks mapped at [lblk, lblk + n), trimming or splitting the extents that hold them. */
-async function freeAttrBlocks(
+export async function freeAttrBlocks(
   ed: XfsEditor,
   inode: XfsInode,
   exts: XfsExtent[],
@@ -225,7 +255,7 @@ async function freeAttrBlocks(
   if (freed !== n)
     throw new XfsFormatError(`attribute blocks ${lblk}+${n} are not all mapped`, { inode: inode.ino });
   exts.splice(0, exts.length, ...out);
-  writeAttrExtents(ed, inode, exts);
+  writeAttrExtents(exts);
 }
 
 /**
@@ -250,13 +280,13 @@ async function allocAttrRun(ed: XfsEditor, inode: XfsInode, exts: XfsExtent[], n
   }
   const fsb = g.agbToFsb(r.agno, r.ext.agbno);
   exts.push({ startoff: 0, startblock: fsb, blockcount: n, unwritten: false });
-  writeAttrExtents(ed, inode, exts);
+  writeAttrExtents(exts);
   inode.nblocks += n;
   return Array.from({ length: n }, (_, i) => fsb + i);
 }
 
 /** First unmapped run of `n` attribute-fork blocks at or after block 1 (block 0 is the leaf). */
-function firstUnused(exts: XfsExtent[], n: number): number {
+export function firstUnused(exts: XfsExtent[], n: number): number {
   let at = 1;
   for (const e of [...exts].sort((a, b) => a.startoff - b.startoff)) {
     if (e.startoff + e.blockcount <= at) continue;
@@ -266,7 +296,7 @@ function firstUnused(exts: XfsExtent[], n: number): number {
   return at;
 }
 
-async function writeRemoteValue(
+export async function writeRemoteValue(
   ed: XfsEditor,
   inode: XfsInode,
   exts: XfsExtent[],
@@ -302,7 +332,7 @@ async function writeRemoteValue(
 }
 
 /** Writes the whole leaf block at attribute-fork block 0. */
-async function writeLeaf(
+export async function writeLeaf(
   ed: XfsEditor,
   inode: XfsInode,
   fsb: number,
@@ -434,6 +464,8 @@ export async function setAttr(
     throw new XfsFsError("EINVAL", "bad attribute name length", `<inode ${inode.ino}>`);
   if (value.length > XATTR_SIZE_MAX)
     throw new XfsFsError("EFBIG", "attribute value too large", `<inode ${inode.ino}>`);
+  // Node form: only the leaf the hash leads to changes (attr-node-write.ts).
+  if (await nodeSetAttr(ed, inode, flags, name, value)) return;
   const st = await readState(ed, inode);
   const next: LeafAttr[] = st.attrs.filter((a) => !sameAttr(a, flags, name));
   const replaced = st.attrs.find((a) => sameAttr(a, flags, name));
@@ -448,6 +480,13 @@ export async function removeAttr(
   flags: number,
   name: Uint8Array,
 ): Promise<void> {
+  if (await nodeRemoveAttr(ed, inode, flags, name)) {
+    if (!(await nodeTreeSmall(ed, inode))) return;
+    // Collapsed to a leaf or two: laid out whole, into one leaf or short form when it fits.
+    const st = await readState(ed, inode);
+    await store(ed, inode, st, st.attrs);
+    return;
+  }
   const st = await readState(ed, inode);
   const old = st.attrs.find((a) => sameAttr(a, flags, name));
   if (!old) throw new XfsFsError("ENODATA", "no such attribute", `<inode ${inode.ino}>`);
@@ -460,7 +499,19 @@ export async function removeAttr(
   );
 }
 
+/** Lays the attributes `next` out in the form they need, then writes the fork's mapping. */
 async function store(
+  ed: XfsEditor,
+  inode: XfsInode,
+  st: AttrState,
+  next: LeafAttr[],
+  dropped?: LeafAttr,
+): Promise<void> {
+  await storeForms(ed, inode, st, next, dropped);
+  await flushAttrExtents(ed, inode, st.exts);
+}
+
+async function storeForms(
   ed: XfsEditor,
   inode: XfsInode,
   st: AttrState,
@@ -520,7 +571,7 @@ async function store(
   if (st.form === "leaf") {
     // In place while one leaf holds everything.
     await fillRemote(ed, inode, st, next);
-    if (leafFits(next, g.blockSize, g.v5)) {
+    if (attrLeafFits(next, g.blockSize, g.v5)) {
       await writeLeaf(ed, inode, st.leafFsb, next, false);
       return;
     }
@@ -571,6 +622,8 @@ async function localDataToBlock(ed: XfsEditor, inode: XfsInode): Promise<void> {
 async function freeAll(ed: XfsEditor, inode: XfsInode, st: AttrState): Promise<void> {
   if (st.form !== "leaf" && st.form !== "node") return;
   for (const e of [...st.exts]) await freeAttrBlocks(ed, inode, st.exts, e.startoff, e.blockcount);
+  // The mapping (and a bmbt's blocks) goes now, before the fork changes form.
+  await flushAttrExtents(ed, inode, st.exts);
   st.form = "none";
   st.leafFsb = -1;
 }

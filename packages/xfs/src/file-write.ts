@@ -7,34 +7,45 @@
  * B+tree). Runs of all-zero blocks can be left as holes (`sparse`). Every data extent and bmbt
  * block is recorded in the rmapbt with the file's inode number and offset.
  *
- * On a reflink filesystem a file whose extents are shared is refused (dropping a reference needs
- * refcount updates this package does not make).
+ * On a reflink filesystem, releasing a file's shared blocks drops its reference to them
+ * (refcount-write.ts) instead of freeing them.
  */
 import { agbToFsb, fsbToAg, inoToAg } from "./ag.js";
 import type { Allocator, SpaceContext } from "./alloc.js";
 import { Btree, INODE_ROOT_PTR, NULL_PTR } from "./btree.js";
 import { type BmbtKey, type BmbtRec, bmbtOps, bmdrMaxRecs, readBmdr, writeBmdr } from "./btree-bmap.js";
 import { btreeInsert } from "./btree-update.js";
-import { XfsFormatError, XfsFsError, XfsUnsupportedError } from "./errors.js";
-import { forkArea, forkExtents, MAX_EXTLEN, packExtent, type XfsExtent } from "./fork.js";
+import { XfsFormatError, XfsFsError } from "./errors.js";
+import { type ForkKind, forkArea, forkExtents, MAX_EXTLEN, packExtent, type XfsExtent } from "./fork.js";
 import { DIFLAG2_REFLINK, FMT_BTREE, FMT_EXTENTS, FMT_LOCAL, type XfsInode } from "./inode.js";
 import { sharedRanges } from "./refcount.js";
+import { refcountDecrement } from "./refcount-write.js";
+import { rmapUnmap } from "./rmap.js";
 
-/** The data fork's bytes inside `inode.raw`. */
-function dataFork(inode: XfsInode): Uint8Array {
-  const area = forkArea(inode, "data");
-  if (!area) throw new Error("no data fork");
+/** A fork's bytes inside `inode.raw` (the data fork unless `which` says otherwise). */
+function dataFork(inode: XfsInode, which: ForkKind = "data"): Uint8Array {
+  const area = forkArea(inode, which);
+  if (!area) throw new Error(`no ${which} fork`);
   return inode.raw.subarray(area.start, area.start + area.size);
 }
 
-function rmapOwner(inode: XfsInode, fileOff: number, bmbt = false) {
-  return { owner: BigInt(inode.ino), offset: BigInt(fileOff), bmbtBlock: bmbt };
+function rmapOwner(inode: XfsInode, fileOff: number, bmbt = false, which: ForkKind = "data") {
+  return { owner: BigInt(inode.ino), offset: BigInt(fileOff), bmbtBlock: bmbt, attrFork: which === "attr" };
 }
 
-/** The bmbt of an inode's data fork, rooted in `inode.raw`; block counts go to `inode.nblocks`. */
-export function bmbtTree(ctx: SpaceContext, alloc: Allocator, inode: XfsInode): Btree<BmbtRec, BmbtKey> {
+/**
+ * The bmbt of an inode's data fork (or, with `which` = "attr", its attribute fork: one generic
+ * bmbt for both, as xfs_bmbt_init_cursor's whichfork), rooted in `inode.raw`; block counts go to
+ * `inode.nblocks`.
+ */
+export function bmbtTree(
+  ctx: SpaceContext,
+  alloc: Allocator,
+  inode: XfsInode,
+  which: ForkKind = "data",
+): Btree<BmbtRec, BmbtKey> {
   const geo = ctx.geo;
-  const fork = () => dataFork(inode);
+  const fork = () => dataFork(inode, which);
   const home = inoToAg(geo, inode.ino).agno;
   return new Btree<BmbtRec, BmbtKey>(bmbtOps, {
     bufs: ctx.bufs,
@@ -62,7 +73,7 @@ export function bmbtTree(ctx: SpaceContext, alloc: Allocator, inode: XfsInode): 
         minlen: 1,
         maxlen: 1,
         near: hint.agbno,
-        owner: rmapOwner(inode, 0, true),
+        owner: rmapOwner(inode, 0, true, which),
       });
       if (!r) throw new XfsFsError("ENOSPC", "no space left for a bmbt block", `<inode ${inode.ino}>`);
       inode.nblocks++;
@@ -70,7 +81,7 @@ export function bmbtTree(ctx: SpaceContext, alloc: Allocator, inode: XfsInode): 
     },
     freeBlock: async (p) => {
       const { agno, agbno } = fsbToAg(geo, p);
-      await alloc.free(agno, agbno, 1, rmapOwner(inode, 0, true));
+      await alloc.free(agno, agbno, 1, rmapOwner(inode, 0, true, which));
       inode.nblocks--;
     },
     inodeRoot: {
@@ -125,31 +136,16 @@ export async function dataMapping(
   throw new XfsFormatError(`data fork format ${inode.format}`, { inode: inode.ino, file: ctx.geo.file });
 }
 
-/** The data fork's mapping, refused when it shares blocks (reflink) — what releasing it will free. */
+/**
+ * The data fork's mapping — what releasing it gives back. Blocks shared with another file
+ * (reflink) are not freed by the release but lose this file's reference (freeMapping).
+ */
 export async function releasableMapping(
   ctx: SpaceContext,
   alloc: Allocator,
   inode: XfsInode,
 ): Promise<{ extents: XfsExtent[]; bmbtBlocks: number[] }> {
-  const geo = ctx.geo;
-  const mapping = await dataMapping(ctx, alloc, inode);
-  if (geo.reflink && (inode.flags2 & DIFLAG2_REFLINK) !== 0n) {
-    for (const e of mapping.extents) {
-      const { agno, agbno } = fsbToAg(geo, e.startblock);
-      const ag = await alloc.ag(agno);
-      if ((await sharedRanges(geo, ctx.bufs, agno, ag.agf, agbno, e.blockcount)).length > 0) {
-        throw new XfsUnsupportedError(
-          "reflink-shared",
-          "the file shares blocks with another file (reflink)",
-          {
-            inode: inode.ino,
-            file: geo.file,
-          },
-        );
-      }
-    }
-  }
-  return mapping;
+  return dataMapping(ctx, alloc, inode);
 }
 
 /** Free a mapping's blocks and reset the fork to an empty extent list. */
@@ -160,11 +156,29 @@ async function freeMapping(
   mapping: { extents: XfsExtent[]; bmbtBlocks: number[] },
 ): Promise<void> {
   const geo = ctx.geo;
+  const reflinked = geo.reflink && (inode.flags2 & DIFLAG2_REFLINK) !== 0n;
   for (const e of mapping.extents) {
     const { agno, agbno } = fsbToAg(geo, e.startblock);
-    // Contents still waiting in the cache must not land on blocks that get a new owner.
-    ctx.bufs.forgetRange((agno * geo.agBlocks + agbno) * geo.blockSize, e.blockcount * geo.blockSize);
-    await alloc.free(agno, agbno, e.blockcount, { ...rmapOwner(inode, e.startoff), unwritten: e.unwritten });
+    const ag = await alloc.ag(agno);
+    const owner = (b: number) => ({ ...rmapOwner(inode, e.startoff + (b - agbno)), unwritten: e.unwritten });
+    const free = async (b: number, n: number) => {
+      // Contents still waiting in the cache must not land on blocks that get a new owner.
+      ctx.bufs.forgetRange((agno * geo.agBlocks + b) * geo.blockSize, n * geo.blockSize);
+      await alloc.free(agno, b, n, owner(b));
+    };
+    // Shared blocks stay with the other files: this file's rmap record and reference go.
+    const shared = reflinked ? await sharedRanges(geo, ctx.bufs, agno, ag.agf, agbno, e.blockcount) : [];
+    let cur = agbno;
+    for (const sh of shared) {
+      if (sh.agbno > cur) await free(cur, sh.agbno - cur);
+      if (ag.rmap) {
+        await ag.fixFreelist();
+        await rmapUnmap(ag.rmap, sh.agbno, sh.len, owner(sh.agbno));
+      }
+      await refcountDecrement(ag, sh.agbno, sh.len);
+      cur = sh.agbno + sh.len;
+    }
+    if (cur < agbno + e.blockcount) await free(cur, agbno + e.blockcount - cur);
     inode.nblocks -= e.blockcount;
   }
   for (const b of mapping.bmbtBlocks) {
@@ -368,29 +382,35 @@ export async function writeData(
 }
 
 /**
- * Write a data fork holding `extents` (sorted, already allocated and counted in nblocks) into an
- * inode whose fork is empty: extents format while the records fit, else a bmbt
- * (xfs_bmap_extents_to_btree: one leaf under an inode root of level 1, then the records).
+ * Write a fork (data, or attr with `which`) holding `extents` (sorted, already allocated and
+ * counted in nblocks) into an inode whose fork is empty: extents format while the records fit,
+ * else a bmbt (xfs_bmap_extents_to_btree: one leaf under an inode root of level 1, then the
+ * records). xfs_repair wants exactly this threshold: a btree fork whose records would fit the
+ * inode is "too low for file format".
  */
 export async function buildFork(
   ctx: SpaceContext,
   alloc: Allocator,
   inode: XfsInode,
   extents: XfsExtent[],
+  which: ForkKind = "data",
 ): Promise<void> {
-  const fork = dataFork(inode);
+  const fork = dataFork(inode, which);
   fork.fill(0);
   const room = Math.floor(fork.length / 16);
-  inode.nextents = extents.length;
+  const setForm = (format: number) => {
+    if (which === "data") [inode.format, inode.nextents] = [format, extents.length];
+    else [inode.aformat, inode.anextents] = [format, extents.length];
+  };
   if (extents.length <= room) {
-    inode.format = FMT_EXTENTS;
+    setForm(FMT_EXTENTS);
     extents.forEach((x, i) => {
       packExtent(fork, 16 * i, x);
     });
     return;
   }
-  inode.format = FMT_BTREE;
-  const t = bmbtTree(ctx, alloc, inode);
+  setForm(FMT_BTREE);
+  const t = bmbtTree(ctx, alloc, inode, which);
   const leaf = await t.host.allocBlock(extents[0].startblock);
   t.writeNode({
     ptr: leaf,
@@ -406,21 +426,22 @@ export async function buildFork(
   for (const x of extents) await btreeInsert(t, x);
 }
 
-/** Free a bmbt's blocks (the fork is rebuilt after); the data extents stay. */
+/** Free a bmbt's blocks (the fork is rebuilt after); the fork's extents stay allocated. */
 export async function freeBmbtBlocks(
   ctx: SpaceContext,
   alloc: Allocator,
   inode: XfsInode,
   blocks: number[],
+  which: ForkKind = "data",
 ): Promise<void> {
   const geo = ctx.geo;
   for (const b of blocks) {
     const { agno, agbno } = fsbToAg(geo, b);
     ctx.bufs.forget((agno * geo.agBlocks + agbno) * geo.blockSize);
-    await alloc.free(agno, agbno, 1, rmapOwner(inode, 0, true));
+    await alloc.free(agno, agbno, 1, rmapOwner(inode, 0, true, which));
     inode.nblocks--;
   }
-  dataFork(inode).fill(0);
-  inode.format = FMT_EXTENTS;
-  inode.nextents = 0;
+  dataFork(inode, which).fill(0);
+  if (which === "data") [inode.format, inode.nextents] = [FMT_EXTENTS, 0];
+  else [inode.aformat, inode.anextents] = [FMT_EXTENTS, 0];
 }

@@ -12,7 +12,10 @@ import { XfsFormatError } from "./errors.js";
 import type { InodeAllocator } from "./ialloc.js";
 import {
   DIFLAG2_BIGTIME,
+  DIFLAG2_COWEXTSIZE,
+  DIFLAG2_DAX,
   DIFLAG2_NREXT64,
+  DIFLAG2_REFLINK,
   decodeInode,
   encodeInode,
   FMT_EXTENTS,
@@ -135,6 +138,10 @@ export async function releaseInode(
     format: FMT_EXTENTS,
     aformat: FMT_EXTENTS,
     flags: 0,
+    // xfs_dinode_verify rejects reflink/cowextsize flags on anything but a regular file (or a
+    // directory), a free inode included: the kernel's xfs_ifree resets them too.
+    flags2: inode.flags2 & ~(DIFLAG2_REFLINK | DIFLAG2_COWEXTSIZE | DIFLAG2_DAX),
+    cowextsize: 0,
     dmevmask: 0,
     dmstate: 0,
     gen: (inode.gen + 1) >>> 0,

@@ -5,9 +5,14 @@
  * Blocks of written extents are overwritten in place; holes in the range get new blocks (the
  * parts of them the write does not cover are zeros), merged into the data fork's mapping, which
  * is rebuilt (extents or bmbt) when it changed; the size grows when the write ends past it.
- * Refused with typed errors, nothing changed: blocks shared with another file (reflink: never
- * written into, and copy-on-write is not done here), and preallocated (unwritten) extents in the
- * range (converting them is not done yet).
+ * Preallocated (unwritten) extents are converted where the write covers them, as
+ * xfs_bmap_add_extent_unwritten_real does: the extent splits into up to three (unwritten head,
+ * written middle, unwritten tail), the rmap record of the written part loses its unwritten flag,
+ * and the converted blocks are written whole — zeros where the write does not reach, since their
+ * old bytes were never the file's.
+ * Blocks shared with another file (reflink) are never written into: they are copied to new
+ * blocks with the write laid over them, and the old ones lose a reference (copyOnWrite).
+ * Refused with a typed error, nothing changed: preallocated (unwritten) blocks that are shared.
  *
  * Order, for all or nothing: the editor writes out earlier calls' changes first (an in-place
  * write cannot be undone, and must not be overtaken by older pending contents of the same
@@ -22,6 +27,8 @@ import { mergeExtents, type XfsExtent } from "./fork.js";
 import { DIFLAG2_REFLINK, S_IFMT, type XfsInode } from "./inode.js";
 import { storeInode } from "./inode-create.js";
 import { sharedRanges } from "./refcount.js";
+import { refcountDecrement } from "./refcount-write.js";
+import { rmapMap, rmapUnmap } from "./rmap.js";
 
 const S_IFREG = 0o100000;
 const S_IFDIR = 0o040000;
@@ -56,8 +63,9 @@ export async function writeAtInode(
   if (last >= 2 ** 52) throw new XfsFsError("EFBIG", "write past the largest file offset", path);
   const map = await dataMapping(ctx, ed.alloc, inode);
   // What the range covers: parts of existing extents (checked first), and holes.
-  const inPlace: { fileBlock: number; fsb: number; count: number }[] = [];
+  const inPlace: { fileBlock: number; fsb: number; count: number; unwritten: boolean }[] = [];
   const holes: [number, number][] = [];
+  const cow: { fileBlock: number; fsb: number; count: number }[] = [];
   let at = first;
   for (const e of map.extents) {
     const s = Math.max(e.startoff, first);
@@ -65,29 +73,43 @@ export async function writeAtInode(
     if (s >= t) continue;
     if (s > at) holes.push([at, s]);
     at = t;
-    if (e.unwritten)
-      throw new XfsUnsupportedError(
-        "unwritten-overwrite",
-        "writing into preallocated (unwritten) space is not supported yet",
-        { inode: inode.ino, file: geo.file },
-      );
     const fsb = e.startblock + (s - e.startoff);
     if (geo.reflink && (inode.flags2 & DIFLAG2_REFLINK) !== 0n) {
       const { agno, agbno } = fsbToAg(geo, fsb);
       const ag = await ed.alloc.ag(agno);
-      if ((await sharedRanges(geo, ctx.bufs, agno, ag.agf, agbno, t - s)).length > 0)
+      const shared = await sharedRanges(geo, ctx.bufs, agno, ag.agf, agbno, t - s);
+      if (shared.length > 0 && e.unwritten)
         throw new XfsUnsupportedError(
           "reflink-shared",
-          "the range shares blocks with another file (reflink): not overwritten in place",
+          "the range shares preallocated blocks with another file (reflink): not written",
           { inode: inode.ino, file: geo.file },
         );
+      // Shared blocks are copied (cow), the rest is written in place.
+      let cur = s;
+      for (const sh of shared) {
+        const shStart = s + (sh.agbno - agbno);
+        if (shStart > cur)
+          inPlace.push({ fileBlock: cur, fsb: fsb + (cur - s), count: shStart - cur, unwritten: false });
+        cow.push({ fileBlock: shStart, fsb: fsb + (shStart - s), count: sh.len });
+        cur = shStart + sh.len;
+      }
+      if (cur < t) inPlace.push({ fileBlock: cur, fsb: fsb + (cur - s), count: t - cur, unwritten: false });
+      continue;
     }
-    inPlace.push({ fileBlock: s, fsb, count: t - s });
+    inPlace.push({ fileBlock: s, fsb, count: t - s, unwritten: e.unwritten });
   }
   if (at <= last) holes.push([at, last + 1]);
+  const converted = inPlace.filter((p) => p.unwritten);
+  let extents = map.extents;
+  if (converted.length > 0) {
+    extents = splitWritten(extents, converted);
+    if (geo.rmapbt) for (const p of converted) await rmapWritten(ed, inode, p.fileBlock, p.fsb, p.count);
+  }
+
+  if (cow.length > 0) extents = await copyOnWrite(ed, inode, extents, cow, offset, bytes);
 
   // New blocks for the holes, with their bytes (zeros where the write does not reach).
-  if (holes.length > 0) {
+  if (holes.length > 0 || converted.length > 0 || cow.length > 0) {
     const placer = new BlockPlacer(ctx, ed.alloc, inode, false);
     for (const [s, t] of holes) {
       const buf = new Uint8Array((t - s) * bs);
@@ -99,7 +121,7 @@ export async function writeAtInode(
     const added = placer.extents;
     inode.nblocks += added.reduce((n, x) => n + x.blockcount, 0);
     if (map.bmbtBlocks.length > 0) await freeBmbtBlocks(ctx, ed.alloc, inode, map.bmbtBlocks);
-    await buildFork(ctx, ed.alloc, inode, mergeExtents([...map.extents, ...added]));
+    await buildFork(ctx, ed.alloc, inode, mergeExtents([...extents, ...added]));
   }
 
   // Last, the bytes over existing blocks; partial end blocks are read, patched and written whole.
@@ -118,6 +140,13 @@ export async function writeAtInode(
       b.set(bytes.subarray(s - offset, e - offset), s - fb * bs);
       await ctx.bufs.writeThrough(blockAt, b);
     };
+    if (p.unwritten) {
+      // Whole blocks: the write's bytes over zeros.
+      const blocks = new Uint8Array((tailBlock + 1 - headBlock) * bs);
+      blocks.set(bytes.subarray(from - offset, to - offset), from - headBlock * bs);
+      await ctx.bufs.writeThrough(devOf(headBlock * bs), blocks);
+      continue;
+    }
     let wholeFrom = headBlock;
     let wholeTo = tailBlock + 1;
     if (from % bs !== 0) {
@@ -141,4 +170,101 @@ export async function writeAtInode(
   inode.ctime = { ...t };
   if (inode.version >= 3) inode.changecount++;
   await storeInode(ctx, inode);
+}
+
+/** The mapping with the written blocks `done` (parts of unwritten extents) split out as written. */
+function splitWritten(extents: XfsExtent[], done: { fileBlock: number; count: number }[]): XfsExtent[] {
+  const out: XfsExtent[] = [];
+  for (const e of extents) {
+    const end = e.startoff + e.blockcount;
+    const hit = e.unwritten ? done.find((d) => d.fileBlock >= e.startoff && d.fileBlock < end) : undefined;
+    if (!hit) {
+      out.push(e);
+      continue;
+    }
+    const s = hit.fileBlock;
+    const t = s + hit.count;
+    const at = (off: number) => e.startblock + (off - e.startoff);
+    if (s > e.startoff) out.push({ ...e, blockcount: s - e.startoff });
+    out.push({ startoff: s, startblock: at(s), blockcount: t - s, unwritten: false });
+    if (t < end) out.push({ ...e, startoff: t, startblock: at(t), blockcount: end - t });
+  }
+  return out;
+}
+
+/** The reverse map of converted blocks: the unwritten record's part becomes a written one. */
+async function rmapWritten(
+  ed: XfsEditor,
+  inode: XfsInode,
+  fileBlock: number,
+  fsb: number,
+  count: number,
+): Promise<void> {
+  const { agno, agbno } = fsbToAg(ed.ctx.geo, fsb);
+  const ag = await ed.alloc.ag(agno);
+  if (!ag.rmap) return;
+  // Record splits and merges can grow or shrink the rmapbt: the AGFL must cover them first.
+  await ag.fixFreelist();
+  const owner = { owner: BigInt(inode.ino), offset: BigInt(fileBlock) };
+  await rmapUnmap(ag.rmap, agbno, count, { ...owner, unwritten: true });
+  await rmapMap(ag.rmap, agbno, count, { ...owner, unwritten: false });
+}
+
+/**
+ * Copy-on-write of shared blocks (xfs_reflink_end_cow, done in one step): each shared run gets
+ * new blocks holding its old bytes with the write laid over them, the file's rmap record on the
+ * old blocks goes, and the old blocks lose one reference (refcount-write.ts) — the other file
+ * keeps them. Returns the mapping with the runs moved to their new blocks.
+ */
+async function copyOnWrite(
+  ed: XfsEditor,
+  inode: XfsInode,
+  extents: XfsExtent[],
+  cow: { fileBlock: number; fsb: number; count: number }[],
+  offset: number,
+  bytes: Uint8Array,
+): Promise<XfsExtent[]> {
+  const geo = ed.ctx.geo;
+  const bs = geo.blockSize;
+  const end = offset + bytes.length;
+  const placer = new BlockPlacer(ed.ctx, ed.alloc, inode, false);
+  let out = extents;
+  for (const c of cow) {
+    const data = await ed.device.read(ed.fs.geometry.fsbToByte(c.fsb), c.count * bs);
+    const from = Math.max(offset, c.fileBlock * bs);
+    const to = Math.min(end, (c.fileBlock + c.count) * bs);
+    data.set(bytes.subarray(from - offset, to - offset), from - c.fileBlock * bs);
+    await placer.put(c.fileBlock, data, data.length);
+    const { agno, agbno } = fsbToAg(geo, c.fsb);
+    const ag = await ed.alloc.ag(agno);
+    if (ag.rmap) {
+      await ag.fixFreelist();
+      await rmapUnmap(ag.rmap, agbno, c.count, { owner: BigInt(inode.ino), offset: BigInt(c.fileBlock) });
+    }
+    await refcountDecrement(ag, agbno, c.count);
+    out = cutRange(out, c.fileBlock, c.count);
+  }
+  return [...out, ...placer.extents].sort((a, b) => a.startoff - b.startoff);
+}
+
+/** The mapping without file blocks [start, start+count). */
+function cutRange(extents: XfsExtent[], start: number, count: number): XfsExtent[] {
+  const stop = start + count;
+  const out: XfsExtent[] = [];
+  for (const e of extents) {
+    const eEnd = e.startoff + e.blockcount;
+    if (eEnd <= start || e.startoff >= stop) {
+      out.push(e);
+      continue;
+    }
+    if (e.startoff < start) out.push({ ...e, blockcount: start - e.startoff });
+    if (eEnd > stop)
+      out.push({
+        ...e,
+        startoff: stop,
+        startblock: e.startblock + (stop - e.startoff),
+        blockcount: eEnd - stop,
+      });
+  }
+  return out;
 }

@@ -86,7 +86,8 @@ describeWithTools(["mkfs.xfs", "xfs_db", "xfs_repair"], "attribute dabtree beyon
         const r = await xfsRepairCheck(img);
         expect(r.clean, r.output).toBe(true);
         const at = [`inode ${ino}`];
-        expect(await dbField(img, at, "core.aformat")).toBe("2 (extents)");
+        // Leaves and nodes are added one by one as the tree grows: the mapping may outgrow the inode.
+        expect(["2 (extents)", "3 (btree)"]).toContain(await dbField(img, at, "core.aformat"));
         expect(Number(await dbField(img, [...at, "ablock 0"], "hdr.level"))).toBe(2);
         expect((await xfsDb(img, ["check"])).trim()).toBe("");
 

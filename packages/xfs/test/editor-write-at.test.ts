@@ -1,16 +1,14 @@
 // XfsEditor.writeAt (pwrite into an existing file) on images made by mkfs.xfs: overwrites land in
 // the file's own blocks (xfs_db bmap unchanged, the old bytes gone from the image), holes and the
-// range past the end get new blocks (extents and bmbt forks rebuilt), reflink-shared and
-// preallocated ranges are refused with nothing changed. Oracles: xfs_repair -n + xfs_db check, and
-// as root the kernel reading every byte back through a read-only loop mount.
-import { execFileSync } from "node:child_process";
+// range past the end get new blocks (extents and bmbt forks rebuilt). Oracles: xfs_repair -n +
+// xfs_db check, and as root the kernel reading every byte back through a read-only loop mount.
+// Unwritten extents: editor-write-at-unwritten.test.ts; reflink-shared: editor-write-at-cow.test.ts.
 import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { FileDevice } from "@imgpatch/disk";
 import { describeWithTools, isRoot, tempDir, withLoopMount } from "@imgpatch/testkit";
 import { expect, it } from "vitest";
 import { XfsEditor } from "../src/editor.js";
-import { XfsUnsupportedError } from "../src/errors.js";
 import { dbFields, FEATURE_SETS, fsCheck, mkfsImage, XFS_TOOLS, xfsDb } from "./space-helpers.js";
 
 function pattern(n: number, seed: number): Uint8Array {
@@ -154,40 +152,4 @@ describeWithTools(XFS_TOOLS, "XfsEditor.writeAt (xfs_repair -n, xfs_db, kernel)"
       }
     });
   }
-
-  it.runIf(isRoot())(
-    "reflink-shared and preallocated (unwritten) ranges are refused, the image unchanged",
-    async () => {
-      const dir = await tempDir("xfs-writeat-shared-");
-      const path = mkfsImage(dir, "r.img", FEATURE_SETS["v5-rmap-reflink"], 64);
-      const mnt = join(dir, "mnt");
-      mkdirSync(mnt);
-      await withLoopMount(path, mnt, { rw: true }, async (m) => {
-        execFileSync("sh", [
-          "-c",
-          `head -c 65536 /dev/urandom > ${m}/a && cp --reflink=always ${m}/a ${m}/b && xfs_io -f -c "falloc 0 65536" ${m}/pre`,
-        ]);
-      });
-      const before = readFileSync(path);
-      const dev = await FileDevice.open(path, { readOnly: false });
-      const ed = await XfsEditor.open(dev, { timestamp: 5 });
-      try {
-        for (const f of ["/a", "/b"]) {
-          const e = await ed.writeAt(f, 100, new Uint8Array(10).fill(1)).catch((x: unknown) => x);
-          expect(e).toBeInstanceOf(XfsUnsupportedError);
-          expect(e).toMatchObject({ feature: "reflink-shared" });
-        }
-        const e = await ed.writeAt("/pre", 0, new Uint8Array(10).fill(1)).catch((x: unknown) => x);
-        expect(e).toMatchObject({ feature: "unwritten-overwrite" });
-        await ed.sync();
-      } finally {
-        await ed.close();
-        await dev.close();
-      }
-      expect(readFileSync(path).equals(before)).toBe(true);
-      const c = fsCheck(path);
-      expect(c.output).toBe("");
-      expect(c.clean).toBe(true);
-    },
-  );
 });

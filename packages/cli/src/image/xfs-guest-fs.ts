@@ -3,8 +3,9 @@
  * node:fs/promises shape and error codes as the ext4 package); writes go to the editor when there
  * is one and the volume is writable, else they fail with EPERM naming the reason — never silently.
  *
- * `writeAt` overwrites a file's blocks where they lie (`--scrub`); the editor refuses, with a
- * typed error, ranges whose blocks another file shares (reflink) or that are preallocated.
+ * `writeAt` overwrites a file's blocks where they lie (`--scrub`); preallocated ranges are
+ * converted, and blocks another file shares (reflink) are copied first (that file keeps the old
+ * bytes, which are its own).
  */
 import { ImgpatchError } from "@imgpatch/disk";
 import type { XfsEditor, XfsStats } from "@imgpatch/xfs";
