@@ -3,11 +3,21 @@
 // fresh process (dnf with an empty cache dir, so it parses the metadata too).
 //   npm run bench -w packages/rpm-repo            (BENCH_PACKAGES=20000 by default)
 // Ratio = dnf's time / ours (target: ≥ 1.0). Each side runs three times, alternating; medians count.
+// Then (BENCH_INSTALL=0 skips it) the transaction is installed, see install-bench.ts: our CLI into an
+// ext4 image vs `dnf --installroot install -y` (root only), three times each, alternating.
 import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import {
+  dnfInstall,
+  guestRoot,
+  installRepo,
+  oursInstall,
+  splitNevra,
+  type TimedRun,
+} from "./install-bench.js";
 import { makeSyntheticRepo } from "./synthetic-repo.js";
 
 const n = Number(process.env.BENCH_PACKAGES ?? 20000);
@@ -87,6 +97,40 @@ try {
   );
   console.log(`  dnf --assumeno (cold cache): median ${d.toFixed(0)} ms`);
   console.log(`  ratio dnf/ours: ${(d / o).toFixed(2)}x (target >= 1.0)`);
+  const cpu = (r: TimedRun) => r.userS + r.sysS;
+  if (process.env.BENCH_INSTALL !== "0") {
+    const pkgs = last.install.map(splitNevra);
+    const { repo: instRepo, baseRpm } = installRepo(pkgs);
+    const instRoot = join(dir, "inst-root");
+    guestRoot(instRoot, baseRpm);
+    const image = join(dir, "guest.img");
+    const mk = spawnSync("mke2fs", ["-q", "-F", "-t", "ext4", "-d", instRoot, image, "256M"], {
+      encoding: "utf8",
+    });
+    if (mk.status !== 0) throw new Error(`mke2fs: ${mk.stderr}`);
+    const names = pkgs.map((p) => p.name);
+    const oi: TimedRun[] = [];
+    const di: TimedRun[] = [];
+    let dnfWhy = "";
+    for (let i = 0; i < 3; i++) {
+      oi.push(oursInstall(image, dir, instRepo, names));
+      const r = dnfInstall(instRoot, dir, instRepo, names, home);
+      if (typeof r === "string") dnfWhy = r;
+      else di.push(r);
+    }
+    const line = (rs: TimedRun[]) =>
+      `median ${med(rs.map((r) => r.ms)).toFixed(0)} ms wall, ${med(rs.map(cpu)).toFixed(2)} s CPU (user+sys), peak RSS ${Math.max(...rs.map((r) => r.maxRssMiB)).toFixed(0)} MiB`;
+    console.log(`install of the ${pkgs.length} packages (2 small files each; cached rpmbuild output):`);
+    console.log(
+      `  ours (imgpatch customize --in-place --install, ext4 image, e2fsck -fn clean): ${line(oi)}`,
+    );
+    if (di.length > 0) {
+      console.log(`  dnf --installroot install -y (directory root): ${line(di)}`);
+      console.log(
+        `  ratio dnf/ours (wall): ${(med(di.map((r) => r.ms)) / med(oi.map((r) => r.ms))).toFixed(2)}x`,
+      );
+    } else console.log(`  dnf: not run (${dnfWhy})`);
+  }
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }
