@@ -12,6 +12,68 @@ const secs = (d: Date) => Math.floor(d.getTime() / 1000);
 const date = (s: number) => new Date(s * 1000);
 
 /**
+ * The names in directories the injection touches, so that asking about a path that does not exist
+ * yet (every new file of a payload, several times each) costs a set lookup instead of a failed
+ * lstat: the guest filesystem reports absence by throwing, and building those errors was the
+ * largest single cost of installing many small packages. A directory's names are read once and kept
+ * up to date by the target's own changes (nothing else writes while rpm-inject runs). Only
+ * directories reached without symlinks are cached, so one directory never has two entries.
+ */
+class DirNames {
+  private readonly dirs = new Map<string, Set<string> | null>();
+  constructor(private readonly fs: GuestFs) {}
+
+  private static split(path: string): [string, string] {
+    const k = path.lastIndexOf("/");
+    return [k <= 0 ? "/" : path.slice(0, k), path.slice(k + 1)];
+  }
+
+  /** The names of `dir`, or null when it is not cached (absent, behind a symlink, unreadable). */
+  private async names(dir: string): Promise<Set<string> | null> {
+    const known = this.dirs.get(dir);
+    if (known !== undefined) return known;
+    let names: Set<string> | null = null;
+    if (dir === "/" || (await this.realDir(dir))) {
+      try {
+        names = new Set(await this.fs.readdir(dir));
+      } catch {
+        names = null;
+      }
+    }
+    this.dirs.set(dir, names);
+    return names;
+  }
+
+  /** Is every component of `dir` a directory (no symlinks)? */
+  private async realDir(dir: string): Promise<boolean> {
+    const [parent, name] = DirNames.split(dir);
+    const names = await this.names(parent);
+    if (names === null || !names.has(name)) return false;
+    return (await lstatOrNull(this.fs, dir))?.type === "directory";
+  }
+
+  /** False only when `path` surely does not exist. */
+  async mayExist(path: string): Promise<boolean> {
+    const [dir, name] = DirNames.split(path);
+    const names = await this.names(dir);
+    return names === null || names.has(name);
+  }
+
+  added(path: string, isDir = false): void {
+    const [dir, name] = DirNames.split(path);
+    this.dirs.get(dir)?.add(name);
+    if (isDir && this.dirs.get(dir)) this.dirs.set(path, new Set());
+  }
+
+  removed(path: string): void {
+    const [dir, name] = DirNames.split(path);
+    this.dirs.get(dir)?.delete(name);
+    // Whatever was cached below it is gone or moved.
+    for (const d of this.dirs.keys()) if (d === path || d.startsWith(`${path}/`)) this.dirs.delete(d);
+  }
+}
+
+/**
  * rpm-inject writes through this: final components are never followed, as rpm does. `onWritten`
  * receives the size of each regular file written (progress of a payload).
  */
@@ -20,10 +82,12 @@ export function injectTargetFromGuestFs(
   name: string,
   onWritten?: (bytes: number) => void,
 ): InjectTarget {
+  const dirNames = new DirNames(fs);
+  const lstat = async (path: string) => ((await dirNames.mayExist(path)) ? lstatOrNull(fs, path) : null);
   return {
     name,
     async lstat(path: string): Promise<TargetStat | undefined> {
-      const st = await lstatOrNull(fs, path);
+      const st = await lstat(path);
       if (!st) return undefined;
       return {
         type: st.type === "directory" ? "dir" : st.type,
@@ -39,7 +103,7 @@ export function injectTargetFromGuestFs(
       };
     },
     async exists(path: string): Promise<boolean> {
-      return (await lstatOrNull(fs, path)) !== null;
+      return (await lstat(path)) !== null;
     },
     readlink: (path) => fs.readlink(path),
     async *readFile(path: string): AsyncIterable<Uint8Array> {
@@ -47,28 +111,49 @@ export function injectTargetFromGuestFs(
     },
     async mkdir(path: string, perms: number): Promise<void> {
       await fs.mkdir(path, { mode: perms, uid: 0, gid: 0 });
+      dirNames.added(path, true);
     },
     async writeFile(path: string, content: AsyncIterable<Uint8Array>, perms: number): Promise<void> {
-      const st = await lstatOrNull(fs, path);
+      const st = await lstat(path);
       if (st && st.type !== "file" && st.type !== "directory") await fs.unlink(path);
       const data = await collectGuestData(content);
       await fs.writeFile(path, data, { mode: perms });
+      dirNames.added(path);
       onWritten?.(data.length);
     },
-    symlink: (target, path) => fs.symlink(target, path),
-    link: (existing, path) => fs.link(existing, path),
-    mknod: (path: string, type: NodeType, perms: number, major: number, minor: number) =>
-      fs.mknod(path, type, perms, major, minor),
+    async symlink(target: string, path: string): Promise<void> {
+      await fs.symlink(target, path);
+      dirNames.added(path);
+    },
+    async link(existing: string, path: string): Promise<void> {
+      await fs.link(existing, path);
+      dirNames.added(path);
+    },
+    async mknod(path: string, type: NodeType, perms: number, major: number, minor: number): Promise<void> {
+      await fs.mknod(path, type, perms, major, minor);
+      dirNames.added(path);
+    },
     chown: (path, uid, gid) => fs.lchown(path, uid, gid),
     async chmod(path: string, perms: number): Promise<void> {
-      if ((await lstatOrNull(fs, path))?.type === "symlink") return; // link modes mean nothing
+      if ((await lstat(path))?.type === "symlink") return; // link modes mean nothing
       await fs.chmod(path, perms);
     },
     utimes: (path, atime, mtime) => fs.lutimes(path, date(atime), date(mtime)),
     setxattr: (path, n, value) => fs.setxattr(path, n, value),
-    rename: (from, to) => fs.rename(from, to),
-    unlink: (path) => fs.unlink(path),
-    rmdir: (path) => fs.rmdir(path),
+    async rename(from: string, to: string): Promise<void> {
+      await fs.rename(from, to);
+      dirNames.removed(from);
+      dirNames.removed(to);
+      dirNames.added(to);
+    },
+    async unlink(path: string): Promise<void> {
+      await fs.unlink(path);
+      dirNames.removed(path);
+    },
+    async rmdir(path: string): Promise<void> {
+      await fs.rmdir(path);
+      dirNames.removed(path);
+    },
     // Lets rpm-inject read the guest's keyring (/etc/pki/rpm-gpg, /etc/yum.repos.d) for signatures.
     readdir: (path) => fs.readdir(path),
   };
