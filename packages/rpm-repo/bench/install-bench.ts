@@ -126,6 +126,21 @@ export function guestRoot(root: string, baseRpm: string): void {
   run("rpm", ["--root", root, "--dbpath", "/var/lib/rpm", "-i", "--justdb", "--nodeps", baseRpm]);
 }
 
+/** dnf's options for a run against one local repository only, with its own cache and config. */
+export function dnfArgs(root: string, home: string, cache: string, id: string, repo: string): string[] {
+  return [
+    `--installroot=${root}`,
+    `--config=${join(home, "dnf.conf")}`,
+    "--setopt=reposdir=/dev/null",
+    `--setopt=cachedir=${cache}`,
+    "--nogpgcheck",
+    "--disableplugin=*",
+    "--forcearch=x86_64",
+    "--releasever=9",
+    `--repofrompath=${id},file://${repo}`,
+  ];
+}
+
 export interface TimedRun {
   ms: number;
   userS: number;
@@ -183,24 +198,11 @@ export function dnfInstall(
   cpSync(root, r, { recursive: true });
   const cache = join(work, "dnf-cache");
   try {
-    return timed(
-      "dnf",
-      [
-        `--installroot=${r}`,
-        `--config=${join(home, "dnf.conf")}`,
-        "--setopt=reposdir=/dev/null",
-        `--setopt=cachedir=${cache}`,
-        "--nogpgcheck",
-        "--disableplugin=*",
-        "--forcearch=x86_64",
-        "--releasever=9",
-        `--repofrompath=inst,file://${repo}`,
-        "-y",
-        "install",
-        ...names,
-      ],
-      { ...process.env, HOME: home, LC_ALL: "C" },
-    );
+    return timed("dnf", [...dnfArgs(r, home, cache, "inst", repo), "-y", "install", ...names], {
+      ...process.env,
+      HOME: home,
+      LC_ALL: "C",
+    });
   } finally {
     rmSync(r, { recursive: true, force: true });
     rmSync(cache, { recursive: true, force: true });

@@ -55,20 +55,7 @@ try {
     const t0 = performance.now();
     const r = spawnSync(
       "dnf",
-      [
-        `--installroot=${root}`,
-        `--config=${join(home, "dnf.conf")}`,
-        "--setopt=reposdir=/dev/null",
-        `--setopt=cachedir=${cache}`,
-        "--nogpgcheck",
-        "--disableplugin=*",
-        "--forcearch=x86_64",
-        "--releasever=9",
-        `--repofrompath=bench,file://${repo}`,
-        "--assumeno",
-        "install",
-        ...top,
-      ],
+      [...dnfArgs(root, home, cache, "bench", repo), "--assumeno", "install", ...top],
       { encoding: "utf8", env: { ...process.env, HOME: home, LC_ALL: "C" }, maxBuffer: 1 << 26 },
     );
     const ms = performance.now() - t0;

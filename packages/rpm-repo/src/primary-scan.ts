@@ -22,9 +22,23 @@ import {
   xmlFlags,
 } from "./dep.js";
 import { RepoFormatError, RepoLimitError } from "./errors.js";
-import type { PackageMeta } from "./package-meta.js";
+import { DEP_LISTS, type PackageMeta } from "./package-meta.js";
 import type { Evr } from "./rpmvercmp.js";
-import { decodeEntities, isNameChar, isNameStart, isSpace, Malformed } from "./xml.js";
+import {
+  BANG,
+  DQUOTE,
+  decodeEntities,
+  EQ,
+  GT,
+  isNameChar,
+  isNameStart,
+  isSpace,
+  LT,
+  Malformed,
+  QMARK,
+  SLASH,
+  SQUOTE,
+} from "./xml.js";
 
 export interface ScanLimits {
   maxPackages: number;
@@ -39,58 +53,80 @@ export interface ScanLimits {
   maxBytes: number;
 }
 
-const LT = 0x3c;
-const GT = 0x3e;
-const SLASH = 0x2f;
-const BANG = 0x21;
-const QMARK = 0x3f;
-const EQ = 0x3d;
-const DQUOTE = 0x22;
-const SQUOTE = 0x27;
 const AMP = 0x26;
 
-const DEP_FIELDS = new Set<string>([
-  "rpm:provides",
-  "rpm:requires",
-  "rpm:conflicts",
-  "rpm:obsoletes",
-  "rpm:recommends",
-  "rpm:suggests",
-  "rpm:supplements",
-  "rpm:enhances",
-]);
-type DepField =
-  | "provides"
-  | "requires"
-  | "conflicts"
-  | "obsoletes"
-  | "recommends"
-  | "suggests"
-  | "supplements"
-  | "enhances";
+// Codes of the element and attribute names the scanner acts on (0: any other name).
+const N_PACKAGE = 1;
+const N_NAME = 2;
+const N_ARCH = 3;
+const N_FILE = 4;
+const N_CHECKSUM = 5;
+const N_VERSION = 6;
+const N_LOCATION = 7;
+const N_SIZE = 8;
+const N_ENTRY = 9;
+const N_DEP = 16;
+// Attributes.
+const A_NAME = 32;
+const A_FLAGS = 33;
+const A_EPOCH = 34;
+const A_VER = 35;
+const A_REL = 36;
+const A_TYPE = 37;
+const A_HREF = 38;
+const A_PACKAGE = 39;
 
-/** Elements whose attributes are read; every other element's are only skipped over. */
-const WANTS_ATTRS = new Set<string>(["version", "checksum", "location", "size", "rpm:entry"]);
+const CODES = new Map<string, number>([
+  ["package", N_PACKAGE],
+  ["name", N_NAME],
+  ["arch", N_ARCH],
+  ["file", N_FILE],
+  ["checksum", N_CHECKSUM],
+  ["version", N_VERSION],
+  ["location", N_LOCATION],
+  ["size", N_SIZE],
+  ["rpm:entry", N_ENTRY],
+  ...DEP_LISTS.map((l, k) => [`rpm:${l}`, N_DEP + k] as [string, number]),
+]);
+const ATTR_CODES = new Map<string, number>([
+  ["name", A_NAME],
+  ["flags", A_FLAGS],
+  ["epoch", A_EPOCH],
+  ["ver", A_VER],
+  ["rel", A_REL],
+  ["type", A_TYPE],
+  ["href", A_HREF],
+  ["package", A_PACKAGE],
+]);
 
 /** Shared by every package without such entries; replaced (never pushed to) when entries come. */
 const NO_DEPS: Dep[] = Object.freeze([]) as unknown as Dep[];
 const NO_FILES: string[] = Object.freeze([]) as unknown as string[];
 
-/** Tag names seen so far (a few dozen in metadata), so a repeated name costs a comparison. */
+/**
+ * Names seen so far in a direct-mapped table (metadata uses a few dozen), so a repeated name costs
+ * a byte comparison instead of a new string; `code` is the last name's code from `codes`.
+ */
 class ByteNames {
-  private readonly byKey = new Map<number, string[]>();
-  private size = 0;
+  private readonly slots: (string | undefined)[] = new Array(1024).fill(undefined);
+  private readonly slotCodes = new Int32Array(1024);
+  code = 0;
+  constructor(private readonly codes: Map<string, number>) {}
   get(b: Buffer, from: number, to: number): string {
-    const key = (to - from) * 0x10000 + b[from]! * 0x100 + b[to - 1]!;
-    const list = this.byKey.get(key);
-    if (list !== undefined) for (const s of list) if (sameAscii(b, from, to, s)) return s;
-    const s = b.toString("utf8", from, to);
-    if (this.size < 512 && isAsciiString(s)) {
-      this.size++;
-      if (list === undefined) this.byKey.set(key, [s]);
-      else list.push(s);
+    const len = to - from;
+    const h = (len * 131 + b[from]! * 31 + b[to - 1]! + (len > 4 ? b[from + 4]! * 7 : 0)) & 1023;
+    const s = this.slots[h];
+    if (s !== undefined && sameAscii(b, from, to, s)) {
+      this.code = this.slotCodes[h]!;
+      return s;
     }
-    return s;
+    const t = b.toString("utf8", from, to);
+    this.code = this.codes.get(t) ?? 0;
+    if (s === undefined && isAsciiString(t)) {
+      this.slots[h] = t;
+      this.slotCodes[h] = this.code;
+    }
+    return t;
   }
 }
 
@@ -110,11 +146,13 @@ function sameAscii(b: Buffer, from: number, to: number, s: string): boolean {
 const INCOMPLETE = -1;
 
 class Scanner {
-  private readonly names = new ByteNames();
+  private readonly names = new ByteNames(CODES);
+  private readonly attrNameCache = new ByteNames(ATTR_CODES);
   private readonly stack: string[] = [];
+  private readonly codeStack: number[] = [];
   // The current tag's attributes: name, value start, value end (raw bytes, quotes excluded).
   private attrCount = 0;
-  private readonly attrNames: string[] = [];
+  private readonly attrCodes: number[] = [];
   private readonly attrFrom: number[] = [];
   private readonly attrTo: number[] = [];
   private b: Buffer = Buffer.alloc(0);
@@ -130,7 +168,8 @@ class Scanner {
   private p: PackageMeta | null = null;
   private entries = 0;
   private depList: Dep[] | null = null;
-  private field: "name" | "arch" | "checksum" | "file" | null = null;
+  /** Code of the element whose text is being collected (name, arch, checksum, file), or 0. */
+  private field = 0;
   private text = "";
   private checksumType = "";
   // The package's <version> attribute ranges in the current buffer (provides reuse its Evr).
@@ -218,7 +257,7 @@ class Scanner {
   private abandonPackage(): void {
     this.p = null;
     this.depList = null;
-    this.field = null;
+    this.field = 0;
     this.text = "";
   }
 
@@ -234,8 +273,7 @@ class Scanner {
       if (this.state !== "root") throw new Malformed("CDATA outside the root element");
       const k = b.indexOf("]]>", i + 9, "latin1");
       if (k < 0) return INCOMPLETE;
-      if (inElement && this.field !== null)
-        this.addText(b.toString(this.ascii ? "latin1" : "utf8", i + 9, k));
+      if (inElement && this.field !== 0) this.addText(b.toString(this.ascii ? "latin1" : "utf8", i + 9, k));
       return k + 3;
     }
     if (!final && b.length - i < 9) return INCOMPLETE;
@@ -267,6 +305,7 @@ class Scanner {
 
   // The last tag read by tag(): its name and whether it was `<x/>`.
   private tagName = "";
+  private tagCode = 0;
   private tagSelfClosing = false;
 
   /** Read a start tag at `i`; attributes are recorded when `keep`. Returns the index after `>`. */
@@ -278,7 +317,8 @@ class Scanner {
     while (j < n && isNameChar(b[j]!)) j++;
     if (j >= n) return INCOMPLETE;
     const name = this.names.get(b, i + 1, j);
-    const wants = keep && WANTS_ATTRS.has(name);
+    const code = this.names.code;
+    const wants = keep && code >= N_CHECKSUM && code <= N_ENTRY;
     this.attrCount = 0;
     for (;;) {
       const sp = j;
@@ -296,6 +336,7 @@ class Scanner {
         if (j - i > this.limits.maxText)
           throw new RepoLimitError(`XML tag longer than ${this.limits.maxText} bytes`, { file: this.where });
         this.tagName = name;
+        this.tagCode = code;
         this.tagSelfClosing = selfClosing;
         return j + 1;
       }
@@ -316,7 +357,8 @@ class Scanner {
       if (close < 0) return INCOMPLETE;
       if (wants) {
         const k = this.attrCount++;
-        this.attrNames[k] = this.names.get(b, a0, a1);
+        this.attrNameCache.get(b, a0, a1);
+        this.attrCodes[k] = this.attrNameCache.code;
         this.attrFrom[k] = j + 1;
         this.attrTo[k] = close;
       }
@@ -324,14 +366,14 @@ class Scanner {
     }
   }
 
-  private attrIndex(name: string): number {
-    for (let k = 0; k < this.attrCount; k++) if (this.attrNames[k] === name) return k;
+  private attrIndex(code: number): number {
+    for (let k = 0; k < this.attrCount; k++) if (this.attrCodes[k] === code) return k;
     return -1;
   }
 
   /** An attribute's value as the tokenizer gives it (whitespace normalised, entities replaced). */
-  private attr(name: string): string | undefined {
-    const k = this.attrIndex(name);
+  private attr(code: number): string | undefined {
+    const k = this.attrIndex(code);
     if (k < 0) return undefined;
     return this.attrValueAt(this.attrFrom[k]!, this.attrTo[k]!);
   }
@@ -354,7 +396,9 @@ class Scanner {
     const b = this.b;
     const n = b.length;
     const stack = this.stack;
+    const codes = this.codeStack;
     stack.length = 0;
+    codes.length = 0;
     let i = i0;
     for (;;) {
       if (i >= n) return INCOMPLETE;
@@ -362,7 +406,7 @@ class Scanner {
       if (b[i] !== LT) {
         const j = b.indexOf(LT, i);
         if (j < 0) return INCOMPLETE;
-        if (this.field !== null) this.addText(this.str(i, j));
+        if (this.field !== 0) this.addText(this.str(i, j));
         i = j;
         continue;
       }
@@ -374,9 +418,10 @@ class Scanner {
         let e = gt;
         while (e > i + 2 && isSpace(b[e - 1]!)) e--;
         const open = stack.pop()!;
+        const code = codes.pop()!;
         if (!sameAscii(b, i + 2, e, open) && b.toString("utf8", i + 2, e) !== open)
           throw new Malformed(`</${b.toString("utf8", i + 2, Math.min(e, i + 42))}> closes <${open}>`);
-        this.close(open);
+        this.close(code);
         i = gt + 1;
         if (stack.length === 0) return i;
         continue;
@@ -393,7 +438,7 @@ class Scanner {
       }
       const end = this.tag(i, this.p !== null || stack.length === 0);
       if (end === INCOMPLETE) return INCOMPLETE;
-      const name = this.tagName;
+      const code = this.tagCode;
       // +1: <metadata> is open around us.
       if (stack.length + 1 >= this.limits.maxDepth) {
         throw new RepoLimitError(`XML nested deeper than ${this.limits.maxDepth}`, {
@@ -401,11 +446,13 @@ class Scanner {
           offset: this.consumed + i,
         });
       }
-      stack.push(name);
-      this.open(name, stack.length);
+      stack.push(this.tagName);
+      codes.push(code);
+      this.open(code, stack.length);
       if (this.tagSelfClosing) {
         stack.pop();
-        this.close(name);
+        codes.pop();
+        this.close(code);
         if (stack.length === 0) return end;
       }
       i = end;
@@ -420,9 +467,9 @@ class Scanner {
       });
   }
 
-  private open(name: string, depth: number): void {
+  private open(code: number, depth: number): void {
     if (depth === 1) {
-      if (name !== "package") return;
+      if (code !== N_PACKAGE) return;
       if (this.count >= this.limits.maxPackages)
         throw new RepoLimitError(`more than ${this.limits.maxPackages} packages`, { file: this.where });
       this.p = newPackage(this.repo);
@@ -432,26 +479,28 @@ class Scanner {
     }
     const p = this.p;
     if (p === null) return;
-    switch (name) {
-      case "package":
+    switch (code) {
+      case 0:
+        return;
+      case N_PACKAGE:
         this.fail("<package> inside <package>");
         break;
-      case "name":
-      case "arch":
-      case "file":
-        this.field = name;
+      case N_NAME:
+      case N_ARCH:
+      case N_FILE:
+        this.field = code;
         this.text = "";
         return;
-      case "checksum":
-        this.field = "checksum";
-        this.checksumType = this.attr("type") ?? "";
+      case N_CHECKSUM:
+        this.field = N_CHECKSUM;
+        this.checksumType = this.attr(A_TYPE) ?? "";
         this.text = "";
         return;
-      case "version": {
-        const v = this.attrIndex("ver");
+      case N_VERSION: {
+        const v = this.attrIndex(A_VER);
         if (v < 0) this.fail("<version> without ver");
-        const e = this.attrIndex("epoch");
-        const r = this.attrIndex("rel");
+        const e = this.attrIndex(A_EPOCH);
+        const r = this.attrIndex(A_REL);
         p.evr = {
           epoch: e < 0 ? "" : this.attrValueAt(this.attrFrom[e]!, this.attrTo[e]!),
           version: this.attrValueAt(this.attrFrom[v]!, this.attrTo[v]!),
@@ -465,20 +514,20 @@ class Scanner {
         this.vRel1 = r < 0 ? -1 : this.attrTo[r]!;
         return;
       }
-      case "location":
-        p.location = this.attr("href") ?? "";
+      case N_LOCATION:
+        p.location = this.attr(A_HREF) ?? "";
         return;
-      case "size": {
-        const s = this.attr("package");
+      case N_SIZE: {
+        const s = this.attr(A_PACKAGE);
         p.size = s !== undefined && /^\d{1,15}$/.test(s) ? Number(s) : 0;
         return;
       }
-      case "rpm:entry":
+      case N_ENTRY:
         this.entry();
         return;
       default:
-        if (DEP_FIELDS.has(name)) {
-          const f = name.slice(4) as DepField;
+        if (code >= N_DEP && code < N_DEP + DEP_LISTS.length) {
+          const f = DEP_LISTS[code - N_DEP]!;
           // A repeated list (<rpm:requires> twice) adds to the first.
           if (p[f] === NO_DEPS) p[f] = [];
           this.depList = p[f];
@@ -492,13 +541,13 @@ class Scanner {
     if (++this.entries > this.limits.maxEntries)
       this.fail(`more than ${this.limits.maxEntries} dependency entries`, true);
     const b = this.b;
-    const k = this.attrIndex("name");
+    const k = this.attrIndex(A_NAME);
     if (k < 0 || this.attrFrom[k] === this.attrTo[k]) this.fail("dependency entry without a name");
     const n0 = this.attrFrom[k]!;
     // rpmlib() requirements are rpm's own, not the solver's.
     if (sameAscii(b, n0, Math.min(n0 + 7, this.attrTo[k]!), "rpmlib(")) return;
     const name = this.attrValueAt(n0, this.attrTo[k]!);
-    const fk = this.attrIndex("flags");
+    const fk = this.attrIndex(A_FLAGS);
     let flags = 0;
     if (fk >= 0) {
       const f0 = this.attrFrom[fk]!;
@@ -513,11 +562,11 @@ class Scanner {
 
   /** The entry's EVR, or null without `ver`; shares the package's or the previous entry's when equal. */
   private entryEvr(): Evr | null {
-    const v = this.attrIndex("ver");
+    const v = this.attrIndex(A_VER);
     if (v < 0) return null;
     const b = this.b;
-    const e = this.attrIndex("epoch");
-    const r = this.attrIndex("rel");
+    const e = this.attrIndex(A_EPOCH);
+    const r = this.attrIndex(A_REL);
     const e0 = e < 0 ? -1 : this.attrFrom[e]!;
     const e1 = e < 0 ? -1 : this.attrTo[e]!;
     const r0 = r < 0 ? -1 : this.attrFrom[r]!;
@@ -554,10 +603,10 @@ class Scanner {
     return evr;
   }
 
-  private close(name: string): void {
+  private close(code: number): void {
     const p = this.p;
-    if (p === null) return;
-    if (name === "package" && this.stack.length === 0) {
+    if (p === null || code === 0) return;
+    if (code === N_PACKAGE && this.stack.length === 0) {
       if (p.name === "" || p.arch === "" || p.evr.version === "") this.fail("missing name, arch or version");
       if (p.location === "" && this.repo !== "@System") this.fail("missing location");
       this.count++;
@@ -565,22 +614,22 @@ class Scanner {
       this.abandonPackage();
       return;
     }
-    if (this.field !== null && name === this.field) {
+    if (this.field !== 0 && code === this.field) {
       const v = this.text.trim();
-      if (this.field === "name") p.name = v;
-      else if (this.field === "arch") p.arch = v;
-      else if (this.field === "checksum") p.checksum = { type: this.checksumType, value: v.toLowerCase() };
+      if (code === N_NAME) p.name = v;
+      else if (code === N_ARCH) p.arch = v;
+      else if (code === N_CHECKSUM) p.checksum = { type: this.checksumType, value: v.toLowerCase() };
       else {
         if (++this.entries > this.limits.maxEntries)
           this.fail(`more than ${this.limits.maxEntries} files`, true);
         if (p.files === NO_FILES) p.files = [];
         p.files.push(v);
       }
-      this.field = null;
+      this.field = 0;
       this.text = "";
       return;
     }
-    if (DEP_FIELDS.has(name)) this.depList = null;
+    if (code >= N_DEP) this.depList = null;
   }
 }
 

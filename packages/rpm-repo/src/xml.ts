@@ -30,14 +30,14 @@ export interface XmlLimits {
 
 export const DEFAULT_XML_LIMITS: XmlLimits = { maxText: 1 << 20, maxDepth: 64, maxBytes: 8 * 2 ** 30 };
 
-const LT = 0x3c;
-const GT = 0x3e;
-const SLASH = 0x2f;
-const BANG = 0x21;
-const QMARK = 0x3f;
-const EQ = 0x3d;
-const DQUOTE = 0x22;
-const SQUOTE = 0x27;
+export const LT = 0x3c;
+export const GT = 0x3e;
+export const SLASH = 0x2f;
+export const BANG = 0x21;
+export const QMARK = 0x3f;
+export const EQ = 0x3d;
+export const DQUOTE = 0x22;
+export const SQUOTE = 0x27;
 
 export const isSpace = (c: number) => c === 0x20 || c === 0x0a || c === 0x09 || c === 0x0d;
 

@@ -6,6 +6,7 @@ import { SaxesParser } from "saxes";
 import { describe, expect, it } from "vitest";
 import { formatDep, parseDep, simpleDep } from "../src/dep.js";
 import { RepoFormatError } from "../src/errors.js";
+import { DEP_LISTS } from "../src/package-meta.js";
 import { parsePrimaryXml } from "../src/primary.js";
 
 function rng(seed: number): () => number {
@@ -17,16 +18,7 @@ function rng(seed: number): () => number {
 }
 
 const FLAGS: Record<string, number> = { LT: 2, LE: 10, EQ: 8, GE: 12, GT: 4 };
-const LISTS = [
-  "provides",
-  "requires",
-  "conflicts",
-  "obsoletes",
-  "recommends",
-  "suggests",
-  "supplements",
-  "enhances",
-];
+const LISTS: readonly string[] = DEP_LISTS;
 
 /** What a package reduces to for comparison: every field the solver reads. */
 function summary(p: {
