@@ -75,15 +75,18 @@ class DirNames {
 
 /**
  * rpm-inject writes through this: final components are never followed, as rpm does. `onWritten`
- * receives the size of each regular file written (progress of a payload).
+ * receives the size of each regular file written (progress of a payload). `cacheNames` (default
+ * on) keeps DirNames; a caller adding ways to write that bypass these methods must turn it off.
  */
 export function injectTargetFromGuestFs(
   fs: GuestFs,
   name: string,
   onWritten?: (bytes: number) => void,
+  cacheNames = true,
 ): InjectTarget {
-  const dirNames = new DirNames(fs);
-  const lstat = async (path: string) => ((await dirNames.mayExist(path)) ? lstatOrNull(fs, path) : null);
+  const dirNames = cacheNames ? new DirNames(fs) : null;
+  const lstat = async (path: string) =>
+    dirNames === null || (await dirNames.mayExist(path)) ? lstatOrNull(fs, path) : null;
   return {
     name,
     async lstat(path: string): Promise<TargetStat | undefined> {
@@ -111,27 +114,27 @@ export function injectTargetFromGuestFs(
     },
     async mkdir(path: string, perms: number): Promise<void> {
       await fs.mkdir(path, { mode: perms, uid: 0, gid: 0 });
-      dirNames.added(path, true);
+      dirNames?.added(path, true);
     },
     async writeFile(path: string, content: AsyncIterable<Uint8Array>, perms: number): Promise<void> {
       const st = await lstat(path);
       if (st && st.type !== "file" && st.type !== "directory") await fs.unlink(path);
       const data = await collectGuestData(content);
       await fs.writeFile(path, data, { mode: perms });
-      dirNames.added(path);
+      dirNames?.added(path);
       onWritten?.(data.length);
     },
     async symlink(target: string, path: string): Promise<void> {
       await fs.symlink(target, path);
-      dirNames.added(path);
+      dirNames?.added(path);
     },
     async link(existing: string, path: string): Promise<void> {
       await fs.link(existing, path);
-      dirNames.added(path);
+      dirNames?.added(path);
     },
     async mknod(path: string, type: NodeType, perms: number, major: number, minor: number): Promise<void> {
       await fs.mknod(path, type, perms, major, minor);
-      dirNames.added(path);
+      dirNames?.added(path);
     },
     chown: (path, uid, gid) => fs.lchown(path, uid, gid),
     async chmod(path: string, perms: number): Promise<void> {
@@ -142,17 +145,17 @@ export function injectTargetFromGuestFs(
     setxattr: (path, n, value) => fs.setxattr(path, n, value),
     async rename(from: string, to: string): Promise<void> {
       await fs.rename(from, to);
-      dirNames.removed(from);
-      dirNames.removed(to);
-      dirNames.added(to);
+      dirNames?.removed(from);
+      dirNames?.removed(to);
+      dirNames?.added(to);
     },
     async unlink(path: string): Promise<void> {
       await fs.unlink(path);
-      dirNames.removed(path);
+      dirNames?.removed(path);
     },
     async rmdir(path: string): Promise<void> {
       await fs.rmdir(path);
-      dirNames.removed(path);
+      dirNames?.removed(path);
     },
     // Lets rpm-inject read the guest's keyring (/etc/pki/rpm-gpg, /etc/yum.repos.d) for signatures.
     readdir: (path) => fs.readdir(path),
