@@ -59,15 +59,23 @@ class DirNames {
     return names === null || names.has(name);
   }
 
-  added(path: string, isDir = false): void {
+  /** The cached names of `path`'s parent; a change through an uncached parent (a symlink, say) forgets all. */
+  private parentOf(path: string): [Set<string> | undefined, string] {
     const [dir, name] = DirNames.split(path);
-    this.dirs.get(dir)?.add(name);
-    if (isDir && this.dirs.get(dir)) this.dirs.set(path, new Set());
+    const names = this.dirs.get(dir);
+    if (!names) this.dirs.clear();
+    return [names ?? undefined, name];
+  }
+
+  added(path: string, isDir = false): void {
+    const [names, name] = this.parentOf(path);
+    names?.add(name);
+    if (isDir && names) this.dirs.set(path, new Set());
   }
 
   removed(path: string): void {
-    const [dir, name] = DirNames.split(path);
-    this.dirs.get(dir)?.delete(name);
+    const [names, name] = this.parentOf(path);
+    names?.delete(name);
     // Whatever was cached below it is gone or moved.
     for (const d of this.dirs.keys()) if (d === path || d.startsWith(`${path}/`)) this.dirs.delete(d);
   }
