@@ -2,6 +2,8 @@
  * Glue between rpm-inject and the guest: an InjectTarget over any GuestFs, and the queueing of
  * rpm-inject's deferred scriptlets (FirstbootPlan) into the shared first-boot queue.
  */
+
+import type { NewNodeAttrs } from "@imgpatch/pkgkit";
 import type { FirstbootPlan, FirstbootStep, InjectTarget, NodeType, TargetStat } from "@imgpatch/rpm-inject";
 import { collectGuestData } from "./data.js";
 import { addFirstbootScript } from "./firstboot.js";
@@ -129,6 +131,13 @@ export function injectTargetFromGuestFs(
       if (st && st.type !== "file" && st.type !== "directory") await fs.unlink(path);
       const data = await collectGuestData(content);
       await fs.writeFile(path, data, { mode: perms });
+      dirNames?.added(path);
+      onWritten?.(data.length);
+    },
+    async writeFileAttrs(path: string, content: AsyncIterable<Uint8Array>, a: NewNodeAttrs): Promise<void> {
+      // rpm-inject calls this for files its plan creates (nothing at the path).
+      const data = await collectGuestData(content);
+      await fs.writeFile(path, data, { mode: a.perms, uid: a.uid, gid: a.gid, mtime: date(a.mtime) });
       dirNames?.added(path);
       onWritten?.(data.length);
     },
