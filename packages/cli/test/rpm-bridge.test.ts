@@ -16,6 +16,54 @@ async function* chunks(...parts: string[]): AsyncIterable<Uint8Array> {
 }
 
 describe("rpm-inject bridge", () => {
+  it("answers existence like a fresh lstat whatever the order of changes (the cached directory names)", async () => {
+    // Random changes through the target, checked after each against a target without the cache.
+    let seed = 5;
+    const r = () => {
+      seed = (seed * 1664525 + 1013904223) >>> 0;
+      return seed / 2 ** 32;
+    };
+    const fs = new MemoryGuestFs();
+    await fs.mkdir("/usr/bin", { recursive: true });
+    await fs.symlink("usr/bin", "/bin");
+    const t = injectTargetFromGuestFs(fs, "mem");
+    const plain = injectTargetFromGuestFs(fs, "mem", undefined, false);
+    const names = [
+      "/bin/a",
+      "/usr/bin/a",
+      "/usr/bin/b",
+      "/usr/d",
+      "/usr/d/x",
+      "/usr/d/y",
+      "/bin/d2",
+      "/usr/bin/d2/z",
+    ];
+    let checks = 0;
+    for (let k = 0; k < 400; k++) {
+      const p = names[Math.floor(r() * names.length)]!;
+      const q = names[Math.floor(r() * names.length)]!;
+      const op = Math.floor(r() * 6);
+      try {
+        if (op === 0) await t.writeFile(p, chunks("x"), 0o644);
+        else if (op === 1) await t.mkdir(p, 0o755);
+        else if (op === 2) await t.unlink(p);
+        else if (op === 3) await t.rmdir(p);
+        else if (op === 4) await t.rename(p, q);
+        else await t.symlink("a", p);
+      } catch {
+        // Refused changes (a missing parent, a non-empty directory...) change nothing.
+      }
+      for (const n of names) {
+        const outcome = (x: Promise<boolean>) => x.catch((e: { code?: string }) => e.code ?? "error");
+        expect(await outcome(t.exists(n)), `step ${k} op ${op} ${p} ${q}: ${n}`).toBe(
+          await outcome(plain.exists(n)),
+        );
+        checks++;
+      }
+    }
+    expect(checks).toBe(3200);
+  });
+
   it("InjectTarget over a GuestFs: never follows final symlinks, seconds timestamps, inode numbers", async () => {
     const fs = new MemoryGuestFs();
     const t = injectTargetFromGuestFs(fs, "mem");

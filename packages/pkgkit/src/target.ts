@@ -93,6 +93,9 @@ export interface NewNodeAttrs {
   size?: number;
 }
 
+/** The conflict error a caller's layer throws (rpm-inject: InjectConflictError). */
+export type ConflictErrorClass = new (message: string, where?: ErrorLocation) => ImgpatchError;
+
 /** Linux's limit on symlinks followed while resolving one path. */
 export const MAX_SYMLINK_HOPS = 40;
 
@@ -111,6 +114,7 @@ export async function resolveGuestPath(
   ops: ResolveOps,
   followFinal: boolean,
   targetName = "<guest>",
+  conflict: ConflictErrorClass = TargetConflictError,
 ): Promise<string> {
   const pending = splitGuestPath(path);
   const resolved: string[] = [];
@@ -127,7 +131,7 @@ export async function resolveGuestPath(
       const type = await ops.typeOf(candidate);
       if (type === "symlink") {
         if (++hops > MAX_SYMLINK_HOPS) {
-          throw new TargetConflictError(`too many levels of symbolic links resolving ${path}`, {
+          throw new conflict(`too many levels of symbolic links resolving ${path}`, {
             file: targetName,
           });
         }

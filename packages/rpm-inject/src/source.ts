@@ -1,109 +1,14 @@
 /**
- * Random-access byte sources an RPM is read from: a file on the host (positional reads, never
- * loaded whole) or a buffer in memory. Short reads are format errors naming the offset.
+ * Random-access byte sources an RPM is read from: pkgkit's (a file on the host read positionally,
+ * never loaded whole, or a buffer in memory), with short reads failing as RpmFormatError naming
+ * the offset.
  */
-import { type FileHandle, open } from "node:fs/promises";
-import { IoError } from "@imgpatch/disk";
+import { type ByteSource, openSource as openWith } from "@imgpatch/pkgkit";
 import { RpmFormatError } from "./errors.js";
 
-export interface ByteSource {
-  /** Name used in error messages (the RPM's path). */
-  readonly name: string;
-  /** Total size in bytes. */
-  readonly size: number;
-  /** Exactly `length` bytes at `offset`; a truncated source is an RpmFormatError. */
-  read(offset: number, length: number): Promise<Uint8Array>;
-  /** The bytes in [start, end) as chunks of at most `chunkSize` bytes. */
-  stream(start: number, end: number, chunkSize?: number): AsyncIterable<Uint8Array>;
-  close(): Promise<void>;
-}
+export type { ByteSource } from "@imgpatch/pkgkit";
 
-const DEFAULT_CHUNK = 1 << 20;
-
-function checkRange(src: ByteSource, offset: number, length: number, what = "data"): void {
-  if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
-    throw new RpmFormatError(`bad ${what} range (${offset}, ${length})`, { file: src.name, offset });
-  }
-  if (offset + length > src.size) {
-    throw new RpmFormatError(
-      `truncated: ${what} needs ${length} bytes at offset ${offset} but the file has ${src.size}`,
-      { file: src.name, offset },
-    );
-  }
-}
-
-export class BufferSource implements ByteSource {
-  readonly size: number;
-  constructor(
-    private readonly data: Uint8Array,
-    readonly name = "<buffer>",
-  ) {
-    this.size = data.length;
-  }
-
-  async read(offset: number, length: number): Promise<Uint8Array> {
-    checkRange(this, offset, length);
-    return this.data.subarray(offset, offset + length);
-  }
-
-  async *stream(start: number, end: number, chunkSize = DEFAULT_CHUNK): AsyncIterable<Uint8Array> {
-    checkRange(this, start, end - start);
-    for (let pos = start; pos < end; pos += chunkSize) {
-      yield this.data.subarray(pos, Math.min(end, pos + chunkSize));
-    }
-  }
-
-  async close(): Promise<void> {}
-}
-
-export class FileSource implements ByteSource {
-  private constructor(
-    private readonly fh: FileHandle,
-    readonly name: string,
-    readonly size: number,
-  ) {}
-
-  static async open(path: string): Promise<FileSource> {
-    let fh: FileHandle;
-    try {
-      fh = await open(path, "r");
-    } catch (cause) {
-      throw new IoError(`cannot open RPM: ${(cause as Error).message}`, { file: path }, { cause });
-    }
-    const st = await fh.stat();
-    return new FileSource(fh, path, st.size);
-  }
-
-  async read(offset: number, length: number): Promise<Uint8Array> {
-    checkRange(this, offset, length);
-    const buf = new Uint8Array(length);
-    let done = 0;
-    while (done < length) {
-      const { bytesRead } = await this.fh.read(buf, done, length - done, offset + done);
-      if (bytesRead === 0) {
-        throw new RpmFormatError(`truncated while reading ${length} bytes`, {
-          file: this.name,
-          offset: offset + done,
-        });
-      }
-      done += bytesRead;
-    }
-    return buf;
-  }
-
-  async *stream(start: number, end: number, chunkSize = DEFAULT_CHUNK): AsyncIterable<Uint8Array> {
-    checkRange(this, start, end - start);
-    for (let pos = start; pos < end; pos += chunkSize) {
-      yield await this.read(pos, Math.min(chunkSize, end - pos));
-    }
-  }
-
-  async close(): Promise<void> {
-    await this.fh.close();
-  }
-}
-
-/** Opens a path as a FileSource, or wraps a buffer. */
-export async function openSource(input: string | Uint8Array, name?: string): Promise<ByteSource> {
-  return typeof input === "string" ? FileSource.open(input) : new BufferSource(input, name);
+/** Opens a path as a file source, or wraps a buffer. */
+export function openSource(input: string | Uint8Array, name?: string): Promise<ByteSource> {
+  return openWith(input, name, RpmFormatError);
 }

@@ -27,6 +27,18 @@ export interface PackageMeta {
   size: number;
 }
 
+/** PackageMeta's dependency lists, in primary.xml's order (also primary_db's table names). */
+export const DEP_LISTS = [
+  "provides",
+  "requires",
+  "conflicts",
+  "obsoletes",
+  "recommends",
+  "suggests",
+  "supplements",
+  "enhances",
+] as const;
+
 export function emptyPackage(repo: string): PackageMeta {
   return {
     name: "",

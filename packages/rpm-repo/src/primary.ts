@@ -1,6 +1,6 @@
 /**
  * primary.xml(.gz/.xz/.zst/.bz2): every package's NEVRA, location, checksum and dependencies,
- * streamed (the tokenizer of xml.ts over the decompressor) so memory holds only the parsed packages.
+ * streamed (primary-scan.ts over the decompressor) so memory holds only the parsed packages.
  *
  *   <metadata packages="N">
  *     <package type="rpm">
@@ -18,12 +18,11 @@
  */
 import { Readable } from "node:stream";
 import { createGunzip } from "node:zlib";
-import { type Dep, depFromParts, xmlFlags } from "./dep.js";
-import { RepoFormatError, RepoLimitError } from "./errors.js";
+import { RepoFormatError } from "./errors.js";
 import type { PackageMeta } from "./package-meta.js";
+import { scanPrimary } from "./primary-scan.js";
 import { type Checksum, type RepoSource, verified } from "./repo-source.js";
-import type { Evr } from "./rpmvercmp.js";
-import { DEFAULT_XML_LIMITS, parseXml } from "./xml.js";
+import { DEFAULT_XML_LIMITS } from "./xml.js";
 
 export interface MetadataLimits {
   /** Most packages accepted from one primary. */
@@ -39,26 +38,6 @@ export const DEFAULT_METADATA_LIMITS: MetadataLimits = {
   maxEntries: 200_000,
   maxBytes: 2 * 2 ** 30,
 };
-
-type DepField =
-  | "provides"
-  | "requires"
-  | "conflicts"
-  | "obsoletes"
-  | "recommends"
-  | "suggests"
-  | "supplements"
-  | "enhances";
-const DEP_FIELDS = new Set<string>([
-  "provides",
-  "requires",
-  "conflicts",
-  "obsoletes",
-  "recommends",
-  "suggests",
-  "supplements",
-  "enhances",
-]);
 
 /** Decompress by file name, falling back to sniffing the first bytes. */
 export async function* decompressed(
@@ -126,36 +105,6 @@ function sniff(h: Uint8Array): "gzip" | "xz" | "zstd" | "bzip2" | "none" {
   return "none";
 }
 
-export function entryEvr(a: Record<string, string>): Evr | null {
-  if (a.ver === undefined) return null;
-  return { epoch: a.epoch ?? "", version: a.ver, release: a.rel ?? "" };
-}
-
-/** Shared by every package without such entries; replaced (never pushed to) when entries come. */
-const NO_DEPS: Dep[] = Object.freeze([]) as unknown as Dep[];
-const NO_FILES: string[] = Object.freeze([]) as unknown as string[];
-
-function primaryPackage(repo: string): PackageMeta {
-  return {
-    name: "",
-    arch: "",
-    evr: { epoch: "", version: "", release: "" },
-    provides: NO_DEPS,
-    requires: NO_DEPS,
-    conflicts: NO_DEPS,
-    obsoletes: NO_DEPS,
-    recommends: NO_DEPS,
-    suggests: NO_DEPS,
-    supplements: NO_DEPS,
-    enhances: NO_DEPS,
-    files: NO_FILES,
-    repo,
-    location: "",
-    checksum: null,
-    size: 0,
-  };
-}
-
 /**
  * A metadata file of a repository as a decompressed stream: its bytes are checked against the
  * checksum repomd.xml gives (and bounded by `maxBytes`) while they are read. `where` names it in errors.
@@ -174,123 +123,22 @@ export function openMetadata(
 }
 
 /** Parse a primary.xml stream (already decompressed). `onPackage` sees each package as it ends. */
-export async function parsePrimaryXml(
+export function parsePrimaryXml(
   xml: AsyncIterable<Uint8Array>,
   repo: string,
   where: string,
   onPackage: (p: PackageMeta) => void,
   limits: MetadataLimits = DEFAULT_METADATA_LIMITS,
 ): Promise<number> {
-  let count = 0;
-  let p: PackageMeta | null = null;
-  let entries = 0;
-  let depList: Dep[] | null = null;
-  let field: "name" | "arch" | "checksum" | "file" | null = null;
-  let text = "";
-  let checksumType = "";
-  let sawRoot = false;
-  const fail = (msg: string, limit = false): never => {
-    const m = `package ${count + 1}${p?.name ? ` (${p.name})` : ""}: ${msg}`;
-    throw limit ? new RepoLimitError(m, { file: where }) : new RepoFormatError(m, { file: where });
-  };
-  await parseXml(
-    xml,
-    {
-      open(name, a) {
-        if (!sawRoot) {
-          if (name !== "metadata")
-            throw new RepoFormatError(`root element <${name}>, not <metadata>`, { file: where });
-          sawRoot = true;
-          return;
-        }
-        if (name === "package") {
-          if (p !== null) fail("<package> inside <package>");
-          if (count >= limits.maxPackages) {
-            throw new RepoLimitError(`more than ${limits.maxPackages} packages`, { file: where });
-          }
-          p = primaryPackage(repo);
-          entries = 0;
-          return;
-        }
-        if (p === null) return;
-        switch (name) {
-          case "name":
-          case "arch":
-          case "file":
-            field = name;
-            text = "";
-            return;
-          case "checksum":
-            field = "checksum";
-            checksumType = a.type ?? "";
-            text = "";
-            return;
-          case "version":
-            if (a.ver === undefined) fail("<version> without ver");
-            p.evr = { epoch: a.epoch ?? "", version: a.ver!, release: a.rel ?? "" };
-            return;
-          case "location":
-            p.location = a.href ?? "";
-            return;
-          case "size":
-            p.size = a.package !== undefined && /^\d{1,15}$/.test(a.package) ? Number(a.package) : 0;
-            return;
-          case "rpm:entry": {
-            if (depList === null) return;
-            if (++entries > limits.maxEntries)
-              fail(`more than ${limits.maxEntries} dependency entries`, true);
-            const dn = a.name;
-            if (dn === undefined || dn === "") fail("dependency entry without a name");
-            // primary does not mark rich deps; rpmlib() requirements are rpm's own, not the solver's.
-            if (dn!.startsWith("rpmlib(")) return;
-            depList.push(depFromParts(a.name!, xmlFlags(a.flags, where), entryEvr(a), where));
-            return;
-          }
-          default:
-            if (name.startsWith("rpm:")) {
-              const f = name.slice(4);
-              if (DEP_FIELDS.has(f)) {
-                // A repeated list (<rpm:requires> twice) adds to the first.
-                if (p[f as DepField] === NO_DEPS) p[f as DepField] = [];
-                depList = p[f as DepField];
-              }
-            }
-        }
-      },
-      text(t) {
-        if (field !== null) text += t;
-      },
-      close(name) {
-        if (name === "package") {
-          if (p === null) return;
-          if (p.name === "" || p.arch === "" || p.evr.version === "") fail("missing name, arch or version");
-          if (p.location === "" && repo !== "@System") fail("missing location");
-          count++;
-          onPackage(p);
-          p = null;
-          return;
-        }
-        if (p === null) return;
-        if (field !== null && name === field) {
-          const v = text.trim();
-          if (field === "name") p.name = v;
-          else if (field === "arch") p.arch = v;
-          else if (field === "checksum") p.checksum = { type: checksumType, value: v.toLowerCase() };
-          else if (field === "file") {
-            if (++entries > limits.maxEntries) fail(`more than ${limits.maxEntries} files`, true);
-            if (p.files === NO_FILES) p.files = [];
-            p.files.push(v);
-          }
-          field = null;
-          return;
-        }
-        if (name.startsWith("rpm:") && DEP_FIELDS.has(name.slice(4))) depList = null;
-      },
-    },
-    where,
-    { ...DEFAULT_XML_LIMITS, maxDepth: 16 },
-  );
-  return count;
+  return scanPrimary(xml, repo, where, onPackage, {
+    maxPackages: limits.maxPackages,
+    maxEntries: limits.maxEntries,
+    maxText: DEFAULT_XML_LIMITS.maxText,
+    // One package with maxEntries entries of ~300 bytes each fits.
+    maxElement: 64 * 2 ** 20,
+    maxDepth: 16,
+    maxBytes: DEFAULT_XML_LIMITS.maxBytes,
+  });
 }
 
 /** Read a repository's primary metadata (checksum verified against repomd.xml). */

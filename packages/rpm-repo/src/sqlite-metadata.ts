@@ -21,21 +21,12 @@ import type { SqlValue } from "sql.js";
 import { type Dep, depFromParts, xmlFlags } from "./dep.js";
 import { RepoFormatError, RepoLimitError } from "./errors.js";
 import type { FileOwners } from "./filelists.js";
-import { emptyPackage, type PackageMeta } from "./package-meta.js";
+import { DEP_LISTS, emptyPackage, type PackageMeta } from "./package-meta.js";
 import { DEFAULT_METADATA_LIMITS, type MetadataLimits, openMetadata } from "./primary.js";
 import { type Checksum, type RepoSource, readAll } from "./repo-source.js";
 import { eachRow, openSqlite } from "./rpmdb-sqlite.js";
 
-const DEP_TABLES = [
-  "provides",
-  "requires",
-  "conflicts",
-  "obsoletes",
-  "recommends",
-  "suggests",
-  "supplements",
-  "enhances",
-] as const;
+const DEP_TABLES = DEP_LISTS;
 
 /** Parse a decompressed primary.sqlite; `onPackage` sees each package once all its rows are read. */
 export async function parsePrimarySqlite(

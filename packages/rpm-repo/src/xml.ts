@@ -30,19 +30,19 @@ export interface XmlLimits {
 
 export const DEFAULT_XML_LIMITS: XmlLimits = { maxText: 1 << 20, maxDepth: 64, maxBytes: 8 * 2 ** 30 };
 
-const LT = 0x3c;
-const GT = 0x3e;
-const SLASH = 0x2f;
-const BANG = 0x21;
-const QMARK = 0x3f;
-const EQ = 0x3d;
-const DQUOTE = 0x22;
-const SQUOTE = 0x27;
+export const LT = 0x3c;
+export const GT = 0x3e;
+export const SLASH = 0x2f;
+export const BANG = 0x21;
+export const QMARK = 0x3f;
+export const EQ = 0x3d;
+export const DQUOTE = 0x22;
+export const SQUOTE = 0x27;
 
-const isSpace = (c: number) => c === 0x20 || c === 0x0a || c === 0x09 || c === 0x0d;
+export const isSpace = (c: number) => c === 0x20 || c === 0x0a || c === 0x09 || c === 0x0d;
 
 /** XML name characters, simplified: ASCII letters, digits, `_ : . -`, and anything non-ASCII. */
-function isNameChar(c: number): boolean {
+export function isNameChar(c: number): boolean {
   return (
     (c >= 0x61 && c <= 0x7a) ||
     (c >= 0x41 && c <= 0x5a) ||
@@ -54,16 +54,16 @@ function isNameChar(c: number): boolean {
   );
 }
 
-const isNameStart = (c: number) =>
+export const isNameStart = (c: number) =>
   (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || c === 0x5f || c === 0x3a || c >= 0x80;
 
 const ENTITIES: Record<string, string> = { lt: "<", gt: ">", amp: "&", quot: '"', apos: "'" };
 
 /** Thrown inside the tokenizer; turned into a RepoFormatError with the file and offset. */
-class Malformed extends Error {}
+export class Malformed extends Error {}
 
 /** Replace entity and character references; anything else after `&` is malformed. */
-function decodeEntities(s: string): string {
+export function decodeEntities(s: string): string {
   let out = "";
   let from = 0;
   for (let amp = s.indexOf("&"); amp >= 0; amp = s.indexOf("&", from)) {
@@ -99,7 +99,7 @@ function decodeEntities(s: string): string {
 
 const SPECIAL_IN_ATTR = /[<&\t\n\r]/;
 
-function attrValue(raw: string): string {
+export function attrValue(raw: string): string {
   if (!SPECIAL_IN_ATTR.test(raw)) return raw;
   if (raw.includes("<")) throw new Malformed("'<' in an attribute value");
   // Attribute-value normalisation: literal whitespace characters become spaces (before entities,

@@ -8,7 +8,7 @@ import { nvra } from "../src/package-meta.js";
 import { type GuestFileReader, locateRpmdb, readRpmdb } from "../src/rpmdb.js";
 import { readBdbHash, readRpmdbBdb } from "../src/rpmdb-bdb.js";
 import type { InstalledPackage } from "../src/rpmdb-header.js";
-import { readRpmdbSqlite } from "../src/rpmdb-sqlite.js";
+import { openSqlite, readRpmdbSqlite, sqliteTableEmpty } from "../src/rpmdb-sqlite.js";
 import { buildRpms, type SpecPkg } from "./repo-builder.js";
 
 const PKGS: SpecPkg[] = [
@@ -156,7 +156,7 @@ describeWithTools(["rpmbuild", "rpm", "db5.3_load"], "rpmdb readers", () => {
     const good = await readFile(join(dir, "Packages"));
     let typed = 0;
     // Flip bytes all over the file, one at a time: every outcome is a result or a typed error.
-    for (let off = 0; off < good.length; off += 97) {
+    for (let off = 0; off < good.length; off += 331) {
       const bad = new Uint8Array(good);
       bad[off] ^= 0x5a;
       try {
@@ -171,12 +171,45 @@ describeWithTools(["rpmbuild", "rpm", "db5.3_load"], "rpmdb readers", () => {
     await expect(readRpmdbBdb("x", new Uint8Array(100))).rejects.toThrow(RepoFormatError);
   });
 
+  it("answers an empty rpmdb without SQLite, as SQLite answers it", async () => {
+    const empty = join(await tempDir("rpmdb-empty-"), "root");
+    await mkdir(empty);
+    expect((await runTool("rpm", ["--root", empty, "--dbpath", "/var/lib/rpm", "--initdb"])).exitCode).toBe(
+      0,
+    );
+    expect(await rpmQa(empty)).toEqual([]);
+    const bytes = await readFile(join(empty, "var/lib/rpm/rpmdb.sqlite"));
+    expect(sqliteTableEmpty(bytes, "Packages")).toBe(true);
+    expect(await readRpmdbSqlite("empty", bytes)).toEqual([]);
+    // A database with packages is left to SQLite.
+    expect(
+      sqliteTableEmpty(await readFile(join(root, "var/lib/rpm/rpmdb.sqlite")), "Packages"),
+    ).toBeUndefined();
+    // Flipped bytes: whenever the shortcut says "empty", SQLite finds no row either (or refuses).
+    let shortcut = 0;
+    for (let off = 0; off < bytes.length; off += 331) {
+      const bad = new Uint8Array(bytes);
+      bad[off] ^= 0x5a;
+      if (sqliteTableEmpty(bad, "Packages") !== true) continue;
+      shortcut++;
+      let rows: number | null = null;
+      try {
+        const db = await openSqlite(bad, "flipped");
+        rows = db.exec("SELECT count(*) FROM Packages")[0]!.values[0]![0] as number;
+        db.close();
+      } catch {
+        rows = null;
+      }
+      if (rows !== null) expect(rows, `offset ${off}`).toBe(0);
+    }
+    expect(shortcut).toBeGreaterThan(100);
+  });
+
   it("gives typed errors for damaged sqlite databases", async () => {
     const file = join(root, "var/lib/rpm/rpmdb.sqlite");
     const good = await readFile(file);
     await expect(readRpmdbSqlite("junk", new Uint8Array(4096).fill(7))).rejects.toThrow(RepoFormatError);
     // A header blob damaged inside an intact database: the row's header is refused, typed.
-    const { openSqlite } = await import("../src/rpmdb-sqlite.js");
     const db = await openSqlite(good, file);
     db.run("UPDATE Packages SET blob = ? WHERE hnum = (SELECT min(hnum) FROM Packages)", [
       new Uint8Array([0, 0, 0, 9, 0, 0, 0, 1, 1]),

@@ -9,7 +9,7 @@ import { describeWithTools, runTool, tempDir } from "@imgpatch/testkit";
 import { beforeAll, expect, it } from "vitest";
 import { formatDep } from "../src/dep.js";
 import { RepoChecksumError, RepoFormatError, UnsolvableError } from "../src/errors.js";
-import { nevra, type PackageMeta } from "../src/package-meta.js";
+import { DEP_LISTS, nevra, type PackageMeta } from "../src/package-meta.js";
 import { buildPool, loadRepo } from "../src/repo-load.js";
 import { solveInstall } from "../src/solver.js";
 import { parsePrimarySqlite } from "../src/sqlite-metadata.js";
@@ -28,20 +28,7 @@ async function view(repo: string, to: string, keep: (type: string) => boolean): 
 }
 
 function summary(p: PackageMeta): string {
-  const deps = (
-    [
-      "provides",
-      "requires",
-      "conflicts",
-      "obsoletes",
-      "recommends",
-      "suggests",
-      "supplements",
-      "enhances",
-    ] as const
-  )
-    .map((f) => `${f}: ${p[f].map(formatDep).sort().join(", ")}`)
-    .join("; ");
+  const deps = DEP_LISTS.map((f) => `${f}: ${p[f].map(formatDep).sort().join(", ")}`).join("; ");
   return `${nevra(p)} ${p.location} ${p.checksum?.type}:${p.checksum?.value} ${p.size} files: ${[...p.files].sort().join(" ")}; ${deps}`;
 }
 

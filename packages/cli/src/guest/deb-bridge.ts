@@ -24,7 +24,8 @@ async function collect(content: AsyncIterable<Uint8Array>, size: number, name: s
 export function debTargetFromGuestFs(fs: GuestFs, name: string): PkgTarget {
   const date = (s: number) => new Date(s * 1000);
   return {
-    ...injectTargetFromGuestFs(fs, name),
+    // No cached directory names: writeFileAttrs/mkdirAttrs below would not keep them current.
+    ...injectTargetFromGuestFs(fs, name, undefined, false),
     async writeFileAttrs(path: string, content: AsyncIterable<Uint8Array>, a: NewNodeAttrs): Promise<void> {
       // Small files in one buffer: the ext4 editor writes those without its streaming machinery
       // (most of a package closure's files are a few KiB); large ones stream.
