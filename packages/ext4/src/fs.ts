@@ -397,6 +397,7 @@ export class Ext4Fs {
     }
     if (what.block !== undefined) {
       this.ctx.blockCache.delete(what.block);
+      this.ctx.dirAhead.delete(what.block);
       this.ctx.dataCache.delete(Math.floor((what.block * this.blockSize) / DATA_WINDOW) * DATA_WINDOW);
     }
     if (what.dir !== undefined) this.ctx.dirCache.delete(what.dir);
@@ -406,6 +407,7 @@ export class Ext4Fs {
   clearCaches(): void {
     this.ctx.itableCache.clear();
     this.ctx.blockCache.clear();
+    this.ctx.dirAhead.clear();
     this.ctx.inodeCache.clear();
     this.ctx.dirCache.clear();
     this.ctx.dataCache.clear();
