@@ -20,7 +20,7 @@ import type { JournalScan } from "./journal-scan.js";
 import { DATA_WINDOW, type ReadContext, readBlock } from "./read-context.js";
 import { isFastSymlink, iterateInode, readFileInode, readInodeRange, readSymlinkInode } from "./read-data.js";
 import { dirEntries, type Ext4EntryStats, lstatEntriesInode, readdirInode, walk } from "./read-dir.js";
-import { inodeLocation, readInode, statsOf } from "./read-inode.js";
+import { cachedInode, inodeLocation, loadInode, readInode, statsOf } from "./read-inode.js";
 import { readJournalBlock, scanJournal } from "./read-journal.js";
 import { lookup, resolve } from "./read-lookup.js";
 import { blockRuns, mapBlock } from "./read-map.js";
@@ -255,6 +255,19 @@ export class Ext4Fs {
   async readFile(path: string, options: { maxSize?: number } = {}): Promise<Buffer> {
     const r = await resolve(this.ctx, path, true);
     return readFileInode(this.ctx, r.inode, path, options);
+  }
+
+  /**
+   * Whole content of the file with inode number `ino` (a walk that listed it reads it without a
+   * path lookup); `path` names it in errors. The inode is not kept in the inode cache.
+   */
+  async readFileOfInode(
+    ino: number,
+    path = `<inode ${ino}>`,
+    options: { maxSize?: number } = {},
+  ): Promise<Buffer> {
+    const inode = cachedInode(this.ctx, ino, false) ?? (await loadInode(this.ctx, ino, false));
+    return readFileInode(this.ctx, inode, path, options);
   }
 
   /** Whole content of a regular file (or symlink/other) inode. */

@@ -9,6 +9,8 @@ import {
 
 export interface WalkEntry {
   path: string;
+  /** The entry's name as its directory lists it (the root: its path). */
+  name: string;
   stats: GuestStats;
 }
 
@@ -31,9 +33,9 @@ export async function* walkGuest(
   maxEntries = 10_000_000,
 ): AsyncGenerator<WalkEntry> {
   let count = 0;
-  type Item = { path: string; stats?: GuestStats; listing?: Promise<GuestDirEntry[]> };
+  type Item = { path: string; name: string; stats?: GuestStats; listing?: Promise<GuestDirEntry[]> };
   // Entries listed by readdirStats carry their stats; the others are lstat'ed when popped.
-  const stack: Item[] = [{ path: root }];
+  const stack: Item[] = [{ path: root, name: root }];
   let inFlight = 0;
   const list = (item: Item): Promise<GuestDirEntry[]> => {
     const p = fs.readdirStats!(item.path);
@@ -58,18 +60,18 @@ export async function* walkGuest(
     const path = top.path;
     const stats = top.stats ?? (await fs.lstat(path));
     if (++count > maxEntries) throw new Error(`more than ${maxEntries} entries under ${root}`);
-    yield { path, stats };
+    yield { path, name: top.name, stats };
     if (stats.type !== "directory") continue;
     const prefix = path === "/" ? "/" : `${path}/`;
     try {
       if (fs.readdirStats) {
         const entries = await (top.listing ?? list(top));
         for (let i = entries.length - 1; i >= 0; i--)
-          stack.push({ path: prefix + entries[i].name, stats: entries[i].stats });
+          stack.push({ path: prefix + entries[i].name, name: entries[i].name, stats: entries[i].stats });
         prefetch();
       } else {
         const names = await fs.readdir(path);
-        for (let i = names.length - 1; i >= 0; i--) stack.push({ path: prefix + names[i] });
+        for (let i = names.length - 1; i >= 0; i--) stack.push({ path: prefix + names[i], name: names[i] });
       }
     } catch (err) {
       if (err instanceof GuestFsError && err.code === "EPERM") continue;
