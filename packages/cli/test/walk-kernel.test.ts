@@ -1,6 +1,6 @@
 /**
  * The walks (`ls -R -l`'s walkGuest, `diff`, `get -R`) against the kernel's view of the same ext4
- * images through read-only loop mounts: every entry's type, mode, links, owner, size, mtime and
+ * and XFS images through read-only loop mounts: every entry's type, mode, links, owner, size, mtime and
  * link target as find(1) prints them on the mount; `diff` against `diff -rq` of the two mounts (a
  * same-size content change found by reading by inode number); `get -R` against `cp -a` of the mount
  * (diff -r of contents and link targets; modes with setuid/setgid dropped; mtimes).
@@ -49,11 +49,18 @@ async function makeTree(root: string, variant: "a" | "b"): Promise<void> {
 }
 
 /** Mounts `image` read-only through a loop device for `fn`; always unmounted and detached. */
-async function withRoMount<T>(image: string, mnt: string, fn: (m: string) => Promise<T>): Promise<T> {
+async function withMount<T>(
+  image: string,
+  mnt: string,
+  fn: (m: string) => Promise<T>,
+  rw = false,
+): Promise<T> {
   await mkdir(mnt, { recursive: true });
-  const dev = (await runToolOk("losetup", ["--find", "--show", "-r", image])).toString("utf8").trim();
+  const dev = (await runToolOk("losetup", ["--find", "--show", ...(rw ? [] : ["-r"]), image]))
+    .toString("utf8")
+    .trim();
   try {
-    await runToolOk("mount", ["-t", "ext4", "-o", "ro", dev, mnt]);
+    await runToolOk("mount", ["-o", rw ? "rw" : "ro", dev, mnt]);
     try {
       return await fn(mnt);
     } finally {
@@ -81,104 +88,121 @@ async function findView(dir: string, withOwner = true): Promise<Map<string, stri
   return view;
 }
 
-describeAsRoot(
-  ["mke2fs", "mount", "losetup", "find", "diff", "cp", "mkfifo"],
-  "walks against the kernel",
-  () => {
-    let dir: string;
-    const images: Record<"a" | "b", string> = { a: "", b: "" };
-    const guests: Guest[] = [];
-    beforeAll(async () => {
-      dir = await tempDir("walk-kernel-");
-      for (const v of ["a", "b"] as const) {
-        const src = join(dir, `src-${v}`);
-        await makeTree(src, v);
-        images[v] = join(dir, `${v}.img`);
-        execFileSync("mke2fs", ["-q", "-F", "-t", "ext4", "-d", src, images[v], "64M"], { stdio: "ignore" });
-      }
-    });
-    afterAll(async () => {
-      for (const g of guests) await g.close();
-    });
-
-    it("walkGuest (ls -R -l) gives every entry the stats the kernel gives", async () => {
-      const g = await openGuest(images.a, {});
-      guests.push(g);
-      const ours = new Map<string, string>();
-      for await (const e of walkGuest(g.fs, "/")) {
-        if (e.path === "/") continue;
-        const s = e.stats;
-        const target = s.type === "symlink" ? await g.fs.readlink(e.path) : "";
-        const sz = s.type === "directory" ? "-" : String(s.size);
-        const mode = s.mode.toString(8);
-        const line = `${s.type} ${mode} ${s.nlink} ${s.uid} ${s.gid} ${sz} ${Math.floor(s.mtime.getTime() / 1000)} ${target}`;
-        ours.set(e.path, line);
-      }
-      const kernel = await withRoMount(images.a, join(dir, "mnt-a"), (m) => findView(m));
-      expect(ours.size).toBeGreaterThan(190);
-      expect(ours).toEqual(kernel);
-    });
-
-    it("diff reports what diff -rq of the two mounts reports, and the mode and owner changes", async () => {
-      const ga = await openGuest(images.a, {});
-      const gb = await openGuest(images.b, {});
-      guests.push(ga, gb);
-      const d = await diffGuests(ga.fs, gb.fs);
-      const ma = join(dir, "mnt-da");
-      const mb = join(dir, "mnt-db");
-      const kernel = await withRoMount(images.a, ma, () =>
-        withRoMount(images.b, mb, async () => {
-          const r = await runTool("diff", ["-rq", "--no-dereference", ma, mb]);
-          expect(r.exitCode).toBe(1);
-          return r.stdout.toString("utf8");
-        }),
-      );
-      const want: string[] = [];
-      for (const line of kernel.trim().split("\n")) {
-        if (/^File .* is a fifo while file .* is a fifo$/.test(line)) continue; // neither compares FIFOs
-        const differ = /^Files (\S+) and \S+ differ$/.exec(line);
-        const only = /^Only in (\S+): (.+)$/.exec(line);
-        if (differ) want.push(`content ${differ[1].slice(ma.length)}`);
-        else if (only) {
-          const side = only[1].startsWith(mb) ? mb : ma;
-          const p = `${only[1].slice(side.length)}/${only[2]}`;
-          want.push(`${side === mb ? "added" : "removed"} ${p}`);
-        } else throw new Error(`unexpected diff output: ${line}`);
-      }
-      // diff -r names a removed directory, not what was in it; ours lists each entry.
-      const ours = d
-        .filter((e) => e.kinds.some((k) => k === "content" || k === "added" || k === "removed"))
-        .filter((e) => !(e.kinds[0] === "removed" && e.path.startsWith("/d9/")))
-        .map((e) => `${e.kinds.find((k) => k !== "mode" && k !== "owner")} ${e.path}`);
-      expect(ours.sort()).toEqual(want.sort());
-      expect(want).toContain("content /d5/sub5/f.bin"); // same size, other bytes
-      expect(d.find((e) => e.path === "/d1/sub1/f.bin")?.kinds).toEqual(["mode"]);
-      expect(d.find((e) => e.path === "/d4/sub4/f.bin")?.kinds).toEqual(["owner"]);
-    });
-
-    it("get -R copies the tree as cp -a of the mount does (setuid/setgid dropped)", async () => {
-      const g = await openGuest(images.a, {});
-      guests.push(g);
-      const ours = join(dir, "get");
-      const r = await copyOut(g.fs, "/", ours);
-      expect(r.skipped.map((s) => s.path)).toEqual(["/d8/fifo"]);
-      const ref = join(dir, "cp");
-      await withRoMount(images.a, join(dir, "mnt-g"), async (m) => {
-        await runToolOk("cp", ["-a", `${m}/.`, ref]);
-        // get skips the FIFO; removing cp's copy must not change the directory's times.
-        await rm(join(ref, "d8/fifo"));
-        await runToolOk("touch", ["-r", join(m, "d8"), join(ref, "d8")]);
+for (const kind of ["ext4", "xfs"] as const)
+  describeAsRoot(
+    ["mke2fs", "mkfs.xfs", "mount", "losetup", "find", "diff", "cp", "mkfifo"],
+    `walks against the kernel (${kind})`,
+    () => {
+      let dir: string;
+      const images: Record<"a" | "b", string> = { a: "", b: "" };
+      const guests: Guest[] = [];
+      beforeAll(async () => {
+        dir = await tempDir("walk-kernel-");
+        for (const v of ["a", "b"] as const) {
+          const src = join(dir, `src-${v}`);
+          await makeTree(src, v);
+          images[v] = join(dir, `${v}.img`);
+          if (kind === "ext4") {
+            execFileSync("mke2fs", ["-q", "-F", "-t", "ext4", "-d", src, images[v], "64M"], {
+              stdio: "ignore",
+            });
+          } else {
+            // mkfs.xfs has no -d: the kernel copies the tree in (cp -a keeps modes, owners, times, links).
+            execFileSync("truncate", ["-s", "320M", images[v]]);
+            execFileSync("mkfs.xfs", ["-q", "-f", images[v]], { stdio: "ignore" });
+            await withMount(
+              images[v],
+              join(dir, `fill-${v}`),
+              (m) => runToolOk("cp", ["-a", `${src}/.`, m]),
+              true,
+            );
+          }
+        }
       });
-      const same = await runTool("diff", ["-r", "--no-dereference", ref, ours]);
-      expect(same.stdout.toString("utf8")).toBe("");
-      expect(same.exitCode).toBe(0);
-      const want = await findView(ref, false);
-      for (const [p, v] of want) {
-        // Hard links become separate files: only the link count differs, and it is not compared.
-        const [type, mode, ...rest] = v.split(" ");
-        want.set(p, [type, (Number.parseInt(mode, 8) & 0o1777).toString(8), ...rest].join(" "));
-      }
-      expect(await findView(ours, false)).toEqual(want);
-    });
-  },
-);
+      afterAll(async () => {
+        for (const g of guests) await g.close();
+      });
+
+      it("walkGuest (ls -R -l) gives every entry the stats the kernel gives", async () => {
+        const g = await openGuest(images.a, {});
+        guests.push(g);
+        const ours = new Map<string, string>();
+        for await (const e of walkGuest(g.fs, "/")) {
+          if (e.path === "/") continue;
+          const s = e.stats;
+          const target = s.type === "symlink" ? await g.fs.readlink(e.path) : "";
+          const sz = s.type === "directory" ? "-" : String(s.size);
+          const mode = s.mode.toString(8);
+          const line = `${s.type} ${mode} ${s.nlink} ${s.uid} ${s.gid} ${sz} ${Math.floor(s.mtime.getTime() / 1000)} ${target}`;
+          ours.set(e.path, line);
+        }
+        const kernel = await withMount(images.a, join(dir, "mnt-a"), (m) => findView(m));
+        expect(ours.size).toBeGreaterThan(190);
+        // The XFS reader lists by inode number (readdirStats), as the ext4 reader does.
+        expect(typeof g.fs.readdirStats).toBe("function");
+        expect(ours).toEqual(kernel);
+      });
+
+      it("diff reports what diff -rq of the two mounts reports, and the mode and owner changes", async () => {
+        const ga = await openGuest(images.a, {});
+        const gb = await openGuest(images.b, {});
+        guests.push(ga, gb);
+        const d = await diffGuests(ga.fs, gb.fs);
+        const ma = join(dir, "mnt-da");
+        const mb = join(dir, "mnt-db");
+        const kernel = await withMount(images.a, ma, () =>
+          withMount(images.b, mb, async () => {
+            const r = await runTool("diff", ["-rq", "--no-dereference", ma, mb]);
+            expect(r.exitCode).toBe(1);
+            return r.stdout.toString("utf8");
+          }),
+        );
+        const want: string[] = [];
+        for (const line of kernel.trim().split("\n")) {
+          if (/^File .* is a fifo while file .* is a fifo$/.test(line)) continue; // neither compares FIFOs
+          const differ = /^Files (\S+) and \S+ differ$/.exec(line);
+          const only = /^Only in (\S+): (.+)$/.exec(line);
+          if (differ) want.push(`content ${differ[1].slice(ma.length)}`);
+          else if (only) {
+            const side = only[1].startsWith(mb) ? mb : ma;
+            const p = `${only[1].slice(side.length)}/${only[2]}`;
+            want.push(`${side === mb ? "added" : "removed"} ${p}`);
+          } else throw new Error(`unexpected diff output: ${line}`);
+        }
+        // diff -r names a removed directory, not what was in it; ours lists each entry.
+        const ours = d
+          .filter((e) => e.kinds.some((k) => k === "content" || k === "added" || k === "removed"))
+          .filter((e) => !(e.kinds[0] === "removed" && e.path.startsWith("/d9/")))
+          .map((e) => `${e.kinds.find((k) => k !== "mode" && k !== "owner")} ${e.path}`);
+        expect(ours.sort()).toEqual(want.sort());
+        expect(want).toContain("content /d5/sub5/f.bin"); // same size, other bytes
+        expect(d.find((e) => e.path === "/d1/sub1/f.bin")?.kinds).toEqual(["mode"]);
+        expect(d.find((e) => e.path === "/d4/sub4/f.bin")?.kinds).toEqual(["owner"]);
+      });
+
+      it("get -R copies the tree as cp -a of the mount does (setuid/setgid dropped)", async () => {
+        const g = await openGuest(images.a, {});
+        guests.push(g);
+        const ours = join(dir, "get");
+        const r = await copyOut(g.fs, "/", ours);
+        expect(r.skipped.map((s) => s.path)).toEqual(["/d8/fifo"]);
+        const ref = join(dir, "cp");
+        await withMount(images.a, join(dir, "mnt-g"), async (m) => {
+          await runToolOk("cp", ["-a", `${m}/.`, ref]);
+          // get skips the FIFO; removing cp's copy must not change the directory's times.
+          await rm(join(ref, "d8/fifo"));
+          await runToolOk("touch", ["-r", join(m, "d8"), join(ref, "d8")]);
+        });
+        const same = await runTool("diff", ["-r", "--no-dereference", ref, ours]);
+        expect(same.stdout.toString("utf8")).toBe("");
+        expect(same.exitCode).toBe(0);
+        const want = await findView(ref, false);
+        for (const [p, v] of want) {
+          // Hard links become separate files: only the link count differs, and it is not compared.
+          const [type, mode, ...rest] = v.split(" ");
+          want.set(p, [type, (Number.parseInt(mode, 8) & 0o1777).toString(8), ...rest].join(" "));
+        }
+        expect(await findView(ours, false)).toEqual(want);
+      });
+    },
+  );

@@ -124,7 +124,7 @@ const DIR_INODE_HINTS = 1 << 18;
  * Sorts entries by the UTF-8 bytes of their names (readdir's order). UTF-16 order is the same
  * except where surrogates meet U+E000..U+FFFF: only names with such characters are encoded.
  */
-function sortBytewise<T extends { name: string }>(list: T[]): T[] {
+export function sortBytewise<T extends { name: string }>(list: T[]): T[] {
   if (!list.some((e) => /[\uD800-\uFFFF]/.test(e.name)))
     return list.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const keyed = list.map((e) => ({ key: Buffer.from(e.name), e }));

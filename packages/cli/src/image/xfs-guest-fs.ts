@@ -7,9 +7,10 @@
  * typed error, ranges whose blocks another file shares (reflink) or that are preallocated.
  */
 import { ImgpatchError } from "@imgpatch/disk";
-import type { XfsEditor, XfsStats } from "@imgpatch/xfs";
+import type { XfsEditor, XfsFs, XfsStats } from "@imgpatch/xfs";
 import {
   type GuestData,
+  type GuestDirEntry,
   type GuestFs,
   GuestFsError,
   type GuestMkdirOptions,
@@ -18,7 +19,10 @@ import {
   type GuestStats,
   type GuestWriteOptions,
 } from "../guest/guest-fs.js";
-import { ext4StatsToGuest, mapError, withModeHook } from "./ext4-guest-fs.js";
+import { ext4StatsToGuest, mapError, sortBytewise, withModeHook } from "./ext4-guest-fs.js";
+
+/** What the XFS reader offers for reads by inode number (walks). */
+type XfsByInode = Pick<XfsFs, "readdir" | "statInode" | "readInode" | "readFileInode">;
 
 /** The read side shared by the reader (XfsFs) and the editor (XfsEditor). */
 export interface XfsReadable {
@@ -90,8 +94,41 @@ export class XfsGuestFs implements GuestFs {
         .sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
     });
   }
+  /**
+   * The reader (nothing can change the filesystem) lists and reads by inode number; the editor
+   * goes by path.
+   */
+  private byInode(): XfsByInode | undefined {
+    const x = this.xfs as unknown as Partial<XfsByInode>;
+    return !this.editor && x.statInode && x.readInode && x.readFileInode ? (x as XfsByInode) : undefined;
+  }
+  readdirStats(path: string): Promise<GuestDirEntry[]> {
+    return this.r(path, async () => {
+      const x = this.byInode();
+      const prefix = path.endsWith("/") ? path : `${path}/`;
+      const out: GuestDirEntry[] = [];
+      if (!x) {
+        for (const name of await this.xfs.readdir(path))
+          out.push({ name, stats: xfsStatsToGuest(await this.xfs.lstat(prefix + name)) });
+      } else {
+        // One after the other: the first inode of a 64-inode chunk reads the chunk (cached), the
+        // others find it there; reads in parallel would each read it.
+        for (const d of await x.readdir(path, { withFileTypes: true }))
+          out.push({ name: d.name, stats: xfsStatsToGuest(await x.statInode(d.ino)) });
+      }
+      return sortBytewise(out);
+    });
+  }
   readFile(path: string): Promise<Uint8Array> {
     return this.r(path, async () => new Uint8Array(await this.xfs.readFile(path)));
+  }
+  readFileOfEntry(path: string, stats: GuestStats): Promise<Uint8Array> {
+    return this.r(path, async () => {
+      const x = this.byInode();
+      if (!x || stats.type !== "file") return new Uint8Array(await this.xfs.readFile(path));
+      const data = await x.readFileInode(await x.readInode(stats.ino), path);
+      return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    });
   }
   readlink(path: string): Promise<string> {
     return this.r(path, () => this.xfs.readlink(path));
