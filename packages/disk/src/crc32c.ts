@@ -51,6 +51,17 @@ function shiftZeros(c: number, len: number): number {
   return multModP(op, c) >>> 0;
 }
 
+/** A word view of the last buffer scanned (blocks of one read share a buffer: no view per call). */
+let lastBuffer: ArrayBufferLike | undefined;
+let lastWords: Int32Array<ArrayBufferLike> = new Int32Array(0);
+function wordsOf(buf: ArrayBufferLike): Int32Array {
+  if (buf !== lastBuffer) {
+    lastBuffer = buf;
+    lastWords = new Int32Array(buf, 0, buf.byteLength >> 2);
+  }
+  return lastWords;
+}
+
 /**
  * Where the run of zero bytes ending at `end` starts (`end` when data[end - 1] is not zero), read
  * a 32-bit word at a time: directory blocks and tables are mostly zero past their last record.
@@ -61,13 +72,13 @@ function zeroTailStart(data: Uint8Array, start: number, end: number): number {
     if (data[e - 1] !== 0) return e;
     e--;
   }
-  const first = (data.byteOffset + start + 3) & ~3;
-  const words = ((data.byteOffset + e - first) / 4) | 0;
-  if (words > 0) {
-    const w = new Int32Array(data.buffer, first, words);
-    let i = words;
-    while (i > 0 && w[i - 1] === 0) i--;
-    e = first - data.byteOffset + 4 * i;
+  const first = (data.byteOffset + start + 3) >> 2;
+  const last = (data.byteOffset + e) >> 2;
+  if (last > first) {
+    const w = wordsOf(data.buffer);
+    let i = last;
+    while (i > first && w[i - 1] === 0) i--;
+    e = 4 * i - data.byteOffset;
   }
   while (e > start && data[e - 1] === 0) e--;
   return e;
@@ -75,7 +86,7 @@ function zeroTailStart(data: Uint8Array, start: number, end: number): number {
 
 export function crc32c(crc: number, data: Uint8Array, start = 0, end = data.length): number {
   // A long zero tail costs O(log n) instead of a table step per byte.
-  if (end - start >= 256 && data[end - 1] === 0) {
+  if (end - start >= 1024 && data[end - 1] === 0) {
     const z = zeroTailStart(data, start, end);
     return shiftZeros(crc32cBytes(crc, data, start, z), end - z);
   }
