@@ -22,7 +22,10 @@ import {
 import { ext4StatsToGuest, mapError, sortBytewise, withModeHook } from "./ext4-guest-fs.js";
 
 /** What the XFS reader offers for reads by inode number (walks). */
-type XfsByInode = Pick<XfsFs, "readdir" | "statInode" | "readInode" | "readFileInode">;
+type XfsByInode = Pick<XfsFs, "readdir" | "readdirInode" | "statInode" | "readInode" | "readFileInode">;
+
+/** Most directory inode numbers XfsGuestFs remembers for readdirStats. */
+const DIR_INODE_HINTS = 1 << 18;
 
 /** The read side shared by the reader (XfsFs) and the editor (XfsEditor). */
 export interface XfsReadable {
@@ -50,6 +53,11 @@ export class XfsGuestFs implements GuestFs {
   readonly xfs: XfsReadable;
   private readonly readOnlyReason?: string;
   private readonly editor?: XfsEditor;
+  /**
+   * Inode numbers of the directories the reader's readdirStats listed, by path: a walk's listing
+   * of each of them then skips the path lookup (each used once; bounded).
+   */
+  private readonly dirInodes = new Map<string, number>();
 
   constructor(xfs: XfsReadable | XfsEditor, options: XfsGuestFsOptions = {}) {
     this.xfs = xfs;
@@ -111,10 +119,20 @@ export class XfsGuestFs implements GuestFs {
         for (const name of await this.xfs.readdir(path))
           out.push({ name, stats: xfsStatsToGuest(await this.xfs.lstat(prefix + name)) });
       } else {
+        const ino = this.dirInodes.get(path);
+        let list: Awaited<ReturnType<XfsByInode["readdirInode"]>>;
+        if (ino !== undefined) {
+          this.dirInodes.delete(path);
+          list = await x.readdirInode(await x.readInode(ino), path);
+        } else list = await x.readdir(path, { withFileTypes: true });
+        if (this.dirInodes.size > DIR_INODE_HINTS) this.dirInodes.clear();
         // One after the other: the first inode of a 64-inode chunk reads the chunk (cached), the
         // others find it there; reads in parallel would each read it.
-        for (const d of await x.readdir(path, { withFileTypes: true }))
-          out.push({ name: d.name, stats: xfsStatsToGuest(await x.statInode(d.ino)) });
+        for (const d of list) {
+          const stats = xfsStatsToGuest(await x.statInode(d.ino));
+          if (stats.type === "directory") this.dirInodes.set(prefix + d.name, d.ino);
+          out.push({ name: d.name, stats });
+        }
       }
       return sortBytewise(out);
     });
