@@ -23,7 +23,7 @@ import { join } from "node:path";
 import { ImgpatchError } from "@imgpatch/disk";
 import type { GuestFs, GuestStats } from "../guest/guest-fs.js";
 import { guestBasename } from "../guest/paths.js";
-import { walkGuest } from "./walk.js";
+import { walkGuestBatches } from "./walk.js";
 
 /** File contents read ahead of the host writes (the guest reads overlap). */
 const READS_IN_FLIGHT = 16;
@@ -104,40 +104,41 @@ async function copyTree(
   };
   let skipUnder: string | undefined;
   try {
-    for await (const e of walkGuest(fs, root)) {
-      if (skipUnder !== undefined && e.path.startsWith(skipUnder)) continue;
-      skipUnder = undefined;
-      if (e.path !== root && !safeName(e.name)) {
-        r.skipped.push({ path: e.path, why: "its name is not a single path component" });
-        skipUnder = `${e.path}/`;
-        continue;
-      }
-      const st = e.path === root ? rootStats : e.stats;
-      const host = hostOf(e.path);
-      switch (st.type) {
-        case "directory":
-          exclusive(host, () => mkdirSync(host, { mode: 0o700 }));
-          r.dirs++;
-          dirs.push({ path: host, stats: st });
-          break;
-        case "file": {
-          const data = fs.readFileOfEntry ? fs.readFileOfEntry(e.path, st) : fs.readFile(e.path);
-          data.catch(() => {}); // awaited in order below; a failure must not go unhandled meanwhile
-          reads.push({ path: host, stats: st, data });
-          if (reads.length >= READS_IN_FLIGHT) await writeOne();
-          break;
+    for await (const batch of walkGuestBatches(fs, root))
+      for (const e of batch) {
+        if (skipUnder !== undefined && e.path.startsWith(skipUnder)) continue;
+        skipUnder = undefined;
+        if (e.path !== root && !safeName(e.name)) {
+          r.skipped.push({ path: e.path, why: "its name is not a single path component" });
+          skipUnder = `${e.path}/`;
+          continue;
         }
-        case "symlink": {
-          const target = await fs.readlink(e.path);
-          exclusive(host, () => symlinkSync(target, host));
-          lutimesSync(host, st.atime, st.mtime);
-          r.symlinks++;
-          break;
+        const st = e.path === root ? rootStats : e.stats;
+        const host = hostOf(e.path);
+        switch (st.type) {
+          case "directory":
+            exclusive(host, () => mkdirSync(host, { mode: 0o700 }));
+            r.dirs++;
+            dirs.push({ path: host, stats: st });
+            break;
+          case "file": {
+            const data = fs.readFileOfEntry ? fs.readFileOfEntry(e.path, st) : fs.readFile(e.path);
+            data.catch(() => {}); // awaited in order below; a failure must not go unhandled meanwhile
+            reads.push({ path: host, stats: st, data });
+            if (reads.length >= READS_IN_FLIGHT) await writeOne();
+            break;
+          }
+          case "symlink": {
+            const target = await fs.readlink(e.path);
+            exclusive(host, () => symlinkSync(target, host));
+            lutimesSync(host, st.atime, st.mtime);
+            r.symlinks++;
+            break;
+          }
+          default:
+            r.skipped.push({ path: e.path, why: `${st.type} not copied to the host` });
         }
-        default:
-          r.skipped.push({ path: e.path, why: `${st.type} not copied to the host` });
       }
-    }
     while (reads.length > 0) await writeOne();
   } finally {
     // Reads still queued after a failure are dropped (each already has a rejection handler).

@@ -6,7 +6,7 @@
  * once.
  */
 import type { GuestFs, GuestStats } from "../guest/guest-fs.js";
-import { walkGuest } from "./walk.js";
+import { walkGuestBatches } from "./walk.js";
 
 export type DiffKind = "added" | "removed" | "type" | "mode" | "owner" | "target" | "content";
 
@@ -37,8 +37,9 @@ async function sameContent(
 
 async function collect(fs: GuestFs, root: string): Promise<Map<string, GuestStats>> {
   const out = new Map<string, GuestStats>();
-  for await (const e of walkGuest(fs, root))
-    out.set(e.path.slice(root === "/" ? 0 : root.length) || "/", e.stats);
+  const cut = root === "/" ? 0 : root.length;
+  for await (const batch of walkGuestBatches(fs, root))
+    for (const e of batch) out.set(e.path.slice(cut) || "/", e.stats);
   return out;
 }
 

@@ -32,7 +32,23 @@ export async function* walkGuest(
   root: string,
   maxEntries = 10_000_000,
 ): AsyncGenerator<WalkEntry> {
+  for await (const batch of walkGuestBatches(fs, root, maxEntries)) yield* batch;
+}
+
+/** Entries walkGuest gathers before handing them on (one asynchronous step per batch, not per entry). */
+const BATCH = 512;
+
+/**
+ * walkGuest's entries in walk order, in arrays of up to BATCH: a walk of 100,000s of entries
+ * spends less time in the async-generator protocol (a promise per step).
+ */
+export async function* walkGuestBatches(
+  fs: GuestFs,
+  root: string,
+  maxEntries = 10_000_000,
+): AsyncGenerator<WalkEntry[]> {
   let count = 0;
+  let batch: WalkEntry[] = [];
   type Item = { path: string; name: string; stats?: GuestStats; listing?: Promise<GuestDirEntry[]> };
   // Entries listed by readdirStats carry their stats; the others are lstat'ed when popped.
   const stack: Item[] = [{ path: root, name: root }];
@@ -60,7 +76,11 @@ export async function* walkGuest(
     const path = top.path;
     const stats = top.stats ?? (await fs.lstat(path));
     if (++count > maxEntries) throw new Error(`more than ${maxEntries} entries under ${root}`);
-    yield { path, name: top.name, stats };
+    batch.push({ path, name: top.name, stats });
+    if (batch.length >= BATCH) {
+      yield batch;
+      batch = [];
+    }
     if (stats.type !== "directory") continue;
     const prefix = path === "/" ? "/" : `${path}/`;
     try {
@@ -78,6 +98,7 @@ export async function* walkGuest(
       throw err;
     }
   }
+  if (batch.length > 0) yield batch;
 }
 
 const TYPE_CHAR: Record<GuestFileType, string> = {
