@@ -5,7 +5,8 @@
  * against the kernel's warm `ls -R -l` of a read-only loop mount of the same image, in the same run
  * (root; always unmounted and detached). Medians of IMGPATCH_BENCH_RUNS (default 3) alternating
  * runs, wall and CPU (user + sys, from /usr/bin/time), then a CPU-profile summary of one `ls -R -l`.
- * The image is cached in bench-out/walk.
+ * Then the same tree on XFS (copied in by the kernel: cp -a between loop mounts): `ls -R -l` against
+ * the kernel's on that image. The images are cached in bench-out/walk.
  */
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -36,6 +37,38 @@ function buildImage(image: string): void {
   }
   execFileSync("mke2fs", ["-q", "-F", "-t", "ext4", "-N", String(DIRS * 3), "-d", tree, image, "1G"]);
   rmSync(tree, { recursive: true, force: true });
+}
+
+/** Attaches `image` to a loop device and mounts it at `mnt` for `fn`; always unmounted and detached. */
+function withMount<T>(image: string, mnt: string, rw: boolean, fn: () => T): T {
+  mkdirSync(mnt, { recursive: true });
+  const loop = execFileSync("losetup", ["-f", "--show", ...(rw ? [] : ["-r"]), image], {
+    encoding: "utf8",
+  }).trim();
+  try {
+    execFileSync("mount", ["-o", rw ? "rw" : "ro", loop, mnt]);
+    try {
+      return fn();
+    } finally {
+      execFileSync("umount", [mnt]);
+    }
+  } finally {
+    execFileSync("losetup", ["-d", loop]);
+  }
+}
+
+/** The ext4 image's tree on a 1 GiB XFS, copied by the kernel (mkfs.xfs cannot populate). */
+function buildXfsImage(ext4: string, image: string): void {
+  const tmp = `${image}.tmp`;
+  rmSync(tmp, { force: true });
+  execFileSync("truncate", ["-s", "1G", tmp]);
+  execFileSync("mkfs.xfs", ["-q", "-f", tmp]);
+  withMount(ext4, join(OUT, "from"), false, () =>
+    withMount(tmp, join(OUT, "to"), true, () => {
+      execFileSync("cp", ["-a", `${join(OUT, "from")}/.`, join(OUT, "to")]);
+    }),
+  );
+  execFileSync("mv", [tmp, image]);
 }
 
 /** Runs a command with /usr/bin/time: [wall s, cpu s]; stdout discarded. */
@@ -122,6 +155,31 @@ function main(): void {
   }
   console.log("CPU profile of imgpatch ls -R -l (self time):");
   console.log(profileSummary(["ls", "-R", "-l", image, "/"]));
+
+  const xfs = join(OUT, `walk-${DIRS}.xfs`);
+  if (!existsSync(xfs)) {
+    console.log(`building ${xfs} (the same tree on XFS)...`);
+    buildXfsImage(image, xfs);
+  }
+  const xres: Record<string, Array<[number, number]>> = { kernel: [], ls: [] };
+  withMount(xfs, mnt, false, () => {
+    execFileSync("ls", ["-R", "-l", mnt], { stdio: "ignore", maxBuffer: 1 << 30 }); // warm
+    for (let r = 0; r < RUNS; r++) {
+      xres.kernel.push(timed("ls", ["-R", "-l", mnt]));
+      xres.ls.push(timed(process.execPath, [BIN, "ls", "-R", "-l", xfs, "/"]));
+    }
+  });
+  const xk = median(xres.kernel.map((x) => x[0]));
+  console.log(`XFS, the same tree, medians of ${RUNS} (wall, cpu):`);
+  for (const [name, xs] of Object.entries(xres)) {
+    const w = median(xs.map((x) => x[0]));
+    const c = median(xs.map((x) => x[1]));
+    console.log(
+      `  ${name.padEnd(7)} ${w.toFixed(2)} s  cpu ${c.toFixed(2)} s${name === "kernel" ? "" : `  (${(w / xk).toFixed(1)}x the kernel's ls -R -l)`}`,
+    );
+  }
+  console.log("CPU profile of imgpatch ls -R -l on XFS (self time):");
+  console.log(profileSummary(["ls", "-R", "-l", xfs, "/"]));
 }
 
 main();

@@ -19,7 +19,81 @@ for (let n = 0; n < 256; n++) {
   }
 }
 
+/**
+ * x^(2^k) modulo the polynomial, k = 0..31, in the reflected bit order (bit 31 is x^0): appending
+ * n zero bytes multiplies the register by x^(8n), built from these in O(log n).
+ */
+const X2N = new Int32Array(32);
+X2N[0] = 0x40000000;
+for (let k = 1; k < 32; k++) X2N[k] = multModP(X2N[k - 1], X2N[k - 1]);
+
+/** a·b modulo the polynomial (reflected bit order; a must not be 0). */
+function multModP(a: number, b: number): number {
+  let m = 0x80000000;
+  let p = 0;
+  let v = b;
+  for (;;) {
+    if (a & m) {
+      p ^= v;
+      if ((a & (m - 1)) === 0) break;
+    }
+    m >>>= 1;
+    v = v & 1 ? (v >>> 1) ^ POLY : v >>> 1;
+  }
+  return p;
+}
+
+/** The register after `len` more zero bytes. */
+function shiftZeros(c: number, len: number): number {
+  let op = 0x80000000; // x^0
+  let k = 3; // 2^3 bits per byte
+  for (let n = len; n > 0; n = Math.floor(n / 2), k++) if (n & 1) op = multModP(X2N[k & 31], op);
+  return multModP(op, c) >>> 0;
+}
+
+/** A word view of the last buffer scanned (blocks of one read share a buffer: no view per call). */
+let lastBuffer: ArrayBufferLike | undefined;
+let lastWords: Int32Array<ArrayBufferLike> = new Int32Array(0);
+function wordsOf(buf: ArrayBufferLike): Int32Array {
+  if (buf !== lastBuffer) {
+    lastBuffer = buf;
+    lastWords = new Int32Array(buf, 0, buf.byteLength >> 2);
+  }
+  return lastWords;
+}
+
+/**
+ * Where the run of zero bytes ending at `end` starts (`end` when data[end - 1] is not zero), read
+ * a 32-bit word at a time: directory blocks and tables are mostly zero past their last record.
+ */
+function zeroTailStart(data: Uint8Array, start: number, end: number): number {
+  let e = end;
+  while (e > start && (data.byteOffset + e) & 3) {
+    if (data[e - 1] !== 0) return e;
+    e--;
+  }
+  const first = (data.byteOffset + start + 3) >> 2;
+  const last = (data.byteOffset + e) >> 2;
+  if (last > first) {
+    const w = wordsOf(data.buffer);
+    let i = last;
+    while (i > first && w[i - 1] === 0) i--;
+    e = 4 * i - data.byteOffset;
+  }
+  while (e > start && data[e - 1] === 0) e--;
+  return e;
+}
+
 export function crc32c(crc: number, data: Uint8Array, start = 0, end = data.length): number {
+  // A long zero tail costs O(log n) instead of a table step per byte.
+  if (end - start >= 1024 && data[end - 1] === 0) {
+    const z = zeroTailStart(data, start, end);
+    return shiftZeros(crc32cBytes(crc, data, start, z), end - z);
+  }
+  return crc32cBytes(crc, data, start, end);
+}
+
+function crc32cBytes(crc: number, data: Uint8Array, start: number, end: number): number {
   let c = crc | 0;
   let i = start;
   const stop16 = end - ((end - start) & 15);
@@ -55,9 +129,7 @@ export function crc32c(crc: number, data: Uint8Array, start = 0, end = data.leng
 
 /** crc32c over `len` zero bytes (for checksum fields treated as zero without copying the block). */
 export function crc32cZeros(crc: number, len: number): number {
-  let c = crc | 0;
-  for (let i = 0; i < len; i++) c = T[c & 0xff] ^ (c >>> 8);
-  return c >>> 0;
+  return len > 0 ? shiftZeros(crc | 0, len) : crc >>> 0;
 }
 
 /** crc32c of a little-endian u32 value. */

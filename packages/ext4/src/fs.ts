@@ -20,7 +20,7 @@ import type { JournalScan } from "./journal-scan.js";
 import { DATA_WINDOW, type ReadContext, readBlock } from "./read-context.js";
 import { isFastSymlink, iterateInode, readFileInode, readInodeRange, readSymlinkInode } from "./read-data.js";
 import { dirEntries, type Ext4EntryStats, lstatEntriesInode, readdirInode, walk } from "./read-dir.js";
-import { inodeLocation, readInode, statsOf } from "./read-inode.js";
+import { cachedInode, inodeLocation, loadInode, readInode, statsOf } from "./read-inode.js";
 import { readJournalBlock, scanJournal } from "./read-journal.js";
 import { lookup, resolve } from "./read-lookup.js";
 import { blockRuns, mapBlock } from "./read-map.js";
@@ -257,6 +257,19 @@ export class Ext4Fs {
     return readFileInode(this.ctx, r.inode, path, options);
   }
 
+  /**
+   * Whole content of the file with inode number `ino` (a walk that listed it reads it without a
+   * path lookup); `path` names it in errors. The inode is not kept in the inode cache.
+   */
+  async readFileOfInode(
+    ino: number,
+    path = `<inode ${ino}>`,
+    options: { maxSize?: number } = {},
+  ): Promise<Buffer> {
+    const inode = cachedInode(this.ctx, ino, false) ?? (await loadInode(this.ctx, ino, false));
+    return readFileInode(this.ctx, inode, path, options);
+  }
+
   /** Whole content of a regular file (or symlink/other) inode. */
   readFileInode(
     inode: Inode,
@@ -397,6 +410,7 @@ export class Ext4Fs {
     }
     if (what.block !== undefined) {
       this.ctx.blockCache.delete(what.block);
+      this.ctx.dirAhead.delete(what.block);
       this.ctx.dataCache.delete(Math.floor((what.block * this.blockSize) / DATA_WINDOW) * DATA_WINDOW);
     }
     if (what.dir !== undefined) this.ctx.dirCache.delete(what.dir);
@@ -406,6 +420,7 @@ export class Ext4Fs {
   clearCaches(): void {
     this.ctx.itableCache.clear();
     this.ctx.blockCache.clear();
+    this.ctx.dirAhead.clear();
     this.ctx.inodeCache.clear();
     this.ctx.dirCache.clear();
     this.ctx.dataCache.clear();

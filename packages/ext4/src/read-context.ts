@@ -41,6 +41,12 @@ export class ReadContext {
   readonly inodeCache = new Lru<number, Inode>(2048);
   readonly dirCache = new Lru<number, Map<string, RawDirent>>(64);
   /**
+   * Directory blocks read ahead for a walk (readAheadDirBlocks), by block number, until the
+   * directory is listed: each is taken out when used, so they do not compete with the block cache.
+   * Bounded by DIR_AHEAD_MAX (oldest dropped first).
+   */
+  readonly dirAhead = new Map<number, Uint8Array>();
+  /**
    * Evicted windows are recycled (external-memory churn drives GC during tree walks). Safe: a
    * window is evicted only after 64 newer windows were stored, and every reader copies out of
    * a window in the microtask right after obtaining it, before any other read can complete.

@@ -104,8 +104,11 @@ export class XfsFs extends XfsPathReader {
   /** Directory entry lists looked up once already (see lookup). */
   private readonly scannedOnce = new WeakSet<XfsRawDirent[]>();
   private readonly attrCache = new Lru<number, StoredAttr[]>(256);
-  /** Raw inode chunks by device offset. */
-  private readonly chunkCache = new Lru<number, Uint8Array>(64);
+  /**
+   * Raw inode chunks by device offset: up to 16 MiB of 512-byte inodes (a tree walk with listings
+   * in flight touches many chunks at once; 64 made it read each chunk ~8 times).
+   */
+  private readonly chunkCache = new Lru<number, Uint8Array>(512);
   private log?: XfsLogState;
   /** What in-memory log recovery applied when the log was dirty (undefined otherwise). */
   replayStats?: LogReplayStats;

@@ -57,7 +57,7 @@ export const COMMANDS: readonly CommandEntry[] = [
   },
   {
     command: "diff <a> <b>",
-    describe: "guest files that differ between two images (content by xxhash64)",
+    describe: "guest files that differ between two images (content compared byte for byte)",
     load: async () => (await import("./diff.js")).diffCommand,
   },
   {

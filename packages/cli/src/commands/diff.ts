@@ -4,7 +4,7 @@ import { allowBackingOf } from "./options.js";
 
 export const diffCommand: CommandSpec = {
   command: "diff <a> <b>",
-  describe: "guest files that differ between two images (content by xxhash64)",
+  describe: "guest files that differ between two images (content compared byte for byte)",
   builder: (y) =>
     y
       .positional("a", { type: "string", demandOption: true })

@@ -27,9 +27,38 @@ export function statJson(path: string, s: GuestStats) {
   };
 }
 
+/**
+ * The parts of an ls -l line that repeat from line to line (mode and owner columns, the minute),
+ * formatted once: a tree walk prints 100,000s of lines.
+ */
+const lsCache = {
+  minute: Number.NaN,
+  date: "",
+  modes: new Map<string, string>(),
+  owners: new Map<number, string>(),
+};
+
 export function lsLine(name: string, s: GuestStats, target?: string): string {
-  const date = s.mtime.toISOString().slice(0, 16).replace("T", " ");
-  return `${modeString(s.type, s.mode)} ${String(s.nlink).padStart(3)} ${String(s.uid).padStart(5)} ${String(s.gid).padStart(5)} ${String(s.size).padStart(10)} ${date} ${name}${target !== undefined ? ` -> ${target}` : ""}`;
+  const ms = s.mtime.getTime();
+  const minute = Math.floor(ms / 60000);
+  if (minute !== lsCache.minute) {
+    lsCache.minute = minute;
+    lsCache.date = Number.isFinite(ms) ? s.mtime.toISOString().slice(0, 16).replace("T", " ") : "?";
+  }
+  const modeKey = `${s.type}${s.mode}`;
+  let mode = lsCache.modes.get(modeKey);
+  if (mode === undefined) {
+    mode = modeString(s.type, s.mode);
+    if (lsCache.modes.size < 4096) lsCache.modes.set(modeKey, mode);
+  }
+  // uid and gid below 2^16 share one key (the common case); others are formatted each time.
+  const ownerKey = s.uid < 0x10000 && s.gid < 0x10000 ? s.uid * 0x10000 + s.gid : -1;
+  let owner = ownerKey >= 0 ? lsCache.owners.get(ownerKey) : undefined;
+  if (owner === undefined) {
+    owner = `${String(s.uid).padStart(5)} ${String(s.gid).padStart(5)}`;
+    if (ownerKey >= 0 && lsCache.owners.size < 4096) lsCache.owners.set(ownerKey, owner);
+  }
+  return `${mode} ${String(s.nlink).padStart(3)} ${owner} ${String(s.size).padStart(10)} ${lsCache.date} ${name}${target !== undefined ? ` -> ${target}` : ""}`;
 }
 
 export function stepLabel(step: Step): string {

@@ -1,6 +1,6 @@
 /** `imgpatch ls`: list a guest directory (-l long, -R recursive). */
 import { basename } from "node:path";
-import { walkGuest } from "../customize/walk.js";
+import { walkGuest, walkGuestBatches } from "../customize/walk.js";
 import type { GuestStats } from "../guest/guest-fs.js";
 import type { CommandSpec } from "./context.js";
 import { lsLine, statJson } from "./formatting.js";
@@ -28,15 +28,16 @@ export const lsCommand: CommandSpec = {
       if (a.R && !a.json) {
         // Printed as the walk goes (a tree of 100,000s of entries is not held in memory).
         let lines: string[] = [];
-        for await (const e of walkGuest(g.fs, root)) {
-          const target = e.stats.type === "symlink" ? await g.fs.readlink(e.path) : undefined;
-          const label = a.Z ? `${(await readSelinuxLabel(g.fs, e.path, e.stats)) ?? "?"} ` : "";
-          lines.push(a.l ? lsLine(`${label}${e.path}`, e.stats, target) : `${label}${e.path}`);
-          if (lines.length >= 4096) {
-            ctx.io.out(`${lines.join("\n")}\n`);
-            lines = [];
+        for await (const batch of walkGuestBatches(g.fs, root))
+          for (const e of batch) {
+            const target = e.stats.type === "symlink" ? await g.fs.readlink(e.path) : undefined;
+            const label = a.Z ? `${(await readSelinuxLabel(g.fs, e.path, e.stats)) ?? "?"} ` : "";
+            lines.push(a.l ? lsLine(`${label}${e.path}`, e.stats, target) : `${label}${e.path}`);
+            if (lines.length >= 4096) {
+              ctx.io.out(`${lines.join("\n")}\n`);
+              lines = [];
+            }
           }
-        }
         if (lines.length) ctx.io.out(`${lines.join("\n")}\n`);
         return;
       }

@@ -9,6 +9,8 @@ import {
 
 export interface WalkEntry {
   path: string;
+  /** The entry's name as its directory lists it (the root: its path). */
+  name: string;
   stats: GuestStats;
 }
 
@@ -30,10 +32,26 @@ export async function* walkGuest(
   root: string,
   maxEntries = 10_000_000,
 ): AsyncGenerator<WalkEntry> {
+  for await (const batch of walkGuestBatches(fs, root, maxEntries)) yield* batch;
+}
+
+/** Entries walkGuest gathers before handing them on (one asynchronous step per batch, not per entry). */
+const BATCH = 512;
+
+/**
+ * walkGuest's entries in walk order, in arrays of up to BATCH: a walk of 100,000s of entries
+ * spends less time in the async-generator protocol (a promise per step).
+ */
+export async function* walkGuestBatches(
+  fs: GuestFs,
+  root: string,
+  maxEntries = 10_000_000,
+): AsyncGenerator<WalkEntry[]> {
   let count = 0;
-  type Item = { path: string; stats?: GuestStats; listing?: Promise<GuestDirEntry[]> };
+  let batch: WalkEntry[] = [];
+  type Item = { path: string; name: string; stats?: GuestStats; listing?: Promise<GuestDirEntry[]> };
   // Entries listed by readdirStats carry their stats; the others are lstat'ed when popped.
-  const stack: Item[] = [{ path: root }];
+  const stack: Item[] = [{ path: root, name: root }];
   let inFlight = 0;
   const list = (item: Item): Promise<GuestDirEntry[]> => {
     const p = fs.readdirStats!(item.path);
@@ -58,24 +76,29 @@ export async function* walkGuest(
     const path = top.path;
     const stats = top.stats ?? (await fs.lstat(path));
     if (++count > maxEntries) throw new Error(`more than ${maxEntries} entries under ${root}`);
-    yield { path, stats };
+    batch.push({ path, name: top.name, stats });
+    if (batch.length >= BATCH) {
+      yield batch;
+      batch = [];
+    }
     if (stats.type !== "directory") continue;
     const prefix = path === "/" ? "/" : `${path}/`;
     try {
       if (fs.readdirStats) {
         const entries = await (top.listing ?? list(top));
         for (let i = entries.length - 1; i >= 0; i--)
-          stack.push({ path: prefix + entries[i].name, stats: entries[i].stats });
+          stack.push({ path: prefix + entries[i].name, name: entries[i].name, stats: entries[i].stats });
         prefetch();
       } else {
         const names = await fs.readdir(path);
-        for (let i = names.length - 1; i >= 0; i--) stack.push({ path: prefix + names[i] });
+        for (let i = names.length - 1; i >= 0; i--) stack.push({ path: prefix + names[i], name: names[i] });
       }
     } catch (err) {
       if (err instanceof GuestFsError && err.code === "EPERM") continue;
       throw err;
     }
   }
+  if (batch.length > 0) yield batch;
 }
 
 const TYPE_CHAR: Record<GuestFileType, string> = {

@@ -85,6 +85,12 @@ export interface GuestFs {
    */
   readdirStats?(path: string): Promise<GuestDirEntry[]>;
   readFile(path: string): Promise<Uint8Array>;
+  /**
+   * The content of the regular file a walk just listed at `path` with `stats` (lstat, so not a
+   * symlink): read by its inode number, no path lookup. Optional, and offered only where nothing
+   * can change the filesystem between the listing and the read (a read-only reader).
+   */
+  readFileOfEntry?(path: string, stats: GuestStats): Promise<Uint8Array>;
   readlink(path: string): Promise<string>;
   /** Returns the first directory created (like node), or undefined when nothing was created. */
   mkdir(path: string, options?: GuestMkdirOptions): Promise<string | undefined>;

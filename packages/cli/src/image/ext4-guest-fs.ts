@@ -124,7 +124,7 @@ const DIR_INODE_HINTS = 1 << 18;
  * Sorts entries by the UTF-8 bytes of their names (readdir's order). UTF-16 order is the same
  * except where surrogates meet U+E000..U+FFFF: only names with such characters are encoded.
  */
-function sortBytewise<T extends { name: string }>(list: T[]): T[] {
+export function sortBytewise<T extends { name: string }>(list: T[]): T[] {
   if (!list.some((e) => /[\uD800-\uFFFF]/.test(e.name)))
     return list.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const keyed = list.map((e) => ({ key: Buffer.from(e.name), e }));
@@ -162,6 +162,8 @@ export interface Ext4Readable {
   /** The same for a directory given by inode number (Ext4Fs). */
   lstatEntriesOfInode?(ino: number): Promise<Ext4EntryStats[]>;
   readFile(path: string): Promise<Uint8Array>;
+  /** The content of the file with inode number `ino` (Ext4Fs); `path` names it in errors. */
+  readFileOfInode?(ino: number, path: string): Promise<Uint8Array>;
   readlink(path: string): Promise<string>;
   listxattr(path: string): Promise<string[]>;
   getxattr(path: string, name: string, options?: { noFollow?: boolean }): Promise<Uint8Array>;
@@ -260,6 +262,15 @@ export class Ext4GuestFs implements GuestFs {
   }
   readFile(path: string): Promise<Uint8Array> {
     return this.r(path, async () => new Uint8Array(await this.ext4.readFile(path)));
+  }
+  readFileOfEntry(path: string, stats: GuestStats): Promise<Uint8Array> {
+    return this.r(path, async () => {
+      const ext4 = this.ext4;
+      // Only the reader: an editor may have changed what the inode number names since the listing.
+      if (this.editor || !ext4.readFileOfInode || stats.type !== "file") return this.readFile(path);
+      const data = await ext4.readFileOfInode(stats.ino, path);
+      return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    });
   }
   readlink(path: string): Promise<string> {
     return this.r(path, () => this.ext4.readlink(path));

@@ -238,6 +238,12 @@ export class MountedGuestFs implements GuestFs {
   readFile(path: string): Promise<Uint8Array> {
     return this.on(path, true, (fs, p) => fs.readFile(p));
   }
+  readFileOfEntry(path: string, stats: GuestStats): Promise<Uint8Array> {
+    // A walk's path has no symlink to follow; the file itself is not one (its lstat says so).
+    return this.on(path, false, (fs, p) =>
+      fs.readFileOfEntry ? fs.readFileOfEntry(p, stats) : fs.readFile(p),
+    );
+  }
   readlink(path: string): Promise<string> {
     return this.on(path, false, (fs, p) => fs.readlink(p));
   }

@@ -8,9 +8,10 @@
  * bytes, which are its own).
  */
 import { ImgpatchError } from "@imgpatch/disk";
-import type { XfsEditor, XfsStats } from "@imgpatch/xfs";
+import type { XfsEditor, XfsFs, XfsStats } from "@imgpatch/xfs";
 import {
   type GuestData,
+  type GuestDirEntry,
   type GuestFs,
   GuestFsError,
   type GuestMkdirOptions,
@@ -19,7 +20,13 @@ import {
   type GuestStats,
   type GuestWriteOptions,
 } from "../guest/guest-fs.js";
-import { ext4StatsToGuest, mapError, withModeHook } from "./ext4-guest-fs.js";
+import { ext4StatsToGuest, mapError, sortBytewise, withModeHook } from "./ext4-guest-fs.js";
+
+/** What the XFS reader offers for reads by inode number (walks). */
+type XfsByInode = Pick<XfsFs, "readdir" | "readdirInode" | "statInode" | "readInode" | "readFileInode">;
+
+/** Most directory inode numbers XfsGuestFs remembers for readdirStats. */
+const DIR_INODE_HINTS = 1 << 18;
 
 /** The read side shared by the reader (XfsFs) and the editor (XfsEditor). */
 export interface XfsReadable {
@@ -47,6 +54,11 @@ export class XfsGuestFs implements GuestFs {
   readonly xfs: XfsReadable;
   private readonly readOnlyReason?: string;
   private readonly editor?: XfsEditor;
+  /**
+   * Inode numbers of the directories the reader's readdirStats listed, by path: a walk's listing
+   * of each of them then skips the path lookup (each used once; bounded).
+   */
+  private readonly dirInodes = new Map<string, number>();
 
   constructor(xfs: XfsReadable | XfsEditor, options: XfsGuestFsOptions = {}) {
     this.xfs = xfs;
@@ -91,8 +103,51 @@ export class XfsGuestFs implements GuestFs {
         .sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
     });
   }
+  /**
+   * The reader (nothing can change the filesystem) lists and reads by inode number; the editor
+   * goes by path.
+   */
+  private byInode(): XfsByInode | undefined {
+    const x = this.xfs as unknown as Partial<XfsByInode>;
+    return !this.editor && x.statInode && x.readInode && x.readFileInode ? (x as XfsByInode) : undefined;
+  }
+  readdirStats(path: string): Promise<GuestDirEntry[]> {
+    return this.r(path, async () => {
+      const x = this.byInode();
+      const prefix = path.endsWith("/") ? path : `${path}/`;
+      const out: GuestDirEntry[] = [];
+      if (!x) {
+        for (const name of await this.xfs.readdir(path))
+          out.push({ name, stats: xfsStatsToGuest(await this.xfs.lstat(prefix + name)) });
+      } else {
+        const ino = this.dirInodes.get(path);
+        let list: Awaited<ReturnType<XfsByInode["readdirInode"]>>;
+        if (ino !== undefined) {
+          this.dirInodes.delete(path);
+          list = await x.readdirInode(await x.readInode(ino), path);
+        } else list = await x.readdir(path, { withFileTypes: true });
+        if (this.dirInodes.size > DIR_INODE_HINTS) this.dirInodes.clear();
+        // One after the other: the first inode of a 64-inode chunk reads the chunk (cached), the
+        // others find it there; reads in parallel would each read it.
+        for (const d of list) {
+          const stats = xfsStatsToGuest(await x.statInode(d.ino));
+          if (stats.type === "directory") this.dirInodes.set(prefix + d.name, d.ino);
+          out.push({ name: d.name, stats });
+        }
+      }
+      return sortBytewise(out);
+    });
+  }
   readFile(path: string): Promise<Uint8Array> {
     return this.r(path, async () => new Uint8Array(await this.xfs.readFile(path)));
+  }
+  readFileOfEntry(path: string, stats: GuestStats): Promise<Uint8Array> {
+    return this.r(path, async () => {
+      const x = this.byInode();
+      if (!x || stats.type !== "file") return new Uint8Array(await this.xfs.readFile(path));
+      const data = await x.readFileInode(await x.readInode(stats.ino), path);
+      return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    });
   }
   readlink(path: string): Promise<string> {
     return this.r(path, () => this.xfs.readlink(path));
