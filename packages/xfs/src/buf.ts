@@ -471,10 +471,13 @@ export class CacheView extends BaseDevice {
   protected async doRead(offset: number, target: Uint8Array): Promise<void> {
     const hit = this.cache.peek(offset, target.length);
     if (hit) {
-      this.cache.seal(hit.buf);
+      // A whole changed buffer is vouched for as it is (the reader's CRC checks accept the copy
+      // without a CRC; stamping it on every read of a block changed per call cost a CRC each);
+      // a part of one (an inode in its cluster) is stamped first, as its checks read the bytes.
+      const whole = hit.at === 0 && target.length === hit.buf.length;
+      if (!(whole && hit.buf.dirty)) this.cache.seal(hit.buf);
       target.set(hit.buf.data.subarray(hit.at, hit.at + target.length));
-      if (hit.buf.dirty && hit.buf.sealed && hit.at === 0 && target.length === hit.buf.length)
-        vouchSealedCopy(target);
+      if (hit.buf.dirty && whole) vouchSealedCopy(target);
       return;
     }
     await this.cache.dev.readInto(offset, target);
