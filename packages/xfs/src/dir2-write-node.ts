@@ -197,20 +197,6 @@ function bestsView(bests: number[]): Pick<FreeView, "find" | "firstUnused"> {
   };
 }
 
-/** A leaf1 block's bests table. */
-export function leafFreeView(leaf: DirLeaf): FreeView {
-  const bests = leaf.bests ?? [];
-  return {
-    get: (db) => (db < bests.length ? bests[db] : NULL_DATAOFF),
-    set: async (db, v) => {
-      while (bests.length <= db) bests.push(NULL_DATAOFF);
-      bests[db] = v;
-    },
-    count: () => bests.length,
-    ...bestsView(bests),
-  };
-}
-
 /** Bests per free-index block (xfs_dir3_free_max_bests). */
 export function freeBestsPerBlock(dg: DirGeo): number {
   return Math.floor((dg.blksize - freeHeaderSize(dg.v5)) / 2);
