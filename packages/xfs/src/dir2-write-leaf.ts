@@ -53,10 +53,10 @@ import {
 import { type DirEntryW, type DirGeo, layoutFits, sameName, writeDirDataBlock } from "./dir2-write-data.js";
 import {
   descend,
-  type FreeView,
+  type FreeEdit,
   leafCapacity,
   leafToNode,
-  nodeFreeView,
+  nodeFreeInPlace,
   relayoutNode,
   splitLeafn,
 } from "./dir2-write-node.js";
@@ -177,17 +177,17 @@ export async function leafAddName(
     ({ path, leafBlk, host } = await descend(ed, dir, dg, exts, hash));
   }
   const b = leafBlk.buf.data;
-  const free: FreeView = node ? await nodeFreeView(ed, dir, dg, exts) : leafBestsInPlace(b, dg.v5, at);
+  const free: FreeEdit = node ? nodeFreeInPlace(ed, dir, dg, exts) : leafBestsInPlace(b, dg.v5, at);
   const size = dg.entsize(entry.name.length);
   // A data block with room, else a new one at the first unused data block number.
-  let db = free.find(size);
+  let db = await free.find(size);
   let best: number;
   if (db >= 0) {
     const blk = await readDataBlk(ed, dir, dg, exts, db);
     best = dataAddInPlace(blk.buf.data, dg, entry, { ...at, structure: "directory data block" });
     ed.ctx.bufs.dirty(blk.buf, dg.v5 ? DATA_LAYOUT_V5 : {});
   } else {
-    db = free.firstUnused();
+    db = await free.firstUnused();
     if ((db + 1) * dg.blksize > 2 ** 35)
       throw new XfsFsError("ENOSPC", "directory data section full", `<inode ${dir.ino}>`);
     const fsb = await newDirBlock(ed, dir, dg, exts, db * dg.g.dirBlockFsbs);
@@ -270,7 +270,7 @@ export async function leafRemoveName(
       const e = dataEntryAt(blk.buf.data, dg, off);
       if (!e || !sameName(e.name, name)) continue;
       const bests = node ? undefined : leafBestsInPlace(b, dg.v5, at);
-      const free: FreeView = bests ?? (await nodeFreeView(ed, dir, dg, exts));
+      const free: FreeEdit = bests ?? nodeFreeInPlace(ed, dir, dg, exts);
       const r = dataRemoveInPlace(blk.buf.data, dg, off, dat);
       if (r.empty) {
         // The data block is empty: unmap and free it (xfs_dir2_shrink_inode); its best goes.
