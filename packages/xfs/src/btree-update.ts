@@ -327,6 +327,6 @@ export async function btreeUpdateAt<R, K>(t: Btree<R, K>, cur: BtreeCursor<R, K>
   const leaf = path[path.length - 1];
   leaf.node.recs[leaf.idx] = rec;
   cur.rec = rec;
-  t.writeNode(leaf.node);
+  t.writeRecord(leaf.node, leaf.idx);
   refreshUp(t, path, path.length - 1);
 }

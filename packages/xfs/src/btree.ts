@@ -224,6 +224,13 @@ export class Btree<R, K> {
     if (ptr === INODE_ROOT_PTR) return this.readInodeRoot();
     const offset = this.host.ptrToOffset(ptr);
     const buf = await this.host.bufs.read(offset, this.host.blockSize, `${this.ops.name} block`);
+    // Decoded before and unchanged since (writeNode leaves its node here; dirty() clears it).
+    if (buf.decoded !== undefined && buf.decodedBy === this.ops) {
+      const hit = buf.decoded as BtreeNode<R, K>;
+      if (expectLevel !== undefined && hit.level !== expectLevel)
+        throw this.fail(`level ${hit.level}, expected ${expectLevel}`, ptr, offset);
+      if (hit.ptr === ptr) return hit;
+    }
     const b = buf.data;
     const L = this.ops.longPtrs;
     if (be32(b, 0) !== this.magic) throw this.fail(`bad magic 0x${be32(b, 0).toString(16)}`, ptr, offset);
@@ -280,6 +287,8 @@ export class Btree<R, K> {
         node.ptrs.push(this.readPtr(b, pbase + i * this.ptrSize));
       }
     }
+    buf.decoded = node;
+    buf.decodedBy = this.ops;
     return node;
   }
 
@@ -343,6 +352,25 @@ export class Btree<R, K> {
       }
     }
     this.host.bufs.dirty(buf, this.host.crc ? { crcOffset: L ? 64 : 52, lsnOffset: L ? 32 : 24 } : {});
+    buf.decoded = node;
+    buf.decodedBy = this.ops;
+  }
+
+  /**
+   * Record `idx` of a leaf block was replaced (nothing else changed): only its bytes are
+   * written, not the whole block.
+   */
+  writeRecord(node: BtreeNode<R, K>, idx: number): void {
+    const buf = node.buf;
+    if (!buf || node.level !== 0 || node.ptr === INODE_ROOT_PTR || be16(buf.data, 6) !== node.recs.length) {
+      this.writeNode(node);
+      return;
+    }
+    this.ops.writeRec(buf.data, this.hdrLen + idx * this.ops.recSize, node.recs[idx]);
+    const L = this.ops.longPtrs;
+    this.host.bufs.dirty(buf, this.host.crc ? { crcOffset: L ? 64 : 52, lsnOffset: L ? 32 : 24 } : {});
+    buf.decoded = node;
+    buf.decodedBy = this.ops;
   }
 
   /** The low key of a node's contents. */
@@ -475,11 +503,11 @@ export class Btree<R, K> {
     return true;
   }
 
-  /** Every record in key order. */
+  /** Every record in key order (copies: the decoded nodes stay cached on their buffers). */
   async *records(): AsyncGenerator<R> {
     const cur = await this.edge(false);
     if (!cur) return;
-    do yield cur.rec;
+    do yield { ...cur.rec };
     while (await this.step(cur, 1));
   }
 

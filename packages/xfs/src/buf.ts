@@ -38,6 +38,12 @@ export class MetaBuf {
   inodes = false;
   /** When it last moved to the LRU's back (BufCache's clock). */
   used = 0;
+  /**
+   * The contents decoded by `decodedBy` (a btree's ops), kept while the bytes stay as they are:
+   * cleared by `dirty()` and by a rollback, so a holder that changes the bytes must say so.
+   */
+  decoded?: object;
+  decodedBy?: object;
   layout: BufLayout = {};
   constructor(
     /** Byte offset on the device. */
@@ -215,7 +221,9 @@ export class BufCache {
         this.dropDirty(cur);
         this.bufs.delete(offset);
       }
+      if (cur) cur.decoded = undefined;
       if (pre.buf && pre.data) {
+        pre.buf.decoded = undefined;
         pre.buf.data.set(pre.data);
         pre.buf.dirty = pre.dirty;
         pre.buf.sealed = false;
@@ -281,6 +289,7 @@ export class BufCache {
   dirty(b: MetaBuf, layout: BufLayout = b.layout, start = 0, length = b.length - start): void {
     b.layout = layout;
     b.sealed = false;
+    b.decoded = undefined;
     this.onChange?.(b.offset + start, length, b.data.subarray(start, start + length), b.inodes);
     const cached = this.bufs.get(b.offset);
     if (cached !== b) {
@@ -462,10 +471,13 @@ export class CacheView extends BaseDevice {
   protected async doRead(offset: number, target: Uint8Array): Promise<void> {
     const hit = this.cache.peek(offset, target.length);
     if (hit) {
-      this.cache.seal(hit.buf);
+      // A whole changed buffer is vouched for as it is (the reader's CRC checks accept the copy
+      // without a CRC; stamping it on every read of a block changed per call cost a CRC each);
+      // a part of one (an inode in its cluster) is stamped first, as its checks read the bytes.
+      const whole = hit.at === 0 && target.length === hit.buf.length;
+      if (!(whole && hit.buf.dirty)) this.cache.seal(hit.buf);
       target.set(hit.buf.data.subarray(hit.at, hit.at + target.length));
-      if (hit.buf.dirty && hit.buf.sealed && hit.at === 0 && target.length === hit.buf.length)
-        vouchSealedCopy(target);
+      if (hit.buf.dirty && whole) vouchSealedCopy(target);
       return;
     }
     await this.cache.dev.readInto(offset, target);

@@ -14,14 +14,30 @@
  *   kernel does; an emptied data block is unmapped and freed; a leaf directory left with only its
  *   first data block, whose free space at the end takes the leaf, becomes a block directory.
  */
+
+import { be32 } from "./bytes.js";
 import { daFixHashPath } from "./da-btree-write.js";
-import { asciiCiEqual, dirHashName } from "./dir2-hash.js";
+import { DIR2_DATA_MAGIC, DIR3_DATA_MAGIC } from "./dir2-data.js";
+import { dirHashName } from "./dir2-hash.js";
+import {
+  dataAddInPlace,
+  dataEntryAt,
+  dataNameAt,
+  dataRemoveInPlace,
+  leafBestsInPlace,
+  leafCompactStale,
+  leafHead,
+  leafInsertInPlace,
+  leafLastHash,
+  leafStaleInPlace,
+} from "./dir2-inplace.js";
 import {
   DIR2_LEAF1_MAGIC,
   DIR3_LEAF1_MAGIC,
   type DirLeaf,
   decodeDirLeaf,
   leafFits,
+  leafHashMatches,
   NULL_DATAOFF,
   NULL_DATAPTR,
 } from "./dir2-leaf.js";
@@ -34,26 +50,18 @@ import {
   readData,
   writeLeaf,
 } from "./dir2-write-blocks.js";
-import {
-  type DirEntryW,
-  type DirGeo,
-  layoutFits,
-  place,
-  sameName,
-  writeDirDataBlock,
-} from "./dir2-write-data.js";
+import { type DirEntryW, type DirGeo, layoutFits, sameName, writeDirDataBlock } from "./dir2-write-data.js";
 import {
   descend,
-  type FreeView,
+  type FreeEdit,
   leafCapacity,
-  leafFreeView,
   leafToNode,
-  nodeFreeView,
+  nodeFreeInPlace,
   relayoutNode,
   splitLeafn,
 } from "./dir2-write-node.js";
 import type { XfsEditor } from "./editor.js";
-import { XfsFormatError, XfsFsError } from "./errors.js";
+import { XfsFormatError, XfsFsError, type XfsLocation } from "./errors.js";
 import type { XfsExtent } from "./fork.js";
 import type { XfsInode } from "./inode.js";
 
@@ -123,7 +131,27 @@ async function leafToBlock(ed: XfsEditor, dir: XfsInode, dg: DirGeo, exts: XfsEx
 
 // ---------------------------------------------------------------- add and remove
 
-/** Adds a name to a leaf- or node-form directory. */
+/** A data block of a leaf/node directory, its magic checked. */
+async function readDataBlk(ed: XfsEditor, dir: XfsInode, dg: DirGeo, exts: XfsExtent[], db: number) {
+  const blk = await readBlk(ed, dir, dg, exts, db * dg.g.dirBlockFsbs);
+  if (be32(blk.buf.data, 0) !== (dg.v5 ? DIR3_DATA_MAGIC : DIR2_DATA_MAGIC))
+    throw new XfsFormatError("bad directory data block magic", {
+      file: ed.device.name,
+      inode: dir.ino,
+      offset: blk.buf.offset,
+      structure: "directory data block",
+    });
+  return blk;
+}
+
+const DATA_LAYOUT_V5 = { crcOffset: 4, lsnOffset: 16 };
+const LEAF_LAYOUT_V5 = { crcOffset: 12, lsnOffset: 24 };
+
+/**
+ * Adds a name to a leaf- or node-form directory. The common case edits the data block and the
+ * leaf in place (dir2-inplace.ts); conversions to node form and leafn splits go through the
+ * decoded leaf.
+ */
 export async function leafAddName(
   ed: XfsEditor,
   dir: XfsInode,
@@ -133,35 +161,33 @@ export async function leafAddName(
 ): Promise<void> {
   const exts = await dirExtents(ed, dir);
   const hash = dirHashName(entry.name, dg.ci);
+  const at = { file: ed.device.name, inode: dir.ino, structure: "directory leaf" };
   let node = isNodeForm(dg, exts);
   let { path, leafBlk, host } = await descend(ed, dir, dg, exts, hash);
-  let leaf = decodeDirLeaf(leafBlk.buf.data, dg.v5, { inode: dir.ino, structure: "directory leaf" });
-  if (await hasName(ed, dir, dg, exts, leaf, hash, entry.name))
+  if (await hasName(ed, dir, dg, exts, leafBlk.buf.data, hash, entry.name, at))
     throw new XfsFsError("EEXIST", "name exists", path0);
-  if (!node && leaf.bests === undefined)
-    throw new XfsFormatError("leafn without free blocks", { inode: dir.ino });
-  if (!node) {
-    // Keep room for one more entry and one more best; else move to node form first.
-    if (!leafFits(dg.blksize, dg.v5, leaf.ents.length - leaf.stale + 1, (leaf.bests?.length ?? 0) + 1)) {
-      dropStale(leaf);
-      await leafToNode(ed, dir, dg, exts, leafBlk, leaf);
-      node = true;
-      ({ path, leafBlk, host } = await descend(ed, dir, dg, exts, hash));
-      leaf = decodeDirLeaf(leafBlk.buf.data, dg.v5, { inode: dir.ino, structure: "directory leaf" });
-    }
+  let h = leafHead(leafBlk.buf.data, dg.v5, at);
+  if (!node && !h.leaf1) throw new XfsFormatError("leafn without free blocks", at);
+  // Keep room for one more entry and one more best; else move to node form first.
+  if (!node && !leafFits(dg.blksize, dg.v5, h.count - h.stale + 1, h.bestcount + 1)) {
+    const leaf = decodeDirLeaf(leafBlk.buf.data, dg.v5, at);
+    dropStale(leaf);
+    await leafToNode(ed, dir, dg, exts, leafBlk, leaf);
+    node = true;
+    ({ path, leafBlk, host } = await descend(ed, dir, dg, exts, hash));
   }
-  const free: FreeView = node ? await nodeFreeView(ed, dir, dg, exts) : leafFreeView(leaf);
+  const b = leafBlk.buf.data;
+  const free: FreeEdit = node ? nodeFreeInPlace(ed, dir, dg, exts) : leafBestsInPlace(b, dg.v5, at);
   const size = dg.entsize(entry.name.length);
   // A data block with room, else a new one at the first unused data block number.
-  let db = free.find(size);
+  let db = await free.find(size);
   let best: number;
   if (db >= 0) {
-    const { blk, entries } = await readData(ed, dir, dg, exts, db);
-    if (!place(entries, entry, dg, "data"))
-      throw new XfsFormatError("directory bests disagree with the data block", { inode: dir.ino });
-    best = await writeDirDataBlock(ed, dir, dg, blk.fsb, [...entries, entry], false, "data");
+    const blk = await readDataBlk(ed, dir, dg, exts, db);
+    best = dataAddInPlace(blk.buf.data, dg, entry, { ...at, structure: "directory data block" });
+    ed.ctx.bufs.dirty(blk.buf, dg.v5 ? DATA_LAYOUT_V5 : {});
   } else {
-    db = free.firstUnused();
+    db = await free.firstUnused();
     if ((db + 1) * dg.blksize > 2 ** 35)
       throw new XfsFsError("ENOSPC", "directory data section full", `<inode ${dir.ino}>`);
     const fsb = await newDirBlock(ed, dir, dg, exts, db * dg.g.dirBlockFsbs);
@@ -170,48 +196,55 @@ export async function leafAddName(
     dir.size = Math.max(dir.size, (db + 1) * dg.blksize);
   }
   await free.set(db, best);
-  if (leaf.stale && !leafFits(dg.blksize, dg.v5, leaf.ents.length + 1, leaf.bests?.length)) dropStale(leaf);
-  insertEnt(leaf, hash, (db * dg.blksize + entry.offset) / 8);
-  const full = node && leaf.ents.length > dg.leafMax;
-  if (full || !leafFits(dg.blksize, dg.v5, leaf.ents.length, leaf.bests?.length)) {
+  h = leafHead(b, dg.v5, at);
+  if (h.stale && !leafFits(dg.blksize, dg.v5, h.count + 1, h.leaf1 ? h.bestcount : undefined)) {
+    leafCompactStale(b, dg.v5, at);
+    h = leafHead(b, dg.v5, at);
+  }
+  const address = (db * dg.blksize + entry.offset) / 8;
+  const full = node && h.count + 1 > dg.leafMax;
+  if (full || !leafFits(dg.blksize, dg.v5, h.count + 1, h.leaf1 ? h.bestcount : undefined)) {
+    const leaf = decodeDirLeaf(b, dg.v5, at);
+    insertEnt(leaf, hash, address);
     await splitLeafn(ed, dir, dg, exts, path, leafBlk, leaf);
     return;
   }
-  writeLeaf(ed, dg, dir, leafBlk, leaf);
-  if (path.length) daFixHashPath(host, path, leaf.ents[leaf.ents.length - 1].hashval);
+  leafInsertInPlace(b, dg.v5, hash, address, at);
+  ed.ctx.bufs.dirty(leafBlk.buf, dg.v5 ? LEAF_LAYOUT_V5 : {});
+  const last = leafLastHash(b, dg.v5, at);
+  if (path.length && last !== undefined) daFixHashPath(host, path, last);
 }
 
 /**
- * Is `name` (hash `hash`) in the directory? Looks at the data entries the leaf's equal hashes
- * point at, following the leafn chain while the hash continues (ASCII-ci: equal ignoring case).
+ * Is `name` (hash `hash`) in the directory? Binary-searches the leaf's bytes for the hash and
+ * compares the names the matching entries point at, following the leafn chain while the hash
+ * continues (ASCII-ci: equal ignoring case).
  */
 async function hasName(
   ed: XfsEditor,
   dir: XfsInode,
   dg: DirGeo,
   exts: XfsExtent[],
-  first: DirLeaf,
+  first: Uint8Array,
   hash: number,
   name: Uint8Array,
+  at: XfsLocation,
 ): Promise<boolean> {
-  let leaf = first;
+  let b = first;
   for (let hops = 0; hops < 1024; hops++) {
-    for (const ent of leaf.ents) {
-      if (ent.hashval !== hash || ent.address === NULL_DATAPTR) continue;
-      const byte = ent.address * 8;
-      const { entries } = await readData(ed, dir, dg, exts, Math.floor(byte / dg.blksize));
-      const e = entries.find((x) => x.offset === byte % dg.blksize);
-      if (e && (sameName(e.name, name) || (dg.ci && asciiCiEqual(e.name, name)))) return true;
+    const m = leafHashMatches(b, dg.v5, hash, at);
+    for (const address of m.addresses) {
+      const byte = address * 8;
+      const blk = await readBlk(ed, dir, dg, exts, Math.floor(byte / dg.blksize) * dg.g.dirBlockFsbs);
+      if (dataNameAt(blk.buf.data, dg, byte % dg.blksize, name)) return true;
     }
-    const last = leaf.ents[leaf.ents.length - 1];
-    if (!last || last.hashval > hash || leaf.forw === 0) return false;
-    const blk = await readBlk(ed, dir, dg, exts, leaf.forw);
-    leaf = decodeDirLeaf(blk.buf.data, dg.v5, { inode: dir.ino, structure: "directory leaf" });
+    if (m.lastHash === undefined || m.lastHash > hash || m.forw === 0) return false;
+    b = (await readBlk(ed, dir, dg, exts, m.forw)).buf.data;
   }
-  throw new XfsFormatError("directory leaf chain too long", { inode: dir.ino });
+  throw new XfsFormatError("directory leaf chain too long", at);
 }
 
-/** Removes a name from a leaf- or node-form directory. */
+/** Removes a name from a leaf- or node-form directory (data block and leaf edited in place). */
 export async function leafRemoveName(
   ed: XfsEditor,
   dir: XfsInode,
@@ -222,45 +255,48 @@ export async function leafRemoveName(
   const exts = await dirExtents(ed, dir);
   const node = isNodeForm(dg, exts);
   const hash = dirHashName(name, dg.ci);
+  const at = { file: ed.device.name, inode: dir.ino, structure: "directory leaf" };
+  const dat = { ...at, structure: "directory data block" };
   // Equal hashes may continue into the next leafn; follow forw while the hash still matches.
   let { leafBlk } = await descend(ed, dir, dg, exts, hash);
   for (let hops = 0; hops < 1024; hops++) {
-    const leaf = decodeDirLeaf(leafBlk.buf.data, dg.v5, { inode: dir.ino, structure: "directory leaf" });
-    for (const ent of leaf.ents) {
-      if (ent.hashval !== hash || ent.address === NULL_DATAPTR) continue;
-      const byte = ent.address * 8;
+    const b = leafBlk.buf.data;
+    const m = leafHashMatches(b, dg.v5, hash, at);
+    for (const address of m.addresses) {
+      const byte = address * 8;
       const db = Math.floor(byte / dg.blksize);
-      const { blk, entries } = await readData(ed, dir, dg, exts, db);
-      const i = entries.findIndex((e) => e.offset === byte % dg.blksize);
-      if (i < 0 || !sameName(entries[i].name, name)) continue;
-      entries.splice(i, 1);
-      const free: FreeView = node ? await nodeFreeView(ed, dir, dg, exts) : leafFreeView(leaf);
-      if (entries.length === 0) {
+      const off = byte % dg.blksize;
+      const blk = await readDataBlk(ed, dir, dg, exts, db);
+      const e = dataEntryAt(blk.buf.data, dg, off);
+      if (!e || !sameName(e.name, name)) continue;
+      const bests = node ? undefined : leafBestsInPlace(b, dg.v5, at);
+      const free: FreeEdit = bests ?? nodeFreeInPlace(ed, dir, dg, exts);
+      const r = dataRemoveInPlace(blk.buf.data, dg, off, dat);
+      if (r.empty) {
         // The data block is empty: unmap and free it (xfs_dir2_shrink_inode); its best goes.
         await freeDirBlock(ed, dir, dg, exts, db * dg.g.dirBlockFsbs);
         await free.set(db, NULL_DATAOFF);
-        if (!node && leaf.bests)
-          while (leaf.bests.length && leaf.bests[leaf.bests.length - 1] === NULL_DATAOFF) leaf.bests.pop();
+        bests?.trim();
         // The directory size ends with its last data block.
         let last = 0;
-        for (const e of exts) if (e.startoff < dg.leafFsb) last = Math.max(last, e.startoff + e.blockcount);
+        for (const x of exts) if (x.startoff < dg.leafFsb) last = Math.max(last, x.startoff + x.blockcount);
         dir.size = Math.ceil(last / dg.g.dirBlockFsbs) * dg.blksize;
       } else {
-        const best = await writeDirDataBlock(ed, dir, dg, blk.fsb, entries, false, "data");
-        await free.set(db, best);
+        ed.ctx.bufs.dirty(blk.buf, dg.v5 ? DATA_LAYOUT_V5 : {});
+        await free.set(db, r.longest);
       }
-      ent.address = NULL_DATAPTR;
-      writeLeaf(ed, dg, dir, leafBlk, leaf);
+      if (!leafStaleInPlace(b, dg.v5, hash, address, at))
+        throw new XfsFormatError("directory leaf entry vanished", at);
+      ed.ctx.bufs.dirty(leafBlk.buf, dg.v5 ? LEAF_LAYOUT_V5 : {});
       let form = node ? "node" : "leaf";
       // A leafn down to a quarter: lay the hash index out again (possibly as one leaf1).
-      if (node && leaf.ents.length - countStale(leaf) < leafCapacity(dg) / 4)
-        form = await relayoutNode(ed, dir, dg, exts);
+      const h = leafHead(b, dg.v5, at);
+      if (node && h.count - h.stale < leafCapacity(dg) / 4) form = await relayoutNode(ed, dir, dg, exts);
       if (form === "leaf") await leafToBlock(ed, dir, dg, exts);
       return;
     }
-    const last = leaf.ents[leaf.ents.length - 1];
-    if (!node || !last || last.hashval > hash || leaf.forw === 0) break;
-    leafBlk = await readBlk(ed, dir, dg, exts, leaf.forw);
+    if (!node || m.lastHash === undefined || m.lastHash > hash || m.forw === 0) break;
+    leafBlk = await readBlk(ed, dir, dg, exts, m.forw);
   }
   throw new XfsFsError("ENOENT", "no such name", path0);
 }

@@ -17,7 +17,7 @@
  *   The kernel gets there by joining siblings one removal at a time (xfs_da3_join); the result is
  *   the same kind of tree with fewer, fuller blocks.
  */
-import { setBe32, setBe64 } from "./bytes.js";
+import { be16, be32, setBe16, setBe32, setBe64 } from "./bytes.js";
 import {
   type DaBlock,
   type DaHost,
@@ -28,8 +28,10 @@ import {
   readDaNode,
 } from "./da-btree-write.js";
 import {
+  DIR2_FREE_MAGIC,
   DIR2_LEAF1_MAGIC,
   DIR2_LEAFN_MAGIC,
+  DIR3_FREE_MAGIC,
   DIR3_LEAF1_MAGIC,
   DIR3_LEAFN_MAGIC,
   type DirLeaf,
@@ -197,17 +199,88 @@ function bestsView(bests: number[]): Pick<FreeView, "find" | "firstUnused"> {
   };
 }
 
-/** A leaf1 block's bests table. */
-export function leafFreeView(leaf: DirLeaf): FreeView {
-  const bests = leaf.bests ?? [];
+/**
+ * The free index read and written in place for one name add or remove: `find` and `firstUnused`
+ * scan the free blocks' bytes, `set` changes one best (with the block's nvalid and nused) where
+ * the block stays; a new free block or an emptied one goes through the decoded view.
+ */
+export interface FreeEdit {
+  /** The first data block whose longest free region is at least `size`, or -1. */
+  find(size: number): Promise<number> | number;
+  /** The first data block number not in use. */
+  firstUnused(): Promise<number> | number;
+  set(db: number, v: number): Promise<void>;
+}
+
+export function nodeFreeInPlace(ed: XfsEditor, dir: XfsInode, dg: DirGeo, exts: XfsExtent[]): FreeEdit {
+  const per = freeBestsPerBlock(dg);
+  const fpb = dg.g.dirBlockFsbs;
+  const hdr = freeHeaderSize(dg.v5);
+  const o = dg.v5 ? 48 : 4;
+  const at = { file: ed.device.name, inode: dir.ino, structure: "directory free block" };
+  /** Free blocks in order: k and the block, header checked. */
+  async function* blocks(): AsyncGenerator<{ k: number; blk: Blk; nvalid: number }> {
+    for (let x = extentAfter(exts, dg.freeFsb); x < exts.length; x++) {
+      const e = exts[x];
+      const end = e.startoff + e.blockcount;
+      for (let f = Math.max(e.startoff, dg.freeFsb); f < end; f++) {
+        if ((f - dg.freeFsb) % fpb !== 0) continue;
+        const k = (f - dg.freeFsb) / fpb;
+        const blk = await readBlk(ed, dir, dg, exts, f);
+        const b = blk.buf.data;
+        if (be32(b, 0) !== (dg.v5 ? DIR3_FREE_MAGIC : DIR2_FREE_MAGIC))
+          throw new XfsFormatError("bad directory free block magic", at);
+        const nvalid = be32(b, o + 4);
+        if (be32(b, o) !== k * per || nvalid > per || hdr + nvalid * 2 > b.length)
+          throw new XfsFormatError("directory free block out of place", at);
+        yield { k, blk, nvalid };
+      }
+    }
+  }
   return {
-    get: (db) => (db < bests.length ? bests[db] : NULL_DATAOFF),
     set: async (db, v) => {
-      while (bests.length <= db) bests.push(NULL_DATAOFF);
-      bests[db] = v;
+      const k = Math.floor(db / per);
+      const idx = db - k * per;
+      for await (const { k: bk, blk, nvalid } of blocks()) {
+        if (bk < k) continue;
+        if (bk > k) break;
+        const b = blk.buf.data;
+        const old = idx < nvalid ? be16(b, hdr + idx * 2) : NULL_DATAOFF;
+        const used = be32(b, o + 8) - (old !== NULL_DATAOFF ? 1 : 0) + (v !== NULL_DATAOFF ? 1 : 0);
+        if (used <= 0) break; // the block empties: the decoded view frees it
+        let n = nvalid;
+        for (; n <= idx; n++) setBe16(b, hdr + n * 2, NULL_DATAOFF);
+        setBe16(b, hdr + idx * 2, v);
+        while (n > 0 && be16(b, hdr + (n - 1) * 2) === NULL_DATAOFF) n--;
+        b.fill(0, hdr + n * 2, hdr + Math.max(nvalid, n) * 2);
+        setBe32(b, o + 4, n);
+        setBe32(b, o + 8, used);
+        ed.ctx.bufs.dirty(blk.buf, dg.v5 ? { crcOffset: 4, lsnOffset: 16 } : {});
+        return;
+      }
+      await (await nodeFreeView(ed, dir, dg, exts)).set(db, v);
     },
-    count: () => bests.length,
-    ...bestsView(bests),
+    find: async (size: number) => {
+      for await (const { k, blk, nvalid } of blocks()) {
+        const b = blk.buf.data;
+        for (let i = 0; i < nvalid; i++) {
+          const v = be16(b, hdr + i * 2);
+          if (v !== NULL_DATAOFF && v >= size) return k * per + i;
+        }
+      }
+      return -1;
+    },
+    firstUnused: async () => {
+      let next = 0;
+      for await (const { k, blk, nvalid } of blocks()) {
+        if (k !== next) return next * per;
+        const b = blk.buf.data;
+        for (let i = 0; i < nvalid; i++) if (be16(b, hdr + i * 2) === NULL_DATAOFF) return k * per + i;
+        if (nvalid < per) return k * per + nvalid;
+        next = k + 1;
+      }
+      return next * per;
+    },
   };
 }
 

@@ -242,8 +242,10 @@ export class XfsEditor {
 
   /** @internal The inode a path names, read through the buffer cache. */
   async inodeOf(path: string, follow: boolean): Promise<XfsInode> {
-    const st = follow ? await this.fs.stat(path) : await this.fs.lstat(path);
-    return loadInode(this.ctx, st.ino);
+    const ino = await this.fs.inoIfExists(path, follow);
+    // A path that does not resolve: the reader's own error (ENOENT, ENOTDIR, ...).
+    if (ino === undefined) await (follow ? this.fs.stat(path) : this.fs.lstat(path));
+    return loadInode(this.ctx, ino as number);
   }
 
   private async change(path: string, follow: boolean, fn: (inode: XfsInode) => void): Promise<void> {
@@ -289,7 +291,7 @@ export class XfsEditor {
     const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
     this.check();
     let inode: XfsInode | undefined;
-    if (await this.fs.statIfExists(path)) {
+    if ((await this.fs.inoIfExists(path)) !== undefined) {
       if (options.flag === "wx") throw new XfsFsError("EEXIST", "file already exists", path);
       inode = await this.inodeOf(path, true);
       if ((inode.mode & S_IFMT) !== S_IFREG) {

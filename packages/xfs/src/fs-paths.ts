@@ -143,6 +143,12 @@ export abstract class XfsPathReader {
     return typeof r === "string" ? undefined : this.statsOf(r.inode);
   }
 
+  /** The inode number `path` names, or undefined when it does not resolve (no stats built). */
+  async inoIfExists(path: string, follow = false): Promise<number | undefined> {
+    const r = await this.tryResolve(path, follow);
+    return typeof r === "string" ? undefined : r.inode.ino;
+  }
+
   /** Canonical absolute path inside the guest. */
   async realpath(path: string): Promise<string> {
     return (await this.resolve(path, true)).path;

@@ -136,18 +136,35 @@ export function isNrext64(inode: Pick<XfsInode, "version" | "flags2">): boolean 
   return inode.version >= 3 && (inode.flags2 & DIFLAG2_NREXT64) !== 0n;
 }
 
+const NS = 1_000_000_000;
+
+/**
+ * A bigtime timestamp is a 64-bit count of nanoseconds; it is split into 16-bit steps so every
+ * intermediate stays below 2^53 (exact in a double) without BigInt, which cost an allocation per
+ * field on every inode load and store.
+ */
 function decodeTime(b: Uint8Array, off: number, bigtime: boolean): XfsTimestamp {
   if (bigtime) {
-    const ns = be64big(b, off);
-    const sec = Number(ns / 1_000_000_000n) - BIGTIME_EPOCH_OFFSET;
-    return { sec, nsec: Number(ns % 1_000_000_000n) };
+    const hi = be32(b, off);
+    const lo = be32(b, off + 4);
+    const r = hi % NS;
+    const t = r * 65536 + (lo >>> 16);
+    const rest = (t % NS) * 65536 + (lo & 0xffff);
+    const sec = ((hi - r) / NS) * 2 ** 32 + Math.floor(t / NS) * 65536 + Math.floor(rest / NS);
+    return { sec: sec - BIGTIME_EPOCH_OFFSET, nsec: rest % NS };
   }
   return { sec: be32(b, off) | 0, nsec: be32(b, off + 4) };
 }
 
 function encodeTime(b: Uint8Array, off: number, t: XfsTimestamp, bigtime: boolean): void {
   if (bigtime) {
-    setBe64big(b, off, BigInt(t.sec + BIGTIME_EPOCH_OFFSET) * 1_000_000_000n + BigInt(t.nsec));
+    // ns = S·10^9 + nsec with S = sec + 2^31 < 2^34, built as mid·2^16 + low16.
+    const s = t.sec + BIGTIME_EPOCH_OFFSET;
+    const sl = s % 65536;
+    const a = sl * NS + t.nsec;
+    const mid = ((s - sl) / 65536) * NS + Math.floor(a / 65536);
+    setBe32(b, off, Math.floor(mid / 65536));
+    setBe32(b, off + 4, ((mid % 65536) * 65536 + (a % 65536)) >>> 0);
   } else {
     setBe32(b, off, t.sec >>> 0);
     setBe32(b, off + 4, t.nsec);

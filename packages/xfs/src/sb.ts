@@ -295,8 +295,8 @@ export function crcMatches(buf: Uint8Array, len: number, crcOff: number): boolea
 }
 
 /**
- * Copies of whole metadata blocks that the editor's buffer cache has just stamped with their
- * CRC itself (see CacheView): checking it again would only recompute what it wrote.
+ * Copies of whole metadata blocks that the editor's buffer cache holds changed (see CacheView):
+ * their CRC is the cache's to stamp at commit, and checking it would only recompute what it writes.
  */
 const sealedCopies = new WeakSet<Uint8Array>();
 export function vouchSealedCopy(buf: Uint8Array): void {
