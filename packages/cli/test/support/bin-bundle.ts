@@ -60,8 +60,21 @@ const sources: Plugin = {
   },
 };
 
-/** Directory holding imgpatch.js (the bin) and main-job.js (`npm start`), with their chunks. */
+let bundle: Promise<string> | undefined;
+
+/**
+ * Directory holding imgpatch.js (the bin) and main-job.js (`npm start`), with their chunks. Keyed
+ * once per test process: hashing every source again for each spawn would be wasted work.
+ */
 export function binBundle(): Promise<string> {
+  bundle ??= makeBundle();
+  bundle.catch(() => {
+    bundle = undefined;
+  });
+  return bundle;
+}
+
+function makeBundle(): Promise<string> {
   // This file too: the way it bundles is part of what the bundle is.
   const files = [...sourceFiles(), fileURLToPath(import.meta.url)];
   return built(
