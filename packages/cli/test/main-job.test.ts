@@ -1,14 +1,13 @@
 /**
  * The main job exactly as `npm start` runs it (packages/cli/src/main-job.ts executed as the entry
- * point, through tsx instead of the built dist/), writing the gold image to a temp dir, then the
- * oracles. On the default (XFS, RHEL-like) base: qemu-img check, xfs_repair -n on both XFS volumes,
- * xfs_db -r read-back, and as root a read-only loop mount for contents. On the ext4 base
- * (IMGPATCH_BASE): e2fsck -fn on both partitions and the produced tree read back by debugfs.
+ * point, bundled from the sources by support/bin-bundle.ts, not the built dist/), writing the gold
+ * image to a temp dir, then the oracles. On the default (XFS, RHEL-like) base: qemu-img check,
+ * xfs_repair -n on both XFS volumes, xfs_db -r read-back, and as root a read-only loop mount for
+ * contents. On the ext4 base (IMGPATCH_BASE): e2fsck -fn on both partitions and the produced tree
+ * read back by debugfs.
  */
-import { spawn } from "node:child_process";
 import { mkdir, readdir, readFile, readlink } from "node:fs/promises";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import {
   debugfs,
   debugfsCat,
@@ -28,26 +27,15 @@ import {
 } from "@imgpatch/testkit";
 import { expect, it } from "vitest";
 import { baseImage } from "../src/main-job.js";
-import { TSX } from "./support/run-bin.js";
+import { runMainJob } from "./support/run-bin.js";
 import { xfsBaseCopy } from "./support/xfs-base.js";
 
-const MAIN = fileURLToPath(new URL("../src/main-job.ts", import.meta.url));
-const REGISTER = fileURLToPath(new URL("./support/register-sources.mjs", import.meta.url));
 const ROOT = 67584 * 512;
 const BOOT = 2048 * 512;
 
-function runMain(env: Record<string, string>): Promise<{ code: number; out: string }> {
-  return new Promise((resolve, reject) => {
-    const c = spawn(process.execPath, ["--import", TSX, "--import", REGISTER, MAIN], {
-      env: { ...process.env, ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let out = "";
-    c.stdout.on("data", (d) => (out += d));
-    c.stderr.on("data", (d) => (out += d));
-    c.on("error", reject);
-    c.on("close", (code) => resolve({ code: code ?? -1, out }));
-  });
+async function runMain(env: Record<string, string>): Promise<{ code: number; out: string }> {
+  const r = await runMainJob(env);
+  return { code: r.code, out: r.stdout + r.stderr };
 }
 
 describeWithTools(["qemu-img", "e2fsck", "debugfs"], "npm start (the main job) on the ext4 base", () => {
