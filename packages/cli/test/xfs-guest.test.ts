@@ -365,7 +365,9 @@ for (const variant of VARIANTS) {
           } finally {
             await runToolOk("umount", ["-d", mnt]);
           }
-          const before = createHash("sha256").update(await readFile(raw)).digest("hex");
+          const before = createHash("sha256")
+            .update(await readFile(raw))
+            .digest("hex");
           const ro = await openGuest(raw, { readOnly: true });
           try {
             expect(ro.warnings.join("\n")).toMatch(/replayed in memory/);
@@ -393,7 +395,11 @@ for (const variant of VARIANTS) {
           } finally {
             await g.close();
           }
-          expect(createHash("sha256").update(await readFile(raw)).digest("hex")).toBe(before);
+          expect(
+            createHash("sha256")
+              .update(await readFile(raw))
+              .digest("hex"),
+          ).toBe(before);
           const check = await runBin(["check", ov]);
           expect(check.stdout).toMatch(/partition 4 \(xfs "root"\): xfs_repair -n -f: clean/);
           expect(check.code).toBe(0);
