@@ -259,7 +259,20 @@ describeWithTools(
         await crashImage(
           live,
           ["-t", "ext4", "-b", "4096", "-O", "fast_commit"],
-          `mkdir a; ${SYNC}; for i in $(seq 1 12); do head -c $((i*300)) /dev/zero | tr '\\0' q > a/f$i; ${FSYNC("a/f$i")}; done`,
+          `mkdir -p a; ${SYNC}; for i in $(seq 1 12); do head -c $((i*300)) /dev/zero | tr '\\0' q > a/f$i; ${FSYNC("a/f$i")}; done`,
+          // The kernel's periodic full commit (every 5 s) can land before the copy and leave the
+          // fast-commit area stale: take copies until one has fast commits waiting.
+          async (img) => {
+            const d = await FileDevice.open(img, { readOnly: true });
+            try {
+              await Ext4Fs.open(d);
+              return false;
+            } catch (e) {
+              return e instanceof Ext4UnsupportedError;
+            } finally {
+              await d.close();
+            }
+          },
         );
         const dev = await FileDevice.open(live, { readOnly: true });
         const err = await Ext4Fs.open(dev).catch((e: unknown) => e);
