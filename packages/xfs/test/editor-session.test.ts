@@ -12,19 +12,8 @@ import { dir2Writer } from "../src/dir2-write.js";
 import { type DirectoryWriter, XfsEditor } from "../src/editor.js";
 import { XfsFsError } from "../src/errors.js";
 import { storeInode } from "../src/inode-create.js";
+import { pattern } from "./images.js";
 import { dbFields, FEATURE_SETS, fsCheck, mkfsImage, XFS_TOOLS, xfsDb } from "./space-helpers.js";
-
-function pattern(n: number, seed: number): Uint8Array {
-  const b = new Uint8Array(n);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    b[i] = x & 0xff;
-  }
-  return b;
-}
 
 /** A stream of `chunks` pieces of `size` bytes, throwing instead of yielding piece `failAt`. */
 async function* pieces(chunks: number, size: number, failAt = -1): AsyncGenerator<Uint8Array> {

@@ -9,19 +9,8 @@ import { FileDevice } from "@imgpatch/disk";
 import { describeWithTools, isRoot, tempDir, withLoopMount } from "@imgpatch/testkit";
 import { expect, it } from "vitest";
 import { XfsEditor } from "../src/editor.js";
+import { pattern } from "./images.js";
 import { dbFields, FEATURE_SETS, fsCheck, mkfsImage, XFS_TOOLS, xfsDb } from "./space-helpers.js";
-
-function pattern(n: number, seed: number): Uint8Array {
-  const b = new Uint8Array(n);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    b[i] = x & 0xff;
-  }
-  return b;
-}
 
 /** The file's mapping as xfs_db's bmap prints it: "data offset O startblock B (A/R) count N flag F". */
 function dbBmap(path: string, file: string): { off: number; fsb: number; count: number }[] {

@@ -264,3 +264,16 @@ export async function buildFuzzImage(
   }
   return { path, populated };
 }
+
+/** Deterministic pseudo-random bytes (xorshift32) for file contents the tests compare. */
+export function pattern(n: number, seed: number): Uint8Array {
+  const b = new Uint8Array(n);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    b[i] = x & 0xff;
+  }
+  return b;
+}
